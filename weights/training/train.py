@@ -333,19 +333,22 @@ def predict_logits(model, imgs_u8: torch.Tensor, mean, std, device, channels_las
 
 
 @torch.no_grad()
-def mc_dropout_probs(model, imgs_u8, mean, std, device, channels_last, T=1.0, samples=20, batch=64):
-    """MC dropout: backbone in eval mode, head dropout active; mean P(PNEUMONIA)
-    over `samples` passes, and its standard deviation."""
+def backbone_features(model, imgs_u8, mean, std, device, channels_last, batch=64):
+    """Pooled 2048-d features (everything before model.fc), eval mode."""
     model.eval()
-    feats = []
     backbone = nn.Sequential(*list(model.children())[:-1])
+    feats = []
     for i in range(0, len(imgs_u8), batch):
         x = imgs_u8[i:i + batch].to(device).float().div_(255.0).unsqueeze(1)
         feats.append(torch.flatten(backbone(to_input(x, mean, std, channels_last)), 1).float())
-    f = torch.cat(feats)
-    head = model.fc
-    head.train()
-    g = torch.Generator(device=f.device).manual_seed(0)
+    return torch.cat(feats) if feats else torch.zeros(0, 2048)
+
+
+@torch.no_grad()
+def mc_dropout_probs(head, f, T=1.0, samples=20, seed=0):
+    """MC dropout on pooled features f: backbone deterministic (eval-mode BN),
+    head dropout active; mean P(PNEUMONIA) over `samples` passes and its std."""
+    g = torch.Generator(device=f.device).manual_seed(seed)
     ps = []
     for _ in range(samples):
         h = f
@@ -356,7 +359,6 @@ def mc_dropout_probs(model, imgs_u8, mean, std, device, channels_last, T=1.0, sa
             else:
                 h = layer(h)
         ps.append(torch.softmax(h / T, 1)[:, POS].cpu())
-    head.eval()
     ps = torch.stack(ps)
     return ps.mean(0).numpy(), ps.std(0).numpy()
 
@@ -611,7 +613,9 @@ def export(args):
     assert abs(mean2 - mean) < 1e-9 and abs(std2 - std) < 1e-9, "split/cache changed since training"
     dev = torch.device("cpu")
     imgs = torch.from_numpy(arr)
-    vz = predict_logits(model, imgs[idx["val"]], mean, std, dev, False)
+    vfeat = backbone_features(model, imgs[idx["val"]], mean, std, dev, False)
+    with torch.no_grad():
+        vz = model.fc(vfeat).numpy()
     vy = labels[idx["val"]]
     # f32 (unrounded) vs f16-rounded logits, for the record
     m32 = build_model(p_drop); m32.load_state_dict(ck["model"]); m32.eval()
@@ -626,7 +630,7 @@ def export(args):
                threshold=thr, at_threshold=binary_metrics(vy, p_cal, thr),
                at_0_5_calibrated=binary_metrics(vy, p_cal, 0.5),
                max_abs_logit_diff_f32_vs_f16=f16_dev)
-    mc_mean, mc_std = mc_dropout_probs(model, imgs[idx["val"]], mean, std, dev, False, T=T)
+    mc_mean, mc_std = mc_dropout_probs(model.fc, vfeat, T=T)
     res["mc_dropout"] = dict(samples=20, auc=auc_score(vy, mc_mean), ece=ece_score(vy, mc_mean),
                              at_threshold=binary_metrics(vy, mc_mean, thr),
                              mean_std=float(mc_std.mean()))
@@ -643,6 +647,7 @@ def export(args):
     out.mkdir(parents=True, exist_ok=True)
     wname = f"{name}.safetensors"
     save_file(f16, str(out / wname), metadata={"format": "pt", "classes": "NORMAL,PNEUMONIA"})
+    os.chmod(out / wname, 0o644)
     hist = ck.get("hist") or torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["hist"]
     m_best = ck["metrics"] if "metrics" in ck else hist[-1]
     trained_epochs = int(torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)["epoch"]) \
