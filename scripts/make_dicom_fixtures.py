@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Make the io test fixtures and the pydicom/Pillow reference values the Rust tests compare against.
+
+Run from the repository root with the io venv (see tests/fixtures/dicom/ATTRIBUTION.md):
+
+    python3 -m venv .venv-io
+    .venv-io/bin/pip install pydicom numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg \
+        pylibjpeg-rle Pillow
+    .venv-io/bin/python scripts/make_dicom_fixtures.py
+
+What it writes:
+
+* tests/fixtures/dicom/reference.json: for every DICOM file under ../shared/dicom (when present) and
+  every committed fixture, what pydicom decodes *after the modality LUT and before any MONOCHROME1
+  inversion* (shape, min, max, mean, values at fixed coordinates), plus photometric interpretation,
+  the header window and rescale. Entries are keyed by file name (rsna files as "rsna/<name>").
+  Entries of files pydicom cannot decode carry "error" instead of values.
+* small derived DICOM fixtures (a cropped RLE re-encode, truncated and garbage files) when the
+  shared folder is present; the real-file fixtures are copied unchanged.
+* tests/fixtures/raster/*: a 16-bit grayscale PNG, an RGB PNG, an RGBA PNG, a tiny gray JPEG and
+  tiny RGB JPEG, and raster_reference.json with Pillow's "L" values for each.
+
+Everything is deterministic (fixed seeds), so re-running it reproduces the committed files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.pixels import apply_modality_lut
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = (ROOT / ".." / "shared" / "dicom").resolve()
+DICOM_FIX = ROOT / "tests" / "fixtures" / "dicom"
+RASTER_FIX = ROOT / "tests" / "fixtures" / "raster"
+
+# Real files committed unchanged (small enough, and each covers a codec or a photometric case).
+COPY_FIXTURES = [
+    "pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm",
+    "cr_chest_pa_mono1_10bit_explicit_le_440.dcm",
+    "siim_cr_chest_pa_jpegbaseline_mono2_8bit_1024.dcm",
+    "siim_cr_chest_pa_jpegbaseline_FAKE_mono1_header.dcm",
+    "wg04_RG3_cr_extremity_mono1_10bit_j2k_lossy_1760.dcm",
+    "wg04_RG2_cr_hip_mono2_10bit_jpeg_extended_fixed.dcm",
+    "wg04_RG3_cr_extremity_mono1_10bit_jpegls_lossless_1760.dcm",
+]
+
+
+def sample_coords(rows: int, cols: int) -> list[list[int]]:
+    """Eight fixed coordinates (row, col): the corners' neighbourhood, centre and quarter points."""
+    fr = [(0, 0), (rows - 1, cols - 1), (rows // 2, cols // 2), (rows // 4, cols // 4),
+          (rows // 4, (3 * cols) // 4), ((3 * rows) // 4, cols // 4),
+          ((3 * rows) // 4, (3 * cols) // 4), (rows // 3, cols // 2)]
+    return [[int(r), int(c)] for r, c in fr]
+
+
+def first_float(ds, keyword):
+    v = ds.get(keyword)
+    if v is None:
+        return None
+    try:
+        if isinstance(v, pydicom.multival.MultiValue):
+            v = v[0]
+        return float(v)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def reference_for(path: Path) -> dict:
+    ds = pydicom.dcmread(path)
+    entry = {
+        "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
+        "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")),
+        "rows": int(ds.Rows),
+        "columns": int(ds.Columns),
+        "bits_stored": int(ds.BitsStored),
+        "pixel_representation": int(ds.get("PixelRepresentation", 0)),
+        "window_center": first_float(ds, "WindowCenter"),
+        "window_width": first_float(ds, "WindowWidth"),
+        "rescale_slope": first_float(ds, "RescaleSlope"),
+        "rescale_intercept": first_float(ds, "RescaleIntercept"),
+        "modality": ds.get("Modality"),
+        "view_position": ds.get("ViewPosition"),
+        "sop_instance_uid": str(ds.get("SOPInstanceUID", "")) or None,
+    }
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - recorded, the Rust side must then error too or decode
+        entry["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return entry
+    if arr.ndim == 3 and int(ds.get("SamplesPerPixel", 1)) == 1:
+        arr = arr[0]  # multi-frame: frame 0, like the viewer
+    vals = apply_modality_lut(arr, ds).astype(np.float64)
+    rows, cols = vals.shape[:2]
+    coords = sample_coords(rows, cols)
+    entry.update({
+        "shape": [int(rows), int(cols)],
+        "min": float(vals.min()),
+        "max": float(vals.max()),
+        "mean": float(vals.mean()),
+        "coords": coords,
+        "values": [float(vals[r, c]) for r, c in coords],
+        "decoder_note": "pydicom " + pydicom.__version__,
+    })
+    return entry
+
+
+def make_derived(shared: Path) -> None:
+    """Small fixtures derived from the shared files, so real codecs stay covered in a fresh clone."""
+    # RLE: crop the 2140x1760 WG04 hip to 192x160 and re-encode with pydicom's own RLE encoder.
+    src = pydicom.dcmread(shared / "wg04_RG2_cr_hip_mono2_10bit_rle_2140x1760.dcm")
+    arr = src.pixel_array[900:1092, 700:860].copy()
+    src.decompress()
+    src.PixelData = arr.astype(np.uint16).tobytes()
+    src.Rows, src.Columns = arr.shape
+    src.compress(pydicom.uid.RLELossless, encoding_plugin="pydicom")
+    # compress() assigns a random SOP Instance UID; a derived, fixed one keeps re-runs identical.
+    uid = pydicom.uid.generate_uid(entropy_srcs=["cxr-viewer", "wg04_RG2_rle_crop_192x160"])
+    src.SOPInstanceUID = uid
+    src.file_meta.MediaStorageSOPInstanceUID = uid
+    src.save_as(DICOM_FIX / "wg04_RG2_rle_crop_192x160.dcm", enforce_file_format=True)
+
+    # Truncated inside the pixel data, and inside the header (the header is ~1.5 kB).
+    raw = (shared / "cr_chest_pa_mono1_10bit_explicit_le_440.dcm").read_bytes()
+    (DICOM_FIX / "truncated_pixeldata.dcm").write_bytes(raw[:8192])
+    (DICOM_FIX / "truncated_header.dcm").write_bytes(raw[:400])
+
+    # Garbage with a DICOM extension, and garbage carrying the DICM marker.
+    rng = np.random.default_rng(1234)
+    garbage = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    (DICOM_FIX / "garbage.dcm").write_bytes(garbage)
+    (DICOM_FIX / "garbage_with_dicm.dcm").write_bytes(garbage[:128] + b"DICM" + garbage[132:])
+
+    # A real file with the 128-byte preamble removed (starts with "DICM").
+    raw16 = (shared / "pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm").read_bytes()
+    (DICOM_FIX / "no_preamble_16x16.dcm").write_bytes(raw16[128:])
+
+
+def make_raster() -> dict:
+    RASTER_FIX.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(42)
+    ref = {}
+
+    # 16-bit gray PNG: a ramp well above 255 so an 8-bit squash would show.
+    h, w = 24, 32
+    g16 = (np.arange(h * w, dtype=np.uint32).reshape(h, w) * 83 + 1000).astype(np.uint16)
+    g16[0, 0] = 0
+    g16[-1, -1] = 65535
+    Image.fromarray(g16).save(RASTER_FIX / "gray16.png")
+    back = np.array(Image.open(RASTER_FIX / "gray16.png"))
+    assert back.dtype == np.uint16 or back.max() > 255, back.dtype
+    ref["gray16.png"] = {"width": w, "height": h, "bit_depth": 16,
+                         "values": back.astype(np.int64).ravel().tolist()}
+
+    # RGB and RGBA PNG: random colours; reference is Pillow's "L" conversion (what training used).
+    rgb = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    Image.fromarray(rgb, "RGB").save(RASTER_FIX / "rgb8.png")
+    ref["rgb8.png"] = {"width": 16, "height": 12, "bit_depth": 8,
+                       "values": np.array(Image.open(RASTER_FIX / "rgb8.png").convert("L"))
+                       .astype(np.int64).ravel().tolist()}
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (12, 16, 1), dtype=np.uint8)], axis=2)
+    Image.fromarray(rgba, "RGBA").save(RASTER_FIX / "rgba8.png")
+    ref["rgba8.png"] = {"width": 16, "height": 12, "bit_depth": 8,
+                        "values": np.array(Image.open(RASTER_FIX / "rgba8.png").convert("L"))
+                        .astype(np.int64).ravel().tolist()}
+
+    # Tiny JPEGs (smooth content so decoders agree within a grey level or two).
+    yy, xx = np.mgrid[0:32, 0:40]
+    gray = (128 + 100 * np.sin(xx / 6.0) * np.cos(yy / 5.0)).astype(np.uint8)
+    Image.fromarray(gray, "L").save(RASTER_FIX / "gray8.jpg", quality=95)
+    ref["gray8.jpg"] = {"width": 40, "height": 32, "bit_depth": 8,
+                        "values": np.array(Image.open(RASTER_FIX / "gray8.jpg"))
+                        .astype(np.int64).ravel().tolist()}
+    col = np.stack([gray, 255 - gray, (gray // 2 + 60)], axis=2).astype(np.uint8)
+    Image.fromarray(col, "RGB").save(RASTER_FIX / "rgb8.jpg", quality=95)
+    ref["rgb8.jpg"] = {"width": 40, "height": 32, "bit_depth": 8,
+                       "values": np.array(Image.open(RASTER_FIX / "rgb8.jpg").convert("L"))
+                       .astype(np.int64).ravel().tolist()}
+    # A PNG saved with a .dcm extension: detection must go by content.
+    shutil.copyfile(RASTER_FIX / "rgb8.png", RASTER_FIX / "png_named.dcm")
+    return ref
+
+
+def main() -> int:
+    DICOM_FIX.mkdir(parents=True, exist_ok=True)
+    refs: dict[str, dict] = {}
+    if SHARED.is_dir():
+        for name in COPY_FIXTURES:
+            shutil.copyfile(SHARED / name, DICOM_FIX / name)
+        make_derived(SHARED)
+        for p in sorted(SHARED.rglob("*.dcm")):
+            key = str(p.relative_to(SHARED))
+            refs[key] = reference_for(p)
+            refs[key]["sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+            print(key, refs[key].get("shape"), refs[key].get("error", ""))
+    else:
+        print(f"note: {SHARED} is absent; only the committed fixtures are referenced", file=sys.stderr)
+    for p in sorted(DICOM_FIX.glob("*.dcm")):
+        key = "fixtures/" + p.name
+        try:
+            refs[key] = reference_for(p)
+        except Exception as exc:  # noqa: BLE001 - truncated/garbage fixtures are meant to fail
+            refs[key] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        print(key, refs[key].get("shape"), refs[key].get("error", ""))
+    (DICOM_FIX / "reference.json").write_text(json.dumps(refs, indent=1, sort_keys=True) + "\n")
+    raster = make_raster()
+    (RASTER_FIX / "raster_reference.json").write_text(json.dumps(raster, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+//! Loading studies: DICOM and raster images become one [`Study`].
+//!
+//! # Two paths out of one buffer
+//!
+//! A [`Study`] keeps the pixels at full precision in *presentation-ready value space*: after the
+//! DICOM modality LUT (rescale slope/intercept) and with MONOCHROME1 already inverted, so that a
+//! larger value is always brighter. Nothing is squashed to 8 bits at load time, because the two
+//! consumers need different mappings of the same values:
+//!
+//! * **display path**: the user drags the window; [`Study::to_unit`] with the current [`Window`]
+//!   gives `[0, 1]` values for the texture. Starting point is [`Study::default_window`].
+//! * **model path**: the classifier was trained on 8-bit PNG/JPEG chest films read as Pillow "L"
+//!   and scaled by `v / 255`. For raster input the default window is therefore the full bit-depth
+//!   range ([`WindowSource::BitDepth`]), which reproduces that exactly. For DICOM the default
+//!   window (header VOI, or a 0.5–99.5 % percentile window) is the closest equivalent of how such
+//!   training images were exported.
+//!
+//! # MONOCHROME1
+//!
+//! In MONOCHROME1 the minimum stored value is *white*. dicom-pixeldata's raw value path
+//! (`to_vec_frame`) does not invert, so the loader does it explicitly: `v' = (max + min) - v` over
+//! the post-rescale range of the stored bits (e.g. `0..=1023` for 10-bit unsigned, slope 1). The
+//! header window is mirrored the same way (its interval `[low, high]` becomes
+//! `[max + min - high, max + min - low]`), so `window'.apply(v') == 1 - window.apply(v)` and the
+//! image looks as the modality intended.
+//!
+//! # Windowing
+//!
+//! [`Window`] is the DICOM linear VOI function (PS3.3 C.11.2.1.2) stored as the value interval
+//! `[low, high]` it maps onto `[0, 1]`; centre/width are the header's parametrisation of it.
+//!
+//! # Robustness
+//!
+//! Every input goes through content sniffing, dimension limits checked from the header before
+//! any pixel buffer is allocated ([`MAX_SIDE`], [`MAX_PIXELS`]), and a `catch_unwind` around the
+//! third-party decoders; any failure is a one-line [`LoadError`], never a panic.
+
+mod dicom;
+mod error;
+mod raster;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub use error::{LoadError, LoadErrorKind};
+
+/// Longest accepted image side: beyond any radiograph detector, and keeps textures legal on GPUs.
+pub const MAX_SIDE: usize = 16384;
+/// Most accepted pixels (×4 bytes as f32 ≈ 400 MB): guards memory against hostile headers.
+pub const MAX_PIXELS: usize = 100_000_000;
+
+/// Display/model window in stored-pixel units (after modality LUT, after MONOCHROME1 inversion).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Window {
+    /// Value mapped to 0 (black).
+    pub low: f32,
+    /// Value mapped to 1 (white).
+    pub high: f32,
+}
+
+impl Window {
+    /// DICOM linear VOI (PS3.3 C.11.2.1.2): low = c - 0.5 - (w-1)/2, high = c - 0.5 + (w-1)/2.
+    ///
+    /// Using the standard's half-pixel offsets keeps our rendering identical to other viewers for
+    /// the same header values.
+    pub fn from_center_width(center: f32, width: f32) -> Window {
+        let half = (width - 1.0) / 2.0;
+        Window {
+            low: center - 0.5 - half,
+            high: center - 0.5 + half,
+        }
+    }
+
+    /// Inverse of [`Window::from_center_width`], so a window round-trips through the header form.
+    pub fn center(&self) -> f32 {
+        (self.low + self.high) / 2.0 + 0.5
+    }
+
+    /// Inverse of [`Window::from_center_width`].
+    pub fn width(&self) -> f32 {
+        self.high - self.low + 1.0
+    }
+
+    /// clamp((v-low)/(high-low), 0, 1).
+    ///
+    /// A degenerate window (width 1, as the standard allows) is a threshold at `low` rather than a
+    /// division by zero; NaN maps to 0 so a texture never receives NaN.
+    pub fn apply(&self, v: f32) -> f32 {
+        let span = self.high - self.low;
+        let t = if span > 0.0 {
+            (v - self.low) / span
+        } else if v >= self.high {
+            1.0
+        } else {
+            0.0
+        };
+        if t.is_nan() {
+            0.0
+        } else {
+            t.clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// Where [`Study::default_window`] came from; shown in the UI so the user knows whether the
+/// window is the modality's choice or a guess.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WindowSource {
+    /// First WindowCenter/WindowWidth of the DICOM header.
+    Header,
+    /// 0.5 %..99.5 % percentiles of the pixel values (DICOM without a usable VOI window).
+    Percentile,
+    /// Full range of the raster bit depth (0..255 or 0..65535), which matches training.
+    BitDepth,
+}
+
+/// A loaded image: one grey-level plane plus what is needed to present and describe it.
+#[derive(Clone, Debug)]
+pub struct Study {
+    pub source: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    /// Row-major, `len = width * height`; values after the modality LUT / rescale, with
+    /// MONOCHROME1 already inverted so that larger always means brighter on screen; full precision
+    /// (no 8-bit squash).
+    pub pixels: Vec<f32>,
+    /// From the VOI header (first WindowCenter/Width, mirrored with the MONOCHROME1 inversion) or,
+    /// when there is none, an automatic percentile window (0.5 %..99.5 %) for DICOM. For raster
+    /// images the full range of the bit depth, so an 8-bit image maps to exactly `v / 255`.
+    pub default_window: Window,
+    pub window_source: WindowSource,
+    pub metadata: StudyMetadata,
+}
+
+impl Study {
+    /// Pixels mapped through `window` to `[0, 1]`, row-major.
+    pub fn to_unit(&self, window: &Window) -> Vec<f32> {
+        self.pixels.iter().map(|&v| window.apply(v)).collect()
+    }
+}
+
+/// What the viewer shows about a study and what an export may contain.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StudyMetadata {
+    /// "DICOM", "PNG" or "JPEG".
+    pub format: String,
+    /// UID and name, for DICOM.
+    pub transfer_syntax: Option<String>,
+    pub modality: Option<String>,
+    pub view_position: Option<String>,
+    pub patient_age: Option<String>,
+    pub patient_sex: Option<String>,
+    pub photometric_interpretation: Option<String>,
+    pub pixel_spacing: Option<[f64; 2]>,
+    pub imager_pixel_spacing: Option<[f64; 2]>,
+    pub study_date: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub bits_stored: u16,
+    pub rescale_slope: Option<f64>,
+    pub rescale_intercept: Option<f64>,
+    /// Identifier: never exported unless the user asks.
+    #[serde(skip)]
+    pub patient_name: Option<String>,
+    /// Identifier: never exported unless the user asks.
+    #[serde(skip)]
+    pub patient_id: Option<String>,
+    /// Every top-level data-set element as `("(0010,0010)", keyword, short value text)` for a
+    /// tags panel. Skipped in serialisation because it contains identifiers; pixel data and long
+    /// binary values are left out.
+    #[serde(skip)]
+    pub tags: Vec<(String, String, String)>,
+}
+
+/// What the first bytes say the file is; the extension is not trusted (files named `.dcm` are
+/// often PNG exports and vice versa).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Detected {
+    /// "DICM" at offset 128 (standard Part-10 file).
+    DicomWithPreamble,
+    /// "DICM" at offset 0 (Part-10 file whose preamble was stripped).
+    DicomWithoutPreamble,
+    Png,
+    Jpeg,
+    Unknown,
+}
+
+fn detect(head: &[u8]) -> Detected {
+    const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if head.len() >= 132 && &head[128..132] == b"DICM" {
+        Detected::DicomWithPreamble
+    } else if head.starts_with(b"DICM") {
+        Detected::DicomWithoutPreamble
+    } else if head.starts_with(PNG_MAGIC) {
+        Detected::Png
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Detected::Jpeg
+    } else {
+        Detected::Unknown
+    }
+}
+
+/// Load a DICOM, PNG or JPEG file, chosen by content.
+pub fn load_study(path: &Path) -> Result<Study, LoadError> {
+    let head = read_head(path)?;
+    let detected = detect(&head);
+    tracing::debug!(path = %path.display(), ?detected, "loading study");
+    guard_panics(path, || match detected {
+        Detected::DicomWithPreamble => dicom::load(path, true),
+        Detected::DicomWithoutPreamble => dicom::load(path, false),
+        Detected::Png => raster::load(path, image::ImageFormat::Png, "PNG"),
+        Detected::Jpeg => raster::load(path, image::ImageFormat::Jpeg, "JPEG"),
+        Detected::Unknown => Err(unknown_format(path, &head)),
+    })
+}
+
+/// Decoders are third-party code fed with untrusted bytes: a panic in one of them must become an
+/// error for this file, not take the viewer down.
+fn guard_panics(
+    path: &Path,
+    load: impl FnOnce() -> Result<Study, LoadError>,
+) -> Result<Study, LoadError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(LoadError::new(
+                path,
+                LoadErrorKind::DecoderPanic,
+                format!("corrupt data crashed the decoder ({msg})"),
+            ))
+        }
+    }
+}
+
+fn read_head(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let io_err =
+        |e: std::io::Error| LoadError::new(path, LoadErrorKind::Io, e.to_string()).with_source(e);
+    let file = std::fs::File::open(path).map_err(io_err)?;
+    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(LoadError::new(path, LoadErrorKind::Io, "is a directory"));
+    }
+    let mut head = Vec::with_capacity(132);
+    file.take(132).read_to_end(&mut head).map_err(io_err)?;
+    Ok(head)
+}
+
+fn unknown_format(path: &Path, head: &[u8]) -> LoadError {
+    let reason = if head.is_empty() {
+        "the file is empty".to_string()
+    } else {
+        "not a DICOM, PNG or JPEG file (no DICM marker, PNG or JPEG signature; \
+         DICOM data sets without a file meta header are not supported)"
+            .to_string()
+    };
+    LoadError::new(path, LoadErrorKind::UnknownFormat, reason)
+}
+
+/// Header dimensions are checked against the limits before any pixel buffer exists, so a
+/// hostile header cannot make the loader allocate gigabytes.
+fn check_dimensions(path: &Path, width: usize, height: usize) -> Result<(), LoadError> {
+    let bad = |reason: String| Err(LoadError::new(path, LoadErrorKind::BadDimensions, reason));
+    if width == 0 || height == 0 {
+        return bad(format!("image has zero size ({width}×{height} pixels)"));
+    }
+    if width > MAX_SIDE || height > MAX_SIDE {
+        return bad(format!(
+            "image is {width}×{height} pixels, larger than the {MAX_SIDE}-pixel limit"
+        ));
+    }
+    if width.saturating_mul(height) > MAX_PIXELS {
+        return bad(format!(
+            "image is {width}×{height} pixels, more than the {MAX_PIXELS}-pixel limit"
+        ));
+    }
+    Ok(())
+}
+
+/// 0.5 %..99.5 % window: robust against burned-in text and collimator edges that would make a
+/// min..max window look washed out.
+fn percentile_window(pixels: &[f32]) -> Window {
+    let mut v: Vec<f32> = pixels.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return Window {
+            low: 0.0,
+            high: 1.0,
+        };
+    }
+    let n = v.len();
+    let rank = |q: f64| ((q * (n - 1) as f64).round() as usize).min(n - 1);
+    let (lo_i, hi_i) = (rank(0.005), rank(0.995));
+    let (_, lo, rest) = v.select_nth_unstable_by(lo_i, f32::total_cmp);
+    let low = *lo;
+    // hi_i >= lo_i, so the high percentile lies in the upper partition (or is the pivot).
+    let high = if hi_i == lo_i {
+        low
+    } else {
+        let k = hi_i - lo_i - 1;
+        *rest.select_nth_unstable_by(k, f32::total_cmp).1
+    };
+    if high > low {
+        Window { low, high }
+    } else {
+        // A constant image: any window shows it; keep it non-degenerate.
+        Window {
+            low: low - 0.5,
+            high: low + 0.5,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn window_round_trips_center_width() {
+        let w = Window::from_center_width(550.0, 1024.0);
+        assert_eq!(w.low, 550.0 - 0.5 - 511.5);
+        assert_eq!(w.high, 550.0 - 0.5 + 511.5);
+        assert_eq!(w.center(), 550.0);
+        assert_eq!(w.width(), 1024.0);
+        assert_eq!(w.apply(w.low), 0.0);
+        assert_eq!(w.apply(w.high), 1.0);
+        assert_eq!(w.apply(-1e9), 0.0);
+        assert_eq!(w.apply(1e9), 1.0);
+        assert_eq!(w.apply(f32::NAN), 0.0);
+    }
+
+    #[test]
+    fn degenerate_window_is_threshold() {
+        let w = Window::from_center_width(10.5, 1.0);
+        assert_eq!(w.apply(9.0), 0.0);
+        assert_eq!(w.apply(10.0), 1.0);
+    }
+
+    #[test]
+    fn percentiles_ignore_outliers() {
+        let mut px: Vec<f32> = (0..1000).map(|i| (i % 100) as f32).collect();
+        px[0] = -1e6;
+        px[1] = 1e6;
+        let w = percentile_window(&px);
+        assert!(w.low >= 0.0 && w.low <= 1.0, "{w:?}");
+        assert!(w.high >= 98.0 && w.high <= 99.0, "{w:?}");
+        let c = percentile_window(&[5.0; 10]);
+        assert!(c.high > c.low);
+    }
+
+    #[test]
+    fn decoder_panic_becomes_an_error() {
+        let err =
+            guard_panics(Path::new("/x/bad.dcm"), || panic!("index out of bounds")).unwrap_err();
+        assert_eq!(err.kind(), LoadErrorKind::DecoderPanic);
+        assert_eq!(
+            err.to_string(),
+            "cannot open bad.dcm: corrupt data crashed the decoder (index out of bounds)"
+        );
+    }
+
+    #[test]
+    fn detects_by_content() {
+        let mut dcm = vec![0u8; 132];
+        dcm[128..].copy_from_slice(b"DICM");
+        assert_eq!(detect(&dcm), Detected::DicomWithPreamble);
+        assert_eq!(detect(b"DICM\x02\x00"), Detected::DicomWithoutPreamble);
+        assert_eq!(detect(b"\x89PNG\r\n\x1a\n...."), Detected::Png);
+        assert_eq!(detect(&[0xFF, 0xD8, 0xFF, 0xE0]), Detected::Jpeg);
+        assert_eq!(detect(b"hello"), Detected::Unknown);
+        assert_eq!(detect(b""), Detected::Unknown);
+    }
+}

@@ -1,0 +1,164 @@
+//! PNG/JPEG loading.
+//!
+//! The classifier was trained on images read with Pillow and converted to "L", so colour input
+//! is reduced to luma exactly the way Pillow does it, and 8-bit values stay integers `0..=255`
+//! (the default window then maps them to `v / 255`).
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
+
+use super::error::root_cause;
+use super::{
+    check_dimensions, LoadError, LoadErrorKind, Study, StudyMetadata, Window, WindowSource,
+    MAX_PIXELS, MAX_SIDE,
+};
+
+/// Largest decoded buffer we let the image crate allocate: 16-bit RGBA at [`MAX_PIXELS`].
+const MAX_ALLOC_BYTES: u64 = MAX_PIXELS as u64 * 8;
+
+fn limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE as u32);
+    limits.max_image_height = Some(MAX_SIDE as u32);
+    limits.max_alloc = Some(MAX_ALLOC_BYTES);
+    limits
+}
+
+fn reader(path: &Path, format: ImageFormat) -> Result<ImageReader<BufReader<File>>, LoadError> {
+    let file = File::open(path)
+        .map_err(|e| LoadError::new(path, LoadErrorKind::Io, e.to_string()).with_source(e))?;
+    let mut reader = ImageReader::new(BufReader::new(file));
+    reader.set_format(format);
+    Ok(reader)
+}
+
+pub(super) fn load(
+    path: &Path,
+    format: ImageFormat,
+    format_name: &str,
+) -> Result<Study, LoadError> {
+    let mut r = reader(path, format)?;
+    r.limits(limits());
+    // `into_decoder` parses only the header and enforces the side limits there, before any pixel
+    // buffer is allocated.
+    let decoder = match r.into_decoder() {
+        Ok(d) => d,
+        Err(e @ ImageError::Limits(_)) => return Err(limits_error(path, format, e)),
+        Err(e) => return Err(image_error(path, format_name, e)),
+    };
+    let (w, h) = decoder.dimensions();
+    check_dimensions(path, w as usize, h as usize)?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| image_error(path, format_name, e))?;
+
+    let (pixels, bits) = to_luma(&img);
+    let high = if bits == 16 { 65535.0 } else { 255.0 };
+    Ok(Study {
+        source: path.to_path_buf(),
+        width: w as usize,
+        height: h as usize,
+        pixels,
+        default_window: Window { low: 0.0, high },
+        window_source: WindowSource::BitDepth,
+        metadata: StudyMetadata {
+            format: format_name.to_string(),
+            bits_stored: bits,
+            ..Default::default()
+        },
+    })
+}
+
+/// The limits fired from the header; read the header again without them only to say how big the
+/// image claims to be.
+fn limits_error(path: &Path, format: ImageFormat, err: ImageError) -> LoadError {
+    let dims = reader(path, format).ok().and_then(|mut r| {
+        r.no_limits();
+        r.into_dimensions().ok()
+    });
+    let reason = match dims {
+        Some((w, h)) => {
+            format!("image is {w}×{h} pixels, larger than the {MAX_SIDE}-pixel limit")
+        }
+        None => format!("image is larger than the {MAX_SIDE}-pixel limit"),
+    };
+    LoadError::new(path, LoadErrorKind::BadDimensions, reason).with_source(err)
+}
+
+fn image_error(path: &Path, format_name: &str, err: ImageError) -> LoadError {
+    let kind = match &err {
+        ImageError::IoError(_) => LoadErrorKind::Corrupt,
+        ImageError::Unsupported(_) => LoadErrorKind::Unsupported,
+        ImageError::Limits(_) => LoadErrorKind::BadDimensions,
+        _ => LoadErrorKind::Decode,
+    };
+    let reason = format!("invalid or truncated {format_name} ({})", root_cause(&err));
+    LoadError::new(path, kind, reason).with_source(err)
+}
+
+/// Pillow's ITU-R 601-2 luma in its integer form (`L24` in libImaging/Convert.c), so 8-bit
+/// colour input gives bit-identical values to what training saw.
+fn pillow_luma8(r: u8, g: u8, b: u8) -> f32 {
+    let l = (u32::from(r) * 19595 + u32::from(g) * 38470 + u32::from(b) * 7471 + 0x8000) >> 16;
+    l as f32
+}
+
+/// Same weights at full precision; Pillow has no 16-bit colour mode to imitate.
+fn luma16(r: u16, g: u16, b: u16) -> f32 {
+    0.299 * f32::from(r) + 0.587 * f32::from(g) + 0.114 * f32::from(b)
+}
+
+/// Grey values and the bit depth they live in (8 or 16). Alpha is ignored, as in Pillow's "L".
+fn to_luma(img: &DynamicImage) -> (Vec<f32>, u16) {
+    match img {
+        DynamicImage::ImageLuma8(b) => (b.as_raw().iter().map(|&v| f32::from(v)).collect(), 8),
+        DynamicImage::ImageLumaA8(b) => (b.pixels().map(|p| f32::from(p.0[0])).collect(), 8),
+        DynamicImage::ImageRgb8(b) => (
+            b.pixels()
+                .map(|p| pillow_luma8(p.0[0], p.0[1], p.0[2]))
+                .collect(),
+            8,
+        ),
+        DynamicImage::ImageRgba8(b) => (
+            b.pixels()
+                .map(|p| pillow_luma8(p.0[0], p.0[1], p.0[2]))
+                .collect(),
+            8,
+        ),
+        DynamicImage::ImageLuma16(b) => (b.as_raw().iter().map(|&v| f32::from(v)).collect(), 16),
+        DynamicImage::ImageLumaA16(b) => (b.pixels().map(|p| f32::from(p.0[0])).collect(), 16),
+        DynamicImage::ImageRgb16(b) => (
+            b.pixels().map(|p| luma16(p.0[0], p.0[1], p.0[2])).collect(),
+            16,
+        ),
+        DynamicImage::ImageRgba16(b) => (
+            b.pixels().map(|p| luma16(p.0[0], p.0[1], p.0[2])).collect(),
+            16,
+        ),
+        // Float or future variants (not produced by PNG/JPEG today): go through 16-bit luma.
+        other => (
+            other
+                .to_luma16()
+                .as_raw()
+                .iter()
+                .map(|&v| f32::from(v))
+                .collect(),
+            16,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pillow_luma_matches_known_values() {
+        // Values from Pillow 13: Image.new("RGB", (1, 1), c).convert("L").getpixel((0, 0)).
+        assert_eq!(pillow_luma8(255, 255, 255), 255.0);
+        assert_eq!(pillow_luma8(255, 0, 0), 76.0);
+        assert_eq!(pillow_luma8(0, 255, 0), 150.0);
+        assert_eq!(pillow_luma8(0, 0, 255), 29.0);
+    }
+}
