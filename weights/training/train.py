@@ -671,7 +671,7 @@ def export(args):
     # parity references
     ref = out / "reference"
     ref.mkdir(parents=True, exist_ok=True)
-    refs = {}
+    refs, labels_of = {}, {}
     for fname, label in FIXTURES:
         src = SAMPLES / fname
         dst = ref / fname
@@ -683,12 +683,14 @@ def export(args):
         x = torch.from_numpy(gray)[None, None]
         with torch.no_grad():
             z = model(to_input(x, mean_j, std_j, False)).double().numpy()[0]
-        refs[stem] = {"label": label, "logits": [float(v) for v in z],
-                      "prob_pneumonia_calibrated": float(softmax_np(z[None], T)[0, POS])}
-    (ref / "reference_logits.json").write_text(json.dumps(
-        {"model": name, "weights": wname, "input_size": S, "temperature": round(T, 6),
-         "note": "eval mode, CPU float32, f16 weights cast to f32, normalised with model.json mean/std",
-         **refs}, indent=2) + "\n")
+        refs[stem] = {"logits": [float(v) for v in z],
+                      "prob_pneumonia_calibrated": float(softmax_np(z[None], float(model_json["temperature"]))[0, POS])}
+        labels_of[stem] = label
+    (ref / "reference_logits.json").write_text(json.dumps(refs, indent=2) + "\n")
+    lines = [f"| `{st}` | {labels_of[st]} | {r['logits'][0]:.6f} | {r['logits'][1]:.6f} | {r['prob_pneumonia_calibrated']:.6f} |"
+             for st, r in refs.items()]
+    (ref / "README.md").write_text(REF_README.format(name=name, wname=wname, S=S, mean=mean_j, std=std_j,
+                                                     T=model_json["temperature"], rows="\n".join(lines)))
     if not (ref / "ATTRIBUTION.md").exists():
         (ref / "ATTRIBUTION.md").write_text(ATTRIBUTION)
 
@@ -702,25 +704,53 @@ def export(args):
         (HERE / "validation_metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"exported {out / wname} sha256={sha}")
     log(json.dumps(refs, indent=1))
+    log("reference labels: " + json.dumps(labels_of))
     return summary
+
+
+REF_README = """# Parity references for `{wname}`
+
+Written by `weights/training/train.py --export`; checked by
+`weights/training/check_export.py`.
+
+* `<stem>.jpeg` — the fixture image (Kermany train image, CC BY 4.0, see `ATTRIBUTION.md`).
+* `<stem>_gray.npy` — float32 [{S}, {S}]: Pillow `convert("L")`, `resize(({S}, {S}), BILINEAR)`
+  (squash), `/255`. Not yet normalised.
+* `reference_logits.json` — `{{stem: {{logits: [NORMAL, PNEUMONIA], prob_pneumonia_calibrated}}}}`:
+  the model in eval mode on CPU in float32, with the float16 weights of `{wname}` cast back to
+  float32, input `(gray - {mean}) / {std}` replicated to 3 channels;
+  `prob_pneumonia_calibrated = softmax(logits / {T})[1]`. A float32 engine loading the f16 file
+  should reproduce the logits within 1e-4.
+
+| stem | label | logit NORMAL | logit PNEUMONIA | P(PNEUMONIA) calibrated |
+|------|-------|-------------:|----------------:|------------------------:|
+{rows}
+"""
 
 
 ATTRIBUTION = """# Attribution for the fixture images in this folder
 
 `IM-0176-0001.jpeg`, `NORMAL2-IM-0912-0001.jpeg` (NORMAL) and
 `person122_virus_229.jpeg`, `person357_bacteria_1639.jpeg` (PNEUMONIA) are
-unmodified copies of images from the training split of
+unmodified copies (byte-identical; SHA-256 as in the data manifest
+`orig_sha256`) of original images from the official training split of
 
 Kermany D, Zhang K, Goldbaum M. *Labeled Optical Coherence Tomography (OCT) and
 Chest X-Ray Images for Classification.* Mendeley Data, 2018, v2.
 doi:10.17632/rscbjbr9sj.2
 
 licensed under **CC BY 4.0** (https://creativecommons.org/licenses/by/4.0/).
-Related paper: Kermany DS et al., *Identifying Medical Diagnoses and Treatable
-Diseases by Image-Based Deep Learning*, Cell 172(5):1122–1131, 2018.
+Related paper: Kermany DS, Goldbaum M, Cai W, et al. *Identifying Medical
+Diagnoses and Treatable Diseases by Image-Based Deep Learning.* Cell
+172(5):1122–1131, 2018.
 
-The `*_gray.npy` arrays are derived from them (grayscale, resized); see
-`reference_logits.json` and `weights/training/README.md`.
+Changes: none to the JPEG files. The `*_gray.npy` arrays are derived from them
+(converted to grayscale and resized); `reference_logits.json` holds model
+outputs for them.
+
+In the model's patient-level split (`weights/training/split.csv`)
+`IM-0176-0001` is in the validation part; the other three are in the training
+part (so the model has seen them).
 """
 
 
