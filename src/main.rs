@@ -1,0 +1,174 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use cxr_viewer::analysis::{AnalysisOptions, Engine};
+use cxr_viewer::cli;
+use cxr_viewer::explain::integrated_gradients::Baseline;
+use cxr_viewer::model::{select_device, DeviceChoice};
+
+/// Chest X-ray viewer and analysis engine: ResNet-50 pneumonia classification with Grad-CAM,
+/// Monte-Carlo-dropout uncertainty and Integrated Gradients. Research use only — not for diagnosis.
+#[derive(Parser)]
+#[command(name = "cxr-viewer", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// model.json (default: $CXR_VIEWER_MODEL, else weights/model.json)
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Where the network runs; `auto` uses a GPU when this build has CUDA and one answers.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+#[derive(clap::Args, Clone)]
+struct ExplainArgs {
+    /// Monte-Carlo dropout samples of the head.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    mc_samples: u32,
+    /// Integrated Gradients steps (Gauss–Legendre nodes).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    ig_steps: u32,
+    #[arg(long, value_enum, default_value_t = Baseline::Black)]
+    ig_baseline: Baseline,
+    /// Path points per Integrated Gradients batch.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    ig_batch: u32,
+    /// Skip Integrated Gradients (the slowest stage on a CPU).
+    #[arg(long)]
+    no_ig: bool,
+    /// Class explained by Grad-CAM and IG (default: the predicted class).
+    #[arg(long)]
+    target: Option<String>,
+    /// Seed of the dropout masks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl ExplainArgs {
+    fn options(&self) -> AnalysisOptions {
+        AnalysisOptions::default()
+            .with_mc_samples(self.mc_samples as usize)
+            .with_ig_steps(self.ig_steps as usize)
+            .with_ig_baseline(self.ig_baseline)
+            .with_ig_batch(self.ig_batch as usize)
+            .with_integrated_gradients(!self.no_ig)
+            .with_target(self.target.clone())
+            .with_seed(self.seed)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse images (DICOM, PNG, JPEG) and write report.json, maps (.npy) and overlays (.png).
+    Analyze {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        explain: ExplainArgs,
+        /// Also write input.npy: the normalised [3,H,W] tensor the model saw.
+        #[arg(long)]
+        dump_input: bool,
+        /// Put patient name/ID and the full path in report.json (off by default).
+        #[arg(long)]
+        include_identifiers: bool,
+    },
+    /// Per-stage median timings over repeated runs (a benchmark, not a test).
+    Bench {
+        /// Image to analyse (default: the bundled sample).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        explain: ExplainArgs,
+    },
+}
+
+fn load_engine(args: &ModelArgs) -> anyhow::Result<Engine> {
+    let (device, note) = select_device(args.device);
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    let path = args.model.clone().unwrap_or_else(cli::default_model_path);
+    Engine::load(&path, &device).with_context(|| "cannot load the model".to_string())
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Analyze {
+            inputs,
+            out,
+            model,
+            explain,
+            dump_input,
+            include_identifiers,
+        }) => {
+            let engine = load_engine(&model)?;
+            let failures = cli::analyze(
+                &engine,
+                &cli::AnalyzeArgs {
+                    inputs,
+                    out,
+                    options: explain.options(),
+                    dump_input,
+                    include_identifiers,
+                },
+            );
+            Ok(if failures == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Some(Command::Bench {
+            input,
+            runs,
+            model,
+            explain,
+        }) => {
+            let engine = load_engine(&model)?;
+            let input = input.unwrap_or_else(cli::default_sample_path);
+            print!("{}", cli::bench(&engine, &input, &explain.options(), runs)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!(
+                "error: {}",
+                chain.join(": ").lines().next().unwrap_or_default()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

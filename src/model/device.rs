@@ -1,0 +1,48 @@
+//! Choosing where the network runs.
+
+use candle_core::Device;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// GPU when this build has CUDA and a GPU answers, else CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The device to run on, and a note when the choice fell back (shown to the user, not an error):
+/// a CPU-only build or a machine without a usable GPU still works.
+pub fn select_device(choice: DeviceChoice) -> (Device, Option<String>) {
+    match choice {
+        DeviceChoice::Cpu => (Device::Cpu, None),
+        DeviceChoice::Auto | DeviceChoice::Cuda => {
+            if !candle_core::utils::cuda_is_available() {
+                let note = (choice == DeviceChoice::Cuda).then(|| {
+                    "this build has no CUDA support (build with --features cuda); using the CPU"
+                        .to_string()
+                });
+                return (Device::Cpu, note);
+            }
+            match Device::new_cuda(0) {
+                Ok(device) => (device, None),
+                Err(e) => (
+                    Device::Cpu,
+                    Some(format!(
+                        "no usable GPU ({}); using the CPU",
+                        super::weights::first_line(&e.to_string())
+                    )),
+                ),
+            }
+        }
+    }
+}
+
+pub fn device_name(device: &Device) -> &'static str {
+    match device {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Metal(_) => "metal",
+    }
+}

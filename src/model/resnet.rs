@@ -1,0 +1,702 @@
+//! torchvision's ResNet (bottleneck family) with BatchNorm folded into the convolutions, and an
+//! explicit input-gradient pass.
+//!
+//! Why not candle's autograd for the input gradient: candle's backward of `conv2d` always computes
+//! the weight gradient as well and uses the naive CPU `conv_transpose2d`, which makes
+//! forward+backward 3–5× a forward. Integrated Gradients only needs `∂logit/∂input`, so
+//! [`Backbone::backward_input`] walks the recorded activations backwards with three rules:
+//!
+//! * convolution `y = W ⋆ x + b`: `∂x = Wᵀ ⋆ ∂y`. Stride 1: a convolution of `∂y` with the flipped,
+//!   transposed kernel (fast im2col + gemm path). Stride 2: one gemm `Wᵀ·∂y` giving the
+//!   per-tap contributions, then col2im by polyphase interleaving (no zero-stuffed convolutions).
+//! * ReLU: `∂x = ∂y ⊙ [y > 0]`.
+//! * stem max-pool (3×3, stride 2, pad 1) computed separably as two 1-D "max of three, stride 2"
+//!   passes; the gradient goes to the first maximal tap of each window in row-major order, as in
+//!   PyTorch (candle's autograd would split ties, which real images with flat regions have).
+//!
+//! After ReLU every value is ≥ 0, so zero padding in the max-pool equals PyTorch's −∞ padding.
+//! The forward is made of ordinary candle ops, so candle's autograd can still differentiate it; the
+//! tests use that and finite differences to check the explicit pass.
+
+use candle_core::{DType, IndexOp, Tensor, D};
+
+use super::config::Architecture;
+use super::weights::WeightStore;
+use super::ModelError;
+
+/// BatchNorm epsilon used by torchvision.
+const BN_EPS: f64 = 1e-5;
+
+/// A convolution with its BatchNorm folded in: `y = W' ⋆ x + b'`, `W' = W·γ/σ`, `b' = β − μγ/σ`.
+#[derive(Clone, Debug)]
+pub struct ConvBn {
+    weight: Tensor,
+    bias: Tensor,
+    /// Stride 1: `Wᵀ` flipped in both spatial axes (`[c_in, c_out, k, k]`). Stride > 1: `Wᵀ` as a
+    /// matrix `[c_in·k·k, c_out]`.
+    backward_kernel: Tensor,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl ConvBn {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn load(
+        store: &WeightStore,
+        conv: &str,
+        bn: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self, ModelError> {
+        let w = store.get(&format!("{conv}.weight"), &[c_out, c_in, kernel, kernel])?;
+        let gamma = store.get(&format!("{bn}.weight"), &[c_out])?;
+        let beta = store.get(&format!("{bn}.bias"), &[c_out])?;
+        let mean = store.get(&format!("{bn}.running_mean"), &[c_out])?;
+        let var = store.get(&format!("{bn}.running_var"), &[c_out])?;
+        // Fold in f64 so the folded weights are as close to PyTorch's unfolded arithmetic as f32 allows.
+        let f64t = |t: &Tensor| t.to_dtype(DType::F64);
+        let scale = f64t(&gamma)?.div(&(f64t(&var)? + BN_EPS)?.sqrt()?)?;
+        let weight = f64t(&w)?
+            .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
+            .to_dtype(DType::F32)?;
+        let bias = (f64t(&beta)? - f64t(&mean)?.mul(&scale)?)?.to_dtype(DType::F32)?;
+        let backward_kernel = if stride == 1 {
+            let reversed: Vec<u32> = (0..kernel as u32).rev().collect();
+            let rev = Tensor::from_vec(reversed, kernel, w.device())?;
+            weight
+                .transpose(0, 1)?
+                .contiguous()?
+                .index_select(&rev, 2)?
+                .index_select(&rev, 3)?
+                .contiguous()?
+        } else {
+            weight
+                .reshape((c_out, c_in * kernel * kernel))?
+                .t()?
+                .contiguous()?
+        };
+        Ok(Self {
+            weight,
+            bias: bias.reshape((1, c_out, 1, 1))?,
+            backward_kernel,
+            c_in,
+            c_out,
+            kernel,
+            stride,
+            padding,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            .broadcast_add(&self.bias)
+    }
+
+    /// `∂L/∂x` from `∂L/∂y`; `input_hw` is the spatial size of `x` (needed when the stride
+    /// dropped a row or column).
+    pub fn backward_input(
+        &self,
+        grad: &Tensor,
+        input_hw: (usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        let (k, p, s) = (self.kernel, self.padding, self.stride);
+        if s == 1 {
+            return grad.conv2d(&self.backward_kernel, k - 1 - p, 1, 1, 1);
+        }
+        let (n, c_out, h, w) = grad.dims4()?;
+        debug_assert_eq!(c_out, self.c_out);
+        let c_in = self.c_in;
+        // taps[n, ci, ky, kx, i, j] = Σ_co W[co, ci, ky, kx] ∂y[n, co, i, j]; it lands on input
+        // pixel (s·i + ky − p, s·j + kx − p).
+        let taps = self
+            .backward_kernel
+            .broadcast_matmul(&grad.reshape((n, c_out, h * w))?)?
+            .reshape((n, c_in, k, k, h, w))?;
+        // Polyphase col2im: tap (ky, kx) = (s·qy + py, s·qx + px) adds to phase (py, px) at
+        // low-resolution offset (qy, qx); the s×s phases are then interleaved once.
+        let q = k.div_ceil(s);
+        let (ph, pw) = (h + q - 1, w + q - 1);
+        let mut phase_rows = Vec::with_capacity(s);
+        for py in 0..s {
+            let mut phase_cols = Vec::with_capacity(s);
+            for px in 0..s {
+                let mut acc: Option<Tensor> = None;
+                for qy in 0..q {
+                    for qx in 0..q {
+                        let (ky, kx) = (s * qy + py, s * qx + px);
+                        if ky >= k || kx >= k {
+                            continue;
+                        }
+                        let tap = taps
+                            .i((.., .., ky, kx))?
+                            .pad_with_zeros(2, qy, q - 1 - qy)?
+                            .pad_with_zeros(3, qx, q - 1 - qx)?;
+                        acc = Some(match acc {
+                            Some(a) => (a + tap)?,
+                            None => tap,
+                        });
+                    }
+                }
+                let acc = match acc {
+                    Some(a) => a,
+                    None => Tensor::zeros((n, c_in, ph, pw), grad.dtype(), grad.device())?,
+                };
+                phase_cols.push(acc);
+            }
+            // [n, c, ph, pw, s] → [n, c, ph, pw·s]: column phases interleaved.
+            phase_rows.push(Tensor::stack(&phase_cols, 4)?.reshape((n, c_in, ph, pw * s))?);
+        }
+        // [n, c, ph, s, pw·s] → [n, c, ph·s, pw·s]: row phases interleaved.
+        let canvas = Tensor::stack(&phase_rows, 3)?.reshape((n, c_in, ph * s, pw * s))?;
+        crop_padded(&canvas, p, input_hw)
+    }
+}
+
+/// Rows/columns `[p, p + size)` of a canvas whose index 0 is input coordinate −p; pads with zeros
+/// where the canvas is too short (its last row never received a tap).
+fn crop_padded(canvas: &Tensor, p: usize, (h, w): (usize, usize)) -> candle_core::Result<Tensor> {
+    let (_, _, ch, cw) = canvas.dims4()?;
+    let canvas = canvas.pad_with_zeros(2, 0, (p + h).saturating_sub(ch))?;
+    let canvas = canvas.pad_with_zeros(3, 0, (p + w).saturating_sub(cw))?;
+    canvas.narrow(2, p, h)?.narrow(3, p, w)
+}
+
+/// 1-D "max of three taps, stride 2" along `dim` of a zero-padded tensor: `m[i] = max(a[2i],
+/// a[2i+1], a[2i+2])`, `out` outputs.
+fn max3_stride2(a: &Tensor, dim: usize, out: usize) -> candle_core::Result<Tensor> {
+    let (t0, t1, t2) = three_taps(a, dim, out)?;
+    t0.maximum(&t1)?.maximum(&t2)
+}
+
+fn three_taps(a: &Tensor, dim: usize, out: usize) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let tap = |start: usize| -> candle_core::Result<Tensor> {
+        let t = a.narrow(dim, start, 2 * out)?;
+        let mut shape = t.dims().to_vec();
+        shape[dim] = out;
+        shape.insert(dim + 1, 2);
+        t.reshape(shape)?.narrow(dim + 1, 0, 1)?.squeeze(dim + 1)
+    };
+    Ok((tap(0)?, tap(1)?, tap(2)?))
+}
+
+/// Gradient of [`max3_stride2`]: each output's gradient goes to its first maximal tap.
+fn max3_stride2_backward(
+    a: &Tensor,
+    m: &Tensor,
+    grad: &Tensor,
+    dim: usize,
+) -> candle_core::Result<Tensor> {
+    let out = m.dim(dim)?;
+    let (t0, t1, t2) = three_taps(a, dim, out)?;
+    let e0 = t0.eq(m)?;
+    let not0 = e0.ones_like()?.sub(&e0)?;
+    let e1 = t1.eq(m)?.mul(&not0)?;
+    let e2 = t2.eq(m)?.mul(&not0)?.mul(&e1.ones_like()?.sub(&e1)?)?;
+    let g = |mask: &Tensor| grad.mul(&mask.to_dtype(grad.dtype())?);
+    let (g0, g1, g2) = (g(&e0)?, g(&e1)?, g(&e2)?);
+    // even positions 2i receive g0[i] and g2[i−1]; odd positions 2i+1 receive g1[i].
+    let even = (g0.pad_with_zeros(dim, 0, 1)? + g2.pad_with_zeros(dim, 1, 0)?)?;
+    let odd = g1.pad_with_zeros(dim, 0, 1)?;
+    let mut shape = even.dims().to_vec();
+    shape[dim] = 2 * (out + 1);
+    let interleaved = Tensor::stack(&[even, odd], dim + 1)?.reshape(shape)?;
+    interleaved.narrow(dim, 0, a.dim(dim)?)
+}
+
+/// The stem max-pool (3×3, stride 2, padding 1).
+#[derive(Clone, Debug)]
+struct StemPool;
+
+struct PoolTape {
+    padded: Tensor,
+    cols: Tensor,
+    out: Tensor,
+}
+
+impl StemPool {
+    fn out_size(n: usize) -> usize {
+        (n + 2 - 3) / 2 + 1
+    }
+
+    fn forward(x: &Tensor) -> candle_core::Result<(Tensor, PoolTape)> {
+        let (_, _, h, w) = x.dims4()?;
+        let (oh, ow) = (Self::out_size(h), Self::out_size(w));
+        // One zero row/column in front (padding 1), enough behind for the last window's third tap.
+        let padded = x
+            .pad_with_zeros(2, 1, (2 * oh + 1).saturating_sub(h))?
+            .pad_with_zeros(3, 1, (2 * ow + 1).saturating_sub(w))?;
+        // Columns first, rows second: the backward then sends each gradient to the first maximum
+        // in row-major order inside the window, which is PyTorch's tie rule.
+        let cols = max3_stride2(&padded, 3, ow)?;
+        let out = max3_stride2(&cols, 2, oh)?;
+        Ok((out.clone(), PoolTape { padded, cols, out }))
+    }
+
+    fn backward(
+        tape: &PoolTape,
+        grad: &Tensor,
+        (h, w): (usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        let g_cols = max3_stride2_backward(&tape.cols, &tape.out, grad, 2)?;
+        let g_padded = max3_stride2_backward(&tape.padded, &tape.cols, &g_cols, 3)?;
+        g_padded.narrow(2, 1, h)?.narrow(3, 1, w)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Bottleneck {
+    conv1: ConvBn,
+    conv2: ConvBn,
+    conv3: ConvBn,
+    downsample: Option<ConvBn>,
+}
+
+struct BlockTape {
+    input_hw: (usize, usize),
+    mid_hw: (usize, usize),
+    relu1: Tensor,
+    relu2: Tensor,
+    out: Tensor,
+}
+
+impl Bottleneck {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, BlockTape)> {
+        let (_, _, h, w) = x.dims4()?;
+        let relu1 = self.conv1.forward(x)?.relu()?;
+        let relu2 = self.conv2.forward(&relu1)?.relu()?;
+        let main = self.conv3.forward(&relu2)?;
+        let identity = match &self.downsample {
+            Some(ds) => ds.forward(x)?,
+            None => x.clone(),
+        };
+        let out = (main + identity)?.relu()?;
+        Ok((
+            out.clone(),
+            BlockTape {
+                input_hw: (h, w),
+                mid_hw: (relu1.dim(2)?, relu1.dim(3)?),
+                relu1,
+                relu2,
+                out,
+            },
+        ))
+    }
+
+    fn backward(&self, tape: &BlockTape, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let g_sum = relu_backward(grad, &tape.out)?;
+        let (h2, w2) = (tape.relu2.dim(2)?, tape.relu2.dim(3)?);
+        let g = self.conv3.backward_input(&g_sum, (h2, w2))?;
+        let g = relu_backward(&g, &tape.relu2)?;
+        let g = self.conv2.backward_input(&g, tape.mid_hw)?;
+        let g = relu_backward(&g, &tape.relu1)?;
+        let g_main = self.conv1.backward_input(&g, tape.input_hw)?;
+        let g_identity = match &self.downsample {
+            Some(ds) => ds.backward_input(&g_sum, tape.input_hw)?,
+            None => g_sum,
+        };
+        g_main + g_identity
+    }
+}
+
+fn relu_backward(grad: &Tensor, relu_out: &Tensor) -> candle_core::Result<Tensor> {
+    grad.mul(&relu_out.gt(0f32)?.to_dtype(grad.dtype())?)
+}
+
+/// Activations kept by [`Backbone::forward_with_tape`] for [`Backbone::backward_input`].
+pub struct Tape {
+    input_hw: (usize, usize),
+    stem_hw: (usize, usize),
+    stem_relu: Tensor,
+    pool: PoolTape,
+    blocks: Vec<BlockTape>,
+}
+
+/// Everything up to and including layer4 (the Grad-CAM layer).
+#[derive(Clone, Debug)]
+pub struct Backbone {
+    stem: ConvBn,
+    blocks: Vec<Bottleneck>,
+}
+
+impl Backbone {
+    pub(crate) fn load(store: &WeightStore, arch: &Architecture) -> Result<Self, ModelError> {
+        let w = arch.width;
+        let stem = ConvBn::load(store, "conv1", "bn1", 3, w, 7, 2, 3)?;
+        let mut blocks = Vec::new();
+        let mut in_ch = w;
+        for (stage, &count) in arch.layers.iter().enumerate() {
+            let planes = w << stage;
+            let out_ch = planes * 4;
+            for i in 0..count {
+                let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+                let p = format!("layer{}.{i}", stage + 1);
+                let downsample = if i == 0 && (stride != 1 || in_ch != out_ch) {
+                    Some(ConvBn::load(
+                        store,
+                        &format!("{p}.downsample.0"),
+                        &format!("{p}.downsample.1"),
+                        in_ch,
+                        out_ch,
+                        1,
+                        stride,
+                        0,
+                    )?)
+                } else {
+                    None
+                };
+                blocks.push(Bottleneck {
+                    conv1: ConvBn::load(
+                        store,
+                        &format!("{p}.conv1"),
+                        &format!("{p}.bn1"),
+                        in_ch,
+                        planes,
+                        1,
+                        1,
+                        0,
+                    )?,
+                    conv2: ConvBn::load(
+                        store,
+                        &format!("{p}.conv2"),
+                        &format!("{p}.bn2"),
+                        planes,
+                        planes,
+                        3,
+                        stride,
+                        1,
+                    )?,
+                    conv3: ConvBn::load(
+                        store,
+                        &format!("{p}.conv3"),
+                        &format!("{p}.bn3"),
+                        planes,
+                        out_ch,
+                        1,
+                        1,
+                        0,
+                    )?,
+                    downsample,
+                });
+                in_ch = out_ch;
+            }
+        }
+        Ok(Self { stem, blocks })
+    }
+
+    /// layer4 activation `[n, C, h, w]`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = self.stem.forward(x)?.relu()?;
+        let (mut x, _) = StemPool::forward(&x)?;
+        for block in &self.blocks {
+            x = block.forward(&x)?.0;
+        }
+        Ok(x)
+    }
+
+    /// Like [`Self::forward`], keeping what [`Self::backward_input`] needs.
+    pub fn forward_with_tape(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tape)> {
+        let (_, _, h, w) = x.dims4()?;
+        let stem_relu = self.stem.forward(x)?.relu()?;
+        let stem_hw = (stem_relu.dim(2)?, stem_relu.dim(3)?);
+        let (mut x, pool) = StemPool::forward(&stem_relu)?;
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, tape) = block.forward(&x)?;
+            blocks.push(tape);
+            x = y;
+        }
+        Ok((
+            x,
+            Tape {
+                input_hw: (h, w),
+                stem_hw,
+                stem_relu,
+                pool,
+                blocks,
+            },
+        ))
+    }
+
+    /// `∂L/∂input` given `∂L/∂layer4`.
+    pub fn backward_input(&self, tape: &Tape, grad_layer4: &Tensor) -> candle_core::Result<Tensor> {
+        let mut g = grad_layer4.clone();
+        for (block, block_tape) in self.blocks.iter().zip(&tape.blocks).rev() {
+            g = block.backward(block_tape, &g)?;
+        }
+        let g = StemPool::backward(&tape.pool, &g, tape.stem_hw)?;
+        let g = relu_backward(&g, &tape.stem_relu)?;
+        self.stem.backward_input(&g, tape.input_hw)
+    }
+}
+
+/// `Dropout(p) → Linear(C, hidden) → ReLU → Dropout(p) → Linear(hidden, classes)` on the pooled
+/// layer4 features (`fc.1`, `fc.4` in the checkpoint).
+#[derive(Clone, Debug)]
+pub struct Head {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+}
+
+/// Dropout masks for a batch of head evaluations, already scaled by `1/(1−p)`.
+pub struct DropoutMasks {
+    pub features: Tensor,
+    pub hidden: Tensor,
+}
+
+impl Head {
+    pub(crate) fn load(
+        store: &WeightStore,
+        arch: &Architecture,
+        classes: usize,
+    ) -> Result<Self, ModelError> {
+        let c = arch.feature_channels();
+        let hdn = arch.head_hidden;
+        Ok(Self {
+            w1: store.get("fc.1.weight", &[hdn, c])?,
+            b1: store.get("fc.1.bias", &[hdn])?,
+            w2: store.get("fc.4.weight", &[classes, hdn])?,
+            b2: store.get("fc.4.bias", &[classes])?,
+        })
+    }
+
+    pub fn hidden_units(&self) -> usize {
+        self.w1.dim(0).unwrap_or(0)
+    }
+
+    /// Logits `[n, classes]` from pooled features `[n, C]`; with masks, one dropout sample per row.
+    pub fn forward(
+        &self,
+        pooled: &Tensor,
+        masks: Option<&DropoutMasks>,
+    ) -> candle_core::Result<Tensor> {
+        let (_, hidden) = self.hidden(pooled, masks)?;
+        hidden.matmul(&self.w2.t()?)?.broadcast_add(&self.b2)
+    }
+
+    /// Pre-activation and (masked) hidden activation of the head.
+    fn hidden(
+        &self,
+        pooled: &Tensor,
+        masks: Option<&DropoutMasks>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let x = match masks {
+            Some(m) => pooled.mul(&m.features)?,
+            None => pooled.clone(),
+        };
+        let z1 = x.matmul(&self.w1.t()?)?.broadcast_add(&self.b1)?;
+        let mut h = z1.relu()?;
+        if let Some(m) = masks {
+            h = h.mul(&m.hidden)?;
+        }
+        Ok((z1, h))
+    }
+
+    /// `∂logit_target/∂pooled` for each row `[n, C]` (with the same masks as the forward).
+    pub fn grad_pooled(
+        &self,
+        pooled: &Tensor,
+        masks: Option<&DropoutMasks>,
+        target: usize,
+    ) -> candle_core::Result<Tensor> {
+        let (z1, _) = self.hidden(pooled, masks)?;
+        let n = pooled.dim(0)?;
+        // ∂logit_c/∂h = W2[c]; through dropout-2, ReLU, Linear-1, dropout-1.
+        let w2c = self
+            .w2
+            .i(target)?
+            .unsqueeze(0)?
+            .broadcast_as((n, self.hidden_units()))?;
+        let mut g = w2c.mul(&z1.gt(0f32)?.to_dtype(DType::F32)?)?;
+        if let Some(m) = masks {
+            g = g.mul(&m.hidden)?;
+        }
+        let mut g = g.matmul(&self.w1)?;
+        if let Some(m) = masks {
+            g = g.mul(&m.features)?;
+        }
+        Ok(g)
+    }
+}
+
+/// Global average pooling `[n, C, h, w] → [n, C]`.
+pub fn global_avg_pool(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.flatten_from(2)?.mean(D::Minus1)
+}
+
+/// Parameter names and shapes a torchvision checkpoint of this architecture holds, in state_dict
+/// order (without `num_batches_tracked`).
+pub fn expected_parameters(arch: &Architecture, classes: usize) -> Vec<(String, Vec<usize>)> {
+    let mut out = Vec::new();
+    let bn = |out: &mut Vec<(String, Vec<usize>)>, name: &str, c: usize| {
+        for suffix in ["weight", "bias", "running_mean", "running_var"] {
+            out.push((format!("{name}.{suffix}"), vec![c]));
+        }
+    };
+    let w = arch.width;
+    out.push(("conv1.weight".into(), vec![w, 3, 7, 7]));
+    bn(&mut out, "bn1", w);
+    let mut in_ch = w;
+    for (stage, &count) in arch.layers.iter().enumerate() {
+        let planes = w << stage;
+        let out_ch = planes * 4;
+        for i in 0..count {
+            let p = format!("layer{}.{i}", stage + 1);
+            out.push((format!("{p}.conv1.weight"), vec![planes, in_ch, 1, 1]));
+            bn(&mut out, &format!("{p}.bn1"), planes);
+            out.push((format!("{p}.conv2.weight"), vec![planes, planes, 3, 3]));
+            bn(&mut out, &format!("{p}.bn2"), planes);
+            out.push((format!("{p}.conv3.weight"), vec![out_ch, planes, 1, 1]));
+            bn(&mut out, &format!("{p}.bn3"), out_ch);
+            let stride = if stage > 0 && i == 0 { 2 } else { 1 };
+            if i == 0 && (stride != 1 || in_ch != out_ch) {
+                out.push((
+                    format!("{p}.downsample.0.weight"),
+                    vec![out_ch, in_ch, 1, 1],
+                ));
+                bn(&mut out, &format!("{p}.downsample.1"), out_ch);
+            }
+            in_ch = out_ch;
+        }
+    }
+    let c = arch.feature_channels();
+    out.push(("fc.1.weight".into(), vec![arch.head_hidden, c]));
+    out.push(("fc.1.bias".into(), vec![arch.head_hidden]));
+    out.push(("fc.4.weight".into(), vec![classes, arch.head_hidden]));
+    out.push(("fc.4.bias".into(), vec![classes]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use candle_core::{Device, Var};
+
+    impl ConvBn {
+        fn from_weight(weight: Tensor, stride: usize, padding: usize) -> Self {
+            let (c_out, c_in, k, _) = weight.dims4().unwrap();
+            let backward_kernel = if stride == 1 {
+                let reversed: Vec<u32> = (0..k as u32).rev().collect();
+                let rev = Tensor::from_vec(reversed, k, weight.device()).unwrap();
+                weight
+                    .transpose(0, 1)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+                    .index_select(&rev, 2)
+                    .unwrap()
+                    .index_select(&rev, 3)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            } else {
+                weight
+                    .reshape((c_out, c_in * k * k))
+                    .unwrap()
+                    .t()
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
+            let bias = Tensor::zeros((1, c_out, 1, 1), DType::F32, weight.device()).unwrap();
+            Self {
+                weight,
+                bias,
+                backward_kernel,
+                c_in,
+                c_out,
+                kernel: k,
+                stride,
+                padding,
+            }
+        }
+    }
+
+    /// Σ (y ⊙ r) for a fixed random r, differentiated by autograd and by the explicit rule.
+    fn check(x: Tensor, f: impl Fn(&Tensor) -> Tensor, backward: impl Fn(&Tensor) -> Tensor) {
+        let var = Var::from_tensor(&x).unwrap();
+        let y = f(var.as_tensor());
+        let r = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
+        let grads = y.mul(&r).unwrap().sum_all().unwrap().backward().unwrap();
+        let auto: Vec<f32> = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let explicit: Vec<f32> = backward(&r).flatten_all().unwrap().to_vec1().unwrap();
+        let diff = auto
+            .iter()
+            .zip(&explicit)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "max diff {diff}");
+    }
+
+    #[test]
+    fn conv_input_gradient_matches_autograd_for_every_shape() {
+        for (k, s, p, h) in [
+            (1, 1, 0, 9),
+            (3, 1, 1, 9),
+            (3, 2, 1, 10),
+            (3, 2, 1, 9),
+            (1, 2, 0, 10),
+            (7, 2, 3, 16),
+            (7, 2, 3, 15),
+        ] {
+            let conv = ConvBn::from_weight(
+                Tensor::randn(0f32, 1.0, (5, 3, k, k), &Device::Cpu).unwrap(),
+                s,
+                p,
+            );
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, h), &Device::Cpu).unwrap();
+            check(
+                x,
+                |x| conv.forward(x).unwrap(),
+                |g| conv.backward_input(g, (h, h)).unwrap(),
+            );
+        }
+    }
+
+    #[test]
+    fn stem_pool_gradient_matches_autograd() {
+        for h in [8, 9, 16] {
+            let x = Tensor::rand(0f32, 1.0, (2, 3, h, h), &Device::Cpu).unwrap();
+            let (_, tape) = StemPool::forward(&x).unwrap();
+            check(
+                x,
+                |x| StemPool::forward(x).unwrap().0,
+                |g| StemPool::backward(&tape, g, (h, h)).unwrap(),
+            );
+        }
+    }
+
+    #[test]
+    fn bottleneck_gradient_matches_autograd() {
+        let w = |o: usize, i: usize, k: usize| {
+            Tensor::randn(0f32, 0.5, (o, i, k, k), &Device::Cpu).unwrap()
+        };
+        let block = Bottleneck {
+            conv1: ConvBn::from_weight(w(4, 6, 1), 1, 0),
+            conv2: ConvBn::from_weight(w(4, 4, 3), 2, 1),
+            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+            downsample: Some(ConvBn::from_weight(w(8, 6, 1), 2, 0)),
+        };
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 10, 10), &Device::Cpu).unwrap();
+        let (_, tape) = block.forward(&x).unwrap();
+        check(
+            x,
+            |x| block.forward(x).unwrap().0,
+            |g| block.backward(&tape, g).unwrap(),
+        );
+    }
+}
