@@ -1,0 +1,421 @@
+//! One study in, one [`Analysis`] out: prediction, Grad-CAM, MC-dropout uncertainty, Integrated
+//! Gradients, zone scores and per-stage timings.
+//!
+//! The stages are also public one by one ([`Engine::prepare`], [`Engine::grad_cam`], …) so the GUI
+//! can show results progressively; [`Engine::analyze`] runs them all in the cheap-first order and
+//! is what the CLI, the benchmark and the tests use.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, D};
+use serde::Serialize;
+
+use crate::explain::gradcam::{grad_cam, GradCam};
+use crate::explain::integrated_gradients::{
+    integrated_gradients, Baseline, IgOptions, IntegratedGradients,
+};
+use crate::explain::uncertainty::{mc_dropout, McDropout, McOptions};
+use crate::explain::zones::{zone_scores, ZoneScore};
+use crate::explain::{Control, ExplainError, Grid};
+use crate::io::{Study, Window};
+use crate::model::preprocess::{input_tensor, model_gray};
+use crate::model::{device::device_name, Classifier, ModelError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("unknown target class '{0}' (the model's classes are {1})")]
+    UnknownClass(String, String),
+}
+
+impl From<ExplainError> for AnalysisError {
+    fn from(e: ExplainError) -> Self {
+        match e {
+            ExplainError::Cancelled => AnalysisError::Cancelled,
+            ExplainError::Model(m) => AnalysisError::Model(m),
+        }
+    }
+}
+
+impl From<candle_core::Error> for AnalysisError {
+    fn from(e: candle_core::Error) -> Self {
+        AnalysisError::Model(e.into())
+    }
+}
+
+/// What to compute; `Default` is what the CLI does without flags.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AnalysisOptions {
+    pub mc_samples: usize,
+    pub ig_steps: usize,
+    pub ig_baseline: Baseline,
+    /// Path points per IG batch.
+    pub ig_batch: usize,
+    /// Class explained by Grad-CAM and IG; `None`: the predicted class.
+    pub target: Option<String>,
+    /// Seed of the dropout masks.
+    pub seed: u64,
+    pub integrated_gradients: bool,
+}
+
+impl Default for AnalysisOptions {
+    fn default() -> Self {
+        Self {
+            mc_samples: 20,
+            ig_steps: 32,
+            ig_baseline: Baseline::Black,
+            ig_batch: 8,
+            target: None,
+            seed: 0,
+            integrated_gradients: true,
+        }
+    }
+}
+
+impl AnalysisOptions {
+    pub fn with_mc_samples(mut self, n: usize) -> Self {
+        self.mc_samples = n.max(1);
+        self
+    }
+    pub fn with_ig_steps(mut self, n: usize) -> Self {
+        self.ig_steps = n.max(1);
+        self
+    }
+    pub fn with_ig_baseline(mut self, b: Baseline) -> Self {
+        self.ig_baseline = b;
+        self
+    }
+    pub fn with_ig_batch(mut self, n: usize) -> Self {
+        self.ig_batch = n.max(1);
+        self
+    }
+    pub fn with_target(mut self, class: Option<String>) -> Self {
+        self.target = class;
+        self
+    }
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    pub fn with_integrated_gradients(mut self, on: bool) -> Self {
+        self.integrated_gradients = on;
+        self
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub label: String,
+    pub class_index: usize,
+    /// Calibrated (temperature-scaled) softmax probabilities, deterministic pass.
+    pub probabilities: BTreeMap<String, f32>,
+    pub positive_class: String,
+    pub positive_probability: f32,
+    pub threshold: f32,
+    pub temperature: f32,
+    pub logits: Vec<f32>,
+}
+
+/// Milliseconds per stage.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub load: f64,
+    pub preprocess: f64,
+    pub forward: f64,
+    pub gradcam: f64,
+    pub uncertainty: f64,
+    pub ig: f64,
+    pub total: f64,
+}
+
+/// The model input and the layer4 activation: everything the explanations start from.
+pub struct Prepared {
+    /// Gray input grid in [0, 1] (before normalisation), model input size.
+    pub gray: Grid,
+    /// Normalised `[1, 3, H, W]`.
+    pub input: Tensor,
+    /// layer4 activation `[1, C, h, w]`.
+    pub features: Tensor,
+    pub prediction: Prediction,
+    pub image_size: (usize, usize),
+}
+
+/// Which stage is running, for progress displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Preprocess,
+    Forward,
+    GradCam,
+    Uncertainty,
+    IntegratedGradients,
+}
+
+pub struct Analysis {
+    pub prepared: Prepared,
+    pub gradcam: GradCam,
+    pub gradcam_zones: Vec<ZoneScore>,
+    pub uncertainty: McDropout,
+    pub uncertainty_zones: Vec<ZoneScore>,
+    pub ig: Option<IntegratedGradients>,
+    pub ig_zones: Option<Vec<ZoneScore>>,
+    pub timings: Timings,
+    pub device: String,
+}
+
+pub struct Engine {
+    pub model: Classifier,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+impl Engine {
+    pub fn new(model: Classifier) -> Self {
+        Self { model }
+    }
+
+    pub fn load(config_path: &Path, device: &Device) -> Result<Self, ModelError> {
+        Ok(Self::new(Classifier::load(config_path, device)?))
+    }
+
+    pub fn device_name(&self) -> &'static str {
+        device_name(&self.model.device)
+    }
+
+    /// Resolves a class name (case-insensitive) or the predicted class.
+    pub fn target_index(
+        &self,
+        target: Option<&str>,
+        prediction: &Prediction,
+    ) -> Result<usize, AnalysisError> {
+        match target {
+            None => Ok(prediction.class_index),
+            Some(name) => self.model.config.class_index(name).ok_or_else(|| {
+                AnalysisError::UnknownClass(name.to_string(), self.model.config.classes.join(", "))
+            }),
+        }
+    }
+
+    /// Preprocessing with the study's default window, one forward pass, the prediction.
+    pub fn prepare(&self, study: &Study) -> Result<(Prepared, f64, f64), AnalysisError> {
+        self.prepare_with_window(study, &study.default_window)
+    }
+
+    /// As [`Self::prepare`]; returns the preprocessing and forward times in ms too.
+    pub fn prepare_with_window(
+        &self,
+        study: &Study,
+        window: &Window,
+    ) -> Result<(Prepared, f64, f64), AnalysisError> {
+        let cfg = &self.model.config;
+        let t = Instant::now();
+        let gray = model_gray(study, window, &cfg.input);
+        let input = input_tensor(&gray, &cfg.input, &self.model.device)?;
+        let preprocess_ms = ms(t);
+        let t = Instant::now();
+        let features = self.model.backbone.forward(&input)?;
+        let pooled = crate::model::resnet::global_avg_pool(&features)?;
+        let logits = self.model.head.forward(&pooled, None)?;
+        let prediction = self.predict_from_logits(&logits)?;
+        let forward_ms = ms(t);
+        Ok((
+            Prepared {
+                gray,
+                input,
+                features,
+                prediction,
+                image_size: (study.width, study.height),
+            },
+            preprocess_ms,
+            forward_ms,
+        ))
+    }
+
+    fn predict_from_logits(&self, logits: &Tensor) -> Result<Prediction, AnalysisError> {
+        let cfg = &self.model.config;
+        let raw: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+        let probs: Vec<f32> =
+            candle_nn::ops::softmax(&(logits / cfg.temperature as f64)?, D::Minus1)?
+                .flatten_all()?
+                .to_vec1()?;
+        let positive = cfg.positive_index();
+        let p_pos = probs[positive];
+        let class_index = if cfg.classes.len() == 2 {
+            // Binary: the calibrated threshold decides, not argmax.
+            if p_pos >= cfg.threshold {
+                positive
+            } else {
+                1 - positive
+            }
+        } else {
+            probs
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        };
+        Ok(Prediction {
+            label: cfg.classes[class_index].clone(),
+            class_index,
+            probabilities: cfg
+                .classes
+                .iter()
+                .cloned()
+                .zip(probs.iter().copied())
+                .collect(),
+            positive_class: cfg.positive_class.clone(),
+            positive_probability: p_pos,
+            threshold: cfg.threshold,
+            temperature: cfg.temperature,
+            logits: raw,
+        })
+    }
+
+    pub fn grad_cam(
+        &self,
+        prepared: &Prepared,
+        target: usize,
+    ) -> Result<(GradCam, Vec<ZoneScore>), AnalysisError> {
+        let cam = grad_cam(&self.model.head, &prepared.features, target)?;
+        let zones = self.zones_of_feature_map(&cam.map, prepared);
+        Ok((cam, zones))
+    }
+
+    pub fn uncertainty(
+        &self,
+        prepared: &Prepared,
+        target: usize,
+        samples: usize,
+        seed: u64,
+    ) -> Result<(McDropout, Vec<ZoneScore>), AnalysisError> {
+        let cfg = &self.model.config;
+        let mc = mc_dropout(
+            &self.model.head,
+            &prepared.features,
+            &McOptions {
+                samples,
+                dropout: cfg.dropout,
+                temperature: cfg.temperature,
+                positive: cfg.positive_index(),
+                target,
+                seed,
+            },
+        )?;
+        let zones = self.zones_of_feature_map(&mc.cam_std, prepared);
+        Ok((mc, zones))
+    }
+
+    pub fn integrated_gradients(
+        &self,
+        prepared: &Prepared,
+        opts: &IgOptions,
+        control: &Control,
+    ) -> Result<(IntegratedGradients, Vec<ZoneScore>), AnalysisError> {
+        let ig = integrated_gradients(&self.model, &prepared.input, opts, control)?;
+        let (w, h) = prepared.image_size;
+        let zones = zone_scores(&ig.map, w, h);
+        Ok((ig, zones))
+    }
+
+    /// Zone scores of a layer4-grid map, upsampled to the model input grid first so the thirds
+    /// fall between input pixels rather than splitting 7 cells.
+    fn zones_of_feature_map(&self, map: &Grid, prepared: &Prepared) -> Vec<ZoneScore> {
+        let spec = &self.model.config.input;
+        let (w, h) = prepared.image_size;
+        zone_scores(&map.resized(spec.width, spec.height), w, h)
+    }
+
+    /// All stages; `on_stage` is called as each starts, IG progress goes through `control`.
+    pub fn analyze(
+        &self,
+        study: &Study,
+        opts: &AnalysisOptions,
+        on_stage: &dyn Fn(Stage),
+        cancel: &AtomicBool,
+        ig_progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Analysis, AnalysisError> {
+        let started = Instant::now();
+        let control = Control {
+            cancel,
+            progress: ig_progress,
+        };
+        let mut timings = Timings::default();
+        on_stage(Stage::Preprocess);
+        let (prepared, preprocess_ms, forward_ms) = self.prepare(study)?;
+        timings.preprocess = preprocess_ms;
+        timings.forward = forward_ms;
+        control.check()?;
+        let target = self.target_index(opts.target.as_deref(), &prepared.prediction)?;
+
+        on_stage(Stage::GradCam);
+        let t = Instant::now();
+        let (gradcam, gradcam_zones) = self.grad_cam(&prepared, target)?;
+        timings.gradcam = ms(t);
+        control.check()?;
+
+        on_stage(Stage::Uncertainty);
+        let t = Instant::now();
+        let (uncertainty, uncertainty_zones) =
+            self.uncertainty(&prepared, target, opts.mc_samples, opts.seed)?;
+        timings.uncertainty = ms(t);
+        control.check()?;
+
+        let (ig, ig_zones) = if opts.integrated_gradients {
+            on_stage(Stage::IntegratedGradients);
+            let t = Instant::now();
+            let (ig, zones) = self.integrated_gradients(
+                &prepared,
+                &IgOptions {
+                    steps: opts.ig_steps,
+                    baseline: opts.ig_baseline,
+                    target,
+                    batch: opts.ig_batch,
+                },
+                &control,
+            )?;
+            timings.ig = ms(t);
+            (Some(ig), Some(zones))
+        } else {
+            (None, None)
+        };
+        timings.total = ms(started);
+        Ok(Analysis {
+            prepared,
+            gradcam,
+            gradcam_zones,
+            uncertainty,
+            uncertainty_zones,
+            ig,
+            ig_zones,
+            timings,
+            device: self.device_name().to_string(),
+        })
+    }
+}
+
+/// Whether a result should carry an "uncertain" warning, and why: the MC-dropout 95 % interval
+/// contains the decision threshold, or the predictive entropy exceeds 80 % of its maximum ln C.
+pub fn uncertainty_flag(mc: &McDropout, threshold: f32, classes: usize) -> Option<String> {
+    let [lo, hi] = mc.interval;
+    if lo < threshold && threshold < hi {
+        return Some(format!(
+            "the 95 % MC-dropout interval [{lo:.2}, {hi:.2}] contains the threshold {threshold:.2}"
+        ));
+    }
+    let limit = 0.8 * (classes.max(2) as f32).ln();
+    if mc.entropy > limit {
+        return Some(format!(
+            "predictive entropy {:.2} nats exceeds {limit:.2} (80 % of the maximum)",
+            mc.entropy
+        ));
+    }
+    None
+}
