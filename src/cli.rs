@@ -1,0 +1,279 @@
+//! The headless commands (`analyze`, `bench`); `main.rs` only parses arguments.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+
+use crate::analysis::{Analysis, AnalysisOptions, Engine, Stage};
+use crate::explain::Grid;
+use crate::io::load_study;
+use crate::overlay::{render_overlay, Colormap, MapScale};
+use crate::report::Report;
+
+/// Where the model comes from when `--model` is not given: `$CXR_VIEWER_MODEL`, then
+/// `weights/model.json` in the working directory, beside the executable, or in the source tree the
+/// binary was built from.
+pub fn default_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CXR_VIEWER_MODEL") {
+        return PathBuf::from(p);
+    }
+    let mut candidates = vec![PathBuf::from("weights/model.json")];
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(3) {
+            candidates.push(dir.join("weights/model.json"));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("weights/model.json"));
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| candidates.swap_remove(0))
+}
+
+pub struct AnalyzeArgs {
+    pub inputs: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub options: AnalysisOptions,
+    pub dump_input: bool,
+    pub include_identifiers: bool,
+}
+
+/// Output folder for one input: `<out>/<stem>`, made unique if two inputs share a stem.
+fn output_dir(out: &Path, input: &Path, used: &mut std::collections::HashSet<PathBuf>) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "input".into());
+    let mut dir = out.join(&stem);
+    let mut n = 2;
+    while !used.insert(dir.clone()) {
+        dir = out.join(format!("{stem}-{n}"));
+        n += 1;
+    }
+    dir
+}
+
+/// Analyses every input; returns how many failed (each failure already printed as one line).
+pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
+    let mut failures = 0;
+    let mut used = std::collections::HashSet::new();
+    for input in &args.inputs {
+        let dir = output_dir(&args.out, input, &mut used);
+        match analyze_one(engine, input, &dir, args) {
+            Ok(summary) => println!("{summary}"),
+            Err(e) => {
+                failures += 1;
+                let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                eprintln!(
+                    "error: {}: {}",
+                    input.display(),
+                    one_line(&chain.join(": "))
+                );
+            }
+        }
+    }
+    failures
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<String> {
+    let t = Instant::now();
+    let study = load_study(input)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let cancel = AtomicBool::new(false);
+    let mut analysis = engine.analyze(
+        &study,
+        &args.options,
+        &|_stage: Stage| {},
+        &cancel,
+        &|_, _| {},
+    )?;
+    analysis.timings.load = load_ms;
+    analysis.timings.total += load_ms;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    write_outputs(engine, &study, &analysis, dir, args)?;
+    let p = &analysis.prepared.prediction;
+    Ok(format!(
+        "{}: {} (P({}) = {:.3}, MC {:.3} ± {:.3}) → {}",
+        input.display(),
+        p.label,
+        p.positive_class,
+        p.positive_probability,
+        analysis.uncertainty.mean,
+        analysis.uncertainty.std,
+        dir.display()
+    ))
+}
+
+fn write_grid(grid: &Grid, path: &Path) -> Result<()> {
+    Tensor::from_vec(grid.values.clone(), (grid.height, grid.width), &Device::Cpu)?
+        .write_npy(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_outputs(
+    engine: &Engine,
+    study: &crate::io::Study,
+    analysis: &Analysis,
+    dir: &Path,
+    args: &AnalyzeArgs,
+) -> Result<()> {
+    let report = Report::new(study, analysis, &engine.model, args.include_identifiers);
+    let json = serde_json::to_string_pretty(&report)?;
+    write_atomic(&dir.join("report.json"), json.as_bytes())?;
+    write_grid(&analysis.gradcam.map, &dir.join("gradcam.npy"))?;
+    write_grid(
+        &analysis.uncertainty.cam_mean,
+        &dir.join("uncertainty_mean.npy"),
+    )?;
+    write_grid(
+        &analysis.uncertainty.cam_std,
+        &dir.join("uncertainty_std.npy"),
+    )?;
+    if args.dump_input {
+        analysis
+            .prepared
+            .input
+            .squeeze(0)?
+            .to_device(&Device::Cpu)?
+            .write_npy(dir.join("input.npy"))?;
+    }
+    let window = study.default_window;
+    let save = |img: image::RgbImage, name: &str| -> Result<()> {
+        img.save(dir.join(name))
+            .with_context(|| format!("cannot write {name}"))
+    };
+    save(
+        render_overlay(
+            study,
+            &window,
+            &analysis.gradcam.map,
+            MapScale::own_max(&analysis.gradcam.map),
+            Colormap::Inferno,
+            0.45,
+        ),
+        "overlay_gradcam.png",
+    )?;
+    let std_scale = MapScale::Sequential {
+        max: analysis.uncertainty.cam_mean.max().max(f32::MIN_POSITIVE),
+    };
+    save(
+        render_overlay(
+            study,
+            &window,
+            &analysis.uncertainty.cam_std,
+            std_scale,
+            Colormap::Viridis,
+            0.45,
+        ),
+        "overlay_uncertainty.png",
+    )?;
+    if let Some(ig) = &analysis.ig {
+        write_grid(&ig.map, &dir.join("ig.npy"))?;
+        save(
+            render_overlay(
+                study,
+                &window,
+                &ig.map,
+                MapScale::signed_percentile(&ig.map),
+                Colormap::RedBlue,
+                0.8,
+            ),
+            "overlay_ig.png",
+        )?;
+    }
+    Ok(())
+}
+
+/// Write to a temporary file in the same directory, then rename: readers never see half a report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Median milliseconds of each stage over `runs` repetitions, as a table.
+pub fn bench(
+    engine: &Engine,
+    input: &Path,
+    options: &AnalysisOptions,
+    runs: usize,
+) -> Result<String> {
+    let runs = runs.max(1);
+    let cancel = AtomicBool::new(false);
+    // One unmeasured run warms caches and allocators.
+    let study = load_study(input)?;
+    engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
+    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 7];
+    for _ in 0..runs {
+        let t = Instant::now();
+        let study = load_study(input)?;
+        let load = t.elapsed().as_secs_f64() * 1e3;
+        let a = engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
+        let tm = &a.timings;
+        for (row, v) in rows.iter_mut().zip([
+            load,
+            tm.preprocess,
+            tm.forward,
+            tm.gradcam,
+            tm.uncertainty,
+            tm.ig,
+            tm.total + load,
+        ]) {
+            row.push(v);
+        }
+    }
+    let names = [
+        "load".to_string(),
+        "preprocess".to_string(),
+        "forward".to_string(),
+        "Grad-CAM".to_string(),
+        format!("MC uncertainty ({} samples)", options.mc_samples),
+        format!(
+            "IG ({} steps, batch {})",
+            options.ig_steps, options.ig_batch
+        ),
+        "total".to_string(),
+    ];
+    let cfg = &engine.model.config;
+    let mut out = format!(
+        "model {} ({}×{}), device {}, {} runs, input {}\n\n| stage | median ms | min ms | max ms |\n|---|---:|---:|---:|\n",
+        cfg.name,
+        cfg.input.width,
+        cfg.input.height,
+        engine.device_name(),
+        runs,
+        input.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    );
+    for (name, mut v) in names.iter().zip(rows) {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        out.push_str(&format!(
+            "| {name} | {median:.1} | {:.1} | {:.1} |\n",
+            v[0],
+            v[v.len() - 1]
+        ));
+    }
+    Ok(out)
+}
+
+/// The bundled demo image.
+pub fn default_sample_path() -> PathBuf {
+    let relative = Path::new("assets/samples/person45_bacteria_221.jpeg");
+    if relative.is_file() {
+        return relative.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}

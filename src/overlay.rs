@@ -1,0 +1,105 @@
+//! Heatmaps blended over the film, at the original image size: the pictures the CLI writes and the
+//! GUI exports.
+//!
+//! Scaling is part of honesty: Grad-CAM is shown relative to its own maximum; the uncertainty (std)
+//! map relative to the maximum of the *mean* map, so a small spread looks small; Integrated
+//! Gradients symmetrically around zero (99th percentile of |value|) on a diverging map, so red is
+//! evidence for the target class and blue against it.
+
+use image::{Rgb, RgbImage};
+
+use crate::explain::Grid;
+use crate::io::{Study, Window};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colormap {
+    /// Perceptually uniform, sequential.
+    Inferno,
+    Viridis,
+    Turbo,
+    /// Diverging, for signed maps.
+    RedBlue,
+}
+
+impl Colormap {
+    fn gradient(self) -> colorous::Gradient {
+        match self {
+            Colormap::Inferno => colorous::INFERNO,
+            Colormap::Viridis => colorous::VIRIDIS,
+            Colormap::Turbo => colorous::TURBO,
+            Colormap::RedBlue => colorous::RED_BLUE,
+        }
+    }
+
+    /// Colour at `t` ∈ [0, 1].
+    pub fn color(self, t: f32) -> [u8; 3] {
+        let t = t.clamp(0.0, 1.0) as f64;
+        // colorous' RED_BLUE runs red → blue; show positive (t > 0.5) as red.
+        let t = if self == Colormap::RedBlue {
+            1.0 - t
+        } else {
+            t
+        };
+        let c = self.gradient().eval_continuous(t);
+        [c.r, c.g, c.b]
+    }
+}
+
+/// How map values become [0, 1] (sequential) or [−1, 1] (signed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MapScale {
+    /// `value / max`, clamped to [0, 1].
+    Sequential { max: f32 },
+    /// `value / limit`, clamped to [−1, 1].
+    Signed { limit: f32 },
+}
+
+impl MapScale {
+    pub fn own_max(map: &Grid) -> Self {
+        MapScale::Sequential {
+            max: map.max().max(f32::MIN_POSITIVE),
+        }
+    }
+
+    /// Symmetric limit at the 99th percentile of |value|, so a few extreme pixels don't wash out
+    /// the rest.
+    pub fn signed_percentile(map: &Grid) -> Self {
+        let mut abs: Vec<f32> = map.values.iter().map(|v| v.abs()).collect();
+        abs.sort_by(|a, b| a.total_cmp(b));
+        let idx = ((abs.len() as f32 - 1.0) * 0.99).round() as usize;
+        let limit = abs.get(idx).copied().unwrap_or(0.0).max(f32::MIN_POSITIVE);
+        MapScale::Signed { limit }
+    }
+}
+
+/// The film in its window, with `map` (any grid covering the whole film) blended on top.
+/// Sequential maps are blended with constant `alpha`; signed maps with `alpha·|v|` so that
+/// no evidence leaves the film visible.
+pub fn render_overlay(
+    study: &Study,
+    window: &Window,
+    map: &Grid,
+    scale: MapScale,
+    colormap: Colormap,
+    alpha: f32,
+) -> RgbImage {
+    let (w, h) = (study.width, study.height);
+    let map = map.resized(w, h);
+    let unit = study.to_unit(window);
+    let alpha = alpha.clamp(0.0, 1.0);
+    let mut out = RgbImage::new(w as u32, h as u32);
+    for (i, pixel) in out.pixels_mut().enumerate() {
+        let gray = unit[i] * 255.0;
+        let v = map.values[i];
+        let (color, a) = match scale {
+            MapScale::Sequential { max } => (colormap.color(v / max), alpha),
+            MapScale::Signed { limit } => {
+                let s = (v / limit).clamp(-1.0, 1.0);
+                (colormap.color(0.5 + 0.5 * s), alpha * s.abs())
+            }
+        };
+        let blend = |c: u8| ((1.0 - a) * gray + a * c as f32).round().clamp(0.0, 255.0) as u8;
+        *pixel = Rgb([blend(color[0]), blend(color[1]), blend(color[2])]);
+    }
+    out
+}

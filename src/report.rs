@@ -1,0 +1,209 @@
+//! `report.json`: the machine-readable contract of `cxr-viewer analyze` (field names are relied on
+//! by other tools; add fields, never rename). No patient identifiers unless explicitly asked.
+
+use std::collections::BTreeMap;
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+
+use crate::analysis::{uncertainty_flag, Analysis, Prediction, Timings};
+use crate::explain::zones::{ZoneScore, ZONE_CONVENTION};
+use crate::io::{Study, StudyMetadata, Window};
+use crate::model::Classifier;
+
+/// Zones as a JSON object keyed by zone name, in anatomical order.
+#[derive(Clone, Debug)]
+pub struct Zones(pub Vec<ZoneScore>);
+
+impl Serialize for Zones {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for z in &self.0 {
+            map.serialize_entry(z.name, &ZoneEntry(z))?;
+        }
+        map.end()
+    }
+}
+
+struct ZoneEntry<'a>(&'a ZoneScore);
+
+impl Serialize for ZoneEntry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(4))?;
+        map.serialize_entry("mean", &self.0.mean)?;
+        map.serialize_entry("max", &self.0.max)?;
+        map.serialize_entry("box_in_model", &self.0.box_in_model)?;
+        map.serialize_entry("box_in_image", &self.0.box_in_image)?;
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub input: InputInfo,
+    pub prediction: Prediction,
+    pub uncertainty: UncertaintyReport,
+    pub gradcam: GradCamReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ig: Option<IgReport>,
+    pub zone_convention: &'static str,
+    pub model: ModelInfo,
+    pub device: String,
+    pub timings_ms: Timings,
+    /// Identifiers, only when the user asked for them (`--include-identifiers`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identifiers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize)]
+pub struct InputInfo {
+    /// File name only: directories may carry identifiers.
+    pub file: String,
+    pub width: usize,
+    pub height: usize,
+    pub window: Window,
+    pub metadata: StudyMetadata,
+    /// Model input grid `[height, width]`.
+    pub model_input: [usize; 2],
+}
+
+#[derive(Serialize)]
+pub struct UncertaintyReport {
+    pub samples: usize,
+    pub mean: f32,
+    pub std: f32,
+    pub interval: [f32; 2],
+    pub entropy: f32,
+    pub expected_entropy: f32,
+    pub mutual_information: f32,
+    pub class_mean: BTreeMap<String, f32>,
+    /// Why this result deserves caution, if it does.
+    pub warning: Option<String>,
+    pub uncertain: bool,
+    /// Zones of the per-cell standard deviation of the sampled Grad-CAMs.
+    pub zones: Zones,
+}
+
+#[derive(Serialize)]
+pub struct GradCamReport {
+    pub target: String,
+    pub target_index: usize,
+    pub layer: &'static str,
+    /// `[height, width]` of the raw map (`gradcam.npy`).
+    pub grid: [usize; 2],
+    pub max: f32,
+    pub zones: Zones,
+}
+
+#[derive(Serialize)]
+pub struct IgReport {
+    pub target: String,
+    pub baseline: crate::explain::integrated_gradients::Baseline,
+    pub steps: usize,
+    pub quadrature: &'static str,
+    /// Σ attributions − (F(x) − F(x′)), F = target logit.
+    pub delta: f32,
+    pub relative_delta: f32,
+    pub f_input: f32,
+    pub f_baseline: f32,
+    pub zones: Zones,
+}
+
+#[derive(Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub sha256: String,
+    pub classes: Vec<String>,
+    pub input_size: [usize; 2],
+    pub threshold: f32,
+    pub temperature: f32,
+}
+
+impl Report {
+    pub fn new(
+        study: &Study,
+        analysis: &Analysis,
+        model: &Classifier,
+        include_identifiers: bool,
+    ) -> Self {
+        let cfg = &model.config;
+        let class = |i: usize| cfg.classes.get(i).cloned().unwrap_or_default();
+        let mc = &analysis.uncertainty;
+        let warning = uncertainty_flag(mc, cfg.threshold, cfg.classes.len());
+        let identifiers = include_identifiers.then(|| {
+            let mut m = BTreeMap::new();
+            if let Some(v) = &study.metadata.patient_name {
+                m.insert("patient_name".into(), v.clone());
+            }
+            if let Some(v) = &study.metadata.patient_id {
+                m.insert("patient_id".into(), v.clone());
+            }
+            m.insert("path".into(), study.source.display().to_string());
+            m
+        });
+        Report {
+            input: InputInfo {
+                file: study
+                    .source
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                width: study.width,
+                height: study.height,
+                window: study.default_window,
+                metadata: study.metadata.clone(),
+                model_input: [cfg.input.height, cfg.input.width],
+            },
+            prediction: analysis.prepared.prediction.clone(),
+            uncertainty: UncertaintyReport {
+                samples: mc.samples,
+                mean: mc.mean,
+                std: mc.std,
+                interval: mc.interval,
+                entropy: mc.entropy,
+                expected_entropy: mc.expected_entropy,
+                mutual_information: mc.mutual_information,
+                class_mean: cfg
+                    .classes
+                    .iter()
+                    .cloned()
+                    .zip(mc.class_mean.iter().copied())
+                    .collect(),
+                uncertain: warning.is_some(),
+                warning,
+                zones: Zones(analysis.uncertainty_zones.clone()),
+            },
+            gradcam: GradCamReport {
+                target: class(analysis.gradcam.target),
+                target_index: analysis.gradcam.target,
+                layer: "layer4",
+                grid: [analysis.gradcam.map.height, analysis.gradcam.map.width],
+                max: analysis.gradcam.map.max(),
+                zones: Zones(analysis.gradcam_zones.clone()),
+            },
+            ig: analysis.ig.as_ref().map(|ig| IgReport {
+                target: class(ig.target),
+                baseline: ig.baseline,
+                steps: ig.steps,
+                quadrature: "gauss-legendre",
+                delta: ig.delta,
+                relative_delta: ig.relative_delta(),
+                f_input: ig.f_input,
+                f_baseline: ig.f_baseline,
+                zones: Zones(analysis.ig_zones.clone().unwrap_or_default()),
+            }),
+            zone_convention: ZONE_CONVENTION,
+            model: ModelInfo {
+                name: cfg.name.clone(),
+                sha256: model.sha256.clone(),
+                classes: cfg.classes.clone(),
+                input_size: [cfg.input.height, cfg.input.width],
+                threshold: cfg.threshold,
+                temperature: cfg.temperature,
+            },
+            device: analysis.device.clone(),
+            timings_ms: analysis.timings.clone(),
+            identifiers,
+        }
+    }
+}
