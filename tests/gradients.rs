@@ -1,0 +1,169 @@
+//! The explicit input-gradient pass and the Grad-CAM weights against candle's autograd and
+//! finite differences.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use candle_core::{DType, Device, Tensor, Var};
+use common::*;
+use cxr_viewer::explain::gradcam::grad_cam;
+use cxr_viewer::explain::integrated_gradients::{
+    input_gradients, integrated_gradients, Baseline, IgOptions,
+};
+use cxr_viewer::explain::no_control;
+use cxr_viewer::model::resnet::global_avg_pool;
+
+trait FlipChannels {
+    fn flip_channels(&self) -> Tensor;
+}
+
+impl FlipChannels for Tensor {
+    /// The same image with its channels in reverse order: a second, different batch member.
+    fn flip_channels(&self) -> Tensor {
+        let idx = Tensor::new(&[2u32, 1, 0], &Device::Cpu).unwrap();
+        self.index_select(&idx, 1).unwrap()
+    }
+}
+
+fn target_logit(model: &cxr_viewer::model::Classifier, x: &Tensor, target: usize) -> f64 {
+    model
+        .logits(x)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .get(target)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+#[test]
+fn explicit_input_gradient_equals_candle_autograd() {
+    let model = tiny_model();
+    // Smooth random images: no exact max-pool ties, where autograd (splits) and PyTorch (first
+    // maximum) legitimately differ. Ties are covered by the captum comparison on a real film.
+    let random = npy("reference/input_random.npy");
+    let x = Tensor::cat(&[random.clone(), random.flip_channels()], 0).unwrap();
+    let (explicit, _) = input_gradients(&model, &x, 1).unwrap();
+    let var = Var::from_tensor(&x).unwrap();
+    let logits = model.logits(var.as_tensor()).unwrap();
+    let grads = logits
+        .narrow(1, 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let auto = grads
+        .get(var.as_tensor())
+        .expect("autograd reaches the input");
+    let a: Vec<f32> = explicit.flatten_all().unwrap().to_vec1().unwrap();
+    let b: Vec<f32> = auto.flatten_all().unwrap().to_vec1().unwrap();
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    assert!(
+        max_abs_diff(&a, &b) < 1e-4 * scale,
+        "max diff {} (scale {scale})",
+        max_abs_diff(&a, &b)
+    );
+}
+
+#[test]
+fn input_gradient_matches_finite_differences() {
+    let model = tiny_model();
+    let x = npy("reference/input_random.npy");
+    let (grad, _) = input_gradients(&model, &x, 1).unwrap();
+    let grad: Vec<f32> = grad.flatten_all().unwrap().to_vec1().unwrap();
+    let base: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    // The pixels with the largest gradients, spread over the three channels.
+    let mut order: Vec<usize> = (0..grad.len()).collect();
+    order.sort_by(|a, b| grad[*b].abs().total_cmp(&grad[*a].abs()));
+    let eps = 1e-3f32;
+    let mut checked = 0;
+    let mut agree = 0;
+    for &i in order.iter().step_by(37).take(12) {
+        let shifted = |delta: f32| {
+            let mut v = base.clone();
+            v[i] += delta;
+            Tensor::from_vec(v, x.shape(), &Device::Cpu).unwrap()
+        };
+        let fd = (target_logit(&model, &shifted(eps), 1) - target_logit(&model, &shifted(-eps), 1))
+            / (2.0 * eps as f64);
+        checked += 1;
+        if (fd - grad[i] as f64).abs() <= 0.02 * (grad[i] as f64).abs() + 1e-4 {
+            agree += 1;
+        }
+    }
+    // A ReLU kink inside ±eps can spoil a single difference quotient; a wrong rule spoils them all.
+    assert!(
+        agree >= checked - 1,
+        "{agree}/{checked} finite differences agree"
+    );
+}
+
+#[test]
+fn grad_cam_weights_match_finite_differences() {
+    let model = tiny_model();
+    let x = npy("reference/input_sample.npy");
+    let features = model.backbone.forward(&x).unwrap();
+    let cam = grad_cam(&model.head, &features, 1).unwrap();
+    let (_, c, h, w) = features.dims4().unwrap();
+    let base: Vec<f32> = features.flatten_all().unwrap().to_vec1().unwrap();
+    let logit = |v: Vec<f32>| -> f64 {
+        let t = Tensor::from_vec(v, (1, c, h, w), &Device::Cpu).unwrap();
+        let pooled = global_avg_pool(&t).unwrap();
+        model
+            .head
+            .forward(&pooled, None)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(1)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    // αₖ = ∂y/∂Aᵏᵢⱼ for any cell (i, j): perturb one cell per channel.
+    let eps = 1e-2f32;
+    for k in (0..c).step_by(17) {
+        let cell = k * h * w + (k % (h * w));
+        let mut plus = base.clone();
+        plus[cell] += eps;
+        let mut minus = base.clone();
+        minus[cell] -= eps;
+        let fd = (logit(plus) - logit(minus)) / (2.0 * eps as f64);
+        assert!(
+            (fd - cam.alpha[k] as f64).abs() < 1e-4 + 1e-2 * fd.abs(),
+            "channel {k}: fd {fd} vs α {}",
+            cam.alpha[k]
+        );
+    }
+}
+
+#[test]
+fn completeness_gap_shrinks_with_more_steps() {
+    let model = tiny_model();
+    let x = npy("reference/input_sample.npy");
+    let gap = |steps| {
+        let opts = IgOptions {
+            steps,
+            baseline: Baseline::Black,
+            target: 1,
+            batch: 16,
+        };
+        integrated_gradients(&model, &x, &opts, &no_control())
+            .unwrap()
+            .relative_delta()
+    };
+    let (coarse, fine) = (gap(4), gap(256));
+    // The random-weight fixture net has a rough integrand, so convergence is slow but real.
+    assert!(fine < 0.05, "256-step gap {fine}");
+    assert!(
+        fine < coarse / 5.0,
+        "gap {coarse} (4 steps) → {fine} (256 steps)"
+    );
+}
