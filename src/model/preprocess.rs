@@ -10,9 +10,18 @@ use crate::explain::Grid;
 use crate::io::{Study, Window};
 
 /// The gray input grid in [0, 1] before normalisation (what the overlays are registered to).
+///
+/// For 8-bit sources the resized values are rounded to 8 bits again, as Pillow does for the
+/// training images, so the network sees the same value grid it was trained on.
 pub fn model_gray(study: &Study, window: &Window, spec: &InputSpec) -> Grid {
     let unit = Grid::new(study.width, study.height, study.to_unit(window));
-    unit.resized(spec.width, spec.height)
+    let mut gray = unit.resized(spec.width, spec.height);
+    if study.metadata.bits_stored <= 8 {
+        for v in &mut gray.values {
+            *v = (*v * 255.0).round() / 255.0;
+        }
+    }
+    gray
 }
 
 /// `[1, 3, H, W]` normalised input tensor from the gray grid.

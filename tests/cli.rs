@@ -1,0 +1,256 @@
+//! The `cxr-viewer analyze` contract that other tools depend on.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::fixture;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn npy_shape(path: &Path) -> Vec<usize> {
+    candle_core::Tensor::read_npy(path).unwrap().dims().to_vec()
+}
+
+#[test]
+fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
+    let out = scratch("cli-analyze");
+    let garbage = out.join("not-an-image.png");
+    std::fs::write(&garbage, b"definitely not a PNG").unwrap();
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    let dicom = fixture("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm");
+    let result = bin()
+        .args(["analyze"])
+        .arg(&jpeg)
+        .arg(&garbage)
+        .arg(&dicom)
+        .arg("--out")
+        .arg(out.join("results"))
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args([
+            "--device",
+            "cpu",
+            "--mc-samples",
+            "7",
+            "--ig-steps",
+            "4",
+            "--ig-baseline",
+            "white",
+            "--dump-input",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !result.status.success(),
+        "a bad input must make the exit code non-zero"
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one line per failed file, got: {stderr}");
+    assert!(
+        errors[0].contains("not-an-image.png") && errors[0].contains("not a DICOM, PNG or JPEG"),
+        "{}",
+        errors[0]
+    );
+
+    for (stem, (w, h)) in [
+        ("person45_bacteria_221", (808u32, 488u32)),
+        ("cr_chest_pa_mono1_10bit_explicit_le_440", (440, 440)),
+    ] {
+        let dir = out.join("results").join(stem);
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
+        for pointer in [
+            "/prediction/label",
+            "/prediction/probabilities/PNEUMONIA",
+            "/prediction/threshold",
+            "/uncertainty/samples",
+            "/uncertainty/mean",
+            "/uncertainty/std",
+            "/uncertainty/entropy",
+            "/uncertainty/mutual_information",
+            "/uncertainty/zones/left_lower/mean",
+            "/gradcam/target",
+            "/gradcam/zones/right_upper/max",
+            "/ig/baseline",
+            "/ig/steps",
+            "/ig/delta",
+            "/ig/zones/right_middle/mean",
+            "/model/name",
+            "/model/sha256",
+            "/model/classes",
+            "/device",
+            "/timings_ms/load",
+            "/timings_ms/preprocess",
+            "/timings_ms/forward",
+            "/timings_ms/gradcam",
+            "/timings_ms/uncertainty",
+            "/timings_ms/ig",
+            "/timings_ms/total",
+        ] {
+            assert!(
+                report.pointer(pointer).is_some(),
+                "{stem}: report.json lacks {pointer}"
+            );
+        }
+        assert_eq!(report["uncertainty"]["samples"], 7);
+        assert_eq!(report["ig"]["steps"], 4);
+        assert_eq!(report["ig"]["baseline"], "white");
+        assert_eq!(report["device"], "cpu");
+        let mut zones: Vec<&str> = report["gradcam"]["zones"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        zones.sort_unstable();
+        assert_eq!(
+            zones,
+            [
+                "left_lower",
+                "left_middle",
+                "left_upper",
+                "right_lower",
+                "right_middle",
+                "right_upper"
+            ]
+        );
+        assert_eq!(report["model"]["sha256"].as_str().unwrap().len(), 64);
+        let text = std::fs::read_to_string(dir.join("report.json")).unwrap();
+        assert!(
+            !text.contains("patient_name") && !text.contains("patient_id"),
+            "no identifiers by default"
+        );
+
+        assert_eq!(npy_shape(&dir.join("gradcam.npy")), [7, 7]);
+        assert_eq!(npy_shape(&dir.join("uncertainty_mean.npy")), [7, 7]);
+        assert_eq!(npy_shape(&dir.join("uncertainty_std.npy")), [7, 7]);
+        assert_eq!(npy_shape(&dir.join("ig.npy")), [224, 224]);
+        assert_eq!(npy_shape(&dir.join("input.npy")), [3, 224, 224]);
+        for png in [
+            "overlay_gradcam.png",
+            "overlay_uncertainty.png",
+            "overlay_ig.png",
+        ] {
+            let img = image::open(dir.join(png)).unwrap();
+            assert_eq!(
+                (img.width(), img.height()),
+                (w, h),
+                "{png} has the original size"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_weights_file_is_a_one_line_error() {
+    let dir = scratch("cli-wrong-weights");
+    let config = std::fs::read_to_string(fixture("reference/model.json")).unwrap();
+    std::fs::write(dir.join("model.json"), config).unwrap();
+    std::fs::write(
+        dir.join("tiny.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage",
+    )
+    .unwrap();
+    let result = bin()
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--model")
+        .arg(dir.join("model.json"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot load weights")
+            && stderr.contains("not a readable safetensors file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn checkpoint_of_another_architecture_is_refused_by_name() {
+    let dir = scratch("cli-other-arch");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("reference/model.json")).unwrap())
+            .unwrap();
+    config["weights"] =
+        serde_json::Value::String(fixture("reference/tiny.safetensors").display().to_string());
+    config["architecture"]["width"] = 16.into();
+    std::fs::write(dir.join("model.json"), config.to_string()).unwrap();
+    let result = bin()
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--model")
+        .arg(dir.join("model.json"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("has shape") && stderr.contains("conv1.weight"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_target_class_names_the_known_ones() {
+    let dir = scratch("cli-target");
+    let result = bin()
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(&dir)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--target", "covid", "--no-ig"])
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("unknown target class 'covid'") && stderr.contains("NORMAL, PNEUMONIA"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cuda_request_on_a_cpu_build_falls_back_with_a_note() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let dir = scratch("cli-cuda");
+    let result = bin()
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(&dir)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--device", "cuda", "--no-ig", "--mc-samples", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(String::from_utf8_lossy(&result.stderr).contains("no CUDA support"));
+}
