@@ -277,3 +277,177 @@ pub fn default_sample_path() -> PathBuf {
     }
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// Image files under `dir`, recursively, sorted; hidden files skipped.
+pub fn collect_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).with_context(|| format!("cannot read folder {}", d.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            let hidden = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct EvalOutput<'a> {
+    #[serde(flatten)]
+    metrics: &'a crate::evaluation::Metrics,
+    positive_class: &'a str,
+    model: serde_json::Value,
+    device: &'a str,
+    data: String,
+    /// Files that could not be read, with the reason; they are not counted in `n`.
+    skipped: Vec<(String, String)>,
+}
+
+/// `cxr-viewer eval`: `data` holds one subfolder per class name; writes metrics.json,
+/// predictions.csv and three plots to `out`.
+pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluation::Metrics> {
+    use crate::evaluation::{metrics, Case, ECE_BINS};
+    let cfg = &engine.model.config;
+    let positive = cfg.positive_class.clone();
+    let mut labelled: Vec<(PathBuf, bool)> = Vec::new();
+    let mut found = Vec::new();
+    for entry in
+        std::fs::read_dir(data).with_context(|| format!("cannot read folder {}", data.display()))?
+    {
+        let path = entry?.path();
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        if !path.is_dir() || cfg.class_index(&name).is_none() {
+            continue;
+        }
+        found.push(name.clone());
+        let is_positive = name.eq_ignore_ascii_case(&positive);
+        labelled.extend(collect_files(&path)?.into_iter().map(|f| (f, is_positive)));
+    }
+    if found.is_empty() {
+        anyhow::bail!(
+            "{} has no subfolder named after a class ({}): expected e.g. {0}/{}/ and {0}/{}/",
+            data.display(),
+            cfg.classes.join(", "),
+            cfg.classes[0],
+            cfg.classes[cfg.classes.len() - 1]
+        );
+    }
+    labelled.sort();
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let bar = indicatif::ProgressBar::new(labelled.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut cases = Vec::with_capacity(labelled.len());
+    let mut skipped = Vec::new();
+    for (path, is_positive) in &labelled {
+        let rel = path
+            .strip_prefix(data)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let result = load_study(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|study| Ok(engine.prepare(&study)?.0.prediction));
+        match result {
+            Ok(prediction) => cases.push(Case {
+                file: rel,
+                positive: *is_positive,
+                probability: prediction.positive_probability,
+            }),
+            Err(e) => {
+                let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                let reason = one_line(&chain.join(": "));
+                let line = format!("skipped {rel}: {reason}");
+                if bar.is_hidden() {
+                    eprintln!("{line}");
+                } else {
+                    bar.println(line);
+                }
+                skipped.push((rel, reason));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if cases.is_empty() {
+        anyhow::bail!("no readable image under {}", data.display());
+    }
+    let m = metrics(&cases, cfg.threshold);
+    let mut csv = format!(
+        "file,label,prob_{},predicted,residual\n",
+        positive.to_lowercase()
+    );
+    let negative = cfg
+        .classes
+        .iter()
+        .find(|c| **c != positive)
+        .cloned()
+        .unwrap_or_default();
+    for c in &cases {
+        let label = if c.positive { &positive } else { &negative };
+        let predicted = if c.probability >= cfg.threshold {
+            &positive
+        } else {
+            &negative
+        };
+        // `+ 0.0` turns −0 into 0 in the CSV.
+        let residual = (if c.positive { 1.0 } else { 0.0 } - c.probability as f64) + 0.0;
+        csv.push_str(&format!(
+            "{},{label},{:.6},{predicted},{residual:.6}\n",
+            csv_field(&c.file),
+            c.probability
+        ));
+    }
+    write_atomic(&out.join("predictions.csv"), csv.as_bytes())?;
+    let output = EvalOutput {
+        metrics: &m,
+        positive_class: &positive,
+        model: serde_json::json!({
+            "name": cfg.name,
+            "sha256": engine.model.sha256,
+            "temperature": cfg.temperature,
+            "input_size": [cfg.input.height, cfg.input.width],
+        }),
+        device: engine.device_name(),
+        data: data
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        skipped,
+    };
+    write_atomic(
+        &out.join("metrics.json"),
+        serde_json::to_string_pretty(&output)?.as_bytes(),
+    )?;
+    crate::plots::roc_png(&cases, m.auc, &out.join("roc.png"))?;
+    crate::plots::residual_png(&cases, &out.join("residuals.png"))?;
+    crate::plots::reliability_png(&cases, m.ece, ECE_BINS, &out.join("reliability.png"))?;
+    Ok(m)
+}

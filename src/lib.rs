@@ -1,13 +1,15 @@
 //! cxr-viewer: chest X-ray analysis engine (loading, ResNet-50, explanations) shared by the CLI,
 //! the GUI, tests and benchmarks.
 //!
-//! Layers, lowest first: [`io`] → [`model`] → [`explain`] → [`analysis`]; nothing here depends on a
-//! UI toolkit.
+//! Layers, lowest first: [`io`] → [`model`] → [`explain`] → [`analysis`] → [`ui`]; only [`ui`]
+//! depends on a UI toolkit.
 
 pub mod analysis;
 pub mod cli;
+pub mod evaluation;
 pub mod explain;
 pub mod io;
 pub mod model;
 pub mod overlay;
+pub mod plots;
 pub mod report;

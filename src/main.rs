@@ -11,10 +11,13 @@ use cxr_viewer::model::{select_device, DeviceChoice};
 /// Chest X-ray viewer and analysis engine: ResNet-50 pneumonia classification with Grad-CAM,
 /// Monte-Carlo-dropout uncertainty and Integrated Gradients. Research use only — not for diagnosis.
 #[derive(Parser)]
-#[command(name = "cxr-viewer", version)]
+#[command(name = "cxr-viewer", version, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand: open the viewer on FILE (default: the bundled sample); the model is
+    /// $CXR_VIEWER_MODEL, else weights/model.json.
+    file: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -83,6 +86,16 @@ enum Command {
         #[arg(long)]
         include_identifiers: bool,
     },
+    /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/):
+    /// writes metrics.json, predictions.csv, roc.png, residuals.png, reliability.png.
+    Eval {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Per-stage median timings over repeated runs (a benchmark, not a test).
     Bench {
         /// Image to analyse (default: the bundled sample).
@@ -133,6 +146,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Eval { data, out, model }) => {
+            let engine = load_engine(&model)?;
+            let m = cli::eval(&engine, &data, &out)?;
+            println!(
+                "n={} accuracy={:.4} sensitivity={:.4} specificity={:.4} auc={:.4} ece={:.4} (threshold {:.3}) → {}",
+                m.n, m.accuracy, m.sensitivity, m.specificity, m.auc, m.ece, m.threshold, out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench {
             input,
             runs,
@@ -145,8 +167,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            use clap::CommandFactory;
-            Cli::command().print_help()?;
+            let file = cli.file.unwrap_or_else(cli::default_sample_path);
+            cxr_viewer::ui::run(Some(file), cli::default_model_path())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,0 +1,262 @@
+//! Binary classification metrics for `cxr-viewer eval`.
+//!
+//! All metrics treat the model's positive class (pneumonia) as positive and use the calibrated
+//! probability of that class with the model's decision threshold. AUC is the Mann–Whitney
+//! statistic (ties count ½), so it equals the area under the empirical ROC curve. ECE uses 15
+//! equal-width bins of the predicted probability and compares each bin's mean probability with its
+//! observed positive rate (the reliability diagram's gap), weighted by the bin's share of cases.
+
+use serde::Serialize;
+
+/// One evaluated case.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub file: String,
+    /// Ground truth: true = positive class.
+    pub positive: bool,
+    pub probability: f32,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Confusion {
+    pub tp: usize,
+    pub fp: usize,
+    pub tn: usize,
+    #[serde(rename = "fn")]
+    pub fn_: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Metrics {
+    pub n: usize,
+    pub accuracy: f64,
+    pub sensitivity: f64,
+    pub specificity: f64,
+    pub precision: f64,
+    pub f1: f64,
+    pub auc: f64,
+    pub kappa: f64,
+    pub mcc: f64,
+    pub ece: f64,
+    pub brier: f64,
+    pub threshold: f32,
+    pub confusion: Confusion,
+}
+
+pub const ECE_BINS: usize = 15;
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        f64::NAN
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+pub fn confusion(cases: &[Case], threshold: f32) -> Confusion {
+    let mut c = Confusion::default();
+    for case in cases {
+        match (case.positive, case.probability >= threshold) {
+            (true, true) => c.tp += 1,
+            (false, true) => c.fp += 1,
+            (false, false) => c.tn += 1,
+            (true, false) => c.fn_ += 1,
+        }
+    }
+    c
+}
+
+/// Mann–Whitney AUC: P(score of a random positive > score of a random negative), ties ½.
+pub fn auc(cases: &[Case]) -> f64 {
+    let mut sorted: Vec<&Case> = cases.iter().collect();
+    sorted.sort_by(|a, b| a.probability.total_cmp(&b.probability));
+    let (mut rank_sum, mut i) = (0.0, 0);
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].probability == sorted[i].probability {
+            j += 1;
+        }
+        // Average rank (1-based) of the tied block.
+        let rank = (i + 1 + j) as f64 / 2.0;
+        rank_sum += rank * sorted[i..j].iter().filter(|c| c.positive).count() as f64;
+        i = j;
+    }
+    let pos = cases.iter().filter(|c| c.positive).count() as f64;
+    let neg = cases.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return f64::NAN;
+    }
+    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+}
+
+/// ROC points (false-positive rate, true-positive rate) from the highest threshold down.
+pub fn roc_curve(cases: &[Case]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<&Case> = cases.iter().collect();
+    sorted.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    let pos = cases.iter().filter(|c| c.positive).count().max(1) as f64;
+    let neg = (cases.len() - cases.iter().filter(|c| c.positive).count()).max(1) as f64;
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut points = vec![(0.0, 0.0)];
+    let mut i = 0;
+    while i < sorted.len() {
+        let p = sorted[i].probability;
+        while i < sorted.len() && sorted[i].probability == p {
+            if sorted[i].positive {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            i += 1;
+        }
+        points.push((fp / neg, tp / pos));
+    }
+    points
+}
+
+/// Per bin of predicted probability: (mean predicted, observed positive rate, count).
+pub fn reliability(cases: &[Case], bins: usize) -> Vec<(f64, f64, usize)> {
+    let mut acc = vec![(0.0, 0.0, 0usize); bins];
+    for c in cases {
+        let b = ((c.probability as f64 * bins as f64) as usize).min(bins - 1);
+        acc[b].0 += c.probability as f64;
+        acc[b].1 += if c.positive { 1.0 } else { 0.0 };
+        acc[b].2 += 1;
+    }
+    acc.into_iter()
+        .map(|(p, y, n)| {
+            if n == 0 {
+                (f64::NAN, f64::NAN, 0)
+            } else {
+                (p / n as f64, y / n as f64, n)
+            }
+        })
+        .collect()
+}
+
+pub fn expected_calibration_error(cases: &[Case], bins: usize) -> f64 {
+    let n = cases.len().max(1) as f64;
+    reliability(cases, bins)
+        .into_iter()
+        .filter(|(_, _, count)| *count > 0)
+        .map(|(p, y, count)| (count as f64 / n) * (p - y).abs())
+        .sum()
+}
+
+pub fn metrics(cases: &[Case], threshold: f32) -> Metrics {
+    let c = confusion(cases, threshold);
+    let n = cases.len();
+    let accuracy = ratio(c.tp + c.tn, n);
+    let sensitivity = ratio(c.tp, c.tp + c.fn_);
+    let specificity = ratio(c.tn, c.tn + c.fp);
+    let precision = ratio(c.tp, c.tp + c.fp);
+    let f1 = 2.0 * precision * sensitivity / (precision + sensitivity);
+    // Cohen's kappa: agreement beyond chance between prediction and truth.
+    let nf = n as f64;
+    let p_yes = ((c.tp + c.fp) as f64 / nf) * ((c.tp + c.fn_) as f64 / nf);
+    let p_no = ((c.tn + c.fn_) as f64 / nf) * ((c.tn + c.fp) as f64 / nf);
+    let chance = p_yes + p_no;
+    let kappa = (accuracy - chance) / (1.0 - chance);
+    let (tp, fp, tn, fn_) = (c.tp as f64, c.fp as f64, c.tn as f64, c.fn_ as f64);
+    let mcc = (tp * tn - fp * fn_) / ((tp + fp) * (tp + fn_) * (tn + fp) * (tn + fn_)).sqrt();
+    let brier = cases
+        .iter()
+        .map(|k| (k.probability as f64 - if k.positive { 1.0 } else { 0.0 }).powi(2))
+        .sum::<f64>()
+        / nf.max(1.0);
+    Metrics {
+        n,
+        accuracy,
+        sensitivity,
+        specificity,
+        precision,
+        f1,
+        auc: auc(cases),
+        kappa,
+        mcc,
+        ece: expected_calibration_error(cases, ECE_BINS),
+        brier,
+        threshold,
+        confusion: c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cases(v: &[(bool, f32)]) -> Vec<Case> {
+        v.iter()
+            .enumerate()
+            .map(|(i, (p, s))| Case {
+                file: format!("{i}"),
+                positive: *p,
+                probability: *s,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn auc_counts_ties_as_half_and_matches_the_roc_area() {
+        let c = cases(&[
+            (true, 0.9),
+            (false, 0.8),
+            (true, 0.7),
+            (false, 0.3),
+            (true, 0.3),
+        ]);
+        // Pairs (pos > neg): 0.9 beats both, 0.7 beats 0.3 only, 0.3 ties 0.3 → (2 + 1 + 0.5) / 6.
+        assert!((auc(&c) - 3.5 / 6.0).abs() < 1e-12);
+        let roc = roc_curve(&c);
+        let trapezoid: f64 = roc
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0)
+            .sum();
+        assert!((trapezoid - auc(&c)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn confusion_based_metrics_match_hand_computation() {
+        // tp=3 fn=1 tn=4 fp=2 at threshold 0.5
+        let c = cases(&[
+            (true, 0.9),
+            (true, 0.8),
+            (true, 0.6),
+            (true, 0.2),
+            (false, 0.1),
+            (false, 0.2),
+            (false, 0.3),
+            (false, 0.4),
+            (false, 0.7),
+            (false, 0.55),
+        ]);
+        let m = metrics(&c, 0.5);
+        assert_eq!(
+            m.confusion,
+            Confusion {
+                tp: 3,
+                fp: 2,
+                tn: 4,
+                fn_: 1
+            }
+        );
+        assert!((m.accuracy - 0.7).abs() < 1e-12);
+        assert!((m.sensitivity - 0.75).abs() < 1e-12);
+        assert!((m.specificity - 4.0 / 6.0).abs() < 1e-12);
+        assert!((m.precision - 0.6).abs() < 1e-12);
+        // kappa: po=0.7, pe=0.5·0.4+0.5·0.6=0.5 → 0.4; MCC = (12−2)/√(5·4·6·5)
+        assert!((m.kappa - 0.4).abs() < 1e-12);
+        assert!((m.mcc - 10.0 / 600f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn perfectly_calibrated_bins_have_zero_ece() {
+        let mut v = Vec::new();
+        for i in 0..10 {
+            v.push((i < 2, 0.2)); // 20 % positives at p = 0.2
+            v.push((i < 8, 0.8));
+        }
+        assert!(expected_calibration_error(&cases(&v), 15) < 1e-7);
+        let overconfident = cases(&[(false, 0.95), (true, 0.95)]);
+        assert!((expected_calibration_error(&overconfident, 15) - 0.45).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,173 @@
+//! Evaluation plots (ROC curve, residual histogram, reliability diagram) as PNG.
+//!
+//! Drawn with plotters into an RGB buffer and encoded with the `image` crate; the font is embedded
+//! so the plots look the same on every machine, with or without system fonts.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+
+use crate::evaluation::{reliability, roc_curve, Case};
+
+const FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const SIZE: (u32, u32) = (640, 480);
+
+fn ensure_font() -> Result<()> {
+    static REGISTER: Once = Once::new();
+    let mut result = Ok(());
+    REGISTER.call_once(|| {
+        result = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .map_err(|_| anyhow!("the embedded plot font is invalid"));
+    });
+    result
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting failed: {e:?}")
+}
+
+fn save(buffer: Vec<u8>, path: &Path) -> Result<()> {
+    image::RgbImage::from_raw(SIZE.0, SIZE.1, buffer)
+        .ok_or_else(|| anyhow!("plot buffer has the wrong size"))?
+        .save(path)
+        .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
+}
+
+fn draw<F>(path: &Path, f: F) -> Result<()>
+where
+    F: FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+{
+    ensure_font()?;
+    let mut buffer = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        f(root.clone())?;
+        root.present().map_err(plot_error)?;
+    }
+    save(buffer, path)
+}
+
+pub fn roc_png(cases: &[Case], auc: f64, path: &Path) -> Result<()> {
+    let points = roc_curve(cases);
+    draw(path, |root| {
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("ROC (AUC = {auc:.3}, n = {})", cases.len()),
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("1 − specificity (false-positive rate)")
+            .y_desc("sensitivity")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+/// Residual = label − probability (1 for a positive case); errors sit near ±1.
+pub fn residual_png(cases: &[Case], path: &Path) -> Result<()> {
+    const BINS: usize = 40;
+    let mut counts = [0u32; BINS];
+    for c in cases {
+        let r = (if c.positive { 1.0 } else { 0.0 }) - c.probability as f64;
+        let b = (((r + 1.0) / 2.0 * BINS as f64) as usize).min(BINS - 1);
+        counts[b] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(1).max(1);
+    draw(path, |root| {
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Residuals (label − P(pneumonia))", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(-1f64..1f64, 0u32..top + top / 10 + 1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("residual")
+            .y_desc("images")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_error)?;
+        let width = 2.0 / BINS as f64;
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &n)| {
+                let x0 = -1.0 + i as f64 * width;
+                let color = if (x0 + width / 2.0).abs() > 0.5 {
+                    RED.mix(0.7)
+                } else {
+                    BLUE.mix(0.6)
+                };
+                Rectangle::new([(x0, 0), (x0 + width, n)], color.filled())
+            }))
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}
+
+pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Result<()> {
+    let table = reliability(cases, bins);
+    draw(path, |root| {
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("Reliability (ECE = {ece:.3}, {bins} bins)"),
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("mean predicted P(pneumonia)")
+            .y_desc("observed pneumonia rate")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_error)?;
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+            .map_err(plot_error)?;
+        let width = 1.0 / bins as f64;
+        chart
+            .draw_series(
+                table
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (_, _, n))| *n > 0)
+                    .map(|(i, (_, y, _))| {
+                        let x0 = i as f64 * width;
+                        Rectangle::new(
+                            [(x0 + 0.1 * width, 0.0), (x0 + 0.9 * width, *y)],
+                            BLUE.mix(0.5).filled(),
+                        )
+                    }),
+            )
+            .map_err(plot_error)?;
+        chart
+            .draw_series(
+                table
+                    .iter()
+                    .filter(|(_, _, n)| *n > 0)
+                    .map(|(p, y, _)| Circle::new((*p, *y), 4, RED.filled())),
+            )
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,130 @@
+//! `cxr-viewer eval`: outputs, consistency between metrics.json and predictions.csv, skipped files.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::fixture;
+
+#[test]
+fn eval_writes_consistent_metrics_predictions_and_plots() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-fixture");
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    for class in ["NORMAL", "PNEUMONIA/nested"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+    }
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    std::fs::copy(&jpeg, data.join("PNEUMONIA/a.jpeg")).unwrap();
+    std::fs::copy(
+        fixture("dicom/siim_cr_chest_pa_jpegbaseline_mono2_8bit_1024.dcm"),
+        data.join("PNEUMONIA/nested/b.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm"),
+        data.join("NORMAL/c.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("dicom/wg04_RG2_rle_crop_192x160.dcm"),
+        data.join("NORMAL/d.dcm"),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("NORMAL/broken.png"),
+        b"\x89PNG\r\n\x1a\n truncated",
+    )
+    .unwrap();
+    let out = root.join("out");
+    let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .args(["eval", "--device", "cpu"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped NORMAL/broken.png"),
+        "skipped files are listed: {stderr}"
+    );
+
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for key in [
+        "n",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "auc",
+        "kappa",
+        "mcc",
+        "ece",
+        "threshold",
+    ] {
+        assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
+    }
+    assert_eq!(metrics["n"], 4);
+    assert_eq!(metrics["skipped"].as_array().unwrap().len(), 1);
+
+    let csv = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("file,label,prob_pneumonia,predicted,residual")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4);
+    let threshold = metrics["threshold"].as_f64().unwrap();
+    let mut correct = 0;
+    for row in &rows {
+        let p: f64 = row[2].parse().unwrap();
+        let label_positive = row[1] == "PNEUMONIA";
+        assert_eq!(
+            row[3] == "PNEUMONIA",
+            p >= threshold,
+            "predicted column follows the threshold"
+        );
+        let residual: f64 = row[4].parse().unwrap();
+        assert!((residual - ((label_positive as u8) as f64 - p)).abs() < 1e-5);
+        correct += ((p >= threshold) == label_positive) as usize;
+    }
+    assert!((metrics["accuracy"].as_f64().unwrap() - correct as f64 / 4.0).abs() < 1e-9);
+    let tp =
+        metrics["confusion"]["tp"].as_u64().unwrap() + metrics["confusion"]["fn"].as_u64().unwrap();
+    assert_eq!(tp, 2, "two pneumonia cases (one in a nested folder)");
+    for png in ["roc.png", "residuals.png", "reliability.png"] {
+        let img = image::open(out.join(png)).unwrap();
+        assert!(img.width() >= 400 && img.height() >= 300, "{png}");
+    }
+}
+
+#[test]
+fn eval_without_class_folders_says_what_it_expects() {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-empty");
+    std::fs::create_dir_all(&root).unwrap();
+    let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .args(["eval", "--device", "cpu"])
+        .arg("--data")
+        .arg(&root)
+        .arg("--out")
+        .arg(root.join("out"))
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("no subfolder named after a class (NORMAL, PNEUMONIA)"),
+        "{stderr}"
+    );
+}
