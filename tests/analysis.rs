@@ -1,0 +1,104 @@
+//! The staged engine: cancellation, progress, MC-dropout behaviour, zone conventions in reports.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::*;
+use cxr_viewer::analysis::{AnalysisError, AnalysisOptions, Engine, Stage};
+use cxr_viewer::io::load_study;
+
+fn engine() -> Engine {
+    Engine::new(tiny_model())
+}
+
+#[test]
+fn cancelling_stops_integrated_gradients_between_batches() {
+    let engine = engine();
+    let study = load_study(&fixture("reference/person45_bacteria_221.jpeg")).unwrap();
+    let cancel = AtomicBool::new(false);
+    let batches = AtomicUsize::new(0);
+    let progress = |done: usize, _total: usize| {
+        if done > 0 {
+            batches.fetch_add(1, Ordering::SeqCst);
+            cancel.store(true, Ordering::SeqCst);
+        }
+    };
+    let opts = AnalysisOptions::default()
+        .with_ig_steps(64)
+        .with_ig_batch(4);
+    let result = engine.analyze(&study, &opts, &|_| {}, &cancel, &progress);
+    assert!(matches!(result, Err(AnalysisError::Cancelled)));
+    assert_eq!(
+        batches.load(Ordering::SeqCst),
+        1,
+        "stopped after the first batch of 4"
+    );
+}
+
+#[test]
+fn stages_run_cheap_first_and_report_progress_to_the_end() {
+    let engine = engine();
+    let study = load_study(&fixture(
+        "dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm",
+    ))
+    .unwrap();
+    let stages = std::sync::Mutex::new(Vec::new());
+    let last = std::sync::Mutex::new((0, 0));
+    let cancel = AtomicBool::new(false);
+    let opts = AnalysisOptions::default()
+        .with_ig_steps(6)
+        .with_ig_batch(4)
+        .with_mc_samples(9);
+    let analysis = engine
+        .analyze(
+            &study,
+            &opts,
+            &|s| stages.lock().unwrap().push(s),
+            &cancel,
+            &|d, t| *last.lock().unwrap() = (d, t),
+        )
+        .unwrap();
+    assert_eq!(
+        *stages.lock().unwrap(),
+        [
+            Stage::Preprocess,
+            Stage::GradCam,
+            Stage::Uncertainty,
+            Stage::IntegratedGradients
+        ]
+    );
+    assert_eq!(*last.lock().unwrap(), (6, 6));
+    assert_eq!(analysis.uncertainty.samples, 9);
+    assert_eq!(analysis.uncertainty.sample_probabilities.len(), 9);
+    let p = analysis.prepared.prediction.positive_probability;
+    let [lo, hi] = analysis.uncertainty.interval;
+    assert!(lo <= hi && (0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
+    assert!(
+        analysis.uncertainty.std > 0.0,
+        "dropout p = 0.25 must spread the samples"
+    );
+    assert!(analysis.uncertainty.mutual_information >= 0.0);
+    assert!(analysis.uncertainty.entropy <= 2f32.ln() + 1e-6);
+    assert!((0.0..=1.0).contains(&p));
+    // Zone boxes in image pixels cover the 440×440 film.
+    let right_lower = analysis
+        .gradcam_zones
+        .iter()
+        .find(|z| z.name == "right_lower")
+        .unwrap();
+    assert_eq!(right_lower.box_in_image, [0, 293, 220, 440]);
+}
+
+#[test]
+fn same_seed_same_uncertainty_other_seed_other_samples() {
+    let engine = engine();
+    let study = load_study(&fixture("reference/person45_bacteria_221.jpeg")).unwrap();
+    let (prepared, _, _) = engine.prepare(&study).unwrap();
+    let (a, _) = engine.uncertainty(&prepared, 1, 30, 7).unwrap();
+    let (b, _) = engine.uncertainty(&prepared, 1, 30, 7).unwrap();
+    let (c, _) = engine.uncertainty(&prepared, 1, 30, 8).unwrap();
+    assert_eq!(a.sample_probabilities, b.sample_probabilities);
+    assert_ne!(a.sample_probabilities, c.sample_probabilities);
+    assert_eq!(a.cam_std.values, b.cam_std.values);
+}
