@@ -13,3 +13,4 @@ pub mod model;
 pub mod overlay;
 pub mod plots;
 pub mod report;
+pub mod ui;

@@ -1,0 +1,834 @@
+//! The viewer's state and what happens to it: messages from workers, opening files, starting
+//! and cancelling analyses, shortcuts. Drawing lives in `panels.rs` and `canvas.rs`.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+
+use egui::{Key, Modifiers, TextureHandle};
+
+use crate::analysis::{uncertainty_flag, Engine};
+use crate::explain::zones::ZoneScore;
+use crate::explain::Grid;
+use crate::io::{Study, Window};
+
+use super::cache::{AnalysisKey, Entry, IgKey, JobStage, Jobs, Lru};
+use super::render::{Percentiles, WindowPreset};
+use super::settings::{BaselineChoice, MapKind, Settings};
+use super::transform::ScreenFromImage;
+use super::worker::{self, FilePicker, JobSpec, JobUpdate, Msg, Outbox, PickPurpose};
+
+/// Images (decoded films) kept in memory for instant back-and-forth.
+const STUDY_CACHE: usize = 6;
+/// Analyses kept; each is small (maps and a layer4 activation) next to a film.
+const ANALYSIS_CACHE: usize = 64;
+/// File extensions listed when browsing a folder; DICOM files often have none.
+const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
+
+pub enum EngineState {
+    Loading,
+    Ready(Arc<Engine>),
+    /// One readable line; the viewer still shows images.
+    Failed(String),
+}
+
+/// A message for the status bar; errors stay until replaced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// How the film is shown. `transform: None` means "fit", recomputed every frame so that a
+/// window resize keeps the whole film visible.
+#[derive(Clone, Debug)]
+pub struct ViewState {
+    pub transform: Option<ScreenFromImage>,
+    pub window: Window,
+    /// `None` after a manual right-drag.
+    pub preset: Option<WindowPreset>,
+    pub invert: bool,
+}
+
+pub struct Current {
+    pub path: PathBuf,
+    pub study: Option<Arc<Study>>,
+    pub error: Option<String>,
+    pub view: ViewState,
+    pub hist: Option<Percentiles>,
+}
+
+/// Identity of an uploaded texture: rebuilt only when one of these changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FilmKey {
+    pub path: PathBuf,
+    pub window: [u32; 2],
+    pub invert: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OverlayKey {
+    pub key: AnalysisKey,
+    pub kind: MapKind,
+    pub ig: Option<IgKey>,
+    pub style: [u32; 3],
+    pub mode: super::settings::OverlayMode,
+    pub colormap: super::settings::ColormapChoice,
+}
+
+pub struct ViewerApp {
+    pub settings: Settings,
+    pub(super) picker: Arc<dyn FilePicker>,
+    model_path: PathBuf,
+    pub engine: EngineState,
+    /// Why the device is not the one asked for (e.g. no GPU).
+    pub device_note: Option<String>,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    pub(super) ctx: Option<egui::Context>,
+    initial_file: Option<PathBuf>,
+    studies: Lru<PathBuf, Arc<Study>>,
+    pub current: Option<Current>,
+    pub cache: Lru<AnalysisKey, Entry>,
+    pub jobs: Jobs,
+    /// Images of the current folder, sorted; next/previous walk it.
+    pub folder: Vec<PathBuf>,
+    pub map: MapKind,
+    pub overlay_visible: bool,
+    pub status: Option<Status>,
+    pub show_help: bool,
+    pub reveal_identifiers: bool,
+    pub export_identifiers: bool,
+    pub tag_filter: String,
+    pub(super) dialog_open: bool,
+    pub(super) film_tex: Option<(FilmKey, TextureHandle)>,
+    pub(super) overlay_tex: Option<(OverlayKey, TextureHandle)>,
+    pub(super) contours: Option<(OverlayKey, Vec<[egui::Pos2; 2]>)>,
+    /// Held-space state, read by the canvas.
+    pub(super) overlay_held_hidden: bool,
+}
+
+impl ViewerApp {
+    /// `initial_file` opens on the first frame; the model loads in the background meanwhile.
+    pub fn new(
+        settings: Settings,
+        picker: Arc<dyn FilePicker>,
+        model_path: PathBuf,
+        initial_file: Option<PathBuf>,
+    ) -> Self {
+        let (tx, rx) = channel();
+        Self {
+            map: settings.default_map,
+            settings,
+            picker,
+            model_path,
+            engine: EngineState::Loading,
+            device_note: None,
+            tx,
+            rx,
+            ctx: None,
+            initial_file,
+            studies: Lru::new(STUDY_CACHE),
+            current: None,
+            cache: Lru::new(ANALYSIS_CACHE),
+            jobs: Jobs::default(),
+            folder: Vec::new(),
+            overlay_visible: true,
+            status: None,
+            show_help: false,
+            reveal_identifiers: false,
+            export_identifiers: false,
+            tag_filter: String::new(),
+            dialog_open: false,
+            film_tex: None,
+            overlay_tex: None,
+            contours: None,
+            overlay_held_hidden: false,
+        }
+    }
+
+    /// eframe entry: settings restored from storage, the real file dialog.
+    pub fn from_creation_context(
+        cc: &eframe::CreationContext<'_>,
+        model_path: PathBuf,
+        initial_file: Option<PathBuf>,
+    ) -> Self {
+        let settings = cc
+            .storage
+            .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        Self::new(
+            settings,
+            Arc::new(worker::NativePicker),
+            model_path,
+            initial_file,
+        )
+    }
+
+    pub(super) fn outbox(&self) -> Option<Outbox> {
+        self.ctx.as_ref().map(|ctx| Outbox {
+            tx: self.tx.clone(),
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// Everything per frame, in order: first-frame start-up, messages, input, analysis
+    /// scheduling, then drawing. Tests call this through an `egui_kittest::Harness`.
+    pub fn ui_root(&mut self, ui: &mut egui::Ui) {
+        if self.ctx.is_none() {
+            self.ctx = Some(ui.ctx().clone());
+            if let Some(out) = self.outbox() {
+                worker::load_engine(out, self.model_path.clone());
+            }
+            if let Some(path) = self.initial_file.take() {
+                self.open(path);
+            }
+        }
+        self.drain_messages();
+        self.handle_dropped_files(ui.ctx());
+        self.handle_shortcuts(ui.ctx());
+        self.ensure_analysis();
+        super::panels::frame_ui(self, ui);
+        if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {
+            // Keeps the spinner turning even between worker messages.
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
+    // ---- messages ----------------------------------------------------------------------
+
+    pub fn drain_messages(&mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.handle(msg);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::EngineLoaded { result, note } => {
+                self.device_note = note;
+                self.engine = match result {
+                    Ok(engine) => EngineState::Ready(engine),
+                    Err(e) => {
+                        self.set_error(e.clone());
+                        EngineState::Failed(e)
+                    }
+                };
+            }
+            Msg::StudyLoaded { path, result } => {
+                if let Ok(study) = &result {
+                    self.studies.get_or_insert_with(&path, || study.clone());
+                }
+                let Some(current) = self.current.as_mut().filter(|c| c.path == path) else {
+                    return;
+                };
+                match result {
+                    Ok(study) => {
+                        current.view = ViewState::for_study(&study);
+                        current.hist = Some(Percentiles::new(&study));
+                        current.study = Some(study);
+                    }
+                    Err(e) => {
+                        let text = format!("cannot open {}: {e}", display_name(&path));
+                        current.error = Some(text.clone());
+                        self.set_error(text);
+                    }
+                }
+            }
+            Msg::Picked { purpose, path } => {
+                self.dialog_open = false;
+                match (purpose, path) {
+                    (PickPurpose::OpenFile, Some(p)) => self.open(p),
+                    (PickPurpose::OpenFolder, Some(dir)) => self.open_folder(&dir),
+                    (_, None) => {}
+                }
+            }
+            Msg::Exported(result) => match result {
+                Ok(path) => self.set_info(format!("saved {}", path.display())),
+                Err(e) => self.set_error(format!("export failed: {e}")),
+            },
+            Msg::Job { id, key, update } => self.handle_job(id, &key, update),
+        }
+    }
+
+    fn handle_job(&mut self, id: u64, key: &AnalysisKey, update: JobUpdate) {
+        if let JobUpdate::Started(stage) = update {
+            self.jobs.set_stage(id, stage);
+            return;
+        }
+        if let JobUpdate::IgProgress { done, total } = update {
+            self.jobs
+                .set_stage(id, JobStage::IntegratedGradients { done, total });
+            return;
+        }
+        if let JobUpdate::Finished { .. } = update {
+            self.jobs.finish(id);
+            return;
+        }
+        // Partial results of a cancelled job are still right: keep them for when the user
+        // comes back. Results for an evicted entry are dropped.
+        let Some(entry) = self.cache.get_mut(key) else {
+            return;
+        };
+        match update {
+            JobUpdate::Prepared {
+                prepared,
+                target,
+                preprocess_ms,
+                forward_ms,
+            } => {
+                entry.prepared = Some(prepared);
+                entry.target = target;
+                entry.timings.preprocess = preprocess_ms;
+                entry.timings.forward = forward_ms;
+            }
+            JobUpdate::GradCam(result, ms) => {
+                entry.gradcam = Some(Arc::new(*result));
+                entry.timings.gradcam = ms;
+            }
+            JobUpdate::Uncertainty(result, ms) => {
+                entry.uncertainty = Some(Arc::new(*result));
+                entry.timings.uncertainty = ms;
+            }
+            JobUpdate::Ig(ig_key, result, ms) => {
+                entry.ig.insert(ig_key, Arc::new(*result));
+                entry.timings.ig = ms;
+            }
+            JobUpdate::Failed(e) => {
+                entry.error = Some(e.clone());
+                self.set_error(format!("analysis failed: {e}"));
+            }
+            JobUpdate::Started(_) | JobUpdate::IgProgress { .. } | JobUpdate::Finished { .. } => {}
+        }
+    }
+
+    pub fn set_error(&mut self, text: String) {
+        tracing::warn!("{text}");
+        self.status = Some(Status {
+            text,
+            is_error: true,
+        });
+    }
+
+    pub fn set_info(&mut self, text: String) {
+        self.status = Some(Status {
+            text,
+            is_error: false,
+        });
+    }
+
+    // ---- opening -----------------------------------------------------------------------
+
+    /// Shows `path` (from the cache at once if it was seen recently) and cancels the analysis of
+    /// any other image.
+    pub fn open(&mut self, path: PathBuf) {
+        if self.current.as_ref().is_some_and(|c| c.path == path) {
+            return;
+        }
+        self.jobs.cancel_all_except(None);
+        self.settings.remember(&path);
+        if !self.folder.contains(&path) {
+            self.folder = path
+                .parent()
+                .map(list_images)
+                .filter(|f| f.contains(&path))
+                .unwrap_or_default();
+        }
+        let study = self.studies.get(&path).cloned();
+        let (view, hist) = match &study {
+            Some(s) => (ViewState::for_study(s), Some(Percentiles::new(s))),
+            None => (ViewState::default(), None),
+        };
+        self.current = Some(Current {
+            path: path.clone(),
+            study: study.clone(),
+            error: None,
+            view,
+            hist,
+        });
+        self.film_tex = None;
+        self.overlay_tex = None;
+        self.contours = None;
+        if self
+            .status
+            .as_ref()
+            .is_some_and(|s| s.is_error && !matches!(self.engine, EngineState::Failed(_)))
+        {
+            self.status = None;
+        }
+        if study.is_none() {
+            if let Some(out) = self.outbox() {
+                worker::load_image(out, path);
+            }
+        }
+    }
+
+    pub fn open_folder(&mut self, dir: &Path) {
+        let images = list_images(dir);
+        match images.first().cloned() {
+            Some(first) => {
+                self.folder = images;
+                self.open(first);
+            }
+            None => self.set_error(format!("no images in {}", dir.display())),
+        }
+    }
+
+    pub fn folder_position(&self) -> Option<usize> {
+        let current = &self.current.as_ref()?.path;
+        self.folder.iter().position(|p| p == current)
+    }
+
+    /// Next (`+1`) or previous (`-1`) image of the folder, stopping at the ends.
+    pub fn step_image(&mut self, delta: isize) {
+        let Some(i) = self.folder_position() else {
+            return;
+        };
+        let j = i as isize + delta;
+        if j >= 0 && (j as usize) < self.folder.len() {
+            let path = self.folder[j as usize].clone();
+            self.open(path);
+        }
+    }
+
+    pub fn request_pick(&mut self, purpose: PickPurpose) {
+        if self.dialog_open {
+            return;
+        }
+        if let Some(out) = self.outbox() {
+            self.dialog_open = true;
+            worker::pick(out, self.picker.clone(), purpose);
+        }
+    }
+
+    fn handle_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        });
+        if let Some(path) = dropped.into_iter().next() {
+            if path.is_dir() {
+                self.open_folder(&path);
+            } else {
+                self.open(path);
+            }
+        }
+    }
+
+    // ---- analysis ----------------------------------------------------------------------
+
+    pub fn engine(&self) -> Option<&Arc<Engine>> {
+        match &self.engine {
+            EngineState::Ready(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The cache key of what is on screen, once both the image and the model are there.
+    pub fn current_key(&self) -> Option<AnalysisKey> {
+        let current = self.current.as_ref()?;
+        let study = current.study.as_ref()?;
+        self.engine()?;
+        Some(AnalysisKey::new(
+            current.path.clone(),
+            &study.default_window,
+            self.settings.mc_samples,
+            0,
+        ))
+    }
+
+    pub fn wanted_ig(&self) -> Option<IgKey> {
+        self.settings.run_ig.then_some(IgKey {
+            steps: self.settings.ig_steps,
+            baseline: self.settings.ig_baseline,
+        })
+    }
+
+    pub fn current_entry(&self) -> Option<&Entry> {
+        self.cache.peek(&self.current_key()?)
+    }
+
+    /// Starts (or restarts) whatever the image on screen still lacks. Runs every frame; cheap
+    /// when there is nothing to do.
+    pub fn ensure_analysis(&mut self) {
+        let Some(key) = self.current_key() else {
+            return;
+        };
+        let wanted_ig = self.wanted_ig();
+        let entry = self.cache.get_or_insert_with(&key, Entry::default);
+        let needs = entry.missing(wanted_ig);
+        if !needs.any() || entry.error.is_some() || entry.user_cancelled {
+            return;
+        }
+        let (prepared, target) = (entry.prepared.clone(), entry.target);
+        if let Some(job) = self.jobs.active_for(&key) {
+            // A job computing IG with other options is wasted CPU: stop it, restart next frame.
+            if job.ig != wanted_ig && !needs.prepare {
+                job.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            return;
+        }
+        let (Some(engine), Some(study), Some(out)) = (
+            self.engine().cloned(),
+            self.current.as_ref().and_then(|c| c.study.clone()),
+            self.outbox(),
+        ) else {
+            return;
+        };
+        let (id, cancel) = self.jobs.start(key.clone(), needs.ig);
+        worker::run_job(
+            out,
+            JobSpec {
+                id,
+                window: study.default_window,
+                key,
+                engine,
+                study,
+                prepared,
+                target,
+                needs,
+                ig_batch: 8,
+                cancel,
+            },
+        );
+    }
+
+    /// Stops the analysis of the current image and keeps it stopped until "resume".
+    pub fn cancel_analysis(&mut self) {
+        if let Some(key) = self.current_key() {
+            if self.jobs.active_for(&key).is_some() {
+                if let Some(entry) = self.cache.get_mut(&key) {
+                    entry.user_cancelled = true;
+                }
+                self.set_info("analysis cancelled".into());
+            }
+        }
+        self.jobs.cancel_all_except(None);
+    }
+
+    pub fn resume_analysis(&mut self) {
+        if let Some(key) = self.current_key() {
+            if let Some(entry) = self.cache.get_mut(&key) {
+                entry.user_cancelled = false;
+                entry.error = None;
+            }
+        }
+    }
+
+    /// The map of `kind` for the current image at the model input resolution, its zone scores,
+    /// and the mean CAM that scales the uncertainty map.
+    pub fn map_of(&self, kind: MapKind) -> Option<(Grid, Vec<ZoneScore>, Option<Grid>)> {
+        let entry = self.current_entry()?;
+        let prepared = entry.prepared.as_ref()?;
+        let (mw, mh) = (prepared.gray.width, prepared.gray.height);
+        match kind {
+            MapKind::None => None,
+            MapKind::GradCam => {
+                let g = entry.gradcam.as_ref()?;
+                Some((g.0.map.resized(mw, mh), g.1.clone(), None))
+            }
+            MapKind::Uncertainty => {
+                let u = entry.uncertainty.as_ref()?;
+                Some((
+                    u.0.cam_std.resized(mw, mh),
+                    u.1.clone(),
+                    Some(u.0.cam_mean.clone()),
+                ))
+            }
+            MapKind::IntegratedGradients => {
+                let ig = entry.ig.get(&self.wanted_ig_or_default())?;
+                Some((ig.0.map.resized(mw, mh), ig.1.clone(), None))
+            }
+        }
+    }
+
+    /// The IG result to show: the current options even when automatic IG is off (run on demand).
+    pub fn wanted_ig_or_default(&self) -> IgKey {
+        IgKey {
+            steps: self.settings.ig_steps,
+            baseline: self.settings.ig_baseline,
+        }
+    }
+
+    /// The uncertainty warning of the current image, if any.
+    pub fn uncertain_reason(&self) -> Option<String> {
+        let entry = self.current_entry()?;
+        let engine = self.engine()?;
+        let mc = &entry.uncertainty.as_ref()?.0;
+        let cfg = &engine.model.config;
+        uncertainty_flag(mc, cfg.threshold, cfg.classes.len())
+    }
+
+    // ---- view actions ------------------------------------------------------------------
+
+    pub fn view_mut(&mut self) -> Option<&mut ViewState> {
+        self.current.as_mut().map(|c| &mut c.view)
+    }
+
+    pub fn set_preset(&mut self, preset: WindowPreset) {
+        if let Some(c) = self.current.as_mut() {
+            if let (Some(study), Some(hist)) = (&c.study, &c.hist) {
+                c.view.window = preset.window(study, hist);
+                c.view.preset = Some(preset);
+            }
+        }
+    }
+
+    pub fn reset_view(&mut self) {
+        if let Some(c) = self.current.as_mut() {
+            if let Some(study) = &c.study {
+                c.view = ViewState::for_study(study);
+            }
+        }
+    }
+
+    pub fn set_baseline(&mut self, baseline: BaselineChoice) {
+        self.settings.ig_baseline = baseline;
+        self.overlay_tex = None;
+    }
+
+    // ---- keyboard ----------------------------------------------------------------------
+
+    fn handle_shortcuts(&mut self, ctx: &egui::Context) {
+        // Typing in the tag search must not flip overlays.
+        if ctx.egui_wants_keyboard_input() {
+            self.overlay_held_hidden = false;
+            return;
+        }
+        let cmd_shift = Modifiers::COMMAND | Modifiers::SHIFT;
+        let mut actions: Vec<Action> = Vec::new();
+        ctx.input_mut(|i| {
+            let mut key = |m: Modifiers, k: Key, a: Action| {
+                if i.consume_key(m, k) {
+                    actions.push(a);
+                }
+            };
+            key(cmd_shift, Key::O, Action::OpenFolder);
+            key(Modifiers::COMMAND, Key::O, Action::OpenFile);
+            key(Modifiers::COMMAND, Key::S, Action::ExportPng);
+            key(Modifiers::COMMAND, Key::E, Action::ExportJson);
+            key(Modifiers::NONE, Key::ArrowRight, Action::Next);
+            key(Modifiers::NONE, Key::PageDown, Action::Next);
+            key(Modifiers::NONE, Key::ArrowLeft, Action::Previous);
+            key(Modifiers::NONE, Key::PageUp, Action::Previous);
+            key(Modifiers::NONE, Key::M, Action::CycleMap);
+            key(Modifiers::NONE, Key::Num0, Action::Map(MapKind::None));
+            key(Modifiers::NONE, Key::Num1, Action::Map(MapKind::GradCam));
+            key(
+                Modifiers::NONE,
+                Key::Num2,
+                Action::Map(MapKind::Uncertainty),
+            );
+            key(
+                Modifiers::NONE,
+                Key::Num3,
+                Action::Map(MapKind::IntegratedGradients),
+            );
+            key(Modifiers::NONE, Key::H, Action::ToggleOverlay);
+            key(Modifiers::NONE, Key::CloseBracket, Action::Alpha(0.05));
+            key(Modifiers::NONE, Key::OpenBracket, Action::Alpha(-0.05));
+            key(Modifiers::NONE, Key::Plus, Action::Zoom(1.25));
+            key(Modifiers::NONE, Key::Equals, Action::Zoom(1.25));
+            key(Modifiers::NONE, Key::Minus, Action::Zoom(0.8));
+            key(Modifiers::NONE, Key::F, Action::Fit);
+            key(Modifiers::NONE, Key::Z, Action::OneToOne);
+            key(Modifiers::NONE, Key::I, Action::Invert);
+            key(Modifiers::NONE, Key::W, Action::NextPreset);
+            key(Modifiers::NONE, Key::A, Action::AutoWindow);
+            key(Modifiers::NONE, Key::R, Action::Reset);
+            key(Modifiers::NONE, Key::B, Action::ToggleBaseline);
+            key(Modifiers::NONE, Key::Escape, Action::Escape);
+            key(Modifiers::NONE, Key::F1, Action::Help);
+            key(Modifiers::SHIFT, Key::Questionmark, Action::Help);
+            key(Modifiers::NONE, Key::Questionmark, Action::Help);
+        });
+        // Some layouts deliver "?" only as text.
+        let question = ctx.input(|i| {
+            i.events
+                .iter()
+                .any(|e| matches!(e, egui::Event::Text(t) if t == "?"))
+        });
+        if question && !actions.contains(&Action::Help) {
+            actions.push(Action::Help);
+        }
+        self.overlay_held_hidden = ctx.input(|i| i.key_down(Key::Space));
+        for action in actions {
+            self.apply(action, ctx);
+        }
+    }
+
+    pub fn apply(&mut self, action: Action, ctx: &egui::Context) {
+        match action {
+            Action::OpenFile => self.request_pick(PickPurpose::OpenFile),
+            Action::OpenFolder => self.request_pick(PickPurpose::OpenFolder),
+            Action::Next => self.step_image(1),
+            Action::Previous => self.step_image(-1),
+            Action::CycleMap => self.map = self.map.next(),
+            Action::Map(kind) => self.map = kind,
+            Action::ToggleOverlay => self.overlay_visible = !self.overlay_visible,
+            Action::Alpha(d) => {
+                let a = self.settings.alpha + d;
+                self.settings.set_alpha(a);
+            }
+            Action::Zoom(factor) => {
+                let canvas = super::canvas::last_canvas(ctx);
+                if let (Some(canvas), Some(c)) = (canvas, self.current.as_mut()) {
+                    if let Some(study) = &c.study {
+                        let t = c
+                            .view
+                            .transform
+                            .unwrap_or_else(|| ScreenFromImage::fit(image_size(study), canvas));
+                        c.view.transform = Some(t.zoomed_around(canvas.center(), factor));
+                    }
+                }
+            }
+            Action::Fit => {
+                if let Some(v) = self.view_mut() {
+                    v.transform = None;
+                }
+            }
+            Action::OneToOne => {
+                let canvas = super::canvas::last_canvas(ctx);
+                let ppp = ctx.pixels_per_point();
+                if let (Some(canvas), Some(c)) = (canvas, self.current.as_mut()) {
+                    if let Some(study) = &c.study {
+                        let t = c
+                            .view
+                            .transform
+                            .unwrap_or_else(|| ScreenFromImage::fit(image_size(study), canvas));
+                        c.view.transform = Some(t.one_to_one(ppp, canvas));
+                    }
+                }
+            }
+            Action::Invert => {
+                if let Some(v) = self.view_mut() {
+                    v.invert = !v.invert;
+                }
+            }
+            Action::NextPreset => {
+                let next = self
+                    .current
+                    .as_ref()
+                    .and_then(|c| c.view.preset)
+                    .map_or(WindowPreset::Auto, WindowPreset::next);
+                self.set_preset(next);
+            }
+            Action::AutoWindow => self.set_preset(WindowPreset::Auto),
+            Action::Reset => self.reset_view(),
+            Action::ToggleBaseline => {
+                let b = match self.settings.ig_baseline {
+                    BaselineChoice::Black => BaselineChoice::White,
+                    BaselineChoice::White => BaselineChoice::Black,
+                };
+                self.set_baseline(b);
+            }
+            Action::ExportPng => super::export::export_png(self),
+            Action::ExportJson => super::export::export_json(self),
+            Action::Escape => {
+                if self.show_help {
+                    self.show_help = false;
+                } else {
+                    self.cancel_analysis();
+                }
+            }
+            Action::Help => self.show_help = !self.show_help,
+        }
+    }
+}
+
+/// Everything a shortcut or a button can do.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Action {
+    OpenFile,
+    OpenFolder,
+    Next,
+    Previous,
+    CycleMap,
+    Map(MapKind),
+    ToggleOverlay,
+    Alpha(f32),
+    Zoom(f32),
+    Fit,
+    OneToOne,
+    Invert,
+    NextPreset,
+    AutoWindow,
+    Reset,
+    ToggleBaseline,
+    ExportPng,
+    ExportJson,
+    Escape,
+    Help,
+}
+
+impl Default for ViewState {
+    fn default() -> Self {
+        Self {
+            transform: None,
+            window: Window {
+                low: 0.0,
+                high: 1.0,
+            },
+            preset: Some(WindowPreset::Auto),
+            invert: false,
+        }
+    }
+}
+
+impl ViewState {
+    pub fn for_study(study: &Study) -> Self {
+        Self {
+            window: study.default_window,
+            ..Self::default()
+        }
+    }
+}
+
+impl eframe::App for ViewerApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.ui_root(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.jobs.cancel_all_except(None);
+    }
+}
+
+pub fn image_size(study: &Study) -> egui::Vec2 {
+    egui::vec2(study.width as f32, study.height as f32)
+}
+
+pub fn display_name(path: &Path) -> String {
+    path.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+/// Image files of `dir`, sorted by name: DICOM/PNG/JPEG extensions, plus extension-less files
+/// (common for DICOM).
+pub fn list_images(dir: &Path) -> Vec<PathBuf> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| match p.extension().and_then(|e| e.to_str()) {
+            Some(ext) => IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()),
+            None => !p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.')),
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,261 @@
+//! The film with its overlay: fit / zoom / pan / window-level interaction and drawing. The
+//! overlay quad is the model grid mapped through `screen_from_image ∘ image_from_model`, so it
+//! stays registered at any zoom and covers exactly what the model analysed: the whole film.
+
+use egui::{
+    Align2, Color32, FontId, Id, PointerButton, Pos2, Rect, Sense, Stroke, TextureOptions, Vec2,
+};
+
+use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
+use super::render::{contour_segments, film_image, map_scale, overlay_image};
+use super::settings::{MapKind, OverlayMode};
+use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
+
+fn canvas_id() -> Id {
+    Id::unique("cxr_viewer_canvas_rect")
+}
+
+/// The canvas rectangle of the last frame, for keyboard zoom around its centre.
+pub fn last_canvas(ctx: &egui::Context) -> Option<Rect> {
+    ctx.data(|d| d.get_temp::<Rect>(canvas_id()))
+}
+
+pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let (canvas, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
+    ui.ctx().data_mut(|d| d.insert_temp(canvas_id(), canvas));
+    let painter = ui.painter_at(canvas);
+    painter.rect_filled(canvas, 0.0, Color32::BLACK);
+
+    let Some(current) = app.current.as_ref() else {
+        painter.text(
+            canvas.center(),
+            Align2::CENTER_CENTER,
+            "Open an image: Ctrl+O, drag and drop, or `cxr-viewer FILE`",
+            FontId::proportional(16.0),
+            Color32::GRAY,
+        );
+        return;
+    };
+    let Some(study) = current.study.clone() else {
+        let text = match &current.error {
+            Some(e) => e.clone(),
+            None => format!("Loading {}…", super::app::display_name(&current.path)),
+        };
+        let color = if current.error.is_some() {
+            Color32::from_rgb(255, 120, 120)
+        } else {
+            Color32::GRAY
+        };
+        painter.text(
+            canvas.center(),
+            Align2::CENTER_CENTER,
+            text,
+            FontId::proportional(15.0),
+            color,
+        );
+        return;
+    };
+
+    // ---- interaction ----
+    let size_in_image = image_size(&study);
+    let mut screen_from_image = current
+        .view
+        .transform
+        .unwrap_or_else(|| ScreenFromImage::fit(size_in_image, canvas));
+    let mut moved = false;
+    if let Some(hover) = response.hover_pos() {
+        let (scroll, zoom) = ui.input(|i| (i.smooth_scroll_delta().y, i.zoom_delta()));
+        let factor = (scroll / 300.0).exp() * zoom;
+        if (factor - 1.0).abs() > 1e-4 {
+            screen_from_image = screen_from_image.zoomed_around(hover, factor);
+            moved = true;
+        }
+    }
+    if response.dragged_by(PointerButton::Primary) {
+        screen_from_image = screen_from_image.panned(response.drag_delta());
+        moved = true;
+    }
+    let mut window = current.view.window;
+    let mut window_changed = false;
+    if response.dragged_by(PointerButton::Secondary) {
+        // Horizontal: width (log scale, so it feels the same at any width); vertical: level,
+        // proportional to the width so a drag across the canvas moves a sensible amount.
+        let d = response.drag_delta();
+        let width = (window.high - window.low).max(1e-3) * (d.x / 200.0).exp();
+        let center = 0.5 * (window.low + window.high) - d.y * width / 400.0;
+        window.low = center - width / 2.0;
+        window.high = center + width / 2.0;
+        window_changed = true;
+    }
+    let double_clicked = response.double_clicked();
+    if let Some(c) = app.current.as_mut() {
+        if moved {
+            c.view.transform = Some(screen_from_image);
+        }
+        if double_clicked {
+            c.view.transform = None;
+            screen_from_image = ScreenFromImage::fit(size_in_image, canvas);
+        }
+        if window_changed {
+            c.view.window = window;
+            c.view.preset = None;
+        }
+    }
+    let Some(current) = app.current.as_ref() else {
+        return;
+    };
+    let view = current.view.clone();
+
+    // ---- film ----
+    let film_key = FilmKey {
+        path: current.path.clone(),
+        window: [view.window.low.to_bits(), view.window.high.to_bits()],
+        invert: view.invert,
+    };
+    if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
+        let image = film_image(&study, &view.window, view.invert);
+        match app.film_tex.as_mut() {
+            Some((k, tex)) => {
+                tex.set(image, TextureOptions::LINEAR);
+                *k = film_key;
+            }
+            None => {
+                let tex = ui.ctx().load_texture("film", image, TextureOptions::LINEAR);
+                app.film_tex = Some((film_key, tex));
+            }
+        }
+    }
+    let image_rect = Rect::from_min_size(Pos2::ZERO, size_in_image);
+    let film_on_screen = screen_from_image.apply_rect(image_rect);
+    let full_uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+    if let Some((_, tex)) = &app.film_tex {
+        painter.image(tex.id(), film_on_screen, full_uv, Color32::WHITE);
+    }
+
+    // ---- overlay ----
+    let show_overlay = app.map != MapKind::None && app.overlay_visible && !app.overlay_held_hidden;
+    let map = if app.map == MapKind::None {
+        None
+    } else {
+        app.map_of(app.map)
+    };
+    let key = app.current_key();
+    if let (true, Some((grid, _, mean)), Some(key)) = (show_overlay, map.as_ref(), key) {
+        let s = &app.settings;
+        let overlay_key = OverlayKey {
+            key,
+            kind: app.map,
+            ig: (app.map == MapKind::IntegratedGradients).then(|| app.wanted_ig_or_default()),
+            style: [s.alpha.to_bits(), s.threshold.to_bits(), 0],
+            mode: s.mode,
+            colormap: s.colormap,
+        };
+        let scale = map_scale(app.map, grid, mean.as_ref());
+        let image_from_model =
+            ImageFromModel::new((grid.width, grid.height), (study.width, study.height));
+        if s.mode == OverlayMode::Contour {
+            if app.contours.as_ref().is_none_or(|(k, _)| *k != overlay_key) {
+                let segs = contour_segments(grid, scale, s.threshold);
+                app.contours = Some((overlay_key, segs));
+            }
+            let color = if app.map.is_signed() {
+                Color32::from_rgb(255, 60, 60)
+            } else {
+                let c = s.colormap.colormap().color(s.threshold.max(0.6));
+                Color32::from_rgb(c[0], c[1], c[2])
+            };
+            let stroke = Stroke::new(2.0, color.gamma_multiply(s.alpha.max(0.2)));
+            if let Some((_, segs)) = &app.contours {
+                for [a, b] in segs {
+                    painter.line_segment(
+                        [
+                            screen_from_model(&screen_from_image, &image_from_model, *a),
+                            screen_from_model(&screen_from_image, &image_from_model, *b),
+                        ],
+                        stroke,
+                    );
+                }
+            }
+        } else {
+            if app
+                .overlay_tex
+                .as_ref()
+                .is_none_or(|(k, _)| *k != overlay_key)
+            {
+                let image = overlay_image(
+                    grid,
+                    scale,
+                    s.colormap.colormap(),
+                    s.alpha,
+                    s.mode,
+                    s.threshold,
+                );
+                let tex = ui
+                    .ctx()
+                    .load_texture("overlay", image, TextureOptions::LINEAR);
+                app.overlay_tex = Some((overlay_key, tex));
+            }
+            if let Some((_, tex)) = &app.overlay_tex {
+                let model_rect = Rect::from_min_size(
+                    Pos2::ZERO,
+                    Vec2::new(grid.width as f32, grid.height as f32),
+                );
+                let on_screen =
+                    screen_from_image.apply_rect(image_from_model.apply_rect(model_rect));
+                painter.image(tex.id(), on_screen, full_uv, Color32::WHITE);
+            }
+        }
+    }
+
+    // ---- readout: where the cursor is, in image pixels, and what is there ----
+    if let Some(hover) = response.hover_pos() {
+        let p = screen_from_image.inverse(hover);
+        let (x, y) = (p.x.floor(), p.y.floor());
+        if x >= 0.0 && y >= 0.0 && (x as usize) < study.width && (y as usize) < study.height {
+            let value = study.pixels[y as usize * study.width + x as usize];
+            let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
+            if let Some((grid, _, _)) = map.as_ref() {
+                let m = ImageFromModel::new((grid.width, grid.height), (study.width, study.height))
+                    .inverse(p);
+                let (mx, my) = (m.x.floor() as usize, m.y.floor() as usize);
+                if mx < grid.width && my < grid.height {
+                    text.push_str(&format!(
+                        "  {} {:.3}",
+                        app.map.label(),
+                        grid.values[my * grid.width + mx]
+                    ));
+                }
+            }
+            painter.text(
+                canvas.left_bottom() + Vec2::new(8.0, -8.0),
+                Align2::LEFT_BOTTOM,
+                text,
+                FontId::monospace(12.0),
+                Color32::from_gray(220),
+            );
+        }
+    }
+    let wl = format!(
+        "W {:.0}  L {:.0}{}  zoom {:.0} %",
+        view.window.width(),
+        view.window.center(),
+        if view.invert { "  inverted" } else { "" },
+        screen_from_image.zoom * ui.ctx().pixels_per_point() * 100.0
+    );
+    painter.text(
+        canvas.right_bottom() + Vec2::new(-8.0, -8.0),
+        Align2::RIGHT_BOTTOM,
+        wl,
+        FontId::monospace(12.0),
+        Color32::from_gray(220),
+    );
+    if !app.overlay_visible && app.map != MapKind::None {
+        painter.text(
+            canvas.right_top() + Vec2::new(-8.0, 8.0),
+            Align2::RIGHT_TOP,
+            "overlay hidden (H)",
+            FontId::proportional(13.0),
+            Color32::from_gray(200),
+        );
+    }
+}

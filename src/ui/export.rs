@@ -1,0 +1,180 @@
+//! PNG of the current view (film in its display window with the overlay as drawn) and the
+//! analysis report as JSON. Both render and write on a worker thread.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use image::{Rgb, RgbImage};
+
+use crate::analysis::{Analysis, Prepared};
+use crate::explain::Grid;
+use crate::io::{Study, Window};
+use crate::overlay::MapScale;
+use crate::report::Report;
+
+use super::app::ViewerApp;
+use super::render::{contour_segments, map_color, map_scale};
+use super::settings::{MapKind, OverlayMode, Settings};
+use super::transform::ImageFromModel;
+use super::worker;
+
+fn stem(app: &ViewerApp) -> String {
+    app.current
+        .as_ref()
+        .and_then(|c| c.path.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "study".into())
+}
+
+pub fn export_png(app: &mut ViewerApp) {
+    let Some(current) = app.current.as_ref() else {
+        app.set_error("nothing to export: open an image first".into());
+        return;
+    };
+    let Some(study) = current.study.clone() else {
+        app.set_error("nothing to export: the image is still loading".into());
+        return;
+    };
+    let view = current.view.clone();
+    let visible = app.map != MapKind::None && app.overlay_visible;
+    let map = if visible { app.map_of(app.map) } else { None };
+    let kind = app.map;
+    let settings = app.settings.clone();
+    let name = if map.is_some() {
+        format!("{}_{}.png", stem(app), short_name(kind))
+    } else {
+        format!("{}.png", stem(app))
+    };
+    let Some(out) = app.outbox() else {
+        return;
+    };
+    worker::export(out, app.picker.clone(), name, "png", move |path: &Path| {
+        let map = map.map(|(grid, _, mean)| {
+            let scale = map_scale(kind, &grid, mean.as_ref());
+            (grid, scale)
+        });
+        let img = render_view(&study, &view.window, view.invert, map.as_ref(), &settings);
+        img.save(path).map_err(|e| e.to_string())
+    });
+}
+
+fn short_name(kind: MapKind) -> &'static str {
+    match kind {
+        MapKind::None => "film",
+        MapKind::GradCam => "gradcam",
+        MapKind::Uncertainty => "uncertainty",
+        MapKind::IntegratedGradients => "ig",
+    }
+}
+
+/// The film at full resolution with the overlay blended exactly as on screen (same colours,
+/// alpha, threshold and contour), so an exported picture never says more than the viewer did.
+pub fn render_view(
+    study: &Study,
+    window: &Window,
+    invert: bool,
+    map: Option<&(Grid, MapScale)>,
+    settings: &Settings,
+) -> RgbImage {
+    let (w, h) = (study.width, study.height);
+    let mut out = RgbImage::new(w as u32, h as u32);
+    let full = map.map(|(grid, _)| grid.resized(w, h));
+    for (i, pixel) in out.pixels_mut().enumerate() {
+        let mut g = window.apply(study.pixels[i]);
+        if invert {
+            g = 1.0 - g;
+        }
+        let gray = g * 255.0;
+        let (color, a) = match (&full, map) {
+            (Some(full), Some((_, scale))) => map_color(
+                full.values[i],
+                *scale,
+                settings.colormap.colormap(),
+                settings.alpha,
+                settings.mode,
+                settings.threshold,
+            ),
+            _ => ([0, 0, 0], 0.0),
+        };
+        let blend = |c: u8| ((1.0 - a) * gray + a * c as f32).round().clamp(0.0, 255.0) as u8;
+        *pixel = Rgb([blend(color[0]), blend(color[1]), blend(color[2])]);
+    }
+    if let (Some((grid, scale)), OverlayMode::Contour) = (map, settings.mode) {
+        let image_from_model = ImageFromModel::new((grid.width, grid.height), (w, h));
+        let c = settings
+            .colormap
+            .colormap()
+            .color(settings.threshold.max(0.6));
+        let radius = (w.max(h) / 800).max(1) as i64;
+        for [a, b] in contour_segments(grid, *scale, settings.threshold) {
+            let (a, b) = (image_from_model.apply(a), image_from_model.apply(b));
+            let steps = ((b - a).length().ceil() as usize).max(1);
+            for s in 0..=steps {
+                let p = a + (b - a) * (s as f32 / steps as f32);
+                for dy in -radius..=radius {
+                    for dx in -radius..=radius {
+                        let (x, y) = (p.x as i64 + dx, p.y as i64 + dy);
+                        if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
+                            out.put_pixel(x as u32, y as u32, Rgb(c));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn export_json(app: &mut ViewerApp) {
+    let (Some(engine), Some(entry)) = (app.engine().cloned(), app.current_entry()) else {
+        app.set_error("no analysis to export yet".into());
+        return;
+    };
+    let (Some(prepared), Some(gradcam), Some(uncertainty)) = (
+        entry.prepared.clone(),
+        entry.gradcam.clone(),
+        entry.uncertainty.clone(),
+    ) else {
+        app.set_error(
+            "the report needs the prediction, Grad-CAM and uncertainty: wait for them".into(),
+        );
+        return;
+    };
+    let ig = entry.ig.get(&app.wanted_ig_or_default()).cloned();
+    let timings = entry.timings.clone();
+    let Some(study) = app.current.as_ref().and_then(|c| c.study.clone()) else {
+        return;
+    };
+    let include_identifiers = app.export_identifiers;
+    let name = format!("{}_report.json", stem(app));
+    let Some(out) = app.outbox() else {
+        return;
+    };
+    worker::export(out, app.picker.clone(), name, "json", move |path: &Path| {
+        let analysis = Analysis {
+            prepared: clone_prepared(&prepared),
+            gradcam: gradcam.0.clone(),
+            gradcam_zones: gradcam.1.clone(),
+            uncertainty: uncertainty.0.clone(),
+            uncertainty_zones: uncertainty.1.clone(),
+            ig: ig.as_ref().map(|i| i.0.clone()),
+            ig_zones: ig.as_ref().map(|i| i.1.clone()),
+            timings,
+            device: engine.device_name().to_string(),
+        };
+        let report = Report::new(&study, &analysis, &engine.model, include_identifiers);
+        let bytes = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        crate::cli::write_atomic(path, &bytes).map_err(|e| e.to_string())
+    });
+}
+
+/// `Prepared` holds tensors (reference-counted) and is not `Clone`; a report needs it owned.
+fn clone_prepared(p: &Arc<Prepared>) -> Prepared {
+    Prepared {
+        gray: p.gray.clone(),
+        input: p.input.clone(),
+        features: p.features.clone(),
+        prediction: p.prediction.clone(),
+        image_size: p.image_size,
+    }
+}

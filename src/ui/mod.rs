@@ -1,0 +1,49 @@
+//! The desktop viewer (eframe/egui). The only layer that knows about a UI toolkit: it drives the
+//! [`crate::analysis::Engine`] from worker threads and shows the results as they arrive.
+//!
+//! * `app`: state and actions (one source of truth, plain data, drivable from tests)
+//! * `panels`, `canvas`: drawing, functions named `*_ui`
+//! * `transform`: image ↔ model ↔ screen coordinates
+//! * `cache`: per-image results and job cancellation
+//! * `worker`: threads, channels, the [`worker::FilePicker`] seam
+//! * `render`, `export`: pixels for the screen and for PNG/JSON export
+
+pub mod app;
+pub mod cache;
+pub mod canvas;
+pub mod export;
+pub mod panels;
+pub mod render;
+pub mod settings;
+pub mod shortcuts;
+pub mod transform;
+pub mod worker;
+
+use std::path::PathBuf;
+
+pub use app::ViewerApp;
+pub use worker::FilePicker;
+
+/// Opens the viewer window and blocks until it is closed.
+pub fn run(initial_file: Option<PathBuf>, model_path: PathBuf) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("cxr-viewer — research use only, not for diagnosis")
+            .with_inner_size([1400.0, 900.0])
+            .with_min_inner_size([800.0, 500.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "cxr-viewer",
+        options,
+        Box::new(move |cc| {
+            Ok(Box::new(ViewerApp::from_creation_context(
+                cc,
+                model_path,
+                initial_file,
+            )))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the viewer window: {e}"))
+}

@@ -1,0 +1,710 @@
+//! Toolbar, results, settings, DICOM tags, status bar and help: the panels around the canvas.
+
+use egui::{Color32, RichText, Sense, Stroke, Vec2};
+
+use crate::explain::zones::ZoneScore;
+
+use super::app::{display_name, Action, EngineState, ViewerApp};
+use super::cache::JobStage;
+use super::render::WindowPreset;
+use super::settings::{BaselineChoice, ColormapChoice, MapKind, OverlayMode};
+use super::shortcuts::SHORTCUTS;
+
+pub const RESEARCH_NOTICE: &str = "Research use only — not for diagnosis";
+const WARN: Color32 = Color32::from_rgb(255, 170, 60);
+const ERROR: Color32 = Color32::from_rgb(255, 110, 110);
+
+pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    egui::Panel::top("toolbar").show(ui, |ui| {
+        toolbar_ui(app, ui);
+        study_header_ui(app, ui);
+    });
+    egui::Panel::bottom("status").show(ui, |ui| status_bar_ui(app, ui));
+    egui::Panel::right("side")
+        .resizable(true)
+        .default_size(340.0)
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                results_ui(app, ui);
+                ui.separator();
+                egui::CollapsingHeader::new("Display & analysis settings")
+                    .default_open(true)
+                    .show(ui, |ui| settings_ui(app, ui));
+                egui::CollapsingHeader::new("DICOM tags")
+                    .default_open(false)
+                    .show(ui, |ui| tags_ui(app, ui));
+            });
+        });
+    egui::CentralPanel::no_frame().show(ui, |ui| super::canvas::canvas_ui(app, ui));
+    if app.show_help {
+        help_ui(app, ui.ctx());
+    }
+}
+
+fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let ctx = ui.ctx().clone();
+    ui.horizontal_wrapped(|ui| {
+        if ui
+            .button("Open…")
+            .on_hover_text("Ctrl+O — or drop a file on the window")
+            .clicked()
+        {
+            app.apply(Action::OpenFile, &ctx);
+        }
+        if ui
+            .button("Open folder…")
+            .on_hover_text("Ctrl+Shift+O")
+            .clicked()
+        {
+            app.apply(Action::OpenFolder, &ctx);
+        }
+        let recent = app.settings.recent.clone();
+        ui.menu_button("Recent", |ui| {
+            if recent.is_empty() {
+                ui.label("nothing yet");
+            }
+            for path in recent {
+                if ui
+                    .button(display_name(&path))
+                    .on_hover_text(path.display().to_string())
+                    .clicked()
+                {
+                    app.open(path);
+                    ui.close();
+                }
+            }
+        });
+        let pos = app.folder_position();
+        ui.add_enabled_ui(pos.is_some_and(|i| i > 0), |ui| {
+            if ui
+                .button("< Previous")
+                .on_hover_text("Left arrow / Page Up")
+                .clicked()
+            {
+                app.apply(Action::Previous, &ctx);
+            }
+        });
+        if let Some(i) = pos {
+            ui.label(format!("{}/{}", i + 1, app.folder.len()));
+        }
+        ui.add_enabled_ui(pos.is_some_and(|i| i + 1 < app.folder.len()), |ui| {
+            if ui
+                .button("Next >")
+                .on_hover_text("Right arrow / Page Down")
+                .clicked()
+            {
+                app.apply(Action::Next, &ctx);
+            }
+        });
+        ui.separator();
+        for (i, kind) in MapKind::ALL.iter().enumerate() {
+            let available = *kind == MapKind::None || app.map_of(*kind).is_some();
+            let text = if available {
+                RichText::new(kind.label())
+            } else {
+                RichText::new(kind.label()).weak()
+            };
+            if ui
+                .selectable_label(app.map == *kind, text)
+                .on_hover_text(format!("{i}  (M cycles)"))
+                .clicked()
+            {
+                app.map = *kind;
+            }
+        }
+        let mut alpha = app.settings.alpha;
+        if ui
+            .add(egui::Slider::new(&mut alpha, 0.0..=1.0).text("Opacity"))
+            .on_hover_text("[ and ]")
+            .changed()
+        {
+            app.settings.set_alpha(alpha);
+        }
+        ui.separator();
+        if ui.button("Fit").on_hover_text("F, double-click").clicked() {
+            app.apply(Action::Fit, &ctx);
+        }
+        if ui.button("1:1").on_hover_text("Z").clicked() {
+            app.apply(Action::OneToOne, &ctx);
+        }
+        let inverted = app.current.as_ref().is_some_and(|c| c.view.invert);
+        if ui
+            .selectable_label(inverted, "Invert")
+            .on_hover_text("I")
+            .clicked()
+        {
+            app.apply(Action::Invert, &ctx);
+        }
+        let preset = app.current.as_ref().and_then(|c| c.view.preset);
+        egui::ComboBox::from_id_salt("window_preset")
+            .selected_text(preset.map_or("Window: manual", |p| p.label()))
+            .show_ui(ui, |ui| {
+                for p in WindowPreset::ALL {
+                    if ui.selectable_label(preset == Some(p), p.label()).clicked() {
+                        app.set_preset(p);
+                    }
+                }
+            })
+            .response
+            .on_hover_text("W cycles presets; right-drag on the image for window/level");
+        if ui.button("Reset").on_hover_text("R").clicked() {
+            app.apply(Action::Reset, &ctx);
+        }
+        ui.separator();
+        if ui.button("Export PNG…").on_hover_text("Ctrl+S").clicked() {
+            app.apply(Action::ExportPng, &ctx);
+        }
+        if ui
+            .button("Export report…")
+            .on_hover_text("Ctrl+E")
+            .clicked()
+        {
+            app.apply(Action::ExportJson, &ctx);
+        }
+        ui.checkbox(&mut app.export_identifiers, "identifiers in report")
+            .on_hover_text("Patient name/ID and the full path go into the JSON only if ticked");
+        if ui
+            .button("?")
+            .on_hover_text("Keyboard shortcuts (? or F1)")
+            .clicked()
+        {
+            app.apply(Action::Help, &ctx);
+        }
+    });
+}
+
+/// One line a radiologist reads first: what, which view, how old, when.
+fn study_header_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let Some(current) = app.current.as_ref() else {
+        return;
+    };
+    let mut parts = vec![display_name(&current.path)];
+    if let Some(study) = &current.study {
+        let m = &study.metadata;
+        parts.push(m.modality.clone().unwrap_or_else(|| m.format.clone()));
+        if let Some(v) = &m.view_position {
+            parts.push(format!("view {v}"));
+        }
+        if let Some(a) = &m.patient_age {
+            parts.push(format!("age {a}"));
+        }
+        if let Some(s) = &m.patient_sex {
+            parts.push(format!("sex {s}"));
+        }
+        if let Some(d) = &m.study_date {
+            parts.push(format_date(d));
+        }
+        parts.push(format!("{}×{}", study.width, study.height));
+    }
+    let has_ids = current
+        .study
+        .as_ref()
+        .is_some_and(|s| s.metadata.patient_name.is_some() || s.metadata.patient_id.is_some());
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(parts.join("  ·  ")).strong());
+        if has_ids {
+            ui.separator();
+            if app.reveal_identifiers {
+                if let Some(study) = &current.study {
+                    let m = &study.metadata;
+                    ui.label(format!(
+                        "Patient: {}  ID: {}",
+                        m.patient_name.as_deref().unwrap_or("—"),
+                        m.patient_id.as_deref().unwrap_or("—")
+                    ));
+                }
+                if ui.button("Hide").clicked() {
+                    app.reveal_identifiers = false;
+                }
+            } else {
+                ui.label(RichText::new("Patient: hidden").weak());
+                if ui
+                    .button("Reveal")
+                    .on_hover_text("Show patient name and ID (not exported unless asked)")
+                    .clicked()
+                {
+                    app.reveal_identifiers = true;
+                }
+            }
+        }
+    });
+}
+
+/// DICOM dates are YYYYMMDD; show them the way people read them.
+fn format_date(d: &str) -> String {
+    if d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()) {
+        format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])
+    } else {
+        d.to_string()
+    }
+}
+
+fn status_bar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.label(
+            RichText::new(RESEARCH_NOTICE.to_string())
+                .color(WARN)
+                .strong(),
+        );
+        ui.separator();
+        let key = app.current_key();
+        let job = key.as_ref().and_then(|k| app.jobs.active_for(k));
+        if let Some(job) = job {
+            ui.spinner();
+            match job.stage {
+                JobStage::IntegratedGradients { done, total } if total > 0 => {
+                    ui.label("Integrated Gradients");
+                    ui.add(
+                        egui::ProgressBar::new(done as f32 / total as f32)
+                            .desired_width(160.0)
+                            .text(format!("{done}/{total}")),
+                    );
+                }
+                stage => {
+                    ui.label(stage_label(stage));
+                }
+            }
+            if ui.button("Cancel").on_hover_text("Esc").clicked() {
+                app.cancel_analysis();
+            }
+        } else if app.current_entry().is_some_and(|e| e.user_cancelled) {
+            ui.label("analysis stopped");
+            if ui.button("Resume analysis").clicked() {
+                app.resume_analysis();
+            }
+        }
+        if let Some(status) = &app.status {
+            ui.separator();
+            let color = if status.is_error {
+                ERROR
+            } else {
+                ui.visuals().text_color()
+            };
+            ui.label(RichText::new(&status.text).color(color));
+        }
+    });
+}
+
+fn stage_label(stage: JobStage) -> String {
+    match stage {
+        JobStage::Queued => "starting…".into(),
+        JobStage::Prediction => "prediction…".into(),
+        JobStage::GradCam => "Grad-CAM…".into(),
+        JobStage::Uncertainty => "MC-dropout uncertainty…".into(),
+        JobStage::IntegratedGradients { done, total } => {
+            format!("Integrated Gradients {done}/{total}")
+        }
+    }
+}
+
+fn zone_label(name: &str) -> String {
+    let (side, band) = name.split_once('_').unwrap_or((name, ""));
+    format!("{} {}", if side == "right" { "R" } else { "L" }, band)
+}
+
+pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    ui.heading("Result");
+    match &app.engine {
+        EngineState::Loading => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("loading model…");
+            });
+        }
+        EngineState::Failed(e) => {
+            ui.label(RichText::new(format!("Model unavailable: {e}")).color(ERROR));
+            return;
+        }
+        EngineState::Ready(_) => {}
+    }
+    let Some(engine) = app.engine().cloned() else {
+        return;
+    };
+    let cfg = &engine.model.config;
+    let Some(entry) = app.current_entry() else {
+        ui.label(RichText::new("no image").weak());
+        model_info_ui(app, ui);
+        return;
+    };
+    if let Some(e) = &entry.error {
+        ui.label(RichText::new(format!("Analysis failed: {e}")).color(ERROR));
+    }
+    let Some(prepared) = entry.prepared.clone() else {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("prediction…");
+        });
+        model_info_ui(app, ui);
+        return;
+    };
+    let p = &prepared.prediction;
+    let positive = p.label == p.positive_class;
+    let color = if positive {
+        WARN
+    } else {
+        Color32::from_rgb(120, 200, 120)
+    };
+    ui.label(
+        RichText::new(p.label.to_uppercase())
+            .size(22.0)
+            .strong()
+            .color(color),
+    );
+    ui.label(format!(
+        "P({}) = {:.3}   (threshold {:.2})",
+        p.positive_class, p.positive_probability, p.threshold
+    ));
+    match &entry.uncertainty {
+        Some(u) => {
+            let mc = &u.0;
+            ui.label(format!(
+                "MC dropout ({} samples): mean {:.3}, 95 % interval [{:.3}, {:.3}]",
+                mc.samples, mc.mean, mc.interval[0], mc.interval[1]
+            ));
+        }
+        None => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("uncertainty…");
+            });
+        }
+    }
+    if let Some(reason) = app.uncertain_reason() {
+        egui::Frame::new()
+            .stroke(Stroke::new(1.5, WARN))
+            .inner_margin(6.0)
+            .show(ui, |ui| {
+                ui.label(RichText::new("UNCERTAIN").color(WARN).strong());
+                ui.label(reason);
+            });
+    }
+
+    // Zones of the map being viewed (Grad-CAM when no overlay is shown).
+    let kind = if app.map == MapKind::None {
+        MapKind::GradCam
+    } else {
+        app.map
+    };
+    ui.add_space(6.0);
+    ui.strong(format!("Zones — {}", kind.label()));
+    match app.map_of(kind) {
+        Some((_, zones, _)) => {
+            ui.horizontal(|ui| {
+                lungs_ui(ui, &zones, kind, app.settings.colormap);
+                zones_table_ui(ui, &zones);
+            });
+            ui.label(
+                RichText::new(
+                    "Patient's right is drawn on the image's left (standard PA/AP display). \
+                     Zones are thirds × halves of the whole film.",
+                )
+                .small()
+                .weak(),
+            );
+        }
+        None => {
+            ui.label(RichText::new("not computed yet").weak());
+        }
+    }
+
+    // Integrated Gradients: completeness tells whether the attribution sums add up.
+    ui.add_space(6.0);
+    ui.strong("Integrated Gradients: baseline and completeness");
+    ui.horizontal(|ui| {
+        ui.label("baseline");
+        let mut b = app.settings.ig_baseline;
+        ui.radio_value(&mut b, BaselineChoice::Black, "black");
+        ui.radio_value(&mut b, BaselineChoice::White, "white");
+        if b != app.settings.ig_baseline {
+            app.set_baseline(b);
+        }
+    });
+    let ig_key = app.wanted_ig_or_default();
+    match app.current_entry().and_then(|e| e.ig.get(&ig_key).cloned()) {
+        Some(ig) => {
+            let ig = &ig.0;
+            ui.label(format!(
+                "{} steps, {} baseline: completeness gap {:+.4} ({:.2} % of F(input) − F(baseline))",
+                ig.steps,
+                ig_key.baseline.label(),
+                ig.delta,
+                100.0 * ig.relative_delta()
+            ));
+        }
+        None if !app.settings.run_ig => {
+            if ui.button("Run Integrated Gradients").clicked() {
+                app.settings.run_ig = true;
+            }
+        }
+        None => {
+            ui.label(RichText::new("running or queued…").weak());
+        }
+    }
+
+    ui.add_space(6.0);
+    if let Some(entry) = app.current_entry() {
+        let t = &entry.timings;
+        ui.label(
+            RichText::new(format!(
+                "timings (ms): preprocess {:.0} · forward {:.0} · Grad-CAM {:.0} · uncertainty {:.0} · IG {:.0}",
+                t.preprocess, t.forward, t.gradcam, t.uncertainty, t.ig
+            ))
+            .small(),
+        );
+    }
+    let _ = cfg;
+    model_info_ui(app, ui);
+}
+
+fn model_info_ui(app: &ViewerApp, ui: &mut egui::Ui) {
+    if let Some(engine) = app.engine() {
+        let cfg = &engine.model.config;
+        let hash: String = engine.model.sha256.chars().take(12).collect();
+        ui.label(
+            RichText::new(format!(
+                "model {} · sha256 {hash} · device {}",
+                cfg.name,
+                engine.device_name()
+            ))
+            .small()
+            .weak(),
+        );
+    }
+    if let Some(note) = &app.device_note {
+        ui.label(RichText::new(note).small().color(WARN));
+    }
+}
+
+fn zones_table_ui(ui: &mut egui::Ui, zones: &[ZoneScore]) {
+    egui::Grid::new("zones")
+        .striped(true)
+        .num_columns(3)
+        .show(ui, |ui| {
+            ui.label(RichText::new("zone").strong());
+            ui.label(RichText::new("mean").strong());
+            ui.label(RichText::new("max").strong());
+            ui.end_row();
+            for z in zones {
+                ui.label(zone_label(z.name));
+                ui.label(format!("{:.3}", z.mean));
+                ui.label(format!("{:.3}", z.max));
+                ui.end_row();
+            }
+        });
+}
+
+/// Two lungs in three bands each, coloured by the zone mean relative to the largest zone of
+/// this map; patient-right on the left like the film.
+fn lungs_ui(ui: &mut egui::Ui, zones: &[ZoneScore], kind: MapKind, colormap: ColormapChoice) {
+    let (rect, _) = ui.allocate_exact_size(Vec2::new(110.0, 120.0), Sense::hover());
+    let painter = ui.painter_at(rect);
+    let max_abs = zones
+        .iter()
+        .map(|z| z.mean.abs())
+        .fold(f32::MIN_POSITIVE, f32::max);
+    let color_of = |v: f32| {
+        let c = if kind.is_signed() {
+            crate::overlay::Colormap::RedBlue.color(0.5 + 0.5 * v / max_abs)
+        } else {
+            colormap.colormap().color(v / max_abs)
+        };
+        Color32::from_rgb(c[0], c[1], c[2])
+    };
+    let lung_w = 42.0;
+    let top = rect.top() + 14.0;
+    let band_h = (rect.height() - 18.0) / 3.0;
+    for (side, x0) in [
+        (0usize, rect.left() + 8.0),
+        (1, rect.right() - 8.0 - lung_w),
+    ] {
+        for band in 0..3 {
+            let Some(z) = zones.get(side * 3 + band) else {
+                continue;
+            };
+            let r = egui::Rect::from_min_size(
+                egui::pos2(x0, top + band as f32 * band_h),
+                Vec2::new(lung_w, band_h - 2.0),
+            );
+            // Rounded apex and base suggest a lung without pretending to be anatomy.
+            let rounding = match band {
+                0 => egui::CornerRadius {
+                    nw: 18,
+                    ne: 18,
+                    sw: 0,
+                    se: 0,
+                },
+                2 => egui::CornerRadius {
+                    nw: 0,
+                    ne: 0,
+                    sw: 8,
+                    se: 8,
+                },
+                _ => egui::CornerRadius::ZERO,
+            };
+            painter.rect_filled(r, rounding, color_of(z.mean));
+            painter.rect_stroke(
+                r,
+                rounding,
+                Stroke::new(1.0, Color32::from_gray(160)),
+                egui::StrokeKind::Inside,
+            );
+        }
+    }
+    let font = egui::FontId::proportional(11.0);
+    let text = ui.visuals().text_color();
+    painter.text(
+        egui::pos2(rect.left() + 8.0 + lung_w / 2.0, rect.top() + 6.0),
+        egui::Align2::CENTER_CENTER,
+        "R",
+        font.clone(),
+        text,
+    );
+    painter.text(
+        egui::pos2(rect.right() - 8.0 - lung_w / 2.0, rect.top() + 6.0),
+        egui::Align2::CENTER_CENTER,
+        "L",
+        font,
+        text,
+    );
+}
+
+fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let s = &mut app.settings;
+    egui::ComboBox::from_label("Colormap")
+        .selected_text(s.colormap.label())
+        .show_ui(ui, |ui| {
+            for c in ColormapChoice::ALL {
+                ui.selectable_value(&mut s.colormap, c, c.label());
+            }
+        });
+    ui.label(
+        RichText::new("Integrated Gradients always uses red (for) / blue (against).")
+            .small()
+            .weak(),
+    );
+    ui.horizontal(|ui| {
+        ui.label("Mode");
+        ui.radio_value(&mut s.mode, OverlayMode::Blend, "blend");
+        ui.radio_value(&mut s.mode, OverlayMode::Threshold, "threshold");
+        ui.radio_value(&mut s.mode, OverlayMode::Contour, "contour");
+    });
+    ui.add_enabled(
+        s.mode != OverlayMode::Blend,
+        egui::Slider::new(&mut s.threshold, 0.05..=0.95).text("Threshold"),
+    );
+    egui::ComboBox::from_label("Default overlay")
+        .selected_text(s.default_map.label())
+        .show_ui(ui, |ui| {
+            for k in MapKind::ALL {
+                ui.selectable_value(&mut s.default_map, k, k.label());
+            }
+        });
+    ui.add(egui::Slider::new(&mut s.mc_samples, 2..=100).text("MC samples"));
+    ui.add(egui::Slider::new(&mut s.ig_steps, 4..=128).text("IG steps"));
+    ui.checkbox(&mut s.run_ig, "Run Integrated Gradients automatically")
+        .on_hover_text("IG takes tens of seconds on a CPU");
+}
+
+fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let Some(study) = app.current.as_ref().and_then(|c| c.study.clone()) else {
+        ui.label(RichText::new("no image").weak());
+        return;
+    };
+    if study.metadata.tags.is_empty() {
+        ui.label(RichText::new(format!("{} file: no DICOM tags", study.metadata.format)).weak());
+        return;
+    }
+    ui.horizontal(|ui| {
+        ui.label("Search");
+        ui.text_edit_singleline(&mut app.tag_filter);
+    });
+    let filter = app.tag_filter.to_lowercase();
+    let reveal = app.reveal_identifiers;
+    egui::Grid::new("tags")
+        .striped(true)
+        .num_columns(3)
+        .show(ui, |ui| {
+            for (tag, keyword, value) in &study.metadata.tags {
+                let hidden = !reveal && is_identifier(tag, keyword);
+                let shown = if hidden { "(hidden)" } else { value.as_str() };
+                if !filter.is_empty()
+                    && ![tag.as_str(), keyword.as_str(), shown]
+                        .iter()
+                        .any(|s| s.to_lowercase().contains(&filter))
+                {
+                    continue;
+                }
+                ui.monospace(tag);
+                ui.label(keyword);
+                if hidden {
+                    ui.label(RichText::new(shown).weak().italics());
+                } else {
+                    ui.label(shown);
+                }
+                ui.end_row();
+            }
+        });
+}
+
+/// Tags that identify a person: the whole patient group (0010) except age, sex, size and weight,
+/// and names/numbers that point at one.
+pub fn is_identifier(tag: &str, keyword: &str) -> bool {
+    const KEEP: &[&str] = &["PatientAge", "PatientSex", "PatientSize", "PatientWeight"];
+    const ALSO: &[&str] = &[
+        "AccessionNumber",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "InstitutionName",
+        "InstitutionAddress",
+        "StudyID",
+        "OtherPatientIDsSequence",
+    ];
+    (tag.starts_with("(0010,") && !KEEP.contains(&keyword)) || ALSO.contains(&keyword)
+}
+
+fn help_ui(app: &mut ViewerApp, ctx: &egui::Context) {
+    let mut open = true;
+    egui::Window::new("Keyboard shortcuts")
+        .open(&mut open)
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, Vec2::ZERO)
+        .show(ctx, |ui| {
+            egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                for (keys, action) in SHORTCUTS {
+                    ui.monospace(*keys);
+                    ui.label(*action);
+                    ui.end_row();
+                }
+            });
+            ui.add_space(6.0);
+            ui.label(RichText::new(RESEARCH_NOTICE).color(WARN));
+        });
+    if !open {
+        app.show_help = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_recognised() {
+        assert!(is_identifier("(0010,0010)", "PatientName"));
+        assert!(is_identifier("(0010,0020)", "PatientID"));
+        assert!(is_identifier("(0010,0030)", "PatientBirthDate"));
+        assert!(is_identifier("(0008,0050)", "AccessionNumber"));
+        assert!(!is_identifier("(0010,1010)", "PatientAge"));
+        assert!(!is_identifier("(0008,0060)", "Modality"));
+    }
+
+    #[test]
+    fn dates_and_zones_read_naturally() {
+        assert_eq!(format_date("20190304"), "2019-03-04");
+        assert_eq!(format_date("2019"), "2019");
+        assert_eq!(zone_label("right_upper"), "R upper");
+        assert_eq!(zone_label("left_lower"), "L lower");
+    }
+}

@@ -1,0 +1,290 @@
+//! Pixels for the screen (and for the PNG export, so that what is saved is what was seen):
+//! the film in its display window, the map colours, threshold masks and contour lines.
+
+use egui::{Color32, ColorImage, Pos2};
+
+use crate::explain::Grid;
+use crate::io::{Study, Window};
+use crate::overlay::{Colormap, MapScale};
+
+use super::settings::{MapKind, OverlayMode};
+
+/// Largest texture side we upload; GPUs (and llvmpipe) refuse more than 8192–16384, and a
+/// screen never shows more detail than this anyway. Larger films are box-downsampled.
+pub const MAX_TEXTURE_SIDE: usize = 4096;
+
+/// The film in `window`, optionally inverted, downsampled to at most [`MAX_TEXTURE_SIDE`].
+pub fn film_image(study: &Study, window: &Window, invert: bool) -> ColorImage {
+    let (w, h) = (study.width, study.height);
+    let step = w.max(h).div_ceil(MAX_TEXTURE_SIDE).max(1);
+    let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
+    let mut pixels = Vec::with_capacity(tw * th);
+    for ty in 0..th {
+        for tx in 0..tw {
+            // Nearest sample per block: cheap enough to redo every frame of a window drag.
+            let v = study.pixels[(ty * step) * w + tx * step];
+            let mut g = window.apply(v);
+            if invert {
+                g = 1.0 - g;
+            }
+            let g = (g * 255.0).round().clamp(0.0, 255.0) as u8;
+            pixels.push(Color32::from_gray(g));
+        }
+    }
+    ColorImage::new([tw, th], pixels)
+}
+
+/// How `kind` is normalised, matching the CLI's overlay PNGs: Grad-CAM to its own maximum, the
+/// uncertainty std to the maximum of the *mean* CAM (so a small spread looks small), IG
+/// symmetrically at the 99th percentile of |value|.
+pub fn map_scale(kind: MapKind, map: &Grid, mean_for_std: Option<&Grid>) -> MapScale {
+    match kind {
+        MapKind::IntegratedGradients => MapScale::signed_percentile(map),
+        MapKind::Uncertainty => match mean_for_std {
+            Some(mean) => MapScale::Sequential {
+                max: mean.max().max(f32::MIN_POSITIVE),
+            },
+            None => MapScale::own_max(map),
+        },
+        _ => MapScale::own_max(map),
+    }
+}
+
+/// Normalised value: [0, 1] for sequential maps, [−1, 1] for signed ones.
+pub fn normalised(v: f32, scale: MapScale) -> f32 {
+    match scale {
+        MapScale::Sequential { max } => (v / max).clamp(0.0, 1.0),
+        MapScale::Signed { limit } => (v / limit).clamp(-1.0, 1.0),
+    }
+}
+
+/// Colour and opacity of one map value. Signed maps fade with |v| so "no evidence" leaves the
+/// film visible; threshold mode hides everything below the level.
+pub fn map_color(
+    v: f32,
+    scale: MapScale,
+    colormap: Colormap,
+    alpha: f32,
+    mode: OverlayMode,
+    threshold: f32,
+) -> ([u8; 3], f32) {
+    let n = normalised(v, scale);
+    let (color, a) = match scale {
+        MapScale::Sequential { .. } => (colormap.color(n), alpha),
+        MapScale::Signed { .. } => (Colormap::RedBlue.color(0.5 + 0.5 * n), alpha * n.abs()),
+    };
+    let a = match mode {
+        OverlayMode::Blend => a,
+        OverlayMode::Threshold if n.abs() >= threshold => a,
+        OverlayMode::Threshold | OverlayMode::Contour => 0.0,
+    };
+    (color, a.clamp(0.0, 1.0))
+}
+
+/// The overlay texture at the map's own resolution (the caller resizes the grid to the model
+/// input first); drawn stretched over the whole film.
+pub fn overlay_image(
+    map: &Grid,
+    scale: MapScale,
+    colormap: Colormap,
+    alpha: f32,
+    mode: OverlayMode,
+    threshold: f32,
+) -> ColorImage {
+    let pixels = map
+        .values
+        .iter()
+        .map(|&v| {
+            let (c, a) = map_color(v, scale, colormap, alpha, mode, threshold);
+            Color32::from_rgba_unmultiplied(c[0], c[1], c[2], (a * 255.0).round() as u8)
+        })
+        .collect();
+    ColorImage::new([map.width, map.height], pixels)
+}
+
+/// Iso-line segments of |normalised value| = `level` by marching squares, in model-grid
+/// coordinates (cell centres at `i + 0.5`).
+pub fn contour_segments(map: &Grid, scale: MapScale, level: f32) -> Vec<[Pos2; 2]> {
+    let (w, h) = (map.width, map.height);
+    let value = |x: usize, y: usize| normalised(map.values[y * w + x], scale).abs();
+    let mut out = Vec::new();
+    if w < 2 || h < 2 {
+        return out;
+    }
+    for y in 0..h - 1 {
+        for x in 0..w - 1 {
+            // Corners clockwise from top-left.
+            let c = [
+                value(x, y),
+                value(x + 1, y),
+                value(x + 1, y + 1),
+                value(x, y + 1),
+            ];
+            let p = [
+                Pos2::new(x as f32 + 0.5, y as f32 + 0.5),
+                Pos2::new(x as f32 + 1.5, y as f32 + 0.5),
+                Pos2::new(x as f32 + 1.5, y as f32 + 1.5),
+                Pos2::new(x as f32 + 0.5, y as f32 + 1.5),
+            ];
+            let mut crossings = Vec::with_capacity(4);
+            for e in 0..4 {
+                let (a, b) = (c[e], c[(e + 1) % 4]);
+                if (a >= level) != (b >= level) {
+                    let t = (level - a) / (b - a);
+                    crossings.push(p[e] + (p[(e + 1) % 4] - p[e]) * t);
+                }
+            }
+            // 2 crossings: one segment; 4 (saddle): pair them in edge order.
+            for pair in crossings.chunks_exact(2) {
+                out.push([pair[0], pair[1]]);
+            }
+        }
+    }
+    out
+}
+
+/// Display-window presets. Projection radiographs have no Hounsfield scale, so CT presets
+/// (lung −600/1500 HU …) would be meaningless; these are percentiles of the film's own
+/// histogram, named after what they emphasise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowPreset {
+    /// The study's default: DICOM header VOI, else the analysis window.
+    Auto,
+    FullRange,
+    /// Dark range widened: lung parenchyma and vessels.
+    Lung,
+    /// Narrow mid-range: mediastinum and soft tissue.
+    SoftTissue,
+    /// Bright range: ribs, clavicles, spine.
+    Bone,
+}
+
+impl WindowPreset {
+    pub const ALL: [WindowPreset; 5] = [
+        WindowPreset::Auto,
+        WindowPreset::FullRange,
+        WindowPreset::Lung,
+        WindowPreset::SoftTissue,
+        WindowPreset::Bone,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            WindowPreset::Auto => "Auto (study default)",
+            WindowPreset::FullRange => "Full range",
+            WindowPreset::Lung => "Lung",
+            WindowPreset::SoftTissue => "Soft tissue",
+            WindowPreset::Bone => "Bone",
+        }
+    }
+
+    pub fn next(self) -> Self {
+        let i = Self::ALL.iter().position(|p| *p == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    pub fn window(self, study: &Study, hist: &Percentiles) -> Window {
+        let (lo, hi) = match self {
+            WindowPreset::Auto => return study.default_window,
+            WindowPreset::FullRange => (0.0, 1.0),
+            WindowPreset::Lung => (0.01, 0.70),
+            WindowPreset::SoftTissue => (0.35, 0.85),
+            WindowPreset::Bone => (0.55, 0.995),
+        };
+        let (low, high) = (hist.at(lo), hist.at(hi));
+        if high > low {
+            Window { low, high }
+        } else {
+            study.default_window
+        }
+    }
+}
+
+/// Sorted sample of the film's pixel values, computed once per study for the presets.
+pub struct Percentiles {
+    sorted: Vec<f32>,
+}
+
+impl Percentiles {
+    pub fn new(study: &Study) -> Self {
+        let step = (study.pixels.len() / 200_000).max(1);
+        let mut sorted: Vec<f32> = study.pixels.iter().step_by(step).copied().collect();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        Self { sorted }
+    }
+
+    pub fn at(&self, q: f32) -> f32 {
+        if self.sorted.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.sorted.len() - 1) as f32 * q.clamp(0.0, 1.0)).round() as usize;
+        self.sorted[i]
+    }
+
+    pub fn range(&self) -> (f32, f32) {
+        (self.at(0.0), self.at(1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_mode_hides_low_values() {
+        let scale = MapScale::Sequential { max: 1.0 };
+        let (_, a) = map_color(
+            0.2,
+            scale,
+            Colormap::Inferno,
+            0.5,
+            OverlayMode::Threshold,
+            0.5,
+        );
+        assert_eq!(a, 0.0);
+        let (_, a) = map_color(
+            0.7,
+            scale,
+            Colormap::Inferno,
+            0.5,
+            OverlayMode::Threshold,
+            0.5,
+        );
+        assert_eq!(a, 0.5);
+        let (_, a) = map_color(
+            0.7,
+            scale,
+            Colormap::Inferno,
+            0.5,
+            OverlayMode::Contour,
+            0.5,
+        );
+        assert_eq!(a, 0.0);
+    }
+
+    #[test]
+    fn signed_maps_fade_at_zero_and_are_red_for_positive() {
+        let scale = MapScale::Signed { limit: 2.0 };
+        let (_, a) = map_color(0.0, scale, Colormap::Inferno, 0.8, OverlayMode::Blend, 0.5);
+        assert_eq!(a, 0.0);
+        let (c, a) = map_color(2.0, scale, Colormap::Inferno, 0.8, OverlayMode::Blend, 0.5);
+        assert!((a - 0.8).abs() < 1e-6);
+        assert!(c[0] > c[2], "positive evidence is red: {c:?}");
+    }
+
+    #[test]
+    fn contour_of_a_bump_is_closed_around_it() {
+        // 5×5 map with a peak in the middle: the 0.5 iso-line surrounds the centre.
+        let mut values = vec![0.0; 25];
+        values[12] = 1.0;
+        let map = Grid::new(5, 5, values);
+        let segs = contour_segments(&map, MapScale::Sequential { max: 1.0 }, 0.5);
+        assert_eq!(segs.len(), 4);
+        for s in &segs {
+            for p in s {
+                let d = (*p - Pos2::new(2.5, 2.5)).length();
+                assert!(d > 0.2 && d < 1.0, "{p:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! What the user chose once and expects to find again next time (eframe persistence, RON).
+//! `#[serde(default)]` so a settings file from an older version still loads.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::explain::integrated_gradients::Baseline;
+use crate::overlay::Colormap;
+
+/// Which map is drawn over the film.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MapKind {
+    None,
+    GradCam,
+    Uncertainty,
+    IntegratedGradients,
+}
+
+impl MapKind {
+    pub const ALL: [MapKind; 4] = [
+        MapKind::None,
+        MapKind::GradCam,
+        MapKind::Uncertainty,
+        MapKind::IntegratedGradients,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            MapKind::None => "No overlay",
+            MapKind::GradCam => "Grad-CAM",
+            MapKind::Uncertainty => "Uncertainty (std)",
+            MapKind::IntegratedGradients => "Integrated Gradients",
+        }
+    }
+
+    pub fn next(self) -> MapKind {
+        let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
+        Self::ALL[(i + 1) % Self::ALL.len()]
+    }
+
+    /// IG is signed (evidence for and against) and always uses the diverging map.
+    pub fn is_signed(self) -> bool {
+        self == MapKind::IntegratedGradients
+    }
+}
+
+/// Sequential colormaps offered for unsigned maps; the engine's [`Colormap`] is not serde.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ColormapChoice {
+    Inferno,
+    Viridis,
+    Turbo,
+}
+
+impl ColormapChoice {
+    pub const ALL: [ColormapChoice; 3] = [
+        ColormapChoice::Inferno,
+        ColormapChoice::Viridis,
+        ColormapChoice::Turbo,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ColormapChoice::Inferno => "Inferno (perceptually uniform)",
+            ColormapChoice::Viridis => "Viridis (perceptually uniform)",
+            ColormapChoice::Turbo => "Turbo (rainbow, not uniform)",
+        }
+    }
+
+    pub fn colormap(self) -> Colormap {
+        match self {
+            ColormapChoice::Inferno => Colormap::Inferno,
+            ColormapChoice::Viridis => Colormap::Viridis,
+            ColormapChoice::Turbo => Colormap::Turbo,
+        }
+    }
+}
+
+/// Integrated Gradients baseline; mirrors the engine's [`Baseline`] with serde and `Hash`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BaselineChoice {
+    Black,
+    White,
+}
+
+impl BaselineChoice {
+    pub fn baseline(self) -> Baseline {
+        match self {
+            BaselineChoice::Black => Baseline::Black,
+            BaselineChoice::White => Baseline::White,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BaselineChoice::Black => "black",
+            BaselineChoice::White => "white",
+        }
+    }
+}
+
+/// How the map is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OverlayMode {
+    /// Colour everywhere, blended with alpha.
+    Blend,
+    /// Colour only where the normalised value reaches the threshold.
+    Threshold,
+    /// Only the iso-line at the threshold: the film stays untouched.
+    Contour,
+}
+
+pub const MAX_RECENT: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub colormap: ColormapChoice,
+    pub alpha: f32,
+    pub default_map: MapKind,
+    pub mode: OverlayMode,
+    /// Normalised level in [0, 1] (|value| for IG) for threshold and contour modes.
+    pub threshold: f32,
+    pub mc_samples: usize,
+    pub ig_steps: usize,
+    pub ig_baseline: BaselineChoice,
+    /// IG is tens of seconds on a CPU; a user on a laptop may want it on demand only.
+    pub run_ig: bool,
+    pub recent: Vec<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            colormap: ColormapChoice::Inferno,
+            alpha: 0.45,
+            default_map: MapKind::GradCam,
+            mode: OverlayMode::Blend,
+            threshold: 0.5,
+            mc_samples: 20,
+            ig_steps: 32,
+            ig_baseline: BaselineChoice::Black,
+            run_ig: true,
+            recent: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Most recent first, no duplicates, bounded.
+    pub fn remember(&mut self, path: &Path) {
+        self.recent.retain(|p| p != path);
+        self.recent.insert(0, path.to_path_buf());
+        self.recent.truncate(MAX_RECENT);
+    }
+
+    pub fn set_alpha(&mut self, alpha: f32) {
+        self.alpha = (alpha * 100.0).round().clamp(0.0, 100.0) / 100.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_is_most_recent_first_without_duplicates() {
+        let mut s = Settings::default();
+        for i in 0..15 {
+            s.remember(Path::new(&format!("{i}.png")));
+        }
+        s.remember(Path::new("7.png"));
+        assert_eq!(s.recent.len(), MAX_RECENT);
+        assert_eq!(s.recent[0], PathBuf::from("7.png"));
+        assert_eq!(s.recent.iter().filter(|p| p.ends_with("7.png")).count(), 1);
+    }
+
+    #[test]
+    fn overlay_cycle_visits_every_map() {
+        let mut k = MapKind::None;
+        let mut seen = vec![];
+        for _ in 0..4 {
+            k = k.next();
+            seen.push(k);
+        }
+        assert_eq!(seen.last(), Some(&MapKind::None));
+        assert!(seen.contains(&MapKind::IntegratedGradients));
+    }
+
+    #[test]
+    fn alpha_is_clamped_and_rounded() {
+        let mut s = Settings::default();
+        s.set_alpha(1.7);
+        assert_eq!(s.alpha, 1.0);
+        s.set_alpha(0.333);
+        assert_eq!(s.alpha, 0.33);
+    }
+}

@@ -1,0 +1,73 @@
+//! The keyboard shortcuts, listed once: the help overlay and `docs/shortcuts.md` are both made
+//! from this table (a test keeps the markdown in sync), and `app.rs` implements each row.
+
+/// `(keys, action)` in the order shown to the user.
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("Ctrl+O", "Open an image (DICOM, PNG, JPEG)"),
+    ("Ctrl+Shift+O", "Open a folder of images"),
+    ("Right arrow / Page Down", "Next image in the folder"),
+    ("Left arrow / Page Up", "Previous image in the folder"),
+    ("M", "Cycle overlay: none, Grad-CAM, uncertainty, IG"),
+    (
+        "0 / 1 / 2 / 3",
+        "No overlay / Grad-CAM / uncertainty / Integrated Gradients",
+    ),
+    ("H", "Toggle the overlay on/off"),
+    ("Space (hold)", "Hide the overlay while held"),
+    ("] / [", "Overlay opacity +5 % / −5 %"),
+    ("+ / −", "Zoom in / out around the centre"),
+    ("Mouse wheel", "Zoom around the cursor"),
+    ("Left drag", "Pan"),
+    (
+        "Right drag",
+        "Window/level: horizontal = width, vertical = level",
+    ),
+    ("F / double-click", "Fit the image to the window"),
+    ("Z", "1:1 (one image pixel per screen pixel)"),
+    ("I", "Invert grey levels"),
+    (
+        "W",
+        "Next window preset (auto, full, lung, soft tissue, bone)",
+    ),
+    ("A", "Auto window (study default)"),
+    ("R", "Reset view: fit, auto window, no inversion"),
+    (
+        "B",
+        "Integrated Gradients baseline black / white (re-runs IG)",
+    ),
+    ("Ctrl+S", "Export the view with its overlay as PNG"),
+    ("Ctrl+E", "Export the analysis report as JSON"),
+    ("Esc", "Cancel the running analysis / close this help"),
+    ("? / F1", "Show or hide this help"),
+];
+
+/// The table as markdown, for the README.
+pub fn shortcuts_markdown() -> String {
+    let mut out = String::from(
+        "<!-- Generated from src/ui/shortcuts.rs; `cargo test --lib shortcuts` checks it. -->\n\
+         ### Keyboard and mouse\n\n| Keys | Action |\n|---|---|\n",
+    );
+    for (keys, action) in SHORTCUTS {
+        out.push_str(&format!("| {keys} | {action} |\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_shortcuts_md_is_up_to_date() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/shortcuts.md");
+        let expected = shortcuts_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+        }
+        let actual = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            actual, expected,
+            "docs/shortcuts.md is stale: run `UPDATE_DOCS=1 cargo test --lib shortcuts`"
+        );
+    }
+}

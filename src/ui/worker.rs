@@ -1,0 +1,322 @@
+//! Everything slow runs here, on worker threads: loading the model, decoding images, every
+//! analysis stage, file dialogs and exports. Workers own a [`Sender`], send one message per
+//! finished piece and wake the UI with `request_repaint`, so results appear progressively and a
+//! frame never waits for the network.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::analysis::{AnalysisError, Engine, Prepared};
+use crate::explain::gradcam::GradCam;
+use crate::explain::integrated_gradients::{IgOptions, IntegratedGradients};
+use crate::explain::uncertainty::McDropout;
+use crate::explain::zones::ZoneScore;
+use crate::explain::Control;
+use crate::io::{load_study, Study};
+use crate::model::{select_device, DeviceChoice};
+
+use super::cache::{AnalysisKey, IgKey, Needs};
+
+/// Where the viewer asks the user for a path. Behind a trait so tests inject answers instead
+/// of opening a real dialog (which would block or hang without a display).
+pub trait FilePicker: Send + Sync {
+    fn pick_file(&self) -> Option<PathBuf>;
+    fn pick_folder(&self) -> Option<PathBuf>;
+    fn save_file(&self, suggested_name: &str, extension: &str) -> Option<PathBuf>;
+}
+
+/// The platform dialog through `rfd` (xdg-desktop-portal, or zenity). Blocking: call it only from
+/// a worker thread.
+pub struct NativePicker;
+
+impl FilePicker for NativePicker {
+    fn pick_file(&self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open chest X-ray")
+            .add_filter(
+                "Images (DICOM, PNG, JPEG)",
+                &["dcm", "dicom", "png", "jpg", "jpeg"],
+            )
+            .add_filter("All files", &["*"])
+            .pick_file()
+    }
+
+    fn pick_folder(&self) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open folder of studies")
+            .pick_folder()
+    }
+
+    fn save_file(&self, suggested_name: &str, extension: &str) -> Option<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Export")
+            .set_file_name(suggested_name)
+            .add_filter(extension, &[extension])
+            .save_file()
+    }
+}
+
+/// What a dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PickPurpose {
+    OpenFile,
+    OpenFolder,
+}
+
+pub type Zoned<T> = (T, Vec<ZoneScore>);
+
+/// One finished piece of background work.
+pub enum Msg {
+    EngineLoaded {
+        result: Result<Arc<Engine>, String>,
+        /// Why the device is not the one asked for, if it is not.
+        note: Option<String>,
+    },
+    StudyLoaded {
+        path: PathBuf,
+        result: Result<Arc<Study>, String>,
+    },
+    Picked {
+        purpose: PickPurpose,
+        path: Option<PathBuf>,
+    },
+    Job {
+        id: u64,
+        key: AnalysisKey,
+        update: JobUpdate,
+    },
+    /// An export finished: `Ok(path)` or a readable error.
+    Exported(Result<PathBuf, String>),
+}
+
+pub enum JobUpdate {
+    Prepared {
+        prepared: Arc<Prepared>,
+        target: usize,
+        preprocess_ms: f64,
+        forward_ms: f64,
+    },
+    /// A stage started (for the progress line).
+    Started(super::cache::JobStage),
+    GradCam(Box<Zoned<GradCam>>, f64),
+    Uncertainty(Box<Zoned<McDropout>>, f64),
+    IgProgress {
+        done: usize,
+        total: usize,
+    },
+    Ig(IgKey, Box<Zoned<IntegratedGradients>>, f64),
+    Failed(String),
+    /// Last message of every job, cancelled or not.
+    Finished {
+        cancelled: bool,
+    },
+}
+
+/// Sends and wakes the UI; a closed channel means the app is gone, which is fine to ignore.
+#[derive(Clone)]
+pub struct Outbox {
+    pub tx: Sender<Msg>,
+    pub ctx: egui::Context,
+}
+
+impl Outbox {
+    pub fn send(&self, msg: Msg) {
+        let _ = self.tx.send(msg);
+        self.ctx.request_repaint();
+    }
+}
+
+/// Only the first line: candle errors may carry a whole backtrace in their text.
+pub fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_string()
+}
+
+fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
+    // If the OS refuses a thread the work is lost; say so in the log rather than crash the UI.
+    if let Err(e) = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(work)
+    {
+        tracing::error!("cannot start a worker thread: {e}");
+    }
+}
+
+pub fn load_engine(out: Outbox, model_path: PathBuf) {
+    spawn("load-model", move || {
+        let (device, note) = select_device(DeviceChoice::Auto);
+        let result = Engine::load(&model_path, &device)
+            .map(Arc::new)
+            .map_err(|e| {
+                format!(
+                    "cannot load the model {}: {}",
+                    model_path.display(),
+                    first_line(&e.to_string())
+                )
+            });
+        out.send(Msg::EngineLoaded { result, note });
+    });
+}
+
+pub fn load_image(out: Outbox, path: PathBuf) {
+    spawn("load-image", move || {
+        let result = load_study(&path).map(Arc::new).map_err(|e| {
+            let mut text = first_line(&e.to_string());
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&first_line(&s.to_string()));
+                source = s.source();
+            }
+            text
+        });
+        out.send(Msg::StudyLoaded { path, result });
+    });
+}
+
+pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
+    spawn("file-dialog", move || {
+        let path = match purpose {
+            PickPurpose::OpenFile => picker.pick_file(),
+            PickPurpose::OpenFolder => picker.pick_folder(),
+        };
+        out.send(Msg::Picked { purpose, path });
+    });
+}
+
+/// Asks where to save, then writes what `render` produces; both off the UI thread because a
+/// full-resolution render of a large film takes longer than a frame.
+pub fn export(
+    out: Outbox,
+    picker: Arc<dyn FilePicker>,
+    suggested_name: String,
+    extension: &'static str,
+    render: impl FnOnce(&Path) -> Result<(), String> + Send + 'static,
+) {
+    spawn("export", move || {
+        let Some(path) = picker.save_file(&suggested_name, extension) else {
+            return;
+        };
+        let result = render(&path).map(|()| path);
+        out.send(Msg::Exported(result));
+    });
+}
+
+/// Inputs of one analysis job.
+pub struct JobSpec {
+    pub id: u64,
+    pub key: AnalysisKey,
+    pub engine: Arc<Engine>,
+    pub study: Arc<Study>,
+    pub window: crate::io::Window,
+    /// Reused when only later stages are missing (e.g. the IG baseline changed).
+    pub prepared: Option<Arc<Prepared>>,
+    pub target: usize,
+    pub needs: Needs,
+    pub ig_batch: usize,
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Runs the missing stages cheap-first: prediction, Grad-CAM, uncertainty, then IG. Each result
+/// is sent as soon as it exists; the cancel flag is checked between stages and inside IG.
+pub fn run_job(out: Outbox, spec: JobSpec) {
+    spawn("analysis", move || {
+        let id = spec.id;
+        let key = spec.key.clone();
+        let send = |update: JobUpdate| {
+            out.send(Msg::Job {
+                id,
+                key: key.clone(),
+                update,
+            })
+        };
+        let cancelled = match job_stages(&spec, &send) {
+            Ok(()) => false,
+            Err(AnalysisError::Cancelled) => true,
+            Err(e) => {
+                send(JobUpdate::Failed(first_line(&e.to_string())));
+                false
+            }
+        };
+        send(JobUpdate::Finished { cancelled });
+    });
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), AnalysisError> {
+    use super::cache::JobStage;
+    let check = || {
+        if spec.cancel.load(Ordering::Relaxed) {
+            Err(AnalysisError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+    check()?;
+    let engine = &spec.engine;
+    let (prepared, target) = match &spec.prepared {
+        Some(p) if !spec.needs.prepare => (p.clone(), spec.target),
+        _ => {
+            send(JobUpdate::Started(JobStage::Prediction));
+            let (prepared, preprocess_ms, forward_ms) =
+                engine.prepare_with_window(&spec.study, &spec.window)?;
+            let target = engine.target_index(None, &prepared.prediction)?;
+            let prepared = Arc::new(prepared);
+            send(JobUpdate::Prepared {
+                prepared: prepared.clone(),
+                target,
+                preprocess_ms,
+                forward_ms,
+            });
+            (prepared, target)
+        }
+    };
+    check()?;
+    if spec.needs.gradcam {
+        send(JobUpdate::Started(JobStage::GradCam));
+        let t = Instant::now();
+        let result = engine.grad_cam(&prepared, target)?;
+        send(JobUpdate::GradCam(Box::new(result), ms(t)));
+    }
+    check()?;
+    if spec.needs.uncertainty {
+        send(JobUpdate::Started(JobStage::Uncertainty));
+        let t = Instant::now();
+        let result = engine.uncertainty(&prepared, target, spec.key.mc_samples, spec.key.seed)?;
+        send(JobUpdate::Uncertainty(Box::new(result), ms(t)));
+    }
+    check()?;
+    if let Some(ig_key) = spec.needs.ig {
+        send(JobUpdate::Started(JobStage::IntegratedGradients {
+            done: 0,
+            total: ig_key.steps,
+        }));
+        let t = Instant::now();
+        let progress = |done: usize, total: usize| send_progress(send, done, total);
+        let control = Control {
+            cancel: &spec.cancel,
+            progress: &progress,
+        };
+        let result = engine.integrated_gradients(
+            &prepared,
+            &IgOptions {
+                steps: ig_key.steps,
+                baseline: ig_key.baseline.baseline(),
+                target,
+                batch: spec.ig_batch,
+            },
+            &control,
+        )?;
+        send(JobUpdate::Ig(ig_key, Box::new(result), ms(t)));
+    }
+    Ok(())
+}
+
+fn send_progress(send: &(dyn Fn(JobUpdate) + Sync), done: usize, total: usize) {
+    send(JobUpdate::IgProgress { done, total });
+}

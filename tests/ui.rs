@@ -1,0 +1,441 @@
+//! The viewer driven through its real widgets (egui_kittest, AccessKit tree): no display, no GPU.
+//! The file dialog is replaced by a scripted picker; the model is the tiny reference fixture, so
+//! a whole analysis including Integrated Gradients takes well under a second.
+
+// Test helpers outside #[test] functions may panic too: a failed lock or fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cxr_viewer::ui::app::{EngineState, ViewerApp};
+use cxr_viewer::ui::settings::{BaselineChoice, MapKind, Settings};
+use cxr_viewer::ui::FilePicker;
+use egui::{Key, Modifiers, Vec2};
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn tiny_model() -> PathBuf {
+    repo("tests/fixtures/reference/model.json")
+}
+
+fn sample() -> PathBuf {
+    repo("assets/samples/person45_bacteria_221.jpeg")
+}
+
+fn other_sample() -> PathBuf {
+    repo("assets/samples/NORMAL2-IM-0912-0001.jpeg")
+}
+
+/// Answers dialogs from a script instead of asking a person.
+#[derive(Default)]
+struct ScriptedPicker {
+    open: Mutex<VecDeque<PathBuf>>,
+    save: Mutex<VecDeque<PathBuf>>,
+}
+
+impl ScriptedPicker {
+    fn opening(paths: &[PathBuf]) -> Arc<Self> {
+        Arc::new(Self {
+            open: Mutex::new(paths.iter().cloned().collect()),
+            save: Mutex::default(),
+        })
+    }
+}
+
+impl FilePicker for ScriptedPicker {
+    fn pick_file(&self) -> Option<PathBuf> {
+        self.open.lock().unwrap().pop_front()
+    }
+    fn pick_folder(&self) -> Option<PathBuf> {
+        self.open.lock().unwrap().pop_front()
+    }
+    fn save_file(&self, _suggested: &str, _ext: &str) -> Option<PathBuf> {
+        self.save.lock().unwrap().pop_front()
+    }
+}
+
+fn fast_settings() -> Settings {
+    Settings {
+        mc_samples: 5,
+        ig_steps: 4,
+        ..Settings::default()
+    }
+}
+
+fn harness(app: ViewerApp) -> Harness<'static, ViewerApp> {
+    Harness::builder()
+        .with_size(Vec2::new(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app)
+}
+
+/// Steps frames until `cond` holds; worker threads deliver between frames.
+fn wait_until(h: &mut Harness<'_, ViewerApp>, what: &str, cond: impl Fn(&ViewerApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Two more frames: one to apply, one to lay out what changed.
+    h.step();
+    h.step();
+}
+
+fn analysed(app: &ViewerApp) -> bool {
+    app.current_entry().is_some_and(|e| {
+        e.gradcam.is_some()
+            && e.uncertainty.is_some()
+            && e.ig.contains_key(&app.wanted_ig_or_default())
+    })
+}
+
+fn current_path(app: &ViewerApp) -> Option<PathBuf> {
+    app.current.as_ref().map(|c| c.path.clone())
+}
+
+#[test]
+fn open_through_the_picker_shows_results_progressively() {
+    let picker = ScriptedPicker::opening(&[sample()]);
+    let app = ViewerApp::new(fast_settings(), picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Research use only — not for diagnosis")
+        .hover();
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the image", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    assert_eq!(current_path(h.state()), Some(sample()));
+    wait_until(&mut h, "the full analysis", analysed);
+
+    let label = {
+        let entry = h.state().current_entry().unwrap();
+        entry
+            .prepared
+            .as_ref()
+            .unwrap()
+            .prediction
+            .label
+            .to_uppercase()
+    };
+    h.get_by_label(&label);
+    h.get_by_label_contains("MC dropout (5 samples)");
+    h.get_by_label("Zones — Grad-CAM");
+    h.get_by_label("R upper");
+    h.get_by_label_contains("completeness gap");
+    h.get_by_label_contains("model tiny-resnet-fixture · sha256");
+    // The recent list remembers what was opened.
+    assert_eq!(h.state().settings.recent.first(), Some(&sample()));
+}
+
+#[test]
+fn overlays_switch_and_alpha_follows_slider_and_keys() {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+    assert_eq!(h.state().map, MapKind::GradCam, "default overlay");
+
+    h.get_by_label("Uncertainty (std)").click();
+    h.run_ok();
+    assert_eq!(h.state().map, MapKind::Uncertainty);
+    h.get_by_label("Zones — Uncertainty (std)");
+
+    h.get_by_label("Integrated Gradients").click();
+    h.run_ok();
+    assert_eq!(h.state().map, MapKind::IntegratedGradients);
+    assert!(h.state().map_of(MapKind::IntegratedGradients).is_some());
+
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "Opacity")
+        .set_value_accesskit(0.8);
+    h.run_ok();
+    assert!((h.state().settings.alpha - 0.8).abs() < 1e-6);
+
+    h.key_press(Key::CloseBracket);
+    h.run_ok();
+    assert!((h.state().settings.alpha - 0.85).abs() < 1e-6);
+    h.key_press(Key::OpenBracket);
+    h.key_press(Key::OpenBracket);
+    h.run_ok();
+    assert!((h.state().settings.alpha - 0.75).abs() < 1e-6);
+
+    // M cycles IG → none → Grad-CAM; H toggles visibility.
+    h.key_press(Key::M);
+    h.run_ok();
+    assert_eq!(h.state().map, MapKind::None);
+    h.key_press(Key::M);
+    h.run_ok();
+    assert_eq!(h.state().map, MapKind::GradCam);
+    h.key_press(Key::H);
+    h.run_ok();
+    assert!(!h.state().overlay_visible);
+}
+
+#[test]
+fn changing_the_ig_baseline_reruns_only_ig_and_keeps_both() {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+    let prepared_before = h.state().current_entry().unwrap().prepared.clone().unwrap();
+    h.get_by_label("white").click();
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::White);
+    wait_until(&mut h, "IG with a white baseline", analysed);
+    let entry = h.state().current_entry().unwrap();
+    assert_eq!(entry.ig.len(), 2, "black and white results are both cached");
+    assert!(
+        Arc::ptr_eq(entry.prepared.as_ref().unwrap(), &prepared_before),
+        "the forward pass was reused, not recomputed"
+    );
+    h.get_by_label_contains("white baseline: completeness gap");
+}
+
+#[test]
+fn switching_images_cancels_stale_work_and_going_back_is_instant() {
+    // Many IG steps so that the first image is still being analysed when we move on.
+    let settings = Settings {
+        ig_steps: 4096,
+        ..fast_settings()
+    };
+    let picker = ScriptedPicker::opening(&[sample(), other_sample(), sample()]);
+    let app = ViewerApp::new(settings, picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "Grad-CAM of the first image", |a| {
+        a.current_entry().is_some_and(|e| e.gradcam.is_some())
+    });
+    let first_cancel = h.state().jobs.running[0].cancel.clone();
+    assert!(!first_cancel.load(Ordering::Relaxed));
+
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the second image", |a| {
+        current_path(a) == Some(other_sample())
+    });
+    assert!(
+        first_cancel.load(Ordering::Relaxed),
+        "opening another image must cancel the first one's analysis"
+    );
+    wait_until(&mut h, "Grad-CAM of the second image", |a| {
+        a.current_entry().is_some_and(|e| e.gradcam.is_some())
+    });
+
+    // Back to the first: the film and its partial results come from the caches at once.
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the first image again", |a| {
+        current_path(a) == Some(sample())
+    });
+    let entry = h.state().current_entry().expect("cached analysis");
+    assert!(entry.gradcam.is_some() && entry.prepared.is_some());
+
+    // Cancel by hand: it stays stopped until resumed.
+    wait_until(&mut h, "a running job", |a| {
+        a.current_key()
+            .is_some_and(|k| a.jobs.active_for(&k).is_some())
+    });
+    h.get_by_label("Cancel").click();
+    wait_until(&mut h, "the cancelled job to stop", |a| !a.jobs.busy());
+    h.get_by_label("Resume analysis");
+    assert!(h.state().current_entry().unwrap().user_cancelled);
+}
+
+#[test]
+fn a_missing_model_still_shows_the_image_and_one_clear_error() {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        repo("tests/fixtures/does-not-exist/model.json"),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the model error", |a| {
+        matches!(a.engine, EngineState::Failed(_))
+    });
+    wait_until(&mut h, "the image", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    let node = h.get_by_label_contains("Model unavailable: cannot load the model");
+    let text = node.accesskit_node().label().unwrap_or_default();
+    assert!(!text.contains('\n'), "one line: {text}");
+}
+
+#[test]
+fn an_unreadable_file_gives_a_readable_message() {
+    let picker = ScriptedPicker::opening(&[repo("tests/fixtures/dicom/garbage.dcm")]);
+    let app = ViewerApp::new(fast_settings(), picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the load error", |a| {
+        a.current.as_ref().is_some_and(|c| c.error.is_some())
+    });
+    let status = h.state().status.clone().unwrap();
+    assert!(status.is_error);
+    assert!(
+        status.text.starts_with("cannot open garbage.dcm"),
+        "{}",
+        status.text
+    );
+    h.get_all_by_label_contains("cannot open garbage.dcm")
+        .next()
+        .unwrap();
+}
+
+#[test]
+fn dicom_identifiers_stay_hidden_until_revealed() {
+    let dicom = repo("tests/fixtures/dicom/no_preamble_16x16.dcm");
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(dicom),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the DICOM", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    h.get_by_label("DICOM tags").click();
+    h.run_ok();
+    assert!(
+        h.query_by_label_contains("Archibald").is_none(),
+        "name shown before reveal"
+    );
+    h.get_by_label("Patient: hidden");
+    assert!(h.query_all_by_label("(hidden)").count() >= 1);
+
+    h.get_by_label("Reveal").click();
+    h.run_ok();
+    assert!(h.query_all_by_label_contains("Archibald").count() >= 1);
+
+    // The search box filters the table.
+    h.get_by_label("Hide").click();
+    h.run_ok();
+    let search = h.get_by_role(egui::accesskit::Role::TextInput);
+    search.focus();
+    search.type_text("Modality");
+    h.run_ok();
+    h.get_by_label("Modality");
+    assert!(h.query_by_label("SOPInstanceUID").is_none());
+}
+
+#[test]
+fn export_png_and_report_without_identifiers() {
+    let dir = std::env::temp_dir().join(format!("cxr-ui-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("view.png");
+    let json = dir.join("report.json");
+    let picker = Arc::new(ScriptedPicker {
+        open: Mutex::default(),
+        save: Mutex::new(VecDeque::from([png.clone(), json.clone()])),
+    });
+    let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+
+    h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+    wait_until(&mut h, "the PNG", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("view.png"))
+    });
+    let img = image::open(&png).unwrap();
+    let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
+    assert_eq!(
+        (img.width() as usize, img.height() as usize),
+        (study.width, study.height)
+    );
+
+    h.get_by_label("Export report…").click();
+    wait_until(&mut h, "the report", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("report.json"))
+    });
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report.get("prediction").is_some());
+    assert!(report["ig"]["delta"].is_number());
+    assert!(report.get("identifiers").is_none_or(|v| v.is_null()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn folder_navigation_and_help() {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the image", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    // The folder holds two samples, sorted by name: NORMAL2-… before person45-….
+    assert_eq!(h.state().folder.len(), 2);
+    h.get_by_label("2/2");
+    h.key_press(Key::ArrowLeft);
+    h.run_ok();
+    assert_eq!(current_path(h.state()), Some(other_sample()));
+    h.get_by_label("Next >").click();
+    h.run_ok();
+    assert_eq!(current_path(h.state()), Some(sample()));
+
+    h.key_press(Key::F1);
+    h.run_ok();
+    h.get_by_label("Keyboard shortcuts");
+    h.get_by_label("Cycle overlay: none, Grad-CAM, uncertainty, IG");
+    h.key_press(Key::Escape);
+    h.run_ok();
+    assert!(!h.state().show_help);
+}
+
+#[test]
+fn view_keys_zoom_invert_and_reset() {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the image", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    let view = |h: &Harness<'_, ViewerApp>| h.state().current.as_ref().unwrap().view.clone();
+    assert!(view(&h).transform.is_none(), "starts fitted");
+    h.key_press(Key::Z);
+    h.run_ok();
+    let t = view(&h).transform.expect("1:1 is an explicit transform");
+    assert!(
+        (t.zoom - 1.0).abs() < 1e-6,
+        "1:1 at pixels_per_point 1: {}",
+        t.zoom
+    );
+    h.key_press(Key::Plus);
+    h.run_ok();
+    assert!((view(&h).transform.unwrap().zoom - 1.25).abs() < 1e-5);
+    h.key_press(Key::I);
+    h.key_press(Key::W);
+    h.run_ok();
+    assert!(view(&h).invert);
+    h.key_press(Key::R);
+    h.run_ok();
+    let v = view(&h);
+    assert!(v.transform.is_none() && !v.invert);
+    let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
+    assert_eq!(v.window, study.default_window);
+}
