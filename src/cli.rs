@@ -213,11 +213,13 @@ pub fn bench(
     let study = load_study(input)?;
     engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
     let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 7];
+    let mut gap = None;
     for _ in 0..runs {
         let t = Instant::now();
         let study = load_study(input)?;
         let load = t.elapsed().as_secs_f64() * 1e3;
         let a = engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
+        gap = a.ig.as_ref().map(|ig| (ig.delta, ig.relative_delta()));
         let tm = &a.timings;
         for (row, v) in rows.iter_mut().zip([
             load,
@@ -264,6 +266,12 @@ pub fn bench(
             "| {name} | {median:.1} | {:.1} | {:.1} |\n",
             v[0],
             v[v.len() - 1]
+        ));
+    }
+    if let Some((delta, relative)) = gap {
+        out.push_str(&format!(
+            "\nIG completeness gap: {delta:.4} ({:.2} % of |F(x) − F(x′)|)\n",
+            100.0 * relative
         ));
     }
     Ok(out)
