@@ -1,4 +1,5 @@
 //! The staged engine: cancellation, progress, MC-dropout behaviour, zone conventions in reports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

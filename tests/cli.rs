@@ -1,4 +1,5 @@
 //! The `cxr-viewer analyze` contract that other tools depend on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

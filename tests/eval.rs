@@ -1,4 +1,5 @@
 //! `cxr-viewer eval`: outputs, consistency between metrics.json and predictions.csv, skipped files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Preprocessing against Pillow (the training recipe's `convert("L").resize(BILINEAR) / 255`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
