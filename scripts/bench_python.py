@@ -6,6 +6,7 @@ Prints a markdown table of median milliseconds and IG completeness gaps.
 """
 import argparse
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -102,6 +103,8 @@ def main() -> None:
     print("| stage | median ms |\n|---|---:|")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} |")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak resident memory of this process: {peak:.0f} MiB")
     for steps, gap in gaps.items():
         print(f"IG {steps} steps: |gap| = {gap:.4f} ({100 * gap / max(abs(f_x - f_b), 1e-12):.2f} % of |F(x)-F(x')|)")
 

@@ -268,6 +268,11 @@ pub fn bench(
             v[v.len() - 1]
         ));
     }
+    if let Some(mib) = peak_resident_mib() {
+        out.push_str(&format!(
+            "\npeak resident memory of this process: {mib:.0} MiB\n"
+        ));
+    }
     if let Some((delta, relative)) = gap {
         out.push_str(&format!(
             "\nIG completeness gap: {delta:.4} ({:.2} % of |F(x) − F(x′)|)\n",
@@ -458,4 +463,12 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
     crate::plots::residual_png(&cases, &out.join("residuals.png"))?;
     crate::plots::reliability_png(&cases, m.ece, ECE_BINS, &out.join("reliability.png"))?;
     Ok(m)
+}
+
+/// Peak resident set size (Linux `VmHWM`), for the benchmark's memory line.
+fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
