@@ -73,8 +73,8 @@ impl MapScale {
 }
 
 /// The film in its window, with `map` (any grid covering the whole film) blended on top.
-/// Sequential maps are blended with constant `alpha`; signed maps with `alpha·|v|` so that
-/// no evidence leaves the film visible.
+/// Sequential maps are blended with `alpha·√t` (t the scaled value), signed maps with `alpha·|v|`,
+/// so that where there is no evidence the film stays visible.
 pub fn render_overlay(
     study: &Study,
     window: &Window,
@@ -92,7 +92,11 @@ pub fn render_overlay(
         let gray = unit[i] * 255.0;
         let v = map.values[i];
         let (color, a) = match scale {
-            MapScale::Sequential { max } => (colormap.color(v / max), alpha),
+            MapScale::Sequential { max } => {
+                let t = (v / max).clamp(0.0, 1.0);
+                // √t: weak evidence fades into the film instead of tinting all of it.
+                (colormap.color(t), alpha * t.sqrt())
+            }
             MapScale::Signed { limit } => {
                 let s = (v / limit).clamp(-1.0, 1.0);
                 (colormap.color(0.5 + 0.5 * s), alpha * s.abs())
