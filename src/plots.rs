@@ -50,29 +50,49 @@ where
     save(buffer, path)
 }
 
+type UnitChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A unit-square chart (both axes 0..1) with caption, axis names and the diagonal drawn: the
+/// common frame of the ROC curve and the reliability diagram.
+fn unit_square_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: String,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<UnitChart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(plot_error)?;
+    chart
+        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
+        .map_err(plot_error)?;
+    Ok(chart)
+}
+
 pub fn roc_png(cases: &[Case], auc: f64, path: &Path) -> Result<()> {
     let points = roc_curve(cases);
     draw(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("ROC (AUC = {auc:.3}, n = {})", cases.len()),
-                ("sans-serif", 22),
-            )
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("1 − specificity (false-positive rate)")
-            .y_desc("sensitivity")
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(plot_error)?;
-        chart
-            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-            .map_err(plot_error)?;
+        let mut chart = unit_square_chart(
+            &root,
+            format!("ROC (AUC = {auc:.3}, n = {})", cases.len()),
+            "1 − specificity (false-positive rate)",
+            "sensitivity",
+        )?;
         chart
             .draw_series(LineSeries::new(points, BLUE.stroke_width(2)))
             .map_err(plot_error)?;
@@ -124,26 +144,12 @@ pub fn residual_png(cases: &[Case], path: &Path) -> Result<()> {
 pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Result<()> {
     let table = reliability(cases, bins);
     draw(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("Reliability (ECE = {ece:.3}, {bins} bins)"),
-                ("sans-serif", 22),
-            )
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("mean predicted P(pneumonia)")
-            .y_desc("observed pneumonia rate")
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(plot_error)?;
-        chart
-            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-            .map_err(plot_error)?;
+        let mut chart = unit_square_chart(
+            &root,
+            format!("Reliability (ECE = {ece:.3}, {bins} bins)"),
+            "mean predicted P(pneumonia)",
+            "observed pneumonia rate",
+        )?;
         let width = 1.0 / bins as f64;
         chart
             .draw_series(
