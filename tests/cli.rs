@@ -13,7 +13,8 @@ fn bin() -> Command {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    // Per process, so two concurrent `cargo test` runs on one target dir don't share folders.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -21,6 +22,20 @@ fn scratch(name: &str) -> PathBuf {
 
 fn npy_shape(path: &Path) -> Vec<usize> {
     candle_core::Tensor::read_npy(path).unwrap().dims().to_vec()
+}
+
+/// `cxr-viewer analyze` of the sample film into `out` with `model` and extra flags.
+fn analyze_sample(out: &Path, model: &Path, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(model)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -165,15 +180,7 @@ fn wrong_weights_file_is_a_one_line_error() {
         b"\x10\x00\x00\x00\x00\x00\x00\x00{garbage",
     )
     .unwrap();
-    let result = bin()
-        .args(["analyze"])
-        .arg(fixture("reference/person45_bacteria_221.jpeg"))
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg("--model")
-        .arg(dir.join("model.json"))
-        .output()
-        .unwrap();
+    let result = analyze_sample(&dir.join("out"), &dir.join("model.json"), &[]);
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
@@ -194,15 +201,7 @@ fn checkpoint_of_another_architecture_is_refused_by_name() {
         serde_json::Value::String(fixture("reference/tiny.safetensors").display().to_string());
     config["architecture"]["width"] = 16.into();
     std::fs::write(dir.join("model.json"), config.to_string()).unwrap();
-    let result = bin()
-        .args(["analyze"])
-        .arg(fixture("reference/person45_bacteria_221.jpeg"))
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg("--model")
-        .arg(dir.join("model.json"))
-        .output()
-        .unwrap();
+    let result = analyze_sample(&dir.join("out"), &dir.join("model.json"), &[]);
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
@@ -214,16 +213,11 @@ fn checkpoint_of_another_architecture_is_refused_by_name() {
 #[test]
 fn unknown_target_class_names_the_known_ones() {
     let dir = scratch("cli-target");
-    let result = bin()
-        .args(["analyze"])
-        .arg(fixture("reference/person45_bacteria_221.jpeg"))
-        .arg("--out")
-        .arg(&dir)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .args(["--target", "covid", "--no-ig"])
-        .output()
-        .unwrap();
+    let result = analyze_sample(
+        &dir,
+        &fixture("reference/model.json"),
+        &["--target", "covid", "--no-ig"],
+    );
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
@@ -238,16 +232,11 @@ fn cuda_request_on_a_cpu_build_falls_back_with_a_note() {
         return;
     }
     let dir = scratch("cli-cuda");
-    let result = bin()
-        .args(["analyze"])
-        .arg(fixture("reference/person45_bacteria_221.jpeg"))
-        .arg("--out")
-        .arg(&dir)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .args(["--device", "cuda", "--no-ig", "--mc-samples", "2"])
-        .output()
-        .unwrap();
+    let result = analyze_sample(
+        &dir,
+        &fixture("reference/model.json"),
+        &["--device", "cuda", "--no-ig", "--mc-samples", "2"],
+    );
     assert!(
         result.status.success(),
         "{}",

@@ -10,7 +10,8 @@ use common::fixture;
 
 #[test]
 fn eval_writes_consistent_metrics_predictions_and_plots() {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-fixture");
+    let root =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("eval-fixture-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let data = root.join("data");
     for class in ["NORMAL", "PNEUMONIA/nested"] {
@@ -110,7 +111,8 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
 
 #[test]
 fn eval_without_class_folders_says_what_it_expects() {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-empty");
+    let root =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("eval-empty-{}", std::process::id()));
     std::fs::create_dir_all(&root).unwrap();
     let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
         .args(["eval", "--device", "cpu"])
