@@ -10,6 +10,7 @@ pub mod evaluation;
 pub mod explain;
 pub mod io;
 pub mod model;
+pub mod notes;
 pub mod overlay;
 pub mod plots;
 pub mod report;

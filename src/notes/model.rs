@@ -1,0 +1,501 @@
+//! What a review note says, independent of where it is stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::error::{NotesError, NotesErrorKind};
+
+/// Key of a note: stays the same when the file is renamed, moved or copied, so a note follows the
+/// image rather than its path (see [`identity`](super::identity)).
+///
+/// `dicom:<SOPInstanceUID>` or `sha256:<64 lowercase hex digits>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StudyId(String);
+
+impl StudyId {
+    /// The UID is trimmed of the space/NUL padding DICOM allows, so the same instance read by
+    /// different libraries gives one id.
+    pub fn dicom(sop_instance_uid: &str) -> Result<Self, NotesError> {
+        let uid = sop_instance_uid.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        Self::parse(&format!("dicom:{uid}"))
+    }
+
+    pub fn sha256(digest: &[u8; 32]) -> Self {
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        StudyId(format!("sha256:{hex}"))
+    }
+
+    /// Validates ids coming from imports or the database: a malformed id would never match a
+    /// study again, so it is refused rather than stored.
+    pub fn parse(s: &str) -> Result<Self, NotesError> {
+        let invalid = |why: &str| {
+            NotesError::new(
+                NotesErrorKind::InvalidData,
+                format!("study id '{}'", s.chars().take(80).collect::<String>()),
+                why,
+            )
+        };
+        if let Some(uid) = s.strip_prefix("dicom:") {
+            // PS3.5 9.1: digits and dots, at most 64 characters.
+            let ok = !uid.is_empty()
+                && uid.len() <= 64
+                && uid.chars().all(|c| c.is_ascii_digit() || c == '.');
+            if !ok {
+                return Err(invalid("a DICOM UID is 1-64 digits and dots"));
+            }
+        } else if let Some(hex) = s.strip_prefix("sha256:") {
+            let ok = hex.len() == 64 && hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+            if !ok {
+                return Err(invalid("a SHA-256 is 64 lowercase hex digits"));
+            }
+        } else {
+            return Err(invalid("expected 'dicom:<uid>' or 'sha256:<hex>'"));
+        }
+        Ok(StudyId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StudyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Declares a closed vocabulary stored as snake_case tokens in the database and in exports, so
+/// the token list, parsing and labels cannot drift apart.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $token:literal, $label:literal;)+ }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in display order (for checkbox lists).
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The token used in the database and in exports.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $token,)+
+                }
+            }
+
+            /// Human-readable, for the UI.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)+
+                }
+            }
+
+            pub fn parse(token: &str) -> Result<Self, NotesError> {
+                match token.trim() {
+                    $($token => Ok($name::$variant),)+
+                    other => Err(NotesError::new(
+                        NotesErrorKind::InvalidData,
+                        format!("{} '{}'", stringify!($name), other.chars().take(80).collect::<String>()),
+                        format!(
+                            "expected one of {}",
+                            [$($token),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// The reviewer's verdict on the model's output for this study.
+    Agreement {
+        Agree => "agree", "Agree";
+        Disagree => "disagree", "Disagree";
+        Unsure => "unsure", "Unsure";
+    }
+}
+
+vocabulary! {
+    /// Why the model went wrong: the recurring causes named by misclassification analyses of
+    /// chest-film classifiers, plus positioning and a catch-all.
+    #[non_exhaustive]
+    ErrorCategory {
+        MotionBlur => "motion_blur", "Motion blur";
+        IndeterminateOpacity => "indeterminate_opacity", "Indeterminate opacity";
+        BonyShadow => "bony_shadow", "Rib or other bony shadow";
+        DeviceArtifact => "device_artifact", "Device, ECG lead or artifact";
+        LowContrast => "low_contrast", "Low contrast / under-exposure";
+        TextMarker => "text_marker", "Text marker";
+        Positioning => "positioning", "Positioning / rotation";
+        Other => "other", "Other";
+    }
+}
+
+vocabulary! {
+    /// The six lung zones of [`crate::explain::zones`] (patient-right/left × upper/middle/lower),
+    /// with the same tokens, so a note's zones can be compared with the maps' zone scores.
+    Zone {
+        RightUpper => "right_upper", "Right upper";
+        RightMiddle => "right_middle", "Right middle";
+        RightLower => "right_lower", "Right lower";
+        LeftUpper => "left_upper", "Left upper";
+        LeftMiddle => "left_middle", "Left middle";
+        LeftLower => "left_lower", "Left lower";
+    }
+}
+
+vocabulary! {
+    /// A binary finding relative to the model's `positive_class` (from model.json), so notes do
+    /// not hard-code class names.
+    Finding {
+        Positive => "positive", "Positive";
+        Negative => "negative", "Negative";
+    }
+}
+
+vocabulary! {
+    /// Confusion-matrix cell of one study.
+    Outcome {
+        TruePositive => "TP", "True positive";
+        FalsePositive => "FP", "False positive";
+        TrueNegative => "TN", "True negative";
+        FalseNegative => "FN", "False negative";
+    }
+}
+
+impl Outcome {
+    pub fn of(truth: Finding, predicted: Finding) -> Outcome {
+        match (truth, predicted) {
+            (Finding::Positive, Finding::Positive) => Outcome::TruePositive,
+            (Finding::Negative, Finding::Positive) => Outcome::FalsePositive,
+            (Finding::Negative, Finding::Negative) => Outcome::TrueNegative,
+            (Finding::Positive, Finding::Negative) => Outcome::FalseNegative,
+        }
+    }
+
+    pub fn is_error(self) -> bool {
+        matches!(self, Outcome::FalsePositive | Outcome::FalseNegative)
+    }
+}
+
+/// What the model said when the note was written: the model (or its threshold) may change later,
+/// and the outcome of a review must refer to the output the reviewer actually saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PredictionSnapshot {
+    pub predicted: Finding,
+    /// Calibrated probability of the positive class.
+    pub probability: f64,
+    /// The engine's MC-dropout uncertainty flag ([`crate::analysis::uncertainty_flag`]) was raised.
+    pub uncertain: bool,
+}
+
+impl PredictionSnapshot {
+    /// `uncertain` comes from the MC-dropout stage, which is not part of [`Prediction`].
+    ///
+    /// [`Prediction`]: crate::analysis::Prediction
+    pub fn from_prediction(p: &crate::analysis::Prediction, uncertain: bool) -> Self {
+        PredictionSnapshot {
+            predicted: if p.label == p.positive_class {
+                Finding::Positive
+            } else {
+                Finding::Negative
+            },
+            // Through the shortest decimal form, so 0.9f32 is stored and exported as 0.9 rather
+            // than 0.8999999761581421.
+            probability: p
+                .positive_probability
+                .to_string()
+                .parse()
+                .unwrap_or(f64::from(p.positive_probability)),
+            uncertain,
+        }
+    }
+}
+
+/// One reviewer's note on one study.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub study: StudyId,
+    /// `None` until the reviewer decides; the study then still counts as unreviewed.
+    pub agreement: Option<Agreement>,
+    pub categories: BTreeSet<ErrorCategory>,
+    pub zones: BTreeSet<Zone>,
+    pub text: String,
+    pub reviewer: String,
+    /// Set by the reviewer when the folder layout does not give the label; when set it takes
+    /// precedence over the folder's, being a deliberate statement about this study.
+    pub ground_truth: Option<Finding>,
+    pub prediction: Option<PredictionSnapshot>,
+    /// Last file name seen for the study; informational, never a key.
+    pub file_name: Option<String>,
+    /// Last full path seen; informational, and an identifier (folders often carry patient
+    /// names), so exports leave it out unless asked.
+    pub file_path: Option<String>,
+    /// Set by the store; millisecond precision so it round-trips through exports exactly.
+    pub created_at: DateTime<Utc>,
+    /// Set by the store on every change; decides which copy wins when notes are merged.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Note {
+    /// An empty note for `study`; the store sets the timestamps when it is saved.
+    pub fn new(study: StudyId) -> Self {
+        let now = now_millis();
+        Note {
+            study,
+            agreement: None,
+            categories: BTreeSet::new(),
+            zones: BTreeSet::new(),
+            text: String::new(),
+            reviewer: String::new(),
+            ground_truth: None,
+            prediction: None,
+            file_name: None,
+            file_path: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Records where the study was last seen (file name and full path).
+    pub fn with_location(mut self, path: &std::path::Path) -> Self {
+        self.file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        self.file_path = Some(path.to_string_lossy().into_owned());
+        self
+    }
+
+    /// Outcome from the note's own ground truth and the prediction the reviewer saw.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.outcome_given(None)
+    }
+
+    /// Like [`Note::outcome`], with the label the folder layout gives (e.g. `PNEUMONIA/`) used
+    /// where the reviewer set none.
+    pub fn outcome_given(&self, folder_truth: Option<Finding>) -> Option<Outcome> {
+        let truth = self.ground_truth.or(folder_truth)?;
+        Some(Outcome::of(truth, self.prediction?.predicted))
+    }
+
+    /// True when the review content (not the timestamps or the last-seen location) is the same,
+    /// so saving an unchanged note neither writes nor moves `updated_at`, which would otherwise
+    /// make an untouched copy win a later merge.
+    pub fn same_content(&self, other: &Note) -> bool {
+        self.study == other.study
+            && self.agreement == other.agreement
+            && self.categories == other.categories
+            && self.zones == other.zones
+            && self.text == other.text
+            && self.reviewer == other.reviewer
+            && self.ground_truth == other.ground_truth
+            && self.prediction == other.prediction
+    }
+}
+
+/// Millisecond precision: what the database and exports keep, so timestamps compare equal after a
+/// round trip.
+pub(crate) fn now_millis() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// Which studies a list shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Filter {
+    #[default]
+    All,
+    /// Outcome is a false positive or a false negative (needs a ground truth and a prediction).
+    Misclassified,
+    FalseNegatives,
+    FalsePositives,
+    /// The reviewer chose "unsure", or the model's MC-dropout flag was raised at review time.
+    Uncertain,
+    /// No agreement recorded yet (no note at all, or a note without a verdict).
+    Unreviewed,
+    /// The reviewer wrote free text.
+    HasNote,
+}
+
+impl Filter {
+    pub const ALL: &'static [Filter] = &[
+        Filter::All,
+        Filter::Misclassified,
+        Filter::FalseNegatives,
+        Filter::FalsePositives,
+        Filter::Uncertain,
+        Filter::Unreviewed,
+        Filter::HasNote,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Filter::All => "All",
+            Filter::Misclassified => "Misclassified",
+            Filter::FalseNegatives => "False negatives",
+            Filter::FalsePositives => "False positives",
+            Filter::Uncertain => "Uncertain",
+            Filter::Unreviewed => "Unreviewed",
+            Filter::HasNote => "Has note",
+        }
+    }
+
+    /// Takes `Option` so the GUI can filter a folder's studies, most of which have no note, with
+    /// the same rule the store uses.
+    pub fn matches(self, note: Option<&Note>) -> bool {
+        self.matches_given(note, None)
+    }
+
+    /// Like [`Filter::matches`], with the folder layout's label for studies whose note has none.
+    pub fn matches_given(self, note: Option<&Note>, folder_truth: Option<Finding>) -> bool {
+        let outcome = note.and_then(|n| n.outcome_given(folder_truth));
+        match self {
+            Filter::All => true,
+            Filter::Misclassified => outcome.is_some_and(Outcome::is_error),
+            Filter::FalseNegatives => outcome == Some(Outcome::FalseNegative),
+            Filter::FalsePositives => outcome == Some(Outcome::FalsePositive),
+            Filter::Uncertain => note.is_some_and(|n| {
+                n.agreement == Some(Agreement::Unsure) || n.prediction.is_some_and(|p| p.uncertain)
+            }),
+            Filter::Unreviewed => note.is_none_or(|n| n.agreement.is_none()),
+            Filter::HasNote => note.is_some_and(|n| !n.text.trim().is_empty()),
+        }
+    }
+}
+
+/// Summary of a set of notes, for a status line or a review dashboard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub notes: usize,
+    pub agree: usize,
+    pub disagree: usize,
+    pub unsure: usize,
+    /// Notes without a verdict.
+    pub unreviewed: usize,
+    pub with_text: usize,
+    /// Per outcome, for notes that have both a ground truth and a prediction.
+    pub outcomes: BTreeMap<Outcome, usize>,
+    pub categories: BTreeMap<ErrorCategory, usize>,
+    pub zones: BTreeMap<Zone, usize>,
+}
+
+impl Counts {
+    pub fn of<'a>(notes: impl IntoIterator<Item = &'a Note>) -> Counts {
+        let mut c = Counts::default();
+        for n in notes {
+            c.notes += 1;
+            match n.agreement {
+                Some(Agreement::Agree) => c.agree += 1,
+                Some(Agreement::Disagree) => c.disagree += 1,
+                Some(Agreement::Unsure) => c.unsure += 1,
+                None => c.unreviewed += 1,
+            }
+            if !n.text.trim().is_empty() {
+                c.with_text += 1;
+            }
+            if let Some(o) = n.outcome() {
+                *c.outcomes.entry(o).or_default() += 1;
+            }
+            for &k in &n.categories {
+                *c.categories.entry(k).or_default() += 1;
+            }
+            for &z in &n.zones {
+                *c.zones.entry(z).or_default() += 1;
+            }
+        }
+        c
+    }
+}
+
+/// Tokens joined with `;` (database column and CSV cell): no quoting needed, readable in a
+/// spreadsheet.
+pub(crate) fn join_tokens<'a>(tokens: impl IntoIterator<Item = &'a str>) -> String {
+    tokens.into_iter().collect::<Vec<_>>().join(";")
+}
+
+pub(crate) fn split_tokens<T: Ord>(
+    s: &str,
+    parse: impl Fn(&str) -> Result<T, NotesError>,
+) -> Result<BTreeSet<T>, NotesError> {
+    s.split([';', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(parse)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_tokens_match_the_explanation_zones() {
+        let tokens: Vec<&str> = Zone::ALL.iter().map(|z| z.as_str()).collect();
+        assert_eq!(tokens, crate::explain::zones::ZONE_NAMES);
+    }
+
+    #[test]
+    fn study_ids_are_validated() {
+        assert!(StudyId::dicom("1.2.840.10008.1\0").is_ok());
+        assert_eq!(StudyId::dicom(" 1.2.3 ").unwrap().as_str(), "dicom:1.2.3");
+        assert!(StudyId::dicom("").is_err());
+        assert!(StudyId::parse("dicom:1.2.a").is_err());
+        assert!(StudyId::parse("sha256:abc").is_err());
+        assert!(StudyId::parse(&format!("sha256:{}", "A".repeat(64))).is_err());
+        assert!(StudyId::parse(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(StudyId::parse("/home/x/a.png").is_err());
+    }
+
+    #[test]
+    fn outcomes_and_filters() {
+        let mut n = Note::new(StudyId::sha256(&[0; 32]));
+        assert!(Filter::Unreviewed.matches(None));
+        assert!(Filter::Unreviewed.matches(Some(&n)));
+        assert!(!Filter::Misclassified.matches(Some(&n)));
+        n.prediction = Some(PredictionSnapshot {
+            predicted: Finding::Negative,
+            probability: 0.2,
+            uncertain: false,
+        });
+        // Folder says positive, the model said negative: a false negative.
+        assert!(Filter::FalseNegatives.matches_given(Some(&n), Some(Finding::Positive)));
+        // The reviewer's own ground truth wins over the folder's.
+        n.ground_truth = Some(Finding::Negative);
+        assert_eq!(
+            n.outcome_given(Some(Finding::Positive)),
+            Some(Outcome::TrueNegative)
+        );
+        n.agreement = Some(Agreement::Unsure);
+        assert!(Filter::Uncertain.matches(Some(&n)));
+        assert!(!Filter::Unreviewed.matches(Some(&n)));
+        assert!(!Filter::HasNote.matches(Some(&n)));
+        n.text = "rib shadow over the right lower zone".into();
+        assert!(Filter::HasNote.matches(Some(&n)));
+        let c = Counts::of([&n]);
+        assert_eq!((c.notes, c.unsure, c.with_text), (1, 1, 1));
+        assert_eq!(c.outcomes.get(&Outcome::TrueNegative), Some(&1));
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        for &k in ErrorCategory::ALL {
+            assert_eq!(ErrorCategory::parse(k.as_str()).unwrap(), k);
+        }
+        let set = split_tokens("motion_blur; other,,", ErrorCategory::parse).unwrap();
+        assert_eq!(
+            join_tokens(set.iter().map(|k| k.as_str())),
+            "motion_blur;other"
+        );
+        assert!(ErrorCategory::parse("blurry").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! Versioned schema: `PRAGMA user_version` is the number of migrations applied.
+//!
+//! Migrations are append-only: a released entry is never edited, because databases in the field
+//! were built by it; a change is a new entry. Each one runs in its own `BEGIN IMMEDIATE`
+//! transaction together with the `user_version` bump (the version lives in the database header,
+//! which SQLite writes transactionally), so a crash mid-migration leaves the previous version
+//! intact, and two instances opening the same old database at once migrate it exactly once: the
+//! second waits for the write lock, re-reads the version and finds nothing left to do.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::error::{NotesError, NotesErrorKind};
+
+/// Ordered: entry `i` takes the database from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: the review itself. STRICT so a wrong type is an error rather than silently stored;
+    // categories and zones are `;`-joined tokens (small closed vocabularies, always read with
+    // the note). file_name/file_path are the last place the study was seen, never a key.
+    "CREATE TABLE notes (
+        study_id   TEXT PRIMARY KEY NOT NULL,
+        agreement  TEXT CHECK (agreement IN ('agree', 'disagree', 'unsure')),
+        categories TEXT NOT NULL DEFAULT '',
+        zones      TEXT NOT NULL DEFAULT '',
+        body       TEXT NOT NULL DEFAULT '',
+        reviewer   TEXT NOT NULL DEFAULT '',
+        file_name  TEXT,
+        file_path  TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) STRICT;",
+    // v2: what the model said at review time and the reviewer's ground truth, for outcomes
+    // (TP/FP/TN/FN); an index for the most-recent-first list.
+    "ALTER TABLE notes ADD COLUMN ground_truth TEXT CHECK (ground_truth IN ('positive', 'negative'));
+     ALTER TABLE notes ADD COLUMN predicted TEXT CHECK (predicted IN ('positive', 'negative'));
+     ALTER TABLE notes ADD COLUMN probability REAL CHECK (probability BETWEEN 0.0 AND 1.0);
+     ALTER TABLE notes ADD COLUMN model_uncertain INTEGER CHECK (model_uncertain IN (0, 1));
+     CREATE INDEX notes_by_updated ON notes (updated_at);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(crate) fn user_version(conn: &Connection, what: &str) -> Result<u32, NotesError> {
+    let v: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| NotesError::sqlite(what, "cannot read the schema version", e))?;
+    Ok(u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+pub(crate) fn too_new(what: &str, found: u32) -> NotesError {
+    NotesError::new(
+        NotesErrorKind::TooNew,
+        what,
+        format!(
+            "written by a newer cxr-viewer (schema version {found}, this build knows up to \
+             {SCHEMA_VERSION}); update cxr-viewer or choose another notes file"
+        ),
+    )
+}
+
+/// Brings the database to [`SCHEMA_VERSION`], refusing one from a newer build: its tables may
+/// mean things this build would misread or overwrite.
+pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), NotesError> {
+    let found = user_version(conn, what)?;
+    if found > SCHEMA_VERSION {
+        return Err(too_new(what, found));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let target = i as u32 + 1;
+        let failed = |e| {
+            NotesError::sqlite(
+                what,
+                format!("cannot migrate to schema version {target}"),
+                e,
+            )
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        // Another instance may have migrated while we waited for the lock.
+        let now = user_version(&tx, what)?;
+        if now > SCHEMA_VERSION {
+            return Err(too_new(what, now));
+        }
+        if now >= target {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", target)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
