@@ -180,6 +180,15 @@ fn overlays_switch_and_alpha_follows_slider_and_keys() {
     h.key_press(Key::H);
     h.run_ok();
     assert!(!h.state().overlay_visible);
+    h.key_press(Key::H);
+
+    // C puts IG next to Grad-CAM (same view); C again goes back to one pane.
+    h.key_press(Key::C);
+    h.run_ok();
+    assert_eq!(h.state().compare, Some(MapKind::IntegratedGradients));
+    h.key_press(Key::C);
+    h.run_ok();
+    assert_eq!(h.state().compare, None);
 }
 
 #[test]

@@ -102,8 +102,11 @@ pub struct ViewerApp {
     pub tag_filter: String,
     pub(super) dialog_open: bool,
     pub(super) film_tex: Option<(FilmKey, TextureHandle)>,
-    pub(super) overlay_tex: Option<(OverlayKey, TextureHandle)>,
-    pub(super) contours: Option<(OverlayKey, Vec<[egui::Pos2; 2]>)>,
+    /// One per canvas pane (two in compare mode).
+    pub(super) overlay_tex: [Option<(OverlayKey, TextureHandle)>; 2],
+    pub(super) contours: [Option<(OverlayKey, Vec<[egui::Pos2; 2]>)>; 2],
+    /// Second map shown side by side with `map`, same view; `None`: one pane.
+    pub compare: Option<MapKind>,
     /// Held-space state, read by the canvas.
     pub(super) overlay_held_hidden: bool,
 }
@@ -141,8 +144,9 @@ impl ViewerApp {
             tag_filter: String::new(),
             dialog_open: false,
             film_tex: None,
-            overlay_tex: None,
-            contours: None,
+            overlay_tex: [None, None],
+            contours: [None, None],
+            compare: None,
             overlay_held_hidden: false,
         }
     }
@@ -175,6 +179,7 @@ impl ViewerApp {
     /// Everything per frame, in order: first-frame start-up, messages, input, analysis
     /// scheduling, then drawing. Tests call this through an `egui_kittest::Harness`.
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
+        let frame_started = std::time::Instant::now();
         if self.ctx.is_none() {
             self.ctx = Some(ui.ctx().clone());
             if let Some(out) = self.outbox() {
@@ -189,6 +194,11 @@ impl ViewerApp {
         self.handle_shortcuts(ui.ctx());
         self.ensure_analysis();
         super::panels::frame_ui(self, ui);
+        let frame_ms = frame_started.elapsed().as_secs_f64() * 1e3;
+        if frame_ms > 50.0 {
+            // The UI thread must never wait for the network; a slow frame is a bug to find.
+            tracing::debug!("slow frame: {frame_ms:.1} ms");
+        }
         if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {
             // Keeps the spinner turning even between worker messages.
             ui.ctx()
@@ -236,11 +246,20 @@ impl ViewerApp {
                     }
                 }
             }
-            Msg::Picked { purpose, path } => {
+            Msg::Picked {
+                purpose,
+                path,
+                no_dialog,
+            } => {
                 self.dialog_open = false;
                 match (purpose, path) {
                     (PickPurpose::OpenFile, Some(p)) => self.open(p),
                     (PickPurpose::OpenFolder, Some(dir)) => self.open_folder(&dir),
+                    (_, None) if no_dialog => self.set_error(
+                        "no file dialog is available (needs xdg-desktop-portal or zenity): \
+                         drop a file on the window or pass it on the command line"
+                            .into(),
+                    ),
                     (_, None) => {}
                 }
             }
@@ -323,6 +342,8 @@ impl ViewerApp {
     /// Shows `path` (from the cache at once if it was seen recently) and cancels the analysis of
     /// any other image.
     pub fn open(&mut self, path: PathBuf) {
+        // Absolute, so that recent files still work from another working directory.
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
         if self.current.as_ref().is_some_and(|c| c.path == path) {
             return;
         }
@@ -348,8 +369,8 @@ impl ViewerApp {
             hist,
         });
         self.film_tex = None;
-        self.overlay_tex = None;
-        self.contours = None;
+        self.overlay_tex = [None, None];
+        self.contours = [None, None];
         if self
             .status
             .as_ref()
@@ -547,6 +568,19 @@ impl ViewerApp {
         }
     }
 
+    /// Whether `kind` can be shown now; cheap, for per-frame checks (no resizing).
+    pub fn has_map(&self, kind: MapKind) -> bool {
+        let Some(entry) = self.current_entry() else {
+            return kind == MapKind::None;
+        };
+        match kind {
+            MapKind::None => true,
+            MapKind::GradCam => entry.gradcam.is_some(),
+            MapKind::Uncertainty => entry.uncertainty.is_some(),
+            MapKind::IntegratedGradients => entry.ig.contains_key(&self.wanted_ig_or_default()),
+        }
+    }
+
     /// The IG result to show: the current options even when automatic IG is off (run on demand).
     pub fn wanted_ig_or_default(&self) -> IgKey {
         IgKey {
@@ -589,7 +623,6 @@ impl ViewerApp {
 
     pub fn set_baseline(&mut self, baseline: BaselineChoice) {
         self.settings.ig_baseline = baseline;
-        self.overlay_tex = None;
     }
 
     // ---- keyboard ----------------------------------------------------------------------
@@ -630,6 +663,7 @@ impl ViewerApp {
                 Action::Map(MapKind::IntegratedGradients),
             );
             key(Modifiers::NONE, Key::H, Action::ToggleOverlay);
+            key(Modifiers::NONE, Key::C, Action::ToggleCompare);
             key(Modifiers::NONE, Key::CloseBracket, Action::Alpha(0.05));
             key(Modifiers::NONE, Key::OpenBracket, Action::Alpha(-0.05));
             key(Modifiers::NONE, Key::Plus, Action::Zoom(1.25));
@@ -671,6 +705,14 @@ impl ViewerApp {
             Action::CycleMap => self.map = self.map.next(),
             Action::Map(kind) => self.map = kind,
             Action::ToggleOverlay => self.overlay_visible = !self.overlay_visible,
+            Action::ToggleCompare => {
+                self.compare = match self.compare {
+                    Some(_) => None,
+                    // Grad-CAM next to IG is the most telling pair; else next to Grad-CAM.
+                    None if self.map == MapKind::GradCam => Some(MapKind::IntegratedGradients),
+                    None => Some(MapKind::GradCam),
+                };
+            }
             Action::Alpha(d) => {
                 let a = self.settings.alpha + d;
                 self.settings.set_alpha(a);
@@ -751,6 +793,7 @@ pub enum Action {
     CycleMap,
     Map(MapKind),
     ToggleOverlay,
+    ToggleCompare,
     Alpha(f32),
     Zoom(f32),
     Fit,

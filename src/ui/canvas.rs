@@ -56,18 +56,40 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         return;
     };
 
+    // ---- panes: one, or two side by side sharing one view (compare mode) ----
+    let panes: Vec<(Rect, MapKind)> = match app.compare {
+        Some(other) => {
+            let half = (canvas.width() - 4.0) / 2.0;
+            let left = Rect::from_min_size(canvas.min, Vec2::new(half, canvas.height()));
+            let right = Rect::from_min_size(
+                Pos2::new(canvas.max.x - half, canvas.min.y),
+                Vec2::new(half, canvas.height()),
+            );
+            vec![(left, app.map), (right, other)]
+        }
+        None => vec![(canvas, app.map)],
+    };
+    let primary = panes[0].0;
+    // A point in any pane, expressed in the primary pane: the view transform lives there.
+    let to_primary = |p: Pos2| {
+        panes
+            .iter()
+            .find(|(r, _)| r.contains(p))
+            .map_or(p, |(r, _)| p - (r.min - primary.min))
+    };
+
     // ---- interaction ----
     let size_in_image = image_size(&study);
     let mut screen_from_image = current
         .view
         .transform
-        .unwrap_or_else(|| ScreenFromImage::fit(size_in_image, canvas));
+        .unwrap_or_else(|| ScreenFromImage::fit(size_in_image, primary));
     let mut moved = false;
     if let Some(hover) = response.hover_pos() {
         let (scroll, zoom) = ui.input(|i| (i.smooth_scroll_delta().y, i.zoom_delta()));
         let factor = (scroll / 300.0).exp() * zoom;
         if (factor - 1.0).abs() > 1e-4 {
-            screen_from_image = screen_from_image.zoomed_around(hover, factor);
+            screen_from_image = screen_from_image.zoomed_around(to_primary(hover), factor);
             moved = true;
         }
     }
@@ -94,7 +116,7 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
         if double_clicked {
             c.view.transform = None;
-            screen_from_image = ScreenFromImage::fit(size_in_image, canvas);
+            screen_from_image = ScreenFromImage::fit(size_in_image, primary);
         }
         if window_changed {
             c.view.window = window;
@@ -125,48 +147,130 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
         }
     }
-    let image_rect = Rect::from_min_size(Pos2::ZERO, size_in_image);
-    let film_on_screen = screen_from_image.apply_rect(image_rect);
+    let hover = response.hover_pos();
+    for (slot, (rect, kind)) in panes.iter().enumerate() {
+        let screen_from_image = screen_from_image.panned(rect.min - primary.min);
+        let painter = ui.painter_at(*rect);
+        let hover = hover.filter(|h| rect.contains(*h));
+        pane_ui(
+            app,
+            ui,
+            &painter,
+            slot,
+            *kind,
+            &study,
+            screen_from_image,
+            hover,
+        );
+        if app.compare.is_some() {
+            text_with_backdrop(
+                &painter,
+                rect.left_top() + Vec2::new(8.0, 8.0),
+                Align2::LEFT_TOP,
+                kind.label().to_string(),
+            );
+        }
+    }
+    if panes.len() == 2 {
+        painter.rect_filled(
+            Rect::from_min_max(
+                Pos2::new(panes[0].0.max.x, canvas.min.y),
+                Pos2::new(panes[1].0.min.x, canvas.max.y),
+            ),
+            0.0,
+            Color32::from_gray(90),
+        );
+    }
+    let wl = format!(
+        "W {:.0}  L {:.0}{}  zoom {:.0} %",
+        view.window.width(),
+        view.window.center(),
+        if view.invert { "  inverted" } else { "" },
+        screen_from_image.zoom * ui.ctx().pixels_per_point() * 100.0
+    );
+    text_with_backdrop(
+        &painter,
+        canvas.right_bottom() + Vec2::new(-8.0, -8.0),
+        Align2::RIGHT_BOTTOM,
+        wl,
+    );
+    if !app.overlay_visible && (app.map != MapKind::None || app.compare.is_some()) {
+        text_with_backdrop(
+            &painter,
+            canvas.right_top() + Vec2::new(-8.0, 8.0),
+            Align2::RIGHT_TOP,
+            "overlay hidden (H)".into(),
+        );
+    }
+}
+
+/// Readouts sit on top of the film and a bright overlay: give them a dark plate to stay legible.
+fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: String) {
+    let galley = painter.layout_no_wrap(text, FontId::monospace(12.0), Color32::from_gray(230));
+    let rect = align.anchor_size(pos, galley.size());
+    painter.rect_filled(rect.expand(3.0), 3.0, Color32::from_black_alpha(170));
+    painter.galley(rect.min, galley, Color32::from_gray(230));
+}
+
+/// One pane: the film, `kind`'s overlay through `screen_from_image ∘ image_from_model`, and the
+/// cursor readout. `slot` picks the texture cache, so two panes don't rebuild each other's.
+#[allow(clippy::too_many_arguments)]
+fn pane_ui(
+    app: &mut ViewerApp,
+    ui: &egui::Ui,
+    painter: &egui::Painter,
+    slot: usize,
+    kind: MapKind,
+    study: &crate::io::Study,
+    screen_from_image: ScreenFromImage,
+    hover: Option<Pos2>,
+) {
+    let image_rect = Rect::from_min_size(Pos2::ZERO, image_size(study));
     let full_uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
     if let Some((_, tex)) = &app.film_tex {
-        painter.image(tex.id(), film_on_screen, full_uv, Color32::WHITE);
+        painter.image(
+            tex.id(),
+            screen_from_image.apply_rect(image_rect),
+            full_uv,
+            Color32::WHITE,
+        );
     }
 
-    // ---- overlay ----
-    let show_overlay = app.map != MapKind::None && app.overlay_visible && !app.overlay_held_hidden;
-    let map = if app.map == MapKind::None {
+    let map = if kind == MapKind::None {
         None
     } else {
-        app.map_of(app.map)
+        app.map_of(kind)
     };
-    let key = app.current_key();
-    if let (true, Some((grid, _, mean)), Some(key)) = (show_overlay, map.as_ref(), key) {
-        let s = &app.settings;
+    let show_overlay = app.overlay_visible && !app.overlay_held_hidden;
+    if let (true, Some((grid, _, mean)), Some(key)) =
+        (show_overlay, map.as_ref(), app.current_key())
+    {
+        let s = app.settings.clone();
         let overlay_key = OverlayKey {
             key,
-            kind: app.map,
-            ig: (app.map == MapKind::IntegratedGradients).then(|| app.wanted_ig_or_default()),
+            kind,
+            ig: (kind == MapKind::IntegratedGradients).then(|| app.wanted_ig_or_default()),
             style: [s.alpha.to_bits(), s.threshold.to_bits(), 0],
             mode: s.mode,
             colormap: s.colormap,
         };
-        let scale = map_scale(app.map, grid, mean.as_ref());
+        let scale = map_scale(kind, grid, mean.as_ref());
         let image_from_model =
             ImageFromModel::new((grid.width, grid.height), (study.width, study.height));
         if s.mode == OverlayMode::Contour {
-            if app.contours.as_ref().is_none_or(|(k, _)| *k != overlay_key) {
-                let segs = contour_segments(grid, scale, s.threshold);
-                app.contours = Some((overlay_key, segs));
+            let cached = &mut app.contours[slot];
+            if cached.as_ref().is_none_or(|(k, _)| *k != overlay_key) {
+                *cached = Some((overlay_key, contour_segments(grid, scale, s.threshold)));
             }
-            let color = if app.map.is_signed() {
+            let color = if kind.is_signed() {
                 Color32::from_rgb(255, 60, 60)
             } else {
                 let c = s.colormap.colormap().color(s.threshold.max(0.6));
                 Color32::from_rgb(c[0], c[1], c[2])
             };
             let stroke = Stroke::new(2.0, color.gamma_multiply(s.alpha.max(0.2)));
-            if let Some((_, segs)) = &app.contours {
-                for [a, b] in segs {
+            if let Some((_, segs)) = cached {
+                for [a, b] in segs.iter() {
                     painter.line_segment(
                         [
                             screen_from_model(&screen_from_image, &image_from_model, *a),
@@ -177,11 +281,8 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 }
             }
         } else {
-            if app
-                .overlay_tex
-                .as_ref()
-                .is_none_or(|(k, _)| *k != overlay_key)
-            {
+            let cached = &mut app.overlay_tex[slot];
+            if cached.as_ref().is_none_or(|(k, _)| *k != overlay_key) {
                 let image = overlay_image(
                     grid,
                     scale,
@@ -190,12 +291,12 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     s.mode,
                     s.threshold,
                 );
-                let tex = ui
-                    .ctx()
-                    .load_texture("overlay", image, TextureOptions::LINEAR);
-                app.overlay_tex = Some((overlay_key, tex));
+                let tex =
+                    ui.ctx()
+                        .load_texture(format!("overlay{slot}"), image, TextureOptions::LINEAR);
+                *cached = Some((overlay_key, tex));
             }
-            if let Some((_, tex)) = &app.overlay_tex {
+            if let Some((_, tex)) = cached {
                 let model_rect = Rect::from_min_size(
                     Pos2::ZERO,
                     Vec2::new(grid.width as f32, grid.height as f32),
@@ -207,55 +308,34 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
     }
 
-    // ---- readout: where the cursor is, in image pixels, and what is there ----
-    if let Some(hover) = response.hover_pos() {
-        let p = screen_from_image.inverse(hover);
-        let (x, y) = (p.x.floor(), p.y.floor());
-        if x >= 0.0 && y >= 0.0 && (x as usize) < study.width && (y as usize) < study.height {
-            let value = study.pixels[y as usize * study.width + x as usize];
-            let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
-            if let Some((grid, _, _)) = map.as_ref() {
-                let m = ImageFromModel::new((grid.width, grid.height), (study.width, study.height))
-                    .inverse(p);
-                let (mx, my) = (m.x.floor() as usize, m.y.floor() as usize);
-                if mx < grid.width && my < grid.height {
-                    text.push_str(&format!(
-                        "  {} {:.3}",
-                        app.map.label(),
-                        grid.values[my * grid.width + mx]
-                    ));
-                }
-            }
-            painter.text(
-                canvas.left_bottom() + Vec2::new(8.0, -8.0),
-                Align2::LEFT_BOTTOM,
-                text,
-                FontId::monospace(12.0),
-                Color32::from_gray(220),
-            );
+    // Where the cursor is, in image pixels, and what is there.
+    let Some(hover) = hover else {
+        return;
+    };
+    let point_in_image = screen_from_image.inverse(hover);
+    let (x, y) = (point_in_image.x.floor(), point_in_image.y.floor());
+    if x < 0.0 || y < 0.0 || x as usize >= study.width || y as usize >= study.height {
+        return;
+    }
+    let value = study.pixels[y as usize * study.width + x as usize];
+    let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
+    if let Some((grid, _, _)) = map.as_ref() {
+        let point_in_model =
+            ImageFromModel::new((grid.width, grid.height), (study.width, study.height))
+                .inverse(point_in_image);
+        let (mx, my) = (point_in_model.x as usize, point_in_model.y as usize);
+        if mx < grid.width && my < grid.height {
+            text.push_str(&format!(
+                "  {} {}",
+                kind.label(),
+                super::panels::format_score(grid.values[my * grid.width + mx])
+            ));
         }
     }
-    let wl = format!(
-        "W {:.0}  L {:.0}{}  zoom {:.0} %",
-        view.window.width(),
-        view.window.center(),
-        if view.invert { "  inverted" } else { "" },
-        screen_from_image.zoom * ui.ctx().pixels_per_point() * 100.0
+    text_with_backdrop(
+        painter,
+        painter.clip_rect().left_bottom() + Vec2::new(8.0, -8.0),
+        Align2::LEFT_BOTTOM,
+        text,
     );
-    painter.text(
-        canvas.right_bottom() + Vec2::new(-8.0, -8.0),
-        Align2::RIGHT_BOTTOM,
-        wl,
-        FontId::monospace(12.0),
-        Color32::from_gray(220),
-    );
-    if !app.overlay_visible && app.map != MapKind::None {
-        painter.text(
-            canvas.right_top() + Vec2::new(-8.0, 8.0),
-            Align2::RIGHT_TOP,
-            "overlay hidden (H)",
-            FontId::proportional(13.0),
-            Color32::from_gray(200),
-        );
-    }
 }

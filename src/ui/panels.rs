@@ -22,7 +22,8 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     egui::Panel::bottom("status").show(ui, |ui| status_bar_ui(app, ui));
     egui::Panel::right("side")
         .resizable(true)
-        .default_size(340.0)
+        .default_size(380.0)
+        .size_range(300.0..=640.0)
         .show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 results_ui(app, ui);
@@ -98,7 +99,7 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         });
         ui.separator();
         for (i, kind) in MapKind::ALL.iter().enumerate() {
-            let available = *kind == MapKind::None || app.map_of(*kind).is_some();
+            let available = app.has_map(*kind);
             let text = if available {
                 RichText::new(kind.label())
             } else {
@@ -112,6 +113,26 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 app.map = *kind;
             }
         }
+        let compare_label = app.compare.map_or("Compare: off".to_string(), |k| {
+            format!("Compare: {}", k.label())
+        });
+        egui::ComboBox::from_id_salt("compare")
+            .selected_text(compare_label)
+            .show_ui(ui, |ui| {
+                if ui.selectable_label(app.compare.is_none(), "off").clicked() {
+                    app.compare = None;
+                }
+                for k in MapKind::ALL {
+                    if ui
+                        .selectable_label(app.compare == Some(k), k.label())
+                        .clicked()
+                    {
+                        app.compare = Some(k);
+                    }
+                }
+            })
+            .response
+            .on_hover_text("C: a second map side by side, same zoom and pan");
         let mut alpha = app.settings.alpha;
         if ui
             .add(egui::Slider::new(&mut alpha, 0.0..=1.0).text("Opacity"))
@@ -475,6 +496,18 @@ fn model_info_ui(app: &ViewerApp, ui: &mut egui::Ui) {
     }
 }
 
+/// Three significant figures: IG zone means are per-pixel attributions (~1e-4) where a fixed
+/// three decimals would print a row of "-0.000".
+pub fn format_score(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        format!("{v:.3}")
+    } else if v.abs() < 0.01 || v.abs() >= 1000.0 {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 fn zones_table_ui(ui: &mut egui::Ui, zones: &[ZoneScore]) {
     egui::Grid::new("zones")
         .striped(true)
@@ -484,10 +517,20 @@ fn zones_table_ui(ui: &mut egui::Ui, zones: &[ZoneScore]) {
             ui.label(RichText::new("mean").strong());
             ui.label(RichText::new("max").strong());
             ui.end_row();
+            // One notation per column so it reads at a glance.
+            let tiny_mean = zones.iter().all(|z| z.mean.abs() < 0.01);
+            let tiny_max = zones.iter().all(|z| z.max.abs() < 0.01);
+            let fmt = |v: f32, tiny: bool| {
+                if tiny {
+                    format_score(v)
+                } else {
+                    format!("{v:.3}")
+                }
+            };
             for z in zones {
                 ui.label(zone_label(z.name));
-                ui.label(format!("{:.3}", z.mean));
-                ui.label(format!("{:.3}", z.max));
+                ui.label(fmt(z.mean, tiny_mean));
+                ui.label(fmt(z.max, tiny_max));
                 ui.end_row();
             }
         });
@@ -620,30 +663,45 @@ fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     });
     let filter = app.tag_filter.to_lowercase();
     let reveal = app.reveal_identifiers;
-    egui::Grid::new("tags")
-        .striped(true)
-        .num_columns(3)
-        .show(ui, |ui| {
-            for (tag, keyword, value) in &study.metadata.tags {
-                let hidden = !reveal && is_identifier(tag, keyword);
-                let shown = if hidden { "(hidden)" } else { value.as_str() };
-                if !filter.is_empty()
-                    && ![tag.as_str(), keyword.as_str(), shown]
-                        .iter()
-                        .any(|s| s.to_lowercase().contains(&filter))
-                {
-                    continue;
-                }
-                ui.monospace(tag);
-                ui.label(keyword);
-                if hidden {
-                    ui.label(RichText::new(shown).weak().italics());
-                } else {
-                    ui.label(shown);
-                }
-                ui.end_row();
-            }
+    // Rows rather than a grid: the value gets whatever width is left and is cut with "…"
+    // (full text on hover) instead of widening the panel.
+    for (tag, keyword, value) in &study.metadata.tags {
+        let hidden = !reveal && is_identifier(tag, keyword);
+        let shown = if hidden { "(hidden)" } else { value.as_str() };
+        if !filter.is_empty()
+            && ![tag.as_str(), keyword.as_str(), shown]
+                .iter()
+                .any(|s| s.to_lowercase().contains(&filter))
+        {
+            continue;
+        }
+        ui.horizontal(|ui| {
+            fixed_width_ui(ui, 78.0, |ui| {
+                ui.label(RichText::new(tag).monospace().small().weak());
+            });
+            fixed_width_ui(ui, 150.0, |ui| {
+                ui.add(egui::Label::new(keyword.as_str()).truncate());
+            });
+            let text = if hidden {
+                RichText::new(shown).weak().italics()
+            } else {
+                RichText::new(shown)
+            };
+            ui.add(egui::Label::new(text).truncate());
         });
+    }
+}
+
+/// A left-aligned column of fixed width inside a horizontal row.
+fn fixed_width_ui(ui: &mut egui::Ui, width: f32, add: impl FnOnce(&mut egui::Ui)) {
+    ui.allocate_ui_with_layout(
+        Vec2::new(width, 16.0),
+        egui::Layout::left_to_right(egui::Align::Center),
+        |ui| {
+            ui.set_width(width);
+            add(ui);
+        },
+    );
 }
 
 /// Tags that identify a person: the whole patient group (0010) except age, sex, size and weight,
@@ -706,5 +764,8 @@ mod tests {
         assert_eq!(format_date("2019"), "2019");
         assert_eq!(zone_label("right_upper"), "R upper");
         assert_eq!(zone_label("left_lower"), "L lower");
+        assert_eq!(format_score(0.25), "0.250");
+        assert_eq!(format_score(-0.000123), "-1.23e-4");
+        assert_eq!(format_score(0.0), "0.000");
     }
 }

@@ -58,8 +58,9 @@ pub fn normalised(v: f32, scale: MapScale) -> f32 {
     }
 }
 
-/// Colour and opacity of one map value. Signed maps fade with |v| so "no evidence" leaves the
-/// film visible; threshold mode hides everything below the level.
+/// Colour and opacity of one map value, the same blend as the CLI's overlay PNGs: sequential maps
+/// fade with √value, signed maps with |value|, so "no evidence" leaves the film visible;
+/// threshold mode hides everything below the level.
 pub fn map_color(
     v: f32,
     scale: MapScale,
@@ -70,7 +71,8 @@ pub fn map_color(
 ) -> ([u8; 3], f32) {
     let n = normalised(v, scale);
     let (color, a) = match scale {
-        MapScale::Sequential { .. } => (colormap.color(n), alpha),
+        // √n as in `overlay::render_overlay`: weak evidence fades into the film.
+        MapScale::Sequential { .. } => (colormap.color(n), alpha * n.sqrt()),
         MapScale::Signed { .. } => (Colormap::RedBlue.color(0.5 + 0.5 * n), alpha * n.abs()),
     };
     let a = match mode {
@@ -250,7 +252,7 @@ mod tests {
             OverlayMode::Threshold,
             0.5,
         );
-        assert_eq!(a, 0.5);
+        assert!((a - 0.5 * 0.7f32.sqrt()).abs() < 1e-6);
         let (_, a) = map_color(
             0.7,
             scale,

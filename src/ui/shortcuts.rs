@@ -14,6 +14,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ),
     ("H", "Toggle the overlay on/off"),
     ("Space (hold)", "Hide the overlay while held"),
+    (
+        "C",
+        "Side by side: a second map next to the first, same zoom and pan",
+    ),
     ("] / [", "Overlay opacity +5 % / −5 %"),
     ("+ / −", "Zoom in / out around the centre"),
     ("Mouse wheel", "Zoom around the cursor"),

@@ -82,6 +82,9 @@ pub enum Msg {
     Picked {
         purpose: PickPurpose,
         path: Option<PathBuf>,
+        /// No path and back faster than a person can cancel: most likely no dialog could be
+        /// shown at all (no xdg-desktop-portal, no zenity).
+        no_dialog: bool,
     },
     Job {
         id: u64,
@@ -178,11 +181,17 @@ pub fn load_image(out: Outbox, path: PathBuf) {
 
 pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
     spawn("file-dialog", move || {
+        let started = Instant::now();
         let path = match purpose {
             PickPurpose::OpenFile => picker.pick_file(),
             PickPurpose::OpenFolder => picker.pick_folder(),
         };
-        out.send(Msg::Picked { purpose, path });
+        let no_dialog = path.is_none() && started.elapsed().as_millis() < 150;
+        out.send(Msg::Picked {
+            purpose,
+            path,
+            no_dialog,
+        });
     });
 }
 
