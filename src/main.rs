@@ -110,6 +110,69 @@ enum Command {
         #[command(flatten)]
         explain: ExplainArgs,
     },
+    /// Review notes: export them to CSV/JSON (no patient identifiers unless asked) or import them
+    /// (merged by study; the later-updated copy of a note wins).
+    Notes {
+        #[command(subcommand)]
+        action: NotesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotesCommand {
+    /// Write every note, with its outcome (TP/FP/TN/FN), to FILE.csv or FILE.json.
+    Export {
+        /// Notes database (default: the viewer's, in the per-user data directory).
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long, value_name = "FILE.csv|FILE.json")]
+        out: PathBuf,
+        /// Also write each study's last-seen full path (folders may name the patient).
+        #[arg(long)]
+        include_paths: bool,
+    },
+    /// Merge FILE.csv or FILE.json into the database: new studies are added, a note is replaced
+    /// only by a copy updated later; all or nothing.
+    Import {
+        /// Notes database (default: the viewer's, in the per-user data directory).
+        #[arg(long, value_name = "FILE")]
+        db: Option<PathBuf>,
+        #[arg(long = "in", value_name = "FILE.csv|FILE.json")]
+        input: PathBuf,
+    },
+}
+
+fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
+    use cxr_viewer::notes::{self, ExportOptions, NotesStore};
+    match action {
+        NotesCommand::Export {
+            db,
+            out,
+            include_paths,
+        } => {
+            let db = db.map_or_else(notes::default_path, Ok)?;
+            // Opening would create an empty database: a mistyped path should say so instead.
+            anyhow::ensure!(db.is_file(), "no notes database at {}", db.display());
+            let store = NotesStore::open(&db)?;
+            let options = ExportOptions::new().with_paths(include_paths);
+            let n = notes::export_file(&store, &out, &options)?;
+            println!("exported {n} notes → {}", out.display());
+        }
+        NotesCommand::Import { db, input } => {
+            let db = db.map_or_else(notes::default_path, Ok)?;
+            let store = NotesStore::open(&db)?;
+            let r = notes::import_file(&store, &input)?;
+            println!(
+                "inserted {}, updated {}, unchanged {} ← {} into {}",
+                r.inserted,
+                r.updated,
+                r.unchanged,
+                input.display(),
+                db.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn load_engine(args: &ModelArgs) -> anyhow::Result<Engine> {
@@ -169,6 +232,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 cli::bench(&engine, &input, &explain.options(&engine), runs)?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Notes { action }) => {
+            run_notes(action)?;
             Ok(ExitCode::SUCCESS)
         }
         None => {

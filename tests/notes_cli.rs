@@ -1,0 +1,201 @@
+//! `cxr-viewer notes export|import` end to end, through the real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Note, NotesStore, StudyId};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cxr-notes-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn notes_cmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .arg("notes")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn seeded_db(dir: &Path) -> PathBuf {
+    let db = dir.join("source.sqlite3");
+    let store = NotesStore::open(&db).unwrap();
+    for k in 1..=3u8 {
+        let mut note = Note::new(StudyId::sha256(&[k; 32]))
+            .with_location(Path::new(&format!("/patients/SMITH^ANNA/img{k}.png")));
+        note.agreement = Some(Agreement::Disagree);
+        note.categories.insert(ErrorCategory::LowContrast);
+        note.text = format!("study {k}, under-exposed");
+        store.upsert(&note).unwrap();
+    }
+    db
+}
+
+#[test]
+fn export_then_import_in_both_formats() {
+    let dir = scratch("roundtrip");
+    let db = seeded_db(&dir);
+    for ext in ["csv", "json"] {
+        let out = dir.join(format!("notes.{ext}"));
+        let o = notes_cmd(&[
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).contains('3'), "{}", text(&o.stdout));
+        let exported = std::fs::read_to_string(&out).unwrap();
+        assert!(exported.contains("img2.png"));
+        assert!(
+            !exported.contains("SMITH"),
+            "no paths unless asked: {exported}"
+        );
+
+        let target = dir.join(format!("target-{ext}.sqlite3"));
+        let import = |expect: &str| {
+            let o = notes_cmd(&[
+                "import",
+                "--db",
+                target.to_str().unwrap(),
+                "--in",
+                out.to_str().unwrap(),
+            ]);
+            assert!(o.status.success(), "{}", text(&o.stderr));
+            let said = text(&o.stdout);
+            assert!(
+                said.contains(expect),
+                "{ext}: expected '{expect}' in: {said}"
+            );
+        };
+        import("inserted 3, updated 0, unchanged 0");
+        import("inserted 0, updated 0, unchanged 3");
+        let store = NotesStore::open(&target).unwrap();
+        let notes = store.list(Filter::All).unwrap();
+        assert_eq!(notes.len(), 3);
+        assert!(notes.iter().all(|n| n.text.ends_with("under-exposed")));
+        store.check_integrity().unwrap();
+    }
+}
+
+#[test]
+fn include_paths_adds_the_full_path() {
+    let dir = scratch("paths");
+    let db = seeded_db(&dir);
+    let out = dir.join("with-paths.csv");
+    let o = notes_cmd(&[
+        "export",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--include-paths",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let exported = std::fs::read_to_string(&out).unwrap();
+    assert!(exported.contains("/patients/SMITH^ANNA/img1.png"));
+}
+
+/// Failures are one `error:` line on stderr and a non-zero exit.
+#[test]
+fn errors_are_one_line_and_fail() {
+    let dir = scratch("errors");
+    let db = seeded_db(&dir);
+    let db = db.to_str().unwrap();
+    let missing_db = dir.join("nope.sqlite3");
+    let bad = dir.join("bad.csv");
+    std::fs::write(
+        &bad,
+        "study_id,updated_at\nnot-an-id,2026-01-01T00:00:00Z\n",
+    )
+    .unwrap();
+    let newer = dir.join("newer.sqlite3");
+    rusqlite::Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 999;")
+        .unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "export".into(),
+                "--db".into(),
+                db.into(),
+                "--out".into(),
+                dir.join("x.xlsx").display().to_string(),
+            ],
+            ".csv or .json",
+        ),
+        (
+            vec![
+                "export".into(),
+                "--db".into(),
+                missing_db.display().to_string(),
+                "--out".into(),
+                dir.join("x.csv").display().to_string(),
+            ],
+            "no notes database",
+        ),
+        (
+            vec![
+                "import".into(),
+                "--db".into(),
+                db.into(),
+                "--in".into(),
+                dir.join("absent.json").display().to_string(),
+            ],
+            "absent.json",
+        ),
+        (
+            vec![
+                "import".into(),
+                "--db".into(),
+                db.into(),
+                "--in".into(),
+                bad.display().to_string(),
+            ],
+            "bad.csv line 2",
+        ),
+        (
+            vec![
+                "export".into(),
+                "--db".into(),
+                newer.display().to_string(),
+                "--out".into(),
+                dir.join("y.csv").display().to_string(),
+            ],
+            "newer cxr-viewer",
+        ),
+    ];
+    for (args, expect) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = notes_cmd(&args);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{args:?} should fail");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected '{expect}' in {err}"
+        );
+    }
+    // The failed export did not create the database it was pointed at.
+    assert!(!missing_db.exists());
+    // Nothing half-imported from the bad file.
+    assert_eq!(
+        NotesStore::open(Path::new(db))
+            .unwrap()
+            .counts()
+            .unwrap()
+            .notes,
+        3
+    );
+}
