@@ -125,6 +125,7 @@ enum NotesCommand {
         /// Notes database (default: the viewer's, in the per-user data directory).
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// Export file; its extension picks the format. Replaced atomically.
         #[arg(long, value_name = "FILE.csv|FILE.json")]
         out: PathBuf,
         /// Also write each study's last-seen full path (folders may name the patient).
@@ -137,6 +138,7 @@ enum NotesCommand {
         /// Notes database (default: the viewer's, in the per-user data directory).
         #[arg(long, value_name = "FILE")]
         db: Option<PathBuf>,
+        /// A file written by `notes export` (or the viewer's export); its extension picks the format.
         #[arg(long = "in", value_name = "FILE.csv|FILE.json")]
         input: PathBuf,
     },
