@@ -66,8 +66,8 @@ fn written_n(note: &Note) -> (String, u64) {
 }
 
 /// Not a test: the writer process spawned by the tests below. Writes `COUNT` unique notes (or
-/// forever when 0) and after each one also rewrites the studies `shared-0..5`, which every writer
-/// touches; prints a line after every commit.
+/// forever when 0) and after each one rewrites one of the studies `shared-0..=4`, which every
+/// writer touches; prints a line after every commit.
 #[test]
 #[ignore = "helper process for the durability tests; does nothing when run directly"]
 fn child_writer() {
