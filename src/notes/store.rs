@@ -100,7 +100,7 @@ pub fn default_path() -> Result<PathBuf, NotesError> {
 pub struct NotesStore {
     conn: Mutex<Connection>,
     path: PathBuf,
-    /// "notes database <path>", the subject of every error message.
+    /// `notes database <path>`, the subject of every error message.
     what: String,
 }
 
