@@ -189,6 +189,17 @@ mod tests {
     }
 
     #[test]
+    fn a_settings_file_from_an_older_version_still_loads() {
+        // Missing fields take their defaults instead of throwing the user's choices away.
+        let s: Settings = serde_json::from_str(r#"{"alpha":0.3,"ig_baseline":"White"}"#).unwrap();
+        assert_eq!(s.alpha, 0.3);
+        assert_eq!(s.ig_baseline, BaselineChoice::White);
+        assert_eq!(s.mc_samples, Settings::default().mc_samples);
+        let round: Settings = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(round, s);
+    }
+
+    #[test]
     fn alpha_is_clamped_and_rounded() {
         let mut s = Settings::default();
         s.set_alpha(1.7);
