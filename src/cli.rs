@@ -461,7 +461,12 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
     )?;
     crate::plots::roc_png(&cases, m.auc, &out.join("roc.png"))?;
     crate::plots::residual_png(&cases, &out.join("residuals.png"))?;
-    crate::plots::reliability_png(&cases, m.ece, ECE_BINS, &out.join("reliability.png"))?;
+    crate::plots::reliability_png(
+        &cases,
+        m.ece_positive_class,
+        ECE_BINS,
+        &out.join("reliability.png"),
+    )?;
     Ok(m)
 }
 

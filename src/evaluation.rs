@@ -2,9 +2,14 @@
 //!
 //! All metrics treat the model's positive class (pneumonia) as positive and use the calibrated
 //! probability of that class with the model's decision threshold. AUC is the Mann–Whitney
-//! statistic (ties count ½), so it equals the area under the empirical ROC curve. ECE uses 15
-//! equal-width bins of the predicted probability and compares each bin's mean probability with its
-//! observed positive rate (the reliability diagram's gap), weighted by the bin's share of cases.
+//! statistic (ties count ½), so it equals the area under the empirical ROC curve.
+//!
+//! Two calibration errors, both with 15 equal-width bins weighted by each bin's share of cases:
+//! `ece` is the usual top-label ECE (Guo et al., 2017): confidence max(p, 1 − p) of the argmax
+//! prediction against its accuracy — comparable with the literature and the training recipe.
+//! `ece_positive_class` bins P(pneumonia) itself against the observed pneumonia rate (what the
+//! reliability diagram shows); it is stricter, because over- and under-confidence on the two sides
+//! of ½ cannot cancel in one bin.
 
 use serde::Serialize;
 
@@ -38,6 +43,7 @@ pub struct Metrics {
     pub kappa: f64,
     pub mcc: f64,
     pub ece: f64,
+    pub ece_positive_class: f64,
     pub brier: f64,
     pub threshold: f32,
     pub confusion: Confusion,
@@ -142,6 +148,31 @@ pub fn expected_calibration_error(cases: &[Case], bins: usize) -> f64 {
         .sum()
 }
 
+/// Top-label ECE: confidence max(p, 1 − p) of the argmax prediction against its accuracy; bins
+/// are (lo, hi] like the training recipe's.
+pub fn top_label_calibration_error(cases: &[Case], bins: usize) -> f64 {
+    let mut acc = vec![(0.0f64, 0.0f64, 0usize); bins];
+    for c in cases {
+        let p = c.probability as f64;
+        let predicted_positive = p >= 0.5;
+        let confidence = if predicted_positive { p } else { 1.0 - p };
+        let correct = if predicted_positive == c.positive {
+            1.0
+        } else {
+            0.0
+        };
+        let b = ((confidence * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        acc[b].0 += confidence;
+        acc[b].1 += correct;
+        acc[b].2 += 1;
+    }
+    let n = cases.len().max(1) as f64;
+    acc.into_iter()
+        .filter(|(_, _, count)| *count > 0)
+        .map(|(conf, correct, count)| (count as f64 / n) * ((conf - correct) / count as f64).abs())
+        .sum()
+}
+
 pub fn metrics(cases: &[Case], threshold: f32) -> Metrics {
     let c = confusion(cases, threshold);
     let n = cases.len();
@@ -173,7 +204,8 @@ pub fn metrics(cases: &[Case], threshold: f32) -> Metrics {
         auc: auc(cases),
         kappa,
         mcc,
-        ece: expected_calibration_error(cases, ECE_BINS),
+        ece: top_label_calibration_error(cases, ECE_BINS),
+        ece_positive_class: expected_calibration_error(cases, ECE_BINS),
         brier,
         threshold,
         confusion: c,
@@ -258,5 +290,10 @@ mod tests {
         assert!(expected_calibration_error(&cases(&v), 15) < 1e-7);
         let overconfident = cases(&[(false, 0.95), (true, 0.95)]);
         assert!((expected_calibration_error(&overconfident, 15) - 0.45).abs() < 1e-6);
+        // Top-label: both predicted positive with confidence 0.95, half correct → |0.95 − 0.5|.
+        assert!((top_label_calibration_error(&overconfident, 15) - 0.45).abs() < 1e-6);
+        // A confident correct negative (p = 0.1 → confidence 0.9) counts like a positive at 0.9.
+        let mirrored = cases(&[(false, 0.1), (true, 0.9)]);
+        assert!((top_label_calibration_error(&mirrored, 15) - 0.1).abs() < 1e-6);
     }
 }

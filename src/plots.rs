@@ -146,7 +146,7 @@ pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Re
     draw(path, |root| {
         let mut chart = unit_square_chart(
             &root,
-            format!("Reliability (ECE = {ece:.3}, {bins} bins)"),
+            format!("Reliability of P(pneumonia) (ECE = {ece:.3}, {bins} bins)"),
             "mean predicted P(pneumonia)",
             "observed pneumonia rate",
         )?;

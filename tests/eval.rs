@@ -70,6 +70,7 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
         "kappa",
         "mcc",
         "ece",
+        "ece_positive_class",
         "threshold",
     ] {
         assert!(metrics.get(key).is_some(), "metrics.json lacks {key}");
