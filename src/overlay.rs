@@ -72,6 +72,27 @@ impl MapScale {
     }
 }
 
+impl MapScale {
+    /// The value scaled to [0, 1] (sequential) or [−1, 1] (signed).
+    pub fn normalise(self, v: f32) -> f32 {
+        match self {
+            MapScale::Sequential { max } => (v / max).clamp(0.0, 1.0),
+            MapScale::Signed { limit } => (v / limit).clamp(-1.0, 1.0),
+        }
+    }
+}
+
+/// Colour and opacity of one map value — the one blending rule of the CLI's PNGs and the viewer:
+/// sequential maps fade with √value (weak evidence fades into the film instead of tinting all of
+/// it), signed maps with |value| on the diverging `colormap` centred at zero.
+pub fn map_color(v: f32, scale: MapScale, colormap: Colormap, alpha: f32) -> ([u8; 3], f32) {
+    let n = scale.normalise(v);
+    match scale {
+        MapScale::Sequential { .. } => (colormap.color(n), alpha * n.sqrt()),
+        MapScale::Signed { .. } => (colormap.color(0.5 + 0.5 * n), alpha * n.abs()),
+    }
+}
+
 /// The film in its window, with `map` (any grid covering the whole film) blended on top.
 /// Sequential maps are blended with `alpha·√t` (t the scaled value), signed maps with `alpha·|v|`,
 /// so that where there is no evidence the film stays visible.
@@ -90,18 +111,7 @@ pub fn render_overlay(
     let mut out = RgbImage::new(w as u32, h as u32);
     for (i, pixel) in out.pixels_mut().enumerate() {
         let gray = unit[i] * 255.0;
-        let v = map.values[i];
-        let (color, a) = match scale {
-            MapScale::Sequential { max } => {
-                let t = (v / max).clamp(0.0, 1.0);
-                // √t: weak evidence fades into the film instead of tinting all of it.
-                (colormap.color(t), alpha * t.sqrt())
-            }
-            MapScale::Signed { limit } => {
-                let s = (v / limit).clamp(-1.0, 1.0);
-                (colormap.color(0.5 + 0.5 * s), alpha * s.abs())
-            }
-        };
+        let (color, a) = map_color(map.values[i], scale, colormap, alpha);
         let blend = |c: u8| ((1.0 - a) * gray + a * c as f32).round().clamp(0.0, 255.0) as u8;
         *pixel = Rgb([blend(color[0]), blend(color[1]), blend(color[2])]);
     }

@@ -314,9 +314,9 @@ fn dicom_identifiers_stay_hidden_until_revealed() {
         Some(dicom),
     );
     let mut h = harness(app);
-    wait_until(&mut h, "the DICOM", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some())
-    });
+    // Let the background analysis finish first: results arriving mid-test change the layout and
+    // the focus, which made the search-box step flaky.
+    wait_until(&mut h, "the full analysis of the DICOM", analysed);
     h.get_by_label("DICOM tags").click();
     h.run_ok();
     assert!(
@@ -336,6 +336,7 @@ fn dicom_identifiers_stay_hidden_until_revealed() {
     let search = h.get_by_role(egui::accesskit::Role::TextInput);
     search.focus();
     search.type_text("Modality");
+    h.run_ok();
     h.run_ok();
     h.get_by_label("Modality");
     assert!(h.query_by_label("SOPInstanceUID").is_none());

@@ -658,8 +658,11 @@ fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         return;
     }
     ui.horizontal(|ui| {
-        ui.label("Search");
-        ui.text_edit_singleline(&mut app.tag_filter);
+        // Labelled for screen readers (and the UI tests' accessibility check), not just placed
+        // next to a text.
+        let label = ui.label("Search");
+        ui.text_edit_singleline(&mut app.tag_filter)
+            .labelled_by(label.id);
     });
     let filter = app.tag_filter.to_lowercase();
     let reveal = app.reveal_identifiers;

@@ -52,10 +52,7 @@ pub fn map_scale(kind: MapKind, map: &Grid, mean_for_std: Option<&Grid>) -> MapS
 
 /// Normalised value: [0, 1] for sequential maps, [−1, 1] for signed ones.
 pub fn normalised(v: f32, scale: MapScale) -> f32 {
-    match scale {
-        MapScale::Sequential { max } => (v / max).clamp(0.0, 1.0),
-        MapScale::Signed { limit } => (v / limit).clamp(-1.0, 1.0),
-    }
+    scale.normalise(v)
 }
 
 /// Colour and opacity of one map value, the same blend as the CLI's overlay PNGs: sequential maps
@@ -70,11 +67,12 @@ pub fn map_color(
     threshold: f32,
 ) -> ([u8; 3], f32) {
     let n = normalised(v, scale);
-    let (color, a) = match scale {
-        // √n as in `overlay::render_overlay`: weak evidence fades into the film.
-        MapScale::Sequential { .. } => (colormap.color(n), alpha * n.sqrt()),
-        MapScale::Signed { .. } => (Colormap::RedBlue.color(0.5 + 0.5 * n), alpha * n.abs()),
+    // Signed maps (IG) always use the diverging map, whatever the sequential choice.
+    let colormap = match scale {
+        MapScale::Sequential { .. } => colormap,
+        MapScale::Signed { .. } => Colormap::RedBlue,
     };
+    let (color, a) = crate::overlay::map_color(v, scale, colormap, alpha);
     let a = match mode {
         OverlayMode::Blend => a,
         OverlayMode::Threshold if n.abs() >= threshold => a,
