@@ -14,4 +14,5 @@ pub mod notes;
 pub mod overlay;
 pub mod plots;
 pub mod report;
+mod text;
 pub mod ui;

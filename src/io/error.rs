@@ -1,5 +1,6 @@
 //! The one error type of [`load_study`](super::load_study).
 
+use crate::text::one_line;
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};
 
@@ -83,13 +84,4 @@ pub(crate) fn root_cause(err: &(dyn StdError + 'static)) -> String {
         cur = next;
     }
     one_line(&cur.to_string())
-}
-
-/// Messages end up in a status line and in logs parsed line by line.
-fn one_line(s: &str) -> String {
-    let joined: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    joined.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -1,5 +1,6 @@
 //! The one error type of the notes store.
 
+use crate::text::one_line;
 use std::error::Error as StdError;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -85,13 +86,4 @@ impl NotesError {
     pub fn kind(&self) -> NotesErrorKind {
         self.kind
     }
-}
-
-/// Messages end up in a status line and in logs parsed line by line.
-fn one_line(s: &str) -> String {
-    let joined: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    joined.split_whitespace().collect::<Vec<_>>().join(" ")
 }
