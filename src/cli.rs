@@ -67,20 +67,23 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
             Ok(summary) => println!("{summary}"),
             Err(e) => {
                 failures += 1;
-                let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                eprintln!(
-                    "error: {}: {}",
-                    input.display(),
-                    one_line(&chain.join(": "))
-                );
+                eprintln!("error: {}: {}", input.display(), error_line(&e));
             }
         }
     }
     failures
 }
 
-fn one_line(s: &str) -> String {
-    s.lines().next().unwrap_or_default().to_string()
+/// An error and its causes as the one line a user sees: "outer: cause: root cause", cut at the
+/// first line break (candle may append a backtrace).
+pub fn error_line(e: &anyhow::Error) -> String {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    chain
+        .join(": ")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<String> {
@@ -395,8 +398,7 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
                 probability: prediction.positive_probability,
             }),
             Err(e) => {
-                let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                let reason = one_line(&chain.join(": "));
+                let reason = error_line(&e);
                 let line = format!("skipped {rel}: {reason}");
                 if bar.is_hidden() {
                     eprintln!("{line}");

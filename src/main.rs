@@ -259,11 +259,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!(
-                "error: {}",
-                chain.join(": ").lines().next().unwrap_or_default()
-            );
+            eprintln!("error: {}", cli::error_line(&e));
             ExitCode::FAILURE
         }
     }
