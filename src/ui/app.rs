@@ -604,6 +604,25 @@ impl ViewerApp {
         self.current.as_mut().map(|c| &mut c.view)
     }
 
+    /// Replaces the current view's transform by `f(transform, canvas)`, starting from the fitted
+    /// view when the image has not been zoomed yet; nothing happens before the first paint.
+    fn update_transform(
+        &mut self,
+        ctx: &egui::Context,
+        f: impl FnOnce(ScreenFromImage, egui::Rect) -> ScreenFromImage,
+    ) {
+        let canvas = super::canvas::last_canvas(ctx);
+        if let (Some(canvas), Some(c)) = (canvas, self.current.as_mut()) {
+            if let Some(study) = &c.study {
+                let t = c
+                    .view
+                    .transform
+                    .unwrap_or_else(|| ScreenFromImage::fit(image_size(study), canvas));
+                c.view.transform = Some(f(t, canvas));
+            }
+        }
+    }
+
     pub fn set_preset(&mut self, preset: WindowPreset) {
         if let Some(c) = self.current.as_mut() {
             if let (Some(study), Some(hist)) = (&c.study, &c.hist) {
@@ -718,16 +737,7 @@ impl ViewerApp {
                 self.settings.set_alpha(a);
             }
             Action::Zoom(factor) => {
-                let canvas = super::canvas::last_canvas(ctx);
-                if let (Some(canvas), Some(c)) = (canvas, self.current.as_mut()) {
-                    if let Some(study) = &c.study {
-                        let t = c
-                            .view
-                            .transform
-                            .unwrap_or_else(|| ScreenFromImage::fit(image_size(study), canvas));
-                        c.view.transform = Some(t.zoomed_around(canvas.center(), factor));
-                    }
-                }
+                self.update_transform(ctx, |t, canvas| t.zoomed_around(canvas.center(), factor));
             }
             Action::Fit => {
                 if let Some(v) = self.view_mut() {
@@ -735,17 +745,8 @@ impl ViewerApp {
                 }
             }
             Action::OneToOne => {
-                let canvas = super::canvas::last_canvas(ctx);
                 let ppp = ctx.pixels_per_point();
-                if let (Some(canvas), Some(c)) = (canvas, self.current.as_mut()) {
-                    if let Some(study) = &c.study {
-                        let t = c
-                            .view
-                            .transform
-                            .unwrap_or_else(|| ScreenFromImage::fit(image_size(study), canvas));
-                        c.view.transform = Some(t.one_to_one(ppp, canvas));
-                    }
-                }
+                self.update_transform(ctx, |t, canvas| t.one_to_one(ppp, canvas));
             }
             Action::Invert => {
                 if let Some(v) = self.view_mut() {
