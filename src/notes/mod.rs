@@ -64,8 +64,8 @@ mod transfer;
 
 pub use error::{NotesError, NotesErrorKind};
 pub use model::{
-    Agreement, Counts, ErrorCategory, Filter, Finding, Note, Outcome, PredictionSnapshot, StudyId,
-    Zone,
+    Agreement, Counts, ErrorCategory, Filter, FilterFacts, Finding, Note, Outcome,
+    PredictionSnapshot, StudyId, Zone,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{default_path, MergeReport, NotesStore, StoreOptions, Synchronous};

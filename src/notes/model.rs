@@ -358,19 +358,41 @@ impl Filter {
 
     /// Like [`Filter::matches`], with the folder layout's label for studies whose note has none.
     pub fn matches_given(self, note: Option<&Note>, folder_truth: Option<Finding>) -> bool {
-        let outcome = note.and_then(|n| n.outcome_given(folder_truth));
+        self.matches_facts(&FilterFacts {
+            outcome: note.and_then(|n| n.outcome_given(folder_truth)),
+            model_uncertain: note.is_some_and(|n| n.prediction.is_some_and(|p| p.uncertain)),
+            agreement: note.and_then(|n| n.agreement),
+            has_text: note.is_some_and(|n| !n.text.trim().is_empty()),
+        })
+    }
+
+    /// The one rule behind every filter. The store feeds it from notes alone; the viewer's study
+    /// list feeds it the live prediction of studies that have no note yet.
+    pub fn matches_facts(self, facts: &FilterFacts) -> bool {
         match self {
             Filter::All => true,
-            Filter::Misclassified => outcome.is_some_and(Outcome::is_error),
-            Filter::FalseNegatives => outcome == Some(Outcome::FalseNegative),
-            Filter::FalsePositives => outcome == Some(Outcome::FalsePositive),
-            Filter::Uncertain => note.is_some_and(|n| {
-                n.agreement == Some(Agreement::Unsure) || n.prediction.is_some_and(|p| p.uncertain)
-            }),
-            Filter::Unreviewed => note.is_none_or(|n| n.agreement.is_none()),
-            Filter::HasNote => note.is_some_and(|n| !n.text.trim().is_empty()),
+            Filter::Misclassified => facts.outcome.is_some_and(Outcome::is_error),
+            Filter::FalseNegatives => facts.outcome == Some(Outcome::FalseNegative),
+            Filter::FalsePositives => facts.outcome == Some(Outcome::FalsePositive),
+            Filter::Uncertain => {
+                facts.model_uncertain || facts.agreement == Some(Agreement::Unsure)
+            }
+            Filter::Unreviewed => facts.agreement.is_none(),
+            Filter::HasNote => facts.has_text,
         }
     }
+}
+
+/// What [`Filter::matches_facts`] looks at for one study.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FilterFacts {
+    /// Needs both a ground truth and a prediction.
+    pub outcome: Option<Outcome>,
+    /// The MC-dropout flag ([`crate::analysis::uncertainty_flag`]) was raised.
+    pub model_uncertain: bool,
+    pub agreement: Option<Agreement>,
+    /// The reviewer wrote free text (whitespace does not count).
+    pub has_text: bool,
 }
 
 /// Summary of a set of notes, for a status line or a review dashboard.
