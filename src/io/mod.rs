@@ -199,6 +199,13 @@ fn detect(head: &[u8]) -> Detected {
     }
 }
 
+/// Whether the first bytes say DICOM, PNG or JPEG: lets folder listings pick up DICOM files
+/// without an extension (common on PACS exports) while skipping READMEs and spreadsheets.
+/// Unreadable files count as not a study.
+pub fn looks_like_study(path: &Path) -> bool {
+    read_head(path).is_ok_and(|head| detect(&head) != Detected::Unknown)
+}
+
 /// Load a DICOM, PNG or JPEG file, chosen by content.
 pub fn load_study(path: &Path) -> Result<Study, LoadError> {
     let head = read_head(path)?;
