@@ -11,6 +11,7 @@ use crate::analysis::{uncertainty_flag, Engine};
 use crate::explain::zones::ZoneScore;
 use crate::explain::Grid;
 use crate::io::{Study, Window};
+use crate::notes::Agreement;
 
 use super::cache::{AnalysisKey, Entry, IgKey, JobStage, Jobs, Lru};
 use super::render::{Percentiles, WindowPreset};
@@ -109,6 +110,16 @@ pub struct ViewerApp {
     pub compare: Option<MapKind>,
     /// Held-space state, read by the canvas.
     pub(super) overlay_held_hidden: bool,
+    /// The folder under review (study list), if one is open.
+    pub review: Option<super::review::Review>,
+    pub(super) next_scan_id: u64,
+    /// A folder to review as soon as the model has loaded.
+    pub(super) pending_review: Option<PathBuf>,
+    pub notes: super::reviewing::NotesState,
+    /// Notes exports include file paths (identifiers) only when asked.
+    pub export_note_paths: bool,
+    /// Position of the study on screen in the list when the list last scrolled to it.
+    pub(super) list_scrolled_to: Option<usize>,
 }
 
 impl ViewerApp {
@@ -148,6 +159,12 @@ impl ViewerApp {
             contours: [None, None],
             compare: None,
             overlay_held_hidden: false,
+            review: None,
+            next_scan_id: 0,
+            pending_review: None,
+            notes: super::reviewing::NotesState::new(),
+            export_note_paths: false,
+            list_scrolled_to: None,
         }
     }
 
@@ -185,6 +202,7 @@ impl ViewerApp {
             if let Some(out) = self.outbox() {
                 worker::load_engine(out, self.model_path.clone());
             }
+            self.start_notes();
             if let Some(path) = self.initial_file.take() {
                 self.open(path);
             }
@@ -193,7 +211,10 @@ impl ViewerApp {
         self.handle_dropped_files(ui.ctx());
         self.handle_shortcuts(ui.ctx());
         self.ensure_analysis();
+        self.pace_review();
+        self.sync_draft();
         super::panels::frame_ui(self, ui);
+        self.autosave(ui.ctx());
         let frame_ms = frame_started.elapsed().as_secs_f64() * 1e3;
         if frame_ms > 50.0 {
             // The UI thread must never wait for the network; a slow frame is a bug to find.
@@ -225,8 +246,14 @@ impl ViewerApp {
                         EngineState::Failed(e)
                     }
                 };
+                if let Some(dir) = self.pending_review.take() {
+                    self.start_review(&dir);
+                }
             }
-            Msg::StudyLoaded { path, result } => {
+            Msg::StudyLoaded { path, result, id } => {
+                if let Some(id) = id {
+                    self.notes.ids.insert(path.clone(), id);
+                }
                 if let Ok(study) = &result {
                     self.studies.get_or_insert_with(&path, || study.clone());
                 }
@@ -255,6 +282,12 @@ impl ViewerApp {
                 match (purpose, path) {
                     (PickPurpose::OpenFile, Some(p)) => self.open(p),
                     (PickPurpose::OpenFolder, Some(dir)) => self.open_folder(&dir),
+                    (PickPurpose::NotesDb, Some(p)) => {
+                        self.settings.notes_db = Some(p.clone());
+                        self.open_notes_db(p);
+                    }
+                    (PickPurpose::ExportNotes, Some(p)) => self.export_notes(p),
+                    (PickPurpose::ImportNotes, Some(p)) => self.import_notes(p),
                     (_, None) if no_dialog => self.set_error(
                         "no file dialog is available (needs xdg-desktop-portal or zenity): \
                          drop a file on the window or pass it on the command line"
@@ -268,6 +301,8 @@ impl ViewerApp {
                 Err(e) => self.set_error(format!("export failed: {e}")),
             },
             Msg::Job { id, key, update } => self.handle_job(id, &key, update),
+            Msg::Review(msg) => self.handle_review(msg),
+            Msg::Notes(reply) => self.handle_notes(reply),
         }
     }
 
@@ -349,7 +384,11 @@ impl ViewerApp {
         }
         self.jobs.cancel_all_except(None);
         self.settings.remember(&path);
-        if !self.folder.contains(&path) {
+        let in_review = self
+            .review
+            .as_ref()
+            .is_some_and(|r| r.row_index(&path).is_some());
+        if !in_review && !self.folder.contains(&path) {
             self.folder = path
                 .parent()
                 .map(list_images)
@@ -385,7 +424,13 @@ impl ViewerApp {
         }
     }
 
+    /// Opens `dir` for review: recursive study list, background predictions, notes.
     pub fn open_folder(&mut self, dir: &Path) {
+        self.start_review(dir);
+    }
+
+    /// Browses the images directly in `dir` without a review (no model to predict with).
+    pub(super) fn open_folder_plain(&mut self, dir: &Path) {
         let images = list_images(dir);
         match images.first().cloned() {
             Some(first) => {
@@ -396,19 +441,39 @@ impl ViewerApp {
         }
     }
 
-    pub fn folder_position(&self) -> Option<usize> {
+    /// Position of the image on screen in what next/previous walk, and that list's length.
+    pub fn folder_position(&self) -> Option<(usize, usize)> {
         let current = &self.current.as_ref()?.path;
-        self.folder.iter().position(|p| p == current)
+        let list = self.navigation();
+        list.iter()
+            .position(|p| p == current)
+            .map(|i| (i, list.len()))
     }
 
-    /// Next (`+1`) or previous (`-1`) image of the folder, stopping at the ends.
+    /// Next (`+1`) or previous (`-1`) image of the study list (as filtered and sorted) or of the
+    /// folder, stopping at the ends. From an image the filter hides, the first one shown.
     pub fn step_image(&mut self, delta: isize) {
-        let Some(i) = self.folder_position() else {
+        if let Some(r) = self.reviewing_current() {
+            let here = self
+                .current
+                .as_ref()
+                .map_or_else(PathBuf::new, |c| c.path.clone());
+            if let Some(i) = r.step_from(&here, delta, &self.notes.all) {
+                let path = r.rows[i].path.clone();
+                self.open(path);
+            }
             return;
+        }
+        let list = self.navigation();
+        let current = self.current.as_ref().map(|c| &c.path);
+        let target = match current.and_then(|c| list.iter().position(|p| p == c)) {
+            Some(i) => {
+                let j = i as isize + delta;
+                (j >= 0).then(|| list.get(j as usize)).flatten()
+            }
+            None => list.first(),
         };
-        let j = i as isize + delta;
-        if j >= 0 && (j as usize) < self.folder.len() {
-            let path = self.folder[j as usize].clone();
+        if let Some(path) = target.cloned() {
             self.open(path);
         }
     }
@@ -665,9 +730,20 @@ impl ViewerApp {
             key(Modifiers::COMMAND, Key::S, Action::ExportPng);
             key(Modifiers::COMMAND, Key::E, Action::ExportJson);
             key(Modifiers::NONE, Key::ArrowRight, Action::Next);
+            key(Modifiers::NONE, Key::ArrowDown, Action::Next);
             key(Modifiers::NONE, Key::PageDown, Action::Next);
             key(Modifiers::NONE, Key::ArrowLeft, Action::Previous);
+            key(Modifiers::NONE, Key::ArrowUp, Action::Previous);
             key(Modifiers::NONE, Key::PageUp, Action::Previous);
+            key(Modifiers::NONE, Key::L, Action::ToggleStudyList);
+            key(Modifiers::NONE, Key::Y, Action::Verdict(Agreement::Agree));
+            key(
+                Modifiers::NONE,
+                Key::N,
+                Action::Verdict(Agreement::Disagree),
+            );
+            key(Modifiers::NONE, Key::U, Action::Verdict(Agreement::Unsure));
+            key(Modifiers::NONE, Key::T, Action::FocusNote);
             key(Modifiers::NONE, Key::M, Action::CycleMap);
             key(Modifiers::NONE, Key::Num0, Action::Map(MapKind::None));
             key(Modifiers::NONE, Key::Num1, Action::Map(MapKind::GradCam));
@@ -780,6 +856,17 @@ impl ViewerApp {
                 }
             }
             Action::Help => self.show_help = !self.show_help,
+            Action::ToggleStudyList => {
+                self.settings.show_study_list = !self.settings.show_study_list;
+            }
+            Action::Verdict(a) => {
+                if let Some(d) = self.notes.draft.as_mut() {
+                    // The same key again takes the verdict back.
+                    d.note.agreement = (d.note.agreement != Some(a)).then_some(a);
+                    self.note_edited();
+                }
+            }
+            Action::FocusNote => self.notes.focus_text = true,
         }
     }
 }
@@ -808,6 +895,10 @@ pub enum Action {
     ExportJson,
     Escape,
     Help,
+    ToggleStudyList,
+    /// The reviewer's agreement with the model, into the note of the study on screen.
+    Verdict(Agreement),
+    FocusNote,
 }
 
 impl Default for ViewState {
@@ -844,6 +935,10 @@ impl eframe::App for ViewerApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.jobs.cancel_all_except(None);
+        if let Some(r) = &self.review {
+            r.stop();
+        }
+        self.flush_notes_blocking();
     }
 }
 

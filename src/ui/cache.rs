@@ -239,6 +239,15 @@ impl Jobs {
             .find(|j| &j.key == key && !j.cancel.load(Ordering::Relaxed))
     }
 
+    /// A live job is still computing what the reviewer looks at first (prediction, Grad-CAM,
+    /// uncertainty); a folder scan waits meanwhile but may share the CPU with IG.
+    pub fn interactive(&self) -> bool {
+        self.running.iter().any(|j| {
+            !j.cancel.load(Ordering::Relaxed)
+                && !matches!(j.stage, JobStage::IntegratedGradients { .. })
+        })
+    }
+
     /// Whether any job (even a cancelled one still winding down) uses the CPU.
     pub fn busy(&self) -> bool {
         !self.running.is_empty()

@@ -7,15 +7,23 @@
 //! * `cache`: per-image results and job cancellation
 //! * `worker`: threads, channels, the [`worker::FilePicker`] seam
 //! * `render`, `export`: pixels for the screen and for PNG/JSON export
+//! * `review`, `reviewing`, `study_list`: a folder under review (study list, filters, outcomes)
+//! * `notes_service`, `notes_draft`, `notes_panel`: review notes, saved as the reviewer types
 
 pub mod app;
 pub mod cache;
 pub mod canvas;
 pub mod export;
+pub mod notes_draft;
+pub mod notes_panel;
+pub mod notes_service;
 pub mod panels;
 pub mod render;
+pub mod review;
+pub mod reviewing;
 pub mod settings;
 pub mod shortcuts;
+pub mod study_list;
 pub mod transform;
 pub mod worker;
 

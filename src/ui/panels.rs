@@ -20,11 +20,34 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         study_header_ui(app, ui);
     });
     egui::Panel::bottom("status").show(ui, |ui| status_bar_ui(app, ui));
+    if app.review.is_some() && app.settings.show_study_list {
+        egui::Panel::left("studies")
+            .resizable(true)
+            .default_size(430.0)
+            .size_range(280.0..=900.0)
+            .show(ui, |ui| super::study_list::study_list_ui(app, ui));
+    }
     egui::Panel::right("side")
         .resizable(true)
         .default_size(380.0)
         .size_range(300.0..=640.0)
         .show(ui, |ui| {
+            // The note stays in view (its own pane) however long the results get.
+            egui::Panel::bottom("review-note")
+                .resizable(true)
+                .default_size(440.0)
+                .size_range(120.0..=900.0)
+                .show(ui, |ui| {
+                    // Not shrunk to its first frame's content, which would pin the pane small.
+                    egui::ScrollArea::vertical()
+                        .id_salt("review-note-scroll")
+                        .auto_shrink([false, false])
+                        .show(ui, |ui| {
+                            ui.add_space(4.0);
+                            ui.heading("Review note");
+                            super::notes_panel::notes_ui(app, ui);
+                        });
+                });
             egui::ScrollArea::vertical().show(ui, |ui| {
                 results_ui(app, ui);
                 ui.separator();
@@ -76,7 +99,7 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
         });
         let pos = app.folder_position();
-        ui.add_enabled_ui(pos.is_some_and(|i| i > 0), |ui| {
+        ui.add_enabled_ui(pos.is_some_and(|(i, _)| i > 0), |ui| {
             if ui
                 .button("< Previous")
                 .on_hover_text("Left arrow / Page Up")
@@ -85,10 +108,10 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 app.apply(Action::Previous, &ctx);
             }
         });
-        if let Some(i) = pos {
-            ui.label(format!("{}/{}", i + 1, app.folder.len()));
+        if let Some((i, n)) = pos {
+            ui.label(format!("{}/{n}", i + 1));
         }
-        ui.add_enabled_ui(pos.is_some_and(|i| i + 1 < app.folder.len()), |ui| {
+        ui.add_enabled_ui(pos.is_some_and(|(i, n)| i + 1 < n), |ui| {
             if ui
                 .button("Next >")
                 .on_hover_text("Right arrow / Page Down")
@@ -539,7 +562,7 @@ fn zones_table_ui(ui: &mut egui::Ui, zones: &[ZoneScore]) {
 /// Two lungs in three bands each, coloured by the zone mean relative to the largest zone of
 /// this map; patient-right on the left like the film.
 fn lungs_ui(ui: &mut egui::Ui, zones: &[ZoneScore], kind: MapKind, colormap: ColormapChoice) {
-    let (rect, _) = ui.allocate_exact_size(Vec2::new(110.0, 120.0), Sense::hover());
+    let (rect, _) = ui.allocate_exact_size(LUNGS_SIZE, Sense::hover());
     let painter = ui.painter_at(rect);
     let max_abs = zones
         .iter()
@@ -553,17 +576,30 @@ fn lungs_ui(ui: &mut egui::Ui, zones: &[ZoneScore], kind: MapKind, colormap: Col
         };
         Color32::from_rgb(c[0], c[1], c[2])
     };
+    for ((r, rounding), z) in lung_zones(rect).into_iter().zip(zones) {
+        painter.rect_filled(r, rounding, color_of(z.mean));
+        painter.rect_stroke(
+            r,
+            rounding,
+            Stroke::new(1.0, Color32::from_gray(160)),
+            egui::StrokeKind::Inside,
+        );
+    }
+    lung_sides_ui(ui, &painter, rect);
+}
+
+pub const LUNGS_SIZE: Vec2 = Vec2::new(110.0, 120.0);
+
+/// The six zones of the lung schematic inside `rect` ([`LUNGS_SIZE`]), in the order of
+/// [`crate::explain::zones::ZONE_NAMES`] and [`crate::notes::Zone::ALL`]: patient-right upper,
+/// middle, lower, then left; patient-right is drawn on the left like the film.
+pub fn lung_zones(rect: egui::Rect) -> Vec<(egui::Rect, egui::CornerRadius)> {
     let lung_w = 42.0;
     let top = rect.top() + 14.0;
     let band_h = (rect.height() - 18.0) / 3.0;
-    for (side, x0) in [
-        (0usize, rect.left() + 8.0),
-        (1, rect.right() - 8.0 - lung_w),
-    ] {
+    let mut out = Vec::with_capacity(6);
+    for x0 in [rect.left() + 8.0, rect.right() - 8.0 - lung_w] {
         for band in 0..3 {
-            let Some(z) = zones.get(side * 3 + band) else {
-                continue;
-            };
             let r = egui::Rect::from_min_size(
                 egui::pos2(x0, top + band as f32 * band_h),
                 Vec2::new(lung_w, band_h - 2.0),
@@ -584,31 +620,25 @@ fn lungs_ui(ui: &mut egui::Ui, zones: &[ZoneScore], kind: MapKind, colormap: Col
                 },
                 _ => egui::CornerRadius::ZERO,
             };
-            painter.rect_filled(r, rounding, color_of(z.mean));
-            painter.rect_stroke(
-                r,
-                rounding,
-                Stroke::new(1.0, Color32::from_gray(160)),
-                egui::StrokeKind::Inside,
-            );
+            out.push((r, rounding));
         }
     }
+    out
+}
+
+/// "R" and "L" over the two lungs of the schematic.
+pub fn lung_sides_ui(ui: &egui::Ui, painter: &egui::Painter, rect: egui::Rect) {
     let font = egui::FontId::proportional(11.0);
     let text = ui.visuals().text_color();
-    painter.text(
-        egui::pos2(rect.left() + 8.0 + lung_w / 2.0, rect.top() + 6.0),
-        egui::Align2::CENTER_CENTER,
-        "R",
-        font.clone(),
-        text,
-    );
-    painter.text(
-        egui::pos2(rect.right() - 8.0 - lung_w / 2.0, rect.top() + 6.0),
-        egui::Align2::CENTER_CENTER,
-        "L",
-        font,
-        text,
-    );
+    for (zone, side) in lung_zones(rect).iter().step_by(3).zip(["R", "L"]) {
+        painter.text(
+            egui::pos2(zone.0.center().x, rect.top() + 6.0),
+            egui::Align2::CENTER_CENTER,
+            side,
+            font.clone(),
+            text,
+        );
+    }
 }
 
 fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {

@@ -128,6 +128,13 @@ pub struct Settings {
     /// IG is tens of seconds on a CPU; a user on a laptop may want it on demand only.
     pub run_ig: bool,
     pub recent: Vec<PathBuf>,
+    /// Written into every note this reviewer saves.
+    pub reviewer: String,
+    /// Notes database chosen by the user; `None`: the per-user default
+    /// ([`crate::notes::default_path`]).
+    pub notes_db: Option<PathBuf>,
+    /// Study list panel shown when a folder is open.
+    pub show_study_list: bool,
 }
 
 impl Default for Settings {
@@ -143,6 +150,9 @@ impl Default for Settings {
             ig_baseline: BaselineChoice::Black,
             run_ig: true,
             recent: Vec::new(),
+            reviewer: String::new(),
+            notes_db: None,
+            show_study_list: true,
         }
     }
 }

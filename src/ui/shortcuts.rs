@@ -5,8 +5,17 @@
 pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Ctrl+O", "Open an image (DICOM, PNG, JPEG)"),
     ("Ctrl+Shift+O", "Open a folder of images"),
-    ("Right arrow / Page Down", "Next image in the folder"),
-    ("Left arrow / Page Up", "Previous image in the folder"),
+    (
+        "Right / Down arrow, Page Down",
+        "Next image (study list as filtered and sorted, else the folder)",
+    ),
+    ("Left / Up arrow, Page Up", "Previous image"),
+    ("L", "Show or hide the study list"),
+    (
+        "Y / N / U",
+        "Review note: agree / disagree / unsure (again to clear)",
+    ),
+    ("T", "Type in the review note (Esc leaves the text box)"),
     ("M", "Cycle overlay: none, Grad-CAM, uncertainty, IG"),
     (
         "0 / 1 / 2 / 3",

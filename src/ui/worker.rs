@@ -19,6 +19,8 @@ use crate::io::{load_study, Study};
 use crate::model::{select_device, DeviceChoice};
 
 use super::cache::{AnalysisKey, IgKey, Needs};
+use super::review::{self, StudyRow};
+use crate::notes::PredictionSnapshot;
 
 /// Where the viewer asks the user for a path. Behind a trait so tests inject answers instead
 /// of opening a real dialog (which would block or hang without a display).
@@ -64,6 +66,10 @@ impl FilePicker for NativePicker {
 pub enum PickPurpose {
     OpenFile,
     OpenFolder,
+    /// Where the notes database lives (an existing file or a new one).
+    NotesDb,
+    ExportNotes,
+    ImportNotes,
 }
 
 pub type Zoned<T> = (T, Vec<ZoneScore>);
@@ -78,6 +84,8 @@ pub enum Msg {
     StudyLoaded {
         path: PathBuf,
         result: Result<Arc<Study>, String>,
+        /// Notes key of the study, when it could be computed.
+        id: Option<crate::notes::StudyId>,
     },
     Picked {
         purpose: PickPurpose,
@@ -93,6 +101,26 @@ pub enum Msg {
     },
     /// An export finished: `Ok(path)` or a readable error.
     Exported(Result<PathBuf, String>),
+    Review(ReviewMsg),
+    Notes(super::notes_service::NotesReply),
+}
+
+/// Progress of a folder scan ([`scan_folder`]); `scan_id` tells stale scans apart.
+pub enum ReviewMsg {
+    Listed {
+        scan_id: u64,
+        rows: Vec<StudyRow>,
+        truncated: bool,
+    },
+    Row {
+        scan_id: u64,
+        path: PathBuf,
+        id: Option<crate::notes::StudyId>,
+        result: Result<PredictionSnapshot, String>,
+    },
+    Finished {
+        scan_id: u64,
+    },
 }
 
 pub enum JobUpdate {
@@ -137,6 +165,22 @@ pub fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().trim().to_string()
 }
 
+/// An error and its sources on one line ("x: y: z"), for the status bar.
+pub fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = first_line(&e.to_string());
+    let mut source = e.source();
+    while let Some(s) = source {
+        let line = first_line(&s.to_string());
+        // Some errors repeat their source in their own message.
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = s.source();
+    }
+    text
+}
+
 fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
     // If the OS refuses a thread the work is lost; say so in the log rather than crash the UI.
     if let Err(e) = std::thread::Builder::new()
@@ -165,17 +209,14 @@ pub fn load_engine(out: Outbox, model_path: PathBuf) {
 
 pub fn load_image(out: Outbox, path: PathBuf) {
     spawn("load-image", move || {
-        let result = load_study(&path).map(Arc::new).map_err(|e| {
-            let mut text = first_line(&e.to_string());
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                text.push_str(": ");
-                text.push_str(&first_line(&s.to_string()));
-                source = s.source();
-            }
-            text
-        });
-        out.send(Msg::StudyLoaded { path, result });
+        let result = load_study(&path).map(Arc::new).map_err(|e| chain_line(&e));
+        // The notes key; a raster study is identified by its bytes, read again here (fast, and
+        // off the UI thread).
+        let id = result
+            .as_ref()
+            .ok()
+            .and_then(|study| crate::notes::identity::study_id(&path, study).ok());
+        out.send(Msg::StudyLoaded { path, result, id });
     });
 }
 
@@ -183,8 +224,10 @@ pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
     spawn("file-dialog", move || {
         let started = Instant::now();
         let path = match purpose {
-            PickPurpose::OpenFile => picker.pick_file(),
+            PickPurpose::OpenFile | PickPurpose::ImportNotes => picker.pick_file(),
             PickPurpose::OpenFolder => picker.pick_folder(),
+            PickPurpose::NotesDb => picker.save_file("notes.sqlite3", "sqlite3"),
+            PickPurpose::ExportNotes => picker.save_file("cxr-notes.csv", "csv"),
         };
         let no_dialog = path.is_none() && started.elapsed().as_millis() < 150;
         out.send(Msg::Picked {
@@ -328,4 +371,83 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
 
 fn send_progress(send: &(dyn Fn(JobUpdate) + Sync), done: usize, total: usize) {
     send(JobUpdate::IgProgress { done, total });
+}
+
+/// What a folder scan needs.
+pub struct ScanSpec {
+    pub scan_id: u64,
+    pub root: PathBuf,
+    pub engine: Arc<Engine>,
+    pub mc_samples: usize,
+    pub cancel: Arc<AtomicBool>,
+    pub pause: Arc<AtomicBool>,
+}
+
+/// Lists the folder, then predicts every study in list order (prediction and MC-dropout flag
+/// only: the maps are computed when a study is opened). Waits while `pause` is set, so the
+/// image on screen gets the CPU first, and stops at `cancel`.
+pub fn scan_folder(out: Outbox, spec: ScanSpec) {
+    spawn("review-scan", move || {
+        let scan_id = spec.scan_id;
+        let (files, truncated) = review::list_studies(&spec.root, &spec.cancel);
+        let rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
+        let paths: Vec<PathBuf> = rows.iter().map(|r| r.path.clone()).collect();
+        out.send(Msg::Review(ReviewMsg::Listed {
+            scan_id,
+            rows,
+            truncated,
+        }));
+        for path in paths {
+            while spec.pause.load(Ordering::Relaxed) && !spec.cancel.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            if spec.cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            let (id, result) = predict_one(&spec, &path);
+            out.send(Msg::Review(ReviewMsg::Row {
+                scan_id,
+                path,
+                id,
+                result,
+            }));
+        }
+        out.send(Msg::Review(ReviewMsg::Finished { scan_id }));
+    });
+}
+
+fn predict_one(
+    spec: &ScanSpec,
+    path: &Path,
+) -> (
+    Option<crate::notes::StudyId>,
+    Result<PredictionSnapshot, String>,
+) {
+    let study = match load_study(path) {
+        Ok(s) => s,
+        Err(e) => {
+            // Unreadable files still get an id (their bytes), so a note can say why.
+            let id = crate::notes::identity::file_sha256(path)
+                .ok()
+                .map(|d| crate::notes::StudyId::sha256(&d));
+            return (id, Err(chain_line(&e)));
+        }
+    };
+    let id = crate::notes::identity::study_id(path, &study).ok();
+    let engine = &spec.engine;
+    let predicted = (|| -> Result<PredictionSnapshot, AnalysisError> {
+        let (prepared, _, _) = engine.prepare(&study)?;
+        let target = engine.target_index(None, &prepared.prediction)?;
+        // Same samples and seed as the viewer's own analysis, so the list and the result panel
+        // never disagree about the uncertainty flag.
+        let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
+        let cfg = &engine.model.config;
+        let uncertain =
+            crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len()).is_some();
+        Ok(PredictionSnapshot::from_prediction(
+            &prepared.prediction,
+            uncertain,
+        ))
+    })();
+    (id, predicted.map_err(|e| first_line(&e.to_string())))
 }

@@ -1,0 +1,356 @@
+//! The review note of the study on screen: verdict, error categories, zones (clickable on the
+//! lung schematic), free text, reviewer, and whether it is saved. Every change goes through
+//! [`ViewerApp::note_edited`], which schedules the autosave.
+
+use egui::{Color32, RichText, Sense, Stroke};
+
+use crate::notes::{Agreement, ErrorCategory, Finding, Outcome, Zone};
+
+use super::app::{display_name, ViewerApp};
+use super::panels::{lung_sides_ui, lung_zones, LUNGS_SIZE};
+use super::review::class_of_finding;
+use super::reviewing::NotesDb;
+use super::worker::PickPurpose;
+
+const ERROR: Color32 = Color32::from_rgb(255, 110, 110);
+const WARN: Color32 = Color32::from_rgb(255, 170, 60);
+const SELECTED_ZONE: Color32 = Color32::from_rgb(230, 120, 40);
+
+pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    match &app.notes.db {
+        NotesDb::Closed | NotesDb::Opening(_) => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("opening the notes database…");
+            });
+            return;
+        }
+        NotesDb::Failed(e) => {
+            ui.label(RichText::new(format!("Notes unavailable: {e}")).color(ERROR));
+            database_ui(app, ui);
+            return;
+        }
+        NotesDb::Ready(_) => {}
+    }
+    if app.notes.draft.is_none() {
+        let text = if app.current.as_ref().is_some_and(|c| c.study.is_some()) {
+            "identifying the study…"
+        } else {
+            "open an image to write a note"
+        };
+        ui.label(RichText::new(text).weak());
+        database_ui(app, ui);
+        return;
+    }
+    let mut edited = false;
+    edited |= truth_ui(app, ui);
+    edited |= verdict_ui(app, ui);
+    edited |= categories_ui(app, ui);
+    edited |= zones_ui(app, ui);
+    edited |= text_ui(app, ui);
+    reviewer_ui(app, ui);
+    if edited {
+        app.note_edited();
+    }
+    save_state_ui(app, ui);
+    database_ui(app, ui);
+}
+
+/// Ground truth (the folder's unless the reviewer sets one), the model's answer, the outcome.
+fn truth_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
+    let Some(draft) = app.notes.draft.as_ref() else {
+        return false;
+    };
+    let path = draft.path.clone();
+    let folder = app.folder_truth(&path);
+    let prediction = app.live_prediction(&path);
+    let classes = app.engine().map(|e| e.model.config.clone());
+    let name = |f: Finding| -> String {
+        classes
+            .as_ref()
+            .and_then(|c| class_of_finding(c, f))
+            .map_or_else(|| f.label().to_string(), str::to_string)
+    };
+    let Some(draft) = app.notes.draft.as_mut() else {
+        return false;
+    };
+    let mut edited = false;
+    let set = draft.note.ground_truth;
+    let shown = match (set, folder) {
+        (Some(f), Some(g)) if f == g => format!("{} (folder)", name(f)),
+        (Some(f), _) => name(f),
+        (None, Some(g)) => format!("{} (folder)", name(g)),
+        (None, None) => "not set".to_string(),
+    };
+    ui.horizontal(|ui| {
+        egui::ComboBox::from_label("Ground truth")
+            .selected_text(shown)
+            .show_ui(ui, |ui| {
+                let mut choice = set;
+                ui.selectable_value(
+                    &mut choice,
+                    None,
+                    folder.map_or("not set".to_string(), |g| {
+                        format!("from folder: {}", name(g))
+                    }),
+                );
+                for f in [Finding::Negative, Finding::Positive] {
+                    ui.selectable_value(&mut choice, Some(f), name(f));
+                }
+                if choice != set {
+                    draft.note.ground_truth = choice;
+                    edited = true;
+                }
+            });
+    });
+    let truth = draft.note.ground_truth.or(folder);
+    match prediction {
+        Some(p) => {
+            let outcome = truth.map(|t| Outcome::of(t, p.predicted));
+            let text = format!(
+                "Model: {} (P = {:.2}){}",
+                name(p.predicted),
+                p.probability,
+                outcome.map_or(String::new(), |o| format!(" — {}", o.label()))
+            );
+            let color = if outcome.is_some_and(Outcome::is_error) {
+                ERROR
+            } else {
+                ui.visuals().text_color()
+            };
+            ui.label(RichText::new(text).color(color));
+        }
+        None => {
+            ui.label(RichText::new("Model: not predicted yet").weak());
+        }
+    }
+    edited
+}
+
+fn verdict_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
+    let Some(draft) = app.notes.draft.as_mut() else {
+        return false;
+    };
+    let mut edited = false;
+    ui.horizontal(|ui| {
+        ui.label("Verdict:");
+        for (a, key) in [
+            (Agreement::Agree, "Y"),
+            (Agreement::Disagree, "N"),
+            (Agreement::Unsure, "U"),
+        ] {
+            let on = draft.note.agreement == Some(a);
+            if ui
+                .selectable_label(on, a.label())
+                .on_hover_text(format!("{key}: agree with the model's output or not"))
+                .clicked()
+            {
+                draft.note.agreement = (!on).then_some(a);
+                edited = true;
+            }
+        }
+    });
+    edited
+}
+
+fn categories_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
+    let Some(draft) = app.notes.draft.as_mut() else {
+        return false;
+    };
+    let mut edited = false;
+    ui.label("Why the model went wrong (any that apply):");
+    egui::Grid::new("error-categories")
+        .num_columns(2)
+        .show(ui, |ui| {
+            for (i, c) in ErrorCategory::ALL.iter().enumerate() {
+                let mut on = draft.note.categories.contains(c);
+                if ui.checkbox(&mut on, c.label()).changed() {
+                    if on {
+                        draft.note.categories.insert(*c);
+                    } else {
+                        draft.note.categories.remove(c);
+                    }
+                    edited = true;
+                }
+                if i % 2 == 1 {
+                    ui.end_row();
+                }
+            }
+        });
+    edited
+}
+
+/// The lung schematic as six toggles (checkboxes for screen readers and tests).
+fn zones_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
+    let Some(draft) = app.notes.draft.as_mut() else {
+        return false;
+    };
+    let mut edited = false;
+    ui.horizontal(|ui| {
+        let (rect, _) = ui.allocate_exact_size(LUNGS_SIZE, Sense::hover());
+        let painter = ui.painter_at(rect);
+        for (i, ((r, rounding), zone)) in lung_zones(rect).into_iter().zip(Zone::ALL).enumerate() {
+            let response = ui
+                .interact(r, ui.scope_id().with(("note-zone", i)), Sense::click())
+                .on_hover_text(zone.label());
+            let on = draft.note.zones.contains(zone);
+            response.widget_info(|| {
+                egui::WidgetInfo::selected(egui::Role::CheckBox, true, on, zone.label())
+            });
+            if response.clicked() {
+                if on {
+                    draft.note.zones.remove(zone);
+                } else {
+                    draft.note.zones.insert(*zone);
+                }
+                edited = true;
+            }
+            let on = draft.note.zones.contains(zone);
+            let fill = if on {
+                SELECTED_ZONE
+            } else if response.hovered() {
+                ui.visuals().widgets.hovered.bg_fill
+            } else {
+                ui.visuals().extreme_bg_color
+            };
+            painter.rect_filled(r, rounding, fill);
+            painter.rect_stroke(
+                r,
+                rounding,
+                Stroke::new(1.0, Color32::from_gray(160)),
+                egui::StrokeKind::Inside,
+            );
+        }
+        lung_sides_ui(ui, &painter, rect);
+        ui.vertical(|ui| {
+            ui.label("Zones implicated");
+            ui.label(RichText::new("click the schematic").small().weak());
+            if draft.note.zones.is_empty() {
+                ui.label(RichText::new("none").weak());
+            }
+            for z in &draft.note.zones {
+                ui.label(z.label());
+            }
+        });
+    });
+    edited
+}
+
+fn text_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
+    let focus = std::mem::take(&mut app.notes.focus_text);
+    let Some(draft) = app.notes.draft.as_mut() else {
+        return false;
+    };
+    let label = ui.label("Comment");
+    let response = ui.add(
+        egui::TextEdit::multiline(&mut draft.note.text)
+            .hint_text("What did the model get wrong, and why? (T)")
+            .desired_rows(4)
+            .desired_width(f32::INFINITY),
+    );
+    let response = response.labelled_by(label.id);
+    if focus {
+        response.request_focus();
+    }
+    response.changed()
+}
+
+fn reviewer_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        let label = ui.label("Reviewer");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.settings.reviewer)
+                .hint_text("your name or initials")
+                .desired_width(160.0),
+        )
+        .labelled_by(label.id)
+        .on_hover_text("Recorded in every note you edit; remembered between runs");
+    });
+}
+
+fn save_state_ui(app: &ViewerApp, ui: &mut egui::Ui) {
+    let Some(draft) = &app.notes.draft else {
+        return;
+    };
+    let local = |t: chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let stored = app.notes.all.get(&draft.note.study);
+    if let Some(e) = &draft.error {
+        ui.label(RichText::new(format!("Not saved yet, retrying: {e}")).color(ERROR));
+    } else if !draft.is_saved() {
+        ui.label(RichText::new("Saving…").color(WARN));
+    } else if let Some(n) = stored {
+        let by = if n.reviewer.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", n.reviewer)
+        };
+        ui.label(
+            RichText::new(format!(
+                "Saved{by} · created {} · updated {}",
+                local(n.created_at),
+                local(n.updated_at)
+            ))
+            .small(),
+        );
+    } else {
+        ui.label(
+            RichText::new("No note yet: it is saved as you type.")
+                .small()
+                .weak(),
+        );
+    }
+    ui.label(
+        RichText::new(format!("Study {}", short_id(draft.note.study.as_str())))
+            .small()
+            .weak(),
+    )
+    .on_hover_text(draft.note.study.as_str());
+}
+
+fn short_id(id: &str) -> String {
+    if id.chars().count() > 28 {
+        format!("{}…", id.chars().take(27).collect::<String>())
+    } else {
+        id.to_string()
+    }
+}
+
+fn database_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    ui.horizontal_wrapped(|ui| {
+        let (name, full) = match &app.notes.db {
+            NotesDb::Ready(p) | NotesDb::Opening(p) => (display_name(p), p.display().to_string()),
+            _ => ("none".to_string(), String::new()),
+        };
+        ui.label(RichText::new(format!("Database: {name}")).small())
+            .on_hover_text(full);
+        if ui
+            .small_button("Change…")
+            .on_hover_text("Open or create another notes database")
+            .clicked()
+        {
+            app.request_pick(PickPurpose::NotesDb);
+        }
+        let ready = matches!(app.notes.db, NotesDb::Ready(_));
+        ui.add_enabled_ui(ready, |ui| {
+            if ui
+                .small_button("Export notes…")
+                .on_hover_text("CSV or JSON by extension; no file paths unless ticked")
+                .clicked()
+            {
+                app.request_pick(PickPurpose::ExportNotes);
+            }
+            if ui
+                .small_button("Import notes…")
+                .on_hover_text("Merge an export: the later edit of each study wins")
+                .clicked()
+            {
+                app.request_pick(PickPurpose::ImportNotes);
+            }
+        });
+        ui.checkbox(&mut app.export_note_paths, "with file paths");
+    });
+}

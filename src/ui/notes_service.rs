@@ -1,0 +1,148 @@
+//! The one thread that talks to the notes database for the viewer.
+//!
+//! SQLite calls are short, but a write can wait up to the busy timeout (seconds) while another
+//! viewer instance holds the lock, and a frame must never wait that long, so the UI only sends
+//! requests here and gets answers as [`Msg::Notes`]. One thread, one queue: saves are applied in
+//! the order they were typed, and [`NotesClient::flush`] after a save returns once that save is on
+//! disk.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+use crate::notes::{
+    export_file, import_file, ExportOptions, Filter, MergeReport, Note, NotesStore, StudyId,
+};
+
+use super::worker::{chain_line, Msg, Outbox};
+
+pub enum NotesRequest {
+    /// Opens (creating it if needed) and sends every note back.
+    Open(PathBuf),
+    /// `revision` comes back with the answer so the editor knows which edit is on disk.
+    Save {
+        note: Box<Note>,
+        revision: u64,
+    },
+    /// Re-reads one note (another instance may have changed it).
+    Fetch(StudyId),
+    Export {
+        path: PathBuf,
+        include_paths: bool,
+    },
+    Import(PathBuf),
+    /// Answered once every request before it has been handled.
+    Flush(Sender<()>),
+}
+
+pub enum NotesReply {
+    Opened(Result<(PathBuf, Vec<Note>), String>),
+    Saved {
+        study: StudyId,
+        revision: u64,
+        result: Result<Box<Note>, String>,
+    },
+    Fetched(StudyId, Option<Box<Note>>),
+    Exported(Result<(PathBuf, usize), String>),
+    /// All notes after the merge, so the list shows imported notes at once.
+    Imported(Result<(PathBuf, MergeReport, Vec<Note>), String>),
+}
+
+/// The UI's handle; dropping it ends the thread once its queue is empty.
+pub struct NotesClient {
+    tx: Sender<NotesRequest>,
+}
+
+impl NotesClient {
+    pub fn start(out: Outbox) -> Self {
+        let (tx, rx) = channel();
+        let spawned = std::thread::Builder::new()
+            .name("notes".into())
+            .spawn(move || serve(&rx, &out));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the notes thread: {e}");
+        }
+        Self { tx }
+    }
+
+    pub fn send(&self, request: NotesRequest) {
+        if self.tx.send(request).is_err() {
+            tracing::error!("the notes thread has stopped; the request is lost");
+        }
+    }
+
+    /// Waits (bounded) until everything sent so far is handled: used on exit so the last edit
+    /// reaches the database before the process ends.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let (ack_tx, ack_rx) = channel();
+        self.send(NotesRequest::Flush(ack_tx));
+        ack_rx.recv_timeout(timeout).is_ok()
+    }
+}
+
+fn serve(rx: &Receiver<NotesRequest>, out: &Outbox) {
+    let mut store: Option<NotesStore> = None;
+    let no_store = || "the notes database is not open".to_string();
+    loop {
+        let request = match rx.recv_timeout(Duration::from_secs(3600)) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let reply = match request {
+            NotesRequest::Open(path) => {
+                // Drop the old connection first: a WAL checkpoint on close.
+                store = None;
+                let opened = NotesStore::open(&path).and_then(|s| {
+                    let notes = s.list(Filter::All)?;
+                    Ok((s, notes))
+                });
+                match opened {
+                    Ok((s, notes)) => {
+                        store = Some(s);
+                        NotesReply::Opened(Ok((path, notes)))
+                    }
+                    Err(e) => NotesReply::Opened(Err(chain_line(&e))),
+                }
+            }
+            NotesRequest::Save { note, revision } => NotesReply::Saved {
+                study: note.study.clone(),
+                revision,
+                result: match &store {
+                    Some(s) => s.upsert(&note).map(Box::new).map_err(|e| chain_line(&e)),
+                    None => Err(no_store()),
+                },
+            },
+            NotesRequest::Fetch(id) => match &store {
+                Some(s) => match s.get(&id) {
+                    Ok(note) => NotesReply::Fetched(id, note.map(Box::new)),
+                    Err(e) => {
+                        tracing::warn!("cannot re-read a note: {}", chain_line(&e));
+                        continue;
+                    }
+                },
+                None => continue,
+            },
+            NotesRequest::Export {
+                path,
+                include_paths,
+            } => NotesReply::Exported(match &store {
+                Some(s) => export_file(s, &path, &ExportOptions::new().with_paths(include_paths))
+                    .map(|n| (path, n))
+                    .map_err(|e| chain_line(&e)),
+                None => Err(no_store()),
+            }),
+            NotesRequest::Import(path) => NotesReply::Imported(match &store {
+                Some(s) => import_file(s, &path)
+                    .and_then(|report| Ok((path, report, s.list(Filter::All)?)))
+                    .map_err(|e| chain_line(&e)),
+                None => Err(no_store()),
+            }),
+            NotesRequest::Flush(ack) => {
+                let _ = ack.send(());
+                continue;
+            }
+        };
+        out.send(Msg::Notes(reply));
+    }
+}

@@ -1,0 +1,583 @@
+//! Reviewing a folder of studies: which files there are, what the folder layout says they are,
+//! what the model says, and which of them a filter shows in which order.
+//!
+//! Plain data, no egui, no threads: the scan runs in [`super::worker::scan_folder`], the drawing
+//! in [`super::study_list`]. A study's outcome combines three sources, in this order of trust:
+//! the ground truth the reviewer set in a note, else the class subfolder the file sits in
+//! (`NORMAL/`, `PNEUMONIA/`); and the model's *live* prediction (the one on screen, not the one
+//! stored in an older note), so the list always describes the model that is loaded.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+use crate::model::ModelConfig;
+use crate::notes::{
+    Agreement, Filter, FilterFacts, Finding, Note, Outcome, PredictionSnapshot, StudyId,
+};
+
+/// Extensions listed without opening the file; anything else is listed only when its first bytes
+/// say DICOM, PNG or JPEG.
+const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
+/// A folder bigger than this is almost certainly the wrong one (a home directory); the list
+/// stops there and says so rather than scanning for minutes.
+pub const MAX_STUDIES: usize = 50_000;
+/// Class folders nested deeper than this are not looked for.
+const MAX_DEPTH: usize = 16;
+
+/// One file of the folder.
+#[derive(Clone, Debug)]
+pub struct StudyRow {
+    pub path: PathBuf,
+    /// Relative to the opened folder: what the list shows and sorts by.
+    pub relative: String,
+    /// From the nearest class-named folder above the file, if any.
+    pub folder_truth: Option<Finding>,
+    /// Known once the file has been read (content hash or SOPInstanceUID).
+    pub id: Option<StudyId>,
+    /// The loaded model's output (with its MC-dropout flag); saved with a note as what the
+    /// reviewer saw.
+    pub prediction: Option<PredictionSnapshot>,
+    /// Why the file could not be analysed, one line.
+    pub error: Option<String>,
+}
+
+impl StudyRow {
+    pub fn done(&self) -> bool {
+        self.prediction.is_some() || self.error.is_some()
+    }
+
+    /// The reviewer's label wins over the folder's.
+    pub fn truth(&self, note: Option<&Note>) -> Option<Finding> {
+        note.and_then(|n| n.ground_truth).or(self.folder_truth)
+    }
+
+    pub fn outcome(&self, note: Option<&Note>) -> Option<Outcome> {
+        Some(Outcome::of(self.truth(note)?, self.prediction?.predicted))
+    }
+
+    pub fn facts(&self, note: Option<&Note>) -> FilterFacts {
+        FilterFacts {
+            outcome: self.outcome(note),
+            model_uncertain: self.prediction.is_some_and(|p| p.uncertain),
+            agreement: note.and_then(|n| n.agreement),
+            has_text: note.is_some_and(|n| !n.text.trim().is_empty()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortColumn {
+    File,
+    Truth,
+    Prediction,
+    Probability,
+    Uncertain,
+    Outcome,
+    Note,
+}
+
+impl SortColumn {
+    pub const ALL: [SortColumn; 7] = [
+        SortColumn::File,
+        SortColumn::Truth,
+        SortColumn::Prediction,
+        SortColumn::Probability,
+        SortColumn::Uncertain,
+        SortColumn::Outcome,
+        SortColumn::Note,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SortColumn::File => "File",
+            SortColumn::Truth => "Truth",
+            SortColumn::Prediction => "Model",
+            SortColumn::Probability => "P",
+            SortColumn::Uncertain => "Unc.",
+            SortColumn::Outcome => "Outcome",
+            SortColumn::Note => "Note",
+        }
+    }
+}
+
+/// Per-filter counts and the confusion matrix of a folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReviewCounts {
+    /// Studies matching each filter of [`Filter::ALL`], same order.
+    pub per_filter: Vec<usize>,
+    pub tp: usize,
+    pub fp: usize,
+    pub tn: usize,
+    pub fn_: usize,
+    /// Predicted but with no ground truth from folder or note.
+    pub unlabelled: usize,
+    /// Not analysed yet.
+    pub pending: usize,
+    /// Could not be read or analysed.
+    pub failed: usize,
+}
+
+impl ReviewCounts {
+    pub fn of_filter(&self, filter: Filter) -> usize {
+        Filter::ALL
+            .iter()
+            .position(|f| *f == filter)
+            .and_then(|i| self.per_filter.get(i).copied())
+            .unwrap_or(0)
+    }
+
+    pub fn labelled(&self) -> usize {
+        self.tp + self.fp + self.tn + self.fn_
+    }
+}
+
+/// A folder under review: its studies, the background scan's progress, filter and order.
+pub struct Review {
+    pub scan_id: u64,
+    pub root: PathBuf,
+    pub rows: Vec<StudyRow>,
+    by_path: HashMap<PathBuf, usize>,
+    /// The file list has arrived (the scan lists first, then predicts).
+    pub listed: bool,
+    /// More files than [`MAX_STUDIES`]: the list is cut.
+    pub truncated: bool,
+    pub finished: bool,
+    pub cancel: Arc<AtomicBool>,
+    /// Set while the image on screen is being analysed, so the list waits for it.
+    pub pause: Arc<AtomicBool>,
+    pub filter: Filter,
+    pub sort: SortColumn,
+    pub descending: bool,
+}
+
+impl Review {
+    pub fn new(scan_id: u64, root: PathBuf) -> Self {
+        Self {
+            scan_id,
+            root,
+            rows: Vec::new(),
+            by_path: HashMap::new(),
+            listed: false,
+            truncated: false,
+            finished: false,
+            cancel: Arc::new(AtomicBool::new(false)),
+            pause: Arc::new(AtomicBool::new(false)),
+            filter: Filter::All,
+            sort: SortColumn::File,
+            descending: false,
+        }
+    }
+
+    pub fn set_rows(&mut self, rows: Vec<StudyRow>, truncated: bool) {
+        self.by_path = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.path.clone(), i))
+            .collect();
+        self.rows = rows;
+        self.listed = true;
+        self.truncated = truncated;
+    }
+
+    pub fn row_index(&self, path: &Path) -> Option<usize> {
+        self.by_path.get(path).copied()
+    }
+
+    pub fn row_mut(&mut self, path: &Path) -> Option<&mut StudyRow> {
+        let i = self.row_index(path)?;
+        self.rows.get_mut(i)
+    }
+
+    pub fn done(&self) -> usize {
+        self.rows.iter().filter(|r| r.done()).count()
+    }
+
+    pub fn stop(&self) {
+        self.cancel.store(true, AtomicOrdering::Relaxed);
+    }
+
+    /// Clicking the sorted column again reverses it.
+    pub fn sort_by(&mut self, column: SortColumn) {
+        if self.sort == column {
+            self.descending = !self.descending;
+        } else {
+            self.sort = column;
+            // Most telling first: highest probability, uncertain, errors, notes.
+            self.descending = matches!(
+                column,
+                SortColumn::Probability | SortColumn::Uncertain | SortColumn::Note
+            );
+        }
+    }
+
+    /// Indices of the rows the filter shows, in the chosen order (ties by file, so the order
+    /// never jumps while predictions arrive).
+    pub fn visible(&self, notes: &HashMap<StudyId, Note>) -> Vec<usize> {
+        self.ordered(notes, self.filter)
+    }
+
+    /// The row `delta` steps from `path` among those the filter shows. From a row the filter
+    /// hides (e.g. just marked as reviewed under "Unreviewed"), the nearest shown row in that
+    /// direction, so "next" keeps moving forward through the list.
+    pub fn step_from(
+        &self,
+        path: &Path,
+        delta: isize,
+        notes: &HashMap<StudyId, Note>,
+    ) -> Option<usize> {
+        let visible = self.visible(notes);
+        let here = self.row_index(path);
+        if let Some(pos) = here.and_then(|h| visible.iter().position(|&i| i == h)) {
+            let j = pos as isize + delta;
+            return (j >= 0).then(|| visible.get(j as usize).copied()).flatten();
+        }
+        let Some(here) = here else {
+            return visible.first().copied();
+        };
+        let all = self.ordered(notes, Filter::All);
+        let at = all.iter().position(|&i| i == here)?;
+        let shown = |i: &usize| visible.contains(i);
+        if delta >= 0 {
+            all[at + 1..].iter().find(|i| shown(i)).copied()
+        } else {
+            all[..at].iter().rev().find(|i| shown(i)).copied()
+        }
+    }
+
+    fn ordered(&self, notes: &HashMap<StudyId, Note>, filter: Filter) -> Vec<usize> {
+        let note_of = |r: &StudyRow| r.id.as_ref().and_then(|id| notes.get(id));
+        let mut out: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| {
+                let r = &self.rows[i];
+                filter.matches_facts(&r.facts(note_of(r)))
+            })
+            .collect();
+        let key_cmp = |a: &StudyRow, b: &StudyRow| -> Ordering {
+            let (na, nb) = (note_of(a), note_of(b));
+            match self.sort {
+                SortColumn::File => Ordering::Equal,
+                SortColumn::Truth => rank_finding(a.truth(na)).cmp(&rank_finding(b.truth(nb))),
+                SortColumn::Prediction => rank_finding(a.prediction.map(|p| p.predicted))
+                    .cmp(&rank_finding(b.prediction.map(|p| p.predicted))),
+                SortColumn::Probability => {
+                    let p = |r: &StudyRow| r.prediction.map_or(-1.0, |p| p.probability);
+                    p(a).total_cmp(&p(b))
+                }
+                SortColumn::Uncertain => {
+                    let u = |r: &StudyRow| r.prediction.map_or(0, |p| 1 + u8::from(p.uncertain));
+                    u(a).cmp(&u(b))
+                }
+                SortColumn::Outcome => {
+                    rank_outcome(a.outcome(na)).cmp(&rank_outcome(b.outcome(nb)))
+                }
+                SortColumn::Note => rank_note(na).cmp(&rank_note(nb)),
+            }
+        };
+        out.sort_by(|&i, &j| {
+            let (a, b) = (&self.rows[i], &self.rows[j]);
+            let primary = key_cmp(a, b);
+            let primary = if self.descending {
+                primary.reverse()
+            } else {
+                primary
+            };
+            let by_file = a.relative.cmp(&b.relative);
+            primary.then(if self.sort == SortColumn::File && self.descending {
+                by_file.reverse()
+            } else {
+                by_file
+            })
+        });
+        out
+    }
+
+    pub fn counts(&self, notes: &HashMap<StudyId, Note>) -> ReviewCounts {
+        let mut c = ReviewCounts {
+            per_filter: vec![0; Filter::ALL.len()],
+            ..ReviewCounts::default()
+        };
+        for r in &self.rows {
+            let note = r.id.as_ref().and_then(|id| notes.get(id));
+            let facts = r.facts(note);
+            for (slot, f) in c.per_filter.iter_mut().zip(Filter::ALL) {
+                *slot += usize::from(f.matches_facts(&facts));
+            }
+            match (facts.outcome, r.prediction, &r.error) {
+                (Some(Outcome::TruePositive), ..) => c.tp += 1,
+                (Some(Outcome::FalsePositive), ..) => c.fp += 1,
+                (Some(Outcome::TrueNegative), ..) => c.tn += 1,
+                (Some(Outcome::FalseNegative), ..) => c.fn_ += 1,
+                (None, Some(_), _) => c.unlabelled += 1,
+                (None, None, Some(_)) => c.failed += 1,
+                (None, None, None) => c.pending += 1,
+            }
+        }
+        c
+    }
+}
+
+fn rank_finding(f: Option<Finding>) -> u8 {
+    match f {
+        None => 0,
+        Some(Finding::Negative) => 1,
+        Some(Finding::Positive) => 2,
+    }
+}
+
+/// Errors sort together at one end: FN, FP, then correct ones, then unknown.
+fn rank_outcome(o: Option<Outcome>) -> u8 {
+    match o {
+        Some(Outcome::FalseNegative) => 0,
+        Some(Outcome::FalsePositive) => 1,
+        Some(Outcome::TruePositive) => 2,
+        Some(Outcome::TrueNegative) => 3,
+        None => 4,
+    }
+}
+
+fn rank_note(n: Option<&Note>) -> u8 {
+    match n {
+        None => 0,
+        Some(n) if n.agreement.is_none() && n.text.trim().is_empty() => 0,
+        Some(n) if n.text.trim().is_empty() => 1,
+        Some(n) if n.agreement == Some(Agreement::Disagree) => 3,
+        Some(_) => 2,
+    }
+}
+
+/// A class name as a finding relative to the model's positive class; only binary models have a
+/// "negative" class.
+pub fn finding_of_class(config: &ModelConfig, class: &str) -> Option<Finding> {
+    let known = config
+        .classes
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(class))?;
+    if known.eq_ignore_ascii_case(&config.positive_class) {
+        Some(Finding::Positive)
+    } else if config.classes.len() == 2 {
+        Some(Finding::Negative)
+    } else {
+        None
+    }
+}
+
+/// The class name of a finding, as the model spells it.
+pub fn class_of_finding(config: &ModelConfig, finding: Finding) -> Option<&str> {
+    match finding {
+        Finding::Positive => Some(config.positive_class.as_str()),
+        Finding::Negative if config.classes.len() == 2 => config
+            .classes
+            .iter()
+            .find(|c| **c != config.positive_class)
+            .map(String::as_str),
+        Finding::Negative => None,
+    }
+}
+
+/// The nearest folder between `root` and the file named like a class (case-insensitive), e.g.
+/// `root/PNEUMONIA/x.jpeg` or `root/test/NORMAL/y.png`.
+pub fn folder_truth(root: &Path, path: &Path, config: &ModelConfig) -> Option<Finding> {
+    let relative = path.strip_prefix(root).ok()?;
+    relative
+        .parent()?
+        .components()
+        .rev()
+        .filter_map(|c| c.as_os_str().to_str())
+        .find_map(|name| finding_of_class(config, name))
+}
+
+/// Every study file under `root`, sorted by path: image extensions, plus files whose content
+/// says DICOM/PNG/JPEG. Hidden files and folders are skipped. Returns whether the list was cut
+/// at [`MAX_STUDIES`].
+pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
+    let mut out = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .max_depth(MAX_DEPTH)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker.filter_map(Result::ok) {
+        if cancel.load(AtomicOrdering::Relaxed) {
+            break;
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let by_extension = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+        if by_extension || crate::io::looks_like_study(path) {
+            if out.len() == MAX_STUDIES {
+                return (out, true);
+            }
+            out.push(path.to_path_buf());
+        }
+    }
+    (out, false)
+}
+
+/// Rows for listed files, before any prediction.
+pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<StudyRow> {
+    files
+        .into_iter()
+        .map(|path| StudyRow {
+            relative: path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned(),
+            folder_truth: folder_truth(root, &path, config),
+            id: None,
+            prediction: None,
+            error: None,
+            path,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ModelConfig {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/reference/model.json"
+        ))
+        .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn row(name: &str, truth: Option<Finding>, pred: Option<(Finding, f64, bool)>) -> StudyRow {
+        StudyRow {
+            path: PathBuf::from(format!("/r/{name}")),
+            relative: name.to_string(),
+            folder_truth: truth,
+            id: Some(StudyId::sha256(&[name.len() as u8; 32])),
+            prediction: pred.map(|(predicted, probability, uncertain)| PredictionSnapshot {
+                predicted,
+                probability,
+                uncertain,
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn class_folders_give_the_truth_nearest_first_case_insensitively() {
+        let cfg = config();
+        let root = Path::new("/data");
+        let truth = |p: &str| folder_truth(root, Path::new(p), &cfg);
+        assert_eq!(truth("/data/PNEUMONIA/a.jpeg"), Some(Finding::Positive));
+        assert_eq!(truth("/data/normal/b.png"), Some(Finding::Negative));
+        assert_eq!(truth("/data/test/NORMAL/x/c.png"), Some(Finding::Negative));
+        assert_eq!(
+            truth("/data/PNEUMONIA/NORMAL/d.png"),
+            Some(Finding::Negative)
+        );
+        assert_eq!(truth("/data/misc/e.png"), None);
+        assert_eq!(truth("/data/f.png"), None);
+        // The root's own name is not a label: the user opened it.
+        assert_eq!(
+            folder_truth(Path::new("/NORMAL"), Path::new("/NORMAL/g.png"), &cfg),
+            None
+        );
+        assert_eq!(class_of_finding(&cfg, Finding::Negative), Some("NORMAL"));
+    }
+
+    #[test]
+    fn filters_counts_and_confusion_follow_outcomes_and_notes() {
+        use Finding::{Negative as N, Positive as P};
+        let mut review = Review::new(1, PathBuf::from("/r"));
+        review.set_rows(
+            vec![
+                row("a_tp", Some(P), Some((P, 0.9, false))),
+                row("b_fn", Some(P), Some((N, 0.2, true))),
+                row("c_fp", Some(N), Some((P, 0.7, false))),
+                row("d_tn", Some(N), Some((N, 0.1, false))),
+                row("e_unlabelled", None, Some((P, 0.8, false))),
+                row("f_pending", Some(P), None),
+            ],
+            false,
+        );
+        let mut notes = HashMap::new();
+        // The reviewer relabels e as negative: it becomes a false positive.
+        let mut n = Note::new(review.rows[4].id.clone().unwrap());
+        n.ground_truth = Some(N);
+        n.agreement = Some(Agreement::Disagree);
+        n.text = "lateral view".into();
+        notes.insert(n.study.clone(), n);
+
+        let c = review.counts(&notes);
+        assert_eq!((c.tp, c.fp, c.tn, c.fn_), (1, 2, 1, 1));
+        assert_eq!((c.unlabelled, c.pending, c.failed), (0, 1, 0));
+        assert_eq!(c.of_filter(Filter::All), 6);
+        assert_eq!(c.of_filter(Filter::Misclassified), 3);
+        assert_eq!(c.of_filter(Filter::FalseNegatives), 1);
+        assert_eq!(c.of_filter(Filter::Uncertain), 1);
+        assert_eq!(c.of_filter(Filter::Unreviewed), 5);
+        assert_eq!(c.of_filter(Filter::HasNote), 1);
+
+        review.filter = Filter::Misclassified;
+        let names = |v: Vec<usize>, r: &Review| -> Vec<String> {
+            v.into_iter().map(|i| r.rows[i].relative.clone()).collect()
+        };
+        assert_eq!(
+            names(review.visible(&notes), &review),
+            ["b_fn", "c_fp", "e_unlabelled"]
+        );
+        // From a row the filter hides, "next" goes to the next shown row after it.
+        let d_tn = review.rows[3].path.clone();
+        let next = review.step_from(&d_tn, 1, &notes).unwrap();
+        assert_eq!(review.rows[next].relative, "e_unlabelled");
+        let prev = review.step_from(&d_tn, -1, &notes).unwrap();
+        assert_eq!(review.rows[prev].relative, "c_fp");
+        let last = review.rows[4].path.clone();
+        assert_eq!(review.step_from(&last, 1, &notes), None);
+
+        review.sort_by(SortColumn::Probability);
+        assert_eq!(
+            names(review.visible(&notes), &review),
+            ["e_unlabelled", "c_fp", "b_fn"]
+        );
+        review.sort_by(SortColumn::Probability);
+        assert_eq!(
+            names(review.visible(&notes), &review),
+            ["b_fn", "c_fp", "e_unlabelled"]
+        );
+        review.filter = Filter::All;
+        review.sort_by(SortColumn::Outcome);
+        assert_eq!(
+            names(review.visible(&notes), &review)[..3],
+            ["b_fn", "c_fp", "e_unlabelled"]
+        );
+    }
+
+    #[test]
+    fn listing_is_recursive_sorted_and_finds_dicom_without_extension() {
+        let dir = std::env::temp_dir().join(format!("cxr-review-list-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("NORMAL/sub")).unwrap();
+        std::fs::create_dir_all(dir.join(".hidden")).unwrap();
+        let mut dcm = vec![0u8; 140];
+        dcm[128..132].copy_from_slice(b"DICM");
+        std::fs::write(dir.join("NORMAL/sub/IM0001"), &dcm).unwrap();
+        std::fs::write(dir.join("NORMAL/b.PNG"), b"x").unwrap();
+        std::fs::write(dir.join("a.jpeg"), b"x").unwrap();
+        std::fs::write(dir.join("README.txt"), b"not an image").unwrap();
+        std::fs::write(dir.join(".hidden/c.png"), b"x").unwrap();
+        let (files, truncated) = list_studies(&dir, &AtomicBool::new(false));
+        let names: Vec<String> = files
+            .iter()
+            .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(!truncated);
+        assert_eq!(names, ["NORMAL/b.PNG", "NORMAL/sub/IM0001", "a.jpeg"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,501 @@
+//! The review workflow's side of the app: a folder under review ([`Review`]), the notes database
+//! (through [`NotesClient`]) and the note being edited ([`Draft`]), kept consistent with the image
+//! on screen. Drawing is in `study_list.rs` and `notes_panel.rs`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::notes::{Finding, Note, PredictionSnapshot, StudyId};
+
+use super::app::{display_name, EngineState, ViewerApp};
+use super::notes_draft::Draft;
+use super::notes_service::{NotesClient, NotesReply, NotesRequest};
+use super::review::Review;
+use super::worker::{self, ReviewMsg, ScanSpec};
+
+/// How long quitting waits for the last save to reach the database.
+const EXIT_FLUSH: Duration = Duration::from_secs(3);
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum NotesDb {
+    Closed,
+    Opening(PathBuf),
+    Ready(PathBuf),
+    Failed(String),
+}
+
+/// Notes as the viewer knows them. `all` mirrors the database (loaded when it opens, updated
+/// by every save); the list's filters and the "note" column read it without a query per frame.
+pub struct NotesState {
+    pub(super) client: Option<NotesClient>,
+    pub db: NotesDb,
+    pub all: HashMap<StudyId, Note>,
+    /// Study ids of files seen (folder scan, opened images).
+    pub ids: HashMap<PathBuf, StudyId>,
+    /// The note of the study on screen; `None` until both the study id and the database are
+    /// there, so an edit can never overwrite a note that was not loaded yet.
+    pub draft: Option<Draft>,
+    /// Notes of studies left before their last save was acknowledged; kept (and retried) until
+    /// it is, so switching images fast never drops an edit.
+    pub(super) leaving: Vec<Draft>,
+    pub(super) focus_text: bool,
+}
+
+impl NotesState {
+    pub fn new() -> Self {
+        Self {
+            client: None,
+            db: NotesDb::Closed,
+            all: HashMap::new(),
+            ids: HashMap::new(),
+            draft: None,
+            leaving: Vec::new(),
+            focus_text: false,
+        }
+    }
+
+    pub fn note_of(&self, path: &Path) -> Option<&Note> {
+        self.all.get(self.ids.get(path)?)
+    }
+
+    /// Every edit is in the database.
+    pub fn all_saved(&self) -> bool {
+        self.leaving.is_empty() && self.draft.as_ref().is_none_or(Draft::is_saved)
+    }
+}
+
+impl Default for NotesState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ViewerApp {
+    // ---- notes database ---------------------------------------------------------------
+
+    /// First frame: the notes thread, and the database the settings name (or the default).
+    pub(super) fn start_notes(&mut self) {
+        let Some(out) = self.outbox() else {
+            return;
+        };
+        self.notes.client = Some(NotesClient::start(out));
+        let path = match &self.settings.notes_db {
+            Some(p) => Ok(p.clone()),
+            None => crate::notes::default_path().map_err(|e| worker::chain_line(&e)),
+        };
+        match path {
+            Ok(p) => self.open_notes_db(p),
+            Err(e) => self.notes.db = NotesDb::Failed(e),
+        }
+    }
+
+    /// Switches to another notes database; edits waiting for the old one are sent to it first.
+    pub fn open_notes_db(&mut self, path: PathBuf) {
+        self.flush_notes(Instant::now());
+        let Some(client) = &self.notes.client else {
+            return;
+        };
+        client.send(NotesRequest::Open(path.clone()));
+        self.notes.db = NotesDb::Opening(path);
+        self.notes.all.clear();
+        self.notes.draft = None;
+    }
+
+    pub(super) fn handle_notes(&mut self, reply: NotesReply) {
+        match reply {
+            NotesReply::Opened(Ok((path, notes))) => {
+                self.notes.all = notes.into_iter().map(|n| (n.study.clone(), n)).collect();
+                self.notes.db = NotesDb::Ready(path);
+            }
+            NotesReply::Opened(Err(e)) => {
+                self.set_error(format!("notes database: {e}"));
+                self.notes.db = NotesDb::Failed(e);
+            }
+            NotesReply::Saved {
+                study,
+                revision,
+                result,
+            } => {
+                let now = Instant::now();
+                let notes = &mut self.notes;
+                let current = notes.draft.iter_mut().filter(|d| d.note.study == study);
+                let leaving = notes.leaving.iter_mut().filter(|d| d.note.study == study);
+                match result {
+                    Ok(stored) => {
+                        for d in current.chain(leaving) {
+                            d.saved(revision, &stored);
+                        }
+                        notes.all.insert(study, *stored);
+                    }
+                    Err(e) => {
+                        for d in current.chain(leaving) {
+                            d.failed(revision, e.clone(), now);
+                        }
+                        self.set_error(format!("note not saved yet (will retry): {e}"));
+                    }
+                }
+                self.notes.leaving.retain(|d| !d.is_saved());
+            }
+            NotesReply::Fetched(study, note) => {
+                match &note {
+                    Some(n) => self.notes.all.insert(study.clone(), (**n).clone()),
+                    None => self.notes.all.remove(&study),
+                };
+                // Another instance may have written it; take its copy unless we are editing.
+                if let Some(d) = self.notes.draft.as_mut() {
+                    if d.note.study == study && d.is_pristine() {
+                        if let Some(n) = note {
+                            d.note = *n;
+                        }
+                    }
+                }
+            }
+            NotesReply::Exported(result) => match result {
+                Ok((path, n)) => self.set_info(format!("exported {n} notes to {}", path.display())),
+                Err(e) => self.set_error(format!("notes export failed: {e}")),
+            },
+            NotesReply::Imported(result) => match result {
+                Ok((path, report, notes)) => {
+                    self.notes.all = notes.into_iter().map(|n| (n.study.clone(), n)).collect();
+                    self.set_info(format!(
+                        "imported {}: {} new, {} updated, {} unchanged",
+                        display_name(&path),
+                        report.inserted,
+                        report.updated,
+                        report.unchanged
+                    ));
+                    // The study on screen may have received a newer note.
+                    if self.notes.draft.as_ref().is_some_and(Draft::is_saved) {
+                        self.notes.draft = None;
+                    }
+                }
+                Err(e) => self.set_error(format!("notes import failed: {e}")),
+            },
+        }
+    }
+
+    pub fn export_notes(&mut self, path: PathBuf) {
+        self.flush_notes(Instant::now());
+        if let Some(client) = &self.notes.client {
+            client.send(NotesRequest::Export {
+                path,
+                include_paths: self.export_note_paths,
+            });
+        }
+    }
+
+    pub fn import_notes(&mut self, path: PathBuf) {
+        self.flush_notes(Instant::now());
+        if let Some(client) = &self.notes.client {
+            client.send(NotesRequest::Import(path));
+        }
+    }
+
+    // ---- the note being edited --------------------------------------------------------
+
+    pub fn current_study_id(&self) -> Option<&StudyId> {
+        self.notes.ids.get(&self.current.as_ref()?.path)
+    }
+
+    /// Called by the panel after it changed `notes.draft`.
+    /// The note then carries the name of whoever edited it last.
+    pub fn note_edited(&mut self) {
+        if let Some(d) = self.notes.draft.as_mut() {
+            let reviewer = self.settings.reviewer.trim();
+            if !reviewer.is_empty() {
+                d.note.reviewer = reviewer.to_string();
+            }
+            d.edited(Instant::now());
+        }
+    }
+
+    /// Each frame: the draft follows the study on screen.
+    pub(super) fn sync_draft(&mut self) {
+        let wanted = match (&self.notes.db, self.current.as_ref()) {
+            (NotesDb::Ready(_), Some(c)) => self
+                .notes
+                .ids
+                .get(&c.path)
+                .map(|id| (c.path.clone(), id.clone())),
+            _ => None,
+        };
+        let same = match (&self.notes.draft, &wanted) {
+            (Some(d), Some((_, id))) => d.note.study == *id,
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some(old) = self.notes.draft.take() {
+            if !old.is_saved() {
+                self.notes.leaving.push(old);
+            }
+        }
+        self.flush_notes(Instant::now());
+        if let Some((path, id)) = wanted {
+            let note = self
+                .notes
+                .all
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| Note::new(id.clone()));
+            self.notes.draft = Some(Draft::new(note, path));
+            if let Some(client) = &self.notes.client {
+                client.send(NotesRequest::Fetch(id));
+            }
+        }
+    }
+
+    /// Each frame: sends the edits that are due and schedules the next check.
+    pub(super) fn autosave(&mut self, ctx: &egui::Context) {
+        let now = Instant::now();
+        let due = self.notes.draft.as_ref().is_some_and(|d| d.save_due(now))
+            || self.notes.leaving.iter().any(|d| d.save_due(now));
+        if due {
+            self.send_saves(now, false);
+        }
+        let next = self
+            .notes
+            .draft
+            .iter()
+            .chain(&self.notes.leaving)
+            .filter_map(Draft::next_due)
+            .min();
+        if let Some(t) = next {
+            ctx.request_repaint_after(t.saturating_duration_since(now));
+        }
+    }
+
+    /// Sends every unsent edit now (switching study, exporting, quitting).
+    pub fn flush_notes(&mut self, now: Instant) {
+        self.send_saves(now, true);
+    }
+
+    fn send_saves(&mut self, now: Instant, all_unsent: bool) {
+        let Some(client) = &self.notes.client else {
+            return;
+        };
+        let snapshot: Vec<(PathBuf, Option<PredictionSnapshot>, Option<Finding>)> = self
+            .notes
+            .draft
+            .iter()
+            .chain(&self.notes.leaving)
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    self.live_prediction(&d.path),
+                    self.folder_truth(&d.path),
+                )
+            })
+            .collect();
+        let drafts = self
+            .notes
+            .draft
+            .iter_mut()
+            .chain(self.notes.leaving.iter_mut());
+        for (d, (path, prediction, folder_truth)) in drafts.zip(snapshot) {
+            let send = if all_unsent {
+                d.has_unsent()
+            } else {
+                d.save_due(now)
+            };
+            if !send {
+                continue;
+            }
+            // What the reviewer saw when writing: the model's output and the folder's label.
+            if prediction.is_some() {
+                d.note.prediction = prediction;
+            }
+            if d.note.ground_truth.is_none() {
+                d.note.ground_truth = folder_truth;
+            }
+            let revision = d.sending(now);
+            let note = d.note.clone().with_location(&path);
+            client.send(NotesRequest::Save {
+                note: Box::new(note),
+                revision,
+            });
+        }
+    }
+
+    /// On exit: every edit sent and written before the process ends (bounded wait).
+    pub fn flush_notes_blocking(&mut self) {
+        self.flush_notes(Instant::now());
+        if let Some(client) = &self.notes.client {
+            if !client.flush(EXIT_FLUSH) {
+                tracing::error!("the notes database did not confirm the last save in time");
+            }
+        }
+    }
+
+    // ---- folder review ----------------------------------------------------------------
+
+    /// Lists `dir` recursively and predicts every study in the background; the first study
+    /// opens as soon as the list is there.
+    pub fn start_review(&mut self, dir: &Path) {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if let Some(old) = self.review.take() {
+            old.stop();
+        }
+        let engine = match &self.engine {
+            EngineState::Ready(e) => e.clone(),
+            EngineState::Loading => {
+                self.pending_review = Some(dir);
+                return;
+            }
+            EngineState::Failed(_) => {
+                // No model, no predictions: plain folder browsing still works.
+                self.open_folder_plain(&dir);
+                return;
+            }
+        };
+        let Some(out) = self.outbox() else {
+            self.pending_review = Some(dir);
+            return;
+        };
+        self.next_scan_id += 1;
+        let review = Review::new(self.next_scan_id, dir.clone());
+        worker::scan_folder(
+            out,
+            ScanSpec {
+                scan_id: review.scan_id,
+                root: dir,
+                engine,
+                mc_samples: self.settings.mc_samples,
+                cancel: review.cancel.clone(),
+                pause: review.pause.clone(),
+            },
+        );
+        self.review = Some(review);
+        self.settings.show_study_list = true;
+    }
+
+    pub(super) fn handle_review(&mut self, msg: ReviewMsg) {
+        let Some(review) = self.review.as_mut() else {
+            return;
+        };
+        match msg {
+            ReviewMsg::Listed {
+                scan_id,
+                rows,
+                truncated,
+            } if scan_id == review.scan_id => {
+                review.set_rows(rows, truncated);
+                let root = review.root.clone();
+                let first = review.rows.first().map(|r| r.path.clone());
+                let on_screen = self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| review.row_index(&c.path).is_some());
+                let Some(first) = first else {
+                    self.set_error(format!("no images in {}", root.display()));
+                    return;
+                };
+                if truncated {
+                    self.set_error(format!(
+                        "more than {} images: only the first are listed",
+                        super::review::MAX_STUDIES
+                    ));
+                }
+                if !on_screen {
+                    self.open(first);
+                }
+            }
+            ReviewMsg::Row {
+                scan_id,
+                path,
+                id,
+                result,
+            } if scan_id == review.scan_id => {
+                if let Some(row) = review.row_mut(&path) {
+                    row.id = id.clone();
+                    match result {
+                        Ok(p) => row.prediction = Some(p),
+                        Err(e) => row.error = Some(e),
+                    }
+                }
+                if let Some(id) = id {
+                    self.notes.ids.insert(path, id);
+                }
+            }
+            ReviewMsg::Finished { scan_id } if scan_id == review.scan_id => {
+                review.finished = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Each frame: the scan yields the CPU to the image on screen.
+    pub(super) fn pace_review(&self) {
+        if let Some(r) = &self.review {
+            let loading = self.current.as_ref().is_some_and(|c| c.study.is_none());
+            r.pause.store(
+                loading || self.jobs.interactive(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// Rows the study list shows, in order.
+    pub fn review_visible(&self) -> Vec<usize> {
+        self.review
+            .as_ref()
+            .map(|r| r.visible(&self.notes.all))
+            .unwrap_or_default()
+    }
+
+    /// The study list, when the image on screen belongs to it (or nothing is on screen).
+    pub fn reviewing_current(&self) -> Option<&Review> {
+        let r = self.review.as_ref().filter(|r| r.listed)?;
+        match &self.current {
+            Some(c) if r.row_index(&c.path).is_none() => None,
+            _ => Some(r),
+        }
+    }
+
+    /// What next/previous walk: the study list as filtered and sorted, else the folder of the
+    /// open file.
+    pub fn navigation(&self) -> Vec<PathBuf> {
+        match self.reviewing_current() {
+            Some(r) => self
+                .review_visible()
+                .into_iter()
+                .map(|i| r.rows[i].path.clone())
+                .collect(),
+            None => self.folder.clone(),
+        }
+    }
+
+    /// The loaded model's output for `path`: the list's, else the analysis on screen.
+    pub fn live_prediction(&self, path: &Path) -> Option<PredictionSnapshot> {
+        if let Some(p) = self
+            .review
+            .as_ref()
+            .and_then(|r| r.rows.get(r.row_index(path)?))
+            .and_then(|row| row.prediction)
+        {
+            return Some(p);
+        }
+        if self.current.as_ref().is_none_or(|c| c.path != path) {
+            return None;
+        }
+        let entry = self.current_entry()?;
+        let prepared = entry.prepared.as_ref()?;
+        let uncertain = entry
+            .uncertainty
+            .as_ref()
+            .map(|_| self.uncertain_reason().is_some())?;
+        Some(PredictionSnapshot::from_prediction(
+            &prepared.prediction,
+            uncertain,
+        ))
+    }
+
+    /// The label the folder layout gives `path`, if it is in the study list.
+    pub fn folder_truth(&self, path: &Path) -> Option<Finding> {
+        let r = self.review.as_ref()?;
+        r.rows.get(r.row_index(path)?)?.folder_truth
+    }
+}

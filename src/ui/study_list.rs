@@ -1,0 +1,312 @@
+//! The study list of a folder under review: progress of the background predictions, filters
+//! with their counts, the folder's confusion matrix, and a sortable table of studies.
+
+use egui::{Color32, RichText, Sense};
+use egui_extras::{Column, TableBuilder};
+
+use crate::notes::{Agreement, Filter, Finding, Outcome};
+
+use super::app::{display_name, ViewerApp};
+use super::review::{class_of_finding, ReviewCounts, SortColumn};
+
+const ERROR: Color32 = Color32::from_rgb(255, 110, 110);
+const WARN: Color32 = Color32::from_rgb(255, 170, 60);
+const ROW_HEIGHT: f32 = 20.0;
+
+pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let Some(review) = app.review.as_ref() else {
+        return;
+    };
+    let counts = review.counts(&app.notes.all);
+    ui.horizontal(|ui| {
+        ui.heading("Studies");
+        ui.label(RichText::new(display_name(&review.root)).strong())
+            .on_hover_text(review.root.display().to_string());
+    });
+    progress_ui(app, ui, &counts);
+    filters_ui(app, ui, &counts);
+    ui.separator();
+    confusion_ui(app, ui, &counts);
+    ui.separator();
+    table_ui(app, ui);
+}
+
+fn progress_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
+    let Some(review) = app.review.as_ref() else {
+        return;
+    };
+    if !review.listed {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label("listing…");
+        });
+        return;
+    }
+    let total = review.rows.len();
+    let done = total - counts.pending;
+    if review.finished || done == total {
+        ui.label(RichText::new(format!("{total} studies, all predicted")).small());
+        return;
+    }
+    let stopped = review.cancel.load(std::sync::atomic::Ordering::Relaxed);
+    ui.horizontal(|ui| {
+        let waiting = review.pause.load(std::sync::atomic::Ordering::Relaxed);
+        let text = if stopped {
+            format!("stopped at {done}/{total}")
+        } else if waiting {
+            format!("predicting {done}/{total} (after the image on screen)")
+        } else {
+            format!("predicting {done}/{total}")
+        };
+        ui.add(
+            egui::ProgressBar::new(done as f32 / total.max(1) as f32)
+                .text(text)
+                .desired_width(ui.available_width() - 60.0),
+        );
+        if !stopped && ui.button("Stop").clicked() {
+            review.stop();
+        }
+    });
+}
+
+fn filters_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
+    let Some(review) = app.review.as_mut() else {
+        return;
+    };
+    ui.horizontal_wrapped(|ui| {
+        for f in Filter::ALL {
+            let label = format!("{} ({})", f.label(), counts.of_filter(*f));
+            if ui.selectable_label(review.filter == *f, label).clicked() {
+                review.filter = *f;
+            }
+        }
+    });
+}
+
+/// Rows: truth; columns: the model. Clicking an error cell filters to it.
+fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
+    let config = app.engine().map(|e| e.model.config.clone());
+    let name = |f: Finding| -> String {
+        config
+            .as_ref()
+            .and_then(|c| class_of_finding(c, f))
+            .map_or_else(|| f.label().to_string(), str::to_string)
+    };
+    let Some(review) = app.review.as_mut() else {
+        return;
+    };
+    ui.label(RichText::new("Confusion matrix (rows: truth, columns: model)").small());
+    egui::Grid::new("confusion")
+        .num_columns(3)
+        .striped(true)
+        .show(ui, |ui| {
+            ui.label("");
+            ui.label(RichText::new(format!("model {}", name(Finding::Negative))).strong());
+            ui.label(RichText::new(format!("model {}", name(Finding::Positive))).strong());
+            ui.end_row();
+            let mut cell =
+                |ui: &mut egui::Ui, n: usize, outcome: Outcome, filter: Option<Filter>| {
+                    let text = RichText::new(format!("{} {n}", outcome.as_str()));
+                    let text = if outcome.is_error() && n > 0 {
+                        text.color(ERROR)
+                    } else {
+                        text
+                    };
+                    match filter {
+                        Some(f) => {
+                            if ui
+                                .selectable_label(review.filter == f, text)
+                                .on_hover_text(format!("show only: {}", f.label()))
+                                .clicked()
+                            {
+                                review.filter = f;
+                            }
+                        }
+                        None => {
+                            ui.label(text);
+                        }
+                    }
+                };
+            ui.label(RichText::new(format!("truth {}", name(Finding::Negative))).strong());
+            cell(ui, counts.tn, Outcome::TrueNegative, None);
+            cell(
+                ui,
+                counts.fp,
+                Outcome::FalsePositive,
+                Some(Filter::FalsePositives),
+            );
+            ui.end_row();
+            ui.label(RichText::new(format!("truth {}", name(Finding::Positive))).strong());
+            cell(
+                ui,
+                counts.fn_,
+                Outcome::FalseNegative,
+                Some(Filter::FalseNegatives),
+            );
+            cell(ui, counts.tp, Outcome::TruePositive, None);
+            ui.end_row();
+        });
+    let n = counts.labelled();
+    if n > 0 {
+        let ratio = |a: usize, b: usize| {
+            if b == 0 {
+                "n/a".to_string()
+            } else {
+                format!("{:.3}", a as f64 / b as f64)
+            }
+        };
+        ui.label(
+            RichText::new(format!(
+                "accuracy {} · sensitivity {} · specificity {} (n = {n})",
+                ratio(counts.tp + counts.tn, n),
+                ratio(counts.tp, counts.tp + counts.fn_),
+                ratio(counts.tn, counts.tn + counts.fp),
+            ))
+            .small(),
+        );
+    }
+    let mut extra = Vec::new();
+    if counts.unlabelled > 0 {
+        extra.push(format!("{} without ground truth", counts.unlabelled));
+    }
+    if counts.pending > 0 {
+        extra.push(format!("{} pending", counts.pending));
+    }
+    if counts.failed > 0 {
+        extra.push(format!("{} unreadable", counts.failed));
+    }
+    if !extra.is_empty() {
+        ui.label(RichText::new(extra.join(" · ")).small().weak());
+    }
+}
+
+fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    let visible = app.review_visible();
+    let config = app.engine().map(|e| e.model.config.clone());
+    let short = |f: Finding| -> String {
+        config
+            .as_ref()
+            .and_then(|c| class_of_finding(c, f))
+            .map_or_else(|| f.label().to_string(), str::to_string)
+    };
+    let Some(review) = app.review.as_ref() else {
+        return;
+    };
+    let current = app.current.as_ref().and_then(|c| review.row_index(&c.path));
+    // Keep the study on screen in view when next/previous moves it.
+    let scroll_to = current.and_then(|c| visible.iter().position(|&i| i == c));
+    let scrolled_for = app.list_scrolled_to;
+    let mut clicked = None;
+    let mut sort_clicked = None;
+    let mut table = TableBuilder::new(ui)
+        .id_salt("study-list")
+        .striped(true)
+        .resizable(true)
+        .sense(Sense::click())
+        .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+        .column(Column::initial(170.0).at_least(80.0).clip(true))
+        .columns(Column::auto().at_least(30.0), SortColumn::ALL.len() - 1)
+        .min_scrolled_height(0.0);
+    if scroll_to.is_some() && scroll_to != scrolled_for {
+        if let Some(row) = scroll_to {
+            table = table.scroll_to_row(row, None);
+        }
+    }
+    table
+        .header(ROW_HEIGHT, |mut header| {
+            for column in SortColumn::ALL {
+                header.col(|ui| {
+                    let mark = match (review.sort == column, review.descending) {
+                        (false, _) => "",
+                        (true, false) => " ^",
+                        (true, true) => " v",
+                    };
+                    if ui
+                        .add(
+                            egui::Button::new(
+                                RichText::new(format!("{}{mark}", column.label())).strong(),
+                            )
+                            .frame(false),
+                        )
+                        .on_hover_text("sort (again: reverse)")
+                        .clicked()
+                    {
+                        sort_clicked = Some(column);
+                    }
+                });
+            }
+        })
+        .body(|body| {
+            body.rows(ROW_HEIGHT, visible.len(), |mut row| {
+                let i = visible[row.index()];
+                let r = &review.rows[i];
+                let note = r.id.as_ref().and_then(|id| app.notes.all.get(id));
+                row.set_selected(Some(i) == current);
+                let plain = |ui: &mut egui::Ui, text: RichText| {
+                    ui.add(egui::Label::new(text).selectable(false).truncate());
+                };
+                row.col(|ui| {
+                    plain(ui, RichText::new(&r.relative));
+                });
+                row.col(|ui| {
+                    plain(
+                        ui,
+                        RichText::new(r.truth(note).map_or("?".to_string(), short)),
+                    );
+                });
+                row.col(|ui| match (&r.prediction, &r.error) {
+                    (Some(p), _) => plain(ui, RichText::new(short(p.predicted))),
+                    (None, Some(_)) => plain(ui, RichText::new("error").color(ERROR)),
+                    (None, None) => plain(ui, RichText::new("…").weak()),
+                });
+                row.col(|ui| {
+                    if let Some(p) = &r.prediction {
+                        plain(ui, RichText::new(format!("{:.2}", p.probability)));
+                    }
+                });
+                row.col(|ui| {
+                    if r.prediction.is_some_and(|p| p.uncertain) {
+                        plain(ui, RichText::new("uncertain").color(WARN));
+                    }
+                });
+                row.col(|ui| {
+                    if let Some(o) = r.outcome(note) {
+                        let text = RichText::new(o.as_str());
+                        plain(
+                            ui,
+                            if o.is_error() {
+                                text.color(ERROR)
+                            } else {
+                                text
+                            },
+                        );
+                    }
+                });
+                row.col(|ui| {
+                    let text = match note {
+                        Some(n) if !n.text.trim().is_empty() => "note",
+                        Some(n) if n.agreement == Some(Agreement::Disagree) => "disagree",
+                        Some(n) if n.agreement.is_some() => "reviewed",
+                        _ => "",
+                    };
+                    plain(ui, RichText::new(text));
+                });
+                let response = row.response();
+                if let Some(e) = &r.error {
+                    response.clone().on_hover_text(e.as_str());
+                }
+                if response.clicked() {
+                    clicked = Some(r.path.clone());
+                }
+            });
+        });
+    app.list_scrolled_to = scroll_to;
+    if let Some(column) = sort_clicked {
+        if let Some(r) = app.review.as_mut() {
+            r.sort_by(column);
+        }
+    }
+    if let Some(path) = clicked {
+        app.open(path);
+    }
+}
