@@ -62,10 +62,18 @@ impl FilePicker for ScriptedPicker {
     }
 }
 
+/// Few MC samples and IG steps; notes go to a scratch database, never the user's own.
 fn fast_settings() -> Settings {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let db = std::env::temp_dir().join(format!(
+        "cxr-ui-notes-{}-{}.sqlite3",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     Settings {
         mc_samples: 5,
         ig_steps: 4,
+        notes_db: Some(db),
         ..Settings::default()
     }
 }
@@ -87,6 +95,14 @@ fn wait_until(h: &mut Harness<'_, ViewerApp>, what: &str, cond: impl Fn(&ViewerA
     // Two more frames: one to apply, one to lay out what changed.
     h.step();
     h.step();
+}
+
+/// Scrolls the widget into view first, as a person would, then clicks it.
+fn click_in_view(h: &mut Harness<'_, ViewerApp>, label: &str) {
+    h.get_by_label(label).scroll_to_me();
+    h.run_ok();
+    h.get_by_label(label).click();
+    h.run_ok();
 }
 
 fn analysed(app: &ViewerApp) -> bool {
@@ -202,8 +218,7 @@ fn changing_the_ig_baseline_reruns_only_ig_and_keeps_both() {
     let mut h = harness(app);
     wait_until(&mut h, "the full analysis", analysed);
     let prepared_before = h.state().current_entry().unwrap().prepared.clone().unwrap();
-    h.get_by_label("white").click();
-    h.run_ok();
+    click_in_view(&mut h, "white");
     assert_eq!(h.state().settings.ig_baseline, BaselineChoice::White);
     wait_until(&mut h, "IG with a white baseline", analysed);
     let entry = h.state().current_entry().unwrap();
@@ -317,8 +332,7 @@ fn dicom_identifiers_stay_hidden_until_revealed() {
     // Let the background analysis finish first: results arriving mid-test change the layout and
     // the focus, which made the search-box step flaky.
     wait_until(&mut h, "the full analysis of the DICOM", analysed);
-    h.get_by_label("DICOM tags").click();
-    h.run_ok();
+    click_in_view(&mut h, "DICOM tags");
     assert!(
         h.query_by_label_contains("Archibald").is_none(),
         "name shown before reveal"
@@ -326,14 +340,12 @@ fn dicom_identifiers_stay_hidden_until_revealed() {
     h.get_by_label("Patient: hidden");
     assert!(h.query_all_by_label("(hidden)").count() >= 1);
 
-    h.get_by_label("Reveal").click();
-    h.run_ok();
+    click_in_view(&mut h, "Reveal");
     assert!(h.query_all_by_label_contains("Archibald").count() >= 1);
 
     // The search box filters the table.
-    h.get_by_label("Hide").click();
-    h.run_ok();
-    let search = h.get_by_role(egui::accesskit::Role::TextInput);
+    click_in_view(&mut h, "Hide");
+    let search = h.get_by_role_and_label(egui::accesskit::Role::TextInput, "Search");
     search.focus();
     search.type_text("Modality");
     h.run_ok();

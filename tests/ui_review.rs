@@ -1,0 +1,279 @@
+//! The review workflow driven through the real widgets: a labelled folder, the study list and
+//! its filters, a note written in the side panel, saved as typed, and still there after the
+//! viewer is restarted on the same database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ui_support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::Device;
+use cxr_viewer::analysis::Engine;
+use cxr_viewer::io::load_study;
+use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Finding, NotesStore, Zone};
+use cxr_viewer::ui::app::ViewerApp;
+use egui::accesskit::Role;
+use egui::Key;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use ui_support::*;
+
+/// A folder laid out by class, with one study deliberately filed under the class the model
+/// does *not* predict (so at least one misclassification exists whatever the model), an
+/// unlabelled subfolder and an unreadable file. Returns the root, the misclassified study's
+/// relative path, and the expected misclassified set.
+struct Fixture {
+    root: PathBuf,
+    wrong: String,
+    misclassified: Vec<String>,
+    labelled: usize,
+}
+
+fn labelled_folder() -> Fixture {
+    let engine = Engine::load(&tiny_model(), &Device::Cpu).unwrap();
+    let positive = |p: &Path| {
+        let (prepared, _, _) = engine.prepare(&load_study(p).unwrap()).unwrap();
+        prepared.prediction.label == "PNEUMONIA"
+    };
+    let root = temp_dir("review-folder");
+    for class in ["NORMAL", "PNEUMONIA", "unsorted"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+    }
+    // (file, true class)
+    let studies = [
+        ("assets/samples/person45_bacteria_221.jpeg", "PNEUMONIA"),
+        ("assets/samples/NORMAL2-IM-0912-0001.jpeg", "NORMAL"),
+        ("weights/reference/IM-0176-0001.jpeg", "NORMAL"),
+        ("weights/reference/person122_virus_229.jpeg", "PNEUMONIA"),
+    ];
+    let mut misclassified = Vec::new();
+    let mut wrong = String::new();
+    for (i, (file, truth)) in studies.iter().enumerate() {
+        let src = repo(file);
+        let predicted_positive = positive(&src);
+        // The first study goes where the model will be wrong about it.
+        let folder = if i == 0 {
+            if predicted_positive {
+                "NORMAL"
+            } else {
+                "PNEUMONIA"
+            }
+        } else {
+            truth
+        };
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        let relative = format!("{folder}/{name}");
+        std::fs::copy(&src, root.join(&relative)).unwrap();
+        if (folder == "PNEUMONIA") != predicted_positive {
+            misclassified.push(relative.clone());
+        }
+        if i == 0 {
+            wrong = relative;
+        }
+    }
+    std::fs::copy(
+        repo("tests/fixtures/dicom/siim_cr_chest_pa_jpegbaseline_mono2_8bit_1024.dcm"),
+        root.join("unsorted/chest.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/dicom/truncated_pixeldata.dcm"),
+        root.join("unsorted/broken.dcm"),
+    )
+    .unwrap();
+    misclassified.sort();
+    Fixture {
+        root: std::fs::canonicalize(root).unwrap(),
+        wrong,
+        misclassified,
+        labelled: studies.len(),
+    }
+}
+
+fn open_folder(db: &Path, root: &Path) -> Harness<'static, ViewerApp> {
+    let picker = Arc::new(ScriptedPicker::opening(&[root.to_path_buf()]));
+    let app = ViewerApp::new(fast_settings(db), picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "every study predicted", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.rows.iter().all(|r| r.done()))
+    });
+    h
+}
+
+fn visible_names(app: &ViewerApp) -> Vec<String> {
+    let review = app.review.as_ref().unwrap();
+    let mut names: Vec<String> = app
+        .review_visible()
+        .into_iter()
+        .map(|i| review.rows[i].relative.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+fn draft_for(app: &ViewerApp, relative: &str) -> bool {
+    app.notes
+        .draft
+        .as_ref()
+        .is_some_and(|d| d.path.ends_with(relative))
+}
+
+const TEXT: &str = "rib crossing mimics an opacity";
+
+#[test]
+fn labelled_folder_filter_note_and_restart() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-db").join("notes.sqlite3");
+
+    let mut h = open_folder(&db, &fx.root);
+    {
+        let app = h.state();
+        let review = app.review.as_ref().unwrap();
+        assert_eq!(review.rows.len(), 6, "4 labelled + DICOM + broken file");
+        let counts = review.counts(&app.notes.all);
+        assert_eq!(counts.labelled(), fx.labelled);
+        assert_eq!(counts.fp + counts.fn_, fx.misclassified.len());
+        assert_eq!((counts.unlabelled, counts.failed), (1, 1));
+        // The first study (by path) opened on its own.
+        assert!(current_path(app).is_some());
+    }
+    h.get_by_label(&format!("Misclassified ({})", fx.misclassified.len()))
+        .click();
+    h.run_ok();
+    assert_eq!(
+        h.state().review.as_ref().unwrap().filter,
+        Filter::Misclassified
+    );
+    assert_eq!(visible_names(h.state()), fx.misclassified);
+
+    // Open the wrongly filed study from the list and write a note about it.
+    h.get_by_label(&fx.wrong).click();
+    wait_until(&mut h, "the note of the clicked study", |a| {
+        draft_for(a, &fx.wrong)
+    });
+    h.get_by_role_and_label(Role::TextInput, "Reviewer").focus();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Reviewer")
+        .type_text("AB");
+    h.step();
+    h.get_by_label("Disagree").click();
+    h.step();
+    h.get_by_label("Rib or other bony shadow").click();
+    h.step();
+    h.get_by_label("Right lower").click();
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .focus();
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text(TEXT);
+    h.step();
+    wait_until(&mut h, "the autosave", |a| {
+        a.notes.all_saved()
+            && a.notes
+                .draft
+                .as_ref()
+                .and_then(|d| a.notes.all.get(&d.note.study))
+                .is_some_and(|n| n.text == TEXT)
+    });
+    h.get_by_label("Has note (1)");
+    drop(h);
+
+    // What is on disk, independently of the viewer.
+    let store = NotesStore::open(&db).unwrap();
+    let notes = store.list(Filter::All).unwrap();
+    assert_eq!(notes.len(), 1);
+    let n = &notes[0];
+    assert_eq!(n.text, TEXT);
+    assert_eq!(n.reviewer, "AB");
+    assert_eq!(n.agreement, Some(Agreement::Disagree));
+    assert!(n.categories.contains(&ErrorCategory::BonyShadow));
+    assert_eq!(
+        n.zones.iter().copied().collect::<Vec<_>>(),
+        [Zone::RightLower]
+    );
+    let folder_truth = if fx.wrong.starts_with("PNEUMONIA") {
+        Finding::Positive
+    } else {
+        Finding::Negative
+    };
+    assert_eq!(n.ground_truth, Some(folder_truth));
+    assert!(
+        n.outcome().is_some_and(|o| o.is_error()),
+        "the note records the misclassification it was written for"
+    );
+    drop(store);
+
+    // Restart: a new viewer on the same database finds the note again.
+    let mut h = open_folder(&db, &fx.root);
+    h.get_by_label("Has note (1)").click();
+    h.run_ok();
+    assert_eq!(visible_names(h.state()), std::slice::from_ref(&fx.wrong));
+    h.get_by_label(&fx.wrong).click();
+    wait_until(&mut h, "the stored note", |a| draft_for(a, &fx.wrong));
+    assert_eq!(
+        h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+            .value()
+            .as_deref(),
+        Some(TEXT)
+    );
+    let draft = h.state().notes.draft.as_ref().unwrap();
+    assert_eq!(draft.note.agreement, Some(Agreement::Disagree));
+    assert!(draft.note.zones.contains(&Zone::RightLower));
+}
+
+#[test]
+fn keyboard_walks_the_list_as_sorted_and_filtered() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root);
+    let order = |app: &ViewerApp| -> Vec<PathBuf> { app.navigation() };
+    let list = order(h.state());
+    assert_eq!(list.len(), 6);
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[0]));
+    h.key_press(Key::ArrowDown);
+    h.run_ok();
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[1]));
+
+    // Sort by probability (highest first): the list and "next" follow the new order.
+    h.get_by_label("P").click();
+    h.run_ok();
+    let sorted = order(h.state());
+    let review = h.state().review.as_ref().unwrap();
+    let probs: Vec<f64> = sorted
+        .iter()
+        .map(|p| {
+            let r = &review.rows[review.row_index(p).unwrap()];
+            r.prediction.map_or(-1.0, |p| p.probability)
+        })
+        .collect();
+    assert!(probs.windows(2).all(|w| w[0] >= w[1]), "{probs:?}");
+    let here = sorted
+        .iter()
+        .position(|p| Some(p) == current_path(h.state()).as_ref())
+        .unwrap();
+    h.key_press(Key::ArrowDown);
+    h.run_ok();
+    assert_eq!(current_path(h.state()).as_ref(), sorted.get(here + 1));
+
+    // "Unreviewed": marking a study agreed hides it, and Down moves on to the next one shown.
+    h.get_by_label("Unreviewed (6)").click();
+    h.run_ok();
+    let before = current_path(h.state()).unwrap();
+    wait_until(&mut h, "the note editor", |a| a.notes.draft.is_some());
+    h.key_press(Key::Y);
+    h.run_ok();
+    wait_until(&mut h, "the verdict saved", |a| a.notes.all_saved());
+    h.get_by_label("Unreviewed (5)");
+    h.key_press(Key::ArrowDown);
+    h.run_ok();
+    let after = current_path(h.state()).unwrap();
+    assert_ne!(after, before);
+    let visible = order(h.state());
+    assert!(visible.contains(&after) && !visible.contains(&before));
+}

@@ -1,0 +1,102 @@
+//! Helpers for the tests that drive the viewer through egui_kittest.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::settings::Settings;
+use cxr_viewer::ui::FilePicker;
+use egui::Vec2;
+use egui_kittest::Harness;
+
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The tiny reference network: a whole analysis takes well under a second.
+pub fn tiny_model() -> PathBuf {
+    repo("tests/fixtures/reference/model.json")
+}
+
+/// A fresh directory under the system temp dir, unique per call.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "cxr-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Answers dialogs from a script instead of asking a person.
+#[derive(Default)]
+pub struct ScriptedPicker {
+    pub open: Mutex<VecDeque<PathBuf>>,
+    pub save: Mutex<VecDeque<PathBuf>>,
+}
+
+impl ScriptedPicker {
+    pub fn opening(paths: &[PathBuf]) -> Self {
+        Self {
+            open: Mutex::new(paths.iter().cloned().collect()),
+            save: Mutex::default(),
+        }
+    }
+
+    pub fn saving(self, paths: &[PathBuf]) -> Self {
+        *self.save.lock().unwrap() = paths.iter().cloned().collect();
+        self
+    }
+}
+
+impl FilePicker for ScriptedPicker {
+    fn pick_file(&self) -> Option<PathBuf> {
+        self.open.lock().unwrap().pop_front()
+    }
+    fn pick_folder(&self) -> Option<PathBuf> {
+        self.open.lock().unwrap().pop_front()
+    }
+    fn save_file(&self, _suggested: &str, _ext: &str) -> Option<PathBuf> {
+        self.save.lock().unwrap().pop_front()
+    }
+}
+
+/// Few MC samples and IG steps, and notes in `notes_db` (never the user's own database).
+pub fn fast_settings(notes_db: &Path) -> Settings {
+    Settings {
+        mc_samples: 5,
+        ig_steps: 4,
+        notes_db: Some(notes_db.to_path_buf()),
+        ..Settings::default()
+    }
+}
+
+pub fn harness(app: ViewerApp) -> Harness<'static, ViewerApp> {
+    Harness::builder()
+        .with_size(Vec2::new(1500.0, 950.0))
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app)
+}
+
+/// Steps frames until `cond` holds; worker threads deliver between frames.
+pub fn wait_until(h: &mut Harness<'_, ViewerApp>, what: &str, cond: impl Fn(&ViewerApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Two more frames: one to apply, one to lay out what changed.
+    h.step();
+    h.step();
+}
+
+pub fn current_path(app: &ViewerApp) -> Option<PathBuf> {
+    app.current.as_ref().map(|c| c.path.clone())
+}
