@@ -15,8 +15,9 @@ use cxr_viewer::model::{select_device, DeviceChoice};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
-    /// Without a subcommand: open the viewer on FILE (default: the bundled sample); the model is
-    /// $CXR_VIEWER_MODEL, else weights/model.json.
+    /// Without a subcommand: open the viewer on FILE, or on a FOLDER to review (default: the
+    /// bundled sample); the model is $CXR_VIEWER_MODEL, else weights/model.json.
+    #[arg(value_name = "FILE|FOLDER")]
     file: Option<PathBuf>,
 }
 

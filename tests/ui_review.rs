@@ -92,8 +92,8 @@ fn labelled_folder() -> Fixture {
     }
 }
 
-fn open_folder(db: &Path, root: &Path) -> Harness<'static, ViewerApp> {
-    let picker = Arc::new(ScriptedPicker::opening(&[root.to_path_buf()]));
+fn open_folder(db: &Path, root: &Path, saves: &[PathBuf]) -> Harness<'static, ViewerApp> {
+    let picker = Arc::new(ScriptedPicker::opening(&[root.to_path_buf()]).saving(saves));
     let app = ViewerApp::new(fast_settings(db), picker, tiny_model(), None);
     let mut h = harness(app);
     h.get_by_label("Open folder…").click();
@@ -123,6 +123,11 @@ fn draft_for(app: &ViewerApp, relative: &str) -> bool {
         .is_some_and(|d| d.path.ends_with(relative))
 }
 
+/// The list shows file names (folders in the hover text).
+fn file_name(relative: &str) -> &str {
+    relative.rsplit('/').next().unwrap_or(relative)
+}
+
 const TEXT: &str = "rib crossing mimics an opacity";
 
 #[test]
@@ -130,7 +135,8 @@ fn labelled_folder_filter_note_and_restart() {
     let fx = labelled_folder();
     let db = temp_dir("review-db").join("notes.sqlite3");
 
-    let mut h = open_folder(&db, &fx.root);
+    let export = temp_dir("review-export").join("notes.csv");
+    let mut h = open_folder(&db, &fx.root, std::slice::from_ref(&export));
     {
         let app = h.state();
         let review = app.review.as_ref().unwrap();
@@ -152,7 +158,7 @@ fn labelled_folder_filter_note_and_restart() {
     assert_eq!(visible_names(h.state()), fx.misclassified);
 
     // Open the wrongly filed study from the list and write a note about it.
-    h.get_by_label(&fx.wrong).click();
+    h.get_by_label(file_name(&fx.wrong)).click();
     wait_until(&mut h, "the note of the clicked study", |a| {
         draft_for(a, &fx.wrong)
     });
@@ -182,6 +188,16 @@ fn labelled_folder_filter_note_and_restart() {
                 .is_some_and(|n| n.text == TEXT)
     });
     h.get_by_label("Has note (1)");
+
+    // Export from the pane: the review and the outcome, no folders.
+    click_in_view(&mut h, "Export notes…");
+    wait_until(&mut h, "the export", |_| export.exists());
+    let csv = std::fs::read_to_string(&export).unwrap();
+    assert!(csv.contains(TEXT) && csv.contains("bony_shadow"), "{csv}");
+    assert!(
+        !csv.contains(&*fx.root.to_string_lossy()),
+        "no paths unless asked: {csv}"
+    );
     drop(h);
 
     // What is on disk, independently of the viewer.
@@ -210,11 +226,11 @@ fn labelled_folder_filter_note_and_restart() {
     drop(store);
 
     // Restart: a new viewer on the same database finds the note again.
-    let mut h = open_folder(&db, &fx.root);
+    let mut h = open_folder(&db, &fx.root, &[]);
     h.get_by_label("Has note (1)").click();
     h.run_ok();
     assert_eq!(visible_names(h.state()), std::slice::from_ref(&fx.wrong));
-    h.get_by_label(&fx.wrong).click();
+    h.get_by_label(file_name(&fx.wrong)).click();
     wait_until(&mut h, "the stored note", |a| draft_for(a, &fx.wrong));
     assert_eq!(
         h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
@@ -231,7 +247,7 @@ fn labelled_folder_filter_note_and_restart() {
 fn keyboard_walks_the_list_as_sorted_and_filtered() {
     let fx = labelled_folder();
     let db = temp_dir("review-db").join("notes.sqlite3");
-    let mut h = open_folder(&db, &fx.root);
+    let mut h = open_folder(&db, &fx.root, &[]);
     let order = |app: &ViewerApp| -> Vec<PathBuf> { app.navigation() };
     let list = order(h.state());
     assert_eq!(list.len(), 6);
@@ -241,7 +257,7 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
     assert_eq!(current_path(h.state()).as_ref(), Some(&list[1]));
 
     // Sort by probability (highest first): the list and "next" follow the new order.
-    h.get_by_label("P").click();
+    h.get_by_role_and_label(Role::Button, "P").click();
     h.run_ok();
     let sorted = order(h.state());
     let review = h.state().review.as_ref().unwrap();

@@ -204,7 +204,11 @@ impl ViewerApp {
             }
             self.start_notes();
             if let Some(path) = self.initial_file.take() {
-                self.open(path);
+                if path.is_dir() {
+                    self.open_folder(&path);
+                } else {
+                    self.open(path);
+                }
             }
         }
         self.drain_messages();

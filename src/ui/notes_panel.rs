@@ -17,6 +17,10 @@ const WARN: Color32 = Color32::from_rgb(255, 170, 60);
 const SELECTED_ZONE: Color32 = Color32::from_rgb(230, 120, 40);
 
 pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    ui.horizontal(|ui| {
+        ui.heading("Review note");
+        save_state_ui(app, ui);
+    });
     match &app.notes.db {
         NotesDb::Closed | NotesDb::Opening(_) => {
             ui.horizontal(|ui| {
@@ -48,11 +52,11 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     edited |= categories_ui(app, ui);
     edited |= zones_ui(app, ui);
     edited |= text_ui(app, ui);
-    reviewer_ui(app, ui);
     if edited {
         app.note_edited();
     }
-    save_state_ui(app, ui);
+    times_ui(app, ui);
+    reviewer_ui(app, ui);
     database_ui(app, ui);
 }
 
@@ -159,24 +163,19 @@ fn categories_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
     };
     let mut edited = false;
     ui.label("Why the model went wrong (any that apply):");
-    egui::Grid::new("error-categories")
-        .num_columns(2)
-        .show(ui, |ui| {
-            for (i, c) in ErrorCategory::ALL.iter().enumerate() {
-                let mut on = draft.note.categories.contains(c);
-                if ui.checkbox(&mut on, c.label()).changed() {
-                    if on {
-                        draft.note.categories.insert(*c);
-                    } else {
-                        draft.note.categories.remove(c);
-                    }
-                    edited = true;
+    ui.horizontal_wrapped(|ui| {
+        for c in ErrorCategory::ALL {
+            let mut on = draft.note.categories.contains(c);
+            if ui.checkbox(&mut on, c.label()).changed() {
+                if on {
+                    draft.note.categories.insert(*c);
+                } else {
+                    draft.note.categories.remove(c);
                 }
-                if i % 2 == 1 {
-                    ui.end_row();
-                }
+                edited = true;
             }
-        });
+        }
+    });
     edited
 }
 
@@ -268,39 +267,49 @@ fn reviewer_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     });
 }
 
+/// Next to the heading: whether what is on screen is on disk.
 fn save_state_ui(app: &ViewerApp, ui: &mut egui::Ui) {
     let Some(draft) = &app.notes.draft else {
         return;
     };
+    if let Some(e) = &draft.error {
+        ui.label(RichText::new("not saved, retrying").color(ERROR))
+            .on_hover_text(e.as_str());
+    } else if !draft.is_saved() {
+        ui.label(RichText::new("saving…").color(WARN));
+    } else if app.notes.all.contains_key(&draft.note.study) {
+        ui.label(RichText::new("saved").weak());
+    } else {
+        ui.label(RichText::new("saved as you type").weak());
+    }
+}
+
+/// Who wrote the stored note and when, and which study it belongs to.
+fn times_ui(app: &ViewerApp, ui: &mut egui::Ui) {
+    let Some(draft) = &app.notes.draft else {
+        return;
+    };
+    if let Some(e) = &draft.error {
+        ui.label(RichText::new(format!("Not saved yet: {e}")).color(ERROR));
+    }
     let local = |t: chrono::DateTime<chrono::Utc>| {
         t.with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
-    let stored = app.notes.all.get(&draft.note.study);
-    if let Some(e) = &draft.error {
-        ui.label(RichText::new(format!("Not saved yet, retrying: {e}")).color(ERROR));
-    } else if !draft.is_saved() {
-        ui.label(RichText::new("Saving…").color(WARN));
-    } else if let Some(n) = stored {
+    if let Some(n) = app.notes.all.get(&draft.note.study) {
         let by = if n.reviewer.is_empty() {
             String::new()
         } else {
-            format!(" by {}", n.reviewer)
+            format!("by {} · ", n.reviewer)
         };
         ui.label(
             RichText::new(format!(
-                "Saved{by} · created {} · updated {}",
+                "{by}created {} · updated {}",
                 local(n.created_at),
                 local(n.updated_at)
             ))
             .small(),
-        );
-    } else {
-        ui.label(
-            RichText::new("No note yet: it is saved as you type.")
-                .small()
-                .weak(),
         );
     }
     ui.label(

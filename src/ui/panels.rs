@@ -44,7 +44,6 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                         .auto_shrink([false, false])
                         .show(ui, |ui| {
                             ui.add_space(4.0);
-                            ui.heading("Review note");
                             super::notes_panel::notes_ui(app, ui);
                         });
                 });

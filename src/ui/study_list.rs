@@ -183,12 +183,29 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
 fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let visible = app.review_visible();
     let config = app.engine().map(|e| e.model.config.clone());
-    let short = |f: Finding| -> String {
+    let name = |f: Finding| -> String {
         config
             .as_ref()
             .and_then(|c| class_of_finding(c, f))
             .map_or_else(|| f.label().to_string(), str::to_string)
     };
+    // Initials keep the columns narrow (N / P); full names when the initials clash.
+    let initial = |f: Finding| name(f).chars().next().unwrap_or('?').to_ascii_uppercase();
+    let distinct = initial(Finding::Positive) != initial(Finding::Negative);
+    let short = |f: Finding| -> String {
+        if distinct {
+            initial(f).to_string()
+        } else {
+            name(f)
+        }
+    };
+    let legend = format!(
+        "{} = {}, {} = {}",
+        short(Finding::Negative),
+        name(Finding::Negative),
+        short(Finding::Positive),
+        name(Finding::Positive)
+    );
     let Some(review) = app.review.as_ref() else {
         return;
     };
@@ -204,8 +221,8 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .resizable(true)
         .sense(Sense::click())
         .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-        .column(Column::initial(170.0).at_least(80.0).clip(true))
-        .columns(Column::auto().at_least(30.0), SortColumn::ALL.len() - 1)
+        .column(Column::initial(190.0).at_least(80.0).clip(true))
+        .columns(Column::auto().at_least(24.0), SortColumn::ALL.len() - 1)
         .min_scrolled_height(0.0);
     if scroll_to.is_some() && scroll_to != scrolled_for {
         if let Some(row) = scroll_to {
@@ -228,7 +245,12 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                             )
                             .frame(false),
                         )
-                        .on_hover_text("sort (again: reverse)")
+                        .on_hover_text(match column {
+                            SortColumn::Truth | SortColumn::Prediction => {
+                                format!("{legend}; click to sort (again: reverse)")
+                            }
+                            _ => "click to sort (again: reverse)".to_string(),
+                        })
                         .clicked()
                     {
                         sort_clicked = Some(column);
@@ -246,7 +268,13 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     ui.add(egui::Label::new(text).selectable(false).truncate());
                 };
                 row.col(|ui| {
-                    plain(ui, RichText::new(&r.relative));
+                    // The name; the folders are in the hover text (and the truth column).
+                    ui.add(
+                        egui::Label::new(display_name(&r.path))
+                            .selectable(false)
+                            .truncate(),
+                    )
+                    .on_hover_text(&r.relative);
                 });
                 row.col(|ui| {
                     plain(
@@ -266,7 +294,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 });
                 row.col(|ui| {
                     if r.prediction.is_some_and(|p| p.uncertain) {
-                        plain(ui, RichText::new("uncertain").color(WARN));
+                        plain(ui, RichText::new("yes").color(WARN));
                     }
                 });
                 row.col(|ui| {
@@ -285,8 +313,8 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 row.col(|ui| {
                     let text = match note {
                         Some(n) if !n.text.trim().is_empty() => "note",
-                        Some(n) if n.agreement == Some(Agreement::Disagree) => "disagree",
-                        Some(n) if n.agreement.is_some() => "reviewed",
+                        Some(n) if n.agreement == Some(Agreement::Disagree) => "disagr.",
+                        Some(n) if n.agreement.is_some() => "seen",
                         _ => "",
                     };
                     plain(ui, RichText::new(text));

@@ -100,3 +100,12 @@ pub fn wait_until(h: &mut Harness<'_, ViewerApp>, what: &str, cond: impl Fn(&Vie
 pub fn current_path(app: &ViewerApp) -> Option<PathBuf> {
     app.current.as_ref().map(|c| c.path.clone())
 }
+
+/// Scrolls the widget into view first, as a person would, then clicks it.
+pub fn click_in_view(h: &mut Harness<'_, ViewerApp>, label: &str) {
+    use egui_kittest::kittest::Queryable;
+    h.get_by_label(label).scroll_to_me();
+    h.run_ok();
+    h.get_by_label(label).click();
+    h.run_ok();
+}
