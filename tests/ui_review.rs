@@ -141,7 +141,7 @@ fn labelled_folder_filter_note_and_restart() {
         let app = h.state();
         let review = app.review.as_ref().unwrap();
         assert_eq!(review.rows.len(), 6, "4 labelled + DICOM + broken file");
-        let counts = review.counts(&app.notes.all);
+        let counts = review.counts(app.notes.all(), app.notes.revision());
         assert_eq!(counts.labelled(), fx.labelled);
         assert_eq!(counts.fp + counts.fn_, fx.misclassified.len());
         assert_eq!((counts.unlabelled, counts.failed), (1, 1));
@@ -184,7 +184,7 @@ fn labelled_folder_filter_note_and_restart() {
             && a.notes
                 .draft
                 .as_ref()
-                .and_then(|d| a.notes.all.get(&d.note.study))
+                .and_then(|d| a.notes.all().get(&d.note.study))
                 .is_some_and(|n| n.text == TEXT)
     });
     h.get_by_label("Has note (1)");

@@ -462,7 +462,7 @@ impl ViewerApp {
                 .current
                 .as_ref()
                 .map_or_else(PathBuf::new, |c| c.path.clone());
-            if let Some(i) = r.step_from(&here, delta, &self.notes.all) {
+            if let Some(i) = r.step_from(&here, delta, self.notes.all(), self.notes.revision()) {
                 let path = r.rows[i].path.clone();
                 self.open(path);
             }

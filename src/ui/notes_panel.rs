@@ -277,7 +277,7 @@ fn save_state_ui(app: &ViewerApp, ui: &mut egui::Ui) {
             .on_hover_text(e.as_str());
     } else if !draft.is_saved() {
         ui.label(RichText::new("saving…").color(WARN));
-    } else if app.notes.all.contains_key(&draft.note.study) {
+    } else if app.notes.all().contains_key(&draft.note.study) {
         ui.label(RichText::new("saved").weak());
     } else {
         ui.label(RichText::new("saved as you type").weak());
@@ -297,7 +297,7 @@ fn times_ui(app: &ViewerApp, ui: &mut egui::Ui) {
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
-    if let Some(n) = app.notes.all.get(&draft.note.study) {
+    if let Some(n) = app.notes.all().get(&draft.note.study) {
         let by = if n.reviewer.is_empty() {
             String::new()
         } else {

@@ -7,6 +7,7 @@
 //! (`NORMAL/`, `PNEUMONIA/`); and the model's *live* prediction (the one on screen, not the one
 //! stored in an older note), so the list always describes the model that is loaded.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -151,6 +152,21 @@ pub struct Review {
     pub filter: Filter,
     pub sort: SortColumn,
     pub descending: bool,
+    /// Bumped by [`Review::set_rows`] and [`Review::row_mut`] (change rows only through them).
+    rows_revision: u64,
+    /// Sorting and counting a big folder every frame would cost milliseconds: both are kept
+    /// until the rows, the notes or the order change.
+    visible_memo: RefCell<Option<(MemoKey, Vec<usize>)>>,
+    counts_memo: RefCell<Option<(MemoKey, ReviewCounts)>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct MemoKey {
+    rows: u64,
+    notes: u64,
+    filter: Filter,
+    sort: SortColumn,
+    descending: bool,
 }
 
 impl Review {
@@ -168,6 +184,19 @@ impl Review {
             filter: Filter::All,
             sort: SortColumn::File,
             descending: false,
+            rows_revision: 0,
+            visible_memo: RefCell::new(None),
+            counts_memo: RefCell::new(None),
+        }
+    }
+
+    fn memo_key(&self, notes_revision: u64) -> MemoKey {
+        MemoKey {
+            rows: self.rows_revision,
+            notes: notes_revision,
+            filter: self.filter,
+            sort: self.sort,
+            descending: self.descending,
         }
     }
 
@@ -178,6 +207,7 @@ impl Review {
             .map(|(i, r)| (r.path.clone(), i))
             .collect();
         self.rows = rows;
+        self.rows_revision += 1;
         self.listed = true;
         self.truncated = truncated;
     }
@@ -188,6 +218,7 @@ impl Review {
 
     pub fn row_mut(&mut self, path: &Path) -> Option<&mut StudyRow> {
         let i = self.row_index(path)?;
+        self.rows_revision += 1;
         self.rows.get_mut(i)
     }
 
@@ -215,8 +246,17 @@ impl Review {
 
     /// Indices of the rows the filter shows, in the chosen order (ties by file, so the order
     /// never jumps while predictions arrive).
-    pub fn visible(&self, notes: &HashMap<StudyId, Note>) -> Vec<usize> {
-        self.ordered(notes, self.filter)
+    /// `notes_revision` changes whenever `notes` does ([`super::reviewing::NotesState`]).
+    pub fn visible(&self, notes: &HashMap<StudyId, Note>, notes_revision: u64) -> Vec<usize> {
+        let key = self.memo_key(notes_revision);
+        if let Some((k, v)) = &*self.visible_memo.borrow() {
+            if *k == key {
+                return v.clone();
+            }
+        }
+        let v = self.ordered(notes, self.filter);
+        *self.visible_memo.borrow_mut() = Some((key, v.clone()));
+        v
     }
 
     /// The row `delta` steps from `path` among those the filter shows. From a row the filter
@@ -227,8 +267,9 @@ impl Review {
         path: &Path,
         delta: isize,
         notes: &HashMap<StudyId, Note>,
+        notes_revision: u64,
     ) -> Option<usize> {
-        let visible = self.visible(notes);
+        let visible = self.visible(notes, notes_revision);
         let here = self.row_index(path);
         if let Some(pos) = here.and_then(|h| visible.iter().position(|&i| i == h)) {
             let j = pos as isize + delta;
@@ -294,7 +335,25 @@ impl Review {
         out
     }
 
-    pub fn counts(&self, notes: &HashMap<StudyId, Note>) -> ReviewCounts {
+    pub fn counts(&self, notes: &HashMap<StudyId, Note>, notes_revision: u64) -> ReviewCounts {
+        // The filter and order do not change counts; one key for simplicity.
+        let key = MemoKey {
+            filter: Filter::All,
+            sort: SortColumn::File,
+            descending: false,
+            ..self.memo_key(notes_revision)
+        };
+        if let Some((k, c)) = &*self.counts_memo.borrow() {
+            if *k == key {
+                return c.clone();
+            }
+        }
+        let c = self.count(notes);
+        *self.counts_memo.borrow_mut() = Some((key, c.clone()));
+        c
+    }
+
+    fn count(&self, notes: &HashMap<StudyId, Note>) -> ReviewCounts {
         let mut c = ReviewCounts {
             per_filter: vec![0; Filter::ALL.len()],
             ..ReviewCounts::default()
@@ -513,7 +572,7 @@ mod tests {
         n.text = "lateral view".into();
         notes.insert(n.study.clone(), n);
 
-        let c = review.counts(&notes);
+        let c = review.counts(&notes, 0);
         assert_eq!((c.tp, c.fp, c.tn, c.fn_), (1, 2, 1, 1));
         assert_eq!((c.unlabelled, c.pending, c.failed), (0, 1, 0));
         assert_eq!(c.of_filter(Filter::All), 6);
@@ -528,34 +587,48 @@ mod tests {
             v.into_iter().map(|i| r.rows[i].relative.clone()).collect()
         };
         assert_eq!(
-            names(review.visible(&notes), &review),
+            names(review.visible(&notes, 0), &review),
             ["b_fn", "c_fp", "e_unlabelled"]
         );
         // From a row the filter hides, "next" goes to the next shown row after it.
         let d_tn = review.rows[3].path.clone();
-        let next = review.step_from(&d_tn, 1, &notes).unwrap();
+        let next = review.step_from(&d_tn, 1, &notes, 0).unwrap();
         assert_eq!(review.rows[next].relative, "e_unlabelled");
-        let prev = review.step_from(&d_tn, -1, &notes).unwrap();
+        let prev = review.step_from(&d_tn, -1, &notes, 0).unwrap();
         assert_eq!(review.rows[prev].relative, "c_fp");
         let last = review.rows[4].path.clone();
-        assert_eq!(review.step_from(&last, 1, &notes), None);
+        assert_eq!(review.step_from(&last, 1, &notes, 0), None);
 
         review.sort_by(SortColumn::Probability);
         assert_eq!(
-            names(review.visible(&notes), &review),
+            names(review.visible(&notes, 0), &review),
             ["e_unlabelled", "c_fp", "b_fn"]
         );
         review.sort_by(SortColumn::Probability);
         assert_eq!(
-            names(review.visible(&notes), &review),
+            names(review.visible(&notes, 0), &review),
             ["b_fn", "c_fp", "e_unlabelled"]
         );
         review.filter = Filter::All;
         review.sort_by(SortColumn::Outcome);
         assert_eq!(
-            names(review.visible(&notes), &review)[..3],
+            names(review.visible(&notes, 0), &review)[..3],
             ["b_fn", "c_fp", "e_unlabelled"]
         );
+
+        // Cached lists follow row changes and note changes.
+        review
+            .row_mut(Path::new("/r/f_pending"))
+            .unwrap()
+            .prediction = Some(PredictionSnapshot {
+            predicted: N,
+            probability: 0.3,
+            uncertain: false,
+        });
+        let c = review.counts(&notes, 0);
+        assert_eq!((c.pending, c.fn_), (0, 2));
+        notes.clear();
+        assert_eq!(review.counts(&notes, 1).of_filter(Filter::HasNote), 0);
     }
 
     #[test]

@@ -30,7 +30,9 @@ pub enum NotesDb {
 pub struct NotesState {
     pub(super) client: Option<NotesClient>,
     pub db: NotesDb,
-    pub all: HashMap<StudyId, Note>,
+    all: HashMap<StudyId, Note>,
+    /// Bumped on every change of `all`, so the study list re-sorts only when something changed.
+    revision: u64,
     /// Study ids of files seen (folder scan, opened images).
     pub ids: HashMap<PathBuf, StudyId>,
     /// The note of the study on screen; `None` until both the study id and the database are
@@ -48,10 +50,36 @@ impl NotesState {
             client: None,
             db: NotesDb::Closed,
             all: HashMap::new(),
+            revision: 0,
             ids: HashMap::new(),
             draft: None,
             leaving: Vec::new(),
             focus_text: false,
+        }
+    }
+
+    /// Every stored note, by study.
+    pub fn all(&self) -> &HashMap<StudyId, Note> {
+        &self.all
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn replace_all(&mut self, notes: Vec<Note>) {
+        self.all = notes.into_iter().map(|n| (n.study.clone(), n)).collect();
+        self.revision += 1;
+    }
+
+    fn put(&mut self, note: Note) {
+        self.all.insert(note.study.clone(), note);
+        self.revision += 1;
+    }
+
+    fn forget(&mut self, study: &StudyId) {
+        if self.all.remove(study).is_some() {
+            self.revision += 1;
         }
     }
 
@@ -98,14 +126,14 @@ impl ViewerApp {
         };
         client.send(NotesRequest::Open(path.clone()));
         self.notes.db = NotesDb::Opening(path);
-        self.notes.all.clear();
+        self.notes.replace_all(Vec::new());
         self.notes.draft = None;
     }
 
     pub(super) fn handle_notes(&mut self, reply: NotesReply) {
         match reply {
             NotesReply::Opened(Ok((path, notes))) => {
-                self.notes.all = notes.into_iter().map(|n| (n.study.clone(), n)).collect();
+                self.notes.replace_all(notes);
                 self.notes.db = NotesDb::Ready(path);
             }
             NotesReply::Opened(Err(e)) => {
@@ -126,7 +154,7 @@ impl ViewerApp {
                         for d in current.chain(leaving) {
                             d.saved(revision, &stored);
                         }
-                        notes.all.insert(study, *stored);
+                        notes.put(*stored);
                     }
                     Err(e) => {
                         for d in current.chain(leaving) {
@@ -139,9 +167,9 @@ impl ViewerApp {
             }
             NotesReply::Fetched(study, note) => {
                 match &note {
-                    Some(n) => self.notes.all.insert(study.clone(), (**n).clone()),
-                    None => self.notes.all.remove(&study),
-                };
+                    Some(n) => self.notes.put((**n).clone()),
+                    None => self.notes.forget(&study),
+                }
                 // Another instance may have written it; take its copy unless we are editing.
                 if let Some(d) = self.notes.draft.as_mut() {
                     if d.note.study == study && d.is_pristine() {
@@ -157,7 +185,7 @@ impl ViewerApp {
             },
             NotesReply::Imported(result) => match result {
                 Ok((path, report, notes)) => {
-                    self.notes.all = notes.into_iter().map(|n| (n.study.clone(), n)).collect();
+                    self.notes.replace_all(notes);
                     self.set_info(format!(
                         "imported {}: {} new, {} updated, {} unchanged",
                         display_name(&path),
@@ -442,7 +470,7 @@ impl ViewerApp {
     pub fn review_visible(&self) -> Vec<usize> {
         self.review
             .as_ref()
-            .map(|r| r.visible(&self.notes.all))
+            .map(|r| r.visible(self.notes.all(), self.notes.revision()))
             .unwrap_or_default()
     }
 

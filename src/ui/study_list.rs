@@ -17,7 +17,7 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let Some(review) = app.review.as_ref() else {
         return;
     };
-    let counts = review.counts(&app.notes.all);
+    let counts = review.counts(app.notes.all(), app.notes.revision());
     ui.horizontal(|ui| {
         ui.heading("Studies");
         ui.label(RichText::new(display_name(&review.root)).strong())
@@ -262,7 +262,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             body.rows(ROW_HEIGHT, visible.len(), |mut row| {
                 let i = visible[row.index()];
                 let r = &review.rows[i];
-                let note = r.id.as_ref().and_then(|id| app.notes.all.get(id));
+                let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
                 row.set_selected(Some(i) == current);
                 let plain = |ui: &mut egui::Ui, text: RichText| {
                     ui.add(egui::Label::new(text).selectable(false).truncate());
