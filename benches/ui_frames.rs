@@ -118,7 +118,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// One viewer, one analysis. Without `render`: update, update + tessellate; with it: update,
-/// update + render, and for scale the same after IG has finished (nothing else running).
+/// update + render, and for scale the same after IG has finished (no analysis running).
 fn run(settings: &Settings, render: bool) -> anyhow::Result<Vec<Pass>> {
     let app = ViewerApp::new(
         settings.clone(),
@@ -197,7 +197,7 @@ fn run(settings: &Settings, render: bool) -> anyhow::Result<Vec<Pass>> {
     Ok(vec![
         pass("update (render pass)", update),
         pass("update + render (wgpu, incl. readback)", second),
-        pass("same, after IG (CPU idle; IG column n/a)", idle),
+        pass("same, after IG (no analysis running; IG column n/a)", idle),
     ])
 }
 
