@@ -461,3 +461,96 @@ fn view_keys_zoom_invert_and_reset() {
     let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
     assert_eq!(v.window, study.default_window);
 }
+
+// ---- drag and drop -------------------------------------------------------------------------
+
+/// A file dropped on the window, as the platform integration hands it to egui.
+#[derive(Debug)]
+struct DroppedPath(PathBuf);
+
+impl egui::DroppedFile for DroppedPath {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+/// Drops `path` on the window and runs the frame that receives it.
+fn drop_on_window(h: &mut Harness<'_, ViewerApp>, path: PathBuf) {
+    h.input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(path)));
+    h.step();
+}
+
+fn no_image_yet() -> Harness<'static, ViewerApp> {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    h.step();
+    assert!(h.state().current.is_none());
+    h
+}
+
+#[test]
+fn a_dropped_file_opens_and_is_analysed() {
+    let mut h = no_image_yet();
+    drop_on_window(&mut h, other_sample());
+    assert_eq!(current_path(h.state()), Some(other_sample()));
+    wait_until(&mut h, "the full analysis of the dropped file", analysed);
+    h.get_by_label_contains("NORMAL2-IM-0912-0001.jpeg");
+    h.get_by_label_contains("completeness gap");
+    assert_eq!(h.state().settings.recent.first(), Some(&other_sample()));
+
+    // A second drop replaces the image on screen.
+    drop_on_window(&mut h, sample());
+    assert_eq!(current_path(h.state()), Some(sample()));
+    wait_until(&mut h, "the full analysis of the second drop", analysed);
+    h.get_by_label_contains("person45_bacteria_221.jpeg");
+}
+
+#[test]
+fn a_dropped_folder_opens_its_first_image() {
+    let mut h = no_image_yet();
+    drop_on_window(&mut h, repo("assets/samples"));
+    // Sorted by name: NORMAL2-… comes before person45-…; ATTRIBUTION.md is not an image.
+    assert_eq!(current_path(h.state()), Some(other_sample()));
+    wait_until(
+        &mut h,
+        "the full analysis of the folder's first image",
+        analysed,
+    );
+    // First of two: the folder's images are what next/previous walk.
+    h.get_by_label("1/2");
+    assert!(
+        h.query_all_by_label_contains("NORMAL2-IM-0912-0001.jpeg")
+            .count()
+            >= 1
+    );
+}
+
+#[test]
+fn a_dropped_unreadable_file_shows_one_line_in_the_status_bar() {
+    let mut h = no_image_yet();
+    drop_on_window(&mut h, repo("tests/fixtures/dicom/garbage.dcm"));
+    wait_until(&mut h, "the load error", |a| {
+        a.current.as_ref().is_some_and(|c| c.error.is_some())
+    });
+    let status = h.state().status.clone().unwrap();
+    assert!(status.is_error);
+    assert!(
+        status.text.starts_with("cannot open garbage.dcm: "),
+        "{}",
+        status.text
+    );
+    assert!(!status.text.contains('\n'), "one line: {}", status.text);
+    // The status bar shows exactly that line (the canvas may repeat it).
+    assert!(h.query_all_by_label(&status.text).count() >= 1);
+    assert!(h.state().current_entry().is_none(), "nothing to analyse");
+}
