@@ -73,8 +73,12 @@ fn main() -> anyhow::Result<()> {
         None => Settings::default().ig_steps,
     };
     let render = !args.iter().any(|a| a == "--no-render");
+    // A scratch notes database: a benchmark must not touch the user's notes.
+    let notes_db =
+        std::env::temp_dir().join(format!("cxr-bench-notes-{}.sqlite3", std::process::id()));
     let settings = Settings {
         ig_steps,
+        notes_db: Some(notes_db),
         ..Settings::default()
     };
     println!(

@@ -11,48 +11,27 @@
 // Test helpers outside #[test] functions may panic too: a failed lock or fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod ui_support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cxr_viewer::analysis::Timings;
 use cxr_viewer::ui::app::ViewerApp;
-use cxr_viewer::ui::settings::{MapKind, Settings};
-use cxr_viewer::ui::FilePicker;
+use cxr_viewer::ui::settings::MapKind;
 use egui::{Key, Vec2};
 use egui_kittest::Harness;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// These tests never open a dialog.
-struct NoDialogs;
-
-impl FilePicker for NoDialogs {
-    fn pick_file(&self) -> Option<PathBuf> {
-        None
-    }
-    fn pick_folder(&self) -> Option<PathBuf> {
-        None
-    }
-    fn save_file(&self, _suggested: &str, _ext: &str) -> Option<PathBuf> {
-        None
-    }
-}
+use ui_support::{fast_settings, repo, temp_dir, tiny_model, ScriptedPicker};
 
 /// The bundled pneumonia sample, analysed by the tiny reference model with few MC samples and IG
 /// steps (well under a second), on the window size the app opens with.
 fn analysed_main_screen() -> Harness<'static, ViewerApp> {
-    let settings = Settings {
-        mc_samples: 5,
-        ig_steps: 4,
-        ..Settings::default()
-    };
+    // An empty scratch notes database: the note pane shows a new, unsaved note.
+    let settings = fast_settings(&temp_dir("snapshot-notes").join("notes.sqlite3"));
     let app = ViewerApp::new(
         settings,
-        Arc::new(NoDialogs),
-        repo("tests/fixtures/reference/model.json"),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
         Some(repo("assets/samples/person45_bacteria_221.jpeg")),
     );
     let mut h = Harness::builder()

@@ -35,7 +35,7 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             // The note stays in view (its own pane) however long the results get.
             egui::Panel::bottom("review-note")
                 .resizable(true)
-                .default_size(440.0)
+                .default_size(360.0)
                 .size_range(120.0..=900.0)
                 .show(ui, |ui| {
                     // Not shrunk to its first frame's content, which would pin the pane small.
