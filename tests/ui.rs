@@ -5,26 +5,20 @@
 // Test helpers outside #[test] functions may panic too: a failed lock or fixture is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use cxr_viewer::ui::app::{EngineState, ViewerApp};
 use cxr_viewer::ui::settings::{BaselineChoice, MapKind, Settings};
-use cxr_viewer::ui::FilePicker;
-use egui::{Key, Modifiers, Vec2};
+use egui::{Key, Modifiers};
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
+use ui_support::{
+    click_in_view, current_path, harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker,
+};
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn tiny_model() -> PathBuf {
-    repo("tests/fixtures/reference/model.json")
-}
+mod ui_support;
 
 fn sample() -> PathBuf {
     repo("assets/samples/person45_bacteria_221.jpeg")
@@ -34,75 +28,9 @@ fn other_sample() -> PathBuf {
     repo("assets/samples/NORMAL2-IM-0912-0001.jpeg")
 }
 
-/// Answers dialogs from a script instead of asking a person.
-#[derive(Default)]
-struct ScriptedPicker {
-    open: Mutex<VecDeque<PathBuf>>,
-    save: Mutex<VecDeque<PathBuf>>,
-}
-
-impl ScriptedPicker {
-    fn opening(paths: &[PathBuf]) -> Arc<Self> {
-        Arc::new(Self {
-            open: Mutex::new(paths.iter().cloned().collect()),
-            save: Mutex::default(),
-        })
-    }
-}
-
-impl FilePicker for ScriptedPicker {
-    fn pick_file(&self) -> Option<PathBuf> {
-        self.open.lock().unwrap().pop_front()
-    }
-    fn pick_folder(&self) -> Option<PathBuf> {
-        self.open.lock().unwrap().pop_front()
-    }
-    fn save_file(&self, _suggested: &str, _ext: &str) -> Option<PathBuf> {
-        self.save.lock().unwrap().pop_front()
-    }
-}
-
 /// Few MC samples and IG steps; notes go to a scratch database, never the user's own.
 fn fast_settings() -> Settings {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let db = std::env::temp_dir().join(format!(
-        "cxr-ui-notes-{}-{}.sqlite3",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    Settings {
-        mc_samples: 5,
-        ig_steps: 4,
-        notes_db: Some(db),
-        ..Settings::default()
-    }
-}
-
-fn harness(app: ViewerApp) -> Harness<'static, ViewerApp> {
-    Harness::builder()
-        .with_size(Vec2::new(1400.0, 900.0))
-        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app)
-}
-
-/// Steps frames until `cond` holds; worker threads deliver between frames.
-fn wait_until(h: &mut Harness<'_, ViewerApp>, what: &str, cond: impl Fn(&ViewerApp) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // Two more frames: one to apply, one to lay out what changed.
-    h.step();
-    h.step();
-}
-
-/// Scrolls the widget into view first, as a person would, then clicks it.
-fn click_in_view(h: &mut Harness<'_, ViewerApp>, label: &str) {
-    h.get_by_label(label).scroll_to_me();
-    h.run_ok();
-    h.get_by_label(label).click();
-    h.run_ok();
+    ui_support::fast_settings(&temp_dir("ui-notes").join("notes.sqlite3"))
 }
 
 fn analysed(app: &ViewerApp) -> bool {
@@ -113,13 +41,9 @@ fn analysed(app: &ViewerApp) -> bool {
     })
 }
 
-fn current_path(app: &ViewerApp) -> Option<PathBuf> {
-    app.current.as_ref().map(|c| c.path.clone())
-}
-
 #[test]
 fn open_through_the_picker_shows_results_progressively() {
-    let picker = ScriptedPicker::opening(&[sample()]);
+    let picker = Arc::new(ScriptedPicker::opening(&[sample()]));
     let app = ViewerApp::new(fast_settings(), picker, tiny_model(), None);
     let mut h = harness(app);
     h.get_by_label("Research use only — not for diagnosis")
@@ -237,7 +161,11 @@ fn switching_images_cancels_stale_work_and_going_back_is_instant() {
         ig_steps: 4096,
         ..fast_settings()
     };
-    let picker = ScriptedPicker::opening(&[sample(), other_sample(), sample()]);
+    let picker = Arc::new(ScriptedPicker::opening(&[
+        sample(),
+        other_sample(),
+        sample(),
+    ]));
     let app = ViewerApp::new(settings, picker, tiny_model(), None);
     let mut h = harness(app);
     h.get_by_label("Open…").click();
@@ -300,7 +228,9 @@ fn a_missing_model_still_shows_the_image_and_one_clear_error() {
 
 #[test]
 fn an_unreadable_file_gives_a_readable_message() {
-    let picker = ScriptedPicker::opening(&[repo("tests/fixtures/dicom/garbage.dcm")]);
+    let picker = Arc::new(ScriptedPicker::opening(&[repo(
+        "tests/fixtures/dicom/garbage.dcm",
+    )]));
     let app = ViewerApp::new(fast_settings(), picker, tiny_model(), None);
     let mut h = harness(app);
     h.get_by_label("Open…").click();
@@ -360,10 +290,7 @@ fn export_png_and_report_without_identifiers() {
     std::fs::create_dir_all(&dir).unwrap();
     let png = dir.join("view.png");
     let json = dir.join("report.json");
-    let picker = Arc::new(ScriptedPicker {
-        open: Mutex::default(),
-        save: Mutex::new(VecDeque::from([png.clone(), json.clone()])),
-    });
+    let picker = Arc::new(ScriptedPicker::default().saving(&[png.clone(), json.clone()]));
     let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
     let mut h = harness(app);
     wait_until(&mut h, "the full analysis", analysed);
