@@ -120,6 +120,8 @@ pub struct ViewerApp {
     pub export_note_paths: bool,
     /// Position of the study on screen in the list when the list last scrolled to it.
     pub(super) list_scrolled_to: Option<usize>,
+    /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
+    frame_stats: Option<super::frame_stats::FrameStats>,
 }
 
 impl ViewerApp {
@@ -165,6 +167,7 @@ impl ViewerApp {
             notes: super::reviewing::NotesState::new(),
             export_note_paths: false,
             list_scrolled_to: None,
+            frame_stats: None,
         }
     }
 
@@ -178,12 +181,14 @@ impl ViewerApp {
             .storage
             .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
             .unwrap_or_default();
-        Self::new(
+        let mut app = Self::new(
             settings,
             Arc::new(worker::NativePicker),
             model_path,
             initial_file,
-        )
+        );
+        app.frame_stats = super::frame_stats::FrameStats::from_env();
+        app
     }
 
     pub(super) fn outbox(&self) -> Option<Outbox> {
@@ -929,7 +934,14 @@ impl ViewState {
 }
 
 impl eframe::App for ViewerApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        if let Some(stats) = self.frame_stats.as_mut() {
+            // The previous frame, painting included; repaint continuously to measure.
+            if let Some(seconds) = frame.info().cpu_usage {
+                stats.record(seconds * 1e3, self.jobs.busy());
+            }
+            ui.ctx().request_repaint();
+        }
         self.ui_root(ui);
     }
 
@@ -943,6 +955,9 @@ impl eframe::App for ViewerApp {
             r.stop();
         }
         self.flush_notes_blocking();
+        if let Some(stats) = &self.frame_stats {
+            eprint!("{}", stats.summary());
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod app;
 pub mod cache;
 pub mod canvas;
 pub mod export;
+pub mod frame_stats;
 pub mod notes_draft;
 pub mod notes_panel;
 pub mod notes_service;
