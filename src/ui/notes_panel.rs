@@ -8,7 +8,6 @@ use crate::notes::{Agreement, ErrorCategory, Finding, Outcome, Zone};
 
 use super::app::{display_name, ViewerApp};
 use super::panels::{lung_sides_ui, lung_zones, LUNGS_SIZE};
-use super::review::class_of_finding;
 use super::reviewing::NotesDb;
 use super::worker::PickPurpose;
 
@@ -68,13 +67,11 @@ fn truth_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
     let path = draft.path.clone();
     let folder = app.folder_truth(&path);
     let prediction = app.live_prediction(&path);
-    let classes = app.engine().map(|e| e.model.config.clone());
-    let name = |f: Finding| -> String {
-        classes
-            .as_ref()
-            .and_then(|c| class_of_finding(c, f))
-            .map_or_else(|| f.label().to_string(), str::to_string)
-    };
+    let names = [
+        app.class_name(Finding::Negative),
+        app.class_name(Finding::Positive),
+    ];
+    let name = |f: Finding| names[usize::from(f == Finding::Positive)].clone();
     let Some(draft) = app.notes.draft.as_mut() else {
         return false;
     };
@@ -167,11 +164,7 @@ fn categories_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
         for c in ErrorCategory::ALL {
             let mut on = draft.note.categories.contains(c);
             if ui.checkbox(&mut on, c.label()).changed() {
-                if on {
-                    draft.note.categories.insert(*c);
-                } else {
-                    draft.note.categories.remove(c);
-                }
+                set_member(&mut draft.note.categories, *c, on);
                 edited = true;
             }
         }
@@ -197,11 +190,7 @@ fn zones_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
                 egui::WidgetInfo::selected(egui::Role::CheckBox, true, on, zone.label())
             });
             if response.clicked() {
-                if on {
-                    draft.note.zones.remove(zone);
-                } else {
-                    draft.note.zones.insert(*zone);
-                }
+                set_member(&mut draft.note.zones, *zone, !on);
                 edited = true;
             }
             let on = draft.note.zones.contains(zone);
@@ -362,4 +351,12 @@ fn database_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         });
         ui.checkbox(&mut app.export_note_paths, "with file paths");
     });
+}
+
+fn set_member<T: Ord>(set: &mut std::collections::BTreeSet<T>, item: T, member: bool) {
+    if member {
+        set.insert(item);
+    } else {
+        set.remove(&item);
+    }
 }

@@ -521,6 +521,13 @@ impl ViewerApp {
         ))
     }
 
+    /// A finding as the model names its class ("PNEUMONIA"), or a generic label without a model.
+    pub fn class_name(&self, finding: Finding) -> String {
+        self.engine()
+            .and_then(|e| super::review::class_of_finding(&e.model.config, finding))
+            .map_or_else(|| finding.label().to_string(), str::to_string)
+    }
+
     /// The label the folder layout gives `path`, if it is in the study list.
     pub fn folder_truth(&self, path: &Path) -> Option<Finding> {
         let r = self.review.as_ref()?;

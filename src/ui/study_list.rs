@@ -7,7 +7,7 @@ use egui_extras::{Column, TableBuilder};
 use crate::notes::{Agreement, Filter, Finding, Outcome};
 
 use super::app::{display_name, ViewerApp};
-use super::review::{class_of_finding, ReviewCounts, SortColumn};
+use super::review::{ReviewCounts, SortColumn};
 
 const ERROR: Color32 = Color32::from_rgb(255, 110, 110);
 const WARN: Color32 = Color32::from_rgb(255, 170, 60);
@@ -85,13 +85,11 @@ fn filters_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
 
 /// Rows: truth; columns: the model. Clicking an error cell filters to it.
 fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
-    let config = app.engine().map(|e| e.model.config.clone());
-    let name = |f: Finding| -> String {
-        config
-            .as_ref()
-            .and_then(|c| class_of_finding(c, f))
-            .map_or_else(|| f.label().to_string(), str::to_string)
-    };
+    let names = [
+        app.class_name(Finding::Negative),
+        app.class_name(Finding::Positive),
+    ];
+    let name = |f: Finding| names[usize::from(f == Finding::Positive)].clone();
     let Some(review) = app.review.as_mut() else {
         return;
     };
@@ -182,13 +180,11 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
 
 fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let visible = app.review_visible();
-    let config = app.engine().map(|e| e.model.config.clone());
-    let name = |f: Finding| -> String {
-        config
-            .as_ref()
-            .and_then(|c| class_of_finding(c, f))
-            .map_or_else(|| f.label().to_string(), str::to_string)
-    };
+    let names = [
+        app.class_name(Finding::Negative),
+        app.class_name(Finding::Positive),
+    ];
+    let name = |f: Finding| names[usize::from(f == Finding::Positive)].clone();
     // Initials keep the columns narrow (N / P); full names when the initials clash.
     let initial = |f: Finding| name(f).chars().next().unwrap_or('?').to_ascii_uppercase();
     let distinct = initial(Finding::Positive) != initial(Finding::Negative);
