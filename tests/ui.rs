@@ -446,7 +446,11 @@ fn a_dropped_file_opens_and_is_analysed() {
 fn a_dropped_folder_opens_its_first_image() {
     let mut h = no_image_yet();
     drop_on_window(&mut h, repo("assets/samples"));
-    // Sorted by name: NORMAL2-… comes before person45-…; ATTRIBUTION.md is not an image.
+    // A folder is listed (and reviewed) in the background; sorted by name, NORMAL2-… comes before
+    // person45-…, and ATTRIBUTION.md is not an image.
+    wait_until(&mut h, "the folder's first image", |a| {
+        current_path(a).is_some()
+    });
     assert_eq!(current_path(h.state()), Some(other_sample()));
     wait_until(
         &mut h,
