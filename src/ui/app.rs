@@ -935,14 +935,21 @@ impl ViewState {
 
 impl eframe::App for ViewerApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        let was_busy = self.jobs.busy();
         if let Some(stats) = self.frame_stats.as_mut() {
+            stats.frame_started(std::time::Instant::now(), was_busy);
             // The previous frame, painting included; repaint continuously to measure.
             if let Some(seconds) = frame.info().cpu_usage {
-                stats.record(seconds * 1e3, self.jobs.busy());
+                stats.record(seconds * 1e3, was_busy);
             }
             ui.ctx().request_repaint();
         }
         self.ui_root(ui);
+        if let Some(stats) = &self.frame_stats {
+            if was_busy && !self.jobs.busy() {
+                eprint!("{}", stats.summary());
+            }
+        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
