@@ -195,12 +195,10 @@ fn write_outputs(
     Ok(())
 }
 
-/// Write to a temporary file in the same directory, then rename: readers never see half a report.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+/// [`crate::atomic_file::write_atomic`] with the path in the error.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::atomic_file::write_atomic(path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Median milliseconds of each stage over `runs` repetitions, as a table.

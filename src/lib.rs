@@ -5,6 +5,7 @@
 //! depends on a UI toolkit.
 
 pub mod analysis;
+pub mod atomic_file;
 pub mod cli;
 pub mod evaluation;
 pub mod explain;

@@ -444,28 +444,12 @@ pub fn import_file(store: &NotesStore, input: &Path) -> Result<MergeReport, Note
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NotesError> {
-    use std::io::Write;
-    let failed = |e: std::io::Error| {
+    crate::atomic_file::write_atomic(path, bytes).map_err(|e| {
         NotesError::new(
             NotesErrorKind::Io,
             path.display().to_string(),
             "cannot write",
         )
         .with_source(e)
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(failed)
+    })
 }

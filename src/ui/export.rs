@@ -164,7 +164,8 @@ pub fn export_json(app: &mut ViewerApp) {
         };
         let report = Report::new(&study, &analysis, &engine.model, include_identifiers);
         let bytes = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
-        crate::cli::write_atomic(path, &bytes).map_err(|e| e.to_string())
+        crate::atomic_file::write_atomic(path, &bytes)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
 }
 
