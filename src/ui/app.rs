@@ -453,10 +453,17 @@ impl ViewerApp {
     /// Position of the image on screen in what next/previous walk, and that list's length.
     pub fn folder_position(&self) -> Option<(usize, usize)> {
         let current = &self.current.as_ref()?.path;
-        let list = self.navigation();
-        list.iter()
-            .position(|p| p == current)
-            .map(|i| (i, list.len()))
+        // Drawn every frame: positions, not a list of paths.
+        if let Some(r) = self.reviewing_current() {
+            let visible = self.review_visible();
+            let here = r.row_index(current)?;
+            return visible
+                .iter()
+                .position(|&i| i == here)
+                .map(|i| (i, visible.len()));
+        }
+        let i = self.folder.iter().position(|p| p == current)?;
+        Some((i, self.folder.len()))
     }
 
     /// Next (`+1`) or previous (`-1`) image of the study list (as filtered and sorted) or of the

@@ -4,7 +4,7 @@
 
 use egui::{Color32, RichText, Sense, Stroke};
 
-use crate::notes::{Agreement, ErrorCategory, Finding, Outcome, Zone};
+use crate::notes::{Agreement, ErrorCategory, Finding, Note, Outcome, Zone};
 
 use super::app::{display_name, ViewerApp};
 use super::panels::{lung_sides_ui, lung_zones, LUNGS_SIZE};
@@ -35,7 +35,9 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
         NotesDb::Ready(_) => {}
     }
-    if app.notes.draft.is_none() {
+    let focus_text = std::mem::take(&mut app.notes.focus_text);
+    let truth = truth_facts(app);
+    let Some(draft) = app.notes.draft.as_mut() else {
         let text = if app.current.as_ref().is_some_and(|c| c.study.is_some()) {
             "identifying the study…"
         } else {
@@ -44,13 +46,13 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         ui.label(RichText::new(text).weak());
         database_ui(app, ui);
         return;
-    }
+    };
     let mut edited = false;
-    edited |= truth_ui(app, ui);
-    edited |= verdict_ui(app, ui);
-    edited |= categories_ui(app, ui);
-    edited |= zones_ui(app, ui);
-    edited |= text_ui(app, ui);
+    edited |= truth_ui(&truth, &mut draft.note, ui);
+    edited |= verdict_ui(&mut draft.note, ui);
+    edited |= categories_ui(&mut draft.note, ui);
+    edited |= zones_ui(&mut draft.note, ui);
+    edited |= text_ui(&mut draft.note, focus_text, ui);
     if edited {
         app.note_edited();
     }
@@ -59,24 +61,33 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     database_ui(app, ui);
 }
 
+/// What the note pane shows about the study besides the note: the folder's label, the model's
+/// answer, and the class names.
+struct TruthFacts {
+    folder: Option<Finding>,
+    prediction: Option<crate::notes::PredictionSnapshot>,
+    /// Negative, positive.
+    names: [String; 2],
+}
+
+fn truth_facts(app: &ViewerApp) -> TruthFacts {
+    let path = app.notes.draft.as_ref().map(|d| d.path.as_path());
+    TruthFacts {
+        folder: path.and_then(|p| app.folder_truth(p)),
+        prediction: path.and_then(|p| app.live_prediction(p)),
+        names: [
+            app.class_name(Finding::Negative),
+            app.class_name(Finding::Positive),
+        ],
+    }
+}
+
 /// Ground truth (the folder's unless the reviewer sets one), the model's answer, the outcome.
-fn truth_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
-    let Some(draft) = app.notes.draft.as_ref() else {
-        return false;
-    };
-    let path = draft.path.clone();
-    let folder = app.folder_truth(&path);
-    let prediction = app.live_prediction(&path);
-    let names = [
-        app.class_name(Finding::Negative),
-        app.class_name(Finding::Positive),
-    ];
-    let name = |f: Finding| names[usize::from(f == Finding::Positive)].clone();
-    let Some(draft) = app.notes.draft.as_mut() else {
-        return false;
-    };
+fn truth_ui(facts: &TruthFacts, note: &mut Note, ui: &mut egui::Ui) -> bool {
+    let folder = facts.folder;
+    let name = |f: Finding| facts.names[usize::from(f == Finding::Positive)].clone();
     let mut edited = false;
-    let set = draft.note.ground_truth;
+    let set = note.ground_truth;
     let shown = match (set, folder) {
         (Some(f), Some(g)) if f == g => format!("{} (folder)", name(f)),
         (Some(f), _) => name(f),
@@ -99,13 +110,13 @@ fn truth_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
                     ui.selectable_value(&mut choice, Some(f), name(f));
                 }
                 if choice != set {
-                    draft.note.ground_truth = choice;
+                    note.ground_truth = choice;
                     edited = true;
                 }
             });
     });
-    let truth = draft.note.ground_truth.or(folder);
-    match prediction {
+    let truth = note.ground_truth.or(folder);
+    match facts.prediction {
         Some(p) => {
             let outcome = truth.map(|t| Outcome::of(t, p.predicted));
             let text = format!(
@@ -128,10 +139,7 @@ fn truth_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
     edited
 }
 
-fn verdict_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
-    let Some(draft) = app.notes.draft.as_mut() else {
-        return false;
-    };
+fn verdict_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     let mut edited = false;
     ui.horizontal(|ui| {
         ui.label("Verdict:");
@@ -140,13 +148,13 @@ fn verdict_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
             (Agreement::Disagree, "N"),
             (Agreement::Unsure, "U"),
         ] {
-            let on = draft.note.agreement == Some(a);
+            let on = note.agreement == Some(a);
             if ui
                 .selectable_label(on, a.label())
                 .on_hover_text(format!("{key}: agree with the model's output or not"))
                 .clicked()
             {
-                draft.note.agreement = (!on).then_some(a);
+                note.agreement = (!on).then_some(a);
                 edited = true;
             }
         }
@@ -154,17 +162,14 @@ fn verdict_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
     edited
 }
 
-fn categories_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
-    let Some(draft) = app.notes.draft.as_mut() else {
-        return false;
-    };
+fn categories_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     let mut edited = false;
     ui.label("Why the model went wrong (any that apply):");
     ui.horizontal_wrapped(|ui| {
         for c in ErrorCategory::ALL {
-            let mut on = draft.note.categories.contains(c);
+            let mut on = note.categories.contains(c);
             if ui.checkbox(&mut on, c.label()).changed() {
-                set_member(&mut draft.note.categories, *c, on);
+                set_member(&mut note.categories, *c, on);
                 edited = true;
             }
         }
@@ -173,10 +178,7 @@ fn categories_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
 }
 
 /// The lung schematic as six toggles (checkboxes for screen readers and tests).
-fn zones_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
-    let Some(draft) = app.notes.draft.as_mut() else {
-        return false;
-    };
+fn zones_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     let mut edited = false;
     ui.horizontal(|ui| {
         let (rect, _) = ui.allocate_exact_size(LUNGS_SIZE, Sense::hover());
@@ -185,15 +187,15 @@ fn zones_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
             let response = ui
                 .interact(r, ui.scope_id().with(("note-zone", i)), Sense::click())
                 .on_hover_text(zone.label());
-            let on = draft.note.zones.contains(zone);
+            let on = note.zones.contains(zone);
             response.widget_info(|| {
                 egui::WidgetInfo::selected(egui::Role::CheckBox, true, on, zone.label())
             });
             if response.clicked() {
-                set_member(&mut draft.note.zones, *zone, !on);
+                set_member(&mut note.zones, *zone, !on);
                 edited = true;
             }
-            let on = draft.note.zones.contains(zone);
+            let on = note.zones.contains(zone);
             let fill = if on {
                 SELECTED_ZONE
             } else if response.hovered() {
@@ -213,10 +215,10 @@ fn zones_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
         ui.vertical(|ui| {
             ui.label("Zones implicated");
             ui.label(RichText::new("click the schematic").small().weak());
-            if draft.note.zones.is_empty() {
+            if note.zones.is_empty() {
                 ui.label(RichText::new("none").weak());
             }
-            for z in &draft.note.zones {
+            for z in &note.zones {
                 ui.label(z.label());
             }
         });
@@ -224,14 +226,10 @@ fn zones_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
     edited
 }
 
-fn text_ui(app: &mut ViewerApp, ui: &mut egui::Ui) -> bool {
-    let focus = std::mem::take(&mut app.notes.focus_text);
-    let Some(draft) = app.notes.draft.as_mut() else {
-        return false;
-    };
+fn text_ui(note: &mut Note, focus: bool, ui: &mut egui::Ui) -> bool {
     let label = ui.label("Comment");
     let response = ui.add(
-        egui::TextEdit::multiline(&mut draft.note.text)
+        egui::TextEdit::multiline(&mut note.text)
             .hint_text("What did the model get wrong, and why? (T)")
             .desired_rows(4)
             .desired_width(f32::INFINITY),

@@ -222,10 +222,6 @@ impl Review {
         self.rows.get_mut(i)
     }
 
-    pub fn done(&self) -> usize {
-        self.rows.iter().filter(|r| r.done()).count()
-    }
-
     pub fn stop(&self) {
         self.cancel.store(true, AtomicOrdering::Relaxed);
     }

@@ -83,10 +83,6 @@ impl NotesState {
         }
     }
 
-    pub fn note_of(&self, path: &Path) -> Option<&Note> {
-        self.all.get(self.ids.get(path)?)
-    }
-
     /// Every edit is in the database.
     pub fn all_saved(&self) -> bool {
         self.leaving.is_empty() && self.draft.as_ref().is_none_or(Draft::is_saved)
@@ -221,10 +217,6 @@ impl ViewerApp {
     }
 
     // ---- the note being edited --------------------------------------------------------
-
-    pub fn current_study_id(&self) -> Option<&StudyId> {
-        self.notes.ids.get(&self.current.as_ref()?.path)
-    }
 
     /// Called by the panel after it changed `notes.draft`.
     /// The note then carries the name of whoever edited it last.
