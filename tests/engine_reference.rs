@@ -29,27 +29,14 @@ fn logits_and_layer4_match_pytorch() {
     let reference = reference();
     for name in ["sample", "random"] {
         let input = npy(&format!("reference/input_{name}.npy"));
-        let logits: Vec<f32> = model
-            .logits(&input)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let logits = values(&model.logits(&input).unwrap());
         let expected: Vec<f32> =
             serde_json::from_value(reference["inputs"][name]["logits"].clone()).unwrap();
         assert!(
             max_abs_diff(&logits, &expected) < 1e-4,
             "{name}: {logits:?} vs {expected:?}"
         );
-        let layer4: Vec<f32> = model
-            .backbone
-            .forward(&input)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let layer4 = values(&model.backbone.forward(&input).unwrap());
         let expected = npy_vec(&format!("reference/{name}_layer4.npy"));
         assert!(max_abs_diff(&layer4, &expected) < 1e-4, "{name} layer4");
     }

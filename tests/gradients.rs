@@ -59,8 +59,8 @@ fn explicit_input_gradient_equals_candle_autograd() {
     let auto = grads
         .get(var.as_tensor())
         .expect("autograd reaches the input");
-    let a: Vec<f32> = explicit.flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = auto.flatten_all().unwrap().to_vec1().unwrap();
+    let a = values(&explicit);
+    let b = values(auto);
     let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(scale > 0.0);
     assert!(
@@ -75,8 +75,8 @@ fn input_gradient_matches_finite_differences() {
     let model = tiny_model();
     let x = npy("reference/input_random.npy");
     let (grad, _) = input_gradients(&model, &x, 1).unwrap();
-    let grad: Vec<f32> = grad.flatten_all().unwrap().to_vec1().unwrap();
-    let base: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+    let grad = values(&grad);
+    let base = values(&x);
     // The pixels with the largest gradients, spread over the three channels.
     let mut order: Vec<usize> = (0..grad.len()).collect();
     order.sort_by(|a, b| grad[*b].abs().total_cmp(&grad[*a].abs()));
@@ -110,7 +110,7 @@ fn grad_cam_weights_match_finite_differences() {
     let features = model.backbone.forward(&x).unwrap();
     let cam = grad_cam(&model.head, &features, 1).unwrap();
     let (_, c, h, w) = features.dims4().unwrap();
-    let base: Vec<f32> = features.flatten_all().unwrap().to_vec1().unwrap();
+    let base = values(&features);
     let logit = |v: Vec<f32>| -> f64 {
         let t = Tensor::from_vec(v, (1, c, h, w), &Device::Cpu).unwrap();
         let pooled = global_avg_pool(&t).unwrap();

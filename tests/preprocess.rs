@@ -28,6 +28,6 @@ fn model_input_matches_pillow_within_one_gray_level() {
     let tensor =
         input_tensor(&pillow_grid, &model.config.input, &candle_core::Device::Cpu).unwrap();
     let expected = npy_vec("reference/input_sample.npy");
-    let got: Vec<f32> = tensor.flatten_all().unwrap().to_vec1().unwrap();
+    let got = values(&tensor);
     assert!(max_abs_diff(&got, &expected) < 1e-5);
 }

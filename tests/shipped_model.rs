@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use common::max_abs_diff;
+use common::{max_abs_diff, values};
 use cxr_viewer::analysis::Engine;
 use cxr_viewer::explain::Grid;
 use cxr_viewer::io::load_study;
@@ -40,23 +40,12 @@ fn shipped_weights_reproduce_the_recipes_logits_and_preprocessing() {
     let cases = reference.as_object().unwrap();
     assert!(cases.len() >= 4, "at least four reference images");
     for (stem, expected) in cases {
-        let gray: Vec<f32> =
-            Tensor::read_npy(weights_dir().join(format!("reference/{stem}_gray.npy")))
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+        let gray = values(
+            &Tensor::read_npy(weights_dir().join(format!("reference/{stem}_gray.npy"))).unwrap(),
+        );
         let grid = Grid::new(spec.width, spec.height, gray);
         let input = input_tensor(&grid, &spec, &Device::Cpu).unwrap();
-        let logits: Vec<f32> = engine
-            .model
-            .logits(&input)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let logits = values(&engine.model.logits(&input).unwrap());
         let want: Vec<f32> = serde_json::from_value(expected["logits"].clone()).unwrap();
         assert!(
             max_abs_diff(&logits, &want) < 1e-3,

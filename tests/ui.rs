@@ -33,6 +33,21 @@ fn fast_settings() -> Settings {
     ui_support::fast_settings(&temp_dir("ui-notes").join("notes.sqlite3"))
 }
 
+/// The viewer on `file` (or on nothing), no dialogs answered.
+fn viewer(model: PathBuf, file: Option<PathBuf>) -> Harness<'static, ViewerApp> {
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        model,
+        file,
+    );
+    harness(app)
+}
+
+fn image_shown(app: &ViewerApp) -> bool {
+    app.current.as_ref().is_some_and(|c| c.study.is_some())
+}
+
 fn analysed(app: &ViewerApp) -> bool {
     app.current_entry().is_some_and(|e| {
         e.gradcam.is_some()
@@ -49,9 +64,7 @@ fn open_through_the_picker_shows_results_progressively() {
     h.get_by_label("Research use only — not for diagnosis")
         .hover();
     h.get_by_label("Open…").click();
-    wait_until(&mut h, "the image", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some())
-    });
+    wait_until(&mut h, "the image", image_shown);
     assert_eq!(current_path(h.state()), Some(sample()));
     wait_until(&mut h, "the full analysis", analysed);
 
@@ -77,13 +90,7 @@ fn open_through_the_picker_shows_results_progressively() {
 
 #[test]
 fn overlays_switch_and_alpha_follows_slider_and_keys() {
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(sample()),
-    );
-    let mut h = harness(app);
+    let mut h = viewer(tiny_model(), Some(sample()));
     wait_until(&mut h, "the full analysis", analysed);
     assert_eq!(h.state().map, MapKind::GradCam, "default overlay");
 
@@ -133,13 +140,7 @@ fn overlays_switch_and_alpha_follows_slider_and_keys() {
 
 #[test]
 fn changing_the_ig_baseline_reruns_only_ig_and_keeps_both() {
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(sample()),
-    );
-    let mut h = harness(app);
+    let mut h = viewer(tiny_model(), Some(sample()));
     wait_until(&mut h, "the full analysis", analysed);
     let prepared_before = h.state().current_entry().unwrap().prepared.clone().unwrap();
     click_in_view(&mut h, "white");
@@ -208,19 +209,14 @@ fn switching_images_cancels_stale_work_and_going_back_is_instant() {
 
 #[test]
 fn a_missing_model_still_shows_the_image_and_one_clear_error() {
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
+    let mut h = viewer(
         repo("tests/fixtures/does-not-exist/model.json"),
         Some(sample()),
     );
-    let mut h = harness(app);
     wait_until(&mut h, "the model error", |a| {
         matches!(a.engine, EngineState::Failed(_))
     });
-    wait_until(&mut h, "the image", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some())
-    });
+    wait_until(&mut h, "the image", image_shown);
     let node = h.get_by_label_contains("Model unavailable: cannot load the model");
     let text = node.accesskit_node().label().unwrap_or_default();
     assert!(!text.contains('\n'), "one line: {text}");
@@ -252,13 +248,7 @@ fn an_unreadable_file_gives_a_readable_message() {
 #[test]
 fn dicom_identifiers_stay_hidden_until_revealed() {
     let dicom = repo("tests/fixtures/dicom/no_preamble_16x16.dcm");
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(dicom),
-    );
-    let mut h = harness(app);
+    let mut h = viewer(tiny_model(), Some(dicom));
     // Let the background analysis finish first: results arriving mid-test change the layout and
     // the focus, which made the search-box step flaky.
     wait_until(&mut h, "the full analysis of the DICOM", analysed);
@@ -323,16 +313,8 @@ fn export_png_and_report_without_identifiers() {
 
 #[test]
 fn folder_navigation_and_help() {
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(sample()),
-    );
-    let mut h = harness(app);
-    wait_until(&mut h, "the image", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some())
-    });
+    let mut h = viewer(tiny_model(), Some(sample()));
+    wait_until(&mut h, "the image", image_shown);
     // The folder holds two samples, sorted by name: NORMAL2-… before person45-….
     assert_eq!(h.state().folder.len(), 2);
     h.get_by_label("2/2");
@@ -354,16 +336,8 @@ fn folder_navigation_and_help() {
 
 #[test]
 fn view_keys_zoom_invert_and_reset() {
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(sample()),
-    );
-    let mut h = harness(app);
-    wait_until(&mut h, "the image", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some())
-    });
+    let mut h = viewer(tiny_model(), Some(sample()));
+    wait_until(&mut h, "the image", image_shown);
     let view = |h: &Harness<'_, ViewerApp>| h.state().current.as_ref().unwrap().view.clone();
     assert!(view(&h).transform.is_none(), "starts fitted");
     h.key_press(Key::Z);
@@ -413,13 +387,7 @@ fn drop_on_window(h: &mut Harness<'_, ViewerApp>, path: PathBuf) {
 }
 
 fn no_image_yet() -> Harness<'static, ViewerApp> {
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        None,
-    );
-    let mut h = harness(app);
+    let mut h = viewer(tiny_model(), None);
     h.step();
     assert!(h.state().current.is_none());
     h

@@ -22,7 +22,12 @@ pub fn npy(rel: &str) -> Tensor {
 }
 
 pub fn npy_vec(rel: &str) -> Vec<f32> {
-    npy(rel).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    values(&npy(rel))
+}
+
+/// Every element, flattened, as f32.
+pub fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
 pub fn reference() -> serde_json::Value {
