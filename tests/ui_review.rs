@@ -14,6 +14,7 @@ use cxr_viewer::analysis::Engine;
 use cxr_viewer::io::load_study;
 use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Finding, NotesStore, Zone};
 use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::reviewing::NotesDb;
 use egui::accesskit::Role;
 use egui::Key;
 use egui_kittest::kittest::Queryable;
@@ -292,4 +293,28 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
     assert_ne!(after, before);
     let visible = order(h.state());
     assert!(visible.contains(&after) && !visible.contains(&before));
+}
+
+#[test]
+fn an_empty_folder_and_an_unusable_notes_database_say_so_in_one_line() {
+    // A directory where the database file should be: SQLite cannot open it.
+    let bad_db = temp_dir("review-bad-db");
+    let empty = temp_dir("review-empty");
+    std::fs::write(empty.join("README.txt"), b"not an image").unwrap();
+    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&empty)));
+    let app = ViewerApp::new(fast_settings(&bad_db), picker, tiny_model(), None);
+    let mut h = harness(app);
+    wait_until(&mut h, "the notes database error", |a| {
+        matches!(a.notes.db, NotesDb::Failed(_))
+    });
+    h.get_by_label_contains("Notes unavailable: ");
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "the empty folder's message", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.is_error && s.text.starts_with("no images in "))
+    });
+    let status = h.state().status.clone().unwrap();
+    assert!(!status.text.contains('\n'), "{}", status.text);
+    assert!(h.state().current.is_none());
 }
