@@ -204,29 +204,35 @@ def to_input(gray01: torch.Tensor, mean: float, std: float, channels_last: bool)
 
 # --------------------------------------------------------------------------- augmentation
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> torch.Tensor:
     """Radiograph augmentation on [B,1,S,S] in [0,1]. No horizontal flip:
-    laterality (heart on the patient's left, lung-zone scores) must be kept."""
+    laterality (heart on the patient's left, lung-zone scores) must be kept.
+    `strength` scales every range (rotation, scale, shift, photometric, noise)
+    around the identity; 1.0 is the recipe's base setting."""
     B, dev = x.shape[0], x.device
+    k = strength
 
     def U(lo, hi):
         return (torch.rand(B, generator=gen) * (hi - lo) + lo).to(dev)
 
-    ang = U(-7.0, 7.0) * math.pi / 180.0
-    scale = U(0.9, 1.1)
-    tx, ty = U(-0.08, 0.08), U(-0.08, 0.08)  # normalised coords: +-4 % of the width
+    def around_one(d):
+        return U(1.0 - d * k, 1.0 + d * k)
+
+    ang = U(-7.0 * k, 7.0 * k) * math.pi / 180.0
+    scale = around_one(0.1)
+    tx, ty = U(-0.08 * k, 0.08 * k), U(-0.08 * k, 0.08 * k)  # normalised coords: +-4 % of the width
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # brightness / contrast / gamma jitter
-    c = U(0.85, 1.15).view(B, 1, 1, 1)
-    b = U(-0.08, 0.08).view(B, 1, 1, 1)
-    g = U(0.85, 1.15).view(B, 1, 1, 1)
+    c = around_one(0.15).view(B, 1, 1, 1)
+    b = U(-0.08 * k, 0.08 * k).view(B, 1, 1, 1)
+    g = around_one(0.15).view(B, 1, 1, 1)
     m = x.mean(dim=(2, 3), keepdim=True)
     x = ((x - m) * c + m + b).clamp(0, 1).pow(g)
     # mild Gaussian noise
-    sigma = U(0.0, 0.02).view(B, 1, 1, 1)
+    sigma = U(0.0, 0.02 * k).view(B, 1, 1, 1)
     noise = torch.randn(x.shape, generator=gen) if dev.type == "cpu" else torch.randn(x.shape, device=dev)
     return (x + sigma * noise).clamp(0, 1)
 
@@ -472,6 +478,12 @@ def train(args):
     ov_imgs, ov_y = all_imgs[idx["official_val"]], labels[idx["official_val"]]
 
     model = build_model(args.dropout).to(device).to(memory_format=torch.channels_last)
+    init_epochs = 0
+    if args.init_from:  # warm start: weights only; new optimizer, new LR cycle
+        src = torch.load(args.init_from, map_location=device, weights_only=False)
+        model.load_state_dict(src["model"])
+        init_epochs = int(src["meta"].get("total_epochs", src["epoch"]))
+        log(f"initialised from {args.init_from} ({init_epochs} epochs of earlier training)")
     opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.999))
     counts = np.bincount(labels[idx["train"]], minlength=2)
     cw = torch.tensor(len(idx["train"]) / (2.0 * counts), dtype=torch.float32, device=device)
@@ -499,7 +511,8 @@ def train(args):
         torch.randperm(len(tr_idx), generator=gen)
 
     meta = dict(mean=mean, std=std, size=args.size, dropout=args.dropout, name=args.name,
-                device=device.type, preset=args.preset, args=vars(args))
+                device=device.type, preset=args.preset, args=vars(args), init_epochs=init_epochs,
+                init_from=args.init_from)
     epoch = start_epoch
     while epoch < planned_epochs:
         t_ep = time.time()
@@ -516,7 +529,7 @@ def train(args):
                 gi["lr"] = lr
             bi = perm[b * args.batch_size:(b + 1) * args.batch_size]
             x = all_imgs[bi.to(all_imgs.device)].float().div_(255.0).unsqueeze(1)
-            x = augment(x, gen) if not args.no_augment else x
+            x = augment(x, gen, args.aug_strength) if not args.no_augment else x
             x = to_input(x, mean, std, channels_last)
             y = all_y[bi].to(device)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -548,6 +561,7 @@ def train(args):
         is_best = vm.get("auc", -1) > best_auc
         if is_best:
             best_auc = vm["auc"]
+            meta["total_epochs"] = init_epochs + epoch
             torch.save(dict(model=model.state_dict(), meta=meta, epoch=epoch, metrics=row), run_dir / "best.pt.tmp")
             os.replace(run_dir / "best.pt.tmp", run_dir / "best.pt")
             log(f"new best val AUC {best_auc:.4f} at epoch {epoch}")
@@ -659,7 +673,8 @@ def export(args):
         "input": {"width": S, "height": S, "channels": 3, "resize": "squash",
                   "mean": [round(mean, 6)] * 3, "std": [round(std, 6)] * 3},
         "dropout": p_drop, "threshold": round(thr, 6), "temperature": round(T, 6),
-        "training": {"interim": meta["preset"] != "gpu", "epochs": int(ck["epoch"]), "input_size": S,
+        "training": {"interim": meta["preset"] != "gpu",
+                     "epochs": int(meta.get("total_epochs", ck["epoch"])), "input_size": S,
                      "device": meta["device"], "val_auc": round(res["auc"], 6),
                      "val_accuracy": round(res["at_threshold"]["accuracy"], 6),
                      "date": dt.datetime.utcnow().strftime("%Y-%m-%d")},
@@ -673,7 +688,8 @@ def export(args):
     ref.mkdir(parents=True, exist_ok=True)
     refs, labels_of = {}, {}
     for fname, label in FIXTURES:
-        src = SAMPLES / fname
+        # the committed copy travels with the repo; ../shared/samples does not (e.g. to a GPU machine)
+        src = WEIGHTS / "reference" / fname if (WEIGHTS / "reference" / fname).exists() else SAMPLES / fname
         dst = ref / fname
         if not dst.exists():
             shutil.copyfile(src, dst)
@@ -776,6 +792,8 @@ def main(argv=None):
     ap.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     ap.add_argument("--split-csv"); ap.add_argument("--run-dir"); ap.add_argument("--export-dir")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init-from", help="warm start: model weights of this checkpoint, new optimizer and LR cycle")
+    ap.add_argument("--aug-strength", type=float, default=1.0, help="scale of all augmentation ranges")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--log-every", type=int, default=20)
     ap.add_argument("--export", action="store_true", help="only export (calibrate, write weights/)")
