@@ -217,9 +217,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Eval { data, out, model }) => {
             let engine = load_engine(&model)?;
             let m = cli::eval(&engine, &data, &out)?;
+            let ci = |i: Option<[f64; 2]>| {
+                i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
+                    .unwrap_or_default()
+            };
             println!(
-                "n={} accuracy={:.4} sensitivity={:.4} specificity={:.4} auc={:.4} ece={:.4} (threshold {:.3}) → {}",
-                m.n, m.accuracy, m.sensitivity, m.specificity, m.auc, m.ece, m.threshold, out.display()
+                "n={} accuracy={:.4}{} sensitivity={:.4}{} specificity={:.4}{} auc={:.4}{} ece={:.4} (threshold {:.3}; [95 % CI]) → {}",
+                m.n,
+                m.accuracy,
+                ci(m.ci95.accuracy),
+                m.sensitivity,
+                ci(m.ci95.sensitivity),
+                m.specificity,
+                ci(m.ci95.specificity),
+                m.auc,
+                ci(m.ci95.auc),
+                m.ece,
+                m.threshold,
+                out.display()
             );
             Ok(ExitCode::SUCCESS)
         }
