@@ -220,7 +220,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, strength: float = 1.0) -> tor
 
     ang = U(-7.0 * k, 7.0 * k) * math.pi / 180.0
     scale = around_one(0.1)
-    tx, ty = U(-0.08 * k, 0.08 * k), U(-0.08 * k, 0.08 * k)  # normalised coords: +-4 % of the width
+    tx, ty = U(-0.08 * k, 0.08 * k), U(-0.08 * k, 0.08 * k)  # normalised coords: +-4k % of the width
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
@@ -401,6 +401,12 @@ def param_groups(model, wd):
 
 # --------------------------------------------------------------------------- main parts
 
+def epochs_behind(ck) -> int:
+    """Epochs of training behind a checkpoint (best.pt or last.pt), counting those of the
+    checkpoint its run was warm-started from."""
+    return int(ck["meta"].get("init_epochs", 0)) + int(ck["epoch"])
+
+
 def parse_deadline(s):
     if not s:
         return None
@@ -482,7 +488,7 @@ def train(args):
     if args.init_from:  # warm start: weights only; new optimizer, new LR cycle
         src = torch.load(args.init_from, map_location=device, weights_only=False)
         model.load_state_dict(src["model"])
-        init_epochs = int(src["meta"].get("total_epochs", src["epoch"]))
+        init_epochs = epochs_behind(src)
         log(f"initialised from {args.init_from} ({init_epochs} epochs of earlier training)")
     opt = torch.optim.AdamW(param_groups(model, args.weight_decay), lr=args.lr, betas=(0.9, 0.999))
     counts = np.bincount(labels[idx["train"]], minlength=2)
@@ -561,7 +567,6 @@ def train(args):
         is_best = vm.get("auc", -1) > best_auc
         if is_best:
             best_auc = vm["auc"]
-            meta["total_epochs"] = init_epochs + epoch
             torch.save(dict(model=model.state_dict(), meta=meta, epoch=epoch, metrics=row), run_dir / "best.pt.tmp")
             os.replace(run_dir / "best.pt.tmp", run_dir / "best.pt")
             log(f"new best val AUC {best_auc:.4f} at epoch {epoch}")
@@ -674,7 +679,7 @@ def export(args):
                   "mean": [round(mean, 6)] * 3, "std": [round(std, 6)] * 3},
         "dropout": p_drop, "threshold": round(thr, 6), "temperature": round(T, 6),
         "training": {"interim": meta["preset"] != "gpu",
-                     "epochs": int(meta.get("total_epochs", ck["epoch"])), "input_size": S,
+                     "epochs": epochs_behind(ck), "input_size": S,
                      "device": meta["device"], "val_auc": round(res["auc"], 6),
                      "val_accuracy": round(res["at_threshold"]["accuracy"], 6),
                      "date": dt.datetime.utcnow().strftime("%Y-%m-%d")},
