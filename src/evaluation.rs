@@ -142,16 +142,7 @@ pub fn wilson_interval(successes: usize, n: usize) -> Option<[f64; 2]> {
 /// Stratified percentile bootstrap of the AUC: `resamples` draws of as many positives and as many
 /// negatives as there are, with replacement, from each class; the 2.5th and 97.5th percentiles.
 pub fn auc_bootstrap_interval(cases: &[Case], resamples: usize, seed: u64) -> Option<[f64; 2]> {
-    let positives: Vec<f32> = cases
-        .iter()
-        .filter(|c| c.positive)
-        .map(|c| c.probability)
-        .collect();
-    let negatives: Vec<f32> = cases
-        .iter()
-        .filter(|c| !c.positive)
-        .map(|c| c.probability)
-        .collect();
+    let (positives, negatives): (Vec<&Case>, Vec<&Case>) = cases.iter().partition(|c| c.positive);
     if positives.is_empty() || negatives.is_empty() || resamples == 0 {
         return None;
     }
@@ -161,10 +152,16 @@ pub fn auc_bootstrap_interval(cases: &[Case], resamples: usize, seed: u64) -> Op
         .map(|_| {
             scored.clear();
             for _ in 0..positives.len() {
-                scored.push((positives[rng.random_range(0..positives.len())], true));
+                scored.push((
+                    positives[rng.random_range(0..positives.len())].probability,
+                    true,
+                ));
             }
             for _ in 0..negatives.len() {
-                scored.push((negatives[rng.random_range(0..negatives.len())], false));
+                scored.push((
+                    negatives[rng.random_range(0..negatives.len())].probability,
+                    false,
+                ));
             }
             mann_whitney_auc(&mut scored)
         })

@@ -106,7 +106,11 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     let ci = &metrics["ci95"]["accuracy"];
     let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
     assert!(lo <= accuracy && accuracy <= hi && hi - lo > 0.3, "{ci}");
-    assert!(metrics["ci95"]["auc"].is_array() || metrics["ci95"]["auc"].is_null());
+    // Both classes are present, so the AUC has a bootstrap interval, and it brackets the AUC.
+    let auc = metrics["auc"].as_f64().unwrap();
+    let ci = &metrics["ci95"]["auc"];
+    let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(lo <= auc && auc <= hi, "AUC {auc} outside {ci}");
     let tp =
         metrics["confusion"]["tp"].as_u64().unwrap() + metrics["confusion"]["fn"].as_u64().unwrap();
     assert_eq!(tp, 2, "two pneumonia cases (one in a nested folder)");

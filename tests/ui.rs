@@ -222,6 +222,16 @@ fn a_missing_model_still_shows_the_image_and_one_clear_error() {
     assert!(!text.contains('\n'), "one line: {text}");
 }
 
+/// Waits until the current file failed to load; the status line, which must be an error.
+fn load_error_status(h: &mut Harness<'_, ViewerApp>) -> String {
+    wait_until(h, "the load error", |a| {
+        a.current.as_ref().is_some_and(|c| c.error.is_some())
+    });
+    let status = h.state().status.clone().unwrap();
+    assert!(status.is_error, "{}", status.text);
+    status.text
+}
+
 #[test]
 fn an_unreadable_file_gives_a_readable_message() {
     let picker = Arc::new(ScriptedPicker::opening(&[repo(
@@ -230,16 +240,8 @@ fn an_unreadable_file_gives_a_readable_message() {
     let app = ViewerApp::new(fast_settings(), picker, tiny_model(), None);
     let mut h = harness(app);
     h.get_by_label("Open…").click();
-    wait_until(&mut h, "the load error", |a| {
-        a.current.as_ref().is_some_and(|c| c.error.is_some())
-    });
-    let status = h.state().status.clone().unwrap();
-    assert!(status.is_error);
-    assert!(
-        status.text.starts_with("cannot open garbage.dcm"),
-        "{}",
-        status.text
-    );
+    let status = load_error_status(&mut h);
+    assert!(status.starts_with("cannot open garbage.dcm"), "{status}");
     h.get_all_by_label_contains("cannot open garbage.dcm")
         .next()
         .unwrap();
@@ -438,18 +440,10 @@ fn a_dropped_folder_opens_its_first_image() {
 fn a_dropped_unreadable_file_shows_one_line_in_the_status_bar() {
     let mut h = no_image_yet();
     drop_on_window(&mut h, repo("tests/fixtures/dicom/garbage.dcm"));
-    wait_until(&mut h, "the load error", |a| {
-        a.current.as_ref().is_some_and(|c| c.error.is_some())
-    });
-    let status = h.state().status.clone().unwrap();
-    assert!(status.is_error);
-    assert!(
-        status.text.starts_with("cannot open garbage.dcm: "),
-        "{}",
-        status.text
-    );
-    assert!(!status.text.contains('\n'), "one line: {}", status.text);
+    let status = load_error_status(&mut h);
+    assert!(status.starts_with("cannot open garbage.dcm: "), "{status}");
+    assert!(!status.contains('\n'), "one line: {status}");
     // The status bar shows exactly that line (the canvas may repeat it).
-    assert!(h.query_all_by_label(&status.text).count() >= 1);
+    assert!(h.query_all_by_label(&status).count() >= 1);
     assert!(h.state().current_entry().is_none(), "nothing to analyse");
 }
