@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::fixture;
@@ -12,12 +12,12 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
 }
 
-fn scratch(name: &str) -> PathBuf {
-    // Per process, so two concurrent `cargo test` runs on one target dir don't share folders.
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch folder, removed when the returned guard drops (pass or fail).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cxr-cli-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
 
 fn npy_shape(path: &Path) -> Vec<usize> {
@@ -40,7 +40,8 @@ fn analyze_sample(out: &Path, model: &Path, extra: &[&str]) -> std::process::Out
 
 #[test]
 fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
-    let out = scratch("cli-analyze");
+    let tmp = scratch("cli-analyze");
+    let out = tmp.path().to_path_buf();
     let garbage = out.join("not-an-image.png");
     std::fs::write(&garbage, b"definitely not a PNG").unwrap();
     let jpeg = fixture("reference/person45_bacteria_221.jpeg");
@@ -172,7 +173,8 @@ fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
 
 #[test]
 fn wrong_weights_file_is_a_one_line_error() {
-    let dir = scratch("cli-wrong-weights");
+    let tmp = scratch("cli-wrong-weights");
+    let dir = tmp.path().to_path_buf();
     let config = std::fs::read_to_string(fixture("reference/model.json")).unwrap();
     std::fs::write(dir.join("model.json"), config).unwrap();
     std::fs::write(
@@ -193,7 +195,8 @@ fn wrong_weights_file_is_a_one_line_error() {
 
 #[test]
 fn checkpoint_of_another_architecture_is_refused_by_name() {
-    let dir = scratch("cli-other-arch");
+    let tmp = scratch("cli-other-arch");
+    let dir = tmp.path().to_path_buf();
     let mut config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("reference/model.json")).unwrap())
             .unwrap();
@@ -212,7 +215,8 @@ fn checkpoint_of_another_architecture_is_refused_by_name() {
 
 #[test]
 fn unknown_target_class_names_the_known_ones() {
-    let dir = scratch("cli-target");
+    let tmp = scratch("cli-target");
+    let dir = tmp.path().to_path_buf();
     let result = analyze_sample(
         &dir,
         &fixture("reference/model.json"),
@@ -231,7 +235,8 @@ fn cuda_request_on_a_cpu_build_falls_back_with_a_note() {
     if cfg!(feature = "cuda") {
         return;
     }
-    let dir = scratch("cli-cuda");
+    let tmp = scratch("cli-cuda");
+    let dir = tmp.path().to_path_buf();
     let result = analyze_sample(
         &dir,
         &fixture("reference/model.json"),

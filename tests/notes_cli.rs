@@ -6,11 +6,12 @@ use std::process::{Command, Output};
 
 use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Note, NotesStore, StudyId};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cxr-notes-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch folder, removed when the returned guard drops (pass or fail).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cxr-notes-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn notes_cmd(args: &[&str]) -> Output {
@@ -41,7 +42,8 @@ fn seeded_db(dir: &Path) -> PathBuf {
 
 #[test]
 fn export_then_import_in_both_formats() {
-    let dir = scratch("roundtrip");
+    let tmp = scratch("roundtrip");
+    let dir = tmp.path().to_path_buf();
     let db = seeded_db(&dir);
     for ext in ["csv", "json"] {
         let out = dir.join(format!("notes.{ext}"));
@@ -89,7 +91,8 @@ fn export_then_import_in_both_formats() {
 
 #[test]
 fn include_paths_adds_the_full_path() {
-    let dir = scratch("paths");
+    let tmp = scratch("paths");
+    let dir = tmp.path().to_path_buf();
     let db = seeded_db(&dir);
     let out = dir.join("with-paths.csv");
     let o = notes_cmd(&[
@@ -108,7 +111,8 @@ fn include_paths_adds_the_full_path() {
 /// Failures are one `error:` line on stderr and a non-zero exit.
 #[test]
 fn errors_are_one_line_and_fail() {
-    let dir = scratch("errors");
+    let tmp = scratch("errors");
+    let dir = tmp.path().to_path_buf();
     let db = seeded_db(&dir);
     let db = db.to_str().unwrap();
     let missing_db = dir.join("nope.sqlite3");

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -19,14 +19,12 @@ const ENV_DB: &str = "CXR_NOTES_CHILD_DB";
 const ENV_TAG: &str = "CXR_NOTES_CHILD_TAG";
 const ENV_COUNT: &str = "CXR_NOTES_CHILD_COUNT";
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cxr-notes-durability-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch folder, removed when the returned guard drops (pass or fail).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cxr-notes-durability-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn study(key: &str) -> StudyId {
@@ -162,7 +160,8 @@ fn assert_all_present(store: &NotesStore, tag: &str, reported: &BTreeMap<StudyId
 
 #[test]
 fn killed_writer_loses_no_committed_note() {
-    let dir = scratch("kill");
+    let tmp = scratch("kill");
+    let dir = tmp.path().to_path_buf();
     let db = dir.join("notes.sqlite3");
     // Kill after different amounts of work so the kill lands at different points of the write
     // path (the page writes, the commit, a WAL checkpoint).
@@ -204,7 +203,8 @@ fn killed_writer_loses_no_committed_note() {
 
 #[test]
 fn two_processes_write_one_database() {
-    let dir = scratch("processes");
+    let tmp = scratch("processes");
+    let dir = tmp.path().to_path_buf();
     let db = dir.join("notes.sqlite3");
     let per_writer = 400;
     let children: Vec<(String, Child)> = ["procA", "procB"]
@@ -229,7 +229,8 @@ fn two_processes_write_one_database() {
 
 #[test]
 fn two_threads_write_one_database() {
-    let dir = scratch("threads");
+    let tmp = scratch("threads");
+    let dir = tmp.path().to_path_buf();
     let db = dir.join("notes.sqlite3");
     let per_writer = 100u64;
     // Two connections (as two windows or instances would have) and one store shared by two

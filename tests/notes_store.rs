@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cxr_viewer::notes::{
     self, identity, Agreement, ErrorCategory, ExportOptions, Filter, Finding, Format, Note,
@@ -13,12 +13,13 @@ use cxr_viewer::notes::{
 };
 use sha2::Digest;
 
-/// A fresh folder per test and process, so parallel tests and runs never share a database.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cxr-notes-store-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder per test, so parallel tests and runs never share a database; removed when
+/// the returned guard drops, pass or fail.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cxr-notes-store-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn id(n: u8) -> StudyId {
@@ -54,7 +55,8 @@ fn table_rows(db: &Path) -> i64 {
 
 #[test]
 fn fresh_database_is_current_wal_and_sound() {
-    let db = scratch("fresh").join("sub/dir/notes.sqlite3");
+    let tmp = scratch("fresh");
+    let db = tmp.path().join("sub/dir/notes.sqlite3");
     let store = NotesStore::open(&db).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     store.check_integrity().unwrap();
@@ -87,7 +89,8 @@ PRAGMA user_version = 1;";
 
 #[test]
 fn version_1_database_is_migrated_and_keeps_its_notes() {
-    let db = scratch("v1").join("notes.sqlite3");
+    let tmp = scratch("v1");
+    let db = tmp.path().join("notes.sqlite3");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(V1_SCHEMA).unwrap();
@@ -137,7 +140,8 @@ fn version_1_database_is_migrated_and_keeps_its_notes() {
 
 #[test]
 fn newer_database_is_refused_with_a_clear_error() {
-    let db = scratch("newer").join("notes.sqlite3");
+    let tmp = scratch("newer");
+    let db = tmp.path().join("notes.sqlite3");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(&format!(
@@ -165,7 +169,8 @@ fn newer_database_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_file_that_is_not_a_database_is_an_error_not_overwritten() {
-    let db = scratch("garbage").join("notes.sqlite3");
+    let tmp = scratch("garbage");
+    let db = tmp.path().join("notes.sqlite3");
     let garbage = b"this is not a SQLite database, it is a text file of some length".repeat(20);
     std::fs::write(&db, &garbage).unwrap();
     let err = NotesStore::open(&db).unwrap_err();
@@ -177,7 +182,8 @@ fn a_file_that_is_not_a_database_is_an_error_not_overwritten() {
 
 #[test]
 fn upsert_owns_timestamps_and_skips_unchanged_notes() {
-    let store = NotesStore::open(&scratch("upsert").join("n.sqlite3")).unwrap();
+    let tmp = scratch("upsert");
+    let store = NotesStore::open(&tmp.path().join("n.sqlite3")).unwrap();
     let mut note = Note::new(id(1));
     note.text = "first".into();
     let first = store.upsert(&note).unwrap();
@@ -213,7 +219,8 @@ fn upsert_owns_timestamps_and_skips_unchanged_notes() {
 
 #[test]
 fn invalid_probability_is_refused() {
-    let store = NotesStore::open(&scratch("prob").join("n.sqlite3")).unwrap();
+    let tmp = scratch("prob");
+    let store = NotesStore::open(&tmp.path().join("n.sqlite3")).unwrap();
     let mut note = Note::new(id(1));
     note.prediction = Some(PredictionSnapshot {
         predicted: Finding::Positive,
@@ -227,7 +234,8 @@ fn invalid_probability_is_refused() {
 
 #[test]
 fn list_filters_and_counts() {
-    let store = NotesStore::open(&scratch("filters").join("n.sqlite3")).unwrap();
+    let tmp = scratch("filters");
+    let store = NotesStore::open(&tmp.path().join("n.sqlite3")).unwrap();
     let snapshot = |predicted, uncertain| {
         Some(PredictionSnapshot {
             predicted,
@@ -321,7 +329,8 @@ fn list_filters_and_counts() {
 // ---------------------------------------------------------------- export / import
 
 fn round_trip(format: Format) {
-    let dir = scratch(&format!("roundtrip-{format:?}"));
+    let tmp = scratch(&format!("roundtrip-{format:?}"));
+    let dir = tmp.path().to_path_buf();
     let source = NotesStore::open(&dir.join("a.sqlite3")).unwrap();
     let mut saved: Vec<Note> = (1..=3)
         .map(|k| source.upsert(&full_note(k)).unwrap())
@@ -399,7 +408,8 @@ fn json_round_trip_merges_without_duplicates() {
 
 #[test]
 fn merge_keeps_the_later_copy_in_both_directions() {
-    let dir = scratch("merge");
+    let tmp = scratch("merge");
+    let dir = tmp.path().to_path_buf();
     let a = NotesStore::open(&dir.join("a.sqlite3")).unwrap();
     let b = NotesStore::open(&dir.join("b.sqlite3")).unwrap();
     let mut note = full_note(1);
@@ -425,7 +435,8 @@ fn merge_keeps_the_later_copy_in_both_directions() {
 
 #[test]
 fn exports_carry_no_paths_unless_asked() {
-    let dir = scratch("identifiers");
+    let tmp = scratch("identifiers");
+    let dir = tmp.path().to_path_buf();
     let store = NotesStore::open(&dir.join("n.sqlite3")).unwrap();
     store.upsert(&full_note(1)).unwrap();
     let notes = store.list(Filter::All).unwrap();
@@ -455,7 +466,8 @@ fn exports_carry_no_paths_unless_asked() {
 
 #[test]
 fn a_bad_import_names_the_row_and_imports_nothing() {
-    let dir = scratch("bad-import");
+    let tmp = scratch("bad-import");
+    let dir = tmp.path().to_path_buf();
     let store = NotesStore::open(&dir.join("n.sqlite3")).unwrap();
     let good = notes::export(
         &[full_note(1), full_note(2)],
@@ -482,7 +494,8 @@ fn a_bad_import_names_the_row_and_imports_nothing() {
 
 #[test]
 fn export_file_and_import_file() {
-    let dir = scratch("files");
+    let tmp = scratch("files");
+    let dir = tmp.path().to_path_buf();
     let a = NotesStore::open(&dir.join("a.sqlite3")).unwrap();
     a.upsert(&full_note(1)).unwrap();
     a.upsert(&full_note(2)).unwrap();
@@ -509,7 +522,8 @@ fn export_file_and_import_file() {
 
 #[test]
 fn raster_identity_follows_content_not_name() {
-    let dir = scratch("identity-raster");
+    let tmp = scratch("identity-raster");
+    let dir = tmp.path().to_path_buf();
     let original = common::fixture("reference/person45_bacteria_221.jpeg");
     let copy = dir.join("elsewhere/renamed study.jpg");
     std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
@@ -538,7 +552,8 @@ fn dicom_identity_is_the_sop_instance_uid() {
         &std::fs::read_to_string(common::fixture("dicom/reference.json")).unwrap(),
     )
     .unwrap();
-    let dir = scratch("identity-dicom");
+    let tmp = scratch("identity-dicom");
+    let dir = tmp.path().to_path_buf();
     let mut checked = 0;
     for name in [
         "cr_chest_pa_mono1_10bit_explicit_le_440.dcm",
@@ -562,7 +577,8 @@ fn dicom_identity_is_the_sop_instance_uid() {
 
 #[test]
 fn a_note_follows_a_renamed_file() {
-    let dir = scratch("follow");
+    let tmp = scratch("follow");
+    let dir = tmp.path().to_path_buf();
     let store = NotesStore::open(&dir.join("n.sqlite3")).unwrap();
     let original = common::fixture("reference/person45_bacteria_221.jpeg");
     let study = cxr_viewer::io::load_study(&original).unwrap();

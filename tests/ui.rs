@@ -278,8 +278,7 @@ fn dicom_identifiers_stay_hidden_until_revealed() {
 
 #[test]
 fn export_png_and_report_without_identifiers() {
-    let dir = std::env::temp_dir().join(format!("cxr-ui-export-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("ui-export");
     let png = dir.join("view.png");
     let json = dir.join("report.json");
     let picker = Arc::new(ScriptedPicker::default().saving(&[png.clone(), json.clone()]));

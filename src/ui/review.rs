@@ -629,8 +629,8 @@ mod tests {
 
     #[test]
     fn listing_is_recursive_sorted_and_finds_dicom_without_extension() {
-        let dir = std::env::temp_dir().join(format!("cxr-review-list-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("NORMAL/sub")).unwrap();
         std::fs::create_dir_all(dir.join(".hidden")).unwrap();
         let mut dcm = vec![0u8; 140];
@@ -640,13 +640,12 @@ mod tests {
         std::fs::write(dir.join("a.jpeg"), b"x").unwrap();
         std::fs::write(dir.join("README.txt"), b"not an image").unwrap();
         std::fs::write(dir.join(".hidden/c.png"), b"x").unwrap();
-        let (files, truncated) = list_studies(&dir, &AtomicBool::new(false));
+        let (files, truncated) = list_studies(dir, &AtomicBool::new(false));
         let names: Vec<String> = files
             .iter()
-            .map(|p| p.strip_prefix(&dir).unwrap().to_string_lossy().into_owned())
+            .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
             .collect();
         assert!(!truncated);
         assert_eq!(names, ["NORMAL/b.PNG", "NORMAL/sub/IM0001", "a.jpeg"]);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

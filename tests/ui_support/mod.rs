@@ -22,10 +22,12 @@ pub fn tiny_model() -> PathBuf {
     repo("tests/fixtures/reference/model.json")
 }
 
-/// A fresh directory under the system temp dir, unique per call.
+/// A fresh directory, unique per call. It must outlive the app that uses it, so it is not a
+/// self-removing guard; it lives in cargo's scratch folder for tests (`target/tmp`), never in
+/// the system temp dir, and goes with `cargo clean`.
 pub fn temp_dir(tag: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "cxr-{tag}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
