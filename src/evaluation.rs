@@ -151,17 +151,11 @@ pub fn auc_bootstrap_interval(cases: &[Case], resamples: usize, seed: u64) -> Op
     let mut aucs: Vec<f64> = (0..resamples)
         .map(|_| {
             scored.clear();
-            for _ in 0..positives.len() {
-                scored.push((
-                    positives[rng.random_range(0..positives.len())].probability,
-                    true,
-                ));
-            }
-            for _ in 0..negatives.len() {
-                scored.push((
-                    negatives[rng.random_range(0..negatives.len())].probability,
-                    false,
-                ));
+            for class in [&positives, &negatives] {
+                for _ in 0..class.len() {
+                    let case = class[rng.random_range(0..class.len())];
+                    scored.push((case.probability, case.positive));
+                }
             }
             mann_whitney_auc(&mut scored)
         })

@@ -6,18 +6,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::fixture;
+use common::{fixture, scratch};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
-}
-
-/// A scratch folder, removed when the returned guard drops (pass or fail).
-fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("cxr-cli-{name}-"))
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
-        .unwrap()
 }
 
 fn npy_shape(path: &Path) -> Vec<usize> {

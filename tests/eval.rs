@@ -3,16 +3,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
-use common::fixture;
+use common::{fixture, scratch};
 
 #[test]
 fn eval_writes_consistent_metrics_predictions_and_plots() {
-    let root =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("eval-fixture-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let tmp = scratch("eval-fixture");
+    let root = tmp.path();
     let data = root.join("data");
     for class in ["NORMAL", "PNEUMONIA/nested"] {
         std::fs::create_dir_all(data.join(class)).unwrap();
@@ -122,13 +120,12 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
 
 #[test]
 fn eval_without_class_folders_says_what_it_expects() {
-    let root =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("eval-empty-{}", std::process::id()));
-    std::fs::create_dir_all(&root).unwrap();
+    let tmp = scratch("eval-empty");
+    let root = tmp.path();
     let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
         .args(["eval", "--device", "cpu"])
         .arg("--data")
-        .arg(&root)
+        .arg(root)
         .arg("--out")
         .arg(root.join("out"))
         .arg("--model")

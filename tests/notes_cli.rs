@@ -1,18 +1,13 @@
 //! `cxr-viewer notes export|import` end to end, through the real binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::scratch;
 use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Note, NotesStore, StudyId};
-
-/// A scratch folder, removed when the returned guard drops (pass or fail).
-fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("cxr-notes-cli-{name}-"))
-        .tempdir()
-        .unwrap()
-}
 
 fn notes_cmd(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
@@ -42,7 +37,7 @@ fn seeded_db(dir: &Path) -> PathBuf {
 
 #[test]
 fn export_then_import_in_both_formats() {
-    let tmp = scratch("roundtrip");
+    let tmp = scratch("notes-cli-roundtrip");
     let dir = tmp.path().to_path_buf();
     let db = seeded_db(&dir);
     for ext in ["csv", "json"] {
@@ -91,7 +86,7 @@ fn export_then_import_in_both_formats() {
 
 #[test]
 fn include_paths_adds_the_full_path() {
-    let tmp = scratch("paths");
+    let tmp = scratch("notes-cli-paths");
     let dir = tmp.path().to_path_buf();
     let db = seeded_db(&dir);
     let out = dir.join("with-paths.csv");
@@ -111,7 +106,7 @@ fn include_paths_adds_the_full_path() {
 /// Failures are one `error:` line on stderr and a non-zero exit.
 #[test]
 fn errors_are_one_line_and_fail() {
-    let tmp = scratch("errors");
+    let tmp = scratch("notes-cli-errors");
     let dir = tmp.path().to_path_buf();
     let db = seeded_db(&dir);
     let db = db.to_str().unwrap();

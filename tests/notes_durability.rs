@@ -6,26 +6,21 @@
 //! each `upsert` has returned, so the parent knows what the store promised to keep.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
+use common::scratch;
 use cxr_viewer::notes::{Agreement, ErrorCategory, Note, NotesStore, StudyId, Zone};
 use sha2::Digest;
 
 const ENV_DB: &str = "CXR_NOTES_CHILD_DB";
 const ENV_TAG: &str = "CXR_NOTES_CHILD_TAG";
 const ENV_COUNT: &str = "CXR_NOTES_CHILD_COUNT";
-
-/// A scratch folder, removed when the returned guard drops (pass or fail).
-fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("cxr-notes-durability-{name}-"))
-        .tempdir()
-        .unwrap()
-}
 
 fn study(key: &str) -> StudyId {
     StudyId::sha256(&sha2::Sha256::digest(key.as_bytes()).into())
@@ -160,7 +155,7 @@ fn assert_all_present(store: &NotesStore, tag: &str, reported: &BTreeMap<StudyId
 
 #[test]
 fn killed_writer_loses_no_committed_note() {
-    let tmp = scratch("kill");
+    let tmp = scratch("notes-durability-kill");
     let dir = tmp.path().to_path_buf();
     let db = dir.join("notes.sqlite3");
     // Kill after different amounts of work so the kill lands at different points of the write
@@ -203,7 +198,7 @@ fn killed_writer_loses_no_committed_note() {
 
 #[test]
 fn two_processes_write_one_database() {
-    let tmp = scratch("processes");
+    let tmp = scratch("notes-durability-processes");
     let dir = tmp.path().to_path_buf();
     let db = dir.join("notes.sqlite3");
     let per_writer = 400;
@@ -229,7 +224,7 @@ fn two_processes_write_one_database() {
 
 #[test]
 fn two_threads_write_one_database() {
-    let tmp = scratch("threads");
+    let tmp = scratch("notes-durability-threads");
     let dir = tmp.path().to_path_buf();
     let db = dir.join("notes.sqlite3");
     let per_writer = 100u64;

@@ -7,20 +7,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use common::scratch;
 use cxr_viewer::notes::{
     self, identity, Agreement, ErrorCategory, ExportOptions, Filter, Finding, Format, Note,
     NotesErrorKind, NotesStore, Outcome, PredictionSnapshot, StudyId, Zone, SCHEMA_VERSION,
 };
 use sha2::Digest;
-
-/// A fresh folder per test, so parallel tests and runs never share a database; removed when
-/// the returned guard drops, pass or fail.
-fn scratch(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix(&format!("cxr-notes-store-{name}-"))
-        .tempdir()
-        .unwrap()
-}
 
 fn id(n: u8) -> StudyId {
     StudyId::sha256(&[n; 32])
@@ -55,7 +47,7 @@ fn table_rows(db: &Path) -> i64 {
 
 #[test]
 fn fresh_database_is_current_wal_and_sound() {
-    let tmp = scratch("fresh");
+    let tmp = scratch("notes-store-fresh");
     let db = tmp.path().join("sub/dir/notes.sqlite3");
     let store = NotesStore::open(&db).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
@@ -89,7 +81,7 @@ PRAGMA user_version = 1;";
 
 #[test]
 fn version_1_database_is_migrated_and_keeps_its_notes() {
-    let tmp = scratch("v1");
+    let tmp = scratch("notes-store-v1");
     let db = tmp.path().join("notes.sqlite3");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -140,7 +132,7 @@ fn version_1_database_is_migrated_and_keeps_its_notes() {
 
 #[test]
 fn newer_database_is_refused_with_a_clear_error() {
-    let tmp = scratch("newer");
+    let tmp = scratch("notes-store-newer");
     let db = tmp.path().join("notes.sqlite3");
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
@@ -169,7 +161,7 @@ fn newer_database_is_refused_with_a_clear_error() {
 
 #[test]
 fn a_file_that_is_not_a_database_is_an_error_not_overwritten() {
-    let tmp = scratch("garbage");
+    let tmp = scratch("notes-store-garbage");
     let db = tmp.path().join("notes.sqlite3");
     let garbage = b"this is not a SQLite database, it is a text file of some length".repeat(20);
     std::fs::write(&db, &garbage).unwrap();
@@ -182,7 +174,7 @@ fn a_file_that_is_not_a_database_is_an_error_not_overwritten() {
 
 #[test]
 fn upsert_owns_timestamps_and_skips_unchanged_notes() {
-    let tmp = scratch("upsert");
+    let tmp = scratch("notes-store-upsert");
     let store = NotesStore::open(&tmp.path().join("n.sqlite3")).unwrap();
     let mut note = Note::new(id(1));
     note.text = "first".into();
@@ -219,7 +211,7 @@ fn upsert_owns_timestamps_and_skips_unchanged_notes() {
 
 #[test]
 fn invalid_probability_is_refused() {
-    let tmp = scratch("prob");
+    let tmp = scratch("notes-store-prob");
     let store = NotesStore::open(&tmp.path().join("n.sqlite3")).unwrap();
     let mut note = Note::new(id(1));
     note.prediction = Some(PredictionSnapshot {
@@ -234,7 +226,7 @@ fn invalid_probability_is_refused() {
 
 #[test]
 fn list_filters_and_counts() {
-    let tmp = scratch("filters");
+    let tmp = scratch("notes-store-filters");
     let store = NotesStore::open(&tmp.path().join("n.sqlite3")).unwrap();
     let snapshot = |predicted, uncertain| {
         Some(PredictionSnapshot {
@@ -329,7 +321,7 @@ fn list_filters_and_counts() {
 // ---------------------------------------------------------------- export / import
 
 fn round_trip(format: Format) {
-    let tmp = scratch(&format!("roundtrip-{format:?}"));
+    let tmp = scratch(&format!("notes-store-roundtrip-{format:?}"));
     let dir = tmp.path().to_path_buf();
     let source = NotesStore::open(&dir.join("a.sqlite3")).unwrap();
     let mut saved: Vec<Note> = (1..=3)
@@ -408,7 +400,7 @@ fn json_round_trip_merges_without_duplicates() {
 
 #[test]
 fn merge_keeps_the_later_copy_in_both_directions() {
-    let tmp = scratch("merge");
+    let tmp = scratch("notes-store-merge");
     let dir = tmp.path().to_path_buf();
     let a = NotesStore::open(&dir.join("a.sqlite3")).unwrap();
     let b = NotesStore::open(&dir.join("b.sqlite3")).unwrap();
@@ -435,7 +427,7 @@ fn merge_keeps_the_later_copy_in_both_directions() {
 
 #[test]
 fn exports_carry_no_paths_unless_asked() {
-    let tmp = scratch("identifiers");
+    let tmp = scratch("notes-store-identifiers");
     let dir = tmp.path().to_path_buf();
     let store = NotesStore::open(&dir.join("n.sqlite3")).unwrap();
     store.upsert(&full_note(1)).unwrap();
@@ -466,7 +458,7 @@ fn exports_carry_no_paths_unless_asked() {
 
 #[test]
 fn a_bad_import_names_the_row_and_imports_nothing() {
-    let tmp = scratch("bad-import");
+    let tmp = scratch("notes-store-bad-import");
     let dir = tmp.path().to_path_buf();
     let store = NotesStore::open(&dir.join("n.sqlite3")).unwrap();
     let good = notes::export(
@@ -494,7 +486,7 @@ fn a_bad_import_names_the_row_and_imports_nothing() {
 
 #[test]
 fn export_file_and_import_file() {
-    let tmp = scratch("files");
+    let tmp = scratch("notes-store-files");
     let dir = tmp.path().to_path_buf();
     let a = NotesStore::open(&dir.join("a.sqlite3")).unwrap();
     a.upsert(&full_note(1)).unwrap();
@@ -522,7 +514,7 @@ fn export_file_and_import_file() {
 
 #[test]
 fn raster_identity_follows_content_not_name() {
-    let tmp = scratch("identity-raster");
+    let tmp = scratch("notes-store-identity-raster");
     let dir = tmp.path().to_path_buf();
     let original = common::fixture("reference/person45_bacteria_221.jpeg");
     let copy = dir.join("elsewhere/renamed study.jpg");
@@ -552,7 +544,7 @@ fn dicom_identity_is_the_sop_instance_uid() {
         &std::fs::read_to_string(common::fixture("dicom/reference.json")).unwrap(),
     )
     .unwrap();
-    let tmp = scratch("identity-dicom");
+    let tmp = scratch("notes-store-identity-dicom");
     let dir = tmp.path().to_path_buf();
     let mut checked = 0;
     for name in [
@@ -577,7 +569,7 @@ fn dicom_identity_is_the_sop_instance_uid() {
 
 #[test]
 fn a_note_follows_a_renamed_file() {
-    let tmp = scratch("follow");
+    let tmp = scratch("notes-store-follow");
     let dir = tmp.path().to_path_buf();
     let store = NotesStore::open(&dir.join("n.sqlite3")).unwrap();
     let original = common::fixture("reference/person45_bacteria_221.jpeg");

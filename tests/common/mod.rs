@@ -12,6 +12,15 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// A scratch folder, removed when the returned guard drops (pass or fail), so test runs leave
+/// nothing behind in the temp dir.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cxr-{name}-"))
+        .tempdir()
+        .unwrap()
+}
+
 pub fn tiny_model() -> Classifier {
     Classifier::load(&fixture("reference/model.json"), &Device::Cpu)
         .expect("tiny fixture model loads")
