@@ -588,3 +588,26 @@ fn a_note_follows_a_renamed_file() {
     assert_eq!(moved.file_name.as_deref(), Some("anonymous.jpeg"));
     assert_eq!(store.counts().unwrap().notes, 1);
 }
+
+/// Switching a new file to WAL needs an exclusive lock, and SQLite does not call the busy
+/// handler there when the other connection holds a write lock (waiting could deadlock), so a
+/// second instance opening the same new database at that moment got "database is locked" at
+/// once instead of waiting its busy timeout.
+#[test]
+fn open_waits_for_another_writer_while_switching_to_wal() {
+    let tmp = scratch("notes-store-wal-race");
+    let db = tmp.path().join("notes.sqlite3");
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; CREATE TABLE other_writer(x);")
+        .unwrap();
+    let committer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    let store = NotesStore::open(&db);
+    committer.join().unwrap();
+    let store = store.unwrap();
+    store.check_integrity().unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}

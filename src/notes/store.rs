@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use rusqlite::{
@@ -115,6 +115,26 @@ impl std::fmt::Debug for NotesStore {
 const COLUMNS: &str = "study_id, agreement, categories, zones, body, reviewer, file_name, \
     file_path, created_at, updated_at, ground_truth, predicted, probability, model_uncertain";
 
+/// `PRAGMA journal_mode = WAL`, answering the mode the file ends up in. The switch needs an
+/// exclusive lock, and while another connection holds a write lock SQLite fails it at once
+/// instead of calling the busy handler (waiting there could deadlock), so two instances opening
+/// a new database together would see "database is locked". Retried here for the busy timeout.
+fn switch_to_wal(conn: &Connection, timeout: Duration, what: &str) -> Result<String, NotesError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(e) => {
+                let error = NotesError::sqlite(what, "cannot switch to WAL mode", e);
+                if error.kind() != NotesErrorKind::Busy || Instant::now() >= deadline {
+                    return Err(error);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
 impl NotesStore {
     /// Opens (creating it and its folder if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Self, NotesError> {
@@ -149,9 +169,7 @@ impl NotesStore {
         // WAL is a property of the file (kept across opens); the answer says whether the file
         // system allowed it (it does not on some network shares, which then keep the rollback
         // journal: still atomic and durable, only readers wait for writers).
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| NotesError::sqlite(&what, "cannot switch to WAL mode", e))?;
+        let mode = switch_to_wal(&conn, options.busy_timeout, &what)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!("{what}: journal mode is {mode}, not WAL; concurrent readers will wait");
         }
