@@ -7,6 +7,7 @@ use cxr_viewer::analysis::{AnalysisOptions, Engine};
 use cxr_viewer::cli;
 use cxr_viewer::explain::integrated_gradients::Baseline;
 use cxr_viewer::model::{select_device, DeviceChoice};
+use cxr_viewer::notes::NotesStore;
 
 /// Chest X-ray viewer and analysis engine: ResNet-50 pneumonia classification with Grad-CAM,
 /// Monte-Carlo-dropout uncertainty and Integrated Gradients. Research use only — not for diagnosis.
@@ -19,6 +20,10 @@ struct Cli {
     /// bundled sample); the model is $CXR_VIEWER_MODEL, else weights/model.json.
     #[arg(value_name = "FILE|FOLDER")]
     file: Option<PathBuf>,
+    /// Viewer: the notes database for this run (created if missing), instead of the one chosen
+    /// in the notes pane or the per-user default; not remembered.
+    #[arg(long, value_name = "FILE", env = "CXR_VIEWER_DB")]
+    db: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -146,7 +151,7 @@ enum NotesCommand {
 }
 
 fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
-    use cxr_viewer::notes::{self, ExportOptions, NotesStore};
+    use cxr_viewer::notes::{self, ExportOptions};
     match action {
         NotesCommand::Export {
             db,
@@ -258,7 +263,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         None => {
             let file = cli.file.unwrap_or_else(cli::default_sample_path);
-            cxr_viewer::ui::run(Some(file), cli::default_model_path())?;
+            if let Some(db) = &cli.db {
+                // A database that cannot be used is said here, in one line, before any window.
+                NotesStore::open(db)?;
+            }
+            cxr_viewer::ui::run(Some(file), cli::default_model_path(), cli.db)?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -241,3 +241,39 @@ fn cuda_request_on_a_cpu_build_falls_back_with_a_note() {
     );
     assert!(String::from_utf8_lossy(&result.stderr).contains("no CUDA support"));
 }
+
+/// `cxr-viewer FILE --db X` for the viewer: a database that cannot be used is refused in one
+/// line before any window opens (so this needs no display); `$CXR_VIEWER_DB` is the same flag.
+#[test]
+fn viewer_db_that_is_not_a_notes_database_is_refused_in_one_line() {
+    let tmp = scratch("cli-viewer-db");
+    let not_db = tmp.path().join("notes.sqlite3");
+    std::fs::write(
+        &not_db,
+        b"this is a text file, not SQLite, and long enough to be read",
+    )
+    .unwrap();
+    let by_flag = bin().arg("--db").arg(&not_db).output().unwrap();
+    let by_env = bin().env("CXR_VIEWER_DB", &not_db).output().unwrap();
+    for out in [by_flag, by_env] {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: ") && err.contains("notes.sqlite3"),
+            "{err}"
+        );
+    }
+    // The variable does not get in the way of the subcommands, which have their own `--db`.
+    let export = tmp.path().join("out.csv");
+    let out = bin()
+        .env("CXR_VIEWER_DB", &not_db)
+        .args(["notes", "export", "--db"])
+        .arg(tmp.path().join("fresh.sqlite3"))
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("cannot be used with"), "{err}");
+}

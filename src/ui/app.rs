@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
+use std::time::Instant;
 
 use egui::{Key, Modifiers, TextureHandle};
 
@@ -122,6 +123,11 @@ pub struct ViewerApp {
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
+    /// Where settings are written as they change; `None` (tests): only eframe's storage.
+    settings_file: Option<super::settings_file::SettingsFile>,
+    /// `--db` / `$CXR_VIEWER_DB`: this run's notes database, ahead of the remembered one and not
+    /// remembered itself.
+    pub(super) notes_db_override: Option<PathBuf>,
 }
 
 impl ViewerApp {
@@ -168,27 +174,84 @@ impl ViewerApp {
             export_note_paths: false,
             list_scrolled_to: None,
             frame_stats: None,
+            settings_file: None,
+            notes_db_override: None,
         }
     }
 
-    /// eframe entry: settings restored from storage, the real file dialog.
+    /// Settings written to `path` as soon as they change (see [`super::settings_file`]).
+    pub fn with_settings_file(mut self, path: PathBuf) -> Self {
+        self.settings_file = Some(super::settings_file::SettingsFile::new(
+            path,
+            &self.settings,
+        ));
+        self
+    }
+
+    /// Opens `db` as the notes database for this run (`--db`), whatever the settings name.
+    pub fn with_notes_db(mut self, db: Option<PathBuf>) -> Self {
+        self.notes_db_override = db;
+        self
+    }
+
+    /// eframe entry: settings from `settings.json` (written on every change), else from
+    /// eframe's storage (written at exit), else the defaults; the real file dialog.
     pub fn from_creation_context(
         cc: &eframe::CreationContext<'_>,
         model_path: PathBuf,
         initial_file: Option<PathBuf>,
+        notes_db: Option<PathBuf>,
     ) -> Self {
-        let settings = cc
-            .storage
-            .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
+        let settings_path = super::settings_file::default_path();
+        let (from_file, load_error) = match settings_path.as_deref().map(super::settings_file::load)
+        {
+            Some(Ok(s)) => (s, None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        let settings = from_file
+            .or_else(|| {
+                cc.storage
+                    .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY))
+            })
             .unwrap_or_default();
         let mut app = Self::new(
             settings,
             Arc::new(worker::NativePicker),
             model_path,
             initial_file,
-        );
+        )
+        .with_notes_db(notes_db);
+        if let Some(path) = settings_path {
+            app = app.with_settings_file(path);
+        }
+        if let Some(e) = load_error {
+            app.set_error(e);
+        }
         app.frame_stats = super::frame_stats::FrameStats::from_env();
         app
+    }
+
+    /// Hands changed settings to the writer (debounced; see [`super::settings_file`]).
+    fn persist_settings(&mut self, ctx: &egui::Context, now: Instant) {
+        let Some(file) = self.settings_file.as_mut() else {
+            return;
+        };
+        let (wait, error) = file.tick(&self.settings, now);
+        if let Some(wait) = wait {
+            ctx.request_repaint_after(wait);
+        }
+        if let Some(e) = error {
+            self.set_error(e);
+        }
+    }
+
+    fn persist_settings_now(&mut self) {
+        if let Some(file) = self.settings_file.as_mut() {
+            if let Err(e) = file.write_now(&self.settings) {
+                tracing::error!("{e}");
+            }
+        }
     }
 
     pub(super) fn outbox(&self) -> Option<Outbox> {
@@ -198,12 +261,22 @@ impl ViewerApp {
         })
     }
 
-    /// Everything per frame, in order: first-frame start-up, messages, input, analysis
-    /// scheduling, then drawing. Tests call this through an `egui_kittest::Harness`.
+    /// One whole frame as a test harness drives it: [`Self::logic_root`] then
+    /// [`Self::draw_root`], in the order eframe calls `App::logic` and `App::ui`.
     pub fn ui_root(&mut self, ui: &mut egui::Ui) {
-        let frame_started = std::time::Instant::now();
+        self.logic_root(ui.ctx());
+        self.draw_root(ui);
+    }
+
+    /// What must happen whether or not the window is painted: first-frame start-up, worker and
+    /// notes-thread messages, analysis scheduling, the notes autosave and writing changed
+    /// settings. eframe skips the drawing pass while the window is minimised or covered and
+    /// then calls only `App::logic`; anything done only while painting would wait, unsaved,
+    /// until the reviewer looked again (or be lost at a crash). Reads no input: while the window
+    /// is hidden the input is that of the last shown frame.
+    pub fn logic_root(&mut self, ctx: &egui::Context) {
         if self.ctx.is_none() {
-            self.ctx = Some(ui.ctx().clone());
+            self.ctx = Some(ctx.clone());
             if let Some(out) = self.outbox() {
                 worker::load_engine(out, self.model_path.clone());
             }
@@ -217,22 +290,32 @@ impl ViewerApp {
             }
         }
         self.drain_messages();
-        self.handle_dropped_files(ui.ctx());
-        self.handle_shortcuts(ui.ctx());
         self.ensure_analysis();
         self.pace_review();
         self.sync_draft();
+        self.autosave(ctx);
+        self.persist_settings(ctx, Instant::now());
+        if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {
+            // Keeps the spinner turning even between worker messages.
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The drawing pass: input, then the panels. What the panels changed (a note, a setting)
+    /// is sent on at once rather than at the next frame.
+    pub fn draw_root(&mut self, ui: &mut egui::Ui) {
+        let frame_started = Instant::now();
+        self.handle_dropped_files(ui.ctx());
+        self.handle_shortcuts(ui.ctx());
+        self.ensure_analysis();
+        self.sync_draft();
         super::panels::frame_ui(self, ui);
         self.autosave(ui.ctx());
+        self.persist_settings(ui.ctx(), Instant::now());
         let frame_ms = frame_started.elapsed().as_secs_f64() * 1e3;
         if frame_ms > 50.0 {
             // The UI thread must never wait for the network; a slow frame is a bug to find.
             tracing::debug!("slow frame: {frame_ms:.1} ms");
-        }
-        if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {
-            // Keeps the spinner turning even between worker messages.
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(100));
         }
     }
 
@@ -293,6 +376,7 @@ impl ViewerApp {
                     (PickPurpose::OpenFolder, Some(dir)) => self.open_folder(&dir),
                     (PickPurpose::NotesDb, Some(p)) => {
                         self.settings.notes_db = Some(p.clone());
+                        self.notes_db_override = None;
                         self.open_notes_db(p);
                     }
                     (PickPurpose::ExportNotes, Some(p)) => self.export_notes(p),
@@ -941,6 +1025,10 @@ impl ViewState {
 }
 
 impl eframe::App for ViewerApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.logic_root(ctx);
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let was_busy = self.jobs.busy();
         if let Some(stats) = self.frame_stats.as_mut() {
@@ -951,7 +1039,7 @@ impl eframe::App for ViewerApp {
             }
             ui.ctx().request_repaint();
         }
-        self.ui_root(ui);
+        self.draw_root(ui);
         if let Some(stats) = &self.frame_stats {
             if was_busy && !self.jobs.busy() {
                 eprint!("{}", stats.summary());
@@ -964,6 +1052,7 @@ impl eframe::App for ViewerApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.persist_settings_now();
         self.jobs.cancel_all_except(None);
         if let Some(r) = &self.review {
             r.stop();

@@ -9,6 +9,7 @@
 //! * `render`, `export`: pixels for the screen and for PNG/JSON export
 //! * `review`, `reviewing`, `study_list`: a folder under review (study list, filters, outcomes)
 //! * `notes_service`, `notes_draft`, `notes_panel`: review notes, saved as the reviewer types
+//! * `settings`, `settings_file`: what the user chose, on disk as soon as it changes
 
 pub mod app;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod render;
 pub mod review;
 pub mod reviewing;
 pub mod settings;
+pub mod settings_file;
 pub mod shortcuts;
 pub mod study_list;
 pub mod transform;
@@ -34,7 +36,12 @@ pub use app::ViewerApp;
 pub use worker::FilePicker;
 
 /// Opens the viewer window and blocks until it is closed.
-pub fn run(initial_file: Option<PathBuf>, model_path: PathBuf) -> anyhow::Result<()> {
+/// `notes_db`: `--db`, this run's notes database.
+pub fn run(
+    initial_file: Option<PathBuf>,
+    model_path: PathBuf,
+    notes_db: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("cxr-viewer — research use only, not for diagnosis")
@@ -51,6 +58,7 @@ pub fn run(initial_file: Option<PathBuf>, model_path: PathBuf) -> anyhow::Result
                 cc,
                 model_path,
                 initial_file,
+                notes_db,
             )))
         }),
     )

@@ -236,7 +236,10 @@ fn text_ui(note: &mut Note, focus: bool, ui: &mut egui::Ui) -> bool {
     );
     let response = response.labelled_by(label.id);
     if focus {
+        // `T` from anywhere: the reviewer must see what they type, even when the pane is
+        // scrolled or the window small.
         response.request_focus();
+        response.scroll_to_me(Some(egui::Align::Center));
     }
     response.changed()
 }

@@ -98,13 +98,18 @@ impl Default for NotesState {
 impl ViewerApp {
     // ---- notes database ---------------------------------------------------------------
 
-    /// First frame: the notes thread, and the database the settings name (or the default).
+    /// First frame: the notes thread, and the database `--db` or the settings name (or the
+    /// default).
     pub(super) fn start_notes(&mut self) {
         let Some(out) = self.outbox() else {
             return;
         };
         self.notes.client = Some(NotesClient::start(out));
-        let path = match &self.settings.notes_db {
+        let chosen = self
+            .notes_db_override
+            .as_ref()
+            .or(self.settings.notes_db.as_ref());
+        let path = match chosen {
             Some(p) => Ok(p.clone()),
             None => crate::notes::default_path().map_err(|e| worker::chain_line(&e)),
         };
