@@ -128,6 +128,8 @@ pub struct ViewerApp {
     /// `--db` / `$CXR_VIEWER_DB`: this run's notes database, ahead of the remembered one and not
     /// remembered itself.
     pub(super) notes_db_override: Option<PathBuf>,
+    /// When the window was last seen going hidden (minimised or covered).
+    hidden_since: Option<Instant>,
 }
 
 impl ViewerApp {
@@ -176,6 +178,7 @@ impl ViewerApp {
             frame_stats: None,
             settings_file: None,
             notes_db_override: None,
+            hidden_since: None,
         }
     }
 
@@ -289,12 +292,18 @@ impl ViewerApp {
                 }
             }
         }
+        let now = Instant::now();
+        let hidden = ctx.input(|i| i.viewport().visible() == Some(false));
+        if paint_while_hidden(&mut self.hidden_since, hidden, now) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::RequestPaintWhileHidden);
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        }
         self.drain_messages();
         self.ensure_analysis();
         self.pace_review();
         self.sync_draft();
         self.autosave(ctx);
-        self.persist_settings(ctx, Instant::now());
+        self.persist_settings(ctx, now);
         if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {
             // Keeps the spinner turning even between worker messages.
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
@@ -1064,6 +1073,22 @@ impl eframe::App for ViewerApp {
     }
 }
 
+/// How long after the window goes hidden its ui still runs.
+const HIDDEN_INPUT_GRACE: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Keystrokes are applied only by a drawing pass. Those typed just before the window was
+/// covered, not yet handled (a busy machine lags behind the keyboard), would otherwise wait
+/// unsaved in the input queue until the window is shown again: so for a moment after it goes
+/// hidden, ask eframe to run the ui anyway.
+fn paint_while_hidden(hidden_since: &mut Option<Instant>, hidden: bool, now: Instant) -> bool {
+    if !hidden {
+        *hidden_since = None;
+        return false;
+    }
+    let since = *hidden_since.get_or_insert(now);
+    now.saturating_duration_since(since) < HIDDEN_INPUT_GRACE
+}
+
 pub fn image_size(study: &Study) -> egui::Vec2 {
     egui::vec2(study.width as f32, study.height as f32)
 }
@@ -1092,4 +1117,34 @@ pub fn list_images(dir: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ui_runs_for_a_moment_after_the_window_goes_hidden_then_stops() {
+        let t0 = Instant::now();
+        let mut since = None;
+        assert!(
+            !paint_while_hidden(&mut since, false, t0),
+            "visible: eframe paints anyway"
+        );
+        assert!(paint_while_hidden(&mut since, true, t0));
+        assert!(paint_while_hidden(
+            &mut since,
+            true,
+            t0 + HIDDEN_INPUT_GRACE / 2
+        ));
+        assert!(!paint_while_hidden(
+            &mut since,
+            true,
+            t0 + HIDDEN_INPUT_GRACE
+        ));
+        // Shown and hidden again: a new grace period.
+        let t1 = t0 + HIDDEN_INPUT_GRACE * 4;
+        assert!(!paint_while_hidden(&mut since, false, t1));
+        assert!(paint_while_hidden(&mut since, true, t1));
+    }
 }
