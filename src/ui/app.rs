@@ -122,6 +122,8 @@ pub struct ViewerApp {
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
+    /// Drawing opacity boxes into the note (`D`).
+    pub box_tool: super::box_tool::BoxTool,
 }
 
 impl ViewerApp {
@@ -168,6 +170,7 @@ impl ViewerApp {
             export_note_paths: false,
             list_scrolled_to: None,
             frame_stats: None,
+            box_tool: super::box_tool::BoxTool::default(),
         }
     }
 
@@ -745,6 +748,10 @@ impl ViewerApp {
             key(Modifiers::COMMAND, Key::O, Action::OpenFile);
             key(Modifiers::COMMAND, Key::S, Action::ExportPng);
             key(Modifiers::COMMAND, Key::E, Action::ExportJson);
+            key(Modifiers::COMMAND, Key::Z, Action::UndoBox);
+            key(Modifiers::NONE, Key::D, Action::ToggleBoxTool);
+            key(Modifiers::NONE, Key::Delete, Action::DeleteBox);
+            key(Modifiers::NONE, Key::Backspace, Action::DeleteBox);
             key(Modifiers::NONE, Key::ArrowRight, Action::Next);
             key(Modifiers::NONE, Key::ArrowDown, Action::Next);
             key(Modifiers::NONE, Key::PageDown, Action::Next);
@@ -883,6 +890,9 @@ impl ViewerApp {
                 }
             }
             Action::FocusNote => self.notes.focus_text = true,
+            Action::ToggleBoxTool => self.toggle_box_tool(),
+            Action::DeleteBox => self.delete_selected_box(),
+            Action::UndoBox => self.undo_box(),
         }
     }
 }
@@ -915,6 +925,12 @@ pub enum Action {
     /// The reviewer's agreement with the model, into the note of the study on screen.
     Verdict(Agreement),
     FocusNote,
+    /// The box tool on or off (`D`).
+    ToggleBoxTool,
+    /// Removes the selected box.
+    DeleteBox,
+    /// Undoes the last box change.
+    UndoBox,
 }
 
 impl Default for ViewState {
