@@ -165,9 +165,22 @@ pub struct BoxTool {
     /// The box being drawn, moved or resized (and which one), for the preview and for the
     /// release frame, where the pointer position may be gone.
     preview: Option<(Option<usize>, ImageBox)>,
+    /// The study whose boxes `selected` and a drag in progress refer to.
+    study: Option<StudyId>,
 }
 
 impl BoxTool {
+    /// Forgets the selection and any drag when the note on screen changes study, so an index
+    /// never selects a box of another film.
+    pub fn follow(&mut self, study: Option<&StudyId>) {
+        if self.study.as_ref() != study {
+            self.study = study.cloned();
+            self.selected = None;
+            self.drag = None;
+            self.preview = None;
+        }
+    }
+
     pub fn can_undo(&self, study: &StudyId) -> bool {
         self.undo.last().is_some_and(|(s, _)| s == study)
     }
@@ -469,5 +482,17 @@ mod tests {
         // Dragging the bottom-right corner past the top-left flips the box around the fixed corner.
         let r = resized(&boxes[0], Corner::BottomRight, Pos2::new(5.0, 70.0), image).unwrap();
         assert_eq!(r, ImageBox::new(5.0, 10.0, 5.0, 60.0));
+    }
+
+    #[test]
+    fn the_selection_does_not_follow_into_another_study() {
+        let (a, b) = (StudyId::sha256(&[1; 32]), StudyId::sha256(&[2; 32]));
+        let mut tool = BoxTool::default();
+        tool.follow(Some(&a));
+        tool.selected = Some(1);
+        tool.follow(Some(&a));
+        assert_eq!(tool.selected, Some(1));
+        tool.follow(Some(&b));
+        assert_eq!(tool.selected, None);
     }
 }

@@ -94,6 +94,8 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
     }
     // The box tool takes the primary drag while it is on; a middle drag always pans.
+    app.box_tool
+        .follow(app.notes.draft.as_ref().map(|d| &d.note.study));
     let (box_drag, box_edit) = if app.notes.draft.is_some() {
         let boxes = app.note_boxes().to_vec();
         super::box_tool::interact(
