@@ -336,12 +336,31 @@ struct EvalOutput<'a> {
     data: String,
     /// Files that could not be read, with the reason; they are not counted in `n`.
     skipped: Vec<(String, String)>,
+    /// With `--boxes`: pointing game, energy in boxes and IoU per map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    localisation: Option<crate::localisation_eval::LocalisationReport>,
 }
 
 /// `cxr-viewer eval`: `data` holds one subfolder per class name; writes metrics.json,
 /// predictions.csv and three plots to `out`.
 pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluation::Metrics> {
+    eval_with_boxes(engine, data, out, None)
+}
+
+/// [`eval`], plus with `boxes` (an RSNA labels CSV) the localisation measures of every film
+/// whose stem has boxes ([`crate::localisation_eval`]) in metrics.json and localisation.csv. A
+/// folder without class subfolders is labelled by the file's `Target` instead.
+pub fn eval_with_boxes(
+    engine: &Engine,
+    data: &Path,
+    out: &Path,
+    boxes: Option<&Path>,
+) -> Result<crate::evaluation::Metrics> {
     use crate::evaluation::{metrics, Case, ECE_BINS};
+    let labels = boxes
+        .map(crate::notes::rsna::read_labels)
+        .transpose()
+        .context("cannot use --boxes")?;
     let cfg = &engine.model.config;
     let positive = cfg.positive_class.clone();
     let mut labelled: Vec<(PathBuf, bool)> = Vec::new();
@@ -359,6 +378,12 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
         found.push(name.clone());
         let is_positive = name.eq_ignore_ascii_case(&positive);
         labelled.extend(collect_files(&path)?.into_iter().map(|f| (f, is_positive)));
+    }
+    if let (true, Some(labels)) = (found.is_empty(), &labels) {
+        labelled = crate::localisation_eval::labelled_by_rsna(&collect_files(data)?, labels);
+        if !labelled.is_empty() {
+            found.push("Target".into());
+        }
     }
     if found.is_empty() {
         anyhow::bail!(
@@ -439,7 +464,7 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
         ));
     }
     write_atomic(&out.join("predictions.csv"), csv.as_bytes())?;
-    let output = EvalOutput {
+    let mut output = EvalOutput {
         metrics: &m,
         positive_class: &positive,
         model: serde_json::json!({
@@ -454,7 +479,27 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
         skipped,
+        localisation: None,
     };
+    if let Some(labels) = &labels {
+        let files: Vec<PathBuf> = labelled.iter().map(|(p, _)| p.clone()).collect();
+        let report = crate::localisation_eval::evaluate(
+            engine,
+            data,
+            &files,
+            labels,
+            &crate::explain::localisation::LocalisationOptions::default(),
+            &|film| eprintln!("localisation: {film}"),
+        );
+        for (file, reason) in &report.skipped {
+            eprintln!("skipped localisation of {file}: {reason}");
+        }
+        write_atomic(
+            &out.join("localisation.csv"),
+            crate::localisation_eval::films_csv(&report).as_bytes(),
+        )?;
+        output.localisation = Some(report);
+    }
     write_atomic(
         &out.join("metrics.json"),
         serde_json::to_string_pretty(&output)?.as_bytes(),

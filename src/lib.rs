@@ -10,6 +10,7 @@ pub mod cli;
 pub mod evaluation;
 pub mod explain;
 pub mod io;
+pub mod localisation_eval;
 pub mod model;
 pub mod notes;
 pub mod overlay;

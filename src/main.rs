@@ -101,6 +101,11 @@ enum Command {
         data: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// RSNA labels CSV (patientId,x,y,width,height,Target; patientId = file stem): adds
+        /// localisation (pointing game, energy in boxes, IoU per map) to metrics.json and writes
+        /// localisation.csv. A folder without class subfolders is labelled by Target.
+        #[arg(long, value_name = "CSV")]
+        boxes: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -137,6 +142,10 @@ enum NotesCommand {
         /// Also write each study's last-seen full path (folders may name the patient).
         #[arg(long)]
         include_paths: bool,
+        /// Write only the boxes, as an RSNA labels CSV (patientId,x,y,width,height,Target;
+        /// patientId = the file stem).
+        #[arg(long)]
+        rsna: bool,
     },
     /// Merge FILE.csv or FILE.json into the database: new studies are added, a note is replaced
     /// only by a copy updated later; all or nothing.
@@ -157,14 +166,26 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
             db,
             out,
             include_paths,
+            rsna,
         } => {
             let db = db.map_or_else(notes::default_path, Ok)?;
             // Opening would create an empty database: a mistyped path should say so instead.
             anyhow::ensure!(db.is_file(), "no notes database at {}", db.display());
             let store = NotesStore::open(&db)?;
-            let options = ExportOptions::new().with_paths(include_paths);
+            let options = ExportOptions::new()
+                .with_paths(include_paths)
+                .with_rsna(rsna);
             let n = notes::export_file(&store, &out, &options)?;
             println!("exported {n} notes → {}", out.display());
+            if !rsna {
+                let all = store.list(notes::Filter::All)?;
+                print!(
+                    "zone agreement (reviewer zones and boxes vs each map's top zone):\n{}",
+                    notes::zone_agreement::format_table(&notes::zone_agreement::zone_agreement(
+                        &all
+                    ))
+                );
+            }
         }
         NotesCommand::Import { db, input } => {
             let db = db.map_or_else(notes::default_path, Ok)?;
@@ -219,9 +240,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Some(Command::Eval { data, out, model }) => {
+        Some(Command::Eval {
+            data,
+            out,
+            boxes,
+            model,
+        }) => {
             let engine = load_engine(&model)?;
-            let m = cli::eval(&engine, &data, &out)?;
+            let m = cli::eval_with_boxes(&engine, &data, &out, boxes.as_deref())?;
             let ci = |i: Option<[f64; 2]>| {
                 i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
                     .unwrap_or_default()

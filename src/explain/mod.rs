@@ -3,6 +3,7 @@
 
 pub mod gradcam;
 pub mod integrated_gradients;
+pub mod localisation;
 pub mod quadrature;
 pub mod uncertainty;
 pub mod zones;

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use cxr_viewer::notes::{identity, Agreement, ErrorCategory, Filter, Note, NotesStore, Zone};
+//! use cxr_viewer::notes::{identity, Agreement, ErrorCategory, Filter, ImageBox, Note, NotesStore, Zone};
 //!
 //! let path = std::path::Path::new("person45_bacteria_221.jpeg");
 //! let study = cxr_viewer::io::load_study(path)?;
@@ -15,6 +15,7 @@
 //! note.categories.insert(ErrorCategory::BonyShadow);
 //! note.zones.insert(Zone::RightLower);
 //! note.text = "rib crossing mimics an opacity".into();
+//! note.boxes.push(ImageBox::new(505.0, 399.0, 242.0, 414.0)); // image pixels, RSNA convention
 //! let saved = store.upsert(&note)?; // call again after each edit (debounced)
 //! let false_negatives = store.list(Filter::FalseNegatives)?;
 //! # let _ = (saved, false_negatives);
@@ -58,14 +59,16 @@
 mod error;
 pub mod identity;
 mod model;
+pub mod rsna;
 mod schema;
 mod store;
 mod transfer;
+pub mod zone_agreement;
 
 pub use error::{NotesError, NotesErrorKind};
 pub use model::{
-    Agreement, Counts, ErrorCategory, Filter, FilterFacts, Finding, Note, Outcome,
-    PredictionSnapshot, StudyId, Zone,
+    Agreement, Counts, ErrorCategory, Filter, FilterFacts, Finding, ImageBox, Note, Outcome,
+    PredictionSnapshot, Saliency, StudyId, Zone, MAX_BOXES,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{default_path, MergeReport, NotesStore, StoreOptions, Synchronous};

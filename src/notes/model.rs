@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::error::{NotesError, NotesErrorKind};
+pub use crate::explain::localisation::ImageBox;
 
 /// Key of a note: stays the same when the file is renamed, moved or copied, so a note follows the
 /// image rather than its path (see [`identity`](super::identity)).
@@ -157,6 +158,15 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// The three maps the viewer shows, with the tokens of `metrics.json` (`localisation.*`).
+    Saliency {
+        GradCam => "gradcam", "Grad-CAM";
+        IntegratedGradients => "ig", "Integrated Gradients";
+        Uncertainty => "uncertainty", "Uncertainty (MC-dropout CAM std)";
+    }
+}
+
+vocabulary! {
     /// A binary finding relative to the model's `positive_class` (from model.json), so notes do
     /// not hard-code class names.
     Finding {
@@ -232,12 +242,21 @@ pub struct Note {
     pub agreement: Option<Agreement>,
     pub categories: BTreeSet<ErrorCategory>,
     pub zones: BTreeSet<Zone>,
+    /// Where the opacity is: rectangles in original image pixels (RSNA convention: top-left
+    /// corner and size), in the order drawn.
+    pub boxes: Vec<ImageBox>,
     pub text: String,
     pub reviewer: String,
     /// Set by the reviewer when the folder layout does not give the label; when set it takes
     /// precedence over the folder's, being a deliberate statement about this study.
     pub ground_truth: Option<Finding>,
     pub prediction: Option<PredictionSnapshot>,
+    /// The zone with the highest mean of each map the reviewer had on screen, recorded with the
+    /// prediction when the note is saved: what zone agreement compares the reviewer's zones with.
+    pub map_top_zones: BTreeMap<Saliency, Zone>,
+    /// Width and height of the film in pixels, recorded when saved, so boxes can be mapped to
+    /// zones without the file.
+    pub image_size: Option<(u32, u32)>,
     /// Last file name seen for the study; informational, never a key.
     pub file_name: Option<String>,
     /// Last full path seen; informational, and an identifier (folders often carry patient
@@ -258,10 +277,13 @@ impl Note {
             agreement: None,
             categories: BTreeSet::new(),
             zones: BTreeSet::new(),
+            boxes: Vec::new(),
             text: String::new(),
             reviewer: String::new(),
             ground_truth: None,
             prediction: None,
+            map_top_zones: BTreeMap::new(),
+            image_size: None,
             file_name: None,
             file_path: None,
             created_at: now,
@@ -296,10 +318,30 @@ impl Note {
             && self.agreement == other.agreement
             && self.categories == other.categories
             && self.zones == other.zones
+            && self.boxes == other.boxes
             && self.text == other.text
             && self.reviewer == other.reviewer
             && self.ground_truth == other.ground_truth
             && self.prediction == other.prediction
+            && self.map_top_zones == other.map_top_zones
+            && self.image_size == other.image_size
+    }
+
+    /// The reviewer's implicated zones together with the zones the boxes overlap (needs the
+    /// recorded image size for the boxes).
+    pub fn implicated_zones(&self) -> BTreeSet<Zone> {
+        let mut zones = self.zones.clone();
+        if let Some((w, h)) = self.image_size {
+            for b in &self.boxes {
+                for name in crate::explain::localisation::zones_of_box(b, (w as usize, h as usize))
+                {
+                    if let Ok(z) = Zone::parse(name) {
+                        zones.insert(z);
+                    }
+                }
+            }
+        }
+        zones
     }
 }
 
@@ -454,6 +496,106 @@ pub(crate) fn split_tokens<T: Ord>(
         .filter(|t| !t.is_empty())
         .map(parse)
         .collect()
+}
+
+/// `gradcam=right_lower;ig=left_middle` (database column, CSV cell).
+pub(crate) fn join_top_zones(m: &BTreeMap<Saliency, Zone>) -> String {
+    m.iter()
+        .map(|(k, z)| format!("{}={}", k.as_str(), z.as_str()))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+pub(crate) fn split_top_zones(s: &str) -> Result<BTreeMap<Saliency, Zone>, NotesError> {
+    s.split(';')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (k, z) = t.split_once('=').ok_or_else(|| {
+                NotesError::new(
+                    NotesErrorKind::InvalidData,
+                    format!("map top zone '{}'", t.chars().take(80).collect::<String>()),
+                    "expected 'map=zone', e.g. gradcam=right_lower",
+                )
+            })?;
+            Ok((Saliency::parse(k)?, Zone::parse(z)?))
+        })
+        .collect()
+}
+
+/// At most this many boxes per note: a few opacities per film, not a segmentation.
+pub const MAX_BOXES: usize = 64;
+
+/// Boxes as one text cell (database column, CSV cell): `x y width height` per box, boxes joined
+/// with `;`, numbers in their shortest exact form so they round-trip bit for bit.
+pub(crate) fn join_boxes(boxes: &[ImageBox]) -> String {
+    boxes
+        .iter()
+        .map(|b| format!("{} {} {} {}", b.x, b.y, b.width, b.height))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Inverse of [`join_boxes`]; every box must be valid ([`ImageBox::is_valid`]).
+pub(crate) fn split_boxes(s: &str) -> Result<Vec<ImageBox>, NotesError> {
+    let boxes: Vec<ImageBox> = s
+        .split(';')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let v: Vec<f32> = t
+                .split([' ', ','])
+                .filter(|x| !x.is_empty())
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad_box(t, "expected four numbers 'x y width height'"))?;
+            match v[..] {
+                [x, y, w, h] => Ok(ImageBox::new(x, y, w, h)),
+                _ => Err(bad_box(t, "expected four numbers 'x y width height'")),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    check_boxes(&boxes)?;
+    Ok(boxes)
+}
+
+fn bad_box(t: &str, why: &str) -> NotesError {
+    NotesError::new(
+        NotesErrorKind::InvalidData,
+        format!("box '{}'", t.chars().take(80).collect::<String>()),
+        why,
+    )
+}
+
+/// Every box valid, and not too many.
+pub(crate) fn check_boxes(boxes: &[ImageBox]) -> Result<(), NotesError> {
+    if let Some(b) = boxes.iter().find(|b| !b.is_valid()) {
+        return Err(bad_box(
+            &format!("{} {} {} {}", b.x, b.y, b.width, b.height),
+            "a box needs finite numbers and a positive width and height",
+        ));
+    }
+    if boxes.len() > MAX_BOXES {
+        return Err(NotesError::new(
+            NotesErrorKind::InvalidData,
+            "boxes",
+            format!("{} boxes; at most {MAX_BOXES} per note", boxes.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every box and drops exact repeats (a file imported with a box listed twice), keeping
+/// the first of each.
+pub(crate) fn dedup_boxes(boxes: Vec<ImageBox>) -> Result<Vec<ImageBox>, NotesError> {
+    let mut out: Vec<ImageBox> = Vec::with_capacity(boxes.len());
+    for b in boxes {
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    check_boxes(&out)?;
+    Ok(out)
 }
 
 #[cfg(test)]

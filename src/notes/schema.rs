@@ -35,6 +35,14 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE notes ADD COLUMN probability REAL CHECK (probability BETWEEN 0.0 AND 1.0);
      ALTER TABLE notes ADD COLUMN model_uncertain INTEGER CHECK (model_uncertain IN (0, 1));
      CREATE INDEX notes_by_updated ON notes (updated_at);",
+    // v3: where the opacity is. Boxes in original image pixels, `x y width height` per box,
+    // `;`-joined (a handful per note, always read with it); '' for notes written before. With
+    // the film's size (to map boxes to zones) and each map's top zone as the reviewer saw it,
+    // `gradcam=right_lower;ig=...`, for zone agreement.
+    "ALTER TABLE notes ADD COLUMN boxes TEXT NOT NULL DEFAULT '';
+     ALTER TABLE notes ADD COLUMN image_width INTEGER CHECK (image_width > 0);
+     ALTER TABLE notes ADD COLUMN image_height INTEGER CHECK (image_height > 0);
+     ALTER TABLE notes ADD COLUMN map_top_zones TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The schema version this build writes.

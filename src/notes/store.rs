@@ -11,8 +11,9 @@ use rusqlite::{
 
 use super::error::{NotesError, NotesErrorKind};
 use super::model::{
-    join_tokens, now_millis, split_tokens, Agreement, Counts, ErrorCategory, Filter, Finding, Note,
-    PredictionSnapshot, StudyId, Zone,
+    check_boxes, join_boxes, join_tokens, join_top_zones, now_millis, split_boxes, split_tokens,
+    split_top_zones, Agreement, Counts, ErrorCategory, Filter, Finding, Note, PredictionSnapshot,
+    StudyId, Zone,
 };
 use super::schema;
 
@@ -113,7 +114,8 @@ impl std::fmt::Debug for NotesStore {
 }
 
 const COLUMNS: &str = "study_id, agreement, categories, zones, body, reviewer, file_name, \
-    file_path, created_at, updated_at, ground_truth, predicted, probability, model_uncertain";
+    file_path, created_at, updated_at, ground_truth, predicted, probability, model_uncertain, boxes, \
+    image_width, image_height, map_top_zones";
 
 /// `PRAGMA journal_mode = WAL`, answering the mode the file ends up in. The switch needs an
 /// exclusive lock, and while another connection holds a write lock SQLite fails it at once
@@ -361,6 +363,13 @@ impl NotesStore {
 }
 
 fn validate(note: &Note, what: &str) -> Result<(), NotesError> {
+    check_boxes(&note.boxes).map_err(|e| {
+        NotesError::new(
+            NotesErrorKind::InvalidData,
+            what,
+            format!("note of {}: {e}", note.study),
+        )
+    })?;
     if let Some(p) = note.prediction {
         if !(0.0..=1.0).contains(&p.probability) {
             return Err(NotesError::new(
@@ -372,6 +381,13 @@ fn validate(note: &Note, what: &str) -> Result<(), NotesError> {
                 ),
             ));
         }
+    }
+    if note.image_size.is_some_and(|(w, h)| w == 0 || h == 0) {
+        return Err(NotesError::new(
+            NotesErrorKind::InvalidData,
+            what,
+            format!("note of {}: an image size must be positive", note.study),
+        ));
     }
     Ok(())
 }
@@ -413,6 +429,10 @@ struct RawRow {
     predicted: Option<String>,
     probability: Option<f64>,
     model_uncertain: Option<bool>,
+    boxes: String,
+    image_width: Option<u32>,
+    image_height: Option<u32>,
+    map_top_zones: String,
 }
 
 impl RawRow {
@@ -432,6 +452,10 @@ impl RawRow {
             predicted: r.get(11)?,
             probability: r.get(12)?,
             model_uncertain: r.get(13)?,
+            boxes: r.get(14)?,
+            image_width: r.get(15)?,
+            image_height: r.get(16)?,
+            map_top_zones: r.get(17)?,
         })
     }
 
@@ -455,6 +479,7 @@ impl RawRow {
                     .transpose()?,
                 categories: split_tokens(&self.categories, ErrorCategory::parse)?,
                 zones: split_tokens(&self.zones, Zone::parse)?,
+                boxes: split_boxes(&self.boxes)?,
                 text: self.body,
                 reviewer: self.reviewer,
                 ground_truth: self
@@ -463,6 +488,8 @@ impl RawRow {
                     .map(Finding::parse)
                     .transpose()?,
                 prediction,
+                map_top_zones: split_top_zones(&self.map_top_zones)?,
+                image_size: self.image_width.zip(self.image_height),
                 file_name: self.file_name,
                 file_path: self.file_path,
                 created_at: parse_time(&self.created_at)?,
@@ -488,14 +515,16 @@ fn read_one(conn: &Connection, study: &StudyId) -> rusqlite::Result<Option<RawRo
 
 fn write_row(tx: &Transaction<'_>, n: &Note) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(&format!(
-        "INSERT INTO notes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        "INSERT INTO notes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT (study_id) DO UPDATE SET
             agreement = excluded.agreement, categories = excluded.categories,
             zones = excluded.zones, body = excluded.body, reviewer = excluded.reviewer,
             file_name = excluded.file_name, file_path = excluded.file_path,
             created_at = excluded.created_at, updated_at = excluded.updated_at,
             ground_truth = excluded.ground_truth, predicted = excluded.predicted,
-            probability = excluded.probability, model_uncertain = excluded.model_uncertain"
+            probability = excluded.probability, model_uncertain = excluded.model_uncertain,
+            boxes = excluded.boxes, image_width = excluded.image_width,
+            image_height = excluded.image_height, map_top_zones = excluded.map_top_zones"
     ))?;
     stmt.execute(params![
         n.study.as_str(),
@@ -512,6 +541,10 @@ fn write_row(tx: &Transaction<'_>, n: &Note) -> rusqlite::Result<()> {
         n.prediction.map(|p| p.predicted.as_str()),
         n.prediction.map(|p| p.probability),
         n.prediction.map(|p| p.uncertain),
+        join_boxes(&n.boxes),
+        n.image_size.map(|s| s.0),
+        n.image_size.map(|s| s.1),
+        join_top_zones(&n.map_top_zones),
     ])?;
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! default because folder names often carry patient names or record numbers.
 //!
 //! Both formats hold the same fields; `outcome` (TP/FP/TN/FN) is derived and ignored on import.
-//! CSV list cells (`categories`, `zones`) are `;`-joined tokens.
+//! CSV list cells (`categories`, `zones`) are `;`-joined tokens; `boxes` (image pixels) is
+//! `x y width height` per box, `;`-joined, in CSV and a list of `{x, y, width, height}` in JSON.
+//! Format version 2 added `boxes`; version 1 files (no boxes) still import.
 
 use std::path::Path;
 
@@ -13,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{NotesError, NotesErrorKind};
 use super::model::{
-    join_tokens, split_tokens, Agreement, ErrorCategory, Finding, Note, PredictionSnapshot,
-    StudyId, Zone,
+    dedup_boxes, join_boxes, join_tokens, split_boxes, split_tokens, split_top_zones, Agreement,
+    ErrorCategory, Finding, ImageBox, Note, PredictionSnapshot, StudyId, Zone,
 };
 use super::store::{format_time, parse_time, MergeReport, NotesStore};
 
@@ -46,6 +48,7 @@ impl Format {
 #[derive(Clone, Debug, Default)]
 pub struct ExportOptions {
     include_paths: bool,
+    rsna: bool,
 }
 
 impl ExportOptions {
@@ -58,10 +61,16 @@ impl ExportOptions {
         self.include_paths = include_paths;
         self
     }
+
+    /// Writes only the boxes, as an RSNA labels CSV ([`super::rsna::export_rsna`]).
+    pub fn with_rsna(mut self, rsna: bool) -> Self {
+        self.rsna = rsna;
+        self
+    }
 }
 
 const FORMAT_NAME: &str = "cxr-viewer-notes";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 /// Flat form shared by both formats.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -75,6 +84,13 @@ struct Record {
     agreement: Option<String>,
     categories: Vec<String>,
     zones: Vec<String>,
+    boxes: Vec<ImageBox>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_height: Option<u32>,
+    /// Map token → zone token.
+    map_top_zones: std::collections::BTreeMap<String, String>,
     ground_truth: Option<String>,
     predicted: Option<String>,
     probability: Option<f64>,
@@ -91,6 +107,9 @@ struct JsonExport {
     format: String,
     version: u32,
     notes: Vec<Record>,
+    /// Derived (ignored on import): reviewer zones against each map's top zone.
+    #[serde(default, skip_deserializing)]
+    zone_agreement: Vec<super::zone_agreement::ZoneAgreementRow>,
 }
 
 /// Accepts the export's envelope, or a bare array of notes written by hand or another tool.
@@ -114,6 +133,14 @@ impl Record {
                 .map(|k| k.as_str().to_string())
                 .collect(),
             zones: n.zones.iter().map(|z| z.as_str().to_string()).collect(),
+            boxes: n.boxes.clone(),
+            image_width: n.image_size.map(|s| s.0),
+            image_height: n.image_size.map(|s| s.1),
+            map_top_zones: n
+                .map_top_zones
+                .iter()
+                .map(|(k, z)| (k.as_str().to_string(), z.as_str().to_string()))
+                .collect(),
             ground_truth: n.ground_truth.map(|g| g.as_str().to_string()),
             predicted: n.prediction.map(|p| p.predicted.as_str().to_string()),
             probability: n.prediction.map(|p| p.probability),
@@ -176,6 +203,25 @@ impl Record {
             .into_iter()
             .flatten()
             .collect();
+        let map_top_zones = split_top_zones(
+            &self
+                .map_top_zones
+                .iter()
+                .map(|(k, z)| format!("{k}={z}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+        )?;
+        let image_size = match (self.image_width, self.image_height) {
+            (Some(w), Some(h)) if w > 0 && h > 0 => Some((w, h)),
+            (None, None) => None,
+            _ => {
+                return Err(NotesError::new(
+                    NotesErrorKind::InvalidData,
+                    "image_width/image_height",
+                    "give both, positive, or neither",
+                ))
+            }
+        };
         Ok(Note {
             study: StudyId::parse(self.study_id.trim())?,
             agreement: empty_to_none(self.agreement)
@@ -184,6 +230,7 @@ impl Record {
                 .transpose()?,
             categories,
             zones,
+            boxes: dedup_boxes(self.boxes)?,
             text: self.text,
             reviewer: self.reviewer,
             ground_truth: empty_to_none(self.ground_truth)
@@ -191,6 +238,8 @@ impl Record {
                 .map(Finding::parse)
                 .transpose()?,
             prediction,
+            map_top_zones,
+            image_size,
             file_name: empty_to_none(self.file_name),
             file_path: empty_to_none(self.file_path),
             created_at,
@@ -206,6 +255,10 @@ const CSV_HEADER: &[&str] = &[
     "agreement",
     "categories",
     "zones",
+    "boxes",
+    "image_width",
+    "image_height",
+    "map_top_zones",
     "ground_truth",
     "predicted",
     "probability",
@@ -227,6 +280,10 @@ struct CsvRecord {
     agreement: Option<String>,
     categories: String,
     zones: String,
+    boxes: String,
+    image_width: Option<u32>,
+    image_height: Option<u32>,
+    map_top_zones: String,
     ground_truth: Option<String>,
     predicted: Option<String>,
     probability: Option<f64>,
@@ -261,6 +318,7 @@ pub fn export(
                 format: FORMAT_NAME.to_string(),
                 version: FORMAT_VERSION,
                 notes: records,
+                zone_agreement: super::zone_agreement::zone_agreement(notes),
             };
             let mut s = serde_json::to_string_pretty(&doc).map_err(|e| failed(e.into()))?;
             s.push('\n');
@@ -279,6 +337,14 @@ pub fn export(
                     r.agreement.unwrap_or_default(),
                     join_tokens(r.categories.iter().map(String::as_str)),
                     join_tokens(r.zones.iter().map(String::as_str)),
+                    join_boxes(&r.boxes),
+                    r.image_width.map(|w| w.to_string()).unwrap_or_default(),
+                    r.image_height.map(|h| h.to_string()).unwrap_or_default(),
+                    r.map_top_zones
+                        .iter()
+                        .map(|(k, z)| format!("{k}={z}"))
+                        .collect::<Vec<_>>()
+                        .join(";"),
                     r.ground_truth.unwrap_or_default(),
                     r.predicted.unwrap_or_default(),
                     r.probability.map(|p| p.to_string()).unwrap_or_default(),
@@ -384,6 +450,7 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
                     NotesError::new(NotesErrorKind::InvalidData, &place, "malformed row")
                         .with_source(e)
                 })?;
+                let boxes = split_boxes(&row.boxes).map_err(|e| bad(place.clone(), e))?;
                 let record = Record {
                     study_id: row.study_id,
                     file_name: row.file_name,
@@ -391,6 +458,14 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
                     agreement: row.agreement,
                     categories: vec![row.categories],
                     zones: vec![row.zones],
+                    boxes,
+                    image_width: row.image_width,
+                    image_height: row.image_height,
+                    map_top_zones: split_top_zones(&row.map_top_zones)
+                        .map_err(|e| bad(place.clone(), e))?
+                        .into_iter()
+                        .map(|(k, z)| (k.as_str().to_string(), z.as_str().to_string()))
+                        .collect(),
                     ground_truth: row.ground_truth,
                     predicted: row.predicted,
                     probability: row.probability,
@@ -416,9 +491,12 @@ pub fn export_file(
     out: &Path,
     options: &ExportOptions,
 ) -> Result<usize, NotesError> {
-    let format = Format::from_path(out)?;
     let notes = store.list(super::Filter::All)?;
-    let text = export(&notes, format, options)?;
+    let text = if options.rsna {
+        super::rsna::export_rsna(&notes)
+    } else {
+        export(&notes, Format::from_path(out)?, options)?
+    };
     write_atomic(out, text.as_bytes())?;
     Ok(notes.len())
 }

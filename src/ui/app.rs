@@ -130,6 +130,8 @@ pub struct ViewerApp {
     pub(super) notes_db_override: Option<PathBuf>,
     /// When the window was last seen going hidden (minimised or covered).
     hidden_since: Option<Instant>,
+    /// Drawing opacity boxes into the note (`D`).
+    pub box_tool: super::box_tool::BoxTool,
 }
 
 impl ViewerApp {
@@ -179,6 +181,7 @@ impl ViewerApp {
             settings_file: None,
             notes_db_override: None,
             hidden_since: None,
+            box_tool: super::box_tool::BoxTool::default(),
         }
     }
 
@@ -838,6 +841,10 @@ impl ViewerApp {
             key(Modifiers::COMMAND, Key::O, Action::OpenFile);
             key(Modifiers::COMMAND, Key::S, Action::ExportPng);
             key(Modifiers::COMMAND, Key::E, Action::ExportJson);
+            key(Modifiers::COMMAND, Key::Z, Action::UndoBox);
+            key(Modifiers::NONE, Key::D, Action::ToggleBoxTool);
+            key(Modifiers::NONE, Key::Delete, Action::DeleteBox);
+            key(Modifiers::NONE, Key::Backspace, Action::DeleteBox);
             key(Modifiers::NONE, Key::ArrowRight, Action::Next);
             key(Modifiers::NONE, Key::ArrowDown, Action::Next);
             key(Modifiers::NONE, Key::PageDown, Action::Next);
@@ -976,6 +983,9 @@ impl ViewerApp {
                 }
             }
             Action::FocusNote => self.notes.focus_text = true,
+            Action::ToggleBoxTool => self.toggle_box_tool(),
+            Action::DeleteBox => self.delete_selected_box(),
+            Action::UndoBox => self.undo_box(),
         }
     }
 }
@@ -1008,6 +1018,12 @@ pub enum Action {
     /// The reviewer's agreement with the model, into the note of the study on screen.
     Verdict(Agreement),
     FocusNote,
+    /// The box tool on or off (`D`).
+    ToggleBoxTool,
+    /// Removes the selected box.
+    DeleteBox,
+    /// Undoes the last box change.
+    UndoBox,
 }
 
 impl Default for ViewState {

@@ -93,7 +93,28 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             moved = true;
         }
     }
-    if response.dragged_by(PointerButton::Primary) {
+    // The box tool takes the primary drag while it is on; a middle drag always pans.
+    app.box_tool
+        .follow(app.notes.draft.as_ref().map(|d| &d.note.study));
+    let (box_drag, box_edit) = if app.notes.draft.is_some() {
+        let boxes = app.note_boxes().to_vec();
+        super::box_tool::interact(
+            &mut app.box_tool,
+            &boxes,
+            &response,
+            &screen_from_image,
+            size_in_image,
+            &to_primary,
+        )
+    } else {
+        (false, None)
+    };
+    if app.box_tool.active && response.hovered() {
+        ui.ctx().set_cursor_icon(egui::CursorIcon::Crosshair);
+    }
+    if (response.dragged_by(PointerButton::Primary) && !box_drag && !app.box_tool.active)
+        || response.dragged_by(PointerButton::Middle)
+    {
         screen_from_image = screen_from_image.panned(response.drag_delta());
         moved = true;
     }
@@ -109,7 +130,10 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         window.high = center + width / 2.0;
         window_changed = true;
     }
-    let double_clicked = response.double_clicked();
+    if let Some(super::box_tool::BoxEdit(boxes)) = box_edit {
+        app.set_note_boxes(boxes);
+    }
+    let double_clicked = response.double_clicked() && !app.box_tool.active;
     if let Some(c) = app.current.as_mut() {
         if moved {
             c.view.transform = Some(screen_from_image);
@@ -307,6 +331,8 @@ fn pane_ui(
             }
         }
     }
+
+    super::box_tool::boxes_ui(painter, &app.box_tool, app.note_boxes(), &screen_from_image);
 
     // Where the cursor is, in image pixels, and what is there.
     let Some(hover) = hover else {

@@ -4,6 +4,8 @@
 //! * `app`: state and actions (one source of truth, plain data, drivable from tests)
 //! * `panels`, `canvas`: drawing, functions named `*_ui`
 //! * `transform`: image ↔ model ↔ screen coordinates
+//! * `box_tool`, `localisation_panel`, `zone_agreement_panel`: opacity boxes in the note, how
+//!   well each map points at them, and zones against maps across a reviewed folder
 //! * `cache`: per-image results and job cancellation
 //! * `worker`: threads, channels, the [`worker::FilePicker`] seam
 //! * `render`, `export`: pixels for the screen and for PNG/JSON export
@@ -12,10 +14,12 @@
 //! * `settings`, `settings_file`: what the user chose, on disk as soon as it changes
 
 pub mod app;
+pub mod box_tool;
 pub mod cache;
 pub mod canvas;
 pub mod export;
 pub mod frame_stats;
+pub mod localisation_panel;
 pub mod notes_draft;
 pub mod notes_panel;
 pub mod notes_service;
@@ -29,6 +33,7 @@ pub mod shortcuts;
 pub mod study_list;
 pub mod transform;
 pub mod worker;
+pub mod zone_agreement_panel;
 
 use std::path::PathBuf;
 

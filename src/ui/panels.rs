@@ -193,6 +193,13 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         if ui.button("Reset").on_hover_text("R").clicked() {
             app.apply(Action::Reset, &ctx);
         }
+        if ui
+            .selectable_label(app.box_tool.active, "Box tool")
+            .on_hover_text("D: drag on the film to box an opacity into the review note")
+            .clicked()
+        {
+            app.apply(Action::ToggleBoxTool, &ctx);
+        }
         ui.separator();
         if ui.button("Export PNG…").on_hover_text("Ctrl+S").clicked() {
             app.apply(Action::ExportPng, &ctx);
@@ -449,6 +456,8 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             ui.label(RichText::new("not computed yet").weak());
         }
     }
+
+    super::localisation_panel::localisation_ui(app, ui);
 
     // Integrated Gradients: completeness tells whether the attribution sums add up.
     ui.add_space(6.0);

@@ -226,6 +226,7 @@ impl ViewerApp {
     /// Called by the panel after it changed `notes.draft`.
     /// The note then carries the name of whoever edited it last.
     pub fn note_edited(&mut self) {
+        self.record_map_facts();
         if let Some(d) = self.notes.draft.as_mut() {
             let reviewer = self.settings.reviewer.trim();
             if !reviewer.is_empty() {

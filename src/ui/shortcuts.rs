@@ -30,7 +30,17 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("] / [", "Overlay opacity +5 % / −5 %"),
     ("+ / −", "Zoom in / out around the centre"),
     ("Mouse wheel", "Zoom around the cursor"),
-    ("Left drag", "Pan"),
+    (
+        "Left drag",
+        "Pan (with the box tool on: draw, move or resize a box)",
+    ),
+    ("Middle drag", "Pan (also with the box tool on)"),
+    (
+        "D",
+        "Box tool on/off: drag to draw an opacity box into the review note, click to select",
+    ),
+    ("Delete / Backspace", "Remove the selected box"),
+    ("Ctrl+Z", "Undo the last box change"),
     (
         "Right drag",
         "Window/level: horizontal = width, vertical = level",

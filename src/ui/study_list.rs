@@ -27,6 +27,7 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     filters_ui(app, ui, &counts);
     ui.separator();
     confusion_ui(app, ui, &counts);
+    super::zone_agreement_panel::zone_agreement_ui(app, ui);
     ui.separator();
     table_ui(app, ui);
 }

@@ -1,0 +1,193 @@
+//! `cxr-viewer eval --boxes`: the localisation measures of [`crate::explain::localisation`] for
+//! every film that has boxes in an RSNA labels file, whatever the model predicted.
+//!
+//! Each map explains the model's **positive class** (e.g. PNEUMONIA), not the predicted one: a
+//! box marks an opacity, and the question is whether the evidence for that finding lies in it,
+//! including on films the model called negative (those are the ones a reviewer most wants to
+//! see). The maps are taken at the model's input resolution, as the viewer draws them
+//! (Grad-CAM upsampled from the layer-4 grid; uncertainty = the MC-dropout standard deviation of
+//! the CAM; IG summed over channels). Each film's prediction is reported alongside, because a
+//! film outside the model's training population (the RSNA films are adults; the model was
+//! trained on paediatric films) may be scored, but its scores say little about the model's
+//! intended use.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use serde::Serialize;
+
+use crate::analysis::{AnalysisError, AnalysisOptions, Engine};
+use crate::explain::localisation::{
+    localise, ImageBox, Localisation, LocalisationOptions, LocalisationSummary,
+};
+use crate::explain::Grid;
+use crate::notes::rsna::RsnaLabels;
+
+/// One film's scores.
+#[derive(Clone, Debug, Serialize)]
+pub struct FilmLocalisation {
+    /// Relative to the data folder.
+    pub file: String,
+    pub boxes: usize,
+    pub predicted: String,
+    pub positive_probability: f32,
+    pub gradcam: Localisation,
+    pub ig: Localisation,
+    pub uncertainty: Localisation,
+}
+
+/// What goes under `localisation` in metrics.json.
+#[derive(Clone, Debug, Serialize)]
+pub struct LocalisationReport {
+    pub gradcam: LocalisationSummary,
+    pub ig: LocalisationSummary,
+    pub uncertainty: LocalisationSummary,
+    /// The stated parameters.
+    pub tolerance_px: f32,
+    pub iou_level: f32,
+    /// The class every map explains.
+    pub target: String,
+    pub ig_steps: usize,
+    /// Films with boxes that could not be read or analysed, with the reason.
+    pub skipped: Vec<(String, String)>,
+    pub films: Vec<FilmLocalisation>,
+}
+
+/// The file stem RSNA uses as `patientId`.
+pub fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Files labelled by an RSNA file's `Target` (for a folder without class subfolders): positive
+/// with boxes, negative with a `Target` 0 row; files the labels do not name are left out.
+pub fn labelled_by_rsna(files: &[PathBuf], labels: &RsnaLabels) -> Vec<(PathBuf, bool)> {
+    files
+        .iter()
+        .filter_map(|p| {
+            let id = stem(p);
+            if labels.boxes_of(&id).is_some() {
+                Some((p.clone(), true))
+            } else if labels.negatives.contains(&id) {
+                Some((p.clone(), false))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Scores every file of `files` whose stem has boxes in `labels`. `on_film` is called after each
+/// film (progress).
+pub fn evaluate(
+    engine: &Engine,
+    data: &Path,
+    files: &[PathBuf],
+    labels: &RsnaLabels,
+    options: &LocalisationOptions,
+    on_film: &dyn Fn(&str),
+) -> LocalisationReport {
+    let cfg = &engine.model.config;
+    let analysis = AnalysisOptions::default().with_target(Some(cfg.positive_class.clone()));
+    let mut films = Vec::new();
+    let mut skipped = Vec::new();
+    for path in files {
+        let Some(boxes) = labels.boxes_of(&stem(path)) else {
+            continue;
+        };
+        let rel = path
+            .strip_prefix(data)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        match film(engine, path, boxes, &analysis, options) {
+            Ok(mut f) => {
+                f.file = rel.clone();
+                films.push(f);
+            }
+            Err(e) => skipped.push((rel.clone(), crate::text::one_line(&e))),
+        }
+        on_film(&rel);
+    }
+    let summary = |pick: fn(&FilmLocalisation) -> Localisation| {
+        LocalisationSummary::of(&films.iter().map(pick).collect::<Vec<_>>())
+    };
+    LocalisationReport {
+        gradcam: summary(|f| f.gradcam),
+        ig: summary(|f| f.ig),
+        uncertainty: summary(|f| f.uncertainty),
+        tolerance_px: options.tolerance_px,
+        iou_level: options.iou_level,
+        target: cfg.positive_class.clone(),
+        ig_steps: analysis.ig_steps,
+        skipped,
+        films,
+    }
+}
+
+fn film(
+    engine: &Engine,
+    path: &Path,
+    boxes: &[ImageBox],
+    analysis: &AnalysisOptions,
+    options: &LocalisationOptions,
+) -> Result<FilmLocalisation, String> {
+    let study = crate::io::load_study(path).map_err(|e| e.to_string())?;
+    let cancel = AtomicBool::new(false);
+    let a = engine
+        .analyze(&study, analysis, &|_| {}, &cancel, &|_, _| {})
+        .map_err(|e: AnalysisError| e.to_string())?;
+    let spec = &engine.model.config.input;
+    let size = (study.width, study.height);
+    let on_input = |g: &Grid| g.resized(spec.width, spec.height);
+    let score = |g: &Grid| localise(&on_input(g), size, boxes, options);
+    let p = &a.prepared.prediction;
+    Ok(FilmLocalisation {
+        file: String::new(),
+        boxes: boxes.len(),
+        predicted: p.label.clone(),
+        positive_probability: p.positive_probability,
+        gradcam: score(&a.gradcam.map),
+        ig: a.ig.as_ref().map_or(
+            Localisation {
+                pointing_hit: false,
+                energy_in_boxes: None,
+                iou: None,
+            },
+            |ig| score(&ig.map),
+        ),
+        uncertainty: score(&a.uncertainty.cam_std),
+    })
+}
+
+/// Per-film rows for `localisation.csv`.
+pub fn films_csv(report: &LocalisationReport) -> String {
+    let mut out = String::from(
+        "file,boxes,predicted,positive_probability,map,pointing_hit,energy_in_boxes,iou\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    for f in &report.films {
+        for (name, l) in [
+            ("gradcam", &f.gradcam),
+            ("ig", &f.ig),
+            ("uncertainty", &f.uncertainty),
+        ] {
+            let file = if f.file.contains([',', '"', '\n']) {
+                format!("\"{}\"", f.file.replace('"', "\"\""))
+            } else {
+                f.file.clone()
+            };
+            out.push_str(&format!(
+                "{file},{},{},{:.6},{name},{},{},{}\n",
+                f.boxes,
+                f.predicted,
+                f.positive_probability,
+                u8::from(l.pointing_hit),
+                opt(l.energy_in_boxes),
+                opt(l.iou)
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,256 @@
+//! Box labels in the RSNA Pneumonia Detection Challenge format (2018, `stage_2_train_labels.csv`):
+//! a header `patientId,x,y,width,height,Target`, one row per box of a positive film (`Target` 1,
+//! `(x, y)` the top-left corner, sizes in pixels of the original image) and one row with empty
+//! box fields for a negative film (`Target` 0). Extra columns (e.g. `class`) are ignored on read.
+//!
+//! `patientId` is the file stem (RSNA names each DICOM `<patientId>.dcm`); the viewer writes the
+//! stem of the note's last-seen file name, which is already in every notes export, so nothing
+//! identifying is added.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use super::error::{NotesError, NotesErrorKind};
+use super::model::{dedup_boxes, Finding, ImageBox, Note};
+
+/// The boxes of a labels file, by `patientId`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RsnaLabels {
+    /// Films with `Target` 1 and their boxes (exact repeats dropped).
+    pub boxes: BTreeMap<String, Vec<ImageBox>>,
+    /// Films with a `Target` 0 row.
+    pub negatives: BTreeSet<String>,
+}
+
+impl RsnaLabels {
+    /// The boxes of the file whose stem is `stem`, if it has any.
+    pub fn boxes_of(&self, stem: &str) -> Option<&[ImageBox]> {
+        self.boxes
+            .get(stem)
+            .map(Vec::as_slice)
+            .filter(|b| !b.is_empty())
+    }
+}
+
+pub const RSNA_HEADER: &str = "patientId,x,y,width,height,Target";
+
+/// Parses a labels file's text; `source` names it in errors ("labels.csv line 3: ...").
+pub fn parse_labels(text: &str, source: &str) -> Result<RsnaLabels, NotesError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader
+        .headers()
+        .map_err(|e| {
+            NotesError::new(
+                NotesErrorKind::InvalidData,
+                source,
+                "cannot read the header",
+            )
+            .with_source(e)
+        })?
+        .clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim() == name)
+            .ok_or_else(|| {
+                NotesError::new(
+                    NotesErrorKind::InvalidData,
+                    source,
+                    format!("no '{name}' column; expected the RSNA header {RSNA_HEADER}"),
+                )
+            })
+    };
+    let cols = [
+        column("patientId")?,
+        column("x")?,
+        column("y")?,
+        column("width")?,
+        column("height")?,
+        column("Target")?,
+    ];
+    let mut labels = RsnaLabels::default();
+    let mut raw: BTreeMap<String, Vec<ImageBox>> = BTreeMap::new();
+    for row in reader.records() {
+        let row = row.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            NotesError::new(
+                NotesErrorKind::InvalidData,
+                format!("{source} line {line}"),
+                "malformed row",
+            )
+            .with_source(e)
+        })?;
+        let place = format!("{source} line {}", row.position().map_or(0, |p| p.line()));
+        let cell = |i: usize| row.get(cols[i]).unwrap_or("").trim();
+        let bad = |why: String| NotesError::new(NotesErrorKind::InvalidData, &place, why);
+        let id = cell(0);
+        if id.is_empty() {
+            return Err(bad("empty patientId".into()));
+        }
+        let target = cell(5);
+        match target {
+            "0" => {
+                labels.negatives.insert(id.to_string());
+            }
+            "1" => {
+                let mut v = [0f32; 4];
+                for (k, slot) in v.iter_mut().enumerate() {
+                    let text = cell(k + 1);
+                    *slot = text.parse().map_err(|_| {
+                        bad(format!(
+                            "{} '{}' is not a number (Target 1 needs a box)",
+                            ["x", "y", "width", "height"][k],
+                            text.chars().take(40).collect::<String>()
+                        ))
+                    })?;
+                }
+                let b = ImageBox::new(v[0], v[1], v[2], v[3]);
+                if !b.is_valid() {
+                    return Err(bad(format!(
+                        "box {} {} {} {} needs a positive width and height",
+                        v[0], v[1], v[2], v[3]
+                    )));
+                }
+                raw.entry(id.to_string()).or_default().push(b);
+            }
+            other => {
+                return Err(bad(format!(
+                    "Target '{}' (expected 0 or 1)",
+                    other.chars().take(20).collect::<String>()
+                )))
+            }
+        }
+    }
+    for (id, boxes) in raw {
+        let boxes = dedup_boxes(boxes).map_err(|e| {
+            NotesError::new(NotesErrorKind::InvalidData, source, format!("{id}: {e}"))
+        })?;
+        labels.boxes.insert(id, boxes);
+    }
+    Ok(labels)
+}
+
+/// Reads and parses a labels file.
+pub fn read_labels(path: &Path) -> Result<RsnaLabels, NotesError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        NotesError::new(
+            NotesErrorKind::Io,
+            path.display().to_string(),
+            "cannot read",
+        )
+        .with_source(e)
+    })?;
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    parse_labels(&text, &name)
+}
+
+/// The `patientId` of a note: its last-seen file's stem, else the study id.
+pub fn patient_id_of(note: &Note) -> String {
+    note.file_name
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_stem)
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| note.study.to_string())
+}
+
+/// Notes as an RSNA labels file: one `Target` 1 row per box; a note without boxes whose ground
+/// truth is negative gives one `Target` 0 row; other notes (no boxes, positive or unknown truth)
+/// say nothing about where an opacity is and are left out. Sorted by `patientId`.
+pub fn export_rsna(notes: &[Note]) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for n in notes {
+        let id = patient_id_of(n);
+        if n.boxes.is_empty() {
+            if n.ground_truth == Some(Finding::Negative) {
+                rows.push((id.clone(), format!("{},,,,,0", csv_cell(&id))));
+            }
+            continue;
+        }
+        for b in &n.boxes {
+            rows.push((
+                id.clone(),
+                format!(
+                    "{},{},{},{},{},1",
+                    csv_cell(&id),
+                    b.x,
+                    b.y,
+                    b.width,
+                    b.height
+                ),
+            ));
+        }
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = format!("{RSNA_HEADER}\n");
+    for (_, r) in rows {
+        out.push_str(&r);
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notes::StudyId;
+
+    #[test]
+    fn labels_parse_positives_negatives_and_refuse_bad_rows() {
+        let text = "patientId,x,y,width,height,Target,class\n\
+                    a,10,20,30,40,1,Lung Opacity\n\
+                    a,10,20,30,40,1,Lung Opacity\n\
+                    a,100.5,0,5,5,1,Lung Opacity\n\
+                    b,,,,,0,Normal\n";
+        let l = parse_labels(text, "l.csv").unwrap();
+        assert_eq!(
+            l.boxes_of("a").unwrap(),
+            [
+                ImageBox::new(10.0, 20.0, 30.0, 40.0),
+                ImageBox::new(100.5, 0.0, 5.0, 5.0)
+            ]
+        );
+        assert!(l.boxes_of("b").is_none());
+        assert!(l.negatives.contains("b"));
+        let e = parse_labels("patientId,x,y,width,height,Target\nc,,,,,1\n", "l.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("l.csv line 2: x '' is not a number"), "{e}");
+        let e = parse_labels("patientId,x,y\n", "l.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no 'width' column"), "{e}");
+    }
+
+    #[test]
+    fn export_writes_boxes_and_negatives_and_reads_back() {
+        let mut a = Note::new(StudyId::sha256(&[1; 32]));
+        a.file_name = Some("0c89ca38.dcm".into());
+        a.boxes = vec![ImageBox::new(153.0, 369.0, 257.0, 181.0)];
+        let mut b = Note::new(StudyId::sha256(&[2; 32]));
+        b.file_name = Some("normal.png".into());
+        b.ground_truth = Some(Finding::Negative);
+        let c = Note::new(StudyId::sha256(&[3; 32]));
+        let text = export_rsna(&[b.clone(), a.clone(), c]);
+        assert_eq!(
+            text,
+            "patientId,x,y,width,height,Target\n0c89ca38,153,369,257,181,1\nnormal,,,,,0\n"
+        );
+        let back = parse_labels(&text, "x").unwrap();
+        assert_eq!(back.boxes_of("0c89ca38").unwrap(), a.boxes.as_slice());
+        assert!(back.negatives.contains("normal"));
+    }
+}

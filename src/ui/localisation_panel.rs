@@ -1,0 +1,74 @@
+//! How well each map points at the boxes of the note on screen: pointing game, energy inside
+//! the boxes and IoU of the thresholded map ([`crate::explain::localisation`]), shown in the
+//! results panel once the note has boxes.
+//!
+//! The maps are the ones on screen: they explain the class shown by the analysis (the predicted
+//! class unless a target was chosen), at the model's input resolution, exactly as drawn.
+
+use egui::RichText;
+
+use crate::explain::localisation::{localise, LocalisationOptions};
+
+use super::app::ViewerApp;
+use super::settings::MapKind;
+
+pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
+    let boxes = app.note_boxes();
+    if boxes.is_empty() {
+        return;
+    }
+    let Some(study) = app.current.as_ref().and_then(|c| c.study.clone()) else {
+        return;
+    };
+    let options = LocalisationOptions::default();
+    ui.add_space(6.0);
+    ui.strong(format!(
+        "Localisation against {} box{}",
+        boxes.len(),
+        if boxes.len() == 1 { "" } else { "es" }
+    ));
+    egui::Grid::new("localisation")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            for h in ["map", "pointing", "energy in boxes", "IoU"] {
+                ui.label(RichText::new(h).strong());
+            }
+            ui.end_row();
+            for kind in [
+                MapKind::GradCam,
+                MapKind::IntegratedGradients,
+                MapKind::Uncertainty,
+            ] {
+                ui.label(kind.label());
+                match app.map_of(kind) {
+                    Some((grid, _, _)) => {
+                        let l = localise(&grid, (study.width, study.height), boxes, &options);
+                        ui.label(if l.pointing_hit { "hit" } else { "miss" });
+                        let pct = |v: Option<f64>| {
+                            v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v))
+                        };
+                        ui.label(pct(l.energy_in_boxes));
+                        ui.label(l.iou.map_or("—".to_string(), |v| format!("{v:.2}")));
+                    }
+                    None => {
+                        ui.label(RichText::new("not computed").weak());
+                        ui.label("");
+                        ui.label("");
+                    }
+                }
+                ui.end_row();
+            }
+        });
+    ui.label(
+        RichText::new(format!(
+            "Pointing: the map's maximum within {:.0} px of a box (Zhang et al. 2016). Energy: \
+             share of the positive map inside the boxes. IoU: map ≥ {:.0} % of its maximum vs \
+             the boxes. Positive values only (IG: evidence for the class shown).",
+            options.tolerance_px,
+            100.0 * options.iou_level
+        ))
+        .small()
+        .weak(),
+    );
+}

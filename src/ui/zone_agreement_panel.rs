@@ -1,0 +1,123 @@
+//! Zones against maps across the reviewed folder: for the studies of the study list that have a
+//! note, how often the reviewer's implicated zones (ticked, or overlapped by a box) contain each
+//! map's top zone ([`crate::notes::zone_agreement`]); and recording, with each edit of a note,
+//! the facts that comparison needs (each map's top zone and the film's size).
+
+use std::collections::BTreeMap;
+
+use egui::RichText;
+
+use crate::explain::zones::ZoneScore;
+use crate::notes::zone_agreement::{zone_agreement, ZoneAgreementRow};
+use crate::notes::{Note, Saliency, Zone};
+
+use super::app::ViewerApp;
+
+/// The zone with the highest mean (ties: the first in zone order).
+pub fn top_zone(zones: &[ZoneScore]) -> Option<Zone> {
+    let mut best: Option<&ZoneScore> = None;
+    for z in zones {
+        if z.mean.is_finite() && best.is_none_or(|b| z.mean > b.mean) {
+            best = Some(z);
+        }
+    }
+    Zone::parse(best?.name).ok()
+}
+
+impl ViewerApp {
+    /// Each map's top zone for the study on screen, from the analysis already computed.
+    pub fn live_top_zones(&self) -> BTreeMap<Saliency, Zone> {
+        let mut out = BTreeMap::new();
+        let Some(entry) = self.current_entry() else {
+            return out;
+        };
+        let maps = [
+            (Saliency::GradCam, entry.gradcam.as_ref().map(|g| &g.1)),
+            (
+                Saliency::Uncertainty,
+                entry.uncertainty.as_ref().map(|u| &u.1),
+            ),
+            (
+                Saliency::IntegratedGradients,
+                entry.ig.get(&self.wanted_ig_or_default()).map(|i| &i.1),
+            ),
+        ];
+        for (kind, zones) in maps {
+            if let Some(z) = zones.and_then(|z| top_zone(z)) {
+                out.insert(kind, z);
+            }
+        }
+        out
+    }
+
+    /// Called with every edit of the note on screen: what the maps showed and the film's size,
+    /// kept with the note (like the prediction) for zone agreement and box-to-zone mapping.
+    pub(super) fn record_map_facts(&mut self) {
+        let on_screen = self.current.as_ref().and_then(|c| {
+            let s = c.study.as_ref()?;
+            Some((c.path.clone(), (s.width as u32, s.height as u32)))
+        });
+        let Some((path, size)) = on_screen else {
+            return;
+        };
+        let tops = self.live_top_zones();
+        let Some(d) = self.notes.draft.as_mut().filter(|d| d.path == path) else {
+            return;
+        };
+        if size.0 > 0 && size.1 > 0 {
+            d.note.image_size = Some(size);
+        }
+        d.note.map_top_zones.extend(tops);
+    }
+
+    /// The notes of the studies in the study list.
+    fn reviewed_notes(&self) -> Vec<&Note> {
+        let Some(review) = self.review.as_ref() else {
+            return Vec::new();
+        };
+        review
+            .rows
+            .iter()
+            .filter_map(|r| self.notes.all().get(r.id.as_ref()?))
+            .collect()
+    }
+}
+
+/// The table, folded away by default (it walks every note of the folder).
+pub fn zone_agreement_ui(app: &ViewerApp, ui: &mut egui::Ui) {
+    egui::CollapsingHeader::new("Zones vs maps")
+        .default_open(false)
+        .show(ui, |ui| {
+            let rows = zone_agreement(app.reviewed_notes());
+            table_ui(ui, &rows);
+        });
+}
+
+fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
+    ui.label(
+        RichText::new(
+            "Studies with a note: how often the implicated zones (ticked or under a box) \
+             contain the map's top zone. Chance: a random top zone.",
+        )
+        .small()
+        .weak(),
+    );
+    let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v));
+    egui::Grid::new("zone-agreement")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            for h in ["map", "top zone implicated", "rate", "chance"] {
+                ui.label(RichText::new(h).strong());
+            }
+            ui.end_row();
+            for r in rows {
+                let label = Saliency::parse(r.map).map_or(r.map, Saliency::label);
+                ui.label(label);
+                ui.label(format!("{} of {}", r.hits, r.studies));
+                ui.label(pct(r.rate));
+                ui.label(pct(r.chance));
+                ui.end_row();
+            }
+        });
+}
