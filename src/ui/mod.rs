@@ -15,6 +15,7 @@ pub mod cache;
 pub mod canvas;
 pub mod export;
 pub mod frame_stats;
+pub mod frames;
 pub mod notes_draft;
 pub mod notes_panel;
 pub mod notes_service;
