@@ -25,7 +25,7 @@ pub fn frame_selector_ui(ui: &mut egui::Ui, frames: u32, frame: u32) -> Option<A
     let mut action = None;
     ui.separator();
     ui.add_enabled_ui(frame > 0, |ui| {
-        if ui.button("◀").on_hover_text("Previous frame (,)").clicked() {
+        if ui.button("<").on_hover_text("Previous frame (,)").clicked() {
             action = Some(Action::FrameStep(-1));
         }
     });
@@ -42,7 +42,7 @@ pub fn frame_selector_ui(ui: &mut egui::Ui, frames: u32, frame: u32) -> Option<A
         action = Some(Action::Frame(shown.saturating_sub(1)));
     }
     ui.add_enabled_ui(frame + 1 < frames, |ui| {
-        if ui.button("▶").on_hover_text("Next frame (.)").clicked() {
+        if ui.button(">").on_hover_text("Next frame (.)").clicked() {
             action = Some(Action::FrameStep(1));
         }
     });
