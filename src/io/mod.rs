@@ -236,7 +236,7 @@ fn bare_data_set(head: &[u8]) -> Option<bool> {
     }
     let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     // Even, and short: UIDs, codes and strings of the identification group.
-    (len % 2 == 0 && len <= 1024).then_some(false)
+    (len.is_multiple_of(2) && len <= 1024).then_some(false)
 }
 
 /// Whether the first bytes say DICOM, PNG or JPEG: lets folder listings pick up DICOM files
