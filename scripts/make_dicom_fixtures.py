@@ -5,7 +5,7 @@ Run from the repository root with the io venv (see tests/fixtures/dicom/ATTRIBUT
 
     python3 -m venv .venv-io
     .venv-io/bin/pip install pydicom numpy pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg \
-        pylibjpeg-rle Pillow
+        pylibjpeg-rle pyjpegls Pillow
     .venv-io/bin/python scripts/make_dicom_fixtures.py
 
 What it writes:
@@ -17,6 +17,10 @@ What it writes:
   Entries of files pydicom cannot decode carry "error" instead of values.
 * small derived DICOM fixtures (a cropped RLE re-encode, truncated and garbage files) when the
   shared folder is present; the real-file fixtures are copied unchanged.
+* issue-14 fixtures (always, from pydicom's bundled test files): small JPEG-LS and 12-bit JPEG
+  Extended files copied unchanged, data sets without File Meta (implicit and explicit VR), a
+  3-frame native and a 3-frame JPEG-LS image, and a DICOMDIR over three images (dicomdir/);
+  frames_reference.json holds pydicom's values of every frame of the multi-frame files.
 * tests/fixtures/raster/*: a 16-bit grayscale PNG, an RGB PNG, an RGBA PNG, a tiny gray JPEG and
   tiny RGB JPEG, and raster_reference.json with Pillow's "L" values for each.
 
@@ -74,7 +78,13 @@ def first_float(ds, keyword):
 
 
 def reference_for(path: Path) -> dict:
-    ds = pydicom.dcmread(path)
+    bare = path.name.startswith("no_meta_")
+    ds = pydicom.dcmread(path, force=bare)
+    if bare:
+        # No File Meta: the transfer syntax is what the data say (pydicom's guess on reading).
+        implicit, _little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit
+                                          else pydicom.uid.ExplicitVRLittleEndian)
     entry = {
         "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
         "photometric_interpretation": str(ds.get("PhotometricInterpretation", "")),
@@ -143,6 +153,76 @@ def make_derived(shared: Path) -> None:
     (DICOM_FIX / "no_preamble_16x16.dcm").write_bytes(raw16[128:])
 
 
+# Small files from pydicom's own test set (pydicom/data/test_files, shipped in the wheel), copied
+# unchanged: name here -> name there.
+PYDICOM_FIXTURES = {
+    "pydicom_nm_jpeg_extended_12bit_1024x256.dcm": "JPGExtended.dcm",
+    "pydicom_mr_jpegls_lossless_16bit_64.dcm": "MR_small_jpeg_ls_lossless.dcm",
+    "pydicom_jpegls_nearlossless_16bit_10x50.dcm": "JPEGLSNearLossless_16.dcm",
+}
+
+
+def make_issue14() -> dict:
+    """Fixtures for JPEG-LS, 12-bit JPEG, bare data sets, multi-frame and DICOMDIR."""
+    from pydicom.data import get_testdata_file
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.fileset import FileSet
+    from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLSLossless
+
+    for ours, theirs in PYDICOM_FIXTURES.items():
+        shutil.copyfile(get_testdata_file(theirs), DICOM_FIX / ours)
+
+    small = DICOM_FIX / "pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm"
+    # Bare data sets: no preamble, no "DICM", no File Meta; pydicom reads them with force=True.
+    for name, ts, implicit in [("no_meta_implicit_16x16.dcm", ImplicitVRLittleEndian, True),
+                               ("no_meta_explicit_16x16.dcm", ExplicitVRLittleEndian, False)]:
+        ds = pydicom.dcmread(small)
+        ds.file_meta = FileMetaDataset()
+        ds.preamble = None
+        ds.save_as(DICOM_FIX / name, implicit_vr=implicit, little_endian=True,
+                   enforce_file_format=False)
+        back = pydicom.dcmread(DICOM_FIX / name, force=True)
+        assert "TransferSyntaxUID" not in back.file_meta and back.preamble is None, name
+        del ts
+
+    # Three frames of 16x16: frame k is the C-spine film plus 100*k (12 stored bits kept).
+    base = pydicom.dcmread(small)
+    arr = base.pixel_array.astype(np.uint16)
+    frames = np.stack([np.minimum(arr + 100 * k, 4095) for k in range(3)]).astype(np.uint16)
+    base.NumberOfFrames = 3
+    base.PixelData = frames.tobytes()
+    uid = pydicom.uid.generate_uid(entropy_srcs=["cxr-viewer", "multiframe_3x16x16"])
+    base.SOPInstanceUID = uid
+    base.file_meta.MediaStorageSOPInstanceUID = uid
+    base.save_as(DICOM_FIX / "multiframe_3x16x16.dcm", enforce_file_format=True)
+    # The same frames in JPEG-LS lossless (one fragment per frame), pyjpegls' encoder.
+    jls = pydicom.dcmread(DICOM_FIX / "multiframe_3x16x16.dcm")
+    jls.compress(JPEGLSLossless, encoding_plugin="pyjpegls")
+    uid = pydicom.uid.generate_uid(entropy_srcs=["cxr-viewer", "multiframe_jpegls_3x16x16"])
+    jls.SOPInstanceUID = uid
+    jls.file_meta.MediaStorageSOPInstanceUID = uid
+    jls.save_as(DICOM_FIX / "multiframe_jpegls_3x16x16.dcm", enforce_file_format=True)
+
+    # A DICOMDIR over three images (the 16x16 film, the 3-frame file, the 12-bit JPEG).
+    out = DICOM_FIX / "dicomdir"
+    if out.exists():
+        shutil.rmtree(out)
+    fs = FileSet()
+    fs.UID = pydicom.uid.generate_uid(entropy_srcs=["cxr-viewer", "dicomdir"])
+    for name in ["pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm", "multiframe_3x16x16.dcm",
+                 "pydicom_nm_jpeg_extended_12bit_1024x256.dcm"]:
+        fs.add(DICOM_FIX / name)
+    fs.write(out)
+
+    refs = {}
+    for name in ["multiframe_3x16x16.dcm", "multiframe_jpegls_3x16x16.dcm"]:
+        ds = pydicom.dcmread(DICOM_FIX / name)
+        vals = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+        refs[name] = {"frames": int(ds.NumberOfFrames),
+                      "values": [v.ravel().tolist() for v in vals]}
+    return refs
+
+
 def make_raster() -> dict:
     RASTER_FIX.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(42)
@@ -202,6 +282,8 @@ def main() -> int:
             print(key, refs[key].get("shape"), refs[key].get("error", ""))
     else:
         print(f"note: {SHARED} is absent; only the committed fixtures are referenced", file=sys.stderr)
+    frames = make_issue14()
+    (DICOM_FIX / "frames_reference.json").write_text(json.dumps(frames, sort_keys=True) + "\n")
     for p in sorted(DICOM_FIX.glob("*.dcm")):
         key = "fixtures/" + p.name
         try:

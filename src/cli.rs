@@ -40,6 +40,8 @@ pub struct AnalyzeArgs {
     pub options: AnalysisOptions,
     pub dump_input: bool,
     pub include_identifiers: bool,
+    /// Frame of multi-frame DICOM inputs, 0-based (`--frame N` is 1-based).
+    pub frame: u32,
 }
 
 /// Output folder for one input: `<out>/<stem>`, made unique if two inputs share a stem.
@@ -88,7 +90,7 @@ pub fn error_line(e: &anyhow::Error) -> String {
 
 fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<String> {
     let t = Instant::now();
-    let study = load_study(input)?;
+    let study = crate::io::load_study_frame(input, args.frame)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let cancel = AtomicBool::new(false);
     let mut analysis = engine.analyze(

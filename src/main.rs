@@ -93,6 +93,10 @@ enum Command {
         /// Put patient name/ID and the full path in report.json (off by default).
         #[arg(long)]
         include_identifiers: bool,
+        /// Frame of a multi-frame DICOM to analyse, counted from 1.
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        frame: u32,
     },
     /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/):
     /// writes metrics.json, predictions.csv, roc.png, residuals.png, reliability.png.
@@ -222,6 +226,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             explain,
             dump_input,
             include_identifiers,
+            frame,
         }) => {
             let engine = load_engine(&model)?;
             let failures = cli::analyze(
@@ -232,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     options: explain.options(&engine),
                     dump_input,
                     include_identifiers,
+                    frame: frame - 1,
                 },
             );
             Ok(if failures == 0 {

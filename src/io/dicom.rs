@@ -12,14 +12,14 @@ use dicom_core::value::Value;
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::{PhotometricInterpretation, PixelDecoder, PixelRepresentation, Rescale};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
 use super::error::root_cause;
 use super::{
-    check_dimensions, percentile_window, LoadError, LoadErrorKind, Study, StudyMetadata, Window,
-    WindowSource,
+    check_dimensions, jpeg12, percentile_window, LoadError, LoadErrorKind, Study, StudyMetadata,
+    Window, WindowSource, MAX_PIXELS,
 };
 
 /// Longest value text kept for the tags panel; longer values are cut with an ellipsis.
@@ -27,19 +27,94 @@ const TAG_TEXT_MAX: usize = 96;
 /// Binary values longer than this are not shown in the tags panel (they are not human-readable).
 const TAG_BINARY_MAX: usize = 64;
 
-pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> {
-    let preamble = if has_preamble {
-        ReadPreamble::Always
-    } else {
-        ReadPreamble::Never
+/// How the DICOM content starts, as found by [`super::detect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Part-10 file: 128-byte preamble, "DICM", File Meta Information.
+    Part10,
+    /// Part-10 file whose preamble was stripped (starts with "DICM").
+    Part10NoPreamble,
+    /// A bare data set (no preamble, no File Meta), as old archives and some PACS exports hold;
+    /// the transfer syntax is what its first element says: explicit or implicit VR little endian.
+    DataSet { explicit_vr: bool },
+}
+
+/// Read the file into a DICOM object with a File Meta table (synthesised for bare data sets).
+fn open(path: &Path, layout: Layout) -> Result<DefaultDicomObject, LoadError> {
+    let corrupt = |e: &(dyn std::error::Error + 'static)| {
+        let reason = format!("truncated or corrupt DICOM file ({})", root_cause(e));
+        LoadError::new(path, LoadErrorKind::Corrupt, reason)
     };
-    let obj = OpenFileOptions::new()
+    let preamble = match layout {
+        Layout::Part10 => ReadPreamble::Always,
+        Layout::Part10NoPreamble => ReadPreamble::Never,
+        Layout::DataSet { explicit_vr } => return open_data_set(path, explicit_vr),
+    };
+    OpenFileOptions::new()
         .read_preamble(preamble)
         .open_file(path)
-        .map_err(|e| {
-            let reason = format!("truncated or corrupt DICOM file ({})", root_cause(&e));
-            LoadError::new(path, LoadErrorKind::Corrupt, reason).with_source(e)
-        })?;
+        .map_err(|e| corrupt(&e).with_source(e))
+}
+
+fn open_data_set(path: &Path, explicit_vr: bool) -> Result<DefaultDicomObject, LoadError> {
+    let corrupt = |e: &(dyn std::error::Error + 'static)| {
+        let reason = format!("truncated or corrupt DICOM data set ({})", root_cause(e));
+        LoadError::new(path, LoadErrorKind::Corrupt, reason)
+    };
+    let uid = if explicit_vr {
+        EXPLICIT_VR_LE
+    } else {
+        IMPLICIT_VR_LE
+    };
+    let Some(ts) = TransferSyntaxRegistry.get(uid) else {
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::UnsupportedTransferSyntax,
+            format!("transfer syntax {uid} is not built in"),
+        ));
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| LoadError::new(path, LoadErrorKind::Io, e.to_string()).with_source(e))?;
+    let obj = InMemDicomObject::read_dataset_with_ts(std::io::BufReader::new(file), ts)
+        .map_err(|e| corrupt(&e).with_source(e))?;
+    let text = |tag| {
+        obj.get(tag)
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+            .unwrap_or_default()
+    };
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(uid)
+        .media_storage_sop_class_uid(text(tags::SOP_CLASS_UID))
+        .media_storage_sop_instance_uid(text(tags::SOP_INSTANCE_UID))
+        .build()
+        .map_err(|e| corrupt(&e).with_source(e))?;
+    Ok(obj.with_exact_meta(meta))
+}
+
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+/// Media Storage Directory Storage: the SOP class of a DICOMDIR.
+pub(super) const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
+/// JPEG Extended (process 2 & 4): 8- or 12-bit lossy JPEG.
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+
+/// One decoded frame before presentation: samples after the modality LUT (rescale).
+struct RawFrame {
+    width: usize,
+    height: usize,
+    spp: usize,
+    pi: PhotometricInterpretation,
+    raw: Vec<f32>,
+    rescale: Rescale,
+    signed: bool,
+    bits_stored: u16,
+}
+
+/// Load frame `frame` (0-based) of a DICOM file.
+pub(super) fn load(path: &Path, layout: Layout, frame: u32) -> Result<Study, LoadError> {
+    let obj = open(path, layout)?;
 
     let ts_uid = obj
         .meta()
@@ -51,6 +126,16 @@ pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> 
         Some(ts) => format!("{ts_uid} ({})", ts.name()),
         None => ts_uid.clone(),
     };
+    let sop_class = obj.meta().media_storage_sop_class_uid();
+    if sop_class.trim_end_matches(['\0', ' ']) == DICOMDIR_SOP_CLASS
+        || obj.get(tags::DIRECTORY_RECORD_SEQUENCE).is_some()
+    {
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::Dicomdir,
+            "this is a DICOMDIR (an index of images, not an image): open it as a folder",
+        ));
+    }
     let mut metadata = read_metadata(&obj);
     metadata.transfer_syntax = Some(ts_text.clone());
 
@@ -71,16 +156,6 @@ pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> 
             "no image in this DICOM file (PixelData missing)",
         ));
     }
-    match ts {
-        Some(ts) if ts.can_decode_all() => {}
-        _ => {
-            return Err(LoadError::new(
-                path,
-                LoadErrorKind::UnsupportedTransferSyntax,
-                format!("unsupported transfer syntax {ts_text}"),
-            ))
-        }
-    }
     // dicom-pixeldata's lookup table asserts on these; reject them as data errors instead.
     let bits_allocated = int_of(&obj, tags::BITS_ALLOCATED).unwrap_or(0);
     let bits_stored = int_of(&obj, tags::BITS_STORED).unwrap_or(bits_allocated);
@@ -93,34 +168,181 @@ pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> 
             ),
         ));
     }
-    let frames = int_of(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1);
-    if frames > 1 {
-        tracing::info!(path = %path.display(), frames, "multi-frame DICOM: showing frame 0");
+    let frames = int_of(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    if frame >= frames {
+        return Err(LoadError::new(
+            path,
+            LoadErrorKind::NoSuchFrame,
+            format!(
+                "there is no frame {} (the image has {frames} frame{})",
+                u64::from(frame) + 1,
+                if frames == 1 { "" } else { "s" }
+            ),
+        ));
     }
+    metadata.frames = frames;
+    metadata.frame = frame;
     if obj.get(tags::MODALITY_LUT_SEQUENCE).is_some() {
         tracing::warn!(path = %path.display(), "Modality LUT Sequence is not applied; using rescale only");
     }
 
     let ts_name = ts.map_or("", |ts| ts.name());
-    let decode_err = |e: dicom_pixeldata::Error| {
-        let cause = root_cause(&e);
-        // jpeg-decoder (pure Rust) implements 8-bit lossy and lossless JPEG only; say so plainly
-        // for the 12-bit JPEG Extended files that real archives still contain.
-        let cause = if cause.contains("SamplePrecision(12)") {
-            format!("12-bit lossy JPEG is not supported by the built-in decoder: {cause}")
-        } else {
-            cause
-        };
-        let reason =
-            format!("cannot decode {ts_name} pixel data, transfer syntax {ts_uid} ({cause})");
-        LoadError::new(path, LoadErrorKind::Decode, reason).with_source(e)
+    let decode_reason = |cause: String| {
+        format!("cannot decode {ts_name} pixel data, transfer syntax {ts_uid} ({cause})")
     };
-    let decoded = obj.decode_pixel_data_frame(0).map_err(decode_err)?;
-    let raw: Vec<f32> = decoded.to_vec_frame(0).map_err(decode_err)?;
+    let twelve_bit = matches!(ts_uid.as_str(), JPEG_EXTENDED | JPEG_BASELINE)
+        && frame_stream(&obj, frame, frames)
+            .ok()
+            .is_some_and(|s| jpeg12::sof_precision(&s) == Some(12));
+    let f = if twelve_bit {
+        decode_jpeg12(&obj, frame, frames)
+            .map_err(|cause| LoadError::new(path, LoadErrorKind::Decode, decode_reason(cause)))?
+    } else {
+        match ts {
+            Some(ts) if ts.can_decode_all() => {}
+            _ => {
+                return Err(LoadError::new(
+                    path,
+                    LoadErrorKind::UnsupportedTransferSyntax,
+                    format!("unsupported transfer syntax {ts_text}"),
+                ))
+            }
+        }
+        let decode_err = |e: dicom_pixeldata::Error| {
+            let reason = decode_reason(root_cause(&e));
+            LoadError::new(path, LoadErrorKind::Decode, reason).with_source(e)
+        };
+        let decoded = obj.decode_pixel_data_frame(frame).map_err(decode_err)?;
+        let raw: Vec<f32> = decoded.to_vec_frame(0).map_err(decode_err)?;
+        RawFrame {
+            width: decoded.columns() as usize,
+            height: decoded.rows() as usize,
+            spp: decoded.samples_per_pixel() as usize,
+            pi: decoded.photometric_interpretation().clone(),
+            raw,
+            rescale: decoded
+                .rescale()
+                .ok()
+                .and_then(|r| r.first().copied())
+                .unwrap_or(Rescale {
+                    slope: 1.0,
+                    intercept: 0.0,
+                }),
+            signed: decoded.pixel_representation() == PixelRepresentation::Signed,
+            bits_stored: decoded.bits_stored(),
+        }
+    };
+    present(path, &obj, f, metadata)
+}
 
-    let (width, height) = (decoded.columns() as usize, decoded.rows() as usize);
+/// The compressed bytes of frame `frame` of encapsulated pixel data: one fragment per frame, or
+/// fragments grouped by the Basic Offset Table, or all fragments for a single frame.
+fn frame_stream(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Vec<u8>, String> {
+    let Some(Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
+        return Err("pixel data is not encapsulated".to_string());
+    };
+    let fragments = seq.fragments();
+    if frames == 1 {
+        return Ok(fragments.concat());
+    }
+    if fragments.len() == frames as usize {
+        return Ok(fragments[frame as usize].clone());
+    }
+    let table = seq.offset_table();
+    if table.len() != frames as usize {
+        return Err(format!(
+            "cannot tell which of {} fragments belong to frame {}",
+            fragments.len(),
+            u64::from(frame) + 1
+        ));
+    }
+    // Offsets count from the first fragment's item tag; each fragment has an 8-byte item header.
+    let (start, end) = (
+        u64::from(table[frame as usize]),
+        table
+            .get(frame as usize + 1)
+            .map_or(u64::MAX, |&e| u64::from(e)),
+    );
+    let mut at = 0u64;
+    let mut out = Vec::new();
+    for frag in fragments {
+        if at >= start && at < end {
+            out.extend_from_slice(frag);
+        }
+        at += 8 + frag.len() as u64;
+    }
+    Ok(out)
+}
+
+fn decode_jpeg12(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<RawFrame, String> {
+    let stream = frame_stream(obj, frame, frames)?;
+    let d = jpeg12::decode(&stream, MAX_PIXELS)?;
+    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
+    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    if (d.width, d.height) != (cols, rows) {
+        return Err(format!(
+            "JPEG frame is {}×{} but the header says {cols}×{rows}",
+            d.width, d.height
+        ));
+    }
+    let bits_stored = int_of(obj, tags::BITS_STORED)
+        .and_then(|b| u16::try_from(b).ok())
+        .unwrap_or(12);
+    let signed = int_of(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+    let slope = first_f64(obj, tags::RESCALE_SLOPE).unwrap_or(1.0);
+    let intercept = first_f64(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+    let shift = 16 - u32::from(bits_stored.clamp(1, 16));
+    let raw = d
+        .samples
+        .iter()
+        .map(|&s| {
+            // Signed data: the stored bits are two's complement; sign-extend them.
+            let v = if signed {
+                f64::from((s << shift) >> shift)
+            } else {
+                f64::from(s)
+            };
+            (slope * v + intercept) as f32
+        })
+        .collect();
+    let pi = if d.components == 3 {
+        // libjpeg-turbo has already converted YCbCr to RGB.
+        PhotometricInterpretation::Rgb
+    } else {
+        str_of(obj, tags::PHOTOMETRIC_INTERPRETATION)
+            .map(PhotometricInterpretation::from)
+            .unwrap_or(PhotometricInterpretation::Monochrome2)
+    };
+    Ok(RawFrame {
+        width: d.width,
+        height: d.height,
+        spp: d.components,
+        pi,
+        raw,
+        rescale: Rescale { slope, intercept },
+        signed,
+        bits_stored,
+    })
+}
+
+/// Grey levels, MONOCHROME1 inversion and the default window of one decoded frame.
+fn present(
+    path: &Path,
+    obj: &DefaultDicomObject,
+    f: RawFrame,
+    mut metadata: StudyMetadata,
+) -> Result<Study, LoadError> {
+    let RawFrame {
+        width,
+        height,
+        spp,
+        pi,
+        raw,
+        rescale,
+        signed,
+        bits_stored,
+    } = f;
     let n = width * height;
-    let spp = decoded.samples_per_pixel() as usize;
     if raw.len() < n * spp {
         return Err(LoadError::new(
             path,
@@ -132,7 +354,6 @@ pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> 
             ),
         ));
     }
-    let pi = decoded.photometric_interpretation().clone();
     let mut pixels = match (spp, &pi) {
         (1, PhotometricInterpretation::Monochrome1 | PhotometricInterpretation::Monochrome2) => {
             let mut raw = raw;
@@ -157,22 +378,13 @@ pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> 
         }
     };
 
-    let rescale = decoded
-        .rescale()
-        .ok()
-        .and_then(|r| r.first().copied())
-        .unwrap_or(Rescale {
-            slope: 1.0,
-            intercept: 0.0,
-        });
-    let signed = decoded.pixel_representation() == PixelRepresentation::Signed;
-    let (min_possible, max_possible) = value_range(decoded.bits_stored(), signed, rescale);
+    let (min_possible, max_possible) = value_range(bits_stored, signed, rescale);
 
     let mono1 = pi == PhotometricInterpretation::Monochrome1;
     if mono1 {
         invert_in_place(&mut pixels, min_possible, max_possible);
     }
-    let (default_window, window_source) = match first_window(&obj) {
+    let (default_window, window_source) = match first_window(obj) {
         Some(w) if mono1 => (
             mirror_window(w, min_possible, max_possible),
             WindowSource::Header,
@@ -183,7 +395,7 @@ pub(super) fn load(path: &Path, has_preamble: bool) -> Result<Study, LoadError> 
     };
 
     metadata.photometric_interpretation = Some(pi.to_string());
-    metadata.bits_stored = decoded.bits_stored();
+    metadata.bits_stored = bits_stored;
     Ok(Study {
         source: path.to_path_buf(),
         width,
@@ -283,6 +495,7 @@ fn read_metadata(obj: &DefaultDicomObject) -> StudyMetadata {
         patient_name: str_of(obj, tags::PATIENT_NAME),
         patient_id: str_of(obj, tags::PATIENT_ID),
         tags: tag_rows(obj),
+        ..Default::default()
     }
 }
 

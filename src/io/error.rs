@@ -27,6 +27,10 @@ pub enum LoadErrorKind {
     Decode,
     /// A third-party decoder panicked; caught so the viewer survives a hostile file.
     DecoderPanic,
+    /// A frame number past the last frame of a multi-frame image.
+    NoSuchFrame,
+    /// A DICOMDIR (media index) was opened as an image; it lists images, open it as a folder.
+    Dicomdir,
 }
 
 /// A study that could not be loaded.

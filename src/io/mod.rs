@@ -36,12 +36,15 @@
 //! third-party decoders; any failure is a one-line [`LoadError`], never a panic.
 
 mod dicom;
+mod dicomdir;
 mod error;
+mod jpeg12;
 mod raster;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub use dicomdir::{dicomdir_images, is_dicomdir};
 pub use error::{LoadError, LoadErrorKind};
 
 /// Longest accepted image side: beyond any radiograph detector, and keeps textures legal on GPUs.
@@ -158,6 +161,10 @@ pub struct StudyMetadata {
     pub bits_stored: u16,
     pub rescale_slope: Option<f64>,
     pub rescale_intercept: Option<f64>,
+    /// Number of frames of a DICOM image (NumberOfFrames, 1 when absent); 0 for PNG/JPEG.
+    pub frames: u32,
+    /// Which frame the pixels are, 0-based (the UI and CLI count from 1).
+    pub frame: u32,
     /// Identifier: never exported unless the user asks.
     #[serde(skip)]
     pub patient_name: Option<String>,
@@ -179,6 +186,11 @@ enum Detected {
     DicomWithPreamble,
     /// "DICM" at offset 0 (Part-10 file whose preamble was stripped).
     DicomWithoutPreamble,
+    /// No preamble, no "DICM", no File Meta: a bare little-endian data set, recognised by its
+    /// first element (see [`bare_data_set`]).
+    DicomDataSet {
+        explicit_vr: bool,
+    },
     Png,
     Jpeg,
     Unknown,
@@ -194,9 +206,37 @@ fn detect(head: &[u8]) -> Detected {
         Detected::Png
     } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Detected::Jpeg
+    } else if let Some(explicit_vr) = bare_data_set(head) {
+        Detected::DicomDataSet { explicit_vr }
     } else {
         Detected::Unknown
     }
+}
+
+/// Whether `head` starts like a little-endian DICOM data set without File Meta, and if so whether
+/// its VR is explicit.
+///
+/// A data set is sorted by tag, so its first element is in one of the low public groups: in
+/// practice group 0008 (SpecificCharacterSet, ImageType, SOPClassUID, or the group length of
+/// old ACR-NEMA files). Explicit VR: bytes 4..6 are a known two-letter VR. Implicit VR: bytes
+/// 4..8 are a 32-bit length, which for these header elements is short. Anything else (text,
+/// spreadsheets, random bytes) is not taken for DICOM.
+fn bare_data_set(head: &[u8]) -> Option<bool> {
+    if head.len() < 8 {
+        return None;
+    }
+    let group = u16::from_le_bytes([head[0], head[1]]);
+    let element = u16::from_le_bytes([head[2], head[3]]);
+    if group != 0x0008 || element > 0x00FF {
+        return None;
+    }
+    let vr = [head[4], head[5]];
+    if vr.iter().all(u8::is_ascii_uppercase) {
+        return dicom_core::VR::from_binary(vr).map(|_| true);
+    }
+    let len = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    // Even, and short: UIDs, codes and strings of the identification group.
+    (len.is_multiple_of(2) && len <= 1024).then_some(false)
 }
 
 /// Whether the first bytes say DICOM, PNG or JPEG: lets folder listings pick up DICOM files
@@ -206,16 +246,39 @@ pub fn looks_like_study(path: &Path) -> bool {
     read_head(path).is_ok_and(|head| detect(&head) != Detected::Unknown)
 }
 
-/// Load a DICOM, PNG or JPEG file, chosen by content.
+/// Load a DICOM, PNG or JPEG file, chosen by content; the first frame of a multi-frame image.
 pub fn load_study(path: &Path) -> Result<Study, LoadError> {
+    load_study_frame(path, 0)
+}
+
+/// Load frame `frame` (0-based) of a DICOM, PNG or JPEG file. PNG and JPEG have only frame 0;
+/// a frame past the end is a [`LoadErrorKind::NoSuchFrame`] error naming the frame count.
+pub fn load_study_frame(path: &Path, frame: u32) -> Result<Study, LoadError> {
+    use dicom::Layout;
     let head = read_head(path)?;
     let detected = detect(&head);
-    tracing::debug!(path = %path.display(), ?detected, "loading study");
+    tracing::debug!(path = %path.display(), ?detected, frame, "loading study");
+    let single = |format: image::ImageFormat, name: &str| {
+        if frame > 0 {
+            return Err(LoadError::new(
+                path,
+                LoadErrorKind::NoSuchFrame,
+                format!(
+                    "there is no frame {} (a {name} file has 1 frame)",
+                    u64::from(frame) + 1
+                ),
+            ));
+        }
+        raster::load(path, format, name)
+    };
     guard_panics(path, || match detected {
-        Detected::DicomWithPreamble => dicom::load(path, true),
-        Detected::DicomWithoutPreamble => dicom::load(path, false),
-        Detected::Png => raster::load(path, image::ImageFormat::Png, "PNG"),
-        Detected::Jpeg => raster::load(path, image::ImageFormat::Jpeg, "JPEG"),
+        Detected::DicomWithPreamble => dicom::load(path, Layout::Part10, frame),
+        Detected::DicomWithoutPreamble => dicom::load(path, Layout::Part10NoPreamble, frame),
+        Detected::DicomDataSet { explicit_vr } => {
+            dicom::load(path, Layout::DataSet { explicit_vr }, frame)
+        }
+        Detected::Png => single(image::ImageFormat::Png, "PNG"),
+        Detected::Jpeg => single(image::ImageFormat::Jpeg, "JPEG"),
         Detected::Unknown => Err(unknown_format(path, &head)),
     })
 }
@@ -259,8 +322,7 @@ fn unknown_format(path: &Path, head: &[u8]) -> LoadError {
     let reason = if head.is_empty() {
         "the file is empty".to_string()
     } else {
-        "not a DICOM, PNG or JPEG file (no DICM marker, PNG or JPEG signature; \
-         DICOM data sets without a file meta header are not supported)"
+        "not a DICOM, PNG or JPEG file (no DICM marker, DICOM data set, PNG or JPEG signature)"
             .to_string()
     };
     LoadError::new(path, LoadErrorKind::UnknownFormat, reason)

@@ -15,6 +15,7 @@ use crate::io::{Study, Window};
 use crate::notes::Agreement;
 
 use super::cache::{AnalysisKey, Entry, IgKey, JobStage, Jobs, Lru};
+use super::frames;
 use super::render::{Percentiles, WindowPreset};
 use super::settings::{BaselineChoice, MapKind, Settings};
 use super::transform::ScreenFromImage;
@@ -401,6 +402,7 @@ impl ViewerApp {
                     (_, None) => {}
                 }
             }
+            Msg::FrameLoaded { path, result } => self.frame_loaded(&path, result),
             Msg::Exported(result) => match result {
                 Ok(path) => self.set_info(format!("saved {}", path.display())),
                 Err(e) => self.set_error(format!("export failed: {e}")),
@@ -482,6 +484,11 @@ impl ViewerApp {
     /// Shows `path` (from the cache at once if it was seen recently) and cancels the analysis of
     /// any other image.
     pub fn open(&mut self, path: PathBuf) {
+        // A DICOMDIR is an index of images: it opens as a folder of the images it lists.
+        if crate::io::is_dicomdir(&path) {
+            self.open_folder(&path);
+            return;
+        }
         // Absolute, so that recent files still work from another working directory.
         let path = std::fs::canonicalize(&path).unwrap_or(path);
         if self.current.as_ref().is_some_and(|c| c.path == path) {
@@ -526,6 +533,49 @@ impl ViewerApp {
             if let Some(out) = self.outbox() {
                 worker::load_image(out, path);
             }
+        }
+    }
+
+    /// (frame count, frame shown) of the study on screen.
+    pub fn current_frames(&self) -> Option<(u32, u32)> {
+        let m = &self.current.as_ref()?.study.as_ref()?.metadata;
+        Some((m.frames, m.frame))
+    }
+
+    /// Loads frame `frame` (0-based) of the multi-frame study on screen; the view (zoom, window)
+    /// stays, the analysis follows the frame (each frame has its own cache entry).
+    pub fn show_frame(&mut self, frame: u32) {
+        let Some((frames, shown)) = self.current_frames() else {
+            return;
+        };
+        if frame >= frames || frame == shown {
+            return;
+        }
+        let Some(path) = self.current.as_ref().map(|c| c.path.clone()) else {
+            return;
+        };
+        self.jobs.cancel_all_except(None);
+        if let Some(out) = self.outbox() {
+            worker::load_frame(out, path, frame);
+        }
+    }
+
+    fn frame_loaded(&mut self, path: &Path, result: Result<Arc<Study>, String>) {
+        let Some(current) = self.current.as_mut().filter(|c| c.path == path) else {
+            return;
+        };
+        match result {
+            Ok(study) => {
+                *self
+                    .studies
+                    .get_or_insert_with(&current.path, || study.clone()) = study.clone();
+                current.hist = Some(Percentiles::new(&study));
+                current.study = Some(study);
+                self.film_tex = None;
+                self.overlay_tex = [None, None];
+                self.contours = [None, None];
+            }
+            Err(e) => self.set_error(e),
         }
     }
 
@@ -632,12 +682,15 @@ impl ViewerApp {
         let current = self.current.as_ref()?;
         let study = current.study.as_ref()?;
         self.engine()?;
-        Some(AnalysisKey::new(
-            current.path.clone(),
-            &study.default_window,
-            self.settings.mc_samples,
-            0,
-        ))
+        Some(
+            AnalysisKey::new(
+                current.path.clone(),
+                &study.default_window,
+                self.settings.mc_samples,
+                0,
+            )
+            .with_frame(study.metadata.frame),
+        )
     }
 
     pub fn wanted_ig(&self) -> Option<IgKey> {
@@ -852,6 +905,8 @@ impl ViewerApp {
             key(Modifiers::NONE, Key::ArrowUp, Action::Previous);
             key(Modifiers::NONE, Key::PageUp, Action::Previous);
             key(Modifiers::NONE, Key::L, Action::ToggleStudyList);
+            key(Modifiers::NONE, Key::Comma, Action::FrameStep(-1));
+            key(Modifiers::NONE, Key::Period, Action::FrameStep(1));
             key(Modifiers::NONE, Key::Y, Action::Verdict(Agreement::Agree));
             key(
                 Modifiers::NONE,
@@ -913,6 +968,15 @@ impl ViewerApp {
             Action::OpenFolder => self.request_pick(PickPurpose::OpenFolder),
             Action::Next => self.step_image(1),
             Action::Previous => self.step_image(-1),
+            Action::Frame(n) => self.show_frame(n),
+            Action::FrameStep(d) => {
+                let target = self
+                    .current_frames()
+                    .and_then(|(n, k)| frames::step(n, k, d));
+                if let Some(k) = target {
+                    self.show_frame(k);
+                }
+            }
             Action::CycleMap => self.map = self.map.next(),
             Action::Map(kind) => self.map = kind,
             Action::ToggleOverlay => self.overlay_visible = !self.overlay_visible,
@@ -1024,6 +1088,10 @@ pub enum Action {
     DeleteBox,
     /// Undoes the last box change.
     UndoBox,
+    /// Show frame `n` (0-based) of a multi-frame study.
+    Frame(u32),
+    /// Previous (`-1`) or next (`+1`) frame of a multi-frame study.
+    FrameStep(i32),
 }
 
 impl Default for ViewState {
@@ -1118,12 +1186,15 @@ pub fn display_name(path: &Path) -> String {
 /// Image files of `dir`, sorted by name: DICOM/PNG/JPEG extensions, plus extension-less files
 /// (common for DICOM).
 pub fn list_images(dir: &Path) -> Vec<PathBuf> {
+    if crate::io::is_dicomdir(dir) {
+        return crate::io::dicomdir_images(dir).unwrap_or_default();
+    }
     let Ok(read) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut out: Vec<PathBuf> = read
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
+        .filter(|p| p.is_file() && !crate::io::is_dicomdir(p))
         .filter(|p| match p.extension().and_then(|e| e.to_str()) {
             Some(ext) => IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()),
             None => !p

@@ -28,6 +28,8 @@ pub struct AnalysisKey {
     pub window: [u32; 2],
     pub mc_samples: usize,
     pub seed: u64,
+    /// Frame of a multi-frame study (0-based); each frame has its own results.
+    pub frame: u32,
 }
 
 impl AnalysisKey {
@@ -37,7 +39,14 @@ impl AnalysisKey {
             window: [window.low.to_bits(), window.high.to_bits()],
             mc_samples,
             seed,
+            frame: 0,
         }
+    }
+
+    /// The same key for frame `frame` of a multi-frame study.
+    pub fn with_frame(mut self, frame: u32) -> Self {
+        self.frame = frame;
+        self
     }
 }
 

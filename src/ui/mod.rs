@@ -20,6 +20,7 @@ pub mod canvas;
 pub mod export;
 pub mod frame_stats;
 pub mod localisation_panel;
+pub mod frames;
 pub mod notes_draft;
 pub mod notes_panel;
 pub mod notes_service;

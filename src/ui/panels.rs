@@ -119,6 +119,11 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 app.apply(Action::Next, &ctx);
             }
         });
+        if let Some((frames, frame)) = app.current_frames() {
+            if let Some(action) = super::frames::frame_selector_ui(ui, frames, frame) {
+                app.apply(action, &ctx);
+            }
+        }
         ui.separator();
         for (i, kind) in MapKind::ALL.iter().enumerate() {
             let available = app.has_map(*kind);

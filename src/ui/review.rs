@@ -435,7 +435,7 @@ pub fn class_of_finding(config: &ModelConfig, finding: Finding) -> Option<&str> 
 /// The nearest folder between `root` and the file named like a class (case-insensitive), e.g.
 /// `root/PNEUMONIA/x.jpeg` or `root/test/NORMAL/y.png`.
 pub fn folder_truth(root: &Path, path: &Path, config: &ModelConfig) -> Option<Finding> {
-    let relative = path.strip_prefix(root).ok()?;
+    let relative = path.strip_prefix(list_base(root)).ok()?;
     relative
         .parent()?
         .components()
@@ -448,6 +448,16 @@ pub fn folder_truth(root: &Path, path: &Path, config: &ModelConfig) -> Option<Fi
 /// says DICOM/PNG/JPEG. Hidden files and folders are skipped. Returns whether the list was cut
 /// at [`MAX_STUDIES`].
 pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
+    // A DICOMDIR opened as a folder: the images of its records, in record order.
+    if crate::io::is_dicomdir(root) {
+        let mut files = crate::io::dicomdir_images(root).unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            Vec::new()
+        });
+        let truncated = files.len() > MAX_STUDIES;
+        files.truncate(MAX_STUDIES);
+        return (files, truncated);
+    }
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(root)
         .max_depth(MAX_DEPTH)
@@ -462,6 +472,9 @@ pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
             continue;
         }
         let path = entry.path();
+        if crate::io::is_dicomdir(path) {
+            continue; // an index, not an image
+        }
         let by_extension = path
             .extension()
             .and_then(|e| e.to_str())
@@ -476,13 +489,21 @@ pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
     (out, false)
 }
 
+/// The folder that listed paths are relative to: `root`, or the folder of a DICOMDIR.
+fn list_base(root: &Path) -> &Path {
+    match root.parent() {
+        Some(parent) if root.is_file() => parent,
+        _ => root,
+    }
+}
+
 /// Rows for listed files, before any prediction.
 pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<StudyRow> {
     files
         .into_iter()
         .map(|path| StudyRow {
             relative: path
-                .strip_prefix(root)
+                .strip_prefix(list_base(root))
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .into_owned(),
@@ -647,5 +668,26 @@ mod tests {
             .collect();
         assert!(!truncated);
         assert_eq!(names, ["NORMAL/b.PNG", "NORMAL/sub/IM0001", "a.jpeg"]);
+    }
+
+    #[test]
+    fn a_dicomdir_lists_its_images_and_folders_skip_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/dicomdir");
+        let index = dir.join("DICOMDIR");
+        let (files, truncated) = list_studies(&index, &AtomicBool::new(false));
+        assert!(!truncated);
+        let rows = rows_for(&index, files.clone(), &config());
+        let names: Vec<&str> = rows.iter().map(|r| r.relative.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "PT000000/ST000000/SE000000/IM000000",
+                "PT000000/ST000000/SE000000/IM000001",
+                "PT000001/ST000000/SE000000/IM000000",
+            ]
+        );
+        // Walking the folder itself finds the same images, not the index.
+        let (walked, _) = list_studies(&dir, &AtomicBool::new(false));
+        assert_eq!(walked, files);
     }
 }

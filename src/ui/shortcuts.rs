@@ -11,6 +11,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ),
     ("Left / Up arrow, Page Up", "Previous image"),
     ("L", "Show or hide the study list"),
+    (", / .", "Previous / next frame of a multi-frame image"),
     (
         "Y / N / U",
         "Review note: agree / disagree / unsure (again to clear)",

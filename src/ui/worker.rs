@@ -99,6 +99,11 @@ pub enum Msg {
         key: AnalysisKey,
         update: JobUpdate,
     },
+    /// Another frame of a multi-frame study ([`load_frame`]).
+    FrameLoaded {
+        path: PathBuf,
+        result: Result<Arc<Study>, String>,
+    },
     /// An export finished: `Ok(path)` or a readable error.
     Exported(Result<PathBuf, String>),
     Review(ReviewMsg),
@@ -204,6 +209,16 @@ pub fn load_engine(out: Outbox, model_path: PathBuf) {
                 )
             });
         out.send(Msg::EngineLoaded { result, note });
+    });
+}
+
+/// Loads frame `frame` (0-based) of a multi-frame study that is already on screen.
+pub fn load_frame(out: Outbox, path: PathBuf, frame: u32) {
+    spawn("load-frame", move || {
+        let result = crate::io::load_study_frame(&path, frame)
+            .map(Arc::new)
+            .map_err(|e| chain_line(&e));
+        out.send(Msg::FrameLoaded { path, result });
     });
 }
 

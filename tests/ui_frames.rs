@@ -1,0 +1,81 @@
+//! Multi-frame DICOM and DICOMDIR in the viewer, driven through egui_kittest (no display, no GPU):
+//! the frame keys load another frame and analyse it; a DICOMDIR opens as a folder under review.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cxr_viewer::io::load_study_frame;
+use cxr_viewer::ui::app::ViewerApp;
+use egui::Key;
+use egui_kittest::Harness;
+use ui_support::{harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker};
+
+mod ui_support;
+
+fn viewer(file: PathBuf) -> Harness<'static, ViewerApp> {
+    let settings = ui_support::fast_settings(&temp_dir("frames-notes").join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(file),
+    );
+    harness(app)
+}
+
+fn analysed(app: &ViewerApp) -> bool {
+    app.current_entry().is_some_and(|e| e.gradcam.is_some())
+}
+
+#[test]
+fn frame_keys_show_and_analyse_each_frame() {
+    let file = repo("tests/fixtures/dicom/multiframe_3x16x16.dcm");
+    let mut h = viewer(file.clone());
+    wait_until(&mut h, "frame 1 analysed", |a| {
+        a.current_frames() == Some((3, 0)) && analysed(a)
+    });
+    h.key_press(Key::Period);
+    wait_until(&mut h, "frame 2 analysed", |a| {
+        a.current_frames() == Some((3, 1)) && analysed(a)
+    });
+    let want = load_study_frame(&file, 1).unwrap();
+    {
+        let app = h.state();
+        let shown = app.current.as_ref().unwrap().study.as_ref().unwrap();
+        assert_eq!(shown.pixels, want.pixels);
+        assert_eq!(app.current_key().unwrap().frame, 1);
+    }
+    // Past the last frame the key does nothing; back to frame 1 finds its cached analysis.
+    h.key_press(Key::Period);
+    wait_until(&mut h, "frame 3", |a| a.current_frames() == Some((3, 2)));
+    h.key_press(Key::Period);
+    h.run_steps(3);
+    assert_eq!(h.state().current_frames(), Some((3, 2)));
+    h.key_press(Key::Comma);
+    wait_until(&mut h, "frame 2 again", |a| {
+        a.current_frames() == Some((3, 1))
+    });
+    h.key_press(Key::Comma);
+    wait_until(&mut h, "frame 1 again, analysed", |a| {
+        a.current_frames() == Some((3, 0)) && analysed(a)
+    });
+}
+
+#[test]
+fn a_dicomdir_opens_as_a_folder_under_review() {
+    let mut h = viewer(repo("tests/fixtures/dicom/dicomdir/DICOMDIR"));
+    wait_until(&mut h, "DICOMDIR listed", |a| {
+        a.review.as_ref().is_some_and(|r| r.listed)
+    });
+    let review = h.state().review.as_ref().unwrap();
+    let names: Vec<&str> = review.rows.iter().map(|r| r.relative.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "PT000000/ST000000/SE000000/IM000000",
+            "PT000000/ST000000/SE000000/IM000001",
+            "PT000001/ST000000/SE000000/IM000000",
+        ]
+    );
+}
