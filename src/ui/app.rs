@@ -122,6 +122,9 @@ pub struct ViewerApp {
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
+    /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
+    /// any other image starts hidden again.
+    pub scope_shown_anyway: Option<PathBuf>,
 }
 
 impl ViewerApp {
@@ -168,6 +171,7 @@ impl ViewerApp {
             export_note_paths: false,
             list_scrolled_to: None,
             frame_stats: None,
+            scope_shown_anyway: None,
         }
     }
 
@@ -883,6 +887,11 @@ impl ViewerApp {
                 }
             }
             Action::FocusNote => self.notes.focus_text = true,
+            Action::ShowOutOfScope(show) => {
+                self.scope_shown_anyway = show
+                    .then(|| self.current.as_ref().map(|c| c.path.clone()))
+                    .flatten();
+            }
         }
     }
 }
@@ -915,6 +924,8 @@ pub enum Action {
     /// The reviewer's agreement with the model, into the note of the study on screen.
     Verdict(Agreement),
     FocusNote,
+    /// Show (or hide again) the result of an out-of-scope image on screen.
+    ShowOutOfScope(bool),
 }
 
 impl Default for ViewState {

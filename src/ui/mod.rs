@@ -21,6 +21,7 @@ pub mod notes_service;
 pub mod panels;
 pub mod render;
 pub mod review;
+pub mod scope_banner;
 pub mod reviewing;
 pub mod settings;
 pub mod shortcuts;
