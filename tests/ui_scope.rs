@@ -58,7 +58,11 @@ fn banner_hides_the_result_until_show_anyway() {
     wait_until(&mut h, "the film's prediction", prepared);
     assert!(!result_hidden(h.state()));
     assert_eq!(probability(&h), 1);
-    assert_eq!(h.query_all_by_label_contains("Outside the model's scope").count(), 0);
+    assert_eq!(
+        h.query_all_by_label_contains("Outside the model's scope")
+            .count(),
+        0
+    );
 }
 
 fn row(name: &str, scope: Option<ScopeCheck>) -> StudyRow {
@@ -117,6 +121,9 @@ fn study_list_out_of_scope_filter_and_count() {
     review.sort_by(SortColumn::Scope);
     assert_eq!(names(&review)[..2], ["b_hip", "d_out"]);
     // A prediction arriving later updates the count.
-    review.row_mut(&PathBuf::from("/r/c_pending")).unwrap().scope = Some(check(false));
+    review
+        .row_mut(&PathBuf::from("/r/c_pending"))
+        .unwrap()
+        .scope = Some(check(false));
     assert_eq!(review.counts(&notes, 0).out_of_scope, 3);
 }

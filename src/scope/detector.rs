@@ -156,7 +156,11 @@ impl ScopeStats {
                 && shape[1] == d
                 && shape[0] == eigenvalues.len()
                 && residual.len() == 1
-                && eigenvalues.iter().chain(&scale).chain(&residual).all(|v| *v > 0.0);
+                && eigenvalues
+                    .iter()
+                    .chain(&scale)
+                    .chain(&residual)
+                    .all(|v| *v > 0.0);
             if !ok {
                 return Err(err(format!("{name}: inconsistent shapes or values")));
             }
@@ -334,7 +338,9 @@ fn orthonormal_columns(a: Tensor) -> candle_core::Result<Tensor> {
         out.push(v);
     }
     let flat: Vec<f32> = out.iter().flatten().map(|v| *v as f32).collect();
-    Tensor::from_vec(flat, (m, d), &Device::Cpu)?.t()?.contiguous()
+    Tensor::from_vec(flat, (m, d), &Device::Cpu)?
+        .t()?
+        .contiguous()
 }
 
 /// Eigenvalues and eigenvectors (columns) of a small symmetric matrix by cyclic Jacobi rotations.
@@ -477,7 +483,11 @@ mod tests {
         assert!((s.eigenvalues[0] - 2.0).abs() < 0.15, "{:?}", s.eigenvalues);
         assert!((s.eigenvalues[1] - 2.0).abs() < 0.15, "{:?}", s.eigenvalues);
         // Remaining 4 directions: two of variance ≈ 1 (noise-only features), two ≈ 0.001.
-        assert!((s.residual_variance - 0.5).abs() < 0.05, "{}", s.residual_variance);
+        assert!(
+            (s.residual_variance - 0.5).abs() < 0.05,
+            "{}",
+            s.residual_variance
+        );
         // The distance of the mean is 0; a point far along a residual direction is far.
         assert!(s.distance(&s.mean.clone()) < 1e-6);
         let mut far = s.mean.clone();

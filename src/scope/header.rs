@@ -104,7 +104,10 @@ pub fn age_of(meta: &StudyMetadata) -> Option<(f64, String)> {
     let study = parse_date(present(meta.study_date.as_deref())?)?;
     let years = years_between(birth, study)?;
     // The birth date itself is an identifier: the reason names only the age.
-    Some((years, format!("{years:.0} y from PatientBirthDate and StudyDate")))
+    Some((
+        years,
+        format!("{years:.0} y from PatientBirthDate and StudyDate"),
+    ))
 }
 
 /// DICOM Age String `nnnD|W|M|Y` (PS3.5 table 6.2-1), or a bare number of years as some
@@ -214,7 +217,11 @@ mod tests {
         assert!(outs(&m).is_empty());
 
         let mut m = meta();
-        m.tags.push(("(0018,0015)".into(), "BodyPartExamined".into(), "HIP".into()));
+        m.tags.push((
+            "(0018,0015)".into(),
+            "BodyPartExamined".into(),
+            "HIP".into(),
+        ));
         assert_eq!(outs(&m), ["body part HIP"]);
         m.tags[0].2 = "Chest".into();
         assert!(outs(&m).is_empty());
@@ -245,7 +252,10 @@ mod tests {
             "19600101".into(),
         ));
         m.study_date = Some("20200601".into());
-        assert_eq!(outs(&m), ["adult (60 y from PatientBirthDate and StudyDate)"]);
+        assert_eq!(
+            outs(&m),
+            ["adult (60 y from PatientBirthDate and StudyDate)"]
+        );
 
         let mut m = meta();
         m.photometric_interpretation = Some("YBR_FULL_422".into());

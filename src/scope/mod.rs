@@ -147,7 +147,8 @@ mod tests {
         );
         let ok = ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(1.0, 18.0);
         assert!(ok.in_scope && ok.reasons.is_empty() && ok.summary().is_none());
-        let nan = ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(f32::NAN, 1.0);
+        let nan =
+            ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(f32::NAN, 1.0);
         assert!(!nan.in_scope);
     }
 }

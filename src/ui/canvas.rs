@@ -241,9 +241,8 @@ fn pane_ui(
     } else {
         app.map_of(kind)
     };
-    let show_overlay = app.overlay_visible
-        && !app.overlay_held_hidden
-        && !super::scope_banner::result_hidden(app);
+    let show_overlay =
+        app.overlay_visible && !app.overlay_held_hidden && !super::scope_banner::result_hidden(app);
     if let (true, Some((grid, _, mean)), Some(key)) =
         (show_overlay, map.as_ref(), app.current_key())
     {

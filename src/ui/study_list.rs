@@ -305,14 +305,15 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 row.col(|ui| match &r.scope {
                     Some(s) if !s.in_scope => {
                         ui.add(
-                            egui::Label::new(RichText::new("out").color(ERROR))
-                                .selectable(false),
+                            egui::Label::new(RichText::new("out").color(ERROR)).selectable(false),
                         )
                         .on_hover_text(s.reasons.join("; "));
                     }
                     Some(s) if !s.warnings.is_empty() => {
-                        ui.add(egui::Label::new(RichText::new("warn").color(WARN)).selectable(false))
-                            .on_hover_text(s.warnings.join("; "));
+                        ui.add(
+                            egui::Label::new(RichText::new("warn").color(WARN)).selectable(false),
+                        )
+                        .on_hover_text(s.warnings.join("; "));
                     }
                     Some(_) => plain(ui, RichText::new("in").weak()),
                     None => {}

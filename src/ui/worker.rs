@@ -442,19 +442,20 @@ fn predict_one(
     };
     let id = crate::notes::identity::study_id(path, &study).ok();
     let engine = &spec.engine;
-    let predicted = (|| -> Result<(PredictionSnapshot, crate::scope::ScopeCheck), AnalysisError> {
-        let (prepared, _, _) = engine.prepare(&study)?;
-        let target = engine.target_index(None, &prepared.prediction)?;
-        // Same samples and seed as the viewer's own analysis, so the list and the result panel
-        // never disagree about the uncertainty flag.
-        let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
-        let cfg = &engine.model.config;
-        let uncertain =
-            crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len()).is_some();
-        Ok((
-            PredictionSnapshot::from_prediction(&prepared.prediction, uncertain),
-            prepared.scope,
-        ))
-    })();
+    let predicted =
+        (|| -> Result<(PredictionSnapshot, crate::scope::ScopeCheck), AnalysisError> {
+            let (prepared, _, _) = engine.prepare(&study)?;
+            let target = engine.target_index(None, &prepared.prediction)?;
+            // Same samples and seed as the viewer's own analysis, so the list and the result panel
+            // never disagree about the uncertainty flag.
+            let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
+            let cfg = &engine.model.config;
+            let uncertain =
+                crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len()).is_some();
+            Ok((
+                PredictionSnapshot::from_prediction(&prepared.prediction, uncertain),
+                prepared.scope,
+            ))
+        })();
     (id, predicted.map_err(|e| first_line(&e.to_string())))
 }
