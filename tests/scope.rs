@@ -20,6 +20,9 @@ fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
 
+/// One header element to set (`Some`) or remove (`None`).
+type Edit = (Tag, VR, Option<&'static str>);
+
 /// A copy of a real chest CR fixture with some elements replaced (or removed when `None`).
 fn edited_chest(dir: &Path, name: &str, edits: &[(Tag, VR, Option<&str>)]) -> PathBuf {
     let mut obj =
@@ -50,7 +53,7 @@ fn header_check(path: &Path) -> ScopeCheck {
 fn each_header_rule_fires_on_a_real_dicom_header() {
     let tmp = scratch("scope-header");
     let dir = tmp.path();
-    let clean: Vec<(Tag, VR, Option<&str>)> = vec![
+    let clean: Vec<Edit> = vec![
         (tags::PATIENT_AGE, VR::AS, None),
         (tags::PATIENT_BIRTH_DATE, VR::DA, None),
         (tags::BODY_PART_EXAMINED, VR::CS, None),
@@ -64,7 +67,7 @@ fn each_header_rule_fires_on_a_real_dicom_header() {
         "{c:?}"
     );
 
-    let cases: Vec<(&str, Vec<(Tag, VR, Option<&str>)>, &str)> = vec![
+    let cases: Vec<(&str, Vec<Edit>, &str)> = vec![
         (
             "ct",
             vec![(tags::MODALITY, VR::CS, Some("CT"))],

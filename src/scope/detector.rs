@@ -344,6 +344,8 @@ fn orthonormal_columns(a: Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Eigenvalues and eigenvectors (columns) of a small symmetric matrix by cyclic Jacobi rotations.
+// Index loops: each rotation reads and writes two rows (or columns) of the same matrix at once.
+#[allow(clippy::needless_range_loop)]
 pub fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = a.len();
     let mut v: Vec<Vec<f64>> = (0..n)
@@ -516,7 +518,10 @@ mod tests {
         assert_eq!(back.depths[0].components, stats.depths[0].components);
         assert_eq!(back.info["model"], "m");
         let x = &rows[3];
-        assert_eq!(back.score(&[x.clone()]), stats.score(&[x.clone()]));
+        assert_eq!(
+            back.score(std::slice::from_ref(x)),
+            stats.score(std::slice::from_ref(x))
+        );
         std::fs::write(&path, b"nonsense").unwrap();
         let e = ScopeStats::load(&path).unwrap_err().to_string();
         assert!(e.starts_with("cannot load scope statistics"), "{e}");
