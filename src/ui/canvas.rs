@@ -320,7 +320,11 @@ fn pane_ui(
     }
     let value = study.pixels[y as usize * study.width + x as usize];
     let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
-    if let Some((grid, _, _)) = map.as_ref() {
+    // An out-of-scope result stays hidden in the readout too until "Show anyway".
+    let readout_map = map
+        .as_ref()
+        .filter(|_| !super::scope_banner::result_hidden(app));
+    if let Some((grid, _, _)) = readout_map {
         let point_in_model =
             ImageFromModel::new((grid.width, grid.height), (study.width, study.height))
                 .inverse(point_in_image);
