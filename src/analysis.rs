@@ -23,6 +23,7 @@ use crate::explain::{Control, ExplainError, Grid};
 use crate::io::{Study, Window};
 use crate::model::preprocess::{input_tensor, model_gray};
 use crate::model::{device::device_name, Classifier, ModelError};
+use crate::scope::{ScopeCheck, ScopeStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -132,6 +133,8 @@ pub struct Timings {
     pub gradcam: f64,
     pub uncertainty: f64,
     pub ig: f64,
+    /// Scope guard on top of the forward pass (header rules, pooling, distances).
+    pub scope: f64,
     pub total: f64,
 }
 
@@ -145,6 +148,10 @@ pub struct Prepared {
     pub features: Tensor,
     pub prediction: Prediction,
     pub image_size: (usize, usize),
+    /// Header rules and pixel detector ([`crate::scope`]), from this same forward pass.
+    pub scope: ScopeCheck,
+    /// Milliseconds the scope guard took on top of the forward pass (pooling + distances).
+    pub scope_ms: f64,
 }
 
 /// Which stage is running, for progress displays.
@@ -171,6 +178,8 @@ pub struct Analysis {
 
 pub struct Engine {
     pub model: Classifier,
+    /// Scope statistics named in `model.json`, if it names any.
+    pub scope: Option<ScopeStats>,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -178,12 +187,26 @@ fn ms(since: Instant) -> f64 {
 }
 
 impl Engine {
+    /// Without scope statistics; [`Self::load`] reads those named in `model.json`.
     pub fn new(model: Classifier) -> Self {
-        Self { model }
+        Self { model, scope: None }
     }
 
     pub fn load(config_path: &Path, device: &Device) -> Result<Self, ModelError> {
-        Ok(Self::new(Classifier::load(config_path, device)?))
+        let model = Classifier::load(config_path, device)?;
+        let scope = match model.config.scope_path(config_path) {
+            Some(p) => Some(ScopeStats::load(&p).map_err(|e| ModelError::Weights {
+                path: p.clone(),
+                reason: e.reason,
+            })?),
+            None => None,
+        };
+        Ok(Self { model, scope })
+    }
+
+    pub fn with_scope(mut self, scope: Option<ScopeStats>) -> Self {
+        self.scope = scope;
+        self
     }
 
     pub fn device_name(&self) -> &'static str {
@@ -221,11 +244,14 @@ impl Engine {
         let input = input_tensor(&gray, &cfg.input, &self.model.device)?;
         let preprocess_ms = ms(t);
         let t = Instant::now();
-        let features = self.model.backbone.forward(&input)?;
+        let (features, stages) = self.model.backbone.forward_with_stages(&input)?;
         let pooled = crate::model::resnet::global_avg_pool(&features)?;
         let logits = self.model.head.forward(&pooled, None)?;
         let prediction = self.predict_from_logits(&logits)?;
         let forward_ms = ms(t);
+        let t = Instant::now();
+        let scope = self.scope_check(study, &stages)?;
+        let scope_ms = ms(t);
         Ok((
             Prepared {
                 gray,
@@ -233,10 +259,27 @@ impl Engine {
                 features,
                 prediction,
                 image_size: (study.width, study.height),
+                scope,
+                scope_ms,
             },
             preprocess_ms,
             forward_ms,
         ))
+    }
+
+    /// Header rules first, then the pixel score from the stage activations of the forward pass.
+    pub fn scope_check(
+        &self,
+        study: &Study,
+        stages: &[Tensor],
+    ) -> Result<ScopeCheck, AnalysisError> {
+        let check = ScopeCheck::from_header(&study.metadata);
+        let Some(stats) = &self.scope else {
+            return Ok(check);
+        };
+        let features = crate::scope::detector::pooled_features(stages)?;
+        let score = features.first().map_or(f32::NAN, |f| stats.score(f));
+        Ok(check.with_pixel_score(score, stats.threshold))
     }
 
     fn predict_from_logits(&self, logits: &Tensor) -> Result<Prediction, AnalysisError> {
@@ -352,6 +395,7 @@ impl Engine {
         let (prepared, preprocess_ms, forward_ms) = self.prepare(study)?;
         timings.preprocess = preprocess_ms;
         timings.forward = forward_ms;
+        timings.scope = prepared.scope_ms;
         control.check()?;
         let target = self.target_index(opts.target.as_deref(), &prepared.prediction)?;
 

@@ -105,8 +105,15 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_outputs(engine, &study, &analysis, dir, args)?;
     let p = &analysis.prepared.prediction;
+    // An out-of-scope film says so before its (meaningless) probability.
+    let scope = analysis
+        .prepared
+        .scope
+        .summary()
+        .map(|s| format!("{s}; "))
+        .unwrap_or_default();
     Ok(format!(
-        "{}: {} (P({}) = {:.3}, MC {:.3} ± {:.3}) → {}",
+        "{}: {scope}{} (P({}) = {:.3}, MC {:.3} ± {:.3}) → {}",
         input.display(),
         p.label,
         p.positive_class,
@@ -215,7 +222,7 @@ pub fn bench(
     // One unmeasured run warms caches and allocators.
     let study = load_study(input)?;
     engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
-    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 7];
+    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 8];
     let mut gap = None;
     for _ in 0..runs {
         let t = Instant::now();
@@ -228,6 +235,7 @@ pub fn bench(
             load,
             tm.preprocess,
             tm.forward,
+            tm.scope,
             tm.gradcam,
             tm.uncertainty,
             tm.ig,
@@ -240,6 +248,7 @@ pub fn bench(
         "load".to_string(),
         "preprocess".to_string(),
         "forward".to_string(),
+        "scope guard (on the forward's features)".to_string(),
         "Grad-CAM".to_string(),
         format!("MC uncertainty ({} samples)", options.mc_samples),
         format!(
@@ -341,6 +350,16 @@ struct EvalOutput<'a> {
     /// With `--boxes`: pointing game, energy in boxes and IoU per map.
     #[serde(skip_serializing_if = "Option::is_none")]
     localisation: Option<crate::localisation_eval::LocalisationReport>,
+    /// How many films the scope guard flagged, and the metrics on the in-scope films only.
+    scope: EvalScope,
+}
+
+#[derive(serde::Serialize)]
+struct EvalScope {
+    flagged: usize,
+    n: usize,
+    /// `null` when no film is in scope.
+    in_scope: Option<crate::evaluation::Metrics>,
 }
 
 /// `cxr-viewer eval`: `data` holds one subfolder per class name; writes metrics.json,
@@ -406,6 +425,7 @@ pub fn eval_with_boxes(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut cases = Vec::with_capacity(labelled.len());
+    let mut scopes = Vec::with_capacity(labelled.len());
     let mut skipped = Vec::new();
     for (path, is_positive) in &labelled {
         let rel = path
@@ -415,13 +435,19 @@ pub fn eval_with_boxes(
             .to_string();
         let result = load_study(path)
             .map_err(anyhow::Error::from)
-            .and_then(|study| Ok(engine.prepare(&study)?.0.prediction));
+            .and_then(|study| {
+                let prepared = engine.prepare(&study)?.0;
+                Ok((prepared.prediction, prepared.scope))
+            });
         match result {
-            Ok(prediction) => cases.push(Case {
-                file: rel,
-                positive: *is_positive,
-                probability: prediction.positive_probability,
-            }),
+            Ok((prediction, scope)) => {
+                cases.push(Case {
+                    file: rel,
+                    positive: *is_positive,
+                    probability: prediction.positive_probability,
+                });
+                scopes.push(scope);
+            }
             Err(e) => {
                 let reason = error_line(&e);
                 let line = format!("skipped {rel}: {reason}");
@@ -440,8 +466,19 @@ pub fn eval_with_boxes(
         anyhow::bail!("no readable image under {}", data.display());
     }
     let m = metrics(&cases, cfg.threshold);
+    let in_scope_cases: Vec<Case> = cases
+        .iter()
+        .zip(&scopes)
+        .filter(|(_, s)| s.in_scope)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let scope_summary = EvalScope {
+        flagged: cases.len() - in_scope_cases.len(),
+        n: cases.len(),
+        in_scope: (!in_scope_cases.is_empty()).then(|| metrics(&in_scope_cases, cfg.threshold)),
+    };
     let mut csv = format!(
-        "file,label,prob_{},predicted,residual\n",
+        "file,label,prob_{},predicted,residual,in_scope,scope_score\n",
         positive.to_lowercase()
     );
     let negative = cfg
@@ -450,7 +487,7 @@ pub fn eval_with_boxes(
         .find(|c| **c != positive)
         .cloned()
         .unwrap_or_default();
-    for c in &cases {
+    for (c, scope) in cases.iter().zip(&scopes) {
         let label = if c.positive { &positive } else { &negative };
         let predicted = if c.probability >= cfg.threshold {
             &positive
@@ -460,9 +497,11 @@ pub fn eval_with_boxes(
         // `+ 0.0` turns −0 into 0 in the CSV.
         let residual = (if c.positive { 1.0 } else { 0.0 } - c.probability as f64) + 0.0;
         csv.push_str(&format!(
-            "{},{label},{:.6},{predicted},{residual:.6}\n",
+            "{},{label},{:.6},{predicted},{residual:.6},{},{}\n",
             csv_field(&c.file),
-            c.probability
+            c.probability,
+            scope.in_scope,
+            scope.score.map(|s| format!("{s:.4}")).unwrap_or_default()
         ));
     }
     write_atomic(&out.join("predictions.csv"), csv.as_bytes())?;
@@ -482,6 +521,7 @@ pub fn eval_with_boxes(
             .unwrap_or_default(),
         skipped,
         localisation: None,
+        scope: scope_summary,
     };
     if let Some(labels) = &labels {
         let files: Vec<PathBuf> = labelled.iter().map(|(p, _)| p.clone()).collect();

@@ -16,5 +16,7 @@ pub mod notes;
 pub mod overlay;
 pub mod plots;
 pub mod report;
+pub mod scope;
+pub mod scope_cli;
 mod text;
 pub mod ui;

@@ -125,6 +125,52 @@ enum Command {
         #[command(flatten)]
         explain: ExplainArgs,
     },
+    /// Fit the scope guard's statistics on the training split of a split.csv (features of the
+    /// shipped model), set the threshold on its validation split, write FILE.scope.safetensors.
+    ScopeFit {
+        /// Folder the `file` column of the split is relative to (e.g. ../shared/data/kermany).
+        #[arg(long)]
+        data: PathBuf,
+        /// CSV with columns file,label,split (split = train/val).
+        #[arg(long)]
+        split: PathBuf,
+        /// Use a seeded, label-stratified subset of this many training films (0 = all).
+        #[arg(long, default_value_t = 0)]
+        train_limit: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Principal directions kept per depth.
+        #[arg(long, default_value_t = 32)]
+        components: usize,
+        /// Threshold = this quantile of the validation scores.
+        #[arg(long, default_value_t = 0.99)]
+        quantile: f64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Feature cache (safetensors) reused between runs.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Scope guard report: per subfolder of OOD (one category each), AUROC of the pixel score
+    /// against the validation split and the share flagged at the shipped threshold.
+    ScopeReport {
+        #[arg(long)]
+        ood: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        split: PathBuf,
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Review notes: export them to CSV/JSON (no patient identifiers unless asked) or import them
     /// (merged by study; the later-updated copy of a note wins).
     Notes {
@@ -287,6 +333,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{}",
                 cli::bench(&engine, &input, &explain.options(&engine), runs)?
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::ScopeFit {
+            data,
+            split,
+            train_limit,
+            seed,
+            components,
+            quantile,
+            out,
+            cache,
+            batch,
+            model,
+        }) => {
+            let engine = load_engine(&model)?;
+            cxr_viewer::scope_cli::scope_fit(
+                &engine,
+                &cxr_viewer::scope_cli::FitArgs {
+                    data,
+                    split,
+                    train_limit,
+                    seed,
+                    components,
+                    quantile,
+                    out,
+                    cache,
+                    batch,
+                },
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::ScopeReport {
+            ood,
+            data,
+            split,
+            cache,
+            batch,
+            model,
+        }) => {
+            let engine = load_engine(&model)?;
+            let (_, table) = cxr_viewer::scope_cli::scope_report(
+                &engine,
+                &ood,
+                &data,
+                &split,
+                cache.as_deref(),
+                batch,
+            )?;
+            print!("{table}");
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Notes { action }) => {

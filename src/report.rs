@@ -42,6 +42,9 @@ impl Serialize for ZoneEntry<'_> {
 pub struct Report {
     pub input: InputInfo,
     pub prediction: Prediction,
+    /// Whether the film is inside the model's scope ([`crate::scope`]); read this before
+    /// `prediction`.
+    pub scope: crate::scope::ScopeCheck,
     pub uncertainty: UncertaintyReport,
     pub gradcam: GradCamReport,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +158,7 @@ impl Report {
                 model_input: [cfg.input.height, cfg.input.width],
             },
             prediction: analysis.prepared.prediction.clone(),
+            scope: analysis.prepared.scope.clone(),
             uncertainty: UncertaintyReport {
                 samples: mc.samples,
                 mean: mc.mean,

@@ -80,12 +80,13 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("file,label,prob_pneumonia,predicted,residual")
+        Some("file,label,prob_pneumonia,predicted,residual,in_scope,scope_score")
     );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert_eq!(rows.len(), 4);
     let threshold = metrics["threshold"].as_f64().unwrap();
     let mut correct = 0;
+    let mut flagged = 0;
     for row in &rows {
         let p: f64 = row[2].parse().unwrap();
         let label_positive = row[1] == "PNEUMONIA";
@@ -97,7 +98,16 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
         let residual: f64 = row[4].parse().unwrap();
         assert!((residual - ((label_positive as u8) as f64 - p)).abs() < 1e-5);
         correct += ((p >= threshold) == label_positive) as usize;
+        // The tiny model ships no scope statistics: no pixel score, header rules only.
+        assert!(row[5] == "true" || row[5] == "false", "{row:?}");
+        assert_eq!(row[6], "");
+        flagged += usize::from(row[5] == "false");
     }
+    // Some DICOM fixtures are flagged by their header rules; metrics.json agrees with the CSV.
+    assert!(flagged > 0);
+    assert_eq!(metrics["scope"]["n"], 4);
+    assert_eq!(metrics["scope"]["flagged"], flagged);
+    assert_eq!(metrics["scope"]["in_scope"]["n"], 4 - flagged);
     let accuracy = metrics["accuracy"].as_f64().unwrap();
     assert!((accuracy - correct as f64 / 4.0).abs() < 1e-9);
     // Wilson 95 % interval of the accuracy brackets it; with 4 cases it is wide.

@@ -495,6 +495,7 @@ fn read_metadata(obj: &DefaultDicomObject) -> StudyMetadata {
         patient_name: str_of(obj, tags::PATIENT_NAME),
         patient_id: str_of(obj, tags::PATIENT_ID),
         tags: tag_rows(obj),
+        colourfulness: None,
         ..Default::default()
     }
 }

@@ -176,6 +176,24 @@ pub struct StudyMetadata {
     /// binary values are left out.
     #[serde(skip)]
     pub tags: Vec<(String, String, String)>,
+    /// Hasler & Süsstrunk colourfulness of a colour raster image, measured at load time before the
+    /// reduction to luma (0 for grey stored as RGB); `None` for grey images and DICOM. The scope
+    /// guard uses it to tell colour photographs from films.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colourfulness: Option<f32>,
+}
+
+impl StudyMetadata {
+    /// The value text of a top-level DICOM element by its keyword (`"BodyPartExamined"`), from
+    /// [`Self::tags`]; `None` when absent or empty. Identifiers read this way (e.g.
+    /// `PatientBirthDate`) stay out of exports because `tags` is never serialised.
+    pub fn tag_value(&self, keyword: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(_, k, _)| k == keyword)
+            .map(|(_, _, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
 }
 
 /// What the first bytes say the file is; the extension is not trusted (files named `.dcm` are

@@ -28,6 +28,10 @@ pub struct ModelConfig {
     /// Free-form provenance (training run, metrics); carried into reports untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<serde_json::Value>,
+    /// Scope-guard statistics (`cxr-viewer scope-fit`), relative to the directory of `model.json`;
+    /// fitted on this model's features, so versioned with the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -161,6 +165,17 @@ impl ModelConfig {
             n
         };
         (down(self.input.height), down(self.input.width))
+    }
+
+    /// Where the scope statistics named in `model.json` live, if any.
+    pub fn scope_path(&self, config_path: &Path) -> Option<PathBuf> {
+        let name = self.scope.as_ref()?;
+        Some(
+            config_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(name),
+        )
     }
 
     pub fn weights_path(&self, config_path: &Path) -> PathBuf {

@@ -399,6 +399,25 @@ impl Backbone {
         Ok(x)
     }
 
+    /// Like [`Self::forward`], also returning the activation at the end of every stage (layer1 …
+    /// layer4, `[n, C_l, h_l, w_l]`; the last one is the layer4 activation itself). The scope
+    /// guard pools these; they are the tensors the forward computes anyway, so this costs no
+    /// extra pass.
+    pub fn forward_with_stages(&self, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        let x = self.stem.forward(x)?.relu()?;
+        let (mut x, _) = StemPool::forward(&x)?;
+        let mut stages = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            // A stage starts at each block with a projection shortcut (every first block).
+            if i > 0 && block.downsample.is_some() {
+                stages.push(x.clone());
+            }
+            x = block.forward(&x)?.0;
+        }
+        stages.push(x.clone());
+        Ok((x, stages))
+    }
+
     /// Like [`Self::forward`], keeping what [`Self::backward_input`] needs.
     pub fn forward_with_tape(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tape)> {
         let (_, _, h, w) = x.dims4()?;

@@ -133,6 +133,9 @@ pub struct ViewerApp {
     hidden_since: Option<Instant>,
     /// Drawing opacity boxes into the note (`D`).
     pub box_tool: super::box_tool::BoxTool,
+    /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
+    /// any other image starts hidden again.
+    pub scope_shown_anyway: Option<PathBuf>,
 }
 
 impl ViewerApp {
@@ -183,6 +186,7 @@ impl ViewerApp {
             notes_db_override: None,
             hidden_since: None,
             box_tool: super::box_tool::BoxTool::default(),
+            scope_shown_anyway: None,
         }
     }
 
@@ -1050,6 +1054,11 @@ impl ViewerApp {
             Action::ToggleBoxTool => self.toggle_box_tool(),
             Action::DeleteBox => self.delete_selected_box(),
             Action::UndoBox => self.undo_box(),
+            Action::ShowOutOfScope(show) => {
+                self.scope_shown_anyway = show
+                    .then(|| self.current.as_ref().map(|c| c.path.clone()))
+                    .flatten();
+            }
         }
     }
 }
@@ -1092,6 +1101,8 @@ pub enum Action {
     Frame(u32),
     /// Previous (`-1`) or next (`+1`) frame of a multi-frame study.
     FrameStep(i32),
+    /// Show (or hide again) the result of an out-of-scope image on screen.
+    ShowOutOfScope(bool),
 }
 
 impl Default for ViewState {

@@ -265,7 +265,8 @@ fn pane_ui(
     } else {
         app.map_of(kind)
     };
-    let show_overlay = app.overlay_visible && !app.overlay_held_hidden;
+    let show_overlay =
+        app.overlay_visible && !app.overlay_held_hidden && !super::scope_banner::result_hidden(app);
     if let (true, Some((grid, _, mean)), Some(key)) =
         (show_overlay, map.as_ref(), app.current_key())
     {
@@ -345,7 +346,11 @@ fn pane_ui(
     }
     let value = study.pixels[y as usize * study.width + x as usize];
     let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
-    if let Some((grid, _, _)) = map.as_ref() {
+    // An out-of-scope result stays hidden in the readout too until "Show anyway".
+    let readout_map = map
+        .as_ref()
+        .filter(|_| !super::scope_banner::result_hidden(app));
+    if let Some((grid, _, _)) = readout_map {
         let point_in_model =
             ImageFromModel::new((grid.width, grid.height), (study.width, study.height))
                 .inverse(point_in_image);

@@ -177,5 +177,7 @@ fn clone_prepared(p: &Arc<Prepared>) -> Prepared {
         features: p.features.clone(),
         prediction: p.prediction.clone(),
         image_size: p.image_size,
+        scope: p.scope.clone(),
+        scope_ms: p.scope_ms,
     }
 }

@@ -28,6 +28,7 @@ pub mod panels;
 pub mod render;
 pub mod review;
 pub mod reviewing;
+pub mod scope_banner;
 pub mod settings;
 pub mod settings_file;
 pub mod shortcuts;

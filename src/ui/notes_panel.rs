@@ -66,6 +66,8 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 struct TruthFacts {
     folder: Option<Finding>,
     prediction: Option<crate::notes::PredictionSnapshot>,
+    /// The scope guard hides the model's answer for this image ([`super::scope_banner`]).
+    hidden: bool,
     /// Negative, positive.
     names: [String; 2],
 }
@@ -75,6 +77,7 @@ fn truth_facts(app: &ViewerApp) -> TruthFacts {
     TruthFacts {
         folder: path.and_then(|p| app.folder_truth(p)),
         prediction: path.and_then(|p| app.live_prediction(p)),
+        hidden: super::scope_banner::result_hidden(app),
         names: [
             app.class_name(Finding::Negative),
             app.class_name(Finding::Positive),
@@ -117,6 +120,9 @@ fn truth_ui(facts: &TruthFacts, note: &mut Note, ui: &mut egui::Ui) -> bool {
     });
     let truth = note.ground_truth.or(folder);
     match facts.prediction {
+        Some(_) if facts.hidden => {
+            ui.label(RichText::new("Model: hidden (outside the model's scope)").weak());
+        }
         Some(p) => {
             let outcome = truth.map(|t| Outcome::of(t, p.predicted));
             let text = format!(

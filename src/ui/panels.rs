@@ -392,6 +392,18 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         model_info_ui(app, ui);
         return;
     };
+    let shown = super::scope_banner::shown_anyway(app);
+    let (hidden, action) = super::scope_banner::results_gate_ui(ui, &prepared.scope, shown);
+    if let Some(a) = action {
+        let ctx = ui.ctx().clone();
+        app.apply(a, &ctx);
+        ctx.request_repaint();
+        return;
+    }
+    if hidden {
+        model_info_ui(app, ui);
+        return;
+    }
     let p = &prepared.prediction;
     let positive = p.label == p.positive_class;
     let color = if positive {

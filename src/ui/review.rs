@@ -43,6 +43,8 @@ pub struct StudyRow {
     pub prediction: Option<PredictionSnapshot>,
     /// Why the file could not be analysed, one line.
     pub error: Option<String>,
+    /// The scope guard's verdict ([`crate::scope`]), once predicted.
+    pub scope: Option<crate::scope::ScopeCheck>,
 }
 
 impl StudyRow {
@@ -57,6 +59,11 @@ impl StudyRow {
 
     pub fn outcome(&self, note: Option<&Note>) -> Option<Outcome> {
         Some(Outcome::of(self.truth(note)?, self.prediction?.predicted))
+    }
+
+    /// Predicted and flagged by the scope guard.
+    pub fn out_of_scope(&self) -> bool {
+        self.scope.as_ref().is_some_and(|s| !s.in_scope)
     }
 
     pub fn facts(&self, note: Option<&Note>) -> FilterFacts {
@@ -76,17 +83,19 @@ pub enum SortColumn {
     Prediction,
     Probability,
     Uncertain,
+    Scope,
     Outcome,
     Note,
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 7] = [
+    pub const ALL: [SortColumn; 8] = [
         SortColumn::File,
         SortColumn::Truth,
         SortColumn::Prediction,
         SortColumn::Probability,
         SortColumn::Uncertain,
+        SortColumn::Scope,
         SortColumn::Outcome,
         SortColumn::Note,
     ];
@@ -98,6 +107,7 @@ impl SortColumn {
             SortColumn::Prediction => "Model",
             SortColumn::Probability => "P",
             SortColumn::Uncertain => "Unc.",
+            SortColumn::Scope => "Scope",
             SortColumn::Outcome => "Outcome",
             SortColumn::Note => "Note",
         }
@@ -119,6 +129,8 @@ pub struct ReviewCounts {
     pub pending: usize,
     /// Could not be read or analysed.
     pub failed: usize,
+    /// Flagged by the scope guard (the "Out of scope" filter's count).
+    pub out_of_scope: usize,
 }
 
 impl ReviewCounts {
@@ -150,6 +162,8 @@ pub struct Review {
     /// Set while the image on screen is being analysed, so the list waits for it.
     pub pause: Arc<AtomicBool>,
     pub filter: Filter,
+    /// Show only studies the scope guard flagged (on top of `filter`).
+    pub out_of_scope_only: bool,
     pub sort: SortColumn,
     pub descending: bool,
     /// Bumped by [`Review::set_rows`] and [`Review::row_mut`] (change rows only through them).
@@ -165,6 +179,7 @@ struct MemoKey {
     rows: u64,
     notes: u64,
     filter: Filter,
+    out_of_scope_only: bool,
     sort: SortColumn,
     descending: bool,
 }
@@ -182,6 +197,7 @@ impl Review {
             cancel: Arc::new(AtomicBool::new(false)),
             pause: Arc::new(AtomicBool::new(false)),
             filter: Filter::All,
+            out_of_scope_only: false,
             sort: SortColumn::File,
             descending: false,
             rows_revision: 0,
@@ -195,6 +211,7 @@ impl Review {
             rows: self.rows_revision,
             notes: notes_revision,
             filter: self.filter,
+            out_of_scope_only: self.out_of_scope_only,
             sort: self.sort,
             descending: self.descending,
         }
@@ -235,7 +252,10 @@ impl Review {
             // Most telling first: highest probability, uncertain, errors, notes.
             self.descending = matches!(
                 column,
-                SortColumn::Probability | SortColumn::Uncertain | SortColumn::Note
+                SortColumn::Probability
+                    | SortColumn::Uncertain
+                    | SortColumn::Scope
+                    | SortColumn::Note
             );
         }
     }
@@ -290,6 +310,7 @@ impl Review {
             .filter(|&i| {
                 let r = &self.rows[i];
                 filter.matches_facts(&r.facts(note_of(r)))
+                    && (!self.out_of_scope_only || r.out_of_scope())
             })
             .collect();
         let key_cmp = |a: &StudyRow, b: &StudyRow| -> Ordering {
@@ -306,6 +327,14 @@ impl Review {
                 SortColumn::Uncertain => {
                     let u = |r: &StudyRow| r.prediction.map_or(0, |p| 1 + u8::from(p.uncertain));
                     u(a).cmp(&u(b))
+                }
+                SortColumn::Scope => {
+                    let s = |r: &StudyRow| match &r.scope {
+                        None => 0u8,
+                        Some(s) if s.in_scope => 1,
+                        Some(_) => 2,
+                    };
+                    s(a).cmp(&s(b))
                 }
                 SortColumn::Outcome => {
                     rank_outcome(a.outcome(na)).cmp(&rank_outcome(b.outcome(nb)))
@@ -335,6 +364,7 @@ impl Review {
         // The filter and order do not change counts; one key for simplicity.
         let key = MemoKey {
             filter: Filter::All,
+            out_of_scope_only: false,
             sort: SortColumn::File,
             descending: false,
             ..self.memo_key(notes_revision)
@@ -357,6 +387,7 @@ impl Review {
         for r in &self.rows {
             let note = r.id.as_ref().and_then(|id| notes.get(id));
             let facts = r.facts(note);
+            c.out_of_scope += usize::from(r.out_of_scope());
             for (slot, f) in c.per_filter.iter_mut().zip(Filter::ALL) {
                 *slot += usize::from(f.matches_facts(&facts));
             }
@@ -511,6 +542,7 @@ pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<S
             id: None,
             prediction: None,
             error: None,
+            scope: None,
             path,
         })
         .collect()
@@ -541,6 +573,7 @@ mod tests {
                 uncertain,
             }),
             error: None,
+            scope: None,
         }
     }
 

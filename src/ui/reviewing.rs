@@ -434,9 +434,11 @@ impl ViewerApp {
                 path,
                 id,
                 result,
+                scope,
             } if scan_id == review.scan_id => {
                 if let Some(row) = review.row_mut(&path) {
                     row.id = id.clone();
+                    row.scope = scope;
                     match result {
                         Ok(p) => row.prediction = Some(p),
                         Err(e) => row.error = Some(e),

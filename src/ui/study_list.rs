@@ -81,6 +81,15 @@ fn filters_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
                 review.filter = *f;
             }
         }
+        // On top of the filter above: only what the scope guard flagged.
+        let label = format!("Out of scope ({})", counts.out_of_scope);
+        if ui
+            .selectable_label(review.out_of_scope_only, label)
+            .on_hover_text("show only studies outside the model's scope (combines with the filter)")
+            .clicked()
+        {
+            review.out_of_scope_only = !review.out_of_scope_only;
+        }
     });
 }
 
@@ -293,6 +302,22 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     if r.prediction.is_some_and(|p| p.uncertain) {
                         plain(ui, RichText::new("yes").color(WARN));
                     }
+                });
+                row.col(|ui| match &r.scope {
+                    Some(s) if !s.in_scope => {
+                        ui.add(
+                            egui::Label::new(RichText::new("out").color(ERROR)).selectable(false),
+                        )
+                        .on_hover_text(s.reasons.join("; "));
+                    }
+                    Some(s) if !s.warnings.is_empty() => {
+                        ui.add(
+                            egui::Label::new(RichText::new("warn").color(WARN)).selectable(false),
+                        )
+                        .on_hover_text(s.warnings.join("; "));
+                    }
+                    Some(_) => plain(ui, RichText::new("in").weak()),
+                    None => {}
                 });
                 row.col(|ui| {
                     if let Some(o) = r.outcome(note) {

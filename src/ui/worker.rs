@@ -122,6 +122,8 @@ pub enum ReviewMsg {
         path: PathBuf,
         id: Option<crate::notes::StudyId>,
         result: Result<PredictionSnapshot, String>,
+        /// The scope guard's verdict, when the prediction succeeded.
+        scope: Option<crate::scope::ScopeCheck>,
     },
     Finished {
         scan_id: u64,
@@ -420,11 +422,16 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
                 return;
             }
             let (id, result) = predict_one(&spec, &path);
+            let (result, scope) = match result {
+                Ok((p, s)) => (Ok(p), Some(s)),
+                Err(e) => (Err(e), None),
+            };
             out.send(Msg::Review(ReviewMsg::Row {
                 scan_id,
                 path,
                 id,
                 result,
+                scope,
             }));
         }
         out.send(Msg::Review(ReviewMsg::Finished { scan_id }));
@@ -436,7 +443,7 @@ fn predict_one(
     path: &Path,
 ) -> (
     Option<crate::notes::StudyId>,
-    Result<PredictionSnapshot, String>,
+    Result<(PredictionSnapshot, crate::scope::ScopeCheck), String>,
 ) {
     let study = match load_study(path) {
         Ok(s) => s,
@@ -450,19 +457,20 @@ fn predict_one(
     };
     let id = crate::notes::identity::study_id(path, &study).ok();
     let engine = &spec.engine;
-    let predicted = (|| -> Result<PredictionSnapshot, AnalysisError> {
-        let (prepared, _, _) = engine.prepare(&study)?;
-        let target = engine.target_index(None, &prepared.prediction)?;
-        // Same samples and seed as the viewer's own analysis, so the list and the result panel
-        // never disagree about the uncertainty flag.
-        let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
-        let cfg = &engine.model.config;
-        let uncertain =
-            crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len()).is_some();
-        Ok(PredictionSnapshot::from_prediction(
-            &prepared.prediction,
-            uncertain,
-        ))
-    })();
+    let predicted =
+        (|| -> Result<(PredictionSnapshot, crate::scope::ScopeCheck), AnalysisError> {
+            let (prepared, _, _) = engine.prepare(&study)?;
+            let target = engine.target_index(None, &prepared.prediction)?;
+            // Same samples and seed as the viewer's own analysis, so the list and the result panel
+            // never disagree about the uncertainty flag.
+            let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
+            let cfg = &engine.model.config;
+            let uncertain =
+                crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len()).is_some();
+            Ok((
+                PredictionSnapshot::from_prediction(&prepared.prediction, uncertain),
+                prepared.scope,
+            ))
+        })();
     (id, predicted.map_err(|e| first_line(&e.to_string())))
 }

@@ -1,0 +1,154 @@
+//! Scope guard: is this film inside what the model knows (a frontal chest radiograph of a child
+//! aged 1–5, the Kermany 2018 training population)? Every analysis answers this first.
+//!
+//! # Two halves, cheap first
+//!
+//! 1. **Header rules** ([`header`]): Modality not CR/DX, BodyPartExamined present and not chest,
+//!    ViewPosition lateral or oblique, age ≥ 18 y (PatientAge `nnnY/M/W/D` or a bare number;
+//!    else PatientBirthDate vs StudyDate) → out; 6–17 y → warning only; colour images
+//!    (PhotometricInterpretation RGB/YBR/PALETTE COLOR, or a raster image whose Hasler–Süsstrunk
+//!    colourfulness exceeds 15) → out. A field that is absent or unreadable never counts against
+//!    a film.
+//! 2. **Pixel detector** ([`detector`]): a Mahalanobis distance of pooled intermediate network
+//!    features to the training films, computed on the activations the prediction's forward pass
+//!    produced anyway (no extra pass).
+//!
+//! # The pixel score
+//!
+//! For each depth `l` (the outputs of ResNet stages layer1…layer4) the feature vector `x_l`
+//! holds, per channel, the spatial mean and the spatial standard deviation of the activation
+//! (`D_l = 2·C_l` values: 512, 1024, 2048, 4096). The training films give a mean `μ_l` and a
+//! per-feature scale `s_l`; in standardised coordinates `u = (x − μ)/s` the covariance is
+//! modelled as probabilistic PCA (Tipping & Bishop 1999): the top `k` principal directions `v_j`
+//! with their variances `λ_j`, and one variance `σ²` for everything else. The squared Mahalanobis
+//! distance under that covariance is
+//!
+//! ```text
+//! d²_l = Σ_j (v_jᵀu)² / λ_j  +  (‖u‖² − Σ_j (v_jᵀu)²) / σ²
+//! ```
+//!
+//! and the score is the mean over depths of `d²_l / D_l` (≈ 1 on average for a training film;
+//! dividing by `D_l` puts depths of different width on one scale). A film is out of scope when
+//! the score exceeds the threshold shipped with the statistics, set on the validation split (the
+//! rule is written into the file's metadata, see `cxr-viewer scope-fit`).
+//!
+//! Why this shape:
+//! * Lee et al. 2018 (*A simple unified framework for detecting out-of-distribution samples and
+//!   adversarial attacks*, NeurIPS): class-conditional Gaussians on intermediate features with a
+//!   Mahalanobis distance, combined over layers.
+//! * Çallı et al. 2019 (*FRODO: Free rejection of out-of-distribution samples: application to
+//!   chest x-ray analysis*, arXiv:1907.01253): the same on a chest-X-ray ResNet, pooled features
+//!   at several depths averaged; AUC ≈ 0.99 for wrong anatomy or orientation.
+//! * Anthony & Kamnitsas 2023 (*On the use of Mahalanobis distance for out-of-distribution
+//!   detection with neural networks for medical imaging*, UNSURE): the best depth depends on the
+//!   kind of outlier, so several depths are combined rather than one chosen.
+//! * A full covariance of 4096 features from a few thousand films is singular and would take
+//!   64 MB; the PPCA form needs `k·D` numbers per depth and stays invertible. The spatial standard
+//!   deviation is pooled as well as the mean because texture and contrast (bone density, film
+//!   size of the thorax) separate adult films from children's more than average activation does.
+//!
+//! Checked against: hand-computed eigenpairs and a synthetic subspace (unit tests in
+//! [`detector`]), committed in-scope and out-of-scope images (`tests/scope.rs`), and the
+//! `cxr-viewer scope-report` table on `../shared/ood` (README).
+
+pub mod detector;
+pub mod header;
+
+use serde::Serialize;
+
+pub use detector::ScopeStats;
+use header::Finding;
+
+/// The scope verdict shown with every result (`report.json` key `scope`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct ScopeCheck {
+    /// `false` when any header rule or the pixel detector says the film is outside the model's
+    /// scope. The overlay gating reads this.
+    pub in_scope: bool,
+    /// Pixel score (larger = further from the training films); `None` when the model ships no
+    /// scope statistics.
+    pub score: Option<f32>,
+    /// The shipped threshold on `score`.
+    pub threshold: Option<f32>,
+    /// Why the film is out of scope, as short phrases; empty when in scope.
+    pub reasons: Vec<String>,
+    /// Inside the scope, but worth saying (e.g. an older child).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl ScopeCheck {
+    /// The header rules alone (before any pixel has been looked at).
+    pub fn from_header(meta: &crate::io::StudyMetadata) -> Self {
+        let mut check = ScopeCheck {
+            in_scope: true,
+            ..Default::default()
+        };
+        for f in header::header_findings(meta) {
+            match f {
+                Finding::Out(r) => check.reasons.push(r),
+                Finding::Warn(w) => check.warnings.push(w),
+            }
+        }
+        check.in_scope = check.reasons.is_empty();
+        check
+    }
+
+    /// Adds the pixel score; a score above the threshold makes the film out of scope.
+    pub fn with_pixel_score(mut self, score: f32, threshold: f32) -> Self {
+        self.score = Some(score);
+        self.threshold = Some(threshold);
+        if !score.is_finite() || score > threshold {
+            self.reasons.push(format!(
+                "image unlike the training films (score {score:.1} > {threshold:.1})"
+            ));
+            self.in_scope = false;
+        }
+        self
+    }
+
+    /// One line for summaries: "OUT OF SCOPE: adult (PatientAge 058Y); …", or `None` when in scope.
+    pub fn summary(&self) -> Option<String> {
+        (!self.in_scope).then(|| format!("OUT OF SCOPE: {}", self.reasons.join("; ")))
+    }
+
+    /// A short headline for the GUI banner: the first reason, phrased for a reader.
+    pub fn headline(&self) -> String {
+        match self.reasons.first() {
+            Some(r) => format!("Outside the model's scope: {r}"),
+            None => "Inside the model's scope".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::StudyMetadata;
+
+    #[test]
+    fn header_and_pixels_combine() {
+        let meta = StudyMetadata {
+            patient_age: Some("058Y".into()),
+            ..Default::default()
+        };
+        let c = ScopeCheck::from_header(&meta).with_pixel_score(41.25, 18.0);
+        assert!(!c.in_scope);
+        assert_eq!(
+            c.reasons,
+            [
+                "adult (PatientAge 058Y)",
+                "image unlike the training films (score 41.2 > 18.0)"
+            ]
+        );
+        assert_eq!(
+            c.summary().unwrap(),
+            "OUT OF SCOPE: adult (PatientAge 058Y); image unlike the training films (score 41.2 > 18.0)"
+        );
+        let ok = ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(1.0, 18.0);
+        assert!(ok.in_scope && ok.reasons.is_empty() && ok.summary().is_none());
+        let nan =
+            ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(f32::NAN, 1.0);
+        assert!(!nan.in_scope);
+    }
+}

@@ -1,0 +1,276 @@
+//! The scope guard: header rules on real DICOM headers (fixtures edited in place with
+//! dicom-object), colour photographs, the pixel detector with the shipped statistics on committed
+//! in-scope and out-of-scope images, and the `report.json` / CLI contract.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::Device;
+use common::{fixture, scratch};
+use cxr_viewer::analysis::Engine;
+use cxr_viewer::io::load_study;
+use cxr_viewer::scope::ScopeCheck;
+use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+use dicom_dictionary_std::tags;
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// One header element to set (`Some`) or remove (`None`).
+type Edit = (Tag, VR, Option<&'static str>);
+
+/// A copy of a real chest CR fixture with some elements replaced (or removed when `None`).
+fn edited_chest(dir: &Path, name: &str, edits: &[(Tag, VR, Option<&str>)]) -> PathBuf {
+    let mut obj =
+        dicom_object::open_file(fixture("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm"))
+            .unwrap();
+    for (tag, vr, value) in edits {
+        match value {
+            Some(v) => {
+                obj.put(DataElement::new(*tag, *vr, PrimitiveValue::from(*v)));
+            }
+            None => {
+                obj.remove_element(*tag);
+            }
+        }
+    }
+    let path = dir.join(name);
+    obj.write_to_file(&path).unwrap();
+    path
+}
+
+fn header_check(path: &Path) -> ScopeCheck {
+    ScopeCheck::from_header(&load_study(path).unwrap().metadata)
+}
+
+/// The base film's own header says nothing against it once its age is removed; each edit then
+/// triggers exactly its rule, with the reason naming the value.
+#[test]
+fn each_header_rule_fires_on_a_real_dicom_header() {
+    let tmp = scratch("scope-header");
+    let dir = tmp.path();
+    let clean: Vec<Edit> = vec![
+        (tags::PATIENT_AGE, VR::AS, None),
+        (tags::PATIENT_BIRTH_DATE, VR::DA, None),
+        (tags::BODY_PART_EXAMINED, VR::CS, None),
+        (tags::VIEW_POSITION, VR::CS, None),
+        (tags::MODALITY, VR::CS, Some("CR")),
+    ];
+    let base = edited_chest(dir, "base.dcm", &clean);
+    let c = header_check(&base);
+    assert!(
+        c.in_scope && c.reasons.is_empty() && c.warnings.is_empty(),
+        "{c:?}"
+    );
+
+    let cases: Vec<(&str, Vec<Edit>, &str)> = vec![
+        (
+            "ct",
+            vec![(tags::MODALITY, VR::CS, Some("CT"))],
+            "not a projection radiograph (Modality CT)",
+        ),
+        (
+            "hip",
+            vec![(tags::BODY_PART_EXAMINED, VR::CS, Some("HIP"))],
+            "body part HIP",
+        ),
+        (
+            "lateral",
+            vec![(tags::VIEW_POSITION, VR::CS, Some("LL"))],
+            "lateral view (ViewPosition LL)",
+        ),
+        (
+            "adult",
+            vec![(tags::PATIENT_AGE, VR::AS, Some("058Y"))],
+            "adult (PatientAge 058Y)",
+        ),
+        (
+            "adult_bare",
+            vec![(tags::PATIENT_AGE, VR::AS, Some("58"))],
+            "adult (PatientAge 58)",
+        ),
+        (
+            "adult_dates",
+            vec![
+                (tags::PATIENT_BIRTH_DATE, VR::DA, Some("19600101")),
+                (tags::STUDY_DATE, VR::DA, Some("20200601")),
+            ],
+            "adult (60 y from PatientBirthDate and StudyDate)",
+        ),
+    ];
+    for (name, edits, reason) in cases {
+        let mut all = clean.clone();
+        all.extend(edits);
+        let c = header_check(&edited_chest(dir, &format!("{name}.dcm"), &all));
+        assert!(!c.in_scope, "{name}: {c:?}");
+        assert_eq!(c.reasons, [reason], "{name}");
+    }
+
+    // 6–17 years: analysed, with a warning; a chest body part is fine.
+    let mut all = clean.clone();
+    all.push((tags::PATIENT_AGE, VR::AS, Some("012Y")));
+    all.push((tags::BODY_PART_EXAMINED, VR::CS, Some("CHEST")));
+    let c = header_check(&edited_chest(dir, "older_child.dcm", &all));
+    assert!(c.in_scope, "{c:?}");
+    assert_eq!(
+        c.warnings,
+        ["older than the training population of 1–5 year olds (PatientAge 012Y)"]
+    );
+    // The birth date is an identifier: it never reaches the serialised metadata.
+    let study = load_study(&edited_chest(
+        dir,
+        "dates.dcm",
+        &[(tags::PATIENT_BIRTH_DATE, VR::DA, Some("19600101"))],
+    ))
+    .unwrap();
+    assert!(!serde_json::to_string(&study.metadata)
+        .unwrap()
+        .contains("19600101"));
+}
+
+/// Real DICOMs from other modalities (pydicom's MIT test files) are out by their header.
+#[test]
+fn other_modalities_are_out_by_header() {
+    for (file, modality) in [("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")] {
+        let c = header_check(&fixture(&format!("scope/pydicom/{file}")));
+        assert_eq!(
+            c.reasons,
+            [format!("not a projection radiograph (Modality {modality})")],
+            "{file}"
+        );
+    }
+}
+
+/// A colour photograph (saturated colour gradient) is out; the same picture stored grey in RGB
+/// is not, and its colourfulness is exactly 0.
+#[test]
+fn colour_photographs_are_out_grey_rgb_is_not() {
+    let tmp = scratch("scope-colour");
+    let colour = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 5) as u8, (255 - x * 3) as u8])
+    });
+    let grey = image::RgbImage::from_fn(64, 48, |x, y| {
+        let v = ((x + y) * 2) as u8;
+        image::Rgb([v, v, v])
+    });
+    let (pc, pg) = (tmp.path().join("colour.png"), tmp.path().join("grey.png"));
+    colour.save(&pc).unwrap();
+    grey.save(&pg).unwrap();
+    let c = load_study(&pc).unwrap();
+    let m = c.metadata.colourfulness.unwrap();
+    assert!(m > 15.0, "{m}");
+    let check = ScopeCheck::from_header(&c.metadata);
+    assert!(!check.in_scope);
+    assert!(check.reasons[0].starts_with("colour photograph (colourfulness"));
+    let g = load_study(&pg).unwrap();
+    assert_eq!(g.metadata.colourfulness, Some(0.0));
+    assert!(ScopeCheck::from_header(&g.metadata).in_scope);
+    // Grey JPEGs have no colour channel at all.
+    let film = load_study(&repo("assets/samples/person45_bacteria_221.jpeg")).unwrap();
+    assert_eq!(film.metadata.colourfulness, None);
+}
+
+fn shipped_engine() -> Engine {
+    Engine::load(&repo("weights/model.json"), &Device::Cpu).unwrap()
+}
+
+fn pixel_check(engine: &Engine, path: &Path) -> ScopeCheck {
+    let study = load_study(path).unwrap();
+    engine.prepare(&study).unwrap().0.scope
+}
+
+/// The shipped statistics: the committed paediatric films are inside, the committed photographs
+/// and other-modality images are outside, from the pixels alone (raster files, no header).
+#[test]
+fn the_pixel_detector_separates_committed_films_from_out_of_scope_images() {
+    let engine = shipped_engine();
+    let stats = engine
+        .scope
+        .as_ref()
+        .expect("model.json names scope statistics");
+    assert!(stats.threshold.is_finite() && stats.threshold > 0.0);
+    for film in [
+        "assets/samples/person45_bacteria_221.jpeg",
+        "assets/samples/NORMAL2-IM-0912-0001.jpeg",
+    ] {
+        let c = pixel_check(&engine, &repo(film));
+        assert!(c.in_scope, "{film}: {c:?}");
+        assert!(c.score.unwrap() < stats.threshold, "{film}: {c:?}");
+    }
+    for dir in ["scope/skimage"] {
+        for entry in std::fs::read_dir(fixture(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "jpg") {
+                continue;
+            }
+            let c = pixel_check(&engine, &path);
+            assert!(!c.in_scope, "{}: {c:?}", path.display());
+            assert!(
+                c.reasons
+                    .iter()
+                    .any(|r| r.starts_with("image unlike the training films (score")),
+                "{}: {c:?}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// `report.json` carries `scope.{in_scope, score, threshold, reasons}` and the CLI summary line
+/// starts with "OUT OF SCOPE:" for a flagged film.
+#[test]
+fn report_and_summary_carry_the_scope() {
+    let tmp = scratch("scope-cli");
+    let photo = fixture("scope/skimage/camera.jpg");
+    let film = repo("assets/samples/person45_bacteria_221.jpeg");
+    let out = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .arg("analyze")
+        .arg(&photo)
+        .arg(&film)
+        .arg("--out")
+        .arg(tmp.path())
+        .arg("--model")
+        .arg(repo("weights/model.json"))
+        .args(["--device", "cpu", "--no-ig", "--mc-samples", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].contains(": OUT OF SCOPE: image unlike the training films (score"),
+        "{stdout}"
+    );
+    assert!(!lines[1].contains("OUT OF SCOPE"), "{stdout}");
+    let read = |stem: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join(stem).join("report.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    let r = read("camera");
+    let scope = &r["scope"];
+    assert_eq!(scope["in_scope"], false);
+    let (score, threshold) = (
+        scope["score"].as_f64().unwrap(),
+        scope["threshold"].as_f64().unwrap(),
+    );
+    assert!(score > threshold);
+    let reason = scope["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.starts_with("image unlike the training films (score ") && reason.contains(" > "),
+        "{reason}"
+    );
+    let r = read("person45_bacteria_221");
+    assert_eq!(r["scope"]["in_scope"], true);
+    assert_eq!(r["scope"]["reasons"].as_array().unwrap().len(), 0);
+    assert!(r["timings_ms"]["scope"].as_f64().unwrap() >= 0.0);
+}

@@ -1,0 +1,129 @@
+//! The scope guard in the viewer: the banner hides the label, probability and maps of an
+//! out-of-scope image until "Show anyway"; the study list's scope column data and its
+//! "Out of scope" filter with its count.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cxr_viewer::notes::{Finding, PredictionSnapshot, StudyId};
+use cxr_viewer::scope::ScopeCheck;
+use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::review::{Review, SortColumn, StudyRow};
+use cxr_viewer::ui::scope_banner::result_hidden;
+use egui_kittest::kittest::Queryable;
+use ui_support::{harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker};
+
+mod ui_support;
+
+fn prepared(app: &ViewerApp) -> bool {
+    app.current_entry().is_some_and(|e| e.prepared.is_some())
+}
+
+#[test]
+fn banner_hides_the_result_until_show_anyway() {
+    // A CT slice (pydicom test file): out of scope by its Modality, whatever the model.
+    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
+    let settings = ui_support::fast_settings(&temp_dir("ui-scope").join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(ct),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the prediction", prepared);
+    let banner = "Outside the model's scope: not a projection radiograph (Modality CT)";
+    h.get_by_label(banner);
+    assert!(result_hidden(h.state()));
+    let probability = |h: &egui_kittest::Harness<'_, ViewerApp>| {
+        h.query_all_by_label_contains("P(PNEUMONIA) =").count()
+    };
+    assert_eq!(probability(&h), 0, "probability shown behind the banner");
+
+    h.get_by_label("Show anyway").click();
+    h.run_ok();
+    assert!(!result_hidden(h.state()));
+    assert_eq!(probability(&h), 1, "probability after Show anyway");
+    // The banner stays, its button now hides the result again.
+    h.get_by_label(banner);
+    h.get_by_label("Hide the result").click();
+    h.run_ok();
+    assert_eq!(probability(&h), 0);
+
+    // An in-scope film shows its result without a banner.
+    let film = repo("assets/samples/person45_bacteria_221.jpeg");
+    h.state_mut().open(film);
+    wait_until(&mut h, "the film's prediction", prepared);
+    assert!(!result_hidden(h.state()));
+    assert_eq!(probability(&h), 1);
+    assert_eq!(
+        h.query_all_by_label_contains("Outside the model's scope")
+            .count(),
+        0
+    );
+}
+
+fn row(name: &str, scope: Option<ScopeCheck>) -> StudyRow {
+    StudyRow {
+        path: PathBuf::from(format!("/r/{name}")),
+        relative: name.to_string(),
+        folder_truth: None,
+        id: Some(StudyId::sha256(&[name.len() as u8; 32])),
+        prediction: scope.as_ref().map(|_| PredictionSnapshot {
+            predicted: Finding::Positive,
+            probability: 0.9,
+            uncertain: false,
+        }),
+        error: None,
+        scope,
+    }
+}
+
+fn check(in_scope: bool) -> ScopeCheck {
+    ScopeCheck {
+        in_scope,
+        reasons: if in_scope {
+            vec![]
+        } else {
+            vec!["body part HIP".into()]
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn study_list_out_of_scope_filter_and_count() {
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        vec![
+            row("a_in", Some(check(true))),
+            row("b_hip", Some(check(false))),
+            row("c_pending", None),
+            row("d_out", Some(check(false))),
+        ],
+        false,
+    );
+    let notes = HashMap::new();
+    assert_eq!(review.counts(&notes, 0).out_of_scope, 2);
+    let names = |r: &Review| -> Vec<String> {
+        r.visible(&notes, 0)
+            .into_iter()
+            .map(|i| r.rows[i].relative.clone())
+            .collect()
+    };
+    assert_eq!(names(&review).len(), 4);
+    review.out_of_scope_only = true;
+    assert_eq!(names(&review), ["b_hip", "d_out"]);
+    review.out_of_scope_only = false;
+    // The scope column sorts flagged studies first when descending.
+    review.sort_by(SortColumn::Scope);
+    assert_eq!(names(&review)[..2], ["b_hip", "d_out"]);
+    // A prediction arriving later updates the count.
+    review
+        .row_mut(&PathBuf::from("/r/c_pending"))
+        .unwrap()
+        .scope = Some(check(false));
+    assert_eq!(review.counts(&notes, 0).out_of_scope, 3);
+}
