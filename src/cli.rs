@@ -12,6 +12,7 @@ use crate::explain::Grid;
 use crate::io::load_study;
 use crate::overlay::{render_overlay, Colormap, MapScale};
 use crate::report::Report;
+pub use crate::trust_eval::eval_with_faithfulness;
 
 /// Where the model comes from when `--model` is not given: `$CXR_VIEWER_MODEL`, then
 /// `weights/model.json` in the working directory, beside the executable, or in the source tree the
@@ -213,7 +214,7 @@ pub fn bench(
     // One unmeasured run warms caches and allocators.
     let study = load_study(input)?;
     engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
-    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 7];
+    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 8];
     let mut gap = None;
     for _ in 0..runs {
         let t = Instant::now();
@@ -229,6 +230,7 @@ pub fn bench(
             tm.gradcam,
             tm.uncertainty,
             tm.ig,
+            tm.faithfulness,
             tm.total + load,
         ]) {
             row.push(v);
@@ -243,6 +245,10 @@ pub fn bench(
         format!(
             "IG ({} steps, batch {})",
             options.ig_steps, options.ig_batch
+        ),
+        options.faithfulness.as_ref().map_or(
+            "faithfulness (off)".to_string(),
+            |f| format!("faithfulness (3 maps + shared random reference: {})", f.describe()),
         ),
         "total".to_string(),
     ];

@@ -16,4 +16,6 @@ pub mod overlay;
 pub mod plots;
 pub mod report;
 mod text;
+pub mod trust;
+pub mod trust_eval;
 pub mod ui;

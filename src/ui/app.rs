@@ -122,6 +122,8 @@ pub struct ViewerApp {
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
+    /// Faithfulness, agreement and sanity-check results and their background job.
+    pub trust: super::trust_state::TrustState,
 }
 
 impl ViewerApp {
@@ -168,6 +170,7 @@ impl ViewerApp {
             export_note_paths: false,
             list_scrolled_to: None,
             frame_stats: None,
+            trust: Default::default(),
         }
     }
 
@@ -220,6 +223,7 @@ impl ViewerApp {
         self.handle_dropped_files(ui.ctx());
         self.handle_shortcuts(ui.ctx());
         self.ensure_analysis();
+        super::trust_state::ensure_trust(self);
         self.pace_review();
         self.sync_draft();
         super::panels::frame_ui(self, ui);
@@ -312,6 +316,7 @@ impl ViewerApp {
             Msg::Job { id, key, update } => self.handle_job(id, &key, update),
             Msg::Review(msg) => self.handle_review(msg),
             Msg::Notes(reply) => self.handle_notes(reply),
+            Msg::Trust(msg) => self.trust.handle(msg),
         }
     }
 
@@ -611,6 +616,7 @@ impl ViewerApp {
             }
         }
         self.jobs.cancel_all_except(None);
+        self.trust.cancel();
     }
 
     pub fn resume_analysis(&mut self) {
@@ -787,6 +793,7 @@ impl ViewerApp {
             key(Modifiers::NONE, Key::A, Action::AutoWindow);
             key(Modifiers::NONE, Key::R, Action::Reset);
             key(Modifiers::NONE, Key::B, Action::ToggleBaseline);
+            key(Modifiers::NONE, Key::K, Action::SanityCheck);
             key(Modifiers::NONE, Key::Escape, Action::Escape);
             key(Modifiers::NONE, Key::F1, Action::Help);
             key(Modifiers::SHIFT, Key::Questionmark, Action::Help);
@@ -814,6 +821,7 @@ impl ViewerApp {
             Action::Next => self.step_image(1),
             Action::Previous => self.step_image(-1),
             Action::CycleMap => self.map = self.map.next(),
+            Action::SanityCheck => super::trust_state::request_sanity(self),
             Action::Map(kind) => self.map = kind,
             Action::ToggleOverlay => self.overlay_visible = !self.overlay_visible,
             Action::ToggleCompare => {
@@ -915,6 +923,8 @@ pub enum Action {
     /// The reviewer's agreement with the model, into the note of the study on screen.
     Verdict(Agreement),
     FocusNote,
+    /// Model-randomisation sanity check of the image on screen (opens its view).
+    SanityCheck,
 }
 
 impl Default for ViewState {
