@@ -13,13 +13,13 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, D};
 use serde::Serialize;
 
+use crate::explain::faithfulness::FaithfulnessOptions;
 use crate::explain::gradcam::{grad_cam, GradCam};
 use crate::explain::integrated_gradients::{
     integrated_gradients, Baseline, IgOptions, IntegratedGradients,
 };
 use crate::explain::uncertainty::{mc_dropout, McDropout, McOptions};
 use crate::explain::zones::{zone_scores, ZoneScore};
-use crate::explain::faithfulness::FaithfulnessOptions;
 use crate::explain::{Control, ExplainError, Grid};
 use crate::io::{Study, Window};
 use crate::model::preprocess::{input_tensor, model_gray};

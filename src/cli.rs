@@ -246,10 +246,15 @@ pub fn bench(
             "IG ({} steps, batch {})",
             options.ig_steps, options.ig_batch
         ),
-        options.faithfulness.as_ref().map_or(
-            "faithfulness (off)".to_string(),
-            |f| format!("faithfulness (3 maps + shared random reference: {})", f.describe()),
-        ),
+        options
+            .faithfulness
+            .as_ref()
+            .map_or("faithfulness (off)".to_string(), |f| {
+                format!(
+                    "faithfulness (3 maps + shared random reference: {})",
+                    f.describe()
+                )
+            }),
         "total".to_string(),
     ];
     let cfg = &engine.model.config;

@@ -212,7 +212,11 @@ pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Pa
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
             chart
-                .draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled())))
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
                 .map_err(plot_error)?;
         }
         chart

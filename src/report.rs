@@ -212,15 +212,21 @@ impl Report {
             },
             device: analysis.device.clone(),
             timings_ms: analysis.timings.clone(),
-            faithfulness: analysis.trust.faithfulness.as_ref().and_then(|f| {
-                serde_json::to_value(crate::trust::FaithfulnessReport(f)).ok()
-            }),
-            agreement: analysis.trust.agreement.as_ref().and_then(|a| {
-                serde_json::to_value(crate::trust::AgreementReport(a)).ok()
-            }),
-            sanity: analysis.trust.sanity.as_ref().and_then(|s| {
-                serde_json::to_value(crate::trust::SanityReport::new(s)).ok()
-            }),
+            faithfulness: analysis
+                .trust
+                .faithfulness
+                .as_ref()
+                .and_then(|f| serde_json::to_value(crate::trust::FaithfulnessReport(f)).ok()),
+            agreement: analysis
+                .trust
+                .agreement
+                .as_ref()
+                .and_then(|a| serde_json::to_value(crate::trust::AgreementReport(a)).ok()),
+            sanity: analysis
+                .trust
+                .sanity
+                .as_ref()
+                .and_then(|s| serde_json::to_value(crate::trust::SanityReport::new(s)).ok()),
             identifiers,
         }
     }

@@ -97,9 +97,13 @@ fn labelled_files(engine: &Engine, data: &Path) -> Result<Vec<PathBuf>> {
         std::fs::read_dir(data).with_context(|| format!("cannot read folder {}", data.display()))?
     {
         let path = entry?.path();
-        let is_class = path
-            .file_name()
-            .is_some_and(|n| engine.model.config.class_index(&n.to_string_lossy()).is_some());
+        let is_class = path.file_name().is_some_and(|n| {
+            engine
+                .model
+                .config
+                .class_index(&n.to_string_lossy())
+                .is_some()
+        });
         if path.is_dir() && is_class {
             files.extend(collect_files(&path)?);
         }

@@ -117,7 +117,12 @@ fn the_true_map_beats_random_and_a_shuffled_map_does_not() {
     assert!(t.curves.deletion[0] > 0.9, "{:?}", t.curves.deletion);
     assert!(*t.curves.deletion.last().unwrap() < 0.2);
     let (rt, rs) = (t.ratio.unwrap(), s.ratio.unwrap());
-    assert!(rt > 2.0, "true map AOPC {} vs random {}", t.curves.aopc, t.random_aopc);
+    assert!(
+        rt > 2.0,
+        "true map AOPC {} vs random {}",
+        t.curves.aopc,
+        t.random_aopc
+    );
     assert!(rs < 1.0, "shuffled map ratio {rs}");
     // Insertion: the true map brings the probability back fastest.
     assert!(t.curves.insertion_auc.unwrap() > f.random.mean.insertion_auc.unwrap());
@@ -155,7 +160,9 @@ fn faithfulness_reports_progress_and_stops_when_cancelled() {
     let result = faithfulness(
         &scorer,
         &constructed_image(),
-        &[&map_from_order(&[5, 10, 0, 15, 3, 12, 1, 2, 4, 6, 7, 8, 9, 11, 13, 14])],
+        &[&map_from_order(&[
+            5, 10, 0, 15, 3, 12, 1, 2, 4, 6, 7, 8, 9, 11, 13, 14,
+        ])],
         &opts,
         &control,
     );
@@ -186,10 +193,18 @@ fn spearman_and_ssim_match_scipy_and_scikit_image() {
         let (a, b) = (read("a"), read("b"));
         let rho = spearman(&a, &b);
         let expected = case["spearman"].as_f64().unwrap();
-        assert!((rho - expected).abs() < 1e-9, "{}: {rho} vs {expected}", case["kind"]);
+        assert!(
+            (rho - expected).abs() < 1e-9,
+            "{}: {rho} vs {expected}",
+            case["kind"]
+        );
         let s = ssim(&Grid::new(w, h, a), &Grid::new(w, h, b), 1.0);
         let expected = case["ssim"].as_f64().unwrap();
-        assert!((s - expected).abs() < 1e-6, "{}: {s} vs {expected}", case["kind"]);
+        assert!(
+            (s - expected).abs() < 1e-6,
+            "{}: {s} vs {expected}",
+            case["kind"]
+        );
     }
 }
 
@@ -215,8 +230,7 @@ fn model_scorer_agrees_with_the_prediction_and_does_not_depend_on_batching() {
     let f = a.trust.faithfulness.as_ref().unwrap();
     assert_eq!(f.result.maps.len(), 3);
     let target = a.gradcam.target;
-    let p_target = a.prepared.prediction.probabilities
-        [&engine.model.config.classes[target]];
+    let p_target = a.prepared.prediction.probabilities[&engine.model.config.classes[target]];
     for m in &f.result.maps {
         assert_eq!(m.curves.deletion.len(), 5);
         assert!((m.curves.deletion[0] - p_target).abs() < 1e-5);
@@ -250,9 +264,17 @@ fn model_scorer_agrees_with_the_prediction_and_does_not_depend_on_batching() {
         &no_control(),
     )
     .unwrap();
-    assert!(max_abs_diff(&batched.maps[0].curves.deletion, &single.maps[0].curves.deletion) < 1e-5);
     assert!(
-        max_abs_diff(&batched.maps[0].curves.insertion, &single.maps[0].curves.insertion) < 1e-5
+        max_abs_diff(
+            &batched.maps[0].curves.deletion,
+            &single.maps[0].curves.deletion
+        ) < 1e-5
+    );
+    assert!(
+        max_abs_diff(
+            &batched.maps[0].curves.insertion,
+            &single.maps[0].curves.insertion
+        ) < 1e-5
     );
     let agreement = a.trust.agreement.as_ref().unwrap();
     assert_eq!(agreement.pairs.len(), 3);
@@ -342,11 +364,16 @@ fn analyze_writes_faithfulness_agreement_and_sanity_to_the_report() {
         .output()
         .unwrap();
     assert!(status.status.success(), "{status:?}");
-    let text =
-        std::fs::read_to_string(out.join("person45_bacteria_221/report.json")).unwrap();
+    let text = std::fs::read_to_string(out.join("person45_bacteria_221/report.json")).unwrap();
     let r: serde_json::Value = serde_json::from_str(&text).unwrap();
     for m in ["gradcam", "ig", "uncertainty"] {
-        for k in ["aopc", "random_aopc", "ratio", "deletion_auc", "insertion_auc"] {
+        for k in [
+            "aopc",
+            "random_aopc",
+            "ratio",
+            "deletion_auc",
+            "insertion_auc",
+        ] {
             assert!(
                 r["faithfulness"][m].get(k).is_some(),
                 "faithfulness.{m}.{k} missing"
@@ -384,5 +411,8 @@ fn analyze_writes_faithfulness_agreement_and_sanity_to_the_report() {
     .unwrap();
     assert!(r.get("sanity").is_none());
     assert!(r.get("faithfulness").is_none());
-    assert!(r["agreement"]["gradcam_uncertainty"]["spearman"].is_number() || r["agreement"]["gradcam_uncertainty"]["spearman"].is_null());
+    assert!(
+        r["agreement"]["gradcam_uncertainty"]["spearman"].is_number()
+            || r["agreement"]["gradcam_uncertainty"]["spearman"].is_null()
+    );
 }

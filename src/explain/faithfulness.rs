@@ -474,7 +474,9 @@ pub fn mean_curve<'a>(curves: impl Iterator<Item = &'a Vec<f32>>) -> Vec<f32> {
         }
         count += 1;
     }
-    sum.iter().map(|s| (*s / count.max(1) as f64) as f32).collect()
+    sum.iter()
+        .map(|s| (*s / count.max(1) as f64) as f32)
+        .collect()
 }
 
 #[cfg(test)]

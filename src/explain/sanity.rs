@@ -164,8 +164,7 @@ fn stage_of(name: &str) -> Option<usize> {
     } else if name.starts_with("conv1.") || name.starts_with("bn1.") {
         Some(5)
     } else {
-        (1..=4)
-            .find(|i| name.starts_with(&format!("layer{}.", 5 - i)))
+        (1..=4).find(|i| name.starts_with(&format!("layer{}.", 5 - i)))
     }
 }
 
@@ -248,7 +247,13 @@ pub fn sanity_check(
             ssim: ssim(&a, &b, 1.0),
         }
     };
-    let absolute = |g: &Grid| Grid::new(g.width, g.height, g.values.iter().map(|v| v.abs()).collect());
+    let absolute = |g: &Grid| {
+        Grid::new(
+            g.width,
+            g.height,
+            g.values.iter().map(|v| v.abs()).collect(),
+        )
+    };
     let reference_ig_abs = reference_ig.map(absolute);
     let total = opts.stages.clamp(1, STAGES.len());
     let mut stages = Vec::with_capacity(total);

@@ -246,10 +246,8 @@ fn pane_ui(
         (show_overlay, map.as_ref(), app.current_key())
     {
         let mut s = app.settings.clone();
-        s.alpha = crate::trust::gated_opacity(
-            s.alpha,
-            super::trust_state::current_gate(app).as_ref(),
-        );
+        s.alpha =
+            crate::trust::gated_opacity(s.alpha, super::trust_state::current_gate(app).as_ref());
         let overlay_key = OverlayKey {
             key,
             kind,

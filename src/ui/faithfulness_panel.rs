@@ -88,7 +88,7 @@ pub fn faithfulness_ui(ui: &mut egui::Ui, view: &FaithfulnessView) -> Option<Fai
             .allow_scroll(false)
             .x_axis_label("fraction of cells (most relevant first)")
             .y_axis_label("P(class)")
-            .legend(Legend::default().position(egui_plot::Corner::RightTop))
+            .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
             .show(ui, |plot| {
                 plot.line(
                     Line::new("deletion: map", points(&m.curves.deletion))

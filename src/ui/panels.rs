@@ -683,8 +683,11 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     ui.add(egui::Slider::new(&mut s.ig_steps, 4..=128).text("IG steps"));
     ui.checkbox(&mut s.run_ig, "Run Integrated Gradients automatically")
         .on_hover_text("IG takes tens of seconds on a CPU");
-    ui.checkbox(&mut s.gate_overlays, "Dim overlays when the result is uncertain")
-        .on_hover_text("The reason is shown next to the opacity slider");
+    ui.checkbox(
+        &mut s.gate_overlays,
+        "Dim overlays when the result is uncertain",
+    )
+    .on_hover_text("The reason is shown next to the opacity slider");
 }
 
 fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {

@@ -53,7 +53,7 @@ pub fn sanity_window_ui(
         .show(ctx, |ui| {
             ui.label(
                 RichText::new(
-                    "Weights re-initialised from the top (head → layer4 → … → stem), cumulatively, \
+                    "Weights re-initialised from the top (head, then layer4, … down to the stem), cumulatively, \
                      on a copy of the model; maps recomputed (Adebayo et al. 2018). A map that \
                      explains the model must change. Flag: SSIM > 0.5 after head + layer4.",
                 )
@@ -109,7 +109,7 @@ pub fn sanity_window_ui(
                         ui.label("");
                         ui.label(RichText::new("real model").strong());
                         for s in &sanity.stages {
-                            ui.label(RichText::new(format!("→ {}", s.randomised)).strong());
+                            ui.label(RichText::new(format!("+ {}", s.randomised)).strong());
                         }
                         ui.end_row();
                         let rows: [(&str, bool); 2] = [

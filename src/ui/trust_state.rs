@@ -140,7 +140,9 @@ pub fn current_trust_key(app: &ViewerApp) -> Option<TrustKey> {
 /// Reasons to dim the overlays of the image on screen. The scope guard adds its
 /// "out of scope (…)" reason here.
 pub fn gate_reasons(app: &ViewerApp) -> Vec<String> {
-    uncertain_reason(app.uncertain_reason()).into_iter().collect()
+    uncertain_reason(app.uncertain_reason())
+        .into_iter()
+        .collect()
 }
 
 /// The gate of the image on screen (`None`: draw at full opacity).
@@ -394,7 +396,9 @@ pub fn sanity_window(app: &mut ViewerApp, ctx: &egui::Context) {
         .filter(|j| Some(&j.key) == key.as_ref() && j.kind == TrustJobKind::Sanity)
         .map(|j| (j.done, j.total));
     let entry = app.current_entry();
-    let gradcam = entry.and_then(|e| e.gradcam.as_ref()).map(|g| g.0.map.clone());
+    let gradcam = entry
+        .and_then(|e| e.gradcam.as_ref())
+        .map(|g| g.0.map.clone());
     let ig = entry
         .and_then(|e| e.ig.get(&app.wanted_ig_or_default()))
         .map(|g| g.0.map.clone());
