@@ -13,6 +13,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, D};
 use serde::Serialize;
 
+use crate::explain::faithfulness::FaithfulnessOptions;
 use crate::explain::gradcam::{grad_cam, GradCam};
 use crate::explain::integrated_gradients::{
     integrated_gradients, Baseline, IgOptions, IntegratedGradients,
@@ -24,6 +25,7 @@ use crate::io::{Study, Window};
 use crate::model::preprocess::{input_tensor, model_gray};
 use crate::model::{device::device_name, Classifier, ModelError};
 use crate::scope::{ScopeCheck, ScopeStats};
+use crate::trust::{study_agreement, study_faithfulness, study_sanity, StudyMaps, Trust};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalysisError {
@@ -64,6 +66,11 @@ pub struct AnalysisOptions {
     /// Seed of the dropout masks.
     pub seed: u64,
     pub integrated_gradients: bool,
+    /// Deletion/insertion faithfulness of every map (`None`: skip, the default here; the CLI and
+    /// the viewer turn it on), see [`crate::trust`].
+    pub faithfulness: Option<FaithfulnessOptions>,
+    /// The model-randomisation sanity check (slow: Grad-CAM and IG once per randomised stage).
+    pub sanity_check: bool,
 }
 
 impl Default for AnalysisOptions {
@@ -76,6 +83,8 @@ impl Default for AnalysisOptions {
             target: None,
             seed: 0,
             integrated_gradients: true,
+            faithfulness: None,
+            sanity_check: false,
         }
     }
 }
@@ -109,6 +118,14 @@ impl AnalysisOptions {
         self.integrated_gradients = on;
         self
     }
+    pub fn with_faithfulness(mut self, opts: Option<FaithfulnessOptions>) -> Self {
+        self.faithfulness = opts;
+        self
+    }
+    pub fn with_sanity_check(mut self, on: bool) -> Self {
+        self.sanity_check = on;
+        self
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -135,6 +152,9 @@ pub struct Timings {
     pub ig: f64,
     /// Scope guard on top of the forward pass (header rules, pooling, distances).
     pub scope: f64,
+    /// Deletion/insertion curves of all maps and the random reference.
+    pub faithfulness: f64,
+    pub sanity: f64,
     pub total: f64,
 }
 
@@ -162,6 +182,8 @@ pub enum Stage {
     GradCam,
     Uncertainty,
     IntegratedGradients,
+    Faithfulness,
+    SanityCheck,
 }
 
 pub struct Analysis {
@@ -174,6 +196,8 @@ pub struct Analysis {
     pub ig_zones: Option<Vec<ZoneScore>>,
     pub timings: Timings,
     pub device: String,
+    /// Faithfulness, agreement and sanity check of the maps.
+    pub trust: Trust,
 }
 
 pub struct Engine {
@@ -430,6 +454,19 @@ impl Engine {
         } else {
             (None, None)
         };
+        let trust = self.trust_checks(
+            &prepared,
+            target,
+            &StudyMaps {
+                gradcam: &gradcam.map,
+                ig: ig.as_ref().map(|i| &i.map),
+                uncertainty: &uncertainty.cam_mean,
+            },
+            opts,
+            on_stage,
+            &control,
+            &mut timings,
+        )?;
         timings.total = ms(started);
         Ok(Analysis {
             prepared,
@@ -441,9 +478,68 @@ impl Engine {
             ig_zones,
             timings,
             device: self.device_name().to_string(),
+            trust,
         })
     }
+
+    /// Agreement always (cheap); faithfulness and the sanity check as `opts` asks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn trust_checks(
+        &self,
+        prepared: &Prepared,
+        target: usize,
+        maps: &StudyMaps,
+        opts: &AnalysisOptions,
+        on_stage: &dyn Fn(Stage),
+        control: &Control,
+        timings: &mut Timings,
+    ) -> Result<Trust, AnalysisError> {
+        let grid = opts.faithfulness.as_ref().map_or(14, |f| f.grid);
+        let mut trust = Trust {
+            agreement: Some(study_agreement(&self.model, maps, grid)),
+            ..Trust::default()
+        };
+        if let Some(f_opts) = &opts.faithfulness {
+            on_stage(Stage::Faithfulness);
+            let t = Instant::now();
+            trust.faithfulness = Some(study_faithfulness(
+                &self.model,
+                prepared,
+                target,
+                maps,
+                f_opts,
+                control,
+            )?);
+            timings.faithfulness = ms(t);
+            control.check()?;
+        }
+        if opts.sanity_check {
+            on_stage(Stage::SanityCheck);
+            let t = Instant::now();
+            let ig = IgOptions {
+                // IG once per stage: fewer nodes than the real map (the comparison is coarse).
+                steps: opts.ig_steps.min(SANITY_IG_STEPS),
+                baseline: opts.ig_baseline,
+                target,
+                batch: opts.ig_batch,
+            };
+            trust.sanity = Some(study_sanity(
+                &self.model,
+                prepared,
+                target,
+                maps,
+                Some(ig),
+                opts.seed,
+                control,
+            )?);
+            timings.sanity = ms(t);
+        }
+        Ok(trust)
+    }
 }
+
+/// IG steps of each randomised model in the sanity check.
+pub const SANITY_IG_STEPS: usize = 16;
 
 /// Whether a result should carry an "uncertain" warning, and why: the MC-dropout 95 % interval
 /// contains the decision threshold, or the predictive entropy exceeds 80 % of its maximum ln C.

@@ -12,6 +12,7 @@ use crate::explain::Grid;
 use crate::io::load_study;
 use crate::overlay::{render_overlay, Colormap, MapScale};
 use crate::report::Report;
+pub use crate::trust_eval::eval_with_faithfulness;
 
 /// Where the model comes from when `--model` is not given: `$CXR_VIEWER_MODEL`, then
 /// `weights/model.json` in the working directory, beside the executable, or in the source tree the
@@ -239,6 +240,7 @@ pub fn bench(
             tm.gradcam,
             tm.uncertainty,
             tm.ig,
+            tm.faithfulness,
             tm.total + load,
         ]) {
             row.push(v);
@@ -255,6 +257,15 @@ pub fn bench(
             "IG ({} steps, batch {})",
             options.ig_steps, options.ig_batch
         ),
+        options
+            .faithfulness
+            .as_ref()
+            .map_or("faithfulness (off)".to_string(), |f| {
+                format!(
+                    "faithfulness (3 maps + shared random reference: {})",
+                    f.describe()
+                )
+            }),
         "total".to_string(),
     ];
     let cfg = &engine.model.config;

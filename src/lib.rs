@@ -19,4 +19,6 @@ pub mod report;
 pub mod scope;
 pub mod scope_cli;
 mod text;
+pub mod trust;
+pub mod trust_eval;
 pub mod ui;

@@ -58,6 +58,13 @@ struct ExplainArgs {
     /// Seed of the dropout masks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Skip the deletion/insertion faithfulness curves of the maps.
+    #[arg(long)]
+    no_faithfulness: bool,
+    /// Model-randomisation sanity check: Grad-CAM and IG of cascading randomised copies of the
+    /// model (slow; adds `sanity` to report.json).
+    #[arg(long)]
+    sanity_check: bool,
 }
 
 impl ExplainArgs {
@@ -72,6 +79,11 @@ impl ExplainArgs {
             .with_integrated_gradients(!self.no_ig)
             .with_target(self.target.clone())
             .with_seed(self.seed)
+            .with_faithfulness(
+                (!self.no_faithfulness)
+                    .then(cxr_viewer::explain::faithfulness::FaithfulnessOptions::default),
+            )
+            .with_sanity_check(self.sanity_check)
     }
 }
 
@@ -112,6 +124,13 @@ enum Command {
         boxes: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
+        /// Also the deletion faithfulness of every map on every image (Grad-CAM, IG, MC-mean):
+        /// means in metrics.json, mean deletion curves in faithfulness.png. Slow (IG per image).
+        #[arg(long)]
+        faithfulness: bool,
+        /// IG steps per image with --faithfulness.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        faithfulness_ig_steps: u32,
     },
     /// Per-stage median timings over repeated runs (a benchmark, not a test).
     Bench {
@@ -297,9 +316,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             boxes,
             model,
+            faithfulness,
+            faithfulness_ig_steps,
         }) => {
             let engine = load_engine(&model)?;
-            let m = cli::eval_with_boxes(&engine, &data, &out, boxes.as_deref())?;
+            let m = if faithfulness {
+                cli::eval_with_faithfulness(
+                    &engine,
+                    &data,
+                    &out,
+                    boxes.as_deref(),
+                    faithfulness_ig_steps as usize,
+                )?
+            } else {
+                cli::eval_with_boxes(&engine, &data, &out, boxes.as_deref())?
+            };
             let ci = |i: Option<[f64; 2]>| {
                 i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
                     .unwrap_or_default()

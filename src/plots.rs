@@ -177,3 +177,56 @@ pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Re
         Ok(())
     })
 }
+
+/// Mean deletion curves (probability of the explained class against the fraction of cells
+/// replaced by the baseline), one line per map plus the random reference (gray, dashed look by
+/// markers). `series`: (legend, curve d_0..d_S).
+pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Path) -> Result<()> {
+    const COLORS: [RGBColor; 4] = [RED, BLUE, RGBColor(0, 150, 0), RGBColor(120, 120, 120)];
+    draw(path, |root| {
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("fraction of cells deleted (most relevant first)")
+            .y_desc("P(explained class)")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(plot_error)?;
+        for (i, (name, curve)) in series.iter().enumerate() {
+            let color = COLORS[i.min(COLORS.len() - 1)];
+            let steps = curve.len().saturating_sub(1).max(1) as f64;
+            let points: Vec<(f64, f64)> = curve
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (k as f64 / steps, *v as f64))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
+}

@@ -53,6 +53,15 @@ pub struct Report {
     pub model: ModelInfo,
     pub device: String,
     pub timings_ms: Timings,
+    /// Deletion/insertion faithfulness of each map ([`crate::trust::FaithfulnessReport`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faithfulness: Option<serde_json::Value>,
+    /// Agreement between the maps ([`crate::trust::AgreementReport`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<serde_json::Value>,
+    /// Model-randomisation sanity check, with `--sanity-check` ([`crate::trust::SanityReport`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sanity: Option<serde_json::Value>,
     /// Identifiers, only when the user asked for them (`--include-identifiers`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifiers: Option<BTreeMap<String, String>>,
@@ -207,6 +216,21 @@ impl Report {
             },
             device: analysis.device.clone(),
             timings_ms: analysis.timings.clone(),
+            faithfulness: analysis
+                .trust
+                .faithfulness
+                .as_ref()
+                .and_then(|f| serde_json::to_value(crate::trust::FaithfulnessReport(f)).ok()),
+            agreement: analysis
+                .trust
+                .agreement
+                .as_ref()
+                .and_then(|a| serde_json::to_value(crate::trust::AgreementReport(a)).ok()),
+            sanity: analysis
+                .trust
+                .sanity
+                .as_ref()
+                .and_then(|s| serde_json::to_value(crate::trust::SanityReport::new(s)).ok()),
             identifiers,
         }
     }

@@ -1,10 +1,14 @@
 //! Explanations of one prediction. Each module states its maths; all work on tensors produced by
 //! [`crate::model`] and return plain [`Grid`]s so the CLI, the GUI and the tests share them.
 
+pub mod agreement;
+pub mod faithfulness;
 pub mod gradcam;
 pub mod integrated_gradients;
 pub mod localisation;
 pub mod quadrature;
+pub mod sanity;
+pub mod similarity;
 pub mod uncertainty;
 pub mod zones;
 

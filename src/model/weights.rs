@@ -78,6 +78,17 @@ impl WeightStore {
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.tensors.keys()
     }
+
+    /// Replaces one tensor of this store (the sanity check's private copy of the weights; a
+    /// loaded [`super::Classifier`] never shares its store).
+    pub(crate) fn replace(&mut self, name: &str, tensor: Tensor) {
+        self.tensors.insert(name.to_string(), tensor);
+    }
+
+    /// The dims of a stored tensor.
+    pub(crate) fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.dims().to_vec())
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {

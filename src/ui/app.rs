@@ -136,6 +136,8 @@ pub struct ViewerApp {
     /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
     /// any other image starts hidden again.
     pub scope_shown_anyway: Option<PathBuf>,
+    /// Faithfulness, agreement and sanity-check results and their background job.
+    pub trust: super::trust_state::TrustState,
 }
 
 impl ViewerApp {
@@ -187,6 +189,7 @@ impl ViewerApp {
             hidden_since: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
+            trust: Default::default(),
         }
     }
 
@@ -308,6 +311,7 @@ impl ViewerApp {
         }
         self.drain_messages();
         self.ensure_analysis();
+        super::trust_state::ensure_trust(self);
         self.pace_review();
         self.sync_draft();
         self.autosave(ctx);
@@ -414,6 +418,7 @@ impl ViewerApp {
             Msg::Job { id, key, update } => self.handle_job(id, &key, update),
             Msg::Review(msg) => self.handle_review(msg),
             Msg::Notes(reply) => self.handle_notes(reply),
+            Msg::Trust(msg) => self.trust.handle(msg),
         }
     }
 
@@ -764,6 +769,7 @@ impl ViewerApp {
             }
         }
         self.jobs.cancel_all_except(None);
+        self.trust.cancel();
     }
 
     pub fn resume_analysis(&mut self) {
@@ -946,6 +952,7 @@ impl ViewerApp {
             key(Modifiers::NONE, Key::A, Action::AutoWindow);
             key(Modifiers::NONE, Key::R, Action::Reset);
             key(Modifiers::NONE, Key::B, Action::ToggleBaseline);
+            key(Modifiers::NONE, Key::K, Action::SanityCheck);
             key(Modifiers::NONE, Key::Escape, Action::Escape);
             key(Modifiers::NONE, Key::F1, Action::Help);
             key(Modifiers::SHIFT, Key::Questionmark, Action::Help);
@@ -982,6 +989,7 @@ impl ViewerApp {
                 }
             }
             Action::CycleMap => self.map = self.map.next(),
+            Action::SanityCheck => super::trust_state::request_sanity(self),
             Action::Map(kind) => self.map = kind,
             Action::ToggleOverlay => self.overlay_visible = !self.overlay_visible,
             Action::ToggleCompare => {
@@ -1103,6 +1111,8 @@ pub enum Action {
     FrameStep(i32),
     /// Show (or hide again) the result of an out-of-scope image on screen.
     ShowOutOfScope(bool),
+    /// Model-randomisation sanity check of the image on screen (opens its view).
+    SanityCheck,
 }
 
 impl Default for ViewState {

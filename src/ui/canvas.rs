@@ -270,7 +270,9 @@ fn pane_ui(
     if let (true, Some((grid, _, mean)), Some(key)) =
         (show_overlay, map.as_ref(), app.current_key())
     {
-        let s = app.settings.clone();
+        let mut s = app.settings.clone();
+        s.alpha =
+            crate::trust::gated_opacity(s.alpha, super::trust_state::current_gate(app).as_ref());
         let overlay_key = OverlayKey {
             key,
             kind,

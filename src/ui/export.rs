@@ -142,6 +142,7 @@ pub fn export_json(app: &mut ViewerApp) {
     };
     let ig = entry.ig.get(&app.wanted_ig_or_default()).cloned();
     let timings = entry.timings.clone();
+    let trust = super::trust_state::current_trust(app);
     let Some(study) = app.current.as_ref().and_then(|c| c.study.clone()) else {
         return;
     };
@@ -161,6 +162,7 @@ pub fn export_json(app: &mut ViewerApp) {
             ig_zones: ig.as_ref().map(|i| i.1.clone()),
             timings,
             device: engine.device_name().to_string(),
+            trust,
         };
         let report = Report::new(&study, &analysis, &engine.model, include_identifiers);
         let bytes = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;

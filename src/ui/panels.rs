@@ -62,6 +62,7 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     if app.show_help {
         help_ui(app, ui.ctx());
     }
+    super::trust_state::sanity_window(app, ui.ctx());
 }
 
 fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
@@ -167,6 +168,10 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             .changed()
         {
             app.settings.set_alpha(alpha);
+        }
+        if let Some(gate) = super::trust_state::current_gate(app) {
+            ui.label(RichText::new(gate.line()).color(WARN).small())
+                .on_hover_text("Settings: \"Dim overlays when the result is uncertain\"");
         }
         ui.separator();
         if ui.button("Fit").on_hover_text("F, double-click").clicked() {
@@ -511,6 +516,9 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     }
 
     ui.add_space(6.0);
+    super::trust_state::trust_section_ui(app, ui);
+
+    ui.add_space(6.0);
     if let Some(entry) = app.current_entry() {
         let t = &entry.timings;
         ui.label(
@@ -701,6 +709,11 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     ui.add(egui::Slider::new(&mut s.ig_steps, 4..=128).text("IG steps"));
     ui.checkbox(&mut s.run_ig, "Run Integrated Gradients automatically")
         .on_hover_text("IG takes tens of seconds on a CPU");
+    ui.checkbox(
+        &mut s.gate_overlays,
+        "Dim overlays when the result is uncertain",
+    )
+    .on_hover_text("The reason is shown next to the opacity slider");
 }
 
 fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {

@@ -135,6 +135,8 @@ pub struct Settings {
     pub notes_db: Option<PathBuf>,
     /// Study list panel shown when a folder is open.
     pub show_study_list: bool,
+    /// Overlays drawn dimmed when the result is uncertain (see `trust_state::gate_reasons`).
+    pub gate_overlays: bool,
 }
 
 impl Default for Settings {
@@ -153,6 +155,7 @@ impl Default for Settings {
             reviewer: String::new(),
             notes_db: None,
             show_study_list: true,
+            gate_overlays: true,
         }
     }
 }

@@ -59,6 +59,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
         "B",
         "Integrated Gradients baseline black / white (re-runs IG)",
     ),
+    (
+        "K",
+        "Sanity check: randomise the model layer by layer, show the maps beside the real ones",
+    ),
     ("Ctrl+S", "Export the view with its overlay as PNG"),
     ("Ctrl+E", "Export the analysis report as JSON"),
     ("Esc", "Cancel the running analysis / close this help"),

@@ -108,6 +108,8 @@ pub enum Msg {
     Exported(Result<PathBuf, String>),
     Review(ReviewMsg),
     Notes(super::notes_service::NotesReply),
+    /// Faithfulness, agreement, sanity check ([`super::trust_state`]).
+    Trust(super::trust_state::TrustMsg),
 }
 
 /// Progress of a folder scan ([`scan_folder`]); `scan_id` tells stale scans apart.

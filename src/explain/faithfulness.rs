@@ -1,0 +1,505 @@
+//! Faithfulness of a map: does deleting what the map calls relevant change the prediction more
+//! than deleting at random?
+//!
+//! **Grid and ordering.** The model input (`H×W`, 224×224) is cut into a `g×g` grid of cells
+//! (default 14×14, so 16×16 pixels per cell at 224). A map is brought to that grid
+//! ([`Grid::resized`]: bilinear when enlarging Grad-CAM's 7×7, antialiased area filter when
+//! shrinking IG's 224×224) and its cells are sorted by decreasing value (ties: lower index first).
+//! This is the MoRF order ("most relevant first", Samek et al. 2017).
+//!
+//! **Baseline.** A removed cell is replaced by the same cell of a Gaussian-blurred copy of the
+//! model input (σ = 8 model pixels by default, edges clamped), as in the RISE deletion/insertion
+//! metrics (Petsiuk et al., BMVC 2018). Blurring removes the cell's detail but keeps its mean
+//! brightness, so the model is not shown black holes it never saw in training.
+//!
+//! **Curves.** With `S` steps, step `k = 0…S` affects the first `n_k = round(k·N/S)` cells of the
+//! ordering (`N = g²`). `f` is the calibrated probability of the explained class
+//! (softmax of logits / T, the number the viewer shows):
+//!
+//! ```text
+//! deletion   d_k = f(x with the first n_k cells replaced by the baseline)    d_0 = f(x), d_S = f(blur)
+//! insertion  i_k = f(blur with the first n_k cells put back from x)          i_0 = f(blur), i_S = f(x)
+//! AOPC       = 1/(S+1) · Σ_{k=0..S} (d_0 − d_k)                              (Samek et al. 2017, eq. 12)
+//! deletion AUC  = Σ_{k=1..S} (d_{k−1} + d_k) / (2S)     (trapezoid on x = k/S; lower is better)
+//! insertion AUC = Σ_{k=1..S} (i_{k−1} + i_k) / (2S)     (higher is better)
+//! ```
+//!
+//! **Reference.** `K` orderings drawn uniformly at random (seeded, seed + j for the j-th) give the
+//! same curves for a map that knows nothing; `random_aopc` is their mean AOPC and
+//! `ratio = AOPC(map) / random_aopc` (undefined when `random_aopc ≤ 1e-6`: deleting at random
+//! does not move the prediction, so there is nothing to beat). The random reference does not
+//! depend on the map, so one reference is shared by all maps of a study.
+//!
+//! **Cost.** The endpoints `f(x)` and `f(blur)` are shared by every ordering, so each ordering
+//! costs `S − 1` forward passes per curve. All perturbed images are evaluated in batches.
+//!
+//! Checked by `tests/faithfulness.rs`: AOPC and both areas against hand-computed values, and on a
+//! logistic "network" whose relevant pixels are known by construction, the true map beats random
+//! while a shuffled map does not.
+
+use candle_core::{Tensor, D};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+
+use super::{Control, ExplainError, Grid};
+use crate::model::preprocess::input_tensor;
+use crate::model::Classifier;
+
+/// What to compute; `Default` is what the viewer and `analyze` use.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct FaithfulnessOptions {
+    /// Cells per side of the perturbation grid.
+    pub grid: usize,
+    /// Steps `S` of each curve.
+    pub steps: usize,
+    /// Random orderings `K` of the reference.
+    pub random_orderings: usize,
+    pub seed: u64,
+    /// σ of the blurred baseline, in model-input pixels.
+    pub blur_sigma: f32,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Also compute the insertion curve (doubles the cost).
+    pub insertion: bool,
+}
+
+impl Default for FaithfulnessOptions {
+    fn default() -> Self {
+        Self {
+            grid: 14,
+            steps: 8,
+            random_orderings: 3,
+            seed: 0,
+            blur_sigma: 8.0,
+            batch: 8,
+            insertion: true,
+        }
+    }
+}
+
+impl FaithfulnessOptions {
+    pub fn with_grid(mut self, g: usize) -> Self {
+        self.grid = g.max(1);
+        self
+    }
+    pub fn with_steps(mut self, s: usize) -> Self {
+        self.steps = s.max(1);
+        self
+    }
+    pub fn with_random_orderings(mut self, k: usize) -> Self {
+        self.random_orderings = k.max(1);
+        self
+    }
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    pub fn with_blur_sigma(mut self, sigma: f32) -> Self {
+        self.blur_sigma = sigma.max(0.0);
+        self
+    }
+    pub fn with_batch(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+    pub fn with_insertion(mut self, on: bool) -> Self {
+        self.insertion = on;
+        self
+    }
+
+    /// How the baseline and grid are described in reports and plots.
+    pub fn describe(&self) -> String {
+        format!(
+            "{g}×{g} grid, {s} steps, baseline: Gaussian blur σ = {b} px, {k} random orderings",
+            g = self.grid,
+            s = self.steps,
+            b = self.blur_sigma,
+            k = self.random_orderings
+        )
+    }
+}
+
+/// The probability of the explained class for a batch of gray model-size images in [0, 1].
+pub trait Scorer {
+    fn probabilities(&self, images: &[Grid]) -> Result<Vec<f32>, ExplainError>;
+}
+
+/// The real classifier: calibrated softmax probability of `target`.
+pub struct ModelScorer<'a> {
+    pub model: &'a Classifier,
+    pub target: usize,
+}
+
+impl Scorer for ModelScorer<'_> {
+    fn probabilities(&self, images: &[Grid]) -> Result<Vec<f32>, ExplainError> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let spec = &self.model.config.input;
+        let tensors = images
+            .iter()
+            .map(|g| input_tensor(g, spec, &self.model.device))
+            .collect::<candle_core::Result<Vec<Tensor>>>()?;
+        let batch = Tensor::cat(&tensors, 0)?;
+        let logits = self.model.logits(&batch)?;
+        let t = self.model.config.temperature as f64;
+        let probs = candle_nn::ops::softmax(&(logits / t)?, D::Minus1)?;
+        Ok(probs
+            .narrow(1, self.target, 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    }
+}
+
+/// One ordering's curves and their summaries.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Curves {
+    /// `d_0 … d_S`.
+    pub deletion: Vec<f32>,
+    /// `i_0 … i_S`; empty when insertion was not computed.
+    pub insertion: Vec<f32>,
+    pub aopc: f32,
+    pub deletion_auc: f32,
+    pub insertion_auc: Option<f32>,
+}
+
+impl Curves {
+    pub fn new(deletion: Vec<f32>, insertion: Vec<f32>) -> Self {
+        Self {
+            aopc: aopc(&deletion),
+            deletion_auc: trapezoid_area(&deletion),
+            insertion_auc: (!insertion.is_empty()).then(|| trapezoid_area(&insertion)),
+            deletion,
+            insertion,
+        }
+    }
+}
+
+/// The random reference: mean curves over `K` orderings, and each ordering's AOPC.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RandomReference {
+    pub mean: Curves,
+    pub aopcs: Vec<f32>,
+}
+
+impl RandomReference {
+    /// Mean AOPC over the random orderings (the AOPC of the mean curve, as AOPC is linear).
+    pub fn aopc(&self) -> f32 {
+        self.mean.aopc
+    }
+}
+
+/// One map's curves against the shared random reference.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MapFaithfulness {
+    pub curves: Curves,
+    pub random_aopc: f32,
+    /// `AOPC(map) / mean AOPC(random)`; `None` when the reference AOPC is ≤ 1e-6.
+    pub ratio: Option<f32>,
+}
+
+impl MapFaithfulness {
+    pub fn new(curves: Curves, random: &RandomReference) -> Self {
+        let random_aopc = random.aopc();
+        Self {
+            ratio: (random_aopc > 1e-6).then(|| curves.aopc / random_aopc),
+            curves,
+            random_aopc,
+        }
+    }
+
+    /// "Grad-CAM: deletion AOPC 0.41, 4.8× random".
+    pub fn summary(&self, method: &str) -> String {
+        match self.ratio {
+            Some(r) => format!(
+                "{method}: deletion AOPC {:.2}, {r:.1}× random",
+                self.curves.aopc
+            ),
+            None => format!(
+                "{method}: deletion AOPC {:.2}; random deletion does not move the prediction (AOPC {:.3})",
+                self.curves.aopc, self.random_aopc
+            ),
+        }
+    }
+}
+
+/// `1/(S+1) Σ_k (d_0 − d_k)`.
+pub fn aopc(deletion: &[f32]) -> f32 {
+    let Some(first) = deletion.first() else {
+        return f32::NAN;
+    };
+    deletion.iter().map(|d| first - d).sum::<f32>() / deletion.len() as f32
+}
+
+/// Trapezoid area under `y_0 … y_S` on equally spaced x in [0, 1].
+pub fn trapezoid_area(curve: &[f32]) -> f32 {
+    if curve.len() < 2 {
+        return f32::NAN;
+    }
+    let s = (curve.len() - 1) as f32;
+    curve.windows(2).map(|w| (w[0] + w[1]) / 2.0).sum::<f32>() / s
+}
+
+/// Cells of a `g×g` grid in decreasing order of the map's value on that grid.
+pub fn morf_ordering(map: &Grid, g: usize) -> Vec<usize> {
+    let on_grid = map.resized(g, g);
+    let mut order: Vec<usize> = (0..g * g).collect();
+    // NaN sorts last so a broken map cannot claim the top cells.
+    order.sort_by(|&a, &b| {
+        let (va, vb) = (on_grid.values[a], on_grid.values[b]);
+        match (va.is_nan(), vb.is_nan()) {
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            _ => vb.total_cmp(&va),
+        }
+        .then(a.cmp(&b))
+    });
+    order
+}
+
+/// A uniformly random ordering of `n` cells from a seeded generator.
+pub fn random_ordering(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    order
+}
+
+/// Separable Gaussian blur with clamped edges (radius ⌈3σ⌉); σ = 0 returns a copy.
+pub fn gaussian_blur(image: &Grid, sigma: f32) -> Grid {
+    if sigma <= 0.0 {
+        return image.clone();
+    }
+    let radius = (3.0 * sigma).ceil() as isize;
+    let kernel: Vec<f32> = (-radius..=radius)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
+    let total: f32 = kernel.iter().sum();
+    let kernel: Vec<f32> = kernel.iter().map(|k| k / total).collect();
+    let (w, h) = (image.width as isize, image.height as isize);
+    let pass = |src: &[f32], horizontal: bool| -> Vec<f32> {
+        let mut out = vec![0f32; src.len()];
+        for y in 0..h {
+            for x in 0..w {
+                let mut acc = 0f32;
+                for (j, k) in kernel.iter().enumerate() {
+                    let o = j as isize - radius;
+                    let (sx, sy) = if horizontal {
+                        ((x + o).clamp(0, w - 1), y)
+                    } else {
+                        (x, (y + o).clamp(0, h - 1))
+                    };
+                    acc += k * src[(sy * w + sx) as usize];
+                }
+                out[(y * w + x) as usize] = acc;
+            }
+        }
+        out
+    };
+    let horizontal = pass(&image.values, true);
+    Grid::new(image.width, image.height, pass(&horizontal, false))
+}
+
+/// Index of the grid cell of every pixel of a `width×height` image on a `g×g` grid.
+fn cell_of_pixel(width: usize, height: usize, g: usize) -> Vec<usize> {
+    let mut cells = Vec::with_capacity(width * height);
+    for y in 0..height {
+        let cy = (y * g / height.max(1)).min(g - 1);
+        for x in 0..width {
+            let cx = (x * g / width.max(1)).min(g - 1);
+            cells.push(cy * g + cx);
+        }
+    }
+    cells
+}
+
+/// Cells removed after step `k` of `steps` out of `n`.
+pub fn cells_at_step(k: usize, steps: usize, n: usize) -> usize {
+    ((k as f64 * n as f64 / steps.max(1) as f64).round() as usize).min(n)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Deletion,
+    Insertion,
+}
+
+/// The curves of each ordering, evaluated in batches; `image` and the baseline are gray model
+/// inputs in [0, 1]. Progress counts perturbed images.
+pub fn perturbation_curves(
+    scorer: &dyn Scorer,
+    image: &Grid,
+    baseline: &Grid,
+    orderings: &[Vec<usize>],
+    opts: &FaithfulnessOptions,
+    control: &Control,
+) -> Result<Vec<Curves>, ExplainError> {
+    let g = opts.grid.max(1);
+    let n = g * g;
+    let steps = opts.steps.max(1);
+    let cells = cell_of_pixel(image.width, image.height, g);
+    let ends = scorer.probabilities(&[image.clone(), baseline.clone()])?;
+    let (f_image, f_baseline) = (ends[0], ends[1]);
+    // Every interior point of every curve: (ordering, kind, step).
+    let mut jobs = Vec::new();
+    for o in 0..orderings.len() {
+        for k in 1..steps {
+            jobs.push((o, Kind::Deletion, k));
+        }
+        if opts.insertion {
+            for k in 1..steps {
+                jobs.push((o, Kind::Insertion, k));
+            }
+        }
+    }
+    let total = jobs.len();
+    (control.progress)(0, total);
+    let mut values = Vec::with_capacity(total);
+    for chunk in jobs.chunks(opts.batch.max(1)) {
+        control.check()?;
+        let images: Vec<Grid> = chunk
+            .iter()
+            .map(|&(o, kind, k)| {
+                let mut affected = vec![false; n];
+                for &c in orderings[o].iter().take(cells_at_step(k, steps, n)) {
+                    if c < n {
+                        affected[c] = true;
+                    }
+                }
+                let (inside, outside) = match kind {
+                    Kind::Deletion => (baseline, image),
+                    Kind::Insertion => (image, baseline),
+                };
+                let values = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &c)| {
+                        if affected[c] {
+                            inside.values[p]
+                        } else {
+                            outside.values[p]
+                        }
+                    })
+                    .collect();
+                Grid::new(image.width, image.height, values)
+            })
+            .collect();
+        values.extend(scorer.probabilities(&images)?);
+        (control.progress)(values.len(), total);
+    }
+    let per_ordering = if opts.insertion {
+        2 * (steps - 1)
+    } else {
+        steps - 1
+    };
+    Ok((0..orderings.len())
+        .map(|o| {
+            let mine = &values[o * per_ordering..(o + 1) * per_ordering];
+            let mut deletion = vec![f_image];
+            deletion.extend_from_slice(&mine[..steps - 1]);
+            deletion.push(f_baseline);
+            let insertion = if opts.insertion {
+                let mut v = vec![f_baseline];
+                v.extend_from_slice(&mine[steps - 1..]);
+                v.push(f_image);
+                v
+            } else {
+                Vec::new()
+            };
+            Curves::new(deletion, insertion)
+        })
+        .collect())
+}
+
+/// Faithfulness of several maps of one image against one shared random reference.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Faithfulness {
+    pub grid: usize,
+    pub steps: usize,
+    pub random_orderings: usize,
+    pub seed: u64,
+    pub baseline: String,
+    pub random: RandomReference,
+    /// One entry per map, in the order given.
+    pub maps: Vec<MapFaithfulness>,
+}
+
+/// Scores `maps` (any grid; higher = more relevant) on `image` (gray model input in [0, 1]).
+pub fn faithfulness(
+    scorer: &dyn Scorer,
+    image: &Grid,
+    maps: &[&Grid],
+    opts: &FaithfulnessOptions,
+    control: &Control,
+) -> Result<Faithfulness, ExplainError> {
+    let g = opts.grid.max(1);
+    let k = opts.random_orderings.max(1);
+    let baseline = gaussian_blur(image, opts.blur_sigma);
+    let mut orderings: Vec<Vec<usize>> = maps.iter().map(|m| morf_ordering(m, g)).collect();
+    orderings.extend((0..k).map(|j| random_ordering(g * g, opts.seed.wrapping_add(j as u64))));
+    let curves = perturbation_curves(scorer, image, &baseline, &orderings, opts, control)?;
+    let (map_curves, random_curves) = curves.split_at(maps.len());
+    let random = RandomReference {
+        mean: Curves::new(
+            mean_curve(random_curves.iter().map(|c| &c.deletion)),
+            mean_curve(random_curves.iter().map(|c| &c.insertion)),
+        ),
+        aopcs: random_curves.iter().map(|c| c.aopc).collect(),
+    };
+    Ok(Faithfulness {
+        grid: g,
+        steps: opts.steps.max(1),
+        random_orderings: k,
+        seed: opts.seed,
+        baseline: format!("gaussian blur sigma {} px", opts.blur_sigma),
+        maps: map_curves
+            .iter()
+            .map(|c| MapFaithfulness::new(c.clone(), &random))
+            .collect(),
+        random,
+    })
+}
+
+/// Point-wise mean of equally long curves (empty when there are none or they are empty).
+pub fn mean_curve<'a>(curves: impl Iterator<Item = &'a Vec<f32>>) -> Vec<f32> {
+    let mut sum: Vec<f64> = Vec::new();
+    let mut count = 0usize;
+    for c in curves {
+        if sum.is_empty() {
+            sum = vec![0.0; c.len()];
+        }
+        for (s, v) in sum.iter_mut().zip(c) {
+            *s += *v as f64;
+        }
+        count += 1;
+    }
+    sum.iter()
+        .map(|s| (*s / count.max(1) as f64) as f32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_at_step_covers_all_cells() {
+        assert_eq!(cells_at_step(0, 8, 196), 0);
+        assert_eq!(cells_at_step(1, 8, 196), 25); // 24.5 rounds away from zero
+        assert_eq!(cells_at_step(8, 8, 196), 196);
+    }
+
+    #[test]
+    fn blur_keeps_a_constant_image() {
+        let g = Grid::new(9, 7, vec![0.25; 63]);
+        let b = gaussian_blur(&g, 2.0);
+        assert!(b.values.iter().all(|v| (v - 0.25).abs() < 1e-6));
+    }
+
+    #[test]
+    fn morf_orders_by_decreasing_value_nan_last() {
+        let g = Grid::new(2, 2, vec![0.1, f32::NAN, 0.9, 0.5]);
+        assert_eq!(morf_ordering(&g, 2), vec![2, 3, 0, 1]);
+    }
+}

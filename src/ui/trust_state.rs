@@ -1,0 +1,422 @@
+//! The viewer's side of "how far can each map be trusted": results per image, the one background
+//! job (faithfulness after IG, or the sanity check on demand), and the overlay gate.
+//!
+//! Plain data plus a worker function; drawing is in `faithfulness_panel.rs` and `sanity_view.rs`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use crate::analysis::{AnalysisError, Engine, Prepared, SANITY_IG_STEPS};
+use crate::explain::agreement::{Agreement, Method};
+use crate::explain::faithfulness::FaithfulnessOptions;
+use crate::explain::integrated_gradients::IgOptions;
+use crate::explain::sanity::Sanity;
+use crate::explain::{Control, Grid};
+use crate::trust::{
+    overlay_gate, study_agreement, study_faithfulness, study_sanity, uncertain_reason, Gate,
+    StudyFaithfulness, StudyMaps,
+};
+
+use super::app::ViewerApp;
+use super::cache::{AnalysisKey, IgKey};
+use super::settings::MapKind;
+use super::worker::{Msg, Outbox};
+
+/// Results are per image and per IG options (IG is one of the maps).
+pub type TrustKey = (AnalysisKey, Option<IgKey>);
+
+#[derive(Default)]
+pub struct TrustEntry {
+    pub faithfulness: Option<Arc<StudyFaithfulness>>,
+    pub agreement: Option<Arc<Agreement>>,
+    pub sanity: Option<Arc<Sanity>>,
+    pub error: Option<String>,
+    /// The user cancelled: no automatic restart for this image.
+    pub cancelled: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustJobKind {
+    Faithfulness,
+    Sanity,
+}
+
+pub struct TrustJob {
+    pub key: TrustKey,
+    pub kind: TrustJobKind,
+    pub done: usize,
+    pub total: usize,
+    pub cancel: Arc<AtomicBool>,
+}
+
+pub enum TrustMsg {
+    Progress {
+        key: TrustKey,
+        done: usize,
+        total: usize,
+    },
+    Agreement(TrustKey, Agreement),
+    Faithfulness(TrustKey, StudyFaithfulness),
+    Sanity(TrustKey, Sanity),
+    Failed(TrustKey, String),
+    Finished {
+        key: TrustKey,
+        cancelled: bool,
+    },
+}
+
+#[derive(Default)]
+pub struct TrustState {
+    pub entries: HashMap<TrustKey, TrustEntry>,
+    pub job: Option<TrustJob>,
+    /// A sanity check asked for while another job ran.
+    pub sanity_requested: Option<TrustKey>,
+    /// The sanity-check window is open.
+    pub sanity_open: bool,
+    /// Thumbnails of the sanity view, rebuilt when the result changes.
+    pub(super) thumbnails: Option<(usize, Vec<egui::TextureHandle>)>,
+}
+
+impl TrustState {
+    pub fn entry(&self, key: &TrustKey) -> Option<&TrustEntry> {
+        self.entries.get(key)
+    }
+
+    pub fn cancel(&mut self) {
+        if let Some(job) = &self.job {
+            job.cancel.store(true, Ordering::Relaxed);
+            let key = job.key.clone();
+            self.entries.entry(key).or_default().cancelled = true;
+        }
+        self.sanity_requested = None;
+    }
+
+    pub fn handle(&mut self, msg: TrustMsg) {
+        match msg {
+            TrustMsg::Progress { key, done, total } => {
+                if let Some(job) = self.job.as_mut().filter(|j| j.key == key) {
+                    job.done = done;
+                    job.total = total;
+                }
+            }
+            TrustMsg::Agreement(key, a) => {
+                self.entries.entry(key).or_default().agreement = Some(Arc::new(a));
+            }
+            TrustMsg::Faithfulness(key, f) => {
+                self.entries.entry(key).or_default().faithfulness = Some(Arc::new(f));
+            }
+            TrustMsg::Sanity(key, s) => {
+                self.entries.entry(key).or_default().sanity = Some(Arc::new(s));
+                self.thumbnails = None;
+            }
+            TrustMsg::Failed(key, e) => {
+                self.entries.entry(key).or_default().error = Some(e);
+            }
+            TrustMsg::Finished { key, .. } => {
+                if self.job.as_ref().is_some_and(|j| j.key == key) {
+                    self.job = None;
+                }
+            }
+        }
+    }
+}
+
+/// The map kind on screen as a method of the checks.
+pub fn method_of(kind: MapKind) -> Method {
+    match kind {
+        MapKind::IntegratedGradients => Method::Ig,
+        MapKind::Uncertainty => Method::Uncertainty,
+        MapKind::GradCam | MapKind::None => Method::GradCam,
+    }
+}
+
+/// The key of what is on screen.
+pub fn current_trust_key(app: &ViewerApp) -> Option<TrustKey> {
+    Some((app.current_key()?, app.wanted_ig()))
+}
+
+/// Reasons to dim the overlays of the image on screen. The scope guard adds its
+/// "out of scope (…)" reason here.
+pub fn gate_reasons(app: &ViewerApp) -> Vec<String> {
+    uncertain_reason(app.uncertain_reason())
+        .into_iter()
+        .collect()
+}
+
+/// The gate of the image on screen (`None`: draw at full opacity).
+pub fn current_gate(app: &ViewerApp) -> Option<Gate> {
+    overlay_gate(gate_reasons(app), app.settings.gate_overlays)
+}
+
+/// What a job needs, taken from the cache on the UI thread.
+struct JobInput {
+    engine: Arc<Engine>,
+    prepared: Arc<Prepared>,
+    target: usize,
+    gradcam: Grid,
+    ig: Option<(Grid, IgKey)>,
+    uncertainty: Grid,
+}
+
+fn job_input(app: &ViewerApp, key: &TrustKey) -> Option<JobInput> {
+    let engine = app.engine()?.clone();
+    let entry = app.cache.peek(&key.0)?;
+    let ig = match key.1 {
+        Some(k) => Some((entry.ig.get(&k)?.0.map.clone(), k)),
+        None => None,
+    };
+    Some(JobInput {
+        engine,
+        prepared: entry.prepared.clone()?,
+        target: entry.target,
+        gradcam: entry.gradcam.as_ref()?.0.map.clone(),
+        ig,
+        uncertainty: entry.uncertainty.as_ref()?.0.cam_mean.clone(),
+    })
+}
+
+/// Per frame: cancels a job for another image; starts faithfulness once the image's maps are all
+/// there and its analysis job has finished (it runs after IG), or a requested sanity check.
+pub fn ensure_trust(app: &mut ViewerApp) {
+    let key = current_trust_key(app);
+    if let Some(job) = &app.trust.job {
+        if Some(&job.key) != key.as_ref() {
+            job.cancel.store(true, Ordering::Relaxed);
+        }
+        return;
+    }
+    let Some(key) = key else {
+        return;
+    };
+    if app.jobs.active_for(&key.0).is_some() {
+        return;
+    }
+    let entry = app.trust.entries.get(&key);
+    if entry.is_some_and(|e| e.error.is_some()) {
+        return;
+    }
+    let kind = if app.trust.sanity_requested.as_ref() == Some(&key)
+        && entry.is_none_or(|e| e.sanity.is_none())
+    {
+        TrustJobKind::Sanity
+    } else if entry.is_none_or(|e| e.faithfulness.is_none() && !e.cancelled) {
+        TrustJobKind::Faithfulness
+    } else {
+        return;
+    };
+    let (Some(input), Some(out)) = (job_input(app, &key), app.outbox()) else {
+        return;
+    };
+    if kind == TrustJobKind::Sanity {
+        app.trust.sanity_requested = None;
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    app.trust.entries.entry(key.clone()).or_default().cancelled = false;
+    app.trust.job = Some(TrustJob {
+        key: key.clone(),
+        kind,
+        done: 0,
+        total: 0,
+        cancel: cancel.clone(),
+    });
+    let seed = key.0.seed;
+    let spawned = thread::Builder::new()
+        .name("trust".into())
+        .spawn(move || run_trust_job(out, key, kind, input, seed, cancel));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a worker thread: {e}");
+        app.trust.job = None;
+    }
+}
+
+/// Asks for the sanity check of the image on screen (button, shortcut) and opens its view.
+pub fn request_sanity(app: &mut ViewerApp) {
+    app.trust.sanity_open = true;
+    if let Some(key) = current_trust_key(app) {
+        let has = app
+            .trust
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.sanity.is_some());
+        if !has {
+            if let Some(e) = app.trust.entries.get_mut(&key) {
+                e.error = None;
+            }
+            // A running faithfulness job finishes first; the sanity check starts after it.
+            app.trust.sanity_requested = Some(key);
+        }
+    }
+}
+
+fn run_trust_job(
+    out: Outbox,
+    key: TrustKey,
+    kind: TrustJobKind,
+    input: JobInput,
+    seed: u64,
+    cancel: Arc<AtomicBool>,
+) {
+    let send = |m: TrustMsg| out.send(Msg::Trust(m));
+    let progress = |done: usize, total: usize| {
+        send(TrustMsg::Progress {
+            key: key.clone(),
+            done,
+            total,
+        })
+    };
+    let control = Control {
+        cancel: &cancel,
+        progress: &progress,
+    };
+    let maps = StudyMaps {
+        gradcam: &input.gradcam,
+        ig: input.ig.as_ref().map(|(g, _)| g),
+        uncertainty: &input.uncertainty,
+    };
+    let model = &input.engine.model;
+    let result: Result<(), AnalysisError> = (|| {
+        match kind {
+            TrustJobKind::Faithfulness => {
+                let opts = FaithfulnessOptions::default();
+                send(TrustMsg::Agreement(
+                    key.clone(),
+                    study_agreement(model, &maps, opts.grid),
+                ));
+                let f = study_faithfulness(
+                    model,
+                    &input.prepared,
+                    input.target,
+                    &maps,
+                    &opts,
+                    &control,
+                )?;
+                send(TrustMsg::Faithfulness(key.clone(), f));
+            }
+            TrustJobKind::Sanity => {
+                let ig = input.ig.as_ref().map(|(_, k)| IgOptions {
+                    steps: k.steps.min(SANITY_IG_STEPS),
+                    baseline: k.baseline.baseline(),
+                    target: input.target,
+                    batch: 8,
+                });
+                let s = study_sanity(
+                    model,
+                    &input.prepared,
+                    input.target,
+                    &maps,
+                    ig,
+                    seed,
+                    &control,
+                )?;
+                send(TrustMsg::Sanity(key.clone(), s));
+            }
+        }
+        Ok(())
+    })();
+    let cancelled = match result {
+        Ok(()) => false,
+        Err(AnalysisError::Cancelled) => true,
+        Err(e) => {
+            send(TrustMsg::Failed(
+                key.clone(),
+                super::worker::first_line(&e.to_string()),
+            ));
+            false
+        }
+    };
+    send(TrustMsg::Finished { key, cancelled });
+}
+
+/// The results panel's trust section for the image on screen: builds the panel's view, draws it
+/// and applies what the user asked for.
+pub fn trust_section_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    use super::faithfulness_panel::{faithfulness_ui, FaithfulnessAction, FaithfulnessView};
+    let Some(key) = current_trust_key(app) else {
+        return;
+    };
+    let method = method_of(app.map);
+    let entry = app.trust.entries.get(&key);
+    let faithfulness = entry.and_then(|e| e.faithfulness.clone());
+    let running = app
+        .trust
+        .job
+        .as_ref()
+        .filter(|j| j.key == key)
+        .map(|j| (j.kind, j.done, j.total));
+    let view = FaithfulnessView {
+        method,
+        map: faithfulness.as_ref().and_then(|f| f.get(method)),
+        random: faithfulness.as_ref().map(|f| &f.result.random.mean),
+        describe: faithfulness.as_ref().map(|f| {
+            let r = &f.result;
+            format!(
+                "{g}×{g} grid, {s} steps, blurred baseline ({b}), {k} random orderings",
+                g = r.grid,
+                s = r.steps,
+                b = r.baseline,
+                k = r.random_orderings
+            )
+        }),
+        agreement: entry.and_then(|e| e.agreement.as_deref()),
+        sanity: entry.and_then(|e| e.sanity.as_deref()),
+        running,
+        error: entry.and_then(|e| e.error.as_deref()),
+        cancelled: entry.is_some_and(|e| e.cancelled),
+    };
+    let action = faithfulness_ui(ui, &view);
+    match action {
+        Some(FaithfulnessAction::Cancel) => app.trust.cancel(),
+        Some(FaithfulnessAction::Run) => {
+            if let Some(e) = app.trust.entries.get_mut(&key) {
+                e.cancelled = false;
+                e.error = None;
+            }
+        }
+        Some(FaithfulnessAction::SanityCheck) => request_sanity(app),
+        None => {}
+    }
+}
+
+/// The sanity-check window, when open.
+pub fn sanity_window(app: &mut ViewerApp, ctx: &egui::Context) {
+    if !app.trust.sanity_open {
+        return;
+    }
+    let key = current_trust_key(app);
+    let sanity = key
+        .as_ref()
+        .and_then(|k| app.trust.entries.get(k))
+        .and_then(|e| e.sanity.clone());
+    let running = app
+        .trust
+        .job
+        .as_ref()
+        .filter(|j| Some(&j.key) == key.as_ref() && j.kind == TrustJobKind::Sanity)
+        .map(|j| (j.done, j.total));
+    let entry = app.current_entry();
+    let gradcam = entry
+        .and_then(|e| e.gradcam.as_ref())
+        .map(|g| g.0.map.clone());
+    let ig = entry
+        .and_then(|e| e.ig.get(&app.wanted_ig_or_default()))
+        .map(|g| g.0.map.clone());
+    super::sanity_view::sanity_window_ui(
+        ctx,
+        &mut app.trust,
+        sanity.as_deref(),
+        (gradcam.as_ref(), ig.as_ref()),
+        running,
+    );
+}
+
+/// The checks of the image on screen, as the report wants them.
+pub fn current_trust(app: &ViewerApp) -> crate::trust::Trust {
+    let entry = current_trust_key(app).and_then(|k| app.trust.entries.get(&k));
+    crate::trust::Trust {
+        faithfulness: entry.and_then(|e| e.faithfulness.as_deref().cloned()),
+        agreement: entry.and_then(|e| e.agreement.as_deref().cloned()),
+        sanity: entry.and_then(|e| e.sanity.as_deref().cloned()),
+    }
+}
