@@ -137,11 +137,18 @@ pub fn current_trust_key(app: &ViewerApp) -> Option<TrustKey> {
     Some((app.current_key()?, app.wanted_ig()))
 }
 
-/// Reasons to dim the overlays of the image on screen. The scope guard adds its
-/// "out of scope (…)" reason here.
+/// Reasons to dim the overlays of the image on screen: an uncertain answer, and a film outside
+/// the model's scope (whose maps are drawn at all only after "Show anyway").
 pub fn gate_reasons(app: &ViewerApp) -> Vec<String> {
+    let out_of_scope = super::scope_banner::current_scope(app)
+        .filter(|s| !s.in_scope)
+        .map(|s| match s.reasons.first() {
+            Some(r) => format!("out of scope ({r})"),
+            None => "out of scope".to_string(),
+        });
     uncertain_reason(app.uncertain_reason())
         .into_iter()
+        .chain(out_of_scope)
         .collect()
 }
 
