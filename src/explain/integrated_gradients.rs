@@ -416,7 +416,7 @@ fn guided_ig(
     let mut f_ends = vec![f_baseline];
     f_ends.extend(interior);
     f_ends.push(f_input);
-    let mut report = |n: usize, used: &mut usize| {
+    let report = |n: usize, used: &mut usize| {
         *used += n;
         (control.progress)((*used).min(budget), budget);
     };
