@@ -1,13 +1,28 @@
-"""Time the Python reference stack (PyTorch + pytorch-grad-cam + captum) on the same model and
-image as `cxr-viewer bench`, so the README compares like with like on one machine.
+"""Side by side: the Python reference stack (PyTorch + captum) and `cxr-viewer bench`, on the same
+weights and film, in one run, so the README compares like with like on one machine.
 
-Usage: .venv/bin/python scripts/bench_python.py --model weights/model.json [--image FILE] [--runs 5]
-Prints a markdown table of median milliseconds and IG completeness gaps.
+Usage (a venv with torch, torchvision, captum, safetensors, pillow, numpy):
+    cargo build --release
+    python scripts/bench_python.py --model weights/model.json [--image FILE] [--runs 5] \
+        [--cxr-viewer target/release/cxr-viewer] [--reference-steps 256] [--rounds 1]
+
+For each round it times the PyTorch stack (forward, Grad-CAM, MC dropout on the head, captum IG
+with 32 and 50 Gauss–Legendre steps, batch 8), then runs `cxr-viewer bench --device cpu
+--ig-reference-steps N` on the same film. Accuracy of an IG map = relative L2 distance of the
+map (summed over channels) to a 256-node Gauss–Legendre map of the *same* stack, model, film and
+baseline; both stacks' errors and completeness gaps are printed. The "full study" of the Python
+stack is forward + Grad-CAM + MC dropout + IG at captum 50 steps (the reference user setting);
+cxr-viewer's is its `total` row (decode included). Peak memory: the Python process's peak RSS
+before the reference map (which is not part of a study) and cxr-viewer's own VmHWM line.
+Medians over `--runs` per stage; with `--rounds R` the whole comparison repeats R times and the
+table shows the median of the per-round medians.
 """
 import argparse
 import json
+import re
 import resource
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -16,8 +31,6 @@ import torch
 import torchvision
 from captum.attr import IntegratedGradients
 from PIL import Image
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from safetensors.torch import load_file
 
 
@@ -56,25 +69,31 @@ def median_ms(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", type=Path, default=Path("weights/model.json"))
-    ap.add_argument("--image", type=Path, default=Path("assets/samples/person45_bacteria_221.jpeg"))
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    model, cfg = build(args.model)
-    x = preprocess(args.image, cfg)
+def grad_cam(model: torch.nn.Module, x: torch.Tensor, target: int) -> torch.Tensor:
+    """Grad-CAM on layer4 (what pytorch-grad-cam computes): its own forward and backward."""
+    store = {}
+    handle = model.layer4.register_forward_hook(lambda m, i, o: store.setdefault("a", o))
+    try:
+        logits = model(x)
+        a = store["a"]
+        (g,) = torch.autograd.grad(logits[0, target], a)
+        cam = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+        return cam.detach()
+    finally:
+        handle.remove()
+
+
+def rel_l2(a: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(a - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def python_round(args, model, cfg, x) -> dict:
     with torch.no_grad():
         target = int(model(x).argmax(1))
-    rows = []
+    out = {}
     with torch.no_grad():
-        rows.append(("predict (forward)", median_ms(lambda: model(x), args.runs)))
-    cam = GradCAM(model=model, target_layers=[model.layer4[-1]])
-    rows.append(("Grad-CAM", median_ms(lambda: cam(x, targets=[ClassifierOutputTarget(target)]), args.runs)))
-
-    # MC dropout the cheap way too: backbone once, 20 head samples in a batch.
+        out["forward"] = median_ms(lambda: model(x), args.runs)
+    out["Grad-CAM"] = median_ms(lambda: grad_cam(model, x, target), args.runs)
     backbone = torch.nn.Sequential(*list(model.children())[:-1])
 
     def mc():
@@ -84,29 +103,110 @@ def main() -> None:
             torch.softmax(model.fc(f), 1)
             model.fc.eval()
 
-    rows.append(("MC dropout (20 samples, head only)", median_ms(mc, args.runs)))
+    out["MC uncertainty (20 samples)"] = median_ms(mc, args.runs)
     ig = IntegratedGradients(model)
-    baseline = ((torch.zeros_like(x[:, :1]) - torch.tensor(cfg["input"]["mean"]).view(1, 3, 1, 1))
-                / torch.tensor(cfg["input"]["std"]).view(1, 3, 1, 1)).expand_as(x).contiguous()
-    gaps = {}
+    mean = torch.tensor(cfg["input"]["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["input"]["std"]).view(1, 3, 1, 1)
+    baseline = ((torch.zeros_like(x[:, :1]) - mean) / std).expand_as(x).contiguous()
+
+    def attribute(steps):
+        attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
+                                   method="gausslegendre", internal_batch_size=8,
+                                   return_convergence_delta=True)
+        return attr.sum(1)[0].detach().numpy(), float(delta.abs())
+
+    maps, gaps = {}, {}
     for steps in (32, 50):
-        def run_ig(steps=steps):
-            attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
-                                       method="gausslegendre", internal_batch_size=8,
-                                       return_convergence_delta=True)
-            gaps[steps] = float(delta.abs())
-        rows.append((f"IG ({steps} steps, batch 8)", median_ms(run_ig, max(1, args.runs // 2))))
+        def run(steps=steps):
+            maps[steps], gaps[steps] = attribute(steps)
+        out[f"IG {steps}"] = median_ms(run, max(1, args.runs // 2))
+    out["full study"] = out["forward"] + out["Grad-CAM"] + out["MC uncertainty (20 samples)"] + out["IG 50"]
+    out["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with torch.no_grad():
         f_x = float(model(x)[0, target])
         f_b = float(model(baseline)[0, target])
-    print(f"PyTorch {torch.__version__}, {args.threads} threads, model {cfg['name']}, image {args.image.name}\n")
-    print("| stage | median ms |\n|---|---:|")
-    for name, ms in rows:
-        print(f"| {name} | {ms:.1f} |")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak resident memory of this process: {peak:.0f} MiB")
-    for steps, gap in gaps.items():
-        print(f"IG {steps} steps: |gap| = {gap:.4f} ({100 * gap / max(abs(f_x - f_b), 1e-12):.2f} % of |F(x)-F(x')|)")
+    reference, _ = attribute(args.reference_steps)
+    span = max(abs(f_x - f_b), 1e-12)
+    for steps in (32, 50):
+        out[f"IG {steps} error"] = rel_l2(maps[steps], reference)
+        out[f"IG {steps} gap %"] = 100 * gaps[steps] / span
+    return out
+
+
+def rust_round(args) -> dict:
+    cmd = [str(args.cxr_viewer), "bench", "--device", "cpu", "--runs", str(args.runs),
+           "--model", str(args.model), "--input", str(args.image),
+           "--ig-reference-steps", str(args.reference_steps), *args.rust_args]
+    text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = {"text": text}
+    for line in text.splitlines():
+        m = re.match(r"\| (.+?) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    if m := re.search(r"peak resident memory of this process: ([\d.]+) MiB", text):
+        out["peak MiB"] = float(m.group(1))
+    if m := re.search(r"IG completeness gap: \S+ \(([\d.]+) %", text):
+        out["gap %"] = float(m.group(1))
+    if m := re.search(r"reference: ([\d.]+)", text):
+        out["error"] = float(m.group(1))
+    return out
+
+
+def pick(d: dict, prefix: str):
+    return next((v for k, v in d.items() if k.startswith(prefix)), None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, default=Path("weights/model.json"))
+    ap.add_argument("--image", type=Path, default=Path("assets/samples/person45_bacteria_221.jpeg"))
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reference-steps", type=int, default=256)
+    ap.add_argument("--cxr-viewer", type=Path, default=Path("target/release/cxr-viewer"))
+    ap.add_argument("rust_args", nargs="*", help="extra `cxr-viewer bench` flags (after --)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, cfg = build(args.model)
+    x = preprocess(args.image, cfg)
+    py_rounds, rs_rounds = [], []
+    for _ in range(args.rounds):
+        py_rounds.append(python_round(args, model, cfg, x))
+        rs_rounds.append(rust_round(args))
+    med = lambda rounds, key: statistics.median(r[key] for r in rounds) if all(
+        r.get(key) is not None for r in rounds) else None
+    rs_key = lambda prefix: next(k for k in rs_rounds[0] if k.startswith(prefix))
+    print(f"PyTorch {torch.__version__} + captum, {args.threads} threads; cxr-viewer "
+          f"{args.cxr_viewer}; model {cfg['name']}, film {args.image.name}, {args.runs} runs per "
+          f"stage, {args.rounds} round(s)\n")
+    print(rs_rounds[-1]["text"])
+    rows = [
+        ("forward", med(rs_rounds, "forward"), med(py_rounds, "forward")),
+        ("Grad-CAM", med(rs_rounds, "Grad-CAM"), med(py_rounds, "Grad-CAM")),
+        ("prediction + Grad-CAM (after decode)", med(rs_rounds, "prediction + Grad-CAM after decode"),
+         med(py_rounds, "forward") + med(py_rounds, "Grad-CAM")),
+        ("MC uncertainty (20 samples)", med(rs_rounds, rs_key("MC uncertainty")),
+         med(py_rounds, "MC uncertainty (20 samples)")),
+        (f"IG: cxr-viewer `{rs_key('IG')}` vs captum 50 GL steps", med(rs_rounds, rs_key("IG")),
+         med(py_rounds, "IG 50")),
+        ("(captum 32 GL steps)", None, med(py_rounds, "IG 32")),
+        ("full study (cxr-viewer: `total`, decode included)", med(rs_rounds, "total"),
+         med(py_rounds, "full study")),
+    ]
+    print("| stage | cxr-viewer ms | PyTorch ms | ratio |\n|---|---:|---:|---:|")
+    for name, rs, py in rows:
+        fmt = lambda v: "" if v is None else f"{v:.1f}"
+        ratio = f"{rs / py:.2f}×" if rs is not None and py else ""
+        print(f"| {name} | {fmt(rs)} | {fmt(py)} | {ratio} |")
+    print(f"| peak memory, MiB | {med(rs_rounds, 'peak MiB'):.0f} | {med(py_rounds, 'peak MiB'):.0f} | "
+          f"{med(rs_rounds, 'peak MiB') / med(py_rounds, 'peak MiB'):.2f}× |")
+    print(f"\nIG accuracy (relative L2 error of the map vs the stack's own {args.reference_steps}-node "
+          f"Gauss–Legendre map; |gap| as % of |F(x) − F(x′)|), medians over rounds:")
+    print(f"- cxr-viewer: error {med(rs_rounds, 'error'):.4f}, gap {med(rs_rounds, 'gap %'):.2f} %")
+    for steps in (32, 50):
+        print(f"- captum {steps} steps: error {med(py_rounds, f'IG {steps} error'):.4f}, "
+              f"gap {med(py_rounds, f'IG {steps} gap %'):.2f} %")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::explain::faithfulness::FaithfulnessOptions;
 use crate::explain::gradcam::{grad_cam, GradCam};
 use crate::explain::integrated_gradients::{
-    integrated_gradients, Baseline, IgOptions, IntegratedGradients,
+    integrated_gradients, Baseline, IgOptions, IgRule, IntegratedGradients,
 };
 use crate::explain::uncertainty::{mc_dropout, McDropout, McOptions};
 use crate::explain::zones::{zone_scores, ZoneScore};
@@ -61,6 +61,8 @@ pub struct AnalysisOptions {
     pub ig_baseline: Baseline,
     /// Path points per IG batch.
     pub ig_batch: usize,
+    /// How IG chooses its path points (`ig_steps` is then the most gradients it may spend).
+    pub ig_rule: IgRule,
     /// Class explained by Grad-CAM and IG; `None`: the predicted class.
     pub target: Option<String>,
     /// Seed of the dropout masks.
@@ -80,6 +82,7 @@ impl Default for AnalysisOptions {
             ig_steps: 32,
             ig_baseline: Baseline::Black,
             ig_batch: 8,
+            ig_rule: IgRule::default(),
             target: None,
             seed: 0,
             integrated_gradients: true,
@@ -104,6 +107,10 @@ impl AnalysisOptions {
     }
     pub fn with_ig_batch(mut self, n: usize) -> Self {
         self.ig_batch = n.max(1);
+        self
+    }
+    pub fn with_ig_rule(mut self, rule: IgRule) -> Self {
+        self.ig_rule = rule;
         self
     }
     pub fn with_target(mut self, class: Option<String>) -> Self {
@@ -446,6 +453,7 @@ impl Engine {
                     baseline: opts.ig_baseline,
                     target,
                     batch: opts.ig_batch,
+                    rule: opts.ig_rule,
                 },
                 &control,
             )?;

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
 use crate::analysis::{Analysis, AnalysisOptions, Engine, Stage};
+use crate::explain::integrated_gradients::{relative_l2_error, IgOptions, IgRule};
 use crate::explain::Grid;
 use crate::io::load_study;
 use crate::overlay::{render_overlay, Colormap, MapScale};
@@ -211,20 +212,24 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Median milliseconds of each stage over `runs` repetitions, as a table.
+/// Median milliseconds of each stage over `runs` repetitions, as a table. With
+/// `reference_steps`, also the IG map's relative L2 error against a Gauss–Legendre map with that
+/// many nodes (same model, film, baseline and target), computed once after the timed runs.
 pub fn bench(
     engine: &Engine,
     input: &Path,
     options: &AnalysisOptions,
     runs: usize,
+    reference_steps: Option<usize>,
 ) -> Result<String> {
     let runs = runs.max(1);
     let cancel = AtomicBool::new(false);
     // One unmeasured run warms caches and allocators.
     let study = load_study(input)?;
     engine.analyze(&study, options, &|_| {}, &cancel, &|_, _| {})?;
-    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 8];
+    let mut rows: Vec<Vec<f64>> = vec![Vec::new(); 10];
     let mut gap = None;
+    let mut last = None;
     for _ in 0..runs {
         let t = Instant::now();
         let study = load_study(input)?;
@@ -238,6 +243,7 @@ pub fn bench(
             tm.forward,
             tm.scope,
             tm.gradcam,
+            tm.preprocess + tm.forward + tm.gradcam,
             tm.uncertainty,
             tm.ig,
             tm.faithfulness,
@@ -245,6 +251,7 @@ pub fn bench(
         ]) {
             row.push(v);
         }
+        last = Some(a);
     }
     let names = [
         "load".to_string(),
@@ -252,11 +259,18 @@ pub fn bench(
         "forward".to_string(),
         "scope guard (on the forward's features)".to_string(),
         "Grad-CAM".to_string(),
+        "prediction + Grad-CAM after decode".to_string(),
         format!("MC uncertainty ({} samples)", options.mc_samples),
-        format!(
-            "IG ({} steps, batch {})",
-            options.ig_steps, options.ig_batch
-        ),
+        match (options.ig_rule, last.as_ref().and_then(|a| a.ig.as_ref())) {
+            (IgRule::Guided { tolerance }, Some(ig)) => format!(
+                "IG (guided, tolerance {tolerance}, {} gradients + {} probes of at most {}, batch {})",
+                ig.steps, ig.probes, options.ig_steps, options.ig_batch
+            ),
+            _ => format!(
+                "IG ({} steps, batch {})",
+                options.ig_steps, options.ig_batch
+            ),
+        },
         options
             .faithfulness
             .as_ref()
@@ -300,6 +314,127 @@ pub fn bench(
         out.push_str(&format!(
             "\nIG completeness gap: {delta:.4} ({:.2} % of |F(x) − F(x′)|)\n",
             100.0 * relative
+        ));
+    }
+    if let (Some(steps), Some(a)) = (reference_steps, last.as_ref()) {
+        if let Some(ig) = &a.ig {
+            let reference = engine.integrated_gradients(
+                &a.prepared,
+                &IgOptions {
+                    steps,
+                    baseline: ig.baseline,
+                    target: ig.target,
+                    batch: options.ig_batch,
+                    rule: IgRule::GaussLegendre,
+                },
+                &crate::explain::no_control(),
+            )?;
+            out.push_str(&format!(
+                "IG map error vs {steps}-node Gauss–Legendre reference: {:.4} (relative L2; reference gap {:.2} %)\n",
+                relative_l2_error(&ig.map.values, &reference.0.map.values),
+                100.0 * reference.0.relative_delta()
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Integrated Gradients map error against gradient evaluations, for Gauss–Legendre with several
+/// node counts and the guided rule with several budgets, tolerances and plans: relative L2 error
+/// against a `reference_steps`-node Gauss–Legendre map, completeness gap, gradients and
+/// forward-only probes used, seconds. Chooses the guided rule's defaults; asserts nothing.
+pub fn bench_ig_sweep(
+    engine: &Engine,
+    input: &Path,
+    options: &AnalysisOptions,
+    reference_steps: usize,
+) -> Result<String> {
+    use crate::explain::integrated_gradients::{integrated_gradients_with_plan, GuidedPlan};
+    let study = load_study(input)?;
+    let (prepared, _, _) = engine.prepare(&study)?;
+    let target = engine.target_index(options.target.as_deref(), &prepared.prediction)?;
+    let control = crate::explain::no_control();
+    let run = |steps: usize, rule: IgRule, plan: GuidedPlan| -> Result<_> {
+        let opts = IgOptions {
+            steps,
+            baseline: options.ig_baseline,
+            target,
+            batch: options.ig_batch,
+            rule,
+        };
+        let t = Instant::now();
+        let ig =
+            integrated_gradients_with_plan(&engine.model, &prepared.input, &opts, plan, &control)
+                .map_err(crate::analysis::AnalysisError::from)?;
+        Ok((ig, t.elapsed().as_secs_f64()))
+    };
+    let (reference, ref_s) = run(
+        reference_steps,
+        IgRule::GaussLegendre,
+        GuidedPlan::default(),
+    )?;
+    let mut out = format!(
+        "{}: target {target}, F(x) {:.4}, F(x′) {:.4}; {reference_steps}-node reference in {ref_s:.1} s, gap {:.3} %\n\n| rule | gradients | probes | map error | gap % | s |\n|---|---:|---:|---:|---:|---:|\n",
+        input.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        reference.f_input,
+        reference.f_baseline,
+        100.0 * reference.relative_delta()
+    );
+    let mut configs: Vec<(String, usize, IgRule, GuidedPlan)> = [8, 16, 24, 32, 50]
+        .into_iter()
+        .map(|n| {
+            (
+                "Gauss–Legendre".to_string(),
+                n,
+                IgRule::GaussLegendre,
+                GuidedPlan::default(),
+            )
+        })
+        .collect();
+    let plans = [
+        GuidedPlan::default(),
+        GuidedPlan {
+            probes: 16,
+            ..GuidedPlan::default()
+        },
+        GuidedPlan {
+            first_share: 1.0,
+            ..GuidedPlan::default()
+        },
+        GuidedPlan {
+            panel_nodes: 1,
+            ..GuidedPlan::default()
+        },
+    ];
+    for (budget, tolerance) in [
+        (8, 0.001),
+        (16, 0.001),
+        (24, 0.001),
+        (32, 0.001),
+        (32, 0.01),
+    ] {
+        for plan in plans {
+            configs.push((
+                format!(
+                    "guided tol {tolerance}, probes {}, {} nodes/panel, first {:.0} %",
+                    plan.probes,
+                    plan.panel_nodes,
+                    100.0 * plan.first_share
+                ),
+                budget,
+                IgRule::Guided { tolerance },
+                plan,
+            ));
+        }
+    }
+    for (name, steps, rule, plan) in configs {
+        let (ig, s) = run(steps, rule, plan)?;
+        out.push_str(&format!(
+            "| {name} (≤ {steps}) | {} | {} | {:.4} | {:.2} | {s:.2} |\n",
+            ig.steps,
+            ig.probes,
+            relative_l2_error(&ig.map.values, &reference.map.values),
+            100.0 * ig.relative_delta()
         ));
     }
     Ok(out)

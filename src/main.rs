@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cxr_viewer::analysis::{AnalysisOptions, Engine};
 use cxr_viewer::cli;
-use cxr_viewer::explain::integrated_gradients::Baseline;
+use cxr_viewer::explain::integrated_gradients::{Baseline, IgRule, DEFAULT_TOLERANCE};
 use cxr_viewer::model::{select_device, DeviceChoice};
 use cxr_viewer::notes::NotesStore;
 
@@ -46,6 +46,13 @@ struct ExplainArgs {
     ig_steps: u32,
     #[arg(long, value_enum, default_value_t = Baseline::Black)]
     ig_baseline: Baseline,
+    /// How IG places its path points: `gauss-legendre` (`--ig-steps` nodes) or `guided` (forward
+    /// probes + adaptive panels; `--ig-steps` is then the most gradients it may spend).
+    #[arg(long, value_enum, default_value_t = IgRuleArg::GaussLegendre)]
+    ig_rule: IgRuleArg,
+    /// Guided IG's target: Σ |panel completeness gap| / |F(x) − F(x′)|.
+    #[arg(long, default_value_t = DEFAULT_TOLERANCE, value_parser = parse_tolerance)]
+    ig_tolerance: f32,
     /// Path points per Integrated Gradients batch (default: 8 on the CPU, 32 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     ig_batch: Option<u32>,
@@ -67,6 +74,21 @@ struct ExplainArgs {
     sanity_check: bool,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IgRuleArg {
+    Guided,
+    GaussLegendre,
+}
+
+fn parse_tolerance(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!(
+            "'{s}' is not a tolerance between 0 and 1 (exclusive)"
+        )),
+    }
+}
+
 impl ExplainArgs {
     fn options(&self, engine: &Engine) -> AnalysisOptions {
         // A GPU only gets busy with many path points at once; a CPU gains nothing from more than a few.
@@ -75,6 +97,12 @@ impl ExplainArgs {
             .with_mc_samples(self.mc_samples as usize)
             .with_ig_steps(self.ig_steps as usize)
             .with_ig_baseline(self.ig_baseline)
+            .with_ig_rule(match self.ig_rule {
+                IgRuleArg::Guided => IgRule::Guided {
+                    tolerance: self.ig_tolerance,
+                },
+                IgRuleArg::GaussLegendre => IgRule::GaussLegendre,
+            })
             .with_ig_batch(self.ig_batch.map_or(default_batch, |b| b as usize))
             .with_integrated_gradients(!self.no_ig)
             .with_target(self.target.clone())
@@ -139,6 +167,14 @@ enum Command {
         input: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Also print the IG map's relative L2 error against a Gauss–Legendre map with this many
+        /// nodes (e.g. 256), computed once after the timed runs.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        ig_reference_steps: Option<u32>,
+        /// Instead of the timing table: IG map error against gradients used for several rules and
+        /// budgets (reference: `--ig-reference-steps`, default 256).
+        #[arg(long)]
+        ig_sweep: bool,
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
@@ -355,14 +391,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench {
             input,
             runs,
+            ig_reference_steps,
+            ig_sweep,
             model,
             explain,
         }) => {
             let engine = load_engine(&model)?;
             let input = input.unwrap_or_else(cli::default_sample_path);
+            if ig_sweep {
+                let steps = ig_reference_steps.map_or(256, |s| s as usize);
+                print!(
+                    "{}",
+                    cli::bench_ig_sweep(&engine, &input, &explain.options(&engine), steps)?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             print!(
                 "{}",
-                cli::bench(&engine, &input, &explain.options(&engine), runs)?
+                cli::bench(
+                    &engine,
+                    &input,
+                    &explain.options(&engine),
+                    runs,
+                    ig_reference_steps.map(|s| s as usize),
+                )?
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use cxr_viewer::explain::gradcam::grad_cam;
-use cxr_viewer::explain::integrated_gradients::{integrated_gradients, Baseline, IgOptions};
+use cxr_viewer::explain::integrated_gradients::{
+    integrated_gradients, Baseline, IgOptions, IgRule,
+};
 use cxr_viewer::explain::no_control;
 use cxr_viewer::model::resnet::expected_parameters;
 
@@ -79,6 +81,7 @@ fn integrated_gradients_match_captum() {
                     baseline,
                     target: 1,
                     batch: 8,
+                    rule: IgRule::GaussLegendre,
                 };
                 let ig = integrated_gradients(&model, &input, &opts, &no_control()).unwrap();
                 let expected = npy_vec(&format!("reference/{name}_ig_{tag}_{steps}.npy"));

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use cxr_viewer::explain::gradcam::grad_cam;
 use cxr_viewer::explain::integrated_gradients::{
-    input_gradients, integrated_gradients, Baseline, IgOptions,
+    input_gradients, integrated_gradients, Baseline, IgOptions, IgRule,
 };
 use cxr_viewer::explain::no_control;
 use cxr_viewer::model::resnet::global_avg_pool;
@@ -154,6 +154,7 @@ fn completeness_gap_shrinks_with_more_steps() {
             baseline: Baseline::Black,
             target: 1,
             batch: 16,
+            rule: IgRule::GaussLegendre,
         };
         integrated_gradients(&model, &x, &opts, &no_control())
             .unwrap()

@@ -21,6 +21,7 @@
 use candle_core::{DType, IndexOp, Tensor, D};
 
 use super::config::Architecture;
+use super::im2col;
 use super::weights::WeightStore;
 use super::ModelError;
 
@@ -35,6 +36,9 @@ pub struct ConvBn {
     /// Stride 1: `Wᵀ` flipped in both spatial axes (`[c_in, c_out, k, k]`). Stride > 1: `Wᵀ` as a
     /// matrix `[c_in·k·k, c_out]`.
     backward_kernel: Tensor,
+    /// 1×1 kernels: `W` as a matrix `[c_out, c_in]` and its transpose `[c_in, c_out]`, so forward
+    /// and backward are one gemm per image on the NCHW data (no im2col copy).
+    pointwise: Option<(Tensor, Tensor)>,
     c_in: usize,
     c_out: usize,
     kernel: usize,
@@ -81,10 +85,12 @@ impl ConvBn {
                 .t()?
                 .contiguous()?
         };
+        let pointwise = pointwise_matrices(&weight, kernel, padding)?;
         Ok(Self {
             weight,
             bias: bias.reshape((1, c_out, 1, 1))?,
             backward_kernel,
+            pointwise,
             c_in,
             c_out,
             kernel,
@@ -94,6 +100,20 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some((matrix, _)) = &self.pointwise {
+            let x = subsample(x, self.stride)?;
+            let (n, c, h, w) = x.dims4()?;
+            return matrix
+                .broadcast_matmul(&x.reshape((n, c, h * w))?)?
+                .reshape((n, self.c_out, h, w))?
+                .broadcast_add(&self.bias);
+        }
+        let matrix = self
+            .weight
+            .reshape((self.c_out, self.c_in * self.kernel * self.kernel))?;
+        if let Some(y) = im2col::conv2d(x, &matrix, self.kernel, self.stride, self.padding)? {
+            return y.broadcast_add(&self.bias);
+        }
         x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
             .broadcast_add(&self.bias)
     }
@@ -106,7 +126,19 @@ impl ConvBn {
         input_hw: (usize, usize),
     ) -> candle_core::Result<Tensor> {
         let (k, p, s) = (self.kernel, self.padding, self.stride);
+        if let (Some((_, transposed)), 1) = (&self.pointwise, s) {
+            let (n, c_out, h, w) = grad.dims4()?;
+            return transposed
+                .broadcast_matmul(&grad.reshape((n, c_out, h * w))?)?
+                .reshape((n, self.c_in, h, w));
+        }
         if s == 1 {
+            let matrix = self
+                .backward_kernel
+                .reshape((self.c_in, self.c_out * k * k))?;
+            if let Some(g) = im2col::conv2d(grad, &matrix, k, 1, k - 1 - p)? {
+                return Ok(g);
+            }
             return grad.conv2d(&self.backward_kernel, k - 1 - p, 1, 1, 1);
         }
         let (n, c_out, h, w) = grad.dims4()?;
@@ -156,6 +188,37 @@ impl ConvBn {
         let canvas = Tensor::stack(&phase_rows, 3)?.reshape((n, c_in, ph * s, pw * s))?;
         crop_padded(&canvas, p, input_hw)
     }
+}
+
+/// `[c_out, c_in]` and `[c_in, c_out]` for a 1×1 kernel without padding.
+fn pointwise_matrices(
+    weight: &Tensor,
+    kernel: usize,
+    padding: usize,
+) -> candle_core::Result<Option<(Tensor, Tensor)>> {
+    if kernel != 1 || padding != 0 {
+        return Ok(None);
+    }
+    let (c_out, c_in, _, _) = weight.dims4()?;
+    let matrix = weight.reshape((c_out, c_in))?.contiguous()?;
+    let transposed = matrix.t()?.contiguous()?;
+    Ok(Some((matrix, transposed)))
+}
+
+/// Every `stride`-th row and column starting at 0 (the pixels a padding-0, 1×1 convolution of that
+/// stride reads), contiguous.
+fn subsample(x: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    if stride == 1 {
+        return Ok(x.clone());
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
+    x.pad_with_zeros(2, 0, oh * stride - h)?
+        .pad_with_zeros(3, 0, ow * stride - w)?
+        .reshape((n, c, oh, stride, ow, stride))?
+        .narrow(5, 0, 1)?
+        .narrow(3, 0, 1)?
+        .reshape((n, c, oh, ow))
 }
 
 /// Rows/columns `[p, p + size)` of a canvas whose index 0 is input coordinate −p; pads with zeros
@@ -626,10 +689,12 @@ mod tests {
                     .unwrap()
             };
             let bias = Tensor::zeros((1, c_out, 1, 1), DType::F32, weight.device()).unwrap();
+            let pointwise = pointwise_matrices(&weight, k, padding).unwrap();
             Self {
                 weight,
                 bias,
                 backward_kernel,
+                pointwise,
                 c_in,
                 c_out,
                 kernel: k,

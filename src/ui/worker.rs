@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use crate::analysis::{AnalysisError, Engine, Prepared};
 use crate::explain::gradcam::GradCam;
-use crate::explain::integrated_gradients::{IgOptions, IntegratedGradients};
+use crate::explain::integrated_gradients::{IgOptions, IgRule, IntegratedGradients};
 use crate::explain::uncertainty::McDropout;
 use crate::explain::zones::ZoneScore;
 use crate::explain::Control;
@@ -380,6 +380,7 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
                 baseline: ig_key.baseline.baseline(),
                 target,
                 batch: spec.ig_batch,
+                rule: IgRule::default(),
             },
             &control,
         )?;
