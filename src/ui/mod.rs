@@ -12,6 +12,9 @@
 //! * `review`, `reviewing`, `study_list`: a folder under review (study list, filters, outcomes)
 //! * `notes_service`, `notes_draft`, `notes_panel`: review notes, saved as the reviewer types
 //! * `settings`, `settings_file`: what the user chose, on disk as soon as it changes
+//! * `scope_banner`: a film outside the model's scope, its result hidden until "Show anyway"
+//! * `trust_state`, `faithfulness_panel`, `sanity_view`: how far each map can be trusted
+//! * `frames`: the frame selector of a multi-frame study
 
 pub mod app;
 pub mod box_tool;
