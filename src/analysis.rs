@@ -530,6 +530,8 @@ impl Engine {
                 baseline: opts.ig_baseline,
                 target,
                 batch: opts.ig_batch,
+                // A fixed node count per stage, so every stage is compared alike.
+                rule: crate::explain::integrated_gradients::IgRule::GaussLegendre,
             };
             trust.sanity = Some(study_sanity(
                 &self.model,

@@ -307,6 +307,7 @@ fn run_trust_job(
                     baseline: k.baseline.baseline(),
                     target: input.target,
                     batch: 8,
+                    rule: crate::explain::integrated_gradients::IgRule::GaussLegendre,
                 });
                 let s = study_sanity(
                     model,
