@@ -143,6 +143,17 @@ impl Gate {
     pub fn line(&self) -> String {
         format!("dimmed: {}", self.reasons.join("; "))
     }
+
+    /// The reasons without their details ("dimmed: uncertain; out of scope"), for a toolbar
+    /// that has room for one short line; [`Self::line`] goes in the hover text.
+    pub fn short_line(&self) -> String {
+        let short: Vec<String> = self
+            .reasons
+            .iter()
+            .map(|r| r.split(" (").next().unwrap_or(r).to_lowercase())
+            .collect();
+        format!("dimmed: {}", short.join("; "))
+    }
 }
 
 /// The gate for a list of reasons (e.g. "uncertain: …", "out of scope: …"): dimmed when there is
@@ -296,6 +307,10 @@ mod tests {
         assert_eq!(
             g.as_ref().map(Gate::line).unwrap_or_default(),
             "dimmed: UNCERTAIN (x); out of scope (y)"
+        );
+        assert_eq!(
+            g.as_ref().map(Gate::short_line).unwrap_or_default(),
+            "dimmed: uncertain; out of scope"
         );
         assert!((gated_opacity(0.5, g.as_ref()) - 0.5 * GATED_OPACITY).abs() < 1e-7);
         assert_eq!(gated_opacity(0.5, None), 0.5);

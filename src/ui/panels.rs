@@ -170,8 +170,11 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             app.settings.set_alpha(alpha);
         }
         if let Some(gate) = super::trust_state::current_gate(app) {
-            ui.label(RichText::new(gate.line()).color(WARN).small())
-                .on_hover_text("Settings: \"Dim overlays when the result is uncertain\"");
+            ui.label(RichText::new(gate.short_line()).color(WARN).small())
+                .on_hover_text(format!(
+                    "{}\nSettings: \"Dim overlays when the result is uncertain\"",
+                    gate.line()
+                ));
         }
         ui.separator();
         if ui.button("Fit").on_hover_text("F, double-click").clicked() {
