@@ -45,6 +45,14 @@ fn open(path: &Path, layout: Layout) -> Result<DefaultDicomObject, LoadError> {
         let reason = format!("truncated or corrupt DICOM file ({})", root_cause(e));
         LoadError::new(path, LoadErrorKind::Corrupt, reason)
     };
+    super::value_lengths::check(path, layout).map_err(|reason| {
+        let what = match layout {
+            Layout::DataSet { .. } => "data set",
+            _ => "file",
+        };
+        let reason = format!("truncated or corrupt DICOM {what} ({reason})");
+        LoadError::new(path, LoadErrorKind::Corrupt, reason)
+    })?;
     let preamble = match layout {
         Layout::Part10 => ReadPreamble::Always,
         Layout::Part10NoPreamble => ReadPreamble::Never,

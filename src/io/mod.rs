@@ -40,6 +40,7 @@ mod dicomdir;
 mod error;
 mod jpeg12;
 mod raster;
+mod value_lengths;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
