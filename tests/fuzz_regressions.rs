@@ -80,3 +80,32 @@ fn the_unchanged_original_of_the_fuzzed_file_still_loads() {
     let study = load_study(&original).unwrap();
     assert_eq!((study.width, study.height), (16, 16));
 }
+
+#[test]
+fn rle_segment_that_decodes_short_is_an_error_not_a_decoder_panic() {
+    // One byte of the RLE fixture's first segment changed (0xE5 -> 0xFE at 0x766): a run header
+    // that repeats a byte 28 times now repeats it 3 times, so the segment decodes to fewer than the 160 x 192 bytes
+    // of the image and dicom-pixeldata's RLE decoder indexed past its end.
+    let original = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dicom/wg04_RG2_rle_crop_192x160.dcm");
+    let path = fixture("rle_short_segment.dcm");
+    let fuzzed = std::fs::read(&path).unwrap();
+    let bytes = std::fs::read(&original).unwrap();
+    let differing: Vec<usize> = (0..bytes.len())
+        .filter(|&i| bytes[i] != fuzzed[i])
+        .collect();
+    assert_eq!(differing, vec![0x766]);
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Decode, "{msg}");
+    assert!(
+        msg.starts_with("cannot open rle_short_segment.dcm: cannot decode "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("(RLE segment 1 decodes to 30695 of 30720 bytes)"),
+        "{msg}"
+    );
+    // The check passes the intact file, which still decodes.
+    let study = load_study(&original).unwrap();
+    assert_eq!((study.width, study.height), (160, 192));
+}

@@ -40,6 +40,7 @@ mod dicomdir;
 mod error;
 mod jpeg12;
 mod raster;
+mod rle_check;
 mod value_lengths;
 
 use std::io::Read;

@@ -12,7 +12,8 @@
 //! TM UI UL US) have a 16-bit length after the VR, every other VR (unknown ones too, which
 //! dicom-parser reads as UN) a reserved 16 bits and a 32-bit length. Implicit VR: a 32-bit length.
 //! Sequences and items are entered (their elements follow inline); an undefined length (0xFFFFFFFF)
-//! is entered too; the items of encapsulated pixel data are fragments and are skipped. Where the
+//! is entered too; the items of encapsulated pixel data are fragments and are skipped; a numeric
+//! value advances by whole numbers only, as dicom-parser reads it (see [`consumed`]). Where the
 //! grammar is one this walk does not follow (big endian, deflated, UN of undefined length), it
 //! stops and leaves the file to dicom-rs, so it only ever refuses what dicom-rs could not read.
 
@@ -230,12 +231,13 @@ impl<R: Read + Seek> Walker<R> {
                 }
                 continue;
             }
-            let sequence = match h.vr {
-                Some(vr) => vr == VR::SQ,
-                None => dict
-                    .by_tag(h.tag)
-                    .is_some_and(|e| e.vr().relaxed() == VR::SQ),
+            // Implicit VR: the dictionary's VR, as dicom-parser takes it; group lengths are UL.
+            let vr = match h.vr {
+                Some(vr) => vr,
+                None if h.tag.element() == 0 => VR::UL,
+                None => dict.by_tag(h.tag).map_or(VR::UN, |e| e.vr().relaxed()),
             };
+            let sequence = vr == VR::SQ;
             if h.len == UNDEFINED {
                 if h.tag == Tag(0x7FE0, 0x0010) {
                     fragments = true;
@@ -247,9 +249,23 @@ impl<R: Read + Seek> Walker<R> {
             }
             self.fits(&h)?;
             if !sequence {
-                self.skip(u64::from(h.len))?;
+                self.skip(u64::from(consumed(vr, h.len)))?;
             }
         }
         Ok(())
     }
+}
+
+/// Bytes dicom-parser consumes for a value of `len` bytes: numbers are read as `len / size`
+/// whole values, so the remainder of a length that is not a multiple of the size stays in the
+/// stream and is read as the start of the next element (found by the `raster_loader` target).
+fn consumed(vr: VR, len: u32) -> u32 {
+    use VR::*;
+    let size = match vr {
+        US | OW | SS => 2,
+        AT | FL | OF | UL | OL | SL => 4,
+        FD | OD | UV | OV | SV => 8,
+        _ => 1,
+    };
+    len - len % size
 }
