@@ -65,6 +65,23 @@ fn bare_data_set_with_a_huge_length_is_refused_before_any_allocation() {
 }
 
 #[test]
+fn numeric_value_of_odd_length_is_walked_as_dicom_parser_reads_it() {
+    // 32 bytes, implicit VR without File Meta: (0008,0000) length 0, then the group length
+    // (F800,0000), UL, of length 2, of which dicom-parser reads 2 / 4 = 0 values and so consumes
+    // no byte: its next headers are (0000,0000) length 0 at 0x10 and (0000,0000) at 0x18 with the
+    // length 0x6B012000 at 0x1C, after which nothing remains.
+    let path = fixture("numeric_value_remainder.dcm");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 32);
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Corrupt);
+    assert_eq!(
+        msg,
+        "cannot open numeric_value_remainder.dcm: truncated or corrupt DICOM data set (element \
+         (0000,0000) claims 1795235840 bytes but only 0 remain in the file)"
+    );
+}
+
+#[test]
 fn the_unchanged_original_of_the_fuzzed_file_still_loads() {
     // The fuzzed file differs from this fixture in one byte (the VR "LO" of StudyDescription
     // became "FO"; the "length" is then the text "XR C" of the description), so the length check
@@ -84,8 +101,9 @@ fn the_unchanged_original_of_the_fuzzed_file_still_loads() {
 #[test]
 fn rle_segment_that_decodes_short_is_an_error_not_a_decoder_panic() {
     // One byte of the RLE fixture's first segment changed (0xE5 -> 0xFE at 0x766): a run header
-    // that repeats a byte 28 times now repeats it 3 times, so the segment decodes to fewer than the 160 x 192 bytes
-    // of the image and dicom-pixeldata's RLE decoder indexed past its end.
+    // that repeats a byte 28 times now repeats it 3 times, so the segment decodes to 25 bytes
+    // fewer than the 160 x 192 of the image and dicom-pixeldata's RLE decoder indexed past its
+    // end.
     let original = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/dicom/wg04_RG2_rle_crop_192x160.dcm");
     let path = fixture("rle_short_segment.dcm");
