@@ -82,6 +82,35 @@ fn numeric_value_of_odd_length_is_walked_as_dicom_parser_reads_it() {
 }
 
 #[test]
+fn fffe_element_that_is_no_item_is_an_ordinary_element() {
+    // Implicit VR: (FFFE,00FF) at 0x60 is neither an item nor a delimiter, so dicom-parser reads
+    // it as a UN value of 0xFF000000 bytes, which a 122-byte file cannot hold.
+    let path = fixture("fffe_element_not_an_item.dcm");
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Corrupt);
+    assert_eq!(
+        msg,
+        "cannot open fffe_element_not_an_item.dcm: truncated or corrupt DICOM data set (element \
+         (FFFE,00FF) claims 4278190080 bytes but only 18 remain in the file)"
+    );
+}
+
+#[test]
+fn third_dicom_loader_timeout_is_a_one_line_error() {
+    // Hung the loader before the fixes; now dicom-rs reaches the end of the file and says so.
+    let path = fixture("dicom_loader_timeout_3.dcm");
+    for frame in [0, 1] {
+        let (kind, msg) = one_line_error(&path, frame);
+        assert_eq!(kind, LoadErrorKind::Corrupt);
+        assert_eq!(
+            msg,
+            "cannot open dicom_loader_timeout_3.dcm: truncated or corrupt DICOM file (failed to \
+             fill whole buffer)"
+        );
+    }
+}
+
+#[test]
 fn the_unchanged_original_of_the_fuzzed_file_still_loads() {
     // The fuzzed file differs from this fixture in one byte (the VR "LO" of StudyDescription
     // became "FO"; the "length" is then the text "XR C" of the description), so the length check

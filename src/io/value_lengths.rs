@@ -219,7 +219,8 @@ impl<R: Read + Seek> Walker<R> {
         // Inside encapsulated pixel data, whose items are fragments rather than elements.
         let mut fragments = false;
         while let Some(h) = self.header(explicit)? {
-            if h.tag.group() == 0xFFFE {
+            // Items and delimiters; any other (FFFE,xxxx) is read as an ordinary element of VR UN.
+            if h.tag.group() == 0xFFFE && matches!(h.tag.element(), 0xE000 | 0xE00D | 0xE0DD) {
                 match h.tag.element() {
                     // Item: a fragment is skipped, a sequence item is entered.
                     0xE000 if fragments && h.len != UNDEFINED => {
@@ -234,6 +235,7 @@ impl<R: Read + Seek> Walker<R> {
             // Implicit VR: the dictionary's VR, as dicom-parser takes it; group lengths are UL.
             let vr = match h.vr {
                 Some(vr) => vr,
+                None if h.tag.group() == 0xFFFE => VR::UN,
                 None if h.tag.element() == 0 => VR::UL,
                 None => dict.by_tag(h.tag).map_or(VR::UN, |e| e.vr().relaxed()),
             };
