@@ -24,7 +24,7 @@ pub(super) fn check(fragment: &[u8], segments_needed: usize, pixels: usize) -> R
         ));
     }
     let count = u32_at(0).unwrap_or(0);
-    if count < segments_needed || count > 15 {
+    if !(segments_needed..=15).contains(&count) {
         return Err(format!(
             "RLE header names {count} segments, the image needs {segments_needed} (at most 15)"
         ));
