@@ -45,6 +45,14 @@ fn open(path: &Path, layout: Layout) -> Result<DefaultDicomObject, LoadError> {
         let reason = format!("truncated or corrupt DICOM file ({})", root_cause(e));
         LoadError::new(path, LoadErrorKind::Corrupt, reason)
     };
+    super::value_lengths::check(path, layout).map_err(|reason| {
+        let what = match layout {
+            Layout::DataSet { .. } => "data set",
+            _ => "file",
+        };
+        let reason = format!("truncated or corrupt DICOM {what} ({reason})");
+        LoadError::new(path, LoadErrorKind::Corrupt, reason)
+    })?;
     let preamble = match layout {
         Layout::Part10 => ReadPreamble::Always,
         Layout::Part10NoPreamble => ReadPreamble::Never,
@@ -99,6 +107,7 @@ pub(super) const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
 /// JPEG Extended (process 2 & 4): 8- or 12-bit lossy JPEG.
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// One decoded frame before presentation: samples after the modality LUT (rescale).
 struct RawFrame {
@@ -212,6 +221,11 @@ pub(super) fn load(path: &Path, layout: Layout, frame: u32) -> Result<Study, Loa
             let reason = decode_reason(root_cause(&e));
             LoadError::new(path, LoadErrorKind::Decode, reason).with_source(e)
         };
+        if ts_uid == RLE_LOSSLESS {
+            check_rle(&obj, frame).map_err(|cause| {
+                LoadError::new(path, LoadErrorKind::Decode, decode_reason(cause))
+            })?;
+        }
         let decoded = obj.decode_pixel_data_frame(frame).map_err(decode_err)?;
         let raw: Vec<f32> = decoded.to_vec_frame(0).map_err(decode_err)?;
         RawFrame {
@@ -272,6 +286,21 @@ fn frame_stream(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Vec
         at += 8 + frag.len() as u64;
     }
     Ok(out)
+}
+
+/// The frame's fragment (the decoder takes fragment `frame`) against the image's geometry.
+fn check_rle(obj: &DefaultDicomObject, frame: u32) -> Result<(), String> {
+    let Some(Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
+        return Ok(());
+    };
+    let Some(fragment) = seq.fragments().get(frame as usize) else {
+        return Ok(());
+    };
+    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
+    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    let spp = int_of(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    let bytes = int_of(obj, tags::BITS_ALLOCATED).unwrap_or(8) as usize / 8;
+    super::rle_check::check(fragment, spp.saturating_mul(bytes), rows * cols)
 }
 
 fn decode_jpeg12(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<RawFrame, String> {

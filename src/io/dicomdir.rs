@@ -34,6 +34,18 @@ pub fn is_dicomdir(path: &Path) -> bool {
 
 /// The image files a DICOMDIR lists, in record order, as paths next to the DICOMDIR.
 pub fn dicomdir_images(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    let corrupt = |reason: String| {
+        let reason = format!("truncated or corrupt DICOMDIR ({reason})");
+        LoadError::new(path, LoadErrorKind::Corrupt, reason)
+    };
+    let layout = match super::read_head(path).map(|h| super::detect(&h)) {
+        Ok(super::Detected::DicomWithPreamble) => Some(super::dicom::Layout::Part10),
+        Ok(super::Detected::DicomWithoutPreamble) => Some(super::dicom::Layout::Part10NoPreamble),
+        _ => None,
+    };
+    if let Some(layout) = layout {
+        super::value_lengths::check(path, layout).map_err(corrupt)?;
+    }
     let obj = dicom_object::OpenFileOptions::new()
         .open_file(path)
         .map_err(|e| {

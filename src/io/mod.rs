@@ -32,14 +32,18 @@
 //! # Robustness
 //!
 //! Every input goes through content sniffing, dimension limits checked from the header before
-//! any pixel buffer is allocated ([`MAX_SIDE`], [`MAX_PIXELS`]), and a `catch_unwind` around the
-//! third-party decoders; any failure is a one-line [`LoadError`], never a panic.
+//! any pixel buffer is allocated ([`MAX_SIDE`], [`MAX_PIXELS`]), DICOM value lengths checked
+//! against the file size before dicom-parser allocates them (`value_lengths`), RLE frames checked
+//! before their decoder runs (`rle_check`), and a `catch_unwind` around the third-party decoders;
+//! any failure is a one-line [`LoadError`], never a panic.
 
 mod dicom;
 mod dicomdir;
 mod error;
 mod jpeg12;
 mod raster;
+mod rle_check;
+mod value_lengths;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

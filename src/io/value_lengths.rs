@@ -1,0 +1,273 @@
+//! Declared value lengths checked against the file size before dicom-rs reads the file.
+//!
+//! dicom-parser allocates (and zero-fills) a buffer of an element's declared length *before* it
+//! reads the value, so a 3 kB file whose element header claims 0xFFFFFFF0 bytes makes it allocate
+//! and fill 4 GiB, which takes minutes and may exhaust memory (found by the `dicom_loader` fuzz
+//! target: one VR byte changed to an unknown VR turns the next 4 bytes into a 32-bit length).
+//! No value can extend past the end of the file, so such a header is refused here in one line.
+//!
+//! The walk follows the element grammar of PS3.5 7.1 as dicom-parser reads it: the File Meta
+//! group (explicit VR little endian) after "DICM", then the data set in its transfer syntax.
+//! Explicit VR: the VRs of PS3.5 table 7.1-2 (AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST
+//! TM UI UL US) have a 16-bit length after the VR, every other VR (unknown ones too, which
+//! dicom-parser reads as UN) a reserved 16 bits and a 32-bit length. Implicit VR: a 32-bit length.
+//! Sequences and items are entered (their elements follow inline); an undefined length (0xFFFFFFFF)
+//! is entered too; the items of encapsulated pixel data are fragments and are skipped; a numeric
+//! value advances by whole numbers only, as dicom-parser reads it (see [`consumed`]). Where the
+//! grammar is one this walk does not follow (big endian, deflated, UN of undefined length), it
+//! stops and leaves the file to dicom-rs, so it only ever refuses what dicom-rs could not read.
+
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+
+use super::dicom::Layout;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+
+/// `Err(reason)` when some element's declared length runs past the end of the file. A file that
+/// cannot be read is left to dicom-rs, which reports that itself.
+pub(super) fn check(path: &Path, layout: Layout) -> Result<(), String> {
+    match walk(path, layout) {
+        Err(Stop::TooLong(reason)) => Err(reason),
+        Ok(()) | Err(Stop::Io) => Ok(()),
+    }
+}
+
+enum Stop {
+    Io,
+    TooLong(String),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(_: std::io::Error) -> Self {
+        Stop::Io
+    }
+}
+
+fn walk(path: &Path, layout: Layout) -> Result<(), Stop> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut r = Walker {
+        src: BufReader::new(file),
+        pos: 0,
+        size,
+    };
+    let (start, explicit) = match layout {
+        Layout::Part10 => (132, None),
+        Layout::Part10NoPreamble => (4, None),
+        Layout::DataSet { explicit_vr } => (0, Some(explicit_vr)),
+    };
+    r.skip(start)?;
+    let explicit = match explicit {
+        Some(explicit) => explicit,
+        None => match r.meta()? {
+            Some(ts) if ts == IMPLICIT_VR_LE => false,
+            // Big endian (1.2.840.10008.1.2.2) and deflated (…1.2.1.99) data sets are not walked.
+            Some(ts) if ts.starts_with(EXPLICIT_VR_LE) && ts != EXPLICIT_VR_LE => return Ok(()),
+            Some(ts) if ts == "1.2.840.10008.1.2.2" => return Ok(()),
+            // An unknown transfer syntax is dicom-rs's to report.
+            Some(ts) if TransferSyntaxRegistry.get(&ts).is_none() => return Ok(()),
+            Some(_) => true,
+            None => return Ok(()),
+        },
+    };
+    r.data_set(explicit)
+}
+
+struct Walker<R> {
+    src: R,
+    pos: u64,
+    size: u64,
+}
+
+/// Element header as dicom-parser decodes it.
+struct Header {
+    tag: Tag,
+    vr: Option<VR>,
+    len: u32,
+}
+
+impl<R: Read + Seek> Walker<R> {
+    fn left(&self) -> u64 {
+        self.size.saturating_sub(self.pos)
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), Stop> {
+        let delta = i64::try_from(n).map_err(|_| Stop::Io)?;
+        self.src.seek_relative(delta).map_err(|_| Stop::Io)?;
+        self.pos += n;
+        Ok(())
+    }
+
+    fn bytes<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+        let mut b = [0u8; N];
+        self.src.read_exact(&mut b)?;
+        self.pos += N as u64;
+        Ok(b)
+    }
+
+    /// Next header, or None when too few bytes are left for one (dicom-rs reports that itself).
+    fn header(&mut self, explicit: bool) -> Result<Option<Header>, Stop> {
+        if self.left() < 8 {
+            return Ok(None);
+        }
+        let b = self.bytes::<4>()?;
+        let tag = Tag(
+            u16::from_le_bytes([b[0], b[1]]),
+            u16::from_le_bytes([b[2], b[3]]),
+        );
+        if tag.group() == 0xFFFE || !explicit {
+            let len = u32::from_le_bytes(self.bytes::<4>()?);
+            return Ok(Some(Header { tag, vr: None, len }));
+        }
+        let v = self.bytes::<2>()?;
+        let vr = VR::from_binary(v).unwrap_or(VR::UN);
+        use VR::*;
+        let short = matches!(
+            vr,
+            AE | AS
+                | AT
+                | CS
+                | DA
+                | DS
+                | DT
+                | FL
+                | FD
+                | IS
+                | LO
+                | LT
+                | PN
+                | SH
+                | SL
+                | SS
+                | ST
+                | TM
+                | UI
+                | UL
+                | US
+        );
+        let len = if short {
+            u32::from(u16::from_le_bytes(self.bytes::<2>()?))
+        } else {
+            if self.left() < 6 {
+                return Ok(None);
+            }
+            self.bytes::<2>()?;
+            u32::from_le_bytes(self.bytes::<4>()?)
+        };
+        Ok(Some(Header {
+            tag,
+            vr: Some(vr),
+            len,
+        }))
+    }
+
+    fn fits(&self, h: &Header) -> Result<(), Stop> {
+        if u64::from(h.len) > self.left() {
+            return Err(Stop::TooLong(format!(
+                "element ({:04X},{:04X}) claims {} bytes but only {} remain in the file",
+                h.tag.group(),
+                h.tag.element(),
+                h.len,
+                self.left()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The File Meta group; returns the transfer syntax UID it names.
+    fn meta(&mut self) -> Result<Option<String>, Stop> {
+        let mut ts = None;
+        loop {
+            let mark = self.pos;
+            let Some(h) = self.header(true)? else {
+                return Ok(ts);
+            };
+            if h.tag.group() != 0x0002 {
+                // The data set starts here: step back so that it is read with its own encoding.
+                let back = i64::try_from(self.pos - mark).map_err(|_| Stop::Io)?;
+                self.src.seek_relative(-back).map_err(|_| Stop::Io)?;
+                self.pos = mark;
+                return Ok(ts);
+            }
+            if h.len == UNDEFINED {
+                return Ok(None);
+            }
+            self.fits(&h)?;
+            if h.tag == Tag(0x0002, 0x0010) && h.len <= 128 {
+                let mut v = vec![0u8; h.len as usize];
+                self.src.read_exact(&mut v).map_err(|_| Stop::Io)?;
+                self.pos += u64::from(h.len);
+                let text = String::from_utf8_lossy(&v);
+                ts = Some(text.trim_end_matches(['\0', ' ']).to_string());
+            } else {
+                self.skip(u64::from(h.len))?;
+            }
+        }
+    }
+
+    fn data_set(&mut self, explicit: bool) -> Result<(), Stop> {
+        let dict = StandardDataDictionary;
+        // Inside encapsulated pixel data, whose items are fragments rather than elements.
+        let mut fragments = false;
+        while let Some(h) = self.header(explicit)? {
+            // Items and delimiters; any other (FFFE,xxxx) is read as an ordinary element of VR UN.
+            if h.tag.group() == 0xFFFE && matches!(h.tag.element(), 0xE000 | 0xE00D | 0xE0DD) {
+                match h.tag.element() {
+                    // Item: a fragment is skipped, a sequence item is entered.
+                    0xE000 if fragments && h.len != UNDEFINED => {
+                        self.fits(&h)?;
+                        self.skip(u64::from(h.len))?;
+                    }
+                    0xE0DD => fragments = false,
+                    _ => {}
+                }
+                continue;
+            }
+            // Implicit VR: the dictionary's VR, as dicom-parser takes it; group lengths are UL.
+            let vr = match h.vr {
+                Some(vr) => vr,
+                None if h.tag.group() == 0xFFFE => VR::UN,
+                None if h.tag.element() == 0 => VR::UL,
+                None => dict.by_tag(h.tag).map_or(VR::UN, |e| e.vr().relaxed()),
+            };
+            let sequence = vr == VR::SQ;
+            if h.len == UNDEFINED {
+                if h.tag == Tag(0x7FE0, 0x0010) {
+                    fragments = true;
+                } else if !sequence {
+                    // UN of undefined length: dicom-parser switches encoding; not followed here.
+                    return Ok(());
+                }
+                continue;
+            }
+            self.fits(&h)?;
+            if !sequence {
+                self.skip(u64::from(consumed(vr, h.len)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Bytes dicom-parser consumes for a value of `len` bytes: numbers are read as `len / size`
+/// whole values, so the remainder of a length that is not a multiple of the size stays in the
+/// stream and is read as the start of the next element (found by the `raster_loader` target).
+fn consumed(vr: VR, len: u32) -> u32 {
+    use VR::*;
+    let size = match vr {
+        US | OW | SS => 2,
+        AT | FL | OF | UL | OL | SL => 4,
+        FD | OD | UV | OV | SV => 8,
+        _ => 1,
+    };
+    len - len % size
+}

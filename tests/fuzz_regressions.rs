@@ -1,0 +1,143 @@
+//! Inputs found by the fuzz targets in `fuzz/` (tests/fixtures/fuzz/ATTRIBUTION.md says which
+//! target found each and what it did). Each must now fail at once, in one line, naming the element
+//! whose declared length runs past the end of the file; the lengths and offsets in the expected
+//! messages are read off the hex of the files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use cxr_viewer::io::{dicomdir_images, load_study, load_study_frame, LoadErrorKind};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz")
+        .join(name)
+}
+
+fn one_line_error(path: &Path, frame: u32) -> (LoadErrorKind, String) {
+    let e = load_study_frame(path, frame).expect_err("expected an error");
+    let msg = e.to_string();
+    assert!(!msg.contains('\n'), "multi-line error: {msg:?}");
+    (e.kind(), msg)
+}
+
+#[test]
+fn unknown_vr_with_a_huge_length_is_refused_before_any_allocation() {
+    // (0008,1030) at offset 0x2AA has the VR "FO", which dicom-parser reads as UN: 2 reserved
+    // bytes, then the 32-bit length 0x43205258 ("XR C") at 0x2B2..0x2B6; 3366 - 0x2B6 = 2672
+    // bytes remain.
+    let path = fixture("unknown_vr_huge_length.dcm");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3366);
+    let expected = "cannot open unknown_vr_huge_length.dcm: truncated or corrupt DICOM file \
+                    (element (0008,1030) claims 1126191704 bytes but only 2672 remain in the file)";
+    for frame in [0, 1] {
+        let (kind, msg) = one_line_error(&path, frame);
+        assert_eq!(kind, LoadErrorKind::Corrupt);
+        assert_eq!(msg, expected);
+    }
+    // The DICOMDIR reader opens the same way and refuses it the same way.
+    let e = dicomdir_images(&path).expect_err("expected an error");
+    assert_eq!(e.kind(), LoadErrorKind::Corrupt);
+    assert!(
+        e.to_string().ends_with(
+            "truncated or corrupt DICOMDIR (element (0008,1030) claims 1126191704 bytes but only \
+             2672 remain in the file)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn bare_data_set_with_a_huge_length_is_refused_before_any_allocation() {
+    // Starts with (0008,0000) and a zero length, so it is taken for an implicit-VR data set without
+    // File Meta; a later element claims 0x7D000000 bytes of a 145-byte file.
+    let path = fixture("bare_data_set_huge_length.dcm");
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Corrupt);
+    assert!(
+        msg.starts_with(
+            "cannot open bare_data_set_huge_length.dcm: truncated or corrupt DICOM data set \
+             (element "
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("claims 2097152000 bytes but only "), "{msg}");
+}
+
+#[test]
+fn numeric_value_of_odd_length_is_walked_as_dicom_parser_reads_it() {
+    // 32 bytes, implicit VR without File Meta: (0008,0000) length 0, then the group length
+    // (F800,0000), UL, of length 2, of which dicom-parser reads 2 / 4 = 0 values and so consumes
+    // no byte: its next headers are (0000,0000) length 0 at 0x10 and (0000,0000) at 0x18 with the
+    // length 0x6B012000 at 0x1C, after which nothing remains.
+    let path = fixture("numeric_value_remainder.dcm");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 32);
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Corrupt);
+    assert_eq!(
+        msg,
+        "cannot open numeric_value_remainder.dcm: truncated or corrupt DICOM data set (element \
+         (0000,0000) claims 1795235840 bytes but only 0 remain in the file)"
+    );
+}
+
+#[test]
+fn fffe_element_that_is_no_item_is_an_ordinary_element() {
+    // Implicit VR: (FFFE,00FF) at 0x60 is neither an item nor a delimiter, so dicom-parser reads
+    // it as a UN value of 0xFF000000 bytes, which a 122-byte file cannot hold.
+    let path = fixture("fffe_element_not_an_item.dcm");
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Corrupt);
+    assert_eq!(
+        msg,
+        "cannot open fffe_element_not_an_item.dcm: truncated or corrupt DICOM data set (element \
+         (FFFE,00FF) claims 4278190080 bytes but only 18 remain in the file)"
+    );
+}
+
+#[test]
+fn the_unchanged_original_of_the_fuzzed_file_still_loads() {
+    // The fuzzed file differs from this fixture in one byte (the VR "LO" of StudyDescription
+    // became "FO"; the "length" is then the text "XR C" of the description), so the length check
+    // must pass the original: it is that one byte, not the rest of the file, that is refused.
+    let original =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/multiframe_3x16x16.dcm");
+    let fuzzed = std::fs::read(fixture("unknown_vr_huge_length.dcm")).unwrap();
+    let bytes = std::fs::read(&original).unwrap();
+    let differing: Vec<usize> = (0..bytes.len())
+        .filter(|&i| bytes[i] != fuzzed[i])
+        .collect();
+    assert_eq!(differing, vec![0x2AE]);
+    let study = load_study(&original).unwrap();
+    assert_eq!((study.width, study.height), (16, 16));
+}
+
+#[test]
+fn rle_segment_that_decodes_short_is_an_error_not_a_decoder_panic() {
+    // One byte of the RLE fixture's first segment changed (0xE5 -> 0xFE at 0x766): a run header
+    // that repeats a byte 28 times now repeats it 3 times, so the segment decodes to 25 bytes
+    // fewer than the 160 x 192 of the image and dicom-pixeldata's RLE decoder indexed past its
+    // end.
+    let original = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dicom/wg04_RG2_rle_crop_192x160.dcm");
+    let path = fixture("rle_short_segment.dcm");
+    let fuzzed = std::fs::read(&path).unwrap();
+    let bytes = std::fs::read(&original).unwrap();
+    let differing: Vec<usize> = (0..bytes.len())
+        .filter(|&i| bytes[i] != fuzzed[i])
+        .collect();
+    assert_eq!(differing, vec![0x766]);
+    let (kind, msg) = one_line_error(&path, 0);
+    assert_eq!(kind, LoadErrorKind::Decode, "{msg}");
+    assert!(
+        msg.starts_with("cannot open rle_short_segment.dcm: cannot decode "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("(RLE segment 1 decodes to 30695 of 30720 bytes)"),
+        "{msg}"
+    );
+    // The check passes the intact file, which still decodes.
+    let study = load_study(&original).unwrap();
+    assert_eq!((study.width, study.height), (160, 192));
+}
