@@ -172,7 +172,7 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         if let Some(gate) = super::trust_state::current_gate(app) {
             ui.label(RichText::new(gate.short_line()).color(WARN).small())
                 .on_hover_text(format!(
-                    "{}\nSettings: \"Dim overlays when the result is uncertain\"",
+                    "{}\nSettings: \"Dim overlays when the result is uncertain or out of scope\"",
                     gate.line()
                 ));
         }
@@ -714,7 +714,7 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .on_hover_text("IG takes tens of seconds on a CPU");
     ui.checkbox(
         &mut s.gate_overlays,
-        "Dim overlays when the result is uncertain",
+        "Dim overlays when the result is uncertain or out of scope",
     )
     .on_hover_text("The reason is shown next to the opacity slider");
 }
