@@ -73,15 +73,7 @@ pub fn parse_labels(text: &str, source: &str) -> Result<RsnaLabels, NotesError> 
     let mut labels = RsnaLabels::default();
     let mut raw: BTreeMap<String, Vec<ImageBox>> = BTreeMap::new();
     for row in reader.records() {
-        let row = row.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            NotesError::new(
-                NotesErrorKind::InvalidData,
-                format!("{source} line {line}"),
-                "malformed row",
-            )
-            .with_source(e)
-        })?;
+        let row = row.map_err(|e| super::transfer::malformed_row(source, e))?;
         let place = format!("{source} line {}", row.position().map_or(0, |p| p.line()));
         let cell = |i: usize| row.get(cols[i]).unwrap_or("").trim();
         let bad = |why: String| NotesError::new(NotesErrorKind::InvalidData, &place, why);

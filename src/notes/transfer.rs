@@ -436,15 +436,7 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
             }
             let mut notes = Vec::new();
             for row in reader.records() {
-                let row = row.map_err(|e| {
-                    let line = e.position().map_or(0, |p| p.line());
-                    NotesError::new(
-                        NotesErrorKind::InvalidData,
-                        format!("{source} line {line}"),
-                        "malformed row",
-                    )
-                    .with_source(e)
-                })?;
+                let row = row.map_err(|e| malformed_row(source, e))?;
                 let place = format!("{source} line {}", row.position().map_or(0, |p| p.line()));
                 let row: CsvRecord = row.deserialize(Some(&headers)).map_err(|e| {
                     NotesError::new(NotesErrorKind::InvalidData, &place, "malformed row")
@@ -530,4 +522,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NotesError> {
         )
         .with_source(e)
     })
+}
+
+/// A CSV row the reader could not split, named by its line (one message for every CSV we read).
+pub(crate) fn malformed_row(source: &str, e: csv::Error) -> NotesError {
+    let line = e.position().map_or(0, |p| p.line());
+    NotesError::new(
+        NotesErrorKind::InvalidData,
+        format!("{source} line {line}"),
+        "malformed row",
+    )
+    .with_source(e)
 }
