@@ -78,10 +78,6 @@ impl SettingsFile {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Called every frame, painted or not. Returns how long until a pending write is due (for a
     /// repaint request), and a write error to show, if any.
     pub fn tick(
