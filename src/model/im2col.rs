@@ -65,7 +65,7 @@ pub(crate) fn conv2d(
     }
     let col = Tensor::from_vec(col, (n, rows, oh * ow), x.device())?;
     Ok(Some(
-        matrix.broadcast_matmul(&col)?.reshape((n, c_out, oh, ow))?,
+        super::fused::weight_matmul(matrix, &col)?.reshape((n, c_out, oh, ow))?,
     ))
 }
 

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod device;
+mod fused;
 mod im2col;
 pub mod preprocess;
 pub mod resnet;

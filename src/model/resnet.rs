@@ -21,6 +21,7 @@
 use candle_core::{DType, IndexOp, Tensor, D};
 
 use super::config::Architecture;
+use super::fused;
 use super::im2col;
 use super::weights::WeightStore;
 use super::ModelError;
@@ -33,6 +34,8 @@ const BN_EPS: f64 = 1e-5;
 pub struct ConvBn {
     weight: Tensor,
     bias: Tensor,
+    /// The bias on the host, for the fused bias + ReLU pass ([`fused::bias_act`]).
+    bias_host: Vec<f32>,
     /// Stride 1: `Wᵀ` flipped in both spatial axes (`[c_in, c_out, k, k]`). Stride > 1: `Wᵀ` as a
     /// matrix `[c_in·k·k, c_out]`.
     backward_kernel: Tensor,
@@ -88,6 +91,7 @@ impl ConvBn {
         let pointwise = pointwise_matrices(&weight, kernel, padding)?;
         Ok(Self {
             weight,
+            bias_host: bias.to_device(&candle_core::Device::Cpu)?.to_vec1()?,
             bias: bias.reshape((1, c_out, 1, 1))?,
             backward_kernel,
             pointwise,
@@ -100,22 +104,29 @@ impl ConvBn {
     }
 
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        fused::bias_act(self.convolve(x)?, &self.bias_host, &self.bias, false)
+    }
+
+    /// `relu(W ⋆ x + b)`, bias and ReLU in one pass over the gemm's output on the CPU.
+    pub fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        fused::bias_act(self.convolve(x)?, &self.bias_host, &self.bias, true)
+    }
+
+    /// `W ⋆ x` without the bias: a fresh tensor the caller holds alone.
+    fn convolve(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if let Some((matrix, _)) = &self.pointwise {
             let x = subsample(x, self.stride)?;
             let (n, c, h, w) = x.dims4()?;
-            return matrix
-                .broadcast_matmul(&x.reshape((n, c, h * w))?)?
-                .reshape((n, self.c_out, h, w))?
-                .broadcast_add(&self.bias);
+            return fused::weight_matmul(matrix, &x.reshape((n, c, h * w))?)?
+                .reshape((n, self.c_out, h, w));
         }
         let matrix = self
             .weight
             .reshape((self.c_out, self.c_in * self.kernel * self.kernel))?;
         if let Some(y) = im2col::conv2d(x, &matrix, self.kernel, self.stride, self.padding)? {
-            return y.broadcast_add(&self.bias);
+            return Ok(y);
         }
-        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-            .broadcast_add(&self.bias)
+        x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
     }
 
     /// `∂L/∂x` from `∂L/∂y`; `input_hw` is the spatial size of `x` (needed when the stride
@@ -128,8 +139,7 @@ impl ConvBn {
         let (k, p, s) = (self.kernel, self.padding, self.stride);
         if let (Some((_, transposed)), 1) = (&self.pointwise, s) {
             let (n, c_out, h, w) = grad.dims4()?;
-            return transposed
-                .broadcast_matmul(&grad.reshape((n, c_out, h * w))?)?
+            return fused::weight_matmul(transposed, &grad.reshape((n, c_out, h * w))?)?
                 .reshape((n, self.c_in, h, w));
         }
         if s == 1 {
@@ -146,10 +156,23 @@ impl ConvBn {
         let c_in = self.c_in;
         // taps[n, ci, ky, kx, i, j] = Σ_co W[co, ci, ky, kx] ∂y[n, co, i, j]; it lands on input
         // pixel (s·i + ky − p, s·j + kx − p).
-        let taps = self
-            .backward_kernel
-            .broadcast_matmul(&grad.reshape((n, c_out, h * w))?)?
-            .reshape((n, c_in, k, k, h, w))?;
+        let backward_kernel = match &self.pointwise {
+            Some((_, transposed)) => transposed,
+            None => &self.backward_kernel,
+        };
+        let taps = fused::weight_matmul(backward_kernel, &grad.reshape((n, c_out, h * w))?)?;
+        let geometry = fused::Col2Im {
+            c_in,
+            k,
+            stride: s,
+            padding: p,
+            grid: (h, w),
+            input: input_hw,
+        };
+        if let Some(g) = fused::col2im(&taps, geometry)? {
+            return Ok(g);
+        }
+        let taps = taps.reshape((n, c_in, k, k, h, w))?;
         // Polyphase col2im: tap (ky, kx) = (s·qy + py, s·qx + px) adds to phase (py, px) at
         // low-resolution offset (qy, qx); the s×s phases are then interleaved once.
         let q = k.div_ceil(s);
@@ -331,14 +354,15 @@ struct BlockTape {
 impl Bottleneck {
     fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, BlockTape)> {
         let (_, _, h, w) = x.dims4()?;
-        let relu1 = self.conv1.forward(x)?.relu()?;
-        let relu2 = self.conv2.forward(&relu1)?.relu()?;
+        let relu1 = self.conv1.forward_relu(x)?;
+        let relu2 = self.conv2.forward_relu(&relu1)?;
         let main = self.conv3.forward(&relu2)?;
         let identity = match &self.downsample {
             Some(ds) => ds.forward(x)?,
             None => x.clone(),
         };
-        let out = (main + identity)?.relu()?;
+        // `main` is conv3's fresh output: the residual join writes into it.
+        let out = fused::add_relu_in_place(main, &identity)?;
         Ok((
             out.clone(),
             BlockTape {
@@ -363,12 +387,13 @@ impl Bottleneck {
             Some(ds) => ds.backward_input(&g_sum, tape.input_hw)?,
             None => g_sum,
         };
-        g_main + g_identity
+        // `g_main` is conv1's fresh input gradient: the sum is written into it.
+        fused::add_in_place(g_main, &g_identity)
     }
 }
 
 fn relu_backward(grad: &Tensor, relu_out: &Tensor) -> candle_core::Result<Tensor> {
-    grad.mul(&relu_out.gt(0f32)?.to_dtype(grad.dtype())?)
+    fused::relu_backward(grad, relu_out)
 }
 
 /// Activations kept by [`Backbone::forward_with_tape`] for [`Backbone::backward_input`].
@@ -454,7 +479,7 @@ impl Backbone {
 
     /// layer4 activation `[n, C, h, w]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.stem.forward(x)?.relu()?;
+        let x = self.stem.forward_relu(x)?;
         let (mut x, _) = StemPool::forward(&x)?;
         for block in &self.blocks {
             x = block.forward(&x)?.0;
@@ -467,7 +492,7 @@ impl Backbone {
     /// guard pools these; they are the tensors the forward computes anyway, so this costs no
     /// extra pass.
     pub fn forward_with_stages(&self, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
-        let x = self.stem.forward(x)?.relu()?;
+        let x = self.stem.forward_relu(x)?;
         let (mut x, _) = StemPool::forward(&x)?;
         let mut stages = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
@@ -484,7 +509,7 @@ impl Backbone {
     /// Like [`Self::forward`], keeping what [`Self::backward_input`] needs.
     pub fn forward_with_tape(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tape)> {
         let (_, _, h, w) = x.dims4()?;
-        let stem_relu = self.stem.forward(x)?.relu()?;
+        let stem_relu = self.stem.forward_relu(x)?;
         let stem_hw = (stem_relu.dim(2)?, stem_relu.dim(3)?);
         let (mut x, pool) = StemPool::forward(&stem_relu)?;
         let mut blocks = Vec::with_capacity(self.blocks.len());
@@ -692,6 +717,7 @@ mod tests {
             let pointwise = pointwise_matrices(&weight, k, padding).unwrap();
             Self {
                 weight,
+                bias_host: vec![0.0; c_out],
                 bias,
                 backward_kernel,
                 pointwise,
@@ -748,6 +774,53 @@ mod tests {
                 |x| conv.forward(x).unwrap(),
                 |g| conv.backward_input(g, (h, h)).unwrap(),
             );
+        }
+    }
+
+    /// The fused CPU forward (gemm, then bias and ReLU in one pass; residual join in place)
+    /// against candle's own `conv2d`, `broadcast_add` and `relu` with a non-zero bias.
+    #[test]
+    fn fused_forward_matches_candle_ops() {
+        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        for (k, s, p, h) in [
+            (1, 1, 0, 9),
+            (3, 1, 1, 9),
+            (3, 2, 1, 9),
+            (1, 2, 0, 10),
+            (7, 2, 3, 15),
+        ] {
+            let mut conv = ConvBn::from_weight(
+                Tensor::randn(0f32, 1.0, (5, 3, k, k), &Device::Cpu).unwrap(),
+                s,
+                p,
+            );
+            let bias = Tensor::randn(0f32, 1.0, 5, &Device::Cpu).unwrap();
+            conv.bias_host = bias.to_vec1().unwrap();
+            conv.bias = bias.reshape((1, 5, 1, 1)).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, h), &Device::Cpu).unwrap();
+            let reference = x
+                .conv2d(&conv.weight, p, s, 1, 1)
+                .unwrap()
+                .broadcast_add(&conv.bias)
+                .unwrap();
+            assert!(max_diff(&conv.forward(&x).unwrap(), &reference) < 1e-4);
+            let relu = conv.forward_relu(&x).unwrap();
+            assert!(max_diff(&relu, &reference.relu().unwrap()) < 1e-4);
+            let other = Tensor::randn(0f32, 1.0, relu.shape(), &Device::Cpu).unwrap();
+            let joined = fused::add_relu_in_place(conv.forward(&x).unwrap(), &other).unwrap();
+            let expected = (&reference + &other).unwrap().relu().unwrap();
+            assert!(max_diff(&joined, &expected) < 1e-4);
         }
     }
 

@@ -1,0 +1,310 @@
+//! Fused element-wise passes of the CPU forward and input-gradient passes (issue 13).
+//!
+//! Why: every candle element-wise op allocates a fresh tensor and walks memory once, so a
+//! convolution followed by `+ bias` and `relu` walks its output three times and page-faults two
+//! fresh buffers; the ReLU gradient `∂y ⊙ [y > 0]` took three ops (compare, cast, multiply), and
+//! the stride-2 input gradient was a polyphase interleave of dozens of small pad/add/stack ops.
+//! On ResNet-50 these passes cost about as much as the convolutions' gemms of the backward.
+//! Here each is one pass:
+//!
+//! * [`bias_act`]: `y ← y + b` (per channel), optionally `y ← max(y, 0)`, on the fresh
+//!   output of a convolution's gemm;
+//! * [`add_relu_in_place`]: `y ← max(y + r, 0)` (the residual join), and [`add_in_place`];
+//! * [`relu_backward`]: `∂x = ∂y ⊙ [y > 0]`, one output buffer;
+//! * [`col2im`]: the input gradient of a strided convolution from the per-tap products
+//!   `T[(c·k + ky)·k + kx, i·w + j] = Σ_co W[co, c, ky, kx] ∂y[co, i, j]`:
+//!   `∂x[c, s·i + ky − p, s·j + kx − p] += T[(c·k + ky)·k + kx, i·w + j]`, one plane per task.
+//!
+//! [`weight_matmul`] multiplies every image of a batch by one weight matrix without copying it.
+//!
+//! In-place passes only ever run on tensors the caller has just created and holds alone (a gemm's
+//! output, a gradient computed a line earlier); they apply to contiguous f32 tensors on the CPU
+//! that autograd does not track ([`applies`]). Everywhere else (CUDA, the autograd tests) the
+//! callers use candle's own ops, which compute the same values.
+
+use candle_core::{
+    bail, CpuStorage, CustomOp1, CustomOp2, DType, InplaceOp1, InplaceOp2, Layout, Result, Shape,
+    Tensor,
+};
+use rayon::prelude::*;
+
+/// Elements per parallel task at least (small planes are grouped so a task is worth scheduling).
+const MIN_TASK: usize = 1 << 14;
+
+/// Whether the fused CPU passes apply to `t`.
+pub(crate) fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && !t.track_op()
+}
+
+fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("fused op: non-contiguous tensor")
+    };
+    match storage {
+        CpuStorage::F32(v) => Ok(&mut v[start..end]),
+        _ => bail!("fused op: not f32"),
+    }
+}
+
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("fused op: non-contiguous tensor")
+    };
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// Planes per task so that a task holds at least [`MIN_TASK`] elements.
+fn planes_per_task(plane: usize) -> usize {
+    MIN_TASK.div_ceil(plane.max(1)).max(1)
+}
+
+struct BiasAct<'a> {
+    bias: &'a [f32],
+    plane: usize,
+    relu: bool,
+}
+
+impl InplaceOp1 for BiasAct<'_> {
+    fn name(&self) -> &'static str {
+        "bias-act"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let data = slice_mut(storage, layout)?;
+        let (c, plane, relu) = (self.bias.len(), self.plane, self.relu);
+        if c == 0 || plane == 0 || data.len() % (c * plane) != 0 {
+            bail!("bias-act: shape does not match the bias")
+        }
+        data.par_chunks_mut(plane)
+            .enumerate()
+            .with_min_len(planes_per_task(plane))
+            .for_each(|(index, values)| {
+                let b = self.bias[index % c];
+                if relu {
+                    values.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                } else {
+                    values.iter_mut().for_each(|v| *v += b);
+                }
+            });
+        Ok(())
+    }
+}
+
+/// `y + b` (then ReLU when `relu`) for `y: [n, C, h, w]`, `bias`: C values; in place when
+/// [`applies`], else with candle ops (`bias_tensor`: `[1, C, 1, 1]`).
+pub(crate) fn bias_act(
+    y: Tensor,
+    bias: &[f32],
+    bias_tensor: &Tensor,
+    relu: bool,
+) -> Result<Tensor> {
+    if applies(&y) && y.rank() == 4 {
+        let (_, _, h, w) = y.dims4()?;
+        y.inplace_op1(&BiasAct {
+            bias,
+            plane: h * w,
+            relu,
+        })?;
+        return Ok(y);
+    }
+    let y = y.broadcast_add(bias_tensor)?;
+    if relu {
+        y.relu()
+    } else {
+        Ok(y)
+    }
+}
+
+struct AddRelu {
+    relu: bool,
+}
+
+impl InplaceOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let dst = slice_mut(s1, l1)?;
+        let src = slice(s2, l2)?;
+        if dst.len() != src.len() {
+            bail!("add-relu: shapes differ")
+        }
+        let relu = self.relu;
+        dst.par_chunks_mut(MIN_TASK)
+            .zip(src.par_chunks(MIN_TASK))
+            .for_each(|(d, s)| {
+                if relu {
+                    d.iter_mut()
+                        .zip(s)
+                        .for_each(|(d, s)| *d = (*d + s).max(0.0));
+                } else {
+                    d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                }
+            });
+        Ok(())
+    }
+}
+
+fn add_maybe_relu(y: Tensor, r: &Tensor, relu: bool) -> Result<Tensor> {
+    if applies(&y) && applies(r) && y.shape() == r.shape() {
+        y.inplace_op2(r, &AddRelu { relu })?;
+        return Ok(y);
+    }
+    let sum = (y + r)?;
+    if relu {
+        sum.relu()
+    } else {
+        Ok(sum)
+    }
+}
+
+/// `max(y + r, 0)`, in `y`'s buffer when [`applies`] (`y` must be held by the caller alone).
+pub(crate) fn add_relu_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
+    add_maybe_relu(y, r, true)
+}
+
+/// `y + r`, in `y`'s buffer when [`applies`] (`y` must be held by the caller alone).
+pub(crate) fn add_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
+    add_maybe_relu(y, r, false)
+}
+
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "relu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let grad = slice(s1, l1)?;
+        let out = slice(s2, l2)?;
+        if grad.len() != out.len() {
+            bail!("relu-backward: shapes differ")
+        }
+        let mut result = vec![0f32; grad.len()];
+        result
+            .par_chunks_mut(MIN_TASK)
+            .zip(grad.par_chunks(MIN_TASK).zip(out.par_chunks(MIN_TASK)))
+            .for_each(|(r, (g, y))| {
+                for ((r, g), y) in r.iter_mut().zip(g).zip(y) {
+                    if *y > 0.0 {
+                        *r = *g;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(result), l1.shape().clone()))
+    }
+}
+
+/// `∂x = ∂y ⊙ [y > 0]` given the ReLU's output `y`.
+pub(crate) fn relu_backward(grad: &Tensor, relu_out: &Tensor) -> Result<Tensor> {
+    if applies(grad) && applies(relu_out) && grad.shape() == relu_out.shape() {
+        return grad.apply_op2_no_bwd(relu_out, &ReluMask);
+    }
+    grad.mul(&relu_out.gt(0f32)?.to_dtype(grad.dtype())?)
+}
+
+/// `W · x[b]` for every image `b`: `w` is `[m, k]`, `x` is `[n, k, cols]`, the result
+/// `[n, m, cols]`.
+///
+/// Why not `broadcast_matmul`: it copies `w` once per image (`broadcast_as(..).contiguous()`)
+/// before the gemm, which for layer4's 3×3 convolution is 9 MB per image and per pass, a sixth of
+/// the whole IG time. Candle's CPU gemm loop accepts a zero batch stride on the left operand, so on
+/// the CPU the broadcast view goes to the gemm as it is.
+pub(crate) fn weight_matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    if w.device().is_cpu() && w.is_contiguous() && x.rank() == 3 && w.rank() == 2 {
+        let (n, _, _) = x.dims3()?;
+        let (m, k) = w.dims2()?;
+        return w.broadcast_as((n, m, k))?.matmul(&x.contiguous()?);
+    }
+    w.broadcast_matmul(x)
+}
+
+/// Geometry of [`col2im`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Col2Im {
+    pub c_in: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+    /// Output (gradient) grid `h × w` of the convolution.
+    pub grid: (usize, usize),
+    /// Input grid `H × W` of the convolution: the result's spatial size.
+    pub input: (usize, usize),
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let taps = slice(storage, layout)?;
+        let Col2Im {
+            c_in,
+            k,
+            stride: s,
+            padding: p,
+            grid: (h, w),
+            input: (ih, iw),
+        } = *self;
+        let per_channel = k * k * h * w;
+        if per_channel == 0 || taps.len() % (c_in * per_channel) != 0 {
+            bail!("col2im: taps do not match the geometry")
+        }
+        let n = taps.len() / (c_in * per_channel);
+        let mut out = vec![0f32; n * c_in * ih * iw];
+        out.par_chunks_mut(ih * iw)
+            .zip(taps.par_chunks(per_channel))
+            .with_min_len(planes_per_task(ih * iw))
+            .for_each(|(plane, taps)| {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let tap = &taps[(ky * k + kx) * h * w..(ky * k + kx + 1) * h * w];
+                        // Grid columns j whose input column s·j + kx − p lies in [0, iw).
+                        let j_lo = p.saturating_sub(kx).div_ceil(s).min(w);
+                        let j_hi = if iw + p > kx {
+                            (iw + p - kx).div_ceil(s).min(w)
+                        } else {
+                            0
+                        }
+                        .max(j_lo);
+                        for i in 0..h {
+                            let y = (s * i + ky) as isize - p as isize;
+                            if y < 0 || y >= ih as isize {
+                                continue;
+                            }
+                            let row = &mut plane[y as usize * iw..(y as usize + 1) * iw];
+                            let src = &tap[i * w..(i + 1) * w];
+                            for j in j_lo..j_hi {
+                                row[s * j + kx - p] += src[j];
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, c_in, ih, iw))))
+    }
+}
+
+/// The input gradient `[n, c_in, H, W]` from the per-tap products `[n, c_in·k·k, h·w]`, or `None`
+/// where the fused pass does not apply.
+pub(crate) fn col2im(taps: &Tensor, geometry: Col2Im) -> Result<Option<Tensor>> {
+    if !applies(taps) {
+        return Ok(None);
+    }
+    Ok(Some(taps.apply_op1_no_bwd(&geometry)?))
+}
