@@ -4,6 +4,7 @@
 //! Layers, lowest first: [`io`] → [`model`] → [`explain`] → [`analysis`] → [`ui`]; only [`ui`]
 //! depends on a UI toolkit.
 
+pub mod alloc_tuning;
 pub mod analysis;
 pub mod atomic_file;
 pub mod cli;
