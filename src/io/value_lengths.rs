@@ -6,8 +6,9 @@
 //! target: one VR byte changed to an unknown VR turns the next 4 bytes into a 32-bit length).
 //! No value can extend past the end of the file, so such a header is refused here in one line.
 //!
-//! The walk follows the element grammar of PS3.5 7.1 as dicom-parser reads it: the File Meta
-//! group (explicit VR little endian) after "DICM", then the data set in its transfer syntax.
+//! The walk follows the element grammar of PS3.5 7.1 as dicom-rs reads it: the File Meta group
+//! (explicit VR little endian) after "DICM", as long as its group length (0002,0000) says, then
+//! the data set in its transfer syntax.
 //! Explicit VR: the VRs of PS3.5 table 7.1-2 (AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST
 //! TM UI UL US) have a 16-bit length after the VR, every other VR (unknown ones too, which
 //! dicom-parser reads as UN) a reserved 16 bits and a 32-bit length. Implicit VR: a 32-bit length.
@@ -183,21 +184,26 @@ impl<R: Read + Seek> Walker<R> {
         Ok(())
     }
 
-    /// The File Meta group; returns the transfer syntax UID it names.
+    /// The File Meta group, read as dicom-object reads it: the group length (0002,0000) first,
+    /// then elements until their headers and values add up to that length, whatever their tags
+    /// (an element of another group there is part of the File Meta, not the start of the data
+    /// set). Returns the transfer syntax UID it names.
     fn meta(&mut self) -> Result<Option<String>, Stop> {
+        let Some(h) = self.header(true)? else {
+            return Ok(None);
+        };
+        // dicom-object refuses any other first element itself.
+        if h.tag != Tag(0x0002, 0x0000) || h.len != 4 {
+            return Ok(None);
+        }
+        let group_length = u32::from_le_bytes(self.bytes::<4>()?);
         let mut ts = None;
-        loop {
+        let mut read = 0u32;
+        while read < group_length {
             let mark = self.pos;
             let Some(h) = self.header(true)? else {
                 return Ok(ts);
             };
-            if h.tag.group() != 0x0002 {
-                // The data set starts here: step back so that it is read with its own encoding.
-                let back = i64::try_from(self.pos - mark).map_err(|_| Stop::Io)?;
-                self.src.seek_relative(-back).map_err(|_| Stop::Io)?;
-                self.pos = mark;
-                return Ok(ts);
-            }
             if h.len == UNDEFINED {
                 return Ok(None);
             }
@@ -211,7 +217,10 @@ impl<R: Read + Seek> Walker<R> {
             } else {
                 self.skip(u64::from(h.len))?;
             }
+            // Header and value, saturating as dicom-object counts them.
+            read = read.saturating_add(u32::try_from(self.pos - mark).unwrap_or(u32::MAX));
         }
+        Ok(ts)
     }
 
     fn data_set(&mut self, explicit: bool) -> Result<(), Stop> {
