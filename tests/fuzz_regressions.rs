@@ -141,3 +141,61 @@ fn rle_segment_that_decodes_short_is_an_error_not_a_decoder_panic() {
     let study = load_study(&original).unwrap();
     assert_eq!((study.width, study.height), (160, 192));
 }
+
+/// Every entry point the `dicom_loader` target calls (frames 0 and 1, the DICOMDIR reader)
+/// refuses `name` with the same reason.
+fn refused_everywhere(name: &str, reason: &str) {
+    let path = fixture(name);
+    for frame in [0, 1] {
+        let (kind, msg) = one_line_error(&path, frame);
+        assert_eq!(kind, LoadErrorKind::Corrupt);
+        assert_eq!(
+            msg,
+            format!("cannot open {name}: truncated or corrupt DICOM file ({reason})")
+        );
+    }
+    let e = dicomdir_images(&path).expect_err("expected an error");
+    assert_eq!(e.kind(), LoadErrorKind::Corrupt);
+    assert_eq!(
+        e.to_string(),
+        format!("cannot open {name}: truncated or corrupt DICOMDIR ({reason})")
+    );
+}
+
+#[test]
+fn element_of_another_group_in_the_file_meta_is_part_of_the_file_meta() {
+    // Derived from no_preamble_16x16.dcm: 0x11 changed from 00 to 01, so (0002,0001) became
+    // (0102,0001). dicom-object reads the File Meta by its group length (0xC0 bytes from 0x10),
+    // so it is still File Meta and the data set starts at 0xD0; the walk had ended the File Meta
+    // there, before the transfer syntax, and so skipped the file. A byte inserted at 0x156 shifts
+    // the next header: (0008,1869) at 0x154 with the VR bytes 00 55, read as UN, then 2 reserved
+    // bytes and the length 0x332E3100 at 0x15C; 2181 - 0x160 = 1829 bytes remain. dicom-parser
+    // zero-filled those 859 MB before it failed.
+    let name = "meta_other_group_then_unknown_vr.dcm";
+    assert_eq!(std::fs::metadata(fixture(name)).unwrap().len(), 2181);
+    refused_everywhere(
+        name,
+        "element (0008,1869) claims 858665216 bytes but only 1829 remain in the file",
+    );
+    let original =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/no_preamble_16x16.dcm");
+    let study = load_study(&original).unwrap();
+    assert_eq!((study.width, study.height), (16, 16));
+}
+
+#[test]
+fn element_of_another_group_in_the_file_meta_of_a_dicomdir() {
+    // Derived from the DICOMDIR fixture: 0x91 changed from 00 to B7, so (0002,0001) became
+    // (B702,0001), which again hid the rest of the file from the walk, and 8 bytes inserted at
+    // 0x2DE, inside the third directory record: (0001,0000) with the VR bytes 00 00, read as UN,
+    // and the length 0x14000004 at 0x2E6; 2028 - 0x2EA = 1282 bytes remain.
+    let name = "dicomdir_meta_other_group_then_unknown_vr.dcm";
+    assert_eq!(std::fs::metadata(fixture(name)).unwrap().len(), 2028);
+    refused_everywhere(
+        name,
+        "element (0001,0000) claims 335544324 bytes but only 1282 remain in the file",
+    );
+    let original =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/dicomdir/DICOMDIR");
+    assert_eq!(dicomdir_images(&original).unwrap().len(), 3);
+}
