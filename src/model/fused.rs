@@ -275,13 +275,7 @@ impl CustomOp1 for Col2Im {
                     for kx in 0..k {
                         let tap = &taps[(ky * k + kx) * h * w..(ky * k + kx + 1) * h * w];
                         // Grid columns j whose input column s·j + kx − p lies in [0, iw).
-                        let j_lo = p.saturating_sub(kx).div_ceil(s).min(w);
-                        let j_hi = if iw + p > kx {
-                            (iw + p - kx).div_ceil(s).min(w)
-                        } else {
-                            0
-                        }
-                        .max(j_lo);
+                        let columns = super::im2col::valid_outputs(iw, w, kx, s, p);
                         for i in 0..h {
                             let y = (s * i + ky) as isize - p as isize;
                             if y < 0 || y >= ih as isize {
@@ -289,7 +283,7 @@ impl CustomOp1 for Col2Im {
                             }
                             let row = &mut plane[y as usize * iw..(y as usize + 1) * iw];
                             let src = &tap[i * w..(i + 1) * w];
-                            for j in j_lo..j_hi {
+                            for j in columns.clone() {
                                 row[s * j + kx - p] += src[j];
                             }
                         }

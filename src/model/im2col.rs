@@ -69,6 +69,41 @@ pub(crate) fn conv2d(
     ))
 }
 
+/// Output positions `o` in `0..n_out` whose input position `s·o + tap − p` lies in `[0, n_in)`
+/// (the others read padding). Shared by im2col and the col2im of the input gradient.
+pub(crate) fn valid_outputs(
+    n_in: usize,
+    n_out: usize,
+    tap: usize,
+    s: usize,
+    p: usize,
+) -> std::ops::Range<usize> {
+    let lo = p.saturating_sub(tap).div_ceil(s).min(n_out);
+    let hi = if n_in + p > tap {
+        (n_in + p - tap).div_ceil(s).min(n_out)
+    } else {
+        0
+    }
+    .max(lo);
+    lo..hi
+}
+
+/// Largest absolute difference of two tensors of one shape (the tests' yardstick).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    #![allow(clippy::unwrap_used)]
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 struct Geometry {
     c: usize,
     h: usize,
@@ -97,14 +132,7 @@ impl Geometry {
             for ky in 0..k {
                 for kx in 0..k {
                     let row = ((ci * k + ky) * k + kx) * oh * ow;
-                    // Output columns whose input column s·ox + kx − p lies in [0, w).
-                    let lo = p.saturating_sub(kx).div_ceil(s).min(ow);
-                    let hi = if w + p > kx {
-                        (w + p - kx).div_ceil(s).min(ow)
-                    } else {
-                        0
-                    }
-                    .max(lo);
+                    let std::ops::Range { start: lo, end: hi } = valid_outputs(w, ow, kx, s, p);
                     for oy in 0..oh {
                         let dst = &mut col[row + oy * ow..row + (oy + 1) * ow];
                         let iy = (oy * s + ky) as isize - p as isize;
@@ -148,16 +176,7 @@ mod tests {
             let matrix = weight.reshape((4, 3 * k * k)).unwrap();
             let got = conv2d(&x, &matrix, k, s, p).unwrap().unwrap();
             assert_eq!(got.dims(), expected.dims(), "k{k} s{s} p{p} {h}×{w}");
-            let diff = (got - expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&got, &expected);
             assert!(diff < 1e-4, "k{k} s{s} p{p} {h}×{w}: {diff}");
         }
     }

@@ -781,18 +781,7 @@ mod tests {
     /// against candle's own `conv2d`, `broadcast_add` and `relu` with a non-zero bias.
     #[test]
     fn fused_forward_matches_candle_ops() {
-        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
+        let max_diff = super::im2col::max_abs_diff;
         for (k, s, p, h) in [
             (1, 1, 0, 9),
             (3, 1, 1, 9),
