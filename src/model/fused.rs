@@ -302,3 +302,75 @@ pub(crate) fn col2im(taps: &Tensor, geometry: Col2Im) -> Result<Option<Tensor>> 
     }
     Ok(Some(taps.apply_op1_no_bwd(&geometry)?))
 }
+
+/// The stem max-pool (3×3, stride 2, padding 1) in one pass, with the index of each window's
+/// first maximum in row-major order (PyTorch's tie rule; padding never wins, as with PyTorch's −∞
+/// padding), so that the gradient is one scatter. Replaces a separable pass of a dozen candle ops
+/// and their temporaries (about 5 % of the IG time). `None` where the fused passes do not apply.
+pub(crate) fn max_pool_3x3_s2(
+    x: &Tensor,
+    (oh, ow): (usize, usize),
+) -> Result<Option<(Tensor, Vec<u32>)>> {
+    if !applies(x) {
+        return Ok(None);
+    }
+    let (n, c, h, w) = x.dims4()?;
+    let mut out = vec![0f32; n * c * oh * ow];
+    let mut argmax = vec![0u32; n * c * oh * ow];
+    {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Ok(None);
+        };
+        let data = slice(cpu, layout)?;
+        out.par_chunks_mut(oh * ow)
+            .zip(argmax.par_chunks_mut(oh * ow))
+            .zip(data.par_chunks(h * w))
+            .for_each(|((out, argmax), plane)| {
+                for oy in 0..oh {
+                    let rows = (2 * oy).saturating_sub(1)..(2 * oy + 2).min(h);
+                    for ox in 0..ow {
+                        let cols = (2 * ox).saturating_sub(1)..(2 * ox + 2).min(w);
+                        let mut best = f32::NEG_INFINITY;
+                        let mut at = 0usize;
+                        for y in rows.clone() {
+                            for x in cols.clone() {
+                                let v = plane[y * w + x];
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    at = y * w + x;
+                                }
+                            }
+                        }
+                        out[oy * ow + ox] = best;
+                        argmax[oy * ow + ox] = at as u32;
+                    }
+                }
+            });
+    }
+    let out = Tensor::from_vec(out, (n, c, oh, ow), x.device())?;
+    Ok(Some((out, argmax)))
+}
+
+/// Gradient of [`max_pool_3x3_s2`]: each output's gradient added at its window's maximum.
+pub(crate) fn max_pool_3x3_s2_backward(
+    grad: &Tensor,
+    argmax: &[u32],
+    (h, w): (usize, usize),
+) -> Result<Tensor> {
+    let (n, c, oh, ow) = grad.dims4()?;
+    let device = grad.device();
+    let grad = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    if grad.len() != argmax.len() {
+        bail!("max-pool backward: gradient does not match the pool's indices")
+    }
+    let mut out = vec![0f32; n * c * h * w];
+    out.par_chunks_mut(h * w)
+        .zip(grad.par_chunks(oh * ow).zip(argmax.par_chunks(oh * ow)))
+        .for_each(|(plane, (g, at))| {
+            for (g, &at) in g.iter().zip(at) {
+                plane[at as usize] += g;
+            }
+        });
+    Tensor::from_vec(out, (n, c, h, w), device)
+}

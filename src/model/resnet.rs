@@ -299,10 +299,18 @@ fn max3_stride2_backward(
 #[derive(Clone, Debug)]
 struct StemPool;
 
-struct PoolTape {
-    padded: Tensor,
-    cols: Tensor,
-    out: Tensor,
+enum PoolTape {
+    /// The fused CPU pass: input size and the flat index of each window's maximum.
+    Fused {
+        input_hw: (usize, usize),
+        argmax: Vec<u32>,
+    },
+    /// Candle ops (autograd, other devices).
+    Ops {
+        padded: Tensor,
+        cols: Tensor,
+        out: Tensor,
+    },
 }
 
 impl StemPool {
@@ -313,6 +321,10 @@ impl StemPool {
     fn forward(x: &Tensor) -> candle_core::Result<(Tensor, PoolTape)> {
         let (_, _, h, w) = x.dims4()?;
         let (oh, ow) = (Self::out_size(h), Self::out_size(w));
+        if let Some((out, argmax)) = fused::max_pool_3x3_s2(x, (oh, ow))? {
+            let input_hw = (h, w);
+            return Ok((out, PoolTape::Fused { input_hw, argmax }));
+        }
         // One zero row/column in front (padding 1), enough behind for the last window's third tap.
         let padded = x
             .pad_with_zeros(2, 1, (2 * oh + 1).saturating_sub(h))?
@@ -321,7 +333,7 @@ impl StemPool {
         // in row-major order inside the window, which is PyTorch's tie rule.
         let cols = max3_stride2(&padded, 3, ow)?;
         let out = max3_stride2(&cols, 2, oh)?;
-        Ok((out.clone(), PoolTape { padded, cols, out }))
+        Ok((out.clone(), PoolTape::Ops { padded, cols, out }))
     }
 
     fn backward(
@@ -329,9 +341,17 @@ impl StemPool {
         grad: &Tensor,
         (h, w): (usize, usize),
     ) -> candle_core::Result<Tensor> {
-        let g_cols = max3_stride2_backward(&tape.cols, &tape.out, grad, 2)?;
-        let g_padded = max3_stride2_backward(&tape.padded, &tape.cols, &g_cols, 3)?;
-        g_padded.narrow(2, 1, h)?.narrow(3, 1, w)
+        match tape {
+            PoolTape::Fused { input_hw, argmax } => {
+                debug_assert_eq!(*input_hw, (h, w));
+                fused::max_pool_3x3_s2_backward(grad, argmax, (h, w))
+            }
+            PoolTape::Ops { padded, cols, out } => {
+                let g_cols = max3_stride2_backward(cols, out, grad, 2)?;
+                let g_padded = max3_stride2_backward(padded, cols, &g_cols, 3)?;
+                g_padded.narrow(2, 1, h)?.narrow(3, 1, w)
+            }
+        }
     }
 }
 
@@ -810,6 +830,35 @@ mod tests {
             let joined = fused::add_relu_in_place(conv.forward(&x).unwrap(), &other).unwrap();
             let expected = (&reference + &other).unwrap().relu().unwrap();
             assert!(max_diff(&joined, &expected) < 1e-4);
+        }
+    }
+
+    /// The fused max-pool against the candle-op path: same values, and on ties (a film's flat
+    /// regions) the gradient goes to the first maximum in row-major order, as in PyTorch.
+    #[test]
+    fn fused_stem_pool_matches_the_candle_path() {
+        for h in [8, 9, 16] {
+            // Quantised values 1…4 make ties common; they stay above the candle path's zero
+            // padding, which would otherwise win an all-zero border window there (never in
+            // PyTorch or the fused pass: after the stem's ReLU such a window's gradient is lost
+            // either way).
+            let x = ((Tensor::rand(0f32, 4.0, (2, 3, h, h), &Device::Cpu).unwrap())
+                .floor()
+                .unwrap()
+                + 1.0)
+                .unwrap();
+            let (fused_out, fused_tape) = StemPool::forward(&x).unwrap();
+            assert!(matches!(fused_tape, PoolTape::Fused { .. }));
+            let var = Var::from_tensor(&x).unwrap();
+            let (ops_out, ops_tape) = StemPool::forward(var.as_tensor()).unwrap();
+            assert!(matches!(ops_tape, PoolTape::Ops { .. }));
+            let ops_out = ops_out.detach();
+            assert_eq!(super::im2col::max_abs_diff(&fused_out, &ops_out), 0.0);
+            // With ties both paths pick the first maximum in row-major order.
+            let g = Tensor::randn(0f32, 1.0, fused_out.shape(), &Device::Cpu).unwrap();
+            let a = StemPool::backward(&fused_tape, &g, (h, h)).unwrap();
+            let b = StemPool::backward(&ops_tape, &g, (h, h)).unwrap();
+            assert!(super::im2col::max_abs_diff(&a, &b) < 1e-6, "h {h}");
         }
     }
 
