@@ -272,3 +272,17 @@ fn a_well_formed_big_endian_file_is_not_refused_by_the_walk() {
     let study = loaded.unwrap();
     assert_eq!((study.width, study.height), (2, 2));
 }
+
+#[test]
+fn element_of_unknown_vr_and_undefined_length_is_entered_as_a_sequence() {
+    // (0040,A170) at 0x3C0 has the unknown VR "WQ" and an undefined length; dicom-parser reads
+    // it as a sequence in the same encoding, where the walk had stopped. Further on, the header
+    // at 0x4C3 (1E00,5510) with the VR bytes "I4" (UN) claims 0x382E322E bytes at 0x4CB; 4070 -
+    // 0x4CF = 2839 bytes remain. dicom-parser zero-filled those 943 MB.
+    let name = "unknown_vr_undefined_length_then_huge_length.dcm";
+    assert_eq!(std::fs::metadata(fixture(name)).unwrap().len(), 4070);
+    refused_everywhere(
+        name,
+        "element (1E00,5510) claims 942551598 bytes but only 2839 remain in the file",
+    );
+}

@@ -13,9 +13,9 @@
 //! TM UI UL US) have a 16-bit length after the VR, every other VR (unknown ones too, which
 //! dicom-parser reads as UN) a reserved 16 bits and a 32-bit length. Implicit VR: a 32-bit length.
 //! Sequences and items are entered (their elements follow inline); an undefined length (0xFFFFFFFF)
-//! is entered too; the items of encapsulated pixel data are fragments and are skipped; a numeric
+//! is entered too, whatever the VR, as dicom-parser 0.10 does; the items of encapsulated pixel data are fragments and are skipped; a numeric
 //! value advances by whole numbers only, as dicom-parser reads it (see [`consumed`]). Where the
-//! grammar is one this walk does not follow (deflated, UN of undefined length), it stops and
+//! grammar is one this walk does not follow (deflated data sets), it stops and
 //! leaves the file to dicom-rs, so it only ever refuses what dicom-rs could not read. Explicit VR
 //! big endian is walked as explicit VR little endian with its tags and lengths byte-swapped (a
 //! little-endian file relabelled big endian made dicom-parser zero-fill 1.4 GB, found by the
@@ -275,11 +275,11 @@ impl<R: Read + Seek> Walker<R> {
             };
             let sequence = vr == VR::SQ;
             if h.len == UNDEFINED {
+                // Any other element of undefined length, whatever its VR (UN, or an unknown VR read
+                // as UN), dicom-parser 0.10 reads as a sequence in the same encoding (found by
+                // the `dicom_loader` target: the walk had stopped there).
                 if h.tag == Tag(0x7FE0, 0x0010) {
                     fragments = true;
-                } else if !sequence {
-                    // UN of undefined length: dicom-parser switches encoding; not followed here.
-                    return Ok(());
                 }
                 continue;
             }
