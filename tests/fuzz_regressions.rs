@@ -199,3 +199,90 @@ fn element_of_another_group_in_the_file_meta_of_a_dicomdir() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/dicomdir/DICOMDIR");
     assert_eq!(dicomdir_images(&original).unwrap().len(), 3);
 }
+
+#[test]
+fn little_endian_data_set_labelled_big_endian_is_walked_big_endian() {
+    // Derived from multiframe_3x16x16.dcm: the transfer syntax at 0x110 became
+    // 1.2.840.10008.1.2.2 (explicit VR big endian; 0x122 changed from '1' to '2'), so dicom-parser
+    // reads the little-endian data set with its tags and lengths byte-swapped; the walk had left
+    // big-endian files to dicom-rs, which zero-filled 1.4 GB before failing.
+    let name = "little_endian_data_set_labelled_big_endian.dcm";
+    assert_eq!(std::fs::metadata(fixture(name)).unwrap().len(), 3366);
+    // The header at 0xB68, inside the pixel data as the byte-swapped lengths land: the tag bytes
+    // 91 09 BF 09, the VR bytes 40 0A (no VR, so UN), 2 reserved bytes and the length 0x530A250A
+    // at 0xB70; 3366 - 0xB74 = 434 bytes remain.
+    refused_everywhere(
+        name,
+        "element (9109,BF09) claims 1393173770 bytes but only 434 remain in the file",
+    );
+}
+
+#[test]
+fn a_well_formed_big_endian_file_is_not_refused_by_the_walk() {
+    // A 2 x 2 8-bit image in explicit VR big endian, written here: File Meta little endian, the
+    // data set big endian.
+    fn le(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&tag.0.to_le_bytes());
+        v.extend_from_slice(&tag.1.to_le_bytes());
+        v.extend_from_slice(vr);
+        v.extend_from_slice(&(value.len() as u16).to_le_bytes());
+        v.extend_from_slice(value);
+        v
+    }
+    fn be(tag: (u16, u16), vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&tag.0.to_be_bytes());
+        v.extend_from_slice(&tag.1.to_be_bytes());
+        v.extend_from_slice(vr);
+        if vr == b"OB" {
+            v.extend_from_slice(&[0, 0]);
+            v.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        } else {
+            v.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        }
+        v.extend_from_slice(value);
+        v
+    }
+    let mut meta = Vec::new();
+    meta.extend(le((2, 2), b"UI", b"1.2.840.10008.5.1.4.1.1.7\0"));
+    meta.extend(le((2, 3), b"UI", b"1.2.3.4\0"));
+    meta.extend(le((2, 0x10), b"UI", b"1.2.840.10008.1.2.2\0"));
+    let mut file = vec![0u8; 128];
+    file.extend_from_slice(b"DICM");
+    file.extend(le((2, 0), b"UL", &(meta.len() as u32).to_le_bytes()));
+    file.extend(meta);
+    file.extend(be((8, 0x16), b"UI", b"1.2.840.10008.5.1.4.1.1.7\0"));
+    file.extend(be((8, 0x18), b"UI", b"1.2.3.4\0"));
+    file.extend(be((0x28, 2), b"US", &1u16.to_be_bytes()));
+    file.extend(be((0x28, 4), b"CS", b"MONOCHROME2 "));
+    file.extend(be((0x28, 0x10), b"US", &2u16.to_be_bytes()));
+    file.extend(be((0x28, 0x11), b"US", &2u16.to_be_bytes()));
+    file.extend(be((0x28, 0x100), b"US", &8u16.to_be_bytes()));
+    file.extend(be((0x28, 0x101), b"US", &8u16.to_be_bytes()));
+    file.extend(be((0x28, 0x102), b"US", &7u16.to_be_bytes()));
+    file.extend(be((0x28, 0x103), b"US", &0u16.to_be_bytes()));
+    file.extend(be((0x7FE0, 0x10), b"OB", &[0, 64, 128, 255]));
+    let dir = std::env::temp_dir().join(format!("cxr-fuzz-be-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big_endian_2x2.dcm");
+    std::fs::write(&path, &file).unwrap();
+    let loaded = load_study(&path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let study = loaded.unwrap();
+    assert_eq!((study.width, study.height), (2, 2));
+}
+
+#[test]
+fn element_of_unknown_vr_and_undefined_length_is_entered_as_a_sequence() {
+    // (0040,A170) at 0x3C0 has the unknown VR "WQ" and an undefined length; dicom-parser reads
+    // it as a sequence in the same encoding, where the walk had stopped. Further on, the header
+    // at 0x4C3 (1E00,5510) with the VR bytes "I4" (UN) claims 0x382E322E bytes at 0x4CB; 4070 -
+    // 0x4CF = 2839 bytes remain. dicom-parser zero-filled those 943 MB.
+    let name = "unknown_vr_undefined_length_then_huge_length.dcm";
+    assert_eq!(std::fs::metadata(fixture(name)).unwrap().len(), 4070);
+    refused_everywhere(
+        name,
+        "element (1E00,5510) claims 942551598 bytes but only 2839 remain in the file",
+    );
+}

@@ -13,10 +13,13 @@
 //! TM UI UL US) have a 16-bit length after the VR, every other VR (unknown ones too, which
 //! dicom-parser reads as UN) a reserved 16 bits and a 32-bit length. Implicit VR: a 32-bit length.
 //! Sequences and items are entered (their elements follow inline); an undefined length (0xFFFFFFFF)
-//! is entered too; the items of encapsulated pixel data are fragments and are skipped; a numeric
+//! is entered too, whatever the VR, as dicom-parser 0.10 does; the items of encapsulated pixel data are fragments and are skipped; a numeric
 //! value advances by whole numbers only, as dicom-parser reads it (see [`consumed`]). Where the
-//! grammar is one this walk does not follow (big endian, deflated, UN of undefined length), it
-//! stops and leaves the file to dicom-rs, so it only ever refuses what dicom-rs could not read.
+//! grammar is one this walk does not follow (deflated data sets), it stops and
+//! leaves the file to dicom-rs, so it only ever refuses what dicom-rs could not read. Explicit VR
+//! big endian is walked as explicit VR little endian with its tags and lengths byte-swapped (a
+//! little-endian file relabelled big endian made dicom-parser zero-fill 1.4 GB, found by the
+//! `dicom_loader` target).
 
 use std::io::{BufReader, Read, Seek};
 use std::path::Path;
@@ -32,6 +35,7 @@ use super::dicom::Layout;
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 
 /// `Err(reason)` when some element's declared length runs past the end of the file. A file that
 /// cannot be read is left to dicom-rs, which reports that itself.
@@ -60,6 +64,7 @@ fn walk(path: &Path, layout: Layout) -> Result<(), Stop> {
         src: BufReader::new(file),
         pos: 0,
         size,
+        big_endian: false,
     };
     let (start, explicit) = match layout {
         Layout::Part10 => (132, None),
@@ -71,9 +76,13 @@ fn walk(path: &Path, layout: Layout) -> Result<(), Stop> {
         Some(explicit) => explicit,
         None => match r.meta()? {
             Some(ts) if ts == IMPLICIT_VR_LE => false,
-            // Big endian (1.2.840.10008.1.2.2) and deflated (…1.2.1.99) data sets are not walked.
+            // Deflated data sets (…1.2.1.99) are not walked.
             Some(ts) if ts.starts_with(EXPLICIT_VR_LE) && ts != EXPLICIT_VR_LE => return Ok(()),
-            Some(ts) if ts == "1.2.840.10008.1.2.2" => return Ok(()),
+            // The File Meta is little endian whatever the transfer syntax; the data set is not.
+            Some(ts) if ts == EXPLICIT_VR_BE => {
+                r.big_endian = true;
+                true
+            }
             // An unknown transfer syntax is dicom-rs's to report.
             Some(ts) if TransferSyntaxRegistry.get(&ts).is_none() => return Ok(()),
             Some(_) => true,
@@ -87,6 +96,8 @@ struct Walker<R> {
     src: R,
     pos: u64,
     size: u64,
+    /// Data set in explicit VR big endian (the File Meta is read before this is set).
+    big_endian: bool,
 }
 
 /// Element header as dicom-parser decodes it.
@@ -115,18 +126,32 @@ impl<R: Read + Seek> Walker<R> {
         Ok(b)
     }
 
+    fn u16(&mut self) -> Result<u16, Stop> {
+        let b = self.bytes::<2>()?;
+        Ok(if self.big_endian {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    }
+
+    fn u32(&mut self) -> Result<u32, Stop> {
+        let b = self.bytes::<4>()?;
+        Ok(if self.big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    }
+
     /// Next header, or None when too few bytes are left for one (dicom-rs reports that itself).
     fn header(&mut self, explicit: bool) -> Result<Option<Header>, Stop> {
         if self.left() < 8 {
             return Ok(None);
         }
-        let b = self.bytes::<4>()?;
-        let tag = Tag(
-            u16::from_le_bytes([b[0], b[1]]),
-            u16::from_le_bytes([b[2], b[3]]),
-        );
+        let tag = Tag(self.u16()?, self.u16()?);
         if tag.group() == 0xFFFE || !explicit {
-            let len = u32::from_le_bytes(self.bytes::<4>()?);
+            let len = self.u32()?;
             return Ok(Some(Header { tag, vr: None, len }));
         }
         let v = self.bytes::<2>()?;
@@ -156,13 +181,13 @@ impl<R: Read + Seek> Walker<R> {
                 | US
         );
         let len = if short {
-            u32::from(u16::from_le_bytes(self.bytes::<2>()?))
+            u32::from(self.u16()?)
         } else {
             if self.left() < 6 {
                 return Ok(None);
             }
             self.bytes::<2>()?;
-            u32::from_le_bytes(self.bytes::<4>()?)
+            self.u32()?
         };
         Ok(Some(Header {
             tag,
@@ -196,7 +221,7 @@ impl<R: Read + Seek> Walker<R> {
         if h.tag != Tag(0x0002, 0x0000) || h.len != 4 {
             return Ok(None);
         }
-        let group_length = u32::from_le_bytes(self.bytes::<4>()?);
+        let group_length = self.u32()?;
         let mut ts = None;
         let mut read = 0u32;
         while read < group_length {
@@ -250,11 +275,11 @@ impl<R: Read + Seek> Walker<R> {
             };
             let sequence = vr == VR::SQ;
             if h.len == UNDEFINED {
+                // Any other element of undefined length, whatever its VR (UN, or an unknown VR read
+                // as UN), dicom-parser 0.10 reads as a sequence in the same encoding (found by
+                // the `dicom_loader` target: the walk had stopped there).
                 if h.tag == Tag(0x7FE0, 0x0010) {
                     fragments = true;
-                } else if !sequence {
-                    // UN of undefined length: dicom-parser switches encoding; not followed here.
-                    return Ok(());
                 }
                 continue;
             }
