@@ -300,11 +300,8 @@ fn max3_stride2_backward(
 struct StemPool;
 
 enum PoolTape {
-    /// The fused CPU pass: input size and the flat index of each window's maximum.
-    Fused {
-        input_hw: (usize, usize),
-        argmax: Vec<u32>,
-    },
+    /// The fused CPU pass: the flat index of each window's maximum in its input plane.
+    Fused { argmax: Vec<u32> },
     /// Candle ops (autograd, other devices).
     Ops {
         padded: Tensor,
@@ -322,8 +319,7 @@ impl StemPool {
         let (_, _, h, w) = x.dims4()?;
         let (oh, ow) = (Self::out_size(h), Self::out_size(w));
         if let Some((out, argmax)) = fused::max_pool_3x3_s2(x, (oh, ow))? {
-            let input_hw = (h, w);
-            return Ok((out, PoolTape::Fused { input_hw, argmax }));
+            return Ok((out, PoolTape::Fused { argmax }));
         }
         // One zero row/column in front (padding 1), enough behind for the last window's third tap.
         let padded = x
@@ -342,10 +338,7 @@ impl StemPool {
         (h, w): (usize, usize),
     ) -> candle_core::Result<Tensor> {
         match tape {
-            PoolTape::Fused { input_hw, argmax } => {
-                debug_assert_eq!(*input_hw, (h, w));
-                fused::max_pool_3x3_s2_backward(grad, argmax, (h, w))
-            }
+            PoolTape::Fused { argmax } => fused::max_pool_3x3_s2_backward(grad, argmax, (h, w)),
             PoolTape::Ops { padded, cols, out } => {
                 let g_cols = max3_stride2_backward(cols, out, grad, 2)?;
                 let g_padded = max3_stride2_backward(padded, cols, &g_cols, 3)?;
@@ -396,12 +389,12 @@ impl Bottleneck {
     }
 
     fn backward(&self, tape: &BlockTape, grad: &Tensor) -> candle_core::Result<Tensor> {
-        let g_sum = relu_backward(grad, &tape.out)?;
+        let g_sum = fused::relu_backward(grad, &tape.out)?;
         let (h2, w2) = (tape.relu2.dim(2)?, tape.relu2.dim(3)?);
         let g = self.conv3.backward_input(&g_sum, (h2, w2))?;
-        let g = relu_backward(&g, &tape.relu2)?;
+        let g = fused::relu_backward(&g, &tape.relu2)?;
         let g = self.conv2.backward_input(&g, tape.mid_hw)?;
-        let g = relu_backward(&g, &tape.relu1)?;
+        let g = fused::relu_backward(&g, &tape.relu1)?;
         let g_main = self.conv1.backward_input(&g, tape.input_hw)?;
         let g_identity = match &self.downsample {
             Some(ds) => ds.backward_input(&g_sum, tape.input_hw)?,
@@ -410,10 +403,6 @@ impl Bottleneck {
         // `g_main` is conv1's fresh input gradient: the sum is written into it.
         fused::add_in_place(g_main, &g_identity)
     }
-}
-
-fn relu_backward(grad: &Tensor, relu_out: &Tensor) -> candle_core::Result<Tensor> {
-    fused::relu_backward(grad, relu_out)
 }
 
 /// Activations kept by [`Backbone::forward_with_tape`] for [`Backbone::backward_input`].
@@ -557,7 +546,7 @@ impl Backbone {
             g = block.backward(block_tape, &g)?;
         }
         let g = StemPool::backward(&tape.pool, &g, tape.stem_hw)?;
-        let g = relu_backward(&g, &tape.stem_relu)?;
+        let g = fused::relu_backward(&g, &tape.stem_relu)?;
         self.stem.backward_input(&g, tape.input_hw)
     }
 }
