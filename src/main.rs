@@ -183,30 +183,8 @@ enum Command {
     /// Fit the scope guard's statistics on the training split of a split.csv (features of the
     /// shipped model), set the threshold on its validation split, write FILE.scope.safetensors.
     ScopeFit {
-        /// Folder the `file` column of the split is relative to (e.g. ../shared/data/kermany).
-        #[arg(long)]
-        data: PathBuf,
-        /// CSV with columns file,label,split (split = train/val).
-        #[arg(long)]
-        split: PathBuf,
-        /// Use a seeded, label-stratified subset of this many training films (0 = all).
-        #[arg(long, default_value_t = 0)]
-        train_limit: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Principal directions kept per depth.
-        #[arg(long, default_value_t = 32)]
-        components: usize,
-        /// Threshold = this quantile of the validation scores.
-        #[arg(long, default_value_t = 0.99)]
-        quantile: f64,
-        #[arg(long)]
-        out: PathBuf,
-        /// Feature cache (safetensors) reused between runs.
-        #[arg(long)]
-        cache: Option<PathBuf>,
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
+        #[command(flatten)]
+        fit: cxr_viewer::scope_cli::FitArgs,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -418,33 +396,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::ScopeFit {
-            data,
-            split,
-            train_limit,
-            seed,
-            components,
-            quantile,
-            out,
-            cache,
-            batch,
-            model,
-        }) => {
+        Some(Command::ScopeFit { fit, model }) => {
             let engine = load_engine(&model)?;
-            cxr_viewer::scope_cli::scope_fit(
-                &engine,
-                &cxr_viewer::scope_cli::FitArgs {
-                    data,
-                    split,
-                    train_limit,
-                    seed,
-                    components,
-                    quantile,
-                    out,
-                    cache,
-                    batch,
-                },
-            )?;
+            cxr_viewer::scope_cli::scope_fit(&engine, &fit)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::ScopeReport {

@@ -240,15 +240,32 @@ pub fn split_files(
     Ok(out)
 }
 
+/// `cxr-viewer scope-fit`'s options (flattened into the command by `main.rs`).
+#[derive(Clone, Debug, clap::Args)]
 pub struct FitArgs {
+    /// Folder the `file` column of the split is relative to (e.g. ../shared/data/kermany).
+    #[arg(long)]
     pub data: PathBuf,
+    /// CSV with columns file,label,split (split = train/val).
+    #[arg(long)]
     pub split: PathBuf,
+    /// Use a seeded, label-stratified subset of this many training films (0 = all).
+    #[arg(long, default_value_t = 0)]
     pub train_limit: usize,
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Principal directions kept per depth.
+    #[arg(long, default_value_t = 32)]
     pub components: usize,
+    /// Threshold = this quantile of the validation scores.
+    #[arg(long, default_value_t = 0.99)]
     pub quantile: f64,
+    #[arg(long)]
     pub out: PathBuf,
+    /// Feature cache (safetensors) reused between runs.
+    #[arg(long)]
     pub cache: Option<PathBuf>,
+    #[arg(long, default_value_t = 8)]
     pub batch: usize,
 }
 
