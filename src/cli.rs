@@ -514,20 +514,14 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluatio
     eval_with_boxes(engine, data, out, None)
 }
 
-/// [`eval`], plus with `boxes` (an RSNA labels CSV) the localisation measures of every film
-/// whose stem has boxes ([`crate::localisation_eval`]) in metrics.json and localisation.csv. A
-/// folder without class subfolders is labelled by the file's `Target` instead.
-pub fn eval_with_boxes(
+/// The labelled images of an `eval` folder: the files of each subfolder named after a class
+/// (`true` for the positive class), or, without such subfolders but with RSNA `labels`, the
+/// films those labels name. Sorted; one error line when the folder has neither.
+pub fn labelled_files(
     engine: &Engine,
     data: &Path,
-    out: &Path,
-    boxes: Option<&Path>,
-) -> Result<crate::evaluation::Metrics> {
-    use crate::evaluation::{metrics, Case, ECE_BINS};
-    let labels = boxes
-        .map(crate::notes::rsna::read_labels)
-        .transpose()
-        .context("cannot use --boxes")?;
+    labels: Option<&crate::notes::rsna::RsnaLabels>,
+) -> Result<Vec<(PathBuf, bool)>> {
     let cfg = &engine.model.config;
     let positive = cfg.positive_class.clone();
     let mut labelled: Vec<(PathBuf, bool)> = Vec::new();
@@ -546,7 +540,7 @@ pub fn eval_with_boxes(
         let is_positive = name.eq_ignore_ascii_case(&positive);
         labelled.extend(collect_files(&path)?.into_iter().map(|f| (f, is_positive)));
     }
-    if let (true, Some(labels)) = (found.is_empty(), &labels) {
+    if let (true, Some(labels)) = (found.is_empty(), labels) {
         labelled = crate::localisation_eval::labelled_by_rsna(&collect_files(data)?, labels);
         if !labelled.is_empty() {
             found.push("Target".into());
@@ -562,23 +556,54 @@ pub fn eval_with_boxes(
         );
     }
     labelled.sort();
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let bar = indicatif::ProgressBar::new(labelled.len() as u64);
+    Ok(labelled)
+}
+
+/// `path` relative to the folder an evaluation reads, as written into its CSV files.
+pub fn relative_name(path: &Path, data: &Path) -> String {
+    path.strip_prefix(data)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// A progress bar over `len` images drawn on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(len: usize, template: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// [`eval`], plus with `boxes` (an RSNA labels CSV) the localisation measures of every film
+/// whose stem has boxes ([`crate::localisation_eval`]) in metrics.json and localisation.csv. A
+/// folder without class subfolders is labelled by the file's `Target` instead.
+pub fn eval_with_boxes(
+    engine: &Engine,
+    data: &Path,
+    out: &Path,
+    boxes: Option<&Path>,
+) -> Result<crate::evaluation::Metrics> {
+    use crate::evaluation::{metrics, Case, ECE_BINS};
+    let labels = boxes
+        .map(crate::notes::rsna::read_labels)
+        .transpose()
+        .context("cannot use --boxes")?;
+    let cfg = &engine.model.config;
+    let positive = cfg.positive_class.clone();
+    let labelled = labelled_files(engine, data, labels.as_ref())?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let bar = progress_bar(
+        labelled.len(),
+        "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
     );
     let mut cases = Vec::with_capacity(labelled.len());
     let mut scopes = Vec::with_capacity(labelled.len());
     let mut skipped = Vec::new();
     for (path, is_positive) in &labelled {
-        let rel = path
-            .strip_prefix(data)
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let rel = relative_name(path, data);
         let result = load_study(path)
             .map_err(anyhow::Error::from)
             .and_then(|study| {

@@ -96,11 +96,7 @@ pub fn evaluate(
         let Some(boxes) = labels.boxes_of(&stem(path)) else {
             continue;
         };
-        let rel = path
-            .strip_prefix(data)
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let rel = crate::cli::relative_name(path, data);
         match film(engine, path, boxes, &analysis, options) {
             Ok(mut f) => {
                 f.file = rel.clone();

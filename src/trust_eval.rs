@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::analysis::{AnalysisOptions, Engine};
-use crate::cli::{collect_files, error_line};
+use crate::cli::{collect_files, error_line, progress_bar, relative_name};
 use crate::evaluation::Metrics;
 use crate::explain::agreement::Method;
 use crate::explain::faithfulness::{mean_curve, FaithfulnessOptions};
@@ -131,19 +131,12 @@ pub fn eval_with_faithfulness(
     let mut random_curves = Vec::new();
     let mut csv = String::from("file,method,aopc,random_aopc,ratio\n");
     let cancel = AtomicBool::new(false);
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "faithfulness {bar:40} {pos}/{len} images, eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    let bar = progress_bar(
+        files.len(),
+        "faithfulness {bar:40} {pos}/{len} images, eta {eta}",
     );
     for path in &files {
-        let rel = path
-            .strip_prefix(data)
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let rel = relative_name(path, data);
         let result = load_study(path)
             .map_err(anyhow::Error::from)
             .and_then(|study| {
