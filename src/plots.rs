@@ -56,16 +56,17 @@ type UnitChart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// A unit-square chart (both axes 0..1) with caption, axis names and the diagonal drawn: the
-/// common frame of the ROC curve and the reliability diagram.
-fn unit_square_chart<'a, 'b>(
+/// A chart with both axes 0..1, its caption (font `caption_size`) and axis names: the frame of
+/// every plot here.
+fn unit_chart<'a, 'b>(
     root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
-    caption: String,
+    caption: &str,
+    caption_size: u32,
     x_desc: &str,
     y_desc: &str,
 ) -> Result<UnitChart<'a, 'b>> {
     let mut chart = ChartBuilder::on(root)
-        .caption(caption, ("sans-serif", 22))
+        .caption(caption, ("sans-serif", caption_size))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -78,6 +79,18 @@ fn unit_square_chart<'a, 'b>(
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(plot_error)?;
+    Ok(chart)
+}
+
+/// [`unit_chart`] with the diagonal drawn: the common frame of the ROC curve and the reliability
+/// diagram.
+fn unit_square_chart<'a, 'b>(
+    root: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: String,
+    x_desc: &str,
+    y_desc: &str,
+) -> Result<UnitChart<'a, 'b>> {
+    let mut chart = unit_chart(root, &caption, 22, x_desc, y_desc)?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
         .map_err(plot_error)?;
@@ -184,20 +197,13 @@ pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Re
 pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Path) -> Result<()> {
     const COLORS: [RGBColor; 4] = [RED, BLUE, RGBColor(0, 150, 0), RGBColor(120, 120, 120)];
     draw(path, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..1f64, 0f64..1f64)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("fraction of cells deleted (most relevant first)")
-            .y_desc("P(explained class)")
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(plot_error)?;
+        let mut chart = unit_chart(
+            &root,
+            title,
+            20,
+            "fraction of cells deleted (most relevant first)",
+            "P(explained class)",
+        )?;
         for (i, (name, curve)) in series.iter().enumerate() {
             let color = COLORS[i.min(COLORS.len() - 1)];
             let steps = curve.len().saturating_sub(1).max(1) as f64;
