@@ -342,28 +342,29 @@ fn the_sanity_check_randomises_a_copy_and_leaves_the_loaded_model_untouched() {
     assert!(again.stages[1].ig.is_none());
 }
 
+/// `cxr-viewer analyze` of the reference sample with the tiny reference model on the CPU.
+fn analyze_sample(out: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--device", "cpu"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn analyze_writes_faithfulness_agreement_and_sanity_to_the_report() {
     let tmp = scratch("trust-cli");
     let out = tmp.path().join("results");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
-        .args(["analyze"])
-        .arg(fixture("reference/person45_bacteria_221.jpeg"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .args([
-            "--device",
-            "cpu",
-            "--mc-samples",
-            "5",
-            "--ig-steps",
-            "4",
-            "--sanity-check",
-        ])
-        .output()
-        .unwrap();
+    let status = analyze_sample(
+        &out,
+        &["--mc-samples", "5", "--ig-steps", "4", "--sanity-check"],
+    );
     assert!(status.status.success(), "{status:?}");
     let text = std::fs::read_to_string(out.join("person45_bacteria_221/report.json")).unwrap();
     let r: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -395,16 +396,7 @@ fn analyze_writes_faithfulness_agreement_and_sanity_to_the_report() {
     }
     // Without the flag there is no sanity section; --no-faithfulness drops that one.
     let out2 = tmp.path().join("plain");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
-        .args(["analyze"])
-        .arg(fixture("reference/person45_bacteria_221.jpeg"))
-        .arg("--out")
-        .arg(&out2)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .args(["--device", "cpu", "--no-ig", "--no-faithfulness"])
-        .output()
-        .unwrap();
+    let status = analyze_sample(&out2, &["--no-ig", "--no-faithfulness"]);
     assert!(status.status.success());
     let r: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out2.join("person45_bacteria_221/report.json")).unwrap(),
