@@ -21,6 +21,7 @@ What it writes:
   Extended files copied unchanged, data sets without File Meta (implicit and explicit VR), a
   3-frame native and a 3-frame JPEG-LS image, and a DICOMDIR over three images (dicomdir/);
   frames_reference.json holds pydicom's values of every frame of the multi-frame files.
+* 64x64 JPEG 2000 lossless and lossy films and their uncompressed source (make_j2k_small).
 * tests/fixtures/raster/*: a 16-bit grayscale PNG, an RGB PNG, an RGBA PNG, a tiny gray JPEG and
   tiny RGB JPEG, and raster_reference.json with Pillow's "L" values for each.
 
@@ -223,6 +224,30 @@ def make_issue14() -> dict:
     return refs
 
 
+def make_j2k_small() -> None:
+    """64x64 JPEG 2000 films (lossless and lossy, OpenJPEG through pylibjpeg-openjpeg): small
+    enough to seed the dicom_loader fuzzer (the real J2K fixture is 1760x1760) and to check that
+    the lossless one decodes to exactly the pixels it was made from (j2k_source_64x64.dcm)."""
+    from pydicom.uid import JPEG2000, JPEG2000Lossless
+
+    def source():
+        ds = pydicom.dcmread(DICOM_FIX / "pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm")
+        arr = np.kron(ds.pixel_array, np.ones((4, 4), dtype=np.uint16))
+        # Detail inside each 4x4 block, so the lossy coder has something to lose.
+        arr = arr + ((np.arange(64)[:, None] * 3 + np.arange(64)[None, :]) % 17).astype(np.uint16)
+        ds.Rows, ds.Columns = arr.shape
+        ds.PixelData = arr.tobytes()
+        return ds, arr
+
+    ds, _ = source()
+    ds.save_as(DICOM_FIX / "j2k_source_64x64.dcm", enforce_file_format=True)
+    for name, ts, kwargs in [("j2k_lossless_64x64.dcm", JPEG2000Lossless, {}),
+                             ("j2k_lossy_64x64.dcm", JPEG2000, {"j2k_cr": [10]})]:
+        ds, arr = source()
+        ds.compress(ts, arr, **kwargs)
+        ds.save_as(DICOM_FIX / name, enforce_file_format=True)
+
+
 def make_raster() -> dict:
     RASTER_FIX.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(42)
@@ -283,6 +308,7 @@ def main() -> int:
     else:
         print(f"note: {SHARED} is absent; only the committed fixtures are referenced", file=sys.stderr)
     frames = make_issue14()
+    make_j2k_small()
     (DICOM_FIX / "frames_reference.json").write_text(json.dumps(frames, sort_keys=True) + "\n")
     for p in sorted(DICOM_FIX.glob("*.dcm")):
         key = "fixtures/" + p.name

@@ -286,3 +286,39 @@ fn element_of_unknown_vr_and_undefined_length_is_entered_as_a_sequence() {
         "element (1E00,5510) claims 942551598 bytes but only 2839 remain in the file",
     );
 }
+
+#[test]
+fn jpeg_with_fractional_chroma_sampling_is_refused_before_the_decoder_runs() {
+    // The frame header at 0x9E gives component 1 the sampling factors 2×2 (byte 0x22 at 0xA9),
+    // component 2 4×3 (0x43 at 0xAC) and component 3 1×1: 3 is no multiple of 2. zune-jpeg 0.5.15
+    // panicked on it ("called `Option::unwrap()` on a `None` value" in idct/avx2.rs), which
+    // `catch_unwind` had turned into "corrupt data crashed the decoder".
+    let name = "jpeg_fractional_chroma_sampling.jpg";
+    let path = fixture(name);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 1133);
+    assert_eq!((bytes[0xA9], bytes[0xAC], bytes[0xAF]), (0x22, 0x43, 0x11));
+    let e = load_study(&path).expect_err("expected an error");
+    assert_eq!(e.kind(), LoadErrorKind::Unsupported);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "cannot open {name}: JPEG sampling factors 2×2 are not an integer fraction of 4×3 \
+             (fractional chroma sampling is not supported)"
+        )
+    );
+    // With the chroma factor made 2×1 (an integer fraction) the check passes and the decoder
+    // reports the file's real damage in one line, without a panic.
+    let mut fixed = bytes.clone();
+    fixed[0xAC] = 0x21;
+    let copy = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz_jpeg_integral_sampling.jpg");
+    std::fs::write(&copy, &fixed).unwrap();
+    match load_study(&copy) {
+        Ok(study) => assert_eq!(study.pixels.len(), study.width * study.height),
+        Err(e) => {
+            assert_ne!(e.kind(), LoadErrorKind::DecoderPanic, "{e}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+    std::fs::remove_file(copy).unwrap();
+}

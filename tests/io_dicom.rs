@@ -160,6 +160,9 @@ fn committed_fixtures_match_pydicom() {
         // Multi-frame: frame 1 by default.
         "multiframe_3x16x16.dcm",
         "multiframe_jpegls_3x16x16.dcm",
+        // Small JPEG 2000 films (OpenJPEG encoder): lossless and lossy.
+        "j2k_lossless_64x64.dcm",
+        "j2k_lossy_64x64.dcm",
     ] {
         let study = load(name);
         let r = &reference[format!("fixtures/{name}")];
@@ -385,6 +388,41 @@ fn damaged_jpeg_ls_and_12_bit_jpeg_fail_in_one_line() {
         assert_eq!(kind, LoadErrorKind::Decode, "{msg}");
         std::fs::remove_file(truncated).unwrap();
         std::fs::remove_file(corrupt).unwrap();
+    }
+}
+
+#[test]
+fn jpeg_2000_lossless_gives_back_the_pixels_it_was_made_from() {
+    let source = load("j2k_source_64x64.dcm");
+    let lossless = load("j2k_lossless_64x64.dcm");
+    assert_eq!((lossless.width, lossless.height), (64, 64));
+    assert_eq!(lossless.pixels, source.pixels);
+    // The lossy one is close but not equal (10:1), so the comparison above can fail.
+    let lossy = load("j2k_lossy_64x64.dcm");
+    assert_ne!(lossy.pixels, source.pixels);
+    let worst = lossy
+        .pixels
+        .iter()
+        .zip(&source.pixels)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 100.0, "{worst}");
+}
+
+#[test]
+fn damaged_jpeg_2000_fails_in_one_line() {
+    let truncated = with_fragment("j2k_lossless_64x64.dcm", "truncated", |f| {
+        f[..f.len() / 3].to_vec()
+    });
+    let corrupt = with_fragment("j2k_lossless_64x64.dcm", "corrupt", |f| {
+        let mut f = f.to_vec();
+        f[..4].copy_from_slice(b"junk");
+        f
+    });
+    for path in [truncated, corrupt] {
+        let (kind, msg) = err_text(&path);
+        assert_eq!(kind, LoadErrorKind::Decode, "{msg}");
+        std::fs::remove_file(path).unwrap();
     }
 }
 

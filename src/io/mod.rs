@@ -41,6 +41,7 @@ mod dicom;
 mod dicomdir;
 mod error;
 mod jpeg12;
+mod jpeg_check;
 mod raster;
 mod rle_check;
 mod value_lengths;

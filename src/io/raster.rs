@@ -11,6 +11,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
 
 use super::error::root_cause;
+use super::jpeg_check;
 use super::{
     check_dimensions, LoadError, LoadErrorKind, Study, StudyMetadata, Window, WindowSource,
     MAX_PIXELS, MAX_SIDE,
@@ -40,6 +41,9 @@ pub(super) fn load(
     format: ImageFormat,
     format_name: &str,
 ) -> Result<Study, LoadError> {
+    if format == ImageFormat::Jpeg {
+        check_jpeg_frame(path)?;
+    }
     let mut r = reader(path, format)?;
     r.limits(limits());
     // `into_decoder` parses only the header and enforces the side limits there, before any pixel
@@ -69,6 +73,23 @@ pub(super) fn load(
             ..Default::default()
         },
     })
+}
+
+/// Refuse a frame the JPEG decoder would panic on ([`jpeg_check`]). The frame header comes
+/// before the first scan, so the first 4 MiB hold it in any real file; a header further on is
+/// left to the decoder (and to `guard_panics`).
+fn check_jpeg_frame(path: &Path) -> Result<(), LoadError> {
+    use std::io::Read;
+    let io_err =
+        |e: std::io::Error| LoadError::new(path, LoadErrorKind::Io, e.to_string()).with_source(e);
+    let mut head = Vec::new();
+    File::open(path)
+        .map_err(io_err)?
+        .take(4 << 20)
+        .read_to_end(&mut head)
+        .map_err(io_err)?;
+    jpeg_check::check_sampling(&head)
+        .map_err(|reason| LoadError::new(path, LoadErrorKind::Unsupported, reason))
 }
 
 /// The limits fired from the header; read the header again without them only to say how big the

@@ -1,0 +1,151 @@
+//! JPEG frame headers checked before the image crate's decoder (zune-jpeg) sees the file.
+//!
+//! zune-jpeg 0.5.15 panics (`Option::unwrap()` on `None` in its AVX2 inverse DCT) on a frame whose
+//! sampling factors are not integer ratios of the largest ones, e.g. luma 2×2 with a chroma
+//! component of 4×3 (found by the `raster_loader` fuzz target). The viewer would turn the panic
+//! into an error, but the decoder should not be run on a frame it cannot read. ITU-T T.81 B.2.2
+//! allows sampling factors 1–4; libjpeg(-turbo), the decoder most software uses, also refuses a
+//! component whose factors do not divide the largest ones ("Fractional sampling not implemented
+//! yet", `jdsample.c`). Real films never use such frames, so the same rule is applied here to the
+//! first frame header (SOF0–SOF15 except DHT, JPG and DAC) before the first scan.
+
+/// `Err(reason)` when the frame header names sampling factors no decoder we ship can read.
+/// Anything malformed that is not about sampling is left for the decoder to report.
+pub(super) fn check_sampling(bytes: &[u8]) -> Result<(), String> {
+    let Some(frame) = frame_header(bytes) else {
+        return Ok(());
+    };
+    // P (1), Y (2), X (2), Nf (1), then Nf × (C, H<<4 | V, Tq).
+    let Some(&count) = frame.get(5) else {
+        return Ok(());
+    };
+    let factors: Vec<(u8, u8)> = frame
+        .get(6..)
+        .unwrap_or_default()
+        .chunks_exact(3)
+        .take(usize::from(count))
+        .map(|c| (c[1] >> 4, c[1] & 0x0f))
+        .collect();
+    if let Some((h, v)) = factors
+        .iter()
+        .find(|(h, v)| !(1..=4).contains(h) || !(1..=4).contains(v))
+    {
+        return Err(format!("JPEG sampling factor {h}×{v} outside 1–4"));
+    }
+    let h_max = factors.iter().map(|f| f.0).max().unwrap_or(1);
+    let v_max = factors.iter().map(|f| f.1).max().unwrap_or(1);
+    if let Some((h, v)) = factors
+        .iter()
+        .find(|(h, v)| h_max % h != 0 || v_max % v != 0)
+    {
+        return Err(format!(
+            "JPEG sampling factors {h}×{v} are not an integer fraction of {h_max}×{v_max} \
+             (fractional chroma sampling is not supported)"
+        ));
+    }
+    Ok(())
+}
+
+/// The payload of the first frame header (after its 2-byte length), if one comes before the
+/// first scan; `None` for anything that is not a JPEG or is cut short.
+fn frame_header(bytes: &[u8]) -> Option<&[u8]> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut at = 2;
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes (T.81 B.1.1.2).
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        while *bytes.get(at)? == 0xFF {
+            at += 1;
+        }
+        let marker = *bytes.get(at)?;
+        at += 1;
+        match marker {
+            // Stand-alone markers: TEM, RSTn, SOI, EOI.
+            0x01 | 0xD0..=0xD9 => continue,
+            // Start of scan: no frame header before it.
+            0xDA => return None,
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
+        let payload = bytes.get(at + 2..(at + len).min(bytes.len()))?;
+        let is_frame = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_frame {
+            return Some(payload);
+        }
+        at += len.max(2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOI, then a baseline frame header of `factors` (one component each), then SOS.
+    fn jpeg(factors: &[u8]) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0];
+        let len = 8 + 3 * factors.len() as u16;
+        b.extend_from_slice(&len.to_be_bytes());
+        b.extend_from_slice(&[8, 0, 16, 0, 16, factors.len() as u8]);
+        for (i, &hv) in factors.iter().enumerate() {
+            b.extend_from_slice(&[i as u8 + 1, hv, 0]);
+        }
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
+        b
+    }
+
+    #[test]
+    fn usual_subsamplings_pass() {
+        for f in [
+            &[0x11][..],
+            &[0x11, 0x11, 0x11],
+            &[0x22, 0x11, 0x11],
+            &[0x21, 0x11, 0x11],
+            &[0x12, 0x11, 0x11],
+            &[0x41, 0x11, 0x11],
+            &[0x44, 0x22, 0x11],
+        ] {
+            assert_eq!(check_sampling(&jpeg(f)), Ok(()), "{f:x?}");
+        }
+    }
+
+    #[test]
+    fn fractional_and_out_of_range_factors_are_refused() {
+        assert_eq!(
+            check_sampling(&jpeg(&[0x22, 0x43, 0x11])),
+            Err(
+                "JPEG sampling factors 2×2 are not an integer fraction of 4×3 \
+                 (fractional chroma sampling is not supported)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check_sampling(&jpeg(&[0x32, 0x22, 0x11])),
+            Err(
+                "JPEG sampling factors 2×2 are not an integer fraction of 3×2 \
+                 (fractional chroma sampling is not supported)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check_sampling(&jpeg(&[0x22, 0x05, 0x11])),
+            Err("JPEG sampling factor 0×5 outside 1–4".into())
+        );
+    }
+
+    #[test]
+    fn the_frame_header_is_found_after_other_segments_and_fill_bytes() {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 4, b'J', b'F', 0xFF, 0xFF];
+        b.extend_from_slice(&jpeg(&[0x22, 0x43, 0x11])[3..]);
+        assert!(check_sampling(&b).is_err());
+        // A frame header after the first scan is not looked at; what is not a JPEG passes.
+        let mut late = vec![0xFF, 0xD8, 0xFF, 0xDA, 0, 2];
+        late.extend_from_slice(&jpeg(&[0x22, 0x43, 0x11])[2..]);
+        assert_eq!(check_sampling(&late), Ok(()));
+        assert_eq!(check_sampling(b"\x89PNG\r\n"), Ok(()));
+        assert_eq!(check_sampling(&[0xFF, 0xD8, 0xFF, 0xC0, 0]), Ok(()));
+    }
+}
