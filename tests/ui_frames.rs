@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use cxr_viewer::io::load_study_frame;
-use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::app::{Action, ViewerApp};
 use egui::Key;
 use egui_kittest::Harness;
 use ui_support::{harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker};
@@ -60,6 +60,37 @@ fn frame_keys_show_and_analyse_each_frame() {
     wait_until(&mut h, "frame 1 again, analysed", |a| {
         a.current_frames() == Some((3, 0)) && analysed(a)
     });
+}
+
+#[test]
+fn two_frame_steps_before_the_first_frame_arrives_move_two_frames() {
+    let file = repo("tests/fixtures/dicom/multiframe_3x16x16.dcm");
+    let mut h = viewer(file.clone());
+    wait_until(&mut h, "frame 1 analysed", |a| {
+        a.current_frames() == Some((3, 0)) && analysed(a)
+    });
+    // Both steps are applied before the app reads any worker message, so the second one is
+    // taken while frame 2 is still loading (as with a key held down on a large film).
+    let ctx = h.ctx.clone();
+    h.state_mut().apply(Action::FrameStep(1), &ctx);
+    h.state_mut().apply(Action::FrameStep(1), &ctx);
+    wait_until(&mut h, "frame 3 analysed", |a| {
+        a.current_frames() == Some((3, 2)) && analysed(a)
+    });
+    // Frame 2's load, asked for first, must not replace frame 3 when it comes in late.
+    h.run_steps(5);
+    let want = load_study_frame(&file, 2).unwrap();
+    let app = h.state();
+    assert_eq!(app.current_frames(), Some((3, 2)));
+    let shown = app.current.as_ref().unwrap().study.as_ref().unwrap();
+    assert_eq!(shown.pixels, want.pixels);
+    // Stepping back to the frame on screen while another loads cancels that request.
+    let ctx = h.ctx.clone();
+    h.state_mut().apply(Action::FrameStep(-1), &ctx);
+    h.state_mut().apply(Action::FrameStep(1), &ctx);
+    h.run_steps(5);
+    assert_eq!(h.state().current_frames(), Some((3, 2)));
+    assert_eq!(h.state().current.as_ref().unwrap().frame_requested, None);
 }
 
 #[test]

@@ -59,6 +59,9 @@ pub struct Current {
     pub error: Option<String>,
     pub view: ViewState,
     pub hist: Option<Percentiles>,
+    /// The frame asked for and not yet shown: the next frame step starts from it, and a frame
+    /// that arrives after another was asked for is dropped.
+    pub frame_requested: Option<u32>,
 }
 
 /// Identity of an uploaded texture: rebuilt only when one of these changes.
@@ -527,6 +530,7 @@ impl ViewerApp {
             error: None,
             view,
             hist,
+            frame_requested: None,
         });
         self.film_tex = None;
         self.overlay_tex = [None, None];
@@ -551,18 +555,33 @@ impl ViewerApp {
         Some((m.frames, m.frame))
     }
 
+    /// (frame count, frame the next step starts from): the frame still loading if one was asked
+    /// for, so that two quick steps move two frames even when the first has not arrived.
+    fn frame_target(&self) -> Option<(u32, u32)> {
+        let (frames, shown) = self.current_frames()?;
+        let requested = self.current.as_ref()?.frame_requested;
+        Some((frames, requested.unwrap_or(shown)))
+    }
+
     /// Loads frame `frame` (0-based) of the multi-frame study on screen; the view (zoom, window)
     /// stays, the analysis follows the frame (each frame has its own cache entry).
     pub fn show_frame(&mut self, frame: u32) {
-        let Some((frames, shown)) = self.current_frames() else {
+        let Some((frames, target)) = self.frame_target() else {
             return;
         };
-        if frame >= frames || frame == shown {
+        if frame >= frames || frame == target {
             return;
         }
-        let Some(path) = self.current.as_ref().map(|c| c.path.clone()) else {
+        let Some(current) = self.current.as_mut() else {
             return;
         };
+        let shown = current.study.as_ref().map(|s| s.metadata.frame);
+        current.frame_requested = (shown != Some(frame)).then_some(frame);
+        if current.frame_requested.is_none() {
+            // Back to the frame on screen before the other one arrived: nothing to load.
+            return;
+        }
+        let path = current.path.clone();
         self.jobs.cancel_all_except(None);
         if let Some(out) = self.outbox() {
             worker::load_frame(out, path, frame);
@@ -574,7 +593,12 @@ impl ViewerApp {
             return;
         };
         match result {
+            Ok(study) if current.frame_requested != Some(study.metadata.frame) => {
+                // A frame asked for before the latest request (or after the user came back to
+                // the frame on screen): showing it now would undo that step.
+            }
             Ok(study) => {
+                current.frame_requested = None;
                 *self
                     .studies
                     .get_or_insert_with(&current.path, || study.clone()) = study.clone();
@@ -584,7 +608,10 @@ impl ViewerApp {
                 self.overlay_tex = [None, None];
                 self.contours = [None, None];
             }
-            Err(e) => self.set_error(e),
+            Err(e) => {
+                current.frame_requested = None;
+                self.set_error(e);
+            }
         }
     }
 
@@ -981,9 +1008,7 @@ impl ViewerApp {
             Action::Previous => self.step_image(-1),
             Action::Frame(n) => self.show_frame(n),
             Action::FrameStep(d) => {
-                let target = self
-                    .current_frames()
-                    .and_then(|(n, k)| frames::step(n, k, d));
+                let target = self.frame_target().and_then(|(n, k)| frames::step(n, k, d));
                 if let Some(k) = target {
                     self.show_frame(k);
                 }
