@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::analysis::{AnalysisOptions, Engine};
-use crate::cli::{collect_files, error_line, progress_bar, relative_name};
+use crate::cli::{error_line, progress_bar, relative_name};
 use crate::evaluation::Metrics;
 use crate::explain::agreement::Method;
 use crate::explain::faithfulness::{mean_curve, FaithfulnessOptions};
@@ -90,28 +90,6 @@ impl Accumulator {
     }
 }
 
-/// Image files in the class subfolders of `data` (the layout `eval` reads), sorted.
-fn labelled_files(engine: &Engine, data: &Path) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in
-        std::fs::read_dir(data).with_context(|| format!("cannot read folder {}", data.display()))?
-    {
-        let path = entry?.path();
-        let is_class = path.file_name().is_some_and(|n| {
-            engine
-                .model
-                .config
-                .class_index(&n.to_string_lossy())
-                .is_some()
-        });
-        if path.is_dir() && is_class {
-            files.extend(collect_files(&path)?);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
 /// [`crate::cli::eval`], then the faithfulness means added to `metrics.json`.
 pub fn eval_with_faithfulness(
     engine: &Engine,
@@ -125,7 +103,15 @@ pub fn eval_with_faithfulness(
     let options = AnalysisOptions::default()
         .with_ig_steps(ig_steps)
         .with_faithfulness(Some(f_opts.clone()));
-    let files = labelled_files(engine, data)?;
+    // The films eval has just scored: class subfolders, or with `boxes` an RSNA folder.
+    let labels = boxes
+        .map(crate::notes::rsna::read_labels)
+        .transpose()
+        .context("cannot use --boxes")?;
+    let files: Vec<PathBuf> = crate::cli::labelled_files(engine, data, labels.as_ref())?
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
     let methods = [Method::GradCam, Method::Ig, Method::Uncertainty];
     let mut acc: Vec<Accumulator> = methods.iter().map(|_| Accumulator::default()).collect();
     let mut random_curves = Vec::new();

@@ -185,6 +185,58 @@ fn eval_with_boxes_on_fixture_films() {
 }
 
 #[test]
+fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
+    // A folder without class subfolders, labelled by the --boxes file: `eval --faithfulness`
+    // must score the same films that eval classified (it used to list class folders only and
+    // averaged over no film at all).
+    let tmp = scratch("eval-faithfulness-rsna");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let film = fixture("dicom/pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm");
+    for name in ["a", "b"] {
+        std::fs::copy(&film, data.join(format!("{name}.dcm"))).unwrap();
+    }
+    let labels = tmp.path().join("labels.csv");
+    std::fs::write(
+        &labels,
+        "patientId,x,y,width,height,Target\na,0,0,8,8,1\nb,,,,,0\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let result = bin()
+        .args(["eval", "--device", "cpu", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--boxes")
+        .arg(&labels)
+        .args(["--faithfulness", "--faithfulness-ig-steps", "2", "--model"])
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let csv = std::fs::read_to_string(out.join("faithfulness.csv")).unwrap();
+    let files: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2 * 3, "{csv}");
+    assert!(
+        files.contains(&"a.dcm") && files.contains(&"b.dcm"),
+        "{csv}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["n"], 2);
+    assert!(m["faithfulness"]["gradcam"]["aopc"].is_number(), "{m}");
+}
+
+#[test]
 fn eval_with_a_bad_labels_file_is_one_line() {
     let tmp = scratch("eval-boxes-bad");
     let labels = tmp.path().join("labels.csv");

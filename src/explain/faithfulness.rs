@@ -109,16 +109,27 @@ impl FaithfulnessOptions {
         self
     }
 
-    /// How the baseline and grid are described in reports and plots.
+    /// How the baseline and grid are described in reports, plots and the viewer (the same words
+    /// as [`Faithfulness::describe`] gives for a result computed with these options).
     pub fn describe(&self) -> String {
-        format!(
-            "{g}×{g} grid, {s} steps, baseline: Gaussian blur σ = {b} px, {k} random orderings",
-            g = self.grid,
-            s = self.steps,
-            b = self.blur_sigma,
-            k = self.random_orderings
+        describe(
+            self.grid,
+            self.steps,
+            &baseline_name(self.blur_sigma),
+            self.random_orderings,
         )
     }
+}
+
+/// The `baseline` field of a result (a report key's value, so kept as it is).
+fn baseline_name(blur_sigma: f32) -> String {
+    format!("gaussian blur sigma {blur_sigma} px")
+}
+
+fn describe(grid: usize, steps: usize, baseline: &str, random_orderings: usize) -> String {
+    format!(
+        "{grid}×{grid} grid, {steps} steps, baseline: {baseline}, {random_orderings} random orderings"
+    )
 }
 
 /// The probability of the explained class for a batch of gray model-size images in [0, 1].
@@ -425,6 +436,14 @@ pub struct Faithfulness {
     pub maps: Vec<MapFaithfulness>,
 }
 
+impl Faithfulness {
+    /// The settings this result was computed with, in the words of
+    /// [`FaithfulnessOptions::describe`].
+    pub fn describe(&self) -> String {
+        describe(self.grid, self.steps, &self.baseline, self.random_orderings)
+    }
+}
+
 /// Scores `maps` (any grid; higher = more relevant) on `image` (gray model input in [0, 1]).
 pub fn faithfulness(
     scorer: &dyn Scorer,
@@ -452,7 +471,7 @@ pub fn faithfulness(
         steps: opts.steps.max(1),
         random_orderings: k,
         seed: opts.seed,
-        baseline: format!("gaussian blur sigma {} px", opts.blur_sigma),
+        baseline: baseline_name(opts.blur_sigma),
         maps: map_curves
             .iter()
             .map(|c| MapFaithfulness::new(c.clone(), &random))

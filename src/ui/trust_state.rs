@@ -357,16 +357,7 @@ pub fn trust_section_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         method,
         map: faithfulness.as_ref().and_then(|f| f.get(method)),
         random: faithfulness.as_ref().map(|f| &f.result.random.mean),
-        describe: faithfulness.as_ref().map(|f| {
-            let r = &f.result;
-            format!(
-                "{g}×{g} grid, {s} steps, blurred baseline ({b}), {k} random orderings",
-                g = r.grid,
-                s = r.steps,
-                b = r.baseline,
-                k = r.random_orderings
-            )
-        }),
+        describe: faithfulness.as_ref().map(|f| f.result.describe()),
         agreement: entry.and_then(|e| e.agreement.as_deref()),
         sanity: entry.and_then(|e| e.sanity.as_deref()),
         running,
