@@ -427,6 +427,38 @@ fn damaged_jpeg_2000_fails_in_one_line() {
 }
 
 #[test]
+fn jpeg_2000_codestream_larger_than_the_header_is_refused_before_decoding() {
+    // The 64×64 lossless fixture with its codestream's image and tile size (SIZ, Xsiz/Ysiz and
+    // XTsiz/YTsiz) rewritten. dicom-rs' JPEG 2000 adapter panicked on 4000×4000 ("range end
+    // index 8194 out of range for slice of length 8192"); at 20000×20000 openjp2 first took
+    // 1.6 GB and 14 s.
+    let original = std::fs::read(fixture("j2k_lossless_64x64.dcm")).unwrap();
+    let siz = original
+        .windows(4)
+        .position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])
+        .unwrap()
+        + 2;
+    for side in [4000u32, 20000] {
+        let mut bytes = original.clone();
+        for at in [6, 10, 22, 26] {
+            bytes[siz + at..siz + at + 4].copy_from_slice(&side.to_be_bytes());
+        }
+        let path =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("io_dicom_j2k_siz_{side}.dcm"));
+        std::fs::write(&path, &bytes).unwrap();
+        let (kind, msg) = err_text(&path);
+        assert_eq!(kind, LoadErrorKind::Decode, "{msg}");
+        assert!(
+            msg.ends_with(&format!(
+                "(JPEG 2000 codestream is {side}×{side} but the header says 64×64)"
+            )),
+            "{msg}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+#[test]
 fn data_sets_without_file_meta_match_the_part10_file() {
     let full = load("pydicom_cr_cspine_lat_mono1_12bit_rescale_16x16.dcm");
     for (name, ts) in [

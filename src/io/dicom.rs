@@ -108,6 +108,17 @@ pub(super) const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// The transfer syntaxes dicom-pixeldata decodes with its JPEG 2000 adapter (openjp2): Part 1,
+/// Part 2 multi-component and High-Throughput JPEG 2000.
+const JPEG_2000: [&str; 7] = [
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.92",
+    "1.2.840.10008.1.2.4.93",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+];
 
 /// One decoded frame before presentation: samples after the modality LUT (rescale).
 struct RawFrame {
@@ -221,11 +232,15 @@ pub(super) fn load(path: &Path, layout: Layout, frame: u32) -> Result<Study, Loa
             let reason = decode_reason(root_cause(&e));
             LoadError::new(path, LoadErrorKind::Decode, reason).with_source(e)
         };
-        if ts_uid == RLE_LOSSLESS {
-            check_rle(&obj, frame).map_err(|cause| {
-                LoadError::new(path, LoadErrorKind::Decode, decode_reason(cause))
-            })?;
-        }
+        let checked = if ts_uid == RLE_LOSSLESS {
+            check_rle(&obj, frame)
+        } else if JPEG_2000.contains(&ts_uid.as_str()) {
+            check_j2k(&obj, frame, frames)
+        } else {
+            Ok(())
+        };
+        checked
+            .map_err(|cause| LoadError::new(path, LoadErrorKind::Decode, decode_reason(cause)))?;
         let decoded = obj.decode_pixel_data_frame(frame).map_err(decode_err)?;
         let raw: Vec<f32> = decoded.to_vec_frame(0).map_err(decode_err)?;
         RawFrame {
@@ -286,6 +301,15 @@ fn frame_stream(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Vec
         at += 8 + frag.len() as u64;
     }
     Ok(out)
+}
+
+/// The frame's codestream against the image's geometry ([`super::j2k_check`]).
+fn check_j2k(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<(), String> {
+    let stream = frame_stream(obj, frame, frames)?;
+    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
+    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    let spp = int_of(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    super::j2k_check::check(&stream, cols, rows, spp)
 }
 
 /// The frame's fragment (the decoder takes fragment `frame`) against the image's geometry.

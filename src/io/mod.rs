@@ -40,6 +40,7 @@
 mod dicom;
 mod dicomdir;
 mod error;
+mod j2k_check;
 mod jpeg12;
 mod jpeg_check;
 mod raster;
