@@ -322,3 +322,67 @@ fn jpeg_with_fractional_chroma_sampling_is_refused_before_the_decoder_runs() {
     }
     std::fs::remove_file(copy).unwrap();
 }
+
+#[test]
+fn sequence_delimiter_that_claims_a_value_is_refused() {
+    // (FFFE,E0DD) at 0x1E8, the last 8 bytes of the file, with the length 0x10000000 where 0 is
+    // due: dicom-parser reads that value and zero-filled 256 MB (6 s in the fuzz build); the walk
+    // had skipped every delimiter.
+    let name = "sequence_delimiter_claims_a_value.dcm";
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    assert_eq!(bytes.len(), 0x1F0);
+    assert_eq!(bytes[0x1E8..], [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0x10]);
+    refused_everywhere(
+        name,
+        "element (FFFE,E0DD) claims 268435456 bytes but only 0 remain in the file",
+    );
+}
+
+#[test]
+fn item_of_defined_length_outside_any_sequence_is_skipped_as_dicom_parser_reads_it() {
+    // A DICOMDIR whose directory record sequence header is gone: the record items stand in the
+    // top-level data set. dicom-parser reads an item of defined length there as one value, so the
+    // item at 0x23A (254 bytes) is skipped and the next header is read at 0x340, inside the
+    // record: (4220,6E6F) with the unknown VR "e ", read as UN, whose 32-bit length "\r\0UI" =
+    // 1 230 307 341 made dicom-parser zero-fill 1.2 GB (29 s in the fuzz build). The walk had
+    // entered the item and seen only well-formed elements.
+    let name = "item_outside_any_sequence.dcm";
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    assert_eq!(bytes.len(), 1256);
+    assert_eq!(bytes[0x23A..0x242], [0xFE, 0xFF, 0x00, 0xE0, 0xFE, 0, 0, 0]);
+    assert_eq!(bytes[0x340..0x344], [0x20, 0x42, 0x6F, 0x6E]);
+    // 1256 − (0x340 + 12) bytes remain after the header.
+    refused_everywhere(
+        name,
+        "element (4220,6E6F) claims 1230307341 bytes but only 412 remain in the file",
+    );
+    // An item inside a sequence is still entered: the intact DICOMDIR lists its images.
+    let dicomdir =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom/dicomdir/DICOMDIR");
+    assert_eq!(dicomdir_images(&dicomdir).unwrap().len(), 3);
+}
+
+#[test]
+fn jpeg_ls_frame_taller_than_its_header_is_refused_before_charls_runs() {
+    // The 10×50 near-lossless fixture with the frame header's height 50 → 51 (0x24D) and its EOI
+    // marker damaged (0x2D8: FF → FD): CharLS ran 6 s (release build) on 170 bytes before
+    // reporting "a general structural problem".
+    let name = "jpegls_frame_taller_than_its_header.dcm";
+    let path = fixture(name);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes.len(), 738);
+    assert_eq!(bytes[0x246..0x24F], [0xFF, 0xF7, 0, 0x0B, 16, 0, 51, 0, 10]);
+    for frame in [0, 1] {
+        let (kind, msg) = one_line_error(&path, frame);
+        if frame == 1 {
+            // A single-frame file: frame 2 does not exist, whatever its pixels.
+            assert_eq!(kind, LoadErrorKind::NoSuchFrame, "{msg}");
+            continue;
+        }
+        assert_eq!(kind, LoadErrorKind::Decode);
+        assert!(
+            msg.ends_with("(JPEG frame is 10×51 but the header says 10×50)"),
+            "{msg}"
+        );
+    }
+}

@@ -108,6 +108,8 @@ pub(super) const DICOMDIR_SOP_CLASS: &str = "1.2.840.10008.1.3.10";
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
 const JPEG_BASELINE: &str = "1.2.840.10008.1.2.4.50";
 const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// JPEG-LS lossless and near-lossless (CharLS).
+const JPEG_LS: [&str; 2] = ["1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"];
 /// The transfer syntaxes dicom-pixeldata decodes with its JPEG 2000 adapter (openjp2): Part 1,
 /// Part 2 multi-component and High-Throughput JPEG 2000.
 const JPEG_2000: [&str; 7] = [
@@ -236,6 +238,8 @@ pub(super) fn load(path: &Path, layout: Layout, frame: u32) -> Result<Study, Loa
             check_rle(&obj, frame)
         } else if JPEG_2000.contains(&ts_uid.as_str()) {
             check_j2k(&obj, frame, frames)
+        } else if JPEG_LS.contains(&ts_uid.as_str()) {
+            check_jpeg_ls(&obj, frame, frames)
         } else {
             Ok(())
         };
@@ -301,6 +305,14 @@ fn frame_stream(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Vec
         at += 8 + frag.len() as u64;
     }
     Ok(out)
+}
+
+/// The frame's JPEG-LS frame header against the image's size ([`super::jpeg_check`]).
+fn check_jpeg_ls(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<(), String> {
+    let stream = frame_stream(obj, frame, frames)?;
+    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
+    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    super::jpeg_check::check_frame_size(&stream, cols, rows)
 }
 
 /// The frame's codestream against the image's geometry ([`super::j2k_check`]).

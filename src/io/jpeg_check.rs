@@ -46,8 +46,32 @@ pub(super) fn check_sampling(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// `Err(reason)` when the first frame header (JPEG or JPEG-LS) gives a size other than
+/// `columns` × `rows`. Found by the `dicom_loader` fuzz target: a JPEG-LS frame one row taller
+/// than its DICOM header kept CharLS busy for 6 s on 170 bytes before it failed. A height of 0
+/// (the size comes later, in a DNL segment) is left to the decoder.
+pub(super) fn check_frame_size(bytes: &[u8], columns: usize, rows: usize) -> Result<(), String> {
+    let Some(frame) = frame_header(bytes) else {
+        return Ok(());
+    };
+    let (Some(y), Some(x)) = (frame.get(1..3), frame.get(3..5)) else {
+        return Ok(());
+    };
+    let (height, width) = (
+        usize::from(u16::from_be_bytes([y[0], y[1]])),
+        usize::from(u16::from_be_bytes([x[0], x[1]])),
+    );
+    if height != 0 && (width, height) != (columns, rows) {
+        return Err(format!(
+            "JPEG frame is {width}×{height} but the header says {columns}×{rows}"
+        ));
+    }
+    Ok(())
+}
+
 /// The payload of the first frame header (after its 2-byte length), if one comes before the
-/// first scan; `None` for anything that is not a JPEG or is cut short.
+/// first scan; `None` for anything that is not a JPEG or is cut short. JPEG-LS frames (SOF55,
+/// ITU-T T.87) count too.
 fn frame_header(bytes: &[u8]) -> Option<&[u8]> {
     if bytes.get(..2)? != [0xFF, 0xD8] {
         return None;
@@ -72,7 +96,8 @@ fn frame_header(bytes: &[u8]) -> Option<&[u8]> {
         }
         let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
         let payload = bytes.get(at + 2..(at + len).min(bytes.len()))?;
-        let is_frame = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        let is_frame = (matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC))
+            || marker == 0xF7;
         if is_frame {
             return Some(payload);
         }
@@ -134,6 +159,26 @@ mod tests {
             check_sampling(&jpeg(&[0x22, 0x05, 0x11])),
             Err("JPEG sampling factor 0×5 outside 1–4".into())
         );
+    }
+
+    #[test]
+    fn frame_size_must_match_the_header() {
+        // 16×16 in `jpeg()`; a JPEG-LS frame header (SOF55) is read the same way.
+        assert_eq!(check_frame_size(&jpeg(&[0x11]), 16, 16), Ok(()));
+        assert_eq!(
+            check_frame_size(&jpeg(&[0x11]), 16, 15),
+            Err("JPEG frame is 16×16 but the header says 16×15".into())
+        );
+        let mut ls = jpeg(&[0x11]);
+        ls[3] = 0xF7;
+        ls[8] = 51;
+        assert_eq!(
+            check_frame_size(&ls, 16, 50),
+            Err("JPEG frame is 16×51 but the header says 16×50".into())
+        );
+        // Height 0: defined later by a DNL segment.
+        ls[8] = 0;
+        assert_eq!(check_frame_size(&ls, 16, 50), Ok(()));
     }
 
     #[test]

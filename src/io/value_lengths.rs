@@ -12,8 +12,10 @@
 //! Explicit VR: the VRs of PS3.5 table 7.1-2 (AE AS AT CS DA DS DT FL FD IS LO LT PN SH SL SS ST
 //! TM UI UL US) have a 16-bit length after the VR, every other VR (unknown ones too, which
 //! dicom-parser reads as UN) a reserved 16 bits and a 32-bit length. Implicit VR: a 32-bit length.
-//! Sequences and items are entered (their elements follow inline); an undefined length (0xFFFFFFFF)
-//! is entered too, whatever the VR, as dicom-parser 0.10 does; the items of encapsulated pixel data are fragments and are skipped; a numeric
+//! Sequences and items are entered (their elements follow inline) and delimiters and items are
+//! read as dicom-parser 0.10 reads them, which depends on whether it expects an element or an item
+//! header (see [`Walker::data_set`]); an undefined length (0xFFFFFFFF) is entered too, whatever the
+//! VR, as dicom-parser does; the items of encapsulated pixel data are fragments and are skipped; a numeric
 //! value advances by whole numbers only, as dicom-parser reads it (see [`consumed`]). Where the
 //! grammar is one this walk does not follow (deflated data sets), it stops and
 //! leaves the file to dicom-rs, so it only ever refuses what dicom-rs could not read. Explicit VR
@@ -248,21 +250,65 @@ impl<R: Read + Seek> Walker<R> {
         Ok(ts)
     }
 
+    /// The data set as dicom-parser 0.10's `DataSetReader` tokenises it. It is in one of two
+    /// modes: reading element headers (the top level and inside items), or, right after a
+    /// sequence starts or an item ends, reading item headers. In element mode an item delimiter
+    /// (FFFE,E00D) ends the open item (outside any sequence it is ignored), while any other
+    /// (FFFE,xxxx) header of defined length, an item or a sequence delimiter too, is read as an
+    /// element whose value follows (found by the `dicom_loader` target: an item outside any
+    /// sequence and a sequence delimiter claiming 0x10000000 bytes, both taken as values). In item
+    /// mode an item is entered and a sequence delimiter ends the sequence, whatever lengths they
+    /// claim. Sequences and items of defined length end where their length says.
     fn data_set(&mut self, explicit: bool) -> Result<(), Stop> {
         let dict = StandardDataDictionary;
+        // Open sequences and items, innermost last, with where each ends (None: at a delimiter).
+        let mut open: Vec<(Open, Option<u64>)> = Vec::new();
+        let mut in_sequence = false;
         // Inside encapsulated pixel data, whose items are fragments rather than elements.
         let mut fragments = false;
-        while let Some(h) = self.header(explicit)? {
-            // Items and delimiters; any other (FFFE,xxxx) is read as an ordinary element of VR UN.
-            if h.tag.group() == 0xFFFE && matches!(h.tag.element(), 0xE000 | 0xE00D | 0xE0DD) {
-                match h.tag.element() {
-                    // Item: a fragment is skipped, a sequence item is entered.
-                    0xE000 if fragments && h.len != UNDEFINED => {
-                        self.fits(&h)?;
-                        self.skip(u64::from(h.len))?;
-                    }
-                    0xE0DD => fragments = false,
-                    _ => {}
+        loop {
+            while let Some(&(kind, Some(end))) = open.last() {
+                if self.pos < end {
+                    break;
+                }
+                open.pop();
+                in_sequence = kind == Open::Item;
+            }
+            let Some(h) = self.header(explicit && !in_sequence && !fragments)? else {
+                break;
+            };
+            let defined = h.len != UNDEFINED;
+            let item_tag = |e: u16| h.tag == Tag(0xFFFE, e);
+            if fragments {
+                if item_tag(0xE000) && defined {
+                    self.fits(&h)?;
+                    self.skip(u64::from(h.len))?;
+                } else if item_tag(0xE0DD) {
+                    fragments = false;
+                } else {
+                    // dicom-parser stops on anything else here.
+                    break;
+                }
+                continue;
+            }
+            if in_sequence {
+                if item_tag(0xE000) {
+                    open.push((Open::Item, defined.then(|| self.pos + u64::from(h.len))));
+                    in_sequence = false;
+                } else if item_tag(0xE0DD) {
+                    open.pop();
+                    in_sequence = false;
+                } else if item_tag(0xE00D) {
+                    open.pop();
+                } else {
+                    // dicom-parser stops on anything else here.
+                    break;
+                }
+                continue;
+            }
+            if item_tag(0xE00D) {
+                if open.pop().is_some() {
+                    in_sequence = true;
                 }
                 continue;
             }
@@ -273,23 +319,34 @@ impl<R: Read + Seek> Walker<R> {
                 None if h.tag.element() == 0 => VR::UL,
                 None => dict.by_tag(h.tag).map_or(VR::UN, |e| e.vr().relaxed()),
             };
-            let sequence = vr == VR::SQ;
-            if h.len == UNDEFINED {
-                // Any other element of undefined length, whatever its VR (UN, or an unknown VR read
-                // as UN), dicom-parser 0.10 reads as a sequence in the same encoding (found by
-                // the `dicom_loader` target: the walk had stopped there).
+            if !defined {
                 if h.tag == Tag(0x7FE0, 0x0010) {
                     fragments = true;
+                } else {
+                    // Any other element of undefined length, whatever its VR (UN, or an unknown
+                    // VR read as UN), is read as a sequence in the same encoding (found by the
+                    // `dicom_loader` target: the walk had stopped there).
+                    open.push((Open::Sequence, None));
+                    in_sequence = true;
                 }
                 continue;
             }
             self.fits(&h)?;
-            if !sequence {
+            if vr == VR::SQ {
+                open.push((Open::Sequence, Some(self.pos + u64::from(h.len))));
+                in_sequence = true;
+            } else {
                 self.skip(u64::from(consumed(vr, h.len)))?;
             }
         }
         Ok(())
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Open {
+    Sequence,
+    Item,
 }
 
 /// Bytes dicom-parser consumes for a value of `len` bytes: numbers are read as `len / size`
