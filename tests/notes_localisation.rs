@@ -105,7 +105,8 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
 }
 
-fn run_eval(data: &Path, labels: &Path, out: &Path) -> serde_json::Value {
+/// `eval --boxes labels` (plus `extra` flags) with the tiny reference network; its metrics.json.
+fn run_eval(data: &Path, labels: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     let result = bin()
         .args(["eval", "--device", "cpu", "--data"])
         .arg(data)
@@ -113,6 +114,7 @@ fn run_eval(data: &Path, labels: &Path, out: &Path) -> serde_json::Value {
         .arg(out)
         .arg("--boxes")
         .arg(labels)
+        .args(extra)
         .arg("--model")
         .arg(fixture("reference/model.json"))
         .output()
@@ -148,7 +150,7 @@ fn eval_with_boxes_on_fixture_films() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let m = run_eval(&data, &labels, &out);
+    let m = run_eval(&data, &labels, &out, &[]);
     assert_eq!(m["n"], 3, "every labelled film is classified");
     let loc = &m["localisation"];
     assert_eq!(loc["tolerance_px"], 15.0);
@@ -203,21 +205,11 @@ fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let result = bin()
-        .args(["eval", "--device", "cpu", "--data"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--boxes")
-        .arg(&labels)
-        .args(["--faithfulness", "--faithfulness-ig-steps", "2", "--model"])
-        .arg(fixture("reference/model.json"))
-        .output()
-        .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
+    let m = run_eval(
+        &data,
+        &labels,
+        &out,
+        &["--faithfulness", "--faithfulness-ig-steps", "2"],
     );
     let csv = std::fs::read_to_string(out.join("faithfulness.csv")).unwrap();
     let files: Vec<&str> = csv
@@ -230,8 +222,6 @@ fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
         files.contains(&"a.dcm") && files.contains(&"b.dcm"),
         "{csv}"
     );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m["n"], 2);
     assert!(m["faithfulness"]["gradcam"]["aopc"].is_number(), "{m}");
 }
@@ -274,7 +264,7 @@ fn eval_with_boxes_on_the_shared_rsna_films() {
         return;
     };
     let tmp = scratch("eval-rsna");
-    let m = run_eval(&films, &labels, &tmp.path().join("out"));
+    let m = run_eval(&films, &labels, &tmp.path().join("out"), &[]);
     // Six films, three with boxes (the tiny test network: plumbing, not model quality).
     assert_eq!(m["n"], 6);
     for map in ["gradcam", "ig", "uncertainty"] {

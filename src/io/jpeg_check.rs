@@ -139,26 +139,22 @@ mod tests {
 
     #[test]
     fn fractional_and_out_of_range_factors_are_refused() {
-        assert_eq!(
-            check_sampling(&jpeg(&[0x22, 0x43, 0x11])),
-            Err(
-                "JPEG sampling factors 2×2 are not an integer fraction of 4×3 \
+        let fractional = |own: &str, largest: &str| {
+            Err(format!(
+                "JPEG sampling factors {own} are not an integer fraction of {largest} \
                  (fractional chroma sampling is not supported)"
-                    .into()
-            )
-        );
-        assert_eq!(
-            check_sampling(&jpeg(&[0x32, 0x22, 0x11])),
-            Err(
-                "JPEG sampling factors 2×2 are not an integer fraction of 3×2 \
-                 (fractional chroma sampling is not supported)"
-                    .into()
-            )
-        );
-        assert_eq!(
-            check_sampling(&jpeg(&[0x22, 0x05, 0x11])),
-            Err("JPEG sampling factor 0×5 outside 1–4".into())
-        );
+            ))
+        };
+        for (factors, want) in [
+            (&[0x22, 0x43, 0x11], fractional("2×2", "4×3")),
+            (&[0x32, 0x22, 0x11], fractional("2×2", "3×2")),
+            (
+                &[0x22, 0x05, 0x11],
+                Err("JPEG sampling factor 0×5 outside 1–4".into()),
+            ),
+        ] {
+            assert_eq!(check_sampling(&jpeg(factors)), want, "{factors:x?}");
+        }
     }
 
     #[test]
