@@ -386,3 +386,23 @@ fn jpeg_ls_frame_taller_than_its_header_is_refused_before_charls_runs() {
         );
     }
 }
+
+#[test]
+fn elements_after_the_pixel_data_are_walked_as_dicom_parser_reads_them() {
+    // The 12-bit JPEG fixture with a second data set appended by libFuzzer after its pixel data:
+    // the fragments end at 0x266C, an item delimiter (FFFE,E00D) closes the pixel data sequence,
+    // a sequence delimiter leaves item mode, and dicom-parser reads on: (0018,0071) at 0x2B68
+    // has the VR bytes "\\\\" (unknown, read as UN) and the 32-bit length 0x5C5C5C5C, which it
+    // zero-filled (over 44 s and 1.5 GB in the fuzz build, a libFuzzer timeout; 1.9 GB peak in the
+    // release build). The walk had stopped at the item delimiter.
+    let name = "elements_after_the_pixel_data.dcm";
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    assert_eq!(bytes.len(), 14906);
+    assert_eq!(bytes[0x266C..0x2674], [0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+    assert_eq!(bytes[0x2B68..0x2B74], *b"\x18\x00\x71\x00\\\\\\\\\\\\\\\\");
+    // 14906 − 0x2B74 bytes remain after the header.
+    refused_everywhere(
+        name,
+        "element (0018,0071) claims 1549556828 bytes but only 3782 remain in the file",
+    );
+}

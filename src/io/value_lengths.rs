@@ -250,58 +250,68 @@ impl<R: Read + Seek> Walker<R> {
         Ok(ts)
     }
 
-    /// The data set as dicom-parser 0.10's `DataSetReader` tokenises it. It is in one of two
-    /// modes: reading element headers (the top level and inside items), or, right after a
-    /// sequence starts or an item ends, reading item headers. In element mode an item delimiter
-    /// (FFFE,E00D) ends the open item (outside any sequence it is ignored), while any other
-    /// (FFFE,xxxx) header of defined length, an item or a sequence delimiter too, is read as an
-    /// element whose value follows (found by the `dicom_loader` target: an item outside any
-    /// sequence and a sequence delimiter claiming 0x10000000 bytes, both taken as values). In item
-    /// mode an item is entered and a sequence delimiter ends the sequence, whatever lengths they
-    /// claim. Sequences and items of defined length end where their length says.
+    /// The data set as dicom-parser 0.10's `DataSetReader` tokenises it. It keeps a stack of open
+    /// sequences and items and is in one of two modes: reading element headers (the top level
+    /// and inside items), or, right after a sequence starts or an item ends, reading item headers.
+    /// In element mode an item delimiter (FFFE,E00D) closes the innermost open sequence or item
+    /// (outside any it is ignored), while any other (FFFE,xxxx) header of defined length, an
+    /// item or a sequence delimiter too, is read as an element whose value follows (found by the
+    /// `dicom_loader` target: an item outside any sequence and a sequence delimiter claiming
+    /// 0x10000000 bytes, both taken as values). In item mode an item is entered, an item
+    /// delimiter closes the innermost open one (leaving item mode on) and a sequence delimiter
+    /// closes it and leaves item mode, whatever lengths they claim; anything else stops
+    /// dicom-parser. Encapsulated pixel data is a sequence whose items are fragments, read whole;
+    /// after it the data set goes on as dicom-parser reads it (found by the `dicom_loader` target:
+    /// an item delimiter right after the fragments, then elements that the walk had not followed).
+    /// Sequences and items of defined length end where their length says.
     fn data_set(&mut self, explicit: bool) -> Result<(), Stop> {
         let dict = StandardDataDictionary;
-        // Open sequences and items, innermost last, with where each ends (None: at a delimiter).
-        let mut open: Vec<(Open, Option<u64>)> = Vec::new();
+        let mut open: Vec<Open> = Vec::new();
         let mut in_sequence = false;
-        // Inside encapsulated pixel data, whose items are fragments rather than elements.
-        let mut fragments = false;
         loop {
-            while let Some(&(kind, Some(end))) = open.last() {
+            while let Some(&Open {
+                item,
+                end: Some(end),
+                ..
+            }) = open.last()
+            {
                 if self.pos < end {
                     break;
                 }
                 open.pop();
-                in_sequence = kind == Open::Item;
+                in_sequence = item;
             }
-            let Some(h) = self.header(explicit && !in_sequence && !fragments)? else {
+            let Some(h) = self.header(explicit && !in_sequence)? else {
                 break;
             };
             let defined = h.len != UNDEFINED;
             let item_tag = |e: u16| h.tag == Tag(0xFFFE, e);
-            if fragments {
-                if item_tag(0xE000) && defined {
-                    self.fits(&h)?;
-                    self.skip(u64::from(h.len))?;
-                } else if item_tag(0xE0DD) {
-                    fragments = false;
-                } else {
-                    // dicom-parser stops on anything else here.
-                    break;
-                }
-                continue;
-            }
             if in_sequence {
                 if item_tag(0xE000) {
-                    open.push((Open::Item, defined.then(|| self.pos + u64::from(h.len))));
-                    in_sequence = false;
+                    // An item inherits "pixel data" from what it opens in; none open: an error.
+                    let Some(pixel) = open.last().map(|o| o.pixel) else {
+                        break;
+                    };
+                    if !pixel {
+                        open.push(Open {
+                            item: true,
+                            end: defined.then(|| self.pos + u64::from(h.len)),
+                            pixel,
+                        });
+                        in_sequence = false;
+                    } else if defined {
+                        // A fragment: read whole, then the item ends.
+                        self.fits(&h)?;
+                        self.skip(u64::from(h.len))?;
+                    } else {
+                        break;
+                    }
+                } else if item_tag(0xE00D) {
+                    open.pop();
                 } else if item_tag(0xE0DD) {
                     open.pop();
                     in_sequence = false;
-                } else if item_tag(0xE00D) {
-                    open.pop();
                 } else {
-                    // dicom-parser stops on anything else here.
                     break;
                 }
                 continue;
@@ -320,20 +330,25 @@ impl<R: Read + Seek> Walker<R> {
                 None => dict.by_tag(h.tag).map_or(VR::UN, |e| e.vr().relaxed()),
             };
             if !defined {
-                if h.tag == Tag(0x7FE0, 0x0010) {
-                    fragments = true;
-                } else {
-                    // Any other element of undefined length, whatever its VR (UN, or an unknown
-                    // VR read as UN), is read as a sequence in the same encoding (found by the
-                    // `dicom_loader` target: the walk had stopped there).
-                    open.push((Open::Sequence, None));
-                    in_sequence = true;
-                }
+                // Encapsulated pixel data, or any other element of undefined length, whatever its
+                // VR (UN, or an unknown VR read as UN), which dicom-parser reads as a sequence in
+                // the same encoding (found by the `dicom_loader` target: the walk had stopped
+                // there).
+                open.push(Open {
+                    item: false,
+                    end: None,
+                    pixel: h.tag == Tag(0x7FE0, 0x0010),
+                });
+                in_sequence = true;
                 continue;
             }
             self.fits(&h)?;
             if vr == VR::SQ {
-                open.push((Open::Sequence, Some(self.pos + u64::from(h.len))));
+                open.push(Open {
+                    item: false,
+                    end: Some(self.pos + u64::from(h.len)),
+                    pixel: false,
+                });
                 in_sequence = true;
             } else {
                 self.skip(u64::from(consumed(vr, h.len)))?;
@@ -343,10 +358,13 @@ impl<R: Read + Seek> Walker<R> {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Open {
-    Sequence,
-    Item,
+/// An open sequence or item: where it ends (None: at a delimiter) and whether it is encapsulated
+/// pixel data (whose items are fragments).
+#[derive(Clone, Copy)]
+struct Open {
+    item: bool,
+    end: Option<u64>,
+    pixel: bool,
 }
 
 /// Bytes dicom-parser consumes for a value of `len` bytes: numbers are read as `len / size`
