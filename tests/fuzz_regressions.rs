@@ -406,3 +406,19 @@ fn elements_after_the_pixel_data_are_walked_as_dicom_parser_reads_them() {
         "element (0018,0071) claims 1549556828 bytes but only 3782 remain in the file",
     );
 }
+
+#[test]
+fn jpeg_2000_with_a_negative_bit_plane_count_decodes_as_the_release_build_does() {
+    // The 64×64 JPEG 2000 lossless fixture with bytes of its codestream changed by libFuzzer.
+    // openjp2 0.6.1 computes `numbps as u32 + 1` for a band whose bit-plane count came out
+    // negative: C's (and the release build's) unsigned arithmetic wraps there, and the decode
+    // goes on; with overflow checks the port panicked (`attempt to add with overflow`, t2.rs:1211),
+    // which the tests' build now leaves off for openjp2 as the release build does (Cargo.toml).
+    let name = "j2k_negative_bitplanes_wrap.dcm";
+    let path = fixture(name);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 4848);
+    let study = load_study(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((study.width, study.height), (64, 64));
+    assert_eq!(study.pixels.len(), 64 * 64);
+    assert!(study.pixels.iter().all(|v| v.is_finite()));
+}
