@@ -577,6 +577,14 @@ pub fn progress_bar(len: usize, template: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// The RSNA labels CSV given with `--boxes`, if any.
+pub fn read_boxes(boxes: Option<&Path>) -> Result<Option<crate::notes::rsna::RsnaLabels>> {
+    boxes
+        .map(crate::notes::rsna::read_labels)
+        .transpose()
+        .context("cannot use --boxes")
+}
+
 /// [`eval`], plus with `boxes` (an RSNA labels CSV) the localisation measures of every film
 /// whose stem has boxes ([`crate::localisation_eval`]) in metrics.json and localisation.csv. A
 /// folder without class subfolders is labelled by the file's `Target` instead.
@@ -586,14 +594,23 @@ pub fn eval_with_boxes(
     out: &Path,
     boxes: Option<&Path>,
 ) -> Result<crate::evaluation::Metrics> {
+    let labels = read_boxes(boxes)?;
+    let labelled = labelled_files(engine, data, labels.as_ref())?;
+    eval_labelled(engine, data, out, labels.as_ref(), &labelled)
+}
+
+/// [`eval_with_boxes`] on films already listed by [`labelled_files`] (so a caller that goes on to
+/// other measures on the same films lists them once).
+pub fn eval_labelled(
+    engine: &Engine,
+    data: &Path,
+    out: &Path,
+    labels: Option<&crate::notes::rsna::RsnaLabels>,
+    labelled: &[(PathBuf, bool)],
+) -> Result<crate::evaluation::Metrics> {
     use crate::evaluation::{metrics, Case, ECE_BINS};
-    let labels = boxes
-        .map(crate::notes::rsna::read_labels)
-        .transpose()
-        .context("cannot use --boxes")?;
     let cfg = &engine.model.config;
     let positive = cfg.positive_class.clone();
-    let labelled = labelled_files(engine, data, labels.as_ref())?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let bar = progress_bar(
         labelled.len(),
@@ -602,7 +619,7 @@ pub fn eval_with_boxes(
     let mut cases = Vec::with_capacity(labelled.len());
     let mut scopes = Vec::with_capacity(labelled.len());
     let mut skipped = Vec::new();
-    for (path, is_positive) in &labelled {
+    for (path, is_positive) in labelled {
         let rel = relative_name(path, data);
         let result = load_study(path)
             .map_err(anyhow::Error::from)
@@ -694,7 +711,7 @@ pub fn eval_with_boxes(
         localisation: None,
         scope: scope_summary,
     };
-    if let Some(labels) = &labels {
+    if let Some(labels) = labels {
         let files: Vec<PathBuf> = labelled.iter().map(|(p, _)| p.clone()).collect();
         let report = crate::localisation_eval::evaluate(
             engine,

@@ -18,14 +18,16 @@
 //! Added to `metrics.json` under `faithfulness.{gradcam,ig,uncertainty}`; `faithfulness.png` shows
 //! the mean deletion curves and `faithfulness.csv` the per-image values.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::analysis::{AnalysisOptions, Engine};
-use crate::cli::{error_line, progress_bar, relative_name};
+use crate::cli::{
+    error_line, eval_labelled, labelled_files, progress_bar, read_boxes, relative_name,
+};
 use crate::evaluation::Metrics;
 use crate::explain::agreement::Method;
 use crate::explain::faithfulness::{mean_curve, FaithfulnessOptions};
@@ -98,30 +100,25 @@ pub fn eval_with_faithfulness(
     boxes: Option<&Path>,
     ig_steps: usize,
 ) -> Result<Metrics> {
-    let metrics = crate::cli::eval_with_boxes(engine, data, out, boxes)?;
+    // Listed once: eval scores these films, then their maps are measured (class subfolders, or
+    // with `boxes` an RSNA folder).
+    let labels = read_boxes(boxes)?;
+    let labelled = labelled_files(engine, data, labels.as_ref())?;
+    let metrics = eval_labelled(engine, data, out, labels.as_ref(), &labelled)?;
     let f_opts = FaithfulnessOptions::default().with_insertion(false);
     let options = AnalysisOptions::default()
         .with_ig_steps(ig_steps)
         .with_faithfulness(Some(f_opts.clone()));
-    // The films eval has just scored: class subfolders, or with `boxes` an RSNA folder.
-    let labels = boxes
-        .map(crate::notes::rsna::read_labels)
-        .transpose()
-        .context("cannot use --boxes")?;
-    let files: Vec<PathBuf> = crate::cli::labelled_files(engine, data, labels.as_ref())?
-        .into_iter()
-        .map(|(path, _)| path)
-        .collect();
     let methods = [Method::GradCam, Method::Ig, Method::Uncertainty];
     let mut acc: Vec<Accumulator> = methods.iter().map(|_| Accumulator::default()).collect();
     let mut random_curves = Vec::new();
     let mut csv = String::from("file,method,aopc,random_aopc,ratio\n");
     let cancel = AtomicBool::new(false);
     let bar = progress_bar(
-        files.len(),
+        labelled.len(),
         "faithfulness {bar:40} {pos}/{len} images, eta {eta}",
     );
-    for path in &files {
+    for (path, _) in &labelled {
         let rel = relative_name(path, data);
         let result = load_study(path)
             .map_err(anyhow::Error::from)

@@ -307,20 +307,26 @@ fn frame_stream(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Vec
     Ok(out)
 }
 
+/// (Columns, Rows, SamplesPerPixel) as the header states them, 0 × 0 × 1 where absent: what a
+/// compressed frame is checked against before it is decoded.
+fn header_geometry(obj: &DefaultDicomObject) -> (usize, usize, usize) {
+    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
+    let spp = int_of(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    (cols, rows, spp)
+}
+
 /// The frame's JPEG-LS frame header against the image's size ([`super::jpeg_check`]).
 fn check_jpeg_ls(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<(), String> {
     let stream = frame_stream(obj, frame, frames)?;
-    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
-    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    let (cols, rows, _) = header_geometry(obj);
     super::jpeg_check::check_frame_size(&stream, cols, rows)
 }
 
 /// The frame's codestream against the image's geometry ([`super::j2k_check`]).
 fn check_j2k(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<(), String> {
     let stream = frame_stream(obj, frame, frames)?;
-    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
-    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
-    let spp = int_of(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    let (cols, rows, spp) = header_geometry(obj);
     super::j2k_check::check(&stream, cols, rows, spp)
 }
 
@@ -332,9 +338,7 @@ fn check_rle(obj: &DefaultDicomObject, frame: u32) -> Result<(), String> {
     let Some(fragment) = seq.fragments().get(frame as usize) else {
         return Ok(());
     };
-    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
-    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
-    let spp = int_of(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+    let (cols, rows, spp) = header_geometry(obj);
     let bytes = int_of(obj, tags::BITS_ALLOCATED).unwrap_or(8) as usize / 8;
     super::rle_check::check(fragment, spp.saturating_mul(bytes), rows * cols)
 }
@@ -342,8 +346,7 @@ fn check_rle(obj: &DefaultDicomObject, frame: u32) -> Result<(), String> {
 fn decode_jpeg12(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<RawFrame, String> {
     let stream = frame_stream(obj, frame, frames)?;
     let d = jpeg12::decode(&stream, MAX_PIXELS)?;
-    let rows = int_of(obj, tags::ROWS).unwrap_or(0) as usize;
-    let cols = int_of(obj, tags::COLUMNS).unwrap_or(0) as usize;
+    let (cols, rows, _) = header_geometry(obj);
     if (d.width, d.height) != (cols, rows) {
         return Err(format!(
             "JPEG frame is {}×{} but the header says {cols}×{rows}",

@@ -331,14 +331,19 @@ fn guard_panics(
 }
 
 fn read_head(path: &Path) -> Result<Vec<u8>, LoadError> {
+    read_prefix(path, 132)
+}
+
+/// The first `limit` bytes of `path` (fewer if the file is shorter).
+fn read_prefix(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
     let io_err =
         |e: std::io::Error| LoadError::new(path, LoadErrorKind::Io, e.to_string()).with_source(e);
     let file = std::fs::File::open(path).map_err(io_err)?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err(LoadError::new(path, LoadErrorKind::Io, "is a directory"));
     }
-    let mut head = Vec::with_capacity(132);
-    file.take(132).read_to_end(&mut head).map_err(io_err)?;
+    let mut head = Vec::with_capacity(limit.min(1 << 16) as usize);
+    file.take(limit).read_to_end(&mut head).map_err(io_err)?;
     Ok(head)
 }
 

@@ -79,15 +79,7 @@ pub(super) fn load(
 /// before the first scan, so the first 4 MiB hold it in any real file; a header further on is
 /// left to the decoder (and to `guard_panics`).
 fn check_jpeg_frame(path: &Path) -> Result<(), LoadError> {
-    use std::io::Read;
-    let io_err =
-        |e: std::io::Error| LoadError::new(path, LoadErrorKind::Io, e.to_string()).with_source(e);
-    let mut head = Vec::new();
-    File::open(path)
-        .map_err(io_err)?
-        .take(4 << 20)
-        .read_to_end(&mut head)
-        .map_err(io_err)?;
+    let head = super::read_prefix(path, 4 << 20)?;
     jpeg_check::check_sampling(&head)
         .map_err(|reason| LoadError::new(path, LoadErrorKind::Unsupported, reason))
 }

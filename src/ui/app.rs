@@ -566,17 +566,16 @@ impl ViewerApp {
     /// Loads frame `frame` (0-based) of the multi-frame study on screen; the view (zoom, window)
     /// stays, the analysis follows the frame (each frame has its own cache entry).
     pub fn show_frame(&mut self, frame: u32) {
-        let Some((frames, target)) = self.frame_target() else {
+        let Some((frames, shown)) = self.current_frames() else {
             return;
         };
-        if frame >= frames || frame == target {
-            return;
-        }
         let Some(current) = self.current.as_mut() else {
             return;
         };
-        let shown = current.study.as_ref().map(|s| s.metadata.frame);
-        current.frame_requested = (shown != Some(frame)).then_some(frame);
+        if frame >= frames || frame == current.frame_requested.unwrap_or(shown) {
+            return;
+        }
+        current.frame_requested = (frame != shown).then_some(frame);
         if current.frame_requested.is_none() {
             // Back to the frame on screen before the other one arrived: nothing to load.
             return;
