@@ -2,7 +2,7 @@
 //! map on every image of the folder.
 //!
 //! Per image: the full analysis (Grad-CAM, MC dropout, IG with `ig_steps` nodes) and the deletion
-//! curves of [`crate::explain::faithfulness`] with the viewer's defaults (14×14 grid, 8 steps,
+//! curves of [`crate::explain::faithfulness`] with the viewer's defaults (14×14 grid, 4 steps,
 //! blurred baseline, 3 random orderings) but without the insertion curves, which the means do not
 //! use. Over the `n` images, for each map `m`:
 //!

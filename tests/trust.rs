@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use common::*;
 use cxr_viewer::analysis::{AnalysisOptions, Engine};
 use cxr_viewer::explain::faithfulness::{
-    aopc, faithfulness, trapezoid_area, Curves, FaithfulnessOptions, ModelScorer, Scorer,
+    aopc, cells_at_step, cells_inserted_at_step, deletion_image, faithfulness, gaussian_blur,
+    insertion_image, random_ordering, trapezoid_area, Curves, FaithfulnessOptions, ModelScorer,
+    Scorer,
 };
 use cxr_viewer::explain::sanity::{sanity_check, SanityOptions, STAGES};
 use cxr_viewer::explain::similarity::{spearman, ssim};
@@ -20,13 +22,16 @@ use cxr_viewer::io::load_study;
 
 #[test]
 fn aopc_and_areas_match_hand_computed_values() {
-    // d = 0.9, 0.5, 0.3, 0.2, 0.1 (S = 4):
-    // AOPC = (0 + 0.4 + 0.6 + 0.7 + 0.8) / 5 = 0.5
+    // d = 0.9, 0.5, 0.3, 0.2, 0.1 (S = 4), AOPC over k = 0…S−1 (the fully blurred d_4 left out):
+    // AOPC = (0 + 0.4 + 0.6 + 0.7) / 4 = 0.425
     // deletion AUC = (0.7 + 0.4 + 0.25 + 0.15) / 4 = 0.375
     // insertion 0.1, 0.6, 0.8, 0.85, 0.9: (0.35 + 0.7 + 0.825 + 0.875) / 4 = 0.6875
     let deletion = vec![0.9, 0.5, 0.3, 0.2, 0.1];
     let insertion = vec![0.1, 0.6, 0.8, 0.85, 0.9];
-    assert!((aopc(&deletion) - 0.5).abs() < 1e-6);
+    assert!((aopc(&deletion) - 0.425).abs() < 1e-6);
+    // The last point does not count: only d_0…d_{S−1} matter.
+    assert!((aopc(&[0.9, 0.5, 0.3, 0.2, 0.9]) - 0.425).abs() < 1e-6);
+    assert_eq!(aopc(&[0.7]), 0.0);
     assert!((trapezoid_area(&deletion) - 0.375).abs() < 1e-6);
     assert!((trapezoid_area(&insertion) - 0.6875).abs() < 1e-6);
     let c = Curves::new(deletion, insertion);
@@ -127,11 +132,73 @@ fn the_true_map_beats_random_and_a_shuffled_map_does_not() {
     // Insertion: the true map brings the probability back fastest.
     assert!(t.curves.insertion_auc.unwrap() > f.random.mean.insertion_auc.unwrap());
     assert!(s.curves.insertion_auc.unwrap() < f.random.mean.insertion_auc.unwrap());
-    // One shared pair of endpoints, then 2 × 7 interior points for each of 2 + 8 orderings, in
-    // batches of 5: 1 + ceil(140 / 5) = 29 calls.
-    assert_eq!(scorer.calls.get(), 29);
+    // The two shared endpoints, then 7 interior points for each of 2 maps' orderings, their 2
+    // reversals (insertion) and 8 random orderings (whose reversals give the reference's
+    // insertion curves for free), all in one queue in batches of 5: ceil(86 / 5) = 18 calls.
+    assert_eq!(scorer.calls.get(), 18);
     // The random reference is the same for both maps.
     assert_eq!(t.random_aopc, s.random_aopc);
+}
+
+#[test]
+fn insertion_along_an_ordering_is_deletion_along_its_reversal() {
+    // Odd grids and step counts where round(k·N/S) is not symmetric included.
+    let image = constructed_image();
+    let baseline = gaussian_blur(&image, 4.0);
+    for (grid, steps) in [(4, 8), (4, 32), (5, 4), (7, 3), (3, 2)] {
+        let n = grid * grid;
+        let opts = FaithfulnessOptions::default()
+            .with_grid(grid)
+            .with_steps(steps);
+        let order = random_ordering(n, 7);
+        let reversed: Vec<usize> = order.iter().rev().copied().collect();
+        for k in 0..=steps {
+            assert_eq!(
+                insertion_image(&image, &baseline, &order, k, &opts),
+                deletion_image(&image, &baseline, &reversed, steps - k, &opts),
+                "grid {grid}, steps {steps}, k {k}"
+            );
+            assert!(cells_inserted_at_step(k, steps, n) <= n);
+            assert!(cells_inserted_at_step(k, steps, n).abs_diff(cells_at_step(k, steps, n)) <= 1);
+        }
+        assert_eq!(cells_inserted_at_step(0, steps, n), 0);
+        assert_eq!(cells_inserted_at_step(steps, steps, n), n);
+    }
+}
+
+#[test]
+fn insertion_curves_match_direct_evaluation_for_maps_and_the_random_reference() {
+    let scorer = Logistic {
+        relevant: vec![5, 10],
+        calls: Default::default(),
+    };
+    let opts = FaithfulnessOptions::default()
+        .with_grid(4)
+        .with_steps(32) // 16·k/32 hits x.5: the asymmetric rounding case
+        .with_random_orderings(3)
+        .with_seed(11)
+        .with_blur_sigma(4.0);
+    let image = constructed_image();
+    let map = map_from_order(&[5, 10, 0, 15, 3, 12, 1, 2, 4, 6, 7, 8, 9, 11, 13, 14]);
+    let f = faithfulness(&scorer, &image, &[&map], &opts, &no_control()).unwrap();
+    let baseline = gaussian_blur(&image, 4.0);
+    let direct = |order: &[usize]| -> Vec<f32> {
+        let images: Vec<Grid> = (0..=32)
+            .map(|k| insertion_image(&image, &baseline, order, k, &opts))
+            .collect();
+        scorer.probabilities(&images).unwrap()
+    };
+    let order = cxr_viewer::explain::faithfulness::morf_ordering(&map, 4);
+    assert!(max_abs_diff(&f.maps[0].curves.insertion, &direct(&order)) < 1e-6);
+    // The reference's insertion curves are those of the reversed random orderings.
+    let mut mean = vec![0f32; 33];
+    for j in 0..3 {
+        let rev: Vec<usize> = random_ordering(16, 11 + j).into_iter().rev().collect();
+        for (m, v) in mean.iter_mut().zip(direct(&rev)) {
+            *m += v / 3.0;
+        }
+    }
+    assert!(max_abs_diff(&f.random.mean.insertion, &mean) < 1e-6);
 }
 
 #[test]
@@ -167,8 +234,9 @@ fn faithfulness_reports_progress_and_stops_when_cancelled() {
         &control,
     );
     assert!(matches!(result, Err(ExplainError::Cancelled)));
-    // (3 orderings × 2 curves × 3 interior steps) = 18 images; stopped after the first batch.
-    assert_eq!(*seen.lock().unwrap(), [(0, 18), (2, 18)]);
+    // 2 endpoints + (1 map ordering, its reversal, 2 random orderings) × 3 interior steps = 14
+    // images; stopped after the first batch.
+    assert_eq!(*seen.lock().unwrap(), [(0, 14), (2, 14)]);
 }
 
 // ---- similarity against scipy / scikit-image ------------------------------------------------

@@ -12,17 +12,27 @@
 //! metrics (Petsiuk et al., BMVC 2018). Blurring removes the cell's detail but keeps its mean
 //! brightness, so the model is not shown black holes it never saw in training.
 //!
-//! **Curves.** With `S` steps, step `k = 0…S` affects the first `n_k = round(k·N/S)` cells of the
-//! ordering (`N = g²`). `f` is the calibrated probability of the explained class
-//! (softmax of logits / T, the number the viewer shows):
+//! **Curves.** With `S` steps (default 4), deletion step `k = 0…S` affects the first
+//! `n_k = round(k·N/S)` cells of the ordering (`N = g²`); insertion step `k` puts back all but the
+//! last `n_{S−k}` cells (the same count whenever `n_k + n_{S−k} = N`, as on 14×14 with 4 or 8
+//! steps). `f` is the calibrated probability of the explained class (softmax of logits / T, the
+//! number the viewer shows):
 //!
 //! ```text
 //! deletion   d_k = f(x with the first n_k cells replaced by the baseline)    d_0 = f(x), d_S = f(blur)
-//! insertion  i_k = f(blur with the first n_k cells put back from x)          i_0 = f(blur), i_S = f(x)
-//! AOPC       = 1/(S+1) · Σ_{k=0..S} (d_0 − d_k)                              (Samek et al. 2017, eq. 12)
+//! insertion  i_k = f(blur with the first N − n_{S−k} cells put back from x)  i_0 = f(blur), i_S = f(x)
+//! AOPC       = 1/S · Σ_{k=0..S−1} (d_0 − d_k)        (Samek et al. 2017, eq. 12, with L = S − 1)
 //! deletion AUC  = Σ_{k=1..S} (d_{k−1} + d_k) / (2S)     (trapezoid on x = k/S; lower is better)
 //! insertion AUC = Σ_{k=1..S} (i_{k−1} + i_k) / (2S)     (higher is better)
 //! ```
+//!
+//! **Why AOPC stops at L = S − 1.** Samek et al. average the MoRF curve over its first `L`
+//! perturbation steps and perturb only part of the image (100 regions of 9×9 pixels in their
+//! experiments; Quantus' `RegionPerturbation` also stops after 100 regions by default): the fully
+//! perturbed image is not among them. Here the last step is the whole blurred film, which
+//! every ordering (map or random) reaches alike: the term `d_0 − d_S` says nothing about the
+//! ordering and would only pull every ratio towards 1, the more so the fewer the steps. The curves
+//! and both areas (RISE) still run over the whole range.
 //!
 //! **Reference.** `K` orderings drawn uniformly at random (seeded, seed + j for the j-th) give the
 //! same curves for a map that knows nothing; `random_aopc` is their mean AOPC and
@@ -30,12 +40,18 @@
 //! does not move the prediction, so there is nothing to beat). The random reference does not
 //! depend on the map, so one reference is shared by all maps of a study.
 //!
-//! **Cost.** The endpoints `f(x)` and `f(blur)` are shared by every ordering, so each ordering
-//! costs `S − 1` forward passes per curve. All perturbed images are evaluated in batches.
+//! **Cost.** Insertion along an ordering `π` blurs exactly the cells that deletion along the
+//! reversed ordering `π̄` blurs at step `S − k`, so `i_k(π) = d_{S−k}(π̄)`: every perturbed image is
+//! a deletion image. Each map costs `2(S − 1)` images (its ordering and the reversal); a random
+//! ordering `S − 1`, because the reversal of a uniformly random ordering is itself uniformly
+//! random, so the reference's insertion curves are its deletion curves read backwards (orderings
+//! `π̄_j`). With the endpoints, `2 + (2M + K)(S − 1)` images in batches: 29 for three maps at the
+//! defaults (it was `2 + 2(M + K)(S − 1)` = 86 with 8 steps before these two savings).
 //!
-//! Checked by `tests/faithfulness.rs`: AOPC and both areas against hand-computed values, and on a
-//! logistic "network" whose relevant pixels are known by construction, the true map beats random
-//! while a shuffled map does not.
+//! Checked by `tests/trust.rs`: AOPC and both areas against hand-computed values; on a logistic
+//! "network" whose relevant pixels are known by construction, the true map beats random while a
+//! shuffled map does not; insertion images are the reversed orderings' deletion images and both
+//! insertion curves (map and reference) equal a direct evaluation.
 
 use candle_core::{Tensor, D};
 use rand::seq::SliceRandom;
@@ -69,7 +85,7 @@ impl Default for FaithfulnessOptions {
     fn default() -> Self {
         Self {
             grid: 14,
-            steps: 8,
+            steps: 4,
             random_orderings: 3,
             seed: 0,
             blur_sigma: 8.0,
@@ -236,12 +252,14 @@ impl MapFaithfulness {
     }
 }
 
-/// `1/(S+1) Σ_k (d_0 − d_k)`.
+/// `1/S Σ_{k=0..S−1} (d_0 − d_k)`: the curve up to, not including, the fully perturbed image
+/// (module doc); a single point gives 0.
 pub fn aopc(deletion: &[f32]) -> f32 {
     let Some(first) = deletion.first() else {
         return f32::NAN;
     };
-    deletion.iter().map(|d| first - d).sum::<f32>() / deletion.len() as f32
+    let used = &deletion[..deletion.len().saturating_sub(1).max(1)];
+    used.iter().map(|d| first - d).sum::<f32>() / used.len() as f32
 }
 
 /// Trapezoid area under `y_0 … y_S` on equally spaced x in [0, 1].
@@ -330,14 +348,125 @@ pub fn cells_at_step(k: usize, steps: usize, n: usize) -> usize {
     ((k as f64 * n as f64 / steps.max(1) as f64).round() as usize).min(n)
 }
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Deletion,
-    Insertion,
+/// Cells put back after step `k` of an insertion curve: all but the last `n_{S−k}` cells of the
+/// ordering. Equal to [`cells_at_step`] whenever `n_k + n_{S−k} = N` (e.g. 14×14 with 4 or 8
+/// steps); defined this way so that insertion along an ordering is exactly deletion along the
+/// reversed ordering read backwards, for any grid.
+pub fn cells_inserted_at_step(k: usize, steps: usize, n: usize) -> usize {
+    n - cells_at_step(steps.max(1) - k.min(steps.max(1)), steps, n)
 }
 
-/// The curves of each ordering, evaluated in batches; `image` and the baseline are gray model
-/// inputs in [0, 1]. Progress counts perturbed images.
+/// The model input after deletion step `k` along `ordering`: its first `n_k` cells taken from
+/// `baseline`, the rest from `image`. Out-of-grid indices are ignored.
+pub fn deletion_image(
+    image: &Grid,
+    baseline: &Grid,
+    ordering: &[usize],
+    k: usize,
+    opts: &FaithfulnessOptions,
+) -> Grid {
+    let g = opts.grid.max(1);
+    let n = g * g;
+    let mut affected = vec![false; n];
+    for &c in ordering.iter().take(cells_at_step(k, opts.steps, n)) {
+        if c < n {
+            affected[c] = true;
+        }
+    }
+    compose(image, baseline, &affected, g)
+}
+
+/// The model input after insertion step `k` along `ordering`: the blurred baseline with the
+/// ordering's first [`cells_inserted_at_step`] cells put back from `image`.
+pub fn insertion_image(
+    image: &Grid,
+    baseline: &Grid,
+    ordering: &[usize],
+    k: usize,
+    opts: &FaithfulnessOptions,
+) -> Grid {
+    let g = opts.grid.max(1);
+    let n = g * g;
+    let mut kept = vec![false; n];
+    for &c in ordering
+        .iter()
+        .take(cells_inserted_at_step(k, opts.steps, n))
+    {
+        if c < n {
+            kept[c] = true;
+        }
+    }
+    let from_baseline: Vec<bool> = kept.iter().map(|k| !k).collect();
+    compose(image, baseline, &from_baseline, g)
+}
+
+/// `image` with the cells marked in `from_baseline` replaced by the same cells of `baseline`.
+fn compose(image: &Grid, baseline: &Grid, from_baseline: &[bool], g: usize) -> Grid {
+    let cells = cell_of_pixel(image.width, image.height, g);
+    let values = cells
+        .iter()
+        .enumerate()
+        .map(|(p, &c)| {
+            if from_baseline[c] {
+                baseline.values[p]
+            } else {
+                image.values[p]
+            }
+        })
+        .collect();
+    Grid::new(image.width, image.height, values)
+}
+
+/// The deletion curve `d_0 … d_S` of each ordering: the two shared endpoints `f(image)` and
+/// `f(baseline)` and every interior point go through the scorer in one queue of batches;
+/// `image` and the baseline are gray model inputs in [0, 1]. Progress counts images.
+fn deletion_curves(
+    scorer: &dyn Scorer,
+    image: &Grid,
+    baseline: &Grid,
+    orderings: &[Vec<usize>],
+    opts: &FaithfulnessOptions,
+    control: &Control,
+) -> Result<Vec<Vec<f32>>, ExplainError> {
+    let steps = opts.steps.max(1);
+    // `None`: an endpoint (0: the image, 1: the baseline).
+    let mut jobs: Vec<(Option<usize>, usize)> = vec![(None, 0), (None, 1)];
+    jobs.extend((0..orderings.len()).flat_map(|o| (1..steps).map(move |k| (Some(o), k))));
+    let total = jobs.len();
+    (control.progress)(0, total);
+    let mut values = Vec::with_capacity(total);
+    for chunk in jobs.chunks(opts.batch.max(1)) {
+        control.check()?;
+        let images: Vec<Grid> = chunk
+            .iter()
+            .map(|&(o, k)| match o {
+                Some(o) => deletion_image(image, baseline, &orderings[o], k, opts),
+                None if k == 0 => image.clone(),
+                None => baseline.clone(),
+            })
+            .collect();
+        values.extend(scorer.probabilities(&images)?);
+        (control.progress)(values.len(), total);
+    }
+    let (f_image, f_baseline) = (values[0], values[1]);
+    let interior = steps - 1;
+    Ok((0..orderings.len())
+        .map(|o| {
+            let mut curve = Vec::with_capacity(steps + 1);
+            curve.push(f_image);
+            curve.extend_from_slice(&values[2 + o * interior..2 + (o + 1) * interior]);
+            curve.push(f_baseline);
+            curve
+        })
+        .collect())
+}
+
+/// Deletion and (if `opts.insertion`) insertion curves of each ordering.
+///
+/// Insertion along an ordering `π` puts back the cells that deletion along the reversed ordering
+/// `π̄` leaves in place, so `i_k(π) = d_{S−k}(π̄)`: one deletion pass along `π̄` gives the
+/// insertion curve. Every perturbed image is therefore a deletion image, and a random
+/// reference's insertion curve costs nothing extra (see [`faithfulness`]).
 pub fn perturbation_curves(
     scorer: &dyn Scorer,
     image: &Grid,
@@ -346,81 +475,29 @@ pub fn perturbation_curves(
     opts: &FaithfulnessOptions,
     control: &Control,
 ) -> Result<Vec<Curves>, ExplainError> {
-    let g = opts.grid.max(1);
-    let n = g * g;
-    let steps = opts.steps.max(1);
-    let cells = cell_of_pixel(image.width, image.height, g);
-    let ends = scorer.probabilities(&[image.clone(), baseline.clone()])?;
-    let (f_image, f_baseline) = (ends[0], ends[1]);
-    // Every interior point of every curve: (ordering, kind, step).
-    let mut jobs = Vec::new();
-    for o in 0..orderings.len() {
-        for k in 1..steps {
-            jobs.push((o, Kind::Deletion, k));
-        }
-        if opts.insertion {
-            for k in 1..steps {
-                jobs.push((o, Kind::Insertion, k));
-            }
-        }
+    let mut all: Vec<Vec<usize>> = orderings.to_vec();
+    if opts.insertion {
+        all.extend(orderings.iter().map(|o| reversed(o)));
     }
-    let total = jobs.len();
-    (control.progress)(0, total);
-    let mut values = Vec::with_capacity(total);
-    for chunk in jobs.chunks(opts.batch.max(1)) {
-        control.check()?;
-        let images: Vec<Grid> = chunk
-            .iter()
-            .map(|&(o, kind, k)| {
-                let mut affected = vec![false; n];
-                for &c in orderings[o].iter().take(cells_at_step(k, steps, n)) {
-                    if c < n {
-                        affected[c] = true;
-                    }
-                }
-                let (inside, outside) = match kind {
-                    Kind::Deletion => (baseline, image),
-                    Kind::Insertion => (image, baseline),
-                };
-                let values = cells
-                    .iter()
-                    .enumerate()
-                    .map(|(p, &c)| {
-                        if affected[c] {
-                            inside.values[p]
-                        } else {
-                            outside.values[p]
-                        }
-                    })
-                    .collect();
-                Grid::new(image.width, image.height, values)
-            })
-            .collect();
-        values.extend(scorer.probabilities(&images)?);
-        (control.progress)(values.len(), total);
-    }
-    let per_ordering = if opts.insertion {
-        2 * (steps - 1)
-    } else {
-        steps - 1
-    };
+    let d = deletion_curves(scorer, image, baseline, &all, opts, control)?;
     Ok((0..orderings.len())
         .map(|o| {
-            let mine = &values[o * per_ordering..(o + 1) * per_ordering];
-            let mut deletion = vec![f_image];
-            deletion.extend_from_slice(&mine[..steps - 1]);
-            deletion.push(f_baseline);
             let insertion = if opts.insertion {
-                let mut v = vec![f_baseline];
-                v.extend_from_slice(&mine[steps - 1..]);
-                v.push(f_image);
-                v
+                backwards(&d[orderings.len() + o])
             } else {
                 Vec::new()
             };
-            Curves::new(deletion, insertion)
+            Curves::new(d[o].clone(), insertion)
         })
         .collect())
+}
+
+fn reversed(ordering: &[usize]) -> Vec<usize> {
+    ordering.iter().rev().copied().collect()
+}
+
+fn backwards(curve: &[f32]) -> Vec<f32> {
+    curve.iter().rev().copied().collect()
 }
 
 /// Faithfulness of several maps of one image against one shared random reference.
@@ -455,10 +532,42 @@ pub fn faithfulness(
     let g = opts.grid.max(1);
     let k = opts.random_orderings.max(1);
     let baseline = gaussian_blur(image, opts.blur_sigma);
-    let mut orderings: Vec<Vec<usize>> = maps.iter().map(|m| morf_ordering(m, g)).collect();
-    orderings.extend((0..k).map(|j| random_ordering(g * g, opts.seed.wrapping_add(j as u64))));
-    let curves = perturbation_curves(scorer, image, &baseline, &orderings, opts, control)?;
-    let (map_curves, random_curves) = curves.split_at(maps.len());
+    let map_orderings: Vec<Vec<usize>> = maps.iter().map(|m| morf_ordering(m, g)).collect();
+    let random_orderings: Vec<Vec<usize>> = (0..k)
+        .map(|j| random_ordering(g * g, opts.seed.wrapping_add(j as u64)))
+        .collect();
+    // One batch queue: the maps' deletion orderings, their reversals (insertion), then the random
+    // orderings. A random ordering's reversal is as random as it is, so the reference's insertion
+    // curves are its deletion curves read backwards (orderings π̄_j): no extra images.
+    let mut all = map_orderings.clone();
+    if opts.insertion {
+        all.extend(map_orderings.iter().map(|o| reversed(o)));
+    }
+    all.extend(random_orderings);
+    let d = deletion_curves(scorer, image, &baseline, &all, opts, control)?;
+    let m = maps.len();
+    let map_curves: Vec<Curves> = (0..m)
+        .map(|i| {
+            let insertion = if opts.insertion {
+                backwards(&d[m + i])
+            } else {
+                Vec::new()
+            };
+            Curves::new(d[i].clone(), insertion)
+        })
+        .collect();
+    let random_deletion = &d[all.len() - k..];
+    let random_curves: Vec<Curves> = random_deletion
+        .iter()
+        .map(|c| {
+            let insertion = if opts.insertion {
+                backwards(c)
+            } else {
+                Vec::new()
+            };
+            Curves::new(c.clone(), insertion)
+        })
+        .collect();
     let random = RandomReference {
         mean: Curves::new(
             mean_curve(random_curves.iter().map(|c| &c.deletion)),
