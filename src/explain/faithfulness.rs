@@ -218,6 +218,10 @@ impl RandomReference {
     }
 }
 
+/// Below this mean random AOPC (a drop of one percentage point) the summary line calls the ratio
+/// unstable.
+pub const SMALL_AOPC: f32 = 0.01;
+
 /// One map's curves against the shared random reference.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct MapFaithfulness {
@@ -240,6 +244,13 @@ impl MapFaithfulness {
     /// "Grad-CAM: deletion AOPC 0.41, 4.8× random".
     pub fn summary(&self, method: &str) -> String {
         match self.ratio {
+            // A ratio of two tiny numbers says little: on a confident film neither ordering moves
+            // the probability, and "7.5× random" would overstate a 0.02 drop against 0.003.
+            Some(r) if self.random_aopc < SMALL_AOPC => format!(
+                "{method}: deletion AOPC {:.2}, {r:.1}× random, but random deletion barely moves \
+                 the prediction (AOPC {:.3}): the ratio is unstable",
+                self.curves.aopc, self.random_aopc
+            ),
             Some(r) => format!(
                 "{method}: deletion AOPC {:.2}, {r:.1}× random",
                 self.curves.aopc
@@ -616,6 +627,32 @@ mod tests {
         assert_eq!(cells_at_step(0, 8, 196), 0);
         assert_eq!(cells_at_step(1, 8, 196), 25); // 24.5 rounds away from zero
         assert_eq!(cells_at_step(8, 8, 196), 196);
+    }
+
+    #[test]
+    fn summary_calls_a_ratio_of_tiny_aopcs_unstable() {
+        let curves = Curves::new(vec![0.98, 0.97, 0.95, 0.94, 0.9], Vec::new());
+        let reference = |d: Vec<f32>| RandomReference {
+            mean: Curves::new(d, Vec::new()),
+            aopcs: Vec::new(),
+        };
+        // Map AOPC (0 + 0.01 + 0.03 + 0.04) / 4 = 0.02; random (0 + 0 + 0.01 + 0.01) / 4 = 0.005:
+        // ratio 4, unstable.
+        let tiny = MapFaithfulness::new(
+            curves.clone(),
+            &reference(vec![0.98, 0.98, 0.97, 0.97, 0.9]),
+        );
+        assert_eq!(
+            tiny.summary("Grad-CAM"),
+            "Grad-CAM: deletion AOPC 0.02, 4.0× random, but random deletion barely moves the \
+             prediction (AOPC 0.005): the ratio is unstable"
+        );
+        // Random (0 + 0 + 0 + 0.08) / 4 = 0.02: ratio 1, stated plainly.
+        let clear = MapFaithfulness::new(curves, &reference(vec![0.98, 0.98, 0.98, 0.9, 0.9]));
+        assert_eq!(
+            clear.summary("Grad-CAM"),
+            "Grad-CAM: deletion AOPC 0.02, 1.0× random"
+        );
     }
 
     #[test]
