@@ -308,7 +308,7 @@ impl Engine {
         let Some(stats) = &self.scope else {
             return Ok(check);
         };
-        let features = crate::scope::detector::pooled_features(stages)?;
+        let features = crate::scope::detector::stage_features(stages, &stats.depth_names())?;
         let score = features.first().map_or(f32::NAN, |f| stats.score(f));
         Ok(check.with_pixel_score(score, stats.threshold))
     }

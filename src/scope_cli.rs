@@ -13,11 +13,40 @@ use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use crate::analysis::Engine;
 use crate::io::load_study;
 use crate::model::preprocess::{input_tensor, model_gray};
-use crate::scope::detector::{auroc, fit_depth, pooled_features, quantile, ScopeStats};
+use crate::scope::detector::{auroc, fit_depth, quantile, stage_features, ScopeStats};
 use crate::scope::ScopeCheck;
 
-/// Depth names, in the order of the stage activations.
-pub const DEPTH_NAMES: [&str; 4] = ["layer1", "layer2", "layer3", "layer4"];
+/// The depths `scope-fit` fits and the feature cache keeps ([`crate::scope::detector::DepthKind`]):
+/// the pooled statistics of every stage, then region means of layer2–layer4 on a grid about a
+/// seventh of the stage's side (4×4 of 28² and 14², 3×3 of 7²).
+pub const DEPTH_NAMES: [&str; 7] = [
+    "layer1",
+    "layer2",
+    "layer3",
+    "layer4",
+    "layer2.regions4",
+    "layer3.regions4",
+    "layer4.regions3",
+];
+
+fn depth_names() -> Vec<String> {
+    DEPTH_NAMES.iter().map(|s| s.to_string()).collect()
+}
+
+/// A cached feature set (in [`DEPTH_NAMES`] order) in the order of `stats`' depths.
+fn in_stats_order(stats: &ScopeStats, cached: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    stats
+        .depth_names()
+        .iter()
+        .map(|name| {
+            DEPTH_NAMES
+                .iter()
+                .position(|d| d == name)
+                .and_then(|i| cached.get(i).cloned())
+                .with_context(|| format!("the feature cache has no depth '{name}'"))
+        })
+        .collect()
+}
 
 /// Pooled features per file, kept on disk between runs (feature extraction is the slow part).
 #[derive(Default)]
@@ -156,13 +185,16 @@ pub fn extract(
         if !inputs.is_empty() {
             let x = Tensor::cat(&inputs, 0)?;
             let (_, stages) = engine.model.backbone.forward_with_stages(&x)?;
-            for (name, feats) in names.into_iter().zip(pooled_features(&stages)?) {
+            for (name, feats) in names
+                .into_iter()
+                .zip(stage_features(&stages, &depth_names())?)
+            {
                 cache.map.insert(name, feats);
             }
         }
         bar.inc(chunk.len() as u64);
         // Save now and then so an interrupted run keeps most of its work.
-        if n % 25 == 24 {
+        if n % 100 == 99 {
             cache.save()?;
         }
     }
@@ -364,7 +396,9 @@ pub fn scope_fit(engine: &Engine, args: &FitArgs) -> Result<String> {
         ("components".to_string(), args.components.to_string()),
         (
             "features".to_string(),
-            "per stage: spatial mean and std of each channel".to_string(),
+            "layerN: spatial mean and std of each channel of the stage; layerN.regionsR: mean of \
+             each channel over an R×R grid of regions"
+                .to_string(),
         ),
     ]);
     stats
@@ -417,7 +451,8 @@ pub fn scope_report(
     let val_feats: Vec<Vec<Vec<f32>>> = extract(engine, &val, &mut cache, batch, "val")?
         .into_iter()
         .filter_map(Result::ok)
-        .collect();
+        .map(|f| in_stats_order(stats, &f))
+        .collect::<Result<_>>()?;
     let val_scores: Vec<f32> = val_feats.iter().map(|f| stats.score(f)).collect();
     let val_depths: Vec<Vec<f32>> = val_feats.iter().map(|f| stats.per_depth(f)).collect();
     let val_flagged = val_scores.iter().filter(|s| **s > stats.threshold).count();
@@ -461,6 +496,7 @@ pub fn scope_report(
                 unreadable += 1;
                 continue;
             };
+            let feat = in_stats_order(stats, &feat)?;
             let score = stats.score(&feat);
             scores.push(score);
             depth_scores.push(stats.per_depth(&feat));
@@ -485,14 +521,15 @@ pub fn scope_report(
         });
     }
     let mut table = format!(
-        "scope statistics {} (threshold {:.3}), model {}\n\n| category | n | AUROC vs validation | flagged (pixels) | flagged (header + pixels) | unreadable | AUROC per depth (layer1 / 2 / 3 / 4) |\n|---|---:|---:|---:|---:|---:|---|\n",
+        "scope statistics {} (threshold {:.3}), model {}\n\n| category | n | AUROC vs validation | flagged (pixels) | flagged (header + pixels) | unreadable | AUROC per depth ({}) |\n|---|---:|---:|---:|---:|---:|---|\n",
         stats
             .path
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
         stats.threshold,
-        engine.model.config.name
+        engine.model.config.name,
+        stats.depth_names().join(" / ")
     );
     for r in &rows {
         table.push_str(&format!(

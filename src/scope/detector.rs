@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// Format tag written into the statistics file; bump when the feature definition changes.
-pub const FORMAT: &str = "cxr-viewer-scope/1";
+/// `/2` added the region depths (`layerN.regionsR`); `/1` files (pooled depths only) still load.
+pub const FORMAT: &str = "cxr-viewer-scope/2";
+const FORMATS_READ: [&str; 2] = ["cxr-viewer-scope/1", FORMAT];
 
 /// Statistics of one depth (one ResNet stage).
 #[derive(Clone, Debug)]
@@ -35,17 +37,17 @@ impl DepthStats {
     /// `d²/D` for one feature vector: ≈ 1 on average for training films.
     pub fn distance(&self, x: &[f32]) -> f32 {
         let d = self.dim();
-        let std: Vec<f64> = x
+        let std: Vec<f32> = x
             .iter()
             .zip(&self.mean)
             .zip(&self.scale)
-            .map(|((&v, &m), &s)| f64::from((v - m) / s))
+            .map(|((&v, &m), &s)| (v - m) / s)
             .collect();
-        let total: f64 = std.iter().map(|v| v * v).sum();
+        let total = dot(&std, &std);
         let mut explained = 0.0;
         let mut d2 = 0.0;
         for (row, &lambda) in self.components.chunks_exact(d).zip(&self.eigenvalues) {
-            let z: f64 = row.iter().zip(&std).map(|(&c, v)| f64::from(c) * v).sum();
+            let z = dot(row, &std);
             explained += z * z;
             d2 += z * z / f64::from(lambda);
         }
@@ -53,6 +55,25 @@ impl DepthStats {
         d2 += residual / f64::from(self.residual_variance);
         (d2 / d as f64) as f32
     }
+}
+
+/// `a·b` with eight f32 partial sums (vectorised; the region depths have up to 18,432 features ×
+/// 32 directions, and the guard's budget is 5 ms), added up in f64.
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| f64::from(x * y))
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += xa[i] * xb[i];
+        }
+    }
+    lanes.iter().map(|v| f64::from(*v)).sum::<f64>() + tail
 }
 
 /// The shipped statistics: one [`DepthStats`] per depth and the decision threshold on the score.
@@ -77,14 +98,158 @@ pub struct ScopeStatsError {
 /// mean and the spatial standard deviation of each channel, concatenated (`2C` values). Returns
 /// `[sample][depth] → features`.
 pub fn pooled_features(stages: &[Tensor]) -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
-    let mut per_depth = Vec::with_capacity(stages.len());
-    for stage in stages {
-        let flat = stage.flatten_from(2)?.to_dtype(DType::F32)?;
-        let mean = flat.mean(D::Minus1)?;
-        let sq = flat.sqr()?.mean(D::Minus1)?;
-        let std = (sq - mean.sqr()?)?.relu()?.sqrt()?;
-        let both = Tensor::cat(&[&mean, &std], 1)?.to_device(&Device::Cpu)?;
-        per_depth.push(both.to_vec2::<f32>()?);
+    let names: Vec<String> = (1..=stages.len()).map(|i| format!("layer{i}")).collect();
+    stage_features(stages, &names)
+}
+
+/// What one depth's feature vector is, from its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepthKind {
+    /// `layerN`: spatial mean and standard deviation of each channel of stage `N` (`2C` values).
+    Pooled { stage: usize },
+    /// `layerN.regionsR`: mean of each channel over each cell of an `R×R` grid of regions of stage
+    /// `N` (`C·R²` values, region by region). Region `i` of `R` along a side of `h` covers rows
+    /// `⌊i·h/R⌋ … ⌈(i+1)·h/R⌉ − 1`, as PyTorch's adaptive average pooling; it keeps where on the
+    /// film things are, which the pooled statistics throw away.
+    Regions { stage: usize, regions: usize },
+}
+
+impl DepthKind {
+    pub fn parse(name: &str) -> Option<Self> {
+        let (layer, rest) = match name.split_once('.') {
+            Some((l, r)) => (l, Some(r)),
+            None => (name, None),
+        };
+        let stage: usize = layer.strip_prefix("layer")?.parse().ok()?;
+        if stage == 0 {
+            return None;
+        }
+        match rest {
+            None => Some(Self::Pooled { stage }),
+            Some(r) => {
+                let regions: usize = r.strip_prefix("regions")?.parse().ok()?;
+                (regions > 0).then_some(Self::Regions { stage, regions })
+            }
+        }
+    }
+
+    fn stage(self) -> usize {
+        match self {
+            Self::Pooled { stage } | Self::Regions { stage, .. } => stage,
+        }
+    }
+}
+
+/// Spatial mean and standard deviation (population, `√max(E[x²] − E[x]², 0)`) of each channel,
+/// means first, per sample. Plain loops over one contiguous copy, like [`region_means`]: the
+/// chain of small candle ops it replaces spiked to 5 ms right after a forward pass.
+fn channel_mean_std(stage: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
+    let (n, c, h, w) = stage.dims4()?;
+    let count = (h * w) as f32;
+    with_values(stage, |values| {
+        (0..n)
+            .map(|sample| {
+                let mut out = vec![0f32; 2 * c];
+                for ch in 0..c {
+                    let plane = &values[(sample * c + ch) * h * w..][..h * w];
+                    let (sum, sq) = sum_and_squares(plane);
+                    let mean = sum / count;
+                    out[ch] = mean;
+                    out[c + ch] = (sq / count - mean * mean).max(0.0).sqrt();
+                }
+                out
+            })
+            .collect()
+    })
+}
+
+/// Runs `f` on the activation's values in NCHW order: borrowed from a contiguous CPU tensor
+/// (the usual case: the forward pass's own output), otherwise a copy.
+fn with_values<T>(stage: &Tensor, f: impl FnOnce(&[f32]) -> T) -> candle_core::Result<T> {
+    if stage.is_contiguous() {
+        let (storage, layout) = stage.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            let all = cpu.as_slice::<f32>()?;
+            let start = layout.start_offset();
+            return Ok(f(&all[start..start + stage.elem_count()]));
+        }
+    }
+    let values = stage
+        .flatten_all()?
+        .to_device(&Device::Cpu)?
+        .to_vec1::<f32>()?;
+    Ok(f(&values))
+}
+
+/// `(Σv, Σv²)` with eight partial sums each, so the loop vectorises.
+fn sum_and_squares(values: &[f32]) -> (f32, f32) {
+    let (mut sums, mut squares) = ([0f32; 8], [0f32; 8]);
+    let chunks = values.chunks_exact(8);
+    let (mut sum, mut sq) = chunks
+        .remainder()
+        .iter()
+        .fold((0f32, 0f32), |(s, q), &v| (s + v, q + v * v));
+    for chunk in chunks {
+        for i in 0..8 {
+            sums[i] += chunk[i];
+            squares[i] += chunk[i] * chunk[i];
+        }
+    }
+    sum += sums.iter().sum::<f32>();
+    sq += squares.iter().sum::<f32>();
+    (sum, sq)
+}
+
+/// Mean of each channel over each region of an `r×r` grid ([`DepthKind::Regions`]), region by
+/// region, per sample. A plain loop over one contiguous copy: candle's reductions over the 41
+/// strided sub-views took ~10 ms, the scope guard's whole budget twice over.
+fn region_means(stage: &Tensor, r: usize) -> candle_core::Result<Vec<Vec<f32>>> {
+    let (n, c, h, w) = stage.dims4()?;
+    let bounds = |i: usize, len: usize| (i * len / r, ((i + 1) * len).div_ceil(r));
+    with_values(stage, |values| {
+        let mut out = vec![Vec::with_capacity(c * r * r); n];
+        for (sample, features) in out.iter_mut().enumerate() {
+            let mut sums = vec![0f32; c * r * r];
+            for ch in 0..c {
+                let plane = &values[(sample * c + ch) * h * w..][..h * w];
+                for ry in 0..r {
+                    let (y0, y1) = bounds(ry, h);
+                    for rx in 0..r {
+                        let (x0, x1) = bounds(rx, w);
+                        let total: f32 = (y0..y1)
+                            .map(|y| plane[y * w + x0..y * w + x1].iter().sum::<f32>())
+                            .sum();
+                        sums[(ry * r + rx) * c + ch] = total / ((y1 - y0) * (x1 - x0)) as f32;
+                    }
+                }
+            }
+            *features = sums;
+        }
+        out
+    })
+}
+
+/// The features of each named depth (see [`DepthKind`]) for a batch of stage activations
+/// (`stages[0]` = layer1). Returns `[sample][depth] → features`; an unknown name or a stage the
+/// network does not have is an error.
+pub fn stage_features(
+    stages: &[Tensor],
+    names: &[String],
+) -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
+    let mut per_depth = Vec::with_capacity(names.len());
+    for name in names {
+        let kind = DepthKind::parse(name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("unknown scope depth '{name}'")))?;
+        let stage = stages.get(kind.stage() - 1).ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "scope depth '{name}': the network has no such stage"
+            ))
+        })?;
+        let stage = stage.to_dtype(DType::F32)?;
+        per_depth.push(match kind {
+            DepthKind::Pooled { .. } => channel_mean_std(&stage)?,
+            DepthKind::Regions { regions, .. } => region_means(&stage, regions)?,
+        });
     }
     let n = per_depth.first().map_or(0, Vec::len);
     Ok((0..n)
@@ -93,6 +258,11 @@ pub fn pooled_features(stages: &[Tensor]) -> candle_core::Result<Vec<Vec<Vec<f32
 }
 
 impl ScopeStats {
+    /// The depths' names, in the order [`Self::score`] expects their features.
+    pub fn depth_names(&self) -> Vec<String> {
+        self.depths.iter().map(|d| d.name.clone()).collect()
+    }
+
     /// Mean over depths of `d²_l / D_l`; larger = further from the training films.
     pub fn score(&self, features: &[Vec<f32>]) -> f32 {
         self.per_depth(features).iter().sum::<f32>() / self.depths.len().max(1) as f32
@@ -122,7 +292,10 @@ impl ScopeStats {
         let (_, meta) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| err(e.to_string()))?;
         let info: HashMap<String, String> = meta.metadata().clone().unwrap_or_default();
-        if info.get("format").map(String::as_str) != Some(FORMAT) {
+        if !info
+            .get("format")
+            .is_some_and(|f| FORMATS_READ.contains(&f.as_str()))
+        {
             return Err(err(format!("not a {FORMAT} file")));
         }
         let get = |name: &str| -> Result<(Vec<f32>, Vec<usize>), ScopeStatsError> {
@@ -145,6 +318,9 @@ impl ScopeStats {
             .collect();
         let mut depths = Vec::new();
         for name in names {
+            if DepthKind::parse(&name).is_none() {
+                return Err(err(format!("unknown depth '{name}'")));
+            }
             let (mean, _) = get(&format!("{name}.mean"))?;
             let (scale, _) = get(&format!("{name}.scale"))?;
             let (components, shape) = get(&format!("{name}.components"))?;
@@ -525,5 +701,65 @@ mod tests {
         std::fs::write(&path, b"nonsense").unwrap();
         let e = ScopeStats::load(&path).unwrap_err().to_string();
         assert!(e.starts_with("cannot load scope statistics"), "{e}");
+        // A depth whose features this build cannot compute is refused by name.
+        let mut odd = stats.clone();
+        odd.depths[0].name = "layer1.median".into();
+        odd.save(&path).unwrap();
+        let e = ScopeStats::load(&path).unwrap_err().to_string();
+        assert!(e.ends_with("unknown depth 'layer1.median'"), "{e}");
+    }
+
+    #[test]
+    fn depth_names_parse() {
+        assert_eq!(
+            DepthKind::parse("layer3"),
+            Some(DepthKind::Pooled { stage: 3 })
+        );
+        assert_eq!(
+            DepthKind::parse("layer4.regions3"),
+            Some(DepthKind::Regions {
+                stage: 4,
+                regions: 3
+            })
+        );
+        for bad in [
+            "layer0",
+            "conv1",
+            "layer2.regions0",
+            "layer2.foo",
+            "layer",
+            "",
+        ] {
+            assert_eq!(DepthKind::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// Region means against hand values (PyTorch's `adaptive_avg_pool2d` gives the same on a 3×3
+    /// input pooled to 2×2: regions overlap in the middle row and column), pooled mean/std against
+    /// hand values too, and an unknown stage is an error.
+    #[test]
+    fn stage_features_match_hand_values() {
+        // One sample, one channel, 3×3 values 0…8.
+        let x = Tensor::arange(0f32, 9.0, &Device::Cpu)
+            .unwrap()
+            .reshape((1, 1, 3, 3))
+            .unwrap();
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let f = stage_features(
+            std::slice::from_ref(&x),
+            &names(&["layer1.regions2", "layer1"]),
+        )
+        .unwrap();
+        // Rows/cols of region 0: 0…1, region 1: 1…2. (0+1+3+4)/4 = 2, (1+2+4+5)/4 = 3, …
+        assert_eq!(f[0][0], vec![2.0, 3.0, 5.0, 6.0]);
+        // Mean 4; population std √(60/9).
+        assert_eq!(f[0][1][0], 4.0);
+        assert!((f[0][1][1] - (60f32 / 9.0).sqrt()).abs() < 1e-5);
+        // More regions than rows: every region still covers at least one row.
+        let g = stage_features(std::slice::from_ref(&x), &names(&["layer1.regions4"])).unwrap();
+        assert_eq!(g[0][0].len(), 16);
+        assert!(g[0][0].iter().all(|v| v.is_finite()));
+        let e = stage_features(std::slice::from_ref(&x), &names(&["layer2"])).unwrap_err();
+        assert!(e.to_string().contains("no such stage"), "{e}");
     }
 }
