@@ -378,13 +378,8 @@ pub fn deletion_image(
 ) -> Grid {
     let g = opts.grid.max(1);
     let n = g * g;
-    let mut affected = vec![false; n];
-    for &c in ordering.iter().take(cells_at_step(k, opts.steps, n)) {
-        if c < n {
-            affected[c] = true;
-        }
-    }
-    compose(image, baseline, &affected, g)
+    let blurred = first_cells(ordering, cells_at_step(k, opts.steps, n), n);
+    compose(image, baseline, &blurred, g)
 }
 
 /// The model input after insertion step `k` along `ordering`: the blurred baseline with the
@@ -398,17 +393,20 @@ pub fn insertion_image(
 ) -> Grid {
     let g = opts.grid.max(1);
     let n = g * g;
-    let mut kept = vec![false; n];
-    for &c in ordering
-        .iter()
-        .take(cells_inserted_at_step(k, opts.steps, n))
-    {
+    let kept = first_cells(ordering, cells_inserted_at_step(k, opts.steps, n), n);
+    let blurred: Vec<bool> = kept.iter().map(|k| !k).collect();
+    compose(image, baseline, &blurred, g)
+}
+
+/// Marks the first `count` cells of `ordering` on a grid of `n` cells (indices ≥ `n` ignored).
+fn first_cells(ordering: &[usize], count: usize, n: usize) -> Vec<bool> {
+    let mut marked = vec![false; n];
+    for &c in ordering.iter().take(count) {
         if c < n {
-            kept[c] = true;
+            marked[c] = true;
         }
     }
-    let from_baseline: Vec<bool> = kept.iter().map(|k| !k).collect();
-    compose(image, baseline, &from_baseline, g)
+    marked
 }
 
 /// `image` with the cells marked in `from_baseline` replaced by the same cells of `baseline`.
@@ -468,37 +466,6 @@ fn deletion_curves(
             curve.extend_from_slice(&values[2 + o * interior..2 + (o + 1) * interior]);
             curve.push(f_baseline);
             curve
-        })
-        .collect())
-}
-
-/// Deletion and (if `opts.insertion`) insertion curves of each ordering.
-///
-/// Insertion along an ordering `π` puts back the cells that deletion along the reversed ordering
-/// `π̄` leaves in place, so `i_k(π) = d_{S−k}(π̄)`: one deletion pass along `π̄` gives the
-/// insertion curve. Every perturbed image is therefore a deletion image, and a random
-/// reference's insertion curve costs nothing extra (see [`faithfulness`]).
-pub fn perturbation_curves(
-    scorer: &dyn Scorer,
-    image: &Grid,
-    baseline: &Grid,
-    orderings: &[Vec<usize>],
-    opts: &FaithfulnessOptions,
-    control: &Control,
-) -> Result<Vec<Curves>, ExplainError> {
-    let mut all: Vec<Vec<usize>> = orderings.to_vec();
-    if opts.insertion {
-        all.extend(orderings.iter().map(|o| reversed(o)));
-    }
-    let d = deletion_curves(scorer, image, baseline, &all, opts, control)?;
-    Ok((0..orderings.len())
-        .map(|o| {
-            let insertion = if opts.insertion {
-                backwards(&d[orderings.len() + o])
-            } else {
-                Vec::new()
-            };
-            Curves::new(d[o].clone(), insertion)
         })
         .collect())
 }
