@@ -453,8 +453,8 @@ pub fn scope_report(
         .filter_map(Result::ok)
         .map(|f| in_stats_order(stats, &f))
         .collect::<Result<_>>()?;
-    let val_scores: Vec<f32> = val_feats.iter().map(|f| stats.score(f)).collect();
     let val_depths: Vec<Vec<f32>> = val_feats.iter().map(|f| stats.per_depth(f)).collect();
+    let val_scores: Vec<f32> = val_depths.iter().map(|d| stats.score_of(d)).collect();
     let val_flagged = val_scores.iter().filter(|s| **s > stats.threshold).count();
     let mut rows = vec![ReportRow {
         category: "validation split (in scope)".into(),
@@ -497,9 +497,10 @@ pub fn scope_report(
                 continue;
             };
             let feat = in_stats_order(stats, &feat)?;
-            let score = stats.score(&feat);
+            let depths = stats.per_depth(&feat);
+            let score = stats.score_of(&depths);
             scores.push(score);
-            depth_scores.push(stats.per_depth(&feat));
+            depth_scores.push(depths);
             let header = match load_study(f) {
                 Ok(s) => ScopeCheck::from_header(&s.metadata),
                 Err(_) => ScopeCheck::default(),

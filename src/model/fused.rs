@@ -53,6 +53,24 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     Ok(&storage.as_slice::<f32>()?[start..end])
 }
 
+/// Runs `f` on `t`'s values in memory order (NCHW for an activation): borrowed through [`slice`]
+/// when `t` is a contiguous f32 CPU tensor (a forward pass's own output), otherwise a copy. For
+/// plain loops over activations outside the model (the scope guard's features).
+pub(crate) fn with_f32_values<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+    if t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() {
+        let (storage, layout) = t.storage_and_layout();
+        if let candle_core::Storage::Cpu(cpu) = &*storage {
+            return Ok(f(slice(cpu, layout)?));
+        }
+    }
+    let values = t
+        .flatten_all()?
+        .to_dtype(DType::F32)?
+        .to_device(&candle_core::Device::Cpu)?
+        .to_vec1::<f32>()?;
+    Ok(f(&values))
+}
+
 /// Planes per task so that a task holds at least [`MIN_TASK`] elements.
 fn planes_per_task(plane: usize) -> usize {
     MIN_TASK.div_ceil(plane.max(1)).max(1)

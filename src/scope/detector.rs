@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
+
+use crate::model::with_f32_values;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// Format tag written into the statistics file; bump when the feature definition changes.
@@ -94,14 +96,6 @@ pub struct ScopeStatsError {
     pub reason: String,
 }
 
-/// Per-depth pooled features of a batch: for every stage activation `[n, C, h, w]`, the spatial
-/// mean and the spatial standard deviation of each channel, concatenated (`2C` values). Returns
-/// `[sample][depth] → features`.
-pub fn pooled_features(stages: &[Tensor]) -> candle_core::Result<Vec<Vec<Vec<f32>>>> {
-    let names: Vec<String> = (1..=stages.len()).map(|i| format!("layer{i}")).collect();
-    stage_features(stages, &names)
-}
-
 /// What one depth's feature vector is, from its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DepthKind {
@@ -141,12 +135,12 @@ impl DepthKind {
 }
 
 /// Spatial mean and standard deviation (population, `√max(E[x²] − E[x]², 0)`) of each channel,
-/// means first, per sample. Plain loops over one contiguous copy, like [`region_means`]: the
+/// means first, per sample. Plain loops over the activation's own buffer, like [`region_means`]: the
 /// chain of small candle ops it replaces spiked to 5 ms right after a forward pass.
 fn channel_mean_std(stage: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
     let (n, c, h, w) = stage.dims4()?;
     let count = (h * w) as f32;
-    with_values(stage, |values| {
+    with_f32_values(stage, |values| {
         (0..n)
             .map(|sample| {
                 let mut out = vec![0f32; 2 * c];
@@ -161,24 +155,6 @@ fn channel_mean_std(stage: &Tensor) -> candle_core::Result<Vec<Vec<f32>>> {
             })
             .collect()
     })
-}
-
-/// Runs `f` on the activation's values in NCHW order: borrowed from a contiguous CPU tensor
-/// (the usual case: the forward pass's own output), otherwise a copy.
-fn with_values<T>(stage: &Tensor, f: impl FnOnce(&[f32]) -> T) -> candle_core::Result<T> {
-    if stage.is_contiguous() {
-        let (storage, layout) = stage.storage_and_layout();
-        if let candle_core::Storage::Cpu(cpu) = &*storage {
-            let all = cpu.as_slice::<f32>()?;
-            let start = layout.start_offset();
-            return Ok(f(&all[start..start + stage.elem_count()]));
-        }
-    }
-    let values = stage
-        .flatten_all()?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<f32>()?;
-    Ok(f(&values))
 }
 
 /// `(Σv, Σv²)` with eight partial sums each, so the loop vectorises.
@@ -201,12 +177,12 @@ fn sum_and_squares(values: &[f32]) -> (f32, f32) {
 }
 
 /// Mean of each channel over each region of an `r×r` grid ([`DepthKind::Regions`]), region by
-/// region, per sample. A plain loop over one contiguous copy: candle's reductions over the 41
+/// region, per sample. A plain loop over the activation's own buffer: candle's reductions over the 41
 /// strided sub-views took ~10 ms, the scope guard's whole budget twice over.
 fn region_means(stage: &Tensor, r: usize) -> candle_core::Result<Vec<Vec<f32>>> {
     let (n, c, h, w) = stage.dims4()?;
     let bounds = |i: usize, len: usize| (i * len / r, ((i + 1) * len).div_ceil(r));
-    with_values(stage, |values| {
+    with_f32_values(stage, |values| {
         let mut out = vec![Vec::with_capacity(c * r * r); n];
         for (sample, features) in out.iter_mut().enumerate() {
             let mut sums = vec![0f32; c * r * r];
@@ -245,10 +221,9 @@ pub fn stage_features(
                 "scope depth '{name}': the network has no such stage"
             ))
         })?;
-        let stage = stage.to_dtype(DType::F32)?;
         per_depth.push(match kind {
-            DepthKind::Pooled { .. } => channel_mean_std(&stage)?,
-            DepthKind::Regions { regions, .. } => region_means(&stage, regions)?,
+            DepthKind::Pooled { .. } => channel_mean_std(stage)?,
+            DepthKind::Regions { regions, .. } => region_means(stage, regions)?,
         });
     }
     let n = per_depth.first().map_or(0, Vec::len);
@@ -265,7 +240,12 @@ impl ScopeStats {
 
     /// Mean over depths of `d²_l / D_l`; larger = further from the training films.
     pub fn score(&self, features: &[Vec<f32>]) -> f32 {
-        self.per_depth(features).iter().sum::<f32>() / self.depths.len().max(1) as f32
+        self.score_of(&self.per_depth(features))
+    }
+
+    /// [`Self::score`] from distances [`Self::per_depth`] already computed.
+    pub fn score_of(&self, per_depth: &[f32]) -> f32 {
+        per_depth.iter().sum::<f32>() / self.depths.len().max(1) as f32
     }
 
     pub fn per_depth(&self, features: &[Vec<f32>]) -> Vec<f32> {
