@@ -69,6 +69,44 @@ pub(crate) fn conv2d(
     ))
 }
 
+/// Channel 0 of `x` as `[n, 1, h, w]` when every channel of every image equals it bit for bit
+/// (a greyscale film fed as three channels), else `None`; also `None` off the CPU, for other
+/// dtypes and when autograd tracks `x` (the per-channel gradient must then stay per channel).
+pub(crate) fn shared_channel(x: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
+        return Ok(None);
+    }
+    let (n, c, h, w) = x.dims4()?;
+    if c < 2 {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let plane = h * w;
+    let (storage, layout) = x.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let data =
+        &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + n * c * plane];
+    let repeats = data.chunks(c * plane).all(|image| {
+        let first = &image[..plane];
+        image[plane..].chunks(plane).all(|other| {
+            other
+                .iter()
+                .zip(first)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        })
+    });
+    if !repeats {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(n * plane);
+    for image in data.chunks(c * plane) {
+        out.extend_from_slice(&image[..plane]);
+    }
+    Ok(Some(Tensor::from_vec(out, (n, 1, h, w), x.device())?))
+}
+
 /// Output positions `o` in `0..n_out` whose input position `s·o + tap − p` lies in `[0, n_in)`
 /// (the others read padding). Shared by im2col and the col2im of the input gradient.
 pub(crate) fn valid_outputs(
@@ -179,5 +217,35 @@ mod tests {
             let diff = max_abs_diff(&got, &expected);
             assert!(diff < 1e-4, "k{k} s{s} p{p} {h}×{w}: {diff}");
         }
+    }
+
+    #[test]
+    fn a_repeated_plane_convolves_with_the_summed_kernel() {
+        let plane = Tensor::randn(0f32, 1.0, (2, 1, 16, 15), &Device::Cpu).unwrap();
+        let x = Tensor::cat(&[&plane, &plane, &plane], 1).unwrap();
+        let weight = Tensor::randn(0f32, 1.0, (4, 3, 7, 7), &Device::Cpu).unwrap();
+        let expected = x.conv2d(&weight, 3, 2, 1, 1).unwrap();
+        let shared = shared_channel(&x).unwrap().expect("three equal planes");
+        assert_eq!(shared.dims(), &[2, 1, 16, 15]);
+        let summed = weight.sum_keepdim(1).unwrap().reshape((4, 49)).unwrap();
+        let got = conv2d(&shared, &summed, 7, 2, 3).unwrap().unwrap();
+        let diff = max_abs_diff(&got, &expected);
+        assert!(diff < 1e-4, "{diff}");
+    }
+
+    #[test]
+    fn planes_that_differ_anywhere_are_not_shared() {
+        let plane = Tensor::randn(0f32, 1.0, (2, 1, 8, 8), &Device::Cpu).unwrap();
+        let x = Tensor::cat(&[&plane, &plane, &plane], 1).unwrap();
+        let mut values = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        // the last pixel of the second image's third channel
+        let last = values.len() - 1;
+        values[last] += 1e-3;
+        let nudged = Tensor::from_vec(values, (2, 3, 8, 8), &Device::Cpu).unwrap();
+        assert!(shared_channel(&nudged).unwrap().is_none());
+        // one channel, or a tracked input, never takes the shortcut
+        assert!(shared_channel(&plane).unwrap().is_none());
+        let var = candle_core::Var::from_tensor(&x).unwrap();
+        assert!(shared_channel(var.as_tensor()).unwrap().is_none());
     }
 }

@@ -42,6 +42,11 @@ pub struct ConvBn {
     /// 1×1 kernels: `W` as a matrix `[c_out, c_in]` and its transpose `[c_in, c_out]`, so forward
     /// and backward are one gemm per image on the NCHW data (no im2col copy).
     pointwise: Option<(Tensor, Tensor)>,
+    /// The image convolution (3 input channels): `Σ_c W[:, c]` as a matrix `[c_out, k·k]`. A
+    /// greyscale film repeats one plane in all three channels (the preprocessing uses equal
+    /// means and deviations), and then `W ⋆ x = (Σ_c W_c) ⋆ x₀` exactly: a third of the stem's
+    /// im2col copy and gemm ([`im2col::shared_channel`] checks the planes are equal, bit for bit).
+    channel_sum: Option<Tensor>,
     c_in: usize,
     c_out: usize,
     kernel: usize,
@@ -89,12 +94,14 @@ impl ConvBn {
                 .contiguous()?
         };
         let pointwise = pointwise_matrices(&weight, kernel, padding)?;
+        let channel_sum = channel_sum_matrix(&weight)?;
         Ok(Self {
             weight,
             bias_host: bias.to_device(&candle_core::Device::Cpu)?.to_vec1()?,
             bias: bias.reshape((1, c_out, 1, 1))?,
             backward_kernel,
             pointwise,
+            channel_sum,
             c_in,
             c_out,
             kernel,
@@ -119,6 +126,15 @@ impl ConvBn {
             let (n, c, h, w) = x.dims4()?;
             return fused::weight_matmul(matrix, &x.reshape((n, c, h * w))?)?
                 .reshape((n, self.c_out, h, w));
+        }
+        if let Some(summed) = &self.channel_sum {
+            if let Some(plane) = im2col::shared_channel(x)? {
+                if let Some(y) =
+                    im2col::conv2d(&plane, summed, self.kernel, self.stride, self.padding)?
+                {
+                    return Ok(y);
+                }
+            }
         }
         let matrix = self
             .weight
@@ -214,6 +230,15 @@ impl ConvBn {
 }
 
 /// `[c_out, c_in]` and `[c_in, c_out]` for a 1×1 kernel without padding.
+/// `Σ_c W[:, c]` as `[c_out, k·k]` for the image convolution (`c_in` = 3, `k` > 1), else `None`.
+fn channel_sum_matrix(weight: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let (c_out, c_in, k, _) = weight.dims4()?;
+    if c_in != 3 || k == 1 {
+        return Ok(None);
+    }
+    Ok(Some(weight.sum_keepdim(1)?.reshape((c_out, k * k))?))
+}
+
 fn pointwise_matrices(
     weight: &Tensor,
     kernel: usize,
@@ -724,12 +749,14 @@ mod tests {
             };
             let bias = Tensor::zeros((1, c_out, 1, 1), DType::F32, weight.device()).unwrap();
             let pointwise = pointwise_matrices(&weight, k, padding).unwrap();
+            let channel_sum = channel_sum_matrix(&weight).unwrap();
             Self {
                 weight,
                 bias_host: vec![0.0; c_out],
                 bias,
                 backward_kernel,
                 pointwise,
+                channel_sum,
                 c_in,
                 c_out,
                 kernel: k,
