@@ -65,6 +65,43 @@ fn banner_hides_the_result_until_show_anyway() {
     );
 }
 
+#[test]
+fn an_in_scope_verdict_without_an_age_says_it_rests_on_the_pixels() {
+    use cxr_viewer::ui::scope_banner::scope_banner_ui;
+    let note = "scope was checked from the image alone";
+    let shown = |scope: ScopeCheck| {
+        let mut h = egui_kittest::Harness::new_ui(move |ui| {
+            scope_banner_ui(ui, &scope, false);
+        });
+        h.run();
+        h.query_all_by_label_contains(note).count()
+    };
+    // A JPEG scored by the pixel detector: no age anywhere.
+    let pixels_only = ScopeCheck {
+        in_scope: true,
+        score: Some(1.0),
+        threshold: Some(2.3),
+        ..Default::default()
+    };
+    assert_eq!(shown(pixels_only.clone()), 1);
+    // A DICOM whose header gave the age, or a film already out of scope: no note.
+    assert_eq!(
+        shown(ScopeCheck {
+            age_known: true,
+            ..pixels_only.clone()
+        }),
+        0
+    );
+    assert_eq!(
+        shown(ScopeCheck {
+            in_scope: false,
+            reasons: vec!["body part HIP".into()],
+            ..pixels_only
+        }),
+        0
+    );
+}
+
 fn row(name: &str, scope: Option<ScopeCheck>) -> StudyRow {
     StudyRow {
         path: PathBuf::from(format!("/r/{name}")),

@@ -86,6 +86,10 @@ pub struct ScopeCheck {
     /// Inside the scope, but worth saying (e.g. an older child).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Whether the header gave an age (PatientAge, or the birth and study dates). Without one
+    /// only the pixel detector can catch an adult film, and it misses some (README: about one in
+    /// five of the adult films tested), so an in-scope verdict says so ([`Self::pixels_only_note`]).
+    pub age_known: bool,
 }
 
 impl ScopeCheck {
@@ -102,7 +106,19 @@ impl ScopeCheck {
             }
         }
         check.in_scope = check.reasons.is_empty();
+        check.age_known = header::age_of(meta).is_some();
         check
+    }
+
+    /// For an in-scope verdict that rests on the pixels alone (no age in the header): the one
+    /// limit of the guard a reader must know, since adult frontal films are the outliers it
+    /// misses most. `None` when out of scope, when the age is known, or when nothing looked at
+    /// the pixels.
+    pub fn pixels_only_note(&self) -> Option<&'static str> {
+        (self.in_scope && !self.age_known && self.score.is_some()).then_some(
+            "No age in the file: the scope was checked from the image alone, which misses some \
+             adult chest films. Confirm the patient is a young child.",
+        )
     }
 
     /// Adds the pixel score; a score above the threshold makes the film out of scope.
@@ -168,6 +184,20 @@ mod tests {
         );
         let ok = ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(1.0, 18.0);
         assert!(ok.in_scope && ok.reasons.is_empty() && ok.summary().is_none());
+        // No age anywhere: the in-scope verdict says it rests on the pixels alone.
+        assert!(!ok.age_known);
+        assert!(ok.pixels_only_note().unwrap().contains("image alone"));
+        // Not before the pixels were scored, not when out of scope, not with an age.
+        assert!(ScopeCheck::from_header(&StudyMetadata::default())
+            .pixels_only_note()
+            .is_none());
+        assert!(c.pixels_only_note().is_none());
+        let child = StudyMetadata {
+            patient_age: Some("003Y".into()),
+            ..Default::default()
+        };
+        let child = ScopeCheck::from_header(&child).with_pixel_score(1.0, 18.0);
+        assert!(child.in_scope && child.age_known && child.pixels_only_note().is_none());
         let nan =
             ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(f32::NAN, 1.0);
         assert!(!nan.in_scope);

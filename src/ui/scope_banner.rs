@@ -69,6 +69,9 @@ pub fn scope_banner_ui(ui: &mut egui::Ui, scope: &ScopeCheck, shown: bool) -> Op
                 }
             });
     }
+    if let Some(note) = scope.pixels_only_note() {
+        ui.label(RichText::new(note).small().weak());
+    }
     if !scope.warnings.is_empty() {
         egui::Frame::new()
             .stroke(Stroke::new(1.5, WARN))
