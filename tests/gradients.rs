@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use cxr_viewer::explain::gradcam::grad_cam;
 use cxr_viewer::explain::integrated_gradients::{
-    input_gradients, integrated_gradients, Baseline, IgOptions, IgRule,
+    input_gradients, input_gradients_channel_sum, integrated_gradients, Baseline, IgOptions, IgRule,
 };
 use cxr_viewer::explain::no_control;
 use cxr_viewer::model::resnet::global_avg_pool;
@@ -166,5 +166,63 @@ fn completeness_gap_shrinks_with_more_steps() {
     assert!(
         fine < coarse / 5.0,
         "gap {coarse} (4 steps) → {fine} (256 steps)"
+    );
+}
+
+#[test]
+fn channel_summed_input_gradient_equals_the_sum_of_the_channels() {
+    let model = tiny_model();
+    // Three different planes: the summed backward holds for any input, not only a grey one.
+    let random = npy("reference/input_random.npy");
+    let x = Tensor::cat(&[random.clone(), random.flip_channels()], 0).unwrap();
+    let (per_channel, _) = input_gradients(&model, &x, 1).unwrap();
+    let (summed, _) = input_gradients_channel_sum(&model, &x, 1).unwrap();
+    assert_eq!(summed.dim(1).unwrap(), 1);
+    assert_eq!(summed.dims()[2..], per_channel.dims()[2..]);
+    let expected = values(&per_channel.sum_keepdim(1).unwrap());
+    let got = values(&summed);
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    assert!(
+        max_abs_diff(&got, &expected) < 1e-5 * scale,
+        "max diff {} (scale {scale})",
+        max_abs_diff(&got, &expected)
+    );
+}
+
+#[test]
+fn integrated_gradients_of_a_grey_film_equal_the_three_channel_sum() {
+    // A grey film (three equal planes) takes the channel-summed backward; the map must equal the
+    // one written out from the per-channel gradients at the same Gauss–Legendre nodes.
+    let model = tiny_model();
+    let plane = npy("reference/input_sample.npy").narrow(1, 0, 1).unwrap();
+    let x = Tensor::cat(&[&plane, &plane, &plane], 1).unwrap();
+    let opts = IgOptions {
+        steps: 6,
+        baseline: Baseline::Black,
+        target: 1,
+        batch: 4,
+        rule: IgRule::GaussLegendre,
+    };
+    let ig = integrated_gradients(&model, &x, &opts, &no_control()).unwrap();
+    let baseline =
+        cxr_viewer::explain::integrated_gradients::baseline_tensor(&model, &x, Baseline::Black)
+            .unwrap();
+    let diff = (&x - &baseline).unwrap();
+    let (nodes, weights) = cxr_viewer::explain::quadrature::gauss_legendre(6);
+    let mut sum = diff.zeros_like().unwrap();
+    for (a, w) in nodes.iter().zip(&weights) {
+        let point = (&baseline + diff.affine(*a, 0.0).unwrap()).unwrap();
+        let (g, _) = input_gradients(&model, &point, 1).unwrap();
+        sum = (sum + g.affine(*w, 0.0).unwrap()).unwrap();
+    }
+    let expected = values(&diff.mul(&sum).unwrap().sum(1).unwrap());
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    assert_eq!(ig.map.values.len(), expected.len());
+    assert!(
+        max_abs_diff(&ig.map.values, &expected) < 1e-4 * scale,
+        "max diff {} (scale {scale})",
+        max_abs_diff(&ig.map.values, &expected)
     );
 }

@@ -37,6 +37,12 @@
 //! Baselines are defined in pixel space and normalised like the input: black = an all-0 image,
 //! white = an all-1 image. Path points are evaluated in batches; each batch is one forward pass
 //! keeping activations and one explicit input-gradient pass (no weight gradients).
+//!
+//! The map sums the attributions over the input channels. When x − x′ repeats one plane in all
+//! three channels (a greyscale film: the preprocessing uses equal means and deviations), that sum
+//! is `(x₀ − x′₀) · Σₘ wₘ Σ_c ∂F/∂x_c`, and `Σ_c ∂F/∂x_c` comes out of the stem with the three
+//! kernels summed ([`crate::model::resnet::Backbone::backward_input_channel_sum`]): exact, and a
+//! third of the stem's input-gradient work and of the element-wise passes here.
 
 use candle_core::{DType, Tensor};
 use serde::Serialize;
@@ -125,8 +131,6 @@ pub struct IntegratedGradients {
     pub target: usize,
     /// Attributions summed over the input channels, on the model input grid (signed).
     pub map: Grid,
-    /// Attributions per channel `[3, H, W]`, flattened.
-    pub per_channel: Vec<f32>,
     /// F(x) and F(x′): the target logit at the input and at the baseline.
     pub f_input: f32,
     pub f_baseline: f32,
@@ -167,6 +171,30 @@ pub fn input_gradients(
     batch: &Tensor,
     target: usize,
 ) -> candle_core::Result<(Tensor, Tensor)> {
+    let (tape, g_features, logits) = layer4_gradient(model, batch, target)?;
+    let grad = model.backbone.backward_input(&tape, &g_features)?;
+    Ok((grad, logits))
+}
+
+/// [`input_gradients`] summed over the input channels, `[n, 1, H, W]`.
+pub fn input_gradients_channel_sum(
+    model: &Classifier,
+    batch: &Tensor,
+    target: usize,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let (tape, g_features, logits) = layer4_gradient(model, batch, target)?;
+    let grad = model
+        .backbone
+        .backward_input_channel_sum(&tape, &g_features)?;
+    Ok((grad, logits))
+}
+
+/// The forward with its tape, `∂logit_target/∂layer4` and the target logits.
+fn layer4_gradient(
+    model: &Classifier,
+    batch: &Tensor,
+    target: usize,
+) -> candle_core::Result<(crate::model::resnet::Tape, Tensor, Tensor)> {
     let (features, tape) = model.backbone.forward_with_tape(batch)?;
     let (n, c, h, w) = features.dims4()?;
     let pooled = global_avg_pool(&features)?;
@@ -176,8 +204,7 @@ pub fn input_gradients(
         .reshape((n, c, 1, 1))?
         .broadcast_as((n, c, h, w))?
         .contiguous()?;
-    let grad = model.backbone.backward_input(&tape, &g_features)?;
-    Ok((grad, logits.narrow(1, target, 1)?.squeeze(1)?))
+    Ok((tape, g_features, logits.narrow(1, target, 1)?.squeeze(1)?))
 }
 
 /// The straight path x′ + α(x − x′) of one film, evaluated in batches.
@@ -185,6 +212,10 @@ struct PathEval<'a> {
     model: &'a Classifier,
     baseline: Tensor,
     diff: Tensor,
+    /// What multiplies the gradient sums: `diff`, or its first plane when every plane of `diff`
+    /// is the same (then the gradients are summed over the channels in the backward pass).
+    grad_diff: Tensor,
+    channels_summed: bool,
     target: usize,
     batch: usize,
 }
@@ -236,7 +267,12 @@ impl PathEval<'_> {
         for chunk in flat.chunks(self.batch) {
             control.check()?;
             let alphas: Vec<f64> = chunk.iter().map(|c| c.1).collect();
-            let (grads, _) = input_gradients(self.model, &self.points(&alphas)?, self.target)?;
+            let points = self.points(&alphas)?;
+            let (grads, _) = if self.channels_summed {
+                input_gradients_channel_sum(self.model, &points, self.target)?
+            } else {
+                input_gradients(self.model, &points, self.target)?
+            };
             let w = Tensor::from_vec(
                 chunk.iter().map(|c| c.2 as f32).collect::<Vec<_>>(),
                 (chunk.len(), 1, 1, 1),
@@ -265,7 +301,7 @@ impl PathEval<'_> {
     /// Σᵢ (x − x′)ᵢ · Sᵢ: what a partial gradient sum contributes to the total attribution.
     fn attribution_total(&self, sum: &Tensor) -> candle_core::Result<f64> {
         Ok(self
-            .diff
+            .grad_diff
             .mul(sum)?
             .sum_all()?
             .to_dtype(DType::F32)?
@@ -343,10 +379,15 @@ pub fn integrated_gradients_with_plan(
 ) -> Result<IntegratedGradients, ExplainError> {
     let baseline = baseline_tensor(model, input, opts.baseline)?;
     let diff = (input - &baseline)?;
+    let shared = crate::model::shared_channel(&diff)?;
+    let channels_summed = shared.is_some();
+    let grad_diff = shared.unwrap_or_else(|| diff.clone());
     let path = PathEval {
         model,
         baseline,
         diff,
+        grad_diff,
+        channels_summed,
         target: opts.target,
         batch: opts.batch.max(1),
     };
@@ -525,7 +566,7 @@ fn finish(
     (steps, probes): (usize, usize),
 ) -> Result<IntegratedGradients, ExplainError> {
     let (_, _, height, width) = path.diff.dims4()?;
-    let attributions = path.diff.mul(weighted_sum)?;
+    let attributions = path.grad_diff.mul(weighted_sum)?;
     let total_attribution: f32 = attributions.sum_all()?.to_dtype(DType::F32)?.to_scalar()?;
     let map = attributions.sum(1)?.flatten_all()?.to_vec1::<f32>()?;
     Ok(IntegratedGradients {
@@ -535,7 +576,6 @@ fn finish(
         rule: opts.rule,
         target: opts.target,
         map: Grid::new(width, height, map),
-        per_channel: attributions.flatten_all()?.to_vec1::<f32>()?,
         f_input,
         f_baseline,
         delta: total_attribution - (f_input - f_baseline),

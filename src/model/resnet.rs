@@ -42,11 +42,14 @@ pub struct ConvBn {
     /// 1×1 kernels: `W` as a matrix `[c_out, c_in]` and its transpose `[c_in, c_out]`, so forward
     /// and backward are one gemm per image on the NCHW data (no im2col copy).
     pointwise: Option<(Tensor, Tensor)>,
-    /// The image convolution (3 input channels): `Σ_c W[:, c]` as a matrix `[c_out, k·k]`. A
-    /// greyscale film repeats one plane in all three channels (the preprocessing uses equal
-    /// means and deviations), and then `W ⋆ x = (Σ_c W_c) ⋆ x₀` exactly: a third of the stem's
-    /// im2col copy and gemm ([`im2col::shared_channel`] checks the planes are equal, bit for bit).
-    channel_sum: Option<Tensor>,
+    /// The image convolution (3 input channels): `Σ_c W[:, c]` as a matrix `[c_out, k·k]` and its
+    /// transpose. A greyscale film repeats one plane in all three channels (the preprocessing
+    /// uses equal means and deviations), and then `W ⋆ x = (Σ_c W_c) ⋆ x₀` exactly: a third of
+    /// the stem's im2col copy and gemm ([`im2col::shared_channel`] checks the planes are equal,
+    /// bit for bit). Likewise `Σ_c ∂L/∂x_c = (Σ_c W_c)ᵀ ⋆ ∂L/∂y` for any input
+    /// ([`Self::backward_input_channel_sum`]), which is all Integrated Gradients needs when the
+    /// input and the baseline repeat one plane.
+    channel_sum: Option<(Tensor, Tensor)>,
     c_in: usize,
     c_out: usize,
     kernel: usize,
@@ -127,7 +130,7 @@ impl ConvBn {
             return fused::weight_matmul(matrix, &x.reshape((n, c, h * w))?)?
                 .reshape((n, self.c_out, h, w));
         }
-        if let Some(summed) = &self.channel_sum {
+        if let Some((summed, _)) = &self.channel_sum {
             if let Some(plane) = im2col::shared_channel(x)? {
                 if let Some(y) =
                     im2col::conv2d(&plane, summed, self.kernel, self.stride, self.padding)?
@@ -143,6 +146,32 @@ impl ConvBn {
             return Ok(y);
         }
         x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
+    }
+
+    /// `Σ_c ∂L/∂x_c` as `[n, 1, H, W]`: the input gradient summed over the input channels. With
+    /// the summed kernel (the image convolution, stride > 1 as in the stem) this is one gemm and
+    /// one col2im on a single plane; otherwise the per-channel gradient, summed.
+    pub fn backward_input_channel_sum(
+        &self,
+        grad: &Tensor,
+        input_hw: (usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        if let (Some((_, transposed)), true) = (&self.channel_sum, self.stride > 1) {
+            let (n, c_out, h, w) = grad.dims4()?;
+            let taps = fused::weight_matmul(transposed, &grad.reshape((n, c_out, h * w))?)?;
+            let geometry = fused::Col2Im {
+                c_in: 1,
+                k: self.kernel,
+                stride: self.stride,
+                padding: self.padding,
+                grid: (h, w),
+                input: input_hw,
+            };
+            if let Some(g) = fused::col2im(&taps, geometry)? {
+                return Ok(g);
+            }
+        }
+        self.backward_input(grad, input_hw)?.sum_keepdim(1)
     }
 
     /// `∂L/∂x` from `∂L/∂y`; `input_hw` is the spatial size of `x` (needed when the stride
@@ -229,16 +258,19 @@ impl ConvBn {
     }
 }
 
-/// `[c_out, c_in]` and `[c_in, c_out]` for a 1×1 kernel without padding.
-/// `Σ_c W[:, c]` as `[c_out, k·k]` for the image convolution (`c_in` = 3, `k` > 1), else `None`.
-fn channel_sum_matrix(weight: &Tensor) -> candle_core::Result<Option<Tensor>> {
+/// `Σ_c W[:, c]` for the image convolution (`c_in` = 3, `k` > 1) as `[c_out, k·k]` (forward)
+/// and its transpose `[k·k, c_out]` (input gradient), else `None`.
+fn channel_sum_matrix(weight: &Tensor) -> candle_core::Result<Option<(Tensor, Tensor)>> {
     let (c_out, c_in, k, _) = weight.dims4()?;
     if c_in != 3 || k == 1 {
         return Ok(None);
     }
-    Ok(Some(weight.sum_keepdim(1)?.reshape((c_out, k * k))?))
+    let summed = weight.sum_keepdim(1)?.reshape((c_out, k * k))?;
+    let transposed = summed.t()?.contiguous()?;
+    Ok(Some((summed, transposed)))
 }
 
+/// `[c_out, c_in]` and `[c_in, c_out]` for a 1×1 kernel without padding.
 fn pointwise_matrices(
     weight: &Tensor,
     kernel: usize,
@@ -566,13 +598,34 @@ impl Backbone {
 
     /// `∂L/∂input` given `∂L/∂layer4`.
     pub fn backward_input(&self, tape: &Tape, grad_layer4: &Tensor) -> candle_core::Result<Tensor> {
+        let g = self.stem_output_gradient(tape, grad_layer4)?;
+        self.stem.backward_input(&g, tape.input_hw)
+    }
+
+    /// `∂L/∂(stem convolution's output)`: everything of the input gradient but the stem's own
+    /// convolution.
+    fn stem_output_gradient(
+        &self,
+        tape: &Tape,
+        grad_layer4: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let mut g = grad_layer4.clone();
         for (block, block_tape) in self.blocks.iter().zip(&tape.blocks).rev() {
             g = block.backward(block_tape, &g)?;
         }
         let g = StemPool::backward(&tape.pool, &g, tape.stem_hw)?;
-        let g = fused::relu_backward(&g, &tape.stem_relu)?;
-        self.stem.backward_input(&g, tape.input_hw)
+        fused::relu_backward(&g, &tape.stem_relu)
+    }
+
+    /// [`Self::backward_input`] summed over the input channels, `[n, 1, H, W]`: a third of the
+    /// stem's input-gradient work ([`ConvBn::backward_input_channel_sum`]).
+    pub fn backward_input_channel_sum(
+        &self,
+        tape: &Tape,
+        grad_layer4: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let g = self.stem_output_gradient(tape, grad_layer4)?;
+        self.stem.backward_input_channel_sum(&g, tape.input_hw)
     }
 }
 
