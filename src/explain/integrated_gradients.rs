@@ -212,15 +212,19 @@ struct PathEval<'a> {
     model: &'a Classifier,
     baseline: Tensor,
     diff: Tensor,
-    /// What multiplies the gradient sums: `diff`, or its first plane when every plane of `diff`
-    /// is the same (then the gradients are summed over the channels in the backward pass).
-    grad_diff: Tensor,
-    channels_summed: bool,
+    /// The one plane of `diff` when every channel repeats it: then the gradients are summed over
+    /// the channels in the backward pass and this plane multiplies them.
+    shared_plane: Option<Tensor>,
     target: usize,
     batch: usize,
 }
 
 impl PathEval<'_> {
+    /// What multiplies the gradient sums: `diff`, or its shared plane.
+    fn grad_diff(&self) -> &Tensor {
+        self.shared_plane.as_ref().unwrap_or(&self.diff)
+    }
+
     fn points(&self, alphas: &[f64]) -> candle_core::Result<Tensor> {
         let alpha = Tensor::from_vec(
             alphas.iter().map(|a| *a as f32).collect::<Vec<_>>(),
@@ -268,7 +272,7 @@ impl PathEval<'_> {
             control.check()?;
             let alphas: Vec<f64> = chunk.iter().map(|c| c.1).collect();
             let points = self.points(&alphas)?;
-            let (grads, _) = if self.channels_summed {
+            let (grads, _) = if self.shared_plane.is_some() {
                 input_gradients_channel_sum(self.model, &points, self.target)?
             } else {
                 input_gradients(self.model, &points, self.target)?
@@ -301,7 +305,7 @@ impl PathEval<'_> {
     /// Σᵢ (x − x′)ᵢ · Sᵢ: what a partial gradient sum contributes to the total attribution.
     fn attribution_total(&self, sum: &Tensor) -> candle_core::Result<f64> {
         Ok(self
-            .grad_diff
+            .grad_diff()
             .mul(sum)?
             .sum_all()?
             .to_dtype(DType::F32)?
@@ -379,15 +383,12 @@ pub fn integrated_gradients_with_plan(
 ) -> Result<IntegratedGradients, ExplainError> {
     let baseline = baseline_tensor(model, input, opts.baseline)?;
     let diff = (input - &baseline)?;
-    let shared = crate::model::shared_channel(&diff)?;
-    let channels_summed = shared.is_some();
-    let grad_diff = shared.unwrap_or_else(|| diff.clone());
+    let shared_plane = crate::model::shared_channel(&diff)?;
     let path = PathEval {
         model,
         baseline,
         diff,
-        grad_diff,
-        channels_summed,
+        shared_plane,
         target: opts.target,
         batch: opts.batch.max(1),
     };
@@ -566,7 +567,7 @@ fn finish(
     (steps, probes): (usize, usize),
 ) -> Result<IntegratedGradients, ExplainError> {
     let (_, _, height, width) = path.diff.dims4()?;
-    let attributions = path.grad_diff.mul(weighted_sum)?;
+    let attributions = path.grad_diff().mul(weighted_sum)?;
     let total_attribution: f32 = attributions.sum_all()?.to_dtype(DType::F32)?.to_scalar()?;
     let map = attributions.sum(1)?.flatten_all()?.to_vec1::<f32>()?;
     Ok(IntegratedGradients {

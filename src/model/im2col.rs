@@ -80,31 +80,27 @@ pub(crate) fn shared_channel(x: &Tensor) -> candle_core::Result<Option<Tensor>> 
     if c < 2 {
         return Ok(None);
     }
-    let x = x.contiguous()?;
     let plane = h * w;
-    let (storage, layout) = x.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        return Ok(None);
-    };
-    let data =
-        &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + n * c * plane];
-    let repeats = data.chunks(c * plane).all(|image| {
-        let first = &image[..plane];
-        image[plane..].chunks(plane).all(|other| {
-            other
-                .iter()
-                .zip(first)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
+    let first_planes = super::with_f32_values(&x.contiguous()?, |data| {
+        let repeats = data.chunks(c * plane).all(|image| {
+            let first = &image[..plane];
+            image[plane..].chunks(plane).all(|other| {
+                other
+                    .iter()
+                    .zip(first)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            })
+        });
+        repeats.then(|| {
+            data.chunks(c * plane)
+                .flat_map(|image| &image[..plane])
+                .copied()
+                .collect::<Vec<f32>>()
         })
-    });
-    if !repeats {
-        return Ok(None);
-    }
-    let mut out = Vec::with_capacity(n * plane);
-    for image in data.chunks(c * plane) {
-        out.extend_from_slice(&image[..plane]);
-    }
-    Ok(Some(Tensor::from_vec(out, (n, 1, h, w), x.device())?))
+    })?;
+    first_planes
+        .map(|values| Tensor::from_vec(values, (n, 1, h, w), x.device()))
+        .transpose()
 }
 
 /// Output positions `o` in `0..n_out` whose input position `s·o + tap − p` lies in `[0, n_in)`

@@ -149,29 +149,19 @@ impl ConvBn {
     }
 
     /// `Σ_c ∂L/∂x_c` as `[n, 1, H, W]`: the input gradient summed over the input channels. With
-    /// the summed kernel (the image convolution, stride > 1 as in the stem) this is one gemm and
-    /// one col2im on a single plane; otherwise the per-channel gradient, summed.
+    /// the summed kernel (the image convolution, stride > 1 as in the stem) this is the strided
+    /// input gradient of a one-channel convolution; otherwise the per-channel gradient, summed.
     pub fn backward_input_channel_sum(
         &self,
         grad: &Tensor,
         input_hw: (usize, usize),
     ) -> candle_core::Result<Tensor> {
-        if let (Some((_, transposed)), true) = (&self.channel_sum, self.stride > 1) {
-            let (n, c_out, h, w) = grad.dims4()?;
-            let taps = fused::weight_matmul(transposed, &grad.reshape((n, c_out, h * w))?)?;
-            let geometry = fused::Col2Im {
-                c_in: 1,
-                k: self.kernel,
-                stride: self.stride,
-                padding: self.padding,
-                grid: (h, w),
-                input: input_hw,
-            };
-            if let Some(g) = fused::col2im(&taps, geometry)? {
-                return Ok(g);
+        match &self.channel_sum {
+            Some((_, transposed)) if self.stride > 1 => {
+                self.strided_backward_input(transposed, 1, grad, input_hw)
             }
+            _ => self.backward_input(grad, input_hw)?.sum_keepdim(1),
         }
-        self.backward_input(grad, input_hw)?.sum_keepdim(1)
     }
 
     /// `∂L/∂x` from `∂L/∂y`; `input_hw` is the spatial size of `x` (needed when the stride
@@ -196,15 +186,28 @@ impl ConvBn {
             }
             return grad.conv2d(&self.backward_kernel, k - 1 - p, 1, 1, 1);
         }
-        let (n, c_out, h, w) = grad.dims4()?;
-        debug_assert_eq!(c_out, self.c_out);
-        let c_in = self.c_in;
-        // taps[n, ci, ky, kx, i, j] = Σ_co W[co, ci, ky, kx] ∂y[n, co, i, j]; it lands on input
-        // pixel (s·i + ky − p, s·j + kx − p).
         let backward_kernel = match &self.pointwise {
             Some((_, transposed)) => transposed,
             None => &self.backward_kernel,
         };
+        self.strided_backward_input(backward_kernel, self.c_in, grad, input_hw)
+    }
+
+    /// The input gradient of this convolution (stride > 1) with `backward_kernel` = `Wᵀ` as
+    /// `[c_in·k·k, c_out]`: one gemm for the per-tap contributions, then col2im. `c_in` is 1 for
+    /// the channel-summed kernel.
+    fn strided_backward_input(
+        &self,
+        backward_kernel: &Tensor,
+        c_in: usize,
+        grad: &Tensor,
+        input_hw: (usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        let (k, p, s) = (self.kernel, self.padding, self.stride);
+        let (n, c_out, h, w) = grad.dims4()?;
+        debug_assert_eq!(c_out, self.c_out);
+        // taps[n, ci, ky, kx, i, j] = Σ_co W[co, ci, ky, kx] ∂y[n, co, i, j]; it lands on input
+        // pixel (s·i + ky − p, s·j + kx − p).
         let taps = fused::weight_matmul(backward_kernel, &grad.reshape((n, c_out, h * w))?)?;
         let geometry = fused::Col2Im {
             c_in,
