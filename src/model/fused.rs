@@ -72,7 +72,7 @@ pub(crate) fn with_f32_values<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Res
 }
 
 /// Planes per task so that a task holds at least [`MIN_TASK`] elements.
-fn planes_per_task(plane: usize) -> usize {
+pub(super) fn planes_per_task(plane: usize) -> usize {
     MIN_TASK.div_ceil(plane.max(1)).max(1)
 }
 

@@ -50,7 +50,6 @@ pub(crate) fn conv2d(
         };
         let data = &cpu.as_slice::<f32>()?[layout.start_offset()..];
         let geometry = Geometry {
-            c,
             h,
             w,
             k,
@@ -59,9 +58,12 @@ pub(crate) fn conv2d(
             oh,
             ow,
         };
-        col.par_chunks_mut(rows * oh * ow)
-            .zip(data.par_chunks(c * h * w))
-            .for_each(|(col, image)| geometry.im2col(image, col));
+        // One task per group of input planes, not per image: a single film (the prediction's
+        // forward) would otherwise build its columns on one core.
+        col.par_chunks_mut(k * k * oh * ow)
+            .zip(data[..n * c * h * w].par_chunks(h * w))
+            .with_min_len(super::fused::planes_per_task(k * k * oh * ow))
+            .for_each(|(col, plane)| geometry.im2col_plane(plane, col));
     }
     let col = Tensor::from_vec(col, (n, rows, oh * ow), x.device())?;
     Ok(Some(
@@ -139,7 +141,6 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 struct Geometry {
-    c: usize,
     h: usize,
     w: usize,
     k: usize,
@@ -150,9 +151,9 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn im2col(&self, image: &[f32], col: &mut [f32]) {
+    /// The `k·k` column rows of one input plane.
+    fn im2col_plane(&self, plane: &[f32], col: &mut [f32]) {
         let Self {
-            c,
             h,
             w,
             k,
@@ -161,25 +162,22 @@ impl Geometry {
             oh,
             ow,
         } = *self;
-        for ci in 0..c {
-            let plane = &image[ci * h * w..(ci + 1) * h * w];
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = ((ci * k + ky) * k + kx) * oh * ow;
-                    let std::ops::Range { start: lo, end: hi } = valid_outputs(w, ow, kx, s, p);
-                    for oy in 0..oh {
-                        let dst = &mut col[row + oy * ow..row + (oy + 1) * ow];
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue; // already zero
-                        }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        if s == 1 {
-                            dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
-                        } else {
-                            for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
-                                *d = src[(ox + lo) * s + kx - p];
-                            }
+        for ky in 0..k {
+            for kx in 0..k {
+                let row = (ky * k + kx) * oh * ow;
+                let std::ops::Range { start: lo, end: hi } = valid_outputs(w, ow, kx, s, p);
+                for oy in 0..oh {
+                    let dst = &mut col[row + oy * ow..row + (oy + 1) * ow];
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue; // already zero
+                    }
+                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    if s == 1 {
+                        dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                    } else {
+                        for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
+                            *d = src[(ox + lo) * s + kx - p];
                         }
                     }
                 }

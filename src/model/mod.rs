@@ -42,6 +42,18 @@ impl From<candle_core::Error> for ModelError {
     }
 }
 
+/// Runs a network pass on a thread of rayon's global pool (inline when already on one).
+///
+/// Why: the `gemm` crate under every convolution forks and joins the pool once per depth block of
+/// each matrix product, hundreds of times per pass. Called from a thread outside the pool (the CLI's
+/// main thread, the viewer's analysis thread) each fork is a cross-thread injection: the caller
+/// sleeps on a futex and a worker is woken, 8–10 % of a forward pass in `perf`. From a pool thread
+/// it is a plain join in which the caller does half the work. Measured with `cxr-viewer bench`
+/// (README, Performance): forward 69–90 → 60–66 ms.
+pub(crate) fn on_compute_pool<R: Send>(pass: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| pass())
+}
+
 /// A loaded model: configuration, backbone up to layer4, and the classifier head.
 pub struct Classifier {
     pub config: ModelConfig,
@@ -91,5 +103,23 @@ impl Classifier {
         let features = self.backbone.forward(input)?;
         let pooled = resnet::global_avg_pool(&features)?;
         Ok(self.head.forward(&pooled, None)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_passes_run_on_a_pool_thread() {
+        // The test harness's thread is outside the pool; the pass must move onto it, and a pass
+        // already on the pool must stay where it is (no second hop, no deadlock).
+        assert_eq!(rayon::current_thread_index(), None);
+        let (outer, inner) = on_compute_pool(|| {
+            let outer = rayon::current_thread_index();
+            (outer, on_compute_pool(rayon::current_thread_index))
+        });
+        assert!(outer.is_some());
+        assert_eq!(inner, outer);
     }
 }

@@ -548,12 +548,14 @@ impl Backbone {
 
     /// layer4 activation `[n, C, h, w]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let x = self.stem.forward_relu(x)?;
-        let (mut x, _) = StemPool::forward(&x)?;
-        for block in &self.blocks {
-            x = block.forward(&x)?.0;
-        }
-        Ok(x)
+        super::on_compute_pool(|| {
+            let x = self.stem.forward_relu(x)?;
+            let (mut x, _) = StemPool::forward(&x)?;
+            for block in &self.blocks {
+                x = block.forward(&x)?.0;
+            }
+            Ok(x)
+        })
     }
 
     /// Like [`Self::forward`], also returning the activation at the end of every stage (layer1 …
@@ -561,6 +563,10 @@ impl Backbone {
     /// guard pools these; they are the tensors the forward computes anyway, so this costs no
     /// extra pass.
     pub fn forward_with_stages(&self, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        super::on_compute_pool(|| self.forward_with_stages_here(x))
+    }
+
+    fn forward_with_stages_here(&self, x: &Tensor) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
         let x = self.stem.forward_relu(x)?;
         let (mut x, _) = StemPool::forward(&x)?;
         let mut stages = Vec::new();
@@ -577,6 +583,10 @@ impl Backbone {
 
     /// Like [`Self::forward`], keeping what [`Self::backward_input`] needs.
     pub fn forward_with_tape(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tape)> {
+        super::on_compute_pool(|| self.forward_with_tape_here(x))
+    }
+
+    fn forward_with_tape_here(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tape)> {
         let (_, _, h, w) = x.dims4()?;
         let stem_relu = self.stem.forward_relu(x)?;
         let stem_hw = (stem_relu.dim(2)?, stem_relu.dim(3)?);
@@ -601,8 +611,10 @@ impl Backbone {
 
     /// `∂L/∂input` given `∂L/∂layer4`.
     pub fn backward_input(&self, tape: &Tape, grad_layer4: &Tensor) -> candle_core::Result<Tensor> {
-        let g = self.stem_output_gradient(tape, grad_layer4)?;
-        self.stem.backward_input(&g, tape.input_hw)
+        super::on_compute_pool(|| {
+            let g = self.stem_output_gradient(tape, grad_layer4)?;
+            self.stem.backward_input(&g, tape.input_hw)
+        })
     }
 
     /// `∂L/∂(stem convolution's output)`: everything of the input gradient but the stem's own
@@ -627,8 +639,10 @@ impl Backbone {
         tape: &Tape,
         grad_layer4: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let g = self.stem_output_gradient(tape, grad_layer4)?;
-        self.stem.backward_input_channel_sum(&g, tape.input_hw)
+        super::on_compute_pool(|| {
+            let g = self.stem_output_gradient(tape, grad_layer4)?;
+            self.stem.backward_input_channel_sum(&g, tape.input_hw)
+        })
     }
 }
 
