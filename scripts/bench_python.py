@@ -4,7 +4,7 @@ weights and film, in one run, so the README compares like with like on one machi
 Usage (a venv with torch, torchvision, captum, safetensors, pillow, numpy):
     cargo build --release
     python scripts/bench_python.py --model weights/model.json [--image FILE] [--runs 5] \
-        [--cxr-viewer target/release/cxr-viewer] [--reference-steps 256] [--rounds 1]
+        [--cxr-viewer target/release/cxr-viewer] [--reference-steps 256] [--rounds 1] [--bf16]
 
 For each round it times the PyTorch stack (forward, Grad-CAM, MC dropout on the head, captum IG
 with 32 and 50 Gauss–Legendre steps, batch 8), then runs `cxr-viewer bench --device cpu
@@ -109,11 +109,14 @@ def python_round(args, model, cfg, x) -> dict:
     std = torch.tensor(cfg["input"]["std"]).view(1, 3, 1, 1)
     baseline = ((torch.zeros_like(x[:, :1]) - mean) / std).expand_as(x).contiguous()
 
-    def attribute(steps):
-        attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
-                                   method="gausslegendre", internal_batch_size=8,
-                                   return_convergence_delta=True)
-        return attr.sum(1)[0].detach().numpy(), float(delta.abs())
+    def attribute(steps, bf16=False):
+        # bf16: PyTorch's CPU autocast (oneDNN's AVX512-BF16 kernels where the CPU has them), to
+        # see whether the narrower arithmetic keeps the map as accurate (issue 13's bf16 lever).
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
+                                       method="gausslegendre", internal_batch_size=8,
+                                       return_convergence_delta=True)
+        return attr.float().sum(1)[0].detach().numpy(), float(delta.abs())
 
     maps, gaps = {}, {}
     for steps in (32, 50):
@@ -130,6 +133,12 @@ def python_round(args, model, cfg, x) -> dict:
     for steps in (32, 50):
         out[f"IG {steps} error"] = rel_l2(maps[steps], reference)
         out[f"IG {steps} gap %"] = 100 * gaps[steps] / span
+    if args.bf16:
+        for steps in (32, 50):
+            def run_bf16(steps=steps):
+                maps[steps] = attribute(steps, bf16=True)[0]
+            out[f"bf16 IG {steps}"] = median_ms(run_bf16, max(1, args.runs // 2))
+            out[f"bf16 IG {steps} error"] = rel_l2(maps[steps], reference)
     return out
 
 
@@ -164,6 +173,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reference-steps", type=int, default=256)
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time captum's IG under bf16 autocast and print its map error")
     ap.add_argument("--cxr-viewer", type=Path, default=Path("target/release/cxr-viewer"))
     ap.add_argument("rust_args", nargs="*", help="extra `cxr-viewer bench` flags (after --)")
     args = ap.parse_args()
@@ -207,6 +218,11 @@ def main() -> None:
     for steps in (32, 50):
         print(f"- captum {steps} steps: error {med(py_rounds, f'IG {steps} error'):.4f}, "
               f"gap {med(py_rounds, f'IG {steps} gap %'):.2f} %")
+    if args.bf16:
+        for steps in (32, 50):
+            print(f"- captum {steps} steps under bf16 autocast: {med(py_rounds, f'bf16 IG {steps}'):.1f} ms "
+                  f"(fp32: {med(py_rounds, f'IG {steps}'):.1f} ms), error "
+                  f"{med(py_rounds, f'bf16 IG {steps} error'):.4f} against the fp32 reference")
 
 
 if __name__ == "__main__":

@@ -392,10 +392,12 @@ pub fn integrated_gradients_with_plan(
         target: opts.target,
         batch: opts.batch.max(1),
     };
-    match opts.rule {
+    // The whole loop on the pool, not only each network pass: the path points, the head's
+    // gradient and the running sum then run there too (see `model::on_compute_pool`).
+    crate::model::on_compute_pool(|| match opts.rule {
         IgRule::GaussLegendre => gauss_legendre_ig(&path, input, opts, control),
         IgRule::Guided { tolerance } => guided_ig(&path, opts, tolerance, plan, control),
-    }
+    })
 }
 
 fn gauss_legendre_ig(
