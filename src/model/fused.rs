@@ -344,10 +344,19 @@ pub(crate) fn max_pool_3x3_s2(
         out.par_chunks_mut(oh * ow)
             .zip(argmax.par_chunks_mut(oh * ow))
             .zip(data.par_chunks(h * w))
+            .with_min_len(planes_per_task(h * w))
             .for_each(|((out, argmax), plane)| {
                 for oy in 0..oh {
                     let rows = (2 * oy).saturating_sub(1)..(2 * oy + 2).min(h);
-                    for ox in 0..ow {
+                    // Outputs whose window lies wholly inside the plane (all but the first row and
+                    // column) take the unrolled path: the generic one's range bookkeeping made
+                    // this pool cost as much as the stem convolution.
+                    let inner = if rows.len() == 3 {
+                        1..ow.min(w / 2)
+                    } else {
+                        0..0
+                    };
+                    for ox in (0..ow).filter(|ox| !inner.contains(ox)) {
                         let cols = (2 * ox).saturating_sub(1)..(2 * ox + 2).min(w);
                         let mut best = f32::NEG_INFINITY;
                         let mut at = 0usize;
@@ -362,6 +371,27 @@ pub(crate) fn max_pool_3x3_s2(
                         }
                         out[oy * ow + ox] = best;
                         argmax[oy * ow + ox] = at as u32;
+                    }
+                    if inner.is_empty() {
+                        continue;
+                    }
+                    let top = (2 * oy - 1) * w;
+                    let window = &plane[top..top + 3 * w];
+                    for ox in inner {
+                        let x0 = 2 * ox - 1;
+                        let mut best = f32::NEG_INFINITY;
+                        let mut at = 0usize;
+                        for dy in 0..3 {
+                            let row = &window[dy * w + x0..dy * w + x0 + 3];
+                            for (dx, &v) in row.iter().enumerate() {
+                                if v > best || v.is_nan() {
+                                    best = v;
+                                    at = dy * w + dx;
+                                }
+                            }
+                        }
+                        out[oy * ow + ox] = best;
+                        argmax[oy * ow + ox] = (top + x0 + at) as u32;
                     }
                 }
             });

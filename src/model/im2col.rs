@@ -58,12 +58,16 @@ pub(crate) fn conv2d(
             oh,
             ow,
         };
-        // One task per group of input planes, not per image: a single film (the prediction's
-        // forward) would otherwise build its columns on one core.
-        col.par_chunks_mut(k * k * oh * ow)
-            .zip(data[..n * c * h * w].par_chunks(h * w))
-            .with_min_len(super::fused::planes_per_task(k * k * oh * ow))
-            .for_each(|(col, plane)| geometry.im2col_plane(plane, col));
+        // Tasks of whole kernel rows (k column rows each) of any plane, not of whole images: a
+        // single film (the prediction's forward; the stem's one plane) would otherwise build its
+        // columns on one core.
+        col.par_chunks_mut(k * oh * ow)
+            .enumerate()
+            .with_min_len(super::fused::planes_per_task(k * oh * ow))
+            .for_each(|(i, col)| {
+                let plane = &data[(i / k) * h * w..(i / k + 1) * h * w];
+                geometry.im2col_kernel_row(plane, i % k, col)
+            });
     }
     let col = Tensor::from_vec(col, (n, rows, oh * ow), x.device())?;
     Ok(Some(
@@ -151,8 +155,8 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// The `k·k` column rows of one input plane.
-    fn im2col_plane(&self, plane: &[f32], col: &mut [f32]) {
+    /// The `k` column rows of kernel row `ky` of one input plane.
+    fn im2col_kernel_row(&self, plane: &[f32], ky: usize, col: &mut [f32]) {
         let Self {
             h,
             w,
@@ -162,23 +166,21 @@ impl Geometry {
             oh,
             ow,
         } = *self;
-        for ky in 0..k {
-            for kx in 0..k {
-                let row = (ky * k + kx) * oh * ow;
-                let std::ops::Range { start: lo, end: hi } = valid_outputs(w, ow, kx, s, p);
-                for oy in 0..oh {
-                    let dst = &mut col[row + oy * ow..row + (oy + 1) * ow];
-                    let iy = (oy * s + ky) as isize - p as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue; // already zero
-                    }
-                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                    if s == 1 {
-                        dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
-                    } else {
-                        for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
-                            *d = src[(ox + lo) * s + kx - p];
-                        }
+        for kx in 0..k {
+            let row = kx * oh * ow;
+            let std::ops::Range { start: lo, end: hi } = valid_outputs(w, ow, kx, s, p);
+            for oy in 0..oh {
+                let dst = &mut col[row + oy * ow..row + (oy + 1) * ow];
+                let iy = (oy * s + ky) as isize - p as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue; // already zero
+                }
+                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                if s == 1 {
+                    dst[lo..hi].copy_from_slice(&src[lo + kx - p..hi + kx - p]);
+                } else {
+                    for (ox, d) in dst[lo..hi].iter_mut().enumerate() {
+                        *d = src[(ox + lo) * s + kx - p];
                     }
                 }
             }

@@ -923,12 +923,23 @@ mod tests {
     /// regions) the gradient goes to the first maximum in row-major order, as in PyTorch.
     #[test]
     fn fused_stem_pool_matches_the_candle_path() {
-        for h in [8, 9, 16] {
+        // Even and odd sides, square or not: the fused pass has an unrolled path for the windows
+        // inside the plane and a generic one for the border.
+        for (h, w) in [
+            (8, 8),
+            (9, 9),
+            (16, 16),
+            (9, 12),
+            (12, 9),
+            (1, 5),
+            (3, 2),
+            (11, 7),
+        ] {
             // Quantised values 1…4 make ties common; they stay above the candle path's zero
             // padding, which would otherwise win an all-zero border window there (never in
             // PyTorch or the fused pass: after the stem's ReLU such a window's gradient is lost
             // either way).
-            let x = ((Tensor::rand(0f32, 4.0, (2, 3, h, h), &Device::Cpu).unwrap())
+            let x = ((Tensor::rand(0f32, 4.0, (2, 3, h, w), &Device::Cpu).unwrap())
                 .floor()
                 .unwrap()
                 + 1.0)
@@ -942,9 +953,9 @@ mod tests {
             assert_eq!(super::im2col::max_abs_diff(&fused_out, &ops_out), 0.0);
             // With ties both paths pick the first maximum in row-major order.
             let g = Tensor::randn(0f32, 1.0, fused_out.shape(), &Device::Cpu).unwrap();
-            let a = StemPool::backward(&fused_tape, &g, (h, h)).unwrap();
-            let b = StemPool::backward(&ops_tape, &g, (h, h)).unwrap();
-            assert!(super::im2col::max_abs_diff(&a, &b) < 1e-6, "h {h}");
+            let a = StemPool::backward(&fused_tape, &g, (h, w)).unwrap();
+            let b = StemPool::backward(&ops_tape, &g, (h, w)).unwrap();
+            assert!(super::im2col::max_abs_diff(&a, &b) < 1e-6, "{h}×{w}");
         }
     }
 
