@@ -273,9 +273,15 @@ pub fn bench(
                 "IG (guided, tolerance {tolerance}, {} gradients + {} probes of at most {}, batch {})",
                 ig.steps, ig.probes, options.ig_steps, options.ig_batch
             ),
-            _ => format!(
-                "IG ({} steps, batch {})",
-                options.ig_steps, options.ig_batch
+            (rule, _) => format!(
+                "IG ({} {} steps, batch {})",
+                options.ig_steps,
+                if rule == IgRule::GaussLegendre {
+                    "Gauss–Legendre"
+                } else {
+                    "midpoint"
+                },
+                options.ig_batch
             ),
         },
         options
@@ -388,17 +394,15 @@ pub fn bench_ig_sweep(
         reference.f_baseline,
         100.0 * reference.relative_delta()
     );
-    let mut configs: Vec<(String, usize, IgRule, GuidedPlan)> = [8, 16, 24, 32, 50]
-        .into_iter()
-        .map(|n| {
-            (
-                "Gauss–Legendre".to_string(),
-                n,
-                IgRule::GaussLegendre,
-                GuidedPlan::default(),
-            )
-        })
-        .collect();
+    let mut configs: Vec<(String, usize, IgRule, GuidedPlan)> = Vec::new();
+    for (name, rule) in [
+        ("midpoint", IgRule::Midpoint),
+        ("Gauss–Legendre", IgRule::GaussLegendre),
+    ] {
+        for n in [8, 16, 24, 32, 40, 50] {
+            configs.push((name.to_string(), n, rule, GuidedPlan::default()));
+        }
+    }
     let plans = [
         GuidedPlan::default(),
         GuidedPlan {

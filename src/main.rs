@@ -41,14 +41,16 @@ struct ExplainArgs {
     /// Monte-Carlo dropout samples of the head.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
     mc_samples: u32,
-    /// Integrated Gradients steps (Gauss–Legendre nodes).
+    /// Integrated Gradients steps (gradients along the path).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ig_steps: u32,
     #[arg(long, value_enum, default_value_t = Baseline::Black)]
     ig_baseline: Baseline,
-    /// How IG places its path points: `gauss-legendre` (`--ig-steps` nodes) or `guided` (forward
-    /// probes + adaptive panels; `--ig-steps` is then the most gradients it may spend).
-    #[arg(long, value_enum, default_value_t = IgRuleArg::GaussLegendre)]
+    /// How IG places its path points: `midpoint` (centres of `--ig-steps` equal panels; the most
+    /// accurate per gradient here), `gauss-legendre` (`--ig-steps` nodes, captum's default rule) or
+    /// `guided` (forward probes + adaptive panels; `--ig-steps` is then the most gradients it may
+    /// spend).
+    #[arg(long, value_enum, default_value_t = IgRuleArg::Midpoint)]
     ig_rule: IgRuleArg,
     /// Guided IG's target: Σ |panel completeness gap| / |F(x) − F(x′)|.
     #[arg(long, default_value_t = DEFAULT_TOLERANCE, value_parser = parse_tolerance)]
@@ -76,8 +78,9 @@ struct ExplainArgs {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum IgRuleArg {
-    Guided,
+    Midpoint,
     GaussLegendre,
+    Guided,
 }
 
 fn parse_tolerance(s: &str) -> Result<f32, String> {
@@ -102,6 +105,7 @@ impl ExplainArgs {
                     tolerance: self.ig_tolerance,
                 },
                 IgRuleArg::GaussLegendre => IgRule::GaussLegendre,
+                IgRuleArg::Midpoint => IgRule::Midpoint,
             })
             .with_ig_batch(self.ig_batch.map_or(default_batch, |b| b as usize))
             .with_integrated_gradients(!self.no_ig)

@@ -148,25 +148,27 @@ fn grad_cam_weights_match_finite_differences() {
 fn completeness_gap_shrinks_with_more_steps() {
     let model = tiny_model();
     let x = npy("reference/input_sample.npy");
-    let gap = |steps| {
-        let opts = IgOptions {
-            steps,
-            baseline: Baseline::Black,
-            target: 1,
-            batch: 16,
-            rule: IgRule::GaussLegendre,
+    for rule in [IgRule::GaussLegendre, IgRule::Midpoint] {
+        let gap = |steps| {
+            let opts = IgOptions {
+                steps,
+                baseline: Baseline::Black,
+                target: 1,
+                batch: 16,
+                rule,
+            };
+            integrated_gradients(&model, &x, &opts, &no_control())
+                .unwrap()
+                .relative_delta()
         };
-        integrated_gradients(&model, &x, &opts, &no_control())
-            .unwrap()
-            .relative_delta()
-    };
-    let (coarse, fine) = (gap(4), gap(256));
-    // The random-weight fixture net has a rough integrand, so convergence is slow but real.
-    assert!(fine < 0.05, "256-step gap {fine}");
-    assert!(
-        fine < coarse / 5.0,
-        "gap {coarse} (4 steps) → {fine} (256 steps)"
-    );
+        let (coarse, fine) = (gap(4), gap(256));
+        // The random-weight fixture net has a rough integrand, so convergence is slow but real.
+        assert!(fine < 0.05, "{rule:?}: 256-step gap {fine}");
+        assert!(
+            fine < coarse / 5.0,
+            "{rule:?}: gap {coarse} (4 steps) → {fine} (256 steps)"
+        );
+    }
 }
 
 #[test]
@@ -193,36 +195,50 @@ fn channel_summed_input_gradient_equals_the_sum_of_the_channels() {
 #[test]
 fn integrated_gradients_of_a_grey_film_equal_the_three_channel_sum() {
     // A grey film (three equal planes) takes the channel-summed backward; the map must equal the
-    // one written out from the per-channel gradients at the same Gauss–Legendre nodes.
+    // one written out from the per-channel gradients at the rule's nodes: Gauss–Legendre's, and
+    // the midpoint rule's panel centres (1/12, 3/12, …, 11/12 with weight 1/6 each, written out
+    // here rather than taken from the library).
     let model = tiny_model();
     let plane = npy("reference/input_sample.npy").narrow(1, 0, 1).unwrap();
     let x = Tensor::cat(&[&plane, &plane, &plane], 1).unwrap();
-    let opts = IgOptions {
-        steps: 6,
-        baseline: Baseline::Black,
-        target: 1,
-        batch: 4,
-        rule: IgRule::GaussLegendre,
-    };
-    let ig = integrated_gradients(&model, &x, &opts, &no_control()).unwrap();
-    let baseline =
-        cxr_viewer::explain::integrated_gradients::baseline_tensor(&model, &x, Baseline::Black)
-            .unwrap();
-    let diff = (&x - &baseline).unwrap();
-    let (nodes, weights) = cxr_viewer::explain::quadrature::gauss_legendre(6);
-    let mut sum = diff.zeros_like().unwrap();
-    for (a, w) in nodes.iter().zip(&weights) {
-        let point = (&baseline + diff.affine(*a, 0.0).unwrap()).unwrap();
-        let (g, _) = input_gradients(&model, &point, 1).unwrap();
-        sum = (sum + g.affine(*w, 0.0).unwrap()).unwrap();
+    let midpoint_nodes: Vec<f64> = [1.0, 3.0, 5.0, 7.0, 9.0, 11.0]
+        .iter()
+        .map(|k| k / 12.0)
+        .collect();
+    for (rule, (nodes, weights)) in [
+        (
+            IgRule::GaussLegendre,
+            cxr_viewer::explain::quadrature::gauss_legendre(6),
+        ),
+        (IgRule::Midpoint, (midpoint_nodes, vec![1.0 / 6.0; 6])),
+    ] {
+        let opts = IgOptions {
+            steps: 6,
+            baseline: Baseline::Black,
+            target: 1,
+            batch: 4,
+            rule,
+        };
+        let ig = integrated_gradients(&model, &x, &opts, &no_control()).unwrap();
+        assert_eq!(ig.steps, 6);
+        let baseline =
+            cxr_viewer::explain::integrated_gradients::baseline_tensor(&model, &x, Baseline::Black)
+                .unwrap();
+        let diff = (&x - &baseline).unwrap();
+        let mut sum = diff.zeros_like().unwrap();
+        for (a, w) in nodes.iter().zip(&weights) {
+            let point = (&baseline + diff.affine(*a, 0.0).unwrap()).unwrap();
+            let (g, _) = input_gradients(&model, &point, 1).unwrap();
+            sum = (sum + g.affine(*w, 0.0).unwrap()).unwrap();
+        }
+        let expected = values(&diff.mul(&sum).unwrap().sum(1).unwrap());
+        let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0);
+        assert_eq!(ig.map.values.len(), expected.len());
+        assert!(
+            max_abs_diff(&ig.map.values, &expected) < 1e-4 * scale,
+            "{rule:?}: max diff {} (scale {scale})",
+            max_abs_diff(&ig.map.values, &expected)
+        );
     }
-    let expected = values(&diff.mul(&sum).unwrap().sum(1).unwrap());
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0);
-    assert_eq!(ig.map.values.len(), expected.len());
-    assert!(
-        max_abs_diff(&ig.map.values, &expected) < 1e-4 * scale,
-        "max diff {} (scale {scale})",
-        max_abs_diff(&ig.map.values, &expected)
-    );
 }

@@ -1,4 +1,16 @@
-//! Gauss–Legendre quadrature on [0, 1].
+//! Quadrature rules on [0, 1] for Integrated Gradients: Gauss–Legendre and the midpoint rule.
+//!
+//! **Midpoint** (`n` equal panels, each evaluated at its centre, weights 1/n; captum's
+//! `method="riemann_middle"`): the integrand of a ReLU network's IG is piecewise constant in α with
+//! many kinks, so no rule keeps a high order on it, and what sets the error is the widest gap
+//! between nodes where the gradient moves. Gauss–Legendre's nodes bunch at both ends and leave gaps
+//! of about π/(2n) in the middle of the path, where the gradient of a film changes most (the
+//! variation of the map per unit of α measured 6–8 for α < 0.2 and 29–68 above on the bundled
+//! sample); the midpoint rule's gaps are 1/n everywhere. Measured on six films (README,
+//! Performance), the midpoint rule's map error is 0.3–0.9× (median 0.68×) Gauss–Legendre's at the same number of
+//! gradients.
+//!
+//! **Gauss–Legendre:**
 //!
 //! With n nodes it integrates polynomials of degree ≤ 2n − 1 exactly (the trapezoid rule: degree
 //! 1), so for the smooth-between-kinks path integrals of Integrated Gradients it reaches a given
@@ -7,6 +19,13 @@
 //! Nodes are the roots of the Legendre polynomial Pₙ on [−1, 1], found by Newton's method from
 //! the Tricomi initial guess cos(π(i − ¼)/(n + ½)); weights are 2 / ((1 − x²) Pₙ′(x)²). Both are
 //! then mapped to [0, 1]: α = (x + 1)/2, w ← w/2.
+
+/// `(nodes, weights)` of the midpoint rule on [0, 1]: `(j + ½)/n` with weight `1/n`.
+pub fn midpoint(n: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = n.max(1);
+    let nodes = (0..n).map(|j| (j as f64 + 0.5) / n as f64).collect();
+    (nodes, vec![1.0 / n as f64; n])
+}
 
 /// `(nodes, weights)` on [0, 1], nodes ascending; weights sum to 1.
 pub fn gauss_legendre(n: usize) -> (Vec<f64>, Vec<f64>) {
@@ -53,6 +72,25 @@ fn legendre_with_derivative(n: usize, x: f64) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn midpoint_rule_is_exact_for_lines_and_off_by_h_squared_for_parabolas() {
+        for n in [1usize, 3, 32] {
+            let (x, w) = midpoint(n);
+            assert_eq!(x.len(), n);
+            assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+            let line: f64 = x.iter().zip(&w).map(|(x, w)| w * (3.0 * x + 1.0)).sum();
+            assert!((line - 2.5).abs() < 1e-12, "n={n}: {line}");
+            // ∫x² = 1/3; the composite midpoint rule gives 1/3 − h²/12 with h = 1/n.
+            let parabola: f64 = x.iter().zip(&w).map(|(x, w)| w * x * x).sum();
+            let h = 1.0 / n as f64;
+            assert!(
+                (parabola - (1.0 / 3.0 - h * h / 12.0)).abs() < 1e-12,
+                "n={n}"
+            );
+        }
+        assert_eq!(midpoint(4).0, vec![0.125, 0.375, 0.625, 0.875]);
+    }
 
     #[test]
     fn two_point_rule_matches_closed_form() {
