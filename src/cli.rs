@@ -276,11 +276,7 @@ pub fn bench(
             (rule, _) => format!(
                 "IG ({} {} steps, batch {})",
                 options.ig_steps,
-                if rule == IgRule::GaussLegendre {
-                    "Gauss–Legendre"
-                } else {
-                    "midpoint"
-                },
+                rule.name(),
                 options.ig_batch
             ),
         },
@@ -395,12 +391,9 @@ pub fn bench_ig_sweep(
         100.0 * reference.relative_delta()
     );
     let mut configs: Vec<(String, usize, IgRule, GuidedPlan)> = Vec::new();
-    for (name, rule) in [
-        ("midpoint", IgRule::Midpoint),
-        ("Gauss–Legendre", IgRule::GaussLegendre),
-    ] {
+    for rule in [IgRule::Midpoint, IgRule::GaussLegendre] {
         for n in [8, 16, 24, 32, 40, 50] {
-            configs.push((name.to_string(), n, rule, GuidedPlan::default()));
+            configs.push((rule.name().to_string(), n, rule, GuidedPlan::default()));
         }
     }
     let plans = [

@@ -7,7 +7,6 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::analysis::{uncertainty_flag, Analysis, Prediction, Timings};
-use crate::explain::integrated_gradients::IgRule;
 use crate::explain::zones::{ZoneScore, ZONE_CONVENTION};
 use crate::io::{Study, StudyMetadata, Window};
 use crate::model::Classifier;
@@ -199,11 +198,7 @@ impl Report {
                 target: class(ig.target),
                 baseline: ig.baseline,
                 steps: ig.steps,
-                quadrature: match ig.rule {
-                    IgRule::Midpoint => "midpoint",
-                    IgRule::GaussLegendre => "gauss-legendre",
-                    IgRule::Guided { .. } => "guided",
-                },
+                quadrature: ig.rule.name(),
                 delta: ig.delta,
                 relative_delta: ig.relative_delta(),
                 f_input: ig.f_input,

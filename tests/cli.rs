@@ -117,6 +117,8 @@ fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
         assert_eq!(report["uncertainty"]["samples"], 7);
         assert_eq!(report["ig"]["steps"], 4);
         assert_eq!(report["ig"]["baseline"], "white");
+        // The default rule, named as `--ig-rule` spells it.
+        assert_eq!(report["ig"]["quadrature"], "midpoint");
         assert_eq!(report["device"], "cpu");
         let mut zones: Vec<&str> = report["gradcam"]["zones"]
             .as_object()

@@ -91,6 +91,17 @@ pub enum IgRule {
     Guided { tolerance: f32 },
 }
 
+impl IgRule {
+    /// The rule's name as `--ig-rule` spells it, also `report.json`'s `ig.quadrature`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IgRule::Midpoint => "midpoint",
+            IgRule::GaussLegendre => "gauss-legendre",
+            IgRule::Guided { .. } => "guided",
+        }
+    }
+}
+
 /// Default error target of [`IgRule::Guided`] (summed |panel gap| relative to |F(x) − F(x′)|).
 pub const DEFAULT_TOLERANCE: f32 = 0.01;
 /// The guided rule's fixed choices; [`GuidedPlan::default`] is what [`IgRule::Guided`] uses
@@ -400,15 +411,10 @@ pub fn integrated_gradients_with_plan(
     };
     // The whole loop on the pool, not only each network pass: the path points, the head's
     // gradient and the running sum then run there too (see `model::on_compute_pool`).
+    let steps = opts.steps.max(1);
     crate::model::on_compute_pool(|| match opts.rule {
-        IgRule::Midpoint => fixed_rule_ig(&path, input, opts, midpoint(opts.steps), control),
-        IgRule::GaussLegendre => fixed_rule_ig(
-            &path,
-            input,
-            opts,
-            gauss_legendre(opts.steps.max(1)),
-            control,
-        ),
+        IgRule::Midpoint => fixed_rule_ig(&path, input, opts, midpoint(steps), control),
+        IgRule::GaussLegendre => fixed_rule_ig(&path, input, opts, gauss_legendre(steps), control),
         IgRule::Guided { tolerance } => guided_ig(&path, opts, tolerance, plan, control),
     })
 }

@@ -22,7 +22,6 @@
 
 /// `(nodes, weights)` of the midpoint rule on [0, 1]: `(j + ½)/n` with weight `1/n`.
 pub fn midpoint(n: usize) -> (Vec<f64>, Vec<f64>) {
-    let n = n.max(1);
     let nodes = (0..n).map(|j| (j as f64 + 0.5) / n as f64).collect();
     (nodes, vec![1.0 / n as f64; n])
 }

@@ -362,11 +362,7 @@ pub(crate) fn max_pool_3x3_s2(
                         let mut at = 0usize;
                         for y in rows.clone() {
                             for x in cols.clone() {
-                                let v = plane[y * w + x];
-                                if v > best || v.is_nan() {
-                                    best = v;
-                                    at = y * w + x;
-                                }
+                                keep_first_max(&mut best, &mut at, plane[y * w + x], y * w + x);
                             }
                         }
                         out[oy * ow + ox] = best;
@@ -384,10 +380,7 @@ pub(crate) fn max_pool_3x3_s2(
                         for dy in 0..3 {
                             let row = &window[dy * w + x0..dy * w + x0 + 3];
                             for (dx, &v) in row.iter().enumerate() {
-                                if v > best || v.is_nan() {
-                                    best = v;
-                                    at = dy * w + dx;
-                                }
+                                keep_first_max(&mut best, &mut at, v, dy * w + dx);
                             }
                         }
                         out[oy * ow + ox] = best;
@@ -398,6 +391,16 @@ pub(crate) fn max_pool_3x3_s2(
     }
     let out = Tensor::from_vec(out, (n, c, oh, ow), x.device())?;
     Ok(Some((out, argmax)))
+}
+
+/// One step of a window's scan in row-major order: a value replaces the maximum only when larger
+/// (or NaN), so ties keep the first maximum (PyTorch's rule) and a NaN wins as in PyTorch.
+#[inline(always)]
+fn keep_first_max(best: &mut f32, at: &mut usize, v: f32, index: usize) {
+    if v > *best || v.is_nan() {
+        *best = v;
+        *at = index;
+    }
 }
 
 /// Gradient of [`max_pool_3x3_s2`]: each output's gradient added at its window's maximum.
