@@ -36,7 +36,7 @@ pub(crate) fn applies(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous() && !t.track_op()
 }
 
-fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
+pub(super) fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> Result<&'a mut [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
         bail!("fused op: non-contiguous tensor")
     };
@@ -212,17 +212,14 @@ impl CustomOp2 for ReluMask {
         if grad.len() != out.len() {
             bail!("relu-backward: shapes differ")
         }
-        let mut result = vec![0f32; grad.len()];
-        result
-            .par_chunks_mut(MIN_TASK)
-            .zip(grad.par_chunks(MIN_TASK).zip(out.par_chunks(MIN_TASK)))
-            .for_each(|(r, (g, y))| {
-                for ((r, g), y) in r.iter_mut().zip(g).zip(y) {
-                    if *y > 0.0 {
-                        *r = *g;
-                    }
-                }
-            });
+        // Collected straight into the result (no zero-filled buffer first: that `memset` ran on
+        // one thread while the other waited).
+        let mut result = Vec::with_capacity(grad.len());
+        grad.par_iter()
+            .zip(out.par_iter())
+            .with_min_len(MIN_TASK)
+            .map(|(g, y)| if *y > 0.0 { *g } else { 0.0 })
+            .collect_into_vec(&mut result);
         Ok((CpuStorage::F32(result), l1.shape().clone()))
     }
 }
@@ -424,4 +421,41 @@ pub(crate) fn max_pool_3x3_s2_backward(
             }
         });
     Tensor::from_vec(out, (n, c, h, w), device)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn relu_backward_keeps_the_gradient_where_the_output_is_positive() {
+        // Longer than two tasks and not a multiple of one; a third of the outputs exactly zero
+        // (a ReLU's output is never negative, but the mask must not pass zeros either).
+        let len = 2 * MIN_TASK + 37;
+        let y: Vec<f32> = (0..len)
+            .map(|i| {
+                if i % 3 == 0 {
+                    0.0
+                } else {
+                    (i % 7) as f32 * 0.5 - 1.0
+                }
+            })
+            .collect();
+        let grad = Tensor::randn(0f32, 1.0, (1, 1, 1, len), &Device::Cpu).unwrap();
+        let relu_out = Tensor::from_vec(y.clone(), (1, 1, 1, len), &Device::Cpu).unwrap();
+        let got = relu_backward(&grad, &relu_out).unwrap();
+        let g = grad.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let expected: Vec<f32> = g
+            .iter()
+            .zip(&y)
+            .map(|(g, y)| if *y > 0.0 { *g } else { 0.0 })
+            .collect();
+        assert_eq!(got.dims(), grad.dims());
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected
+        );
+    }
 }

@@ -42,22 +42,102 @@ pub(crate) fn conv2d(
     let c_out = matrix.dim(0)?;
     let rows = c * k * k;
     let x = x.contiguous()?;
-    let mut col = vec![0f32; n * rows * oh * ow];
+    let geometry = Geometry {
+        h,
+        w,
+        k,
+        stride,
+        padding,
+        oh,
+        ow,
+    };
+    let key = ColumnKey {
+        n,
+        c,
+        geometry: geometry.clone(),
+    };
+    let col = match take_columns(&key) {
+        Some(col) => col,
+        None => Tensor::from_vec(
+            vec![0f32; n * rows * oh * ow],
+            (n, rows, oh * ow),
+            x.device(),
+        )?,
+    };
     {
         let (storage, layout) = x.storage_and_layout();
         let Storage::Cpu(cpu) = &*storage else {
             return Ok(None);
         };
         let data = &cpu.as_slice::<f32>()?[layout.start_offset()..];
-        let geometry = Geometry {
-            h,
-            w,
-            k,
-            stride,
-            padding,
-            oh,
-            ow,
-        };
+        col.inplace_op1(&FillColumns {
+            data,
+            geometry: &geometry,
+        })?;
+    }
+    let y = super::fused::weight_matmul(matrix, &col)?;
+    give_back_columns(key, col);
+    Ok(Some(y.reshape((n, c_out, oh, ow))?))
+}
+
+/// Which column buffer fits a call: the same batch, channels and geometry write the same
+/// positions, so the positions that read padding stay zero from the buffer's first use.
+#[derive(Clone, PartialEq)]
+struct ColumnKey {
+    n: usize,
+    c: usize,
+    geometry: Geometry,
+}
+
+/// Column buffers kept between convolutions of the same shape. Why: a fresh buffer must be
+/// zeroed (only its padding positions need it) and `calloc` does that with a serial `memset`
+/// while the other core waits; a buffer reused for the same geometry is overwritten at exactly
+/// the positions it was written at before, so the zeros stay. A buffer is taken out while in
+/// use, so two threads never share one.
+static COLUMN_POOL: std::sync::Mutex<Vec<(ColumnKey, Tensor)>> = std::sync::Mutex::new(Vec::new());
+
+/// Bytes of column buffers the pool keeps at most (the oldest go first): the batch-of-8 IG
+/// pass's largest buffers (layer1's 3×3 columns, 58 MB; the stem's, 20 MB) and the rest.
+const COLUMN_POOL_BYTES: usize = 160 << 20;
+
+fn take_columns(key: &ColumnKey) -> Option<Tensor> {
+    let mut pool = COLUMN_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let at = pool.iter().position(|(k, _)| k == key)?;
+    Some(pool.remove(at).1)
+}
+
+fn give_back_columns(key: ColumnKey, col: Tensor) {
+    let bytes = |t: &Tensor| t.elem_count() * 4;
+    if bytes(&col) > COLUMN_POOL_BYTES {
+        return;
+    }
+    let mut pool = COLUMN_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.push((key, col));
+    while pool.iter().map(|(_, t)| bytes(t)).sum::<usize>() > COLUMN_POOL_BYTES {
+        pool.remove(0);
+    }
+}
+
+/// Writes the columns of `data` (the contiguous NCHW input) into a column buffer in place.
+struct FillColumns<'a> {
+    data: &'a [f32],
+    geometry: &'a Geometry,
+}
+
+impl candle_core::InplaceOp1 for FillColumns<'_> {
+    fn name(&self) -> &'static str {
+        "im2col"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let col = super::fused::slice_mut(storage, layout)?;
+        let Geometry {
+            h, w, k, oh, ow, ..
+        } = *self.geometry;
         // Tasks of whole kernel rows (k column rows each) of any plane, not of whole images: a
         // single film (the prediction's forward; the stem's one plane) would otherwise build its
         // columns on one core.
@@ -65,14 +145,11 @@ pub(crate) fn conv2d(
             .enumerate()
             .with_min_len(super::fused::planes_per_task(k * oh * ow))
             .for_each(|(i, col)| {
-                let plane = &data[(i / k) * h * w..(i / k + 1) * h * w];
-                geometry.im2col_kernel_row(plane, i % k, col)
+                let plane = &self.data[(i / k) * h * w..(i / k + 1) * h * w];
+                self.geometry.im2col_kernel_row(plane, i % k, col)
             });
+        Ok(())
     }
-    let col = Tensor::from_vec(col, (n, rows, oh * ow), x.device())?;
-    Ok(Some(
-        super::fused::weight_matmul(matrix, &col)?.reshape((n, c_out, oh, ow))?,
-    ))
 }
 
 /// Channel 0 of `x` as `[n, 1, h, w]` when every channel of every image equals it bit for bit
@@ -144,6 +221,7 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+#[derive(Clone, PartialEq)]
 struct Geometry {
     h: usize,
     w: usize,
@@ -243,5 +321,44 @@ mod tests {
         assert!(shared_channel(&plane).unwrap().is_none());
         let var = candle_core::Var::from_tensor(&x).unwrap();
         assert!(shared_channel(var.as_tensor()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_reused_column_buffer_keeps_its_padding_zero() {
+        // Geometries no other test uses, so the pool's buffers for them are this test's alone.
+        // 11×13 and 13×11 give column buffers of one length with padding in different places.
+        let (n, c, k, s, p) = (3, 5, 3, 2, 2);
+        let weight = Tensor::randn(0f32, 1.0, (4, c, k, k), &Device::Cpu).unwrap();
+        let matrix = weight.reshape((4, c * k * k)).unwrap();
+        let key = |h, w| ColumnKey {
+            n,
+            c,
+            geometry: Geometry {
+                h,
+                w,
+                k,
+                stride: s,
+                padding: p,
+                oh: out_size(h, k, s, p),
+                ow: out_size(w, k, s, p),
+            },
+        };
+        // Large values everywhere first, then unrelated films through the kept buffers: a
+        // position a later call failed to write, or a buffer of another geometry reused, would
+        // leave 7s in a later result.
+        let films = [
+            Tensor::full(7f32, (n, c, 11, 13), &Device::Cpu).unwrap(),
+            Tensor::randn(0f32, 1.0, (n, c, 13, 11), &Device::Cpu).unwrap(),
+            Tensor::randn(0f32, 1.0, (n, c, 11, 13), &Device::Cpu).unwrap(),
+        ];
+        for x in &films {
+            let got = conv2d(x, &matrix, k, s, p).unwrap().unwrap();
+            let expected = x.conv2d(&weight, p, s, 1, 1).unwrap();
+            let diff = max_abs_diff(&got, &expected);
+            assert!(diff < 1e-4, "{:?}: {diff}", x.dims());
+            let (_, _, h, w) = x.dims4().unwrap();
+            let kept = take_columns(&key(h, w)).expect("the buffer went back to the pool");
+            give_back_columns(key(h, w), kept);
+        }
     }
 }
