@@ -267,52 +267,106 @@ pub(crate) fn weight_matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// `W · x[b]` for each of `n` images with `gemm` writing into a buffer the pool's threads zeroed.
 /// Why not candle's `matmul`: it zero-fills its output with one `memset` on the calling thread
 /// while the other cores wait (4 % of an IG pass's samples in `perf`, for layer1's 26 MB outputs).
-#[allow(unsafe_code)]
 fn products(
     w: &[f32],
     x: &[f32],
     (n, m, k, cols): (usize, usize, usize, usize),
 ) -> Result<Vec<f32>> {
-    if w.len() != m * k || x.len() != n * k * cols {
+    if x.len() != n * k * cols {
         bail!("weight-matmul: operands do not match their shapes")
     }
     let mut out = zeroed(n * m * cols);
+    for (dst, x) in out.chunks_exact_mut(m * cols).zip(x.chunks_exact(k * cols)) {
+        gemm_into(dst, w, x, (m, k, cols))?;
+    }
+    Ok(out)
+}
+
+/// `W · C` for every image from one column matrix `C` = `columns`: `[k, n·cols]`, image `b`'s
+/// columns at `b·cols`; the result `[n, m, cols]`, or `None` where the fused passes do not apply.
+/// Why: for layer2–layer4's small planes (784, 196, 49 positions) one product per image gives
+/// `gemm` few columns per packed block of `W` and packs `W` again for every image; one product
+/// over all images' columns ran at 331–354 instead of 248–249 GFLOP/s for layer3's and layer4's
+/// 3×3 convolutions (batch of 8, 2-core Intel Xeon). The result is regrouped per image after.
+pub(crate) fn weight_matmul_image_columns(
+    w: &Tensor,
+    columns: &Tensor,
+    n: usize,
+) -> Result<Option<Tensor>> {
+    if !(applies(w) && applies(columns)) || n == 0 {
+        return Ok(None);
+    }
+    let (m, k) = w.dims2()?;
+    let (k_c, all_cols) = columns.dims2()?;
+    if k != k_c || all_cols % n != 0 || m == 0 || k == 0 || all_cols == 0 {
+        return Ok(None);
+    }
+    let cols = all_cols / n;
+    let (ws, wl) = w.storage_and_layout();
+    let (cs, cl) = columns.storage_and_layout();
+    let (Storage::Cpu(ws), Storage::Cpu(cs)) = (&*ws, &*cs) else {
+        return Ok(None);
+    };
+    let mut all = zeroed(m * all_cols);
+    gemm_into(&mut all, slice(ws, wl)?, slice(cs, cl)?, (m, k, all_cols))?;
+    let mut out = zeroed(n * m * cols);
+    out.par_chunks_mut(cols)
+        .enumerate()
+        .with_min_len(planes_per_task(cols))
+        .for_each(|(index, row)| {
+            let (image, channel) = (index / m, index % m);
+            let from = channel * all_cols + image * cols;
+            row.copy_from_slice(&all[from..from + cols]);
+        });
+    Ok(Some(Tensor::from_vec(out, (n, m, cols), w.device())?))
+}
+
+/// `dst = W · x` for row-major `W` `[m, k]`, `x` `[k, cols]`, `dst` `[m, cols]`, on the pool.
+#[allow(unsafe_code)]
+fn gemm_into(
+    dst: &mut [f32],
+    w: &[f32],
+    x: &[f32],
+    (m, k, cols): (usize, usize, usize),
+) -> Result<()> {
+    if dst.len() != m * cols || w.len() != m * k || x.len() != k * cols {
+        bail!("weight-matmul: operands do not match their shapes")
+    }
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    for (dst, x) in out.chunks_exact_mut(m * cols).zip(x.chunks_exact(k * cols)) {
-        // SAFETY: row-major operands with the strides given: `w` holds m·k values (row stride
-        // k), `x` k·cols (row stride cols), `dst` m·cols (row stride cols), all checked above;
-        // `dst` is initialised (zeroed) and borrowed mutably here alone, the operands are shared
-        // borrows that outlive the call, and `gemm` returns only when every thread is done.
-        unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                cols as isize,
-                false,
-                w.as_ptr(),
-                1,
-                k as isize,
-                x.as_ptr(),
-                1,
-                cols as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
-        }
+    // SAFETY: row-major operands with the strides given, lengths checked above: `w` holds m·k
+    // values (row stride k), `x` k·cols (row stride cols), `dst` m·cols (row stride cols). `dst`
+    // is initialised and borrowed mutably here alone (`gemm` may read it even with `read_dst`
+    // false, so it must not be uninitialised memory); the operands are shared borrows that
+    // outlive the call, and `gemm` returns only when every thread it used is done.
+    unsafe {
+        gemm::gemm(
+            m,
+            cols,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            cols as isize,
+            false,
+            w.as_ptr(),
+            1,
+            k as isize,
+            x.as_ptr(),
+            1,
+            cols as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `len` zeros written by the pool's threads (`vec![0.0; len]` would `memset` on one thread).

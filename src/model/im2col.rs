@@ -11,7 +11,7 @@
 //! faster. Candle's `conv2d` is still used whenever autograd tracks the input (the tests
 //! differentiate the forward with it), on other devices and dtypes.
 
-use candle_core::{DType, Storage, Tensor};
+use candle_core::{DType, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// Output size of a convolution along one axis.
@@ -51,18 +51,23 @@ pub(crate) fn conv2d(
         oh,
         ow,
     };
+    // Small planes (layer2–layer4) put every image's columns side by side in one matrix, so one
+    // product serves the batch (`fused::weight_matmul_image_columns`).
+    let side_by_side = n > 1 && oh * ow <= SIDE_BY_SIDE_MAX_PLANE;
     let key = ColumnKey {
         n,
         c,
+        side_by_side,
         geometry: geometry.clone(),
+    };
+    let shape = if side_by_side {
+        Shape::from((rows, n * oh * ow))
+    } else {
+        Shape::from((n, rows, oh * ow))
     };
     let col = match take_columns(&key) {
         Some(col) => col,
-        None => Tensor::from_vec(
-            vec![0f32; n * rows * oh * ow],
-            (n, rows, oh * ow),
-            x.device(),
-        )?,
+        None => Tensor::from_vec(vec![0f32; n * rows * oh * ow], shape, x.device())?,
     };
     {
         let (storage, layout) = x.storage_and_layout();
@@ -73,9 +78,20 @@ pub(crate) fn conv2d(
         col.inplace_op1(&FillColumns {
             data,
             geometry: &geometry,
+            images: n,
+            channels: c,
+            side_by_side,
         })?;
     }
-    let y = super::fused::weight_matmul(matrix, &col)?;
+    let y = if side_by_side {
+        super::fused::weight_matmul_image_columns(matrix, &col, n)?
+    } else {
+        None
+    };
+    let y = match y {
+        Some(y) => y,
+        None => super::fused::weight_matmul(matrix, &col.reshape((n, rows, oh * ow))?)?,
+    };
     give_back_columns(key, col);
     Ok(Some(y.reshape((n, c_out, oh, ow))?))
 }
@@ -86,8 +102,13 @@ pub(crate) fn conv2d(
 struct ColumnKey {
     n: usize,
     c: usize,
+    side_by_side: bool,
     geometry: Geometry,
 }
+
+/// Output planes up to this many positions (layer2's 28², layer3's 14², layer4's 7²) use one
+/// column matrix for the whole batch.
+const SIDE_BY_SIDE_MAX_PLANE: usize = 28 * 28;
 
 /// Column buffers kept between convolutions of the same shape. Why: a fresh buffer must be
 /// zeroed (only its padding positions need it) and `calloc` does that with a serial `memset`
@@ -118,10 +139,15 @@ fn give_back_columns(key: ColumnKey, col: Tensor) {
     }
 }
 
-/// Writes the columns of `data` (the contiguous NCHW input) into a column buffer in place.
+/// Writes the columns of `data` (the contiguous NCHW input) into a column buffer in place: per
+/// image `[rows, oh·ow]` one after the other, or side by side (`[rows, n·oh·ow]`, image `b` at
+/// column `b·oh·ow`).
 struct FillColumns<'a> {
     data: &'a [f32],
     geometry: &'a Geometry,
+    images: usize,
+    channels: usize,
+    side_by_side: bool,
 }
 
 impl candle_core::InplaceOp1 for FillColumns<'_> {
@@ -138,16 +164,38 @@ impl candle_core::InplaceOp1 for FillColumns<'_> {
         let Geometry {
             h, w, k, oh, ow, ..
         } = *self.geometry;
-        // Tasks of whole kernel rows (k column rows each) of any plane, not of whole images: a
-        // single film (the prediction's forward; the stem's one plane) would otherwise build its
-        // columns on one core.
-        col.par_chunks_mut(k * oh * ow)
-            .enumerate()
-            .with_min_len(super::fused::planes_per_task(k * oh * ow))
-            .for_each(|(i, col)| {
-                let plane = &self.data[(i / k) * h * w..(i / k + 1) * h * w];
-                self.geometry.im2col_kernel_row(plane, i % k, col)
-            });
+        let (n, c, plane) = (self.images, self.channels, h * w);
+        if col.len() != n * c * k * k * oh * ow || self.data.len() < n * c * plane {
+            candle_core::bail!("im2col: buffers do not match the geometry")
+        }
+        // Tasks of whole kernel rows (k column rows) of one input channel, not of whole images:
+        // a single film (the prediction's forward; the stem's one plane) would otherwise build
+        // its columns on one core.
+        if self.side_by_side {
+            let row_len = n * oh * ow;
+            col.par_chunks_mut(k * row_len)
+                .enumerate()
+                .with_min_len(super::fused::planes_per_task(k * row_len))
+                .for_each(|(i, col)| {
+                    let (channel, ky) = (i / k, i % k);
+                    for image in 0..n {
+                        let at = (image * c + channel) * plane;
+                        let input = &self.data[at..at + plane];
+                        let offset = image * oh * ow;
+                        self.geometry
+                            .im2col_kernel_row(input, ky, col, row_len, offset);
+                    }
+                });
+        } else {
+            col.par_chunks_mut(k * oh * ow)
+                .enumerate()
+                .with_min_len(super::fused::planes_per_task(k * oh * ow))
+                .for_each(|(i, col)| {
+                    let input = &self.data[(i / k) * plane..(i / k + 1) * plane];
+                    self.geometry
+                        .im2col_kernel_row(input, i % k, col, oh * ow, 0)
+                });
+        }
         Ok(())
     }
 }
@@ -233,8 +281,16 @@ struct Geometry {
 }
 
 impl Geometry {
-    /// The `k` column rows of kernel row `ky` of one input plane.
-    fn im2col_kernel_row(&self, plane: &[f32], ky: usize, col: &mut [f32]) {
+    /// The `k` column rows of kernel row `ky` of one input plane, in rows of `row_len` values
+    /// starting at `offset` within each row.
+    fn im2col_kernel_row(
+        &self,
+        plane: &[f32],
+        ky: usize,
+        col: &mut [f32],
+        row_len: usize,
+        offset: usize,
+    ) {
         let Self {
             h,
             w,
@@ -245,7 +301,7 @@ impl Geometry {
             ow,
         } = *self;
         for kx in 0..k {
-            let row = kx * oh * ow;
+            let row = kx * row_len + offset;
             let std::ops::Range { start: lo, end: hi } = valid_outputs(w, ow, kx, s, p);
             for oy in 0..oh {
                 let dst = &mut col[row + oy * ow..row + (oy + 1) * ow];
@@ -281,15 +337,21 @@ mod tests {
             (7, 2, 3, 16, 15),
             (1, 2, 0, 9, 9),
             (3, 1, 2, 5, 6),
+            (3, 1, 1, 30, 29), // 870 output positions: one product per image
+            (3, 2, 1, 57, 56), // 812: one product per image
+            (3, 2, 1, 55, 56), // 784 = 28²: side by side
         ] {
-            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &Device::Cpu).unwrap();
-            let weight = Tensor::randn(0f32, 1.0, (4, 3, k, k), &Device::Cpu).unwrap();
-            let expected = x.conv2d(&weight, p, s, 1, 1).unwrap();
-            let matrix = weight.reshape((4, 3 * k * k)).unwrap();
-            let got = conv2d(&x, &matrix, k, s, p).unwrap().unwrap();
-            assert_eq!(got.dims(), expected.dims(), "k{k} s{s} p{p} {h}×{w}");
-            let diff = max_abs_diff(&got, &expected);
-            assert!(diff < 1e-4, "k{k} s{s} p{p} {h}×{w}: {diff}");
+            // One image (always one product per image) and a batch.
+            for n in [1, 3] {
+                let x = Tensor::randn(0f32, 1.0, (n, 3, h, w), &Device::Cpu).unwrap();
+                let weight = Tensor::randn(0f32, 1.0, (4, 3, k, k), &Device::Cpu).unwrap();
+                let expected = x.conv2d(&weight, p, s, 1, 1).unwrap();
+                let matrix = weight.reshape((4, 3 * k * k)).unwrap();
+                let got = conv2d(&x, &matrix, k, s, p).unwrap().unwrap();
+                assert_eq!(got.dims(), expected.dims(), "n{n} k{k} s{s} p{p} {h}×{w}");
+                let diff = max_abs_diff(&got, &expected);
+                assert!(diff < 1e-4, "n{n} k{k} s{s} p{p} {h}×{w}: {diff}");
+            }
         }
     }
 
@@ -333,6 +395,7 @@ mod tests {
         let key = |h, w| ColumnKey {
             n,
             c,
+            side_by_side: true, // three images, planes of 7×8 positions
             geometry: Geometry {
                 h,
                 w,
