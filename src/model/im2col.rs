@@ -1,9 +1,13 @@
-//! Convolution on the CPU as an explicit im2col in NCHW order and one gemm per image.
+//! Convolution on the CPU as an explicit im2col in NCHW order and gemm.
 //!
 //! `y[b] = W · col(x[b])` with `W` as a matrix `[c_out, c_in·k·k]` and
 //! `col[(ci·k + ky)·k + kx, oy·ow + ox] = x[b, ci, s·oy + ky − p, s·ox + kx − p]` (0 outside).
-//! The result comes out of the gemm already in NCHW order. For stride 1 each column row is a
-//! shifted copy of an input row (a `copy_from_slice`), so building `col` runs at memory speed.
+//! Large output planes (the stem, layer1) take one gemm per image, whose result comes out
+//! already in NCHW order; planes of at most 28² positions (layer2–layer4) put every image's
+//! columns side by side (`[c_in·k·k, n·oh·ow]`) for one gemm over the batch, regrouped per image
+//! after (`fused::weight_matmul_image_columns`). For stride 1 each column row is a shifted copy
+//! of an input row (a `copy_from_slice`), so building `col` runs at memory speed; the column
+//! buffers are kept between calls of one geometry, so their padding is zeroed once.
 //!
 //! Why not candle's `conv2d`: on the CPU it converts the whole batch to NHWC element by element on
 //! one thread, builds im2col tiles of 512 pixels element by element, and scatters the gemm result
