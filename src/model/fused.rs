@@ -24,7 +24,7 @@
 
 use candle_core::{
     bail, CpuStorage, CustomOp1, CustomOp2, DType, InplaceOp1, InplaceOp2, Layout, Result, Shape,
-    Storage, Tensor,
+    Tensor,
 };
 use rayon::prelude::*;
 
@@ -245,19 +245,11 @@ pub(crate) fn weight_matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
         let (m, k) = w.dims2()?;
         let x = x.contiguous()?;
         if applies(w) && applies(&x) && k == k_x && m > 0 && k > 0 && cols > 0 {
-            let out = {
-                let (ws, wl) = w.storage_and_layout();
-                let (xs, xl) = x.storage_and_layout();
-                match (&*ws, &*xs) {
-                    (Storage::Cpu(ws), Storage::Cpu(xs)) => {
-                        Some(products(slice(ws, wl)?, slice(xs, xl)?, (n, m, k, cols))?)
-                    }
-                    _ => None,
-                }
-            };
-            if let Some(out) = out {
-                return Tensor::from_vec(out, (n, m, cols), w.device());
-            }
+            // Both operands are borrowed in place (`applies`): no copy.
+            let out = with_f32_values(w, |w| {
+                with_f32_values(&x, |x| products(w, x, (n, m, k, cols)))
+            })???;
+            return Tensor::from_vec(out, (n, m, cols), w.device());
         }
         return w.broadcast_as((n, m, k))?.matmul(&x);
     }
@@ -283,7 +275,8 @@ fn products(
 }
 
 /// `W · C` for every image from one column matrix `C` = `columns`: `[k, n·cols]`, image `b`'s
-/// columns at `b·cols`; the result `[n, m, cols]`, or `None` where the fused passes do not apply.
+/// columns at `b·cols`; the result `[n, m, cols]`. Both must be tensors the fused passes apply
+/// to ([`applies`]); the caller lays out the columns this way only then.
 /// Why: for layer2–layer4's small planes (784, 196, 49 positions) one product per image gives
 /// `gemm` few columns per packed block of `W` and packs `W` again for every image; one product
 /// over all images' columns ran at 331–354 instead of 248–249 GFLOP/s for layer3's and layer4's
@@ -292,23 +285,17 @@ pub(crate) fn weight_matmul_image_columns(
     w: &Tensor,
     columns: &Tensor,
     n: usize,
-) -> Result<Option<Tensor>> {
-    if !(applies(w) && applies(columns)) || n == 0 {
-        return Ok(None);
-    }
+) -> Result<Tensor> {
     let (m, k) = w.dims2()?;
     let (k_c, all_cols) = columns.dims2()?;
-    if k != k_c || all_cols % n != 0 || m == 0 || k == 0 || all_cols == 0 {
-        return Ok(None);
+    if !(applies(w) && applies(columns)) || k != k_c || n == 0 || all_cols % n != 0 {
+        bail!("weight-matmul: side-by-side columns do not match the weights")
     }
     let cols = all_cols / n;
-    let (ws, wl) = w.storage_and_layout();
-    let (cs, cl) = columns.storage_and_layout();
-    let (Storage::Cpu(ws), Storage::Cpu(cs)) = (&*ws, &*cs) else {
-        return Ok(None);
-    };
     let mut all = zeroed(m * all_cols);
-    gemm_into(&mut all, slice(ws, wl)?, slice(cs, cl)?, (m, k, all_cols))?;
+    with_f32_values(w, |w| {
+        with_f32_values(columns, |c| gemm_into(&mut all, w, c, (m, k, all_cols)))
+    })???;
     let mut out = zeroed(n * m * cols);
     out.par_chunks_mut(cols)
         .enumerate()
@@ -318,7 +305,7 @@ pub(crate) fn weight_matmul_image_columns(
             let from = channel * all_cols + image * cols;
             row.copy_from_slice(&all[from..from + cols]);
         });
-    Ok(Some(Tensor::from_vec(out, (n, m, cols), w.device())?))
+    Tensor::from_vec(out, (n, m, cols), w.device())
 }
 
 /// `dst = W · x` for row-major `W` `[m, k]`, `x` `[k, cols]`, `dst` `[m, cols]`, on the pool.

@@ -56,13 +56,14 @@ pub(crate) fn conv2d(
         ow,
     };
     // Small planes (layer2–layer4) put every image's columns side by side in one matrix, so one
-    // product serves the batch (`fused::weight_matmul_image_columns`).
-    let side_by_side = n > 1 && oh * ow <= SIDE_BY_SIDE_MAX_PLANE;
+    // product serves the batch (`fused::weight_matmul_image_columns`, which needs weights the
+    // fused passes apply to).
+    let side_by_side = n > 1 && oh * ow <= SIDE_BY_SIDE_MAX_PLANE && super::fused::applies(matrix);
     let key = ColumnKey {
         n,
         c,
         side_by_side,
-        geometry: geometry.clone(),
+        geometry,
     };
     let shape = if side_by_side {
         Shape::from((rows, n * oh * ow))
@@ -90,11 +91,7 @@ pub(crate) fn conv2d(
     let y = if side_by_side {
         super::fused::weight_matmul_image_columns(matrix, &col, n)?
     } else {
-        None
-    };
-    let y = match y {
-        Some(y) => y,
-        None => super::fused::weight_matmul(matrix, &col.reshape((n, rows, oh * ow))?)?,
+        super::fused::weight_matmul(matrix, &col)?
     };
     give_back_columns(key, col);
     Ok(Some(y.reshape((n, c_out, oh, ow))?))
@@ -273,7 +270,7 @@ pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, Copy, PartialEq)]
 struct Geometry {
     h: usize,
     w: usize,
