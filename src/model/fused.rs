@@ -309,7 +309,6 @@ pub(crate) fn weight_matmul_image_columns(
 }
 
 /// `dst = W · x` for row-major `W` `[m, k]`, `x` `[k, cols]`, `dst` `[m, cols]`, on the pool.
-#[allow(unsafe_code)]
 fn gemm_into(
     dst: &mut [f32],
     w: &[f32],
@@ -319,17 +318,50 @@ fn gemm_into(
     if dst.len() != m * cols || w.len() != m * k || x.len() != k * cols {
         bail!("weight-matmul: operands do not match their shapes")
     }
+    gemm_strided(dst, cols, w, k, x, cols, (m, k, cols), true)
+}
+
+/// `dst = W · x` for row-major operands with row strides `dst_rs`, `w_rs`, `x_rs` (elements;
+/// each row's values contiguous): `W` `[m, k]`, `x` `[k, cols]`, `dst` `[m, cols]`. `parallel`:
+/// split the product over the pool's threads (else it runs on the calling thread, for callers
+/// that run several products in parallel themselves).
+#[allow(unsafe_code, clippy::too_many_arguments)]
+pub(super) fn gemm_strided(
+    dst: &mut [f32],
+    dst_rs: usize,
+    w: &[f32],
+    w_rs: usize,
+    x: &[f32],
+    x_rs: usize,
+    (m, k, cols): (usize, usize, usize),
+    parallel: bool,
+) -> Result<()> {
+    // The last element each operand's layout reaches must lie inside its slice.
+    let fits = |len: usize, rows: usize, rs: usize, row_len: usize| {
+        rows == 0 || row_len == 0 || (rs >= row_len && (rows - 1) * rs + row_len <= len)
+    };
+    if !(fits(dst.len(), m, dst_rs, cols)
+        && fits(w.len(), m, w_rs, k)
+        && fits(x.len(), k, x_rs, cols))
+    {
+        bail!("weight-matmul: operands do not match their shapes")
+    }
+    if m == 0 || cols == 0 {
+        return Ok(());
+    }
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 {
+    let parallelism = if parallel && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: row-major operands with the strides given, lengths checked above: `w` holds m·k
-    // values (row stride k), `x` k·cols (row stride cols), `dst` m·cols (row stride cols). `dst`
-    // is initialised and borrowed mutably here alone (`gemm` may read it even with `read_dst`
-    // false, so it must not be uninitialised memory); the operands are shared borrows that
-    // outlive the call, and `gemm` returns only when every thread it used is done.
+    // SAFETY: row-major operands with the row strides given and unit column strides; the check
+    // above keeps every element the layouts reach inside the slices: `w` rows 0..m of k values at
+    // stride w_rs, `x` rows 0..k of cols values at stride x_rs, `dst` rows 0..m of cols values at
+    // stride dst_rs (rs ≥ row length, so rows do not overlap). `dst` is initialised and borrowed
+    // mutably here alone (`gemm` may read it even with `read_dst` false, so it must not be
+    // uninitialised memory); the operands are shared borrows that outlive the call, and `gemm`
+    // returns only when every thread it used is done.
     unsafe {
         gemm::gemm(
             m,
@@ -337,14 +369,14 @@ fn gemm_into(
             k,
             dst.as_mut_ptr(),
             1,
-            cols as isize,
+            dst_rs as isize,
             false,
             w.as_ptr(),
             1,
-            k as isize,
+            w_rs as isize,
             x.as_ptr(),
             1,
-            cols as isize,
+            x_rs as isize,
             0.0,
             1.0,
             false,
@@ -357,7 +389,7 @@ fn gemm_into(
 }
 
 /// `len` zeros written by the pool's threads (`vec![0.0; len]` would `memset` on one thread).
-fn zeroed(len: usize) -> Vec<f32> {
+pub(super) fn zeroed(len: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(len);
     (0..len)
         .into_par_iter()

@@ -12,6 +12,7 @@ pub mod device;
 mod fused;
 pub(crate) use fused::with_f32_values;
 mod im2col;
+mod winograd;
 pub(crate) use im2col::shared_channel;
 pub mod preprocess;
 pub mod resnet;

@@ -24,6 +24,7 @@ use super::config::Architecture;
 use super::fused;
 use super::im2col;
 use super::weights::WeightStore;
+use super::winograd::{self, WinogradKernel};
 use super::ModelError;
 
 /// BatchNorm epsilon used by torchvision.
@@ -50,6 +51,9 @@ pub struct ConvBn {
     /// ([`Self::backward_input_channel_sum`]), which is all Integrated Gradients needs when the
     /// input and the baseline repeat one plane.
     channel_sum: Option<(Tensor, Tensor)>,
+    /// 3×3, stride 1, padding 1 on the CPU: the kernels Winograd-transformed for the forward and
+    /// for the input gradient (`winograd::conv3x3`, 4× fewer multiplications than im2col).
+    winograd: Option<(WinogradKernel, WinogradKernel)>,
     c_in: usize,
     c_out: usize,
     kernel: usize,
@@ -98,6 +102,7 @@ impl ConvBn {
         };
         let pointwise = pointwise_matrices(&weight, kernel, padding)?;
         let channel_sum = channel_sum_matrix(&weight)?;
+        let winograd = winograd_kernels(&weight, &backward_kernel, stride, padding)?;
         Ok(Self {
             weight,
             bias_host: bias.to_device(&candle_core::Device::Cpu)?.to_vec1()?,
@@ -105,6 +110,7 @@ impl ConvBn {
             backward_kernel,
             pointwise,
             channel_sum,
+            winograd,
             c_in,
             c_out,
             kernel,
@@ -137,6 +143,11 @@ impl ConvBn {
                 {
                     return Ok(y);
                 }
+            }
+        }
+        if let Some((forward, _)) = &self.winograd {
+            if let Some(y) = winograd::conv3x3(x, forward)? {
+                return Ok(y);
             }
         }
         let matrix = self
@@ -178,6 +189,11 @@ impl ConvBn {
                 .reshape((n, self.c_in, h, w));
         }
         if s == 1 {
+            if let Some((_, backward)) = &self.winograd {
+                if let Some(g) = winograd::conv3x3(grad, backward)? {
+                    return Ok(g);
+                }
+            }
             let matrix = self
                 .backward_kernel
                 .reshape((self.c_in, self.c_out * k * k))?;
@@ -271,6 +287,31 @@ fn channel_sum_matrix(weight: &Tensor) -> candle_core::Result<Option<(Tensor, Te
     let summed = weight.sum_keepdim(1)?.reshape((c_out, k * k))?;
     let transposed = summed.t()?.contiguous()?;
     Ok(Some((summed, transposed)))
+}
+
+/// The Winograd-transformed forward and input-gradient kernels of a 3×3, stride-1, padding-1
+/// convolution whose weights are on the CPU and not larger than `winograd::MAX_KERNEL_PAIRS`,
+/// else `None`.
+fn winograd_kernels(
+    weight: &Tensor,
+    backward_kernel: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Option<(WinogradKernel, WinogradKernel)>> {
+    let (c_out, c_in, k, _) = weight.dims4()?;
+    // Layer4's kernels stay on im2col (`MAX_KERNEL_PAIRS` says why).
+    if k != 3
+        || stride != 1
+        || padding != 1
+        || !weight.device().is_cpu()
+        || c_out * c_in > winograd::MAX_KERNEL_PAIRS
+    {
+        return Ok(None);
+    }
+    Ok(Some((
+        WinogradKernel::new(weight)?,
+        WinogradKernel::new(backward_kernel)?,
+    )))
 }
 
 /// `[c_out, c_in]` and `[c_in, c_out]` for a 1×1 kernel without padding.
@@ -820,6 +861,7 @@ mod tests {
             let bias = Tensor::zeros((1, c_out, 1, 1), DType::F32, weight.device()).unwrap();
             let pointwise = pointwise_matrices(&weight, k, padding).unwrap();
             let channel_sum = channel_sum_matrix(&weight).unwrap();
+            let winograd = winograd_kernels(&weight, &backward_kernel, stride, padding).unwrap();
             Self {
                 weight,
                 bias_host: vec![0.0; c_out],
@@ -827,6 +869,7 @@ mod tests {
                 backward_kernel,
                 pointwise,
                 channel_sum,
+                winograd,
                 c_in,
                 c_out,
                 kernel: k,
@@ -863,6 +906,10 @@ mod tests {
         for (k, s, p, h) in [
             (1, 1, 0, 9),
             (3, 1, 1, 9),
+            // Two 30² or 29² planes: 128 tiles of 4², so the explicit pass takes the Winograd
+            // path (`winograd::conv3x3`); 9² takes im2col.
+            (3, 1, 1, 30),
+            (3, 1, 1, 29),
             (3, 2, 1, 10),
             (3, 2, 1, 9),
             (1, 2, 0, 10),
@@ -874,6 +921,7 @@ mod tests {
                 s,
                 p,
             );
+            assert_eq!(conv.winograd.is_some(), (k, s) == (3, 1));
             let x = Tensor::randn(0f32, 1.0, (2, 3, h, h), &Device::Cpu).unwrap();
             check(
                 x,
@@ -891,6 +939,7 @@ mod tests {
         for (k, s, p, h) in [
             (1, 1, 0, 9),
             (3, 1, 1, 9),
+            (3, 1, 1, 30),
             (3, 2, 1, 9),
             (1, 2, 0, 10),
             (7, 2, 3, 15),

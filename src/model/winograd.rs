@@ -1,0 +1,434 @@
+//! 3×3, stride-1, padding-1 convolutions by Winograd's minimal filtering F(4×4, 3×3) (issue 13).
+//!
+//! Why: the 3×3 convolutions of ResNet-50's bottlenecks are about half of its multiplications,
+//! and im2col + gemm spends 9 multiply-adds per tap and output. Winograd's algorithm (Lavin &
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016) computes a 4×4 block of
+//! outputs from a 6×6 block of inputs with 36 multiplications per input and output channel
+//! instead of 144:
+//!
+//! `Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ) ] A`
+//!
+//! with `g` the 3×3 kernel, `d` a 6×6 input tile (tiles overlap by two rows and columns), the
+//! interpolation points 0, ±1, ±2, ∞ and
+//!
+//! ```text
+//! Bᵀ = [ 4  0 −5  0  1  0 ]   G = [  1/4     0     0  ]   Aᵀ = [ 1  1  1  1  1  0 ]
+//!      [ 0 −4 −4  1  1  0 ]       [ −1/6  −1/6  −1/6  ]        [ 0  1 −1  2 −2  0 ]
+//!      [ 0  4 −4 −1  1  0 ]       [ −1/6   1/6  −1/6  ]        [ 0  1  1  4  4  0 ]
+//!      [ 0 −2 −1  2  1  0 ]       [  1/24  1/12  1/6  ]        [ 0  1 −1  8 −8  1 ]
+//!      [ 0  2 −1 −2  1  0 ]       [  1/24 −1/12  1/6  ]
+//!      [ 0  4  0 −5  0  1 ]       [  0     0     1    ]
+//! ```
+//!
+//! Summed over input channels, the element-wise product becomes 36 independent matrix products,
+//! one per position (ξ, ν) of the 6×6 transformed tile: `M_ξν = U_ξν · V_ξν` with
+//! `U_ξν = [c_out × c_in]` (the transformed kernels, computed once per layer) and
+//! `V_ξν = [c_in × tiles]` (the transformed input tiles of the whole batch side by side), so the
+//! work goes to `gemm` as for im2col but with 36/144 of the multiplications (less where a plane
+//! is not a multiple of 4 and the last tiles hang over its edge: 14² and 7² planes compute
+//! 16² and 8² outputs). The input gradient of such a convolution is again one (with the
+//! flipped, transposed kernel), so the backward pass uses the same routine.
+//!
+//! Rounding: the transforms' constants (up to 8 and 1/24) amplify rounding, so F(4×4, 3×3) in
+//! f32 is a few times less exact than direct summation (relative errors ~1e-6 instead of ~1e-7
+//! per layer); the model-level tests (logits within 1e-4 of PyTorch's) bound its effect.
+
+use std::sync::Arc;
+
+use candle_core::{bail, DType, Result, Tensor};
+use rayon::prelude::*;
+
+use super::fused;
+
+/// Side of the output block one tile computes.
+const M: usize = 4;
+/// Side of a transformed tile (`M + 3 − 1`).
+const A: usize = 6;
+/// Positions of a transformed tile.
+const POS: usize = A * A;
+
+/// Fewest tiles (over the batch) a call needs to take this path. Why: with fewer, each of the 36
+/// products has only a handful of columns, `gemm` runs them nearly as matrix–vector products
+/// reading the transformed kernels (4× the kernel's size) for little work, and im2col is as fast
+/// or faster. Measured in `cxr-viewer bench` on the 2-core Intel Xeon (eighth session): the
+/// single film's forward was fastest with layer1 alone here (196 tiles; layer2's 49 and
+/// layer3's 16 were slower than im2col); the IG batch of 8 gains on layer1–layer3 (1 568, 392,
+/// 128 tiles).
+const MIN_TILES: usize = 64;
+
+/// Largest kernel (`c_out · c_in`) transformed. Why: the transformed kernels take 4× the
+/// kernel's memory, for the forward and again for the input gradient; layer4's 512 × 512 kernels
+/// would add 150 MB (over the 1 GiB peak-memory budget of issue 13) for convolutions whose 7 × 7
+/// planes give only 32 tiles at a batch of 8. Layer1–layer3 (up to 256 × 256) add 112 MB.
+pub(crate) const MAX_KERNEL_PAIRS: usize = 256 * 256;
+
+/// The kernels of one 3×3 convolution transformed once (`U = G g Gᵀ`): 36 row-major matrices
+/// `[c_out × c_in]`, one per position of the 6×6 transformed tile.
+#[derive(Clone)]
+pub(crate) struct WinogradKernel {
+    u: Arc<[f32]>,
+    c_out: usize,
+    c_in: usize,
+}
+
+impl std::fmt::Debug for WinogradKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WinogradKernel({}×{}×3×3)", self.c_out, self.c_in)
+    }
+}
+
+impl WinogradKernel {
+    /// From `weight` = `[c_out, c_in, 3, 3]` (computed in f64, stored in f32).
+    pub(crate) fn new(weight: &Tensor) -> Result<Self> {
+        let (c_out, c_in, kh, kw) = weight.dims4()?;
+        if (kh, kw) != (3, 3) {
+            bail!("winograd: a 3×3 kernel is needed, got {kh}×{kw}")
+        }
+        let g: Vec<f64> = weight
+            .to_dtype(DType::F64)?
+            .to_device(&candle_core::Device::Cpu)?
+            .flatten_all()?
+            .to_vec1()?;
+        let pairs = c_out * c_in;
+        let mut u = vec![0f32; POS * pairs];
+        // One position's matrix per task: every pair's transform is recomputed 36 times, which
+        // is cheaper than a scattered write of all 36 values per pair.
+        u.par_chunks_mut(pairs)
+            .enumerate()
+            .for_each(|(position, u)| {
+                let (xi, nu) = (position / A, position % A);
+                for (value, g) in u.iter_mut().zip(g.chunks_exact(9)) {
+                    *value = transform_kernel_at(g, xi, nu) as f32;
+                }
+            });
+        Ok(Self {
+            u: u.into(),
+            c_out,
+            c_in,
+        })
+    }
+}
+
+/// Entry (ξ, ν) of `G g Gᵀ` for one 3×3 kernel `g` (row-major): `Σ_a Σ_b G[ξ][a] g[a][b] G[ν][b]`.
+fn transform_kernel_at(g: &[f64], xi: usize, nu: usize) -> f64 {
+    const G: [[f64; 3]; A] = [
+        [1.0 / 4.0, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    (0..3)
+        .map(|a| {
+            let row: f64 = (0..3).map(|b| g[a * 3 + b] * G[nu][b]).sum();
+            G[xi][a] * row
+        })
+        .sum()
+}
+
+/// `Bᵀ d` along one axis: six inputs spaced `stride` apart in `d` to six outputs.
+#[inline(always)]
+fn input_1d(d: [f32; A]) -> [f32; A] {
+    [
+        4.0 * d[0] - 5.0 * d[2] + d[4],
+        -4.0 * (d[1] + d[2]) + d[3] + d[4],
+        4.0 * (d[1] - d[2]) - d[3] + d[4],
+        2.0 * (d[3] - d[1]) - d[2] + d[4],
+        2.0 * (d[1] - d[3]) - d[2] + d[4],
+        4.0 * d[1] - 5.0 * d[3] + d[5],
+    ]
+}
+
+/// `Aᵀ m` along one axis: six transformed values to four outputs.
+#[inline(always)]
+fn output_1d(m: [f32; A]) -> [f32; M] {
+    let (s12, d12) = (m[1] + m[2], m[1] - m[2]);
+    let (s34, d34) = (m[3] + m[4], m[3] - m[4]);
+    [
+        m[0] + s12 + s34,
+        d12 + 2.0 * d34,
+        s12 + 4.0 * s34,
+        d12 + 8.0 * d34 + m[5],
+    ]
+}
+
+/// Tiles along one axis of a plane of `size` outputs.
+fn tiles(size: usize) -> usize {
+    size.div_ceil(M)
+}
+
+/// `W ⋆ x` (3×3, stride 1, padding 1, no bias) for `x` = `[n, c_in, h, w]`, or `None` where this
+/// path does not apply (not a contiguous f32 CPU tensor, autograd tracking it, or a channel count
+/// other than the kernel's).
+pub(crate) fn conv3x3(x: &Tensor, kernel: &WinogradKernel) -> Result<Option<Tensor>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
+        return Ok(None);
+    }
+    let (n, c, h, w) = x.dims4()?;
+    if c != kernel.c_in || n == 0 || h == 0 || w == 0 {
+        return Ok(None);
+    }
+    if n * tiles(h) * tiles(w) < MIN_TILES {
+        return Ok(None);
+    }
+    conv3x3_any_size(x, kernel).map(Some)
+}
+
+/// [`conv3x3`] for a CPU f32 input with the kernel's channel count, however few its tiles.
+fn conv3x3_any_size(x: &Tensor, kernel: &WinogradKernel) -> Result<Tensor> {
+    let (n, _, h, w) = x.dims4()?;
+    let x = x.contiguous()?;
+    let out = fused::with_f32_values(&x, |data| convolve(data, kernel, (n, h, w)))??;
+    Tensor::from_vec(out, (n, kernel.c_out, h, w), x.device())
+}
+
+/// The three steps on plain buffers: input transform `V`, 36 products `M`, output transform.
+fn convolve(
+    data: &[f32],
+    kernel: &WinogradKernel,
+    (n, h, w): (usize, usize, usize),
+) -> Result<Vec<f32>> {
+    let (c_in, c_out) = (kernel.c_in, kernel.c_out);
+    let (th, tw) = (tiles(h), tiles(w));
+    let t = n * th * tw;
+    if data.len() != n * c_in * h * w {
+        bail!("winograd: input does not match its shape")
+    }
+    // V: [c_in][36][t], one channel per task (its 36 rows of transformed tiles).
+    let mut v_buffer = take_scratch(c_in * POS * t);
+    let v = &mut v_buffer[..c_in * POS * t];
+    v.par_chunks_mut(POS * t)
+        .enumerate()
+        .for_each(|(channel, v)| {
+            for image in 0..n {
+                let plane = &data[(image * c_in + channel) * h * w..][..h * w];
+                transform_input_plane(plane, (h, w), v, t, image * th * tw);
+            }
+        });
+    // M: [36][c_out][t], one product per position.
+    let mut m_buffer = take_scratch(POS * c_out * t);
+    let m = &mut m_buffer[..POS * c_out * t];
+    let u = &kernel.u;
+    m.par_chunks_mut(c_out * t)
+        .enumerate()
+        .try_for_each(|(position, m)| {
+            fused::gemm_strided(
+                m,
+                t,
+                &u[position * c_out * c_in..][..c_out * c_in],
+                c_in,
+                &v[position * t..],
+                POS * t,
+                (c_out, c_in, t),
+                false,
+            )
+        })?;
+    give_back_scratch(v_buffer);
+    // Y: [n][c_out][h][w], one output plane per task.
+    let mut y = fused::zeroed(n * c_out * h * w);
+    y.par_chunks_mut(h * w)
+        .enumerate()
+        .with_min_len(fused::planes_per_task(h * w))
+        .for_each(|(index, plane)| {
+            let (image, channel) = (index / c_out, index % c_out);
+            let first = image * th * tw;
+            let stride = c_out * t;
+            let at = channel * t + first;
+            transform_output_plane(&m[at..], stride, (h, w), plane);
+        });
+    give_back_scratch(m_buffer);
+    Ok(y)
+}
+
+/// Scratch buffers for `V` and `M` kept between calls. Why: every element of both is written
+/// before it is read, so a reused buffer needs no zeroing, while a fresh one must be zeroed
+/// first (a pass over up to 14 MB each, for layer1 at a batch of 8). At most two are kept (a
+/// call holds both while its products run), the largest, so every call's fit.
+static SCRATCH: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// A buffer of at least `len` values, whose first `len` the caller overwrites before reading.
+fn take_scratch(len: usize) -> Vec<f32> {
+    let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let fitting = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.len() >= len)
+        .min_by_key(|(_, b)| b.len())
+        .map(|(at, _)| at);
+    match fitting {
+        Some(at) => pool.swap_remove(at),
+        None => fused::zeroed(len),
+    }
+}
+
+fn give_back_scratch(buffer: Vec<f32>) {
+    let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+    pool.push(buffer);
+    pool.sort_by_key(|b| std::cmp::Reverse(b.len()));
+    pool.truncate(2);
+}
+
+/// Writes `Bᵀ d B` for every tile of one input plane (`h × w`, zero outside) into `v`:
+/// `v[position · t + first + tile]`.
+fn transform_input_plane(
+    plane: &[f32],
+    (h, w): (usize, usize),
+    v: &mut [f32],
+    t: usize,
+    first: usize,
+) {
+    let tw = tiles(w);
+    // Padded width: one zero column on the left, enough on the right for the last tile.
+    let pw = tw * M + 2;
+    // Rows Bᵀ-transformed along y for one row of tiles: [6][pw].
+    let mut rows = vec![0f32; A * pw];
+    let mut padded = vec![0f32; A * pw];
+    for ty in 0..tiles(h) {
+        // The six input rows of this tile row, zero-padded.
+        for (r, row) in padded.chunks_exact_mut(pw).enumerate() {
+            let y = (ty * M + r) as isize - 1;
+            row.fill(0.0);
+            if y >= 0 && (y as usize) < h {
+                let src = &plane[y as usize * w..][..w];
+                row[1..=w].copy_from_slice(src);
+            }
+        }
+        // Along y, vectorised over the row.
+        for x in 0..pw {
+            let d = [
+                padded[x],
+                padded[pw + x],
+                padded[2 * pw + x],
+                padded[3 * pw + x],
+                padded[4 * pw + x],
+                padded[5 * pw + x],
+            ];
+            let o = input_1d(d);
+            for (i, value) in o.iter().enumerate() {
+                rows[i * pw + x] = *value;
+            }
+        }
+        // Along x, per tile.
+        for tx in 0..tw {
+            let tile = first + ty * tw + tx;
+            for i in 0..A {
+                let r = &rows[i * pw + tx * M..][..A];
+                let o = input_1d([r[0], r[1], r[2], r[3], r[4], r[5]]);
+                for (j, value) in o.iter().enumerate() {
+                    v[(i * A + j) * t + tile] = *value;
+                }
+            }
+        }
+    }
+}
+
+/// Writes `Aᵀ m A` for every tile of one output plane (`h × w`; outputs past the edge dropped),
+/// reading position `p` of tile `k` at `m[p · stride + k]`.
+fn transform_output_plane(m: &[f32], stride: usize, (h, w): (usize, usize), plane: &mut [f32]) {
+    let tw = tiles(w);
+    for ty in 0..tiles(h) {
+        for tx in 0..tw {
+            let tile = ty * tw + tx;
+            // Along ξ (rows of the transformed tile): [4][6].
+            let mut half = [[0f32; A]; M];
+            for nu in 0..A {
+                let column = std::array::from_fn(|xi| m[(xi * A + nu) * stride + tile]);
+                let o = output_1d(column);
+                for (i, value) in o.iter().enumerate() {
+                    half[i][nu] = *value;
+                }
+            }
+            for (i, row) in half.iter().enumerate() {
+                let y = ty * M + i;
+                if y >= h {
+                    break;
+                }
+                let o = output_1d(*row);
+                let x0 = tx * M;
+                let width = M.min(w - x0);
+                plane[y * w + x0..][..width].copy_from_slice(&o[..width]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use candle_core::Device;
+
+    fn random(shape: &[usize], seed: u64) -> Tensor {
+        let len: usize = shape.iter().product();
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let values: Vec<f32> = (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Against candle's direct convolution, on planes that are and are not multiples of 4 (the
+    /// last tiles then hang over the edge), for one image and a batch.
+    #[test]
+    fn matches_candle_conv2d() {
+        for (n, c_in, c_out, h, w) in [
+            (1, 3, 5, 8, 8),
+            (2, 4, 3, 7, 7),
+            (3, 8, 16, 14, 14),
+            (1, 2, 2, 1, 1),
+            (2, 5, 7, 9, 13),
+            (1, 16, 8, 56, 56),
+        ] {
+            let x = random(&[n, c_in, h, w], (n * h + w) as u64);
+            let weight = random(&[c_out, c_in, 3, 3], (c_in * c_out) as u64);
+            let kernel = WinogradKernel::new(&weight).unwrap();
+            let ours = conv3x3_any_size(&x, &kernel).unwrap();
+            let reference = x.conv2d(&weight, 1, 1, 1, 1).unwrap();
+            assert_eq!(ours.dims(), reference.dims());
+            let diff = (&ours - &reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let scale = reference
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                diff <= 1e-5 * scale.max(1.0),
+                "{n}×{c_in}→{c_out} on {h}×{w}: max |Δ| {diff} against max |y| {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_kernel_sizes_are_refused() {
+        let weight = random(&[2, 2, 5, 5], 1);
+        let err = WinogradKernel::new(&weight).unwrap_err().to_string();
+        assert!(err.contains("3×3 kernel is needed"), "{err}");
+    }
+
+    #[test]
+    fn inputs_with_another_channel_count_take_another_path() {
+        let kernel = WinogradKernel::new(&random(&[2, 3, 3, 3], 2)).unwrap();
+        assert!(conv3x3(&random(&[1, 4, 8, 8], 3), &kernel)
+            .unwrap()
+            .is_none());
+    }
+}
