@@ -200,10 +200,10 @@ fn convolve(
     let v = &mut v_buffer[..c_in * POS * t];
     v.par_chunks_mut(POS * t)
         .enumerate()
-        .for_each(|(channel, v)| {
+        .for_each_init(Vec::new, |scratch, (channel, v)| {
             for image in 0..n {
                 let plane = &data[(image * c_in + channel) * h * w..][..h * w];
-                transform_input_plane(plane, (h, w), v, t, image * th * tw);
+                transform_input_plane(plane, (h, w), v, (t, image * th * tw), scratch);
             }
         });
     // M: [36][c_out][t], one product per position.
@@ -230,12 +230,12 @@ fn convolve(
     y.par_chunks_mut(h * w)
         .enumerate()
         .with_min_len(fused::planes_per_task(h * w))
-        .for_each(|(index, plane)| {
+        .for_each_init(Vec::new, |scratch, (index, plane)| {
             let (image, channel) = (index / c_out, index % c_out);
             let first = image * th * tw;
             let stride = c_out * t;
             let at = channel * t + first;
-            transform_output_plane(&m[at..], stride, (h, w), plane);
+            transform_output_plane(&m[at..], stride, (h, w), plane, scratch);
         });
     give_back_scratch(m_buffer);
     Ok(y)
@@ -271,84 +271,143 @@ fn give_back_scratch(buffer: Vec<f32>) {
 
 /// Writes `Bᵀ d B` for every tile of one input plane (`h × w`, zero outside) into `v`:
 /// `v[position · t + first + tile]`.
+///
+/// Laid out for vectors over a row of tiles: each of a tile row's six input rows is zero-padded
+/// (one column left) and split into its four phases, padded column `x` at `phase[x % 4][x / 4]`.
+/// A tile's six columns are then phases 0–3 at its index and phases 0–1 at the next, so both
+/// 1-D transforms run element-wise over contiguous slices (along y over whole phase rows, along
+/// x over the tiles of the row).
 fn transform_input_plane(
     plane: &[f32],
     (h, w): (usize, usize),
     v: &mut [f32],
-    t: usize,
-    first: usize,
+    (t, first): (usize, usize),
+    scratch: &mut Vec<f32>,
 ) {
     let tw = tiles(w);
-    // Padded width: one zero column on the left, enough on the right for the last tile.
-    let pw = tw * M + 2;
-    // Rows Bᵀ-transformed along y for one row of tiles: [6][pw].
-    let mut rows = vec![0f32; A * pw];
-    let mut padded = vec![0f32; A * pw];
+    // Entries per phase: the padded width 4·tw + 2 needs tw + 1.
+    let len = tw + 1;
+    let row_len = M * len;
+    scratch.resize(2 * A * row_len + A * tw, 0.0);
+    let scratch = &mut scratch[..2 * A * row_len + A * tw];
+    let (phases, rest) = scratch.split_at_mut(A * row_len);
+    let (rows, out) = rest.split_at_mut(A * row_len);
     for ty in 0..tiles(h) {
-        // The six input rows of this tile row, zero-padded.
-        for (r, row) in padded.chunks_exact_mut(pw).enumerate() {
+        for (r, phased) in phases.chunks_exact_mut(row_len).enumerate() {
+            phased.fill(0.0);
             let y = (ty * M + r) as isize - 1;
-            row.fill(0.0);
-            if y >= 0 && (y as usize) < h {
-                let src = &plane[y as usize * w..][..w];
-                row[1..=w].copy_from_slice(src);
+            if y < 0 || y as usize >= h {
+                continue;
+            }
+            let src = &plane[y as usize * w..][..w];
+            for (x, value) in src.iter().enumerate() {
+                let padded = x + 1;
+                phased[(padded % M) * len + padded / M] = *value;
             }
         }
-        // Along y, vectorised over the row.
-        for x in 0..pw {
-            let d = [
-                padded[x],
-                padded[pw + x],
-                padded[2 * pw + x],
-                padded[3 * pw + x],
-                padded[4 * pw + x],
-                padded[5 * pw + x],
-            ];
-            let o = input_1d(d);
-            for (i, value) in o.iter().enumerate() {
-                rows[i * pw + x] = *value;
+        // Along y, element-wise over the six phased rows.
+        {
+            let [r0, r1, r2, r3, r4, r5] = rows_of(rows, row_len);
+            let d = |r: usize| &phases[r * row_len..(r + 1) * row_len];
+            let (d0, d1, d2, d3, d4, d5) = (d(0), d(1), d(2), d(3), d(4), d(5));
+            for e in 0..row_len {
+                let o = input_1d([d0[e], d1[e], d2[e], d3[e], d4[e], d5[e]]);
+                (r0[e], r1[e], r2[e], r3[e], r4[e], r5[e]) = (o[0], o[1], o[2], o[3], o[4], o[5]);
             }
         }
-        // Along x, per tile.
-        for tx in 0..tw {
-            let tile = first + ty * tw + tx;
-            for i in 0..A {
-                let r = &rows[i * pw + tx * M..][..A];
-                let o = input_1d([r[0], r[1], r[2], r[3], r[4], r[5]]);
-                for (j, value) in o.iter().enumerate() {
-                    v[(i * A + j) * t + tile] = *value;
-                }
+        // Along x, element-wise over the row's tiles.
+        for i in 0..A {
+            let r = &rows[i * row_len..(i + 1) * row_len];
+            let (p0, p1, p2, p3) = (
+                &r[..len],
+                &r[len..2 * len],
+                &r[2 * len..3 * len],
+                &r[3 * len..],
+            );
+            let [o0, o1, o2, o3, o4, o5] = rows_of(out, tw);
+            for tx in 0..tw {
+                let o = input_1d([p0[tx], p1[tx], p2[tx], p3[tx], p0[tx + 1], p1[tx + 1]]);
+                (o0[tx], o1[tx], o2[tx], o3[tx], o4[tx], o5[tx]) =
+                    (o[0], o[1], o[2], o[3], o[4], o[5]);
+            }
+            for (j, o) in out.chunks_exact(tw).enumerate() {
+                let at = (i * A + j) * t + first + ty * tw;
+                v[at..at + tw].copy_from_slice(o);
             }
         }
     }
 }
 
+/// The first six rows of `len` values of `buffer`, mutably.
+fn rows_of(buffer: &mut [f32], len: usize) -> [&mut [f32]; A] {
+    let (r0, rest) = buffer.split_at_mut(len);
+    let (r1, rest) = rest.split_at_mut(len);
+    let (r2, rest) = rest.split_at_mut(len);
+    let (r3, rest) = rest.split_at_mut(len);
+    let (r4, rest) = rest.split_at_mut(len);
+    let r5 = &mut rest[..len];
+    [r0, r1, r2, r3, r4, r5]
+}
+
 /// Writes `Aᵀ m A` for every tile of one output plane (`h × w`; outputs past the edge dropped),
-/// reading position `p` of tile `k` at `m[p · stride + k]`.
-fn transform_output_plane(m: &[f32], stride: usize, (h, w): (usize, usize), plane: &mut [f32]) {
+/// reading position `p` of tile `k` at `m[p · stride + k]`. Element-wise over a row of tiles,
+/// whose values at one position are contiguous in `m`.
+fn transform_output_plane(
+    m: &[f32],
+    stride: usize,
+    (h, w): (usize, usize),
+    plane: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
     let tw = tiles(w);
+    // After the transform along ξ: [4][6][tw]; then one output row's four phases [4][tw], and
+    // the row itself.
+    scratch.resize((M * A + 2 * M) * tw, 0.0);
+    let scratch = &mut scratch[..(M * A + 2 * M) * tw];
+    let (half, rest) = scratch.split_at_mut(M * A * tw);
+    let (phases, row) = rest.split_at_mut(M * tw);
     for ty in 0..tiles(h) {
-        for tx in 0..tw {
-            let tile = ty * tw + tx;
-            // Along ξ (rows of the transformed tile): [4][6].
-            let mut half = [[0f32; A]; M];
-            for nu in 0..A {
-                let column = std::array::from_fn(|xi| m[(xi * A + nu) * stride + tile]);
-                let o = output_1d(column);
-                for (i, value) in o.iter().enumerate() {
-                    half[i][nu] = *value;
+        let at = ty * tw;
+        for nu in 0..A {
+            let seg = |xi: usize| &m[(xi * A + nu) * stride + at..][..tw];
+            let (s0, s1, s2, s3, s4, s5) = (seg(0), seg(1), seg(2), seg(3), seg(4), seg(5));
+            let (h0, rest) = half.split_at_mut(A * tw);
+            let (h1, rest) = rest.split_at_mut(A * tw);
+            let (h2, h3) = rest.split_at_mut(A * tw);
+            let (h0, h1, h2, h3) = (
+                &mut h0[nu * tw..][..tw],
+                &mut h1[nu * tw..][..tw],
+                &mut h2[nu * tw..][..tw],
+                &mut h3[nu * tw..][..tw],
+            );
+            for tx in 0..tw {
+                let o = output_1d([s0[tx], s1[tx], s2[tx], s3[tx], s4[tx], s5[tx]]);
+                (h0[tx], h1[tx], h2[tx], h3[tx]) = (o[0], o[1], o[2], o[3]);
+            }
+        }
+        for i in 0..M {
+            let y = ty * M + i;
+            if y >= h {
+                break;
+            }
+            let hi = &half[i * A * tw..(i + 1) * A * tw];
+            let c = |nu: usize| &hi[nu * tw..(nu + 1) * tw];
+            let (c0, c1, c2, c3, c4, c5) = (c(0), c(1), c(2), c(3), c(4), c(5));
+            {
+                let (q0, rest) = phases.split_at_mut(tw);
+                let (q1, rest) = rest.split_at_mut(tw);
+                let (q2, q3) = rest.split_at_mut(tw);
+                for tx in 0..tw {
+                    let o = output_1d([c0[tx], c1[tx], c2[tx], c3[tx], c4[tx], c5[tx]]);
+                    (q0[tx], q1[tx], q2[tx], q3[tx]) = (o[0], o[1], o[2], o[3]);
                 }
             }
-            for (i, row) in half.iter().enumerate() {
-                let y = ty * M + i;
-                if y >= h {
-                    break;
+            for (tx, out) in row.chunks_exact_mut(M).enumerate() {
+                for (j, value) in out.iter_mut().enumerate() {
+                    *value = phases[j * tw + tx];
                 }
-                let o = output_1d(*row);
-                let x0 = tx * M;
-                let width = M.min(w - x0);
-                plane[y * w + x0..][..width].copy_from_slice(&o[..width]);
             }
+            plane[y * w..(y + 1) * w].copy_from_slice(&row[..w]);
         }
     }
 }
