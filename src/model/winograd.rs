@@ -450,25 +450,9 @@ mod tests {
             let ours = conv3x3_any_size(&x, &kernel).unwrap();
             let reference = x.conv2d(&weight, 1, 1, 1, 1).unwrap();
             assert_eq!(ours.dims(), reference.dims());
-            let diff = (&ours - &reference)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let scale = reference
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let max_diff = super::super::im2col::max_abs_diff;
+            let diff = max_diff(&ours, &reference);
+            let scale = max_diff(&reference, &reference.zeros_like().unwrap());
             assert!(
                 diff <= 1e-5 * scale.max(1.0),
                 "{n}×{c_in}→{c_out} on {h}×{w}: max |Δ| {diff} against max |y| {scale}"
