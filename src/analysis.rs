@@ -61,6 +61,8 @@ pub struct AnalysisOptions {
     pub ig_baseline: Baseline,
     /// Path points per IG batch.
     pub ig_batch: usize,
+    /// IG sub-batches computed at once ([`IgOptions::lanes`]).
+    pub ig_lanes: usize,
     /// How IG chooses its path points (`ig_steps` is then the most gradients it may spend).
     pub ig_rule: IgRule,
     /// Class explained by Grad-CAM and IG; `None`: the predicted class.
@@ -82,6 +84,7 @@ impl Default for AnalysisOptions {
             ig_steps: 32,
             ig_baseline: Baseline::Black,
             ig_batch: 8,
+            ig_lanes: crate::explain::integrated_gradients::CPU_LANES,
             ig_rule: IgRule::default(),
             target: None,
             seed: 0,
@@ -107,6 +110,10 @@ impl AnalysisOptions {
     }
     pub fn with_ig_batch(mut self, n: usize) -> Self {
         self.ig_batch = n.max(1);
+        self
+    }
+    pub fn with_ig_lanes(mut self, n: usize) -> Self {
+        self.ig_lanes = n.max(1);
         self
     }
     pub fn with_ig_rule(mut self, rule: IgRule) -> Self {
@@ -453,6 +460,7 @@ impl Engine {
                     baseline: opts.ig_baseline,
                     target,
                     batch: opts.ig_batch,
+                    lanes: opts.ig_lanes,
                     rule: opts.ig_rule,
                 },
                 &control,
@@ -530,6 +538,7 @@ impl Engine {
                 baseline: opts.ig_baseline,
                 target,
                 batch: opts.ig_batch,
+                lanes: opts.ig_lanes,
                 // A fixed node count per stage, so every stage is compared alike.
                 rule: crate::explain::integrated_gradients::IgRule::GaussLegendre,
             };

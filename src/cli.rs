@@ -335,6 +335,7 @@ pub fn bench(
                     baseline: ig.baseline,
                     target: ig.target,
                     batch: options.ig_batch,
+                    lanes: options.ig_lanes,
                     rule: IgRule::GaussLegendre,
                 },
                 &crate::explain::no_control(),
@@ -370,6 +371,7 @@ pub fn bench_ig_sweep(
             baseline: options.ig_baseline,
             target,
             batch: options.ig_batch,
+            lanes: options.ig_lanes,
             rule,
         };
         let t = Instant::now();

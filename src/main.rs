@@ -58,6 +58,10 @@ struct ExplainArgs {
     /// Path points per Integrated Gradients batch (default: 8 on the CPU, 32 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     ig_batch: Option<u32>,
+    /// Integrated Gradients sub-batches computed at once, each ⌈batch / lanes⌉ path points
+    /// (default: 2 on the CPU, where a second pass takes the core the first leaves idle; 1 on a GPU).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    ig_lanes: Option<u32>,
     /// Skip Integrated Gradients (the slowest stage on a CPU).
     #[arg(long)]
     no_ig: bool,
@@ -108,6 +112,10 @@ impl ExplainArgs {
                 IgRuleArg::Midpoint => IgRule::Midpoint,
             })
             .with_ig_batch(self.ig_batch.map_or(default_batch, |b| b as usize))
+            .with_ig_lanes(self.ig_lanes.map_or_else(
+                || cxr_viewer::explain::integrated_gradients::lanes_for(&engine.model.device),
+                |l| l as usize,
+            ))
             .with_integrated_gradients(!self.no_ig)
             .with_target(self.target.clone())
             .with_seed(self.seed)

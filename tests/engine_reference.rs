@@ -81,6 +81,7 @@ fn integrated_gradients_match_captum() {
                     baseline,
                     target: 1,
                     batch: 8,
+                    lanes: cxr_viewer::explain::integrated_gradients::CPU_LANES,
                     rule: IgRule::GaussLegendre,
                 };
                 let ig = integrated_gradients(&model, &input, &opts, &no_control()).unwrap();

@@ -155,6 +155,7 @@ fn completeness_gap_shrinks_with_more_steps() {
                 baseline: Baseline::Black,
                 target: 1,
                 batch: 16,
+                lanes: 2,
                 rule,
             };
             integrated_gradients(&model, &x, &opts, &no_control())
@@ -217,6 +218,7 @@ fn integrated_gradients_of_a_grey_film_equal_the_three_channel_sum() {
             baseline: Baseline::Black,
             target: 1,
             batch: 4,
+            lanes: 2,
             rule,
         };
         let ig = integrated_gradients(&model, &x, &opts, &no_control()).unwrap();
@@ -240,5 +242,38 @@ fn integrated_gradients_of_a_grey_film_equal_the_three_channel_sum() {
             "{rule:?}: max diff {} (scale {scale})",
             max_abs_diff(&ig.map.values, &expected)
         );
+    }
+}
+
+#[test]
+fn integrated_gradients_do_not_depend_on_how_the_batch_is_split_into_lanes() {
+    // Lanes only change which path points share a pass and which passes run at once: 7 nodes in
+    // batches of 5 go as 5 + 2 (one lane), 3 + 3 | 1 (two), 2 + 2 + 2 | 1 (three); the maps and
+    // the logits at the ends must agree to float rounding, and every node must be counted once.
+    let model = tiny_model();
+    let x = npy("reference/input_sample.npy");
+    let run = |lanes| {
+        let opts = IgOptions {
+            steps: 7,
+            baseline: Baseline::Black,
+            target: 1,
+            batch: 5,
+            lanes,
+            rule: IgRule::Midpoint,
+        };
+        integrated_gradients(&model, &x, &opts, &no_control()).unwrap()
+    };
+    let one = run(1);
+    let scale = one.map.values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    for lanes in [2, 3, 9] {
+        let other = run(lanes);
+        assert_eq!(other.steps, 7);
+        assert!(
+            max_abs_diff(&one.map.values, &other.map.values) < 1e-5 * scale,
+            "{lanes} lanes: max diff {} (scale {scale})",
+            max_abs_diff(&one.map.values, &other.map.values)
+        );
+        assert!((one.delta - other.delta).abs() < 1e-4 * one.f_input.abs().max(1.0));
     }
 }

@@ -360,6 +360,7 @@ fn the_sanity_check_randomises_a_copy_and_leaves_the_loaded_model_untouched() {
         baseline: Default::default(),
         target: 1,
         batch: 4,
+        lanes: 1,
         rule: cxr_viewer::explain::integrated_gradients::IgRule::GaussLegendre,
     };
     let (ig, _) = engine

@@ -350,7 +350,7 @@ pub(super) fn gemm_strided(
         return Ok(());
     }
     let threads = rayon::current_num_threads();
-    let parallelism = if parallel && threads > 1 {
+    let parallelism = if parallel && threads > 1 && !SERIAL_PRODUCTS.with(|s| s.get()) {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -386,6 +386,26 @@ pub(super) fn gemm_strided(
         );
     }
     Ok(())
+}
+
+thread_local! {
+    /// Set by [`serial_products`]: this thread's products run on it alone.
+    static SERIAL_PRODUCTS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every product it starts on the calling thread alone. Why: Integrated
+/// Gradients' lanes already keep every core busy with one sub-batch each; a product split over
+/// the pool then only adds a fork and a join per depth block of `gemm`. Other passes (im2col, the
+/// element-wise ones) still split: their tasks fill the gaps between one lane's products.
+pub(crate) fn serial_products<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL_PRODUCTS.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL_PRODUCTS.with(|s| s.replace(true)));
+    f()
 }
 
 /// `len` zeros written by the pool's threads (`vec![0.0; len]` would `memset` on one thread).

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod device;
 mod fused;
+pub(crate) use fused::serial_products;
 pub(crate) use fused::with_f32_values;
 mod im2col;
 mod winograd;

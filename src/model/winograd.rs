@@ -243,8 +243,9 @@ fn convolve(
 
 /// Scratch buffers for `V` and `M` kept between calls. Why: every element of both is written
 /// before it is read, so a reused buffer needs no zeroing, while a fresh one must be zeroed
-/// first (a pass over up to 14 MB each, for layer1 at a batch of 8). At most two are kept (a
-/// call holds both while its products run), the largest, so every call's fit.
+/// first (a pass over up to 14 MB each, for layer1 at a batch of 8). At most four are kept (a
+/// call holds two while its products run, and IG runs two lanes at once), the largest, so every
+/// call's fit.
 static SCRATCH: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 
 /// A buffer of at least `len` values, whose first `len` the caller overwrites before reading.
@@ -266,7 +267,7 @@ fn give_back_scratch(buffer: Vec<f32>) {
     let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
     pool.push(buffer);
     pool.sort_by_key(|b| std::cmp::Reverse(b.len()));
-    pool.truncate(2);
+    pool.truncate(4);
 }
 
 /// Writes `Bᵀ d B` for every tile of one input plane (`h × w`, zero outside) into `v`:

@@ -307,6 +307,7 @@ fn run_trust_job(
                     baseline: k.baseline.baseline(),
                     target: input.target,
                     batch: 8,
+                    lanes: crate::explain::integrated_gradients::lanes_for(&model.device),
                     rule: crate::explain::integrated_gradients::IgRule::GaussLegendre,
                 });
                 let s = study_sanity(

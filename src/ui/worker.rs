@@ -380,6 +380,7 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
                 baseline: ig_key.baseline.baseline(),
                 target,
                 batch: spec.ig_batch,
+                lanes: crate::explain::integrated_gradients::lanes_for(&engine.model.device),
                 rule: IgRule::default(),
             },
             &control,
