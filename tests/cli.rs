@@ -279,3 +279,18 @@ fn viewer_db_that_is_not_a_notes_database_is_refused_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn ig_lanes_of_zero_is_refused_naming_the_flag() {
+    let tmp = scratch("cli-lanes");
+    let dir = tmp.path().to_path_buf();
+    let result = analyze_sample(&dir, &fixture("reference/model.json"), &["--ig-lanes", "0"]);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error:") && first.contains("--ig-lanes") && first.contains("1..=64"),
+        "{stderr}"
+    );
+    assert!(!dir.join("person45_bacteria_221").exists());
+}

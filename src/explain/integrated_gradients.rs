@@ -138,7 +138,7 @@ pub struct IgOptions {
     /// Sub-batches of `batch` computed at the same time (each `⌈batch / lanes⌉` points). Why:
     /// one pass over a batch has stretches where one core waits (a serial copy, the end of a
     /// parallel loop whose last chunk is long, the hand-over between layers); a second pass
-    /// running beside it takes that core. On the 2-core CPU two lanes of 4 ran IG 9–12 % faster
+    /// running beside it takes that core. On the 2-core CPU two lanes of 4 ran IG 10–16 % faster
     /// than one batch of 8 at the same peak memory (README, Performance); a GPU runs its kernels
     /// one after another anyway, so it keeps 1.
     pub lanes: usize,
@@ -310,21 +310,21 @@ impl PathEval<'_> {
         // same order, whatever runs first).
         let sub_batch = self.batch.div_ceil(self.lanes).max(1);
         let chunks: Vec<&[(usize, f64, f64)]> = flat.chunks(sub_batch).collect();
+        let gradients = |chunk: &[(usize, f64, f64)]| -> candle_core::Result<Tensor> {
+            let alphas: Vec<f64> = chunk.iter().map(|c| c.1).collect();
+            let points = self.points(&alphas)?;
+            let (grads, _) = if self.shared_plane.is_some() {
+                input_gradients_channel_sum(self.model, &points, self.target)?
+            } else {
+                input_gradients(self.model, &points, self.target)?
+            };
+            Ok(grads)
+        };
         for lane_chunks in chunks.chunks(self.lanes) {
             control.check()?;
-            let gradients = |chunk: &[(usize, f64, f64)]| -> candle_core::Result<Tensor> {
-                let alphas: Vec<f64> = chunk.iter().map(|c| c.1).collect();
-                let points = self.points(&alphas)?;
-                let (grads, _) = if self.shared_plane.is_some() {
-                    input_gradients_channel_sum(self.model, &points, self.target)?
-                } else {
-                    input_gradients(self.model, &points, self.target)?
-                };
-                Ok(grads)
-            };
             // Each lane's products on its own thread (`serial_products`): the lanes keep the
             // cores busy, and a product split over the pool would add a fork and a join per
-            // depth block of `gemm` (IG 2.46 -> 2.39 s in alternating runs on the 2-core Xeon).
+            // depth block of `gemm` (IG 2.45-2.48 -> 2.28-2.42 s in alternating runs, 2-core Xeon).
             let results: Vec<candle_core::Result<Tensor>> = lane_chunks
                 .par_iter()
                 .map(|c| {
