@@ -45,6 +45,13 @@
 //! is `(x₀ − x′₀) · Σₘ wₘ Σ_c ∂F/∂x_c`, and `Σ_c ∂F/∂x_c` comes out of the stem with the three
 //! kernels summed ([`crate::model::resnet::Backbone::backward_input_channel_sum`]): exact, and a
 //! third of the stem's input-gradient work and of the element-wise passes here.
+//!
+//! The stem convolution is linear, so it is not run per path point at all
+//! ([`crate::model::resnet::Backbone::stem_path`]): its output at x′ + α(x − x′) is
+//! `W ⋆ x′ + α · W ⋆ (x − x′)` from two convolutions per film, and since its input gradient is
+//! linear too, `Σₘ wₘ Wᵀ ⋆ gₘ = Wᵀ ⋆ Σₘ wₘ gₘ`, the weighted gradients are summed at the stem's
+//! output and go through its input gradient once. Exact up to float rounding (which can flip a
+//! unit sitting on a ReLU kink at a node, as any change of summation order can).
 
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
@@ -52,7 +59,7 @@ use serde::Serialize;
 
 use super::quadrature::{gauss_legendre, midpoint};
 use super::{Control, ExplainError, Grid};
-use crate::model::resnet::global_avg_pool;
+use crate::model::resnet::{global_avg_pool, StemPath};
 use crate::model::Classifier;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
@@ -233,15 +240,34 @@ fn layer4_gradient(
     target: usize,
 ) -> candle_core::Result<(crate::model::resnet::Tape, Tensor, Tensor)> {
     let (features, tape) = model.backbone.forward_with_tape(batch)?;
+    let (g_features, logits) = head_gradient(model, &features, target)?;
+    Ok((tape, g_features, logits))
+}
+
+/// `∂logit_target/∂layer4` and the target logits `[n]` from the layer4 activation.
+fn head_gradient(
+    model: &Classifier,
+    features: &Tensor,
+    target: usize,
+) -> candle_core::Result<(Tensor, Tensor)> {
     let (n, c, h, w) = features.dims4()?;
-    let pooled = global_avg_pool(&features)?;
+    let pooled = global_avg_pool(features)?;
     let logits = model.head.forward(&pooled, None)?;
     let g_pooled = (model.head.grad_pooled(&pooled, None, target)? / (h * w) as f64)?;
     let g_features = g_pooled
         .reshape((n, c, 1, 1))?
         .broadcast_as((n, c, h, w))?
         .contiguous()?;
-    Ok((tape, g_features, logits.narrow(1, target, 1)?.squeeze(1)?))
+    Ok((g_features, logits.narrow(1, target, 1)?.squeeze(1)?))
+}
+
+/// `Σᵢ wᵢ · g[i]` over the first axis, `[1, …]`.
+fn weighted_row_sum(g: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> {
+    if let Some(sum) = crate::model::weighted_row_sum(g, weights)? {
+        return Ok(sum);
+    }
+    let w = Tensor::from_vec(weights.to_vec(), (weights.len(), 1, 1, 1), g.device())?;
+    g.broadcast_mul(&w)?.sum_keepdim(0)
 }
 
 /// The straight path x′ + α(x − x′) of one film, evaluated in batches.
@@ -252,6 +278,10 @@ struct PathEval<'a> {
     /// The one plane of `diff` when every channel repeats it: then the gradients are summed over
     /// the channels in the backward pass and this plane multiplies them.
     shared_plane: Option<Tensor>,
+    /// The stem convolution at x′ and on x − x′: each path point's stem output is computed from
+    /// these, and the gradients are summed at the stem's output (see
+    /// [`crate::model::resnet::Backbone::stem_path`]).
+    stem: StemPath,
     target: usize,
     batch: usize,
     lanes: usize,
@@ -290,7 +320,9 @@ impl PathEval<'_> {
         Ok(out)
     }
 
-    /// Σ wᵢ ∇F(αᵢ) for each group of nodes (`[1, 3, H, W]` per group); groups share batches.
+    /// Σ wᵢ ∇F(αᵢ) for each group of nodes (`[1, 3, H, W]` per group, `[1, 1, H, W]` summed over
+    /// the channels with a shared plane); groups share batches. The sums are taken at the stem's
+    /// output and go through the stem's input gradient once per group.
     fn gradient_sums(
         &self,
         groups: &[(Vec<f64>, Vec<f64>)],
@@ -310,22 +342,35 @@ impl PathEval<'_> {
         // same order, whatever runs first).
         let sub_batch = self.batch.div_ceil(self.lanes).max(1);
         let chunks: Vec<&[(usize, f64, f64)]> = flat.chunks(sub_batch).collect();
-        let gradients = |chunk: &[(usize, f64, f64)]| -> candle_core::Result<Tensor> {
-            let alphas: Vec<f64> = chunk.iter().map(|c| c.1).collect();
-            let points = self.points(&alphas)?;
-            let (grads, _) = if self.shared_plane.is_some() {
-                input_gradients_channel_sum(self.model, &points, self.target)?
-            } else {
-                input_gradients(self.model, &points, self.target)?
-            };
-            Ok(grads)
+        let backbone = &self.model.backbone;
+        // Each group's weighted sum of one sub-batch's gradients at the stem's output, in path
+        // order: `(group, sum)` for each run of consecutive rows of one group.
+        let gradients = |chunk: &[(usize, f64, f64)]| -> candle_core::Result<Vec<(usize, Tensor)>> {
+            let alphas: Vec<f32> = chunk.iter().map(|c| c.1 as f32).collect();
+            let (features, tape) = backbone.forward_with_tape_on_path(&self.stem, &alphas)?;
+            let (g_features, _) = head_gradient(self.model, &features, self.target)?;
+            let grads = backbone.backward_to_stem(&tape, &g_features)?;
+            drop(tape);
+            let weights: Vec<f32> = chunk.iter().map(|c| c.2 as f32).collect();
+            let mut parts = Vec::new();
+            let mut start = 0;
+            while start < chunk.len() {
+                let g = chunk[start].0;
+                let len = chunk[start..].iter().take_while(|c| c.0 == g).count();
+                parts.push((
+                    g,
+                    weighted_row_sum(&grads.narrow(0, start, len)?, &weights[start..start + len])?,
+                ));
+                start += len;
+            }
+            Ok(parts)
         };
         for lane_chunks in chunks.chunks(self.lanes) {
             control.check()?;
             // Each lane's products on its own thread (`serial_products`): the lanes keep the
             // cores busy, and a product split over the pool would add a fork and a join per
             // depth block of `gemm` (IG 2.45-2.48 -> 2.28-2.42 s in alternating runs, 2-core Xeon).
-            let results: Vec<candle_core::Result<Tensor>> = lane_chunks
+            let results: Vec<candle_core::Result<Vec<(usize, Tensor)>>> = lane_chunks
                 .par_iter()
                 .map(|c| {
                     if lane_chunks.len() > 1 {
@@ -335,32 +380,22 @@ impl PathEval<'_> {
                     }
                 })
                 .collect();
-            for (chunk, grads) in lane_chunks.iter().zip(results) {
-                let grads = grads?;
-                let w = Tensor::from_vec(
-                    chunk.iter().map(|c| c.2 as f32).collect::<Vec<_>>(),
-                    (chunk.len(), 1, 1, 1),
-                    self.diff.device(),
-                )?;
-                let weighted = grads.broadcast_mul(&w)?;
-                // Consecutive rows of one group are summed together.
-                let mut start = 0;
-                while start < chunk.len() {
-                    let g = chunk[start].0;
-                    let len = chunk[start..].iter().take_while(|c| c.0 == g).count();
-                    let part = weighted.narrow(0, start, len)?.sum_keepdim(0)?;
+            for parts in results {
+                for (g, part) in parts? {
                     sums[g] = Some(match sums[g].take() {
-                        Some(acc) => (acc + part)?,
+                        Some(acc) => crate::model::add_in_place(acc, &part)?,
                         None => part,
                     });
-                    start += len;
                 }
             }
             // One report per batch, whatever the number of lanes it was split into.
             on_batch(lane_chunks.iter().map(|c| c.len()).sum());
         }
         sums.into_iter()
-            .map(|s| s.ok_or(ExplainError::Cancelled))
+            .map(|s| {
+                let s = s.ok_or(ExplainError::Cancelled)?;
+                Ok(backbone.stem_backward_input(&self.stem, &s, self.shared_plane.is_some())?)
+            })
             .collect()
     }
 
@@ -446,11 +481,13 @@ pub fn integrated_gradients_with_plan(
     let baseline = baseline_tensor(model, input, opts.baseline)?;
     let diff = (input - &baseline)?;
     let shared_plane = crate::model::shared_channel(&diff)?;
+    let stem = model.backbone.stem_path(&baseline, &diff)?;
     let path = PathEval {
         model,
         baseline,
         diff,
         shared_plane,
+        stem,
         target: opts.target,
         batch: opts.batch.max(1),
         lanes: opts.lanes.clamp(1, opts.batch.max(1)),

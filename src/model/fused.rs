@@ -9,7 +9,11 @@
 //!
 //! * [`bias_act`]: `y ← y + b` (per channel), optionally `y ← max(y, 0)`, on the fresh
 //!   output of a convolution's gemm;
-//! * [`add_relu_in_place`]: `y ← max(y + r, 0)` (the residual join), and [`add_in_place`];
+//! * [`bias_add_relu_in_place`]: `y ← max(y + r + b, 0)` (the residual join, both branches'
+//!   biases added here rather than in passes of their own), and [`add_in_place`];
+//! * [`lerp_bias_relu`]: the stem's output at a batch of points on a straight path, from its
+//!   output at both ends (Integrated Gradients);
+//! * [`weighted_row_sum`]: a weighted sum of a batch of gradients;
 //! * [`relu_backward`]: `∂x = ∂y ⊙ [y > 0]`, one output buffer;
 //! * [`col2im`]: the input gradient of a strided convolution from the per-tap products
 //!   `T[(c·k + ky)·k + kx, i·w + j] = Σ_co W[co, c, ky, kx] ∂y[co, i, j]`:
@@ -27,6 +31,7 @@ use candle_core::{
     Tensor,
 };
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// Elements per parallel task at least (small planes are grouped so a task is worth scheduling).
 const MIN_TASK: usize = 1 << 14;
@@ -133,13 +138,11 @@ pub(crate) fn bias_act(
     }
 }
 
-struct AddRelu {
-    relu: bool,
-}
+struct Add;
 
-impl InplaceOp2 for AddRelu {
+impl InplaceOp2 for Add {
     fn name(&self) -> &'static str {
-        "add-relu"
+        "add"
     }
 
     fn cpu_fwd(
@@ -152,45 +155,112 @@ impl InplaceOp2 for AddRelu {
         let dst = slice_mut(s1, l1)?;
         let src = slice(s2, l2)?;
         if dst.len() != src.len() {
-            bail!("add-relu: shapes differ")
+            bail!("add: shapes differ")
         }
-        let relu = self.relu;
         dst.par_chunks_mut(MIN_TASK)
             .zip(src.par_chunks(MIN_TASK))
-            .for_each(|(d, s)| {
-                if relu {
-                    d.iter_mut()
-                        .zip(s)
-                        .for_each(|(d, s)| *d = (*d + s).max(0.0));
-                } else {
-                    d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
-                }
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+        Ok(())
+    }
+}
+
+/// `y + r`, in `y`'s buffer when [`applies`] (`y` must be held by the caller alone).
+pub(crate) fn add_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
+    if applies(&y) && applies(r) && y.shape() == r.shape() {
+        y.inplace_op2(r, &Add)?;
+        return Ok(y);
+    }
+    y + r
+}
+
+struct BiasAddRelu<'a> {
+    bias: &'a [f32],
+    plane: usize,
+}
+
+impl InplaceOp2 for BiasAddRelu<'_> {
+    fn name(&self) -> &'static str {
+        "bias-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let dst = slice_mut(s1, l1)?;
+        let src = slice(s2, l2)?;
+        let (c, plane) = (self.bias.len(), self.plane);
+        if dst.len() != src.len() || c == 0 || plane == 0 || dst.len() % (c * plane) != 0 {
+            bail!("bias-add-relu: shapes differ")
+        }
+        dst.par_chunks_mut(plane)
+            .zip(src.par_chunks(plane))
+            .enumerate()
+            .with_min_len(planes_per_task(plane))
+            .for_each(|(index, (d, s))| {
+                let b = self.bias[index % c];
+                d.iter_mut()
+                    .zip(s)
+                    .for_each(|(d, s)| *d = (*d + s + b).max(0.0));
             });
         Ok(())
     }
 }
 
-fn add_maybe_relu(y: Tensor, r: &Tensor, relu: bool) -> Result<Tensor> {
-    if applies(&y) && applies(r) && y.shape() == r.shape() {
-        y.inplace_op2(r, &AddRelu { relu })?;
+/// `max(y + r + b, 0)` (`b` per channel) in `y`'s buffer when [`applies`] (`y` must be held by
+/// the caller alone), else with candle ops (`bias_tensor`: `[1, C, 1, 1]`): a residual join
+/// whose branches come straight from their products without their biases. Why: adding a
+/// convolution's bias in a pass of its own walked layer1's largest outputs once more per block
+/// (1.4 % of the IG samples in `perf`).
+pub(crate) fn bias_add_relu_in_place(
+    y: Tensor,
+    r: &Tensor,
+    bias: &[f32],
+    bias_tensor: &Tensor,
+) -> Result<Tensor> {
+    if applies(&y) && applies(r) && y.shape() == r.shape() && y.rank() == 4 {
+        let (_, _, h, w) = y.dims4()?;
+        y.inplace_op2(r, &BiasAddRelu { bias, plane: h * w })?;
         return Ok(y);
     }
-    let sum = (y + r)?;
-    if relu {
-        sum.relu()
-    } else {
-        Ok(sum)
+    (y + r)?.broadcast_add(bias_tensor)?.relu()
+}
+
+/// Every `stride`-th row and column of each plane of `x` (`[n, C, h, w]`), starting at 0, one
+/// plane per task. `None` when the fused passes do not apply. Why: candle's strided copy gathers
+/// element by element on one thread (1.4 % of the IG samples in `perf`, for the three strided
+/// projections).
+pub(crate) fn subsample(x: &Tensor, stride: usize) -> Result<Option<Tensor>> {
+    if !applies(x) || x.rank() != 4 || stride == 0 {
+        return Ok(None);
     }
-}
-
-/// `max(y + r, 0)`, in `y`'s buffer when [`applies`] (`y` must be held by the caller alone).
-pub(crate) fn add_relu_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
-    add_maybe_relu(y, r, true)
-}
-
-/// `y + r`, in `y`'s buffer when [`applies`] (`y` must be held by the caller alone).
-pub(crate) fn add_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
-    add_maybe_relu(y, r, false)
+    let (n, c, h, w) = x.dims4()?;
+    let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
+    if oh * ow == 0 {
+        return Ok(None);
+    }
+    let out = with_f32_values(x, |x| {
+        written_by(n * c * oh * ow, |out| {
+            out.par_chunks_mut(oh * ow)
+                .zip(x.par_chunks(h * w))
+                .with_min_len(planes_per_task(h * w))
+                .for_each(|(dst, plane)| {
+                    // ⌈h/stride⌉ rows of ⌈w/stride⌉ values: every element of `dst`, once.
+                    let picked = plane
+                        .chunks(w)
+                        .step_by(stride)
+                        .flat_map(|row| row.iter().step_by(stride));
+                    for (d, v) in dst.iter_mut().zip(picked) {
+                        d.write(*v);
+                    }
+                });
+            Ok(())
+        })
+    })??;
+    Ok(Some(Tensor::from_vec(out, (n, c, oh, ow), x.device())?))
 }
 
 struct ReluMask;
@@ -267,10 +337,31 @@ fn products(
     if x.len() != n * k * cols {
         bail!("weight-matmul: operands do not match their shapes")
     }
-    let mut out = zeroed(n * m * cols);
-    for (dst, x) in out.chunks_exact_mut(m * cols).zip(x.chunks_exact(k * cols)) {
-        gemm_into(dst, w, x, (m, k, cols))?;
-    }
+    written_by(n * m * cols, |out| {
+        for (dst, x) in out.chunks_exact_mut(m * cols).zip(x.chunks_exact(k * cols)) {
+            gemm_into(dst, w, x, (m, k, cols))?;
+        }
+        Ok(())
+    })
+}
+
+/// A buffer of `len` values that `fill` writes, each of them, with no zeroing first: a product's
+/// output, which `gemm` writes whole without reading it (`read_dst` false). Why: zeroing every
+/// fresh output first was one more pass over memory per convolution, 3.5–4 % of the IG time
+/// (alternating `cxr-viewer bench` runs, 2-core Intel Xeon). `fill` must write every element of
+/// the slice it gets when it returns `Ok`; on an error the buffer is dropped unread.
+fn written_by(
+    len: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> Result<()>,
+) -> Result<Vec<f32>> {
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len])?;
+    // SAFETY: `fill` returned `Ok`, so it wrote all `len` elements (its contract above; every
+    // caller passes it to `gemm` with read_dst false, or copies a whole row into each chunk).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len)
+    };
     Ok(out)
 }
 
@@ -292,25 +383,28 @@ pub(crate) fn weight_matmul_image_columns(
         bail!("weight-matmul: side-by-side columns do not match the weights")
     }
     let cols = all_cols / n;
-    let mut all = zeroed(m * all_cols);
-    with_f32_values(w, |w| {
-        with_f32_values(columns, |c| gemm_into(&mut all, w, c, (m, k, all_cols)))
-    })???;
-    let mut out = zeroed(n * m * cols);
-    out.par_chunks_mut(cols)
-        .enumerate()
-        .with_min_len(planes_per_task(cols))
-        .for_each(|(index, row)| {
-            let (image, channel) = (index / m, index % m);
-            let from = channel * all_cols + image * cols;
-            row.copy_from_slice(&all[from..from + cols]);
-        });
+    let all = written_by(m * all_cols, |all| {
+        with_f32_values(w, |w| {
+            with_f32_values(columns, |c| gemm_into(all, w, c, (m, k, all_cols)))
+        })??
+    })?;
+    let out = written_by(n * m * cols, |out| {
+        out.par_chunks_mut(cols)
+            .enumerate()
+            .with_min_len(planes_per_task(cols))
+            .for_each(|(index, row)| {
+                let (image, channel) = (index / m, index % m);
+                let from = channel * all_cols + image * cols;
+                row.write_copy_of_slice(&all[from..from + cols]);
+            });
+        Ok(())
+    })?;
     Tensor::from_vec(out, (n, m, cols), w.device())
 }
 
 /// `dst = W · x` for row-major `W` `[m, k]`, `x` `[k, cols]`, `dst` `[m, cols]`, on the pool.
 fn gemm_into(
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     w: &[f32],
     x: &[f32],
     (m, k, cols): (usize, usize, usize),
@@ -318,7 +412,7 @@ fn gemm_into(
     if dst.len() != m * cols || w.len() != m * k || x.len() != k * cols {
         bail!("weight-matmul: operands do not match their shapes")
     }
-    gemm_strided(dst, cols, w, k, x, cols, (m, k, cols), true)
+    gemm_strided_uninit(dst, cols, w, k, x, cols, (m, k, cols), true)
 }
 
 /// `dst = W · x` for row-major operands with row strides `dst_rs`, `w_rs`, `x_rs` (elements;
@@ -328,6 +422,26 @@ fn gemm_into(
 #[allow(unsafe_code, clippy::too_many_arguments)]
 pub(super) fn gemm_strided(
     dst: &mut [f32],
+    dst_rs: usize,
+    w: &[f32],
+    w_rs: usize,
+    x: &[f32],
+    x_rs: usize,
+    shape: (usize, usize, usize),
+    parallel: bool,
+) -> Result<()> {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and `gemm` writes only initialised values.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    gemm_strided_uninit(dst, dst_rs, w, w_rs, x, x_rs, shape, parallel)
+}
+
+/// [`gemm_strided`] into memory that may be uninitialised: `gemm` with read_dst false writes
+/// every element of the `[m, cols]` block at row stride `dst_rs` and reads none of it (its
+/// first depth block stores `W·x` with `alpha` = 0; later blocks read what the first wrote; with
+/// `k` = 0 it stores zeros).
+#[allow(unsafe_code, clippy::too_many_arguments)]
+fn gemm_strided_uninit(
+    dst: &mut [MaybeUninit<f32>],
     dst_rs: usize,
     w: &[f32],
     w_rs: usize,
@@ -358,16 +472,16 @@ pub(super) fn gemm_strided(
     // SAFETY: row-major operands with the row strides given and unit column strides; the check
     // above keeps every element the layouts reach inside the slices: `w` rows 0..m of k values at
     // stride w_rs, `x` rows 0..k of cols values at stride x_rs, `dst` rows 0..m of cols values at
-    // stride dst_rs (rs ≥ row length, so rows do not overlap). `dst` is initialised and borrowed
-    // mutably here alone (`gemm` may read it even with `read_dst` false, so it must not be
-    // uninitialised memory); the operands are shared borrows that outlive the call, and `gemm`
-    // returns only when every thread it used is done.
+    // stride dst_rs (rs ≥ row length, so rows do not overlap). `dst` is borrowed mutably here
+    // alone; with `read_dst` false `gemm` only writes it (see the doc comment); the operands are
+    // shared borrows that outlive the call, and `gemm` returns only when every thread it used is
+    // done.
     unsafe {
         gemm::gemm(
             m,
             cols,
             k,
-            dst.as_mut_ptr(),
+            dst.as_mut_ptr().cast::<f32>(),
             1,
             dst_rs as isize,
             false,
@@ -594,6 +708,82 @@ pub(crate) fn max_pool_3x3_s2_backward(
     Tensor::from_vec(out, (n, c, h, w), device)
 }
 
+/// `max(s + αᵢ·d + b_c, 0)` for each αᵢ: `s` and `d` are `[1, C, h, w]`, `bias` C values, the
+/// result `[αs, C, h, w]`. A linear layer's output at the points x′ + αᵢ(x − x′) of a straight
+/// path, from its output at x′ (`s`) and on x − x′ (`d`, without the bias), then bias and ReLU:
+/// one pass that writes each value once. `None` when the fused passes do not apply.
+#[allow(unsafe_code)]
+pub(crate) fn lerp_bias_relu(
+    s: &Tensor,
+    d: &Tensor,
+    alphas: &[f32],
+    bias: &[f32],
+) -> Result<Option<Tensor>> {
+    if !(applies(s) && applies(d) && s.shape() == d.shape() && s.rank() == 4 && s.dim(0)? == 1) {
+        return Ok(None);
+    }
+    let (_, c, h, w) = s.dims4()?;
+    let plane = h * w;
+    if c != bias.len() || plane == 0 {
+        bail!("lerp-bias-relu: shape does not match the bias")
+    }
+    let total = alphas.len() * c * plane;
+    let mut out: Vec<f32> = Vec::with_capacity(total);
+    with_f32_values(s, |s| {
+        with_f32_values(d, |d| {
+            out.spare_capacity_mut()[..total]
+                .par_chunks_mut(plane)
+                .enumerate()
+                .with_min_len(planes_per_task(plane))
+                .for_each(|(index, dst)| {
+                    let (alpha, ch) = (alphas[index / c], index % c);
+                    let (s, d, b) = (
+                        &s[ch * plane..][..plane],
+                        &d[ch * plane..][..plane],
+                        bias[ch],
+                    );
+                    for ((dst, s), d) in dst.iter_mut().zip(s).zip(d) {
+                        dst.write((s + alpha * d + b).max(0.0));
+                    }
+                });
+        })
+    })??;
+    // SAFETY: the chunks above cover `out`'s first `total` spare elements exactly (`total` is a
+    // multiple of `plane`), and each was written once.
+    unsafe { out.set_len(total) };
+    Ok(Some(Tensor::from_vec(
+        out,
+        (alphas.len(), c, h, w),
+        s.device(),
+    )?))
+}
+
+/// `Σᵢ wᵢ · g[i]` over the first axis of `g` (`[n, …]`), as `[1, …]`: a weighted sum of a batch
+/// of gradients, one pass, split over the pool by position. `None` when the fused passes do not
+/// apply.
+pub(crate) fn weighted_row_sum(g: &Tensor, weights: &[f32]) -> Result<Option<Tensor>> {
+    if !applies(g) || g.rank() == 0 || g.dim(0)? != weights.len() || weights.is_empty() {
+        return Ok(None);
+    }
+    let mut dims = g.dims().to_vec();
+    let row = g.elem_count() / weights.len();
+    dims[0] = 1;
+    let mut out = Vec::with_capacity(row);
+    with_f32_values(g, |g| {
+        (0..row)
+            .into_par_iter()
+            .with_min_len(MIN_TASK)
+            .map(|p| {
+                weights
+                    .iter()
+                    .enumerate()
+                    .fold(0f32, |acc, (i, w)| acc + w * g[i * row + p])
+            })
+            .collect_into_vec(&mut out);
+    })?;
+    Ok(Some(Tensor::from_vec(out, dims, g.device())?))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -648,5 +838,45 @@ mod tests {
             let diff = crate::model::im2col::max_abs_diff(&got, &expected);
             assert!(diff < 1e-4, "{n}×{m}×{k}×{cols}: {diff}");
         }
+    }
+
+    /// The path points' stem output against candle's ops: `relu(s + α·d + b)` per channel, for
+    /// α at both ends, inside and outside [0, 1], planes not a multiple of a task.
+    #[test]
+    fn lerp_bias_relu_matches_candle_ops() {
+        let (c, h, w) = (5, 7, 9);
+        let s = Tensor::randn(0f32, 1.0, (1, c, h, w), &Device::Cpu).unwrap();
+        let d = Tensor::randn(0f32, 1.0, (1, c, h, w), &Device::Cpu).unwrap();
+        let bias: Vec<f32> = (0..c).map(|i| i as f32 * 0.3 - 0.6).collect();
+        let alphas = [0.0f32, 0.25, 1.0, -0.5, 1.5];
+        let got = lerp_bias_relu(&s, &d, &alphas, &bias).unwrap().unwrap();
+        assert_eq!(got.dims(), [alphas.len(), c, h, w]);
+        let alpha =
+            Tensor::from_vec(alphas.to_vec(), (alphas.len(), 1, 1, 1), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(bias, (1, c, 1, 1), &Device::Cpu).unwrap();
+        let expected = s
+            .broadcast_add(&d.broadcast_mul(&alpha).unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            .relu()
+            .unwrap();
+        assert!(crate::model::im2col::max_abs_diff(&got, &expected) < 1e-6);
+        // A bias of the wrong length is an error, not a wrong answer.
+        assert!(lerp_bias_relu(&s, &d, &alphas, &[0.0; 4]).is_err());
+    }
+
+    #[test]
+    fn weighted_row_sum_matches_candle_ops() {
+        // Rows longer than one task and not a multiple of it.
+        let g = Tensor::randn(0f32, 1.0, (3, 2, MIN_TASK + 5), &Device::Cpu).unwrap();
+        let weights = [0.5f32, -2.0, 0.125];
+        let got = weighted_row_sum(&g, &weights).unwrap().unwrap();
+        let w = Tensor::from_vec(weights.to_vec(), (3, 1, 1), &Device::Cpu).unwrap();
+        let expected = g.broadcast_mul(&w).unwrap().sum_keepdim(0).unwrap();
+        assert_eq!(got.dims(), [1, 2, MIN_TASK + 5]);
+        assert!(crate::model::im2col::max_abs_diff(&got, &expected) < 1e-5);
+        // One weight per row, or the fused pass does not apply.
+        assert!(weighted_row_sum(&g, &weights[..2]).unwrap().is_none());
     }
 }

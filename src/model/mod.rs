@@ -12,6 +12,7 @@ pub mod device;
 mod fused;
 pub(crate) use fused::serial_products;
 pub(crate) use fused::with_f32_values;
+pub(crate) use fused::{add_in_place, weighted_row_sum};
 mod im2col;
 mod winograd;
 pub(crate) use im2col::shared_channel;

@@ -18,6 +18,8 @@
 //! The forward is made of ordinary candle ops, so candle's autograd can still differentiate it; the
 //! tests use that and finite differences to check the explicit pass.
 
+use std::borrow::Cow;
+
 use candle_core::{DType, IndexOp, Tensor, D};
 
 use super::config::Architecture;
@@ -126,6 +128,23 @@ impl ConvBn {
     /// `relu(W ⋆ x + b)`, bias and ReLU in one pass over the gemm's output on the CPU.
     pub fn forward_relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         fused::bias_act(self.convolve(x)?, &self.bias_host, &self.bias, true)
+    }
+
+    /// `relu(s + αᵢ·d + b)` for each αᵢ, where `s = W ⋆ x′` and `d = W ⋆ (x − x′)` (`[1, C, h, w]`,
+    /// from [`Self::convolve`]): this layer's output at the path points x′ + αᵢ(x − x′) without
+    /// convolving them, since the convolution is linear in its input.
+    fn forward_relu_on_path(
+        &self,
+        s: &Tensor,
+        d: &Tensor,
+        alphas: &[f32],
+    ) -> candle_core::Result<Tensor> {
+        if let Some(y) = fused::lerp_bias_relu(s, d, alphas, &self.bias_host)? {
+            return Ok(y);
+        }
+        let alpha = Tensor::from_vec(alphas.to_vec(), (alphas.len(), 1, 1, 1), s.device())?;
+        let y = s.broadcast_add(&d.broadcast_mul(&alpha)?)?;
+        fused::bias_act(y, &self.bias_host, &self.bias, true)
     }
 
     /// `W ⋆ x` without the bias: a fresh tensor the caller holds alone.
@@ -335,6 +354,9 @@ fn subsample(x: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
     if stride == 1 {
         return Ok(x.clone());
     }
+    if let Some(y) = fused::subsample(x, stride)? {
+        return Ok(y);
+    }
     let (n, c, h, w) = x.dims4()?;
     let (oh, ow) = (h.div_ceil(stride), w.div_ceil(stride));
     x.pad_with_zeros(2, 0, oh * stride - h)?
@@ -470,13 +492,30 @@ impl Bottleneck {
         let (_, _, h, w) = x.dims4()?;
         let relu1 = self.conv1.forward_relu(x)?;
         let relu2 = self.conv2.forward_relu(&relu1)?;
-        let main = self.conv3.forward(&relu2)?;
-        let identity = match &self.downsample {
-            Some(ds) => ds.forward(x)?,
-            None => x.clone(),
+        // Both branches without their biases; the join adds them (one pass less over the
+        // block's largest output, and over the projection's).
+        let main = self.conv3.convolve(&relu2)?;
+        let (identity, bias_host, bias) = match &self.downsample {
+            Some(ds) => (
+                ds.convolve(x)?,
+                Cow::Owned(
+                    self.conv3
+                        .bias_host
+                        .iter()
+                        .zip(&ds.bias_host)
+                        .map(|(a, b)| a + b)
+                        .collect(),
+                ),
+                (&self.conv3.bias + &ds.bias)?,
+            ),
+            None => (
+                x.clone(),
+                Cow::Borrowed(&self.conv3.bias_host[..]),
+                self.conv3.bias.clone(),
+            ),
         };
         // `main` is conv3's fresh output: the residual join writes into it.
-        let out = fused::add_relu_in_place(main, &identity)?;
+        let out = fused::bias_add_relu_in_place(main, &identity, &bias_host, &bias)?;
         Ok((
             out.clone(),
             BlockTape {
@@ -513,6 +552,14 @@ pub struct Tape {
     stem_relu: Tensor,
     pool: PoolTape,
     blocks: Vec<BlockTape>,
+}
+
+/// The stem convolution (without its bias) at both ends of a straight path x′ + α(x − x′): at x′
+/// and on x − x′. See [`Backbone::stem_path`].
+pub struct StemPath {
+    start: Tensor,
+    step: Tensor,
+    input_hw: (usize, usize),
 }
 
 /// Everything up to and including layer4 (the Grad-CAM layer).
@@ -629,7 +676,51 @@ impl Backbone {
 
     fn forward_with_tape_here(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tape)> {
         let (_, _, h, w) = x.dims4()?;
-        let stem_relu = self.stem.forward_relu(x)?;
+        self.forward_with_tape_from_stem(self.stem.forward_relu(x)?, (h, w))
+    }
+
+    /// The stem convolution of the path x′ + α(x − x′) at its start x′ and on its step x − x′
+    /// (`[1, 3, H, W]` each), for [`Self::forward_with_tape_on_path`] and
+    /// [`Self::stem_backward_input`].
+    ///
+    /// Why: the stem convolution is linear, `W ⋆ (x′ + α(x − x′)) = W ⋆ x′ + α · W ⋆ (x − x′)`,
+    /// so Integrated Gradients needs it twice per film rather than once per path point; and its
+    /// input gradient is linear in the output gradient, `Σᵢ wᵢ Wᵀ ⋆ gᵢ = Wᵀ ⋆ Σᵢ wᵢ gᵢ`, so the
+    /// weighted sum of the path's gradients can be taken at the stem's output and sent through the
+    /// transposed convolution once. Both are exact up to float rounding; together they remove the
+    /// stem's convolution and its input gradient (an im2col copy, a gemm with 49 rows and a
+    /// col2im scatter, per film and per pass) from every IG step.
+    pub fn stem_path(&self, start: &Tensor, step: &Tensor) -> candle_core::Result<StemPath> {
+        let (_, _, h, w) = start.dims4()?;
+        super::on_compute_pool(|| {
+            Ok(StemPath {
+                start: self.stem.convolve(start)?,
+                step: self.stem.convolve(step)?,
+                input_hw: (h, w),
+            })
+        })
+    }
+
+    /// [`Self::forward_with_tape`] at the path points x′ + αᵢ(x − x′), the stem's output taken
+    /// from `path` ([`Self::stem_path`]).
+    pub fn forward_with_tape_on_path(
+        &self,
+        path: &StemPath,
+        alphas: &[f32],
+    ) -> candle_core::Result<(Tensor, Tape)> {
+        super::on_compute_pool(|| {
+            let stem_relu = self
+                .stem
+                .forward_relu_on_path(&path.start, &path.step, alphas)?;
+            self.forward_with_tape_from_stem(stem_relu, path.input_hw)
+        })
+    }
+
+    fn forward_with_tape_from_stem(
+        &self,
+        stem_relu: Tensor,
+        (h, w): (usize, usize),
+    ) -> candle_core::Result<(Tensor, Tape)> {
         let stem_hw = (stem_relu.dim(2)?, stem_relu.dim(3)?);
         let (mut x, pool) = StemPool::forward(&stem_relu)?;
         let mut blocks = Vec::with_capacity(self.blocks.len());
@@ -655,6 +746,35 @@ impl Backbone {
         super::on_compute_pool(|| {
             let g = self.stem_output_gradient(tape, grad_layer4)?;
             self.stem.backward_input(&g, tape.input_hw)
+        })
+    }
+
+    /// `∂L/∂(W ⋆ x)` given `∂L/∂layer4`: the gradient at the stem convolution's output, which
+    /// [`Self::stem_backward_input`] turns into the input gradient (see [`Self::stem_path`]).
+    pub fn backward_to_stem(
+        &self,
+        tape: &Tape,
+        grad_layer4: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        super::on_compute_pool(|| self.stem_output_gradient(tape, grad_layer4))
+    }
+
+    /// `∂L/∂x` from `∂L/∂(W ⋆ x)` (`[n, C, h, w]`, [`Self::backward_to_stem`]) for inputs of the
+    /// size `path` was made for; summed over the input channels (`[n, 1, H, W]`, as
+    /// [`Self::backward_input_channel_sum`]) when `channel_sum`.
+    pub fn stem_backward_input(
+        &self,
+        path: &StemPath,
+        grad_stem: &Tensor,
+        channel_sum: bool,
+    ) -> candle_core::Result<Tensor> {
+        super::on_compute_pool(|| {
+            if channel_sum {
+                self.stem
+                    .backward_input_channel_sum(grad_stem, path.input_hw)
+            } else {
+                self.stem.backward_input(grad_stem, path.input_hw)
+            }
         })
     }
 
@@ -942,6 +1062,7 @@ mod tests {
             (3, 1, 1, 30),
             (3, 2, 1, 9),
             (1, 2, 0, 10),
+            (1, 2, 0, 9),
             (7, 2, 3, 15),
         ] {
             let mut conv = ConvBn::from_weight(
@@ -962,7 +1083,14 @@ mod tests {
             let relu = conv.forward_relu(&x).unwrap();
             assert!(max_diff(&relu, &reference.relu().unwrap()) < 1e-4);
             let other = Tensor::randn(0f32, 1.0, relu.shape(), &Device::Cpu).unwrap();
-            let joined = fused::add_relu_in_place(conv.forward(&x).unwrap(), &other).unwrap();
+            // The residual join adds the bias itself, to the product without it.
+            let joined = fused::bias_add_relu_in_place(
+                conv.convolve(&x).unwrap(),
+                &other,
+                &conv.bias_host,
+                &conv.bias,
+            )
+            .unwrap();
             let expected = (&reference + &other).unwrap().relu().unwrap();
             assert!(max_diff(&joined, &expected) < 1e-4);
         }
