@@ -5,9 +5,10 @@
 //! can show results progressively; [`Engine::analyze`] runs them all in the cheap-first order and
 //! is what the CLI, the benchmark and the tests use.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, D};
@@ -16,13 +17,15 @@ use serde::Serialize;
 use crate::explain::faithfulness::FaithfulnessOptions;
 use crate::explain::gradcam::{grad_cam, GradCam};
 use crate::explain::integrated_gradients::{
-    integrated_gradients, Baseline, IgOptions, IgRule, IntegratedGradients,
+    baseline_tensor, integrated_gradients, integrated_gradients_with_ends, Baseline, IgOptions,
+    IgRule, IntegratedGradients, PathEnds,
 };
 use crate::explain::uncertainty::{mc_dropout, McDropout, McOptions};
 use crate::explain::zones::{zone_scores, ZoneScore};
 use crate::explain::{Control, ExplainError, Grid};
 use crate::io::{Study, Window};
 use crate::model::preprocess::{input_tensor, model_gray};
+use crate::model::resnet::global_avg_pool;
 use crate::model::{device::device_name, Classifier, ModelError};
 use crate::scope::{ScopeCheck, ScopeStats};
 use crate::trust::{study_agreement, study_faithfulness, study_sanity, StudyMaps, Trust};
@@ -218,7 +221,12 @@ pub struct Engine {
     pub model: Classifier,
     /// Scope statistics named in `model.json`, if it names any.
     pub scope: Option<ScopeStats>,
+    /// The logits of each Integrated Gradients baseline image, per baseline and input size: the
+    /// same for every film, so its forward pass runs once per engine rather than once per study.
+    baseline_logits: BaselineLogits,
 }
+
+type BaselineLogits = Mutex<HashMap<(Baseline, Vec<usize>), Vec<f32>>>;
 
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
@@ -227,7 +235,11 @@ fn ms(since: Instant) -> f64 {
 impl Engine {
     /// Without scope statistics; [`Self::load`] reads those named in `model.json`.
     pub fn new(model: Classifier) -> Self {
-        Self { model, scope: None }
+        Self {
+            model,
+            scope: None,
+            baseline_logits: BaselineLogits::default(),
+        }
     }
 
     pub fn load(config_path: &Path, device: &Device) -> Result<Self, ModelError> {
@@ -239,7 +251,11 @@ impl Engine {
             })?),
             None => None,
         };
-        Ok(Self { model, scope })
+        Ok(Self {
+            model,
+            scope,
+            baseline_logits: BaselineLogits::default(),
+        })
     }
 
     pub fn with_scope(mut self, scope: Option<ScopeStats>) -> Self {
@@ -400,10 +416,71 @@ impl Engine {
         opts: &IgOptions,
         control: &Control,
     ) -> Result<(IntegratedGradients, Vec<ZoneScore>), AnalysisError> {
-        let ig = integrated_gradients(&self.model, &prepared.input, opts, control)?;
+        let ig = match self.path_ends(prepared, opts)? {
+            Some(ends) => {
+                integrated_gradients_with_ends(&self.model, &prepared.input, opts, ends, control)?
+            }
+            None => integrated_gradients(&self.model, &prepared.input, opts, control)?,
+        };
         let (w, h) = prepared.image_size;
         let zones = zone_scores(&ig.map, w, h);
         Ok((ig, zones))
+    }
+
+    /// F(x) from the prediction's own layer4 features (the head alone) and F(x′) from the baseline's
+    /// logits, computed once per baseline and input size; `None` for a target the head does not
+    /// have (IG then reports its own error).
+    fn path_ends(
+        &self,
+        prepared: &Prepared,
+        opts: &IgOptions,
+    ) -> Result<Option<PathEnds>, AnalysisError> {
+        let classes = self.model.config.classes.len();
+        if opts.target >= classes {
+            return Ok(None);
+        }
+        let pooled = global_avg_pool(&prepared.features).map_err(ModelError::from)?;
+        let input_logits: Vec<f32> = self
+            .model
+            .head
+            .forward(&pooled, None)
+            .and_then(|l| l.flatten_all()?.to_dtype(DType::F32)?.to_vec1())
+            .map_err(ModelError::from)?;
+        let key = (opts.baseline, prepared.input.dims().to_vec());
+        let cached = self
+            .baseline_logits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        let baseline_logits = match cached {
+            Some(logits) => logits,
+            None => {
+                let baseline = baseline_tensor(&self.model, &prepared.input, opts.baseline)
+                    .map_err(ModelError::from)?;
+                let logits: Vec<f32> = self
+                    .model
+                    .logits(&baseline)?
+                    .flatten_all()
+                    .and_then(|l| l.to_dtype(DType::F32)?.to_vec1())
+                    .map_err(ModelError::from)?;
+                self.baseline_logits
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, logits.clone());
+                logits
+            }
+        };
+        match (
+            input_logits.get(opts.target),
+            baseline_logits.get(opts.target),
+        ) {
+            (Some(&f_input), Some(&f_baseline)) => Ok(Some(PathEnds {
+                f_input,
+                f_baseline,
+            })),
+            _ => Ok(None),
+        }
     }
 
     /// Zone scores of a layer4-grid map, upsampled to the model input grid first so the thirds

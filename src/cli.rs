@@ -375,9 +375,15 @@ pub fn bench_ig_sweep(
             rule,
         };
         let t = Instant::now();
-        let ig =
-            integrated_gradients_with_plan(&engine.model, &prepared.input, &opts, plan, &control)
-                .map_err(crate::analysis::AnalysisError::from)?;
+        let ig = integrated_gradients_with_plan(
+            &engine.model,
+            &prepared.input,
+            &opts,
+            plan,
+            None,
+            &control,
+        )
+        .map_err(crate::analysis::AnalysisError::from)?;
         Ok((ig, t.elapsed().as_secs_f64()))
     };
     let (reference, ref_s) = run(

@@ -103,3 +103,62 @@ fn same_seed_same_uncertainty_other_seed_other_samples() {
     assert_ne!(a.sample_probabilities, c.sample_probabilities);
     assert_eq!(a.cam_std.values, b.cam_std.values);
 }
+
+#[test]
+fn engine_integrated_gradients_take_the_path_ends_from_the_prediction_and_a_kept_baseline() {
+    // The engine gives IG F(x) from the prediction's features and F(x′) from logits it keeps per
+    // baseline and input size; the result must be the one IG computes with its own forward
+    // passes at both ends, for the first film, for a second film (the baseline's logits reused)
+    // and for the other baseline and another target (kept separately).
+    use cxr_viewer::explain::integrated_gradients::{
+        integrated_gradients, Baseline, IgOptions, IgRule,
+    };
+    use cxr_viewer::explain::no_control;
+    let engine = engine();
+    let films = [
+        "reference/person45_bacteria_221.jpeg",
+        "dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm",
+    ];
+    for (film, baseline, target) in [
+        (films[0], Baseline::Black, 1),
+        (films[1], Baseline::Black, 1),
+        (films[1], Baseline::White, 0),
+        (films[0], Baseline::White, 0),
+    ] {
+        let study = load_study(&fixture(film)).unwrap();
+        let (prepared, _, _) = engine.prepare(&study).unwrap();
+        let opts = IgOptions {
+            steps: 3,
+            baseline,
+            target,
+            batch: 2,
+            lanes: 2,
+            rule: IgRule::Midpoint,
+        };
+        let (ig, _) = engine
+            .integrated_gradients(&prepared, &opts, &no_control())
+            .unwrap();
+        let own =
+            integrated_gradients(&engine.model, &prepared.input, &opts, &no_control()).unwrap();
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1.0);
+        assert!(
+            close(ig.f_input, own.f_input),
+            "{film}: F(x) {} vs {}",
+            ig.f_input,
+            own.f_input
+        );
+        assert!(
+            close(ig.f_baseline, own.f_baseline),
+            "{film} {baseline:?}: F(x′) {} vs {}",
+            ig.f_baseline,
+            own.f_baseline
+        );
+        assert!(
+            close(ig.delta, own.delta),
+            "{film}: gap {} vs {}",
+            ig.delta,
+            own.delta
+        );
+        assert_eq!(ig.map.values, own.map.values);
+    }
+}

@@ -350,14 +350,15 @@ fn products(
 /// fresh output first was one more pass over memory per convolution, 3.5–4 % of the IG time
 /// (alternating `cxr-viewer bench` runs, 2-core Intel Xeon). `fill` must write every element of
 /// the slice it gets when it returns `Ok`; on an error the buffer is dropped unread.
-fn written_by(
+pub(super) fn written_by(
     len: usize,
     fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> Result<()>,
 ) -> Result<Vec<f32>> {
     let mut out: Vec<f32> = Vec::with_capacity(len);
     fill(&mut out.spare_capacity_mut()[..len])?;
-    // SAFETY: `fill` returned `Ok`, so it wrote all `len` elements (its contract above; every
-    // caller passes it to `gemm` with read_dst false, or copies a whole row into each chunk).
+    // SAFETY: `fill` returned `Ok`, so it wrote all `len` elements (its contract above; each
+    // caller hands the slice to `gemm` with read_dst false, or writes every chunk whole: a copied
+    // row, a subsampled plane, Winograd's output rows).
     #[allow(unsafe_code)]
     unsafe {
         out.set_len(len)

@@ -226,17 +226,20 @@ fn convolve(
         })?;
     give_back_scratch(v_buffer);
     // Y: [n][c_out][h][w], one output plane per task.
-    let mut y = fused::zeroed(n * c_out * h * w);
-    y.par_chunks_mut(h * w)
-        .enumerate()
-        .with_min_len(fused::planes_per_task(h * w))
-        .for_each_init(Vec::new, |scratch, (index, plane)| {
-            let (image, channel) = (index / c_out, index % c_out);
-            let first = image * th * tw;
-            let stride = c_out * t;
-            let at = channel * t + first;
-            transform_output_plane(&m[at..], stride, (h, w), plane, scratch);
-        });
+    // Every output row is written whole by the output transform: no zeroing first.
+    let y = fused::written_by(n * c_out * h * w, |y| {
+        y.par_chunks_mut(h * w)
+            .enumerate()
+            .with_min_len(fused::planes_per_task(h * w))
+            .for_each_init(Vec::new, |scratch, (index, plane)| {
+                let (image, channel) = (index / c_out, index % c_out);
+                let first = image * th * tw;
+                let stride = c_out * t;
+                let at = channel * t + first;
+                transform_output_plane(&m[at..], stride, (h, w), plane, scratch);
+            });
+        Ok(())
+    })?;
     give_back_scratch(m_buffer);
     Ok(y)
 }
@@ -350,14 +353,15 @@ fn rows_of(buffer: &mut [f32], len: usize) -> [&mut [f32]; A] {
     [r0, r1, r2, r3, r4, r5]
 }
 
-/// Writes `Aᵀ m A` for every tile of one output plane (`h × w`; outputs past the edge dropped),
+/// Writes `Aᵀ m A` for every tile of one output plane (`h × w`, every value of it; outputs past the
+/// edge dropped),
 /// reading position `p` of tile `k` at `m[p · stride + k]`. Element-wise over a row of tiles,
 /// whose values at one position are contiguous in `m`.
 fn transform_output_plane(
     m: &[f32],
     stride: usize,
     (h, w): (usize, usize),
-    plane: &mut [f32],
+    plane: &mut [std::mem::MaybeUninit<f32>],
     scratch: &mut Vec<f32>,
 ) {
     let tw = tiles(w);
@@ -408,7 +412,8 @@ fn transform_output_plane(
                     *value = phases[j * tw + tx];
                 }
             }
-            plane[y * w..(y + 1) * w].copy_from_slice(&row[..w]);
+            // Rows 0..h, each whole: every element of `plane` once.
+            plane[y * w..(y + 1) * w].write_copy_of_slice(&row[..w]);
         }
     }
 }
