@@ -138,11 +138,15 @@ pub(crate) fn bias_act(
     }
 }
 
-struct Add;
+/// `y ← y + r`, or with a per-channel bias `y ← max(y + r + b, 0)` (the residual join).
+struct Join<'a> {
+    bias: Option<&'a [f32]>,
+    plane: usize,
+}
 
-impl InplaceOp2 for Add {
+impl InplaceOp2 for Join<'_> {
     fn name(&self) -> &'static str {
-        "add"
+        "join"
     }
 
     fn cpu_fwd(
@@ -155,11 +159,28 @@ impl InplaceOp2 for Add {
         let dst = slice_mut(s1, l1)?;
         let src = slice(s2, l2)?;
         if dst.len() != src.len() {
-            bail!("add: shapes differ")
+            bail!("join: shapes differ")
         }
-        dst.par_chunks_mut(MIN_TASK)
-            .zip(src.par_chunks(MIN_TASK))
-            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+        let Some(bias) = self.bias else {
+            dst.par_chunks_mut(MIN_TASK)
+                .zip(src.par_chunks(MIN_TASK))
+                .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+            return Ok(());
+        };
+        let (c, plane) = (bias.len(), self.plane);
+        if c == 0 || plane == 0 || dst.len() % (c * plane) != 0 {
+            bail!("join: shape does not match the bias")
+        }
+        dst.par_chunks_mut(plane)
+            .zip(src.par_chunks(plane))
+            .enumerate()
+            .with_min_len(planes_per_task(plane))
+            .for_each(|(index, (d, s))| {
+                let b = bias[index % c];
+                d.iter_mut()
+                    .zip(s)
+                    .for_each(|(d, s)| *d = (*d + s + b).max(0.0));
+            });
         Ok(())
     }
 }
@@ -167,47 +188,16 @@ impl InplaceOp2 for Add {
 /// `y + r`, in `y`'s buffer when [`applies`] (`y` must be held by the caller alone).
 pub(crate) fn add_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
     if applies(&y) && applies(r) && y.shape() == r.shape() {
-        y.inplace_op2(r, &Add)?;
+        y.inplace_op2(
+            r,
+            &Join {
+                bias: None,
+                plane: 0,
+            },
+        )?;
         return Ok(y);
     }
     y + r
-}
-
-struct BiasAddRelu<'a> {
-    bias: &'a [f32],
-    plane: usize,
-}
-
-impl InplaceOp2 for BiasAddRelu<'_> {
-    fn name(&self) -> &'static str {
-        "bias-add-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<()> {
-        let dst = slice_mut(s1, l1)?;
-        let src = slice(s2, l2)?;
-        let (c, plane) = (self.bias.len(), self.plane);
-        if dst.len() != src.len() || c == 0 || plane == 0 || dst.len() % (c * plane) != 0 {
-            bail!("bias-add-relu: shapes differ")
-        }
-        dst.par_chunks_mut(plane)
-            .zip(src.par_chunks(plane))
-            .enumerate()
-            .with_min_len(planes_per_task(plane))
-            .for_each(|(index, (d, s))| {
-                let b = self.bias[index % c];
-                d.iter_mut()
-                    .zip(s)
-                    .for_each(|(d, s)| *d = (*d + s + b).max(0.0));
-            });
-        Ok(())
-    }
 }
 
 /// `max(y + r + b, 0)` (`b` per channel) in `y`'s buffer when [`applies`] (`y` must be held by
@@ -223,7 +213,11 @@ pub(crate) fn bias_add_relu_in_place(
 ) -> Result<Tensor> {
     if applies(&y) && applies(r) && y.shape() == r.shape() && y.rank() == 4 {
         let (_, _, h, w) = y.dims4()?;
-        y.inplace_op2(r, &BiasAddRelu { bias, plane: h * w })?;
+        let join = Join {
+            bias: Some(bias),
+            plane: h * w,
+        };
+        y.inplace_op2(r, &join)?;
         return Ok(y);
     }
     (y + r)?.broadcast_add(bias_tensor)?.relu()
