@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use cxr_viewer::analysis::Timings;
 use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::reviewing::NotesDb;
 use cxr_viewer::ui::settings::MapKind;
 use egui::{Key, Vec2};
 use egui_kittest::Harness;
@@ -43,7 +44,7 @@ fn analysed_main_screen() -> Harness<'static, ViewerApp> {
     while !fully_analysed(h.state()) {
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for the analysis"
+            "timed out waiting for the analysis and the notes database"
         );
         h.step();
         std::thread::sleep(Duration::from_millis(10));
@@ -61,8 +62,11 @@ fn fully_analysed(app: &ViewerApp) -> bool {
             && e.uncertainty.is_some()
             && e.ig.contains_key(&app.wanted_ig_or_default())
     });
-    // The job also has to have reported that it finished, or its spinner is still shown.
-    done && !app.jobs.busy()
+    // The job also has to have reported that it finished, or its spinner is still shown; and the
+    // notes database has to be open with the study's note loaded, or the note pane shows its
+    // spinner instead (opened on another thread: a fast analysis can finish first).
+    let notes_shown = app.notes.draft.is_some() && matches!(app.notes.db, NotesDb::Ready(_));
+    done && !app.jobs.busy() && notes_shown
 }
 
 /// Lays out what changed and lets animations (collapsing headers, selection) finish.
