@@ -253,17 +253,20 @@ static SCRATCH: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new
 
 /// A buffer of at least `len` values, whose first `len` the caller overwrites before reading.
 fn take_scratch(len: usize) -> Vec<f32> {
-    let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
-    let fitting = pool
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| b.len() >= len)
-        .min_by_key(|(_, b)| b.len())
-        .map(|(at, _)| at);
-    match fitting {
-        Some(at) => pool.swap_remove(at),
-        None => fused::zeroed(len),
-    }
+    let kept = {
+        let mut pool = SCRATCH.lock().unwrap_or_else(|e| e.into_inner());
+        let fitting = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.len() >= len)
+            .min_by_key(|(_, b)| b.len())
+            .map(|(at, _)| at);
+        fitting.map(|at| pool.swap_remove(at))
+    };
+    // A fresh buffer is zeroed on the pool *after* the lock is released: a pool thread waiting
+    // for its half of that parallel fill could otherwise take a task that wants the lock (a
+    // deadlock the fresh-clone CI ran into with the tests' parallel passes).
+    kept.unwrap_or_else(|| fused::zeroed(len))
 }
 
 fn give_back_scratch(buffer: Vec<f32>) {
