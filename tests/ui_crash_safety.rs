@@ -112,11 +112,20 @@ fn reviewer_and_database_are_on_disk_as_soon_as_they_change() {
     let app = viewer(fast_settings(&first_db), picker).with_settings_file(settings_path.clone());
     let mut h = harness(app);
     ready_for_notes(&mut h);
-    assert_eq!(
-        settings_file::load(&settings_path),
-        Ok(None),
-        "nothing changed yet"
+    // Opening the sample put it first among the recent files: that change is on disk a moment
+    // later too (how soon depends on how long the analysis took, so wait for it, not assume).
+    let sample = std::fs::canonicalize(repo(SAMPLE)).unwrap();
+    let on_disk = hidden_until(
+        &mut h,
+        "the opened file among the recent ones on disk",
+        || {
+            settings_file::load(&settings_path)
+                .ok()
+                .flatten()
+                .filter(|s| s.recent.first() == Some(&sample))
+        },
     );
+    assert_eq!(on_disk.reviewer, "", "no reviewer typed yet");
 
     type_into(&mut h, Role::TextInput, "Reviewer", "AB");
     let on_disk = hidden_until(&mut h, "the reviewer on disk", || {
