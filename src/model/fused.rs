@@ -237,22 +237,28 @@ pub(crate) fn subsample(x: &Tensor, stride: usize) -> Result<Option<Tensor>> {
         return Ok(None);
     }
     let out = with_f32_values(x, |x| {
-        written_by(n * c * oh * ow, |out| {
-            out.par_chunks_mut(oh * ow)
-                .zip(x.par_chunks(h * w))
-                .with_min_len(planes_per_task(h * w))
-                .for_each(|(dst, plane)| {
-                    // ⌈h/stride⌉ rows of ⌈w/stride⌉ values: every element of `dst`, once.
-                    let picked = plane
-                        .chunks(w)
-                        .step_by(stride)
-                        .flat_map(|row| row.iter().step_by(stride));
-                    for (d, v) in dst.iter_mut().zip(picked) {
-                        d.write(*v);
-                    }
-                });
-            Ok(())
-        })
+        // SAFETY: `dst` is one plane of ⌈h/stride⌉·⌈w/stride⌉ values, and the rows picked
+        // (every `stride`-th of h) times the values picked in each (every `stride`-th of w) are
+        // exactly that many: each element is written once, and every plane is visited.
+        #[allow(unsafe_code)]
+        unsafe {
+            written_by(n * c * oh * ow, |out| {
+                out.par_chunks_mut(oh * ow)
+                    .zip(x.par_chunks(h * w))
+                    .with_min_len(planes_per_task(h * w))
+                    .for_each(|(dst, plane)| {
+                        // ⌈h/stride⌉ rows of ⌈w/stride⌉ values: every element of `dst`, once.
+                        let picked = plane
+                            .chunks(w)
+                            .step_by(stride)
+                            .flat_map(|row| row.iter().step_by(stride));
+                        for (d, v) in dst.iter_mut().zip(picked) {
+                            d.write(*v);
+                        }
+                    });
+                Ok(())
+            })
+        }
     })??;
     Ok(Some(Tensor::from_vec(out, (n, c, oh, ow), x.device())?))
 }
@@ -331,32 +337,39 @@ fn products(
     if x.len() != n * k * cols {
         bail!("weight-matmul: operands do not match their shapes")
     }
-    written_by(n * m * cols, |out| {
-        for (dst, x) in out.chunks_exact_mut(m * cols).zip(x.chunks_exact(k * cols)) {
-            gemm_into(dst, w, x, (m, k, cols))?;
-        }
-        Ok(())
-    })
+    // SAFETY: `x` holds exactly `n` images of `k·cols` (checked above), so the `n` chunks of
+    // `m·cols` cover `out` whole, and `gemm_into` writes all of its `dst` when it returns `Ok`
+    // (`read_dst` false; see there). An error returns before the buffer is read.
+    #[allow(unsafe_code)]
+    unsafe {
+        written_by(n * m * cols, |out| {
+            for (dst, x) in out.chunks_exact_mut(m * cols).zip(x.chunks_exact(k * cols)) {
+                gemm_into(dst, w, x, (m, k, cols))?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// A buffer of `len` values that `fill` writes, each of them, with no zeroing first: a product's
 /// output, which `gemm` writes whole without reading it (`read_dst` false). Why: zeroing every
 /// fresh output first was one more pass over memory per convolution, 3.5–4 % of the IG time
-/// (alternating `cxr-viewer bench` runs, 2-core Intel Xeon). `fill` must write every element of
-/// the slice it gets when it returns `Ok`; on an error the buffer is dropped unread.
-pub(super) fn written_by(
+/// (alternating `cxr-viewer bench` runs, 2-core Intel Xeon).
+///
+/// # Safety
+/// When `fill` returns `Ok`, it must have written every element of the slice it was given; the
+/// values are then read as initialised `f32`s. On an error the buffer is dropped unread, so a
+/// partly written slice is fine then.
+#[allow(unsafe_code)]
+pub(super) unsafe fn written_by(
     len: usize,
     fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> Result<()>,
 ) -> Result<Vec<f32>> {
     let mut out: Vec<f32> = Vec::with_capacity(len);
     fill(&mut out.spare_capacity_mut()[..len])?;
-    // SAFETY: `fill` returned `Ok`, so it wrote all `len` elements (its contract above; each
-    // caller hands the slice to `gemm` with read_dst false, or writes every chunk whole: a copied
-    // row, a subsampled plane, Winograd's output rows).
-    #[allow(unsafe_code)]
-    unsafe {
-        out.set_len(len)
-    };
+    // SAFETY: `fill` returned `Ok`, so by this function's contract it wrote all `len` elements,
+    // and `with_capacity(len)` reserved them.
+    unsafe { out.set_len(len) };
     Ok(out)
 }
 
@@ -378,22 +391,31 @@ pub(crate) fn weight_matmul_image_columns(
         bail!("weight-matmul: side-by-side columns do not match the weights")
     }
     let cols = all_cols / n;
-    let all = written_by(m * all_cols, |all| {
-        with_f32_values(w, |w| {
-            with_f32_values(columns, |c| gemm_into(all, w, c, (m, k, all_cols)))
-        })??
-    })?;
-    let out = written_by(n * m * cols, |out| {
-        out.par_chunks_mut(cols)
-            .enumerate()
-            .with_min_len(planes_per_task(cols))
-            .for_each(|(index, row)| {
-                let (image, channel) = (index / m, index % m);
-                let from = channel * all_cols + image * cols;
-                row.write_copy_of_slice(&all[from..from + cols]);
-            });
-        Ok(())
-    })?;
+    // SAFETY: one product of `[m, k]` by `[k, all_cols]` into all `m·all_cols` values;
+    // `gemm_into` writes its whole `dst` when it returns `Ok` (`read_dst` false).
+    #[allow(unsafe_code)]
+    let all = unsafe {
+        written_by(m * all_cols, |all| {
+            with_f32_values(w, |w| {
+                with_f32_values(columns, |c| gemm_into(all, w, c, (m, k, all_cols)))
+            })??
+        })?
+    };
+    // SAFETY: `n·m` rows of `cols` values, each copied whole from `all`.
+    #[allow(unsafe_code)]
+    let out = unsafe {
+        written_by(n * m * cols, |out| {
+            out.par_chunks_mut(cols)
+                .enumerate()
+                .with_min_len(planes_per_task(cols))
+                .for_each(|(index, row)| {
+                    let (image, channel) = (index / m, index % m);
+                    let from = channel * all_cols + image * cols;
+                    row.write_copy_of_slice(&all[from..from + cols]);
+                });
+            Ok(())
+        })?
+    };
     Tensor::from_vec(out, (n, m, cols), w.device())
 }
 
