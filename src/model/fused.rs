@@ -14,7 +14,8 @@
 //! * [`lerp_bias_relu`]: the stem's output at a batch of points on a straight path, from its
 //!   output at both ends (Integrated Gradients);
 //! * [`weighted_row_sum`]: a weighted sum of a batch of gradients;
-//! * [`relu_backward`]: `∂x = ∂y ⊙ [y > 0]`, one output buffer;
+//! * [`relu_backward`]: `∂x = ∂y ⊙ [y > 0]`, one output buffer, from the byte mask
+//!   [`relu_mask`] kept of `y`;
 //! * [`col2im`]: the input gradient of a strided convolution from the per-tap products
 //!   `T[(c·k + ky)·k + kx, i·w + j] = Σ_co W[co, c, ky, kx] ∂y[co, i, j]`:
 //!   `∂x[c, s·i + ky − p, s·j + kx − p] += T[(c·k + ky)·k + kx, i·w + j]`, one plane per task.
@@ -81,13 +82,68 @@ pub(super) fn planes_per_task(plane: usize) -> usize {
     MIN_TASK.div_ceil(plane.max(1)).max(1)
 }
 
-struct BiasAct<'a> {
+/// Where a pass that ends in a ReLU also writes `[y > 0]` ([`relu_mask`]'s bytes): handed to
+/// the op, which takes it out when it writes every element of it.
+type MaskOut<'a> = std::sync::Mutex<Option<&'a mut [MaybeUninit<u8>]>>;
+
+/// Takes the mask out of `slot` if there is one; it must then be `len` long.
+fn take_mask<'a>(slot: &MaskOut<'a>, len: usize) -> Result<Option<&'a mut [MaybeUninit<u8>]>> {
+    let mask = slot
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("relu mask: poisoned".into()))?
+        .take();
+    match mask {
+        Some(m) if m.len() != len => bail!("relu mask: {} values for {len}", m.len()),
+        m => Ok(m),
+    }
+}
+
+/// `y ← relu(y)` in place, or with a mask `[y > 0]` written in the same pass.
+fn relu_values(values: &mut [f32], mask: Option<&mut [MaybeUninit<u8>]>, y: impl Fn(f32) -> f32) {
+    match mask {
+        Some(mask) => values.iter_mut().zip(mask).for_each(|(v, m)| {
+            *v = y(*v).max(0.0);
+            m.write(u8::from(*v > 0.0));
+        }),
+        None => values.iter_mut().for_each(|v| *v = y(*v).max(0.0)),
+    }
+}
+
+/// Runs `op` (an in-place pass handed the mask slot) and returns the mask it wrote, `y`'s
+/// shape. Why in the same pass: a separate pass over each ReLU's output to make the mask cost
+/// 1–3 % of the IG time (alternating `cxr-viewer bench` runs, 2-core AMD EPYC).
+fn with_mask_written(y: &Tensor, op: impl FnOnce(&MaskOut<'_>) -> Result<()>) -> Result<Tensor> {
+    // SAFETY: the slot is handed to `op`; an op takes the mask out of it only on the path where
+    // it then writes every element (`relu_values` over every plane: the ops check that the
+    // planes cover the tensor, and `take_mask` that the mask is the tensor's length). If the
+    // mask is still in the slot after `op`, it was not written: that is an error, and the
+    // buffer is dropped unread.
+    #[allow(unsafe_code)]
+    let mask = unsafe {
+        written_by(y.elem_count(), |mask| {
+            let slot: MaskOut<'_> = std::sync::Mutex::new(Some(mask));
+            op(&slot)?;
+            let untaken = slot
+                .into_inner()
+                .map_err(|_| candle_core::Error::Msg("relu mask: poisoned".into()))?
+                .is_some();
+            if untaken {
+                bail!("relu mask: not written")
+            }
+            Ok(())
+        })?
+    };
+    Tensor::from_vec(mask, y.shape(), y.device())
+}
+
+struct BiasAct<'a, 'm> {
     bias: &'a [f32],
     plane: usize,
     relu: bool,
+    mask: Option<&'a MaskOut<'m>>,
 }
 
-impl InplaceOp1 for BiasAct<'_> {
+impl InplaceOp1 for BiasAct<'_, '_> {
     fn name(&self) -> &'static str {
         "bias-act"
     }
@@ -98,13 +154,28 @@ impl InplaceOp1 for BiasAct<'_> {
         if c == 0 || plane == 0 || data.len() % (c * plane) != 0 {
             bail!("bias-act: shape does not match the bias")
         }
+        let mask = match (relu, self.mask) {
+            (true, Some(slot)) => take_mask(slot, data.len())?,
+            _ => None,
+        };
+        if let Some(mask) = mask {
+            data.par_chunks_mut(plane)
+                .zip(mask.par_chunks_mut(plane))
+                .enumerate()
+                .with_min_len(planes_per_task(plane))
+                .for_each(|(index, (values, mask))| {
+                    let b = self.bias[index % c];
+                    relu_values(values, Some(mask), |v| v + b);
+                });
+            return Ok(());
+        }
         data.par_chunks_mut(plane)
             .enumerate()
             .with_min_len(planes_per_task(plane))
             .for_each(|(index, values)| {
                 let b = self.bias[index % c];
                 if relu {
-                    values.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                    relu_values(values, None, |v| v + b);
                 } else {
                     values.iter_mut().for_each(|v| *v += b);
                 }
@@ -127,6 +198,7 @@ pub(crate) fn bias_act(
             bias,
             plane: h * w,
             relu,
+            mask: None,
         })?;
         return Ok(y);
     }
@@ -138,13 +210,37 @@ pub(crate) fn bias_act(
     }
 }
 
-/// `y ← y + r`, or with a per-channel bias `y ← max(y + r + b, 0)` (the residual join).
-struct Join<'a> {
-    bias: Option<&'a [f32]>,
-    plane: usize,
+/// [`bias_act`] with the ReLU, and its mask ([`relu_mask`]) written in the same pass.
+pub(crate) fn bias_relu_with_mask(
+    y: Tensor,
+    bias: &[f32],
+    bias_tensor: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    if applies(&y) && y.rank() == 4 {
+        let (_, _, h, w) = y.dims4()?;
+        let mask = with_mask_written(&y, |slot| {
+            y.inplace_op1(&BiasAct {
+                bias,
+                plane: h * w,
+                relu: true,
+                mask: Some(slot),
+            })
+        })?;
+        return Ok((y, mask));
+    }
+    let y = bias_act(y, bias, bias_tensor, true)?;
+    let mask = relu_mask(&y)?;
+    Ok((y, mask))
 }
 
-impl InplaceOp2 for Join<'_> {
+/// `y ← y + r`, or with a per-channel bias `y ← max(y + r + b, 0)` (the residual join).
+struct Join<'a, 'm> {
+    bias: Option<&'a [f32]>,
+    plane: usize,
+    mask: Option<&'a MaskOut<'m>>,
+}
+
+impl InplaceOp2 for Join<'_, '_> {
     fn name(&self) -> &'static str {
         "join"
     }
@@ -171,6 +267,24 @@ impl InplaceOp2 for Join<'_> {
         if c == 0 || plane == 0 || dst.len() % (c * plane) != 0 {
             bail!("join: shape does not match the bias")
         }
+        if let Some(mask) = match self.mask {
+            Some(slot) => take_mask(slot, dst.len())?,
+            None => None,
+        } {
+            dst.par_chunks_mut(plane)
+                .zip(src.par_chunks(plane))
+                .zip(mask.par_chunks_mut(plane))
+                .enumerate()
+                .with_min_len(planes_per_task(plane))
+                .for_each(|(index, ((d, s), m))| {
+                    let b = bias[index % c];
+                    d.iter_mut().zip(s).zip(m).for_each(|((d, s), m)| {
+                        *d = (*d + s + b).max(0.0);
+                        m.write(u8::from(*d > 0.0));
+                    });
+                });
+            return Ok(());
+        }
         dst.par_chunks_mut(plane)
             .zip(src.par_chunks(plane))
             .enumerate()
@@ -193,6 +307,7 @@ pub(crate) fn add_in_place(y: Tensor, r: &Tensor) -> Result<Tensor> {
             &Join {
                 bias: None,
                 plane: 0,
+                mask: None,
             },
         )?;
         return Ok(y);
@@ -216,11 +331,38 @@ pub(crate) fn bias_add_relu_in_place(
         let join = Join {
             bias: Some(bias),
             plane: h * w,
+            mask: None,
         };
         y.inplace_op2(r, &join)?;
         return Ok(y);
     }
     (y + r)?.broadcast_add(bias_tensor)?.relu()
+}
+
+/// [`bias_add_relu_in_place`] and its ReLU's mask ([`relu_mask`]) written in the same pass.
+pub(crate) fn bias_add_relu_with_mask(
+    y: Tensor,
+    r: &Tensor,
+    bias: &[f32],
+    bias_tensor: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    if applies(&y) && applies(r) && y.shape() == r.shape() && y.rank() == 4 {
+        let (_, _, h, w) = y.dims4()?;
+        let mask = with_mask_written(&y, |slot| {
+            y.inplace_op2(
+                r,
+                &Join {
+                    bias: Some(bias),
+                    plane: h * w,
+                    mask: Some(slot),
+                },
+            )
+        })?;
+        return Ok((y, mask));
+    }
+    let y = bias_add_relu_in_place(y, r, bias, bias_tensor)?;
+    let mask = relu_mask(&y)?;
+    Ok((y, mask))
 }
 
 /// Every `stride`-th row and column of each plane of `x` (`[n, C, h, w]`), starting at 0, one
@@ -278,28 +420,54 @@ impl CustomOp2 for ReluMask {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let grad = slice(s1, l1)?;
-        let out = slice(s2, l2)?;
-        if grad.len() != out.len() {
+        let Some((start, end)) = l2.contiguous_offsets() else {
+            bail!("relu-backward: non-contiguous mask")
+        };
+        let mask = &s2.as_slice::<u8>()?[start..end];
+        if grad.len() != mask.len() {
             bail!("relu-backward: shapes differ")
         }
         // Collected straight into the result (no zero-filled buffer first: that `memset` ran on
         // one thread while the other waited).
         let mut result = Vec::with_capacity(grad.len());
         grad.par_iter()
-            .zip(out.par_iter())
+            .zip(mask.par_iter())
             .with_min_len(MIN_TASK)
-            .map(|(g, y)| if *y > 0.0 { *g } else { 0.0 })
+            .map(|(g, m)| if *m != 0 { *g } else { 0.0 })
             .collect_into_vec(&mut result);
         Ok((CpuStorage::F32(result), l1.shape().clone()))
     }
 }
 
-/// `∂x = ∂y ⊙ [y > 0]` given the ReLU's output `y`.
-pub(crate) fn relu_backward(grad: &Tensor, relu_out: &Tensor) -> Result<Tensor> {
-    if applies(grad) && applies(relu_out) && grad.shape() == relu_out.shape() {
-        return grad.apply_op2_no_bwd(relu_out, &ReluMask);
+/// `[y > 0]` as a `u8` tensor of `y`'s shape: what the ReLU's gradient needs of its output.
+/// Why not keep `y` itself: Integrated Gradients keeps every ReLU's output of a batch of path
+/// points for the backward pass, hundreds of MB in f32 and a quarter of that as bytes; the
+/// saving pays for layer4's Winograd kernels within the 1 GiB budget (see `winograd`).
+pub(crate) fn relu_mask(y: &Tensor) -> Result<Tensor> {
+    if applies(y) {
+        let mut mask = Vec::with_capacity(y.elem_count());
+        with_f32_values(y, |y| {
+            y.par_iter()
+                .with_min_len(MIN_TASK)
+                .map(|v| u8::from(*v > 0.0))
+                .collect_into_vec(&mut mask)
+        })?;
+        return Tensor::from_vec(mask, y.shape(), y.device());
     }
-    grad.mul(&relu_out.gt(0f32)?.to_dtype(grad.dtype())?)
+    y.gt(0f32)
+}
+
+/// `∂x = ∂y ⊙ [y > 0]` given the ReLU's output mask [`relu_mask`] (`u8`, 1 where `y > 0`).
+pub(crate) fn relu_backward(grad: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if applies(grad)
+        && mask.device().is_cpu()
+        && mask.dtype() == DType::U8
+        && mask.is_contiguous()
+        && grad.shape() == mask.shape()
+    {
+        return grad.apply_op2_no_bwd(mask, &ReluMask);
+    }
+    grad.mul(&mask.to_dtype(grad.dtype())?)
 }
 
 /// `W · x[b]` for every image `b`: `w` is `[m, k]`, `x` is `[n, k, cols]`, the result
@@ -358,14 +526,14 @@ fn products(
 ///
 /// # Safety
 /// When `fill` returns `Ok`, it must have written every element of the slice it was given; the
-/// values are then read as initialised `f32`s. On an error the buffer is dropped unread, so a
+/// values are then read as initialised `T`s. On an error the buffer is dropped unread, so a
 /// partly written slice is fine then.
 #[allow(unsafe_code)]
-pub(super) unsafe fn written_by(
+pub(super) unsafe fn written_by<T>(
     len: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<f32>]) -> Result<()>,
-) -> Result<Vec<f32>> {
-    let mut out: Vec<f32> = Vec::with_capacity(len);
+    fill: impl FnOnce(&mut [MaybeUninit<T>]) -> Result<()>,
+) -> Result<Vec<T>> {
+    let mut out: Vec<T> = Vec::with_capacity(len);
     fill(&mut out.spare_capacity_mut()[..len])?;
     // SAFETY: `fill` returned `Ok`, so by this function's contract it wrote all `len` elements,
     // and `with_capacity(len)` reserved them.
@@ -807,6 +975,56 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// `(y, mask)` of a fused pass against candle's ops: the values equal, the mask `[y > 0]`.
+    fn assert_relu_with_mask(got: (Tensor, Tensor), expected: &Tensor) {
+        let (y, mask) = got;
+        let want = expected.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want);
+        assert_eq!(mask.dtype(), DType::U8);
+        assert_eq!(mask.dims(), expected.dims());
+        let want_mask: Vec<u8> = want.iter().map(|v| u8::from(*v > 0.0)).collect();
+        assert_eq!(
+            mask.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
+            want_mask
+        );
+    }
+
+    #[test]
+    fn passes_ending_in_a_relu_write_its_mask_in_the_same_pass() {
+        // Planes that are not a multiple of a task, several tasks, about half of them negative.
+        let dims = (3, 5, 61, 67);
+        let y = Tensor::randn(0f32, 1.0, dims, &Device::Cpu).unwrap();
+        let r = Tensor::randn(0f32, 1.0, dims, &Device::Cpu).unwrap();
+        let bias: Vec<f32> = (0..5).map(|c| c as f32 * 0.3 - 0.6).collect();
+        let bias_t = Tensor::from_vec(bias.clone(), (1, 5, 1, 1), &Device::Cpu).unwrap();
+        let copy = |t: &Tensor| t.copy().unwrap();
+
+        let expected = y.broadcast_add(&bias_t).unwrap().relu().unwrap();
+        assert_relu_with_mask(
+            bias_relu_with_mask(copy(&y), &bias, &bias_t).unwrap(),
+            &expected,
+        );
+        let expected = (&y + &r)
+            .unwrap()
+            .broadcast_add(&bias_t)
+            .unwrap()
+            .relu()
+            .unwrap();
+        let got = bias_add_relu_with_mask(copy(&y), &r, &bias, &bias_t).unwrap();
+        assert_relu_with_mask(got, &expected);
+
+        // Under autograd (the tests' path) candle's ops give the same.
+        let tracked = candle_core::Var::from_tensor(&y).unwrap();
+        let got = bias_relu_with_mask(tracked.as_tensor().clone(), &bias, &bias_t).unwrap();
+        assert_relu_with_mask(got, &y.broadcast_add(&bias_t).unwrap().relu().unwrap());
+
+        // A bias of the wrong length is an error, not a mask left unwritten.
+        let err = bias_relu_with_mask(copy(&y), &bias[..4], &bias_t).unwrap_err();
+        assert!(err.to_string().contains("does not match the bias"), "{err}");
+        let err = bias_add_relu_with_mask(copy(&y), &r, &bias[..4], &bias_t).unwrap_err();
+        assert!(err.to_string().contains("does not match the bias"), "{err}");
+    }
+
     #[test]
     fn relu_backward_keeps_the_gradient_where_the_output_is_positive() {
         // Longer than two tasks and not a multiple of one; a third of the outputs exactly zero
@@ -823,7 +1041,23 @@ mod tests {
             .collect();
         let grad = Tensor::randn(0f32, 1.0, (1, 1, 1, len), &Device::Cpu).unwrap();
         let relu_out = Tensor::from_vec(y.clone(), (1, 1, 1, len), &Device::Cpu).unwrap();
-        let got = relu_backward(&grad, &relu_out).unwrap();
+        let mask = relu_mask(&relu_out).unwrap();
+        assert_eq!(mask.dtype(), DType::U8);
+        // The candle path (other devices, autograd) gives the same mask and gradient.
+        assert_eq!(
+            mask.flatten_all().unwrap().to_vec1::<u8>().unwrap(),
+            relu_out
+                .gt(0f32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<u8>()
+                .unwrap()
+        );
+        let got = relu_backward(&grad, &mask).unwrap();
+        // A gradient autograd tracks takes candle's ops instead of the fused pass.
+        let tracked = candle_core::Var::from_tensor(&grad).unwrap();
+        let by_candle = relu_backward(tracked.as_tensor(), &mask).unwrap();
         let g = grad.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let expected: Vec<f32> = g
             .iter()
@@ -833,6 +1067,10 @@ mod tests {
         assert_eq!(got.dims(), grad.dims());
         assert_eq!(
             got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected
+        );
+        assert_eq!(
+            by_candle.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             expected
         );
     }

@@ -56,11 +56,26 @@ const POS: usize = A * A;
 /// 128 tiles).
 const MIN_TILES: usize = 64;
 
-/// Largest kernel (`c_out · c_in`) transformed. Why: the transformed kernels take 4× the
-/// kernel's memory, for the forward and again for the input gradient; layer4's 512 × 512 kernels
-/// would add 150 MB (over the 1 GiB peak-memory budget of issue 13) for convolutions whose 7 × 7
-/// planes give only 32 tiles at a batch of 8. Layer1–layer3 (up to 256 × 256) add 112 MB.
-pub(crate) const MAX_KERNEL_PAIRS: usize = 256 * 256;
+/// Kernels larger than this (`c_out · c_in`: layer4's 512 × 512) take the Winograd path from
+/// [`MIN_TILES_LARGE_KERNELS`] tiles on.
+const LARGE_KERNEL_PAIRS: usize = 256 * 256;
+
+/// Fewest tiles for layer4's kernels: the 16 of an IG lane's 4 path points (7 × 7 planes, 2 × 2
+/// tiles each). Why fewer than [`MIN_TILES`]: with 512 input channels each of the 36 products
+/// still has a depth of 512, and the multiplications saved (36 instead of 9 · 16 = 144 per tile
+/// and channel pair, 49 of 64 outputs used) outweigh the transformed kernels' reading. The single
+/// film's 4 tiles stay on im2col.
+const MIN_TILES_LARGE_KERNELS: usize = 16;
+
+/// Largest kernel (`c_out · c_in`) transformed: all of ResNet-50's. The transformed kernels take
+/// 4× the kernel's memory, for the forward and again for the input gradient: layer1–layer3 (up to
+/// 256 × 256) add 112 MB and layer4's two stride-1 512 × 512 convolutions 150 MB more. Until the
+/// eleventh session layer4 stayed on im2col because those 150 MB would have taken Integrated
+/// Gradients over the 1 GiB budget of issue 13 (1 046–1 066 MiB measured); since its tape keeps
+/// byte masks instead of activations (`fused::relu_mask`) the whole of it peaks at 828–838 MiB.
+/// Layer4 on Winograd: IG 1.5–4.6 % faster than on im2col in three alternating pairs of
+/// `cxr-viewer bench --runs 5 --ig-steps 40` (2-core AMD EPYC).
+pub(crate) const MAX_KERNEL_PAIRS: usize = 512 * 512;
 
 /// The kernels of one 3×3 convolution transformed once (`U = G g Gᵀ`): 36 row-major matrices
 /// `[c_out × c_in]`, one per position of the 6×6 transformed tile.
@@ -169,7 +184,12 @@ pub(crate) fn conv3x3(x: &Tensor, kernel: &WinogradKernel) -> Result<Option<Tens
     if c != kernel.c_in || n == 0 || h == 0 || w == 0 {
         return Ok(None);
     }
-    if n * tiles(h) * tiles(w) < MIN_TILES {
+    let min_tiles = if kernel.c_out * kernel.c_in > LARGE_KERNEL_PAIRS {
+        MIN_TILES_LARGE_KERNELS
+    } else {
+        MIN_TILES
+    };
+    if n * tiles(h) * tiles(w) < min_tiles {
         return Ok(None);
     }
     conv3x3_any_size(x, kernel).map(Some)
