@@ -98,14 +98,50 @@ fn take_mask<'a>(slot: &MaskOut<'a>, len: usize) -> Result<Option<&'a mut [Maybe
     }
 }
 
-/// `y ← relu(y)` in place, or with a mask `[y > 0]` written in the same pass.
-fn relu_values(values: &mut [f32], mask: Option<&mut [MaybeUninit<u8>]>, y: impl Fn(f32) -> f32) {
+/// `v ← max(f(v, o), 0)` for each value `v` and its `o` from `others`, with the mask `[v > 0]`
+/// written in the same pass when there is one.
+fn relu_values<T>(
+    values: &mut [f32],
+    others: impl Iterator<Item = T>,
+    mask: Option<&mut [MaybeUninit<u8>]>,
+    f: impl Fn(f32, T) -> f32,
+) {
     match mask {
-        Some(mask) => values.iter_mut().zip(mask).for_each(|(v, m)| {
-            *v = y(*v).max(0.0);
-            m.write(u8::from(*v > 0.0));
-        }),
-        None => values.iter_mut().for_each(|v| *v = y(*v).max(0.0)),
+        Some(mask) => values
+            .iter_mut()
+            .zip(others)
+            .zip(mask)
+            .for_each(|((v, o), m)| {
+                *v = f(*v, o).max(0.0);
+                m.write(u8::from(*v > 0.0));
+            }),
+        None => values
+            .iter_mut()
+            .zip(others)
+            .for_each(|(v, o)| *v = f(*v, o).max(0.0)),
+    }
+}
+
+/// `f(index, plane, its part of the mask)` for each `plane`-long plane of `values`, on the pool.
+fn for_each_plane(
+    values: &mut [f32],
+    mask: Option<&mut [MaybeUninit<u8>]>,
+    plane: usize,
+    f: impl Fn(usize, &mut [f32], Option<&mut [MaybeUninit<u8>]>) + Sync + Send,
+) {
+    let per_task = planes_per_task(plane);
+    match mask {
+        Some(mask) => values
+            .par_chunks_mut(plane)
+            .zip(mask.par_chunks_mut(plane))
+            .enumerate()
+            .with_min_len(per_task)
+            .for_each(|(index, (values, mask))| f(index, values, Some(mask))),
+        None => values
+            .par_chunks_mut(plane)
+            .enumerate()
+            .with_min_len(per_task)
+            .for_each(|(index, values)| f(index, values, None)),
     }
 }
 
@@ -158,28 +194,14 @@ impl InplaceOp1 for BiasAct<'_, '_> {
             (true, Some(slot)) => take_mask(slot, data.len())?,
             _ => None,
         };
-        if let Some(mask) = mask {
-            data.par_chunks_mut(plane)
-                .zip(mask.par_chunks_mut(plane))
-                .enumerate()
-                .with_min_len(planes_per_task(plane))
-                .for_each(|(index, (values, mask))| {
-                    let b = self.bias[index % c];
-                    relu_values(values, Some(mask), |v| v + b);
-                });
-            return Ok(());
-        }
-        data.par_chunks_mut(plane)
-            .enumerate()
-            .with_min_len(planes_per_task(plane))
-            .for_each(|(index, values)| {
-                let b = self.bias[index % c];
-                if relu {
-                    relu_values(values, None, |v| v + b);
-                } else {
-                    values.iter_mut().for_each(|v| *v += b);
-                }
-            });
+        for_each_plane(data, mask, plane, |index, values, mask| {
+            let b = self.bias[index % c];
+            if relu {
+                relu_values(values, std::iter::repeat(()), mask, |v, ()| v + b);
+            } else {
+                values.iter_mut().for_each(|v| *v += b);
+            }
+        });
         Ok(())
     }
 }
@@ -267,34 +289,14 @@ impl InplaceOp2 for Join<'_, '_> {
         if c == 0 || plane == 0 || dst.len() % (c * plane) != 0 {
             bail!("join: shape does not match the bias")
         }
-        if let Some(mask) = match self.mask {
+        let mask = match self.mask {
             Some(slot) => take_mask(slot, dst.len())?,
             None => None,
-        } {
-            dst.par_chunks_mut(plane)
-                .zip(src.par_chunks(plane))
-                .zip(mask.par_chunks_mut(plane))
-                .enumerate()
-                .with_min_len(planes_per_task(plane))
-                .for_each(|(index, ((d, s), m))| {
-                    let b = bias[index % c];
-                    d.iter_mut().zip(s).zip(m).for_each(|((d, s), m)| {
-                        *d = (*d + s + b).max(0.0);
-                        m.write(u8::from(*d > 0.0));
-                    });
-                });
-            return Ok(());
-        }
-        dst.par_chunks_mut(plane)
-            .zip(src.par_chunks(plane))
-            .enumerate()
-            .with_min_len(planes_per_task(plane))
-            .for_each(|(index, (d, s))| {
-                let b = bias[index % c];
-                d.iter_mut()
-                    .zip(s)
-                    .for_each(|(d, s)| *d = (*d + s + b).max(0.0));
-            });
+        };
+        for_each_plane(dst, mask, plane, |index, d, m| {
+            let (s, b) = (&src[index * plane..][..plane], bias[index % c]);
+            relu_values(d, s.iter(), m, |d, s| d + s + b);
+        });
         Ok(())
     }
 }
@@ -913,29 +915,31 @@ pub(crate) fn lerp_bias_relu(
         bail!("lerp-bias-relu: shape does not match the bias")
     }
     let total = alphas.len() * c * plane;
-    let mut out: Vec<f32> = Vec::with_capacity(total);
-    with_f32_values(s, |s| {
+    let out = with_f32_values(s, |s| {
         with_f32_values(d, |d| {
-            out.spare_capacity_mut()[..total]
-                .par_chunks_mut(plane)
-                .enumerate()
-                .with_min_len(planes_per_task(plane))
-                .for_each(|(index, dst)| {
-                    let (alpha, ch) = (alphas[index / c], index % c);
-                    let (s, d, b) = (
-                        &s[ch * plane..][..plane],
-                        &d[ch * plane..][..plane],
-                        bias[ch],
-                    );
-                    for ((dst, s), d) in dst.iter_mut().zip(s).zip(d) {
-                        dst.write((s + alpha * d + b).max(0.0));
-                    }
-                });
+            // SAFETY: the chunks cover all `total` elements (`total` is a multiple of `plane`),
+            // and each element of each chunk is written once.
+            unsafe {
+                written_by(total, |out| {
+                    out.par_chunks_mut(plane)
+                        .enumerate()
+                        .with_min_len(planes_per_task(plane))
+                        .for_each(|(index, dst)| {
+                            let (alpha, ch) = (alphas[index / c], index % c);
+                            let (s, d, b) = (
+                                &s[ch * plane..][..plane],
+                                &d[ch * plane..][..plane],
+                                bias[ch],
+                            );
+                            for ((dst, s), d) in dst.iter_mut().zip(s).zip(d) {
+                                dst.write((s + alpha * d + b).max(0.0));
+                            }
+                        });
+                    Ok(())
+                })
+            }
         })
-    })??;
-    // SAFETY: the chunks above cover `out`'s first `total` spare elements exactly (`total` is a
-    // multiple of `plane`), and each was written once.
-    unsafe { out.set_len(total) };
+    })???;
     Ok(Some(Tensor::from_vec(
         out,
         (alphas.len(), c, h, w),
