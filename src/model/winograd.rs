@@ -50,22 +50,16 @@ const POS: usize = A * A;
 /// Fewest tiles (over the batch) a call needs to take this path. Why: with fewer, each of the 36
 /// products has only a handful of columns, `gemm` runs them nearly as matrix–vector products
 /// reading the transformed kernels (4× the kernel's size) for little work, and im2col is as fast
-/// or faster. Measured in `cxr-viewer bench` on the 2-core Intel Xeon (eighth session): the
-/// single film's forward was fastest with layer1 alone here (196 tiles; layer2's 49 and
-/// layer3's 16 were slower than im2col); the IG batch of 8 gains on layer1–layer3 (1 568, 392,
-/// 128 tiles).
-const MIN_TILES: usize = 64;
-
-/// Kernels larger than this (`c_out · c_in`: layer4's 512 × 512) take the Winograd path from
-/// [`MIN_TILES_LARGE_KERNELS`] tiles on.
-const LARGE_KERNEL_PAIRS: usize = 256 * 256;
-
-/// Fewest tiles for layer4's kernels: the 16 of an IG lane's 4 path points (7 × 7 planes, 2 × 2
-/// tiles each). Why fewer than [`MIN_TILES`]: with 512 input channels each of the 36 products
-/// still has a depth of 512, and the multiplications saved (36 instead of 9 · 16 = 144 per tile
-/// and channel pair, 49 of 64 outputs used) outweigh the transformed kernels' reading. The single
-/// film's 4 tiles stay on im2col.
-const MIN_TILES_LARGE_KERNELS: usize = 16;
+/// or faster. The single film's layer4 (4 tiles) stays on im2col; its layer2 (49) and layer3
+/// (16) come here since the twelfth session's faster transforms: forward 5 % faster in four
+/// alternating pairs of `cxr-viewer bench --runs 15` (medians 50.4 / 52.3, 51.6 / 57.8,
+/// 50.1 / 52.9, 54.2 / 57.1 ms, 2-core AMD EPYC), where the eighth session (Intel Xeon, the old
+/// transforms) had found them slower than im2col and set 64; layer4 from 4 tiles was slower
+/// again (3 of 4 pairs). An IG lane's 4 path points give layer4 16 tiles: each of its 36
+/// products still has a depth of 512, and the multiplications saved (36 instead of 9 · 16 = 144
+/// per tile and channel pair, 49 of 64 outputs used) outweigh the transformed kernels' reading
+/// (IG 1.5–4.6 % faster than with layer4 on im2col, eleventh session).
+const MIN_TILES: usize = 16;
 
 /// Largest kernel (`c_out · c_in`) transformed: all of ResNet-50's. The transformed kernels take
 /// 4× the kernel's memory, for the forward and again for the input gradient: layer1–layer3 (up to
@@ -184,12 +178,7 @@ pub(crate) fn conv3x3(x: &Tensor, kernel: &WinogradKernel) -> Result<Option<Tens
     if c != kernel.c_in || n == 0 || h == 0 || w == 0 {
         return Ok(None);
     }
-    let min_tiles = if kernel.c_out * kernel.c_in > LARGE_KERNEL_PAIRS {
-        MIN_TILES_LARGE_KERNELS
-    } else {
-        MIN_TILES
-    };
-    if n * tiles(h) * tiles(w) < min_tiles {
+    if n * tiles(h) * tiles(w) < MIN_TILES {
         return Ok(None);
     }
     conv3x3_any_size(x, kernel).map(Some)
