@@ -409,6 +409,27 @@ pub(crate) fn subsample(x: &Tensor, stride: usize) -> Result<Option<Tensor>> {
 
 struct ReluMask;
 
+/// `g ⊙ [m ≠ 0]` for one task's values: a select the compiler turns into vector blends.
+fn masked(g: f32, m: u8) -> f32 {
+    if m != 0 {
+        g
+    } else {
+        0.0
+    }
+}
+
+/// The mask's bytes, checked against the gradient's length.
+fn mask_bytes<'a>(storage: &'a CpuStorage, layout: &Layout, len: usize) -> Result<&'a [u8]> {
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        bail!("relu-backward: non-contiguous mask")
+    };
+    let mask = &storage.as_slice::<u8>()?[start..end];
+    if mask.len() != len {
+        bail!("relu-backward: shapes differ")
+    }
+    Ok(mask)
+}
+
 impl CustomOp2 for ReluMask {
     fn name(&self) -> &'static str {
         "relu-backward"
@@ -422,22 +443,46 @@ impl CustomOp2 for ReluMask {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let grad = slice(s1, l1)?;
-        let Some((start, end)) = l2.contiguous_offsets() else {
-            bail!("relu-backward: non-contiguous mask")
+        let mask = mask_bytes(s2, l2, grad.len())?;
+        // Written straight into the result (no zero-filled buffer first: that `memset` ran on
+        // one thread while the other waited), in chunks whose plain loops vectorise (rayon's
+        // element-wise `collect` did not).
+        // SAFETY: the chunks of `out` cover all `grad.len()` elements, each written once.
+        #[allow(unsafe_code)]
+        let result = unsafe {
+            written_by(grad.len(), |out| {
+                out.par_chunks_mut(MIN_TASK)
+                    .zip(grad.par_chunks(MIN_TASK).zip(mask.par_chunks(MIN_TASK)))
+                    .for_each(|(out, (g, m))| {
+                        for ((out, g), m) in out.iter_mut().zip(g).zip(m) {
+                            out.write(masked(*g, *m));
+                        }
+                    });
+                Ok(())
+            })?
         };
-        let mask = &s2.as_slice::<u8>()?[start..end];
-        if grad.len() != mask.len() {
-            bail!("relu-backward: shapes differ")
-        }
-        // Collected straight into the result (no zero-filled buffer first: that `memset` ran on
-        // one thread while the other waited).
-        let mut result = Vec::with_capacity(grad.len());
-        grad.par_iter()
-            .zip(mask.par_iter())
-            .with_min_len(MIN_TASK)
-            .map(|(g, m)| if *m != 0 { *g } else { 0.0 })
-            .collect_into_vec(&mut result);
         Ok((CpuStorage::F32(result), l1.shape().clone()))
+    }
+}
+
+impl InplaceOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "relu-backward-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let grad = slice_mut(s1, l1)?;
+        let mask = mask_bytes(s2, l2, grad.len())?;
+        grad.par_chunks_mut(MIN_TASK)
+            .zip(mask.par_chunks(MIN_TASK))
+            .for_each(|(g, m)| g.iter_mut().zip(m).for_each(|(g, m)| *g = masked(*g, *m)));
+        Ok(())
     }
 }
 
@@ -470,6 +515,22 @@ pub(crate) fn relu_backward(grad: &Tensor, mask: &Tensor) -> Result<Tensor> {
         return grad.apply_op2_no_bwd(mask, &ReluMask);
     }
     grad.mul(&mask.to_dtype(grad.dtype())?)
+}
+
+/// [`relu_backward`] in `grad`'s buffer when the fused passes apply (`grad` must be held by the
+/// caller alone, as a convolution's fresh input gradient is). Why: writing into the buffer just
+/// read spares a fresh one per pass (its page faults, and a second stream of writes).
+pub(crate) fn relu_backward_in_place(grad: Tensor, mask: &Tensor) -> Result<Tensor> {
+    if applies(&grad)
+        && mask.device().is_cpu()
+        && mask.dtype() == DType::U8
+        && mask.is_contiguous()
+        && grad.shape() == mask.shape()
+    {
+        grad.inplace_op2(mask, &ReluMask)?;
+        return Ok(grad);
+    }
+    relu_backward(&grad, mask)
 }
 
 /// `W · x[b]` for every image `b`: `w` is `[m, k]`, `x` is `[n, k, cols]`, the result
@@ -1077,6 +1138,23 @@ mod tests {
             by_candle.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             expected
         );
+        // In the gradient's own buffer: the same values, and the buffer is the one given.
+        let owned = grad.copy().unwrap();
+        let address = |t: &Tensor| match &*t.storage_and_layout().0 {
+            candle_core::Storage::Cpu(CpuStorage::F32(values)) => values.as_ptr() as usize,
+            _ => unreachable!("a CPU f32 tensor"),
+        };
+        let before = address(&owned);
+        let in_place = relu_backward_in_place(owned, &mask).unwrap();
+        assert_eq!(address(&in_place), before);
+        assert_eq!(
+            in_place.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected
+        );
+        // A mask of another shape is refused by both, never read out of bounds.
+        let short = mask.narrow(3, 0, len - 1).unwrap().contiguous().unwrap();
+        assert!(relu_backward(&grad, &short).is_err());
+        assert!(relu_backward_in_place(grad.copy().unwrap(), &short).is_err());
     }
 
     #[test]

@@ -575,10 +575,11 @@ impl Bottleneck {
     fn backward(&self, tape: &BlockTape, grad: &Tensor) -> candle_core::Result<Tensor> {
         let g_sum = fused::relu_backward(grad, &tape.out)?;
         let (h2, w2) = (tape.relu2.dim(2)?, tape.relu2.dim(3)?);
+        // Each convolution's input gradient is fresh: the ReLU's gradient is taken in its buffer.
         let g = self.conv3.backward_input(&g_sum, (h2, w2))?;
-        let g = fused::relu_backward(&g, &tape.relu2)?;
+        let g = fused::relu_backward_in_place(g, &tape.relu2)?;
         let g = self.conv2.backward_input(&g, tape.mid_hw)?;
-        let g = fused::relu_backward(&g, &tape.relu1)?;
+        let g = fused::relu_backward_in_place(g, &tape.relu1)?;
         let g_main = self.conv1.backward_input(&g, tape.input_hw)?;
         let g_identity = match &self.downsample {
             Some(ds) => ds.backward_input(&g_sum, tape.input_hw)?,
@@ -837,7 +838,8 @@ impl Backbone {
             g = block.backward(block_tape, &g)?;
         }
         let g = StemPool::backward(&tape.pool, &g, tape.stem_hw)?;
-        fused::relu_backward(&g, &tape.stem_relu)
+        // The max-pool's gradient is a fresh tensor: the ReLU's is taken in its buffer.
+        fused::relu_backward_in_place(g, &tape.stem_relu)
     }
 
     /// [`Self::backward_input`] summed over the input channels, `[n, 1, H, W]`: a third of the
