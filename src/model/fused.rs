@@ -409,7 +409,7 @@ pub(crate) fn subsample(x: &Tensor, stride: usize) -> Result<Option<Tensor>> {
 
 struct ReluMask;
 
-/// `g ⊙ [m ≠ 0]` for one task's values: a select the compiler turns into vector blends.
+/// `g ⊙ [m ≠ 0]`, as a select (no multiplication: a masked-out infinity stays out).
 fn masked(g: f32, m: u8) -> f32 {
     if m != 0 {
         g
@@ -445,8 +445,8 @@ impl CustomOp2 for ReluMask {
         let grad = slice(s1, l1)?;
         let mask = mask_bytes(s2, l2, grad.len())?;
         // Written straight into the result (no zero-filled buffer first: that `memset` ran on
-        // one thread while the other waited), in chunks whose plain loops vectorise (rayon's
-        // element-wise `collect` did not).
+        // one thread while the other waited), in chunks of plain loops like the other passes
+        // rather than through rayon's element-wise `collect`.
         // SAFETY: the chunks of `out` cover all `grad.len()` elements, each written once.
         #[allow(unsafe_code)]
         let result = unsafe {
