@@ -1137,9 +1137,13 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&conv.bias)
                 .unwrap();
-            assert!(max_diff(&conv.forward(&x).unwrap(), &reference) < 1e-4);
+            // Relative to the outputs' size: a 3×3 stride-1 convolution of a batch with 16 tiles
+            // or more runs on Winograd, whose rounding reached 1.2e-4 in absolute terms and at
+            // most 5.8e-6 of the largest output in 800 random draws of the 9 × 9 and 30 × 30 cases.
+            let tolerance = 2e-5 * max_diff(&reference, &reference.zeros_like().unwrap()).max(1.0);
+            assert!(max_diff(&conv.forward(&x).unwrap(), &reference) < tolerance);
             let relu = conv.forward_relu(&x).unwrap();
-            assert!(max_diff(&relu, &reference.relu().unwrap()) < 1e-4);
+            assert!(max_diff(&relu, &reference.relu().unwrap()) < tolerance);
             let other = Tensor::randn(0f32, 1.0, relu.shape(), &Device::Cpu).unwrap();
             // The residual join adds the bias itself, to the product without it.
             let joined = fused::bias_add_relu_in_place(
@@ -1150,7 +1154,7 @@ mod tests {
             )
             .unwrap();
             let expected = (&reference + &other).unwrap().relu().unwrap();
-            assert!(max_diff(&joined, &expected) < 1e-4);
+            assert!(max_diff(&joined, &expected) < tolerance + 1e-5);
         }
     }
 
