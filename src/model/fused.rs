@@ -232,27 +232,44 @@ pub(crate) fn bias_act(
     }
 }
 
+/// `y` after a pass ending in a ReLU, with the ReLU's mask ([`relu_mask`]): when `fused` and the
+/// fused passes apply to `y` (`[n, C, h, w]`), `pass(&y, slot, h·w)` writes both at once;
+/// otherwise `fallback` takes `y` through candle's ops and the mask is made from its result.
+fn relu_pass_with_mask(
+    y: Tensor,
+    fused: bool,
+    pass: impl FnOnce(&Tensor, &MaskOut<'_>, usize) -> Result<()>,
+    fallback: impl FnOnce(Tensor) -> Result<Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    if fused && applies(&y) && y.rank() == 4 {
+        let (_, _, h, w) = y.dims4()?;
+        let mask = with_mask_written(&y, |slot| pass(&y, slot, h * w))?;
+        return Ok((y, mask));
+    }
+    let y = fallback(y)?;
+    let mask = relu_mask(&y)?;
+    Ok((y, mask))
+}
+
 /// [`bias_act`] with the ReLU, and its mask ([`relu_mask`]) written in the same pass.
 pub(crate) fn bias_relu_with_mask(
     y: Tensor,
     bias: &[f32],
     bias_tensor: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    if applies(&y) && y.rank() == 4 {
-        let (_, _, h, w) = y.dims4()?;
-        let mask = with_mask_written(&y, |slot| {
+    relu_pass_with_mask(
+        y,
+        true,
+        |y, slot, plane| {
             y.inplace_op1(&BiasAct {
                 bias,
-                plane: h * w,
+                plane,
                 relu: true,
                 mask: Some(slot),
             })
-        })?;
-        return Ok((y, mask));
-    }
-    let y = bias_act(y, bias, bias_tensor, true)?;
-    let mask = relu_mask(&y)?;
-    Ok((y, mask))
+        },
+        |y| bias_act(y, bias, bias_tensor, true),
+    )
 }
 
 /// `y ← y + r`, or with a per-channel bias `y ← max(y + r + b, 0)` (the residual join).
@@ -348,23 +365,22 @@ pub(crate) fn bias_add_relu_with_mask(
     bias: &[f32],
     bias_tensor: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    if applies(&y) && applies(r) && y.shape() == r.shape() && y.rank() == 4 {
-        let (_, _, h, w) = y.dims4()?;
-        let mask = with_mask_written(&y, |slot| {
+    let fused = applies(r) && y.shape() == r.shape();
+    relu_pass_with_mask(
+        y,
+        fused,
+        |y, slot, plane| {
             y.inplace_op2(
                 r,
                 &Join {
                     bias: Some(bias),
-                    plane: h * w,
+                    plane,
                     mask: Some(slot),
                 },
             )
-        })?;
-        return Ok((y, mask));
-    }
-    let y = bias_add_relu_in_place(y, r, bias, bias_tensor)?;
-    let mask = relu_mask(&y)?;
-    Ok((y, mask))
+        },
+        |y| bias_add_relu_in_place(y, r, bias, bias_tensor),
+    )
 }
 
 /// Every `stride`-th row and column of each plane of `x` (`[n, C, h, w]`), starting at 0, one
@@ -504,14 +520,19 @@ pub(crate) fn relu_mask(y: &Tensor) -> Result<Tensor> {
     y.gt(0f32)
 }
 
-/// `∂x = ∂y ⊙ [y > 0]` given the ReLU's output mask [`relu_mask`] (`u8`, 1 where `y > 0`).
-pub(crate) fn relu_backward(grad: &Tensor, mask: &Tensor) -> Result<Tensor> {
-    if applies(grad)
+/// Whether the fused ReLU-gradient pass applies: `grad` as for every fused pass ([`applies`]),
+/// and a contiguous CPU byte mask of its shape.
+fn mask_pass_applies(grad: &Tensor, mask: &Tensor) -> bool {
+    applies(grad)
         && mask.device().is_cpu()
         && mask.dtype() == DType::U8
         && mask.is_contiguous()
         && grad.shape() == mask.shape()
-    {
+}
+
+/// `∂x = ∂y ⊙ [y > 0]` given the ReLU's output mask [`relu_mask`] (`u8`, 1 where `y > 0`).
+pub(crate) fn relu_backward(grad: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if mask_pass_applies(grad, mask) {
         return grad.apply_op2_no_bwd(mask, &ReluMask);
     }
     grad.mul(&mask.to_dtype(grad.dtype())?)
@@ -521,12 +542,7 @@ pub(crate) fn relu_backward(grad: &Tensor, mask: &Tensor) -> Result<Tensor> {
 /// caller alone, as a convolution's fresh input gradient is). Why: writing into the buffer just
 /// read spares a fresh one per pass (its page faults, and a second stream of writes).
 pub(crate) fn relu_backward_in_place(grad: Tensor, mask: &Tensor) -> Result<Tensor> {
-    if applies(&grad)
-        && mask.device().is_cpu()
-        && mask.dtype() == DType::U8
-        && mask.is_contiguous()
-        && grad.shape() == mask.shape()
-    {
+    if mask_pass_applies(&grad, mask) {
         grad.inplace_op2(mask, &ReluMask)?;
         return Ok(grad);
     }
