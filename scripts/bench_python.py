@@ -4,7 +4,13 @@ weights and film, in one run, so the README compares like with like on one machi
 Usage (a venv with torch, torchvision, captum, safetensors, pillow, numpy):
     cargo build --release
     python scripts/bench_python.py --model weights/model.json [--image FILE] [--runs 5] \
-        [--cxr-viewer target/release/cxr-viewer] [--reference-steps 256] [--rounds 1] [--bf16]
+        [--cxr-viewer target/release/cxr-viewer] [--reference-steps 256] [--rounds 1] [--bf16] \
+        [--device cpu|cuda] [--ig-batch N]
+
+`--device cuda` runs both stacks on the GPU (PyTorch on `cuda:0`, a `--features cuda` build of
+cxr-viewer with `--device cuda`); each timed call then ends with `torch.cuda.synchronize()`, IG
+batches default to 32 path points on both sides, and the memory row is the GPU's peak allocation
+of PyTorch (cxr-viewer's row stays its host RSS: candle does not report device memory).
 
 For each round it times the PyTorch stack (forward, Grad-CAM, MC dropout on the head, captum IG
 with 32 and 50 Gauss–Legendre steps, batch 8), then runs `cxr-viewer bench --device cpu
@@ -59,12 +65,19 @@ def preprocess(image: Path, cfg: dict) -> torch.Tensor:
     return ((x - mean) / std).unsqueeze(0).contiguous()
 
 
+def sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def median_ms(fn, runs: int) -> float:
     fn()  # warm-up
+    sync()
     times = []
     for _ in range(runs):
         t = time.perf_counter()
         fn()
+        sync()  # a GPU call returns before its kernels finish
         times.append((time.perf_counter() - t) * 1e3)
     return statistics.median(times)
 
@@ -105,18 +118,18 @@ def python_round(args, model, cfg, x) -> dict:
 
     out["MC uncertainty (20 samples)"] = median_ms(mc, args.runs)
     ig = IntegratedGradients(model)
-    mean = torch.tensor(cfg["input"]["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["input"]["std"]).view(1, 3, 1, 1)
+    mean = torch.tensor(cfg["input"]["mean"], device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["input"]["std"], device=x.device).view(1, 3, 1, 1)
     baseline = ((torch.zeros_like(x[:, :1]) - mean) / std).expand_as(x).contiguous()
 
     def attribute(steps, bf16=False):
         # bf16: PyTorch's CPU autocast (oneDNN's AVX512-BF16 kernels where the CPU has them), to
         # see whether the narrower arithmetic keeps the map as accurate (issue 13's bf16 lever).
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
-                                       method="gausslegendre", internal_batch_size=8,
+                                       method="gausslegendre", internal_batch_size=args.ig_batch,
                                        return_convergence_delta=True)
-        return attr.float().sum(1)[0].detach().numpy(), float(delta.abs())
+        return attr.float().sum(1)[0].detach().cpu().numpy(), float(delta.abs())
 
     maps, gaps = {}, {}
     for steps in (32, 50):
@@ -124,7 +137,8 @@ def python_round(args, model, cfg, x) -> dict:
             maps[steps], gaps[steps] = attribute(steps)
         out[f"IG {steps}"] = median_ms(run, max(1, args.runs // 2))
     out["full study"] = out["forward"] + out["Grad-CAM"] + out["MC uncertainty (20 samples)"] + out["IG 50"]
-    out["peak MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak MiB"] = (torch.cuda.max_memory_allocated() / 2**20 if x.is_cuda
+                       else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     with torch.no_grad():
         f_x = float(model(x)[0, target])
         f_b = float(model(baseline)[0, target])
@@ -143,9 +157,11 @@ def python_round(args, model, cfg, x) -> dict:
 
 
 def rust_round(args) -> dict:
-    cmd = [str(args.cxr_viewer), "bench", "--device", "cpu", "--runs", str(args.runs),
+    cmd = [str(args.cxr_viewer), "bench", "--device", args.device, "--runs", str(args.runs),
            "--model", str(args.model), "--input", str(args.image),
            "--ig-reference-steps", str(args.reference_steps), *args.rust_args]
+    if "--ig-batch" not in args.rust_args:
+        cmd += ["--ig-batch", str(args.ig_batch)]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     out = {"text": text}
     for line in text.splitlines():
@@ -176,11 +192,18 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true",
                     help="also time captum's IG under bf16 autocast and print its map error")
     ap.add_argument("--cxr-viewer", type=Path, default=Path("target/release/cxr-viewer"))
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where both stacks run (cuda: needs a --features cuda build of cxr-viewer)")
+    ap.add_argument("--ig-batch", type=int, default=None,
+                    help="IG path points per batch on both sides (default: 8 on cpu, 32 on cuda)")
     ap.add_argument("rust_args", nargs="*", help="extra `cxr-viewer bench` flags (after --)")
     args = ap.parse_args()
+    if args.ig_batch is None:
+        args.ig_batch = 32 if args.device == "cuda" else 8
     torch.set_num_threads(args.threads)
     model, cfg = build(args.model)
-    x = preprocess(args.image, cfg)
+    model = model.to(args.device)
+    x = preprocess(args.image, cfg).to(args.device)
     py_rounds, rs_rounds = [], []
     for _ in range(args.rounds):
         py_rounds.append(python_round(args, model, cfg, x))
@@ -188,7 +211,8 @@ def main() -> None:
     med = lambda rounds, key: statistics.median(r[key] for r in rounds) if all(
         r.get(key) is not None for r in rounds) else None
     rs_key = lambda prefix: next(k for k in rs_rounds[0] if k.startswith(prefix))
-    print(f"PyTorch {torch.__version__} + captum, {args.threads} threads; cxr-viewer "
+    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"{args.threads} threads"
+    print(f"PyTorch {torch.__version__} + captum on {where}, IG batch {args.ig_batch}; cxr-viewer "
           f"{args.cxr_viewer}; model {cfg['name']}, film {args.image.name}, {args.runs} runs per "
           f"stage, {args.rounds} round(s)\n")
     print(rs_rounds[-1]["text"])
@@ -210,8 +234,12 @@ def main() -> None:
         fmt = lambda v: "" if v is None else f"{v:.1f}"
         ratio = f"{rs / py:.2f}×" if rs is not None and py else ""
         print(f"| {name} | {fmt(rs)} | {fmt(py)} | {ratio} |")
-    print(f"| peak memory, MiB | {med(rs_rounds, 'peak MiB'):.0f} | {med(py_rounds, 'peak MiB'):.0f} | "
-          f"{med(rs_rounds, 'peak MiB') / med(py_rounds, 'peak MiB'):.2f}× |")
+    if args.device == "cuda":
+        print(f"| peak memory, MiB (cxr-viewer: host RSS; PyTorch: GPU allocation, not comparable) | "
+              f"{med(rs_rounds, 'peak MiB'):.0f} | {med(py_rounds, 'peak MiB'):.0f} | |")
+    else:
+        print(f"| peak memory, MiB | {med(rs_rounds, 'peak MiB'):.0f} | {med(py_rounds, 'peak MiB'):.0f} | "
+              f"{med(rs_rounds, 'peak MiB') / med(py_rounds, 'peak MiB'):.2f}× |")
     print(f"\nIG accuracy (relative L2 error of the map vs the stack's own {args.reference_steps}-node "
           f"Gauss–Legendre map; |gap| as % of |F(x) − F(x′)|), medians over rounds:")
     print(f"- cxr-viewer: error {med(rs_rounds, 'error'):.4f}, gap {med(rs_rounds, 'gap %'):.2f} %")
