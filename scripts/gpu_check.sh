@@ -3,10 +3,12 @@
 # (README "GPU"): issue 13's GPU checks in one call.
 #  1. `cxr-viewer bench --device cuda` with the defaults (whole study, faithfulness included),
 #     without faithfulness, and with the 256-node reference for the IG map error;
-#  2. `analyze` of the sample films on the GPU and on the CPU, and scripts/gpu_parity.py;
+#  2. `analyze` of the sample films on the GPU and on the CPU, and scripts/gpu_parity.py; again
+#     on the GPU under compute-sanitizer;
 #  3. the side by side against PyTorch + captum on the same GPU (scripts/bench_python.py
 #     --device cuda).
-# Everything it prints goes to $OUT/gpu_check.log; the analyze folders to $OUT/analyze.tar.gz.
+# Everything it prints goes to $OUT/gpu_check.log; the analyze folders (maps and reports) to
+# $OUT/analyze.tar.gz.
 set -u
 OUT=${OUT:-/tmp/gpu-check-out}
 mkdir -p "$OUT"
@@ -46,7 +48,15 @@ films=("$G"/films/*)
 timeout 100 "$BIN" analyze "${films[@]}" --device cuda --out "$T/cuda"
 timeout 150 "$BIN" analyze "${films[@]}" --device cpu --out "$T/cpu"
 python3 scripts/gpu_parity.py "$T/cpu" "$T/cuda"
-tar -C "$T" -czf "$OUT/analyze.tar.gz" cpu cuda
+step "analyze on the GPU under compute-sanitizer memcheck, and parity again"
+# The sanitizer slows every kernel down, which exposes work that is not ordered between threads
+# (how the per-thread-stream bug showed itself: wrong results, no memory error).
+if command -v compute-sanitizer >/dev/null; then
+  timeout 200 compute-sanitizer --tool memcheck --print-limit 4 "$BIN" analyze "${films[@]}" \
+    --device cuda --no-faithfulness --out "$T/cuda-memcheck"
+  python3 scripts/gpu_parity.py "$T/cpu" "$T/cuda-memcheck"
+fi
+tar -C "$T" -czf "$OUT/analyze.tar.gz" --exclude='overlay_*' cpu cuda
 step "side by side with PyTorch + captum on the GPU"
 if python3 -m pip install -q --no-index --no-deps --no-compile --target "$T/site" "$G"/whl/*.whl; then
   PYTHONPATH=$T/site PYTHONUNBUFFERED=1 timeout 150 python3 scripts/bench_python.py --device cuda \

@@ -72,10 +72,20 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
             Err(e) => {
                 failures += 1;
                 eprintln!("error: {}: {}", input.display(), error_line(&e));
+                if backtraces_wanted() {
+                    // The whole chain, with the backtrace candle captured where the error arose
+                    // (a GPU error's one line does not say which operation failed).
+                    eprintln!("{e:?}");
+                }
             }
         }
     }
     failures
+}
+
+/// `RUST_BACKTRACE` set to anything but `0`: the user asked for more than one line per error.
+fn backtraces_wanted() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
 /// An error and its causes as the one line a user sees: "outer: cause: root cause", cut at the

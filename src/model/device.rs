@@ -25,7 +25,13 @@ pub fn select_device(choice: DeviceChoice) -> (Device, Option<String>) {
                 });
                 return (Device::Cpu, note);
             }
-            match Device::new_cuda(0) {
+            // One explicit stream for every thread, not candle's `new_cuda`: that one issues on
+            // CUDA's per-thread default stream, so work one thread launches (a pass on the compute
+            // pool, the viewer's worker) is not ordered before another thread's use of its result.
+            // On an H200 that gave CUDA_ERROR_ILLEGAL_ADDRESS on the third film of an `analyze`
+            // run, and wrong results under compute-sanitizer (films 2–4 "out of scope", score 241
+            // instead of 0.7); with one stream every launch is ordered as the host issued it.
+            match Device::new_cuda_with_stream(0) {
                 Ok(device) => (device, None),
                 Err(e) => (
                     Device::Cpu,
