@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Around a device call (README "GPU"): the device tool sends the files the index tracks plus the
-# carried paths, 64 MiB at most, and the tracked weights alone are 52.6 MiB. `slim` takes every
-# tracked file the GPU check does not need out of the index and the working tree (it refuses while
-# anything is uncommitted, so nothing can be lost); `restore` brings HEAD's files back.
+# Around a device call (README "GPU"): the device tool sends the tracked files plus the carried
+# paths, 64 MiB at most, and the tracked weights alone are 52.6 MiB. `slim` takes every tracked
+# file the GPU check does not need out of both the index and the working tree (whether the tool
+# counts one or the other was not settled), keeping .gitignore so that ignored folders stay
+# ignored; it refuses while anything is uncommitted, so nothing can be lost. `restore` brings
+# HEAD's files back.
 #
 #   bash scripts/gpu_tree.sh slim      # then the device call, carrying .data/gpu
 #   bash scripts/gpu_tree.sh restore
