@@ -52,3 +52,24 @@ pub fn device_name(device: &Device) -> &'static str {
         Device::Metal(_) => "metal",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CPU-only build answers every choice with the CPU; only an explicit `cuda` says why.
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cpu_only_build_falls_back_with_a_note_only_when_cuda_was_asked_for() {
+        let (device, note) = select_device(DeviceChoice::Cuda);
+        assert!(device.is_cpu());
+        let note = note.expect("asking for cuda in a CPU-only build should say why it got the CPU");
+        assert!(note.contains("--features cuda"), "{note}");
+        for choice in [DeviceChoice::Auto, DeviceChoice::Cpu] {
+            let (device, note) = select_device(choice);
+            assert!(device.is_cpu());
+            assert_eq!(note, None, "{choice:?}");
+        }
+        assert_eq!(device_name(&Device::Cpu), "cpu");
+    }
+}
