@@ -13,15 +13,15 @@ batches default to 32 path points on both sides, and the memory row is the GPU's
 of PyTorch (cxr-viewer's row stays its host RSS: candle does not report device memory).
 
 For each round it times the PyTorch stack (forward, Grad-CAM, MC dropout on the head, captum IG
-with 32 and 50 Gauss–Legendre steps, batch 8), then runs `cxr-viewer bench --device cpu
---ig-reference-steps N` on the same film. Accuracy of an IG map = relative L2 distance of the
-map (summed over channels) to a 256-node Gauss–Legendre map of the *same* stack, model, film and
-baseline; both stacks' errors and completeness gaps are printed. The "full study" of the Python
-stack is forward + Grad-CAM + MC dropout + IG at captum 50 steps (the reference user setting);
-cxr-viewer's is its `total` row (decode included). Peak memory: the Python process's peak RSS
-before the reference map (which is not part of a study) and cxr-viewer's own VmHWM line.
-Medians over `--runs` per stage; with `--rounds R` the whole comparison repeats R times and the
-table shows the median of the per-round medians.
+with 32 and 50 Gauss–Legendre steps, batches of `--ig-batch`), then runs `cxr-viewer bench
+--device DEVICE --ig-batch B --ig-reference-steps N` on the same film. Accuracy of an IG map =
+relative L2 distance of the map (summed over channels) to a 256-node Gauss–Legendre map of the
+*same* stack, model, film and baseline; both stacks' errors and completeness gaps are printed. The
+"full study" of the Python stack is forward + Grad-CAM + MC dropout + IG at captum 50 steps (the
+reference user setting); cxr-viewer's is its `total` row (decode included). Peak memory: the
+Python process's peak RSS before the reference map (which is not part of a study) and cxr-viewer's
+own VmHWM line. Medians over `--runs` per stage; with `--rounds R` the whole comparison repeats R
+times and the table shows the median of the per-round medians.
 """
 import argparse
 import json
