@@ -36,9 +36,13 @@ def rel_l2(a: np.ndarray, ref: np.ndarray) -> float:
 
 def main() -> int:
     if len(sys.argv) != 3:
-        print(__doc__.strip().splitlines()[3], file=sys.stderr)
+        print("usage: " + __doc__.strip().splitlines()[4].strip(), file=sys.stderr)
         return 2
     cpu_dir, gpu_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    for d in (cpu_dir, gpu_dir):
+        if not d.is_dir():
+            print(f"not a folder: {d}", file=sys.stderr)
+            return 2
     films = sorted(p.name for p in cpu_dir.iterdir() if (p / "report.json").is_file())
     if not films:
         print(f"no analysed films in {cpu_dir}", file=sys.stderr)

@@ -48,4 +48,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (OSError, lzma.LZMAError, struct.error) as e:
+        print(f"shuffle_bytes: {e}", file=sys.stderr)
+        sys.exit(1)
