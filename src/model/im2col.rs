@@ -15,6 +15,7 @@
 //! faster. Candle's `conv2d` is still used whenever autograd tracks the input (the tests
 //! differentiate the forward with it), on other devices and dtypes.
 
+use super::fused::PlaneOrder;
 use candle_core::{DType, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
@@ -63,6 +64,7 @@ pub(crate) fn conv2d(
         n,
         c,
         side_by_side,
+        order: PlaneOrder::ImageMajor,
         geometry,
     };
     let shape = if side_by_side {
@@ -86,6 +88,7 @@ pub(crate) fn conv2d(
             images: n,
             channels: c,
             side_by_side,
+            order: PlaneOrder::ImageMajor,
         })?;
     }
     let y = if side_by_side {
@@ -97,6 +100,69 @@ pub(crate) fn conv2d(
     Ok(Some(y.reshape((n, c_out, oh, ow))?))
 }
 
+/// [`conv2d`] for a channel-major batch `x` = `[c, n, h, w]` ([`PlaneOrder::ChannelMajor`]):
+/// every image's columns side by side, one product, and its result `[c_out, n, oh, ow]` is
+/// channel-major as it stands (no regrouping per image). `None` where the fused passes do not
+/// apply.
+pub(crate) fn conv2d_channel_major(
+    x: &Tensor,
+    matrix: &Tensor,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Option<Tensor>> {
+    if !super::fused::applies(x) || !super::fused::applies(matrix) {
+        return Ok(None);
+    }
+    let (c, n, h, w) = x.dims4()?;
+    if h + 2 * padding < k || w + 2 * padding < k {
+        return Ok(None);
+    }
+    let (oh, ow) = (
+        out_size(h, k, stride, padding),
+        out_size(w, k, stride, padding),
+    );
+    let c_out = matrix.dim(0)?;
+    let rows = c * k * k;
+    let geometry = Geometry {
+        h,
+        w,
+        k,
+        stride,
+        padding,
+        oh,
+        ow,
+    };
+    let key = ColumnKey {
+        n,
+        c,
+        side_by_side: true,
+        order: PlaneOrder::ChannelMajor,
+        geometry,
+    };
+    let col = match take_columns(&key) {
+        Some(col) => col,
+        None => Tensor::from_vec(
+            vec![0f32; n * rows * oh * ow],
+            (rows, n * oh * ow),
+            x.device(),
+        )?,
+    };
+    super::fused::with_f32_values(x, |data| {
+        col.inplace_op1(&FillColumns {
+            data,
+            geometry: &geometry,
+            images: n,
+            channels: c,
+            side_by_side: true,
+            order: PlaneOrder::ChannelMajor,
+        })
+    })??;
+    let y = super::fused::weight_matmul_columns(matrix, &col)?;
+    give_back_columns(key, col);
+    Ok(Some(y.reshape((c_out, n, oh, ow))?))
+}
+
 /// Which column buffer fits a call: the same batch, channels and geometry write the same
 /// positions, so the positions that read padding stay zero from the buffer's first use.
 #[derive(Clone, PartialEq)]
@@ -104,6 +170,7 @@ struct ColumnKey {
     n: usize,
     c: usize,
     side_by_side: bool,
+    order: PlaneOrder,
     geometry: Geometry,
 }
 
@@ -149,6 +216,8 @@ struct FillColumns<'a> {
     images: usize,
     channels: usize,
     side_by_side: bool,
+    /// How `data`'s planes are ordered.
+    order: PlaneOrder,
 }
 
 impl candle_core::InplaceOp1 for FillColumns<'_> {
@@ -180,7 +249,7 @@ impl candle_core::InplaceOp1 for FillColumns<'_> {
                 .for_each(|(i, col)| {
                     let (channel, ky) = (i / k, i % k);
                     for image in 0..n {
-                        let at = (image * c + channel) * plane;
+                        let at = self.order.plane(image, channel, n, c) * plane;
                         let input = &self.data[at..at + plane];
                         let offset = image * oh * ow;
                         self.geometry
@@ -397,6 +466,7 @@ mod tests {
             n,
             c,
             side_by_side: true, // three images, planes of 7×8 positions
+            order: PlaneOrder::ImageMajor,
             geometry: Geometry {
                 h,
                 w,

@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use candle_core::{DType, IndexOp, Tensor, D};
 
 use super::config::Architecture;
-use super::fused;
+use super::fused::{self, PlaneOrder};
 use super::im2col;
 use super::weights::WeightStore;
 use super::winograd::{self, WinogradKernel};
@@ -43,7 +43,8 @@ pub struct ConvBn {
     /// matrix `[c_in·k·k, c_out]`.
     backward_kernel: Tensor,
     /// 1×1 kernels: `W` as a matrix `[c_out, c_in]` and its transpose `[c_in, c_out]`, so forward
-    /// and backward are one gemm per image on the NCHW data (no im2col copy).
+    /// and backward are one gemm per image on the NCHW data (no im2col copy), or one gemm for the
+    /// whole batch on channel-major data ([`PlaneOrder`]).
     pointwise: Option<(Tensor, Tensor)>,
     /// The image convolution (3 input channels): `Σ_c W[:, c]` as a matrix `[c_out, k·k]` and its
     /// transpose. A greyscale film repeats one plane in all three channels (the preprocessing
@@ -183,6 +184,88 @@ impl ConvBn {
         x.conv2d(&self.weight, self.padding, self.stride, 1, 1)
     }
 
+    /// [`Self::convolve`] for a channel-major batch ([`PlaneOrder::ChannelMajor`]: `x` is
+    /// `[c_in, n, h, w]`, the result `[c_out, n, oh, ow]`): 1×1 and strided convolutions as one
+    /// product over the batch, 3×3 stride-1 ones on Winograd's channel-major path. Where none of
+    /// these applies, the batch goes through [`Self::convolve`] in NCHW and back.
+    fn convolve_channel_major(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fused::applies(x) {
+            if let Some((matrix, _)) = &self.pointwise {
+                let x = subsample(x, self.stride)?;
+                let (c, n, h, w) = x.dims4()?;
+                return fused::weight_matmul_columns(matrix, &x.reshape((c, n * h * w))?)?
+                    .reshape((self.c_out, n, h, w));
+            }
+            if self.stride == 1 {
+                if let Some((forward, _)) = &self.winograd {
+                    if let Some(y) = winograd::conv3x3_channel_major(x, forward)? {
+                        return Ok(y);
+                    }
+                }
+            }
+            if self.channel_sum.is_none() {
+                let matrix = self
+                    .weight
+                    .reshape((self.c_out, self.c_in * self.kernel * self.kernel))?;
+                if let Some(y) = im2col::conv2d_channel_major(
+                    x,
+                    &matrix,
+                    self.kernel,
+                    self.stride,
+                    self.padding,
+                )? {
+                    return Ok(y);
+                }
+            }
+        }
+        swap_images_and_channels(&self.convolve(&swap_images_and_channels(x)?)?)
+    }
+
+    /// [`Self::backward_input`] for a channel-major batch: `grad` is `[c_out, n, h, w]`, the
+    /// result `[c_in, n, H, W]`.
+    fn backward_input_channel_major(
+        &self,
+        grad: &Tensor,
+        input_hw: (usize, usize),
+    ) -> candle_core::Result<Tensor> {
+        if fused::applies(grad) {
+            let (k, p, s) = (self.kernel, self.padding, self.stride);
+            let (c_out, n, h, w) = grad.dims4()?;
+            let columns = grad.reshape((c_out, n * h * w))?;
+            if let (Some((_, transposed)), 1) = (&self.pointwise, s) {
+                return fused::weight_matmul_columns(transposed, &columns)?
+                    .reshape((self.c_in, n, h, w));
+            }
+            if s == 1 {
+                if let Some((_, backward)) = &self.winograd {
+                    if let Some(g) = winograd::conv3x3_channel_major(grad, backward)? {
+                        return Ok(g);
+                    }
+                }
+            } else if self.channel_sum.is_none() {
+                let backward_kernel = match &self.pointwise {
+                    Some((_, transposed)) => transposed,
+                    None => &self.backward_kernel,
+                };
+                // One product for every image's taps, `[c_in·k·k, n·h·w]`, then col2im.
+                let taps = fused::weight_matmul_columns(backward_kernel, &columns)?;
+                let geometry = fused::Col2Im {
+                    c_in: self.c_in,
+                    k,
+                    stride: s,
+                    padding: p,
+                    grid: (h, w),
+                    input: input_hw,
+                    order: PlaneOrder::ChannelMajor,
+                };
+                if let Some(g) = fused::col2im(&taps, geometry)? {
+                    return Ok(g);
+                }
+            }
+        }
+        swap_images_and_channels(&self.backward_input(&swap_images_and_channels(grad)?, input_hw)?)
+    }
+
     /// `Σ_c ∂L/∂x_c` as `[n, 1, H, W]`: the input gradient summed over the input channels. With
     /// the summed kernel (the image convolution, stride > 1 as in the stem) this is the strided
     /// input gradient of a one-channel convolution; otherwise the per-channel gradient, summed.
@@ -256,6 +339,7 @@ impl ConvBn {
             padding: p,
             grid: (h, w),
             input: input_hw,
+            order: PlaneOrder::ImageMajor,
         };
         if let Some(g) = fused::col2im(&taps, geometry)? {
             return Ok(g);
@@ -350,6 +434,19 @@ fn pointwise_matrices(
     let matrix = weight.reshape((c_out, c_in))?.contiguous()?;
     let transposed = matrix.t()?.contiguous()?;
     Ok(Some((matrix, transposed)))
+}
+
+/// `[a, b, h, w]` → `[b, a, h, w]`, contiguous: NCHW to channel-major and back
+/// ([`PlaneOrder`]).
+fn swap_images_and_channels(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.transpose(0, 1)?.contiguous()
+}
+
+/// `y` viewed as one image `[1, C, n·h, w]` (no copy): the per-channel passes
+/// ([`fused::bias_act`], the residual join) see each channel's planes of all images as one plane.
+fn as_one_image(y: &Tensor) -> candle_core::Result<Tensor> {
+    let (c, n, h, w) = y.dims4()?;
+    y.reshape((1, c, n * h, w))
 }
 
 /// Every `stride`-th row and column starting at 0 (the pixels a padding-0, 1×1 convolution of that
@@ -486,6 +583,8 @@ pub struct Bottleneck {
 /// What a block's input gradient needs of its forward pass: where each of its three ReLUs was
 /// positive ([`fused::relu_mask`], `u8`), and the sizes a strided convolution's gradient needs.
 struct BlockTape {
+    /// How the block's activations (and so its gradients) are laid out.
+    order: PlaneOrder,
     input_hw: (usize, usize),
     mid_hw: (usize, usize),
     relu1: Tensor,
@@ -495,15 +594,27 @@ struct BlockTape {
 
 impl Bottleneck {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        Ok(self.forward_keeping(x, false)?.0)
+        Ok(self.forward_keeping(x, false, PlaneOrder::ImageMajor)?.0)
     }
 
-    fn forward_with_tape(&self, x: &Tensor) -> candle_core::Result<(Tensor, BlockTape)> {
-        let (y, tape) = self.forward_keeping(x, true)?;
+    /// The block's output and tape for `x` laid out in `order` (`[n, C, h, w]` or
+    /// `[C, n, h, w]`); the output is laid out the same way.
+    fn forward_with_tape(
+        &self,
+        x: &Tensor,
+        order: PlaneOrder,
+    ) -> candle_core::Result<(Tensor, BlockTape)> {
+        let (y, tape) = self.forward_keeping(x, true, order)?;
         match tape {
             Some(tape) => Ok((y, tape)),
             None => candle_core::bail!("bottleneck: no tape kept"),
         }
+    }
+
+    /// Output plane (`h·w`) of the block for an input of `h × w`.
+    fn output_plane(&self, (h, w): (usize, usize)) -> usize {
+        let s = self.conv2.stride;
+        h.div_ceil(s) * w.div_ceil(s)
     }
 
     /// The block's output, and its tape when `keep`. Each activation is dropped as soon as the
@@ -512,14 +623,35 @@ impl Bottleneck {
         &self,
         x: &Tensor,
         keep: bool,
+        order: PlaneOrder,
     ) -> candle_core::Result<(Tensor, Option<BlockTape>)> {
         let (_, _, h, w) = x.dims4()?;
-        let relu = |conv: &ConvBn, x: &Tensor| -> candle_core::Result<(Tensor, Option<Tensor>)> {
-            if keep {
-                let (y, mask) = conv.forward_relu_with_mask(x)?;
-                Ok((y, Some(mask)))
+        let channel_major = order == PlaneOrder::ChannelMajor;
+        let convolve = |conv: &ConvBn, x: &Tensor| {
+            if channel_major {
+                conv.convolve_channel_major(x)
             } else {
-                Ok((conv.forward_relu(x)?, None))
+                conv.convolve(x)
+            }
+        };
+        let relu = |conv: &ConvBn, x: &Tensor| -> candle_core::Result<(Tensor, Option<Tensor>)> {
+            if !channel_major {
+                return if keep {
+                    let (y, mask) = conv.forward_relu_with_mask(x)?;
+                    Ok((y, Some(mask)))
+                } else {
+                    Ok((conv.forward_relu(x)?, None))
+                };
+            }
+            let y = conv.convolve_channel_major(x)?;
+            let shape = y.shape().clone();
+            let y = as_one_image(&y)?;
+            if keep {
+                let (y, mask) = fused::bias_relu_with_mask(y, &conv.bias_host, &conv.bias)?;
+                Ok((y.reshape(&shape)?, Some(mask.reshape(&shape)?)))
+            } else {
+                let y = fused::bias_act(y, &conv.bias_host, &conv.bias, true)?;
+                Ok((y.reshape(&shape)?, None))
             }
         };
         let (relu1, mask1) = relu(&self.conv1, x)?;
@@ -528,11 +660,11 @@ impl Bottleneck {
         drop(relu1);
         // Both branches without their biases; the join adds them (one pass less over the
         // block's largest output, and over the projection's).
-        let main = self.conv3.convolve(&relu2)?;
+        let main = convolve(&self.conv3, &relu2)?;
         drop(relu2);
         let (identity, bias_host, bias) = match &self.downsample {
             Some(ds) => (
-                ds.convolve(x)?,
+                convolve(ds, x)?,
                 Cow::Owned(
                     self.conv3
                         .bias_host
@@ -550,17 +682,25 @@ impl Bottleneck {
             ),
         };
         // `main` is conv3's fresh output: the residual join writes into it.
+        let shape = main.shape().clone();
+        let (main, identity) = if channel_major {
+            (as_one_image(&main)?, as_one_image(&identity)?)
+        } else {
+            (main, identity)
+        };
         let (out, mask3) = if keep {
             let (y, mask) = fused::bias_add_relu_with_mask(main, &identity, &bias_host, &bias)?;
-            (y, Some(mask))
+            (y.reshape(&shape)?, Some(mask.reshape(&shape)?))
         } else {
             (
-                fused::bias_add_relu_in_place(main, &identity, &bias_host, &bias)?,
+                fused::bias_add_relu_in_place(main, &identity, &bias_host, &bias)?
+                    .reshape(&shape)?,
                 None,
             )
         };
         let tape = match (mask1, mask2, mask3) {
             (Some(relu1), Some(relu2), Some(out)) => Some(BlockTape {
+                order,
                 input_hw: (h, w),
                 mid_hw,
                 relu1,
@@ -572,17 +712,22 @@ impl Bottleneck {
         Ok((out, tape))
     }
 
+    /// The block's input gradient from its output's, both laid out as the tape's activations.
     fn backward(&self, tape: &BlockTape, grad: &Tensor) -> candle_core::Result<Tensor> {
+        let backward = |conv: &ConvBn, g: &Tensor, hw: (usize, usize)| match tape.order {
+            PlaneOrder::ImageMajor => conv.backward_input(g, hw),
+            PlaneOrder::ChannelMajor => conv.backward_input_channel_major(g, hw),
+        };
         let g_sum = fused::relu_backward(grad, &tape.out)?;
         let (h2, w2) = (tape.relu2.dim(2)?, tape.relu2.dim(3)?);
         // Each convolution's input gradient is fresh: the ReLU's gradient is taken in its buffer.
-        let g = self.conv3.backward_input(&g_sum, (h2, w2))?;
+        let g = backward(&self.conv3, &g_sum, (h2, w2))?;
         let g = fused::relu_backward_in_place(g, &tape.relu2)?;
-        let g = self.conv2.backward_input(&g, tape.mid_hw)?;
+        let g = backward(&self.conv2, &g, tape.mid_hw)?;
         let g = fused::relu_backward_in_place(g, &tape.relu1)?;
-        let g_main = self.conv1.backward_input(&g, tape.input_hw)?;
+        let g_main = backward(&self.conv1, &g, tape.input_hw)?;
         let g_identity = match &self.downsample {
-            Some(ds) => ds.backward_input(&g_sum, tape.input_hw)?,
+            Some(ds) => backward(ds, &g_sum, tape.input_hw)?,
             None => g_sum,
         };
         // `g_main` is conv1's fresh input gradient: the sum is written into it.
@@ -608,6 +753,10 @@ pub struct StemPath {
     step: Tensor,
     input_hw: (usize, usize),
 }
+
+/// Blocks of a batch's tape pass whose output planes have at most this many positions run
+/// channel-major ([`PlaneOrder`]): layer3 (14 × 14) and layer4 (7 × 7) at 224 px.
+const CHANNEL_MAJOR_MAX_PLANE: usize = 14 * 14;
 
 /// Everything up to and including layer4 (the Grad-CAM layer).
 #[derive(Clone, Debug)]
@@ -772,10 +921,23 @@ impl Backbone {
         let (mut x, pool) = StemPool::forward(&stem_relu)?;
         let stem_relu = fused::relu_mask(&stem_relu)?;
         let mut blocks = Vec::with_capacity(self.blocks.len());
+        let mut order = PlaneOrder::ImageMajor;
         for block in &self.blocks {
-            let (y, tape) = block.forward_with_tape(&x)?;
+            let (n, _, h, w) = x.dims4()?;
+            if order == PlaneOrder::ImageMajor
+                && n > 1
+                && fused::applies(&x)
+                && block.output_plane((h, w)) <= CHANNEL_MAJOR_MAX_PLANE
+            {
+                x = swap_images_and_channels(&x)?;
+                order = PlaneOrder::ChannelMajor;
+            }
+            let (y, tape) = block.forward_with_tape(&x, order)?;
             blocks.push(tape);
             x = y;
+        }
+        if order == PlaneOrder::ChannelMajor {
+            x = swap_images_and_channels(&x)?;
         }
         Ok((
             x,
@@ -834,8 +996,16 @@ impl Backbone {
         grad_layer4: &Tensor,
     ) -> candle_core::Result<Tensor> {
         let mut g = grad_layer4.clone();
+        let mut order = PlaneOrder::ImageMajor;
         for (block, block_tape) in self.blocks.iter().zip(&tape.blocks).rev() {
+            if block_tape.order != order {
+                g = swap_images_and_channels(&g)?;
+                order = block_tape.order;
+            }
             g = block.backward(block_tape, &g)?;
+        }
+        if order == PlaneOrder::ChannelMajor {
+            g = swap_images_and_channels(&g)?;
         }
         let g = StemPool::backward(&tape.pool, &g, tape.stem_hw)?;
         // The max-pool's gradient is a fresh tensor: the ReLU's is taken in its buffer.
@@ -1223,7 +1393,7 @@ mod tests {
             downsample: Some(ConvBn::from_weight(w(8, 6, 1), 2, 0)),
         };
         let x = Tensor::randn(0f32, 1.0, (2, 6, 10, 10), &Device::Cpu).unwrap();
-        let (y, tape) = block.forward_with_tape(&x).unwrap();
+        let (y, tape) = block.forward_with_tape(&x, PlaneOrder::ImageMajor).unwrap();
         let plain = block.forward(&x).unwrap();
         let diff = (&y - &plain).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(
@@ -1236,5 +1406,70 @@ mod tests {
             |x| block.forward(x).unwrap(),
             |g| block.backward(&tape, g).unwrap(),
         );
+    }
+
+    /// The channel-major block pass (the tape path of a batch's layer3 and layer4) computes what
+    /// the NCHW pass does, forward and backward: for a strided block with a projection (one
+    /// product per convolution over the batch, col2im of channel-major taps), and stride-1
+    /// blocks whose 3×3 convolution takes Winograd's channel-major path (4 images of 8×8 and of
+    /// 7×7: 16 tiles) or channel-major im2col (2 images: too few tiles).
+    #[test]
+    fn channel_major_blocks_match_the_nchw_pass() {
+        let w = |o: usize, i: usize, k: usize| {
+            Tensor::randn(0f32, 0.5, (o, i, k, k), &Device::Cpu).unwrap()
+        };
+        let strided = Bottleneck {
+            conv1: ConvBn::from_weight(w(4, 6, 1), 1, 0),
+            conv2: ConvBn::from_weight(w(4, 4, 3), 2, 1),
+            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+            downsample: Some(ConvBn::from_weight(w(8, 6, 1), 2, 0)),
+        };
+        let plain = Bottleneck {
+            conv1: ConvBn::from_weight(w(4, 8, 1), 1, 0),
+            conv2: ConvBn::from_weight(w(4, 4, 3), 1, 1),
+            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+            downsample: None,
+        };
+        assert!(plain.conv2.winograd.is_some());
+        let cases = [
+            (&strided, (3, 6, 10, 10)),
+            (&strided, (2, 6, 7, 9)),
+            (&plain, (4, 8, 8, 8)),
+            (&plain, (4, 8, 7, 7)),
+            (&plain, (2, 8, 7, 7)),
+        ];
+        let max_diff = |a: &Tensor, b: &Tensor| {
+            let scale = b
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+            d.to_scalar::<f32>().unwrap() / scale.max(1.0)
+        };
+        for (block, shape) in cases {
+            let x = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap();
+            let (y, tape) = block.forward_with_tape(&x, PlaneOrder::ImageMajor).unwrap();
+            let x_cm = swap_images_and_channels(&x).unwrap();
+            let (y_cm, tape_cm) = block
+                .forward_with_tape(&x_cm, PlaneOrder::ChannelMajor)
+                .unwrap();
+            assert_eq!(tape_cm.order, PlaneOrder::ChannelMajor);
+            let y_back = swap_images_and_channels(&y_cm).unwrap();
+            assert_eq!(y_back.dims(), y.dims());
+            assert!(max_diff(&y_back, &y) < 1e-5, "{shape:?}: forward differs");
+            let g = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
+            let dx = block.backward(&tape, &g).unwrap();
+            let g_cm = swap_images_and_channels(&g).unwrap();
+            let dx_cm = block.backward(&tape_cm, &g_cm).unwrap();
+            let dx_back = swap_images_and_channels(&dx_cm).unwrap();
+            assert_eq!(dx_back.dims(), x.dims());
+            assert!(
+                max_diff(&dx_back, &dx) < 1e-5,
+                "{shape:?}: input gradient differs"
+            );
+        }
     }
 }

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use candle_core::{bail, DType, Result, Tensor};
 use rayon::prelude::*;
 
-use super::fused;
+use super::fused::{self, PlaneOrder};
 
 /// Side of the output block one tile computes.
 const M: usize = 4;
@@ -171,25 +171,51 @@ fn tiles(size: usize) -> usize {
 /// path does not apply (not a contiguous f32 CPU tensor, autograd tracking it, or a channel count
 /// other than the kernel's).
 pub(crate) fn conv3x3(x: &Tensor, kernel: &WinogradKernel) -> Result<Option<Tensor>> {
+    conv3x3_ordered(x, kernel, PlaneOrder::ImageMajor)
+}
+
+/// [`conv3x3`] for a channel-major batch `x` = `[c_in, n, h, w]` ([`PlaneOrder::ChannelMajor`]),
+/// the result `[c_out, n, h, w]` likewise.
+pub(crate) fn conv3x3_channel_major(x: &Tensor, kernel: &WinogradKernel) -> Result<Option<Tensor>> {
+    conv3x3_ordered(x, kernel, PlaneOrder::ChannelMajor)
+}
+
+fn conv3x3_ordered(
+    x: &Tensor,
+    kernel: &WinogradKernel,
+    order: PlaneOrder,
+) -> Result<Option<Tensor>> {
     if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
         return Ok(None);
     }
-    let (n, c, h, w) = x.dims4()?;
+    let (n, c, h, w) = image_channel_dims(x, order)?;
     if c != kernel.c_in || n == 0 || h == 0 || w == 0 {
         return Ok(None);
     }
     if n * tiles(h) * tiles(w) < MIN_TILES {
         return Ok(None);
     }
-    conv3x3_any_size(x, kernel).map(Some)
+    conv3x3_any_size(x, kernel, order).map(Some)
+}
+
+/// `(images, channels, h, w)` of `x` stored in `order`.
+fn image_channel_dims(x: &Tensor, order: PlaneOrder) -> Result<(usize, usize, usize, usize)> {
+    let (a, b, h, w) = x.dims4()?;
+    Ok(match order {
+        PlaneOrder::ImageMajor => (a, b, h, w),
+        PlaneOrder::ChannelMajor => (b, a, h, w),
+    })
 }
 
 /// [`conv3x3`] for a CPU f32 input with the kernel's channel count, however few its tiles.
-fn conv3x3_any_size(x: &Tensor, kernel: &WinogradKernel) -> Result<Tensor> {
-    let (n, _, h, w) = x.dims4()?;
+fn conv3x3_any_size(x: &Tensor, kernel: &WinogradKernel, order: PlaneOrder) -> Result<Tensor> {
+    let (n, _, h, w) = image_channel_dims(x, order)?;
     let x = x.contiguous()?;
-    let out = fused::with_f32_values(&x, |data| convolve(data, kernel, (n, h, w)))??;
-    Tensor::from_vec(out, (n, kernel.c_out, h, w), x.device())
+    let out = fused::with_f32_values(&x, |data| convolve(data, kernel, (n, h, w), order))??;
+    match order {
+        PlaneOrder::ImageMajor => Tensor::from_vec(out, (n, kernel.c_out, h, w), x.device()),
+        PlaneOrder::ChannelMajor => Tensor::from_vec(out, (kernel.c_out, n, h, w), x.device()),
+    }
 }
 
 /// The three steps on plain buffers: input transform `V`, 36 products `M`, output transform.
@@ -197,6 +223,7 @@ fn convolve(
     data: &[f32],
     kernel: &WinogradKernel,
     (n, h, w): (usize, usize, usize),
+    order: PlaneOrder,
 ) -> Result<Vec<f32>> {
     let (c_in, c_out) = (kernel.c_in, kernel.c_out);
     let (th, tw) = (tiles(h), tiles(w));
@@ -211,7 +238,7 @@ fn convolve(
         .enumerate()
         .for_each_init(Vec::new, |scratch, (channel, v)| {
             for image in 0..n {
-                let plane = &data[(image * c_in + channel) * h * w..][..h * w];
+                let plane = &data[order.plane(image, channel, n, c_in) * h * w..][..h * w];
                 transform_input_plane(plane, (h, w), v, (t, image * th * tw), scratch);
             }
         });
@@ -247,7 +274,7 @@ fn convolve(
             let mut groups: Vec<Vec<&mut [std::mem::MaybeUninit<f32>]>> =
                 (0..c_out * runs).map(|_| Vec::new()).collect();
             for (index, plane) in y.chunks_exact_mut(h * w).enumerate() {
-                let (image, channel) = (index / c_out, index % c_out);
+                let (image, channel) = order.image_channel(index, n, c_out);
                 groups[channel * runs + image / images_per_task].push(plane);
             }
             groups.par_iter_mut().enumerate().for_each_init(
@@ -450,7 +477,7 @@ mod tests {
             let x = random(&[n, c_in, h, w], (n * h + w) as u64);
             let weight = random(&[c_out, c_in, 3, 3], (c_in * c_out) as u64);
             let kernel = WinogradKernel::new(&weight).unwrap();
-            let ours = conv3x3_any_size(&x, &kernel).unwrap();
+            let ours = conv3x3_any_size(&x, &kernel, PlaneOrder::ImageMajor).unwrap();
             let reference = x.conv2d(&weight, 1, 1, 1, 1).unwrap();
             assert_eq!(ours.dims(), reference.dims());
             let max_diff = super::super::im2col::max_abs_diff;
