@@ -597,6 +597,11 @@ impl Bottleneck {
         Ok(self.forward_keeping(x, false, PlaneOrder::ImageMajor)?.0)
     }
 
+    /// [`Self::forward`] for `x` laid out in `order`, the output likewise.
+    fn forward_in(&self, x: &Tensor, order: PlaneOrder) -> candle_core::Result<Tensor> {
+        Ok(self.forward_keeping(x, false, order)?.0)
+    }
+
     /// The block's output and tape for `x` laid out in `order` (`[n, C, h, w]` or
     /// `[C, n, h, w]`); the output is laid out the same way.
     fn forward_with_tape(
@@ -758,6 +763,21 @@ pub struct StemPath {
 /// channel-major ([`PlaneOrder`]): layer3 (14 × 14) and layer4 (7 × 7) at 224 px.
 const CHANNEL_MAJOR_MAX_PLANE: usize = 14 * 14;
 
+/// Whether a batch pass still in NCHW (`order`) turns channel-major at `block` (input `x`):
+/// batches of more than one image on the fused CPU passes, from the first block whose output
+/// plane is small enough.
+fn channel_major_from(
+    block: &Bottleneck,
+    x: &Tensor,
+    order: PlaneOrder,
+) -> candle_core::Result<bool> {
+    let (n, _, h, w) = x.dims4()?;
+    Ok(order == PlaneOrder::ImageMajor
+        && n > 1
+        && fused::applies(x)
+        && block.output_plane((h, w)) <= CHANNEL_MAJOR_MAX_PLANE)
+}
+
 /// Everything up to and including layer4 (the Grad-CAM layer).
 #[derive(Clone, Debug)]
 pub struct Backbone {
@@ -835,8 +855,16 @@ impl Backbone {
         super::on_compute_pool(|| {
             let x = self.stem.forward_relu(x)?;
             let (mut x, _) = StemPool::forward(&x)?;
+            let mut order = PlaneOrder::ImageMajor;
             for block in &self.blocks {
-                x = block.forward(&x)?;
+                if channel_major_from(block, &x, order)? {
+                    x = swap_images_and_channels(&x)?;
+                    order = PlaneOrder::ChannelMajor;
+                }
+                x = block.forward_in(&x, order)?;
+            }
+            if order == PlaneOrder::ChannelMajor {
+                x = swap_images_and_channels(&x)?;
             }
             Ok(x)
         })
@@ -923,12 +951,7 @@ impl Backbone {
         let mut blocks = Vec::with_capacity(self.blocks.len());
         let mut order = PlaneOrder::ImageMajor;
         for block in &self.blocks {
-            let (n, _, h, w) = x.dims4()?;
-            if order == PlaneOrder::ImageMajor
-                && n > 1
-                && fused::applies(&x)
-                && block.output_plane((h, w)) <= CHANNEL_MAJOR_MAX_PLANE
-            {
+            if channel_major_from(block, &x, order)? {
                 x = swap_images_and_channels(&x)?;
                 order = PlaneOrder::ChannelMajor;
             }
@@ -1470,6 +1493,77 @@ mod tests {
                 max_diff(&dx_back, &dx) < 1e-5,
                 "{shape:?}: input gradient differs"
             );
+        }
+    }
+
+    /// A batch's passes turn channel-major at the first small-plane block and back at the end:
+    /// the batch's forward, and its input gradient through the tape, equal each image's alone
+    /// (a single image never changes order). 64 × 64 inputs give 16 × 16 planes after the stem
+    /// (256 positions, more than the limit), so the switch falls between the first block and the
+    /// strided second (8 × 8).
+    #[test]
+    fn batch_passes_that_turn_channel_major_match_single_images() {
+        let w = |o: usize, i: usize, k: usize| {
+            Tensor::randn(0f32, 0.3, (o, i, k, k), &Device::Cpu).unwrap()
+        };
+        let backbone = Backbone {
+            stem: ConvBn::from_weight(w(6, 3, 7), 2, 3),
+            blocks: vec![
+                Bottleneck {
+                    conv1: ConvBn::from_weight(w(4, 6, 1), 1, 0),
+                    conv2: ConvBn::from_weight(w(4, 4, 3), 1, 1),
+                    conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+                    downsample: Some(ConvBn::from_weight(w(8, 6, 1), 1, 0)),
+                },
+                Bottleneck {
+                    conv1: ConvBn::from_weight(w(4, 8, 1), 1, 0),
+                    conv2: ConvBn::from_weight(w(4, 4, 3), 2, 1),
+                    conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+                    downsample: Some(ConvBn::from_weight(w(8, 8, 1), 2, 0)),
+                },
+                Bottleneck {
+                    conv1: ConvBn::from_weight(w(4, 8, 1), 1, 0),
+                    conv2: ConvBn::from_weight(w(4, 4, 3), 1, 1),
+                    conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+                    downsample: None,
+                },
+            ],
+        };
+        // 40 × 40: 10 × 10 after the stem, so the whole batch runs channel-major.
+        for (side, first) in [(64, PlaneOrder::ImageMajor), (40, PlaneOrder::ChannelMajor)] {
+            let x = Tensor::randn(0f32, 1.0, (5, 3, side, side), &Device::Cpu).unwrap();
+            let y = backbone.forward(&x).unwrap();
+            let (y_tape, tape) = backbone.forward_with_tape(&x).unwrap();
+            assert!(tape.blocks[0].order == first);
+            assert!(tape.blocks[1].order == PlaneOrder::ChannelMajor);
+            let g = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
+            let dx = backbone.backward_input(&tape, &g).unwrap();
+            let close = |a: &Tensor, b: &Tensor, what: &str| {
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+                let d = d.to_scalar::<f32>().unwrap();
+                assert!(
+                    d <= 1e-5 * scale.max(1.0),
+                    "{what}: max diff {d} of {scale}"
+                );
+            };
+            close(&y_tape, &y, "tape forward");
+            for i in 0..5 {
+                let xi = x.narrow(0, i, 1).unwrap();
+                let yi = backbone.forward(&xi).unwrap();
+                close(&y.narrow(0, i, 1).unwrap(), &yi, "forward");
+                let (_, tape_i) = backbone.forward_with_tape(&xi).unwrap();
+                assert!(tape_i.blocks[1].order == PlaneOrder::ImageMajor);
+                let gi = g.narrow(0, i, 1).unwrap();
+                let dxi = backbone.backward_input(&tape_i, &gi).unwrap();
+                close(&dx.narrow(0, i, 1).unwrap(), &dxi, "input gradient");
+            }
         }
     }
 }
