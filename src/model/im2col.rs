@@ -37,25 +37,13 @@ pub(crate) fn conv2d(
         return Ok(None);
     }
     let (n, c, h, w) = x.dims4()?;
-    if h + 2 * padding < k || w + 2 * padding < k {
+    let Some(geometry) = Geometry::new((h, w), k, stride, padding) else {
         return Ok(None);
-    }
-    let (oh, ow) = (
-        out_size(h, k, stride, padding),
-        out_size(w, k, stride, padding),
-    );
+    };
+    let (oh, ow) = (geometry.oh, geometry.ow);
     let c_out = matrix.dim(0)?;
     let rows = c * k * k;
     let x = x.contiguous()?;
-    let geometry = Geometry {
-        h,
-        w,
-        k,
-        stride,
-        padding,
-        oh,
-        ow,
-    };
     // Small planes (layer2–layer4) put every image's columns side by side in one matrix, so one
     // product serves the batch (`fused::weight_matmul_image_columns`, which needs weights the
     // fused passes apply to).
@@ -115,24 +103,12 @@ pub(crate) fn conv2d_channel_major(
         return Ok(None);
     }
     let (c, n, h, w) = x.dims4()?;
-    if h + 2 * padding < k || w + 2 * padding < k {
+    let Some(geometry) = Geometry::new((h, w), k, stride, padding) else {
         return Ok(None);
-    }
-    let (oh, ow) = (
-        out_size(h, k, stride, padding),
-        out_size(w, k, stride, padding),
-    );
+    };
+    let (oh, ow) = (geometry.oh, geometry.ow);
     let c_out = matrix.dim(0)?;
     let rows = c * k * k;
-    let geometry = Geometry {
-        h,
-        w,
-        k,
-        stride,
-        padding,
-        oh,
-        ow,
-    };
     let key = ColumnKey {
         n,
         c,
@@ -351,6 +327,23 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a `k × k` convolution of an `h × w` plane, or `None` when the padded plane
+    /// is smaller than the kernel.
+    fn new((h, w): (usize, usize), k: usize, stride: usize, padding: usize) -> Option<Self> {
+        if h + 2 * padding < k || w + 2 * padding < k {
+            return None;
+        }
+        Some(Self {
+            h,
+            w,
+            k,
+            stride,
+            padding,
+            oh: out_size(h, k, stride, padding),
+            ow: out_size(w, k, stride, padding),
+        })
+    }
+
     /// The `k` column rows of kernel row `ky` of one input plane, in rows of `row_len` values
     /// starting at `offset` within each row.
     fn im2col_kernel_row(

@@ -229,7 +229,7 @@ impl ConvBn {
         input_hw: (usize, usize),
     ) -> candle_core::Result<Tensor> {
         if fused::applies(grad) {
-            let (k, p, s) = (self.kernel, self.padding, self.stride);
+            let s = self.stride;
             let (c_out, n, h, w) = grad.dims4()?;
             let columns = grad.reshape((c_out, n * h * w))?;
             if let (Some((_, transposed)), 1) = (&self.pointwise, s) {
@@ -249,15 +249,8 @@ impl ConvBn {
                 };
                 // One product for every image's taps, `[c_in·k·k, n·h·w]`, then col2im.
                 let taps = fused::weight_matmul_columns(backward_kernel, &columns)?;
-                let geometry = fused::Col2Im {
-                    c_in: self.c_in,
-                    k,
-                    stride: s,
-                    padding: p,
-                    grid: (h, w),
-                    input: input_hw,
-                    order: PlaneOrder::ChannelMajor,
-                };
+                let geometry =
+                    self.col2im_geometry(self.c_in, (h, w), input_hw, PlaneOrder::ChannelMajor);
                 if let Some(g) = fused::col2im(&taps, geometry)? {
                     return Ok(g);
                 }
@@ -316,6 +309,26 @@ impl ConvBn {
         self.strided_backward_input(backward_kernel, self.c_in, grad, input_hw)
     }
 
+    /// Where this convolution's per-tap input-gradient contributions land: `grid` is its output
+    /// grid, `input_hw` its input's.
+    fn col2im_geometry(
+        &self,
+        c_in: usize,
+        grid: (usize, usize),
+        input_hw: (usize, usize),
+        order: PlaneOrder,
+    ) -> fused::Col2Im {
+        fused::Col2Im {
+            c_in,
+            k: self.kernel,
+            stride: self.stride,
+            padding: self.padding,
+            grid,
+            input: input_hw,
+            order,
+        }
+    }
+
     /// The input gradient of this convolution (stride > 1) with `backward_kernel` = `Wᵀ` as
     /// `[c_in·k·k, c_out]`: one gemm for the per-tap contributions, then col2im. `c_in` is 1 for
     /// the channel-summed kernel.
@@ -332,15 +345,7 @@ impl ConvBn {
         // taps[n, ci, ky, kx, i, j] = Σ_co W[co, ci, ky, kx] ∂y[n, co, i, j]; it lands on input
         // pixel (s·i + ky − p, s·j + kx − p).
         let taps = fused::weight_matmul(backward_kernel, &grad.reshape((n, c_out, h * w))?)?;
-        let geometry = fused::Col2Im {
-            c_in,
-            k,
-            stride: s,
-            padding: p,
-            grid: (h, w),
-            input: input_hw,
-            order: PlaneOrder::ImageMajor,
-        };
+        let geometry = self.col2im_geometry(c_in, (h, w), input_hw, PlaneOrder::ImageMajor);
         if let Some(g) = fused::col2im(&taps, geometry)? {
             return Ok(g);
         }
@@ -1404,17 +1409,35 @@ mod tests {
         }
     }
 
+    /// `max |a − b|` relative to `max |b|` (or absolute below 1).
+    fn relative_max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let max_abs = |t: &Tensor| {
+            let m = t.abs().unwrap().max_all().unwrap();
+            m.to_scalar::<f32>().unwrap()
+        };
+        max_abs(&(a - b).unwrap()) / max_abs(b).max(1.0)
+    }
+
+    fn random_kernel(c_out: usize, c_in: usize, k: usize) -> Tensor {
+        Tensor::randn(0f32, 0.5, (c_out, c_in, k, k), &Device::Cpu).unwrap()
+    }
+
+    /// A random bottleneck `c_in → 4 → 8` whose 3×3 convolution has `stride`; with a projection
+    /// when `stride` > 1 or `c_in` ≠ 8.
+    fn random_block(c_in: usize, stride: usize) -> Bottleneck {
+        let w = random_kernel;
+        Bottleneck {
+            conv1: ConvBn::from_weight(w(4, c_in, 1), 1, 0),
+            conv2: ConvBn::from_weight(w(4, 4, 3), stride, 1),
+            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
+            downsample: (stride > 1 || c_in != 8)
+                .then(|| ConvBn::from_weight(w(8, c_in, 1), stride, 0)),
+        }
+    }
+
     #[test]
     fn bottleneck_gradient_matches_autograd() {
-        let w = |o: usize, i: usize, k: usize| {
-            Tensor::randn(0f32, 0.5, (o, i, k, k), &Device::Cpu).unwrap()
-        };
-        let block = Bottleneck {
-            conv1: ConvBn::from_weight(w(4, 6, 1), 1, 0),
-            conv2: ConvBn::from_weight(w(4, 4, 3), 2, 1),
-            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
-            downsample: Some(ConvBn::from_weight(w(8, 6, 1), 2, 0)),
-        };
+        let block = random_block(6, 2);
         let x = Tensor::randn(0f32, 1.0, (2, 6, 10, 10), &Device::Cpu).unwrap();
         let (y, tape) = block.forward_with_tape(&x, PlaneOrder::ImageMajor).unwrap();
         let plain = block.forward(&x).unwrap();
@@ -1438,21 +1461,9 @@ mod tests {
     /// 7×7: 16 tiles) or channel-major im2col (2 images: too few tiles).
     #[test]
     fn channel_major_blocks_match_the_nchw_pass() {
-        let w = |o: usize, i: usize, k: usize| {
-            Tensor::randn(0f32, 0.5, (o, i, k, k), &Device::Cpu).unwrap()
-        };
-        let strided = Bottleneck {
-            conv1: ConvBn::from_weight(w(4, 6, 1), 1, 0),
-            conv2: ConvBn::from_weight(w(4, 4, 3), 2, 1),
-            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
-            downsample: Some(ConvBn::from_weight(w(8, 6, 1), 2, 0)),
-        };
-        let plain = Bottleneck {
-            conv1: ConvBn::from_weight(w(4, 8, 1), 1, 0),
-            conv2: ConvBn::from_weight(w(4, 4, 3), 1, 1),
-            conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
-            downsample: None,
-        };
+        let strided = random_block(6, 2);
+        let plain = random_block(8, 1);
+        assert!(plain.downsample.is_none());
         assert!(plain.conv2.winograd.is_some());
         let cases = [
             (&strided, (3, 6, 10, 10)),
@@ -1461,17 +1472,6 @@ mod tests {
             (&plain, (4, 8, 7, 7)),
             (&plain, (2, 8, 7, 7)),
         ];
-        let max_diff = |a: &Tensor, b: &Tensor| {
-            let scale = b
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-            d.to_scalar::<f32>().unwrap() / scale.max(1.0)
-        };
         for (block, shape) in cases {
             let x = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap();
             let (y, tape) = block.forward_with_tape(&x, PlaneOrder::ImageMajor).unwrap();
@@ -1482,7 +1482,10 @@ mod tests {
             assert_eq!(tape_cm.order, PlaneOrder::ChannelMajor);
             let y_back = swap_images_and_channels(&y_cm).unwrap();
             assert_eq!(y_back.dims(), y.dims());
-            assert!(max_diff(&y_back, &y) < 1e-5, "{shape:?}: forward differs");
+            assert!(
+                relative_max_diff(&y_back, &y) < 1e-5,
+                "{shape:?}: forward differs"
+            );
             let g = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
             let dx = block.backward(&tape, &g).unwrap();
             let g_cm = swap_images_and_channels(&g).unwrap();
@@ -1490,7 +1493,7 @@ mod tests {
             let dx_back = swap_images_and_channels(&dx_cm).unwrap();
             assert_eq!(dx_back.dims(), x.dims());
             assert!(
-                max_diff(&dx_back, &dx) < 1e-5,
+                relative_max_diff(&dx_back, &dx) < 1e-5,
                 "{shape:?}: input gradient differs"
             );
         }
@@ -1503,31 +1506,9 @@ mod tests {
     /// strided second (8 × 8).
     #[test]
     fn batch_passes_that_turn_channel_major_match_single_images() {
-        let w = |o: usize, i: usize, k: usize| {
-            Tensor::randn(0f32, 0.3, (o, i, k, k), &Device::Cpu).unwrap()
-        };
         let backbone = Backbone {
-            stem: ConvBn::from_weight(w(6, 3, 7), 2, 3),
-            blocks: vec![
-                Bottleneck {
-                    conv1: ConvBn::from_weight(w(4, 6, 1), 1, 0),
-                    conv2: ConvBn::from_weight(w(4, 4, 3), 1, 1),
-                    conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
-                    downsample: Some(ConvBn::from_weight(w(8, 6, 1), 1, 0)),
-                },
-                Bottleneck {
-                    conv1: ConvBn::from_weight(w(4, 8, 1), 1, 0),
-                    conv2: ConvBn::from_weight(w(4, 4, 3), 2, 1),
-                    conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
-                    downsample: Some(ConvBn::from_weight(w(8, 8, 1), 2, 0)),
-                },
-                Bottleneck {
-                    conv1: ConvBn::from_weight(w(4, 8, 1), 1, 0),
-                    conv2: ConvBn::from_weight(w(4, 4, 3), 1, 1),
-                    conv3: ConvBn::from_weight(w(8, 4, 1), 1, 0),
-                    downsample: None,
-                },
-            ],
+            stem: ConvBn::from_weight(random_kernel(6, 3, 7), 2, 3),
+            blocks: vec![random_block(6, 1), random_block(8, 2), random_block(8, 1)],
         };
         // 40 × 40: 10 × 10 after the stem, so the whole batch runs channel-major.
         for (side, first) in [(64, PlaneOrder::ImageMajor), (40, PlaneOrder::ChannelMajor)] {
@@ -1539,19 +1520,8 @@ mod tests {
             let g = Tensor::randn(0f32, 1.0, y.shape(), &Device::Cpu).unwrap();
             let dx = backbone.backward_input(&tape, &g).unwrap();
             let close = |a: &Tensor, b: &Tensor, what: &str| {
-                let scale = b
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-                let d = d.to_scalar::<f32>().unwrap();
-                assert!(
-                    d <= 1e-5 * scale.max(1.0),
-                    "{what}: max diff {d} of {scale}"
-                );
+                let d = relative_max_diff(a, b);
+                assert!(d <= 1e-5, "{what}: max diff {d} of the largest value");
             };
             close(&y_tape, &y, "tape forward");
             for i in 0..5 {
