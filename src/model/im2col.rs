@@ -16,7 +16,7 @@
 //! differentiate the forward with it), on other devices and dtypes.
 
 use super::fused::PlaneOrder;
-use candle_core::{DType, Shape, Storage, Tensor};
+use candle_core::{DType, Device, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Output size of a convolution along one axis.
@@ -42,7 +42,6 @@ pub(crate) fn conv2d(
     };
     let (oh, ow) = (geometry.oh, geometry.ow);
     let c_out = matrix.dim(0)?;
-    let rows = c * k * k;
     let x = x.contiguous()?;
     // Small planes (layer2–layer4) put every image's columns side by side in one matrix, so one
     // product serves the batch (`fused::weight_matmul_image_columns`, which needs weights the
@@ -55,30 +54,7 @@ pub(crate) fn conv2d(
         order: PlaneOrder::ImageMajor,
         geometry,
     };
-    let shape = if side_by_side {
-        Shape::from((rows, n * oh * ow))
-    } else {
-        Shape::from((n, rows, oh * ow))
-    };
-    let col = match take_columns(&key) {
-        Some(col) => col,
-        None => Tensor::from_vec(vec![0f32; n * rows * oh * ow], shape, x.device())?,
-    };
-    {
-        let (storage, layout) = x.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
-            return Ok(None);
-        };
-        let data = &cpu.as_slice::<f32>()?[layout.start_offset()..];
-        col.inplace_op1(&FillColumns {
-            data,
-            geometry: &geometry,
-            images: n,
-            channels: c,
-            side_by_side,
-            order: PlaneOrder::ImageMajor,
-        })?;
-    }
+    let col = super::fused::with_f32_values(&x, |data| filled_columns(&key, data, x.device()))??;
     let y = if side_by_side {
         super::fused::weight_matmul_image_columns(matrix, &col, n)?
     } else {
@@ -108,7 +84,6 @@ pub(crate) fn conv2d_channel_major(
     };
     let (oh, ow) = (geometry.oh, geometry.ow);
     let c_out = matrix.dim(0)?;
-    let rows = c * k * k;
     let key = ColumnKey {
         n,
         c,
@@ -116,27 +91,44 @@ pub(crate) fn conv2d_channel_major(
         order: PlaneOrder::ChannelMajor,
         geometry,
     };
-    let col = match take_columns(&key) {
-        Some(col) => col,
-        None => Tensor::from_vec(
-            vec![0f32; n * rows * oh * ow],
-            (rows, n * oh * ow),
-            x.device(),
-        )?,
-    };
-    super::fused::with_f32_values(x, |data| {
-        col.inplace_op1(&FillColumns {
-            data,
-            geometry: &geometry,
-            images: n,
-            channels: c,
-            side_by_side: true,
-            order: PlaneOrder::ChannelMajor,
-        })
-    })??;
+    let col = super::fused::with_f32_values(x, |data| filled_columns(&key, data, x.device()))??;
     let y = super::fused::weight_matmul_columns(matrix, &col)?;
     give_back_columns(key, col);
     Ok(Some(y.reshape((c_out, n, oh, ow))?))
+}
+
+/// `data`'s columns for `key` in a column buffer from the pool, or a fresh zeroed one:
+/// `[rows, n·oh·ow]` side by side, else `[n, rows, oh·ow]`. The caller hands it back with
+/// [`give_back_columns`] after its product.
+fn filled_columns(key: &ColumnKey, data: &[f32], device: &Device) -> candle_core::Result<Tensor> {
+    let ColumnKey {
+        n,
+        c,
+        side_by_side,
+        order,
+        geometry,
+    } = key.clone();
+    let (rows, cols) = (c * geometry.k * geometry.k, geometry.oh * geometry.ow);
+    let col = match take_columns(key) {
+        Some(col) => col,
+        None => {
+            let shape = if side_by_side {
+                Shape::from((rows, n * cols))
+            } else {
+                Shape::from((n, rows, cols))
+            };
+            Tensor::from_vec(vec![0f32; n * rows * cols], shape, device)?
+        }
+    };
+    col.inplace_op1(&FillColumns {
+        data,
+        geometry: &geometry,
+        images: n,
+        channels: c,
+        side_by_side,
+        order,
+    })?;
+    Ok(col)
 }
 
 /// Which column buffer fits a call: the same batch, channels and geometry write the same

@@ -131,11 +131,6 @@ impl ConvBn {
         fused::bias_act(self.convolve(x)?, &self.bias_host, &self.bias, true)
     }
 
-    /// [`Self::forward_relu`] and the ReLU's mask ([`fused::relu_mask`]) from the same pass.
-    fn forward_relu_with_mask(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
-        fused::bias_relu_with_mask(self.convolve(x)?, &self.bias_host, &self.bias)
-    }
-
     /// `relu(s + αᵢ·d + b)` for each αᵢ, where `s = W ⋆ x′` and `d = W ⋆ (x − x′)` (`[1, C, h, w]`,
     /// from [`Self::convolve`]): this layer's output at the path points x′ + αᵢ(x − x′) without
     /// convolving them, since the convolution is linear in its input.
@@ -602,11 +597,6 @@ impl Bottleneck {
         Ok(self.forward_keeping(x, false, PlaneOrder::ImageMajor)?.0)
     }
 
-    /// [`Self::forward`] for `x` laid out in `order`, the output likewise.
-    fn forward_in(&self, x: &Tensor, order: PlaneOrder) -> candle_core::Result<Tensor> {
-        Ok(self.forward_keeping(x, false, order)?.0)
-    }
-
     /// The block's output and tape for `x` laid out in `order` (`[n, C, h, w]` or
     /// `[C, n, h, w]`); the output is laid out the same way.
     fn forward_with_tape(
@@ -636,26 +626,19 @@ impl Bottleneck {
         order: PlaneOrder,
     ) -> candle_core::Result<(Tensor, Option<BlockTape>)> {
         let (_, _, h, w) = x.dims4()?;
-        let channel_major = order == PlaneOrder::ChannelMajor;
-        let convolve = |conv: &ConvBn, x: &Tensor| {
-            if channel_major {
-                conv.convolve_channel_major(x)
-            } else {
-                conv.convolve(x)
-            }
+        let convolve = |conv: &ConvBn, x: &Tensor| match order {
+            PlaneOrder::ImageMajor => conv.convolve(x),
+            PlaneOrder::ChannelMajor => conv.convolve_channel_major(x),
+        };
+        // The per-channel passes take `[n, C, h, w]`: channel-major data goes in as one image.
+        let per_channel = |y: Tensor| match order {
+            PlaneOrder::ImageMajor => Ok(y),
+            PlaneOrder::ChannelMajor => as_one_image(&y),
         };
         let relu = |conv: &ConvBn, x: &Tensor| -> candle_core::Result<(Tensor, Option<Tensor>)> {
-            if !channel_major {
-                return if keep {
-                    let (y, mask) = conv.forward_relu_with_mask(x)?;
-                    Ok((y, Some(mask)))
-                } else {
-                    Ok((conv.forward_relu(x)?, None))
-                };
-            }
-            let y = conv.convolve_channel_major(x)?;
+            let y = convolve(conv, x)?;
             let shape = y.shape().clone();
-            let y = as_one_image(&y)?;
+            let y = per_channel(y)?;
             if keep {
                 let (y, mask) = fused::bias_relu_with_mask(y, &conv.bias_host, &conv.bias)?;
                 Ok((y.reshape(&shape)?, Some(mask.reshape(&shape)?)))
@@ -693,11 +676,7 @@ impl Bottleneck {
         };
         // `main` is conv3's fresh output: the residual join writes into it.
         let shape = main.shape().clone();
-        let (main, identity) = if channel_major {
-            (as_one_image(&main)?, as_one_image(&identity)?)
-        } else {
-            (main, identity)
-        };
+        let (main, identity) = (per_channel(main)?, per_channel(identity)?);
         let (out, mask3) = if keep {
             let (y, mask) = fused::bias_add_relu_with_mask(main, &identity, &bias_host, &bias)?;
             (y.reshape(&shape)?, Some(mask.reshape(&shape)?))
@@ -859,20 +838,33 @@ impl Backbone {
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         super::on_compute_pool(|| {
             let x = self.stem.forward_relu(x)?;
-            let (mut x, _) = StemPool::forward(&x)?;
-            let mut order = PlaneOrder::ImageMajor;
-            for block in &self.blocks {
-                if channel_major_from(block, &x, order)? {
-                    x = swap_images_and_channels(&x)?;
-                    order = PlaneOrder::ChannelMajor;
-                }
-                x = block.forward_in(&x, order)?;
-            }
-            if order == PlaneOrder::ChannelMajor {
-                x = swap_images_and_channels(&x)?;
-            }
-            Ok(x)
+            let (x, _) = StemPool::forward(&x)?;
+            self.through_blocks(x, |block, x, order| {
+                Ok(block.forward_keeping(x, false, order)?.0)
+            })
         })
+    }
+
+    /// `x` (NCHW) through every block with `pass`, each block's input laid out in the order
+    /// `pass` is given; the result NCHW. A batch turns channel-major at the first block whose
+    /// output plane is small enough ([`channel_major_from`]) and back after the last.
+    fn through_blocks(
+        &self,
+        mut x: Tensor,
+        mut pass: impl FnMut(&Bottleneck, &Tensor, PlaneOrder) -> candle_core::Result<Tensor>,
+    ) -> candle_core::Result<Tensor> {
+        let mut order = PlaneOrder::ImageMajor;
+        for block in &self.blocks {
+            if channel_major_from(block, &x, order)? {
+                x = swap_images_and_channels(&x)?;
+                order = PlaneOrder::ChannelMajor;
+            }
+            x = pass(block, &x, order)?;
+        }
+        match order {
+            PlaneOrder::ImageMajor => Ok(x),
+            PlaneOrder::ChannelMajor => swap_images_and_channels(&x),
+        }
     }
 
     /// Like [`Self::forward`], also returning the activation at the end of every stage (layer1 …
@@ -951,22 +943,14 @@ impl Backbone {
         (h, w): (usize, usize),
     ) -> candle_core::Result<(Tensor, Tape)> {
         let stem_hw = (stem_relu.dim(2)?, stem_relu.dim(3)?);
-        let (mut x, pool) = StemPool::forward(&stem_relu)?;
+        let (x, pool) = StemPool::forward(&stem_relu)?;
         let stem_relu = fused::relu_mask(&stem_relu)?;
         let mut blocks = Vec::with_capacity(self.blocks.len());
-        let mut order = PlaneOrder::ImageMajor;
-        for block in &self.blocks {
-            if channel_major_from(block, &x, order)? {
-                x = swap_images_and_channels(&x)?;
-                order = PlaneOrder::ChannelMajor;
-            }
-            let (y, tape) = block.forward_with_tape(&x, order)?;
+        let x = self.through_blocks(x, |block, x, order| {
+            let (y, tape) = block.forward_with_tape(x, order)?;
             blocks.push(tape);
-            x = y;
-        }
-        if order == PlaneOrder::ChannelMajor {
-            x = swap_images_and_channels(&x)?;
-        }
+            Ok(y)
+        })?;
         Ok((
             x,
             Tape {
