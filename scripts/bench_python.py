@@ -5,7 +5,7 @@ Usage (a venv with torch, torchvision, captum, safetensors, pillow, numpy):
     cargo build --release
     python scripts/bench_python.py --model weights/model.json [--image FILE] [--runs 5] \
         [--cxr-viewer target/release/cxr-viewer] [--reference-steps 256] [--rounds 1] [--bf16] \
-        [--device cpu|cuda] [--ig-batch N]
+        [--device cpu|cuda] [--ig-batch N] [--channels-last]
 
 `--device cuda` runs both stacks on the GPU (PyTorch on `cuda:0`, a `--features cuda` build of
 cxr-viewer with `--device cuda`); each timed call then ends with `torch.cuda.synchronize()`, IG
@@ -21,9 +21,16 @@ relative L2 distance of the map (summed over channels) to a 256-node Gauss–Leg
 reference user setting); cxr-viewer's is its `total` row (decode included). Peak memory: the
 Python process's peak RSS before the reference map (which is not part of a study) and cxr-viewer's
 own VmHWM line. Medians over `--runs` per stage; with `--rounds R` the whole comparison repeats R
-times and the table shows the median of the per-round medians.
+times and the table shows the median of the per-round medians; the full study's ratio of each
+round is printed below it, to show the spread.
+
+`--channels-last` also times the PyTorch stack with the model and the tensors in NHWC memory
+(`torch.channels_last`, where oneDNN takes its channels-last convolution kernels), a one-line change
+that a performance-minded PyTorch user can make, and adds its column and ratio to the table; its
+50-step map is checked against the NCHW reference (the same accuracy).
 """
 import argparse
+import copy
 import json
 import re
 import resource
@@ -100,9 +107,9 @@ def rel_l2(a: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(a - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
-def python_round(args, model, cfg, x) -> dict:
-    with torch.no_grad():
-        target = int(model(x).argmax(1))
+def time_stack(args, model, x, baseline, target, runs_ig) -> dict:
+    """Times of one configuration of the PyTorch stack (forward, Grad-CAM, MC dropout, captum IG
+    at 32 and 50 steps) and the IG maps it made, keyed as the table reads them."""
     out = {}
     with torch.no_grad():
         out["forward"] = median_ms(lambda: model(x), args.runs)
@@ -117,32 +124,39 @@ def python_round(args, model, cfg, x) -> dict:
             model.fc.eval()
 
     out["MC uncertainty (20 samples)"] = median_ms(mc, args.runs)
+    maps, gaps = {}, {}
+    for steps in runs_ig:
+        def run(steps=steps):
+            maps[steps], gaps[steps] = attribute(args, model, x, baseline, target, steps)
+        out[f"IG {steps}"] = median_ms(run, max(1, args.runs // 2))
+    out["full study"] = out["forward"] + out["Grad-CAM"] + out["MC uncertainty (20 samples)"] + out["IG 50"]
+    return out, maps, gaps
+
+
+def attribute(args, model, x, baseline, target, steps, bf16=False):
+    # bf16: PyTorch's CPU autocast (oneDNN's AVX512-BF16 kernels where the CPU has them), to
+    # see whether the narrower arithmetic keeps the map as accurate (issue 13's bf16 lever).
     ig = IntegratedGradients(model)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
+                                   method="gausslegendre", internal_batch_size=args.ig_batch,
+                                   return_convergence_delta=True)
+    return attr.float().sum(1)[0].detach().cpu().numpy(), float(delta.abs())
+
+
+def python_round(args, model, cfg, x) -> dict:
+    with torch.no_grad():
+        target = int(model(x).argmax(1))
     mean = torch.tensor(cfg["input"]["mean"], device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(cfg["input"]["std"], device=x.device).view(1, 3, 1, 1)
     baseline = ((torch.zeros_like(x[:, :1]) - mean) / std).expand_as(x).contiguous()
-
-    def attribute(steps, bf16=False):
-        # bf16: PyTorch's CPU autocast (oneDNN's AVX512-BF16 kernels where the CPU has them), to
-        # see whether the narrower arithmetic keeps the map as accurate (issue 13's bf16 lever).
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            attr, delta = ig.attribute(x, baselines=baseline, target=target, n_steps=steps,
-                                       method="gausslegendre", internal_batch_size=args.ig_batch,
-                                       return_convergence_delta=True)
-        return attr.float().sum(1)[0].detach().cpu().numpy(), float(delta.abs())
-
-    maps, gaps = {}, {}
-    for steps in (32, 50):
-        def run(steps=steps):
-            maps[steps], gaps[steps] = attribute(steps)
-        out[f"IG {steps}"] = median_ms(run, max(1, args.runs // 2))
-    out["full study"] = out["forward"] + out["Grad-CAM"] + out["MC uncertainty (20 samples)"] + out["IG 50"]
+    out, maps, gaps = time_stack(args, model, x, baseline, target, (32, 50))
     out["peak MiB"] = (torch.cuda.max_memory_allocated() / 2**20 if x.is_cuda
                        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     with torch.no_grad():
         f_x = float(model(x)[0, target])
         f_b = float(model(baseline)[0, target])
-    reference, _ = attribute(args.reference_steps)
+    reference, _ = attribute(args, model, x, baseline, target, args.reference_steps)
     span = max(abs(f_x - f_b), 1e-12)
     for steps in (32, 50):
         out[f"IG {steps} error"] = rel_l2(maps[steps], reference)
@@ -150,9 +164,19 @@ def python_round(args, model, cfg, x) -> dict:
     if args.bf16:
         for steps in (32, 50):
             def run_bf16(steps=steps):
-                maps[steps] = attribute(steps, bf16=True)[0]
+                maps[steps] = attribute(args, model, x, baseline, target, steps, bf16=True)[0]
             out[f"bf16 IG {steps}"] = median_ms(run_bf16, max(1, args.runs // 2))
             out[f"bf16 IG {steps} error"] = rel_l2(maps[steps], reference)
+    if args.channels_last:
+        # The same weights and film in NHWC memory, where oneDNN picks its channels-last
+        # convolution kernels: a one-line change a performance-minded PyTorch user can make.
+        # The map is checked against the NCHW reference, so the speed is at the same accuracy.
+        cl = lambda t: t.contiguous(memory_format=torch.channels_last)
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        times, maps_cl, _ = time_stack(args, model_cl, cl(x), cl(baseline), target, (50,))
+        for key, value in times.items():
+            out[f"cl {key}"] = value
+        out["cl IG 50 error"] = rel_l2(maps_cl[50], reference)
     return out
 
 
@@ -191,6 +215,8 @@ def main() -> None:
     ap.add_argument("--reference-steps", type=int, default=256)
     ap.add_argument("--bf16", action="store_true",
                     help="also time captum's IG under bf16 autocast and print its map error")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="also time the PyTorch stack with NHWC (channels_last) tensors and model")
     ap.add_argument("--cxr-viewer", type=Path, default=Path("target/release/cxr-viewer"))
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="where both stacks run (cuda: needs a --features cuda build of cxr-viewer)")
@@ -229,11 +255,26 @@ def main() -> None:
         ("full study (cxr-viewer: `total`, decode included)", med(rs_rounds, "total"),
          med(py_rounds, "full study")),
     ]
-    print("| stage | cxr-viewer ms | PyTorch ms | ratio |\n|---|---:|---:|---:|")
+    cl = args.channels_last
+    print("| stage | cxr-viewer ms | PyTorch ms | ratio |"
+          + (" PyTorch channels_last ms | ratio |" if cl else "")
+          + "\n|---|---:|---:|---:|" + ("---:|---:|" if cl else ""))
     for name, rs, py in rows:
         fmt = lambda v: "" if v is None else f"{v:.1f}"
-        ratio = f"{rs / py:.2f}×" if rs is not None and py else ""
-        print(f"| {name} | {fmt(rs)} | {fmt(py)} | {ratio} |")
+        ratio = lambda a, b: f"{a / b:.2f}×" if a is not None and b else ""
+        line = f"| {name} | {fmt(rs)} | {fmt(py)} | {ratio(rs, py)} |"
+        if cl:
+            key = {"forward": "forward", "Grad-CAM": "Grad-CAM",
+                   "MC uncertainty (20 samples)": "MC uncertainty (20 samples)",
+                   "full study (cxr-viewer: `total`, decode included)": "full study"}.get(name)
+            if name.startswith("IG:"):
+                key = "IG 50"
+            if name.startswith("prediction"):
+                py_cl = med(py_rounds, "cl forward") + med(py_rounds, "cl Grad-CAM")
+            else:
+                py_cl = med(py_rounds, f"cl {key}") if key else None
+            line += f" {fmt(py_cl)} | {ratio(rs, py_cl)} |"
+        print(line)
     if args.device == "cuda":
         print(f"| peak memory, MiB (cxr-viewer: host RSS; PyTorch: GPU allocation, not comparable) | "
               f"{med(rs_rounds, 'peak MiB'):.0f} | {med(py_rounds, 'peak MiB'):.0f} | |")
@@ -246,11 +287,20 @@ def main() -> None:
     for steps in (32, 50):
         print(f"- captum {steps} steps: error {med(py_rounds, f'IG {steps} error'):.4f}, "
               f"gap {med(py_rounds, f'IG {steps} gap %'):.2f} %")
+    if cl:
+        print(f"- captum 50 steps, channels_last: error {med(py_rounds, 'cl IG 50 error'):.4f} "
+              f"against the NCHW reference")
     if args.bf16:
         for steps in (32, 50):
             print(f"- captum {steps} steps under bf16 autocast: {med(py_rounds, f'bf16 IG {steps}'):.1f} ms "
                   f"(fp32: {med(py_rounds, f'IG {steps}'):.1f} ms), error "
                   f"{med(py_rounds, f'bf16 IG {steps} error'):.4f} against the fp32 reference")
+    per_round = ", ".join(f"{r['total'] / p['full study']:.2f}×" for r, p in zip(rs_rounds, py_rounds))
+    print(f"\nfull study, cxr-viewer / PyTorch, each round: {per_round}")
+    if cl:
+        per_round = ", ".join(f"{r['total'] / p['cl full study']:.2f}×"
+                              for r, p in zip(rs_rounds, py_rounds))
+        print(f"full study, cxr-viewer / PyTorch channels_last, each round: {per_round}")
 
 
 if __name__ == "__main__":
