@@ -294,3 +294,66 @@ fn ig_lanes_of_zero_is_refused_naming_the_flag() {
     );
     assert!(!dir.join("person45_bacteria_221").exists());
 }
+
+/// `scripts/bench_python.py` reads `cxr-viewer bench`'s table rows by name, its peak-memory line
+/// and its IG gap line; the first analysis after start-up is reported apart from the table.
+#[test]
+fn bench_prints_the_rows_the_side_by_side_script_reads() {
+    let result = bin()
+        .args([
+            "bench",
+            "--runs",
+            "2",
+            "--ig-steps",
+            "4",
+            "--no-faithfulness",
+        ])
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .arg("--input")
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let row = |name: &str| -> [f64; 3] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row '{name}' in\n{text}"));
+        let v: Vec<f64> = line
+            .trim_matches('|')
+            .split('|')
+            .skip(1)
+            .map(|c| c.trim().parse().unwrap())
+            .collect();
+        [v[0], v[1], v[2]]
+    };
+    for name in ["forward", "prediction + Grad-CAM after decode", "total"] {
+        let [median, min, max] = row(name);
+        assert!(
+            min > 0.0 && min <= median && median <= max,
+            "{name}: {text}"
+        );
+    }
+    let [ig, ..] = row("IG (4 midpoint steps, batch 8)");
+    assert!(row("total")[0] >= ig, "{text}");
+    let first = text
+        .lines()
+        .find(|l| l.starts_with("first analysis after start-up"))
+        .unwrap_or_else(|| panic!("no first-analysis line in\n{text}"));
+    let numbers: Vec<f64> = first
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 3, "{first}");
+    assert!(
+        numbers.iter().all(|&v| v > 0.0) && numbers[2] >= numbers[1],
+        "{first}"
+    );
+    assert!(text.contains("IG completeness gap:"), "{text}");
+}
