@@ -68,6 +68,23 @@ impl PlaneOrder {
         }
     }
 
+    /// `(images, channels, h, w)` of a 4-d tensor laid out in this order.
+    pub(crate) fn dims(self, x: &Tensor) -> Result<(usize, usize, usize, usize)> {
+        let (a, b, h, w) = x.dims4()?;
+        Ok(match self {
+            Self::ImageMajor => (a, b, h, w),
+            Self::ChannelMajor => (b, a, h, w),
+        })
+    }
+
+    /// The shape of `images` × `channels` planes of `h × w` laid out in this order.
+    pub(crate) fn shape(self, images: usize, channels: usize, h: usize, w: usize) -> Shape {
+        match self {
+            Self::ImageMajor => Shape::from((images, channels, h, w)),
+            Self::ChannelMajor => Shape::from((channels, images, h, w)),
+        }
+    }
+
     /// `(image, channel)` of plane `index` among `images` × `channels` planes.
     pub(crate) fn image_channel(
         self,
@@ -932,11 +949,7 @@ impl CustomOp1 for Col2Im {
                     }
                 }
             });
-        let shape = match order {
-            PlaneOrder::ImageMajor => Shape::from((n, c_in, ih, iw)),
-            PlaneOrder::ChannelMajor => Shape::from((c_in, n, ih, iw)),
-        };
-        Ok((CpuStorage::F32(out), shape))
+        Ok((CpuStorage::F32(out), order.shape(n, c_in, ih, iw)))
     }
 }
 

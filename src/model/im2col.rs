@@ -33,41 +33,13 @@ pub(crate) fn conv2d(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
-        return Ok(None);
-    }
-    let (n, c, h, w) = x.dims4()?;
-    let Some(geometry) = Geometry::new((h, w), k, stride, padding) else {
-        return Ok(None);
-    };
-    let (oh, ow) = (geometry.oh, geometry.ow);
-    let c_out = matrix.dim(0)?;
-    let x = x.contiguous()?;
-    // Small planes (layer2–layer4) put every image's columns side by side in one matrix, so one
-    // product serves the batch (`fused::weight_matmul_image_columns`, which needs weights the
-    // fused passes apply to).
-    let side_by_side = n > 1 && oh * ow <= SIDE_BY_SIDE_MAX_PLANE && super::fused::applies(matrix);
-    let key = ColumnKey {
-        n,
-        c,
-        side_by_side,
-        order: PlaneOrder::ImageMajor,
-        geometry,
-    };
-    let col = super::fused::with_f32_values(&x, |data| filled_columns(&key, data, x.device()))??;
-    let y = if side_by_side {
-        super::fused::weight_matmul_image_columns(matrix, &col, n)?
-    } else {
-        super::fused::weight_matmul(matrix, &col)?
-    };
-    give_back_columns(key, col);
-    Ok(Some(y.reshape((n, c_out, oh, ow))?))
+    conv2d_ordered(x, matrix, k, stride, padding, PlaneOrder::ImageMajor)
 }
 
 /// [`conv2d`] for a channel-major batch `x` = `[c, n, h, w]` ([`PlaneOrder::ChannelMajor`]):
 /// every image's columns side by side, one product, and its result `[c_out, n, oh, ow]` is
-/// channel-major as it stands (no regrouping per image). `None` where the fused passes do not
-/// apply.
+/// channel-major as it stands (no regrouping per image). `None` also where the fused passes do
+/// not apply to `matrix`.
 pub(crate) fn conv2d_channel_major(
     x: &Tensor,
     matrix: &Tensor,
@@ -75,26 +47,55 @@ pub(crate) fn conv2d_channel_major(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !super::fused::applies(x) || !super::fused::applies(matrix) {
+    conv2d_ordered(x, matrix, k, stride, padding, PlaneOrder::ChannelMajor)
+}
+
+fn conv2d_ordered(
+    x: &Tensor,
+    matrix: &Tensor,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    order: PlaneOrder,
+) -> candle_core::Result<Option<Tensor>> {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
         return Ok(None);
     }
-    let (c, n, h, w) = x.dims4()?;
+    let (n, c, h, w) = order.dims(x)?;
     let Some(geometry) = Geometry::new((h, w), k, stride, padding) else {
         return Ok(None);
     };
     let (oh, ow) = (geometry.oh, geometry.ow);
     let c_out = matrix.dim(0)?;
+    // Side by side, one product serves the batch; it needs weights the fused passes apply to.
+    // A channel-major batch is always laid out so; in NCHW, small planes (layer2–layer4) are
+    // (`fused::weight_matmul_image_columns` regroups the result per image).
+    let side_by_side = super::fused::applies(matrix)
+        && match order {
+            PlaneOrder::ChannelMajor => true,
+            PlaneOrder::ImageMajor => n > 1 && oh * ow <= SIDE_BY_SIDE_MAX_PLANE,
+        };
+    if order == PlaneOrder::ChannelMajor && !side_by_side {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
     let key = ColumnKey {
         n,
         c,
-        side_by_side: true,
-        order: PlaneOrder::ChannelMajor,
+        side_by_side,
+        order,
         geometry,
     };
-    let col = super::fused::with_f32_values(x, |data| filled_columns(&key, data, x.device()))??;
-    let y = super::fused::weight_matmul_columns(matrix, &col)?;
+    let col = super::fused::with_f32_values(&x, |data| filled_columns(&key, data, x.device()))??;
+    let y = match (order, side_by_side) {
+        (PlaneOrder::ChannelMajor, _) => super::fused::weight_matmul_columns(matrix, &col)?,
+        (PlaneOrder::ImageMajor, true) => {
+            super::fused::weight_matmul_image_columns(matrix, &col, n)?
+        }
+        (PlaneOrder::ImageMajor, false) => super::fused::weight_matmul(matrix, &col)?,
+    };
     give_back_columns(key, col);
-    Ok(Some(y.reshape((c_out, n, oh, ow))?))
+    Ok(Some(y.reshape(order.shape(n, c_out, oh, ow))?))
 }
 
 /// `data`'s columns for `key` in a column buffer from the pool, or a fresh zeroed one:

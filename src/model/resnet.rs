@@ -170,9 +170,7 @@ impl ConvBn {
                 return Ok(y);
             }
         }
-        let matrix = self
-            .weight
-            .reshape((self.c_out, self.c_in * self.kernel * self.kernel))?;
+        let matrix = self.weight_matrix()?;
         if let Some(y) = im2col::conv2d(x, &matrix, self.kernel, self.stride, self.padding)? {
             return Ok(y);
         }
@@ -199,9 +197,7 @@ impl ConvBn {
                 }
             }
             if self.channel_sum.is_none() {
-                let matrix = self
-                    .weight
-                    .reshape((self.c_out, self.c_in * self.kernel * self.kernel))?;
+                let matrix = self.weight_matrix()?;
                 if let Some(y) = im2col::conv2d_channel_major(
                     x,
                     &matrix,
@@ -238,12 +234,8 @@ impl ConvBn {
                     }
                 }
             } else if self.channel_sum.is_none() {
-                let backward_kernel = match &self.pointwise {
-                    Some((_, transposed)) => transposed,
-                    None => &self.backward_kernel,
-                };
                 // One product for every image's taps, `[c_in·k·k, n·h·w]`, then col2im.
-                let taps = fused::weight_matmul_columns(backward_kernel, &columns)?;
+                let taps = fused::weight_matmul_columns(self.strided_backward_kernel(), &columns)?;
                 let geometry =
                     self.col2im_geometry(self.c_in, (h, w), input_hw, PlaneOrder::ChannelMajor);
                 if let Some(g) = fused::col2im(&taps, geometry)? {
@@ -297,11 +289,22 @@ impl ConvBn {
             }
             return grad.conv2d(&self.backward_kernel, k - 1 - p, 1, 1, 1);
         }
-        let backward_kernel = match &self.pointwise {
+        self.strided_backward_input(self.strided_backward_kernel(), self.c_in, grad, input_hw)
+    }
+
+    /// `W` as the matrix `[c_out, c_in·k·k]` of an im2col product.
+    fn weight_matrix(&self) -> candle_core::Result<Tensor> {
+        self.weight
+            .reshape((self.c_out, self.c_in * self.kernel * self.kernel))
+    }
+
+    /// The kernel whose product gives a strided convolution's per-tap input gradients: the
+    /// transposed 1×1 weights, or `backward_kernel`.
+    fn strided_backward_kernel(&self) -> &Tensor {
+        match &self.pointwise {
             Some((_, transposed)) => transposed,
             None => &self.backward_kernel,
-        };
-        self.strided_backward_input(backward_kernel, self.c_in, grad, input_hw)
+        }
     }
 
     /// Where this convolution's per-tap input-gradient contributions land: `grid` is its output

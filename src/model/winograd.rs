@@ -188,7 +188,7 @@ fn conv3x3_ordered(
     if !x.device().is_cpu() || x.dtype() != DType::F32 || x.track_op() {
         return Ok(None);
     }
-    let (n, c, h, w) = image_channel_dims(x, order)?;
+    let (n, c, h, w) = order.dims(x)?;
     if c != kernel.c_in || n == 0 || h == 0 || w == 0 {
         return Ok(None);
     }
@@ -198,24 +198,12 @@ fn conv3x3_ordered(
     conv3x3_any_size(x, kernel, order).map(Some)
 }
 
-/// `(images, channels, h, w)` of `x` stored in `order`.
-fn image_channel_dims(x: &Tensor, order: PlaneOrder) -> Result<(usize, usize, usize, usize)> {
-    let (a, b, h, w) = x.dims4()?;
-    Ok(match order {
-        PlaneOrder::ImageMajor => (a, b, h, w),
-        PlaneOrder::ChannelMajor => (b, a, h, w),
-    })
-}
-
 /// [`conv3x3`] for a CPU f32 input with the kernel's channel count, however few its tiles.
 fn conv3x3_any_size(x: &Tensor, kernel: &WinogradKernel, order: PlaneOrder) -> Result<Tensor> {
-    let (n, _, h, w) = image_channel_dims(x, order)?;
+    let (n, _, h, w) = order.dims(x)?;
     let x = x.contiguous()?;
     let out = fused::with_f32_values(&x, |data| convolve(data, kernel, (n, h, w), order))??;
-    match order {
-        PlaneOrder::ImageMajor => Tensor::from_vec(out, (n, kernel.c_out, h, w), x.device()),
-        PlaneOrder::ChannelMajor => Tensor::from_vec(out, (kernel.c_out, n, h, w), x.device()),
-    }
+    Tensor::from_vec(out, order.shape(n, kernel.c_out, h, w), x.device())
 }
 
 /// The three steps on plain buffers: input transform `V`, 36 products `M`, output transform.
