@@ -36,21 +36,11 @@ pub(crate) fn conv2d(
     conv2d_ordered(x, matrix, k, stride, padding, PlaneOrder::ImageMajor)
 }
 
-/// [`conv2d`] for a channel-major batch `x` = `[c, n, h, w]` ([`PlaneOrder::ChannelMajor`]):
-/// every image's columns side by side, one product, and its result `[c_out, n, oh, ow]` is
-/// channel-major as it stands (no regrouping per image). `None` also where the fused passes do
-/// not apply to `matrix`.
-pub(crate) fn conv2d_channel_major(
-    x: &Tensor,
-    matrix: &Tensor,
-    k: usize,
-    stride: usize,
-    padding: usize,
-) -> candle_core::Result<Option<Tensor>> {
-    conv2d_ordered(x, matrix, k, stride, padding, PlaneOrder::ChannelMajor)
-}
-
-fn conv2d_ordered(
+/// [`conv2d`] for `x` laid out in `order`: a channel-major batch `x` = `[c, n, h, w]`
+/// ([`PlaneOrder::ChannelMajor`]) puts every image's columns side by side for one product, whose
+/// result `[c_out, n, oh, ow]` is channel-major as it stands (no regrouping per image); it is
+/// `None` also where the fused passes do not apply to `matrix`.
+pub(crate) fn conv2d_ordered(
     x: &Tensor,
     matrix: &Tensor,
     k: usize,

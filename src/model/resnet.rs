@@ -198,12 +198,13 @@ impl ConvBn {
             }
             if self.channel_sum.is_none() {
                 let matrix = self.weight_matrix()?;
-                if let Some(y) = im2col::conv2d_channel_major(
+                if let Some(y) = im2col::conv2d_ordered(
                     x,
                     &matrix,
                     self.kernel,
                     self.stride,
                     self.padding,
+                    PlaneOrder::ChannelMajor,
                 )? {
                     return Ok(y);
                 }
