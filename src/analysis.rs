@@ -175,6 +175,13 @@ pub struct Timings {
     pub total: f64,
 }
 
+impl Timings {
+    /// What issue 13's "prediction + Grad-CAM on screen after decode" counts.
+    pub fn prediction_with_gradcam(&self) -> f64 {
+        self.preprocess + self.forward + self.gradcam
+    }
+}
+
 /// The model input and the layer4 activation: everything the explanations start from.
 pub struct Prepared {
     /// Gray input grid in [0, 1] (before normalisation), model input size.
