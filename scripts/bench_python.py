@@ -242,39 +242,31 @@ def main() -> None:
           f"{args.cxr_viewer}; model {cfg['name']}, film {args.image.name}, {args.runs} runs per "
           f"stage, {args.rounds} round(s)\n")
     print(rs_rounds[-1]["text"])
+    def pytorch(prefix: str) -> list:
+        """PyTorch's column: its plain runs (prefix "") or its channels_last runs ("cl ");
+        a stage a configuration did not time stays empty."""
+        m = lambda key: med(py_rounds, prefix + key)
+        both = lambda a, b: a + b if a is not None and b is not None else None
+        return [m("forward"), m("Grad-CAM"), both(m("forward"), m("Grad-CAM")),
+                m("MC uncertainty (20 samples)"), m("IG 50"), m("IG 32"), m("full study")]
+
     rows = [
-        ("forward", med(rs_rounds, "forward"), med(py_rounds, "forward")),
-        ("Grad-CAM", med(rs_rounds, "Grad-CAM"), med(py_rounds, "Grad-CAM")),
-        ("prediction + Grad-CAM (after decode)", med(rs_rounds, "prediction + Grad-CAM after decode"),
-         med(py_rounds, "forward") + med(py_rounds, "Grad-CAM")),
-        ("MC uncertainty (20 samples)", med(rs_rounds, rs_key("MC uncertainty")),
-         med(py_rounds, "MC uncertainty (20 samples)")),
-        (f"IG: cxr-viewer `{rs_key('IG')}` vs captum 50 GL steps", med(rs_rounds, rs_key("IG")),
-         med(py_rounds, "IG 50")),
-        ("(captum 32 GL steps)", None, med(py_rounds, "IG 32")),
-        ("full study (cxr-viewer: `total`, decode included)", med(rs_rounds, "total"),
-         med(py_rounds, "full study")),
+        ("forward", med(rs_rounds, "forward")),
+        ("Grad-CAM", med(rs_rounds, "Grad-CAM")),
+        ("prediction + Grad-CAM (after decode)", med(rs_rounds, "prediction + Grad-CAM after decode")),
+        ("MC uncertainty (20 samples)", med(rs_rounds, rs_key("MC uncertainty"))),
+        (f"IG: cxr-viewer `{rs_key('IG')}` vs captum 50 GL steps", med(rs_rounds, rs_key("IG"))),
+        ("(captum 32 GL steps)", None),
+        ("full study (cxr-viewer: `total`, decode included)", med(rs_rounds, "total")),
     ]
-    cl = args.channels_last
+    columns = [pytorch("")] + ([pytorch("cl ")] if args.channels_last else [])
     print("| stage | cxr-viewer ms | PyTorch ms | ratio |"
-          + (" PyTorch channels_last ms | ratio |" if cl else "")
-          + "\n|---|---:|---:|---:|" + ("---:|---:|" if cl else ""))
-    for name, rs, py in rows:
-        fmt = lambda v: "" if v is None else f"{v:.1f}"
-        ratio = lambda a, b: f"{a / b:.2f}×" if a is not None and b else ""
-        line = f"| {name} | {fmt(rs)} | {fmt(py)} | {ratio(rs, py)} |"
-        if cl:
-            key = {"forward": "forward", "Grad-CAM": "Grad-CAM",
-                   "MC uncertainty (20 samples)": "MC uncertainty (20 samples)",
-                   "full study (cxr-viewer: `total`, decode included)": "full study"}.get(name)
-            if name.startswith("IG:"):
-                key = "IG 50"
-            if name.startswith("prediction"):
-                py_cl = med(py_rounds, "cl forward") + med(py_rounds, "cl Grad-CAM")
-            else:
-                py_cl = med(py_rounds, f"cl {key}") if key else None
-            line += f" {fmt(py_cl)} | {ratio(rs, py_cl)} |"
-        print(line)
+          + (" PyTorch channels_last ms | ratio |" if args.channels_last else "")
+          + "\n|---|---:|---:|---:|" + ("---:|---:|" if args.channels_last else ""))
+    fmt = lambda v: "" if v is None else f"{v:.1f}"
+    ratio = lambda a, b: f"{a / b:.2f}×" if a is not None and b else ""
+    for i, (name, rs) in enumerate(rows):
+        print(f"| {name} | {fmt(rs)} |" + "".join(f" {fmt(c[i])} | {ratio(rs, c[i])} |" for c in columns))
     if args.device == "cuda":
         print(f"| peak memory, MiB (cxr-viewer: host RSS; PyTorch: GPU allocation, not comparable) | "
               f"{med(rs_rounds, 'peak MiB'):.0f} | {med(py_rounds, 'peak MiB'):.0f} | |")
@@ -287,7 +279,7 @@ def main() -> None:
     for steps in (32, 50):
         print(f"- captum {steps} steps: error {med(py_rounds, f'IG {steps} error'):.4f}, "
               f"gap {med(py_rounds, f'IG {steps} gap %'):.2f} %")
-    if cl:
+    if args.channels_last:
         print(f"- captum 50 steps, channels_last: error {med(py_rounds, 'cl IG 50 error'):.4f} "
               f"against the NCHW reference")
     if args.bf16:
@@ -297,7 +289,7 @@ def main() -> None:
                   f"{med(py_rounds, f'bf16 IG {steps} error'):.4f} against the fp32 reference")
     per_round = ", ".join(f"{r['total'] / p['full study']:.2f}×" for r, p in zip(rs_rounds, py_rounds))
     print(f"\nfull study, cxr-viewer / PyTorch, each round: {per_round}")
-    if cl:
+    if args.channels_last:
         per_round = ", ".join(f"{r['total'] / p['cl full study']:.2f}×"
                               for r, p in zip(rs_rounds, py_rounds))
         print(f"full study, cxr-viewer / PyTorch channels_last, each round: {per_round}")
