@@ -84,7 +84,7 @@ impl Default for AnalysisOptions {
     fn default() -> Self {
         Self {
             mc_samples: 20,
-            ig_steps: 32,
+            ig_steps: 36,
             ig_baseline: Baseline::Black,
             ig_batch: 8,
             ig_lanes: crate::explain::integrated_gradients::CPU_LANES,

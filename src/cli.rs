@@ -423,8 +423,8 @@ pub fn bench_ig_sweep(
         100.0 * reference.relative_delta()
     );
     let mut configs: Vec<(String, usize, IgRule, GuidedPlan)> = Vec::new();
-    for rule in [IgRule::Midpoint, IgRule::GaussLegendre] {
-        for n in [8, 16, 24, 32, 40, 50] {
+    for rule in [IgRule::Graded, IgRule::Midpoint, IgRule::GaussLegendre] {
+        for n in [8, 16, 24, 32, 36, 40, 50] {
             configs.push((rule.name().to_string(), n, rule, GuidedPlan::default()));
         }
     }

@@ -41,16 +41,18 @@ struct ExplainArgs {
     /// Monte-Carlo dropout samples of the head.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
     mc_samples: u32,
-    /// Integrated Gradients steps (gradients along the path).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// Integrated Gradients steps (gradients along the path; 36 graded ones are more accurate than
+    /// captum's 50 Gauss–Legendre nodes).
+    #[arg(long, default_value_t = 36, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ig_steps: u32,
     #[arg(long, value_enum, default_value_t = Baseline::Black)]
     ig_baseline: Baseline,
-    /// How IG places its path points: `midpoint` (centres of `--ig-steps` equal panels; the most
-    /// accurate per gradient here), `gauss-legendre` (`--ig-steps` nodes, captum's default rule) or
+    /// How IG places its path points: `graded` (centres of `--ig-steps` panels, narrow where the
+    /// map moves fast along the path; the most accurate per gradient here), `midpoint` (centres of
+    /// equal panels), `gauss-legendre` (`--ig-steps` nodes, captum's default rule) or
     /// `guided` (forward probes + adaptive panels; `--ig-steps` is then the most gradients it may
     /// spend).
-    #[arg(long, value_enum, default_value_t = IgRuleArg::Midpoint)]
+    #[arg(long, value_enum, default_value_t = IgRuleArg::Graded)]
     ig_rule: IgRuleArg,
     /// Guided IG's target: Σ |panel completeness gap| / |F(x) − F(x′)|.
     #[arg(long, default_value_t = DEFAULT_TOLERANCE, value_parser = parse_tolerance)]
@@ -82,6 +84,7 @@ struct ExplainArgs {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum IgRuleArg {
+    Graded,
     Midpoint,
     GaussLegendre,
     Guided,
@@ -109,6 +112,7 @@ impl ExplainArgs {
                     tolerance: self.ig_tolerance,
                 },
                 IgRuleArg::GaussLegendre => IgRule::GaussLegendre,
+                IgRuleArg::Graded => IgRule::Graded,
                 IgRuleArg::Midpoint => IgRule::Midpoint,
             })
             .with_ig_batch(self.ig_batch.map_or(default_batch, |b| b as usize))

@@ -118,7 +118,7 @@ fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
         assert_eq!(report["ig"]["steps"], 4);
         assert_eq!(report["ig"]["baseline"], "white");
         // The default rule, named as `--ig-rule` spells it.
-        assert_eq!(report["ig"]["quadrature"], "midpoint");
+        assert_eq!(report["ig"]["quadrature"], "graded");
         assert_eq!(report["device"], "cpu");
         let mut zones: Vec<&str> = report["gradcam"]["zones"]
             .as_object()
@@ -340,7 +340,7 @@ fn bench_prints_the_rows_the_side_by_side_script_reads() {
             "{name}: {text}"
         );
     }
-    let [ig, ..] = row("IG (4 midpoint steps, batch 8)");
+    let [ig, ..] = row("IG (4 graded steps, batch 8)");
     assert!(row("total")[0] >= ig, "{text}");
     let first = text
         .lines()

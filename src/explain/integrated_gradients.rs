@@ -10,8 +10,12 @@
 //! Σᵢ IGᵢ = F(x) − F(x′) exactly; the *gap* `Σ IG − (F(x) − F(x′))` (captum's convergence delta)
 //! measures the quadrature error and is reported with every result.
 //!
-//! **Choosing the path points.** [`IgRule::Midpoint`] (the default) evaluates the centres of
-//! `steps` equal panels; [`IgRule::GaussLegendre`] uses `steps` Gauss–Legendre nodes on [0, 1]
+//! **Choosing the path points.** [`IgRule::Graded`] (the default) evaluates the centres of
+//! `steps` panels that are narrow where a film's map moves fast along the path and wide near the
+//! black baseline, where it hardly moves (the profile and the maths: [`super::quadrature`]; 36
+//! graded gradients are as accurate as 40 equal panels and more accurate than captum's 50
+//! Gauss–Legendre nodes); [`IgRule::Midpoint`] evaluates the centres of `steps` equal panels;
+//! [`IgRule::GaussLegendre`] uses `steps` Gauss–Legendre nodes on [0, 1]
 //! (why the midpoint rule is the more accurate of the two here: [`super::quadrature`]).
 //! [`IgRule::Guided`] (opt-in: `--ig-rule guided`) spends gradients where the integrand moves: the
 //! integrand of a ReLU network is piecewise constant in α with many kinks, so Gauss–Legendre's
@@ -57,7 +61,7 @@ use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::quadrature::{gauss_legendre, midpoint};
+use super::quadrature::{gauss_legendre, graded_midpoint, midpoint};
 use super::{Control, ExplainError, Grid};
 use crate::model::resnet::{global_avg_pool, StemPath};
 use crate::model::Classifier;
@@ -88,9 +92,12 @@ impl Baseline {
 #[serde(rename_all = "snake_case", tag = "rule")]
 #[non_exhaustive]
 pub enum IgRule {
+    /// `steps` panels of [0, 1] with widths ∝ (how fast the map moves there)^{−2/3}, each
+    /// evaluated at its centre ([`super::quadrature::graded_midpoint`]).
+    #[default]
+    Graded,
     /// `steps` equal panels of [0, 1], each evaluated at its centre (captum's
     /// `method="riemann_middle"`; [`super::quadrature::midpoint`]).
-    #[default]
     Midpoint,
     /// `steps` Gauss–Legendre nodes on [0, 1] (captum's `method="gausslegendre"`).
     GaussLegendre,
@@ -103,6 +110,7 @@ impl IgRule {
     /// The rule's name as `--ig-rule` spells it, also `report.json`'s `ig.quadrature`.
     pub fn name(self) -> &'static str {
         match self {
+            IgRule::Graded => "graded",
             IgRule::Midpoint => "midpoint",
             IgRule::GaussLegendre => "gauss-legendre",
             IgRule::Guided { .. } => "guided",
@@ -525,6 +533,7 @@ pub fn integrated_gradients_with_plan(
     // gradient and the running sum then run there too (see `model::on_compute_pool`).
     let steps = opts.steps.max(1);
     crate::model::on_compute_pool(|| match opts.rule {
+        IgRule::Graded => fixed_rule_ig(&path, input, opts, graded_midpoint(steps), ends, control),
         IgRule::Midpoint => fixed_rule_ig(&path, input, opts, midpoint(steps), ends, control),
         IgRule::GaussLegendre => {
             fixed_rule_ig(&path, input, opts, gauss_legendre(steps), ends, control)

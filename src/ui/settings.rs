@@ -148,7 +148,7 @@ impl Default for Settings {
             mode: OverlayMode::Blend,
             threshold: 0.5,
             mc_samples: 20,
-            ig_steps: 32,
+            ig_steps: 36,
             ig_baseline: BaselineChoice::Black,
             run_ig: true,
             recent: Vec::new(),
