@@ -10,13 +10,13 @@
 //! panels add in quadrature: E² ∝ ∫ σ(α)² h(α)² dα, with ∫ dα / h(α) = n panels. Minimising it
 //! (a Lagrange multiplier) gives h ∝ σ^{−2/3}, i.e. panel density ∝ σ^{2/3}, and
 //! E²_graded / E²_uniform = (∫ σ^{2/3})³ / ∫ σ² (Hölder: ≤ 1, = 1 only for constant σ). The
-//! profile σ(α) is [`PATH_VARIATION_PROFILE`], measured on the validation split: it is 10–25×
+//! profile σ(α) is [`PATH_VARIATION_PROFILE`], measured on the validation split: it is 10–27×
 //! smaller near the black baseline (the film is nearly black there, and the gradient small and
 //! steady) than in the middle of the path, and falls again towards the film. With that profile the
 //! model predicts 0.76× the uniform rule's error at the same number of gradients; measured through
 //! the PyTorch copy of the model on the 14 validation films the profile comes from, 36 graded
-//! gradients gave 0.82× (geometric mean; 0.68–0.98×, never above) the map error of 40 uniform
-//! ones, and on held-out films (README, Performance) likewise. Placing the nodes is the same
+//! gradients gave 0.82× (geometric mean; 0.52–0.98×, never above) the map error of 40 uniform
+//! ones, and on 8 films not used for the profile 0.90× (0.54–1.21×; README, Performance). Placing the nodes is the same
 //! RiemannOpt idea (Swain & Singhi 2024: choose IG's sample points to cut the gradients needed)
 //! with the placement fixed once from measured data rather than probed per film, which costs
 //! forward passes and did worse here (the guided rule in `integrated_gradients`).
