@@ -8,7 +8,8 @@ use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use cxr_viewer::explain::gradcam::grad_cam;
 use cxr_viewer::explain::integrated_gradients::{
-    input_gradients, input_gradients_channel_sum, integrated_gradients, Baseline, IgOptions, IgRule,
+    input_gradients, input_gradients_channel_sum, integrated_gradients, relative_l2_error,
+    Baseline, IgOptions, IgRule,
 };
 use cxr_viewer::explain::no_control;
 use cxr_viewer::model::resnet::global_avg_pool;
@@ -249,19 +250,8 @@ fn integrated_gradients_of_a_grey_film_equal_the_three_channel_sum() {
             // ties and near-zero units there (0.24 % of the map's norm at these six nodes; the
             // midpoint rule at 24 or 40 nodes shows the same). Uniform weights on these nodes
             // would be 37 % off, so 1 % still catches a wrong node or weight.
-            let off: f32 = ig
-                .map
-                .values
-                .iter()
-                .zip(&expected)
-                .map(|(a, b)| (a - b) * (a - b))
-                .sum();
-            let norm: f32 = expected.iter().map(|b| b * b).sum();
-            assert!(
-                off.sqrt() < 0.01 * norm.sqrt(),
-                "{rule:?}: relative L2 {}",
-                (off / norm).sqrt()
-            );
+            let off = relative_l2_error(&ig.map.values, &expected);
+            assert!(off < 0.01, "{rule:?}: relative L2 {off}");
             continue;
         }
         assert!(

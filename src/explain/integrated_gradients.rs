@@ -13,8 +13,8 @@
 //! **Choosing the path points.** [`IgRule::Graded`] (the default) evaluates the centres of
 //! `steps` panels that are narrow where a film's map moves fast along the path and wide near the
 //! black baseline, where it hardly moves (the profile and the maths: [`super::quadrature`]; 36
-//! graded gradients are as accurate as 40 equal panels and more accurate than captum's 50
-//! Gauss–Legendre nodes); [`IgRule::Midpoint`] evaluates the centres of `steps` equal panels;
+//! graded gradients are on average more accurate than 40 equal panels, and on the bundled sample
+//! within 1.3 % of captum's 50 Gauss–Legendre nodes); [`IgRule::Midpoint`] evaluates the centres of `steps` equal panels;
 //! [`IgRule::GaussLegendre`] uses `steps` Gauss–Legendre nodes on [0, 1]
 //! (why the midpoint rule is the more accurate of the two here: [`super::quadrature`]).
 //! [`IgRule::Guided`] (opt-in: `--ig-rule guided`) spends gradients where the integrand moves: the

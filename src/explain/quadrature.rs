@@ -16,8 +16,8 @@
 //! model predicts 0.76× the uniform rule's error at the same number of gradients; measured through
 //! the PyTorch copy of the model on the 14 validation films the profile comes from, 36 graded
 //! gradients gave 0.82× (geometric mean; 0.52–0.98×, never above) the map error of 40 uniform
-//! ones, and on 8 films not used for the profile 0.90× (0.54–1.21×; README, Performance). Placing the nodes is the same
-//! RiemannOpt idea (Swain & Singhi 2024: choose IG's sample points to cut the gradients needed)
+//! ones, and on 8 films not used for the profile 0.90× (0.54–1.21×; README, Performance).
+//! Placing the nodes is the same RiemannOpt idea (Swain & Singhi 2024: choose IG's sample points to cut the gradients needed)
 //! with the placement fixed once from measured data rather than probed per film, which costs
 //! forward passes and did worse here (the guided rule in `integrated_gradients`).
 //!
@@ -45,8 +45,9 @@
 /// ‖g(α + δ) − g(α)‖ / (δ ‖IG‖) from 50 midpoint gradients (δ = 0.02) of 14 validation films
 /// (black baseline, the predicted class; `person598_bacteria_2454` … `NORMAL2-IM-0585-0001`,
 /// listed in the README), each film's ten values divided by their mean, geometric mean over the
-/// films. Shared by pneumonia and normal films alike (each film's own profile lies within about
-/// 2× of this one). Only the shape matters: [`graded_midpoint`] uses σ^{2/3} normalised.
+/// films. Pneumonia and normal films share its shape: decile by decile each film's own profile
+/// lies within 0.2–2.5× of this one (the normal films lowest near the baseline). Only the shape
+/// matters: [`graded_midpoint`] uses σ^{2/3} normalised.
 pub const PATH_VARIATION_PROFILE: [f64; 10] =
     [0.07, 0.2, 0.48, 0.68, 1.09, 1.74, 1.93, 1.56, 0.92, 0.61];
 
@@ -188,8 +189,8 @@ mod tests {
             (ratio - (1.93f64 / 0.07).powf(2.0 / 3.0)).abs() < 1e-9,
             "{ratio}"
         );
-        // n = 1 is the plain midpoint rule's single node at the density's median, weight 1.
-        assert_eq!(graded_midpoint(1).1, vec![1.0]);
+        // n = 1 is one panel, [0, 1]: the plain midpoint rule's node 0.5 with weight 1.
+        assert_eq!(graded_midpoint(1), (vec![0.5], vec![1.0]));
     }
 
     #[test]
