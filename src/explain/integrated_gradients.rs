@@ -150,7 +150,8 @@ pub struct IgOptions {
     pub target: usize,
     /// Path points in flight at once.
     pub batch: usize,
-    /// Sub-batches of `batch` computed at the same time (each `⌈batch / lanes⌉` points). Why:
+    /// Sub-batches of `batch` computed at the same time (each at most `⌈batch / lanes⌉` points,
+    /// see `balanced_sub_batches`). Why:
     /// one pass over a batch has stretches where one core waits (a serial copy, the end of a
     /// parallel loop whose last chunk is long, the hand-over between layers); a second pass
     /// running beside it takes that core. On the 2-core CPU two lanes of 4 ran IG 10–16 % faster
@@ -281,9 +282,8 @@ fn weighted_row_sum(g: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> 
 /// Index ranges of `n` path points cut into sub-batches of at most `⌈batch / lanes⌉` points,
 /// `lanes` per round, as many rounds as full batches would need, and sizes differing by at most
 /// one. Why: the lanes of one round wait for the longest, so a round of 4 + 2 points costs what
-/// 4 + 4 cost, and a lone sub-batch leaves the second lane empty; with even sizes every round
-/// keeps both cores busy and the cost follows the number of points (38 gradients took as long
-/// as 40 with plain `chunks`). No sub-batch grows. When `n` is a multiple of the lane size the
+/// 4 + 4 cost; with even sizes each round's lanes finish together and the cost follows the
+/// number of points (38 gradients took as long as 40 with plain `chunks`). No sub-batch grows. When `n` is a multiple of the lane size the
 /// plain cut is kept (36 = 9 × 4: a lone last sub-batch runs on the whole pool, as fast as two
 /// of 3 beside each other): buffers of one size only, whereas a second size kept ~45 MiB more
 /// of them (column pool, heap) at 36 gradients.
