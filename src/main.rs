@@ -60,7 +60,7 @@ struct ExplainArgs {
     /// Path points per Integrated Gradients batch (default: 8 on the CPU, 32 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     ig_batch: Option<u32>,
-    /// Integrated Gradients sub-batches computed at once, each ⌈batch / lanes⌉ path points
+    /// Integrated Gradients sub-batches computed at once, each at most ⌈batch / lanes⌉ path points
     /// (default: 2 on the CPU, where a second pass takes the core the first leaves idle; 1 on a GPU).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     ig_lanes: Option<u32>,

@@ -14,8 +14,8 @@
 //! `steps` panels that are narrow where a film's map moves fast along the path and wide near the
 //! black baseline, where it hardly moves (the profile and the maths: [`super::quadrature`]; 36
 //! graded gradients are on average more accurate than 40 equal panels, and on the bundled sample
-//! within 1.3 % of captum's 50 Gauss–Legendre nodes); [`IgRule::Midpoint`] evaluates the centres of `steps` equal panels;
-//! [`IgRule::GaussLegendre`] uses `steps` Gauss–Legendre nodes on [0, 1]
+//! within 1.3 % of captum's 50 Gauss–Legendre nodes); [`IgRule::Midpoint`] evaluates the centres
+//! of `steps` equal panels; [`IgRule::GaussLegendre`] uses `steps` Gauss–Legendre nodes on [0, 1]
 //! (why the midpoint rule is the more accurate of the two here: [`super::quadrature`]).
 //! [`IgRule::Guided`] (opt-in: `--ig-rule guided`) spends gradients where the integrand moves: the
 //! integrand of a ReLU network is piecewise constant in α with many kinks, so Gauss–Legendre's
@@ -283,10 +283,10 @@ fn weighted_row_sum(g: &Tensor, weights: &[f32]) -> candle_core::Result<Tensor> 
 /// `lanes` per round, as many rounds as full batches would need, and sizes differing by at most
 /// one. Why: the lanes of one round wait for the longest, so a round of 4 + 2 points costs what
 /// 4 + 4 cost; with even sizes each round's lanes finish together and the cost follows the
-/// number of points (38 gradients took as long as 40 with plain `chunks`). No sub-batch grows. When `n` is a multiple of the lane size the
-/// plain cut is kept (36 = 9 × 4: a lone last sub-batch runs on the whole pool, as fast as two
-/// of 3 beside each other): buffers of one size only, whereas a second size kept ~45 MiB more
-/// of them (column pool, heap) at 36 gradients.
+/// number of points (38 gradients took as long as 40 with plain `chunks`). No sub-batch grows.
+/// When `n` is a multiple of the lane size the plain cut is kept (36 = 9 × 4: a lone last
+/// sub-batch runs on the whole pool, as fast as two of 3 beside each other): buffers of one size
+/// only, whereas a second size kept ~45 MiB more of them (column pool, heap) at 36 gradients.
 fn balanced_sub_batches(n: usize, batch: usize, lanes: usize) -> Vec<std::ops::Range<usize>> {
     let batch = batch.max(1);
     let lanes = lanes.clamp(1, batch);

@@ -17,9 +17,10 @@
 //! the PyTorch copy of the model on the 14 validation films the profile comes from, 36 graded
 //! gradients gave 0.82× (geometric mean; 0.52–0.98×, never above) the map error of 40 uniform
 //! ones, and on 8 films not used for the profile 0.90× (0.54–1.21×; README, Performance).
-//! Placing the nodes is the same RiemannOpt idea (Swain & Singhi 2024: choose IG's sample points to cut the gradients needed)
-//! with the placement fixed once from measured data rather than probed per film, which costs
-//! forward passes and did worse here (the guided rule in `integrated_gradients`).
+//! Placing the nodes is the same RiemannOpt idea (Swain & Singhi 2024: choose IG's sample points
+//! to cut the gradients needed) with the placement fixed once from measured data rather than
+//! probed per film, which costs forward passes and did worse here (the guided rule in
+//! `integrated_gradients`).
 //!
 //! **Midpoint** (`n` equal panels, each evaluated at its centre, weights 1/n; captum's
 //! `method="riemann_middle"`): the integrand of a ReLU network's IG is piecewise constant in α with
