@@ -88,16 +88,10 @@ fn backtraces_wanted() -> bool {
     std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
-/// An error and its causes as the one line a user sees: "outer: cause: root cause", cut at the
-/// first line break (candle may append a backtrace).
+/// An error and its causes as the one line a user sees: "outer: cause: root cause" (see
+/// [`crate::text::chain_line`]).
 pub fn error_line(e: &anyhow::Error) -> String {
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    chain
-        .join(": ")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    crate::text::chain_line(e.as_ref())
 }
 
 fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<String> {

@@ -43,6 +43,7 @@ fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
         .arg(&jpeg)
         .arg(&garbage)
         .arg(&dicom)
+        .arg(out.join("missing.dcm"))
         .arg("--out")
         .arg(out.join("results"))
         .arg("--model")
@@ -66,12 +67,23 @@ fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
     );
     let stderr = String::from_utf8_lossy(&result.stderr);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one line per failed file, got: {stderr}");
+    assert_eq!(errors.len(), 2, "one line per failed file, got: {stderr}");
     assert!(
         errors[0].contains("not-an-image.png") && errors[0].contains("not a DICOM, PNG or JPEG"),
         "{}",
         errors[0]
     );
+    // The OS's reason once, not once from the load error and again from its source.
+    assert!(
+        errors[1].contains("cannot open missing.dcm: "),
+        "{}",
+        errors[1]
+    );
+    let parts: Vec<&str> = errors[1].split(": ").collect();
+    let mut unique = parts.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), parts.len(), "a cause repeated: {}", errors[1]);
 
     for (stem, (w, h)) in [
         ("person45_bacteria_221", (808u32, 488u32)),

@@ -441,6 +441,11 @@ fn a_dropped_unreadable_file_shows_one_line_in_the_status_bar() {
     drop_on_window(&mut h, repo("tests/fixtures/dicom/garbage.dcm"));
     let status = load_error_status(&mut h);
     assert!(status.starts_with("cannot open garbage.dcm: "), "{status}");
+    assert_eq!(
+        status.matches("cannot open").count(),
+        1,
+        "said once: {status}"
+    );
     assert!(!status.contains('\n'), "one line: {status}");
     // The status bar shows exactly that line (the canvas may repeat it).
     assert!(h.query_all_by_label(&status).count() >= 1);

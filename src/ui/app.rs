@@ -382,8 +382,8 @@ impl ViewerApp {
                         current.hist = Some(Percentiles::new(&study));
                         current.study = Some(study);
                     }
-                    Err(e) => {
-                        let text = format!("cannot open {}: {e}", display_name(&path));
+                    Err(text) => {
+                        // The load error already reads "cannot open NAME: reason".
                         current.error = Some(text.clone());
                         self.set_error(text);
                     }

@@ -176,18 +176,7 @@ pub fn first_line(text: &str) -> String {
 
 /// An error and its sources on one line ("x: y: z"), for the status bar.
 pub fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = first_line(&e.to_string());
-    let mut source = e.source();
-    while let Some(s) = source {
-        let line = first_line(&s.to_string());
-        // Some errors repeat their source in their own message.
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = s.source();
-    }
-    text
+    crate::text::chain_line(e)
 }
 
 fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
