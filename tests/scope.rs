@@ -145,6 +145,21 @@ fn other_modalities_are_out_by_header() {
     }
 }
 
+/// A colour DICOM is out, and the reason quotes its header: JPEG baseline in YBR_FULL_422, which
+/// the decoder returns as RGB.
+#[test]
+fn a_colour_dicom_is_out_naming_its_header_value() {
+    let study = load_study(&fixture("scope/pydicom/examples_ybr_color.dcm")).unwrap();
+    let c = ScopeCheck::from_header(&study.metadata);
+    assert!(!c.in_scope);
+    assert!(
+        c.reasons
+            .contains(&"colour image (PhotometricInterpretation YBR_FULL_422)".to_string()),
+        "{:?}",
+        c.reasons
+    );
+}
+
 /// A colour photograph (saturated colour gradient) is out; the same picture stored grey in RGB
 /// is not, and its colourfulness is exactly 0.
 #[test]

@@ -462,7 +462,11 @@ fn present(
         None => (percentile_window(&pixels), WindowSource::Percentile),
     };
 
-    metadata.photometric_interpretation = Some(pi.to_string());
+    // The header's value stays (reasons quote it as "PhotometricInterpretation …"): a JPEG
+    // decoder hands YBR_FULL_422 back as RGB. The decoded one only fills an absent header.
+    if metadata.photometric_interpretation.is_none() {
+        metadata.photometric_interpretation = Some(pi.to_string());
+    }
     metadata.bits_stored = bits_stored;
     Ok(Study {
         source: path.to_path_buf(),
