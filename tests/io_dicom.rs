@@ -714,3 +714,31 @@ fn damaged_files_never_panic() {
         }
     }
 }
+
+/// PALETTE COLOR goes through its red, green and blue tables to the luma, as pydicom 3.0.2 gives it
+/// (`apply_color_lut(ds.pixel_array, ds)`, then 0.299 R + 0.587 G + 0.114 B): three pixels, one
+/// grey and two coloured, and the mean of the whole image.
+#[test]
+fn palette_colour_is_read_through_its_lookup_tables() {
+    let study = load("pydicom_us_palette_8bit_800x350.dcm");
+    assert_eq!((study.width, study.height), (800, 350));
+    assert_eq!(
+        study.metadata.photometric_interpretation.as_deref(),
+        Some("PALETTE COLOR")
+    );
+    assert_eq!(study.metadata.bits_stored, 16, "the tables' 16-bit entries");
+    for ((row, col), expected) in [
+        ((0, 0), 14_892.288),
+        ((63, 316), 27_786.752),
+        ((70, 329), 23_166.72),
+        ((349, 799), 0.0),
+    ] {
+        let got = study.pixels[row * study.width + col];
+        assert!(
+            (f64::from(got) - expected).abs() < 0.05,
+            "({row}, {col}): {got} vs {expected}"
+        );
+    }
+    let mean = study.pixels.iter().map(|&v| f64::from(v)).sum::<f64>() / study.pixels.len() as f64;
+    assert!((mean - 4_984.313).abs() < 0.01, "mean {mean}");
+}

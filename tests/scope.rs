@@ -145,8 +145,8 @@ fn other_modalities_are_out_by_header() {
     }
 }
 
-/// A colour DICOM is out, and the reason quotes its header: JPEG baseline in YBR_FULL_422, which
-/// the decoder returns as RGB.
+/// Colour DICOMs are out, and the reason quotes the header: JPEG baseline in YBR_FULL_422 (which
+/// the decoder returns as RGB) and a palette-colour image (read through its lookup tables).
 #[test]
 fn a_colour_dicom_is_out_naming_its_header_value() {
     let study = load_study(&fixture("scope/pydicom/examples_ybr_color.dcm")).unwrap();
@@ -157,6 +157,17 @@ fn a_colour_dicom_is_out_naming_its_header_value() {
             .contains(&"colour image (PhotometricInterpretation YBR_FULL_422)".to_string()),
         "{:?}",
         c.reasons
+    );
+    let palette = load_study(&repo(
+        "tests/fixtures/dicom/pydicom_us_palette_8bit_800x350.dcm",
+    ));
+    let c = ScopeCheck::from_header(&palette.unwrap().metadata);
+    assert_eq!(
+        c.reasons,
+        [
+            "not a projection radiograph (Modality US)",
+            "colour image (PhotometricInterpretation PALETTE COLOR)"
+        ]
     );
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
 use dicom_core::header::Header;
-use dicom_core::value::Value;
+use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::file::ReadPreamble;
@@ -408,7 +408,7 @@ fn present(
         raw,
         rescale,
         signed,
-        bits_stored,
+        mut bits_stored,
     } = f;
     let n = width * height;
     if raw.len() < n * spp {
@@ -436,6 +436,13 @@ fn present(
         // Native YBR: luma is the first sample.
         (3, PhotometricInterpretation::YbrFull) => {
             raw.chunks_exact(3).take(n).map(|p| p[0]).collect()
+        }
+        (1, PhotometricInterpretation::PaletteColor) => {
+            let (luma, entry_bits) = palette_luma(obj, &raw[..n])
+                .map_err(|reason| LoadError::new(path, LoadErrorKind::Unsupported, reason))?;
+            // The values are now the tables' entries, not the stored indices.
+            bits_stored = entry_bits;
+            luma
         }
         _ => {
             return Err(LoadError::new(
@@ -477,6 +484,100 @@ fn present(
         window_source,
         metadata,
     })
+}
+
+/// PALETTE COLOR (an ultrasound or secondary-capture image, never a radiograph, but the scope guard
+/// must see it to say so): each stored value indexes the red, green and blue lookup tables
+/// (PS3.3 C.7.6.3.1.5–6: descriptor = entries (0 means 65,536), first mapped value, bits per
+/// entry; values below the first or past the last entry take the first or last entry) and the
+/// film is their luma, as for RGB. Segmented tables (C.7.9.2) are not read. Returns the luma and
+/// the bits per entry.
+fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, u16), String> {
+    let channels = [
+        (
+            "red",
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            "green",
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        (
+            "blue",
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+    ];
+    let mut tables = Vec::with_capacity(3);
+    let mut entry_bits = 8;
+    for (name, descriptor, data) in channels {
+        let d: Vec<i64> = obj
+            .get(descriptor)
+            .and_then(|e| e.to_multi_int::<i64>().ok())
+            .unwrap_or_default();
+        let [entries, first, bits] = d[..] else {
+            return Err(format!(
+                "PALETTE COLOR without a {name} lookup table descriptor"
+            ));
+        };
+        // The first two are US or SS by the pixel representation; read as unsigned 16 bits.
+        let entries = match entries & 0xffff {
+            0 => 65_536,
+            e => e as usize,
+        };
+        let first = first & 0xffff;
+        let bits = u16::try_from(bits).ok().filter(|b| (1..=16).contains(b));
+        let Some(bits) = bits else {
+            return Err(format!(
+                "PALETTE COLOR {name} table with {} bits per entry",
+                d[2]
+            ));
+        };
+        let Some(element) = obj.get(data) else {
+            return Err(format!(
+                "PALETTE COLOR without {name} lookup table data (segmented tables are not supported)"
+            ));
+        };
+        let unreadable = || format!("unreadable {name} palette lookup table data");
+        // Eight-bit entries may come one per byte; otherwise one 16-bit word each.
+        let table: Vec<f32> = match element.value() {
+            Value::Primitive(PrimitiveValue::U8(b)) if bits <= 8 && b.len() == entries => {
+                b.iter().map(|&v| f32::from(v)).collect()
+            }
+            Value::Primitive(PrimitiveValue::U8(b)) => b
+                .chunks_exact(2)
+                .take(entries)
+                .map(|w| f32::from(u16::from_le_bytes([w[0], w[1]])))
+                .collect(),
+            _ => element
+                .to_multi_int::<u16>()
+                .map_err(|_| unreadable())?
+                .into_iter()
+                .take(entries)
+                .map(f32::from)
+                .collect(),
+        };
+        if table.is_empty() {
+            return Err(format!("empty {name} palette lookup table"));
+        }
+        entry_bits = entry_bits.max(bits);
+        tables.push((first as f32, table));
+    }
+    let entry = |(first, table): &(f32, Vec<f32>), v: f32| {
+        let i = (v - first).max(0.0) as usize;
+        table[i.min(table.len() - 1)]
+    };
+    let luma = indices
+        .iter()
+        .map(|&v| {
+            0.299 * entry(&tables[0], v)
+                + 0.587 * entry(&tables[1], v)
+                + 0.114 * entry(&tables[2], v)
+        })
+        .collect();
+    Ok((luma, entry_bits))
 }
 
 /// Post-rescale range of the values the stored bits can hold; MONOCHROME1 is mirrored inside this
