@@ -742,3 +742,51 @@ fn palette_colour_is_read_through_its_lookup_tables() {
     let mean = study.pixels.iter().map(|&v| f64::from(v)).sum::<f64>() / study.pixels.len() as f64;
     assert!((mean - 4_984.313).abs() < 0.01, "mean {mean}");
 }
+
+/// A palette image whose tables are missing or cut short fails in one line or clamps, never
+/// panics: without the green table data (segmented tables are not read) it names the table; with
+/// a red table of 16 instead of 256 entries, indices past its end take its last entry.
+#[test]
+fn palette_tables_missing_or_short_fail_in_one_line_or_clamp() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let edited = |tag: &str, edit: &dyn Fn(&mut dicom_object::DefaultDicomObject)| {
+        let mut obj =
+            dicom_object::open_file(fixture("pydicom_us_palette_8bit_800x350.dcm")).unwrap();
+        edit(&mut obj);
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("io_dicom_palette_{tag}"));
+        obj.write_to_file(&path).unwrap();
+        path
+    };
+    let no_green = edited("no_green", &|o| {
+        o.remove_element(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA);
+    });
+    let (kind, msg) = err_text(&no_green);
+    assert_eq!(kind, LoadErrorKind::Unsupported, "{msg}");
+    assert!(msg.contains("without green lookup table data"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+
+    let full = load("pydicom_us_palette_8bit_800x350.dcm");
+    let red: Vec<u16> = dicom_object::open_file(fixture("pydicom_us_palette_8bit_800x350.dcm"))
+        .unwrap()
+        .element(tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)
+        .unwrap()
+        .to_multi_int::<u16>()
+        .unwrap();
+    let short_red = edited("short_red", &|o| {
+        o.put(DataElement::new(
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+            VR::OW,
+            PrimitiveValue::U16(red[..16].iter().copied().collect()),
+        ));
+    });
+    let short = load_study(&short_red).unwrap();
+    // Pixel (0, 0) has index 244, past the 16 entries: red becomes entry 15; green and blue stay.
+    let delta = 0.299 * (f32::from(red[15]) - f32::from(red[244]));
+    assert!(
+        (short.pixels[0] - (full.pixels[0] + delta)).abs() < 0.05,
+        "{} vs {}",
+        short.pixels[0],
+        full.pixels[0] + delta
+    );
+}
