@@ -318,3 +318,27 @@ fn an_empty_folder_and_an_unusable_notes_database_say_so_in_one_line() {
     assert!(!status.text.contains('\n'), "{}", status.text);
     assert!(h.state().current.is_none());
 }
+
+/// The folder's first file, opened on screen, cannot be read: the scan, which yields the CPU to
+/// the image on screen while it loads, must not wait for it forever (it did: "predicting 1/3
+/// (after the image on screen)" for good).
+#[test]
+fn an_unreadable_first_file_does_not_hold_up_the_scan() {
+    let root = temp_dir("review-broken-first");
+    std::fs::write(root.join("0-broken.dcm"), b"not an image").unwrap();
+    for file in [
+        "assets/samples/person45_bacteria_221.jpeg",
+        "assets/samples/NORMAL2-IM-0912-0001.jpeg",
+    ] {
+        let src = repo(file);
+        std::fs::copy(&src, root.join(src.file_name().unwrap())).unwrap();
+    }
+    let db = temp_dir("review-broken-first-db").join("notes.sqlite3");
+    let h = open_folder(&db, &root, &[]);
+    let app = h.state();
+    assert!(app.current.as_ref().unwrap().path.ends_with("0-broken.dcm"));
+    assert!(app.current.as_ref().unwrap().error.is_some());
+    let rows = &app.review.as_ref().unwrap().rows;
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().filter(|r| r.prediction.is_some()).count(), 2);
+}

@@ -458,7 +458,11 @@ impl ViewerApp {
     /// Each frame: the scan yields the CPU to the image on screen.
     pub(super) fn pace_review(&self) {
         if let Some(r) = &self.review {
-            let loading = self.current.as_ref().is_some_and(|c| c.study.is_none());
+            // A file that failed to load is not loading: waiting for it would stop the scan.
+            let loading = self
+                .current
+                .as_ref()
+                .is_some_and(|c| c.study.is_none() && c.error.is_none());
             r.pause.store(
                 loading || self.jobs.interactive(),
                 std::sync::atomic::Ordering::Relaxed,
