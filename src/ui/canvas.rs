@@ -46,13 +46,11 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         } else {
             Color32::GRAY
         };
-        painter.text(
-            canvas.center(),
-            Align2::CENTER_CENTER,
-            text,
-            FontId::proportional(15.0),
-            color,
-        );
+        // Wrapped to the canvas: a load error names the file and the reason, often wider than
+        // the canvas, and both ends matter.
+        let wrap = (canvas.width() - 40.0).max(80.0);
+        let galley = painter.layout(text, FontId::proportional(15.0), color, wrap);
+        painter.galley(canvas.center() - galley.size() / 2.0, galley, color);
         return;
     };
 
