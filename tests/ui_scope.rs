@@ -164,3 +164,39 @@ fn study_list_out_of_scope_filter_and_count() {
         .scope = Some(check(false));
     assert_eq!(review.counts(&notes, 0).out_of_scope, 3);
 }
+
+/// In the study list an out-of-scope study's answer stays visible for the annotator but dimmed,
+/// its probability in parentheses, as on the result panel after "Show anyway".
+#[test]
+fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
+    let settings = ui_support::fast_settings(&temp_dir("ui-scope-list").join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        vec![
+            row("a_in", Some(check(true))),
+            row("b_hip", Some(check(false))),
+            row("d_out", Some(check(false))),
+        ],
+        false,
+    );
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    h.run();
+    assert_eq!(
+        h.query_all_by_label("0.90").count(),
+        1,
+        "the in-scope study"
+    );
+    assert_eq!(
+        h.query_all_by_label("(0.90)").count(),
+        2,
+        "the two out of scope"
+    );
+}

@@ -288,14 +288,36 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                         RichText::new(r.truth(note).map_or("?".to_string(), short)),
                     );
                 });
+                // Outside the model's scope the answer is not meaningful: as on the result
+                // panel after "Show anyway", it stays visible but dimmed, the probability in
+                // parentheses, and the hover says why.
+                let out_of_scope = r.scope.as_ref().filter(|s| !s.in_scope);
+                let dimmed = |ui: &mut egui::Ui, text: String| match out_of_scope {
+                    Some(s) => {
+                        ui.add(
+                            egui::Label::new(RichText::new(text).weak())
+                                .selectable(false)
+                                .truncate(),
+                        )
+                        .on_hover_text(format!(
+                            "Outside the model's scope ({}): its answer is not meaningful",
+                            s.reasons.join("; ")
+                        ));
+                    }
+                    None => plain(ui, RichText::new(text)),
+                };
                 row.col(|ui| match (&r.prediction, &r.error) {
-                    (Some(p), _) => plain(ui, RichText::new(short(p.predicted))),
+                    (Some(p), _) => dimmed(ui, short(p.predicted).to_string()),
                     (None, Some(_)) => plain(ui, RichText::new("error").color(ERROR)),
                     (None, None) => plain(ui, RichText::new("…").weak()),
                 });
                 row.col(|ui| {
                     if let Some(p) = &r.prediction {
-                        plain(ui, RichText::new(format!("{:.2}", p.probability)));
+                        let text = match out_of_scope {
+                            Some(_) => format!("({:.2})", p.probability),
+                            None => format!("{:.2}", p.probability),
+                        };
+                        dimmed(ui, text);
                     }
                 });
                 row.col(|ui| {
