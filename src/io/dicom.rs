@@ -537,7 +537,7 @@ fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, 
         };
         let Some(element) = obj.get(data) else {
             return Err(format!(
-                "PALETTE COLOR without {name} lookup table data (segmented tables are not supported)"
+                "PALETTE COLOR without {name} table data (segmented tables are not supported)"
             ));
         };
         let unreadable = || format!("unreadable {name} palette lookup table data");
