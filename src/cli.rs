@@ -531,17 +531,26 @@ struct EvalOutput<'a> {
     scope: EvalScope,
 }
 
-#[derive(serde::Serialize)]
-struct EvalScope {
-    flagged: usize,
-    n: usize,
+/// `metrics.json`'s `scope`: how many of the `n` films the scope guard flagged, and the metrics
+/// on the others.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EvalScope {
+    pub flagged: usize,
+    pub n: usize,
     /// `null` when no film is in scope.
-    in_scope: Option<crate::evaluation::Metrics>,
+    pub in_scope: Option<crate::evaluation::Metrics>,
+}
+
+/// What `eval` measured: the metrics on every readable film, and the scope guard's share.
+#[derive(Clone, Debug)]
+pub struct EvalSummary {
+    pub metrics: crate::evaluation::Metrics,
+    pub scope: EvalScope,
 }
 
 /// `cxr-viewer eval`: `data` holds one subfolder per class name; writes metrics.json,
 /// predictions.csv and three plots to `out`.
-pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<crate::evaluation::Metrics> {
+pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<EvalSummary> {
     eval_with_boxes(engine, data, out, None)
 }
 
@@ -624,7 +633,7 @@ pub fn eval_with_boxes(
     data: &Path,
     out: &Path,
     boxes: Option<&Path>,
-) -> Result<crate::evaluation::Metrics> {
+) -> Result<EvalSummary> {
     let labels = read_boxes(boxes)?;
     let labelled = labelled_files(engine, data, labels.as_ref())?;
     eval_labelled(engine, data, out, labels.as_ref(), &labelled)
@@ -638,7 +647,7 @@ pub fn eval_labelled(
     out: &Path,
     labels: Option<&crate::notes::rsna::RsnaLabels>,
     labelled: &[(PathBuf, bool)],
-) -> Result<crate::evaluation::Metrics> {
+) -> Result<EvalSummary> {
     use crate::evaluation::{metrics, Case, ECE_BINS};
     let cfg = &engine.model.config;
     let positive = cfg.positive_class.clone();
@@ -740,7 +749,7 @@ pub fn eval_labelled(
             .unwrap_or_default(),
         skipped,
         localisation: None,
-        scope: scope_summary,
+        scope: scope_summary.clone(),
     };
     if let Some(labels) = labels {
         let files: Vec<PathBuf> = labelled.iter().map(|(p, _)| p.clone()).collect();
@@ -773,7 +782,10 @@ pub fn eval_labelled(
         ECE_BINS,
         &out.join("reliability.png"),
     )?;
-    Ok(m)
+    Ok(EvalSummary {
+        metrics: m,
+        scope: scope_summary,
+    })
 }
 
 /// Peak resident set size (Linux `VmHWM`), for the benchmark's memory line.

@@ -350,7 +350,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             faithfulness_ig_steps,
         }) => {
             let engine = load_engine(&model)?;
-            let m = if faithfulness {
+            let summary = if faithfulness {
                 cli::eval_with_faithfulness(
                     &engine,
                     &data,
@@ -361,6 +361,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 cli::eval_with_boxes(&engine, &data, &out, boxes.as_deref())?
             };
+            let m = &summary.metrics;
             let ci = |i: Option<[f64; 2]>| {
                 i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
                     .unwrap_or_default()
@@ -380,6 +381,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 m.threshold,
                 out.display()
             );
+            // Films outside the model's scope are in the metrics above; say how many, and what
+            // the metrics are without them (metrics.json `scope`).
+            let scope = &summary.scope;
+            if scope.flagged > 0 {
+                let without = match &scope.in_scope {
+                    Some(s) => format!(
+                        "in scope only: n={} accuracy={:.4} sensitivity={:.4} \
+                         specificity={:.4} auc={:.4}",
+                        s.n, s.accuracy, s.sensitivity, s.specificity, s.auc
+                    ),
+                    None => "no film in scope".to_string(),
+                };
+                println!(
+                    "out of scope: {} of {} films; {without}",
+                    scope.flagged, scope.n
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench {

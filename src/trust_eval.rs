@@ -28,7 +28,6 @@ use crate::analysis::{AnalysisOptions, Engine};
 use crate::cli::{
     error_line, eval_labelled, labelled_files, progress_bar, read_boxes, relative_name,
 };
-use crate::evaluation::Metrics;
 use crate::explain::agreement::Method;
 use crate::explain::faithfulness::{mean_curve, FaithfulnessOptions};
 use crate::io::load_study;
@@ -99,12 +98,12 @@ pub fn eval_with_faithfulness(
     out: &Path,
     boxes: Option<&Path>,
     ig_steps: usize,
-) -> Result<Metrics> {
+) -> Result<crate::cli::EvalSummary> {
     // Listed once: eval scores these films, then their maps are measured (class subfolders, or
     // with `boxes` an RSNA folder).
     let labels = read_boxes(boxes)?;
     let labelled = labelled_files(engine, data, labels.as_ref())?;
-    let metrics = eval_labelled(engine, data, out, labels.as_ref(), &labelled)?;
+    let summary = eval_labelled(engine, data, out, labels.as_ref(), &labelled)?;
     let f_opts = FaithfulnessOptions::default().with_insertion(false);
     let options = AnalysisOptions::default()
         .with_ig_steps(ig_steps)
@@ -216,5 +215,5 @@ pub fn eval_with_faithfulness(
             mean.n
         );
     }
-    Ok(metrics)
+    Ok(summary)
 }

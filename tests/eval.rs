@@ -108,6 +108,14 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     assert_eq!(metrics["scope"]["n"], 4);
     assert_eq!(metrics["scope"]["flagged"], flagged);
     assert_eq!(metrics["scope"]["in_scope"]["n"], 4 - flagged);
+    // The summary says so too, with the in-scope metrics.
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    let in_scope_accuracy = metrics["scope"]["in_scope"]["accuracy"].as_f64().unwrap();
+    let line = format!(
+        "out of scope: {flagged} of 4 films; in scope only: n={} accuracy={in_scope_accuracy:.4}",
+        4 - flagged
+    );
+    assert!(stdout.contains(&line), "{line:?} not in {stdout}");
     let accuracy = metrics["accuracy"].as_f64().unwrap();
     assert!((accuracy - correct as f64 / 4.0).abs() < 1e-9);
     // Wilson 95 % interval of the accuracy brackets it; with 4 cases it is wide.
