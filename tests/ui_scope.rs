@@ -188,7 +188,16 @@ fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
     );
     review.listed = true;
     h.state_mut().review = Some(review);
-    h.run();
+    // Stepped, not run to rest: the model may still be loading (a spinner keeps repainting).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while h.query_all_by_label_contains("0.90").count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never showed"
+        );
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(
         h.query_all_by_label("0.90").count(),
         1,
