@@ -749,7 +749,7 @@ pub fn eval_labelled(
             .unwrap_or_default(),
         skipped,
         localisation: None,
-        scope: scope_summary.clone(),
+        scope: scope_summary,
     };
     if let Some(labels) = labels {
         let files: Vec<PathBuf> = labelled.iter().map(|(p, _)| p.clone()).collect();
@@ -782,10 +782,8 @@ pub fn eval_labelled(
         ECE_BINS,
         &out.join("reliability.png"),
     )?;
-    Ok(EvalSummary {
-        metrics: m,
-        scope: scope_summary,
-    })
+    let scope = output.scope;
+    Ok(EvalSummary { metrics: m, scope })
 }
 
 /// Peak resident set size (Linux `VmHWM`), for the benchmark's memory line.

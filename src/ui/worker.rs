@@ -169,15 +169,8 @@ impl Outbox {
     }
 }
 
-/// Only the first line: candle errors may carry a whole backtrace in their text.
-pub fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().trim().to_string()
-}
-
-/// An error and its sources on one line ("x: y: z"), for the status bar.
-pub fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::text::chain_line(e)
-}
+/// Error text for the status bar, one line each (shared with the CLI's error lines).
+pub(crate) use crate::text::{chain_line, first_line};
 
 fn spawn(name: &str, work: impl FnOnce() + Send + 'static) {
     // If the OS refuses a thread the work is lost; say so in the log rather than crash the UI.
