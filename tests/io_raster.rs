@@ -110,30 +110,32 @@ fn format_is_detected_by_content() {
     assert_eq!(max_diff(&study, &reference("rgb8.png")), 0.0);
 }
 
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+}
+
 /// Minimal PNG: signature, IHDR with the given size, a junk IDAT, IEND. The decoder must reject
 /// oversized images from the header alone, so the pixel data never matters.
 fn png_with_header(width: u32, height: u32) -> Vec<u8> {
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-    }
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
@@ -193,5 +195,111 @@ fn broken_rasters_give_errors_not_panics() {
                 Err(e) => assert!(!e.to_string().contains('\n')),
             }
         }
+    }
+}
+
+/// A big-endian TIFF block holding one IFD entry, Orientation (0x0112, SHORT) = `orientation`:
+/// the body of a JPEG APP1 "Exif" segment and of a PNG eXIf chunk.
+fn exif_tiff(orientation: u16) -> Vec<u8> {
+    let mut t = b"MM\x00\x2a".to_vec();
+    t.extend_from_slice(&8u32.to_be_bytes()); // first IFD right after the header
+    t.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    t.extend_from_slice(&0x0112u16.to_be_bytes());
+    t.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    t.extend_from_slice(&1u32.to_be_bytes());
+    t.extend_from_slice(&orientation.to_be_bytes());
+    t.extend_from_slice(&[0, 0]);
+    t.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    t
+}
+
+/// `name`'s bytes with an EXIF Orientation added and nothing re-encoded, so the stored pixels
+/// are exactly the original file's.
+fn with_orientation(name: &str, tiff: &[u8]) -> PathBuf {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    let out = if name.ends_with(".jpg") {
+        // APP1 right after SOI.
+        let mut body = b"Exif\x00\x00".to_vec();
+        body.extend_from_slice(tiff);
+        let mut out = bytes[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&(body.len() as u16 + 2).to_be_bytes());
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&bytes[2..]);
+        out
+    } else {
+        // eXIf after IHDR (signature 8 + IHDR 25 bytes), before the image data.
+        let mut out = bytes[..33].to_vec();
+        chunk(&mut out, b"eXIf", tiff);
+        out.extend_from_slice(&bytes[33..]);
+        out
+    };
+    let path = tmp(&format!("io_raster_exif_{}_{name}", crc32(tiff)));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+/// The pixel the EXIF orientation puts at display position (x, y), from the stored image
+/// (TIFF 6.0 / Exif 2.3 tag 274: 1 top-left, 2 mirrored, 3 rotated 180°, 4 flipped vertically,
+/// 5 transposed, 6 "rotate 90° clockwise to display", 7 transverse, 8 "rotate 90° counter-clockwise").
+fn stored_at(stored: &Study, orientation: u16, x: usize, y: usize) -> f32 {
+    let (w, h) = (stored.width, stored.height);
+    let (sx, sy) = match orientation {
+        1 => (x, y),
+        2 => (w - 1 - x, y),
+        3 => (w - 1 - x, h - 1 - y),
+        4 => (x, h - 1 - y),
+        5 => (y, x),
+        6 => (y, h - 1 - x),
+        7 => (w - 1 - y, h - 1 - x),
+        8 => (w - 1 - y, x),
+        _ => unreachable!(),
+    };
+    stored.pixels[sy * w + sx]
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    for name in ["gray8.jpg", "gray16.png", "rgb8.jpg"] {
+        let stored = load(name);
+        assert_eq!(stored.metadata.exif_orientation, None, "{name}");
+        for orientation in 2..=8u16 {
+            let path = with_orientation(name, &exif_tiff(orientation));
+            let shown = load_study(&path).unwrap_or_else(|e| panic!("{name}/{orientation}: {e}"));
+            let swapped = orientation >= 5;
+            let want = if swapped {
+                (stored.height, stored.width)
+            } else {
+                (stored.width, stored.height)
+            };
+            assert_eq!((shown.width, shown.height), want, "{name}/{orientation}");
+            assert_eq!(
+                shown.metadata.exif_orientation,
+                Some(orientation as u8),
+                "{name}/{orientation}"
+            );
+            for y in 0..shown.height {
+                for x in 0..shown.width {
+                    assert_eq!(
+                        shown.pixels[y * shown.width + x],
+                        stored_at(&stored, orientation, x, y),
+                        "{name}/{orientation} at ({x}, {y})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn unreadable_exif_keeps_the_image_as_stored() {
+    let stored = load("gray8.jpg");
+    let mut broken = exif_tiff(6);
+    broken.truncate(10); // the IFD is cut off after its entry count
+    for tiff in [broken, exif_tiff(1), exif_tiff(9), b"II*\x00junk".to_vec()] {
+        let shown = load_study(&with_orientation("gray8.jpg", &tiff)).unwrap();
+        assert_eq!((shown.width, shown.height), (stored.width, stored.height));
+        assert_eq!(shown.pixels, stored.pixels);
+        assert_eq!(shown.metadata.exif_orientation, None);
     }
 }

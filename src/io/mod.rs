@@ -187,6 +187,10 @@ pub struct StudyMetadata {
     /// guard uses it to tell colour photographs from films.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub colourfulness: Option<f32>,
+    /// The EXIF Orientation (2–8) of a PNG/JPEG that was applied at load time, so the pixels,
+    /// maps and boxes are upright as other viewers show the file; `None` when absent or 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exif_orientation: Option<u8>,
 }
 
 impl StudyMetadata {

@@ -726,6 +726,9 @@ fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     };
     if study.metadata.tags.is_empty() {
         ui.label(RichText::new(format!("{} file: no DICOM tags", study.metadata.format)).weak());
+        if let Some(o) = study.metadata.exif_orientation {
+            ui.label(RichText::new(format!("EXIF Orientation {o} applied: shown upright")).weak());
+        }
         return;
     }
     ui.horizontal(|ui| {
