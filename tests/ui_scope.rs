@@ -209,3 +209,60 @@ fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
         "the two out of scope"
     );
 }
+
+/// The probability cells truncate, so the column's width must allow for the parentheses even
+/// when the first out-of-scope row arrives after the list was laid out (it read "(0…").
+#[test]
+fn a_late_out_of_scope_probability_is_not_cut_off() {
+    let settings = ui_support::fast_settings(&temp_dir("ui-scope-late").join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        vec![
+            row("a_in", Some(check(true))),
+            row("b_in", Some(check(true))),
+            row("c_later", None),
+        ],
+        false,
+    );
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let step_until = |h: &mut egui_kittest::Harness<'_, ViewerApp>, label: &str| {
+        while h.query_all_by_label(label).count() == 0 {
+            assert!(std::time::Instant::now() < deadline, "{label} never showed");
+            h.step();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // A few more frames for the table to settle its column widths.
+        for _ in 0..4 {
+            h.step();
+        }
+    };
+    step_until(&mut h, "0.90");
+    // The third study's prediction comes in: out of scope.
+    {
+        let review = h.state_mut().review.as_mut().unwrap();
+        let late = review.row_mut(&PathBuf::from("/r/c_later")).unwrap();
+        *late = row("c_later", Some(check(false)));
+    }
+    step_until(&mut h, "(0.90)");
+    let font = egui::TextStyle::Body.resolve(&h.ctx.global_style());
+    let text_width = h.ctx.fonts_mut(|f| {
+        f.layout_no_wrap("(0.90)".to_string(), font, egui::Color32::WHITE)
+            .size()
+            .x
+    });
+    let cell = h.get_by_label("(0.90)").rect();
+    assert!(
+        cell.width() + 0.5 >= text_width,
+        "the cell is {} wide, the text {text_width}",
+        cell.width()
+    );
+}

@@ -221,15 +221,33 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let scrolled_for = app.list_scrolled_to;
     let mut clicked = None;
     let mut sort_clicked = None;
+    // The cells truncate, so an auto column never grows past what its first rows needed: the
+    // probability column must fit an out-of-scope row's "(0.97)" even when such a row turns up
+    // only later in the scan (it showed "(0…").
+    let probability_width = ui
+        .painter()
+        .layout_no_wrap(
+            "(0.00)".to_string(),
+            egui::TextStyle::Body.resolve(ui.style()),
+            egui::Color32::WHITE,
+        )
+        .size()
+        .x
+        + ui.spacing().item_spacing.x;
     let mut table = TableBuilder::new(ui)
         .id_salt("study-list")
         .striped(true)
         .resizable(true)
         .sense(Sense::click())
         .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-        .column(Column::initial(190.0).at_least(80.0).clip(true))
-        .columns(Column::auto().at_least(24.0), SortColumn::ALL.len() - 1)
-        .min_scrolled_height(0.0);
+        .column(Column::initial(190.0).at_least(80.0).clip(true));
+    for column in &SortColumn::ALL[1..] {
+        table = table.column(match column {
+            SortColumn::Probability => Column::auto().at_least(probability_width),
+            _ => Column::auto().at_least(24.0),
+        });
+    }
+    let mut table = table.min_scrolled_height(0.0);
     if scroll_to.is_some() && scroll_to != scrolled_for {
         if let Some(row) = scroll_to {
             table = table.scroll_to_row(row, None);
