@@ -790,3 +790,106 @@ fn palette_tables_missing_or_short_fail_in_one_line_or_clamp() {
         full.pixels[0] + delta
     );
 }
+
+/// Writes `name` with `edit` applied to a temporary file (the tests below change one attribute of
+/// a committed film).
+fn edited(name: &str, tag: &str, edit: &dyn Fn(&mut dicom_object::DefaultDicomObject)) -> PathBuf {
+    let mut obj = dicom_object::open_file(fixture(name)).unwrap();
+    edit(&mut obj);
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("io_dicom_{tag}_{name}"));
+    obj.write_to_file(&path).unwrap();
+    path
+}
+
+/// A VOI LUT Sequence is the manufacturer's rendering and wins over the window, as in pydicom's
+/// `apply_voi_lut` (tests/fixtures/dicom/voi_reference.json, scripts/make_voi_fixtures.py): the
+/// pixels are the table's output, MONOCHROME1 inverted within the table's own range (not
+/// 0..65535, though the descriptor says 16 bits per entry), which is also the default window.
+#[test]
+fn voi_lut_sequence_is_applied_and_wins_over_the_window() {
+    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    let r = &all["voi_lut_mono1_220.dcm"];
+    let study = load("voi_lut_mono1_220.dcm");
+    assert_eq!(study.window_source, WindowSource::VoiLut);
+    let (lo, hi) = (
+        r["table_min"].as_f64().unwrap() as f32,
+        r["table_max"].as_f64().unwrap() as f32,
+    );
+    assert_eq!(study.default_window, Window { low: lo, high: hi });
+    let coords = r["coords"].as_array().unwrap();
+    let values = r["values"].as_array().unwrap();
+    for (c, v) in coords.iter().zip(values) {
+        let (row, col) = (
+            c[0].as_u64().unwrap() as usize,
+            c[1].as_u64().unwrap() as usize,
+        );
+        let want = lo + hi - v.as_f64().unwrap() as f32;
+        assert_eq!(
+            study.pixels[row * study.width + col],
+            want,
+            "({row}, {col})"
+        );
+    }
+    let mean = study.pixels.iter().map(|&v| f64::from(v)).sum::<f64>() / study.pixels.len() as f64;
+    let want_mean = f64::from(lo + hi) - r["mean"].as_f64().unwrap();
+    assert!(
+        (mean - want_mean).abs() < 1e-3,
+        "mean {mean} vs {want_mean}"
+    );
+    let unit = study.to_unit(&study.default_window);
+    assert!(unit.iter().all(|u| (0.0..=1.0).contains(u)));
+
+    // A table that cannot be used (cut short of its descriptor's count) is skipped: the header
+    // window applies, mirrored for MONOCHROME1, as for the film without a table.
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let short = edited("voi_lut_mono1_220.dcm", "short_voi", &|o| {
+        let seq = o.element(tags::VOILUT_SEQUENCE).unwrap();
+        let mut item = seq.items().unwrap()[0].clone();
+        item.put(DataElement::new(
+            tags::LUT_DATA,
+            VR::US,
+            PrimitiveValue::U16([100u16; 10].into_iter().collect()),
+        ));
+        o.put(DataElement::new(
+            tags::VOILUT_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+    });
+    let fallback = load_study(&short).unwrap();
+    assert_eq!(fallback.window_source, WindowSource::Header);
+    let header = Window::from_center_width(550.0, 1024.0);
+    assert_eq!(fallback.default_window.low, 1023.0 - header.high);
+}
+
+/// Presentation LUT Shape: INVERSE in a MONOCHROME2 film inverts it (the mammography habit); in a
+/// MONOCHROME1 film, where the DX IOD requires it, it is the one inversion MONOCHROME1 implies,
+/// not a second.
+#[test]
+fn presentation_lut_shape_inverse() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let inverse = |o: &mut dicom_object::DefaultDicomObject| {
+        o.put(DataElement::new(
+            tags::PRESENTATION_LUT_SHAPE,
+            VR::CS,
+            PrimitiveValue::from("INVERSE"),
+        ));
+    };
+    for (name, inverted) in [
+        ("siim_cr_chest_pa_jpegbaseline_mono2_8bit_1024.dcm", true),
+        ("cr_chest_pa_mono1_10bit_explicit_le_440.dcm", false),
+    ] {
+        let plain = load(name);
+        let shaped = load_study(&edited(name, "inverse", &inverse)).unwrap();
+        let a = plain.to_unit(&plain.default_window);
+        let b = shaped.to_unit(&shaped.default_window);
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            let want = if inverted { 1.0 - x } else { *x };
+            assert!((y - want).abs() < 1e-5, "{name}: {y} vs {want}");
+        }
+    }
+}

@@ -453,20 +453,42 @@ fn present(
         }
     };
 
-    let (min_possible, max_possible) = value_range(bits_stored, signed, rescale);
+    let (mut min_possible, mut max_possible) = value_range(bits_stored, signed, rescale);
 
     let mono1 = pi == PhotometricInterpretation::Monochrome1;
-    if mono1 {
+    let mono2 = pi == PhotometricInterpretation::Monochrome2;
+    // Presentation LUT Shape (2050,0020). In MONOCHROME1 files INVERSE is what the DX IOD
+    // requires and means the one inversion MONOCHROME1 already implies (read as a second one, it
+    // showed plain films as negatives in Weasis 4.0.3); in MONOCHROME2, INVERSE inverts.
+    let inverse_shape =
+        mono2 && str_of(obj, tags::PRESENTATION_LUT_SHAPE).is_some_and(|v| v.trim() == "INVERSE");
+    let invert = mono1 || inverse_shape;
+    // A VOI LUT Sequence wins over the window, as in pydicom's apply_voi_lut and dicom-pixeldata:
+    // the table is the manufacturer's rendering of the film (PS3.3 C.11.2). The pixels become the
+    // table's output; MONOCHROME1 is then inverted within the table's own range.
+    let voi = if mono1 || mono2 { voi_lut(obj) } else { None };
+    let voi_window = voi.as_ref().map(|lut| {
+        lut.apply_in_place(&mut pixels);
+        (min_possible, max_possible) = (lut.min, lut.max);
+        Window {
+            low: lut.min,
+            high: lut.max,
+        }
+    });
+    if invert {
         invert_in_place(&mut pixels, min_possible, max_possible);
     }
-    let (default_window, window_source) = match first_window(obj) {
-        Some(w) if mono1 => (
+    let header_window = || voi_window.is_none().then(|| first_window(obj)).flatten();
+    let (default_window, window_source) = match (voi_window, header_window()) {
+        // Symmetric about the middle of the range it is inverted in: no mirroring needed.
+        (Some(w), _) => (w, WindowSource::VoiLut),
+        (None, Some(w)) if invert => (
             mirror_window(w, min_possible, max_possible),
             WindowSource::Header,
         ),
-        Some(w) => (w, WindowSource::Header),
+        (None, Some(w)) => (w, WindowSource::Header),
         // Computed on the already inverted values, so it needs no mirroring.
-        None => (percentile_window(&pixels), WindowSource::Percentile),
+        (None, None) => (percentile_window(&pixels), WindowSource::Percentile),
     };
 
     // The header's value stays (reasons quote it as "PhotometricInterpretation …"): a JPEG
@@ -578,6 +600,92 @@ fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, 
         })
         .collect();
     Ok((luma, entry_bits))
+}
+
+/// The first table of a VOI LUT Sequence (0028,3010): LUT Descriptor = entries (0 means
+/// 65,536), first mapped value (US, or SS for signed pixels), bits per entry; values below the
+/// first mapped value take the first entry, values past the last take the last (PS3.3
+/// C.11.2.1.1). The input is the modality value (after rescale). The output range used for the
+/// window is the table's own minimum and maximum rather than `2^bits − 1`: Agfa CR, among others,
+/// declares 16 bits per entry for entries that span 12, which would show the film nearly black.
+/// Further items are alternative renderings; the first is the default, as in pydicom. A table
+/// that cannot be read is skipped (with a warning), and the header window is used instead.
+#[derive(Clone, Debug)]
+struct VoiLut {
+    first: i64,
+    table: Vec<f32>,
+    min: f32,
+    max: f32,
+}
+
+impl VoiLut {
+    fn apply_in_place(&self, values: &mut [f32]) {
+        let last = self.table.len() - 1;
+        for v in values {
+            // Modality values of integer pixels are integers unless a fractional rescale made
+            // them otherwise; the table is indexed by the rounded value, as pydicom does.
+            let i = (v.round() as i64 - self.first).clamp(0, last as i64) as usize;
+            *v = self.table[i];
+        }
+    }
+}
+
+fn voi_lut(obj: &DefaultDicomObject) -> Option<VoiLut> {
+    let item = obj.get(tags::VOILUT_SEQUENCE)?.items()?.first()?;
+    let read = || -> Result<VoiLut, String> {
+        let d: Vec<i64> = item
+            .get(tags::LUT_DESCRIPTOR)
+            .and_then(|e| e.to_multi_int::<i64>().ok())
+            .unwrap_or_default();
+        let [entries, first, _bits] = d[..] else {
+            return Err(format!("LUT Descriptor with {} values", d.len()));
+        };
+        let entries = match entries & 0xffff {
+            0 => 65_536,
+            e => e as usize,
+        };
+        let signed = int_of(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+        // US or SS by the pixel representation; a reader may hand SS back as its US bits.
+        let first = if signed {
+            i64::from((first & 0xffff) as u16 as i16)
+        } else {
+            first & 0xffff
+        };
+        let data = item.get(tags::LUT_DATA).ok_or("no LUT Data")?;
+        let table: Vec<f32> = match data.value() {
+            // OW read as bytes: little-endian words.
+            Value::Primitive(PrimitiveValue::U8(b)) => b
+                .chunks_exact(2)
+                .map(|w| f32::from(u16::from_le_bytes([w[0], w[1]])))
+                .collect(),
+            _ => data
+                .to_multi_int::<u16>()
+                .map_err(|_| "unreadable LUT Data".to_string())?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        };
+        if table.len() != entries {
+            return Err(format!(
+                "LUT Data holds {} entries, the descriptor says {entries}",
+                table.len()
+            ));
+        }
+        let min = table.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = table.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if max <= min {
+            return Err("a flat table".into());
+        }
+        Ok(VoiLut {
+            first,
+            table,
+            min,
+            max,
+        })
+    };
+    read()
+        .map_err(|why| tracing::warn!(why, "ignoring the VOI LUT Sequence"))
+        .ok()
 }
 
 /// Post-rescale range of the values the stored bits can hold; MONOCHROME1 is mirrored inside this

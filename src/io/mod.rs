@@ -28,6 +28,10 @@
 //!
 //! [`Window`] is the DICOM linear VOI function (PS3.3 C.11.2.1.2) stored as the value interval
 //! `[low, high]` it maps onto `[0, 1]`; centre/width are the header's parametrisation of it.
+//! A DICOM VOI LUT Sequence (a non-linear table, the manufacturer's rendering) is applied at load
+//! time instead: the pixels are then the table's output and the default window its range
+//! ([`WindowSource::VoiLut`]). Presentation LUT Shape INVERSE inverts a MONOCHROME2 film like
+//! MONOCHROME1; in a MONOCHROME1 film it is the same single inversion.
 //!
 //! # Robustness
 //!
@@ -121,6 +125,8 @@ pub enum WindowSource {
     Percentile,
     /// Full range of the raster bit depth (0..255 or 0..65535), which matches training.
     BitDepth,
+    /// The DICOM header's VOI LUT Sequence: the pixels are its output, the window its range.
+    VoiLut,
 }
 
 /// A loaded image: one grey-level plane plus what is needed to present and describe it.
@@ -129,9 +135,9 @@ pub struct Study {
     pub source: PathBuf,
     pub width: usize,
     pub height: usize,
-    /// Row-major, `len = width * height`; values after the modality LUT / rescale, with
-    /// MONOCHROME1 already inverted so that larger always means brighter on screen; full precision
-    /// (no 8-bit squash).
+    /// Row-major, `len = width * height`; values after the modality LUT / rescale (and after the
+    /// VOI LUT Sequence when the file has one), with MONOCHROME1 already inverted so that larger
+    /// always means brighter on screen; full precision (no 8-bit squash).
     pub pixels: Vec<f32>,
     /// From the VOI header (first WindowCenter/Width, mirrored with the MONOCHROME1 inversion) or,
     /// when there is none, an automatic percentile window (0.5 %..99.5 %) for DICOM. For raster

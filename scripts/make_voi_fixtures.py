@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Make the VOI LUT Sequence fixture and pydicom's reference values for it (tests/io_dicom.rs).
+
+    python scripts/make_voi_fixtures.py      # pydicom >= 3 and numpy; run from the repository root
+
+From the committed real CR chest film `cr_chest_pa_mono1_10bit_explicit_le_440.dcm` (MONOCHROME1,
+10 bits; see tests/fixtures/dicom/ATTRIBUTION.md), shrunk 2x2 to 220x220 to keep the file small:
+
+* `voi_lut_mono1_220.dcm`: a VOI LUT Sequence (0028,3010) holding one non-linear table (a
+  logistic curve over the stored range 0..1023, 12-bit entries declared as 16 bits per entry,
+  as Agfa CR writes them) *and* the original WindowCenter/Width, so the test can check that the
+  table wins, as in pydicom's apply_voi_lut and dicom-pixeldata.
+* `voi_reference.json`: pydicom's apply_voi_lut output (before any MONOCHROME1 inversion) at fixed
+  coordinates, its min, max and mean, and the table's first entry, last entry, minimum and maximum.
+
+Deterministic: re-running reproduces the committed files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.sequence import Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures" / "dicom"
+SOURCE = FIX / "cr_chest_pa_mono1_10bit_explicit_le_440.dcm"
+
+
+def main() -> None:
+    ds = pydicom.dcmread(SOURCE)
+    arr = ds.pixel_array.astype(np.float64)
+    small = arr.reshape(220, 2, 220, 2).mean(axis=(1, 3)).round().astype(np.uint16)
+    ds.Rows, ds.Columns = small.shape
+    ds.PixelData = small.tobytes()
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.10.1.19.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+
+    # First mapped value 16 (values below take the first entry), 1000 entries (so 1016..1023 take
+    # the last), a logistic curve on 0..4095 that is far from the linear window.
+    first, n = 16, 1000
+    x = np.arange(n) + first
+    curve = 1.0 / (1.0 + np.exp(-(x - 520.0) / 110.0))
+    table = np.round(100 + 3900 * (curve - curve.min()) / (curve.max() - curve.min())).astype(np.uint16)
+    item = Dataset()
+    item.LUTDescriptor = [n, first, 16]
+    item["LUTDescriptor"].VR = "US"
+    item.LUTData = table.tolist()
+    item["LUTData"].VR = "US"
+    item.LUTExplanation = "logistic test curve"
+    ds.VOILUTSequence = Sequence([item])
+    out = FIX / "voi_lut_mono1_220.dcm"
+    ds.save_as(out, enforce_file_format=True)
+
+    back = pydicom.dcmread(out)
+    vals = apply_voi_lut(apply_modality_lut(back.pixel_array, back), back).astype(np.float64)
+    coords = [[r, c] for r in (0, 37, 110, 163, 219) for c in (0, 58, 110, 171, 219)]
+    ref = {
+        "voi_lut_mono1_220.dcm": {
+            "shape": list(vals.shape),
+            "min": float(vals.min()),
+            "max": float(vals.max()),
+            "mean": float(vals.mean()),
+            "coords": coords,
+            "values": [float(vals[r, c]) for r, c in coords],
+            "table_first": int(table[0]),
+            "table_last": int(table[-1]),
+            "table_min": int(table.min()),
+            "table_max": int(table.max()),
+            "decoder_note": "pydicom " + pydicom.__version__ + " apply_voi_lut",
+        }
+    }
+    (FIX / "voi_reference.json").write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
+    print(out, out.stat().st_size, ref["voi_lut_mono1_220.dcm"]["min"], ref["voi_lut_mono1_220.dcm"]["max"])
+
+
+if __name__ == "__main__":
+    main()
