@@ -10,6 +10,8 @@ From the committed real CR chest film `cr_chest_pa_mono1_10bit_explicit_le_440.d
   logistic curve over the stored range 0..1023, 12-bit entries declared as 16 bits per entry,
   as Agfa CR writes them) *and* the original WindowCenter/Width, so the test can check that the
   table wins, as in pydicom's apply_voi_lut and dicom-pixeldata.
+* `voi_sigmoid_mono1_220.dcm`: no table, the original window with VOI LUT Function (0028,1056)
+  SIGMOID (PS3.3 C.11.2.1.3.1).
 * `voi_reference.json`: pydicom's apply_voi_lut output (before any MONOCHROME1 inversion) at fixed
   coordinates, its min, max and mean, and the table's first entry, last entry, minimum and maximum.
 
@@ -57,6 +59,14 @@ def main() -> None:
     out = FIX / "voi_lut_mono1_220.dcm"
     ds.save_as(out, enforce_file_format=True)
 
+    sig = pydicom.dcmread(out)
+    del sig.VOILUTSequence
+    sig.VOILUTFunction = "SIGMOID"
+    sig.SOPInstanceUID = "1.2.826.0.1.3680043.10.1.19.2"
+    sig.file_meta.MediaStorageSOPInstanceUID = sig.SOPInstanceUID
+    out_sig = FIX / "voi_sigmoid_mono1_220.dcm"
+    sig.save_as(out_sig, enforce_file_format=True)
+
     back = pydicom.dcmread(out)
     vals = apply_voi_lut(apply_modality_lut(back.pixel_array, back), back).astype(np.float64)
     coords = [[r, c] for r in (0, 37, 110, 163, 219) for c in (0, 58, 110, 171, 219)]
@@ -74,6 +84,20 @@ def main() -> None:
             "table_max": int(table.max()),
             "decoder_note": "pydicom " + pydicom.__version__ + " apply_voi_lut",
         }
+    }
+    back = pydicom.dcmread(out_sig)
+    # apply_windowing's output spans the stored bits' range; divided by it, the function itself.
+    y = apply_voi_lut(apply_modality_lut(back.pixel_array, back), back).astype(np.float64)
+    y_max = 2.0 ** int(back.BitsStored) - 1.0
+    unit = y / y_max
+    ref["voi_sigmoid_mono1_220.dcm"] = {
+        "shape": list(unit.shape),
+        "min": float(unit.min()),
+        "max": float(unit.max()),
+        "mean": float(unit.mean()),
+        "coords": coords,
+        "values": [float(unit[r, c]) for r, c in coords],
+        "decoder_note": "pydicom " + pydicom.__version__ + " apply_voi_lut (SIGMOID) / (2^bits - 1)",
     }
     (FIX / "voi_reference.json").write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
     print(out, out.stat().st_size, ref["voi_lut_mono1_220.dcm"]["min"], ref["voi_lut_mono1_220.dcm"]["max"])

@@ -893,3 +893,33 @@ fn presentation_lut_shape_inverse() {
         }
     }
 }
+
+/// VOI LUT Function SIGMOID: the header window through the logistic curve, scaled to the 10-bit
+/// stored range as pydicom's `apply_voi_lut` gives it (voi_reference.json holds it divided by
+/// 1023), then MONOCHROME1's inversion within that range, which is also the window.
+#[test]
+fn voi_lut_function_sigmoid_is_applied() {
+    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    let r = &all["voi_sigmoid_mono1_220.dcm"];
+    let study = load("voi_sigmoid_mono1_220.dcm");
+    assert_eq!(study.window_source, WindowSource::Sigmoid);
+    assert_eq!(
+        study.default_window,
+        Window {
+            low: 0.0,
+            high: 1023.0
+        }
+    );
+    let unit = study.to_unit(&study.default_window);
+    let coords = r["coords"].as_array().unwrap();
+    for (c, v) in coords.iter().zip(r["values"].as_array().unwrap()) {
+        let (row, col) = (
+            c[0].as_u64().unwrap() as usize,
+            c[1].as_u64().unwrap() as usize,
+        );
+        let want = 1.0 - v.as_f64().unwrap() as f32;
+        let got = unit[row * study.width + col];
+        assert!((got - want).abs() < 1e-5, "({row}, {col}): {got} vs {want}");
+    }
+}

@@ -467,21 +467,40 @@ fn present(
     // the table is the manufacturer's rendering of the film (PS3.3 C.11.2). The pixels become the
     // table's output; MONOCHROME1 is then inverted within the table's own range.
     let voi = if mono1 || mono2 { voi_lut(obj) } else { None };
-    let voi_window = voi.as_ref().map(|lut| {
-        lut.apply_in_place(&mut pixels);
-        (min_possible, max_possible) = (lut.min, lut.max);
-        Window {
-            low: lut.min,
-            high: lut.max,
-        }
+    let header = match voi {
+        Some(_) => None,
+        None => first_window(obj),
+    };
+    // VOI LUT Function SIGMOID (PS3.3 C.11.2.1.3.1): y = 1 / (1 + exp(−4 (x − c) / w)) on the
+    // header's centre and width, not the linear ramp; also baked into the pixels, scaled to the
+    // range of the stored values as pydicom's apply_windowing does (so the status bar's values
+    // and the window's width stay on the film's scale).
+    let sigmoid = header.filter(|_| {
+        (mono1 || mono2)
+            && str_of(obj, tags::VOILUT_FUNCTION).is_some_and(|f| f.trim() == "SIGMOID")
     });
+    let baked = if let Some(lut) = &voi {
+        lut.apply_in_place(&mut pixels);
+        Some((lut.min, lut.max, WindowSource::VoiLut))
+    } else if let Some(w) = sigmoid {
+        let (c, width) = (w.center(), w.width());
+        let (lo, hi) = (min_possible, max_possible);
+        for v in &mut pixels {
+            *v = lo + (hi - lo) / (1.0 + (-4.0 * (*v - c) / width).exp());
+        }
+        Some((lo, hi, WindowSource::Sigmoid))
+    } else {
+        None
+    };
+    if let Some((lo, hi, _)) = baked {
+        (min_possible, max_possible) = (lo, hi);
+    }
     if invert {
         invert_in_place(&mut pixels, min_possible, max_possible);
     }
-    let header_window = || voi_window.is_none().then(|| first_window(obj)).flatten();
-    let (default_window, window_source) = match (voi_window, header_window()) {
+    let (default_window, window_source) = match (baked, header) {
         // Symmetric about the middle of the range it is inverted in: no mirroring needed.
-        (Some(w), _) => (w, WindowSource::VoiLut),
+        (Some((low, high, source)), _) => (Window { low, high }, source),
         (None, Some(w)) if invert => (
             mirror_window(w, min_possible, max_possible),
             WindowSource::Header,

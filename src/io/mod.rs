@@ -30,7 +30,8 @@
 //! `[low, high]` it maps onto `[0, 1]`; centre/width are the header's parametrisation of it.
 //! A DICOM VOI LUT Sequence (a non-linear table, the manufacturer's rendering) is applied at load
 //! time instead: the pixels are then the table's output and the default window its range
-//! ([`WindowSource::VoiLut`]). Presentation LUT Shape INVERSE inverts a MONOCHROME2 film like
+//! ([`WindowSource::VoiLut`]); so is the header window when its VOI LUT Function is SIGMOID
+//! ([`WindowSource::Sigmoid`]). Presentation LUT Shape INVERSE inverts a MONOCHROME2 film like
 //! MONOCHROME1; in a MONOCHROME1 film it is the same single inversion.
 //!
 //! # Robustness
@@ -127,6 +128,9 @@ pub enum WindowSource {
     BitDepth,
     /// The DICOM header's VOI LUT Sequence: the pixels are its output, the window its range.
     VoiLut,
+    /// The header window through VOI LUT Function SIGMOID: the pixels are the function's output
+    /// scaled to the stored values' range, which is also the window.
+    Sigmoid,
 }
 
 /// A loaded image: one grey-level plane plus what is needed to present and describe it.
