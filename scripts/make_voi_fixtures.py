@@ -12,6 +12,10 @@ From the committed real CR chest film `cr_chest_pa_mono1_10bit_explicit_le_440.d
   table wins, as in pydicom's apply_voi_lut and dicom-pixeldata.
 * `voi_sigmoid_mono1_220.dcm`: no table, the original window with VOI LUT Function (0028,1056)
   SIGMOID (PS3.3 C.11.2.1.3.1).
+* `modality_lut_mono1_220.dcm`: no VOI table; a Modality LUT Sequence (0028,3000) instead of the
+  rescale (a square-root curve from the 10 stored bits to values up to 4095 in 16-bit entries, first
+  mapped value 0)
+  and a window in its output units.
 * `voi_reference.json`: pydicom's apply_voi_lut output (before any MONOCHROME1 inversion) at fixed
   coordinates, its min, max and mean, and the table's first entry, last entry, minimum and maximum.
 
@@ -67,6 +71,22 @@ def main() -> None:
     out_sig = FIX / "voi_sigmoid_mono1_220.dcm"
     sig.save_as(out_sig, enforce_file_format=True)
 
+    mod = pydicom.dcmread(out_sig)
+    del mod.VOILUTFunction
+    mtab = np.round(4095 * np.sqrt(np.arange(1024) / 1023.0)).astype(np.uint16)
+    mitem = Dataset()
+    mitem.LUTDescriptor = [1024, 0, 16]
+    mitem["LUTDescriptor"].VR = "US"
+    mitem.LUTData = mtab.tolist()
+    mitem["LUTData"].VR = "US"
+    mitem.ModalityLUTType = "US"
+    mod.ModalityLUTSequence = Sequence([mitem])
+    mod.WindowCenter, mod.WindowWidth = 2600, 3000
+    mod.SOPInstanceUID = "1.2.826.0.1.3680043.10.1.19.3"
+    mod.file_meta.MediaStorageSOPInstanceUID = mod.SOPInstanceUID
+    out_mod = FIX / "modality_lut_mono1_220.dcm"
+    mod.save_as(out_mod, enforce_file_format=True)
+
     back = pydicom.dcmread(out)
     vals = apply_voi_lut(apply_modality_lut(back.pixel_array, back), back).astype(np.float64)
     coords = [[r, c] for r in (0, 37, 110, 163, 219) for c in (0, 58, 110, 171, 219)]
@@ -98,6 +118,19 @@ def main() -> None:
         "coords": coords,
         "values": [float(unit[r, c]) for r, c in coords],
         "decoder_note": "pydicom " + pydicom.__version__ + " apply_voi_lut (SIGMOID) / (2^bits - 1)",
+    }
+    back = pydicom.dcmread(out_mod)
+    m = apply_modality_lut(back.pixel_array, back).astype(np.float64)
+    ref["modality_lut_mono1_220.dcm"] = {
+        "shape": list(m.shape),
+        "min": float(m.min()),
+        "max": float(m.max()),
+        "mean": float(m.mean()),
+        "coords": coords,
+        "values": [float(m[r, c]) for r, c in coords],
+        "table_min": int(mtab.min()),
+        "table_max": int(mtab.max()),
+        "decoder_note": "pydicom " + pydicom.__version__ + " apply_modality_lut",
     }
     (FIX / "voi_reference.json").write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
     print(out, out.stat().st_size, ref["voi_lut_mono1_220.dcm"]["min"], ref["voi_lut_mono1_220.dcm"]["max"])

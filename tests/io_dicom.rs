@@ -923,3 +923,35 @@ fn voi_lut_function_sigmoid_is_applied() {
         assert!((got - want).abs() < 1e-5, "({row}, {col}): {got} vs {want}");
     }
 }
+
+/// A Modality LUT Sequence stands in for the rescale, as pydicom's `apply_modality_lut`
+/// (voi_reference.json): the pixels are its output, MONOCHROME1 inverted within the table's
+/// range, and the header window (given in the table's output units) is mirrored in that range.
+#[test]
+fn modality_lut_sequence_is_applied() {
+    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    let r = &all["modality_lut_mono1_220.dcm"];
+    let study = load("modality_lut_mono1_220.dcm");
+    let (lo, hi) = (
+        r["table_min"].as_f64().unwrap() as f32,
+        r["table_max"].as_f64().unwrap() as f32,
+    );
+    let coords = r["coords"].as_array().unwrap();
+    for (c, v) in coords.iter().zip(r["values"].as_array().unwrap()) {
+        let (row, col) = (
+            c[0].as_u64().unwrap() as usize,
+            c[1].as_u64().unwrap() as usize,
+        );
+        let want = lo + hi - v.as_f64().unwrap() as f32;
+        assert_eq!(
+            study.pixels[row * study.width + col],
+            want,
+            "({row}, {col})"
+        );
+    }
+    assert_eq!(study.window_source, WindowSource::Header);
+    let header = Window::from_center_width(2600.0, 3000.0);
+    assert_eq!(study.default_window.low, lo + hi - header.high);
+    assert_eq!(study.default_window.high, lo + hi - header.low);
+}

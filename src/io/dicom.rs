@@ -204,9 +204,6 @@ pub(super) fn load(path: &Path, layout: Layout, frame: u32) -> Result<Study, Loa
     }
     metadata.frames = frames;
     metadata.frame = frame;
-    if obj.get(tags::MODALITY_LUT_SEQUENCE).is_some() {
-        tracing::warn!(path = %path.display(), "Modality LUT Sequence is not applied; using rescale only");
-    }
 
     let ts_name = ts.map_or("", |ts| ts.name());
     let decode_reason = |cause: String| {
@@ -454,9 +451,18 @@ fn present(
     };
 
     let (mut min_possible, mut max_possible) = value_range(bits_stored, signed, rescale);
-
     let mono1 = pi == PhotometricInterpretation::Monochrome1;
     let mono2 = pi == PhotometricInterpretation::Monochrome2;
+    // A Modality LUT Sequence stands in for the rescale (the two are exclusive; with both, the
+    // rescale that dicom-pixeldata already applied is kept). Its output is the modality value.
+    let identity = rescale.slope == 1.0 && rescale.intercept == 0.0;
+    let modality = (identity && (mono1 || mono2))
+        .then(|| lookup_table(obj, tags::MODALITY_LUT_SEQUENCE, "Modality LUT Sequence"))
+        .flatten();
+    if let Some(lut) = &modality {
+        lut.apply_in_place(&mut pixels);
+        (min_possible, max_possible) = (lut.min, lut.max);
+    }
     // Presentation LUT Shape (2050,0020). In MONOCHROME1 files INVERSE is what the DX IOD
     // requires and means the one inversion MONOCHROME1 already implies (read as a second one, it
     // showed plain films as negatives in Weasis 4.0.3); in MONOCHROME2, INVERSE inverts.
@@ -466,7 +472,11 @@ fn present(
     // A VOI LUT Sequence wins over the window, as in pydicom's apply_voi_lut and dicom-pixeldata:
     // the table is the manufacturer's rendering of the film (PS3.3 C.11.2). The pixels become the
     // table's output; MONOCHROME1 is then inverted within the table's own range.
-    let voi = if mono1 || mono2 { voi_lut(obj) } else { None };
+    let voi = if mono1 || mono2 {
+        lookup_table(obj, tags::VOILUT_SEQUENCE, "VOI LUT Sequence")
+    } else {
+        None
+    };
     let header = match voi {
         Some(_) => None,
         None => first_window(obj),
@@ -621,23 +631,25 @@ fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, 
     Ok((luma, entry_bits))
 }
 
-/// The first table of a VOI LUT Sequence (0028,3010): LUT Descriptor = entries (0 means
-/// 65,536), first mapped value (US, or SS for signed pixels), bits per entry; values below the
-/// first mapped value take the first entry, values past the last take the last (PS3.3
-/// C.11.2.1.1). The input is the modality value (after rescale). The output range used for the
-/// window is the table's own minimum and maximum rather than `2^bits − 1`: Agfa CR, among others,
-/// declares 16 bits per entry for entries that span 12, which would show the film nearly black.
-/// Further items are alternative renderings; the first is the default, as in pydicom. A table
-/// that cannot be read is skipped (with a warning), and the header window is used instead.
+/// The first table of a Modality LUT Sequence (0028,3000) or a VOI LUT Sequence (0028,3010):
+/// LUT Descriptor = entries (0 means 65,536), first mapped value (US, or SS for signed pixels),
+/// bits per entry; values below the first mapped value take the first entry, values past the last
+/// take the last (PS3.3 C.11.1.1, C.11.2.1.1). A modality table replaces the rescale (its input
+/// is the stored value); a VOI table's input is the modality value. The output range used for
+/// inversion and the window is the table's own minimum and maximum rather than `2^bits − 1`: Agfa
+/// CR, among others, declares 16 bits per entry for entries that span 12, which would show the
+/// film nearly black. Further VOI items are alternative renderings; the first is the default, as
+/// in pydicom. A table that cannot be read is skipped with a warning (rescale, or the header
+/// window, is used instead).
 #[derive(Clone, Debug)]
-struct VoiLut {
+struct LookupTable {
     first: i64,
     table: Vec<f32>,
     min: f32,
     max: f32,
 }
 
-impl VoiLut {
+impl LookupTable {
     fn apply_in_place(&self, values: &mut [f32]) {
         let last = self.table.len() - 1;
         for v in values {
@@ -649,9 +661,9 @@ impl VoiLut {
     }
 }
 
-fn voi_lut(obj: &DefaultDicomObject) -> Option<VoiLut> {
-    let item = obj.get(tags::VOILUT_SEQUENCE)?.items()?.first()?;
-    let read = || -> Result<VoiLut, String> {
+fn lookup_table(obj: &DefaultDicomObject, sequence: Tag, name: &str) -> Option<LookupTable> {
+    let item = obj.get(sequence)?.items()?.first()?;
+    let read = || -> Result<LookupTable, String> {
         let d: Vec<i64> = item
             .get(tags::LUT_DESCRIPTOR)
             .and_then(|e| e.to_multi_int::<i64>().ok())
@@ -695,7 +707,7 @@ fn voi_lut(obj: &DefaultDicomObject) -> Option<VoiLut> {
         if max <= min {
             return Err("a flat table".into());
         }
-        Ok(VoiLut {
+        Ok(LookupTable {
             first,
             table,
             min,
@@ -703,7 +715,7 @@ fn voi_lut(obj: &DefaultDicomObject) -> Option<VoiLut> {
         })
     };
     read()
-        .map_err(|why| tracing::warn!(why, "ignoring the VOI LUT Sequence"))
+        .map_err(|why| tracing::warn!(why, table = name, "ignoring the lookup table"))
         .ok()
 }
 
