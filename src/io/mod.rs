@@ -3,7 +3,7 @@
 //! # Two paths out of one buffer
 //!
 //! A [`Study`] keeps the pixels at full precision in *presentation-ready value space*: after the
-//! DICOM modality LUT (rescale slope/intercept) and with MONOCHROME1 already inverted, so that a
+//! DICOM modality LUT (rescale slope/intercept, or the Modality LUT Sequence) and with MONOCHROME1 already inverted, so that a
 //! larger value is always brighter. Nothing is squashed to 8 bits at load time, because the two
 //! consumers need different mappings of the same values:
 //!
