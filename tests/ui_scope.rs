@@ -266,3 +266,56 @@ fn a_late_out_of_scope_probability_is_not_cut_off() {
         cell.width()
     );
 }
+
+/// At the smallest window the viewer allows (800 × 500) with a folder open, the film keeps a
+/// usable width, the result column stays inside the window, and the review note does not cover
+/// the result (the fixed panel widths had left the canvas 10 px and pushed the result's left
+/// edge out of the window, its label under the note pane).
+#[test]
+fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
+    use egui::Vec2;
+    let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
+    let settings = ui_support::fast_settings(&temp_dir("ui-small").join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(sample),
+    );
+    let mut h = egui_kittest::Harness::builder()
+        .with_size(Vec2::new(800.0, 500.0))
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app);
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        (0..12)
+            .map(|i| {
+                row(
+                    &format!("study_with_a_long_name_{i:02}.dcm"),
+                    Some(check(i != 3)),
+                )
+            })
+            .collect(),
+        false,
+    );
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    wait_until(&mut h, "the analysis", prepared);
+    for _ in 0..4 {
+        h.step();
+    }
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+    assert!(canvas.width() >= 240.0, "canvas {canvas:?}");
+    let result = h.get_by_label("Result").rect();
+    let note = h.get_by_label("Review note").rect();
+    assert!(
+        result.min.x >= canvas.max.x && result.max.x <= 800.0,
+        "result heading {result:?}, canvas {canvas:?}"
+    );
+    assert!(
+        note.min.y > result.max.y,
+        "note {note:?} over result {result:?}"
+    );
+    // The label and probability are in view above the note pane.
+    let p = h.get_by_label_contains("P(PNEUMONIA) =").rect();
+    assert!(p.max.y < note.min.y && p.min.x >= canvas.max.x, "{p:?}");
+}

@@ -170,11 +170,12 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
     }
     let hover = response.hover_pos();
+    let mut readouts = Vec::new();
     for (slot, (rect, kind)) in panes.iter().enumerate() {
         let screen_from_image = screen_from_image.panned(rect.min - primary.min);
         let painter = ui.painter_at(*rect);
         let hover = hover.filter(|h| rect.contains(*h));
-        pane_ui(
+        readouts.extend(pane_ui(
             app,
             ui,
             &painter,
@@ -183,7 +184,7 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             &study,
             screen_from_image,
             hover,
-        );
+        ));
         if app.compare.is_some() {
             text_with_backdrop(
                 &painter,
@@ -210,12 +211,15 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         if view.invert { "  inverted" } else { "" },
         screen_from_image.zoom * ui.ctx().pixels_per_point() * 100.0
     );
-    text_with_backdrop(
-        &painter,
-        canvas.right_bottom() + Vec2::new(-8.0, -8.0),
-        Align2::RIGHT_BOTTOM,
-        wl,
-    );
+    // In a narrow canvas the cursor readout (bottom left) reaches under this one: stack them.
+    let corner = canvas.right_bottom() + Vec2::new(-8.0, -8.0);
+    let size = readout_size(&painter, wl.clone());
+    let beside = Align2::RIGHT_BOTTOM.anchor_size(corner, size).expand(3.0);
+    let corner = match readouts.iter().find(|r| r.intersects(beside)) {
+        Some(r) => Pos2::new(corner.x, r.min.y - 4.0),
+        None => corner,
+    };
+    text_with_backdrop(&painter, corner, Align2::RIGHT_BOTTOM, wl);
     if !app.overlay_visible && (app.map != MapKind::None || app.compare.is_some()) {
         text_with_backdrop(
             &painter,
@@ -227,15 +231,25 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 }
 
 /// Readouts sit on top of the film and a bright overlay: give them a dark plate to stay legible.
-fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: String) {
+/// Returns the plate's rectangle.
+fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: String) -> Rect {
     let galley = painter.layout_no_wrap(text, FontId::monospace(12.0), Color32::from_gray(230));
     let rect = align.anchor_size(pos, galley.size());
-    painter.rect_filled(rect.expand(3.0), 3.0, Color32::from_black_alpha(170));
+    let plate = rect.expand(3.0);
+    painter.rect_filled(plate, 3.0, Color32::from_black_alpha(170));
     painter.galley(rect.min, galley, Color32::from_gray(230));
+    plate
+}
+
+fn readout_size(painter: &egui::Painter, text: String) -> Vec2 {
+    painter
+        .layout_no_wrap(text, FontId::monospace(12.0), Color32::from_gray(230))
+        .size()
 }
 
 /// One pane: the film, `kind`'s overlay through `screen_from_image ∘ image_from_model`, and the
-/// cursor readout. `slot` picks the texture cache, so two panes don't rebuild each other's.
+/// cursor readout (its plate's rectangle is returned). `slot` picks the texture cache, so two
+/// panes don't rebuild each other's.
 #[allow(clippy::too_many_arguments)]
 fn pane_ui(
     app: &mut ViewerApp,
@@ -246,7 +260,7 @@ fn pane_ui(
     study: &crate::io::Study,
     screen_from_image: ScreenFromImage,
     hover: Option<Pos2>,
-) {
+) -> Option<Rect> {
     let image_rect = Rect::from_min_size(Pos2::ZERO, image_size(study));
     let full_uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
     if let Some((_, tex)) = &app.film_tex {
@@ -336,13 +350,11 @@ fn pane_ui(
     super::box_tool::boxes_ui(painter, &app.box_tool, app.note_boxes(), &screen_from_image);
 
     // Where the cursor is, in image pixels, and what is there.
-    let Some(hover) = hover else {
-        return;
-    };
+    let hover = hover?;
     let point_in_image = screen_from_image.inverse(hover);
     let (x, y) = (point_in_image.x.floor(), point_in_image.y.floor());
     if x < 0.0 || y < 0.0 || x as usize >= study.width || y as usize >= study.height {
-        return;
+        return None;
     }
     let value = study.pixels[y as usize * study.width + x as usize];
     let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
@@ -363,10 +375,10 @@ fn pane_ui(
             ));
         }
     }
-    text_with_backdrop(
+    Some(text_with_backdrop(
         painter,
         painter.clip_rect().left_bottom() + Vec2::new(8.0, -8.0),
         Align2::LEFT_BOTTOM,
         text,
-    );
+    ))
 }

@@ -20,23 +20,26 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         study_header_ui(app, ui);
     });
     egui::Panel::bottom("status").show(ui, |ui| status_bar_ui(app, ui));
+    let layout = SideLayout::for_window(ui.available_size());
     if app.review.is_some() && app.settings.show_study_list {
         egui::Panel::left("studies")
             .resizable(true)
-            .default_size(430.0)
-            .size_range(280.0..=900.0)
+            .default_size(500.0)
+            .size_range(layout.study_list)
             .show(ui, |ui| super::study_list::study_list_ui(app, ui));
     }
     egui::Panel::right("side")
         .resizable(true)
         .default_size(380.0)
-        .size_range(300.0..=640.0)
+        .size_range(layout.side)
         .show(ui, |ui| {
-            // The note stays in view (its own pane) however long the results get.
+            // The note stays in view (its own pane) however long the results get, but never
+            // takes the whole column: the result above it keeps a share of the height.
+            let note = SideLayout::note_pane(ui.available_height());
             egui::Panel::bottom("review-note")
                 .resizable(true)
-                .default_size(360.0)
-                .size_range(120.0..=900.0)
+                .default_size(note.max.min(360.0))
+                .size_range(note)
                 .show(ui, |ui| {
                     // Not shrunk to its first frame's content, which would pin the pane small.
                     egui::ScrollArea::vertical()
@@ -63,6 +66,39 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         help_ui(app, ui.ctx());
     }
     super::trust_state::sanity_window(app, ui.ctx());
+}
+
+/// Width ranges of the panels beside the film, from the window's size. The film is what the
+/// user came for: the study list and the side column never leave it less than 240 pixels (at
+/// the 800-pixel minimum window the fixed ranges had left it 10, and the side column overflowed
+/// the window) and take at most 36 % and 34 % of a wider window. From about 2,500 pixels up the
+/// ranges are the fixed ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SideLayout {
+    pub study_list: egui::Rangef,
+    pub side: egui::Rangef,
+}
+
+impl SideLayout {
+    pub fn for_window(size: egui::Vec2) -> Self {
+        let w = size.x.max(1.0);
+        // The side column's result (zone schematic beside its table) needs 300 px; below that
+        // it was cut off on the left. The study list gives way instead: its names shorten and
+        // its table scrolls sideways.
+        let side_max = 640f32.min(0.34 * w).max(300.0);
+        let list_max = 900f32.min(0.36 * w).min(w - 300.0 - 240.0).max(160.0);
+        Self {
+            study_list: egui::Rangef::new(280f32.min(0.22 * w).min(list_max), list_max),
+            side: egui::Rangef::new(300.0, side_max),
+        }
+    }
+
+    /// Height range of the review-note pane in a side column `height` tall: at most 60 % of it,
+    /// so the result (label, probability) above it always keeps 40 %.
+    pub fn note_pane(height: f32) -> egui::Rangef {
+        let max = (0.6 * height).max(120f32.min(height));
+        egui::Rangef::new(120f32.min(max), max.min(900.0))
+    }
 }
 
 fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
@@ -844,5 +880,35 @@ mod tests {
         assert_eq!(format_score(0.25), "0.250");
         assert_eq!(format_score(-0.000123), "-1.23e-4");
         assert_eq!(format_score(0.0), "0.000");
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::SideLayout;
+
+    #[test]
+    fn the_film_keeps_its_share_and_wide_windows_keep_the_fixed_ranges() {
+        for w in [800.0f32, 1024.0, 1280.0, 1400.0, 1920.0, 2560.0] {
+            let l = SideLayout::for_window(egui::vec2(w, 900.0));
+            assert!(l.study_list.max + l.side.max <= w - 240.0, "{w}: {l:?}");
+            assert!(l.study_list.min <= l.study_list.max && l.side.min <= l.side.max);
+            assert_eq!(l.side.min, 300.0, "{w}: the result needs 300 px");
+        }
+        // 1400 px (the default window): the side column's default 380 and the list's 500 fit.
+        let l = SideLayout::for_window(egui::vec2(1400.0, 900.0));
+        assert!(
+            l.side.contains(380.0) && l.study_list.contains(500.0),
+            "{l:?}"
+        );
+        let l = SideLayout::for_window(egui::vec2(2560.0, 1440.0));
+        assert_eq!((l.study_list.max, l.side.max), (900.0, 640.0));
+        // The note pane: at most 60 % of the column, at least 120 px where there is room.
+        let n = SideLayout::note_pane(375.0);
+        assert_eq!(n.min, 120.0);
+        assert!((n.max - 225.0).abs() < 1e-3, "{n:?}");
+        assert_eq!(SideLayout::note_pane(2000.0).max, 900.0);
+        let tiny = SideLayout::note_pane(100.0);
+        assert!(tiny.min <= tiny.max && tiny.max <= 100.0, "{tiny:?}");
     }
 }

@@ -234,161 +234,175 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .size()
         .x
         + ui.spacing().item_spacing.x;
-    let mut table = TableBuilder::new(ui)
-        .id_salt("study-list")
-        .striped(true)
-        .resizable(true)
-        .sense(Sense::click())
-        .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
-        .column(Column::initial(190.0).at_least(80.0).clip(true));
-    for column in &SortColumn::ALL[1..] {
-        table = table.column(match column {
-            SortColumn::Probability => Column::auto().at_least(probability_width),
-            _ => Column::auto().at_least(24.0),
-        });
-    }
-    let mut table = table.min_scrolled_height(0.0);
-    if scroll_to.is_some() && scroll_to != scrolled_for {
-        if let Some(row) = scroll_to {
-            table = table.scroll_to_row(row, None);
-        }
-    }
-    table
-        .header(ROW_HEIGHT, |mut header| {
-            for column in SortColumn::ALL {
-                header.col(|ui| {
-                    let mark = match (review.sort == column, review.descending) {
-                        (false, _) => "",
-                        (true, false) => " ^",
-                        (true, true) => " v",
-                    };
-                    if ui
-                        .add(
-                            egui::Button::new(
-                                RichText::new(format!("{}{mark}", column.label())).strong(),
-                            )
-                            .frame(false),
-                        )
-                        .on_hover_text(match column {
-                            SortColumn::Truth | SortColumn::Prediction => {
-                                format!("{legend}; click to sort (again: reverse)")
-                            }
-                            _ => "click to sort (again: reverse)".to_string(),
-                        })
-                        .clicked()
-                    {
-                        sort_clicked = Some(column);
-                    }
+    // The name takes what the other columns leave (never under 90 px), so in a narrow panel it
+    // is the name that is cut short, not the answer columns; below that the table scrolls
+    // sideways instead of being clipped at the panel's edge.
+    egui::ScrollArea::horizontal()
+        .id_salt("study-list-sideways")
+        .show(ui, |ui| {
+            let mut table = TableBuilder::new(ui)
+                .id_salt("study-list")
+                .striped(true)
+                .resizable(true)
+                .sense(Sense::click())
+                .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
+                .column(
+                    Column::remainder()
+                        .at_least(90.0)
+                        .clip(true)
+                        .resizable(false),
+                );
+            for column in &SortColumn::ALL[1..] {
+                table = table.column(match column {
+                    SortColumn::Probability => Column::auto().at_least(probability_width),
+                    _ => Column::auto().at_least(24.0),
                 });
             }
-        })
-        .body(|body| {
-            body.rows(ROW_HEIGHT, visible.len(), |mut row| {
-                let i = visible[row.index()];
-                let r = &review.rows[i];
-                let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
-                row.set_selected(Some(i) == current);
-                let plain = |ui: &mut egui::Ui, text: RichText| {
-                    ui.add(egui::Label::new(text).selectable(false).truncate());
-                };
-                row.col(|ui| {
-                    // The name; the folders are in the hover text (and the truth column).
-                    ui.add(
-                        egui::Label::new(display_name(&r.path))
-                            .selectable(false)
-                            .truncate(),
-                    )
-                    .on_hover_text(&r.relative);
-                });
-                row.col(|ui| {
-                    plain(
-                        ui,
-                        RichText::new(r.truth(note).map_or("?".to_string(), short)),
-                    );
-                });
-                // Outside the model's scope the answer is not meaningful: as on the result
-                // panel after "Show anyway", it stays visible but dimmed, the probability in
-                // parentheses, and the hover says why.
-                let out_of_scope = r.scope.as_ref().filter(|s| !s.in_scope);
-                let dimmed = |ui: &mut egui::Ui, text: String| match out_of_scope {
-                    Some(s) => {
-                        ui.add(
-                            egui::Label::new(RichText::new(text).weak())
-                                .selectable(false)
-                                .truncate(),
-                        )
-                        .on_hover_text(format!(
-                            "Outside the model's scope ({}): its answer is not meaningful",
-                            s.reasons.join("; ")
-                        ));
+            let mut table = table.min_scrolled_height(0.0);
+            if scroll_to.is_some() && scroll_to != scrolled_for {
+                if let Some(row) = scroll_to {
+                    table = table.scroll_to_row(row, None);
+                }
+            }
+            table
+                .header(ROW_HEIGHT, |mut header| {
+                    for column in SortColumn::ALL {
+                        header.col(|ui| {
+                            let mark = match (review.sort == column, review.descending) {
+                                (false, _) => "",
+                                (true, false) => " ^",
+                                (true, true) => " v",
+                            };
+                            if ui
+                                .add(
+                                    egui::Button::new(
+                                        RichText::new(format!("{}{mark}", column.label())).strong(),
+                                    )
+                                    .frame(false),
+                                )
+                                .on_hover_text(match column {
+                                    SortColumn::Truth | SortColumn::Prediction => {
+                                        format!("{legend}; click to sort (again: reverse)")
+                                    }
+                                    _ => "click to sort (again: reverse)".to_string(),
+                                })
+                                .clicked()
+                            {
+                                sort_clicked = Some(column);
+                            }
+                        });
                     }
-                    None => plain(ui, RichText::new(text)),
-                };
-                row.col(|ui| match (&r.prediction, &r.error) {
-                    (Some(p), _) => dimmed(ui, short(p.predicted).to_string()),
-                    (None, Some(_)) => plain(ui, RichText::new("error").color(ERROR)),
-                    (None, None) => plain(ui, RichText::new("…").weak()),
-                });
-                row.col(|ui| {
-                    if let Some(p) = &r.prediction {
-                        let text = match out_of_scope {
-                            Some(_) => format!("({:.2})", p.probability),
-                            None => format!("{:.2}", p.probability),
+                })
+                .body(|body| {
+                    body.rows(ROW_HEIGHT, visible.len(), |mut row| {
+                        let i = visible[row.index()];
+                        let r = &review.rows[i];
+                        let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
+                        row.set_selected(Some(i) == current);
+                        let plain = |ui: &mut egui::Ui, text: RichText| {
+                            ui.add(egui::Label::new(text).selectable(false).truncate());
                         };
-                        dimmed(ui, text);
-                    }
+                        row.col(|ui| {
+                            // The name; the folders are in the hover text (and the truth column).
+                            ui.add(
+                                egui::Label::new(display_name(&r.path))
+                                    .selectable(false)
+                                    .truncate(),
+                            )
+                            .on_hover_text(&r.relative);
+                        });
+                        row.col(|ui| {
+                            plain(
+                                ui,
+                                RichText::new(r.truth(note).map_or("?".to_string(), short)),
+                            );
+                        });
+                        // Outside the model's scope the answer is not meaningful: as on the result
+                        // panel after "Show anyway", it stays visible but dimmed, the probability in
+                        // parentheses, and the hover says why.
+                        let out_of_scope = r.scope.as_ref().filter(|s| !s.in_scope);
+                        let dimmed = |ui: &mut egui::Ui, text: String| match out_of_scope {
+                            Some(s) => {
+                                ui.add(
+                                    egui::Label::new(RichText::new(text).weak())
+                                        .selectable(false)
+                                        .truncate(),
+                                )
+                                .on_hover_text(format!(
+                                    "Outside the model's scope ({}): its answer is not meaningful",
+                                    s.reasons.join("; ")
+                                ));
+                            }
+                            None => plain(ui, RichText::new(text)),
+                        };
+                        row.col(|ui| match (&r.prediction, &r.error) {
+                            (Some(p), _) => dimmed(ui, short(p.predicted).to_string()),
+                            (None, Some(_)) => plain(ui, RichText::new("error").color(ERROR)),
+                            (None, None) => plain(ui, RichText::new("…").weak()),
+                        });
+                        row.col(|ui| {
+                            if let Some(p) = &r.prediction {
+                                let text = match out_of_scope {
+                                    Some(_) => format!("({:.2})", p.probability),
+                                    None => format!("{:.2}", p.probability),
+                                };
+                                dimmed(ui, text);
+                            }
+                        });
+                        row.col(|ui| {
+                            if r.prediction.is_some_and(|p| p.uncertain) {
+                                plain(ui, RichText::new("yes").color(WARN));
+                            }
+                        });
+                        row.col(|ui| match &r.scope {
+                            Some(s) if !s.in_scope => {
+                                ui.add(
+                                    egui::Label::new(RichText::new("out").color(ERROR))
+                                        .selectable(false),
+                                )
+                                .on_hover_text(s.reasons.join("; "));
+                            }
+                            Some(s) if !s.warnings.is_empty() => {
+                                ui.add(
+                                    egui::Label::new(RichText::new("warn").color(WARN))
+                                        .selectable(false),
+                                )
+                                .on_hover_text(s.warnings.join("; "));
+                            }
+                            Some(_) => plain(ui, RichText::new("in").weak()),
+                            None => {}
+                        });
+                        row.col(|ui| {
+                            if let Some(o) = r.outcome(note) {
+                                let text = RichText::new(o.as_str());
+                                plain(
+                                    ui,
+                                    if o.is_error() {
+                                        text.color(ERROR)
+                                    } else {
+                                        text
+                                    },
+                                );
+                            }
+                        });
+                        row.col(|ui| {
+                            let text = match note {
+                                Some(n) if !n.text.trim().is_empty() => "note",
+                                Some(n) if n.agreement == Some(Agreement::Disagree) => "disagr.",
+                                Some(n) if n.agreement.is_some() => "seen",
+                                _ => "",
+                            };
+                            plain(ui, RichText::new(text));
+                        });
+                        let response = row.response();
+                        if let Some(e) = &r.error {
+                            response.clone().on_hover_text(e.as_str());
+                        }
+                        if response.clicked() {
+                            clicked = Some(r.path.clone());
+                        }
+                    });
                 });
-                row.col(|ui| {
-                    if r.prediction.is_some_and(|p| p.uncertain) {
-                        plain(ui, RichText::new("yes").color(WARN));
-                    }
-                });
-                row.col(|ui| match &r.scope {
-                    Some(s) if !s.in_scope => {
-                        ui.add(
-                            egui::Label::new(RichText::new("out").color(ERROR)).selectable(false),
-                        )
-                        .on_hover_text(s.reasons.join("; "));
-                    }
-                    Some(s) if !s.warnings.is_empty() => {
-                        ui.add(
-                            egui::Label::new(RichText::new("warn").color(WARN)).selectable(false),
-                        )
-                        .on_hover_text(s.warnings.join("; "));
-                    }
-                    Some(_) => plain(ui, RichText::new("in").weak()),
-                    None => {}
-                });
-                row.col(|ui| {
-                    if let Some(o) = r.outcome(note) {
-                        let text = RichText::new(o.as_str());
-                        plain(
-                            ui,
-                            if o.is_error() {
-                                text.color(ERROR)
-                            } else {
-                                text
-                            },
-                        );
-                    }
-                });
-                row.col(|ui| {
-                    let text = match note {
-                        Some(n) if !n.text.trim().is_empty() => "note",
-                        Some(n) if n.agreement == Some(Agreement::Disagree) => "disagr.",
-                        Some(n) if n.agreement.is_some() => "seen",
-                        _ => "",
-                    };
-                    plain(ui, RichText::new(text));
-                });
-                let response = row.response();
-                if let Some(e) = &r.error {
-                    response.clone().on_hover_text(e.as_str());
-                }
-                if response.clicked() {
-                    clicked = Some(r.path.clone());
-                }
-            });
         });
     app.list_scrolled_to = scroll_to;
     if let Some(column) = sort_clicked {
