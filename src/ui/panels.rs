@@ -24,7 +24,7 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     if app.review.is_some() && app.settings.show_study_list {
         egui::Panel::left("studies")
             .resizable(true)
-            .default_size(500.0)
+            .default_size(560.0)
             .size_range(layout.study_list)
             .show(ui, |ui| super::study_list::study_list_ui(app, ui));
     }

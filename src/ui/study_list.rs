@@ -234,7 +234,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .size()
         .x
         + ui.spacing().item_spacing.x;
-    // The name takes what the other columns leave (never under 90 px), so in a narrow panel it
+    // The name takes what the other columns leave (never under 120 px), so in a narrow panel it
     // is the name that is cut short, not the answer columns; below that the table scrolls
     // sideways instead of being clipped at the panel's edge.
     egui::ScrollArea::horizontal()
@@ -248,7 +248,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
                 .column(
                     Column::remainder()
-                        .at_least(90.0)
+                        .at_least(120.0)
                         .clip(true)
                         .resizable(false),
                 );
