@@ -198,6 +198,13 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             .response
             .on_hover_text("C: a second map side by side, same zoom and pan");
         let mut alpha = app.settings.alpha;
+        // The slider, its value and its label are one widget that the wrapped row cannot break:
+        // start a new row when they would run past the window's edge (they were cut off there
+        // at 1,024 px).
+        let opacity_width = ui.spacing().slider_width + ui.spacing().interact_size.x + 70.0;
+        if ui.available_size_before_wrap().x < opacity_width {
+            ui.end_row();
+        }
         if ui
             .add(egui::Slider::new(&mut alpha, 0.0..=1.0).text("Opacity"))
             .on_hover_text("[ and ]")
