@@ -319,3 +319,31 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     let p = h.get_by_label_contains("P(PNEUMONIA) =").rect();
     assert!(p.max.y < note.min.y && p.min.x >= canvas.max.x, "{p:?}");
 }
+
+/// The opacity slider (one widget with its value and label) moves to the next toolbar row rather
+/// than running past the window's edge, at widths where it used to be cut off.
+#[test]
+fn the_opacity_slider_stays_inside_narrow_windows() {
+    use egui::Vec2;
+    for width in [1024.0, 1100.0] {
+        let settings = ui_support::fast_settings(&temp_dir("ui-slider").join("notes.sqlite3"));
+        let app = ViewerApp::new(
+            settings,
+            Arc::new(ScriptedPicker::default()),
+            tiny_model(),
+            None,
+        );
+        let mut h = egui_kittest::Harness::builder()
+            .with_size(Vec2::new(width, 640.0))
+            .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app);
+        for _ in 0..4 {
+            h.step();
+        }
+        // The slider and its value box are both labelled "Opacity".
+        for node in h.query_all_by_label("Opacity") {
+            let r = node.rect();
+            assert!(r.max.x <= width, "{width}: an opacity widget ends at {r:?}");
+        }
+        assert!(h.query_all_by_label("Opacity").count() >= 1);
+    }
+}
