@@ -849,15 +849,22 @@ fn help_ui(app: &mut ViewerApp, ctx: &egui::Context) {
         .resizable(false)
         .anchor(egui::Align2::CENTER_CENTER, Vec2::ZERO)
         .show(ctx, |ui| {
-            egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
-                for (keys, action) in SHORTCUTS {
-                    ui.monospace(*keys);
-                    ui.label(*action);
-                    ui.end_row();
-                }
-            });
-            ui.add_space(6.0);
-            ui.label(RichText::new(RESEARCH_NOTICE).color(WARN));
+            // Taller than a small window (36 rows): scroll inside it, title bar and close
+            // button in view (at 800 × 500 both were above the window's top edge).
+            let height = (ctx.content_rect().height() - 90.0).max(120.0);
+            egui::ScrollArea::vertical()
+                .max_height(height)
+                .show(ui, |ui| {
+                    egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                        for (keys, action) in SHORTCUTS {
+                            ui.monospace(*keys);
+                            ui.label(*action);
+                            ui.end_row();
+                        }
+                    });
+                    ui.add_space(6.0);
+                    ui.label(RichText::new(RESEARCH_NOTICE).color(WARN));
+                });
         });
     if !open {
         app.show_help = false;

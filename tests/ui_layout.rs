@@ -1,0 +1,138 @@
+//! The viewer's layout at small window sizes (down to the 800 × 500 minimum that `ui::run` sets):
+//! the film keeps a usable width, nothing runs past the window's edges, nothing covers the result.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cxr_viewer::notes::{Finding, PredictionSnapshot, StudyId};
+use cxr_viewer::scope::ScopeCheck;
+use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::review::{Review, StudyRow};
+use egui::Vec2;
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use ui_support::{temp_dir, tiny_model, wait_until, ScriptedPicker};
+
+mod ui_support;
+
+fn prepared(app: &ViewerApp) -> bool {
+    app.current_entry().is_some_and(|e| e.prepared.is_some())
+}
+
+fn row(name: &str, in_scope: bool) -> StudyRow {
+    StudyRow {
+        path: PathBuf::from(format!("/r/{name}")),
+        relative: name.to_string(),
+        folder_truth: None,
+        id: Some(StudyId::sha256(&[name.len() as u8; 32])),
+        prediction: Some(PredictionSnapshot {
+            predicted: Finding::Positive,
+            probability: 0.9,
+            uncertain: false,
+        }),
+        error: None,
+        scope: Some(ScopeCheck {
+            in_scope,
+            ..Default::default()
+        }),
+    }
+}
+
+fn viewer(size: Vec2, open: Option<PathBuf>, tag: &str) -> Harness<'static, ViewerApp> {
+    let settings = ui_support::fast_settings(&temp_dir(tag).join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        open,
+    );
+    Harness::builder()
+        .with_size(size)
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app)
+}
+
+/// At the smallest window with a folder open, the film keeps a usable width, the result column
+/// stays inside the window, and the review note does not cover the result (the fixed panel
+/// widths had left the canvas 0 px wide at 800 × 500, pushed the result's left edge out of the
+/// window and put its label under the note pane).
+#[test]
+fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
+    let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
+    let mut h = viewer(Vec2::new(800.0, 500.0), Some(sample), "ui-layout-small");
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        (0..12)
+            .map(|i| row(&format!("study_with_a_long_name_{i:02}.dcm"), i != 3))
+            .collect(),
+        false,
+    );
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    wait_until(&mut h, "the analysis", prepared);
+    for _ in 0..4 {
+        h.step();
+    }
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+    assert!(canvas.width() >= 240.0, "canvas {canvas:?}");
+    let result = h.get_by_label("Result").rect();
+    let note = h.get_by_label("Review note").rect();
+    assert!(
+        result.min.x >= canvas.max.x && result.max.x <= 800.0,
+        "result heading {result:?}, canvas {canvas:?}"
+    );
+    assert!(
+        note.min.y > result.max.y,
+        "note {note:?} over result {result:?}"
+    );
+    // The label and probability are in view above the note pane.
+    let p = h.get_by_label_contains("P(PNEUMONIA) =").rect();
+    assert!(p.max.y < note.min.y && p.min.x >= canvas.max.x, "{p:?}");
+}
+
+/// The opacity slider (one widget with its value and label) moves to the next toolbar row rather
+/// than running past the window's edge, at widths where it used to be cut off.
+#[test]
+fn the_opacity_slider_stays_inside_narrow_windows() {
+    for width in [1024.0, 1100.0] {
+        let mut h = viewer(Vec2::new(width, 640.0), None, "ui-layout-slider");
+        for _ in 0..4 {
+            h.step();
+        }
+        // The slider and its value box are both labelled "Opacity".
+        assert!(h.query_all_by_label("Opacity").count() >= 1);
+        for node in h.query_all_by_label("Opacity") {
+            let r = node.rect();
+            assert!(r.max.x <= width, "{width}: an opacity widget ends at {r:?}");
+        }
+    }
+}
+
+/// The shortcuts window (36 rows) scrolls inside a small window: its title and close button stay
+/// in view (at 800 × 500 both were above the window's top edge) and so does its last row.
+#[test]
+fn the_shortcuts_window_fits_a_small_window() {
+    let mut h = viewer(Vec2::new(800.0, 500.0), None, "ui-layout-help");
+    h.state_mut().show_help = true;
+    for _ in 0..4 {
+        h.step();
+    }
+    // The window (its node carries the title): wholly inside the viewer.
+    let window = h.get_by_label("Keyboard shortcuts").rect();
+    assert!(
+        window.min.y >= 0.0 && window.max.y <= 500.0,
+        "shortcuts window {window:?}"
+    );
+    let first = h.get_by_label("Ctrl+O").rect();
+    assert!(
+        first.min.y > window.min.y && first.max.y <= 500.0,
+        "{first:?}"
+    );
+    // The last row is reached by scrolling, not cut off for good.
+    h.get_by_label("Esc").scroll_to_me();
+    for _ in 0..4 {
+        h.step();
+    }
+    let last = h.get_by_label("Esc").rect();
+    assert!(last.max.y <= 500.0, "the last row at {last:?}");
+}
