@@ -266,3 +266,50 @@ fn a_late_out_of_scope_probability_is_not_cut_off() {
         cell.width()
     );
 }
+
+/// The folder's confusion line gains an "in scope only" line, as `eval` prints it, once the
+/// scope guard has flagged a labelled study (hand counts: all three predicted PNEUMONIA; overall
+/// TP 1, FP 2; without the flagged one TP 1, FP 1).
+#[test]
+fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
+    let labelled = |name: &str, truth: Finding, in_scope: bool| StudyRow {
+        folder_truth: Some(truth),
+        ..row(name, Some(check(in_scope)))
+    };
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        vec![
+            labelled("a_tp", Finding::Positive, true),
+            labelled("b_fp_hip", Finding::Negative, false),
+            labelled("c_fp", Finding::Negative, true),
+        ],
+        false,
+    );
+    let notes = HashMap::new();
+    let counts = review.counts(&notes, 0);
+    assert_eq!((counts.tp, counts.fp, counts.tn, counts.fn_), (1, 2, 0, 0));
+    assert_eq!(counts.in_scope, [1, 1, 0, 0]);
+
+    let settings = ui_support::fast_settings(&temp_dir("ui-scope-metrics").join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while h
+        .query_all_by_label_contains("in scope only:")
+        .next()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "no in-scope line");
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    h.get_by_label("accuracy 0.333 · sensitivity 1.000 · specificity 0.000 (n = 3)");
+    h.get_by_label("in scope only: accuracy 0.500 · sensitivity 1.000 · specificity 0.000 (n = 2)");
+}

@@ -131,6 +131,10 @@ pub struct ReviewCounts {
     pub failed: usize,
     /// Flagged by the scope guard (the "Out of scope" filter's count).
     pub out_of_scope: usize,
+    /// The confusion counts of the studies the scope guard did not flag, `[tp, fp, tn, fn]`: the
+    /// figures `cxr-viewer eval` reports as `scope.in_scope`, since a model's answer outside its
+    /// scope says nothing about its accuracy inside it.
+    pub in_scope: [usize; 4],
 }
 
 impl ReviewCounts {
@@ -390,6 +394,18 @@ impl Review {
             c.out_of_scope += usize::from(r.out_of_scope());
             for (slot, f) in c.per_filter.iter_mut().zip(Filter::ALL) {
                 *slot += usize::from(f.matches_facts(&facts));
+            }
+            if !r.out_of_scope() {
+                let slot = match facts.outcome {
+                    Some(Outcome::TruePositive) => Some(0),
+                    Some(Outcome::FalsePositive) => Some(1),
+                    Some(Outcome::TrueNegative) => Some(2),
+                    Some(Outcome::FalseNegative) => Some(3),
+                    None => None,
+                };
+                if let Some(i) = slot {
+                    c.in_scope[i] += 1;
+                }
             }
             match (facts.outcome, r.prediction, &r.error) {
                 (Some(Outcome::TruePositive), ..) => c.tp += 1,

@@ -154,24 +154,17 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
             cell(ui, counts.tp, Outcome::TruePositive, None);
             ui.end_row();
         });
-    let n = counts.labelled();
-    if n > 0 {
-        let ratio = |a: usize, b: usize| {
-            if b == 0 {
-                "n/a".to_string()
-            } else {
-                format!("{:.3}", a as f64 / b as f64)
-            }
-        };
-        ui.label(
-            RichText::new(format!(
-                "accuracy {} · sensitivity {} · specificity {} (n = {n})",
-                ratio(counts.tp + counts.tn, n),
-                ratio(counts.tp, counts.tp + counts.fn_),
-                ratio(counts.tn, counts.tn + counts.fp),
-            ))
-            .small(),
-        );
+    if let Some(line) = metrics_line([counts.tp, counts.fp, counts.tn, counts.fn_]) {
+        ui.label(RichText::new(line).small());
+    }
+    // As `eval` prints it: the answers outside the model's scope are not meaningful, so the
+    // figures without them are the ones that describe the model.
+    let in_scope_n: usize = counts.in_scope.iter().sum();
+    if in_scope_n < counts.labelled() {
+        let line =
+            metrics_line(counts.in_scope).map_or("none labelled".to_string(), |l| l.to_string());
+        ui.label(RichText::new(format!("in scope only: {line}")).small())
+            .on_hover_text("the studies the scope guard flagged are left out");
     }
     let mut extra = Vec::new();
     if counts.unlabelled > 0 {
@@ -186,6 +179,27 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
     if !extra.is_empty() {
         ui.label(RichText::new(extra.join(" · ")).small().weak());
     }
+}
+
+/// "accuracy … · sensitivity … · specificity … (n = …)" from `[tp, fp, tn, fn]`; `None` with
+/// nothing labelled.
+pub fn metrics_line([tp, fp, tn, fn_]: [usize; 4]) -> Option<String> {
+    let n = tp + fp + tn + fn_;
+    let ratio = |a: usize, b: usize| {
+        if b == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.3}", a as f64 / b as f64)
+        }
+    };
+    (n > 0).then(|| {
+        format!(
+            "accuracy {} · sensitivity {} · specificity {} (n = {n})",
+            ratio(tp + tn, n),
+            ratio(tp, tp + fn_),
+            ratio(tn, tn + fp),
+        )
+    })
 }
 
 fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
