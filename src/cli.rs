@@ -111,7 +111,8 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write_outputs(engine, &study, &analysis, dir, args)?;
     let p = &analysis.prepared.prediction;
-    // An out-of-scope film says so before its (meaningless) probability.
+    // An out-of-scope film says so before its (meaningless) probability; an in-scope one with a
+    // scope warning (older child, raw detector image) says that.
     let scope = analysis
         .prepared
         .scope

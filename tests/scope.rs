@@ -120,6 +120,22 @@ fn each_header_rule_fires_on_a_real_dicom_header() {
         c.warnings,
         ["older than the training population of 1–5 year olds (PatientAge 012Y)"]
     );
+    // A DX "For Processing" image (the detector's raw signal): analysed, with a warning.
+    let mut all = clean.clone();
+    all.push((
+        tags::PRESENTATION_INTENT_TYPE,
+        VR::CS,
+        Some("FOR PROCESSING"),
+    ));
+    let c = header_check(&edited_chest(dir, "for_processing.dcm", &all));
+    assert!(c.in_scope, "{c:?}");
+    assert_eq!(
+        c.warnings,
+        [
+            "raw detector image, not processed for display as the training films were \
+          (PresentationIntentType FOR PROCESSING)"
+        ]
+    );
     // The birth date is an identifier: it never reaches the serialised metadata.
     let study = load_study(&edited_chest(
         dir,

@@ -66,6 +66,19 @@ pub fn header_findings(meta: &StudyMetadata) -> Vec<Finding> {
             )));
         }
     }
+    // A DX "For Processing" image is the detector's raw signal, before the manufacturer's
+    // processing (contrast curve, edge enhancement) that every training film went through. It is
+    // still a chest film, so a warning rather than a verdict; the pixel detector judges the rest.
+    if let Some(intent) = present(meta.tag_value("PresentationIntentType")) {
+        let upper = intent.to_ascii_uppercase();
+        if upper == "FOR PROCESSING" {
+            out.push(Finding::Warn(
+                "raw detector image, not processed for display as the training films were \
+                 (PresentationIntentType FOR PROCESSING)"
+                    .into(),
+            ));
+        }
+    }
     if let Some(pi) = present(meta.photometric_interpretation.as_deref()) {
         let upper = pi.to_ascii_uppercase();
         if upper.starts_with("RGB") || upper.starts_with("YBR") || upper == "PALETTE COLOR" {
@@ -263,6 +276,20 @@ mod tests {
             outs(&m),
             ["colour image (PhotometricInterpretation YBR_FULL_422)"]
         );
+
+        let mut m = meta();
+        m.tags.push((
+            "(0008,0068)".into(),
+            "PresentationIntentType".into(),
+            "FOR PROCESSING".into(),
+        ));
+        assert!(outs(&m).is_empty());
+        assert!(matches!(
+            &header_findings(&m)[..],
+            [Finding::Warn(w)] if w.starts_with("raw detector image")
+        ));
+        m.tags[0].2 = "FOR PRESENTATION".into();
+        assert!(header_findings(&m).is_empty());
 
         let mut m = StudyMetadata {
             format: "JPEG".into(),

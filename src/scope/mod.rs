@@ -138,9 +138,17 @@ impl ScopeCheck {
         self
     }
 
-    /// One line for summaries: "OUT OF SCOPE: adult (PatientAge 058Y); …", or `None` when in scope.
+    /// One line for summaries: "OUT OF SCOPE: adult (PatientAge 058Y); …"; in scope but with
+    /// warnings (an older child, a raw detector image), "WARNING: …", which the viewer shows too;
+    /// `None` when in scope without warnings.
     pub fn summary(&self) -> Option<String> {
-        (!self.in_scope).then(|| format!("OUT OF SCOPE: {}", self.reasons.join("; ")))
+        if !self.in_scope {
+            Some(format!("OUT OF SCOPE: {}", self.reasons.join("; ")))
+        } else if !self.warnings.is_empty() {
+            Some(format!("WARNING: {}", self.warnings.join("; ")))
+        } else {
+            None
+        }
     }
 
     /// A short headline for the GUI banner: the first reason, phrased for a reader.
@@ -198,6 +206,17 @@ mod tests {
         };
         let child = ScopeCheck::from_header(&child).with_pixel_score(1.0, 18.0);
         assert!(child.in_scope && child.age_known && child.pixels_only_note().is_none());
+        // In scope with a warning: the summary line carries it (the CLI printed nothing).
+        let older = StudyMetadata {
+            patient_age: Some("012Y".into()),
+            ..Default::default()
+        };
+        let older = ScopeCheck::from_header(&older).with_pixel_score(1.0, 18.0);
+        assert!(older.in_scope);
+        assert_eq!(
+            older.summary().unwrap(),
+            "WARNING: older than the training population of 1–5 year olds (PatientAge 012Y)"
+        );
         let nan =
             ScopeCheck::from_header(&StudyMetadata::default()).with_pixel_score(f32::NAN, 1.0);
         assert!(!nan.in_scope);
