@@ -683,10 +683,22 @@ fn damaged_files_never_panic() {
         "pydicom_nm_jpeg_extended_12bit_1024x256.dcm",
         "multiframe_jpegls_3x16x16.dcm",
         "no_meta_implicit_16x16.dcm",
+        // Lookup tables in the header: the flips below the 4 kB mark land in them.
+        "voi_lut_mono1_220.dcm",
+        "modality_lut_mono1_220.dcm",
+        "voi_sigmoid_mono1_220.dcm",
     ] {
         let bytes = std::fs::read(fixture(name)).unwrap();
         let n = bytes.len();
         let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
+        // The header (and the tables in it) alone: a dense spread over its first 4 kB.
+        let head = n.min(4096);
+        for i in 0..48 {
+            let at = 132 + (i * 2_654_435_761usize) % (head - 132);
+            let mut flipped = bytes.clone();
+            flipped[at] ^= 0x5A;
+            variants.push((format!("head{at}"), flipped));
+        }
         for i in 0..16 {
             let cut = 132 + (n - 132) * i / 16;
             variants.push((format!("cut{cut}"), bytes[..cut].to_vec()));
