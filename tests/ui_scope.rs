@@ -13,7 +13,7 @@ use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::review::{Review, SortColumn, StudyRow};
 use cxr_viewer::ui::scope_banner::result_hidden;
 use egui_kittest::kittest::Queryable;
-use ui_support::{harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker};
+use ui_support::{harness, repo, step_until, temp_dir, tiny_model, wait_until, ScriptedPicker};
 
 mod ui_support;
 
@@ -130,6 +130,21 @@ fn check(in_scope: bool) -> ScopeCheck {
     }
 }
 
+/// A viewer (no film open) whose study list shows `review`, as after a folder scan.
+fn listing(mut review: Review, tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
+    let settings = ui_support::fast_settings(&temp_dir(tag).join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    h
+}
+
 #[test]
 fn study_list_out_of_scope_filter_and_count() {
     let mut review = Review::new(1, PathBuf::from("/r"));
@@ -169,14 +184,6 @@ fn study_list_out_of_scope_filter_and_count() {
 /// its probability in parentheses, as on the result panel after "Show anyway".
 #[test]
 fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
-    let settings = ui_support::fast_settings(&temp_dir("ui-scope-list").join("notes.sqlite3"));
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        None,
-    );
-    let mut h = harness(app);
     let mut review = Review::new(1, PathBuf::from("/r"));
     review.set_rows(
         vec![
@@ -186,18 +193,10 @@ fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
         ],
         false,
     );
-    review.listed = true;
-    h.state_mut().review = Some(review);
-    // Stepped, not run to rest: the model may still be loading (a spinner keeps repainting).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while h.query_all_by_label_contains("0.90").count() < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the list never showed"
-        );
-        h.step();
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut h = listing(review, "ui-scope-list");
+    step_until(&mut h, "the list", |h| {
+        h.query_all_by_label_contains("0.90").count() >= 3
+    });
     assert_eq!(
         h.query_all_by_label("0.90").count(),
         1,
@@ -214,14 +213,6 @@ fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
 /// when the first out-of-scope row arrives after the list was laid out (it read "(0…").
 #[test]
 fn a_late_out_of_scope_probability_is_not_cut_off() {
-    let settings = ui_support::fast_settings(&temp_dir("ui-scope-late").join("notes.sqlite3"));
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        None,
-    );
-    let mut h = harness(app);
     let mut review = Review::new(1, PathBuf::from("/r"));
     review.set_rows(
         vec![
@@ -231,28 +222,21 @@ fn a_late_out_of_scope_probability_is_not_cut_off() {
         ],
         false,
     );
-    review.listed = true;
-    h.state_mut().review = Some(review);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let step_until = |h: &mut egui_kittest::Harness<'_, ViewerApp>, label: &str| {
-        while h.query_all_by_label(label).count() == 0 {
-            assert!(std::time::Instant::now() < deadline, "{label} never showed");
-            h.step();
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        // A few more frames for the table to settle its column widths.
-        for _ in 0..4 {
-            h.step();
-        }
+    let mut h = listing(review, "ui-scope-late");
+    let shown = |h: &mut egui_kittest::Harness<'_, ViewerApp>, label: &str| {
+        step_until(h, label, |h| h.query_all_by_label(label).count() > 0);
+        // Two frames more for the table to settle its column widths.
+        h.step();
+        h.step();
     };
-    step_until(&mut h, "0.90");
+    shown(&mut h, "0.90");
     // The third study's prediction comes in: out of scope.
     {
         let review = h.state_mut().review.as_mut().unwrap();
         let late = review.row_mut(&PathBuf::from("/r/c_later")).unwrap();
         *late = row("c_later", Some(check(false)));
     }
-    step_until(&mut h, "(0.90)");
+    shown(&mut h, "(0.90)");
     let font = egui::TextStyle::Body.resolve(&h.ctx.global_style());
     let text_width = h.ctx.fonts_mut(|f| {
         f.layout_no_wrap("(0.90)".to_string(), font, egui::Color32::WHITE)
@@ -290,26 +274,12 @@ fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
     assert_eq!((counts.tp, counts.fp, counts.tn, counts.fn_), (1, 2, 0, 0));
     assert_eq!(counts.in_scope, [1, 1, 0, 0]);
 
-    let settings = ui_support::fast_settings(&temp_dir("ui-scope-metrics").join("notes.sqlite3"));
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        None,
-    );
-    let mut h = harness(app);
-    review.listed = true;
-    h.state_mut().review = Some(review);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while h
-        .query_all_by_label_contains("in scope only:")
-        .next()
-        .is_none()
-    {
-        assert!(std::time::Instant::now() < deadline, "no in-scope line");
-        h.step();
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let mut h = listing(review, "ui-scope-metrics");
+    step_until(&mut h, "the in-scope line", |h| {
+        h.query_all_by_label_contains("in scope only:")
+            .next()
+            .is_some()
+    });
     h.get_by_label("accuracy 0.333 · sensitivity 1.000 · specificity 0.000 (n = 3)");
     h.get_by_label("in scope only: accuracy 0.500 · sensitivity 1.000 · specificity 0.000 (n = 2)");
 }

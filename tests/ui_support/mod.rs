@@ -88,8 +88,18 @@ pub fn harness(app: ViewerApp) -> Harness<'static, ViewerApp> {
 
 /// Steps frames until `cond` holds; worker threads deliver between frames.
 pub fn wait_until(h: &mut Harness<'_, ViewerApp>, what: &str, cond: impl Fn(&ViewerApp) -> bool) {
+    step_until(h, what, |h| cond(h.state()));
+}
+
+/// Steps frames until `cond` holds of the harness (what is on screen, not only the app's state).
+/// Stepped, not run to rest: the model may still be loading, and its spinner keeps repainting.
+pub fn step_until(
+    h: &mut Harness<'_, ViewerApp>,
+    what: &str,
+    cond: impl Fn(&Harness<'_, ViewerApp>) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond(h.state()) {
+    while !cond(h) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         h.step();
         std::thread::sleep(Duration::from_millis(10));
