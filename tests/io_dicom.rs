@@ -24,6 +24,32 @@ fn reference() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// An entry of voi_reference.json (scripts/make_voi_fixtures.py).
+fn voi_reference(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    all[name].clone()
+}
+
+/// A reference entry's sampled pixels: `((row, column), value)`.
+fn sampled(r: &Value) -> impl Iterator<Item = ((usize, usize), f64)> + '_ {
+    r["coords"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["values"].as_array().unwrap())
+        .map(|(rc, v)| {
+            let at = |i: usize| rc[i].as_u64().unwrap() as usize;
+            ((at(0), at(1)), v.as_f64().unwrap())
+        })
+}
+
+/// A lookup table's output range, `(table_min, table_max)`, from its voi_reference.json entry.
+fn table_range(r: &Value) -> (f32, f32) {
+    let v = |k: &str| r[k].as_f64().unwrap() as f32;
+    (v("table_min"), v("table_max"))
+}
+
 fn load(name: &str) -> Study {
     load_study(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
@@ -118,18 +144,8 @@ fn assert_matches_reference(label: &str, study: &Study, r: &Value) {
         "{label}: mean {mean} vs {}",
         r["mean"]
     );
-    for (rc, want) in r["coords"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(r["values"].as_array().unwrap())
-    {
-        let (row, col) = (
-            rc[0].as_u64().unwrap() as usize,
-            rc[1].as_u64().unwrap() as usize,
-        );
+    for ((row, col), want) in sampled(r) {
         let got = vals[row * study.width + col];
-        let want = want.as_f64().unwrap();
         assert!(
             close(got, want, tol_px),
             "{label}: pixel ({row},{col}) {got} vs {want}"
@@ -755,6 +771,16 @@ fn palette_colour_is_read_through_its_lookup_tables() {
     assert!((mean - 4_984.313).abs() < 0.01, "mean {mean}");
 }
 
+/// Writes `name` with `edit` applied to a temporary file (the tests below change one attribute of
+/// a committed film).
+fn edited(name: &str, tag: &str, edit: &dyn Fn(&mut dicom_object::DefaultDicomObject)) -> PathBuf {
+    let mut obj = dicom_object::open_file(fixture(name)).unwrap();
+    edit(&mut obj);
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("io_dicom_{tag}_{name}"));
+    obj.write_to_file(&path).unwrap();
+    path
+}
+
 /// A palette image whose tables are missing or cut short fails in one line or clamps, never
 /// panics: without the green table data (segmented tables are not read) it names the table; with
 /// a red table of 16 instead of 256 entries, indices past its end take its last entry.
@@ -762,13 +788,9 @@ fn palette_colour_is_read_through_its_lookup_tables() {
 fn palette_tables_missing_or_short_fail_in_one_line_or_clamp() {
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::tags;
+    let palette = "pydicom_us_palette_8bit_800x350.dcm";
     let edited = |tag: &str, edit: &dyn Fn(&mut dicom_object::DefaultDicomObject)| {
-        let mut obj =
-            dicom_object::open_file(fixture("pydicom_us_palette_8bit_800x350.dcm")).unwrap();
-        edit(&mut obj);
-        let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("io_dicom_palette_{tag}"));
-        obj.write_to_file(&path).unwrap();
-        path
+        edited(palette, tag, edit)
     };
     let no_green = edited("no_green", &|o| {
         o.remove_element(tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA);
@@ -803,40 +825,19 @@ fn palette_tables_missing_or_short_fail_in_one_line_or_clamp() {
     );
 }
 
-/// Writes `name` with `edit` applied to a temporary file (the tests below change one attribute of
-/// a committed film).
-fn edited(name: &str, tag: &str, edit: &dyn Fn(&mut dicom_object::DefaultDicomObject)) -> PathBuf {
-    let mut obj = dicom_object::open_file(fixture(name)).unwrap();
-    edit(&mut obj);
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("io_dicom_{tag}_{name}"));
-    obj.write_to_file(&path).unwrap();
-    path
-}
-
 /// A VOI LUT Sequence is the manufacturer's rendering and wins over the window, as in pydicom's
 /// `apply_voi_lut` (tests/fixtures/dicom/voi_reference.json, scripts/make_voi_fixtures.py): the
 /// pixels are the table's output, MONOCHROME1 inverted within the table's own range (not
 /// 0..65535, though the descriptor says 16 bits per entry), which is also the default window.
 #[test]
 fn voi_lut_sequence_is_applied_and_wins_over_the_window() {
-    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
-    let r = &all["voi_lut_mono1_220.dcm"];
+    let r = &voi_reference("voi_lut_mono1_220.dcm");
     let study = load("voi_lut_mono1_220.dcm");
     assert_eq!(study.window_source, WindowSource::VoiLut);
-    let (lo, hi) = (
-        r["table_min"].as_f64().unwrap() as f32,
-        r["table_max"].as_f64().unwrap() as f32,
-    );
+    let (lo, hi) = table_range(r);
     assert_eq!(study.default_window, Window { low: lo, high: hi });
-    let coords = r["coords"].as_array().unwrap();
-    let values = r["values"].as_array().unwrap();
-    for (c, v) in coords.iter().zip(values) {
-        let (row, col) = (
-            c[0].as_u64().unwrap() as usize,
-            c[1].as_u64().unwrap() as usize,
-        );
-        let want = lo + hi - v.as_f64().unwrap() as f32;
+    for ((row, col), v) in sampled(r) {
+        let want = lo + hi - v as f32;
         assert_eq!(
             study.pixels[row * study.width + col],
             want,
@@ -911,9 +912,7 @@ fn presentation_lut_shape_inverse() {
 /// 1023), then MONOCHROME1's inversion within that range, which is also the window.
 #[test]
 fn voi_lut_function_sigmoid_is_applied() {
-    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
-    let r = &all["voi_sigmoid_mono1_220.dcm"];
+    let r = &voi_reference("voi_sigmoid_mono1_220.dcm");
     let study = load("voi_sigmoid_mono1_220.dcm");
     assert_eq!(study.window_source, WindowSource::Sigmoid);
     assert_eq!(
@@ -924,13 +923,8 @@ fn voi_lut_function_sigmoid_is_applied() {
         }
     );
     let unit = study.to_unit(&study.default_window);
-    let coords = r["coords"].as_array().unwrap();
-    for (c, v) in coords.iter().zip(r["values"].as_array().unwrap()) {
-        let (row, col) = (
-            c[0].as_u64().unwrap() as usize,
-            c[1].as_u64().unwrap() as usize,
-        );
-        let want = 1.0 - v.as_f64().unwrap() as f32;
+    for ((row, col), v) in sampled(r) {
+        let want = 1.0 - v as f32;
         let got = unit[row * study.width + col];
         assert!((got - want).abs() < 1e-5, "({row}, {col}): {got} vs {want}");
     }
@@ -941,21 +935,11 @@ fn voi_lut_function_sigmoid_is_applied() {
 /// range, and the header window (given in the table's output units) is mirrored in that range.
 #[test]
 fn modality_lut_sequence_is_applied() {
-    let text = std::fs::read_to_string(fixture("voi_reference.json")).unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
-    let r = &all["modality_lut_mono1_220.dcm"];
+    let r = &voi_reference("modality_lut_mono1_220.dcm");
     let study = load("modality_lut_mono1_220.dcm");
-    let (lo, hi) = (
-        r["table_min"].as_f64().unwrap() as f32,
-        r["table_max"].as_f64().unwrap() as f32,
-    );
-    let coords = r["coords"].as_array().unwrap();
-    for (c, v) in coords.iter().zip(r["values"].as_array().unwrap()) {
-        let (row, col) = (
-            c[0].as_u64().unwrap() as usize,
-            c[1].as_u64().unwrap() as usize,
-        );
-        let want = lo + hi - v.as_f64().unwrap() as f32;
+    let (lo, hi) = table_range(r);
+    for ((row, col), v) in sampled(r) {
+        let want = lo + hi - v as f32;
         assert_eq!(
             study.pixels[row * study.width + col],
             want,
