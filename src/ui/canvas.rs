@@ -2,6 +2,8 @@
 //! overlay quad is the model grid mapped through `screen_from_image ∘ image_from_model`, so it
 //! stays registered at any zoom and covers exactly what the model analysed: the whole film.
 
+use std::sync::Arc;
+
 use egui::{
     Align2, Color32, FontId, Id, PointerButton, Pos2, Rect, Sense, Stroke, TextureOptions, Vec2,
 };
@@ -212,14 +214,16 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         screen_from_image.zoom * ui.ctx().pixels_per_point() * 100.0
     );
     // In a narrow canvas the cursor readout (bottom left) reaches under this one: stack them.
+    let wl = readout_galley(&painter, wl);
     let corner = canvas.right_bottom() + Vec2::new(-8.0, -8.0);
-    let size = readout_size(&painter, wl.clone());
-    let beside = Align2::RIGHT_BOTTOM.anchor_size(corner, size).expand(3.0);
+    let beside = Align2::RIGHT_BOTTOM
+        .anchor_size(corner, wl.size())
+        .expand(3.0);
     let corner = match readouts.iter().find(|r| r.intersects(beside)) {
         Some(r) => Pos2::new(corner.x, r.min.y - 4.0),
         None => corner,
     };
-    text_with_backdrop(&painter, corner, Align2::RIGHT_BOTTOM, wl);
+    galley_with_backdrop(&painter, corner, Align2::RIGHT_BOTTOM, wl);
     if !app.overlay_visible && (app.map != MapKind::None || app.compare.is_some()) {
         text_with_backdrop(
             &painter,
@@ -233,18 +237,25 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 /// Readouts sit on top of the film and a bright overlay: give them a dark plate to stay legible.
 /// Returns the plate's rectangle.
 fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: String) -> Rect {
-    let galley = painter.layout_no_wrap(text, FontId::monospace(12.0), Color32::from_gray(230));
+    galley_with_backdrop(painter, pos, align, readout_galley(painter, text))
+}
+
+/// A readout laid out in its font, so its size is known before it is placed.
+fn readout_galley(painter: &egui::Painter, text: String) -> Arc<egui::Galley> {
+    painter.layout_no_wrap(text, FontId::monospace(12.0), Color32::from_gray(230))
+}
+
+fn galley_with_backdrop(
+    painter: &egui::Painter,
+    pos: Pos2,
+    align: Align2,
+    galley: Arc<egui::Galley>,
+) -> Rect {
     let rect = align.anchor_size(pos, galley.size());
     let plate = rect.expand(3.0);
     painter.rect_filled(plate, 3.0, Color32::from_black_alpha(170));
     painter.galley(rect.min, galley, Color32::from_gray(230));
     plate
-}
-
-fn readout_size(painter: &egui::Painter, text: String) -> Vec2 {
-    painter
-        .layout_no_wrap(text, FontId::monospace(12.0), Color32::from_gray(230))
-        .size()
 }
 
 /// One pane: the film, `kind`'s overlay through `screen_from_image ∘ image_from_model`, and the
