@@ -12,6 +12,7 @@ use dicom_core::value::{PrimitiveValue, Value};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::{tags, StandardDataDictionary};
 use dicom_object::file::ReadPreamble;
+use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::{PhotometricInterpretation, PixelDecoder, PixelRepresentation, Rescale};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
@@ -453,10 +454,11 @@ fn present(
     let (mut min_possible, mut max_possible) = value_range(bits_stored, signed, rescale);
     let mono1 = pi == PhotometricInterpretation::Monochrome1;
     let mono2 = pi == PhotometricInterpretation::Monochrome2;
+    let grey = mono1 || mono2;
     // A Modality LUT Sequence stands in for the rescale (the two are exclusive; with both, the
     // rescale that dicom-pixeldata already applied is kept). Its output is the modality value.
     let identity = rescale.slope == 1.0 && rescale.intercept == 0.0;
-    let modality = (identity && (mono1 || mono2))
+    let modality = (identity && grey)
         .then(|| lookup_table(obj, tags::MODALITY_LUT_SEQUENCE, "Modality LUT Sequence"))
         .flatten();
     if let Some(lut) = &modality {
@@ -472,11 +474,9 @@ fn present(
     // A VOI LUT Sequence wins over the window, as in pydicom's apply_voi_lut and dicom-pixeldata:
     // the table is the manufacturer's rendering of the film (PS3.3 C.11.2). The pixels become the
     // table's output; MONOCHROME1 is then inverted within the table's own range.
-    let voi = if mono1 || mono2 {
-        lookup_table(obj, tags::VOILUT_SEQUENCE, "VOI LUT Sequence")
-    } else {
-        None
-    };
+    let voi = grey
+        .then(|| lookup_table(obj, tags::VOILUT_SEQUENCE, "VOI LUT Sequence"))
+        .flatten();
     let header = match voi {
         Some(_) => None,
         None => first_window(obj),
@@ -486,8 +486,7 @@ fn present(
     // range of the stored values as pydicom's apply_windowing does (so the status bar's values
     // and the window's width stay on the film's scale).
     let sigmoid = header.filter(|_| {
-        (mono1 || mono2)
-            && str_of(obj, tags::VOILUT_FUNCTION).is_some_and(|f| f.trim() == "SIGMOID")
+        grey && str_of(obj, tags::VOILUT_FUNCTION).is_some_and(|f| f.trim() == "SIGMOID")
     });
     let baked = if let Some(lut) = &voi {
         lut.apply_in_place(&mut pixels);
@@ -564,26 +563,16 @@ fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, 
     let mut tables = Vec::with_capacity(3);
     let mut entry_bits = 8;
     for (name, descriptor, data) in channels {
-        let d: Vec<i64> = obj
-            .get(descriptor)
-            .and_then(|e| e.to_multi_int::<i64>().ok())
-            .unwrap_or_default();
-        let [entries, first, bits] = d[..] else {
+        let Some((entries, first, bits)) = lut_descriptor(obj.get(descriptor)) else {
             return Err(format!(
                 "PALETTE COLOR without a {name} lookup table descriptor"
             ));
         };
-        // The first two are US or SS by the pixel representation; read as unsigned 16 bits.
-        let entries = match entries & 0xffff {
-            0 => 65_536,
-            e => e as usize,
-        };
+        // The first mapped value is US or SS by the pixel representation; an index is unsigned.
         let first = first & 0xffff;
-        let bits = u16::try_from(bits).ok().filter(|b| (1..=16).contains(b));
-        let Some(bits) = bits else {
+        let Some(bits) = u16::try_from(bits).ok().filter(|b| (1..=16).contains(b)) else {
             return Err(format!(
-                "PALETTE COLOR {name} table with {} bits per entry",
-                d[2]
+                "PALETTE COLOR {name} table with {bits} bits per entry"
             ));
         };
         let Some(element) = obj.get(data) else {
@@ -597,18 +586,11 @@ fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, 
             Value::Primitive(PrimitiveValue::U8(b)) if bits <= 8 && b.len() == entries => {
                 b.iter().map(|&v| f32::from(v)).collect()
             }
-            Value::Primitive(PrimitiveValue::U8(b)) => b
-                .chunks_exact(2)
-                .take(entries)
-                .map(|w| f32::from(u16::from_le_bytes([w[0], w[1]])))
-                .collect(),
-            _ => element
-                .to_multi_int::<u16>()
-                .map_err(|_| unreadable())?
-                .into_iter()
-                .take(entries)
-                .map(f32::from)
-                .collect(),
+            _ => {
+                let mut words = lut_words(element).ok_or_else(unreadable)?;
+                words.truncate(entries);
+                words
+            }
         };
         if table.is_empty() {
             return Err(format!("empty {name} palette lookup table"));
@@ -629,6 +611,41 @@ fn palette_luma(obj: &DefaultDicomObject, indices: &[f32]) -> Result<(Vec<f32>, 
         })
         .collect();
     Ok((luma, entry_bits))
+}
+
+/// A LUT Descriptor (palette, modality or VOI table): number of entries (0 means 65,536), first
+/// mapped value as read (US or SS by the pixel representation; the caller interprets it), bits
+/// per entry. `None` unless it holds exactly three integers.
+fn lut_descriptor(element: Option<&InMemElement>) -> Option<(usize, i64, i64)> {
+    let d: Vec<i64> = element?.to_multi_int::<i64>().ok()?;
+    let [entries, first, bits] = d[..] else {
+        return None;
+    };
+    let entries = match entries & 0xffff {
+        0 => 65_536,
+        e => e as usize,
+    };
+    Some((entries, first, bits))
+}
+
+/// The 16-bit words of a LUT Data element: OW read as bytes is taken as little-endian words,
+/// anything else through its integer values. `None` when unreadable.
+fn lut_words(element: &InMemElement) -> Option<Vec<f32>> {
+    match element.value() {
+        Value::Primitive(PrimitiveValue::U8(b)) => Some(
+            b.chunks_exact(2)
+                .map(|w| f32::from(u16::from_le_bytes([w[0], w[1]])))
+                .collect(),
+        ),
+        _ => Some(
+            element
+                .to_multi_int::<u16>()
+                .ok()?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+        ),
+    }
 }
 
 /// The first table of a Modality LUT Sequence (0028,3000) or a VOI LUT Sequence (0028,3010):
@@ -664,17 +681,8 @@ impl LookupTable {
 fn lookup_table(obj: &DefaultDicomObject, sequence: Tag, name: &str) -> Option<LookupTable> {
     let item = obj.get(sequence)?.items()?.first()?;
     let read = || -> Result<LookupTable, String> {
-        let d: Vec<i64> = item
-            .get(tags::LUT_DESCRIPTOR)
-            .and_then(|e| e.to_multi_int::<i64>().ok())
-            .unwrap_or_default();
-        let [entries, first, _bits] = d[..] else {
-            return Err(format!("LUT Descriptor with {} values", d.len()));
-        };
-        let entries = match entries & 0xffff {
-            0 => 65_536,
-            e => e as usize,
-        };
+        let (entries, first, _bits) =
+            lut_descriptor(item.get(tags::LUT_DESCRIPTOR)).ok_or("no usable LUT Descriptor")?;
         let signed = int_of(obj, tags::PIXEL_REPRESENTATION) == Some(1);
         // US or SS by the pixel representation; a reader may hand SS back as its US bits.
         let first = if signed {
@@ -683,19 +691,7 @@ fn lookup_table(obj: &DefaultDicomObject, sequence: Tag, name: &str) -> Option<L
             first & 0xffff
         };
         let data = item.get(tags::LUT_DATA).ok_or("no LUT Data")?;
-        let table: Vec<f32> = match data.value() {
-            // OW read as bytes: little-endian words.
-            Value::Primitive(PrimitiveValue::U8(b)) => b
-                .chunks_exact(2)
-                .map(|w| f32::from(u16::from_le_bytes([w[0], w[1]])))
-                .collect(),
-            _ => data
-                .to_multi_int::<u16>()
-                .map_err(|_| "unreadable LUT Data".to_string())?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-        };
+        let table = lut_words(data).ok_or("unreadable LUT Data")?;
         if table.len() != entries {
             return Err(format!(
                 "LUT Data holds {} entries, the descriptor says {entries}",
