@@ -87,51 +87,42 @@ def main() -> None:
     out_mod = FIX / "modality_lut_mono1_220.dcm"
     mod.save_as(out_mod, enforce_file_format=True)
 
-    back = pydicom.dcmread(out)
-    vals = apply_voi_lut(apply_modality_lut(back.pixel_array, back), back).astype(np.float64)
     coords = [[r, c] for r in (0, 37, 110, 163, 219) for c in (0, 58, 110, 171, 219)]
-    ref = {
-        "voi_lut_mono1_220.dcm": {
+
+    def entry(vals: np.ndarray, how: str, **extra) -> dict:
+        """Shape, min, max, mean and the values at `coords` of pydicom's output `vals`."""
+        return {
             "shape": list(vals.shape),
             "min": float(vals.min()),
             "max": float(vals.max()),
             "mean": float(vals.mean()),
             "coords": coords,
             "values": [float(vals[r, c]) for r, c in coords],
-            "table_first": int(table[0]),
-            "table_last": int(table[-1]),
-            "table_min": int(table.min()),
-            "table_max": int(table.max()),
-            "decoder_note": "pydicom " + pydicom.__version__ + " apply_voi_lut",
+            "decoder_note": "pydicom " + pydicom.__version__ + " " + how,
+            **extra,
         }
+
+    def modality(path: Path) -> tuple[Dataset, np.ndarray]:
+        back = pydicom.dcmread(path)
+        return back, apply_modality_lut(back.pixel_array, back)
+
+    back, m = modality(out)
+    ref = {
+        "voi_lut_mono1_220.dcm": entry(
+            apply_voi_lut(m, back).astype(np.float64), "apply_voi_lut",
+            table_first=int(table[0]), table_last=int(table[-1]),
+            table_min=int(table.min()), table_max=int(table.max())),
     }
-    back = pydicom.dcmread(out_sig)
+    back, m = modality(out_sig)
     # apply_windowing's output spans the stored bits' range; divided by it, the function itself.
-    y = apply_voi_lut(apply_modality_lut(back.pixel_array, back), back).astype(np.float64)
     y_max = 2.0 ** int(back.BitsStored) - 1.0
-    unit = y / y_max
-    ref["voi_sigmoid_mono1_220.dcm"] = {
-        "shape": list(unit.shape),
-        "min": float(unit.min()),
-        "max": float(unit.max()),
-        "mean": float(unit.mean()),
-        "coords": coords,
-        "values": [float(unit[r, c]) for r, c in coords],
-        "decoder_note": "pydicom " + pydicom.__version__ + " apply_voi_lut (SIGMOID) / (2^bits - 1)",
-    }
-    back = pydicom.dcmread(out_mod)
-    m = apply_modality_lut(back.pixel_array, back).astype(np.float64)
-    ref["modality_lut_mono1_220.dcm"] = {
-        "shape": list(m.shape),
-        "min": float(m.min()),
-        "max": float(m.max()),
-        "mean": float(m.mean()),
-        "coords": coords,
-        "values": [float(m[r, c]) for r, c in coords],
-        "table_min": int(mtab.min()),
-        "table_max": int(mtab.max()),
-        "decoder_note": "pydicom " + pydicom.__version__ + " apply_modality_lut",
-    }
+    ref["voi_sigmoid_mono1_220.dcm"] = entry(
+        apply_voi_lut(m, back).astype(np.float64) / y_max,
+        "apply_voi_lut (SIGMOID) / (2^bits - 1)")
+    _, m = modality(out_mod)
+    ref["modality_lut_mono1_220.dcm"] = entry(
+        m.astype(np.float64), "apply_modality_lut",
+        table_min=int(mtab.min()), table_max=int(mtab.max()))
     (FIX / "voi_reference.json").write_text(json.dumps(ref, indent=1, sort_keys=True) + "\n")
     print(out, out.stat().st_size, ref["voi_lut_mono1_220.dcm"]["min"], ref["voi_lut_mono1_220.dcm"]["max"])
 
