@@ -395,17 +395,13 @@ impl Review {
             for (slot, f) in c.per_filter.iter_mut().zip(Filter::ALL) {
                 *slot += usize::from(f.matches_facts(&facts));
             }
-            if !r.out_of_scope() {
-                let slot = match facts.outcome {
-                    Some(Outcome::TruePositive) => Some(0),
-                    Some(Outcome::FalsePositive) => Some(1),
-                    Some(Outcome::TrueNegative) => Some(2),
-                    Some(Outcome::FalseNegative) => Some(3),
-                    None => None,
-                };
-                if let Some(i) = slot {
-                    c.in_scope[i] += 1;
-                }
+            if let (false, Some(o)) = (r.out_of_scope(), facts.outcome) {
+                c.in_scope[match o {
+                    Outcome::TruePositive => 0,
+                    Outcome::FalsePositive => 1,
+                    Outcome::TrueNegative => 2,
+                    Outcome::FalseNegative => 3,
+                }] += 1;
             }
             match (facts.outcome, r.prediction, &r.error) {
                 (Some(Outcome::TruePositive), ..) => c.tp += 1,
