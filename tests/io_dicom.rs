@@ -703,6 +703,7 @@ fn damaged_files_never_panic() {
         "voi_lut_mono1_220.dcm",
         "modality_lut_mono1_220.dcm",
         "voi_sigmoid_mono1_220.dcm",
+        "padding_range_mono1_240.dcm",
     ] {
         let bytes = std::fs::read(fixture(name)).unwrap();
         let n = bytes.len();
@@ -950,4 +951,117 @@ fn modality_lut_sequence_is_applied() {
     let header = Window::from_center_width(2600.0, 3000.0);
     assert_eq!(study.default_window.low, lo + hi - header.high);
     assert_eq!(study.default_window.high, lo + hi - header.low);
+}
+
+/// An entry of padding_reference.json (scripts/make_padding_fixtures.py).
+fn padding_reference(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixture("padding_reference.json")).unwrap();
+    let all: Value = serde_json::from_str(&text).unwrap();
+    all[name].clone()
+}
+
+/// A reference pair `[a, b]` as f32.
+fn pair(r: &Value, key: &str) -> (f32, f32) {
+    let v = |i: usize| r[key][i].as_f64().unwrap() as f32;
+    (v(0), v(1))
+}
+
+/// Whether pixel `i` of the 240 × 240 padding fixtures lies in their 10-pixel frame.
+fn in_frame(i: usize) -> bool {
+    let (row, col) = (i / 240, i % 240);
+    !(10..230).contains(&row) || !(10..230).contains(&col)
+}
+
+/// Pixel padding (PS3.3 C.7.5.1.1.2) is not film: the automatic window is set from the film's
+/// pixels alone, as the standard asks of a viewer, and the padding shows black. Reference: the
+/// order statistics of pydicom's modality values without the padding. Before padding was read,
+/// the frame (16 % of the pixels) set the window's black end.
+#[test]
+fn pixel_padding_is_left_out_of_the_window_and_shown_black() {
+    // MONOCHROME1, noise in 1020..1023 marked by PixelPaddingValue 1023 and RangeLimit 1020; the
+    // film is inverted within the 10 stored bits (0..1023).
+    let name = "padding_range_mono1_240.dcm";
+    let r = padding_reference(name);
+    let study = load(name);
+    assert_eq!(study.window_source, WindowSource::Percentile);
+    let mask = study.padding.as_ref().expect("padding read");
+    assert!(mask.iter().enumerate().all(|(i, &m)| m == in_frame(i)));
+    let count = mask.iter().filter(|&&m| m).count();
+    assert_eq!(Some(count as u64), r["padding_pixels"].as_u64());
+    assert_eq!(study.metadata.padding_pixels, Some(count));
+    let (p_low, p_high) = pair(&r, "film_percentiles");
+    assert_eq!(study.default_window.low, 1023.0 - p_high);
+    assert_eq!(study.default_window.high, 1023.0 - p_low);
+    let (film_min, film_max) = (
+        r["film_min"].as_f64().unwrap() as f32,
+        r["film_max"].as_f64().unwrap() as f32,
+    );
+    let film = study.film_values();
+    assert_eq!(film.len(), 220 * 220);
+    let lowest = film.iter().copied().fold(f32::INFINITY, f32::min);
+    let highest = film.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!((lowest, highest), (1023.0 - film_max, 1023.0 - film_min));
+    for (i, &v) in study
+        .pixels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| in_frame(*i))
+    {
+        assert_eq!(v, 0.0, "padding pixel {i} is not black");
+        assert!(study.is_padding(i));
+    }
+
+    // MONOCHROME2, signed, RescaleSlope 2 and Intercept −1000, a single PixelPaddingValue −4096
+    // (stored; −9192 after the rescale).
+    let name = "padding_signed_mono2_240.dcm";
+    let r = padding_reference(name);
+    let study = load(name);
+    let mask = study.padding.as_ref().expect("padding read");
+    assert!(mask.iter().enumerate().all(|(i, &m)| m == in_frame(i)));
+    assert_eq!(
+        study.metadata.padding_pixels.map(|n| n as u64),
+        r["padding_pixels"].as_u64()
+    );
+    let (p_low, p_high) = pair(&r, "film_percentiles");
+    assert_eq!(
+        (study.default_window.low, study.default_window.high),
+        (p_low, p_high)
+    );
+    let (range_low, _) = stored_range(&study, true);
+    assert_eq!(
+        study.pixels[0], range_low as f32,
+        "padding at the range's low end"
+    );
+    assert!(study.pixels[120 * 240 + 120] > study.default_window.low);
+
+    // A padding value that no pixel has marks nothing: the window is then every pixel's.
+    let unused = edited(name, "padding_unused", &|o| {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        o.put(DataElement::new(
+            dicom_dictionary_std::tags::PIXEL_PADDING_VALUE,
+            VR::SS,
+            PrimitiveValue::from(30_000i16),
+        ));
+    });
+    // A range that takes in every pixel (a limit on the wrong side, −4096..1020) contradicts the
+    // standard and would leave nothing to show: it is ignored too.
+    let everything = edited(name, "padding_everything", &|o| {
+        use dicom_core::{DataElement, PrimitiveValue, VR};
+        o.put(DataElement::new(
+            dicom_dictionary_std::tags::PIXEL_PADDING_RANGE_LIMIT,
+            VR::SS,
+            PrimitiveValue::from(1020i16),
+        ));
+    });
+    let (a_low, a_high) = pair(&r, "all_percentiles");
+    for path in [unused, everything] {
+        let study = load_study(&path).unwrap();
+        assert!(study.padding.is_none() && study.metadata.padding_pixels.is_none());
+        assert_eq!(
+            (study.default_window.low, study.default_window.high),
+            (a_low, a_high),
+            "{}",
+            path.display()
+        );
+    }
 }

@@ -19,8 +19,8 @@ use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry
 
 use super::error::root_cause;
 use super::{
-    check_dimensions, jpeg12, percentile_window, LoadError, LoadErrorKind, Study, StudyMetadata,
-    Window, WindowSource, MAX_PIXELS,
+    check_dimensions, film_values, jpeg12, percentile_window, LoadError, LoadErrorKind, Study,
+    StudyMetadata, Window, WindowSource, MAX_PIXELS,
 };
 
 /// Longest value text kept for the tags panel; longer values are cut with an ellipsis.
@@ -455,6 +455,10 @@ fn present(
     let mono1 = pi == PhotometricInterpretation::Monochrome1;
     let mono2 = pi == PhotometricInterpretation::Monochrome2;
     let grey = mono1 || mono2;
+    // Compared in the values as decoded (the rescale applied, no table yet), before any transform.
+    let padding = grey
+        .then(|| padding_mask(obj, &pixels, rescale, signed))
+        .flatten();
     // A Modality LUT Sequence stands in for the rescale (the two are exclusive; with both, the
     // rescale that dicom-pixeldata already applied is kept). Its output is the modality value.
     let identity = rescale.slope == 1.0 && rescale.intercept == 0.0;
@@ -507,6 +511,12 @@ fn present(
     if invert {
         invert_in_place(&mut pixels, min_possible, max_possible);
     }
+    // Padding is not film: black under any window, and out of the automatic window below.
+    if let Some(mask) = &padding {
+        for (v, _) in pixels.iter_mut().zip(mask).filter(|(_, &m)| m) {
+            *v = min_possible;
+        }
+    }
     let (default_window, window_source) = match (baked, header) {
         // Symmetric about the middle of the range it is inverted in: no mirroring needed.
         (Some((low, high, source)), _) => (Window { low, high }, source),
@@ -516,8 +526,14 @@ fn present(
         ),
         (None, Some(w)) => (w, WindowSource::Header),
         // Computed on the already inverted values, so it needs no mirroring.
-        (None, None) => (percentile_window(&pixels), WindowSource::Percentile),
+        (None, None) => (
+            percentile_window(film_values(&pixels, padding.as_deref())),
+            WindowSource::Percentile,
+        ),
     };
+    metadata.padding_pixels = padding
+        .as_ref()
+        .map(|mask| mask.iter().filter(|&&m| m).count());
 
     // The header's value stays (reasons quote it as "PhotometricInterpretation …"): a JPEG
     // decoder hands YBR_FULL_422 back as RGB. The decoded one only fills an absent header.
@@ -533,7 +549,55 @@ fn present(
         default_window,
         window_source,
         metadata,
+        padding,
     })
+}
+
+/// The pixels that PixelPaddingValue (0028,0120) and PixelPaddingRangeLimit (0028,0121), an
+/// inclusive range, mark as padding (PS3.3 C.7.5.1.1.2); `None` when the header marks none, no
+/// pixel has it, or every pixel does. The standard gives the values in stored units, before the modality LUT; `values`
+/// are after the rescale, so the range is rescaled too, widened by a quarter of a stored step for
+/// the rounding of the decoded f32 values (never enough to take in a neighbouring value).
+fn padding_mask(
+    obj: &DefaultDicomObject,
+    values: &[f32],
+    rescale: Rescale,
+    signed: bool,
+) -> Option<Vec<bool>> {
+    let stored = |tag: Tag| -> Option<f64> {
+        let v = obj.get(tag)?.to_int::<i64>().ok()?;
+        // US or SS by the pixel representation; a writer may hand SS over as its US bits.
+        let v = if signed && (32_768..=65_535).contains(&v) {
+            v - 65_536
+        } else {
+            v
+        };
+        Some(v as f64)
+    };
+    let value = stored(tags::PIXEL_PADDING_VALUE)?;
+    let limit = stored(tags::PIXEL_PADDING_RANGE_LIMIT).unwrap_or(value);
+    let Rescale { slope, intercept } = rescale;
+    if slope == 0.0 || !slope.is_finite() || !intercept.is_finite() {
+        return None;
+    }
+    let (a, b) = (slope * value + intercept, slope * limit + intercept);
+    let tolerance = 0.25 * slope.abs();
+    let (low, high) = (a.min(b) - tolerance, a.max(b) + tolerance);
+    let mask: Vec<bool> = values
+        .iter()
+        .map(|&v| (low..=high).contains(&f64::from(v)))
+        .collect();
+    if !mask.contains(&false) {
+        // The standard forbids padding values inside the image; a header that makes the whole
+        // film padding is wrong, and following it would show nothing.
+        tracing::warn!(
+            value,
+            limit,
+            "ignoring pixel padding that covers every pixel"
+        );
+        return None;
+    }
+    mask.contains(&true).then_some(mask)
 }
 
 /// PALETTE COLOR (an ultrasound or secondary-capture image, never a radiograph, but the scope guard

@@ -32,7 +32,10 @@
 //! time instead: the pixels are then the table's output and the default window its range
 //! ([`WindowSource::VoiLut`]); so is the header window when its VOI LUT Function is SIGMOID
 //! ([`WindowSource::Sigmoid`]). Presentation LUT Shape INVERSE inverts a MONOCHROME2 film like
-//! MONOCHROME1; in a MONOCHROME1 film it is the same single inversion.
+//! MONOCHROME1; in a MONOCHROME1 film it is the same single inversion. Pixels the header marks as
+//! padding (PixelPaddingValue / PixelPaddingRangeLimit) are not film: [`Study::padding`] masks
+//! them, they hold the range's low end (black), and windows computed from the pixels leave them
+//! out, as PS3.3 C.7.5.1.1.2 asks.
 //!
 //! # Robustness
 //!
@@ -149,12 +152,44 @@ pub struct Study {
     pub default_window: Window,
     pub window_source: WindowSource,
     pub metadata: StudyMetadata,
+    /// Which pixels are DICOM pixel padding (PixelPaddingValue, with PixelPaddingRangeLimit a
+    /// range): the frame around a non-rectangular field or suppressed background, not part of the
+    /// image (PS3.3 C.7.5.1.1.2). They hold the low end of the value range, so they show black,
+    /// and are left out of every window computed from the pixels, as the standard asks. `None`
+    /// when the file declares no padding or no pixel has it.
+    pub padding: Option<Vec<bool>>,
 }
 
 impl Study {
     /// Pixels mapped through `window` to `[0, 1]`, row-major.
     pub fn to_unit(&self, window: &Window) -> Vec<f32> {
         self.pixels.iter().map(|&v| window.apply(v)).collect()
+    }
+
+    /// Whether pixel `i` (row-major) is padding rather than film.
+    pub fn is_padding(&self, i: usize) -> bool {
+        self.padding
+            .as_ref()
+            .is_some_and(|p| p.get(i).copied().unwrap_or(false))
+    }
+
+    /// The values of the film's own pixels, padding left out; every pixel when the file has no
+    /// padding or is all padding (so there is always something to set a window from).
+    pub fn film_values(&self) -> Vec<f32> {
+        film_values(&self.pixels, self.padding.as_deref())
+    }
+}
+
+/// [`Study::film_values`] before there is a study.
+fn film_values(pixels: &[f32], padding: Option<&[bool]>) -> Vec<f32> {
+    match padding {
+        Some(mask) if mask.contains(&false) => pixels
+            .iter()
+            .zip(mask)
+            .filter(|(_, &m)| !m)
+            .map(|(&v, _)| v)
+            .collect(),
+        _ => pixels.to_vec(),
     }
 }
 
@@ -201,6 +236,10 @@ pub struct StudyMetadata {
     /// maps and boxes are upright as other viewers show the file; `None` when absent or 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exif_orientation: Option<u8>,
+    /// How many pixels the DICOM header's PixelPaddingValue (and PixelPaddingRangeLimit) marks as
+    /// padding; `None` when it marks none. See [`Study::padding`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub padding_pixels: Option<usize>,
 }
 
 impl StudyMetadata {
@@ -393,8 +432,8 @@ fn check_dimensions(path: &Path, width: usize, height: usize) -> Result<(), Load
 
 /// 0.5 %..99.5 % window: robust against burned-in text and collimator edges that would make a
 /// min..max window look washed out.
-fn percentile_window(pixels: &[f32]) -> Window {
-    let mut v: Vec<f32> = pixels.iter().copied().filter(|x| x.is_finite()).collect();
+fn percentile_window(mut v: Vec<f32>) -> Window {
+    v.retain(|x| x.is_finite());
     if v.is_empty() {
         return Window {
             low: 0.0,
@@ -455,10 +494,10 @@ mod tests {
         let mut px: Vec<f32> = (0..1000).map(|i| (i % 100) as f32).collect();
         px[0] = -1e6;
         px[1] = 1e6;
-        let w = percentile_window(&px);
+        let w = percentile_window(px);
         assert!(w.low >= 0.0 && w.low <= 1.0, "{w:?}");
         assert!(w.high >= 98.0 && w.high <= 99.0, "{w:?}");
-        let c = percentile_window(&[5.0; 10]);
+        let c = percentile_window(vec![5.0; 10]);
         assert!(c.high > c.low);
     }
 

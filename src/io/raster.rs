@@ -85,6 +85,7 @@ pub(super) fn load(
             exif_orientation: Some(orientation.to_exif()).filter(|&o| o != 1),
             ..Default::default()
         },
+        padding: None,
     })
 }
 

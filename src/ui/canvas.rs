@@ -367,8 +367,13 @@ fn pane_ui(
     if x < 0.0 || y < 0.0 || x as usize >= study.width || y as usize >= study.height {
         return None;
     }
-    let value = study.pixels[y as usize * study.width + x as usize];
-    let mut text = format!("x {x:.0}  y {y:.0}  value {value:.1}");
+    let i = y as usize * study.width + x as usize;
+    let mut text = if study.is_padding(i) {
+        // Not film: its value was replaced by the range's low end.
+        format!("x {x:.0}  y {y:.0}  padding")
+    } else {
+        format!("x {x:.0}  y {y:.0}  value {:.1}", study.pixels[i])
+    };
     // An out-of-scope result stays hidden in the readout too until "Show anyway".
     let readout_map = map
         .as_ref()

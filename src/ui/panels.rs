@@ -774,6 +774,14 @@ fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
         return;
     }
+    if let Some(n) = study.metadata.padding_pixels {
+        ui.label(
+            RichText::new(format!(
+                "{n} pixels of padding (PixelPaddingValue): shown black, left out of the window"
+            ))
+            .weak(),
+        );
+    }
     ui.horizontal(|ui| {
         // Labelled for screen readers (and the UI tests' accessibility check), not just placed
         // next to a text.

@@ -200,7 +200,8 @@ impl WindowPreset {
     }
 }
 
-/// Sorted sample of the film's pixel values, computed once per study for the presets.
+/// Sorted sample of the film's pixel values, computed once per study for the presets; DICOM pixel
+/// padding is not film and is left out (unless there is nothing else).
 pub struct Percentiles {
     sorted: Vec<f32>,
 }
@@ -208,7 +209,17 @@ pub struct Percentiles {
 impl Percentiles {
     pub fn new(study: &Study) -> Self {
         let step = (study.pixels.len() / 200_000).max(1);
-        let mut sorted: Vec<f32> = study.pixels.iter().step_by(step).copied().collect();
+        let sample = |skip_padding: bool| -> Vec<f32> {
+            (0..study.pixels.len())
+                .step_by(step)
+                .filter(|&i| !(skip_padding && study.is_padding(i)))
+                .map(|i| study.pixels[i])
+                .collect()
+        };
+        let mut sorted = sample(true);
+        if sorted.is_empty() {
+            sorted = sample(false);
+        }
         sorted.sort_by(|a, b| a.total_cmp(b));
         Self { sorted }
     }
@@ -229,6 +240,37 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The presets' percentiles come from the film: DICOM padding (here 40 of 100 pixels at the
+    /// range's low end) would otherwise set the "Full range" and "Lung" low ends.
+    #[test]
+    fn presets_leave_padding_out() {
+        let pixels: Vec<f32> = (0..100)
+            .map(|i| if i < 40 { -1000.0 } else { i as f32 })
+            .collect();
+        let study = |padding: Option<Vec<bool>>| Study {
+            source: "padded.dcm".into(),
+            width: 10,
+            height: 10,
+            pixels: pixels.clone(),
+            default_window: Window {
+                low: 40.0,
+                high: 99.0,
+            },
+            window_source: crate::io::WindowSource::Percentile,
+            metadata: Default::default(),
+            padding,
+        };
+        let padded = study(Some((0..100).map(|i| i < 40).collect()));
+        assert_eq!(Percentiles::new(&padded).range(), (40.0, 99.0));
+        let full = WindowPreset::FullRange.window(&padded, &Percentiles::new(&padded));
+        assert_eq!((full.low, full.high), (40.0, 99.0));
+        // Without the mask the same values are film.
+        assert_eq!(Percentiles::new(&study(None)).range(), (-1000.0, 99.0));
+        // All padding: the presets still get the values (nothing else to use).
+        let all = study(Some(vec![true; 100]));
+        assert_eq!(Percentiles::new(&all).range(), (-1000.0, 99.0));
+    }
 
     #[test]
     fn threshold_mode_hides_low_values() {
