@@ -555,9 +555,10 @@ fn present(
 
 /// The pixels that PixelPaddingValue (0028,0120) and PixelPaddingRangeLimit (0028,0121), an
 /// inclusive range, mark as padding (PS3.3 C.7.5.1.1.2); `None` when the header marks none, no
-/// pixel has it, or every pixel does. The standard gives the values in stored units, before the modality LUT; `values`
-/// are after the rescale, so the range is rescaled too, widened by a quarter of a stored step for
-/// the rounding of the decoded f32 values (never enough to take in a neighbouring value).
+/// pixel has it, or every pixel does. The standard gives the values in stored units, before the
+/// modality LUT; `values` are after the rescale, so the range is rescaled too, widened by a
+/// quarter of a stored step for the rounding of the decoded f32 values (never enough to take in a
+/// neighbouring value).
 fn padding_mask(
     obj: &DefaultDicomObject,
     values: &[f32],
