@@ -13,7 +13,7 @@ use crate::overlay::MapScale;
 use crate::report::Report;
 
 use super::app::ViewerApp;
-use super::render::{contour_segments, map_color, map_scale};
+use super::render::{contour_segments, map_color, map_scale, shown_grey};
 use super::settings::{MapKind, OverlayMode, Settings};
 use super::transform::ImageFromModel;
 use super::worker;
@@ -80,11 +80,7 @@ pub fn render_view(
     let mut out = RgbImage::new(w as u32, h as u32);
     let full = map.map(|(grid, _)| grid.resized(w, h));
     for (i, pixel) in out.pixels_mut().enumerate() {
-        let mut g = window.apply(study.pixels[i]);
-        if invert {
-            g = 1.0 - g;
-        }
-        let gray = g * 255.0;
+        let gray = shown_grey(study, window, invert, i) * 255.0;
         let (color, a) = match (&full, map) {
             (Some(full), Some((_, scale))) => map_color(
                 full.values[i],

@@ -13,6 +13,21 @@ use super::settings::{MapKind, OverlayMode};
 /// screen never shows more detail than this anyway. Larger films are box-downsampled.
 pub const MAX_TEXTURE_SIDE: usize = 4096;
 
+/// The grey level (0..1) pixel `i` (row-major) is shown at: through `window`, optionally
+/// inverted. DICOM pixel padding stays black either way: it is background the device asks to be
+/// suppressed "when inverting or adjusting the grayscale contrast" (CP 692, PS3.3 C.7.5.1.1.2).
+pub fn shown_grey(study: &Study, window: &Window, invert: bool, i: usize) -> f32 {
+    if study.is_padding(i) {
+        return 0.0;
+    }
+    let g = window.apply(study.pixels[i]);
+    if invert {
+        1.0 - g
+    } else {
+        g
+    }
+}
+
 /// The film in `window`, optionally inverted, downsampled to at most [`MAX_TEXTURE_SIDE`].
 pub fn film_image(study: &Study, window: &Window, invert: bool) -> ColorImage {
     let (w, h) = (study.width, study.height);
@@ -22,11 +37,7 @@ pub fn film_image(study: &Study, window: &Window, invert: bool) -> ColorImage {
     for ty in 0..th {
         for tx in 0..tw {
             // Nearest sample per block: cheap enough to redo every frame of a window drag.
-            let v = study.pixels[(ty * step) * w + tx * step];
-            let mut g = window.apply(v);
-            if invert {
-                g = 1.0 - g;
-            }
+            let g = shown_grey(study, window, invert, (ty * step) * w + tx * step);
             let g = (g * 255.0).round().clamp(0.0, 255.0) as u8;
             pixels.push(Color32::from_gray(g));
         }
@@ -244,7 +255,7 @@ mod tests {
     /// The presets' percentiles come from the film: DICOM padding (here 40 of 100 pixels at the
     /// range's low end) would otherwise set the "Full range" and "Lung" low ends.
     #[test]
-    fn presets_leave_padding_out() {
+    fn padding_is_left_out_of_presets_and_shown_black() {
         let pixels: Vec<f32> = (0..100)
             .map(|i| if i < 40 { -1000.0 } else { i as f32 })
             .collect();
@@ -270,6 +281,21 @@ mod tests {
         // All padding: the presets still get the values (nothing else to use).
         let all = study(Some(vec![true; 100]));
         assert_eq!(Percentiles::new(&all).range(), (-1000.0, 99.0));
+
+        // Padding shows black, inverted or not; the film inverts.
+        let window = Window {
+            low: 40.0,
+            high: 99.0,
+        };
+        for invert in [false, true] {
+            let image = film_image(&padded, &window, invert);
+            assert!(image.pixels[..40].iter().all(|&p| p == Color32::BLACK));
+            let film_end = if invert { 255 } else { 0 };
+            assert_eq!(image.pixels[40], Color32::from_gray(film_end), "{invert}");
+        }
+        // Without the mask the same pixels are film and turn white when inverted.
+        let image = film_image(&study(None), &window, true);
+        assert_eq!(image.pixels[0], Color32::WHITE);
     }
 
     #[test]
