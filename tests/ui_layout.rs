@@ -88,6 +88,30 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     // The label and probability are in view above the note pane.
     let p = h.get_by_label_contains("P(PNEUMONIA) =").rect();
     assert!(p.max.y < note.min.y && p.min.x >= canvas.max.x, "{p:?}");
+
+    // And on every frame until the last check is done: the faithfulness check's progress row
+    // ("faithfulness: 9/84 perturbed images" and its Cancel button) was wider than the side
+    // column, which then slid right over the window's edge and let the film cover the result's
+    // left edge for as long as the check ran (up to 22 px here, found by a run of this test).
+    let mut frames = 0;
+    let mut saw_progress = false;
+    while frames < 2 || h.state().jobs.busy() || h.state().trust.job.is_some() {
+        assert!(frames < 3000, "the checks did not finish");
+        saw_progress |= h.query_by_label_contains("perturbed images").is_some();
+        let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+        let result = h.get_by_label("Result").rect();
+        assert!(
+            canvas.max.x < result.min.x,
+            "frame {frames}: canvas {canvas:?} over the result heading {result:?}"
+        );
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        frames += 1;
+    }
+    assert!(
+        saw_progress,
+        "the faithfulness progress row was never shown"
+    );
 }
 
 /// The opacity slider (one widget with its value and label) moves to the next toolbar row rather

@@ -56,7 +56,7 @@ pub fn faithfulness_ui(ui: &mut egui::Ui, view: &FaithfulnessView) -> Option<Fai
             ui.label(RichText::new(m.summary(view.method.label())).strong());
         }
         (None, Some((TrustJobKind::Faithfulness, done, total))) => {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.spinner();
                 ui.label(format!("faithfulness: {done}/{total} perturbed images"));
                 if ui.small_button("Cancel").clicked() {
@@ -129,7 +129,7 @@ pub fn faithfulness_ui(ui: &mut egui::Ui, view: &FaithfulnessView) -> Option<Fai
             ui.label(RichText::new(d).small().weak());
         }
     }
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         let running_sanity = matches!(view.running, Some((TrustJobKind::Sanity, _, _)));
         if running_sanity {
             ui.spinner();
