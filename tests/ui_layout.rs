@@ -112,6 +112,21 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
         saw_progress,
         "the faithfulness progress row was never shown"
     );
+
+    // The cursor readout ("x … y …  value …  Grad-CAM …") fits the 240-px film on two lines
+    // instead of running under the side column, where it was cut after "Grad-".
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+    h.hover_at(canvas.center());
+    h.step();
+    h.step();
+    let plates = cxr_viewer::ui::canvas::last_cursor_readouts(&h.ctx);
+    assert_eq!(plates.len(), 1, "{plates:?}");
+    let plate = plates[0];
+    assert!(
+        canvas.contains_rect(plate),
+        "readout {plate:?} outside the canvas {canvas:?}"
+    );
+    assert!(plate.height() > 25.0, "one line only: {plate:?}");
 }
 
 /// The opacity slider (one widget with its value and label) moves to the next toolbar row rather

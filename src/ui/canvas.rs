@@ -22,6 +22,17 @@ pub fn last_canvas(ctx: &egui::Context) -> Option<Rect> {
     ctx.data(|d| d.get_temp::<Rect>(canvas_id()))
 }
 
+fn readouts_id() -> Id {
+    Id::unique("cxr_viewer_cursor_readouts")
+}
+
+/// The plates of the last frame's cursor readouts (one per pane under the cursor), so a test can
+/// check they fit their pane.
+pub fn last_cursor_readouts(ctx: &egui::Context) -> Vec<Rect> {
+    ctx.data(|d| d.get_temp::<Vec<Rect>>(readouts_id()))
+        .unwrap_or_default()
+}
+
 pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let (canvas, response) = ui.allocate_exact_size(ui.available_size(), Sense::click_and_drag());
     ui.ctx().data_mut(|d| d.insert_temp(canvas_id(), canvas));
@@ -213,6 +224,8 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         if view.invert { "  inverted" } else { "" },
         screen_from_image.zoom * ui.ctx().pixels_per_point() * 100.0
     );
+    ui.ctx()
+        .data_mut(|d| d.insert_temp(readouts_id(), readouts.clone()));
     // In a narrow canvas the cursor readout (bottom left) reaches under this one: stack them.
     let wl = readout_galley(&painter, wl);
     let corner = canvas.right_bottom() + Vec2::new(-8.0, -8.0);
@@ -368,12 +381,15 @@ fn pane_ui(
         return None;
     }
     let i = y as usize * study.width + x as usize;
-    let mut text = if study.is_padding(i) {
-        // Not film: its value was replaced by the range's low end.
-        format!("x {x:.0}  y {y:.0}  padding")
-    } else {
-        format!("x {x:.0}  y {y:.0}  value {:.1}", study.pixels[i])
-    };
+    let mut parts = vec![
+        format!("x {x:.0}  y {y:.0}"),
+        if study.is_padding(i) {
+            // Not film: its value was replaced by the range's low end.
+            "padding".to_string()
+        } else {
+            format!("value {:.1}", study.pixels[i])
+        },
+    ];
     // An out-of-scope result stays hidden in the readout too until "Show anyway".
     let readout_map = map
         .as_ref()
@@ -384,17 +400,37 @@ fn pane_ui(
                 .inverse(point_in_image);
         let (mx, my) = (point_in_model.x as usize, point_in_model.y as usize);
         if mx < grid.width && my < grid.height {
-            text.push_str(&format!(
-                "  {} {}",
+            parts.push(format!(
+                "{} {}",
                 kind.label(),
                 super::panels::format_score(grid.values[my * grid.width + mx])
             ));
         }
     }
-    Some(text_with_backdrop(
+    let pane = painter.clip_rect();
+    Some(galley_with_backdrop(
         painter,
-        painter.clip_rect().left_bottom() + Vec2::new(8.0, -8.0),
+        pane.left_bottom() + Vec2::new(8.0, -8.0),
         Align2::LEFT_BOTTOM,
-        text,
+        packed_readout(painter, &parts, pane.width() - 16.0),
     ))
+}
+
+/// The parts on one line, or on as many lines as `max_width` needs, a part never split: at the
+/// 240-px film of a small window one line ran under the side column and was cut after "Grad-",
+/// losing the map's value.
+fn packed_readout(painter: &egui::Painter, parts: &[String], max_width: f32) -> Arc<egui::Galley> {
+    let mut lines: Vec<String> = Vec::new();
+    for part in parts {
+        match lines.last_mut() {
+            Some(line)
+                if readout_galley(painter, format!("{line}  {part}")).size().x <= max_width =>
+            {
+                line.push_str("  ");
+                line.push_str(part);
+            }
+            _ => lines.push(part.clone()),
+        }
+    }
+    readout_galley(painter, lines.join("\n"))
 }
