@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cxr_viewer::notes::{Finding, PredictionSnapshot, StudyId};
+use cxr_viewer::notes::{Finding, ImageBox, PredictionSnapshot, StudyId};
 use cxr_viewer::scope::ScopeCheck;
 use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::review::{Review, StudyRow};
@@ -127,6 +127,24 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
         "readout {plate:?} outside the canvas {canvas:?}"
     );
     assert!(plate.height() > 25.0, "one line only: {plate:?}");
+
+    // With a box on the film the localisation table joins the results; its "energy in boxes"
+    // header made it wider than the side column, which slid over the window's edge again.
+    wait_until(&mut h, "the note", |a| a.notes.draft.is_some());
+    h.state_mut()
+        .set_note_boxes(vec![ImageBox::from_corners((200.0, 150.0), (400.0, 350.0))]);
+    for frame in 0..6 {
+        h.step();
+        let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+        let result = h.get_by_label("Result").rect();
+        assert!(
+            canvas.max.x < result.min.x,
+            "frame {frame} with a box: canvas {canvas:?} over the result heading {result:?}"
+        );
+    }
+    assert!(h
+        .query_by_label_contains("Localisation against 1 box")
+        .is_some());
 }
 
 /// The opacity slider (one widget with its value and label) moves to the next toolbar row rather

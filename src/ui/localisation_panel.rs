@@ -27,12 +27,52 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
         boxes.len(),
         if boxes.len() == 1 { "" } else { "es" }
     ));
+    // Short headers (the note below says what each is): with "energy in boxes" the table was
+    // wider than the 300-px side column of a small window, which then slid past the window's
+    // edge. Should it still not fit (a larger font), it scrolls sideways instead.
+    egui::ScrollArea::horizontal()
+        .id_salt("localisation-scroll")
+        .show(ui, |ui| localisation_grid(app, ui, &study, boxes, &options));
+    ui.label(
+        RichText::new(format!(
+            "Pointing: the map's maximum within {:.0} px of a box (Zhang et al. 2016). Energy: \
+             share of the positive map inside the boxes. IoU: map ≥ {:.0} % of its maximum vs \
+             the boxes. Positive values only (IG: evidence for the class shown).",
+            options.tolerance_px,
+            100.0 * options.iou_level
+        ))
+        .small()
+        .weak(),
+    );
+}
+
+fn localisation_grid(
+    app: &ViewerApp,
+    ui: &mut egui::Ui,
+    study: &crate::io::Study,
+    boxes: &[crate::notes::ImageBox],
+    options: &LocalisationOptions,
+) {
     egui::Grid::new("localisation")
         .striped(true)
         .num_columns(4)
         .show(ui, |ui| {
-            for h in ["map", "pointing", "energy in boxes", "IoU"] {
-                ui.label(RichText::new(h).strong());
+            for (h, hover) in [
+                ("map", "the map scored"),
+                (
+                    "pointing",
+                    "the map's maximum within the tolerance of a box: hit or miss",
+                ),
+                (
+                    "energy",
+                    "share of the map's positive values inside the boxes",
+                ),
+                (
+                    "IoU",
+                    "the map thresholded against the boxes: intersection over union",
+                ),
+            ] {
+                ui.label(RichText::new(h).strong()).on_hover_text(hover);
             }
             ui.end_row();
             for kind in [
@@ -43,7 +83,7 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
                 ui.label(kind.label());
                 match app.map_of(kind) {
                     Some((grid, _, _)) => {
-                        let l = localise(&grid, (study.width, study.height), boxes, &options);
+                        let l = localise(&grid, (study.width, study.height), boxes, options);
                         ui.label(if l.pointing_hit { "hit" } else { "miss" });
                         let pct = |v: Option<f64>| {
                             v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v))
@@ -60,15 +100,4 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
                 ui.end_row();
             }
         });
-    ui.label(
-        RichText::new(format!(
-            "Pointing: the map's maximum within {:.0} px of a box (Zhang et al. 2016). Energy: \
-             share of the positive map inside the boxes. IoU: map ≥ {:.0} % of its maximum vs \
-             the boxes. Positive values only (IG: evidence for the class shown).",
-            options.tolerance_px,
-            100.0 * options.iou_level
-        ))
-        .small()
-        .weak(),
-    );
 }
