@@ -9,6 +9,7 @@ use cxr_viewer::notes::{Finding, ImageBox, PredictionSnapshot, StudyId};
 use cxr_viewer::scope::ScopeCheck;
 use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::review::{Review, StudyRow};
+use cxr_viewer::ui::settings::MapKind;
 use egui::Vec2;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
@@ -145,6 +146,27 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     assert!(h
         .query_by_label_contains("Localisation against 1 box")
         .is_some());
+
+    // Compare mode: two 118-px panes; "Integrated Gradients +0.0012" is wider than a pane, so the
+    // readout says "IG" there rather than running into the other pane.
+    wait_until(&mut h, "Integrated Gradients", |a| {
+        a.has_map(MapKind::IntegratedGradients)
+    });
+    h.state_mut().map = MapKind::IntegratedGradients;
+    h.state_mut().compare = Some(MapKind::GradCam);
+    h.step();
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+    let left_pane = canvas.with_max_x(canvas.center().x - 2.0);
+    h.hover_at(left_pane.center());
+    h.step();
+    h.step();
+    let plates = cxr_viewer::ui::canvas::last_cursor_readouts(&h.ctx);
+    assert_eq!(plates.len(), 1, "{plates:?}");
+    assert!(
+        left_pane.contains_rect(plates[0]),
+        "readout {:?} outside its pane {left_pane:?}",
+        plates[0]
+    );
 }
 
 /// The opacity slider (one widget with its value and label) moves to the next toolbar row rather

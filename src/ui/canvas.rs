@@ -203,7 +203,7 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 &painter,
                 rect.left_top() + Vec2::new(8.0, 8.0),
                 Align2::LEFT_TOP,
-                kind.label().to_string(),
+                fitting_label(&painter, *kind, rect.width() - 16.0).to_string(),
             );
         }
     }
@@ -251,6 +251,15 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 /// Returns the plate's rectangle.
 fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: String) -> Rect {
     galley_with_backdrop(painter, pos, align, readout_galley(painter, text))
+}
+
+/// The map's name, or its short form where the name would not fit `max_width`.
+fn fitting_label(painter: &egui::Painter, kind: MapKind, max_width: f32) -> &'static str {
+    if readout_galley(painter, kind.label().to_string()).size().x <= max_width {
+        kind.label()
+    } else {
+        kind.short_label()
+    }
 }
 
 /// A readout laid out in its font, so its size is known before it is placed.
@@ -400,11 +409,14 @@ fn pane_ui(
                 .inverse(point_in_image);
         let (mx, my) = (point_in_model.x as usize, point_in_model.y as usize);
         if mx < grid.width && my < grid.height {
-            parts.push(format!(
-                "{} {}",
-                kind.label(),
-                super::panels::format_score(grid.values[my * grid.width + mx])
-            ));
+            let score = super::panels::format_score(grid.values[my * grid.width + mx]);
+            let full = format!("{} {score}", kind.label());
+            let width = painter.clip_rect().width() - 16.0;
+            parts.push(if readout_galley(painter, full.clone()).size().x <= width {
+                full
+            } else {
+                format!("{} {score}", kind.short_label())
+            });
         }
     }
     let pane = painter.clip_rect();

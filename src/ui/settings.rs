@@ -34,6 +34,16 @@ impl MapKind {
         }
     }
 
+    /// For a pane too narrow for [`Self::label`] (compare mode in a small window).
+    pub fn short_label(self) -> &'static str {
+        match self {
+            MapKind::None => "none",
+            MapKind::GradCam => "Grad-CAM",
+            MapKind::Uncertainty => "std",
+            MapKind::IntegratedGradients => "IG",
+        }
+    }
+
     pub fn next(self) -> MapKind {
         let i = Self::ALL.iter().position(|k| *k == self).unwrap_or(0);
         Self::ALL[(i + 1) % Self::ALL.len()]
