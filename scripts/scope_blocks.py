@@ -39,18 +39,15 @@ for s in range(0, len(files), B):
     names += [f for f, _ in chunk]; splits += [sp for _, sp in chunk]
     if s % 800 == 0: print(s, flush=True)
 F, splits = np.concatenate(feats), np.array(splits)
-from scope_variants import fit, dist, auroc  # noqa: E402
+import scope_variants  # noqa: E402
+from scope_variants import fit, dist  # noqa: E402
 chans = [256]*3 + [512]*4 + [1024]*6 + [2048]*3
 offs = np.cumsum([0] + [2*c for c in chans])
 tr = np.where(splits == 'train')[0]; va = np.where(splits == 'val')[0]
 cats = {c: np.where(splits == 'ood:' + c)[0] for c in sorted({s[4:] for s in splits if s.startswith('ood:')})}
 scores = []
 def report(name, score):
-    v = score[va]; thr = np.quantile(v, 0.985)
-    line = f'{name:22s} val {np.mean(v > thr)*100:4.1f}%'
-    for c, ix in cats.items():
-        s = score[ix]; line += f' | {c[:8]} {auroc(v, s):.3f} {np.mean(s > thr)*100:5.1f}%'
-    print(line, flush=True)
+    scope_variants.report(name, score, va, cats, width=22)
 for i in range(16):
     X = F[:, offs[i]:offs[i+1]]
     st = fit(X[tr], 32)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np, torch, torch.nn.functional as Fn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_python as b
-from scope_variants import fit, auroc
+import scope_variants
+from scope_variants import fit
 torch.set_num_threads(2)
 model, cfg = b.build(Path('weights/model.json'))
 for p in model.parameters(): p.requires_grad_(False)
@@ -65,11 +66,7 @@ def score_t(fs):
     return tot / len(T)
 
 def report(name, score):
-    v = score[va]; thr = np.quantile(v, 0.985)
-    line = f'{name:18s} val {np.mean(v > thr)*100:4.1f}%'
-    for c, ix in cats.items():
-        s = score[ix]; line += f' | {c[:8]} {auroc(v, s):.3f} {np.mean(s > thr)*100:5.1f}%'
-    print(line, flush=True)
+    scope_variants.report(name, score, va, cats)
 
 with torch.no_grad():
     base = score_t([torch.tensor(f, dtype=torch.float32) for f in F]).numpy()

@@ -13,7 +13,8 @@ scope_variants.py:
 import sys, csv, os
 import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from scope_variants import load_cache, DEPTHS, fit, dist, auroc
+import scope_variants
+from scope_variants import load_cache, DEPTHS, fit, dist
 files, feats = load_cache(sys.argv[1])
 root = sys.argv[2]
 split={}; lab={}
@@ -27,11 +28,7 @@ cats={}
 for f,i in idx.items():
     if '/ood/' in f: cats.setdefault(f.split('/ood/')[1].split('/')[0],[]).append(i)
 def report(name, score):
-    v=score[va]; thr=np.quantile(v,0.985)
-    line=f'{name:30s} val {np.mean(v>thr)*100:4.1f}%'
-    for c in sorted(cats):
-        s=score[cats[c]]; line+=f' | {c[:10]} {auroc(v,s):.3f} {np.mean(s>thr)*100:5.1f}%'
-    print(line, flush=True)
+    scope_variants.report(name, score, va, cats, width=30, cat_width=10)
 base=[]; rmd=[]; rmd_bg=[]; cc=[]
 for dn in DEPTHS:
     X=feats[dn].astype(np.float64); Xtr=X[tr]
