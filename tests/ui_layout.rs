@@ -99,12 +99,7 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     while frames < 2 || h.state().jobs.busy() || h.state().trust.job.is_some() {
         assert!(frames < 3000, "the checks did not finish");
         saw_progress |= h.query_by_label_contains("perturbed images").is_some();
-        let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
-        let result = h.get_by_label("Result").rect();
-        assert!(
-            canvas.max.x < result.min.x,
-            "frame {frames}: canvas {canvas:?} over the result heading {result:?}"
-        );
+        assert_film_left_of_result(&h, &format!("frame {frames}"));
         h.step();
         std::thread::sleep(std::time::Duration::from_millis(5));
         frames += 1;
@@ -117,12 +112,7 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     // The cursor readout ("x … y …  value …  Grad-CAM …") fits the 240-px film on two lines
     // instead of running under the side column, where it was cut after "Grad-".
     let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
-    h.hover_at(canvas.center());
-    h.step();
-    h.step();
-    let plates = cxr_viewer::ui::canvas::last_cursor_readouts(&h.ctx);
-    assert_eq!(plates.len(), 1, "{plates:?}");
-    let plate = plates[0];
+    let plate = readout_at(&mut h, canvas.center());
     assert!(
         canvas.contains_rect(plate),
         "readout {plate:?} outside the canvas {canvas:?}"
@@ -136,12 +126,7 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
         .set_note_boxes(vec![ImageBox::from_corners((200.0, 150.0), (400.0, 350.0))]);
     for frame in 0..6 {
         h.step();
-        let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
-        let result = h.get_by_label("Result").rect();
-        assert!(
-            canvas.max.x < result.min.x,
-            "frame {frame} with a box: canvas {canvas:?} over the result heading {result:?}"
-        );
+        assert_film_left_of_result(&h, &format!("frame {frame} with a box"));
     }
     assert!(h
         .query_by_label_contains("Localisation against 1 box")
@@ -157,16 +142,31 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     h.step();
     let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
     let left_pane = canvas.with_max_x(canvas.center().x - 2.0);
-    h.hover_at(left_pane.center());
+    let plate = readout_at(&mut h, left_pane.center());
+    assert!(
+        left_pane.contains_rect(plate),
+        "readout {plate:?} outside its pane {left_pane:?}"
+    );
+}
+
+/// The film ends left of the side column's "Result" heading on the last frame.
+fn assert_film_left_of_result(h: &Harness<'static, ViewerApp>, when: &str) {
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+    let result = h.get_by_label("Result").rect();
+    assert!(
+        canvas.max.x < result.min.x,
+        "{when}: canvas {canvas:?} over the result heading {result:?}"
+    );
+}
+
+/// The plate of the one cursor readout shown with the pointer at `at`.
+fn readout_at(h: &mut Harness<'static, ViewerApp>, at: egui::Pos2) -> egui::Rect {
+    h.hover_at(at);
     h.step();
     h.step();
     let plates = cxr_viewer::ui::canvas::last_cursor_readouts(&h.ctx);
     assert_eq!(plates.len(), 1, "{plates:?}");
-    assert!(
-        left_pane.contains_rect(plates[0]),
-        "readout {:?} outside its pane {left_pane:?}",
-        plates[0]
-    );
+    plates[0]
 }
 
 /// The opacity slider (one widget with its value and label) moves to the next toolbar row rather

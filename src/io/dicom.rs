@@ -588,17 +588,20 @@ fn padding_mask(
         .iter()
         .map(|&v| (low..=high).contains(&f64::from(v)))
         .collect();
-    if !mask.contains(&false) {
+    match mask.iter().filter(|&&m| m).count() {
+        0 => None,
         // The standard forbids padding values inside the image; a header that makes the whole
         // film padding is wrong, and following it would show nothing.
-        tracing::warn!(
-            value,
-            limit,
-            "ignoring pixel padding that covers every pixel"
-        );
-        return None;
+        n if n == mask.len() => {
+            tracing::warn!(
+                value,
+                limit,
+                "ignoring pixel padding that covers every pixel"
+            );
+            None
+        }
+        _ => Some(mask),
     }
-    mask.contains(&true).then_some(mask)
 }
 
 /// PALETTE COLOR (an ultrasound or secondary-capture image, never a radiograph, but the scope guard

@@ -203,7 +203,7 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 &painter,
                 rect.left_top() + Vec2::new(8.0, 8.0),
                 Align2::LEFT_TOP,
-                fitting_label(&painter, *kind, rect.width() - 16.0).to_string(),
+                fitting(&painter, *kind, rect.width() - 16.0, str::to_string),
             );
         }
     }
@@ -253,12 +253,18 @@ fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: S
     galley_with_backdrop(painter, pos, align, readout_galley(painter, text))
 }
 
-/// The map's name, or its short form where the name would not fit `max_width`.
-fn fitting_label(painter: &egui::Painter, kind: MapKind, max_width: f32) -> &'static str {
-    if readout_galley(painter, kind.label().to_string()).size().x <= max_width {
-        kind.label()
+/// `text` of the map's name, or of its short form where that would not fit `max_width`.
+fn fitting(
+    painter: &egui::Painter,
+    kind: MapKind,
+    max_width: f32,
+    text: impl Fn(&str) -> String,
+) -> String {
+    let full = text(kind.label());
+    if readout_galley(painter, full.clone()).size().x <= max_width {
+        full
     } else {
-        kind.short_label()
+        text(kind.short_label())
     }
 }
 
@@ -410,13 +416,12 @@ fn pane_ui(
         let (mx, my) = (point_in_model.x as usize, point_in_model.y as usize);
         if mx < grid.width && my < grid.height {
             let score = super::panels::format_score(grid.values[my * grid.width + mx]);
-            let full = format!("{} {score}", kind.label());
-            let width = painter.clip_rect().width() - 16.0;
-            parts.push(if readout_galley(painter, full.clone()).size().x <= width {
-                full
-            } else {
-                format!("{} {score}", kind.short_label())
-            });
+            parts.push(fitting(
+                painter,
+                kind,
+                painter.clip_rect().width() - 16.0,
+                |name| format!("{name} {score}"),
+            ));
         }
     }
     let pane = painter.clip_rect();
