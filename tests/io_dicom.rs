@@ -931,6 +931,70 @@ fn voi_lut_function_sigmoid_is_applied() {
     }
 }
 
+/// The windowed film at the reference's sampled pixels against pydicom's output scaled to 0..1,
+/// inverted first for MONOCHROME1.
+fn assert_windowed_like(study: &Study, r: &Value, inverted: bool, what: &str) {
+    let unit = study.to_unit(&study.default_window);
+    let mut inside = 0;
+    for ((row, col), v) in sampled(r) {
+        let want = if inverted { 1.0 - v as f32 } else { v as f32 };
+        let got = unit[row * study.width + col];
+        assert!(
+            (got - want).abs() < 1e-5,
+            "{what} ({row}, {col}): {got} vs {want}"
+        );
+        inside += usize::from(want > 0.0 && want < 1.0);
+    }
+    // On the ramp, not clipped, is where LINEAR and LINEAR_EXACT differ.
+    assert!(
+        inside >= 10,
+        "{what}: only {inside} sampled pixels on the ramp"
+    );
+}
+
+/// VOI LUT Function LINEAR_EXACT (PS3.3 C.11.2.1.3.2): the ramp spans exactly c ± w/2, as
+/// pydicom's `apply_voi_lut` applies it. Read as LINEAR (c − 0.5 ± (w − 1)/2), as before, each
+/// value on the ramp was 0.5/w of the range (1.2e-3 here) off.
+#[test]
+fn voi_lut_function_linear_exact_is_exact() {
+    let name = "voi_linear_exact_mono1_220.dcm";
+    let study = load(name);
+    assert_eq!(study.window_source, WindowSource::Header);
+    // Header: centre 500.25, width 400.5 → 300.0..700.5, mirrored in MONOCHROME1's 0..1023.
+    assert_eq!(
+        study.default_window,
+        Window {
+            low: 1023.0 - 700.5,
+            high: 1023.0 - 300.0
+        }
+    );
+    assert_windowed_like(&study, &voi_reference(name), true, name);
+}
+
+/// An enhanced multi-frame image keeps each frame's window in the Per-Frame Functional Groups
+/// (Frame VOI LUT Sequence) and its rescale in the Shared ones, nothing at the top level: each
+/// frame opens with its own window and function (frame 1 LINEAR, frame 2 LINEAR_EXACT) on the
+/// rescaled values, as pydicom windows them with that frame's groups copied to the top level.
+/// Before, such files fell back to the percentile window.
+#[test]
+fn enhanced_multiframe_windows_come_from_the_functional_groups() {
+    let name = "enhanced_voi_2frames_mono2_220.dcm";
+    let windows = [
+        Window::from_center_width(0.0, 1200.0),
+        Window::from_center_width_exact(-200.0, 700.5),
+    ];
+    for (k, window) in windows.into_iter().enumerate() {
+        let study = load_study_frame(&fixture(name), k as u32).unwrap();
+        assert_eq!(study.metadata.frames, 2);
+        assert_eq!(study.metadata.rescale_slope, Some(2.0));
+        assert_eq!(study.metadata.rescale_intercept, Some(-1000.0));
+        assert_eq!(study.window_source, WindowSource::Header, "frame {}", k + 1);
+        assert_eq!(study.default_window, window, "frame {}", k + 1);
+        let r = voi_reference(&format!("{name}#{}", k + 1));
+        assert_windowed_like(&study, &r, false, &format!("{name} frame {}", k + 1));
+    }
+}
+
 /// A Modality LUT Sequence stands in for the rescale, as pydicom's `apply_modality_lut`
 /// (voi_reference.json): the pixels are its output, MONOCHROME1 inverted within the table's
 /// range, and the header window (given in the table's output units) is mirrored in that range.

@@ -263,7 +263,7 @@ pub(super) fn load(path: &Path, layout: Layout, frame: u32) -> Result<Study, Loa
             bits_stored: decoded.bits_stored(),
         }
     };
-    present(path, &obj, f, metadata)
+    present(path, &obj, frame, f, metadata)
 }
 
 /// The compressed bytes of frame `frame` of encapsulated pixel data: one fragment per frame, or
@@ -395,6 +395,7 @@ fn decode_jpeg12(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Ra
 fn present(
     path: &Path,
     obj: &DefaultDicomObject,
+    frame: u32,
     f: RawFrame,
     mut metadata: StudyMetadata,
 ) -> Result<Study, LoadError> {
@@ -463,7 +464,14 @@ fn present(
     // rescale that dicom-pixeldata already applied is kept). Its output is the modality value.
     let identity = rescale.slope == 1.0 && rescale.intercept == 0.0;
     let modality = (identity && grey)
-        .then(|| lookup_table(obj, tags::MODALITY_LUT_SEQUENCE, "Modality LUT Sequence"))
+        .then(|| {
+            lookup_table(
+                obj,
+                signed,
+                tags::MODALITY_LUT_SEQUENCE,
+                "Modality LUT Sequence",
+            )
+        })
         .flatten();
     if let Some(lut) = &modality {
         lut.apply_in_place(&mut pixels);
@@ -478,25 +486,32 @@ fn present(
     // A VOI LUT Sequence wins over the window, as in pydicom's apply_voi_lut and dicom-pixeldata:
     // the table is the manufacturer's rendering of the film (PS3.3 C.11.2). The pixels become the
     // table's output; MONOCHROME1 is then inverted within the table's own range.
+    let voi_attributes = voi_attributes(obj, frame);
     let voi = grey
-        .then(|| lookup_table(obj, tags::VOILUT_SEQUENCE, "VOI LUT Sequence"))
+        .then(|| {
+            lookup_table(
+                voi_attributes,
+                signed,
+                tags::VOILUT_SEQUENCE,
+                "VOI LUT Sequence",
+            )
+        })
         .flatten();
     let header = match voi {
         Some(_) => None,
-        None => first_window(obj),
+        None => header_voi(voi_attributes),
     };
     // VOI LUT Function SIGMOID (PS3.3 C.11.2.1.3.1): y = 1 / (1 + exp(−4 (x − c) / w)) on the
     // header's centre and width, not the linear ramp; also baked into the pixels, scaled to the
     // range of the stored values as pydicom's apply_windowing does (so the status bar's values
     // and the window's width stay on the film's scale).
-    let sigmoid = header.filter(|_| {
-        grey && str_of(obj, tags::VOILUT_FUNCTION).is_some_and(|f| f.trim() == "SIGMOID")
-    });
+    let sigmoid = header.filter(|h| grey && h.function == VoiFunction::Sigmoid);
+    let header = header.map(|h| h.window());
     let baked = if let Some(lut) = &voi {
         lut.apply_in_place(&mut pixels);
         Some((lut.min, lut.max, WindowSource::VoiLut))
-    } else if let Some(w) = sigmoid {
-        let (c, width) = (w.center(), w.width());
+    } else if let Some(HeaderVoi { centre, width, .. }) = sigmoid {
+        let (c, width) = (centre as f32, width as f32);
         let (lo, hi) = (min_possible, max_possible);
         for v in &mut pixels {
             *v = lo + (hi - lo) / (1.0 + (-4.0 * (*v - c) / width).exp());
@@ -541,6 +556,11 @@ fn present(
         metadata.photometric_interpretation = Some(pi.to_string());
     }
     metadata.bits_stored = bits_stored;
+    // An enhanced image's rescale is in its functional groups, not at the top level.
+    if metadata.rescale_slope.is_none() && (rescale.slope, rescale.intercept) != (1.0, 0.0) {
+        metadata.rescale_slope = Some(rescale.slope);
+        metadata.rescale_intercept = Some(rescale.intercept);
+    }
     Ok(Study {
         source: path.to_path_buf(),
         width,
@@ -746,12 +766,18 @@ impl LookupTable {
     }
 }
 
-fn lookup_table(obj: &DefaultDicomObject, sequence: Tag, name: &str) -> Option<LookupTable> {
-    let item = obj.get(sequence)?.items()?.first()?;
+/// `attributes`: the data set or functional-group item holding `sequence`; `signed`: the
+/// pixels' representation, which says how the first mapped value reads.
+fn lookup_table(
+    attributes: &InMemDicomObject,
+    signed: bool,
+    sequence: Tag,
+    name: &str,
+) -> Option<LookupTable> {
+    let item = attributes.get(sequence)?.items()?.first()?;
     let read = || -> Result<LookupTable, String> {
         let (entries, first, _bits) =
             lut_descriptor(item.get(tags::LUT_DESCRIPTOR)).ok_or("no usable LUT Descriptor")?;
-        let signed = int_of(obj, tags::PIXEL_REPRESENTATION) == Some(1);
         // US or SS by the pixel representation; a reader may hand SS back as its US bits.
         let first = if signed {
             i64::from((first & 0xffff) as u16 as i16)
@@ -815,28 +841,104 @@ pub(crate) fn mirror_window(w: Window, min_possible: f32, max_possible: f32) -> 
     }
 }
 
-/// First WindowCenter/WindowWidth pair, if usable (the standard requires width >= 1).
-fn first_window(obj: &DefaultDicomObject) -> Option<Window> {
-    let c = first_f64(obj, tags::WINDOW_CENTER)?;
-    let w = first_f64(obj, tags::WINDOW_WIDTH)?;
-    if !c.is_finite() || !w.is_finite() || w < 1.0 {
-        tracing::warn!(center = c, width = w, "ignoring unusable header window");
-        return None;
+/// Where a frame's VOI attributes (window, VOI LUT Function, VOI LUT Sequence) are: at the top
+/// level in the classic IODs; in an enhanced multi-frame image, in the Frame VOI LUT Sequence
+/// (0028,9132) of the frame's item of the Per-Frame Functional Groups Sequence, or else of the
+/// Shared Functional Groups Sequence (PS3.3 C.7.6.16, C.7.6.16.2.10). Before these were read, such
+/// files fell back to the percentile window whatever window each frame carried. (The rescale of
+/// an enhanced image, in its Pixel Value Transformation Sequence, is dicom-pixeldata's, per frame.)
+fn voi_attributes(obj: &InMemDicomObject, frame: u32) -> &InMemDicomObject {
+    let at_top = [
+        tags::WINDOW_CENTER,
+        tags::VOILUT_SEQUENCE,
+        tags::VOILUT_FUNCTION,
+    ]
+    .into_iter()
+    .any(|tag| obj.get(tag).is_some());
+    if at_top {
+        return obj;
     }
-    Some(Window::from_center_width(c as f32, w as f32))
+    let per_frame = obj
+        .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .and_then(|s| s.items()?.get(frame as usize))
+        .and_then(frame_voi);
+    let shared = || {
+        obj.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
+            .and_then(|s| s.items()?.first())
+            .and_then(frame_voi)
+    };
+    per_frame.or_else(shared).unwrap_or(obj)
 }
 
-fn int_of(obj: &DefaultDicomObject, tag: Tag) -> Option<u32> {
+/// The first item of a functional group's Frame VOI LUT Sequence.
+fn frame_voi(group: &InMemDicomObject) -> Option<&InMemDicomObject> {
+    group.get(tags::FRAME_VOILUT_SEQUENCE)?.items()?.first()
+}
+
+/// VOI LUT Function (0028,1056), PS3.3 C.11.2.1.2–3; absent or unknown reads as LINEAR, the
+/// standard's default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum VoiFunction {
+    Linear,
+    LinearExact,
+    Sigmoid,
+}
+
+/// The first WindowCenter/WindowWidth pair and the function that maps it.
+#[derive(Clone, Copy, Debug)]
+struct HeaderVoi {
+    centre: f64,
+    width: f64,
+    function: VoiFunction,
+}
+
+impl HeaderVoi {
+    /// The linear window it stands for (SIGMOID is baked into the pixels instead).
+    fn window(self) -> Window {
+        let (c, w) = (self.centre as f32, self.width as f32);
+        match self.function {
+            VoiFunction::LinearExact => Window::from_center_width_exact(c, w),
+            VoiFunction::Linear | VoiFunction::Sigmoid => Window::from_center_width(c, w),
+        }
+    }
+}
+
+/// The header window, if usable: LINEAR needs a width of at least 1, LINEAR_EXACT and SIGMOID a
+/// width above 0 (PS3.3 C.11.2.1.2.1, C.11.2.1.3).
+fn header_voi(attributes: &InMemDicomObject) -> Option<HeaderVoi> {
+    let centre = first_f64(attributes, tags::WINDOW_CENTER)?;
+    let width = first_f64(attributes, tags::WINDOW_WIDTH)?;
+    let function = match str_of(attributes, tags::VOILUT_FUNCTION).as_deref() {
+        Some("LINEAR_EXACT") => VoiFunction::LinearExact,
+        Some("SIGMOID") => VoiFunction::Sigmoid,
+        _ => VoiFunction::Linear,
+    };
+    let least = match function {
+        VoiFunction::Linear => width >= 1.0,
+        VoiFunction::LinearExact | VoiFunction::Sigmoid => width > 0.0,
+    };
+    if !centre.is_finite() || !width.is_finite() || !least {
+        tracing::warn!(centre, width, ?function, "ignoring unusable header window");
+        return None;
+    }
+    Some(HeaderVoi {
+        centre,
+        width,
+        function,
+    })
+}
+
+fn int_of(obj: &InMemDicomObject, tag: Tag) -> Option<u32> {
     obj.get(tag).and_then(|e| e.to_int::<u32>().ok())
 }
 
-fn first_f64(obj: &DefaultDicomObject, tag: Tag) -> Option<f64> {
+fn first_f64(obj: &InMemDicomObject, tag: Tag) -> Option<f64> {
     obj.get(tag)
         .and_then(|e| e.to_multi_float64().ok())
         .and_then(|v| v.first().copied())
 }
 
-fn pair_f64(obj: &DefaultDicomObject, tag: Tag) -> Option<[f64; 2]> {
+fn pair_f64(obj: &InMemDicomObject, tag: Tag) -> Option<[f64; 2]> {
     let v = obj.get(tag)?.to_multi_float64().ok()?;
     match v.as_slice() {
         [a, b, ..] => Some([*a, *b]),
@@ -844,7 +946,7 @@ fn pair_f64(obj: &DefaultDicomObject, tag: Tag) -> Option<[f64; 2]> {
     }
 }
 
-fn str_of(obj: &DefaultDicomObject, tag: Tag) -> Option<String> {
+fn str_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     let s = obj.get(tag)?.to_str().ok()?;
     let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!s.is_empty()).then(|| s.to_string())

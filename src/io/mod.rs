@@ -31,7 +31,9 @@
 //! A DICOM VOI LUT Sequence (a non-linear table, the manufacturer's rendering) is applied at load
 //! time instead: the pixels are then the table's output and the default window its range
 //! ([`WindowSource::VoiLut`]); so is the header window when its VOI LUT Function is SIGMOID
-//! ([`WindowSource::Sigmoid`]). Presentation LUT Shape INVERSE inverts a MONOCHROME2 film like
+//! ([`WindowSource::Sigmoid`]); a LINEAR_EXACT header window spans exactly c ± w/2
+//! ([`Window::from_center_width_exact`]). An enhanced multi-frame image carries these per frame
+//! in its functional groups. Presentation LUT Shape INVERSE inverts a MONOCHROME2 film like
 //! MONOCHROME1; in a MONOCHROME1 film it is the same single inversion. Pixels the header marks as
 //! padding (PixelPaddingValue / PixelPaddingRangeLimit) are not film: [`Study::padding`] masks
 //! them, they hold the range's low end (black), and windows computed from the pixels leave them
@@ -85,6 +87,16 @@ impl Window {
         Window {
             low: center - 0.5 - half,
             high: center - 0.5 + half,
+        }
+    }
+
+    /// DICOM VOI LUT Function LINEAR_EXACT (PS3.3 C.11.2.1.3.2): the ramp spans exactly
+    /// `c ± w/2`, without LINEAR's half-pixel offsets (any width > 0). [`Window::center`] and
+    /// [`Window::width`] give it back in the LINEAR form, i.e. as `c + 0.5` and `w + 1`.
+    pub fn from_center_width_exact(center: f32, width: f32) -> Window {
+        Window {
+            low: center - width / 2.0,
+            high: center + width / 2.0,
         }
     }
 
