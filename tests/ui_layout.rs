@@ -89,6 +89,21 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     // The label and probability are in view above the note pane.
     let p = h.get_by_label_contains("P(PNEUMONIA) =").rect();
     assert!(p.max.y < note.min.y && p.min.x >= canvas.max.x, "{p:?}");
+    // The study list's confusion matrix fits its column: its "model PNEUMONIA" header ran under
+    // the film and was cut after "mode". So did the "Zones vs maps" table, once unfolded.
+    assert_left_column_fits(&h, &["PNEUMONIA"], canvas);
+    h.get_by_label("Zones vs maps").click();
+    h.step();
+    h.step();
+    assert!(
+        h.query_by_label("chance").is_some(),
+        "Zones vs maps did not unfold"
+    );
+    assert_left_column_fits(
+        &h,
+        &["chance", "rate", "hits", "top zone", "Uncertainty"],
+        canvas,
+    );
 
     // And on every frame until the last check is done: the faithfulness check's progress row
     // ("faithfulness: 9/84 perturbed images" and its Cancel button) was wider than the side
@@ -157,6 +172,25 @@ fn assert_film_left_of_result(h: &Harness<'static, ViewerApp>, when: &str) {
         canvas.max.x < result.min.x,
         "{when}: canvas {canvas:?} over the result heading {result:?}"
     );
+}
+
+/// Every widget of the left column (left of the film) labelled with one of `needles` ends before
+/// the film begins, and there are some.
+fn assert_left_column_fits(h: &Harness<'static, ViewerApp>, needles: &[&str], canvas: egui::Rect) {
+    let mut seen = 0;
+    for needle in needles {
+        for node in h.query_all_by_label_contains(needle) {
+            let r = node.rect();
+            if r.min.x < canvas.min.x {
+                seen += 1;
+                assert!(
+                    r.max.x <= canvas.min.x,
+                    "a widget labelled …{needle}… {r:?} runs under the film {canvas:?}"
+                );
+            }
+        }
+    }
+    assert!(seen >= 2, "only {seen} of {needles:?} in the left column");
 }
 
 /// The plate of the one cursor readout shown with the pointer at `at`.

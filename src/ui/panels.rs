@@ -820,6 +820,30 @@ fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     }
 }
 
+/// The width of `text` in the body font on one line.
+pub(crate) fn text_width(ui: &egui::Ui, text: &str) -> f32 {
+    ui.painter()
+        .layout_no_wrap(
+            text.to_string(),
+            egui::TextStyle::Body.resolve(ui.style()),
+            Color32::WHITE,
+        )
+        .size()
+        .x
+}
+
+/// Whether a grid whose columns hold these texts (each column as wide as its widest text) fits
+/// the width left in `ui`. The side columns are ~245 px wide at the 800-px window, where grids
+/// with long headers ran under the film and were cut; they switch to short labels instead.
+pub(crate) fn grid_fits(ui: &egui::Ui, columns: &[Vec<String>]) -> bool {
+    let widths: f32 = columns
+        .iter()
+        .map(|texts| texts.iter().map(|t| text_width(ui, t)).fold(0.0, f32::max))
+        .sum();
+    let gaps = columns.len().saturating_sub(1) as f32 * ui.spacing().item_spacing.x;
+    widths + gaps <= ui.available_width()
+}
+
 /// A left-aligned column of fixed width inside a horizontal row.
 fn fixed_width_ui(ui: &mut egui::Ui, width: f32, add: impl FnOnce(&mut egui::Ui)) {
     ui.allocate_ui_with_layout(

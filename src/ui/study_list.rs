@@ -104,55 +104,90 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
         return;
     };
     ui.label(RichText::new("Confusion matrix (rows: truth, columns: model)").small());
-    egui::Grid::new("confusion")
-        .num_columns(3)
-        .striped(true)
+    // "truth PNEUMONIA" + "model NORMAL" + "model PNEUMONIA" is ~370 px; at the 800-px window the
+    // column has ~245 and "model PNEUMONIA" ran under the film, cut after "mode". Where the full
+    // headers do not fit they are the class names alone (the caption says which is which, and
+    // hovering says it again); narrower still, the matrix scrolls sideways.
+    let full = |side: &str, f: Finding| format!("{side} {}", name(f));
+    let cell_text = |n: usize, outcome: Outcome| format!("{} {n}", outcome.as_str());
+    let columns = [
+        vec![
+            full("truth", Finding::Negative),
+            full("truth", Finding::Positive),
+        ],
+        vec![
+            full("model", Finding::Negative),
+            cell_text(counts.tn, Outcome::TrueNegative),
+            cell_text(counts.fn_, Outcome::FalseNegative),
+        ],
+        vec![
+            full("model", Finding::Positive),
+            cell_text(counts.fp, Outcome::FalsePositive),
+            cell_text(counts.tp, Outcome::TruePositive),
+        ],
+    ];
+    let short = !super::panels::grid_fits(ui, &columns);
+    let header = |ui: &mut egui::Ui, side: &str, f: Finding| {
+        if short {
+            ui.label(RichText::new(name(f)).strong())
+                .on_hover_text(full(side, f));
+        } else {
+            ui.label(RichText::new(full(side, f)).strong());
+        }
+    };
+    egui::ScrollArea::horizontal()
+        .id_salt("confusion-sideways")
         .show(ui, |ui| {
-            ui.label("");
-            ui.label(RichText::new(format!("model {}", name(Finding::Negative))).strong());
-            ui.label(RichText::new(format!("model {}", name(Finding::Positive))).strong());
-            ui.end_row();
-            let mut cell =
-                |ui: &mut egui::Ui, n: usize, outcome: Outcome, filter: Option<Filter>| {
-                    let text = RichText::new(format!("{} {n}", outcome.as_str()));
-                    let text = if outcome.is_error() && n > 0 {
-                        text.color(ERROR)
-                    } else {
-                        text
-                    };
-                    match filter {
-                        Some(f) => {
-                            if ui
-                                .selectable_label(review.filter == f, text)
-                                .on_hover_text(format!("show only: {}", f.label()))
-                                .clicked()
-                            {
-                                review.filter = f;
+            egui::Grid::new("confusion")
+                .num_columns(3)
+                .striped(true)
+                .show(ui, |ui| {
+                    ui.label("");
+                    header(ui, "model", Finding::Negative);
+                    header(ui, "model", Finding::Positive);
+                    ui.end_row();
+                    let mut cell =
+                        |ui: &mut egui::Ui, n: usize, outcome: Outcome, filter: Option<Filter>| {
+                            let text = RichText::new(cell_text(n, outcome));
+                            let text = if outcome.is_error() && n > 0 {
+                                text.color(ERROR)
+                            } else {
+                                text
+                            };
+                            match filter {
+                                Some(f) => {
+                                    if ui
+                                        .selectable_label(review.filter == f, text)
+                                        .on_hover_text(format!("show only: {}", f.label()))
+                                        .clicked()
+                                    {
+                                        review.filter = f;
+                                    }
+                                }
+                                None => {
+                                    ui.label(text);
+                                }
                             }
-                        }
-                        None => {
-                            ui.label(text);
-                        }
-                    }
-                };
-            ui.label(RichText::new(format!("truth {}", name(Finding::Negative))).strong());
-            cell(ui, counts.tn, Outcome::TrueNegative, None);
-            cell(
-                ui,
-                counts.fp,
-                Outcome::FalsePositive,
-                Some(Filter::FalsePositives),
-            );
-            ui.end_row();
-            ui.label(RichText::new(format!("truth {}", name(Finding::Positive))).strong());
-            cell(
-                ui,
-                counts.fn_,
-                Outcome::FalseNegative,
-                Some(Filter::FalseNegatives),
-            );
-            cell(ui, counts.tp, Outcome::TruePositive, None);
-            ui.end_row();
+                        };
+                    header(ui, "truth", Finding::Negative);
+                    cell(ui, counts.tn, Outcome::TrueNegative, None);
+                    cell(
+                        ui,
+                        counts.fp,
+                        Outcome::FalsePositive,
+                        Some(Filter::FalsePositives),
+                    );
+                    ui.end_row();
+                    header(ui, "truth", Finding::Positive);
+                    cell(
+                        ui,
+                        counts.fn_,
+                        Outcome::FalseNegative,
+                        Some(Filter::FalseNegatives),
+                    );
+                    cell(ui, counts.tp, Outcome::TruePositive, None);
+                    ui.end_row();
+                });
         });
     if let Some(line) = metrics_line([counts.tp, counts.fp, counts.tn, counts.fn_]) {
         ui.label(RichText::new(line).small());
@@ -238,16 +273,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // The cells truncate, so an auto column never grows past what its first rows needed: the
     // probability column must fit an out-of-scope row's "(0.97)" even when such a row turns up
     // only later in the scan (it showed "(0…").
-    let probability_width = ui
-        .painter()
-        .layout_no_wrap(
-            "(0.00)".to_string(),
-            egui::TextStyle::Body.resolve(ui.style()),
-            egui::Color32::WHITE,
-        )
-        .size()
-        .x
-        + ui.spacing().item_spacing.x;
+    let probability_width = super::panels::text_width(ui, "(0.00)") + ui.spacing().item_spacing.x;
     // The name takes what the other columns leave (never under 120 px), so in a narrow panel it
     // is the name that is cut short, not the answer columns; below that the table scrolls
     // sideways instead of being clipped at the panel's edge.

@@ -103,21 +103,62 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
         .weak(),
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v));
-    egui::Grid::new("zone-agreement")
-        .striped(true)
-        .num_columns(4)
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            let label = Saliency::parse(r.map).map_or(r.map, Saliency::label);
+            [
+                label.to_string(),
+                format!("{} of {}", r.hits, r.studies),
+                pct(r.rate),
+                pct(r.chance),
+            ]
+        })
+        .collect();
+    const HEADERS: [&str; 4] = ["map", "top zone implicated", "rate", "chance"];
+    let column = |i: usize| -> Vec<String> {
+        std::iter::once(HEADERS[i].to_string())
+            .chain(cells.iter().map(|c| c[i].clone()))
+            .collect()
+    };
+    // "Uncertainty (MC-dropout CAM std)" and "top zone implicated" ran under the film in the
+    // 800-px window's side column: there the maps get short names and the header one word, with
+    // the full ones on hover; narrower still, the table scrolls sideways.
+    let short = !super::panels::grid_fits(ui, &(0..4).map(column).collect::<Vec<_>>());
+    egui::ScrollArea::horizontal()
+        .id_salt("zone-agreement-sideways")
         .show(ui, |ui| {
-            for h in ["map", "top zone implicated", "rate", "chance"] {
-                ui.label(RichText::new(h).strong());
-            }
-            ui.end_row();
-            for r in rows {
-                let label = Saliency::parse(r.map).map_or(r.map, Saliency::label);
-                ui.label(label);
-                ui.label(format!("{} of {}", r.hits, r.studies));
-                ui.label(pct(r.rate));
-                ui.label(pct(r.chance));
-                ui.end_row();
-            }
+            egui::Grid::new("zone-agreement")
+                .striped(true)
+                .num_columns(4)
+                .show(ui, |ui| {
+                    for h in HEADERS {
+                        if short && h == HEADERS[1] {
+                            ui.label(RichText::new("hits").strong()).on_hover_text(h);
+                        } else {
+                            ui.label(RichText::new(h).strong());
+                        }
+                    }
+                    ui.end_row();
+                    for (r, c) in rows.iter().zip(&cells) {
+                        match Saliency::parse(r.map).ok().filter(|_| short) {
+                            Some(kind) => ui.label(short_name(kind)).on_hover_text(&c[0]),
+                            None => ui.label(&c[0]),
+                        };
+                        for text in &c[1..] {
+                            ui.label(text);
+                        }
+                        ui.end_row();
+                    }
+                });
         });
+}
+
+/// A map's name where the full one does not fit.
+fn short_name(kind: Saliency) -> &'static str {
+    match kind {
+        Saliency::GradCam => "Grad-CAM",
+        Saliency::IntegratedGradients => "IG",
+        Saliency::Uncertainty => "Uncertainty",
+    }
 }
