@@ -104,6 +104,11 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
         &["chance", "rate", "hits", "top zone", "Uncertainty"],
         canvas,
     );
+    // The settings' combo-box labels stay whole: "Colormap" was broken as "Colorm / ap".
+    for label in ["Colormap", "Default overlay"] {
+        let r = h.get_by_label(label).rect();
+        assert!(r.height() < 24.0, "{label} on more than one line: {r:?}");
+    }
 
     // And on every frame until the last check is done: the faithfulness check's progress row
     // ("faithfulness: 9/84 perturbed images" and its Cancel button) was wider than the side

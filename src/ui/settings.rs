@@ -135,7 +135,7 @@ pub struct Settings {
     pub mc_samples: usize,
     pub ig_steps: usize,
     pub ig_baseline: BaselineChoice,
-    /// IG is tens of seconds on a CPU; a user on a laptop may want it on demand only.
+    /// IG takes seconds on a CPU, far longer than the rest; a user on a laptop may want it on demand only.
     pub run_ig: bool,
     pub recent: Vec<PathBuf>,
     /// Written into every note this reviewer saves.
