@@ -105,9 +105,14 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
         canvas,
     );
     // The settings' combo-box labels stay whole: "Colormap" was broken as "Colorm / ap".
+    // (The label names its box, so the query includes labels to find the text itself.)
     for label in ["Colormap", "Default overlay"] {
-        let r = h.get_by_label(label).rect();
-        assert!(r.height() < 24.0, "{label} on more than one line: {r:?}");
+        let by = egui_kittest::kittest::by().label(label).include_labels();
+        let rects: Vec<egui::Rect> = h.query_all(by).map(|n| n.rect()).collect();
+        assert_eq!(rects.len(), 2, "{label}: the box and its label, {rects:?}");
+        for r in rects {
+            assert!(r.height() < 24.0, "{label} on more than one line: {r:?}");
+        }
     }
 
     // And on every frame until the last check is done: the faithfulness check's progress row

@@ -725,14 +725,15 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // The label goes to the next line as a whole where the box leaves no room for it: with
     // `ComboBox::from_label` the 800-px window's side column broke it as "Colorm / ap".
     ui.horizontal_wrapped(|ui| {
-        egui::ComboBox::from_id_salt("colormap")
+        let combo = egui::ComboBox::from_id_salt("colormap")
             .selected_text(s.colormap.label())
             .show_ui(ui, |ui| {
                 for c in ColormapChoice::ALL {
                     ui.selectable_value(&mut s.colormap, c, c.label());
                 }
             });
-        ui.add(egui::Label::new("Colormap").extend());
+        let label = ui.add(egui::Label::new("Colormap").extend());
+        combo.response.labelled_by(label.id);
     });
     ui.label(
         RichText::new("Integrated Gradients always uses red (for) / blue (against).")
@@ -750,14 +751,15 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         egui::Slider::new(&mut s.threshold, 0.05..=0.95).text("Threshold"),
     );
     ui.horizontal_wrapped(|ui| {
-        egui::ComboBox::from_id_salt("default-overlay")
+        let combo = egui::ComboBox::from_id_salt("default-overlay")
             .selected_text(s.default_map.label())
             .show_ui(ui, |ui| {
                 for k in MapKind::ALL {
                     ui.selectable_value(&mut s.default_map, k, k.label());
                 }
             });
-        ui.add(egui::Label::new("Default overlay").extend());
+        let label = ui.add(egui::Label::new("Default overlay").extend());
+        combo.response.labelled_by(label.id);
     });
     ui.add(egui::Slider::new(&mut s.mc_samples, 2..=100).text("MC samples"));
     ui.add(egui::Slider::new(&mut s.ig_steps, 4..=128).text("IG steps"));
