@@ -722,18 +722,8 @@ pub fn lung_sides_ui(ui: &egui::Ui, painter: &egui::Painter, rect: egui::Rect) {
 
 fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let s = &mut app.settings;
-    // The label goes to the next line as a whole where the box leaves no room for it: with
-    // `ComboBox::from_label` the 800-px window's side column broke it as "Colorm / ap".
-    ui.horizontal_wrapped(|ui| {
-        let combo = egui::ComboBox::from_id_salt("colormap")
-            .selected_text(s.colormap.label())
-            .show_ui(ui, |ui| {
-                for c in ColormapChoice::ALL {
-                    ui.selectable_value(&mut s.colormap, c, c.label());
-                }
-            });
-        let label = ui.add(egui::Label::new("Colormap").extend());
-        combo.response.labelled_by(label.id);
+    labelled_combo(ui, "Colormap", &mut s.colormap, ColormapChoice::ALL, |c| {
+        c.label()
     });
     ui.label(
         RichText::new("Integrated Gradients always uses red (for) / blue (against).")
@@ -750,17 +740,13 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         s.mode != OverlayMode::Blend,
         egui::Slider::new(&mut s.threshold, 0.05..=0.95).text("Threshold"),
     );
-    ui.horizontal_wrapped(|ui| {
-        let combo = egui::ComboBox::from_id_salt("default-overlay")
-            .selected_text(s.default_map.label())
-            .show_ui(ui, |ui| {
-                for k in MapKind::ALL {
-                    ui.selectable_value(&mut s.default_map, k, k.label());
-                }
-            });
-        let label = ui.add(egui::Label::new("Default overlay").extend());
-        combo.response.labelled_by(label.id);
-    });
+    labelled_combo(
+        ui,
+        "Default overlay",
+        &mut s.default_map,
+        MapKind::ALL,
+        |k| k.label(),
+    );
     ui.add(egui::Slider::new(&mut s.mc_samples, 2..=100).text("MC samples"));
     ui.add(egui::Slider::new(&mut s.ig_steps, 4..=128).text("IG steps"));
     ui.checkbox(&mut s.run_ig, "Run Integrated Gradients automatically")
@@ -830,6 +816,30 @@ fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     }
 }
 
+/// A combo box choosing `value` among `choices`, its label after it. The label goes to the next
+/// line as a whole where the box leaves no room for it (with `ComboBox::from_label` the 800-px
+/// window's side column broke "Colormap" as "Colorm / ap"), and it names the box for assistive
+/// technology.
+fn labelled_combo<T: Copy + PartialEq>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut T,
+    choices: impl IntoIterator<Item = T>,
+    name: impl Fn(T) -> &'static str,
+) {
+    ui.horizontal_wrapped(|ui| {
+        let combo = egui::ComboBox::from_id_salt(label)
+            .selected_text(name(*value))
+            .show_ui(ui, |ui| {
+                for choice in choices {
+                    ui.selectable_value(value, choice, name(choice));
+                }
+            });
+        let label = ui.add(egui::Label::new(label).extend());
+        combo.response.labelled_by(label.id);
+    });
+}
+
 /// The width of `text` in the body font on one line.
 pub(crate) fn text_width(ui: &egui::Ui, text: &str) -> f32 {
     ui.painter()
@@ -852,6 +862,23 @@ pub(crate) fn grid_fits(ui: &egui::Ui, columns: &[Vec<String>]) -> bool {
         .sum();
     let gaps = columns.len().saturating_sub(1) as f32 * ui.spacing().item_spacing.x;
     widths + gaps <= ui.available_width()
+}
+
+/// `full`, or `short` with `full` on hover where a short form is given (a grid that
+/// [`grid_fits`] says is too wide for its full labels).
+pub(crate) fn fitted_label(ui: &mut egui::Ui, full: &str, short: Option<&str>, strong: bool) {
+    let text = |t: &str| {
+        let t = RichText::new(t);
+        if strong {
+            t.strong()
+        } else {
+            t
+        }
+    };
+    match short {
+        Some(short) => ui.label(text(short)).on_hover_text(full),
+        None => ui.label(text(full)),
+    };
 }
 
 /// A left-aligned column of fixed width inside a horizontal row.

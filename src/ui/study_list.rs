@@ -128,12 +128,8 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
     ];
     let short = !super::panels::grid_fits(ui, &columns);
     let header = |ui: &mut egui::Ui, side: &str, f: Finding| {
-        if short {
-            ui.label(RichText::new(name(f)).strong())
-                .on_hover_text(full(side, f));
-        } else {
-            ui.label(RichText::new(full(side, f)).strong());
-        }
+        let class = name(f);
+        super::panels::fitted_label(ui, &full(side, f), short.then_some(class.as_str()), true);
     };
     egui::ScrollArea::horizontal()
         .id_salt("confusion-sideways")

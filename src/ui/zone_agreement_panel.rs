@@ -12,6 +12,7 @@ use crate::notes::zone_agreement::{zone_agreement, ZoneAgreementRow};
 use crate::notes::{Note, Saliency, Zone};
 
 use super::app::ViewerApp;
+use super::panels::fitted_label;
 
 /// The zone with the highest mean (ties: the first in zone order).
 pub fn top_zone(zones: &[ZoneScore]) -> Option<Zone> {
@@ -133,18 +134,13 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
                 .num_columns(4)
                 .show(ui, |ui| {
                     for h in HEADERS {
-                        if short && h == HEADERS[1] {
-                            ui.label(RichText::new("hits").strong()).on_hover_text(h);
-                        } else {
-                            ui.label(RichText::new(h).strong());
-                        }
+                        let hits = (short && h == HEADERS[1]).then_some("hits");
+                        fitted_label(ui, h, hits, true);
                     }
                     ui.end_row();
                     for (r, c) in rows.iter().zip(&cells) {
-                        match Saliency::parse(r.map).ok().filter(|_| short) {
-                            Some(kind) => ui.label(short_name(kind)).on_hover_text(&c[0]),
-                            None => ui.label(&c[0]),
-                        };
+                        let kind = Saliency::parse(r.map).ok().filter(|_| short);
+                        fitted_label(ui, &c[0], kind.map(short_name), false);
                         for text in &c[1..] {
                             ui.label(text);
                         }
