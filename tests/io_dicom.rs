@@ -361,6 +361,79 @@ fn jpeg_ls_and_12_bit_jpeg_name_their_transfer_syntax() {
     assert!(ext.pixels.iter().all(|&v| (0.0..=1023.0).contains(&v)));
 }
 
+/// The 12-bit JPEG path decodes outside dicom-pixeldata, so it reads the rescale itself: at the
+/// top level, or in an enhanced image's functional groups (Pixel Value Transformation Sequence,
+/// per frame or shared, PS3.3 C.7.6.16.2.9), where it used to miss it and show the stored values.
+#[test]
+fn twelve_bit_jpeg_rescale_is_read_from_the_functional_groups_too() {
+    use dicom_core::value::DataSetSequence;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::InMemDicomObject;
+    let name = "pydicom_nm_jpeg_extended_12bit_1024x256.dcm";
+    let rescale = |slope: &str, intercept: &str| {
+        [
+            DataElement::new(tags::RESCALE_SLOPE, VR::DS, PrimitiveValue::from(slope)),
+            DataElement::new(
+                tags::RESCALE_INTERCEPT,
+                VR::DS,
+                PrimitiveValue::from(intercept),
+            ),
+        ]
+    };
+    // A functional group holding only the rescale: `group_sequence` -> item -> PVT Sequence.
+    let in_group = |group_sequence, slope: &'static str, intercept: &'static str| {
+        move |o: &mut dicom_object::DefaultDicomObject| {
+            let pvt = InMemDicomObject::from_element_iter(rescale(slope, intercept));
+            let group = InMemDicomObject::from_element_iter([DataElement::new(
+                tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+                VR::SQ,
+                DataSetSequence::from(vec![pvt]),
+            )]);
+            o.put(DataElement::new(
+                group_sequence,
+                VR::SQ,
+                DataSetSequence::from(vec![group]),
+            ));
+        }
+    };
+    let plain = load(name);
+    assert_eq!(plain.metadata.rescale_slope, None);
+    let top = load_study(&edited(name, "rescale_top", &|o| {
+        for e in rescale("2", "-100") {
+            o.put(e);
+        }
+    }))
+    .unwrap();
+    let shared = load_study(&edited(
+        name,
+        "rescale_shared",
+        &in_group(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, "2", "-100"),
+    ))
+    .unwrap();
+    let per_frame = load_study(&edited(
+        name,
+        "rescale_per_frame",
+        &in_group(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, "0.5", "10"),
+    ))
+    .unwrap();
+    for (study, slope, intercept, what) in [
+        (&top, 2.0, -100.0, "top level"),
+        (&shared, 2.0, -100.0, "shared groups"),
+        (&per_frame, 0.5, 10.0, "per-frame groups"),
+    ] {
+        assert_eq!(study.metadata.rescale_slope, Some(slope), "{what}");
+        assert_eq!(study.metadata.rescale_intercept, Some(intercept), "{what}");
+        assert_eq!(study.pixels.len(), plain.pixels.len(), "{what}");
+        for (i, (&got, &stored)) in study.pixels.iter().zip(&plain.pixels).enumerate() {
+            let want = (slope * f64::from(stored) + intercept) as f32;
+            assert_eq!(got, want, "{what}: pixel {i}");
+        }
+    }
+    // The stored values span more than one level, so a missed rescale cannot pass the check.
+    assert!(plain.pixels.iter().any(|&v| v != plain.pixels[0]));
+}
+
 /// Copy of `name` whose single JPEG / JPEG-LS fragment is replaced by `edit(fragment)`.
 fn with_fragment(name: &str, tag: &str, edit: impl Fn(&[u8]) -> Vec<u8>) -> PathBuf {
     use dicom_core::value::{PixelFragmentSequence, Value as DicomValue};

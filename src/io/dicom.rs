@@ -355,8 +355,9 @@ fn decode_jpeg12(obj: &DefaultDicomObject, frame: u32, frames: u32) -> Result<Ra
         .and_then(|b| u16::try_from(b).ok())
         .unwrap_or(12);
     let signed = int_of(obj, tags::PIXEL_REPRESENTATION) == Some(1);
-    let slope = first_f64(obj, tags::RESCALE_SLOPE).unwrap_or(1.0);
-    let intercept = first_f64(obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+    let rescale_at = rescale_attributes(obj, frame);
+    let slope = first_f64(rescale_at, tags::RESCALE_SLOPE).unwrap_or(1.0);
+    let intercept = first_f64(rescale_at, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
     let shift = 16 - u32::from(bits_stored.clamp(1, 16));
     let raw = d
         .samples
@@ -842,37 +843,59 @@ pub(crate) fn mirror_window(w: Window, min_possible: f32, max_possible: f32) -> 
 }
 
 /// Where a frame's VOI attributes (window, VOI LUT Function, VOI LUT Sequence) are: at the top
-/// level in the classic IODs; in an enhanced multi-frame image, in the Frame VOI LUT Sequence
-/// (0028,9132) of the frame's item of the Per-Frame Functional Groups Sequence, or else of the
-/// Shared Functional Groups Sequence (PS3.3 C.7.6.16, C.7.6.16.2.10). Before these were read, such
-/// files fell back to the percentile window whatever window each frame carried. (The rescale of
-/// an enhanced image, in its Pixel Value Transformation Sequence, is dicom-pixeldata's, per frame.)
+/// level in the classic IODs, else in the Frame VOI LUT Sequence (0028,9132) of the frame's
+/// functional groups (PS3.3 C.7.6.16.2.10). Before these were read, enhanced files fell back to
+/// the percentile window whatever window each frame carried.
 fn voi_attributes(obj: &InMemDicomObject, frame: u32) -> &InMemDicomObject {
-    let at_top = [
-        tags::WINDOW_CENTER,
-        tags::VOILUT_SEQUENCE,
-        tags::VOILUT_FUNCTION,
-    ]
-    .into_iter()
-    .any(|tag| obj.get(tag).is_some());
-    if at_top {
+    frame_attributes(
+        obj,
+        frame,
+        &[
+            tags::WINDOW_CENTER,
+            tags::VOILUT_SEQUENCE,
+            tags::VOILUT_FUNCTION,
+        ],
+        tags::FRAME_VOILUT_SEQUENCE,
+    )
+}
+
+/// Where a frame's rescale is: at the top level in the classic IODs, else in the Pixel Value
+/// Transformation Sequence (0028,9145) of the frame's functional groups (PS3.3 C.7.6.16.2.9).
+/// dicom-pixeldata finds it itself; the 12-bit JPEG path, which decodes outside it, reads it here.
+fn rescale_attributes(obj: &InMemDicomObject, frame: u32) -> &InMemDicomObject {
+    frame_attributes(
+        obj,
+        frame,
+        &[tags::RESCALE_SLOPE, tags::RESCALE_INTERCEPT],
+        tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE,
+    )
+}
+
+/// The data set holding one functional group's attributes for `frame`: the top level when any of
+/// `at_top` is there (classic IODs), else the first item of `group_sequence` in the frame's item
+/// of the Per-Frame Functional Groups Sequence, or else in the Shared Functional Groups Sequence
+/// (an enhanced multi-frame image puts each group in one of the two, PS3.3 C.7.6.16); the top
+/// level again when neither has it, so absent attributes read as absent.
+fn frame_attributes<'a>(
+    obj: &'a InMemDicomObject,
+    frame: u32,
+    at_top: &[Tag],
+    group_sequence: Tag,
+) -> &'a InMemDicomObject {
+    if at_top.iter().any(|&tag| obj.get(tag).is_some()) {
         return obj;
     }
+    let first_item = |group: &'a InMemDicomObject| group.get(group_sequence)?.items()?.first();
     let per_frame = obj
         .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
         .and_then(|s| s.items()?.get(frame as usize))
-        .and_then(frame_voi);
+        .and_then(first_item);
     let shared = || {
         obj.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
             .and_then(|s| s.items()?.first())
-            .and_then(frame_voi)
+            .and_then(first_item)
     };
     per_frame.or_else(shared).unwrap_or(obj)
-}
-
-/// The first item of a functional group's Frame VOI LUT Sequence.
-fn frame_voi(group: &InMemDicomObject) -> Option<&InMemDicomObject> {
-    group.get(tags::FRAME_VOILUT_SEQUENCE)?.items()?.first()
 }
 
 /// VOI LUT Function (0028,1056), PS3.3 C.11.2.1.2–3; absent or unknown reads as LINEAR, the
