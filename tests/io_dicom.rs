@@ -1044,6 +1044,52 @@ fn voi_lut_function_linear_exact_is_exact() {
     assert_windowed_like(&study, &voi_reference(name), true, name);
 }
 
+/// A header window too narrow for its function (LINEAR needs a width of at least 1, LINEAR_EXACT
+/// and SIGMOID above 0, PS3.3 C.11.2.1.2.1, C.11.2.1.3) is ignored: the film opens on the
+/// percentile window, as if it had none, rather than on a zero-width ramp or a division by zero.
+#[test]
+fn unusable_window_widths_fall_back_to_the_percentile_window() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    let name = "voi_linear_exact_mono1_220.dcm";
+    let without = load_study(&edited(name, "no_window", &|o| {
+        o.remove_element(tags::WINDOW_CENTER);
+        o.remove_element(tags::WINDOW_WIDTH);
+    }))
+    .unwrap();
+    assert_eq!(without.window_source, WindowSource::Percentile);
+    for (function, width, usable) in [
+        ("LINEAR_EXACT", "0", false),
+        ("LINEAR_EXACT", "-5", false),
+        ("LINEAR_EXACT", "0.5", true),
+        ("SIGMOID", "0", false),
+        ("LINEAR", "0.5", false),
+        ("LINEAR", "1", true),
+    ] {
+        let tag = format!("width_{function}_{width}");
+        let study = load_study(&edited(name, &tag, &|o| {
+            o.put(DataElement::new(
+                tags::VOILUT_FUNCTION,
+                VR::CS,
+                PrimitiveValue::from(function),
+            ));
+            o.put(DataElement::new(
+                tags::WINDOW_WIDTH,
+                VR::DS,
+                PrimitiveValue::from(width),
+            ));
+        }))
+        .unwrap_or_else(|e| panic!("{tag}: {e}"));
+        if usable {
+            assert_eq!(study.window_source, WindowSource::Header, "{tag}");
+        } else {
+            assert_eq!(study.window_source, WindowSource::Percentile, "{tag}");
+            assert_eq!(study.default_window, without.default_window, "{tag}");
+            assert_eq!(study.pixels, without.pixels, "{tag}");
+        }
+    }
+}
+
 /// An enhanced multi-frame image keeps each frame's window in the Per-Frame Functional Groups
 /// (Frame VOI LUT Sequence) and its rescale in the Shared ones, nothing at the top level: each
 /// frame opens with its own window and function (frame 1 LINEAR, frame 2 LINEAR_EXACT) on the
