@@ -481,28 +481,13 @@ pub fn default_sample_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Image files under `dir`, recursively, sorted; hidden files skipped.
+/// Files under `dir`, recursively (links followed, loops skipped: [`crate::io::files_under`]),
+/// sorted by path; hidden files and folders skipped.
 pub fn collect_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries =
-            std::fs::read_dir(&d).with_context(|| format!("cannot read folder {}", d.display()))?;
-        for entry in entries {
-            let path = entry?.path();
-            let hidden = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.is_file() {
-                out.push(path);
-            }
-        }
-    }
+    // The walk only warns about what it cannot read; a folder that cannot be read at all is an
+    // error, as before.
+    std::fs::read_dir(dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
+    let mut out: Vec<PathBuf> = crate::io::files_under(dir, usize::MAX).collect();
     out.sort();
     Ok(out)
 }

@@ -157,3 +157,77 @@ fn eval_without_class_folders_says_what_it_expects() {
         "{stderr}"
     );
 }
+
+/// Links are followed (a labelled subset made of links into an archive is evaluated), each folder
+/// once: a link back up the tree used to be walked until the path was 40 links deep, so one film
+/// counted 41 times (n = 41) and the metrics were those of 41 copies.
+#[cfg(unix)]
+#[test]
+fn eval_follows_links_and_walks_a_looping_folder_once() {
+    use std::os::unix::fs::symlink;
+    let tmp = scratch("eval-links");
+    let root = tmp.path();
+    let archive = root.join("archive");
+    let data = root.join("data");
+    std::fs::create_dir_all(&archive).unwrap();
+    for class in ["NORMAL", "PNEUMONIA"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+    }
+    std::fs::copy(
+        fixture("reference/person45_bacteria_221.jpeg"),
+        archive.join("a.jpeg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm"),
+        archive.join("c.dcm"),
+    )
+    .unwrap();
+    symlink(archive.join("a.jpeg"), data.join("PNEUMONIA/a.jpeg")).unwrap();
+    symlink(archive.join("c.dcm"), data.join("NORMAL/c.dcm")).unwrap();
+    symlink(data.join("NORMAL"), data.join("NORMAL/again")).unwrap();
+    symlink(&data, data.join("PNEUMONIA/up")).unwrap();
+    let out = root.join("out");
+    let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .args(["eval", "--device", "cpu"])
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let files: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    // PNEUMONIA/up leads to data/, whose NORMAL/ it then lists once more (as the user linked it),
+    // but neither loop goes round again.
+    assert_eq!(
+        files.len(),
+        3,
+        "first of those listed: {:?}",
+        &files[..files.len().min(4)]
+    );
+    assert_eq!(
+        files,
+        [
+            "NORMAL/c.dcm",
+            "PNEUMONIA/a.jpeg",
+            "PNEUMONIA/up/NORMAL/c.dcm"
+        ],
+        "{stderr}"
+    );
+    assert_eq!(metrics["n"], 3, "{stderr}");
+    assert!(
+        stderr.contains("a link to a folder already listed"),
+        "{stderr}"
+    );
+}

@@ -342,3 +342,77 @@ fn an_unreadable_first_file_does_not_hold_up_the_scan() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows.iter().filter(|r| r.prediction.is_some()).count(), 2);
 }
+
+/// A labelled folder made of links into an archive (how a subset is usually put together): every
+/// link is a study, labelled by the folder the link is in; the study opened from the list stays
+/// the list's (before, opening resolved the link to its target, which no row has: Next then
+/// walked the archive's folder); a link back up the tree is walked once, not 40 times over.
+#[cfg(unix)]
+#[test]
+fn a_folder_of_links_is_listed_and_walked_as_its_links() {
+    use std::os::unix::fs::symlink;
+    let archive = temp_dir("review-archive");
+    let files = [
+        "assets/samples/person45_bacteria_221.jpeg",
+        "assets/samples/NORMAL2-IM-0912-0001.jpeg",
+        "weights/reference/IM-0176-0001.jpeg",
+    ];
+    for file in files {
+        let src = repo(file);
+        std::fs::copy(&src, archive.join(src.file_name().unwrap())).unwrap();
+    }
+    // Not linked: Next must not reach it.
+    std::fs::copy(repo(files[0]), archive.join("unlisted.jpeg")).unwrap();
+    let root = std::fs::canonicalize(temp_dir("review-links")).unwrap();
+    for class in ["NORMAL", "PNEUMONIA"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+    }
+    let link = |name: &str, class: &str| {
+        symlink(archive.join(name), root.join(class).join(name)).unwrap();
+    };
+    link("person45_bacteria_221.jpeg", "PNEUMONIA");
+    link("NORMAL2-IM-0912-0001.jpeg", "NORMAL");
+    link("IM-0176-0001.jpeg", "NORMAL");
+    symlink(&root, root.join("NORMAL/loop")).unwrap();
+    symlink(archive.join("gone.jpeg"), root.join("NORMAL/broken.jpeg")).unwrap();
+
+    let db = temp_dir("review-links-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &root, &[]);
+    let review = h.state().review.as_ref().unwrap();
+    let mut listed: Vec<(String, Option<Finding>)> = review
+        .rows
+        .iter()
+        .map(|r| (r.relative.clone(), r.folder_truth))
+        .collect();
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        listed,
+        [
+            (
+                "NORMAL/IM-0176-0001.jpeg".to_string(),
+                Some(Finding::Negative)
+            ),
+            (
+                "NORMAL/NORMAL2-IM-0912-0001.jpeg".to_string(),
+                Some(Finding::Negative)
+            ),
+            (
+                "PNEUMONIA/person45_bacteria_221.jpeg".to_string(),
+                Some(Finding::Positive)
+            ),
+        ]
+    );
+    assert!(review.rows.iter().all(|r| r.prediction.is_some()));
+
+    let order = h.state().navigation();
+    assert_eq!(order.len(), 3);
+    assert!(order.iter().all(|p| p.starts_with(&root)), "{order:?}");
+    assert_eq!(current_path(h.state()).as_ref(), Some(&order[0]));
+    assert_eq!(h.state().folder_position(), Some((0, 3)));
+    for (i, want) in order.iter().enumerate().skip(1) {
+        h.key_press(Key::ArrowDown);
+        h.run_ok();
+        assert_eq!(current_path(h.state()).as_ref(), Some(want));
+        assert_eq!(h.state().folder_position(), Some((i, 3)));
+    }
+}

@@ -501,8 +501,7 @@ impl ViewerApp {
             self.open_folder(&path);
             return;
         }
-        // Absolute, so that recent files still work from another working directory.
-        let path = std::fs::canonicalize(&path).unwrap_or(path);
+        let path = self.absolute_study_path(path);
         if self.current.as_ref().is_some_and(|c| c.path == path) {
             return;
         }
@@ -547,6 +546,32 @@ impl ViewerApp {
                 worker::load_image(out, path);
             }
         }
+    }
+
+    /// The path a study is known by: a study-list row's path as listed (already absolute), else
+    /// the path made absolute, so that recent files still work from another working directory,
+    /// with its folders resolved but not a link in the file's own name. Resolving the whole path
+    /// turned a row that is a link (a labelled folder of links into an archive) into its target,
+    /// which no row has: the list lost the study on screen, and Next walked the archive's folder.
+    fn absolute_study_path(&self, path: PathBuf) -> PathBuf {
+        if self
+            .review
+            .as_ref()
+            .is_some_and(|r| r.row_index(&path).is_some())
+        {
+            return path;
+        }
+        let in_resolved_folder = || {
+            let name = path.file_name()?;
+            let folder = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            Some(std::fs::canonicalize(folder).ok()?.join(name))
+        };
+        in_resolved_folder()
+            .or_else(|| std::fs::canonicalize(&path).ok())
+            .unwrap_or(path)
     }
 
     /// (frame count, frame shown) of the study on screen.

@@ -502,19 +502,11 @@ pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
         return (files, truncated);
     }
     let mut out = Vec::new();
-    let walker = walkdir::WalkDir::new(root)
-        .max_depth(MAX_DEPTH)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-    for entry in walker.filter_map(Result::ok) {
+    for path in crate::io::files_under(root, MAX_DEPTH) {
         if cancel.load(AtomicOrdering::Relaxed) {
             break;
         }
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let path = entry.path();
+        let path = path.as_path();
         if crate::io::is_dicomdir(path) {
             continue; // an index, not an image
         }
