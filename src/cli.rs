@@ -46,27 +46,91 @@ pub struct AnalyzeArgs {
     pub frame: u32,
 }
 
-/// Output folder for one input: `<out>/<stem>`, made unique if two inputs share a stem.
-fn output_dir(out: &Path, input: &Path, used: &mut std::collections::HashSet<PathBuf>) -> PathBuf {
+/// Output folder for one input: `<out>/<within>/<stem>`, made unique if two inputs share it.
+fn output_dir(
+    out: &Path,
+    within: &Path,
+    input: &Path,
+    used: &mut std::collections::HashSet<PathBuf>,
+) -> PathBuf {
     let stem = input
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "input".into());
-    let mut dir = out.join(&stem);
+    let parent = out.join(within);
+    let mut dir = parent.join(&stem);
     let mut n = 2;
     while !used.insert(dir.clone()) {
-        dir = out.join(format!("{stem}-{n}"));
+        dir = parent.join(format!("{stem}-{n}"));
         n += 1;
     }
     dir
 }
 
-/// Analyses every input; returns how many failed (each failure already printed as one line).
+/// One file to analyse and the folder, relative to `--out`, that its output folder goes in.
+struct Input {
+    file: PathBuf,
+    within: PathBuf,
+}
+
+/// The files to analyse for one input: a file is itself (outputs in `<out>/<stem>/`); a folder,
+/// or a DICOMDIR, is the studies found in it, recursively (links followed, as in the viewer's
+/// study list), each in `<out>/<its folder relative to the input>/<stem>/` so that
+/// `NORMAL/a.png` and `PNEUMONIA/a.png` stay apart and findable. A folder with no study in it is
+/// an error of its own.
+fn studies_of(input: &Path) -> Result<Vec<Input>> {
+    let (base, files) = if crate::io::is_dicomdir(input) {
+        let base = input.parent().unwrap_or(Path::new(""));
+        (base, crate::io::dicomdir_images(input)?)
+    } else if input.is_dir() {
+        let files = crate::io::files_under(input, usize::MAX)
+            .filter(|f| crate::io::is_study_file(f))
+            .collect();
+        (input, files)
+    } else {
+        return Ok(vec![Input {
+            file: input.to_path_buf(),
+            within: PathBuf::new(),
+        }]);
+    };
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no DICOM, PNG or JPEG file in this folder"
+    );
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let within = file
+                .parent()
+                .and_then(|p| p.strip_prefix(base).ok())
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            Input { file, within }
+        })
+        .collect())
+}
+
+/// Analyses every input (the studies in a folder input); returns how many failed (each failure
+/// already printed as one line).
 pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
     let mut failures = 0;
     let mut used = std::collections::HashSet::new();
+    let mut files = Vec::new();
     for input in &args.inputs {
-        let dir = output_dir(&args.out, input, &mut used);
+        match studies_of(input) {
+            Ok(found) => files.extend(found),
+            Err(e) => {
+                failures += 1;
+                eprintln!("error: {}: {}", input.display(), error_line(&e));
+            }
+        }
+    }
+    for Input {
+        file: input,
+        within,
+    } in &files
+    {
+        let dir = output_dir(&args.out, within, input, &mut used);
         match analyze_one(engine, input, &dir, args) {
             Ok(summary) => println!("{summary}"),
             Err(e) => {

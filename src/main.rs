@@ -135,6 +135,8 @@ impl ExplainArgs {
 enum Command {
     /// Analyse images (DICOM, PNG, JPEG) and write report.json, maps (.npy) and overlays (.png).
     Analyze {
+        /// Files, folders (every study below them, outputs in the same layout under --out) or
+        /// DICOMDIRs.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         #[arg(long)]

@@ -369,3 +369,92 @@ fn bench_prints_the_rows_the_side_by_side_script_reads() {
     );
     assert!(text.contains("IG completeness gap:"), "{text}");
 }
+
+/// A folder (or a DICOMDIR) given to `analyze` is the studies in it, recursively, each written
+/// below `--out` at its folder relative to the input (two films of the same name in NORMAL/ and PNEUMONIA/ stay
+/// apart and findable); a README and hidden files are not studies; a folder with no study is
+/// one error line and a non-zero exit, and the other inputs still complete. Before, a folder was
+/// "cannot open …: is a directory".
+#[test]
+fn analyze_takes_folders_and_mirrors_their_layout() {
+    let tmp = scratch("cli-analyze-folder");
+    let root = tmp.path();
+    let data = root.join("data");
+    for class in ["NORMAL", "PNEUMONIA/nested"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+    }
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    std::fs::copy(&jpeg, data.join("NORMAL/film.jpeg")).unwrap();
+    std::fs::copy(&jpeg, data.join("PNEUMONIA/film.jpeg")).unwrap();
+    // A DICOM without an extension is found by its content.
+    std::fs::copy(
+        fixture("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm"),
+        data.join("PNEUMONIA/nested/IM0001"),
+    )
+    .unwrap();
+    std::fs::write(data.join("README.txt"), b"not a study").unwrap();
+    std::fs::copy(&jpeg, data.join(".hidden.jpeg")).unwrap();
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(empty.join("notes.txt"), b"nothing to see").unwrap();
+    let out = root.join("out");
+    let result = bin()
+        .args(["analyze"])
+        .arg(&data)
+        .arg(&empty)
+        .arg(fixture("dicom/dicomdir/DICOMDIR"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--device", "cpu", "--mc-samples", "3", "--no-ig"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "the empty folder is an error");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: {}: no DICOM, PNG or JPEG file in this folder",
+            empty.display()
+        )],
+        "{stderr}"
+    );
+    let mut reports: Vec<String> = Vec::new();
+    for entry in walk(&out) {
+        if entry.ends_with("report.json") {
+            let relative = entry.strip_prefix(&out).unwrap();
+            reports.push(relative.to_string_lossy().into_owned());
+        }
+    }
+    reports.sort();
+    assert_eq!(
+        reports,
+        [
+            "NORMAL/film/report.json",
+            "PNEUMONIA/film/report.json",
+            "PNEUMONIA/nested/IM0001/report.json",
+            // The DICOMDIR's three images, at their paths beside it.
+            "PT000000/ST000000/SE000000/IM000000/report.json",
+            "PT000000/ST000000/SE000000/IM000001/report.json",
+            "PT000001/ST000000/SE000000/IM000000/report.json",
+        ]
+    );
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -328,6 +328,22 @@ fn bare_data_set(head: &[u8]) -> Option<bool> {
     (len.is_multiple_of(2) && len <= 1024).then_some(false)
 }
 
+/// File extensions listed as studies without opening the file (any case).
+pub const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
+
+/// Whether a file found in a folder walk is a study: an image extension, or first bytes that say
+/// DICOM, PNG or JPEG; never a DICOMDIR, which is an index of images, not one.
+pub fn is_study_file(path: &Path) -> bool {
+    if is_dicomdir(path) {
+        return false;
+    }
+    let by_extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+    by_extension || looks_like_study(path)
+}
+
 /// Whether the first bytes say DICOM, PNG or JPEG: lets folder listings pick up DICOM files
 /// without an extension (common on PACS exports) while skipping READMEs and spreadsheets.
 /// Unreadable files count as not a study.

@@ -25,8 +25,6 @@ use super::worker::{self, FilePicker, JobSpec, JobUpdate, Msg, Outbox, PickPurpo
 const STUDY_CACHE: usize = 6;
 /// Analyses kept; each is small (maps and a layer4 activation) next to a film.
 const ANALYSIS_CACHE: usize = 64;
-/// File extensions listed when browsing a folder; DICOM files often have none.
-const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
 
 pub enum EngineState {
     Loading,
@@ -1266,7 +1264,7 @@ pub fn list_images(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && !crate::io::is_dicomdir(p))
         .filter(|p| match p.extension().and_then(|e| e.to_str()) {
-            Some(ext) => IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()),
+            Some(ext) => crate::io::IMAGE_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()),
             None => !p
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with('.')),

@@ -19,9 +19,6 @@ use crate::notes::{
     Agreement, Filter, FilterFacts, Finding, Note, Outcome, PredictionSnapshot, StudyId,
 };
 
-/// Extensions listed without opening the file; anything else is listed only when its first bytes
-/// say DICOM, PNG or JPEG.
-const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
 /// A folder bigger than this is almost certainly the wrong one (a home directory); the list
 /// stops there and says so rather than scanning for minutes.
 pub const MAX_STUDIES: usize = 50_000;
@@ -506,19 +503,11 @@ pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
         if cancel.load(AtomicOrdering::Relaxed) {
             break;
         }
-        let path = path.as_path();
-        if crate::io::is_dicomdir(path) {
-            continue; // an index, not an image
-        }
-        let by_extension = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-        if by_extension || crate::io::looks_like_study(path) {
+        if crate::io::is_study_file(&path) {
             if out.len() == MAX_STUDIES {
                 return (out, true);
             }
-            out.push(path.to_path_buf());
+            out.push(path);
         }
     }
     (out, false)
