@@ -410,11 +410,20 @@ impl ViewerApp {
             } if scan_id == review.scan_id => {
                 review.set_rows(rows, truncated);
                 let root = review.root.clone();
-                let first = review.rows.first().map(|r| r.path.clone());
                 let on_screen = self
                     .current
                     .as_ref()
                     .is_some_and(|c| review.row_index(&c.path).is_some());
+                // The top row of the list as shown (sorted and filtered), so the position reads
+                // 1/N and Next goes down the list from there.
+                // (Any row when a filter already set hides them all.)
+                let rows = self.review.as_ref().map_or(&[][..], |r| &r.rows[..]);
+                let first = self
+                    .review_visible()
+                    .first()
+                    .and_then(|&i| rows.get(i))
+                    .or_else(|| rows.first())
+                    .map(|r| r.path.clone());
                 let Some(first) = first else {
                     self.set_error(format!("no images in {}", root.display()));
                     return;
