@@ -15,7 +15,7 @@ use crate::io::{Study, Window};
 /// training images, so the network sees the same value grid it was trained on.
 pub fn model_gray(study: &Study, window: &Window, spec: &InputSpec) -> Grid {
     let unit = Grid::new(study.width, study.height, study.to_unit(window));
-    let mut gray = unit.resized(spec.width, spec.height);
+    let mut gray = unit.into_resized(spec.width, spec.height);
     if study.metadata.bits_stored <= 8 {
         for v in &mut gray.values {
             *v = (*v * 255.0).round() / 255.0;
