@@ -68,6 +68,8 @@ pub struct FilmKey {
     pub path: PathBuf,
     pub window: [u32; 2],
     pub invert: bool,
+    /// Film pixels per texel along each side ([`super::render::texture_step`]).
+    pub step: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -9,7 +9,7 @@ use egui::{
 };
 
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
-use super::render::{contour_segments, film_image, map_scale, overlay_image};
+use super::render::{contour_segments, film_image, map_scale, overlay_image, texture_step};
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
 
@@ -164,13 +164,16 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let view = current.view.clone();
 
     // ---- film ----
+    let film_side = study.width.max(study.height);
+    let shown_px = screen_from_image.zoom * film_side as f32 * ui.ctx().pixels_per_point();
     let film_key = FilmKey {
         path: current.path.clone(),
         window: [view.window.low.to_bits(), view.window.high.to_bits()],
         invert: view.invert,
+        step: texture_step(film_side, shown_px),
     };
     if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
-        let image = film_image(&study, &view.window, view.invert);
+        let image = film_image(&study, &view.window, view.invert, film_key.step);
         match app.film_tex.as_mut() {
             Some((k, tex)) => {
                 tex.set(image, TextureOptions::LINEAR);

@@ -28,21 +28,72 @@ pub fn shown_grey(study: &Study, window: &Window, invert: bool, i: usize) -> f32
     }
 }
 
-/// The film in `window`, optionally inverted, downsampled to at most [`MAX_TEXTURE_SIDE`].
-pub fn film_image(study: &Study, window: &Window, invert: bool) -> ColorImage {
-    let (w, h) = (study.width, study.height);
-    let step = w.max(h).div_ceil(MAX_TEXTURE_SIDE).max(1);
-    let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
-    let mut pixels = Vec::with_capacity(tw * th);
-    for ty in 0..th {
-        for tx in 0..tw {
-            // Nearest sample per block: cheap enough to redo every frame of a window drag.
-            let g = shown_grey(study, window, invert, (ty * step) * w + tx * step);
-            let g = (g * 255.0).round().clamp(0.0, 255.0) as u8;
-            pixels.push(Color32::from_gray(g));
-        }
+/// One texel per `step` × `step` block of film pixels (at least 1) for a film shown
+/// `shown_px` physical pixels along its longer side: the largest power of two that still leaves
+/// at least two texels per screen pixel, and never a texture side above [`MAX_TEXTURE_SIDE`].
+/// A screen cannot show more than that, and each window/level drag frame rebuilds the texture:
+/// a 3000 × 3600 CR film fitted into the viewer is about 700 px tall, so it gets a quarter of its
+/// texels. Powers of two, so zooming rebuilds the texture only when it crosses one.
+pub fn texture_step(film_side: usize, shown_px: f32) -> usize {
+    let cap = film_side.div_ceil(MAX_TEXTURE_SIDE).max(1);
+    let spare = film_side as f32 / (2.0 * shown_px.max(1.0));
+    let mut step = 1;
+    while (step * 2) as f32 <= spare {
+        step *= 2;
     }
+    step.max(cap)
+}
+
+/// The film in `window`, optionally inverted, one texel per `step` × `step` block (see
+/// [`texture_step`]; raised where the texture would exceed [`MAX_TEXTURE_SIDE`]).
+///
+/// A window/level drag rebuilds this every frame. Each texel is [`shown_grey`] of its block's
+/// first pixel (nearest sample), computed a row at a time on every core with the padding mask
+/// read as a slice: for a 3000 × 3600 CR film at full resolution the pixel-by-pixel loop through
+/// `shown_grey` took 66 ms on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
+pub fn film_image(study: &Study, window: &Window, invert: bool, step: usize) -> ColorImage {
+    use rayon::prelude::*;
+    let (w, h) = (study.width, study.height);
+    let step = step.max(w.max(h).div_ceil(MAX_TEXTURE_SIDE)).max(1);
+    let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
+    let mut pixels = vec![Color32::BLACK; tw * th];
+    let padding = study.padding.as_deref();
+    pixels
+        .par_chunks_mut(tw.max(1))
+        .enumerate()
+        .for_each(|(ty, row)| {
+            let start = ty * step * w;
+            let values = &study.pixels[start..(start + w).min(study.pixels.len())];
+            let padded = padding.map(|p| &p[start.min(p.len())..(start + w).min(p.len())]);
+            for (out, i) in row.iter_mut().zip((0..w).step_by(step)) {
+                let g = if padded.is_some_and(|p| p.get(i).copied().unwrap_or(false)) {
+                    0.0
+                } else {
+                    let g = window.apply(values.get(i).copied().unwrap_or(0.0));
+                    if invert {
+                        1.0 - g
+                    } else {
+                        g
+                    }
+                };
+                *out = Color32::from_gray(unit_to_u8(g));
+            }
+        });
     ColorImage::new([tw, th], pixels)
+}
+
+/// `(g * 255).round()` clamped to 0..=255, for `g` in [0, 1]; exactly the same bytes, without
+/// `f32::round`, which on the baseline x86-64 this crate is built for is a call into libm per
+/// texel (a `roundss` needs SSE4.1). For x ≥ 0, truncation and the exact fraction x − ⌊x⌋ give
+/// round-half-away-from-zero.
+fn unit_to_u8(g: f32) -> u8 {
+    let x = (g * 255.0).clamp(0.0, 255.0);
+    let whole = x as u8;
+    if x - f32::from(whole) >= 0.5 {
+        whole + 1
+    } else {
+        whole
+    }
 }
 
 /// How `kind` is normalised, matching the CLI's overlay PNGs: Grad-CAM to its own maximum, the
@@ -288,14 +339,99 @@ mod tests {
             high: 99.0,
         };
         for invert in [false, true] {
-            let image = film_image(&padded, &window, invert);
+            let image = film_image(&padded, &window, invert, 1);
             assert!(image.pixels[..40].iter().all(|&p| p == Color32::BLACK));
             let film_end = if invert { 255 } else { 0 };
             assert_eq!(image.pixels[40], Color32::from_gray(film_end), "{invert}");
         }
         // Without the mask the same pixels are film and turn white when inverted.
-        let image = film_image(&study(None), &window, true);
+        let image = film_image(&study(None), &window, true, 1);
         assert_eq!(image.pixels[0], Color32::WHITE);
+    }
+
+    /// Every texel of the film's texture is `shown_grey` of its block's first pixel, as the
+    /// per-pixel loop gave it, at full resolution and coarser, padding and inversion included,
+    /// on a film whose rows are not a multiple of the step.
+    #[test]
+    fn film_texture_samples_shown_grey() {
+        let (w, h) = (9, 7);
+        let study = Study {
+            source: "odd.dcm".into(),
+            width: w,
+            height: h,
+            pixels: (0..w * h).map(|i| (i * 37 % 101) as f32).collect(),
+            default_window: Window {
+                low: 10.0,
+                high: 90.0,
+            },
+            window_source: crate::io::WindowSource::Percentile,
+            metadata: Default::default(),
+            padding: Some((0..w * h).map(|i| i % 11 == 0).collect()),
+        };
+        let window = study.default_window;
+        for invert in [false, true] {
+            for step in [1, 2, 4] {
+                let image = film_image(&study, &window, invert, step);
+                let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
+                assert_eq!(image.size, [tw, th]);
+                for ty in 0..th {
+                    for tx in 0..tw {
+                        let g = shown_grey(&study, &window, invert, ty * step * w + tx * step);
+                        let want = (g * 255.0).round().clamp(0.0, 255.0) as u8;
+                        assert_eq!(
+                            image.pixels[ty * tw + tx],
+                            Color32::from_gray(want),
+                            "step {step}, invert {invert}, texel ({tx}, {ty})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// At least two texels per screen pixel along the film's longer side, in powers of two, and
+    /// never a side above MAX_TEXTURE_SIDE.
+    #[test]
+    fn texture_steps_leave_two_texels_per_screen_pixel() {
+        // A 3600-px CR film fitted into a 700-px-high canvas: 2 (1800 texels for 700 px).
+        assert_eq!(texture_step(3600, 700.0), 2);
+        assert_eq!(texture_step(3600, 900.0), 2);
+        assert_eq!(texture_step(3600, 901.0), 1);
+        // At 1:1 and beyond, every pixel.
+        assert_eq!(texture_step(3600, 3600.0), 1);
+        assert_eq!(texture_step(3600, 14_400.0), 1);
+        // Far out: 3600 / 200 = 18 → 16.
+        assert_eq!(texture_step(3600, 100.0), 16);
+        // The bundled sample at its usual size.
+        assert_eq!(texture_step(808, 1020.0), 1);
+        // A 16384-px film stays within the texture limit even at full zoom.
+        assert_eq!(texture_step(16_384, 100_000.0), 4);
+        assert_eq!(texture_step(100, 0.0), 32);
+    }
+
+    /// Byte for byte what `(g * 255).round().clamp(0, 255) as u8` gives, on a dense sweep of
+    /// [0, 1], the values just either side of each half-step, and out-of-range and NaN inputs.
+    #[test]
+    fn unit_to_u8_is_rounding_to_bytes() {
+        let reference = |g: f32| (g * 255.0).round().clamp(0.0, 255.0) as u8;
+        let mut inputs: Vec<f32> = (0..=2_000_000).map(|i| i as f32 / 2_000_000.0).collect();
+        for k in 0..=255 {
+            let half = (k as f32 + 0.5) / 255.0;
+            let mut g = half;
+            for _ in 0..4 {
+                inputs.push(g);
+                g = f32::from_bits(g.to_bits() + 1);
+            }
+            let mut g = half;
+            for _ in 0..4 {
+                g = f32::from_bits(g.to_bits() - 1);
+                inputs.push(g);
+            }
+        }
+        inputs.extend([-1.0, -0.0, 1.5, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+        for g in inputs {
+            assert_eq!(unit_to_u8(g), reference(g), "{g:e}");
+        }
     }
 
     #[test]
