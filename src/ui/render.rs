@@ -28,6 +28,9 @@ pub fn shown_grey(study: &Study, window: &Window, invert: bool, i: usize) -> f32
     }
 }
 
+/// Textures at least this large are built on several threads (a thread costs tens of µs).
+const PARALLEL_TEXELS: usize = 1 << 20;
+
 /// One texel per `step` × `step` block of film pixels (at least 1) for a film shown
 /// `shown_px` physical pixels along its longer side: the largest power of two that still leaves
 /// at least two texels per screen pixel, and never a texture side above [`MAX_TEXTURE_SIDE`].
@@ -48,37 +51,58 @@ pub fn texture_step(film_side: usize, shown_px: f32) -> usize {
 /// [`texture_step`]; raised where the texture would exceed [`MAX_TEXTURE_SIDE`]).
 ///
 /// A window/level drag rebuilds this every frame. Each texel is [`shown_grey`] of its block's
-/// first pixel (nearest sample), computed a row at a time on every core with the padding mask
+/// first pixel (nearest sample), computed in bands of rows on every core with the padding mask
 /// read as a slice: for a 3000 × 3600 CR film at full resolution the pixel-by-pixel loop through
 /// `shown_grey` took 66 ms on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
 pub fn film_image(study: &Study, window: &Window, invert: bool, step: usize) -> ColorImage {
-    use rayon::prelude::*;
     let (w, h) = (study.width, study.height);
     let step = step.max(w.max(h).div_ceil(MAX_TEXTURE_SIDE)).max(1);
     let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
     let mut pixels = vec![Color32::BLACK; tw * th];
     let padding = study.padding.as_deref();
-    pixels
-        .par_chunks_mut(tw.max(1))
-        .enumerate()
-        .for_each(|(ty, row)| {
-            let start = ty * step * w;
-            let values = &study.pixels[start..(start + w).min(study.pixels.len())];
-            let padded = padding.map(|p| &p[start.min(p.len())..(start + w).min(p.len())]);
-            for (out, i) in row.iter_mut().zip((0..w).step_by(step)) {
-                let g = if padded.is_some_and(|p| p.get(i).copied().unwrap_or(false)) {
-                    0.0
+    let texel_row = |ty: usize, row: &mut [Color32]| {
+        let start = ty * step * w;
+        let values =
+            &study.pixels[start.min(study.pixels.len())..(start + w).min(study.pixels.len())];
+        let padded = padding.map(|p| &p[start.min(p.len())..(start + w).min(p.len())]);
+        for (out, i) in row.iter_mut().zip((0..w).step_by(step)) {
+            let g = if padded.is_some_and(|p| p.get(i).copied().unwrap_or(false)) {
+                0.0
+            } else {
+                let g = window.apply(values.get(i).copied().unwrap_or(0.0));
+                if invert {
+                    1.0 - g
                 } else {
-                    let g = window.apply(values.get(i).copied().unwrap_or(0.0));
-                    if invert {
-                        1.0 - g
-                    } else {
-                        g
-                    }
-                };
-                *out = Color32::from_gray(unit_to_u8(g));
+                    g
+                }
+            };
+            *out = Color32::from_gray(unit_to_u8(g));
+        }
+    };
+    // Bands of rows on scoped threads of our own, not rayon's pool: that pool runs the analysis
+    // (IG keeps it busy for seconds), and a frame waiting for it would stall until it let go.
+    let bands = if tw * th >= PARALLEL_TEXELS {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+    } else {
+        1
+    };
+    let rows_per_band = th.div_ceil(bands).max(1);
+    let last_band = th.div_ceil(rows_per_band).saturating_sub(1);
+    std::thread::scope(|scope| {
+        for (band, chunk) in pixels.chunks_mut(rows_per_band * tw.max(1)).enumerate() {
+            let texel_row = &texel_row;
+            let mut work = move || {
+                for (k, row) in chunk.chunks_mut(tw.max(1)).enumerate() {
+                    texel_row(band * rows_per_band + k, row);
+                }
+            };
+            if band == last_band {
+                work(); // the last band on this thread
+            } else {
+                scope.spawn(work);
             }
-        });
+        }
+    });
     ColorImage::new([tw, th], pixels)
 }
 
@@ -350,39 +374,45 @@ mod tests {
     }
 
     /// Every texel of the film's texture is `shown_grey` of its block's first pixel, as the
-    /// per-pixel loop gave it, at full resolution and coarser, padding and inversion included,
-    /// on a film whose rows are not a multiple of the step.
+    /// per-pixel loop gave it, at full resolution and coarser, padding and inversion included, on
+    /// films whose rows are not a multiple of the step; the two large ones at step 1 (over
+    /// PARALLEL_TEXELS) are built in bands on several threads.
     #[test]
     fn film_texture_samples_shown_grey() {
-        let (w, h) = (9, 7);
-        let study = Study {
-            source: "odd.dcm".into(),
-            width: w,
-            height: h,
-            pixels: (0..w * h).map(|i| (i * 37 % 101) as f32).collect(),
-            default_window: Window {
-                low: 10.0,
-                high: 90.0,
-            },
-            window_source: crate::io::WindowSource::Percentile,
-            metadata: Default::default(),
-            padding: Some((0..w * h).map(|i| i % 11 == 0).collect()),
-        };
-        let window = study.default_window;
-        for invert in [false, true] {
-            for step in [1, 2, 4] {
-                let image = film_image(&study, &window, invert, step);
-                let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
-                assert_eq!(image.size, [tw, th]);
-                for ty in 0..th {
-                    for tx in 0..tw {
-                        let g = shown_grey(&study, &window, invert, ty * step * w + tx * step);
-                        let want = (g * 255.0).round().clamp(0.0, 255.0) as u8;
-                        assert_eq!(
-                            image.pixels[ty * tw + tx],
-                            Color32::from_gray(want),
-                            "step {step}, invert {invert}, texel ({tx}, {ty})"
-                        );
+        for (w, h, steps) in [
+            (9, 7, &[1, 2, 4][..]),
+            (1031, 1019, &[1, 2][..]),
+            (4001, 263, &[1][..]),
+        ] {
+            let study = Study {
+                source: "odd.dcm".into(),
+                width: w,
+                height: h,
+                pixels: (0..w * h).map(|i| (i * 37 % 101) as f32).collect(),
+                default_window: Window {
+                    low: 10.0,
+                    high: 90.0,
+                },
+                window_source: crate::io::WindowSource::Percentile,
+                metadata: Default::default(),
+                padding: Some((0..w * h).map(|i| i % 11 == 0).collect()),
+            };
+            let window = study.default_window;
+            for invert in [false, true] {
+                for &step in steps {
+                    let image = film_image(&study, &window, invert, step);
+                    let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
+                    assert_eq!(image.size, [tw, th]);
+                    for ty in 0..th {
+                        for tx in 0..tw {
+                            let g = shown_grey(&study, &window, invert, ty * step * w + tx * step);
+                            let want = (g * 255.0).round().clamp(0.0, 255.0) as u8;
+                            assert_eq!(
+                                image.pixels[ty * tw + tx],
+                                Color32::from_gray(want),
+                                "{w}x{h}, step {step}, invert {invert}, texel ({tx}, {ty})"
+                            );
+                        }
                     }
                 }
             }
