@@ -1193,21 +1193,19 @@ impl eframe::App for ViewerApp {
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
-        let was_busy = self.jobs.busy();
+        let busy = self.jobs.busy();
         if let Some(stats) = self.frame_stats.as_mut() {
-            stats.frame_started(std::time::Instant::now(), was_busy);
+            stats.frame_started(std::time::Instant::now(), busy);
             // The previous frame, painting included; repaint continuously to measure.
             if let Some(seconds) = frame.info().cpu_usage {
-                stats.record(seconds * 1e3, was_busy);
+                stats.record(seconds * 1e3, busy);
+            }
+            if stats.analysis_ended(busy) {
+                eprint!("{}", stats.summary());
             }
             ui.ctx().request_repaint();
         }
         self.draw_root(ui);
-        if let Some(stats) = &self.frame_stats {
-            if was_busy && !self.jobs.busy() {
-                eprint!("{}", stats.summary());
-            }
-        }
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -13,6 +13,8 @@ pub struct FrameStats {
     idle_interval: Vec<f32>,
     busy_interval: Vec<f32>,
     last_start: Option<std::time::Instant>,
+    /// Whether the previous frame saw an analysis running.
+    was_analysing: bool,
 }
 
 impl FrameStats {
@@ -29,6 +31,14 @@ impl FrameStats {
         } else {
             self.idle.push(ms);
         }
+    }
+
+    /// Whether an analysis ended since the previous frame (then it is time for a summary).
+    /// Compared across frames: the worker's "finished" message is handled in `App::logic`,
+    /// before the frame, so no single frame sees the job both running and done (the summary
+    /// that was to be printed as each analysis finished never was).
+    pub fn analysis_ended(&mut self, analysing: bool) -> bool {
+        std::mem::replace(&mut self.was_analysing, analysing) && !analysing
     }
 
     /// Call at the start of every frame.
@@ -79,6 +89,16 @@ impl FrameStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_analysis_ends_once_per_run() {
+        let mut f = FrameStats::default();
+        let seen: Vec<bool> = [false, true, true, false, false, true, false]
+            .into_iter()
+            .map(|busy| f.analysis_ended(busy))
+            .collect();
+        assert_eq!(seen, [false, false, false, true, false, false, true]);
+    }
 
     #[test]
     fn summary_counts_slow_frames_per_state() {
