@@ -51,32 +51,18 @@ pub fn texture_step(film_side: usize, shown_px: f32) -> usize {
 /// [`texture_step`]; raised where the texture would exceed [`MAX_TEXTURE_SIDE`]).
 ///
 /// A window/level drag rebuilds this every frame. Each texel is [`shown_grey`] of its block's
-/// first pixel (nearest sample), computed in bands of rows on every core with the padding mask
-/// read as a slice: for a 3000 × 3600 CR film at full resolution the pixel-by-pixel loop through
-/// `shown_grey` took 66 ms on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
+/// first pixel (nearest sample), computed in bands of rows on every core and rounded to bytes by
+/// [`unit_to_u8`]: for a 3000 × 3600 CR film at full resolution the single-threaded loop with
+/// `f32::round` took 66 ms on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
 pub fn film_image(study: &Study, window: &Window, invert: bool, step: usize) -> ColorImage {
     let (w, h) = (study.width, study.height);
     let step = step.max(w.max(h).div_ceil(MAX_TEXTURE_SIDE)).max(1);
     let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
     let mut pixels = vec![Color32::BLACK; tw * th];
-    let padding = study.padding.as_deref();
     let texel_row = |ty: usize, row: &mut [Color32]| {
         let start = ty * step * w;
-        let values =
-            &study.pixels[start.min(study.pixels.len())..(start + w).min(study.pixels.len())];
-        let padded = padding.map(|p| &p[start.min(p.len())..(start + w).min(p.len())]);
-        for (out, i) in row.iter_mut().zip((0..w).step_by(step)) {
-            let g = if padded.is_some_and(|p| p.get(i).copied().unwrap_or(false)) {
-                0.0
-            } else {
-                let g = window.apply(values.get(i).copied().unwrap_or(0.0));
-                if invert {
-                    1.0 - g
-                } else {
-                    g
-                }
-            };
-            *out = Color32::from_gray(unit_to_u8(g));
+        for (out, x) in row.iter_mut().zip((0..w).step_by(step)) {
+            *out = Color32::from_gray(unit_to_u8(shown_grey(study, window, invert, start + x)));
         }
     };
     // Bands of rows on scoped threads of our own, not rayon's pool: that pool runs the analysis
