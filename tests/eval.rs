@@ -3,9 +3,24 @@
 
 mod common;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use common::{fixture, scratch};
+
+/// `cxr-viewer eval` of `data` into `out` with the tiny reference model on the CPU.
+fn eval(data: &Path, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
+        .args(["eval", "--device", "cpu"])
+        .arg("--data")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn eval_writes_consistent_metrics_predictions_and_plots() {
@@ -38,16 +53,7 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     )
     .unwrap();
     let out = root.join("out");
-    let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
-        .args(["eval", "--device", "cpu"])
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .output()
-        .unwrap();
+    let result = eval(&data, &out);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     assert!(
@@ -140,16 +146,7 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
 fn eval_without_class_folders_says_what_it_expects() {
     let tmp = scratch("eval-empty");
     let root = tmp.path();
-    let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
-        .args(["eval", "--device", "cpu"])
-        .arg("--data")
-        .arg(root)
-        .arg("--out")
-        .arg(root.join("out"))
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .output()
-        .unwrap();
+    let result = eval(root, &root.join("out"));
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
@@ -188,16 +185,7 @@ fn eval_follows_links_and_walks_a_looping_folder_once() {
     symlink(data.join("NORMAL"), data.join("NORMAL/again")).unwrap();
     symlink(&data, data.join("PNEUMONIA/up")).unwrap();
     let out = root.join("out");
-    let result = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
-        .args(["eval", "--device", "cpu"])
-        .arg("--data")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .output()
-        .unwrap();
+    let result = eval(&data, &out);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     let metrics: serde_json::Value =
