@@ -25,41 +25,57 @@ python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]),
   "$G/cxr-viewer-cuda.xz" "$T/cxr-viewer"
 chmod +x "$T/cxr-viewer"
 BIN=$T/cxr-viewer
-# The CUDA 13 user-space libraries the binary links come with the image's PyTorch (pip's nvidia-*).
+# The CUDA 13 user-space libraries the binaries link come with the image's PyTorch (pip's nvidia-*),
+# cuDNN 9 among them.
 libs=$(python3 - <<'PY'
 import glob, os, site
 dirs = set()
 for root in site.getsitepackages():
-    for name in ("libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudart.so.13"):
+    for name in ("libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudart.so.13",
+                 "libcudnn.so.9"):
         dirs.update(os.path.dirname(p) for p in glob.glob(f"{root}/nvidia/**/{name}", recursive=True))
 print(":".join(sorted(dirs)))
 PY
 )
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-ldd "$BIN" | grep -E "cuda|cublas|curand|not found"
-step "bench --device cuda, defaults (whole study)"
-timeout 150 "$BIN" bench --device cuda --runs 20 --ig-reference-steps 256
-step "bench --device cuda --no-faithfulness --ig-steps 40 (the CPU side by side's settings)"
-timeout 100 "$BIN" bench --device cuda --runs 20 --no-faithfulness --ig-steps 40
-step "analyze on the GPU and on the CPU"
+ldd "$BIN" | grep -E "cuda|cublas|curand|cudnn|not found"
 films=("$G"/films/*)
 [ -e "${films[0]}" ] || films=(assets/samples/*.jpeg)
-timeout 100 "$BIN" analyze "${films[@]}" --device cuda --out "$T/cuda"
 timeout 150 "$BIN" analyze "${films[@]}" --device cpu --out "$T/cpu"
-python3 scripts/gpu_parity.py "$T/cpu" "$T/cuda"
+# A `--features cudnn` build runs twice: with cuDNN's convolutions, and with CXR_VIEWER_CUDNN=0
+# (candle's own kernels, what a `--features cuda` build runs), as the baseline on the same card.
+for v in ${VARIANTS:-candle cudnn}; do
+  export CXR_VIEWER_CUDNN=$([ "$v" = cudnn ] && echo 1 || echo 0)
+  step "$v: bench --device cuda, defaults (whole study)"
+  timeout 150 "$BIN" bench --device cuda --runs 20 --ig-reference-steps 256
+  step "$v: bench --device cuda --no-faithfulness --ig-steps 40 (the CPU side by side's settings)"
+  timeout 100 "$BIN" bench --device cuda --runs 20 --no-faithfulness --ig-steps 40
+  step "$v: analyze on the GPU, parity with the CPU"
+  timeout 100 "$BIN" analyze "${films[@]}" --device cuda --out "$T/$v"
+  python3 scripts/gpu_parity.py "$T/cpu" "$T/$v"
+done
 step "analyze on the GPU under compute-sanitizer memcheck, and parity again"
 # The sanitizer slows every kernel down, which exposes work that is not ordered between threads
 # (how the per-thread-stream bug showed itself: wrong results, no memory error).
 if command -v compute-sanitizer >/dev/null; then
-  timeout 200 compute-sanitizer --tool memcheck --print-limit 4 "$BIN" analyze "${films[@]}" \
-    --device cuda --no-faithfulness --out "$T/cuda-memcheck"
+  timeout 200 compute-sanitizer --tool memcheck --print-limit 4 "$BIN" analyze \
+    "${films[@]:0:${SANITIZER_FILMS:-8}}" --device cuda --no-faithfulness --out "$T/cuda-memcheck"
   python3 scripts/gpu_parity.py "$T/cpu" "$T/cuda-memcheck"
 fi
-tar -C "$T" -czf "$OUT/analyze.tar.gz" --exclude='overlay_*' cpu cuda
+tar -C "$T" -czf "$OUT/analyze.tar.gz" --exclude='overlay_*' cpu ${VARIANTS:-candle cudnn}
 step "side by side with PyTorch + captum on the GPU"
 if python3 -m pip install -q --no-index --no-deps --no-compile --target "$T/site" "$G"/whl/*.whl; then
   PYTHONPATH=$T/site PYTHONUNBUFFERED=1 timeout 150 python3 scripts/bench_python.py --device cuda \
     --model weights/model.json --cxr-viewer "$BIN" --runs 10 -- --no-faithfulness --ig-steps 40
+fi
+if [ -n "${NCU:-}" ] && command -v ncu >/dev/null; then
+  # One row per kernel launch (--csv); summed per kernel name here afterwards. Last, since ncu
+  # serialises every launch.
+  step "GPU time per kernel (ncu), one study, 8 IG steps, no faithfulness"
+  timeout "${NCU_TIMEOUT:-100}" ncu --clock-control none --csv --metrics gpu__time_duration.sum \
+    "$BIN" analyze "${films[0]}" --device cuda --no-faithfulness --ig-steps 8 --out "$T/ncu" \
+    > "$OUT/ncu.csv" 2> "$OUT/ncu.err"
+  echo "ncu: rc=$? $(wc -l < "$OUT/ncu.csv") lines"
 fi
 step done

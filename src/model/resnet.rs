@@ -150,6 +150,12 @@ impl ConvBn {
 
     /// `W ⋆ x` without the bias: a fresh tensor the caller holds alone.
     fn convolve(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cudnn")]
+        if self.pointwise.is_none() {
+            if let Some(y) = super::cudnn::conv2d(x, &self.weight, self.stride, self.padding)? {
+                return Ok(y);
+            }
+        }
         if let Some((matrix, _)) = &self.pointwise {
             let x = subsample(x, self.stride)?;
             let (n, c, h, w) = x.dims4()?;
@@ -255,6 +261,19 @@ impl ConvBn {
         grad: &Tensor,
         input_hw: (usize, usize),
     ) -> candle_core::Result<Tensor> {
+        #[cfg(feature = "cudnn")]
+        if let (Some((summed, _)), true) = (&self.channel_sum, self.stride > 1) {
+            let kernel = summed.reshape((self.c_out, 1, self.kernel, self.kernel))?;
+            if let Some(g) = super::cudnn::conv2d_input_gradient(
+                grad,
+                &kernel,
+                self.stride,
+                self.padding,
+                input_hw,
+            )? {
+                return Ok(g);
+            }
+        }
         match &self.channel_sum {
             Some((_, transposed)) if self.stride > 1 => {
                 self.strided_backward_input(transposed, 1, grad, input_hw)
@@ -275,6 +294,10 @@ impl ConvBn {
             let (n, c_out, h, w) = grad.dims4()?;
             return fused::weight_matmul(transposed, &grad.reshape((n, c_out, h * w))?)?
                 .reshape((n, self.c_in, h, w));
+        }
+        #[cfg(feature = "cudnn")]
+        if let Some(g) = super::cudnn::conv2d_input_gradient(grad, &self.weight, s, p, input_hw)? {
+            return Ok(g);
         }
         if s == 1 {
             if let Some((_, backward)) = &self.winograd {
