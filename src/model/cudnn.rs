@@ -49,7 +49,10 @@ pub fn conv2d(
         padding,
         input_hw: (0, 0),
     };
-    Ok(Some(x.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &op)?))
+    Ok(Some(
+        x.contiguous()?
+            .apply_op2_no_bwd(&weight.contiguous()?, &op)?,
+    ))
 }
 
 /// `∂L/∂x` of `y = x ⋆ W` from `grad` = `∂L/∂y`, for an input of `input_hw` (a stride can drop
@@ -71,7 +74,10 @@ pub fn conv2d_input_gradient(
         padding,
         input_hw,
     };
-    Ok(Some(grad.contiguous()?.apply_op2_no_bwd(&weight.contiguous()?, &op)?))
+    Ok(Some(
+        grad.contiguous()?
+            .apply_op2_no_bwd(&weight.contiguous()?, &op)?,
+    ))
 }
 
 /// `CXR_VIEWER_CUDNN=0` turns these convolutions off (candle's own kernels run, as in a
@@ -149,10 +155,7 @@ fn handle(device: &candle_core::CudaDevice) -> candle_core::Result<Arc<Cudnn>> {
 }
 
 /// The contiguous f32 data of a storage seen through `layout`.
-fn view<'a>(
-    storage: &'a CudaStorage,
-    layout: &Layout,
-) -> candle_core::Result<CudaView<'a, f32>> {
+fn view<'a>(storage: &'a CudaStorage, layout: &Layout) -> candle_core::Result<CudaView<'a, f32>> {
     if !layout.is_contiguous() {
         candle_core::bail!("cuDNN convolution: operand is not contiguous");
     }

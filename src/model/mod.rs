@@ -8,10 +8,10 @@
 //! ```
 
 pub mod config;
-pub mod device;
-mod fused;
 #[cfg(feature = "cudnn")]
 pub mod cudnn;
+pub mod device;
+mod fused;
 pub(crate) use fused::serial_products;
 pub(crate) use fused::with_f32_values;
 pub(crate) use fused::{add_in_place, weighted_row_sum};

@@ -68,8 +68,10 @@ pub struct FilmKey {
     pub path: PathBuf,
     pub window: [u32; 2],
     pub invert: bool,
-    /// Film pixels per texel along each side ([`super::render::texture_step`]).
+    /// Film pixels per texel along each side ([`super::render::texture_region`]).
     pub step: usize,
+    /// The part of the film the texture covers (what is on screen, in whole blocks).
+    pub region: super::render::FilmRegion,
 }
 
 #[derive(Clone, Debug, PartialEq)]

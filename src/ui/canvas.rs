@@ -9,7 +9,9 @@ use egui::{
 };
 
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
-use super::render::{contour_segments, film_image, map_scale, overlay_image, texture_step};
+use super::render::{
+    contour_segments, film_image, map_scale, overlay_image, texture_region, texture_step,
+};
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
 
@@ -166,14 +168,25 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // ---- film ----
     let film_side = study.width.max(study.height);
     let shown_px = screen_from_image.zoom * film_side as f32 * ui.ctx().pixels_per_point();
+    // Every pane shows the same part of the film (compare mode pans each by its own corner).
+    let visible_in_image = Rect::from_two_pos(
+        screen_from_image.inverse(primary.min),
+        screen_from_image.inverse(primary.max),
+    );
+    let (region, step) = texture_region(
+        (study.width, study.height),
+        visible_in_image,
+        texture_step(film_side, shown_px),
+    );
     let film_key = FilmKey {
         path: current.path.clone(),
         window: [view.window.low.to_bits(), view.window.high.to_bits()],
         invert: view.invert,
-        step: texture_step(film_side, shown_px),
+        step,
+        region,
     };
     if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
-        let image = film_image(&study, &view.window, view.invert, film_key.step);
+        let image = film_image(&study, &view.window, view.invert, step, region);
         match app.film_tex.as_mut() {
             Some((k, tex)) => {
                 tex.set(image, TextureOptions::LINEAR);
@@ -303,12 +316,11 @@ fn pane_ui(
     screen_from_image: ScreenFromImage,
     hover: Option<Pos2>,
 ) -> Option<Rect> {
-    let image_rect = Rect::from_min_size(Pos2::ZERO, image_size(study));
     let full_uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
-    if let Some((_, tex)) = &app.film_tex {
+    if let Some((key, tex)) = &app.film_tex {
         painter.image(
             tex.id(),
-            screen_from_image.apply_rect(image_rect),
+            screen_from_image.apply_rect(key.region.rect_in_image()),
             full_uv,
             Color32::WHITE,
         );

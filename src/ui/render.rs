@@ -10,7 +10,8 @@ use crate::overlay::{Colormap, MapScale};
 use super::settings::{MapKind, OverlayMode};
 
 /// Largest texture side we upload; GPUs (and llvmpipe) refuse more than 8192–16384, and a
-/// screen never shows more detail than this anyway. Larger films are box-downsampled.
+/// screen never shows more detail than this anyway. A larger region is built at a coarser step
+/// ([`texture_region`]).
 pub const MAX_TEXTURE_SIDE: usize = 4096;
 
 /// The grey level (0..1) pixel `i` (row-major) is shown at: through `window`, optionally
@@ -31,37 +32,116 @@ pub fn shown_grey(study: &Study, window: &Window, invert: bool, i: usize) -> f32
 /// Textures at least this large are built on several threads (a thread costs tens of µs).
 const PARALLEL_TEXELS: usize = 1 << 20;
 
+/// A texture region's edges fall on multiples of this many texels, so that a pan rebuilds the
+/// texture only when the view crosses one of these lines, not every frame.
+pub const REGION_BLOCK_TEXELS: usize = 256;
+
 /// One texel per `step` × `step` block of film pixels (at least 1) for a film shown
 /// `shown_px` physical pixels along its longer side: the largest power of two that still leaves
-/// at least two texels per screen pixel, and never a texture side above [`MAX_TEXTURE_SIDE`].
-/// A screen cannot show more than that, and each window/level drag frame rebuilds the texture:
-/// a 3000 × 3600 CR film fitted into the viewer is about 700 px tall, so it gets a quarter of its
-/// texels. Powers of two, so zooming rebuilds the texture only when it crosses one.
+/// at least two texels per screen pixel. A screen cannot show more than that, and each
+/// window/level drag frame rebuilds the texture: a 3000 × 3600 CR film fitted into the viewer is
+/// about 700 px tall, so it gets a quarter of its texels. Powers of two, so zooming rebuilds the
+/// texture only when it crosses one. [`texture_region`] may raise it to keep within
+/// [`MAX_TEXTURE_SIDE`].
 pub fn texture_step(film_side: usize, shown_px: f32) -> usize {
-    let cap = film_side.div_ceil(MAX_TEXTURE_SIDE).max(1);
     let spare = film_side as f32 / (2.0 * shown_px.max(1.0));
     let mut step = 1;
     while (step * 2) as f32 <= spare {
         step *= 2;
     }
-    step.max(cap)
+    step
 }
 
-/// The film in `window`, optionally inverted, one texel per `step` × `step` block (see
-/// [`texture_step`]; raised where the texture would exceed [`MAX_TEXTURE_SIDE`]).
+/// Film pixels `[x0, x1) × [y0, y1)` that a film texture covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilmRegion {
+    pub x0: usize,
+    pub y0: usize,
+    pub x1: usize,
+    pub y1: usize,
+}
+
+impl FilmRegion {
+    pub fn whole(width: usize, height: usize) -> Self {
+        Self {
+            x0: 0,
+            y0: 0,
+            x1: width,
+            y1: height,
+        }
+    }
+
+    /// Where the texture is drawn, in image (film pixel) coordinates.
+    pub fn rect_in_image(&self) -> egui::Rect {
+        egui::Rect::from_min_max(
+            Pos2::new(self.x0 as f32, self.y0 as f32),
+            Pos2::new(self.x1 as f32, self.y1 as f32),
+        )
+    }
+}
+
+/// The part of a `width` × `height` film that the texture covers, and the step it is built at.
+/// Only what is on screen (`visible_in_image`, film pixel coordinates, may reach past the film)
+/// is built, widened to whole blocks of [`REGION_BLOCK_TEXELS`] texels and clipped to the film;
+/// `step` is doubled until no side is over [`MAX_TEXTURE_SIDE`] texels.
+///
+/// Why: a window/level drag rebuilds the texture every frame. At 1:1 a 3000 × 3600 film fills
+/// the screen with a tenth of its pixels, but the whole film's texture took 34–42 ms a frame;
+/// a film larger than 4096 px a side was shown downsampled even at 1:1. Fitted into the window,
+/// the region is the whole film, as before.
+pub fn texture_region(
+    (width, height): (usize, usize),
+    visible_in_image: egui::Rect,
+    step: usize,
+) -> (FilmRegion, usize) {
+    let mut step = step.max(1);
+    loop {
+        let block = step * REGION_BLOCK_TEXELS;
+        let span = |lo: f32, hi: f32, len: usize| -> (usize, usize) {
+            if len == 0 {
+                return (0, 0);
+            }
+            let lo = (lo.max(0.0).floor() as usize).min(len - 1);
+            let hi = (hi.max(0.0).ceil() as usize).clamp(lo + 1, len);
+            let start = lo / block * block;
+            (start, hi.div_ceil(block).saturating_mul(block).min(len))
+        };
+        let (x0, x1) = span(visible_in_image.min.x, visible_in_image.max.x, width);
+        let (y0, y1) = span(visible_in_image.min.y, visible_in_image.max.y, height);
+        let region = FilmRegion { x0, y0, x1, y1 };
+        let side = (x1 - x0).max(y1 - y0).div_ceil(step);
+        if side <= MAX_TEXTURE_SIDE {
+            return (region, step);
+        }
+        step *= 2;
+    }
+}
+
+/// The film's `region` in `window`, optionally inverted, one texel per `step` × `step` block
+/// (see [`texture_step`] and [`texture_region`]); texel (i, j) is film pixel
+/// (x0 + i·step, y0 + j·step), so a region's texels are those of the whole film's texture.
 ///
 /// A window/level drag rebuilds this every frame. Each texel is [`shown_grey`] of its block's
 /// first pixel (nearest sample), computed in bands of rows on every core and rounded to bytes by
 /// [`unit_to_u8`]: for a 3000 × 3600 CR film at full resolution the single-threaded loop with
 /// `f32::round` took 66 ms on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
-pub fn film_image(study: &Study, window: &Window, invert: bool, step: usize) -> ColorImage {
-    let (w, h) = (study.width, study.height);
-    let step = step.max(w.max(h).div_ceil(MAX_TEXTURE_SIDE)).max(1);
-    let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
+pub fn film_image(
+    study: &Study,
+    window: &Window,
+    invert: bool,
+    step: usize,
+    region: FilmRegion,
+) -> ColorImage {
+    let w = study.width;
+    let step = step.max(1);
+    let x1 = region.x1.min(w);
+    let y1 = region.y1.min(study.height);
+    let (x0, y0) = (region.x0.min(x1), region.y0.min(y1));
+    let (tw, th) = ((x1 - x0).div_ceil(step), (y1 - y0).div_ceil(step));
     let mut pixels = vec![Color32::BLACK; tw * th];
     let texel_row = |ty: usize, row: &mut [Color32]| {
-        let start = ty * step * w;
-        for (out, x) in row.iter_mut().zip((0..w).step_by(step)) {
+        let start = (y0 + ty * step) * w;
+        for (out, x) in row.iter_mut().zip((x0..x1).step_by(step)) {
             *out = Color32::from_gray(unit_to_u8(shown_grey(study, window, invert, start + x)));
         }
     };
@@ -349,13 +429,13 @@ mod tests {
             high: 99.0,
         };
         for invert in [false, true] {
-            let image = film_image(&padded, &window, invert, 1);
+            let image = film_image(&padded, &window, invert, 1, FilmRegion::whole(10, 10));
             assert!(image.pixels[..40].iter().all(|&p| p == Color32::BLACK));
             let film_end = if invert { 255 } else { 0 };
             assert_eq!(image.pixels[40], Color32::from_gray(film_end), "{invert}");
         }
         // Without the mask the same pixels are film and turn white when inverted.
-        let image = film_image(&study(None), &window, true, 1);
+        let image = film_image(&study(None), &window, true, 1, FilmRegion::whole(10, 10));
         assert_eq!(image.pixels[0], Color32::WHITE);
     }
 
@@ -386,7 +466,7 @@ mod tests {
             let window = study.default_window;
             for invert in [false, true] {
                 for &step in steps {
-                    let image = film_image(&study, &window, invert, step);
+                    let image = film_image(&study, &window, invert, step, FilmRegion::whole(w, h));
                     let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
                     assert_eq!(image.size, [tw, th]);
                     for ty in 0..th {
@@ -420,9 +500,90 @@ mod tests {
         assert_eq!(texture_step(3600, 100.0), 16);
         // The bundled sample at its usual size.
         assert_eq!(texture_step(808, 1020.0), 1);
-        // A 16384-px film stays within the texture limit even at full zoom.
-        assert_eq!(texture_step(16_384, 100_000.0), 4);
+        assert_eq!(texture_step(16_384, 100_000.0), 1);
         assert_eq!(texture_step(100, 0.0), 32);
+    }
+
+    /// The texture covers what is on screen in whole blocks, clipped to the film; fitted, the
+    /// whole film; never a side over MAX_TEXTURE_SIDE; never empty, even panned off the film.
+    #[test]
+    fn texture_regions_cover_the_visible_film_in_blocks() {
+        let rect = |x0: f32, y0: f32, x1: f32, y1: f32| {
+            egui::Rect::from_min_max(Pos2::new(x0, y0), Pos2::new(x1, y1))
+        };
+        let region = |x0, y0, x1, y1| FilmRegion { x0, y0, x1, y1 };
+        let b = REGION_BLOCK_TEXELS;
+        // Fitted (the film and some background visible): all of it, at the step asked for.
+        let whole = texture_region((3000, 3600), rect(-500.0, -10.0, 3500.0, 3610.0), 2);
+        assert_eq!(whole, (FilmRegion::whole(3000, 3600), 2));
+        // 1:1 in a 1400 × 900 canvas, somewhere inside: the blocks of 256 pixels it touches.
+        let (r, step) = texture_region((3000, 3600), rect(1000.5, 2000.5, 2400.5, 2900.5), 1);
+        assert_eq!((r, step), (region(3 * b, 7 * b, 10 * b, 12 * b), 1));
+        assert!(r.x0 as f32 <= 1000.5 && r.x1 as f32 >= 2400.5);
+        assert!(r.y0 as f32 <= 2000.5 && r.y1 as f32 >= 2900.5);
+        // At step 2 the blocks are 512 film pixels.
+        let (r, _) = texture_region((3000, 3600), rect(1000.0, 2000.0, 2400.0, 2900.0), 2);
+        assert_eq!(r, region(512, 1536, 2560, 3072));
+        // At the film's right and bottom edges, clipped to it.
+        let (r, _) = texture_region((3000, 3600), rect(2500.0, 3300.0, 3900.0, 4200.0), 1);
+        assert_eq!(r, region(2304, 3072, 3000, 3600));
+        // A 16384-px film at 1:1: every pixel on screen at full resolution.
+        let (r, step) = texture_region((16_384, 16_384), rect(8000.0, 8000.0, 9400.0, 8900.0), 1);
+        assert_eq!((r, step), (region(31 * b, 31 * b, 37 * b, 35 * b), 1));
+        // The same film fitted: the step rises until a side fits the texture limit.
+        let (r, step) = texture_region((16_384, 16_384), rect(0.0, 0.0, 16_384.0, 16_384.0), 1);
+        assert_eq!((r, step), (FilmRegion::whole(16_384, 16_384), 4));
+        // Panned right off the film: one block at the nearest corner, not an empty texture.
+        let (r, _) = texture_region((3000, 3600), rect(5000.0, -900.0, 6400.0, 0.0), 1);
+        assert_eq!(r, region(2816, 0, 3000, 256));
+    }
+
+    /// A region's texels are the whole film's texels at the same step (same grid, same values),
+    /// including a region that ends at the film's ragged edge.
+    #[test]
+    fn region_textures_are_cut_from_the_whole_texture() {
+        let (w, h) = (1100, 700);
+        let study = Study {
+            source: "big.png".into(),
+            width: w,
+            height: h,
+            pixels: (0..w * h).map(|i| (i * 13 % 97) as f32).collect(),
+            default_window: Window {
+                low: 5.0,
+                high: 80.0,
+            },
+            window_source: crate::io::WindowSource::Percentile,
+            metadata: Default::default(),
+            padding: None,
+        };
+        let window = study.default_window;
+        for step in [1, 2, 4] {
+            let whole = film_image(&study, &window, false, step, FilmRegion::whole(w, h));
+            let tw = w.div_ceil(step);
+            let block = step * REGION_BLOCK_TEXELS;
+            let region = FilmRegion {
+                x0: block,
+                y0: block.min(h - 1) / block * block,
+                x1: w,
+                y1: h,
+            };
+            let part = film_image(&study, &window, false, step, region);
+            let (pw, ph) = (
+                (w - region.x0).div_ceil(step),
+                (h - region.y0).div_ceil(step),
+            );
+            assert_eq!(part.size, [pw, ph], "step {step}");
+            for ty in 0..ph {
+                for tx in 0..pw {
+                    let (gx, gy) = (region.x0 / step + tx, region.y0 / step + ty);
+                    assert_eq!(
+                        part.pixels[ty * pw + tx],
+                        whole.pixels[gy * tw + gx],
+                        "step {step}, texel ({tx}, {ty})"
+                    );
+                }
+            }
+        }
     }
 
     /// Byte for byte what `(g * 255).round().clamp(0, 255) as u8` gives, on a dense sweep of
