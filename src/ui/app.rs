@@ -110,6 +110,8 @@ pub struct ViewerApp {
     pub tag_filter: String,
     pub(super) dialog_open: bool,
     pub(super) film_tex: Option<(FilmKey, TextureHandle)>,
+    /// The current film averaged for the texture steps it has been shown at (with its path).
+    pub(super) film_levels: Option<(PathBuf, Vec<super::render::FilmLevel>)>,
     /// One per canvas pane (two in compare mode).
     pub(super) overlay_tex: [Option<(OverlayKey, TextureHandle)>; 2],
     pub(super) contours: [Option<(OverlayKey, Vec<[egui::Pos2; 2]>)>; 2],
@@ -178,6 +180,7 @@ impl ViewerApp {
             tag_filter: String::new(),
             dialog_open: false,
             film_tex: None,
+            film_levels: None,
             overlay_tex: [None, None],
             contours: [None, None],
             compare: None,
@@ -534,6 +537,7 @@ impl ViewerApp {
             frame_requested: None,
         });
         self.film_tex = None;
+        self.film_levels = None;
         self.overlay_tex = [None, None];
         self.contours = [None, None];
         if self
@@ -631,6 +635,7 @@ impl ViewerApp {
                 current.hist = Some(Percentiles::new(&study));
                 current.study = Some(study);
                 self.film_tex = None;
+                self.film_levels = None;
                 self.overlay_tex = [None, None];
                 self.contours = [None, None];
             }

@@ -11,6 +11,7 @@ use egui::{
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
 use super::render::{
     contour_segments, film_image, map_scale, overlay_image, texture_region, texture_step,
+    FilmLevel, FilmSource,
 };
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
@@ -186,7 +187,24 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         region,
     };
     if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
-        let image = film_image(&study, &view.window, view.invert, step, region);
+        let image = if step == 1 {
+            film_image(FilmSource::Full(&study), &view.window, view.invert, region)
+        } else {
+            // The averaged film for this step, built once per film and step.
+            let levels = match &mut app.film_levels {
+                Some((path, levels)) if *path == film_key.path => levels,
+                slot => &mut slot.insert((film_key.path.clone(), Vec::new())).1,
+            };
+            let index = match levels.iter().position(|l| l.step == step) {
+                Some(i) => i,
+                None => {
+                    levels.push(FilmLevel::new(&study, step));
+                    levels.len() - 1
+                }
+            };
+            let source = FilmSource::Level(&levels[index]);
+            film_image(source, &view.window, view.invert, region)
+        };
         match app.film_tex.as_mut() {
             Some((k, tex)) => {
                 tex.set(image, TextureOptions::LINEAR);

@@ -117,49 +117,124 @@ pub fn texture_region(
     }
 }
 
-/// The film's `region` in `window`, optionally inverted, one texel per `step` × `step` block
-/// (see [`texture_step`] and [`texture_region`]); texel (i, j) is film pixel
-/// (x0 + i·step, y0 + j·step), so a region's texels are those of the whole film's texture.
+/// The film averaged over blocks of `step` × `step` pixels: what a texture one texel per block
+/// shows when the film is drawn smaller than its pixels.
 ///
-/// A window/level drag rebuilds this every frame. Each texel is [`shown_grey`] of its block's
-/// first pixel (nearest sample), computed in bands of rows on every core and rounded to bytes by
-/// [`unit_to_u8`]: for a 3000 × 3600 CR film at full resolution the single-threaded loop with
-/// `f32::round` took 66 ms on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
-pub fn film_image(
-    study: &Study,
-    window: &Window,
-    invert: bool,
-    step: usize,
-    region: FilmRegion,
-) -> ColorImage {
-    let w = study.width;
-    let step = step.max(1);
-    let x1 = region.x1.min(w);
-    let y1 = region.y1.min(study.height);
-    let (x0, y0) = (region.x0.min(x1), region.y0.min(y1));
-    let (tw, th) = ((x1 - x0).div_ceil(step), (y1 - y0).div_ceil(step));
-    let mut pixels = vec![Color32::BLACK; tw * th];
-    let texel_row = |ty: usize, row: &mut [Color32]| {
-        let start = (y0 + ty * step) * w;
-        for (out, x) in row.iter_mut().zip((x0..x1).step_by(step)) {
-            *out = Color32::from_gray(unit_to_u8(shown_grey(study, window, invert, start + x)));
+/// Why averages and not one pixel per block: taking each block's first pixel drops three pixels
+/// of four at step 2, so thin bright structures (a grid line, a wire, a fine trabecular pattern)
+/// vanish or reappear in a moiré as the zoom changes. The means are of the raw values, built once
+/// per film and step (the window is applied per frame, to `step`² fewer values than the film
+/// has); on a 3000 × 3600 film, step 2 took about 10 ms (2-core AMD EPYC).
+pub struct FilmLevel {
+    pub step: usize,
+    pub width: usize,
+    pub height: usize,
+    /// The mean of each block's film pixels (DICOM padding and NaN left out); NaN where the
+    /// whole block is padding.
+    means: Vec<f32>,
+}
+
+impl FilmLevel {
+    pub fn new(study: &Study, step: usize) -> Self {
+        let step = step.max(1);
+        let (w, h) = (study.width, study.height);
+        let (lw, lh) = (w.div_ceil(step), h.div_ceil(step));
+        let mut means = vec![f32::NAN; lw * lh];
+        let level_row = |ly: usize, row: &mut [f32]| {
+            let rows = ly * step..((ly + 1) * step).min(h);
+            for (lx, out) in row.iter_mut().enumerate() {
+                let cols = lx * step..((lx + 1) * step).min(w);
+                let (mut sum, mut n) = (0f64, 0u32);
+                for y in rows.clone() {
+                    for i in y * w + cols.start..y * w + cols.end {
+                        let v = study.pixels[i];
+                        if !v.is_nan() && !study.is_padding(i) {
+                            sum += f64::from(v);
+                            n += 1;
+                        }
+                    }
+                }
+                if n > 0 {
+                    *out = (sum / f64::from(n)) as f32;
+                }
+            }
+        };
+        in_row_bands(&mut means, lw, w * h, &level_row);
+        Self {
+            step,
+            width: lw,
+            height: lh,
+            means,
         }
-    };
-    // Bands of rows on scoped threads of our own, not rayon's pool: that pool runs the analysis
-    // (IG keeps it busy for seconds), and a frame waiting for it would stall until it let go.
-    let bands = if tw * th >= PARALLEL_TEXELS {
+    }
+}
+
+/// What a film texture is built from: the film itself (one texel per pixel) or one of its
+/// averaged levels.
+#[derive(Clone, Copy)]
+pub enum FilmSource<'a> {
+    Full(&'a Study),
+    Level(&'a FilmLevel),
+}
+
+impl FilmSource<'_> {
+    fn step(&self) -> usize {
+        match self {
+            Self::Full(_) => 1,
+            Self::Level(level) => level.step,
+        }
+    }
+
+    fn size(&self) -> (usize, usize) {
+        match self {
+            Self::Full(study) => (study.width, study.height),
+            Self::Level(level) => (level.width, level.height),
+        }
+    }
+
+    /// [`shown_grey`] of texel `i` (row-major in this source's grid); a block of padding is black.
+    fn shown_grey(&self, window: &Window, invert: bool, i: usize) -> f32 {
+        match self {
+            Self::Full(study) => shown_grey(study, window, invert, i),
+            Self::Level(level) => {
+                let v = level.means[i];
+                if v.is_nan() {
+                    return 0.0;
+                }
+                let g = window.apply(v);
+                if invert {
+                    1.0 - g
+                } else {
+                    g
+                }
+            }
+        }
+    }
+}
+
+/// Fills `out` (rows of `row_len`) with `fill_row(row index, row)`, in bands of rows on scoped
+/// threads of our own when `work` (the values read) is large, not on rayon's pool: that pool runs
+/// the analysis (IG keeps it busy for seconds), and a frame waiting for it would stall until it
+/// let go.
+fn in_row_bands<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    work: usize,
+    fill_row: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let rows = out.len() / row_len.max(1);
+    let bands = if work >= PARALLEL_TEXELS {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
     } else {
         1
     };
-    let rows_per_band = th.div_ceil(bands).max(1);
-    let last_band = th.div_ceil(rows_per_band).saturating_sub(1);
+    let rows_per_band = rows.div_ceil(bands).max(1);
+    let last_band = rows.div_ceil(rows_per_band).saturating_sub(1);
     std::thread::scope(|scope| {
-        for (band, chunk) in pixels.chunks_mut(rows_per_band * tw.max(1)).enumerate() {
-            let texel_row = &texel_row;
+        for (band, chunk) in out.chunks_mut(rows_per_band * row_len.max(1)).enumerate() {
             let mut work = move || {
-                for (k, row) in chunk.chunks_mut(tw.max(1)).enumerate() {
-                    texel_row(band * rows_per_band + k, row);
+                for (k, row) in chunk.chunks_mut(row_len.max(1)).enumerate() {
+                    fill_row(band * rows_per_band + k, row);
                 }
             };
             if band == last_band {
@@ -169,6 +244,37 @@ pub fn film_image(
             }
         }
     });
+}
+
+/// The film's `region` (film pixels) in `window`, optionally inverted, one texel per pixel of
+/// `source` (the film, or its level at the step [`texture_step`] and [`texture_region`] chose),
+/// so a region's texels are those of the whole film's texture.
+///
+/// A window/level drag rebuilds this every frame, so it stays a single pass of [`shown_grey`]
+/// over the texels, in bands of rows on every core, rounded to bytes by [`unit_to_u8`]: for a
+/// 3000 × 3600 CR film at full resolution the single-threaded loop with `f32::round` took 66 ms
+/// on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
+pub fn film_image(
+    source: FilmSource<'_>,
+    window: &Window,
+    invert: bool,
+    region: FilmRegion,
+) -> ColorImage {
+    let step = source.step();
+    let (sw, sh) = source.size();
+    // The region in the source's grid (its edges are multiples of the step, or the film's edge).
+    let x1 = region.x1.div_ceil(step).min(sw);
+    let y1 = region.y1.div_ceil(step).min(sh);
+    let (x0, y0) = ((region.x0 / step).min(x1), (region.y0 / step).min(y1));
+    let (tw, th) = (x1 - x0, y1 - y0);
+    let mut pixels = vec![Color32::BLACK; tw * th];
+    let texel_row = |ty: usize, row: &mut [Color32]| {
+        let start = (y0 + ty) * sw + x0;
+        for (k, out) in row.iter_mut().enumerate() {
+            *out = Color32::from_gray(unit_to_u8(source.shown_grey(window, invert, start + k)));
+        }
+    };
+    in_row_bands(&mut pixels, tw, tw * th, &texel_row);
     ColorImage::new([tw, th], pixels)
 }
 
@@ -429,22 +535,33 @@ mod tests {
             high: 99.0,
         };
         for invert in [false, true] {
-            let image = film_image(&padded, &window, invert, 1, FilmRegion::whole(10, 10));
+            let image = film_image(
+                FilmSource::Full(&padded),
+                &window,
+                invert,
+                FilmRegion::whole(10, 10),
+            );
             assert!(image.pixels[..40].iter().all(|&p| p == Color32::BLACK));
             let film_end = if invert { 255 } else { 0 };
             assert_eq!(image.pixels[40], Color32::from_gray(film_end), "{invert}");
         }
         // Without the mask the same pixels are film and turn white when inverted.
-        let image = film_image(&study(None), &window, true, 1, FilmRegion::whole(10, 10));
+        let image = film_image(
+            FilmSource::Full(&study(None)),
+            &window,
+            true,
+            FilmRegion::whole(10, 10),
+        );
         assert_eq!(image.pixels[0], Color32::WHITE);
     }
 
-    /// Every texel of the film's texture is `shown_grey` of its block's first pixel, as the
-    /// per-pixel loop gave it, at full resolution and coarser, padding and inversion included, on
-    /// films whose rows are not a multiple of the step; the two large ones at step 1 (over
-    /// PARALLEL_TEXELS) are built in bands on several threads.
+    /// Every texel of the film's texture is, at step 1, `shown_grey` of its pixel, and at coarser
+    /// steps the windowed mean of its block's film pixels (padding left out, a block of padding
+    /// black), computed here pixel by pixel; padding and inversion included, on films whose rows
+    /// are not a multiple of the step. The two large ones at step 1 (over PARALLEL_TEXELS) are
+    /// built in bands on several threads.
     #[test]
-    fn film_texture_samples_shown_grey() {
+    fn film_texture_shows_each_blocks_mean() {
         for (w, h, steps) in [
             (9, 7, &[1, 2, 4][..]),
             (1031, 1019, &[1, 2][..]),
@@ -461,17 +578,42 @@ mod tests {
                 },
                 window_source: crate::io::WindowSource::Percentile,
                 metadata: Default::default(),
-                padding: Some((0..w * h).map(|i| i % 11 == 0).collect()),
+                // Every 11th pixel, and all of the first row (so some blocks are all padding).
+                padding: Some((0..w * h).map(|i| i % 11 == 0 || i < w).collect()),
             };
             let window = study.default_window;
-            for invert in [false, true] {
-                for &step in steps {
-                    let image = film_image(&study, &window, invert, step, FilmRegion::whole(w, h));
+            for &step in steps {
+                let level = FilmLevel::new(&study, step);
+                let source = if step == 1 {
+                    FilmSource::Full(&study)
+                } else {
+                    FilmSource::Level(&level)
+                };
+                for invert in [false, true] {
+                    let image = film_image(source, &window, invert, FilmRegion::whole(w, h));
                     let (tw, th) = (w.div_ceil(step), h.div_ceil(step));
                     assert_eq!(image.size, [tw, th]);
                     for ty in 0..th {
                         for tx in 0..tw {
-                            let g = shown_grey(&study, &window, invert, ty * step * w + tx * step);
+                            let (mut sum, mut n) = (0.0, 0);
+                            for y in ty * step..((ty + 1) * step).min(h) {
+                                for x in tx * step..((tx + 1) * step).min(w) {
+                                    if !study.is_padding(y * w + x) {
+                                        sum += f64::from(study.pixels[y * w + x]);
+                                        n += 1;
+                                    }
+                                }
+                            }
+                            let g = if n == 0 {
+                                0.0
+                            } else {
+                                let g = window.apply((sum / f64::from(n)) as f32);
+                                if invert {
+                                    1.0 - g
+                                } else {
+                                    g
+                                }
+                            };
                             let want = (g * 255.0).round().clamp(0.0, 255.0) as u8;
                             assert_eq!(
                                 image.pixels[ty * tw + tx],
@@ -479,6 +621,53 @@ mod tests {
                                 "{w}x{h}, step {step}, invert {invert}, texel ({tx}, {ty})"
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A one-pixel bright line in a dark film stays visible in the texture at every step (at
+    /// its share of the block), wherever it falls in a block; one sample per block lost it at
+    /// every odd column at step 2.
+    #[test]
+    fn thin_lines_survive_coarser_textures() {
+        let (w, h) = (64, 16);
+        for line_x in [5, 6, 33] {
+            let study = Study {
+                source: "line.png".into(),
+                width: w,
+                height: h,
+                pixels: (0..w * h)
+                    .map(|i| if i % w == line_x { 1000.0 } else { 0.0 })
+                    .collect(),
+                default_window: Window {
+                    low: 0.0,
+                    high: 1000.0,
+                },
+                window_source: crate::io::WindowSource::Percentile,
+                metadata: Default::default(),
+                padding: None,
+            };
+            for step in [2, 4, 8] {
+                let level = FilmLevel::new(&study, step);
+                let image = film_image(
+                    FilmSource::Level(&level),
+                    &study.default_window,
+                    false,
+                    FilmRegion::whole(w, h),
+                );
+                let tw = w / step;
+                let want = Color32::from_gray(unit_to_u8(1.0 / step as f32));
+                for ty in 0..h / step {
+                    for tx in 0..tw {
+                        let lit = tx == line_x / step;
+                        let got = image.pixels[ty * tw + tx];
+                        assert_eq!(
+                            got,
+                            if lit { want } else { Color32::BLACK },
+                            "x {line_x}, step {step}"
+                        );
                     }
                 }
             }
@@ -558,7 +747,13 @@ mod tests {
         };
         let window = study.default_window;
         for step in [1, 2, 4] {
-            let whole = film_image(&study, &window, false, step, FilmRegion::whole(w, h));
+            let level = FilmLevel::new(&study, step);
+            let source = if step == 1 {
+                FilmSource::Full(&study)
+            } else {
+                FilmSource::Level(&level)
+            };
+            let whole = film_image(source, &window, false, FilmRegion::whole(w, h));
             let tw = w.div_ceil(step);
             let block = step * REGION_BLOCK_TEXELS;
             let region = FilmRegion {
@@ -567,7 +762,7 @@ mod tests {
                 x1: w,
                 y1: h,
             };
-            let part = film_image(&study, &window, false, step, region);
+            let part = film_image(source, &window, false, region);
             let (pw, ph) = (
                 (w - region.x0).div_ceil(step),
                 (h - region.y0).div_ceil(step),
