@@ -42,10 +42,20 @@ impl ScreenFromImage {
     }
 
     /// One image pixel per *physical* screen pixel (not per point), centred on what was at the
-    /// canvas centre before, so toggling 1:1 does not jump elsewhere on the film.
+    /// canvas centre before (to within half a physical pixel), so toggling 1:1 does not jump
+    /// elsewhere on the film.
+    ///
+    /// The image's corner lands on a physical pixel's corner: the film texture is filtered
+    /// linearly, so an offset of half a pixel spread every film pixel over two screen pixels at
+    /// half contrast (a one-pixel line on a 1.75× display showed two pixels wide, at half its
+    /// brightness). Panning moves by whole pointer steps, which keeps the alignment.
     pub fn one_to_one(self, pixels_per_point: f32, canvas: Rect) -> Self {
-        let target = 1.0 / pixels_per_point.max(f32::MIN_POSITIVE);
-        self.zoomed_around(canvas.center(), target / self.zoom)
+        let ppp = pixels_per_point.max(f32::MIN_POSITIVE);
+        let t = self.zoomed_around(canvas.center(), 1.0 / ppp / self.zoom);
+        Self {
+            offset: (t.offset * ppp).round() / ppp,
+            ..t
+        }
     }
 
     pub fn apply(&self, point_in_image: Pos2) -> Pos2 {
@@ -183,6 +193,29 @@ mod tests {
         let o = t.one_to_one(2.0, canvas);
         assert!((o.zoom - 0.5).abs() < 1e-6);
         assert!(close(o.inverse(canvas.center()), centre_before));
+        // On a 1.75× display, from a fit that leaves the image corner between physical pixels:
+        // the corner moves onto one, and the centre stays within half a physical pixel.
+        for (ppp, size) in [
+            (1.75, Vec2::new(801.3, 577.9)),
+            (1.0, Vec2::new(997.5, 703.25)),
+        ] {
+            let canvas = Rect::from_min_size(Pos2::new(13.1, 71.7), size);
+            let t = ScreenFromImage::fit(Vec2::new(3001.0, 3599.0), canvas);
+            let centre_before = t.inverse(canvas.center());
+            let o = t.one_to_one(ppp, canvas);
+            assert!((o.zoom * ppp - 1.0).abs() < 1e-6, "{ppp}");
+            for corner in [o.offset.x * ppp, o.offset.y * ppp] {
+                assert!(
+                    (corner - corner.round()).abs() < 1e-3,
+                    "{ppp}: corner at {corner}"
+                );
+            }
+            let moved = (o.inverse(canvas.center()) - centre_before) * o.zoom * ppp;
+            assert!(
+                moved.x.abs() <= 0.5 + 1e-3 && moved.y.abs() <= 0.5 + 1e-3,
+                "{moved:?}"
+            );
+        }
     }
 
     #[test]
