@@ -415,4 +415,18 @@ fn a_folder_of_links_is_listed_and_walked_as_its_links() {
         assert_eq!(current_path(h.state()).as_ref(), Some(want));
         assert_eq!(h.state().folder_position(), Some((i, 3)));
     }
+
+    // The folder opened through a link to it: listed under the link's name, not the target's
+    // (the panel named the target folder, which the user never picked).
+    let via = temp_dir("review-links-via").join("labelled-subset");
+    symlink(&root, &via).unwrap();
+    let h = open_folder(&db, &via, &[]);
+    let review = h.state().review.as_ref().unwrap();
+    assert_eq!(review.root, via);
+    assert_eq!(review.rows.len(), 3);
+    assert!(review.rows.iter().all(|r| r.path.starts_with(&via)));
+    h.get_by_label_contains("labelled-subset");
+    let order = h.state().navigation();
+    assert_eq!(current_path(h.state()).as_ref(), Some(&order[0]));
+    assert_eq!(h.state().folder_position(), Some((0, 3)));
 }

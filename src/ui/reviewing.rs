@@ -361,7 +361,7 @@ impl ViewerApp {
     /// Lists `dir` recursively and predicts every study in the background; the first study
     /// opens as soon as the list is there.
     pub fn start_review(&mut self, dir: &Path) {
-        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let dir = review_root(dir);
         if let Some(old) = self.review.take() {
             old.stop();
         }
@@ -545,5 +545,16 @@ impl ViewerApp {
     pub fn folder_truth(&self, path: &Path) -> Option<Finding> {
         let r = self.review.as_ref()?;
         r.rows.get(r.row_index(path)?)?.folder_truth
+    }
+}
+
+/// The folder a review lists, as an absolute path that keeps a link's own name: a labelled
+/// subset opened through a link to it is shown and walked under that name, not its target's (the
+/// rows keep their link names the same way, `io::files_under`). Resolved like `canonicalize` only
+/// where the path climbs with `..` (an absolute path would keep those, and "a/.." has no name).
+fn review_root(dir: &Path) -> PathBuf {
+    match std::path::absolute(dir) {
+        Ok(p) if !p.components().any(|c| c == std::path::Component::ParentDir) => p,
+        _ => std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
     }
 }
