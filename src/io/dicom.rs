@@ -19,8 +19,8 @@ use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry
 
 use super::error::root_cause;
 use super::{
-    check_dimensions, film_values, jpeg12, percentile_window, LoadError, LoadErrorKind, Study,
-    StudyMetadata, Window, WindowSource, MAX_PIXELS,
+    check_dimensions, film_values, jpeg12, percentile_window, LoadError, LoadErrorKind,
+    PaddingMask, Study, StudyMetadata, Window, WindowSource, MAX_PIXELS,
 };
 
 /// Longest value text kept for the tags panel; longer values are cut with an ellipsis.
@@ -529,8 +529,10 @@ fn present(
     }
     // Padding is not film: black under any window, and out of the automatic window below.
     if let Some(mask) = &padding {
-        for (v, _) in pixels.iter_mut().zip(mask).filter(|(_, &m)| m) {
-            *v = min_possible;
+        for (i, v) in pixels.iter_mut().enumerate() {
+            if mask.contains(i) {
+                *v = min_possible;
+            }
         }
     }
     let (default_window, window_source) = match (baked, header) {
@@ -543,13 +545,11 @@ fn present(
         (None, Some(w)) => (w, WindowSource::Header),
         // Computed on the already inverted values, so it needs no mirroring.
         (None, None) => (
-            percentile_window(film_values(&pixels, padding.as_deref())),
+            percentile_window(film_values(&pixels, padding.as_ref())),
             WindowSource::Percentile,
         ),
     };
-    metadata.padding_pixels = padding
-        .as_ref()
-        .map(|mask| mask.iter().filter(|&&m| m).count());
+    metadata.padding_pixels = padding.as_ref().map(PaddingMask::count);
 
     // The header's value stays (reasons quote it as "PhotometricInterpretation …"): a JPEG
     // decoder hands YBR_FULL_422 back as RGB. The decoded one only fills an absent header.
@@ -585,7 +585,7 @@ fn padding_mask(
     values: &[f32],
     rescale: Rescale,
     signed: bool,
-) -> Option<Vec<bool>> {
+) -> Option<PaddingMask> {
     let stored = |tag: Tag| -> Option<f64> {
         let v = obj.get(tag)?.to_int::<i64>().ok()?;
         // US or SS by the pixel representation; a writer may hand SS over as its US bits.
@@ -605,11 +605,10 @@ fn padding_mask(
     let (a, b) = (slope * value + intercept, slope * limit + intercept);
     let tolerance = 0.25 * slope.abs();
     let (low, high) = (a.min(b) - tolerance, a.max(b) + tolerance);
-    let mask: Vec<bool> = values
-        .iter()
-        .map(|&v| (low..=high).contains(&f64::from(v)))
-        .collect();
-    match mask.iter().filter(|&&m| m).count() {
+    let mask = PaddingMask::from_fn(values.len(), |i| {
+        (low..=high).contains(&f64::from(values[i]))
+    });
+    match mask.count() {
         0 => None,
         // The standard forbids padding values inside the image; a header that makes the whole
         // film padding is wrong, and following it would show nothing.

@@ -498,6 +498,7 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::PaddingMask;
 
     /// The presets' percentiles come from the film: DICOM padding (here 40 of 100 pixels at the
     /// range's low end) would otherwise set the "Full range" and "Lung" low ends.
@@ -506,7 +507,7 @@ mod tests {
         let pixels: Vec<f32> = (0..100)
             .map(|i| if i < 40 { -1000.0 } else { i as f32 })
             .collect();
-        let study = |padding: Option<Vec<bool>>| Study {
+        let study = |padding: Option<PaddingMask>| Study {
             source: "padded.dcm".into(),
             width: 10,
             height: 10,
@@ -519,14 +520,14 @@ mod tests {
             metadata: Default::default(),
             padding,
         };
-        let padded = study(Some((0..100).map(|i| i < 40).collect()));
+        let padded = study(Some(PaddingMask::from_fn(100, |i| i < 40)));
         assert_eq!(Percentiles::new(&padded).range(), (40.0, 99.0));
         let full = WindowPreset::FullRange.window(&padded, &Percentiles::new(&padded));
         assert_eq!((full.low, full.high), (40.0, 99.0));
         // Without the mask the same values are film.
         assert_eq!(Percentiles::new(&study(None)).range(), (-1000.0, 99.0));
         // All padding: the presets still get the values (nothing else to use).
-        let all = study(Some(vec![true; 100]));
+        let all = study(Some(PaddingMask::from_fn(100, |_| true)));
         assert_eq!(Percentiles::new(&all).range(), (-1000.0, 99.0));
 
         // Padding shows black, inverted or not; the film inverts.
@@ -579,7 +580,7 @@ mod tests {
                 window_source: crate::io::WindowSource::Percentile,
                 metadata: Default::default(),
                 // Every 11th pixel, and all of the first row (so some blocks are all padding).
-                padding: Some((0..w * h).map(|i| i % 11 == 0 || i < w).collect()),
+                padding: Some(PaddingMask::from_fn(w * h, |i| i % 11 == 0 || i < w)),
             };
             let window = study.default_window;
             for &step in steps {
