@@ -72,6 +72,8 @@ pub struct FilmKey {
     pub step: usize,
     /// The part of the film the texture covers (what is on screen, in whole blocks).
     pub region: super::render::FilmRegion,
+    /// [`super::render::film_filter`] at the zoom it was drawn for.
+    pub filter: egui::TextureOptions,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -10,8 +10,8 @@ use egui::{
 
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
 use super::render::{
-    contour_segments, film_image, map_scale, overlay_image, texture_region, texture_step,
-    FilmLevel, FilmSource,
+    contour_segments, film_filter, film_image, map_scale, overlay_image, texture_region,
+    texture_step, FilmLevel, FilmSource,
 };
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
@@ -185,6 +185,7 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         invert: view.invert,
         step,
         region,
+        filter: film_filter(screen_from_image.zoom * ui.ctx().pixels_per_point()),
     };
     if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
         let image = if step == 1 {
@@ -205,13 +206,14 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             let source = FilmSource::Level(&levels[index]);
             film_image(source, &view.window, view.invert, region)
         };
+        let filter = film_key.filter;
         match app.film_tex.as_mut() {
             Some((k, tex)) => {
-                tex.set(image, TextureOptions::LINEAR);
+                tex.set(image, filter);
                 *k = film_key;
             }
             None => {
-                let tex = ui.ctx().load_texture("film", image, TextureOptions::LINEAR);
+                let tex = ui.ctx().load_texture("film", image, filter);
                 app.film_tex = Some((film_key, tex));
             }
         }

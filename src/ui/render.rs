@@ -52,6 +52,22 @@ pub fn texture_step(film_side: usize, shown_px: f32) -> usize {
     step
 }
 
+/// Physical screen pixels per film pixel from which the film is drawn with hard pixel edges.
+pub const PIXEL_EDGES_FROM: f32 = 4.0;
+
+/// How the film's texture is filtered at `screen_px_per_film_px` (physical pixels): blended
+/// (linear) below [`PIXEL_EDGES_FROM`], nearest texel from there on. Magnified far enough to
+/// inspect single pixels (the zoom goes to 64×), linear blending draws a smooth ramp between
+/// pixel centres, so the square the cursor readout describes is nowhere to be seen; at 4× and
+/// more each film pixel shows as the square it is, as in other image viewers.
+pub fn film_filter(screen_px_per_film_px: f32) -> egui::TextureOptions {
+    if screen_px_per_film_px >= PIXEL_EDGES_FROM {
+        egui::TextureOptions::NEAREST
+    } else {
+        egui::TextureOptions::LINEAR
+    }
+}
+
 /// Film pixels `[x0, x1) × [y0, y1)` that a film texture covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FilmRegion {
@@ -692,6 +708,20 @@ mod tests {
         assert_eq!(texture_step(808, 1020.0), 1);
         assert_eq!(texture_step(16_384, 100_000.0), 1);
         assert_eq!(texture_step(100, 0.0), 32);
+    }
+
+    /// Blended below 4 screen pixels per film pixel, hard pixel edges from there.
+    #[test]
+    fn film_pixels_get_hard_edges_when_magnified() {
+        for (zoom, want) in [
+            (0.2, egui::TextureOptions::LINEAR),
+            (1.0, egui::TextureOptions::LINEAR),
+            (3.99, egui::TextureOptions::LINEAR),
+            (4.0, egui::TextureOptions::NEAREST),
+            (64.0, egui::TextureOptions::NEAREST),
+        ] {
+            assert_eq!(film_filter(zoom), want, "{zoom}");
+        }
     }
 
     /// The texture covers what is on screen in whole blocks, clipped to the film; fitted, the
