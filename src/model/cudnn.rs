@@ -273,71 +273,57 @@ impl CustomOp2 for Conv {
             stride: s,
             padding: p,
         };
-        let cached = chosen().lock().ok().and_then(|m| m.get(&key).copied());
-        match self.direction {
-            Direction::Forward => {
-                let op = ConvForward {
-                    conv: &conv,
-                    x: &x_desc,
-                    w: &w_desc,
-                    y: &y_desc,
-                };
-                let (algo, bytes) = match cached {
-                    Some((Algorithm::Forward(a), bytes)) => (a, bytes),
-                    _ => {
-                        let a = op.pick_algorithm().map_err(cudnn_error)?;
-                        let bytes = op.get_workspace_size(a).map_err(cudnn_error)?;
-                        if let Ok(mut m) = chosen().lock() {
-                            m.insert(key, (Algorithm::Forward(a), bytes));
-                        }
-                        (a, bytes)
-                    }
-                };
-                let mut workspace = workspace(&device, bytes)?;
-                unsafe {
-                    op.launch(
-                        algo,
-                        workspace.as_mut(),
-                        (1f32, 0f32),
-                        &a_view,
-                        &filter_view,
-                        &mut result,
+        let forward = ConvForward {
+            conv: &conv,
+            x: &x_desc,
+            w: &w_desc,
+            y: &y_desc,
+        };
+        let input_gradient = ConvBackwardData {
+            conv: &conv,
+            dx: &x_desc,
+            w: &w_desc,
+            dy: &y_desc,
+        };
+        let pick = || -> Result<(Algorithm, usize), cudarc::cudnn::CudnnError> {
+            Ok(match self.direction {
+                Direction::Forward => {
+                    let a = forward.pick_algorithm()?;
+                    (Algorithm::Forward(a), forward.get_workspace_size(a)?)
+                }
+                Direction::InputGradient => {
+                    let a = input_gradient.pick_algorithm()?;
+                    (
+                        Algorithm::InputGradient(a),
+                        input_gradient.get_workspace_size(a)?,
                     )
                 }
-                .map_err(cudnn_error)?;
-            }
-            Direction::InputGradient => {
-                let op = ConvBackwardData {
-                    conv: &conv,
-                    dx: &x_desc,
-                    w: &w_desc,
-                    dy: &y_desc,
-                };
-                let (algo, bytes) = match cached {
-                    Some((Algorithm::InputGradient(a), bytes)) => (a, bytes),
-                    _ => {
-                        let a = op.pick_algorithm().map_err(cudnn_error)?;
-                        let bytes = op.get_workspace_size(a).map_err(cudnn_error)?;
-                        if let Ok(mut m) = chosen().lock() {
-                            m.insert(key, (Algorithm::InputGradient(a), bytes));
-                        }
-                        (a, bytes)
-                    }
-                };
-                let mut workspace = workspace(&device, bytes)?;
-                unsafe {
-                    op.launch(
-                        algo,
-                        workspace.as_mut(),
-                        (1f32, 0f32),
-                        &mut result,
-                        &filter_view,
-                        &a_view,
-                    )
+            })
+        };
+        // The key holds the direction, so a cached choice is of this direction's kind.
+        let (algorithm, bytes) = match chosen().lock().ok().and_then(|m| m.get(&key).copied()) {
+            Some(choice) => choice,
+            None => {
+                let choice = pick().map_err(cudnn_error)?;
+                if let Ok(mut m) = chosen().lock() {
+                    m.insert(key, choice);
                 }
-                .map_err(cudnn_error)?;
+                choice
             }
+        };
+        let mut workspace = workspace(&device, bytes)?;
+        let scale = (1f32, 0f32); // alpha, beta: result = 1·conv + 0·result
+        match algorithm {
+            Algorithm::Forward(a) => unsafe {
+                let ws = workspace.as_mut();
+                forward.launch(a, ws, scale, &a_view, &filter_view, &mut result)
+            },
+            Algorithm::InputGradient(a) => unsafe {
+                let ws = workspace.as_mut();
+                input_gradient.launch(a, ws, scale, &mut result, &filter_view, &a_view)
+            },
         }
+        .map_err(cudnn_error)?;
         let shape = Shape::from(result_dims.to_vec());
         Ok((CudaStorage::wrap_cuda_slice(result, device), shape))
     }

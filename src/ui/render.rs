@@ -516,25 +516,33 @@ mod tests {
     use super::*;
     use crate::io::PaddingMask;
 
+    /// A `w` × `h` test film of `value(i)` (row-major index), windowed `low..high`.
+    fn film(
+        w: usize,
+        h: usize,
+        value: impl Fn(usize) -> f32,
+        (low, high): (f32, f32),
+        padding: Option<PaddingMask>,
+    ) -> Study {
+        Study {
+            source: "test.dcm".into(),
+            width: w,
+            height: h,
+            pixels: (0..w * h).map(value).collect(),
+            default_window: Window { low, high },
+            window_source: crate::io::WindowSource::Percentile,
+            metadata: Default::default(),
+            padding,
+        }
+    }
+
     /// The presets' percentiles come from the film: DICOM padding (here 40 of 100 pixels at the
     /// range's low end) would otherwise set the "Full range" and "Lung" low ends.
     #[test]
     fn padding_is_left_out_of_presets_and_shown_black() {
-        let pixels: Vec<f32> = (0..100)
-            .map(|i| if i < 40 { -1000.0 } else { i as f32 })
-            .collect();
-        let study = |padding: Option<PaddingMask>| Study {
-            source: "padded.dcm".into(),
-            width: 10,
-            height: 10,
-            pixels: pixels.clone(),
-            default_window: Window {
-                low: 40.0,
-                high: 99.0,
-            },
-            window_source: crate::io::WindowSource::Percentile,
-            metadata: Default::default(),
-            padding,
+        let study = |padding: Option<PaddingMask>| {
+            let value = |i| if i < 40 { -1000.0 } else { i as f32 };
+            film(10, 10, value, (40.0, 99.0), padding)
         };
         let padded = study(Some(PaddingMask::from_fn(100, |i| i < 40)));
         assert_eq!(Percentiles::new(&padded).range(), (40.0, 99.0));
@@ -584,20 +592,9 @@ mod tests {
             (1031, 1019, &[1, 2][..]),
             (4001, 263, &[1][..]),
         ] {
-            let study = Study {
-                source: "odd.dcm".into(),
-                width: w,
-                height: h,
-                pixels: (0..w * h).map(|i| (i * 37 % 101) as f32).collect(),
-                default_window: Window {
-                    low: 10.0,
-                    high: 90.0,
-                },
-                window_source: crate::io::WindowSource::Percentile,
-                metadata: Default::default(),
-                // Every 11th pixel, and all of the first row (so some blocks are all padding).
-                padding: Some(PaddingMask::from_fn(w * h, |i| i % 11 == 0 || i < w)),
-            };
+            // Padding: every 11th pixel, and all of the first row (so some blocks are all padding).
+            let padding = PaddingMask::from_fn(w * h, |i| i % 11 == 0 || i < w);
+            let study = film(w, h, |i| (i * 37 % 101) as f32, (10.0, 90.0), Some(padding));
             let window = study.default_window;
             for &step in steps {
                 let level = FilmLevel::new(&study, step);
@@ -651,21 +648,8 @@ mod tests {
     fn thin_lines_survive_coarser_textures() {
         let (w, h) = (64, 16);
         for line_x in [5, 6, 33] {
-            let study = Study {
-                source: "line.png".into(),
-                width: w,
-                height: h,
-                pixels: (0..w * h)
-                    .map(|i| if i % w == line_x { 1000.0 } else { 0.0 })
-                    .collect(),
-                default_window: Window {
-                    low: 0.0,
-                    high: 1000.0,
-                },
-                window_source: crate::io::WindowSource::Percentile,
-                metadata: Default::default(),
-                padding: None,
-            };
+            let value = |i| if i % w == line_x { 1000.0 } else { 0.0 };
+            let study = film(w, h, value, (0.0, 1000.0), None);
             for step in [2, 4, 8] {
                 let level = FilmLevel::new(&study, step);
                 let image = film_image(
@@ -763,19 +747,7 @@ mod tests {
     #[test]
     fn region_textures_are_cut_from_the_whole_texture() {
         let (w, h) = (1100, 700);
-        let study = Study {
-            source: "big.png".into(),
-            width: w,
-            height: h,
-            pixels: (0..w * h).map(|i| (i * 13 % 97) as f32).collect(),
-            default_window: Window {
-                low: 5.0,
-                high: 80.0,
-            },
-            window_source: crate::io::WindowSource::Percentile,
-            metadata: Default::default(),
-            padding: None,
-        };
+        let study = film(w, h, |i| (i * 13 % 97) as f32, (5.0, 80.0), None);
         let window = study.default_window;
         for step in [1, 2, 4] {
             let level = FilmLevel::new(&study, step);
