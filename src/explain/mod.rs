@@ -66,9 +66,6 @@ impl Grid {
     /// PyTorch's default), with antialiasing when shrinking; done by the `image` crate's triangle
     /// filter.
     pub fn resized(&self, width: usize, height: usize) -> Grid {
-        if width == self.width && height == self.height {
-            return self.clone();
-        }
         self.clone().into_resized(width, height)
     }
 

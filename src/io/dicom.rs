@@ -529,10 +529,8 @@ fn present(
     }
     // Padding is not film: black under any window, and out of the automatic window below.
     if let Some(mask) = &padding {
-        for (i, v) in pixels.iter_mut().enumerate() {
-            if mask.contains(i) {
-                *v = min_possible;
-            }
+        for i in mask.indices() {
+            pixels[i] = min_possible;
         }
     }
     let (default_window, window_source) = match (baked, header) {

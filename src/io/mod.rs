@@ -207,6 +207,11 @@ impl PaddingMask {
     pub fn count(&self) -> usize {
         self.bits.count_ones(..)
     }
+
+    /// The padding pixels' indices, in order.
+    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits.ones()
+    }
 }
 
 impl Study {

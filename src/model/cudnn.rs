@@ -40,19 +40,13 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Option<Tensor>> {
-    if !applies(x, weight) {
-        return Ok(None);
-    }
     let op = Conv {
         direction: Direction::Forward,
         stride,
         padding,
         input_hw: (0, 0),
     };
-    Ok(Some(
-        x.contiguous()?
-            .apply_op2_no_bwd(&weight.contiguous()?, &op)?,
-    ))
+    op.run(x, weight)
 }
 
 /// `∂L/∂x` of `y = x ⋆ W` from `grad` = `∂L/∂y`, for an input of `input_hw` (a stride can drop
@@ -65,19 +59,13 @@ pub fn conv2d_input_gradient(
     padding: usize,
     input_hw: (usize, usize),
 ) -> candle_core::Result<Option<Tensor>> {
-    if !applies(grad, weight) {
-        return Ok(None);
-    }
     let op = Conv {
         direction: Direction::InputGradient,
         stride,
         padding,
         input_hw,
     };
-    Ok(Some(
-        grad.contiguous()?
-            .apply_op2_no_bwd(&weight.contiguous()?, &op)?,
-    ))
+    op.run(grad, weight)
 }
 
 /// `CXR_VIEWER_CUDNN=0` turns these convolutions off (candle's own kernels run, as in a
@@ -109,6 +97,20 @@ struct Conv {
     padding: usize,
     /// The input's spatial size (input gradient only).
     input_hw: (usize, usize),
+}
+
+impl Conv {
+    /// This convolution of `a` (the input, or the output's gradient) with `weight`; `None`
+    /// unless `a` is on a CUDA device and both tensors are f32.
+    fn run(&self, a: &Tensor, weight: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        if !applies(a, weight) {
+            return Ok(None);
+        }
+        Ok(Some(
+            a.contiguous()?
+                .apply_op2_no_bwd(&weight.contiguous()?, self)?,
+        ))
+    }
 }
 
 /// What fixes cuDNN's choice: the direction, the four shapes' numbers, stride and padding.

@@ -168,7 +168,8 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 
     // ---- film ----
     let film_side = study.width.max(study.height);
-    let shown_px = screen_from_image.zoom * film_side as f32 * ui.ctx().pixels_per_point();
+    let screen_px_per_film_px = screen_from_image.zoom * ui.ctx().pixels_per_point();
+    let shown_px = screen_px_per_film_px * film_side as f32;
     // Every pane shows the same part of the film (compare mode pans each by its own corner).
     let visible_in_image = Rect::from_two_pos(
         screen_from_image.inverse(primary.min),
@@ -185,27 +186,20 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         invert: view.invert,
         step,
         region,
-        filter: film_filter(screen_from_image.zoom * ui.ctx().pixels_per_point()),
+        filter: film_filter(screen_px_per_film_px),
     };
     if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
-        let image = if step == 1 {
-            film_image(FilmSource::Full(&study), &view.window, view.invert, region)
+        let source = if step == 1 {
+            FilmSource::Full(&study)
         } else {
-            // The averaged film for this step, built once per film and step.
-            let levels = match &mut app.film_levels {
-                Some((path, levels)) if *path == film_key.path => levels,
-                slot => &mut slot.insert((film_key.path.clone(), Vec::new())).1,
-            };
-            let index = match levels.iter().position(|l| l.step == step) {
-                Some(i) => i,
-                None => {
-                    levels.push(FilmLevel::new(&study, step));
-                    levels.len() - 1
-                }
-            };
-            let source = FilmSource::Level(&levels[index]);
-            film_image(source, &view.window, view.invert, region)
+            FilmSource::Level(film_level(
+                &mut app.film_levels,
+                &film_key.path,
+                &study,
+                step,
+            ))
         };
+        let image = film_image(source, &view.window, view.invert, region);
         let filter = film_key.filter;
         match app.film_tex.as_mut() {
             Some((k, tex)) => {
@@ -320,6 +314,28 @@ fn galley_with_backdrop(
     painter.rect_filled(plate, 3.0, Color32::from_black_alpha(170));
     painter.galley(rect.min, galley, Color32::from_gray(230));
     plate
+}
+
+/// The film at `path` averaged for `step` ([`FilmLevel`]), built the first time the film is
+/// shown at that step and kept with the film's path.
+fn film_level<'a>(
+    levels: &'a mut Option<(std::path::PathBuf, Vec<FilmLevel>)>,
+    path: &std::path::Path,
+    study: &crate::io::Study,
+    step: usize,
+) -> &'a FilmLevel {
+    if levels.as_ref().is_some_and(|(of, _)| of != path) {
+        *levels = None;
+    }
+    let (_, levels) = levels.get_or_insert_with(|| (path.to_path_buf(), Vec::new()));
+    let index = match levels.iter().position(|l| l.step == step) {
+        Some(i) => i,
+        None => {
+            levels.push(FilmLevel::new(study, step));
+            levels.len() - 1
+        }
+    };
+    &levels[index]
 }
 
 /// One pane: the film, `kind`'s overlay through `screen_from_image ∘ image_from_model`, and the
