@@ -103,6 +103,27 @@ fn a_note_typed_before_the_window_is_covered_is_saved_without_any_painting() {
 }
 
 #[test]
+fn a_panic_in_the_window_loop_still_saves_the_note_being_typed() {
+    // winit unwraps X11 replies, so a window destroyed under the viewer panics inside eframe and
+    // `on_exit` never runs (rust-windowing/winit#3686); what unwinds past it drops the app.
+    let db = temp_dir("panic-db").join("notes.sqlite3");
+    let mut h = harness(viewer(fast_settings(&db), ScriptedPicker::default()));
+    ready_for_notes(&mut h);
+    type_into(&mut h, Role::MultilineTextInput, "Comment", TEXT);
+    assert!(
+        !h.state().notes.all_saved(),
+        "the edit waits for a pause in typing"
+    );
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _window_loop = h;
+        panic!("X11Error {{ error_kind: Window, request_name: Some(\"TranslateCoordinates\") }}");
+    }));
+    assert!(unwound.is_err());
+    // Read at once: no autosave pause has passed, and no thread of the viewer is left to save.
+    assert_eq!(stored_text(&db).as_deref(), Some(TEXT));
+}
+
+#[test]
 fn reviewer_and_database_are_on_disk_as_soon_as_they_change() {
     let dir = temp_dir("settings-on-change");
     let settings_path = dir.join("config/settings.json");

@@ -133,6 +133,8 @@ pub struct ViewerApp {
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
+    /// `on_exit` ran: the closing saves are done and `Drop` has nothing left to do.
+    exited: bool,
     /// Where settings are written as they change; `None` (tests): only eframe's storage.
     settings_file: Option<super::settings_file::SettingsFile>,
     /// `--db` / `$CXR_VIEWER_DB`: this run's notes database, ahead of the remembered one and not
@@ -194,6 +196,7 @@ impl ViewerApp {
             export_note_paths: false,
             list_scrolled_to: None,
             frame_stats: None,
+            exited: false,
             settings_file: None,
             notes_db_override: None,
             hidden_since: None,
@@ -1222,15 +1225,35 @@ impl eframe::App for ViewerApp {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.close();
+        if let Some(stats) = &self.frame_stats {
+            eprint!("{}", stats.summary());
+        }
+    }
+}
+
+impl ViewerApp {
+    /// The closing saves: settings, and the note being typed (autosaved only after a pause).
+    fn close(&mut self) {
+        if std::mem::replace(&mut self.exited, true) {
+            return;
+        }
         self.persist_settings_now();
         self.jobs.cancel_all_except(None);
         if let Some(r) = &self.review {
             r.stop();
         }
         self.flush_notes_blocking();
-        if let Some(stats) = &self.frame_stats {
-            eprint!("{}", stats.summary());
-        }
+    }
+}
+
+/// A panic in the window loop skips `on_exit`: winit unwraps X11 replies, so a window destroyed
+/// under it (killed, or the X server gone: rust-windowing/winit#3686) panics inside eframe. The
+/// unwinding still drops the app, and the saves `on_exit` would have made happen here, so the
+/// last second of typing is not lost.
+impl Drop for ViewerApp {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -63,17 +63,35 @@ pub fn run(
             .with_drag_and_drop(true),
         ..Default::default()
     };
-    eframe::run_native(
-        "cxr-viewer",
-        options,
-        Box::new(move |cc| {
-            Ok(Box::new(ViewerApp::from_creation_context(
-                cc,
-                model_path,
-                initial_file,
-                notes_db,
-            )))
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the viewer window: {e}"))
+    // A panic inside the window loop (see `ViewerApp`'s `Drop`) ends the run as an error with one
+    // line, after the panic hook's message, instead of a second trace from `main`.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eframe::run_native(
+            "cxr-viewer",
+            options,
+            Box::new(move |cc| {
+                Ok(Box::new(ViewerApp::from_creation_context(
+                    cc,
+                    model_path,
+                    initial_file,
+                    notes_db,
+                )))
+            }),
+        )
+    }));
+    match run {
+        Ok(result) => result.map_err(|e| anyhow::anyhow!("cannot open the viewer window: {e}")),
+        Err(panic) => Err(anyhow::anyhow!(
+            "the viewer window stopped unexpectedly ({}); notes and settings were saved as on a normal exit",
+            panic_message(panic.as_ref())
+        )),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic")
 }
