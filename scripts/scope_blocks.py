@@ -1,7 +1,7 @@
 """Scope-guard variant: pooled mean and deviation of every one of ResNet-50's 16 bottleneck blocks'
 outputs (not only the four stage ends), through the PyTorch copy of the model, each block scored
 with the shipped detector's PPCA distance; per block and averaged (analysis only; nothing here is
-shipped; README "Scope guard", eighteenth session).
+shipped; docs/scope-guard-log.md, eighteenth session).
 
     python scripts/scope_blocks.py ../shared/data/kermany weights/training/split.csv ../shared/ood
 

@@ -1,5 +1,5 @@
 """Scope-guard variant: Lee et al. 2018's input pre-processing for the Mahalanobis score (analysis
-only; nothing here is shipped; README "Scope guard", twentieth session).
+only; nothing here is shipped; docs/scope-guard-log.md, twentieth session).
 
 Through the PyTorch copy of the model: the seven depths of the shipped detector (pooled mean and
 deviation of layer1-4, region means of layer2/3 on a 4x4 grid and layer4 on 3x3), PPCA with 32

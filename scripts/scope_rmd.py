@@ -5,7 +5,7 @@ Per depth: class-conditional Gaussians with a shared within-class covariance (PP
 directions, on the class-centred training features) give MD_k; a background Gaussian on all
 training films (the shipped PPCA) gives MD_0; RMD = min_k MD_k − MD_0. Reported per depth and as
 the mean over the seven depths, beside the shipped score, with the shipped 98.5th-percentile rule
-on the validation films. README "Scope guard", nineteenth session. Same arguments as
+on the validation films. docs/scope-guard-log.md, nineteenth session. Same arguments as
 scope_variants.py:
 
     python scripts/scope_rmd.py CACHE ../shared/data/kermany weights/training/split.csv

@@ -4,7 +4,7 @@ Re-fits the shipped detector in numpy (standardised features, PPCA with 32 direc
 d²/D, mean over the seven depths) and compares it with ℓ2-normalised features ("Mahalanobis++",
 Mueller & Hein 2025) and with per-depth scores standardised (z of log d²/D over the training films)
 or combined by Fisher's method (Haroush et al. 2022) before the mean. Thresholds: the 98.5th
-percentile of the validation films, as shipped. README "Scope guard", eighteenth session.
+percentile of the validation films, as shipped. docs/scope-guard-log.md, eighteenth session.
 
     cxr-viewer scope-fit --data ../shared/data/kermany --split weights/training/split.csv \
         --out /tmp/refit.scope.safetensors --quantile 0.985 --cache CACHE

@@ -7,8 +7,8 @@
 //! `cxr-viewer bench` put 17 % of the IG time in the page-fault handler, and the process spent
 //! 10.8 s of a 26 s run in the kernel. With the mmap threshold fixed at glibc's maximum (32 MiB)
 //! and trimming only beyond 1 GiB free, freed buffers are handed out again from the heap: the
-//! kernel time fell to 2.8 s and IG (32 steps) from 8.3 s to 7.1 s in the same run (README,
-//! Performance). Peak memory is unchanged; the price is that up to 1 GiB already used may stay
+//! kernel time fell to 2.8 s and IG (32 steps) from 8.3 s to 7.1 s in the same run
+//! (docs/performance-log.md). Peak memory is unchanged; the price is that up to 1 GiB already used may stay
 //! mapped after an analysis instead of going back to the system at once.
 //!
 //! One arena for all threads (`M_ARENA_MAX` = 1): the network passes run on rayon's pool threads

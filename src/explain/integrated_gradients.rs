@@ -155,7 +155,7 @@ pub struct IgOptions {
     /// one pass over a batch has stretches where one core waits (a serial copy, the end of a
     /// parallel loop whose last chunk is long, the hand-over between layers); a second pass
     /// running beside it takes that core. On the 2-core CPU two lanes of 4 ran IG 10–16 % faster
-    /// than one batch of 8 at the same peak memory (README, Performance); a GPU runs its kernels
+    /// than one batch of 8 at the same peak memory (docs/performance-log.md); a GPU runs its kernels
     /// one after another anyway, so it keeps 1.
     pub lanes: usize,
     pub rule: IgRule,

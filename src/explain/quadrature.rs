@@ -16,7 +16,7 @@
 //! model predicts 0.76× the uniform rule's error at the same number of gradients; measured through
 //! the PyTorch copy of the model on the 14 validation films the profile comes from, 36 graded
 //! gradients gave 0.82× (geometric mean; 0.52–0.98×, never above) the map error of 40 uniform
-//! ones, and on 8 films not used for the profile 0.90× (0.54–1.21×; README, Performance).
+//! ones, and on 8 films not used for the profile 0.90× (0.54–1.21×; docs/performance-log.md).
 //! Placing the nodes is the same RiemannOpt idea (Swain & Singhi 2024: choose IG's sample points
 //! to cut the gradients needed) with the placement fixed once from measured data rather than
 //! probed per film, which costs forward passes and did worse here (the guided rule in
@@ -28,8 +28,8 @@
 //! between nodes where the gradient moves. Gauss–Legendre's nodes bunch at both ends and leave gaps
 //! of about π/(2n) in the middle of the path, where the gradient of a film changes most (the
 //! variation of the map per unit of α measured 6–8 for α < 0.2 and 29–68 above on the bundled
-//! sample); the midpoint rule's gaps are 1/n everywhere. Measured on six films (README,
-//! Performance), the midpoint rule's map error is 0.3–0.9× (median 0.68×) Gauss–Legendre's at the same number of
+//! sample); the midpoint rule's gaps are 1/n everywhere. Measured on six films
+//! (docs/performance-log.md), the midpoint rule's map error is 0.3–0.9× (median 0.68×) Gauss–Legendre's at the same number of
 //! gradients.
 //!
 //! **Gauss–Legendre:**
@@ -45,7 +45,7 @@
 /// How fast the IG map moves along the path, per tenth of [0, 1] (α in [0, 0.1), [0.1, 0.2), …):
 /// ‖g(α + δ) − g(α)‖ / (δ ‖IG‖) from 50 midpoint gradients (δ = 0.02) of 14 validation films
 /// (black baseline, the predicted class; `person598_bacteria_2454` … `NORMAL2-IM-0585-0001`,
-/// listed in the README), each film's ten values divided by their mean, geometric mean over the
+/// listed in docs/performance-log.md), each film's ten values divided by their mean, geometric mean over the
 /// films. Pneumonia and normal films share its shape: decile by decile each film's own profile
 /// lies within 0.2–2.5× of this one (the normal films lowest near the baseline). Only the shape
 /// matters: [`graded_midpoint`] uses σ^{2/3} normalised.

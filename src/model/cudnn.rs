@@ -4,7 +4,7 @@
 //! Why: without it the CUDA build runs candle's generic convolution, im2col into a buffer nine
 //! (or 49) times the input and one cuBLAS SGEMM, and the input gradient of a strided convolution
 //! as a chain of element-wise kernels (polyphase col2im). On an H200 that gave about 2 ms per
-//! Integrated-Gradients gradient, an eighth of the card's f32 rate (README "On a GPU").
+//! Integrated-Gradients gradient, an eighth of the card's f32 rate (docs/performance-log.md, "On a GPU").
 //!
 //! Why our own two operations and not candle's `cudnn` feature: candle's covers the forward only,
 //! and it leaves cuDNN's default math type, which on Ampere and later lets f32 convolutions run on

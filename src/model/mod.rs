@@ -54,7 +54,7 @@ impl From<candle_core::Error> for ModelError {
 /// main thread, the viewer's analysis thread) each fork is a cross-thread injection: the caller
 /// sleeps on a futex and a worker is woken, 8–10 % of a forward pass in `perf`. From a pool thread
 /// it is a plain join in which the caller does half the work. Measured with `cxr-viewer bench`
-/// (README, Performance): forward 69–90 → 60–66 ms.
+/// (docs/performance-log.md): forward 69–90 → 60–66 ms.
 pub(crate) fn on_compute_pool<R: Send>(pass: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| pass())
 }
