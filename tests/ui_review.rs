@@ -293,6 +293,20 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
     assert_ne!(after, before);
     let visible = order(h.state());
     assert!(visible.contains(&after) && !visible.contains(&before));
+
+    // Marking that one too hides it as well: the counter says so, and the buttons still lead
+    // into the list (they were greyed out while the study on screen was not in it).
+    h.key_press(Key::Y);
+    h.run_ok();
+    wait_until(&mut h, "the verdict saved", |a| a.notes.all_saved());
+    h.get_by_label("Unreviewed (4)");
+    assert_eq!(h.state().hidden_by_filter(), Some(4));
+    h.get_by_label("–/4");
+    h.get_by_role_and_label(Role::Button, "< Previous").click();
+    h.run_ok();
+    let previous = current_path(h.state()).unwrap();
+    assert!(order(h.state()).contains(&previous), "{previous:?}");
+    assert_eq!(h.state().hidden_by_filter(), None);
 }
 
 #[test]

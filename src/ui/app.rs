@@ -684,8 +684,19 @@ impl ViewerApp {
         Some((i, self.folder.len()))
     }
 
+    /// How many studies the list shows, when the one on screen is not among them (the filter
+    /// hides it): Next and Previous then go to the nearest shown study.
+    pub fn hidden_by_filter(&self) -> Option<usize> {
+        let current = &self.current.as_ref()?.path;
+        let r = self.reviewing_current()?;
+        let here = r.row_index(current)?;
+        let visible = self.review_visible();
+        (!visible.is_empty() && !visible.contains(&here)).then_some(visible.len())
+    }
+
     /// Next (`+1`) or previous (`-1`) image of the study list (as filtered and sorted) or of the
-    /// folder, stopping at the ends. From an image the filter hides, the first one shown.
+    /// folder, stopping at the ends. From an image the filter hides, the nearest one shown
+    /// ([`super::review::Review::step_from`]).
     pub fn step_image(&mut self, delta: isize) {
         if let Some(r) = self.reviewing_current() {
             let here = self

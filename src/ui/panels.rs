@@ -135,7 +135,8 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
         });
         let pos = app.folder_position();
-        ui.add_enabled_ui(pos.is_some_and(|(i, _)| i > 0), |ui| {
+        let hidden = app.hidden_by_filter();
+        ui.add_enabled_ui(hidden.is_some() || pos.is_some_and(|(i, _)| i > 0), |ui| {
             if ui
                 .button("< Previous")
                 .on_hover_text("Left arrow / Page Up")
@@ -146,16 +147,24 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         });
         if let Some((i, n)) = pos {
             ui.label(format!("{}/{n}", i + 1));
+        } else if let Some(n) = hidden {
+            ui.label(format!("–/{n}")).on_hover_text(
+                "This study is not in the list as filtered; Next and Previous go to the nearest \
+                 study it shows",
+            );
         }
-        ui.add_enabled_ui(pos.is_some_and(|(i, n)| i + 1 < n), |ui| {
-            if ui
-                .button("Next >")
-                .on_hover_text("Right arrow / Page Down")
-                .clicked()
-            {
-                app.apply(Action::Next, &ctx);
-            }
-        });
+        ui.add_enabled_ui(
+            hidden.is_some() || pos.is_some_and(|(i, n)| i + 1 < n),
+            |ui| {
+                if ui
+                    .button("Next >")
+                    .on_hover_text("Right arrow / Page Down")
+                    .clicked()
+                {
+                    app.apply(Action::Next, &ctx);
+                }
+            },
+        );
         if let Some((frames, frame)) = app.current_frames() {
             if let Some(action) = super::frames::frame_selector_ui(ui, frames, frame) {
                 app.apply(action, &ctx);

@@ -278,7 +278,9 @@ impl Review {
 
     /// The row `delta` steps from `path` among those the filter shows. From a row the filter
     /// hides (e.g. just marked as reviewed under "Unreviewed"), the nearest shown row in that
-    /// direction, so "next" keeps moving forward through the list.
+    /// direction, so "next" keeps moving forward through the list; when none is shown in that
+    /// direction, the list's near end (its first row for "next"), so a filter chosen while
+    /// looking at a study it hides never leaves Next and Previous stuck.
     pub fn step_from(
         &self,
         path: &Path,
@@ -298,11 +300,20 @@ impl Review {
         let all = self.ordered(notes, Filter::All);
         let at = all.iter().position(|&i| i == here)?;
         let shown = |i: &usize| visible.contains(i);
-        if delta >= 0 {
-            all[at + 1..].iter().find(|i| shown(i)).copied()
+        let ahead = if delta >= 0 {
+            all[at + 1..].iter().find(|i| shown(i))
         } else {
-            all[..at].iter().rev().find(|i| shown(i)).copied()
-        }
+            all[..at].iter().rev().find(|i| shown(i))
+        };
+        ahead
+            .or_else(|| {
+                if delta >= 0 {
+                    visible.first()
+                } else {
+                    visible.last()
+                }
+            })
+            .copied()
     }
 
     fn ordered(&self, notes: &HashMap<StudyId, Note>, filter: Filter) -> Vec<usize> {
@@ -644,6 +655,15 @@ mod tests {
         assert_eq!(review.rows[prev].relative, "c_fp");
         let last = review.rows[4].path.clone();
         assert_eq!(review.step_from(&last, 1, &notes, 0), None);
+        // From a hidden row with none shown beyond it, the list's near end.
+        let f_pending = review.rows[5].path.clone();
+        let next = review.step_from(&f_pending, 1, &notes, 0).unwrap();
+        assert_eq!(review.rows[next].relative, "b_fn");
+        let prev = review.step_from(&f_pending, -1, &notes, 0).unwrap();
+        assert_eq!(review.rows[prev].relative, "e_unlabelled");
+        let a_tp = review.rows[0].path.clone();
+        let prev = review.step_from(&a_tp, -1, &notes, 0).unwrap();
+        assert_eq!(review.rows[prev].relative, "e_unlabelled");
 
         review.sort_by(SortColumn::Probability);
         assert_eq!(
