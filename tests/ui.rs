@@ -309,6 +309,24 @@ fn export_png_and_report_without_identifiers() {
     assert!(report.get("prediction").is_some());
     assert!(report["ig"]["delta"].is_number());
     assert!(report.get("identifiers").is_none_or(|v| v.is_null()));
+
+    // No answer, at once, as rfd gives with no xdg-desktop-portal and no zenity: said, not
+    // silently dropped (it looked as if the button did nothing).
+    h.get_by_label("Export PNG…").click();
+    wait_until(&mut h, "the no-dialog error", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.is_error && s.text.contains("no file dialog is available"))
+    });
+    // Opening says what works instead.
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the no-dialog error for opening", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.is_error
+                && s.text
+                    .contains("drop a file on the window or pass it on the command line")
+        })
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -415,11 +415,21 @@ impl ViewerApp {
                     }
                     (PickPurpose::ExportNotes, Some(p)) => self.export_notes(p),
                     (PickPurpose::ImportNotes, Some(p)) => self.import_notes(p),
-                    (_, None) if no_dialog => self.set_error(
-                        "no file dialog is available (needs xdg-desktop-portal or zenity): \
-                         drop a file on the window or pass it on the command line"
-                            .into(),
-                    ),
+                    (purpose, None) if no_dialog => {
+                        let instead = match purpose {
+                            PickPurpose::OpenFile | PickPurpose::OpenFolder => {
+                                "drop a file on the window or pass it on the command line"
+                            }
+                            PickPurpose::NotesDb => "start the viewer with --db FILE",
+                            PickPurpose::ExportNotes => {
+                                "`cxr-viewer notes export --out FILE` does it"
+                            }
+                            PickPurpose::ImportNotes => {
+                                "`cxr-viewer notes import --in FILE` does it"
+                            }
+                        };
+                        self.set_error(format!("{}: {instead}", worker::NO_DIALOG));
+                    }
                     (_, None) => {}
                 }
             }

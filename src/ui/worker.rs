@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::analysis::{AnalysisError, Engine, Prepared};
 use crate::explain::gradcam::GradCam;
@@ -221,6 +221,15 @@ pub fn load_image(out: Outbox, path: PathBuf) {
     });
 }
 
+/// What the viewer says when a dialog came back empty at once (see [`no_dialog_shown`]).
+pub const NO_DIALOG: &str = "no file dialog is available (needs xdg-desktop-portal or zenity)";
+
+/// No path, and back faster than a person can cancel: most likely no dialog could be shown at
+/// all (rfd then logs why and returns `None`, as for a cancel).
+fn no_dialog_shown(path: Option<&PathBuf>, started: Instant) -> bool {
+    path.is_none() && started.elapsed() < Duration::from_millis(150)
+}
+
 pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
     spawn("file-dialog", move || {
         let started = Instant::now();
@@ -230,7 +239,7 @@ pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
             PickPurpose::NotesDb => picker.save_file("notes.sqlite3", "sqlite3"),
             PickPurpose::ExportNotes => picker.save_file("cxr-notes.csv", "csv"),
         };
-        let no_dialog = path.is_none() && started.elapsed().as_millis() < 150;
+        let no_dialog = no_dialog_shown(path.as_ref(), started);
         out.send(Msg::Picked {
             purpose,
             path,
@@ -249,7 +258,14 @@ pub fn export(
     render: impl FnOnce(&Path) -> Result<(), String> + Send + 'static,
 ) {
     spawn("export", move || {
-        let Some(path) = picker.save_file(&suggested_name, extension) else {
+        let started = Instant::now();
+        let path = picker.save_file(&suggested_name, extension);
+        if no_dialog_shown(path.as_ref(), started) {
+            out.send(Msg::Exported(Err(format!(
+                "{NO_DIALOG}; `cxr-viewer analyze FILE --out DIR` writes the report and overlays"
+            ))));
+        }
+        let Some(path) = path else {
             return;
         };
         let result = render(&path).map(|()| path);
