@@ -86,6 +86,27 @@ fn open_through_the_picker_shows_results_progressively() {
     h.get_by_label_contains("model tiny-resnet-fixture · sha256");
     // The recent list remembers what was opened.
     assert_eq!(h.state().settings.recent.first(), Some(&sample()));
+
+    // A remembered file that is gone is listed but cannot be picked; the list can be cleared.
+    let gone = temp_dir("ui-recent-gone").join("gone.png");
+    h.state_mut().settings.recent.push(gone);
+    h.get_by_label("Recent").click();
+    h.run_ok();
+    assert!(h.get_by_label("gone.png").accesskit_node().is_disabled());
+    assert!(!h
+        .get_by_label("person45_bacteria_221.jpeg")
+        .accesskit_node()
+        .is_disabled());
+    h.get_by_label("gone.png").click();
+    h.run_ok();
+    assert_eq!(current_path(h.state()), Some(sample()), "nothing opened");
+    if h.query_by_label("Clear list").is_none() {
+        h.get_by_label("Recent").click();
+        h.run_ok();
+    }
+    h.get_by_label("Clear list").click();
+    h.run_ok();
+    assert!(h.state().settings.recent.is_empty());
 }
 
 #[test]

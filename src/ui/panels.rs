@@ -123,13 +123,23 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             if recent.is_empty() {
                 ui.label("nothing yet");
             }
-            for path in recent {
-                if ui
-                    .button(display_name(&path))
+            // Checked only while the menu is open (ten entries at most): a file moved or deleted
+            // since, or on a share not mounted now, is shown but cannot be picked.
+            for path in recent.iter() {
+                let found = path.exists();
+                let button = ui
+                    .add_enabled(found, egui::Button::new(display_name(path)))
                     .on_hover_text(path.display().to_string())
-                    .clicked()
-                {
-                    app.open(path);
+                    .on_disabled_hover_text(format!("not found: {}", path.display()));
+                if button.clicked() {
+                    app.open(path.clone());
+                    ui.close();
+                }
+            }
+            if !recent.is_empty() {
+                ui.separator();
+                if ui.button("Clear list").clicked() {
+                    app.settings.recent.clear();
                     ui.close();
                 }
             }
