@@ -450,10 +450,25 @@ fn rank_outcome(o: Option<Outcome>) -> u8 {
 fn rank_note(n: Option<&Note>) -> u8 {
     match n {
         None => 0,
-        Some(n) if n.agreement.is_none() && n.text.trim().is_empty() => 0,
-        Some(n) if n.text.trim().is_empty() => 1,
-        Some(n) if n.agreement == Some(Agreement::Disagree) => 3,
-        Some(_) => 2,
+        Some(n) if n.agreement.is_none() && n.text.trim().is_empty() => {
+            u8::from(!n.boxes.is_empty())
+        }
+        Some(n) if n.text.trim().is_empty() => 2,
+        Some(n) if n.agreement == Some(Agreement::Disagree) => 4,
+        Some(_) => 3,
+    }
+}
+
+/// The study list's Note cell: the most telling thing the note holds (free text, then the
+/// verdict, then boxes drawn without either, which an annotator marking opacities across a
+/// folder otherwise could not see in the list).
+pub fn note_mark(n: Option<&Note>) -> &'static str {
+    match n {
+        Some(n) if !n.text.trim().is_empty() => "note",
+        Some(n) if n.agreement == Some(Agreement::Disagree) => "disagr.",
+        Some(n) if n.agreement.is_some() => "seen",
+        Some(n) if !n.boxes.is_empty() => "boxes",
+        _ => "",
     }
 }
 
@@ -558,6 +573,35 @@ pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_note_cell_shows_boxes_drawn_without_a_verdict_and_sorts_them_above_empty_notes() {
+        use crate::explain::localisation::ImageBox;
+        use crate::notes::StudyId;
+        let note = |agreement: Option<Agreement>, boxes: usize, text: &str| {
+            let mut n = Note::new(StudyId::sha256(&[7; 32]));
+            n.agreement = agreement;
+            n.boxes = vec![ImageBox::new(1.0, 2.0, 30.0, 40.0); boxes];
+            n.text = text.into();
+            n
+        };
+        let cases = [
+            (note(None, 0, " "), "", 0),
+            (note(None, 2, ""), "boxes", 1),
+            (note(Some(Agreement::Agree), 2, ""), "seen", 2),
+            (note(Some(Agreement::Disagree), 0, ""), "disagr.", 2),
+            (note(None, 1, "rib shadow"), "note", 3),
+            (note(Some(Agreement::Disagree), 0, "missed"), "note", 4),
+        ];
+        assert_eq!(note_mark(None), "");
+        for (n, mark, rank) in &cases {
+            assert_eq!(
+                (note_mark(Some(n)), rank_note(Some(n))),
+                (*mark, *rank),
+                "{n:?}"
+            );
+        }
+    }
 
     fn config() -> ModelConfig {
         let text = std::fs::read_to_string(concat!(

@@ -4,7 +4,7 @@
 use egui::{Color32, RichText, Sense};
 use egui_extras::{Column, TableBuilder};
 
-use crate::notes::{Agreement, Filter, Finding, Outcome};
+use crate::notes::{Filter, Finding, Note, Outcome};
 
 use super::app::{display_name, ViewerApp};
 use super::review::{ReviewCounts, SortColumn};
@@ -422,13 +422,14 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                             }
                         });
                         row.col(|ui| {
-                            let text = match note {
-                                Some(n) if !n.text.trim().is_empty() => "note",
-                                Some(n) if n.agreement == Some(Agreement::Disagree) => "disagr.",
-                                Some(n) if n.agreement.is_some() => "seen",
-                                _ => "",
-                            };
-                            plain(ui, RichText::new(text));
+                            let mark = egui::Label::new(super::review::note_mark(note))
+                                .selectable(false)
+                                .truncate();
+                            let response = ui.add(mark);
+                            if let Some(summary) = note.map(note_summary).filter(|s| !s.is_empty())
+                            {
+                                response.on_hover_text(summary);
+                            }
                         });
                         let response = row.response();
                         if let Some(e) = &r.error {
@@ -448,5 +449,60 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     }
     if let Some(path) = clicked {
         app.open(path);
+    }
+}
+
+/// What the Note cell's hover says: the verdict, the error categories, the boxes and the start of
+/// the text, so a reviewer scanning the list need not open each study.
+fn note_summary(n: &Note) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(a) = n.agreement {
+        parts.push(a.label().to_string());
+    }
+    if !n.categories.is_empty() {
+        let names: Vec<&str> = n.categories.iter().map(|c| c.label()).collect();
+        parts.push(names.join(", "));
+    }
+    match n.boxes.len() {
+        0 => {}
+        1 => parts.push("1 box".into()),
+        k => parts.push(format!("{k} boxes")),
+    }
+    let text = n.text.trim();
+    if !text.is_empty() {
+        const MAX_CHARS: usize = 160;
+        let mut shown: String = text.chars().take(MAX_CHARS).collect();
+        if text.chars().count() > MAX_CHARS {
+            shown.push('…');
+        }
+        parts.push(format!("“{shown}”"));
+    }
+    parts.join(" · ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::localisation::ImageBox;
+    use crate::notes::{Agreement, ErrorCategory, StudyId};
+
+    #[test]
+    fn the_note_hover_sums_up_verdict_categories_boxes_and_the_start_of_the_text() {
+        let mut n = Note::new(StudyId::sha256(&[1; 32]));
+        assert_eq!(note_summary(&n), "");
+        n.boxes = vec![ImageBox::new(0.0, 0.0, 10.0, 10.0)];
+        assert_eq!(note_summary(&n), "1 box");
+        n.agreement = Some(Agreement::Disagree);
+        n.categories.insert(ErrorCategory::BonyShadow);
+        n.boxes.push(ImageBox::new(5.0, 5.0, 10.0, 10.0));
+        n.text = format!("  {}  ", "é".repeat(200));
+        let summary = note_summary(&n);
+        let want = format!(
+            "{} · {} · 2 boxes · “{}…”",
+            Agreement::Disagree.label(),
+            ErrorCategory::BonyShadow.label(),
+            "é".repeat(160)
+        );
+        assert_eq!(summary, want);
     }
 }
