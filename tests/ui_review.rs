@@ -309,6 +309,32 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
     assert_eq!(h.state().hidden_by_filter(), None);
 }
 
+/// The note column was sized while no study had a note, and its cells truncate: a verdict given
+/// afterwards read "di…" (and boxes "bo…").
+#[test]
+fn a_verdict_given_after_the_list_was_laid_out_is_not_cut_off() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    wait_until(&mut h, "the note editor", |a| a.notes.draft.is_some());
+    h.key_press(Key::N);
+    h.run_ok();
+    wait_until(&mut h, "the verdict saved", |a| a.notes.all_saved());
+    h.run_ok();
+    let font = egui::TextStyle::Body.resolve(&h.ctx.global_style());
+    let text_width = h.ctx.fonts_mut(|f| {
+        f.layout_no_wrap("disagr.".to_string(), font, egui::Color32::WHITE)
+            .size()
+            .x
+    });
+    let cell = h.get_by_label("disagr.").rect();
+    assert!(
+        cell.width() + 0.5 >= text_width,
+        "the cell is {} wide, the text {text_width}",
+        cell.width()
+    );
+}
+
 #[test]
 fn an_empty_folder_and_an_unusable_notes_database_say_so_in_one_line() {
     // A directory where the database file should be: SQLite cannot open it.

@@ -463,14 +463,18 @@ fn rank_note(n: Option<&Note>) -> u8 {
 /// verdict, then boxes drawn without either, which an annotator marking opacities across a
 /// folder otherwise could not see in the list).
 pub fn note_mark(n: Option<&Note>) -> &'static str {
+    let [text, disagree, seen, boxes] = NOTE_MARKS;
     match n {
-        Some(n) if !n.text.trim().is_empty() => "note",
-        Some(n) if n.agreement == Some(Agreement::Disagree) => "disagr.",
-        Some(n) if n.agreement.is_some() => "seen",
-        Some(n) if !n.boxes.is_empty() => "boxes",
+        Some(n) if !n.text.trim().is_empty() => text,
+        Some(n) if n.agreement == Some(Agreement::Disagree) => disagree,
+        Some(n) if n.agreement.is_some() => seen,
+        Some(n) if !n.boxes.is_empty() => boxes,
         _ => "",
     }
 }
+
+/// Every mark [`note_mark`] gives (the column is sized for the widest).
+pub const NOTE_MARKS: [&str; 4] = ["note", "disagr.", "seen", "boxes"];
 
 /// A class name as a finding relative to the model's positive class; only binary models have a
 /// "negative" class.

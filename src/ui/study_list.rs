@@ -270,6 +270,12 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // probability column must fit an out-of-scope row's "(0.97)" even when such a row turns up
     // only later in the scan (it showed "(0…").
     let probability_width = super::panels::text_width(ui, "(0.00)") + ui.spacing().item_spacing.x;
+    // Likewise the note column, for its widest mark (it was sized while no study had a note).
+    let note_width = super::review::NOTE_MARKS
+        .iter()
+        .map(|m| super::panels::text_width(ui, m))
+        .fold(0.0, f32::max)
+        + ui.spacing().item_spacing.x;
     // The name takes what the other columns leave (never under 120 px), so in a narrow panel it
     // is the name that is cut short, not the answer columns; below that the table scrolls
     // sideways instead of being clipped at the panel's edge.
@@ -291,6 +297,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             for column in &SortColumn::ALL[1..] {
                 table = table.column(match column {
                     SortColumn::Probability => Column::auto().at_least(probability_width),
+                    SortColumn::Note => Column::auto().at_least(note_width),
                     _ => Column::auto().at_least(24.0),
                 });
             }
