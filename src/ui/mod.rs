@@ -82,7 +82,8 @@ pub fn run(
     match run {
         Ok(result) => result.map_err(|e| anyhow::anyhow!("cannot open the viewer window: {e}")),
         Err(panic) => Err(anyhow::anyhow!(
-            "the viewer window stopped unexpectedly ({}); notes and settings were saved as on a normal exit",
+            "the viewer window stopped unexpectedly ({}); the open note and the settings were \
+             saved as on a normal exit, unless an error above says otherwise",
             panic_message(panic.as_ref())
         )),
     }
