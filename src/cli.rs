@@ -125,6 +125,7 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
             }
         }
     }
+    let (mut analysed, mut pixels_only) = (0, 0);
     for Input {
         file: input,
         within,
@@ -132,7 +133,11 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
     {
         let dir = output_dir(&args.out, within, input, &mut used);
         match analyze_one(engine, input, &dir, args) {
-            Ok(summary) => println!("{summary}"),
+            Ok((summary, scope)) => {
+                println!("{summary}");
+                analysed += 1;
+                pixels_only += usize::from(scope.pixels_only_note().is_some());
+            }
             Err(e) => {
                 failures += 1;
                 eprintln!("error: {}: {}", input.display(), error_line(&e));
@@ -143,6 +148,15 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
                 }
             }
         }
+    }
+    // The viewer says this above each such result; the summary lines stay one per film (tools
+    // read them), so it is said once, on stderr, after them.
+    if pixels_only > 0 {
+        eprintln!(
+            "note: in scope with no age in the file: {pixels_only} of {analysed} films; their \
+             scope was checked from the image alone, which misses some adult chest films \
+             (report.json: scope.age_known false); confirm the patients are young children"
+        );
     }
     failures
 }
@@ -158,7 +172,13 @@ pub fn error_line(e: &anyhow::Error) -> String {
     crate::text::chain_line(e.as_ref())
 }
 
-fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<String> {
+/// The film's summary line, and its scope verdict.
+fn analyze_one(
+    engine: &Engine,
+    input: &Path,
+    dir: &Path,
+    args: &AnalyzeArgs,
+) -> Result<(String, crate::scope::ScopeCheck)> {
     let t = Instant::now();
     let study = crate::io::load_study_frame(input, args.frame)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -183,7 +203,7 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
         .summary()
         .map(|s| format!("{s}; "))
         .unwrap_or_default();
-    Ok(format!(
+    let summary = format!(
         "{}: {scope}{} (P({}) = {:.3}, MC {:.3} ± {:.3}) → {}",
         input.display(),
         p.label,
@@ -192,7 +212,8 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
         analysis.uncertainty.mean,
         analysis.uncertainty.std,
         dir.display()
-    ))
+    );
+    Ok((summary, analysis.prepared.scope.clone()))
 }
 
 fn write_grid(grid: &Grid, path: &Path) -> Result<()> {

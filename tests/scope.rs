@@ -292,6 +292,19 @@ fn report_and_summary_carry_the_scope() {
         "{stdout}"
     );
     assert!(!lines[1].contains("OUT OF SCOPE"), "{stdout}");
+    // The JPEG film was judged in scope with no age to check: said once, after the summaries
+    // (the photograph is out of scope, so it is not counted).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.starts_with("note:")).collect();
+    assert_eq!(
+        notes,
+        [
+            "note: in scope with no age in the file: 1 of 2 films; their scope was checked \
+             from the image alone, which misses some adult chest films (report.json: \
+             scope.age_known false); confirm the patients are young children"
+        ],
+        "{stderr}"
+    );
     let read = |stem: &str| -> serde_json::Value {
         serde_json::from_str(
             &std::fs::read_to_string(tmp.path().join(stem).join("report.json")).unwrap(),
