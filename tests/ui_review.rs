@@ -321,18 +321,7 @@ fn a_verdict_given_after_the_list_was_laid_out_is_not_cut_off() {
     h.run_ok();
     wait_until(&mut h, "the verdict saved", |a| a.notes.all_saved());
     h.run_ok();
-    let font = egui::TextStyle::Body.resolve(&h.ctx.global_style());
-    let text_width = h.ctx.fonts_mut(|f| {
-        f.layout_no_wrap("disagr.".to_string(), font, egui::Color32::WHITE)
-            .size()
-            .x
-    });
-    let cell = h.get_by_label("disagr.").rect();
-    assert!(
-        cell.width() + 0.5 >= text_width,
-        "the cell is {} wide, the text {text_width}",
-        cell.width()
-    );
+    ui_support::assert_cell_not_cut(&h, "disagr.");
 }
 
 #[test]

@@ -237,18 +237,7 @@ fn a_late_out_of_scope_probability_is_not_cut_off() {
         *late = row("c_later", Some(check(false)));
     }
     shown(&mut h, "(0.90)");
-    let font = egui::TextStyle::Body.resolve(&h.ctx.global_style());
-    let text_width = h.ctx.fonts_mut(|f| {
-        f.layout_no_wrap("(0.90)".to_string(), font, egui::Color32::WHITE)
-            .size()
-            .x
-    });
-    let cell = h.get_by_label("(0.90)").rect();
-    assert!(
-        cell.width() + 0.5 >= text_width,
-        "the cell is {} wide, the text {text_width}",
-        cell.width()
-    );
+    ui_support::assert_cell_not_cut(&h, "(0.90)");
 }
 
 /// The folder's confusion line gains an "in scope only" line, as `eval` prints it, once the

@@ -121,3 +121,21 @@ pub fn click_in_view(h: &mut Harness<'_, ViewerApp>, label: &str) {
     h.get_by_label(label).click();
     h.run_ok();
 }
+
+/// The table cell labelled `label` is at least as wide as its text in the body font: a cell that
+/// truncates would show "di…" or "(0…" instead.
+pub fn assert_cell_not_cut(h: &Harness<'_, ViewerApp>, label: &str) {
+    use egui_kittest::kittest::Queryable;
+    let font = egui::TextStyle::Body.resolve(&h.ctx.global_style());
+    let text_width = h.ctx.fonts_mut(|f| {
+        f.layout_no_wrap(label.to_string(), font, egui::Color32::WHITE)
+            .size()
+            .x
+    });
+    let cell = h.get_by_label(label).rect();
+    assert!(
+        cell.width() + 0.5 >= text_width,
+        "the cell is {} wide, the text {text_width}",
+        cell.width()
+    );
+}
