@@ -331,22 +331,118 @@ fn export_png_and_report_without_identifiers() {
     assert!(report["ig"]["delta"].is_number());
     assert!(report.get("identifiers").is_none_or(|v| v.is_null()));
 
-    // No answer, at once, as rfd gives with no xdg-desktop-portal and no zenity: said, not
-    // silently dropped (it looked as if the button did nothing).
-    h.get_by_label("Export PNG…").click();
-    wait_until(&mut h, "the no-dialog error", |a| {
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn pngs_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    found.sort();
+    found
+}
+
+/// With no xdg-desktop-portal and no zenity, rfd answers at once with no path, as for a
+/// cancel: Export and Open looked dead (then only said so). The viewer asks with its own
+/// dialog instead, from that moment on.
+#[test]
+fn own_file_dialog_when_the_system_shows_none() {
+    use egui::accesskit::Role;
+    let dir = temp_dir("ui-own-dialog");
+    let first = dir.join("first.png");
+    // The system dialog answers once, then never again.
+    let picker = Arc::new(ScriptedPicker::default().saving(std::slice::from_ref(&first)));
+    let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+    wait_until(&mut h, "the first PNG", |a| {
         a.status
             .as_ref()
-            .is_some_and(|s| s.is_error && s.text.contains("no file dialog is available"))
+            .is_some_and(|s| s.text.contains("first.png"))
     });
-    // Opening says what works instead.
-    h.get_by_label("Open…").click();
-    wait_until(&mut h, "the no-dialog error for opening", |a| {
-        a.status.as_ref().is_some_and(|s| {
-            s.is_error
-                && s.text
-                    .contains("drop a file on the window or pass it on the command line")
+
+    // No answer: the viewer's own dialog, in the folder saved to last, the export's name
+    // filled in.
+    h.get_by_label("Export PNG…").click();
+    wait_until(&mut h, "the viewer's own dialog", |a| {
+        a.file_dialog.is_some()
+    });
+    h.run_ok();
+    let suggested = h
+        .get_by(|n| {
+            n.role() == Role::TextInput && n.value().is_some_and(|v| v.ends_with("_gradcam.png"))
         })
+        .value()
+        .unwrap();
+    let folder_field = |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+        n.role() == Role::TextInput && n.value().as_deref() == dir.to_str()
+    };
+    h.get_by(folder_field);
+    h.get_by_role_and_label(Role::Button, "Save").click();
+    wait_until(&mut h, "the PNG saved through the own dialog", |a| {
+        a.file_dialog.is_none()
+            && a.status
+                .as_ref()
+                .is_some_and(|s| !s.is_error && s.text.contains(&suggested))
+    });
+    assert_eq!(pngs_in(&dir), vec![first.clone(), dir.join(&suggested)]);
+    let saved = image::open(dir.join(&suggested)).unwrap();
+    let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
+    assert_eq!(
+        (saved.width() as usize, saved.height() as usize),
+        (study.width, study.height)
+    );
+
+    // From now on it asks with its own at once. The same name again: asked before replacing;
+    // "Choose another name" goes back to the dialog, and nothing is written.
+    std::fs::write(dir.join(&suggested), b"kept").unwrap();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+    h.run_ok();
+    assert!(h.state().file_dialog.is_some());
+    h.get_by_role_and_label(Role::Button, "Save").click();
+    h.run_ok();
+    h.get_by_label_contains("already exists");
+    h.get_by_label("Choose another name").click();
+    h.run_ok();
+    assert!(h.query_by_label_contains("already exists").is_none());
+    h.get_by_role_and_label(Role::Button, "Save").click();
+    h.run_ok();
+    h.get_by_label("Replace").click();
+    let replaced = dir.join(&suggested);
+    wait_until(&mut h, "the replaced PNG", |_| {
+        std::fs::read(&replaced).is_ok_and(|b| b != b"kept")
+    });
+    wait_until(&mut h, "the PNG written whole", |_| {
+        image::open(&replaced).is_ok()
+    });
+    assert!(h.state().file_dialog.is_none());
+
+    // Escape cancels; shortcuts stay off while it is open (Right would have stepped on).
+    h.get_by_label("Open…").click();
+    h.run_ok();
+    assert!(h.state().file_dialog.is_some());
+    h.key_press(Key::ArrowRight);
+    h.run_ok();
+    assert_eq!(current_path(h.state()), Some(sample()));
+    h.key_press(Key::Escape);
+    h.run_ok();
+    assert!(h.state().file_dialog.is_none());
+
+    // Open: a path typed into its path field and Enter opens that study.
+    h.get_by_label("Open…").click();
+    h.run_ok();
+    h.get_by(folder_field).focus();
+    h.run_ok();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    h.get_by(folder_field)
+        .type_text(other_sample().to_str().unwrap());
+    h.run_ok();
+    h.key_press(Key::Enter);
+    wait_until(&mut h, "the study opened through the own dialog", |a| {
+        a.file_dialog.is_none() && current_path(a) == Some(other_sample())
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

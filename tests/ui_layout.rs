@@ -259,3 +259,29 @@ fn the_shortcuts_window_fits_a_small_window() {
     let last = h.get_by_label("Esc").rect();
     assert!(last.max.y <= 500.0, "the last row at {last:?}");
 }
+
+/// The viewer's own file dialog (shown where the desktop has none) fits the smallest window:
+/// its title, its fields and both buttons inside, the list shortened instead.
+#[test]
+fn the_own_file_dialog_fits_a_small_window() {
+    let mut h = viewer(Vec2::new(800.0, 500.0), None, "ui-layout-dialog");
+    // The scripted picker answers nothing at once, as rfd does with no portal and no zenity.
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the viewer's own dialog", |a| {
+        a.file_dialog.is_some()
+    });
+    for label in [
+        "Open chest X-ray",
+        "Folder",
+        "File name",
+        "All files",
+        "Open",
+        "Cancel",
+    ] {
+        let r = h.get_by_label(label).rect();
+        assert!(
+            r.min.x >= 0.0 && r.min.y >= 0.0 && r.max.x <= 800.0 && r.max.y <= 500.0,
+            "{label} at {r:?}"
+        );
+    }
+}

@@ -111,6 +111,13 @@ pub struct ViewerApp {
     pub export_identifiers: bool,
     pub tag_filter: String,
     pub(super) dialog_open: bool,
+    /// The viewer's own file dialog, while one is open ([`super::file_dialog`]).
+    pub file_dialog: Option<super::file_dialog::InAppDialog>,
+    /// The system dialog answered at once with nothing (none can be shown), or
+    /// `CXR_VIEWER_FILE_DIALOG=builtin`: ask with the viewer's own from now on.
+    pub(super) no_system_dialog: bool,
+    /// The folder of the last file or folder chosen or saved in this run: dialogs start there.
+    pub(super) last_dialog_dir: Option<PathBuf>,
     pub(super) film_tex: Option<(FilmKey, TextureHandle)>,
     /// The current film averaged for the texture steps it has been shown at (with its path).
     pub(super) film_levels: Option<(PathBuf, Vec<super::render::FilmLevel>)>,
@@ -183,6 +190,13 @@ impl ViewerApp {
             export_identifiers: false,
             tag_filter: String::new(),
             dialog_open: false,
+            file_dialog: None,
+            no_system_dialog: super::file_dialog::builtin_requested(
+                std::env::var(super::file_dialog::ENV_BUILTIN)
+                    .ok()
+                    .as_deref(),
+            ),
+            last_dialog_dir: None,
             film_tex: None,
             film_levels: None,
             overlay_tex: [None, None],
@@ -405,39 +419,39 @@ impl ViewerApp {
                 no_dialog,
             } => {
                 self.dialog_open = false;
-                match (purpose, path) {
-                    (PickPurpose::OpenFile, Some(p)) => self.open(p),
-                    (PickPurpose::OpenFolder, Some(dir)) => self.open_folder(&dir),
-                    (PickPurpose::NotesDb, Some(p)) => {
-                        self.settings.notes_db = Some(p.clone());
-                        self.notes_db_override = None;
-                        self.open_notes_db(p);
+                match path {
+                    Some(path) => self.picked(purpose, path),
+                    None if no_dialog => {
+                        self.no_system_dialog_seen();
+                        self.open_own_dialog(super::file_dialog::InAppDialog::pick(
+                            purpose,
+                            &self.dialog_start_dir(),
+                        ));
                     }
-                    (PickPurpose::ExportNotes, Some(p)) => self.export_notes(p),
-                    (PickPurpose::ImportNotes, Some(p)) => self.import_notes(p),
-                    (purpose, None) if no_dialog => {
-                        let instead = match purpose {
-                            PickPurpose::OpenFile | PickPurpose::OpenFolder => {
-                                "drop a file on the window or pass it on the command line"
-                            }
-                            PickPurpose::NotesDb => "start the viewer with --db FILE",
-                            PickPurpose::ExportNotes => {
-                                "`cxr-viewer notes export --out FILE` does it"
-                            }
-                            PickPurpose::ImportNotes => {
-                                "`cxr-viewer notes import --in FILE` does it"
-                            }
-                        };
-                        self.set_error(format!("{}: {instead}", worker::NO_DIALOG));
-                    }
-                    (_, None) => {}
+                    None => {}
                 }
             }
             Msg::FrameLoaded { path, result } => self.frame_loaded(&path, result),
             Msg::Exported(result) => match result {
-                Ok(path) => self.set_info(format!("saved {}", path.display())),
+                Ok(path) => {
+                    self.remember_dialog_dir(&path);
+                    self.set_info(format!("saved {}", path.display()));
+                }
                 Err(e) => self.set_error(format!("export failed: {e}")),
             },
+            Msg::SaveNeedsDialog {
+                suggested_name,
+                extension,
+                render,
+            } => {
+                self.no_system_dialog_seen();
+                self.open_own_dialog(super::file_dialog::InAppDialog::save(
+                    &suggested_name,
+                    extension,
+                    render,
+                    &self.dialog_start_dir(),
+                ));
+            }
             Msg::Job { id, key, update } => self.handle_job(id, &key, update),
             Msg::Review(msg) => self.handle_review(msg),
             Msg::Notes(reply) => self.handle_notes(reply),
@@ -734,13 +748,115 @@ impl ViewerApp {
     }
 
     pub fn request_pick(&mut self, purpose: PickPurpose) {
-        if self.dialog_open {
+        if self.dialog_open || self.file_dialog.is_some() {
+            return;
+        }
+        if self.no_system_dialog {
+            let dialog = super::file_dialog::InAppDialog::pick(purpose, &self.dialog_start_dir());
+            self.open_own_dialog(dialog);
             return;
         }
         if let Some(out) = self.outbox() {
             self.dialog_open = true;
             worker::pick(out, self.picker.clone(), purpose);
         }
+    }
+
+    /// Asks where to write an export, then writes it on a worker thread.
+    pub(super) fn request_save(
+        &mut self,
+        suggested_name: String,
+        extension: &'static str,
+        render: super::file_dialog::Render,
+    ) {
+        if self.file_dialog.is_some() {
+            return;
+        }
+        if self.no_system_dialog {
+            let dialog = super::file_dialog::InAppDialog::save(
+                &suggested_name,
+                extension,
+                render,
+                &self.dialog_start_dir(),
+            );
+            self.open_own_dialog(dialog);
+            return;
+        }
+        if let Some(out) = self.outbox() {
+            worker::export(out, self.picker.clone(), suggested_name, extension, render);
+        }
+    }
+
+    fn picked(&mut self, purpose: PickPurpose, path: PathBuf) {
+        self.remember_dialog_dir(&path);
+        match purpose {
+            PickPurpose::OpenFile => self.open(path),
+            PickPurpose::OpenFolder => self.open_folder(&path),
+            PickPurpose::NotesDb => {
+                self.settings.notes_db = Some(path.clone());
+                self.notes_db_override = None;
+                self.open_notes_db(path);
+            }
+            PickPurpose::ExportNotes => self.export_notes(path),
+            PickPurpose::ImportNotes => self.import_notes(path),
+        }
+    }
+
+    /// Applies what the viewer's own dialog came to ([`super::file_dialog::show`]).
+    pub(super) fn file_dialog_done(&mut self, outcome: super::file_dialog::Outcome) {
+        use super::file_dialog::Outcome;
+        match outcome {
+            Outcome::Picked(purpose, path) => self.picked(purpose, path),
+            Outcome::Save(path, render) => {
+                if let Some(out) = self.outbox() {
+                    worker::export_to(out, path, render);
+                }
+            }
+            Outcome::Cancelled => {}
+        }
+    }
+
+    fn no_system_dialog_seen(&mut self) {
+        if !self.no_system_dialog {
+            tracing::warn!(
+                "no system file dialog could be shown (it needs xdg-desktop-portal or zenity): \
+                 the viewer asks with its own from now on"
+            );
+        }
+        self.no_system_dialog = true;
+    }
+
+    fn open_own_dialog(&mut self, dialog: super::file_dialog::InAppDialog) {
+        if self.file_dialog.is_none() {
+            self.file_dialog = Some(dialog);
+        }
+    }
+
+    fn remember_dialog_dir(&mut self, chosen: &Path) {
+        let dir = if chosen.is_dir() {
+            Some(chosen)
+        } else {
+            chosen.parent()
+        };
+        if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            self.last_dialog_dir = Some(dir.to_path_buf());
+        }
+    }
+
+    /// Where the viewer's own dialog opens: the folder last used in this run, else the current
+    /// study's or the reviewed folder, else the working folder.
+    pub(super) fn dialog_start_dir(&self) -> PathBuf {
+        let study_dir = self
+            .current
+            .as_ref()
+            .and_then(|c| c.path.parent().map(Path::to_path_buf));
+        let review_dir = self.review.as_ref().map(|r| r.root.clone());
+        [self.last_dialog_dir.clone(), study_dir, review_dir]
+            .into_iter()
+            .flatten()
+            .find(|d| d.is_dir())
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("/"))
     }
 
     fn handle_dropped_files(&mut self, ctx: &egui::Context) {
@@ -971,8 +1087,9 @@ impl ViewerApp {
     // ---- keyboard ----------------------------------------------------------------------
 
     fn handle_shortcuts(&mut self, ctx: &egui::Context) {
-        // Typing in the tag search must not flip overlays.
-        if ctx.egui_wants_keyboard_input() {
+        // Typing in the tag search must not flip overlays; while the file dialog is open, its
+        // keys (Escape, Enter, letters) are its own.
+        if ctx.egui_wants_keyboard_input() || self.file_dialog.is_some() {
             self.overlay_held_hidden = false;
             return;
         }

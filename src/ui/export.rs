@@ -16,7 +16,6 @@ use super::app::ViewerApp;
 use super::render::{contour_segments, map_color, map_scale, shown_grey};
 use super::settings::{MapKind, OverlayMode, Settings};
 use super::transform::ImageFromModel;
-use super::worker;
 
 fn stem(app: &ViewerApp) -> String {
     app.current
@@ -45,17 +44,22 @@ pub fn export_png(app: &mut ViewerApp) {
     } else {
         format!("{}.png", stem(app))
     };
-    let Some(out) = app.outbox() else {
-        return;
-    };
-    worker::export(out, app.picker.clone(), name, "png", move |path: &Path| {
+    let render = Box::new(move |path: &Path| {
         let map = map.map(|(grid, _, mean)| {
             let scale = map_scale(kind, &grid, mean.as_ref());
             (grid, scale)
         });
         let img = render_view(&study, &view.window, view.invert, map.as_ref(), &settings);
-        img.save(path).map_err(|e| e.to_string())
+        // Encoded whole, then written over the old file in one rename: a replaced export is
+        // never left half-written (a crash or a full disk keeps the old one).
+        let format = image::ImageFormat::from_path(path).map_err(|e| e.to_string())?;
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut bytes, format)
+            .map_err(|e| e.to_string())?;
+        crate::atomic_file::write_atomic(path, bytes.get_ref())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
+    app.request_save(name, "png", render);
 }
 
 fn short_name(kind: MapKind) -> &'static str {
@@ -144,10 +148,7 @@ pub fn export_json(app: &mut ViewerApp) {
     };
     let include_identifiers = app.export_identifiers;
     let name = format!("{}_report.json", stem(app));
-    let Some(out) = app.outbox() else {
-        return;
-    };
-    worker::export(out, app.picker.clone(), name, "json", move |path: &Path| {
+    let render = Box::new(move |path: &Path| {
         let analysis = Analysis {
             prepared: clone_prepared(&prepared),
             gradcam: gradcam.0.clone(),
@@ -165,6 +166,7 @@ pub fn export_json(app: &mut ViewerApp) {
         crate::atomic_file::write_atomic(path, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
+    app.request_save(name, "json", render);
 }
 
 /// `Prepared` holds tensors (reference-counted) and is not `Clone`; a report needs it owned.

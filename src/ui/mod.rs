@@ -22,6 +22,7 @@ pub mod cache;
 pub mod canvas;
 pub mod export;
 pub mod faithfulness_panel;
+pub mod file_dialog;
 pub mod frame_stats;
 pub mod frames;
 pub mod localisation_panel;

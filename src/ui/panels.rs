@@ -66,6 +66,9 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         help_ui(app, ui.ctx());
     }
     super::trust_state::sanity_window(app, ui.ctx());
+    if let Some(outcome) = super::file_dialog::show(&mut app.file_dialog, ui.ctx()) {
+        app.file_dialog_done(outcome);
+    }
 }
 
 /// Width ranges of the panels beside the film, from the window's size. The film is what the

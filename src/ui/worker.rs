@@ -106,6 +106,12 @@ pub enum Msg {
     },
     /// An export finished: `Ok(path)` or a readable error.
     Exported(Result<PathBuf, String>),
+    /// An export whose save dialog could not be shown ([`export`]): ask with the viewer's own.
+    SaveNeedsDialog {
+        suggested_name: String,
+        extension: &'static str,
+        render: super::file_dialog::Render,
+    },
     Review(ReviewMsg),
     Notes(super::notes_service::NotesReply),
     /// Faithfulness, agreement, sanity check ([`super::trust_state`]).
@@ -221,9 +227,6 @@ pub fn load_image(out: Outbox, path: PathBuf) {
     });
 }
 
-/// What the viewer says when a dialog came back empty at once (see [`no_dialog_shown`]).
-pub const NO_DIALOG: &str = "no file dialog is available (needs xdg-desktop-portal or zenity)";
-
 /// No path, and back faster than a person can cancel: most likely no dialog could be shown at
 /// all (rfd then logs why and returns `None`, as for a cancel).
 fn no_dialog_shown(path: Option<&PathBuf>, started: Instant) -> bool {
@@ -249,28 +252,41 @@ pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
 }
 
 /// Asks where to save, then writes what `render` produces; both off the UI thread because a
-/// full-resolution render of a large film takes longer than a frame.
+/// full-resolution render of a large film takes longer than a frame. With no system dialog the
+/// export goes back to the UI thread as [`Msg::SaveNeedsDialog`], to ask with the viewer's own.
 pub fn export(
     out: Outbox,
     picker: Arc<dyn FilePicker>,
     suggested_name: String,
     extension: &'static str,
-    render: impl FnOnce(&Path) -> Result<(), String> + Send + 'static,
+    render: super::file_dialog::Render,
 ) {
     spawn("export", move || {
         let started = Instant::now();
         let path = picker.save_file(&suggested_name, extension);
         if no_dialog_shown(path.as_ref(), started) {
-            out.send(Msg::Exported(Err(format!(
-                "{NO_DIALOG}; `cxr-viewer analyze FILE --out DIR` writes the report and overlays"
-            ))));
+            out.send(Msg::SaveNeedsDialog {
+                suggested_name,
+                extension,
+                render,
+            });
+            return;
         }
         let Some(path) = path else {
             return;
         };
-        let result = render(&path).map(|()| path);
-        out.send(Msg::Exported(result));
+        write_export(&out, &path, render);
     });
+}
+
+/// Writes an export to a path already chosen (in the viewer's own dialog), on a worker thread.
+pub fn export_to(out: Outbox, path: PathBuf, render: super::file_dialog::Render) {
+    spawn("export", move || write_export(&out, &path, render));
+}
+
+fn write_export(out: &Outbox, path: &Path, render: super::file_dialog::Render) {
+    let result = render(path).map(|()| path.to_path_buf());
+    out.send(Msg::Exported(result));
 }
 
 /// Inputs of one analysis job.

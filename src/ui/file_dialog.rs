@@ -1,0 +1,708 @@
+//! The viewer's own file dialog, for where the desktop shows none.
+//!
+//! `rfd` shows the desktop's dialog through xdg-desktop-portal, or zenity. On a machine with
+//! neither (a minimal Linux install, a remote X session, a kiosk) it returns no path at once, as
+//! for a cancel, and Open, Open folder, the exports and the notes file buttons did nothing
+//! useful: the viewer could only say so. From the first such empty answer
+//! ([`super::worker::Msg::Picked`]'s `no_dialog`, or an export's
+//! [`super::worker::Msg::SaveNeedsDialog`]) the viewer asks with this dialog instead, for the
+//! same purpose, and keeps doing so for the rest of the run. `CXR_VIEWER_FILE_DIALOG=builtin`
+//! asks with it from the start (for a portal that hangs or opens on another screen).
+//!
+//! Why not a crate: `egui_file` 0.29 (the one on our egui version) leaves its two text fields
+//! without an accessible name, which our UI tests refuse for every widget, and draws its icons
+//! with emoji that egui's default fonts lack; `egui-file-dialog` still needs egui 0.36. What is
+//! here is small: a folder listing ([`list_folder`]), what the main button does with the name
+//! typed ([`confirm_step`], unit-tested), and an `egui::Modal` that shows them.
+//!
+//! Behaviour, as the desktop dialogs do it: a folder field (type or paste a path, Enter), the
+//! folder's entries (folders first, then files, by name regardless of case; hidden ones on
+//! request), a file-name field (a name, or a whole path); a click puts an entry's name in the
+//! field, a double click opens it. It starts in the folder last used in this run, else the
+//! current study's, else the working folder; an export's name is filled in; a bare name gets the
+//! export's extension; an existing file is replaced only after "Replace?".
+
+use std::path::{Path, PathBuf};
+
+use egui::{Context, RichText};
+
+use super::worker::PickPurpose;
+
+/// Writes an export to the path the user chose; runs on a worker thread.
+pub type Render = Box<dyn FnOnce(&Path) -> Result<(), String> + Send>;
+
+/// The environment variable that makes the viewer use its own dialog from the start.
+pub const ENV_BUILTIN: &str = "CXR_VIEWER_FILE_DIALOG";
+
+/// `CXR_VIEWER_FILE_DIALOG=builtin` (any case) asks for the viewer's own dialog.
+pub fn builtin_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("builtin"))
+}
+
+/// What the dialog is asking for.
+pub enum Wanted {
+    Pick(PickPurpose),
+    /// An export: where to write it, then `render` writes it there.
+    Save(Render),
+}
+
+/// What came of it.
+pub enum Outcome {
+    Picked(PickPurpose, PathBuf),
+    Save(PathBuf, Render),
+    Cancelled,
+}
+
+/// The three ways a path is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// An existing file.
+    OpenFile,
+    /// An existing folder: the one shown, or the one named.
+    OpenFolder,
+    /// A file to write (or, for the notes database, to open or create). A bare name gets
+    /// `extension`; `overwrites`: an existing file is asked about first.
+    Save {
+        extension: &'static str,
+        overwrites: bool,
+    },
+}
+
+/// One entry of the folder shown.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// As shown (lossy for names that are not UTF-8).
+    pub name: String,
+    pub path: PathBuf,
+    /// A folder, or a link to one.
+    pub is_dir: bool,
+}
+
+/// The entries of `dir`: folders first, then files, each by name regardless of case; names
+/// starting with a dot only when `show_hidden`. An unreadable folder is a one-line error.
+pub fn list_folder(dir: &Path, show_hidden: bool) -> Result<Vec<Entry>, String> {
+    let read = std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut entries: Vec<Entry> = read
+        .filter_map(Result::ok)
+        .map(|e| {
+            let path = e.path();
+            Entry {
+                name: e.file_name().to_string_lossy().into_owned(),
+                // Follows links: a linked folder opens like a folder.
+                is_dir: path.is_dir(),
+                path,
+            }
+        })
+        .filter(|e| show_hidden || !e.name.starts_with('.'))
+        .collect();
+    entries.sort_by_cached_key(|e| (!e.is_dir, e.name.to_lowercase(), e.name.clone()));
+    Ok(entries)
+}
+
+/// What Open lists unless "All files" is ticked, as the desktop dialog's filter does: the
+/// extensions the viewer reads, and files with none (DICOM files often have none: `IM0001`).
+pub const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
+
+/// Whether `entry` is listed: folders always; files when all are asked for, or when they may be
+/// an image the viewer reads.
+pub fn listed(entry: &Entry, all_files: bool) -> bool {
+    if entry.is_dir || all_files {
+        return true;
+    }
+    match entry.path.extension() {
+        None => true,
+        Some(ext) => {
+            let ext = ext.to_string_lossy().to_ascii_lowercase();
+            IMAGE_EXTENSIONS.contains(&ext.as_str())
+        }
+    }
+}
+
+/// What the main button (or Enter) does with the name typed, in folder `dir`.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Show this folder instead.
+    Enter(PathBuf),
+    /// The answer.
+    Choose(PathBuf),
+    /// The answer, once the user agrees to replace the file that is there.
+    AskReplace(PathBuf),
+    /// Nothing to do yet; why, in one line.
+    Refuse(String),
+}
+
+/// A bare file name gets the extension; a name with any extension keeps it.
+pub fn with_extension(path: PathBuf, extension: &str) -> PathBuf {
+    if path.extension().is_none() && path.file_name().is_some() {
+        path.with_extension(extension)
+    } else {
+        path
+    }
+}
+
+pub fn confirm_step(kind: Kind, dir: &Path, name: &str) -> Step {
+    let name = name.trim();
+    // A whole path typed into the name field replaces the folder (`join` does that).
+    let typed = dir.join(name);
+    match kind {
+        Kind::OpenFolder if name.is_empty() => Step::Choose(dir.to_path_buf()),
+        Kind::OpenFolder if typed.is_dir() => Step::Choose(typed),
+        Kind::OpenFolder => Step::Refuse(format!("no such folder: {}", typed.display())),
+        _ if name.is_empty() => Step::Refuse("type a file name or choose one".into()),
+        _ if typed.is_dir() => Step::Enter(typed),
+        Kind::OpenFile if typed.is_file() => Step::Choose(typed),
+        Kind::OpenFile => Step::Refuse(format!("no such file: {}", typed.display())),
+        Kind::Save {
+            extension,
+            overwrites,
+        } => {
+            let path = with_extension(typed, extension);
+            match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() && !parent.is_dir() => {
+                    Step::Refuse(format!("no such folder: {}", parent.display()))
+                }
+                _ if path.is_dir() => Step::Enter(path),
+                _ if overwrites && path.exists() => Step::AskReplace(path),
+                _ => Step::Choose(path),
+            }
+        }
+    }
+}
+
+pub struct InAppDialog {
+    title: &'static str,
+    kind: Kind,
+    wanted: Wanted,
+    dir: PathBuf,
+    entries: Result<Vec<Entry>, String>,
+    show_hidden: bool,
+    /// `Some(all)` when the list can be narrowed to images ([`listed`]): Open… only.
+    all_files: Option<bool>,
+    /// The folder field as typed.
+    dir_text: String,
+    /// The file-name field.
+    name: String,
+    /// Why the last confirm did nothing.
+    refused: Option<String>,
+    /// An existing file that would be overwritten: asked about before anything is written.
+    replace: Option<PathBuf>,
+    /// The name field takes the keyboard on the first frame.
+    focus_name: bool,
+}
+
+impl InAppDialog {
+    pub fn pick(purpose: PickPurpose, start_dir: &Path) -> Self {
+        let (title, kind, name) = match purpose {
+            PickPurpose::OpenFile => ("Open chest X-ray", Kind::OpenFile, ""),
+            PickPurpose::ImportNotes => ("Import notes", Kind::OpenFile, ""),
+            PickPurpose::OpenFolder => ("Open folder of studies", Kind::OpenFolder, ""),
+            PickPurpose::NotesDb => (
+                "Notes database: an existing file or a new one",
+                Kind::Save {
+                    extension: "sqlite3",
+                    overwrites: false,
+                },
+                "notes.sqlite3",
+            ),
+            PickPurpose::ExportNotes => (
+                "Export notes",
+                Kind::Save {
+                    extension: "csv",
+                    overwrites: true,
+                },
+                "cxr-notes.csv",
+            ),
+        };
+        let mut dialog = Self::new(title, kind, Wanted::Pick(purpose), start_dir, name);
+        if purpose == PickPurpose::OpenFile {
+            dialog.all_files = Some(false);
+        }
+        dialog
+    }
+
+    pub fn save(
+        suggested_name: &str,
+        extension: &'static str,
+        render: Render,
+        start_dir: &Path,
+    ) -> Self {
+        let kind = Kind::Save {
+            extension,
+            overwrites: true,
+        };
+        let title = match extension {
+            "png" => "Export the view as PNG",
+            "json" => "Export the report (JSON)",
+            _ => "Export",
+        };
+        Self::new(title, kind, Wanted::Save(render), start_dir, suggested_name)
+    }
+
+    fn new(title: &'static str, kind: Kind, wanted: Wanted, start_dir: &Path, name: &str) -> Self {
+        let mut dialog = Self {
+            title,
+            kind,
+            wanted,
+            dir: PathBuf::new(),
+            entries: Ok(Vec::new()),
+            show_hidden: false,
+            all_files: None,
+            dir_text: String::new(),
+            name: name.to_string(),
+            refused: None,
+            replace: None,
+            focus_name: true,
+        };
+        dialog.enter(start_dir.to_path_buf());
+        dialog
+    }
+
+    fn enter(&mut self, dir: PathBuf) {
+        // `..` and `.` typed into the folder field read as what they mean.
+        let dir = dir.canonicalize().unwrap_or(dir);
+        self.entries = list_folder(&dir, self.show_hidden);
+        self.dir_text = dir.display().to_string();
+        self.dir = dir;
+        self.refused = None;
+    }
+
+    fn confirm(&mut self, name: &str) -> Option<PathBuf> {
+        match confirm_step(self.kind, &self.dir, name) {
+            Step::Enter(dir) => {
+                self.enter(dir);
+                if self.kind == Kind::OpenFile {
+                    self.name.clear();
+                }
+                None
+            }
+            Step::Choose(path) => Some(path),
+            Step::AskReplace(path) => {
+                self.replace = Some(path);
+                None
+            }
+            Step::Refuse(why) => {
+                self.refused = Some(why);
+                None
+            }
+        }
+    }
+
+    fn button_text(&self) -> &'static str {
+        match self.kind {
+            Kind::OpenFile => "Open",
+            Kind::OpenFolder => "Open folder",
+            Kind::Save { .. } => "Save",
+        }
+    }
+}
+
+enum Click {
+    Up,
+    EnterTyped,
+    Select(Entry),
+    Activate(Entry),
+    Confirm,
+    Cancel,
+    Hidden,
+}
+
+/// Draws the dialog while there is one; returns what came of it once, and then there is none.
+pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
+    let dialog = slot.as_mut()?;
+    let chosen = if let Some(path) = dialog.replace.clone() {
+        // Drawn under the question, which sits on top and takes the input.
+        let _ = dialog_ui(dialog, ctx);
+        match replace_ui(ctx, &path) {
+            Some(true) => Some(path),
+            Some(false) => {
+                dialog.replace = None;
+                None
+            }
+            None => None,
+        }
+    } else {
+        match dialog_ui(dialog, ctx)? {
+            Click::Up => {
+                if let Some(parent) = dialog.dir.parent().map(Path::to_path_buf) {
+                    dialog.enter(parent);
+                }
+                None
+            }
+            Click::EnterTyped => {
+                let typed = PathBuf::from(dialog.dir_text.trim());
+                if typed.is_dir() {
+                    dialog.enter(typed);
+                    None
+                } else if typed.is_file() && dialog.kind == Kind::OpenFile {
+                    Some(typed)
+                } else {
+                    dialog.refused = Some(format!("no such folder: {}", typed.display()));
+                    None
+                }
+            }
+            Click::Select(entry) => {
+                dialog.name = entry.name;
+                dialog.refused = None;
+                None
+            }
+            Click::Activate(entry) => {
+                if entry.is_dir {
+                    dialog.enter(entry.path);
+                    if dialog.kind == Kind::OpenFile {
+                        dialog.name.clear();
+                    }
+                    None
+                } else {
+                    dialog.name = entry.name.clone();
+                    dialog.confirm(&entry.name)
+                }
+            }
+            Click::Confirm => {
+                let name = dialog.name.clone();
+                dialog.confirm(&name)
+            }
+            Click::Hidden => {
+                let dir = dialog.dir.clone();
+                dialog.enter(dir);
+                None
+            }
+            Click::Cancel => {
+                *slot = None;
+                return Some(Outcome::Cancelled);
+            }
+        }
+    };
+    let chosen = chosen?;
+    let dialog = slot.take()?;
+    Some(match dialog.wanted {
+        Wanted::Pick(purpose) => Outcome::Picked(purpose, chosen),
+        Wanted::Save(render) => Outcome::Save(chosen, render),
+    })
+}
+
+fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
+    let mut click = None;
+    let screen = ctx.content_rect().size();
+    let width = (screen.x - 40.0).clamp(280.0, 620.0);
+    // The list takes what the window leaves (at 800 × 500 the whole dialog still fits).
+    let list_height = (screen.y - 230.0).clamp(80.0, 320.0);
+    let modal = egui::Modal::new(egui::Id::unique("cxr-file-dialog")).show(ctx, |ui| {
+        ui.set_width(width);
+        ui.heading(d.title);
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            let up = ui
+                .add_enabled(d.dir.parent().is_some(), egui::Button::new("Up"))
+                .on_hover_text("The folder above");
+            if up.clicked() {
+                click = Some(Click::Up);
+            }
+            let label = ui.label("Folder");
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut d.dir_text)
+                    .desired_width(f32::INFINITY)
+                    .hint_text("a folder's path"),
+            );
+            let field = field.labelled_by(label.id);
+            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                click = Some(Click::EnterTyped);
+            }
+        });
+        ui.separator();
+        let folder_only = d.kind == Kind::OpenFolder;
+        let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+        match &d.entries {
+            Err(e) => {
+                ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
+                ui.add_space(list_height - row_height);
+            }
+            Ok(entries) => {
+                let all = d.all_files.unwrap_or(true);
+                let entries: Vec<&Entry> = entries.iter().filter(|e| listed(e, all)).collect();
+                let n = entries.len();
+                egui::ScrollArea::vertical()
+                    .id_salt("cxr-file-dialog-list")
+                    .max_height(list_height)
+                    .min_scrolled_height(list_height)
+                    .auto_shrink([false, false])
+                    .show_rows(ui, row_height, n, |ui, rows| {
+                        ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
+                            for &entry in &entries[rows] {
+                                let text = if entry.is_dir {
+                                    RichText::new(format!("{}/", entry.name)).strong()
+                                } else {
+                                    RichText::new(&entry.name)
+                                };
+                                let selected = entry.name == d.name;
+                                let enabled = entry.is_dir || !folder_only;
+                                let row = ui
+                                    .add_enabled(enabled, egui::Button::selectable(selected, text));
+                                if row.double_clicked() {
+                                    click = Some(Click::Activate(entry.clone()));
+                                } else if row.clicked() {
+                                    click = Some(Click::Select(entry.clone()));
+                                }
+                            }
+                        });
+                    });
+                if n == 0 {
+                    ui.weak("(empty folder)");
+                }
+            }
+        }
+        ui.separator();
+        ui.horizontal(|ui| {
+            let label = ui.label(if folder_only {
+                "Folder name"
+            } else {
+                "File name"
+            });
+            let field = ui.add(
+                egui::TextEdit::singleline(&mut d.name)
+                    .desired_width(f32::INFINITY)
+                    .hint_text(if folder_only {
+                        "empty: the folder shown"
+                    } else {
+                        "a name, or a whole path"
+                    }),
+            );
+            let field = field.labelled_by(label.id);
+            if std::mem::take(&mut d.focus_name) {
+                field.request_focus();
+            }
+            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+                click = Some(Click::Confirm);
+            }
+        });
+        if let Some(why) = &d.refused {
+            ui.label(RichText::new(why).color(ui.visuals().error_fg_color));
+        }
+        ui.horizontal(|ui| {
+            if ui.checkbox(&mut d.show_hidden, "Hidden files").changed() {
+                click = Some(Click::Hidden);
+            }
+            if let Some(all) = d.all_files.as_mut() {
+                ui.checkbox(all, "All files").on_hover_text(
+                    "Unticked: DICOM, PNG and JPEG files, and files with no extension \
+                     (as DICOM files often are)",
+                );
+            }
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if ui.button("Cancel").clicked() {
+                    click = Some(Click::Cancel);
+                }
+                if ui.button(d.button_text()).clicked() {
+                    click = Some(Click::Confirm);
+                }
+            });
+        });
+    });
+    // Escape cancels; a click beside the dialog does not (it would lose what was typed).
+    if d.replace.is_none() && modal.is_top_modal && ctx.input(|i| i.key_pressed(egui::Key::Escape))
+    {
+        click = Some(Click::Cancel);
+    }
+    click
+}
+
+/// "Replace NAME?": `Some(true)` replace, `Some(false)` back to the dialog, `None` not yet.
+fn replace_ui(ctx: &Context, path: &Path) -> Option<bool> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let folder = path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let mut answer = None;
+    let modal = egui::Modal::new(egui::Id::unique("cxr-file-dialog-replace")).show(ctx, |ui| {
+        ui.set_max_width(460.0);
+        ui.heading("Replace file?");
+        ui.label(format!("{name} already exists in {folder}."));
+        ui.label("Replacing it overwrites what it holds.");
+        ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            if ui.button("Replace").clicked() {
+                answer = Some(true);
+            }
+            if ui.button("Choose another name").clicked() {
+                answer = Some(false);
+            }
+        });
+    });
+    if modal.is_top_modal && ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
+        answer = Some(false);
+    }
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("cxr-file-dialog-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("Sub")).unwrap();
+        std::fs::create_dir_all(dir.join("another")).unwrap();
+        for f in ["b.png", "A.dcm", ".hidden", "IM0001"] {
+            std::fs::write(dir.join(f), b"x").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn folders_first_then_files_by_name_hidden_on_request() {
+        let dir = scratch("list");
+        let names = |hidden| -> Vec<String> {
+            list_folder(&dir, hidden)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.name)
+                .collect()
+        };
+        assert_eq!(names(false), ["another", "Sub", "A.dcm", "b.png", "IM0001"]);
+        assert_eq!(
+            names(true),
+            ["another", "Sub", ".hidden", "A.dcm", "b.png", "IM0001"]
+        );
+        let err = list_folder(&dir.join("missing"), false).unwrap_err();
+        assert!(
+            err.starts_with("cannot read ") && err.contains("missing"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn open_lists_what_may_be_an_image_unless_all_files_are_asked_for() {
+        let dir = scratch("listed");
+        let shown = |all| -> Vec<String> {
+            list_folder(&dir, false)
+                .unwrap()
+                .into_iter()
+                .filter(|e| listed(e, all))
+                .map(|e| e.name)
+                .collect()
+        };
+        std::fs::write(dir.join("notes.csv"), b"x").unwrap();
+        std::fs::write(dir.join("SCAN.JPEG"), b"x").unwrap();
+        assert_eq!(
+            shown(false),
+            ["another", "Sub", "A.dcm", "b.png", "IM0001", "SCAN.JPEG"]
+        );
+        assert_eq!(
+            shown(true),
+            [
+                "another",
+                "Sub",
+                "A.dcm",
+                "b.png",
+                "IM0001",
+                "notes.csv",
+                "SCAN.JPEG"
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn what_the_main_button_does_with_the_name_typed() {
+        let dir = scratch("confirm");
+        let open = Kind::OpenFile;
+        assert_eq!(
+            confirm_step(open, &dir, "IM0001"),
+            Step::Choose(dir.join("IM0001"))
+        );
+        assert_eq!(
+            confirm_step(open, &dir, "Sub"),
+            Step::Enter(dir.join("Sub"))
+        );
+        let whole = dir.join("b.png");
+        assert_eq!(
+            confirm_step(open, Path::new("/"), whole.to_str().unwrap()),
+            Step::Choose(whole)
+        );
+        assert!(matches!(confirm_step(open, &dir, ""), Step::Refuse(_)));
+        assert_eq!(
+            confirm_step(open, &dir, "nope.png"),
+            Step::Refuse(format!("no such file: {}", dir.join("nope.png").display()))
+        );
+
+        let folder = Kind::OpenFolder;
+        assert_eq!(confirm_step(folder, &dir, ""), Step::Choose(dir.clone()));
+        assert_eq!(
+            confirm_step(folder, &dir, "Sub"),
+            Step::Choose(dir.join("Sub"))
+        );
+        assert!(matches!(
+            confirm_step(folder, &dir, "b.png"),
+            Step::Refuse(_)
+        ));
+
+        let export = Kind::Save {
+            extension: "png",
+            overwrites: true,
+        };
+        // A bare name gets the extension; a new file is chosen, an existing one asked about.
+        assert_eq!(
+            confirm_step(export, &dir, "view"),
+            Step::Choose(dir.join("view.png"))
+        );
+        assert_eq!(
+            confirm_step(export, &dir, " b "),
+            Step::AskReplace(dir.join("b.png"))
+        );
+        assert_eq!(
+            confirm_step(export, &dir, "IM0001.jpeg"),
+            Step::Choose(dir.join("IM0001.jpeg"))
+        );
+        assert_eq!(
+            confirm_step(export, &dir, "Sub"),
+            Step::Enter(dir.join("Sub"))
+        );
+        assert_eq!(
+            confirm_step(export, &dir, "gone/view.png"),
+            Step::Refuse(format!("no such folder: {}", dir.join("gone").display()))
+        );
+        // The notes database: an existing file is opened, not replaced.
+        let notes = Kind::Save {
+            extension: "sqlite3",
+            overwrites: false,
+        };
+        std::fs::write(dir.join("notes.sqlite3"), b"x").unwrap();
+        assert_eq!(
+            confirm_step(notes, &dir, "notes"),
+            Step::Choose(dir.join("notes.sqlite3"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bare_names_get_the_extension() {
+        assert_eq!(
+            with_extension(PathBuf::from("/tmp/view"), "png"),
+            PathBuf::from("/tmp/view.png")
+        );
+        // A name that has one keeps it, whatever it is (the user may want .jpeg, .txt …).
+        assert_eq!(
+            with_extension(PathBuf::from("/tmp/view.PNG"), "png"),
+            PathBuf::from("/tmp/view.PNG")
+        );
+        assert_eq!(
+            with_extension(PathBuf::from("/tmp/a.b/view"), "png"),
+            PathBuf::from("/tmp/a.b/view.png")
+        );
+    }
+
+    #[test]
+    fn only_builtin_asks_for_the_own_dialog() {
+        assert!(builtin_requested(Some("builtin")));
+        assert!(builtin_requested(Some(" Builtin\n")));
+        assert!(!builtin_requested(Some("native")));
+        assert!(!builtin_requested(Some("")));
+        assert!(!builtin_requested(None));
+    }
+}
