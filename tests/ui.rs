@@ -420,7 +420,8 @@ fn own_file_dialog_when_the_system_shows_none() {
     });
     assert!(h.state().file_dialog.is_none());
 
-    // Escape cancels; shortcuts stay off while it is open (Right would have stepped on).
+    // Escape cancels; the viewer's shortcuts stay off while it is open (Right would have
+    // stepped to the next study).
     h.get_by_label("Open…").click();
     h.run_ok();
     assert!(h.state().file_dialog.is_some());
@@ -431,7 +432,18 @@ fn own_file_dialog_when_the_system_shows_none() {
     h.run_ok();
     assert!(h.state().file_dialog.is_none());
 
-    // Open: a path typed into its path field and Enter opens that study.
+    // The keyboard alone: Down selects the first entry (the folder last used holds the two
+    // exports, "first.png" first), Enter opens it.
+    h.get_by_label("Open…").click();
+    h.run_ok();
+    h.key_press(Key::ArrowDown);
+    h.run_ok();
+    h.key_press(Key::Enter);
+    wait_until(&mut h, "the study opened from the keyboard", |a| {
+        a.file_dialog.is_none() && current_path(a) == Some(first.clone())
+    });
+
+    // Open: a path typed into its folder field and Enter opens that study.
     h.get_by_label("Open…").click();
     h.run_ok();
     h.get_by(folder_field).focus();

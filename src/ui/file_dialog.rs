@@ -188,6 +188,10 @@ pub struct InAppDialog {
     replace: Option<PathBuf>,
     /// The name field takes the keyboard on the first frame.
     focus_name: bool,
+    /// The entry picked in the list (a click or the arrow keys).
+    selected: Option<PathBuf>,
+    /// The arrow keys moved the selection: bring it into view.
+    scroll_to_selected: bool,
 }
 
 impl InAppDialog {
@@ -252,6 +256,8 @@ impl InAppDialog {
             refused: None,
             replace: None,
             focus_name: true,
+            selected: None,
+            scroll_to_selected: false,
         };
         dialog.enter(start_dir.to_path_buf());
         dialog
@@ -263,16 +269,55 @@ impl InAppDialog {
         self.entries = list_folder(&dir, self.show_hidden);
         self.dir_text = dir.display().to_string();
         self.dir = dir;
+        self.selected = None;
+        self.refused = None;
+        self.scroll_to_selected = false;
+        // The keyboard goes on from the name field: arrows, Enter, typing.
+        self.focus_name = true;
+        if self.kind != Kind::OpenFile {
+            return;
+        }
+        // A file name typed for the folder left behind means nothing here.
+        self.name.clear();
+    }
+
+    /// The entries shown, in order.
+    fn listed(&self) -> Vec<&Entry> {
+        let all = self.all_files.unwrap_or(true);
+        match &self.entries {
+            Ok(entries) => entries.iter().filter(|e| listed(e, all)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn select(&mut self, entry: &Entry) {
+        self.selected = Some(entry.path.clone());
+        // A file's name goes into the field (to open it, or to write over it); a folder's only
+        // when a folder is what is asked for, so an export's name survives a look around.
+        if !entry.is_dir || self.kind == Kind::OpenFolder {
+            self.name = entry.name.clone();
+        }
         self.refused = None;
     }
 
-    fn confirm(&mut self, name: &str) -> Option<PathBuf> {
-        match confirm_step(self.kind, &self.dir, name) {
+    /// The arrow keys: the next or previous entry shown.
+    fn select_step(&mut self, delta: isize) {
+        let listed = self.listed();
+        let current = self
+            .selected
+            .as_ref()
+            .and_then(|s| listed.iter().position(|e| &e.path == s));
+        if let Some(i) = step_index(current, delta, listed.len()) {
+            let entry = listed[i].clone();
+            self.select(&entry);
+            self.scroll_to_selected = true;
+        }
+    }
+
+    fn apply(&mut self, step: Step) -> Option<PathBuf> {
+        match step {
             Step::Enter(dir) => {
                 self.enter(dir);
-                if self.kind == Kind::OpenFile {
-                    self.name.clear();
-                }
                 None
             }
             Step::Choose(path) => Some(path),
@@ -296,6 +341,31 @@ impl InAppDialog {
     }
 }
 
+/// The main button (or Enter) with a folder selected in the list opens it (or, when a folder is
+/// asked for, chooses it); otherwise it acts on the name typed ([`confirm_step`]).
+pub fn confirm_selected(kind: Kind, dir: &Path, selected: Option<&Path>, name: &str) -> Step {
+    match selected.filter(|p| p.is_dir()) {
+        Some(folder) if kind == Kind::OpenFolder => Step::Choose(folder.to_path_buf()),
+        Some(folder) => Step::Enter(folder.to_path_buf()),
+        None => confirm_step(kind, dir, name),
+    }
+}
+
+/// Moving a selection at `current` by `delta` in a list of `len`: from none, Down takes the
+/// first and Up the last; it stops at the ends.
+pub fn step_index(current: Option<usize>, delta: isize, len: usize) -> Option<usize> {
+    if len == 0 {
+        return None;
+    }
+    let last = len as isize - 1;
+    let next = match current {
+        None if delta > 0 => 0,
+        None => last,
+        Some(i) => (i as isize + delta).clamp(0, last),
+    };
+    Some(next as usize)
+}
+
 enum Click {
     Up,
     EnterTyped,
@@ -304,6 +374,7 @@ enum Click {
     Confirm,
     Cancel,
     Hidden,
+    Step(isize),
 }
 
 /// Draws the dialog while there is one; returns what came of it once, and then there is none.
@@ -341,29 +412,37 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
                 }
             }
             Click::Select(entry) => {
-                dialog.name = entry.name;
-                dialog.refused = None;
+                dialog.select(&entry);
+                None
+            }
+            Click::Step(delta) => {
+                dialog.select_step(delta);
                 None
             }
             Click::Activate(entry) => {
                 if entry.is_dir {
                     dialog.enter(entry.path);
-                    if dialog.kind == Kind::OpenFile {
-                        dialog.name.clear();
-                    }
                     None
                 } else {
-                    dialog.name = entry.name.clone();
-                    dialog.confirm(&entry.name)
+                    dialog.select(&entry);
+                    let step = confirm_step(dialog.kind, &dialog.dir, &entry.name);
+                    dialog.apply(step)
                 }
             }
             Click::Confirm => {
-                let name = dialog.name.clone();
-                dialog.confirm(&name)
+                let step = confirm_selected(
+                    dialog.kind,
+                    &dialog.dir,
+                    dialog.selected.as_deref(),
+                    &dialog.name,
+                );
+                dialog.apply(step)
             }
             Click::Hidden => {
                 let dir = dialog.dir.clone();
+                let name = std::mem::take(&mut dialog.name);
                 dialog.enter(dir);
+                dialog.name = name;
                 None
             }
             Click::Cancel => {
@@ -382,10 +461,33 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
 
 fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
     let mut click = None;
+    let asking = d.replace.is_none();
+    // Up and Down walk the list from the name field too, as in the desktop dialogs (a one-line
+    // field has no use for them); Alt+Up is the folder above.
+    if asking {
+        ctx.input_mut(|i| {
+            if i.consume_key(egui::Modifiers::ALT, egui::Key::ArrowUp) {
+                click = Some(Click::Up);
+            } else if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowDown) {
+                click = Some(Click::Step(1));
+            } else if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowUp) {
+                click = Some(Click::Step(-1));
+            }
+        });
+        // Enter with no field holding the keyboard (a field's own Enter is handled below).
+        if !ctx.egui_wants_keyboard_input()
+            && ctx.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter))
+        {
+            click = Some(Click::Confirm);
+        }
+    }
     let screen = ctx.content_rect().size();
     let width = (screen.x - 40.0).clamp(280.0, 620.0);
     // The list takes what the window leaves (at 800 × 500 the whole dialog still fits).
     let list_height = (screen.y - 230.0).clamp(80.0, 320.0);
+    let folder_only = d.kind == Kind::OpenFolder;
+    let listed: Vec<Entry> = d.listed().into_iter().cloned().collect();
+    let scroll_to = std::mem::take(&mut d.scroll_to_selected);
     let modal = egui::Modal::new(egui::Id::unique("cxr-file-dialog")).show(ctx, |ui| {
         ui.set_width(width);
         ui.heading(d.title);
@@ -393,7 +495,7 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
         ui.horizontal(|ui| {
             let up = ui
                 .add_enabled(d.dir.parent().is_some(), egui::Button::new("Up"))
-                .on_hover_text("The folder above");
+                .on_hover_text("The folder above (Alt+Up)");
             if up.clicked() {
                 click = Some(Click::Up);
             }
@@ -409,45 +511,62 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
             }
         });
         ui.separator();
-        let folder_only = d.kind == Kind::OpenFolder;
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
-        match &d.entries {
-            Err(e) => {
-                ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
-                ui.add_space(list_height - row_height);
-            }
-            Ok(entries) => {
-                let all = d.all_files.unwrap_or(true);
-                let entries: Vec<&Entry> = entries.iter().filter(|e| listed(e, all)).collect();
-                let n = entries.len();
-                egui::ScrollArea::vertical()
-                    .id_salt("cxr-file-dialog-list")
-                    .max_height(list_height)
-                    .min_scrolled_height(list_height)
-                    .auto_shrink([false, false])
-                    .show_rows(ui, row_height, n, |ui, rows| {
-                        ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
-                            for &entry in &entries[rows] {
-                                let text = if entry.is_dir {
-                                    RichText::new(format!("{}/", entry.name)).strong()
-                                } else {
-                                    RichText::new(&entry.name)
-                                };
-                                let selected = entry.name == d.name;
-                                let enabled = entry.is_dir || !folder_only;
-                                let row = ui
-                                    .add_enabled(enabled, egui::Button::selectable(selected, text));
-                                if row.double_clicked() {
-                                    click = Some(Click::Activate(entry.clone()));
-                                } else if row.clicked() {
-                                    click = Some(Click::Select(entry.clone()));
-                                }
-                            }
-                        });
-                    });
-                if n == 0 {
-                    ui.weak("(empty folder)");
+        if let Err(e) = &d.entries {
+            ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
+            ui.add_space((list_height - row_height).max(0.0));
+        } else {
+            let n = listed.len();
+            let selected = listed
+                .iter()
+                .position(|e| d.selected.as_ref() == Some(&e.path));
+            let mut area = egui::ScrollArea::vertical()
+                .id_salt("cxr-file-dialog-list")
+                .max_height(list_height)
+                .min_scrolled_height(list_height)
+                .auto_shrink([false, false]);
+            if let (true, Some(i)) = (scroll_to, selected) {
+                // Keeps the entry the arrow keys reached in view (rows outside the visible range
+                // are not laid out, so the offset is set, not scrolled to).
+                let top = i as f32 * row_height;
+                let state = egui::scroll_area::State::load(
+                    ctx,
+                    ui.make_persistent_id("cxr-file-dialog-list"),
+                );
+                let offset = state.map_or(0.0, |s| s.clamped_offset().y);
+                let visible = list_height - row_height;
+                if top < offset {
+                    area = area.vertical_scroll_offset(top);
+                } else if top > offset + visible {
+                    area = area.vertical_scroll_offset(top - visible);
                 }
+            }
+            area.show_rows(ui, row_height, n, |ui, rows| {
+                ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
+                    for (i, entry) in listed.iter().enumerate().take(rows.end).skip(rows.start) {
+                        let text = if entry.is_dir {
+                            RichText::new(format!("{}/", entry.name)).strong()
+                        } else {
+                            RichText::new(&entry.name)
+                        };
+                        let is_selected = selected == Some(i)
+                            || (selected.is_none() && !entry.is_dir && entry.name == d.name);
+                        let enabled = entry.is_dir || !folder_only;
+                        let row =
+                            ui.add_enabled(enabled, egui::Button::selectable(is_selected, text));
+                        if row.double_clicked() {
+                            click = Some(Click::Activate(entry.clone()));
+                        } else if row.clicked() {
+                            click = Some(Click::Select(entry.clone()));
+                        }
+                    }
+                });
+            });
+            let total = d.entries.as_ref().map_or(0, Vec::len);
+            if n < total && n == 0 {
+                ui.weak("No folders or images here: tick All files to see the other files.");
+            } else if n == 0 {
+                ui.weak("(empty folder)");
             }
         }
         ui.separator();
@@ -467,6 +586,10 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
                     }),
             );
             let field = field.labelled_by(label.id);
+            if field.changed() {
+                // What is typed wins over what was picked in the list.
+                d.selected = None;
+            }
             if std::mem::take(&mut d.focus_name) {
                 field.request_focus();
             }
@@ -498,9 +621,11 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
         });
     });
     // Escape cancels; a click beside the dialog does not (it would lose what was typed).
-    if d.replace.is_none() && modal.is_top_modal && ctx.input(|i| i.key_pressed(egui::Key::Escape))
-    {
+    if asking && modal.is_top_modal && ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
         click = Some(Click::Cancel);
+    }
+    if !asking {
+        return None;
     }
     click
 }
@@ -678,6 +803,49 @@ mod tests {
             Step::Choose(dir.join("notes.sqlite3"))
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_folder_selected_in_the_list_is_opened_or_chosen() {
+        let dir = scratch("selected");
+        let sub = dir.join("Sub");
+        let export = Kind::Save {
+            extension: "png",
+            overwrites: true,
+        };
+        // Save with a folder selected: into it, the name typed kept for later.
+        assert_eq!(
+            confirm_selected(export, &dir, Some(&sub), "view.png"),
+            Step::Enter(sub.clone())
+        );
+        assert_eq!(
+            confirm_selected(Kind::OpenFile, &dir, Some(&sub), ""),
+            Step::Enter(sub.clone())
+        );
+        assert_eq!(
+            confirm_selected(Kind::OpenFolder, &dir, Some(&sub), "Sub"),
+            Step::Choose(sub.clone())
+        );
+        // A file selected, or nothing: the name decides.
+        assert_eq!(
+            confirm_selected(Kind::OpenFile, &dir, Some(&dir.join("b.png")), "b.png"),
+            Step::Choose(dir.join("b.png"))
+        );
+        assert_eq!(
+            confirm_selected(export, &dir, None, "view"),
+            Step::Choose(dir.join("view.png"))
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_arrow_keys_walk_the_list_and_stop_at_its_ends() {
+        assert_eq!(step_index(None, 1, 3), Some(0));
+        assert_eq!(step_index(None, -1, 3), Some(2));
+        assert_eq!(step_index(Some(0), 1, 3), Some(1));
+        assert_eq!(step_index(Some(2), 1, 3), Some(2));
+        assert_eq!(step_index(Some(0), -1, 3), Some(0));
+        assert_eq!(step_index(None, 1, 0), None);
     }
 
     #[test]
