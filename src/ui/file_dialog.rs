@@ -274,11 +274,11 @@ impl InAppDialog {
         self.scroll_to_selected = false;
         // The keyboard goes on from the name field: arrows, Enter, typing.
         self.focus_name = true;
-        if self.kind != Kind::OpenFile {
-            return;
+        // A name typed or picked for the folder left behind means nothing here; an export's
+        // name goes where the user goes.
+        if !matches!(self.kind, Kind::Save { .. }) {
+            self.name.clear();
         }
-        // A file name typed for the folder left behind means nothing here.
-        self.name.clear();
     }
 
     /// The entries shown, in order.
@@ -486,7 +486,14 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
     // The list takes what the window leaves (at 800 × 500 the whole dialog still fits).
     let list_height = (screen.y - 230.0).clamp(80.0, 320.0);
     let folder_only = d.kind == Kind::OpenFolder;
-    let listed: Vec<Entry> = d.listed().into_iter().cloned().collect();
+    // Indices, not copies: a folder of thousands of files is drawn every frame.
+    let all = d.all_files.unwrap_or(true);
+    let listed: Vec<usize> = match &d.entries {
+        Ok(entries) => (0..entries.len())
+            .filter(|&i| listed(&entries[i], all))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let scroll_to = std::mem::take(&mut d.scroll_to_selected);
     let modal = egui::Modal::new(egui::Id::unique("cxr-file-dialog")).show(ctx, |ui| {
         ui.set_width(width);
@@ -512,61 +519,65 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
         });
         ui.separator();
         let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
-        if let Err(e) = &d.entries {
-            ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
-            ui.add_space((list_height - row_height).max(0.0));
-        } else {
-            let n = listed.len();
-            let selected = listed
-                .iter()
-                .position(|e| d.selected.as_ref() == Some(&e.path));
-            let mut area = egui::ScrollArea::vertical()
-                .id_salt("cxr-file-dialog-list")
-                .max_height(list_height)
-                .min_scrolled_height(list_height)
-                .auto_shrink([false, false]);
-            if let (true, Some(i)) = (scroll_to, selected) {
-                // Keeps the entry the arrow keys reached in view (rows outside the visible range
-                // are not laid out, so the offset is set, not scrolled to).
-                let top = i as f32 * row_height;
-                let state = egui::scroll_area::State::load(
-                    ctx,
-                    ui.make_persistent_id("cxr-file-dialog-list"),
-                );
-                let offset = state.map_or(0.0, |s| s.clamped_offset().y);
-                let visible = list_height - row_height;
-                if top < offset {
-                    area = area.vertical_scroll_offset(top);
-                } else if top > offset + visible {
-                    area = area.vertical_scroll_offset(top - visible);
-                }
+        match &d.entries {
+            Err(e) => {
+                ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
+                ui.add_space((list_height - row_height).max(0.0));
             }
-            area.show_rows(ui, row_height, n, |ui, rows| {
-                ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
-                    for (i, entry) in listed.iter().enumerate().take(rows.end).skip(rows.start) {
-                        let text = if entry.is_dir {
-                            RichText::new(format!("{}/", entry.name)).strong()
-                        } else {
-                            RichText::new(&entry.name)
-                        };
-                        let is_selected = selected == Some(i)
-                            || (selected.is_none() && !entry.is_dir && entry.name == d.name);
-                        let enabled = entry.is_dir || !folder_only;
-                        let row =
-                            ui.add_enabled(enabled, egui::Button::selectable(is_selected, text));
-                        if row.double_clicked() {
-                            click = Some(Click::Activate(entry.clone()));
-                        } else if row.clicked() {
-                            click = Some(Click::Select(entry.clone()));
-                        }
+            Ok(entries) => {
+                let n = listed.len();
+                let selected = listed
+                    .iter()
+                    .position(|&i| d.selected.as_ref() == Some(&entries[i].path));
+                let mut area = egui::ScrollArea::vertical()
+                    .id_salt("cxr-file-dialog-list")
+                    .max_height(list_height)
+                    .min_scrolled_height(list_height)
+                    .auto_shrink([false, false]);
+                if let (true, Some(i)) = (scroll_to, selected) {
+                    // Keeps the entry the arrow keys reached in view (rows outside the visible range
+                    // are not laid out, so the offset is set, not scrolled to).
+                    let top = i as f32 * row_height;
+                    let state = egui::scroll_area::State::load(
+                        ctx,
+                        ui.make_persistent_id("cxr-file-dialog-list"),
+                    );
+                    let offset = state.map_or(0.0, |s| s.clamped_offset().y);
+                    let visible = list_height - row_height;
+                    if top < offset {
+                        area = area.vertical_scroll_offset(top);
+                    } else if top > offset + visible {
+                        area = area.vertical_scroll_offset(top - visible);
                     }
+                }
+                area.show_rows(ui, row_height, n, |ui, rows| {
+                    ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
+                        for (i, &index) in listed.iter().enumerate().take(rows.end).skip(rows.start)
+                        {
+                            let entry = &entries[index];
+                            let text = if entry.is_dir {
+                                RichText::new(format!("{}/", entry.name)).strong()
+                            } else {
+                                RichText::new(&entry.name)
+                            };
+                            let is_selected = selected == Some(i)
+                                || (selected.is_none() && !entry.is_dir && entry.name == d.name);
+                            let enabled = entry.is_dir || !folder_only;
+                            let row = ui
+                                .add_enabled(enabled, egui::Button::selectable(is_selected, text));
+                            if row.double_clicked() {
+                                click = Some(Click::Activate(entry.clone()));
+                            } else if row.clicked() {
+                                click = Some(Click::Select(entry.clone()));
+                            }
+                        }
+                    });
                 });
-            });
-            let total = d.entries.as_ref().map_or(0, Vec::len);
-            if n < total && n == 0 {
-                ui.weak("No folders or images here: tick All files to see the other files.");
-            } else if n == 0 {
-                ui.weak("(empty folder)");
+                if n < entries.len() && n == 0 {
+                    ui.weak("No folders or images here: tick All files to see the other files.");
+                } else if n == 0 {
+                    ui.weak("(empty folder)");
+                }
             }
         }
         ui.separator();
@@ -835,6 +846,38 @@ mod tests {
             confirm_selected(export, &dir, None, "view"),
             Step::Choose(dir.join("view.png"))
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn entering_a_folder_drops_a_picked_name_and_keeps_an_exports() {
+        let dir = scratch("enter");
+        let sub = list_folder(&dir, false)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == "Sub")
+            .unwrap();
+        // Folder picked, then double-clicked into: "Open folder" now means the folder shown
+        // (the name "Sub" left in the field had asked for Sub/Sub, which does not exist).
+        let mut folder = InAppDialog::pick(PickPurpose::OpenFolder, &dir);
+        folder.select(&sub);
+        assert_eq!(folder.name, "Sub");
+        folder.enter(sub.path.clone());
+        assert_eq!(folder.name, "");
+        assert_eq!(
+            confirm_selected(
+                folder.kind,
+                &folder.dir,
+                folder.selected.as_deref(),
+                &folder.name
+            ),
+            Step::Choose(sub.path.clone())
+        );
+        // An export's name survives picking a folder and going into it.
+        let mut export = InAppDialog::save("view.png", "png", Box::new(|_| Ok(())), &dir);
+        export.select(&sub);
+        export.enter(sub.path.clone());
+        assert_eq!(export.name, "view.png");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
