@@ -747,72 +747,57 @@ mod tests {
     #[test]
     fn what_the_main_button_does_with_the_name_typed() {
         let dir = scratch("confirm");
-        let open = Kind::OpenFile;
-        assert_eq!(
-            confirm_step(open, &dir, "IM0001"),
-            Step::Choose(dir.join("IM0001"))
-        );
-        assert_eq!(
-            confirm_step(open, &dir, "Sub"),
-            Step::Enter(dir.join("Sub"))
-        );
-        let whole = dir.join("b.png");
-        assert_eq!(
-            confirm_step(open, Path::new("/"), whole.to_str().unwrap()),
-            Step::Choose(whole)
-        );
-        assert!(matches!(confirm_step(open, &dir, ""), Step::Refuse(_)));
-        assert_eq!(
-            confirm_step(open, &dir, "nope.png"),
-            Step::Refuse(format!("no such file: {}", dir.join("nope.png").display()))
-        );
-
-        let folder = Kind::OpenFolder;
-        assert_eq!(confirm_step(folder, &dir, ""), Step::Choose(dir.clone()));
-        assert_eq!(
-            confirm_step(folder, &dir, "Sub"),
-            Step::Choose(dir.join("Sub"))
-        );
-        assert!(matches!(
-            confirm_step(folder, &dir, "b.png"),
-            Step::Refuse(_)
-        ));
-
+        std::fs::write(dir.join("notes.sqlite3"), b"x").unwrap();
+        let at = |name: &str| dir.join(name);
         let export = Kind::Save {
             extension: "png",
             overwrites: true,
         };
-        // A bare name gets the extension; a new file is chosen, an existing one asked about.
-        assert_eq!(
-            confirm_step(export, &dir, "view"),
-            Step::Choose(dir.join("view.png"))
-        );
-        assert_eq!(
-            confirm_step(export, &dir, " b "),
-            Step::AskReplace(dir.join("b.png"))
-        );
-        assert_eq!(
-            confirm_step(export, &dir, "IM0001.jpeg"),
-            Step::Choose(dir.join("IM0001.jpeg"))
-        );
-        assert_eq!(
-            confirm_step(export, &dir, "Sub"),
-            Step::Enter(dir.join("Sub"))
-        );
-        assert_eq!(
-            confirm_step(export, &dir, "gone/view.png"),
-            Step::Refuse(format!("no such folder: {}", dir.join("gone").display()))
-        );
         // The notes database: an existing file is opened, not replaced.
         let notes = Kind::Save {
             extension: "sqlite3",
             overwrites: false,
         };
-        std::fs::write(dir.join("notes.sqlite3"), b"x").unwrap();
-        assert_eq!(
-            confirm_step(notes, &dir, "notes"),
-            Step::Choose(dir.join("notes.sqlite3"))
-        );
+        let open = Kind::OpenFile;
+        let folder = Kind::OpenFolder;
+        let whole = at("b.png").display().to_string();
+        let cases = [
+            (open, "IM0001", Step::Choose(at("IM0001"))),
+            (open, "Sub", Step::Enter(at("Sub"))),
+            // A whole path typed into the name field.
+            (open, whole.as_str(), Step::Choose(at("b.png"))),
+            (
+                open,
+                "",
+                Step::Refuse("type a file name or choose one".into()),
+            ),
+            (
+                open,
+                "nope.png",
+                Step::Refuse(format!("no such file: {}", at("nope.png").display())),
+            ),
+            (folder, "", Step::Choose(dir.clone())),
+            (folder, "Sub", Step::Choose(at("Sub"))),
+            (
+                folder,
+                "b.png",
+                Step::Refuse(format!("no such folder: {}", at("b.png").display())),
+            ),
+            // A bare name gets the extension; a new file is chosen, an existing one asked about.
+            (export, "view", Step::Choose(at("view.png"))),
+            (export, " b ", Step::AskReplace(at("b.png"))),
+            (export, "IM0001.jpeg", Step::Choose(at("IM0001.jpeg"))),
+            (export, "Sub", Step::Enter(at("Sub"))),
+            (
+                export,
+                "gone/view.png",
+                Step::Refuse(format!("no such folder: {}", at("gone").display())),
+            ),
+            (notes, "notes", Step::Choose(at("notes.sqlite3"))),
+        ];
+        for (kind, name, want) in cases {
+            assert_eq!(confirm_step(kind, &dir, name), want, "{kind:?} {name:?}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
