@@ -456,6 +456,33 @@ fn own_file_dialog_when_the_system_shows_none() {
     wait_until(&mut h, "the study opened through the own dialog", |a| {
         a.file_dialog.is_none() && current_path(a) == Some(other_sample())
     });
+
+    // The notes export: its name filled in, replaced here by a whole path typed over it; the
+    // notes thread writes it there.
+    let notes_csv = dir.join("notes-out.csv");
+    // Clicked once the side column stops growing with results (a click aimed at a button that
+    // then moves lands elsewhere).
+    wait_until(&mut h, "the second study's analysis", analysed);
+    click_in_view(&mut h, "Export notes…");
+    wait_until(&mut h, "the notes export dialog", |a| {
+        a.file_dialog.is_some()
+    });
+    let name_field = |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+        n.role() == Role::TextInput && n.value().as_deref() == Some("cxr-notes.csv")
+    };
+    h.get_by(name_field).focus();
+    h.run_ok();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    h.get_by(name_field).type_text(notes_csv.to_str().unwrap());
+    h.run_ok();
+    h.key_press(Key::Enter);
+    wait_until(&mut h, "the notes exported through the own dialog", |a| {
+        a.file_dialog.is_none()
+            && a.status.as_ref().is_some_and(|s| {
+                !s.is_error && s.text.contains("exported") && s.text.contains("notes-out.csv")
+            })
+    });
+    assert!(notes_csv.is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
