@@ -281,11 +281,14 @@ impl InAppDialog {
         }
     }
 
-    /// The entries shown, in order.
-    fn listed(&self) -> Vec<&Entry> {
+    /// Where the entries shown are in `entries`, in order (indices, not copies: a folder of
+    /// thousands of files is drawn every frame).
+    fn listed(&self) -> Vec<usize> {
         let all = self.all_files.unwrap_or(true);
         match &self.entries {
-            Ok(entries) => entries.iter().filter(|e| listed(e, all)).collect(),
+            Ok(entries) => (0..entries.len())
+                .filter(|&i| listed(&entries[i], all))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -302,13 +305,15 @@ impl InAppDialog {
 
     /// The arrow keys: the next or previous entry shown.
     fn select_step(&mut self, delta: isize) {
-        let listed = self.listed();
+        let (listed, Ok(entries)) = (self.listed(), &self.entries) else {
+            return;
+        };
         let current = self
             .selected
             .as_ref()
-            .and_then(|s| listed.iter().position(|e| &e.path == s));
+            .and_then(|s| listed.iter().position(|&i| &entries[i].path == s));
         if let Some(i) = step_index(current, delta, listed.len()) {
-            let entry = listed[i].clone();
+            let entry = entries[listed[i]].clone();
             self.select(&entry);
             self.scroll_to_selected = true;
         }
@@ -485,152 +490,20 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
     let width = (screen.x - 40.0).clamp(280.0, 620.0);
     // The list takes what the window leaves (at 800 × 500 the whole dialog still fits).
     let list_height = (screen.y - 230.0).clamp(80.0, 320.0);
-    let folder_only = d.kind == Kind::OpenFolder;
-    // Indices, not copies: a folder of thousands of files is drawn every frame.
-    let all = d.all_files.unwrap_or(true);
-    let listed: Vec<usize> = match &d.entries {
-        Ok(entries) => (0..entries.len())
-            .filter(|&i| listed(&entries[i], all))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let scroll_to = std::mem::take(&mut d.scroll_to_selected);
     let modal = egui::Modal::new(egui::Id::unique("cxr-file-dialog")).show(ctx, |ui| {
         ui.set_width(width);
         ui.heading(d.title);
         ui.add_space(4.0);
-        ui.horizontal(|ui| {
-            let up = ui
-                .add_enabled(d.dir.parent().is_some(), egui::Button::new("Up"))
-                .on_hover_text("The folder above (Alt+Up)");
-            if up.clicked() {
-                click = Some(Click::Up);
-            }
-            let label = ui.label("Folder");
-            let field = ui.add(
-                egui::TextEdit::singleline(&mut d.dir_text)
-                    .desired_width(f32::INFINITY)
-                    .hint_text("a folder's path"),
-            );
-            let field = field.labelled_by(label.id);
-            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                click = Some(Click::EnterTyped);
-            }
-        });
+        let click = folder_row(ui, d);
         ui.separator();
-        let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
-        match &d.entries {
-            Err(e) => {
-                ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
-                ui.add_space((list_height - row_height).max(0.0));
-            }
-            Ok(entries) => {
-                let n = listed.len();
-                let selected = listed
-                    .iter()
-                    .position(|&i| d.selected.as_ref() == Some(&entries[i].path));
-                let mut area = egui::ScrollArea::vertical()
-                    .id_salt("cxr-file-dialog-list")
-                    .max_height(list_height)
-                    .min_scrolled_height(list_height)
-                    .auto_shrink([false, false]);
-                if let (true, Some(i)) = (scroll_to, selected) {
-                    // Keeps the entry the arrow keys reached in view (rows outside the visible range
-                    // are not laid out, so the offset is set, not scrolled to).
-                    let top = i as f32 * row_height;
-                    let state = egui::scroll_area::State::load(
-                        ctx,
-                        ui.make_persistent_id("cxr-file-dialog-list"),
-                    );
-                    let offset = state.map_or(0.0, |s| s.clamped_offset().y);
-                    let visible = list_height - row_height;
-                    if top < offset {
-                        area = area.vertical_scroll_offset(top);
-                    } else if top > offset + visible {
-                        area = area.vertical_scroll_offset(top - visible);
-                    }
-                }
-                area.show_rows(ui, row_height, n, |ui, rows| {
-                    ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
-                        for (i, &index) in listed.iter().enumerate().take(rows.end).skip(rows.start)
-                        {
-                            let entry = &entries[index];
-                            let text = if entry.is_dir {
-                                RichText::new(format!("{}/", entry.name)).strong()
-                            } else {
-                                RichText::new(&entry.name)
-                            };
-                            let is_selected = selected == Some(i)
-                                || (selected.is_none() && !entry.is_dir && entry.name == d.name);
-                            let enabled = entry.is_dir || !folder_only;
-                            let row = ui
-                                .add_enabled(enabled, egui::Button::selectable(is_selected, text));
-                            if row.double_clicked() {
-                                click = Some(Click::Activate(entry.clone()));
-                            } else if row.clicked() {
-                                click = Some(Click::Select(entry.clone()));
-                            }
-                        }
-                    });
-                });
-                if n < entries.len() && n == 0 {
-                    ui.weak("No folders or images here: tick All files to see the other files.");
-                } else if n == 0 {
-                    ui.weak("(empty folder)");
-                }
-            }
-        }
+        let click = entries_ui(ui, d, list_height).or(click);
         ui.separator();
-        ui.horizontal(|ui| {
-            let label = ui.label(if folder_only {
-                "Folder name"
-            } else {
-                "File name"
-            });
-            let field = ui.add(
-                egui::TextEdit::singleline(&mut d.name)
-                    .desired_width(f32::INFINITY)
-                    .hint_text(if folder_only {
-                        "empty: the folder shown"
-                    } else {
-                        "a name, or a whole path"
-                    }),
-            );
-            let field = field.labelled_by(label.id);
-            if field.changed() {
-                // What is typed wins over what was picked in the list.
-                d.selected = None;
-            }
-            if std::mem::take(&mut d.focus_name) {
-                field.request_focus();
-            }
-            if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
-                click = Some(Click::Confirm);
-            }
-        });
-        if let Some(why) = &d.refused {
-            ui.label(RichText::new(why).color(ui.visuals().error_fg_color));
-        }
-        ui.horizontal(|ui| {
-            if ui.checkbox(&mut d.show_hidden, "Hidden files").changed() {
-                click = Some(Click::Hidden);
-            }
-            if let Some(all) = d.all_files.as_mut() {
-                ui.checkbox(all, "All files").on_hover_text(
-                    "Unticked: DICOM, PNG and JPEG files, and files with no extension \
-                     (as DICOM files often are)",
-                );
-            }
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                if ui.button("Cancel").clicked() {
-                    click = Some(Click::Cancel);
-                }
-                if ui.button(d.button_text()).clicked() {
-                    click = Some(Click::Confirm);
-                }
-            });
-        });
+        let click = name_row(ui, d).or(click);
+        buttons_row(ui, d).or(click)
     });
+    if let Some(c) = modal.inner {
+        click = Some(c);
+    }
     // Escape cancels; a click beside the dialog does not (it would lose what was typed).
     if asking && modal.is_top_modal && ctx.input(|i| i.key_pressed(egui::Key::Escape)) {
         click = Some(Click::Cancel);
@@ -638,6 +511,158 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
     if !asking {
         return None;
     }
+    click
+}
+
+/// "Up" and the folder field.
+fn folder_row(ui: &mut egui::Ui, d: &mut InAppDialog) -> Option<Click> {
+    let mut click = None;
+    ui.horizontal(|ui| {
+        let up = ui
+            .add_enabled(d.dir.parent().is_some(), egui::Button::new("Up"))
+            .on_hover_text("The folder above (Alt+Up)");
+        if up.clicked() {
+            click = Some(Click::Up);
+        }
+        let label = ui.label("Folder");
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut d.dir_text)
+                .desired_width(f32::INFINITY)
+                .hint_text("a folder's path"),
+        );
+        let field = field.labelled_by(label.id);
+        if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+            click = Some(Click::EnterTyped);
+        }
+    });
+    click
+}
+
+/// The folder's entries, `list_height` tall, or why it cannot be read.
+fn entries_ui(ui: &mut egui::Ui, d: &mut InAppDialog, list_height: f32) -> Option<Click> {
+    let row_height = ui.text_style_height(&egui::TextStyle::Body) + ui.spacing().item_spacing.y;
+    let scroll_to = std::mem::take(&mut d.scroll_to_selected);
+    let listed = d.listed();
+    let entries = match &d.entries {
+        Ok(entries) => entries,
+        Err(e) => {
+            ui.label(RichText::new(e).color(ui.visuals().error_fg_color));
+            ui.add_space((list_height - row_height).max(0.0));
+            return None;
+        }
+    };
+    let selected = listed
+        .iter()
+        .position(|&i| d.selected.as_ref() == Some(&entries[i].path));
+    let mut area = egui::ScrollArea::vertical()
+        .id_salt("cxr-file-dialog-list")
+        .max_height(list_height)
+        .min_scrolled_height(list_height)
+        .auto_shrink([false, false]);
+    if let (true, Some(i)) = (scroll_to, selected) {
+        // Keeps the entry the arrow keys reached in view (rows outside the visible range are
+        // not laid out, so the offset is set, not scrolled to).
+        let top = i as f32 * row_height;
+        let id = ui.make_persistent_id("cxr-file-dialog-list");
+        let offset =
+            egui::scroll_area::State::load(ui.ctx(), id).map_or(0.0, |s| s.clamped_offset().y);
+        let visible = list_height - row_height;
+        if top < offset {
+            area = area.vertical_scroll_offset(top);
+        } else if top > offset + visible {
+            area = area.vertical_scroll_offset(top - visible);
+        }
+    }
+    let folder_only = d.kind == Kind::OpenFolder;
+    let mut click = None;
+    area.show_rows(ui, row_height, listed.len(), |ui, rows| {
+        ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
+            for (i, &index) in listed.iter().enumerate().take(rows.end).skip(rows.start) {
+                let entry = &entries[index];
+                let text = if entry.is_dir {
+                    RichText::new(format!("{}/", entry.name)).strong()
+                } else {
+                    RichText::new(&entry.name)
+                };
+                let is_selected = selected == Some(i)
+                    || (selected.is_none() && !entry.is_dir && entry.name == d.name);
+                let enabled = entry.is_dir || !folder_only;
+                let row = ui.add_enabled(enabled, egui::Button::selectable(is_selected, text));
+                if row.double_clicked() {
+                    click = Some(Click::Activate(entry.clone()));
+                } else if row.clicked() {
+                    click = Some(Click::Select(entry.clone()));
+                }
+            }
+        });
+    });
+    if listed.is_empty() && !entries.is_empty() {
+        ui.weak("No folders or images here: tick All files to see the other files.");
+    } else if listed.is_empty() {
+        ui.weak("(empty folder)");
+    }
+    click
+}
+
+/// The file-name (or folder-name) field, and why the last answer was refused.
+fn name_row(ui: &mut egui::Ui, d: &mut InAppDialog) -> Option<Click> {
+    let folder_only = d.kind == Kind::OpenFolder;
+    let mut click = None;
+    ui.horizontal(|ui| {
+        let label = ui.label(if folder_only {
+            "Folder name"
+        } else {
+            "File name"
+        });
+        let field = ui.add(
+            egui::TextEdit::singleline(&mut d.name)
+                .desired_width(f32::INFINITY)
+                .hint_text(if folder_only {
+                    "empty: the folder shown"
+                } else {
+                    "a name, or a whole path"
+                }),
+        );
+        let field = field.labelled_by(label.id);
+        if field.changed() {
+            // What is typed wins over what was picked in the list.
+            d.selected = None;
+        }
+        if std::mem::take(&mut d.focus_name) {
+            field.request_focus();
+        }
+        if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
+            click = Some(Click::Confirm);
+        }
+    });
+    if let Some(why) = &d.refused {
+        ui.label(RichText::new(why).color(ui.visuals().error_fg_color));
+    }
+    click
+}
+
+/// The list's filters, then the main button and Cancel.
+fn buttons_row(ui: &mut egui::Ui, d: &mut InAppDialog) -> Option<Click> {
+    let mut click = None;
+    ui.horizontal(|ui| {
+        if ui.checkbox(&mut d.show_hidden, "Hidden files").changed() {
+            click = Some(Click::Hidden);
+        }
+        if let Some(all) = d.all_files.as_mut() {
+            ui.checkbox(all, "All files").on_hover_text(
+                "Unticked: DICOM, PNG and JPEG files, and files with no extension \
+                 (as DICOM files often are)",
+            );
+        }
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            if ui.button("Cancel").clicked() {
+                click = Some(Click::Cancel);
+            }
+            if ui.button(d.button_text()).clicked() {
+                click = Some(Click::Confirm);
+            }
+        });
+    });
     click
 }
 
