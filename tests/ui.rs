@@ -344,6 +344,16 @@ fn pngs_in(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The name the export dialog filled in for the current view's PNG.
+fn suggested_png(h: &Harness<'static, ViewerApp>) -> String {
+    h.get_by(|n| {
+        n.role() == egui::accesskit::Role::TextInput
+            && n.value().is_some_and(|v| v.ends_with("_gradcam.png"))
+    })
+    .value()
+    .unwrap()
+}
+
 /// With no xdg-desktop-portal and no zenity, rfd answers at once with no path, as for a
 /// cancel: Export and Open looked dead (then only said so). The viewer asks with its own
 /// dialog instead, from that moment on.
@@ -371,12 +381,7 @@ fn own_file_dialog_when_the_system_shows_none() {
         a.file_dialog.is_some()
     });
     h.run_ok();
-    let suggested = h
-        .get_by(|n| {
-            n.role() == Role::TextInput && n.value().is_some_and(|v| v.ends_with("_gradcam.png"))
-        })
-        .value()
-        .unwrap();
+    let suggested = suggested_png(&h);
     let folder_field = |n: &egui_kittest::kittest::AccessKitNode<'_>| {
         n.role() == Role::TextInput && n.value().as_deref() == dir.to_str()
     };
@@ -483,6 +488,28 @@ fn own_file_dialog_when_the_system_shows_none() {
             })
     });
     assert!(notes_csv.is_file());
+
+    // "New folder…" in a save dialog: made where the dialog is (the folder used last), gone
+    // into, and the export written there under the name it suggested.
+    h.get_by_label("Export PNG…").click();
+    wait_until(&mut h, "the export dialog again", |a| {
+        a.file_dialog.is_some()
+    });
+    let suggested = suggested_png(&h);
+    h.get_by_label("New folder…").click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::TextInput, "New folder")
+        .type_text("made here");
+    h.run_ok();
+    h.get_by_label("Create").click();
+    h.run_ok();
+    let made = dir.join("made here");
+    assert!(made.is_dir());
+    h.get_by(|n| n.role() == Role::TextInput && n.value().as_deref() == made.to_str());
+    h.get_by_role_and_label(Role::Button, "Save").click();
+    wait_until(&mut h, "the export in the new folder", |a| {
+        a.file_dialog.is_none() && made.join(&suggested).is_file()
+    });
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -270,14 +270,43 @@ fn the_own_file_dialog_fits_a_small_window() {
     wait_until(&mut h, "the viewer's own dialog", |a| {
         a.file_dialog.is_some()
     });
-    for label in [
-        "Open chest X-ray",
-        "Folder",
-        "File name",
-        "All files",
-        "Open",
-        "Cancel",
-    ] {
+    assert_inside_800_by_500(
+        &h,
+        &[
+            "Open chest X-ray",
+            "Folder",
+            "File name",
+            "All files",
+            "Open",
+            "Cancel",
+        ],
+    );
+    // A save dialog at its tallest: the new-folder row and a refusal line shown.
+    h.key_press(egui::Key::Escape);
+    h.run_ok();
+    ui_support::click_in_view(&mut h, "Export notes…");
+    wait_until(&mut h, "the notes export dialog", |a| {
+        a.file_dialog.is_some()
+    });
+    h.get_by_label("New folder…").click();
+    h.run_ok();
+    h.get_by_label("Create").click();
+    h.run_ok();
+    h.run_ok();
+    assert_inside_800_by_500(
+        &h,
+        &[
+            "Export notes",
+            "type the new folder's name",
+            "Create",
+            "Save",
+            "Cancel",
+        ],
+    );
+}
+
+fn assert_inside_800_by_500(h: &Harness<'static, ViewerApp>, labels: &[&str]) {
+    for label in labels {
         let r = h.get_by_label(label).rect();
         assert!(
             r.min.x >= 0.0 && r.min.y >= 0.0 && r.max.x <= 800.0 && r.max.y <= 500.0,

@@ -131,6 +131,21 @@ pub enum Step {
     Refuse(String),
 }
 
+/// Makes folder `name` in `dir` for a save dialog's "New folder…": one level, not over
+/// anything that exists; the error in one line.
+pub fn create_folder(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("type the new folder's name".into());
+    }
+    let folder = dir.join(name);
+    std::fs::create_dir(&folder).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => format!("{} already exists", folder.display()),
+        _ => format!("cannot create {}: {e}", folder.display()),
+    })?;
+    Ok(folder)
+}
+
 /// A bare file name gets the extension; a name with any extension keeps it.
 pub fn with_extension(path: PathBuf, extension: &str) -> PathBuf {
     if path.extension().is_none() && path.file_name().is_some() {
@@ -192,6 +207,9 @@ pub struct InAppDialog {
     selected: Option<PathBuf>,
     /// The arrow keys moved the selection: bring it into view.
     scroll_to_selected: bool,
+    /// The new folder's name, while its row is shown (save dialogs).
+    new_folder: Option<String>,
+    focus_new_folder: bool,
 }
 
 impl InAppDialog {
@@ -258,6 +276,8 @@ impl InAppDialog {
             focus_name: true,
             selected: None,
             scroll_to_selected: false,
+            new_folder: None,
+            focus_new_folder: false,
         };
         dialog.enter(start_dir.to_path_buf());
         dialog
@@ -380,6 +400,9 @@ enum Click {
     Cancel,
     Hidden,
     Step(isize),
+    /// "New folder…": show or hide the row that names it.
+    NewFolder,
+    CreateFolder,
 }
 
 /// Draws the dialog while there is one; returns what came of it once, and then there is none.
@@ -443,6 +466,25 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
                 );
                 dialog.apply(step)
             }
+            Click::NewFolder => {
+                dialog.new_folder = match dialog.new_folder {
+                    Some(_) => None,
+                    None => Some(String::new()),
+                };
+                dialog.focus_new_folder = dialog.new_folder.is_some();
+                None
+            }
+            Click::CreateFolder => {
+                let name = dialog.new_folder.clone().unwrap_or_default();
+                match create_folder(&dialog.dir, &name) {
+                    Ok(folder) => {
+                        dialog.new_folder = None;
+                        dialog.enter(folder);
+                    }
+                    Err(why) => dialog.refused = Some(why),
+                }
+                None
+            }
             Click::Hidden => {
                 let dir = dialog.dir.clone();
                 let name = std::mem::take(&mut dialog.name);
@@ -488,8 +530,10 @@ fn dialog_ui(d: &mut InAppDialog, ctx: &Context) -> Option<Click> {
     }
     let screen = ctx.content_rect().size();
     let width = (screen.x - 40.0).clamp(280.0, 620.0);
-    // The list takes what the window leaves (at 800 × 500 the whole dialog still fits).
-    let list_height = (screen.y - 230.0).clamp(80.0, 320.0);
+    // The list takes what the window leaves (at 800 × 500 the whole dialog still fits, with
+    // the new-folder row and a refusal line shown).
+    let extra_rows = usize::from(d.new_folder.is_some()) + usize::from(d.refused.is_some());
+    let list_height = (screen.y - 230.0 - 28.0 * extra_rows as f32).clamp(80.0, 320.0);
     let modal = egui::Modal::new(egui::Id::unique("cxr-file-dialog")).show(ctx, |ui| {
         ui.set_width(width);
         ui.heading(d.title);
@@ -661,7 +705,31 @@ fn buttons_row(ui: &mut egui::Ui, d: &mut InAppDialog) -> Option<Click> {
             if ui.button(d.button_text()).clicked() {
                 click = Some(Click::Confirm);
             }
+            if matches!(d.kind, Kind::Save { .. })
+                && ui
+                    .button("New folder…")
+                    .on_hover_text("Make a folder here and go into it")
+                    .clicked()
+            {
+                click = Some(Click::NewFolder);
+            }
         });
+    });
+    let Some(name) = d.new_folder.as_mut() else {
+        return click;
+    };
+    ui.horizontal(|ui| {
+        let label = ui.label("New folder");
+        let field = ui
+            .add(egui::TextEdit::singleline(name).hint_text("its name"))
+            .labelled_by(label.id);
+        if std::mem::take(&mut d.focus_new_folder) {
+            field.request_focus();
+        }
+        let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        if ui.button("Create").clicked() || entered {
+            click = Some(Click::CreateFolder);
+        }
     });
     click
 }
@@ -888,6 +956,28 @@ mod tests {
         export.select(&sub);
         export.enter(sub.path.clone());
         assert_eq!(export.name, "view.png");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn new_folders_are_one_level_and_never_over_what_exists() {
+        let dir = scratch("mkdir");
+        assert_eq!(create_folder(&dir, " scans "), Ok(dir.join("scans")));
+        assert!(dir.join("scans").is_dir());
+        assert_eq!(
+            create_folder(&dir, "scans"),
+            Err(format!("{} already exists", dir.join("scans").display()))
+        );
+        assert_eq!(
+            create_folder(&dir, "b.png"),
+            Err(format!("{} already exists", dir.join("b.png").display()))
+        );
+        assert_eq!(
+            create_folder(&dir, ""),
+            Err("type the new folder's name".into())
+        );
+        let err = create_folder(&dir, "no/such/parent").unwrap_err();
+        assert!(err.starts_with("cannot create "), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
