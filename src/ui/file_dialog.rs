@@ -339,7 +339,9 @@ impl InAppDialog {
         }
     }
 
-    fn apply(&mut self, step: Step) -> Option<PathBuf> {
+    /// The main button (or Enter): [`confirm_selected`] on what is picked and typed.
+    fn confirm(&mut self) -> Option<PathBuf> {
+        let step = confirm_selected(self.kind, &self.dir, self.selected.as_deref(), &self.name);
         match step {
             Step::Enter(dir) => {
                 self.enter(dir);
@@ -447,25 +449,16 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
                 dialog.select_step(delta);
                 None
             }
+            Click::Activate(entry) if entry.is_dir => {
+                dialog.enter(entry.path);
+                None
+            }
+            // A file double-clicked: picked, then confirmed as the main button would.
             Click::Activate(entry) => {
-                if entry.is_dir {
-                    dialog.enter(entry.path);
-                    None
-                } else {
-                    dialog.select(&entry);
-                    let step = confirm_step(dialog.kind, &dialog.dir, &entry.name);
-                    dialog.apply(step)
-                }
+                dialog.select(&entry);
+                dialog.confirm()
             }
-            Click::Confirm => {
-                let step = confirm_selected(
-                    dialog.kind,
-                    &dialog.dir,
-                    dialog.selected.as_deref(),
-                    &dialog.name,
-                );
-                dialog.apply(step)
-            }
+            Click::Confirm => dialog.confirm(),
             Click::NewFolder => {
                 dialog.new_folder = match dialog.new_folder {
                     Some(_) => None,
@@ -486,10 +479,8 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
                 None
             }
             Click::Hidden => {
-                let dir = dialog.dir.clone();
-                let name = std::mem::take(&mut dialog.name);
-                dialog.enter(dir);
-                dialog.name = name;
+                // The same folder listed again; what is typed and picked stays.
+                dialog.entries = list_folder(&dialog.dir, dialog.show_hidden);
                 None
             }
             Click::Cancel => {
@@ -770,31 +761,38 @@ fn replace_ui(ctx: &Context, path: &Path) -> Option<bool> {
 mod tests {
     use super::*;
 
-    fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("cxr-file-dialog-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+    /// Two folders and four files, one of them hidden; removed when dropped.
+    fn scratch() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         std::fs::create_dir_all(dir.join("Sub")).unwrap();
         std::fs::create_dir_all(dir.join("another")).unwrap();
         for f in ["b.png", "A.dcm", ".hidden", "IM0001"] {
             std::fs::write(dir.join(f), b"x").unwrap();
         }
-        dir
+        tmp
+    }
+
+    /// The names listed in `dir`, as the dialog shows them.
+    fn shown_names(dir: &Path, show_hidden: bool, all_files: bool) -> Vec<String> {
+        list_folder(dir, show_hidden)
+            .unwrap()
+            .into_iter()
+            .filter(|e| listed(e, all_files))
+            .map(|e| e.name)
+            .collect()
     }
 
     #[test]
     fn folders_first_then_files_by_name_hidden_on_request() {
-        let dir = scratch("list");
-        let names = |hidden| -> Vec<String> {
-            list_folder(&dir, hidden)
-                .unwrap()
-                .into_iter()
-                .map(|e| e.name)
-                .collect()
-        };
-        assert_eq!(names(false), ["another", "Sub", "A.dcm", "b.png", "IM0001"]);
+        let tmp = scratch();
+        let dir = tmp.path().to_path_buf();
         assert_eq!(
-            names(true),
+            shown_names(&dir, false, true),
+            ["another", "Sub", "A.dcm", "b.png", "IM0001"]
+        );
+        assert_eq!(
+            shown_names(&dir, true, true),
             ["another", "Sub", ".hidden", "A.dcm", "b.png", "IM0001"]
         );
         let err = list_folder(&dir.join("missing"), false).unwrap_err();
@@ -802,28 +800,20 @@ mod tests {
             err.starts_with("cannot read ") && err.contains("missing"),
             "{err}"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn open_lists_what_may_be_an_image_unless_all_files_are_asked_for() {
-        let dir = scratch("listed");
-        let shown = |all| -> Vec<String> {
-            list_folder(&dir, false)
-                .unwrap()
-                .into_iter()
-                .filter(|e| listed(e, all))
-                .map(|e| e.name)
-                .collect()
-        };
+        let tmp = scratch();
+        let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("notes.csv"), b"x").unwrap();
         std::fs::write(dir.join("SCAN.JPEG"), b"x").unwrap();
         assert_eq!(
-            shown(false),
+            shown_names(&dir, false, false),
             ["another", "Sub", "A.dcm", "b.png", "IM0001", "SCAN.JPEG"]
         );
         assert_eq!(
-            shown(true),
+            shown_names(&dir, false, true),
             [
                 "another",
                 "Sub",
@@ -834,12 +824,12 @@ mod tests {
                 "SCAN.JPEG"
             ]
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn what_the_main_button_does_with_the_name_typed() {
-        let dir = scratch("confirm");
+        let tmp = scratch();
+        let dir = tmp.path().to_path_buf();
         std::fs::write(dir.join("notes.sqlite3"), b"x").unwrap();
         let at = |name: &str| dir.join(name);
         let export = Kind::Save {
@@ -891,12 +881,12 @@ mod tests {
         for (kind, name, want) in cases {
             assert_eq!(confirm_step(kind, &dir, name), want, "{kind:?} {name:?}");
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_folder_selected_in_the_list_is_opened_or_chosen() {
-        let dir = scratch("selected");
+        let tmp = scratch();
+        let dir = tmp.path().to_path_buf();
         let sub = dir.join("Sub");
         let export = Kind::Save {
             extension: "png",
@@ -924,12 +914,12 @@ mod tests {
             confirm_selected(export, &dir, None, "view"),
             Step::Choose(dir.join("view.png"))
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn entering_a_folder_drops_a_picked_name_and_keeps_an_exports() {
-        let dir = scratch("enter");
+        let tmp = scratch();
+        let dir = tmp.path().to_path_buf();
         let sub = list_folder(&dir, false)
             .unwrap()
             .into_iter()
@@ -956,12 +946,12 @@ mod tests {
         export.select(&sub);
         export.enter(sub.path.clone());
         assert_eq!(export.name, "view.png");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn new_folders_are_one_level_and_never_over_what_exists() {
-        let dir = scratch("mkdir");
+        let tmp = scratch();
+        let dir = tmp.path().to_path_buf();
         assert_eq!(create_folder(&dir, " scans "), Ok(dir.join("scans")));
         assert!(dir.join("scans").is_dir());
         assert_eq!(
@@ -978,7 +968,6 @@ mod tests {
         );
         let err = create_folder(&dir, "no/such/parent").unwrap_err();
         assert!(err.starts_with("cannot create "), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
