@@ -183,19 +183,66 @@ fn broken_rasters_give_errors_not_panics() {
         std::fs::write(&path, bytes).unwrap();
         err_text(&path);
     }
+    // A cut file is refused, never shown part grey. What opens must be the whole image (a PNG
+    // cut inside its closing IEND chunk has all its pixels). The decoder under the image crate
+    // fills a JPEG's missing rows with grey, so for JPEG it is our own check that refuses a cut
+    // inside the image data (here the one that loses only the end-of-image marker; a cut in the
+    // headers is the decoder's to refuse), as Pillow does.
     for name in ["rgb8.png", "gray16.png", "gray8.jpg", "rgb8.jpg"] {
         let bytes = std::fs::read(fixture(name)).unwrap();
-        for cut in [8, 40, bytes.len() / 2, bytes.len() - 3] {
+        let whole = load(name);
+        for cut in [8, 40, bytes.len() / 2, bytes.len() - 2] {
             let path = tmp(&format!("io_raster_cut_{cut}_{name}"));
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            // Lenient JPEG decoders may fill a truncated scan with grey; that is acceptable as
-            // long as nothing panics and a success still has the full size.
-            match load_study(&path) {
-                Ok(s) => assert_eq!(s.pixels.len(), s.width * s.height),
-                Err(e) => assert!(!e.to_string().contains('\n')),
+            if let Ok(study) = load_study(&path) {
+                assert!(
+                    study.pixels == whole.pixels,
+                    "{name} cut at {cut} opened changed"
+                );
+                continue;
+            }
+            let (kind, msg) = err_text(&path);
+            if name.ends_with(".jpg") && cut == bytes.len() - 2 {
+                assert_eq!(kind, LoadErrorKind::Corrupt, "{msg}");
+                assert!(
+                    msg.ends_with(
+                        "truncated JPEG: the file ends inside the image data (no end-of-image \
+                         marker), so part of the image is missing"
+                    ),
+                    "{msg}"
+                );
             }
         }
     }
+}
+
+#[test]
+fn a_film_cut_short_in_a_transfer_is_refused() {
+    // The bundled sample with its last 30 % lost: the decoder alone showed the top two thirds of the
+    // film above a flat grey band, and the model called it PNEUMONIA 0.97.
+    let film =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/person45_bacteria_221.jpeg");
+    let bytes = std::fs::read(film).unwrap();
+    let path = tmp("io_raster_cut_person45_bacteria_221.jpeg");
+    std::fs::write(&path, &bytes[..bytes.len() * 7 / 10]).unwrap();
+    let (kind, msg) = err_text(&path);
+    assert_eq!(kind, LoadErrorKind::Corrupt);
+    assert_eq!(
+        msg,
+        "cannot open io_raster_cut_person45_bacteria_221.jpeg: truncated JPEG: the file ends \
+         inside the image data (no end-of-image marker), so part of the image is missing"
+    );
+}
+
+#[test]
+fn a_jpeg_with_bytes_after_its_end_still_opens() {
+    // Some writers pad a file after its end-of-image marker; only a missing marker is a cut.
+    let mut bytes = std::fs::read(fixture("gray8.jpg")).unwrap();
+    bytes.extend_from_slice(&[0; 100]);
+    let path = tmp("io_raster_padded_gray8.jpg");
+    std::fs::write(&path, &bytes).unwrap();
+    let padded = load_study(&path).unwrap();
+    assert_eq!(padded.pixels, load("gray8.jpg").pixels);
 }
 
 /// A big-endian TIFF block holding one IFD entry, Orientation (0x0112, SHORT) = `orientation`:

@@ -8,6 +8,8 @@
 //! component whose factors do not divide the largest ones ("Fractional sampling not implemented
 //! yet", `jdsample.c`). Real films never use such frames, so the same rule is applied here to the
 //! first frame header (SOF0–SOF15 except DHT, JPG and DAC) before the first scan.
+//!
+//! A file cut short is refused here too ([`check_complete`]): the decoder would show it whole.
 
 /// `Err(reason)` when the frame header names sampling factors no decoder we ship can read.
 /// Anything malformed that is not about sampling is left for the decoder to report.
@@ -73,6 +75,25 @@ pub(super) fn check_frame_size(bytes: &[u8], columns: usize, rows: usize) -> Res
 /// first scan; `None` for anything that is not a JPEG or is cut short. JPEG-LS frames (SOF55,
 /// ITU-T T.87) count too.
 fn frame_header(bytes: &[u8]) -> Option<&[u8]> {
+    let is_frame = |marker: u8| {
+        (matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)) || marker == 0xF7
+    };
+    match first_segment(bytes, |m| m == SOS || is_frame(m))? {
+        (SOS, _) => None,
+        (_, at) => {
+            let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
+            bytes.get(at + 2..(at + len).min(bytes.len()))
+        }
+    }
+}
+
+/// Start of scan.
+const SOS: u8 = 0xDA;
+
+/// The first marker segment before or at the first scan for which `wanted(marker)` holds: its
+/// marker and the offset of its length field. `None` when the walk runs off the bytes, meets
+/// something that is not a marker, or `bytes` is not a JPEG.
+fn first_segment(bytes: &[u8], wanted: impl Fn(u8) -> bool) -> Option<(u8, usize)> {
     if bytes.get(..2)? != [0xFF, 0xD8] {
         return None;
     }
@@ -87,21 +108,40 @@ fn frame_header(bytes: &[u8]) -> Option<&[u8]> {
         }
         let marker = *bytes.get(at)?;
         at += 1;
+        if wanted(marker) {
+            return Some((marker, at));
+        }
         match marker {
             // Stand-alone markers: TEM, RSTn, SOI, EOI.
             0x01 | 0xD0..=0xD9 => continue,
-            // Start of scan: no frame header before it.
-            0xDA => return None,
+            SOS => return None,
             _ => {}
         }
         let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
-        let payload = bytes.get(at + 2..(at + len).min(bytes.len()))?;
-        let is_frame = (matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC))
-            || marker == 0xF7;
-        if is_frame {
-            return Some(payload);
-        }
         at += len.max(2);
+    }
+}
+
+/// `Err(reason)` when the stream stops inside its image data: no end-of-image marker (EOI,
+/// `FF D9`) anywhere after the first scan begins. zune-jpeg, under the image crate, decodes such
+/// a file without complaint and fills the missing rows with grey, so a film cut short in a
+/// transfer was shown and analysed as if whole (its lower part a flat grey band). Pillow, which
+/// read the training films, refuses it ("image file is truncated"), and so do we. Entropy-coded
+/// data never holds `FF D9` (a data byte 0xFF is stuffed as `FF 00`, T.81 F.1.2.3), so every
+/// complete stream passes, whatever follows its EOI; the 5 325 JPEGs of `../shared` all end in
+/// one. A stream whose first scan is not found is left to the decoder.
+pub(super) fn check_complete(bytes: &[u8]) -> Result<(), String> {
+    let Some((_, scan)) = first_segment(bytes, |m| m == SOS) else {
+        return Ok(());
+    };
+    if bytes[scan..].windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        Err(
+            "truncated JPEG: the file ends inside the image data (no end-of-image marker), so \
+             part of the image is missing"
+                .to_string(),
+        )
     }
 }
 
@@ -188,5 +228,36 @@ mod tests {
         assert_eq!(check_sampling(&late), Ok(()));
         assert_eq!(check_sampling(b"\x89PNG\r\n"), Ok(()));
         assert_eq!(check_sampling(&[0xFF, 0xD8, 0xFF, 0xC0, 0]), Ok(()));
+    }
+
+    #[test]
+    fn a_stream_without_its_end_marker_after_the_first_scan_is_cut() {
+        let whole = |extra: &[u8]| {
+            let mut b = jpeg(&[0x11]);
+            // Entropy-coded bytes with a stuffed 0xFF and a restart marker, then EOI.
+            b.extend_from_slice(&[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, 0xFF, 0xD9]);
+            b.extend_from_slice(extra);
+            b
+        };
+        assert_eq!(check_complete(&whole(&[])), Ok(()));
+        assert_eq!(check_complete(&whole(&[0, 0, 0])), Ok(()));
+        let cut_msg = Err(
+            "truncated JPEG: the file ends inside the image data (no end-of-image \
+                           marker), so part of the image is missing"
+                .to_string(),
+        );
+        let b = whole(&[]);
+        for cut in [b.len() - 1, b.len() - 2, b.len() - 5, 21] {
+            assert_eq!(check_complete(&b[..cut]), cut_msg, "cut at {cut}");
+        }
+        // An EOI before the first scan (an EXIF thumbnail's) does not count.
+        let mut thumb = vec![0xFF, 0xD8, 0xFF, 0xE1, 0, 6, 0xFF, 0xD8, 0xFF, 0xD9];
+        thumb.extend_from_slice(&b[2..b.len() - 2]);
+        assert_eq!(check_complete(&thumb), cut_msg);
+        thumb.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(check_complete(&thumb), Ok(()));
+        // No scan found (not a JPEG, or cut before it): the decoder reports it.
+        assert_eq!(check_complete(b"\x89PNG\r\n"), Ok(()));
+        assert_eq!(check_complete(&b[..8]), Ok(()));
     }
 }

@@ -89,13 +89,15 @@ pub(super) fn load(
     })
 }
 
-/// Refuse a frame the JPEG decoder would panic on ([`jpeg_check`]). The frame header comes
-/// before the first scan, so the first 4 MiB hold it in any real file; a header further on is
-/// left to the decoder (and to `guard_panics`).
+/// Refuse a frame the JPEG decoder would panic on, and a file cut short ([`jpeg_check`]). The
+/// whole file is read for the second check (its end must be seen); the decoder reads it again,
+/// from the page cache.
 fn check_jpeg_frame(path: &Path) -> Result<(), LoadError> {
-    let head = super::read_prefix(path, 4 << 20)?;
-    jpeg_check::check_sampling(&head)
-        .map_err(|reason| LoadError::new(path, LoadErrorKind::Unsupported, reason))
+    let bytes = super::read_prefix(path, u64::MAX)?;
+    jpeg_check::check_sampling(&bytes)
+        .map_err(|reason| LoadError::new(path, LoadErrorKind::Unsupported, reason))?;
+    jpeg_check::check_complete(&bytes)
+        .map_err(|reason| LoadError::new(path, LoadErrorKind::Corrupt, reason))
 }
 
 /// The limits fired from the header; read the header again without them only to say how big the
