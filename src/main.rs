@@ -290,8 +290,10 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
         }
         NotesCommand::Import { db, input } => {
             let db = db.map_or_else(notes::default_path, Ok)?;
+            // Read first: a file that is not an export must not leave an empty database behind.
+            let incoming = notes::read_import_file(&input)?;
             let store = NotesStore::open(&db)?;
-            let r = notes::import_file(&store, &input)?;
+            let r = store.merge(&incoming)?;
             println!(
                 "inserted {}, updated {}, unchanged {} ← {} into {}",
                 r.inserted,

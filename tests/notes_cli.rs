@@ -165,6 +165,16 @@ fn errors_are_one_line_and_fail() {
         ),
         (
             vec![
+                "import".into(),
+                "--db".into(),
+                missing_db.display().to_string(),
+                "--in".into(),
+                bad.display().to_string(),
+            ],
+            "bad.csv line 2",
+        ),
+        (
+            vec![
                 "export".into(),
                 "--db".into(),
                 newer.display().to_string(),
@@ -186,7 +196,7 @@ fn errors_are_one_line_and_fail() {
             "{args:?}: expected '{expect}' in {err}"
         );
     }
-    // The failed export did not create the database it was pointed at.
+    // Neither the failed export nor the failed import created the database it was pointed at.
     assert!(!missing_db.exists());
     // Nothing half-imported from the bad file.
     assert_eq!(

@@ -72,4 +72,6 @@ pub use model::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{default_path, MergeReport, NotesStore, StoreOptions, Synchronous};
-pub use transfer::{export, export_file, import_file, parse, ExportOptions, Format};
+pub use transfer::{
+    export, export_file, import_file, parse, read_import_file, ExportOptions, Format,
+};

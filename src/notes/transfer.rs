@@ -496,6 +496,12 @@ pub fn export_file(
 /// Reads an export file and merges it into `store` ([`NotesStore::merge`]: by study id, last
 /// updated wins, all or nothing).
 pub fn import_file(store: &NotesStore, input: &Path) -> Result<MergeReport, NotesError> {
+    store.merge(&read_import_file(input)?)
+}
+
+/// The notes of an export file, checked whole before any database is touched: the CLI reads the
+/// file first so that a bad one does not leave a new, empty database behind.
+pub fn read_import_file(input: &Path) -> Result<Vec<Note>, NotesError> {
     let format = Format::from_path(input)?;
     let text = std::fs::read_to_string(input).map_err(|e| {
         NotesError::new(
@@ -509,8 +515,7 @@ pub fn import_file(store: &NotesStore, input: &Path) -> Result<MergeReport, Note
         || input.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let notes = parse(&text, format, &name)?;
-    store.merge(&notes)
+    parse(&text, format, &name)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NotesError> {
