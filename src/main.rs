@@ -139,7 +139,9 @@ enum Command {
         /// DICOMDIRs.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        #[arg(long)]
+        /// Output folder (created): one subfolder per study, named after its file (x, x-2, … when
+        /// names repeat).
+        #[arg(long, value_name = "FOLDER")]
         out: PathBuf,
         #[command(flatten)]
         model: ModelArgs,
@@ -159,9 +161,12 @@ enum Command {
     /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/):
     /// writes metrics.json, predictions.csv, roc.png, residuals.png, reliability.png.
     Eval {
-        #[arg(long)]
+        /// The labelled folder: one subfolder per class, named after the model's classes (case
+        /// ignored), or with --boxes a folder of films the labels name.
+        #[arg(long, value_name = "FOLDER")]
         data: PathBuf,
-        #[arg(long)]
+        /// Output folder (created) for the metrics, predictions and plots.
+        #[arg(long, value_name = "FOLDER")]
         out: PathBuf,
         /// RSNA labels CSV (patientId,x,y,width,height,Target; patientId = file stem): adds
         /// localisation (pointing game, energy in boxes, IoU per map) to metrics.json and writes
@@ -183,6 +188,7 @@ enum Command {
         /// Image to analyse (default: the bundled sample).
         #[arg(long)]
         input: Option<PathBuf>,
+        /// Timed runs per stage (after one warm-up run); the table gives their median.
         #[arg(long, default_value_t = 5)]
         runs: usize,
         /// Also print the IG map's relative L2 error against a Gauss–Legendre map with this many
@@ -209,14 +215,19 @@ enum Command {
     /// Scope guard report: per subfolder of OOD (one category each), AUROC of the pixel score
     /// against the validation split and the share flagged at the shipped threshold.
     ScopeReport {
-        #[arg(long)]
+        /// Out-of-scope images, one subfolder per category (e.g. ../shared/ood).
+        #[arg(long, value_name = "FOLDER")]
         ood: PathBuf,
-        #[arg(long)]
+        /// Folder the `file` column of the split is relative to (e.g. ../shared/data/kermany).
+        #[arg(long, value_name = "FOLDER")]
         data: PathBuf,
-        #[arg(long)]
+        /// CSV with columns file,label,split; its `val` rows are the in-scope films.
+        #[arg(long, value_name = "CSV")]
         split: PathBuf,
-        #[arg(long)]
+        /// Feature cache (safetensors) reused between runs.
+        #[arg(long, value_name = "FILE")]
         cache: Option<PathBuf>,
+        /// Films per forward pass.
         #[arg(long, default_value_t = 8)]
         batch: usize,
         #[command(flatten)]

@@ -284,6 +284,7 @@ pub struct FitArgs {
     /// Use a seeded, label-stratified subset of this many training films (0 = all).
     #[arg(long, default_value_t = 0)]
     pub train_limit: usize,
+    /// Seed of that subset.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Principal directions kept per depth.
@@ -292,11 +293,13 @@ pub struct FitArgs {
     /// Threshold = this quantile of the validation scores.
     #[arg(long, default_value_t = 0.99)]
     pub quantile: f64,
-    #[arg(long)]
+    /// The statistics file to write (FILE.scope.safetensors; model.json names it).
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Feature cache (safetensors) reused between runs.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Films per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
 }
