@@ -45,6 +45,8 @@ struct ExplainArgs {
     /// accurate than 40 equal panels).
     #[arg(long, default_value_t = 36, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ig_steps: u32,
+    /// Integrated Gradients baseline: the image the path starts from (an all-black or all-white
+    /// film, in pixel space).
     #[arg(long, value_enum, default_value_t = Baseline::Black)]
     ig_baseline: Baseline,
     /// How IG places its path points: `graded` (centres of `--ig-steps` panels, narrow where the
@@ -501,5 +503,32 @@ fn main() -> ExitCode {
             eprintln!("error: {}", cli::error_line(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Other tools and users learn the flags from `--help`; a flag shown with an empty
+    /// description (as `analyze --out` and all of `scope-report`'s were) says nothing.
+    #[test]
+    fn every_argument_says_what_it_takes() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.get_help().is_none() && !matches!(id, "help" | "version") {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let cli = super::Cli::command();
+        cli.clone().debug_assert();
+        let mut missing = Vec::new();
+        walk(&cli, "cxr-viewer", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:?}");
     }
 }
