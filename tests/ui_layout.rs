@@ -174,6 +174,87 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     );
 }
 
+/// At a 1 024-pixel window every column of the study list is in view: the full headers ("Truth",
+/// "Outcome", …) had pushed Scope, Outcome and Note past the list's edge, behind a sideways
+/// scroll. They shorten to letters instead. A right-click on a header switches a column off (the
+/// name then gets its room) and back on, and the choice is kept in the settings.
+#[test]
+fn every_study_list_column_is_in_view_and_the_reviewer_chooses_them() {
+    use cxr_viewer::ui::review::SortColumn;
+    use egui::accesskit::Role;
+    let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
+    let mut h = viewer(Vec2::new(1024.0, 700.0), Some(sample), "ui-layout-columns");
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        (0..12)
+            .map(|i| row(&format!("study_with_a_long_name_{i:02}.dcm"), i != 3))
+            .collect(),
+        false,
+    );
+    review.listed = true;
+    h.state_mut().review = Some(review);
+    wait_until(&mut h, "the analysis", prepared);
+    for _ in 0..4 {
+        h.step();
+    }
+    // A header is a button labelled with its full or its short name (the sorted one marked).
+    let is_header = |c: SortColumn| {
+        move |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+            n.role() == Role::Button
+                && n.label().is_some_and(|l| {
+                    let l = l.trim_end_matches([' ', '^', 'v']);
+                    l == c.label() || l == c.short_label()
+                })
+        }
+    };
+    let header = |h: &Harness<'static, ViewerApp>, c: SortColumn| -> Option<egui::Rect> {
+        h.query_all_by(is_header(c)).next().map(|n| n.rect())
+    };
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+    for c in SortColumn::ALL {
+        let r = header(&h, c).unwrap_or_else(|| panic!("no {c:?} header"));
+        assert!(
+            r.max.x <= canvas.min.x,
+            "the {c:?} header {r:?} is past the list's edge (film at {:?})",
+            canvas.min.x
+        );
+    }
+    let name_width = |h: &Harness<'static, ViewerApp>| {
+        h.get_by_label("study_with_a_long_name_00.dcm")
+            .rect()
+            .width()
+    };
+    let before = name_width(&h);
+
+    let switch = |h: &mut Harness<'static, ViewerApp>, on_header: SortColumn, c: SortColumn| {
+        h.get_by(is_header(on_header)).click_secondary();
+        h.step();
+        // The menu opens on the next frame.
+        h.step();
+        h.get_by(|n| n.role() == Role::CheckBox && n.label().as_deref() == Some(c.title()))
+            .click();
+        for _ in 0..3 {
+            h.step();
+        }
+    };
+    switch(&mut h, SortColumn::Outcome, SortColumn::Outcome);
+    switch(&mut h, SortColumn::Note, SortColumn::Truth);
+    assert_eq!(
+        h.state().settings.hidden_study_columns,
+        [SortColumn::Outcome, SortColumn::Truth]
+    );
+    assert!(header(&h, SortColumn::Outcome).is_none());
+    assert!(header(&h, SortColumn::Truth).is_none());
+    assert!(
+        name_width(&h) > before,
+        "the name kept {before} px with two columns fewer"
+    );
+    switch(&mut h, SortColumn::Note, SortColumn::Outcome);
+    assert_eq!(h.state().settings.hidden_study_columns, [SortColumn::Truth]);
+    let r = header(&h, SortColumn::Outcome).expect("Outcome back");
+    assert!(r.max.x <= canvas.min.x, "{r:?}");
+}
+
 /// The film ends left of the side column's "Result" heading on the last frame.
 fn assert_film_left_of_result(h: &Harness<'static, ViewerApp>, when: &str) {
     let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");

@@ -73,7 +73,7 @@ impl StudyRow {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SortColumn {
     File,
     Truth,
@@ -96,6 +96,34 @@ impl SortColumn {
         SortColumn::Outcome,
         SortColumn::Note,
     ];
+
+    /// The header in a list too narrow for [`label`](Self::label)'s (its hover names it whole).
+    pub fn short_label(self) -> &'static str {
+        match self {
+            SortColumn::File => "File",
+            SortColumn::Truth => "T",
+            SortColumn::Prediction => "M",
+            SortColumn::Probability => "P",
+            SortColumn::Uncertain => "U",
+            SortColumn::Scope => "S",
+            SortColumn::Outcome => "O",
+            SortColumn::Note => "N",
+        }
+    }
+
+    /// The name in full, as the column chooser and the compact header's hover give it.
+    pub fn title(self) -> &'static str {
+        match self {
+            SortColumn::File => "File",
+            SortColumn::Truth => "Truth",
+            SortColumn::Prediction => "Model's answer",
+            SortColumn::Probability => "Probability",
+            SortColumn::Uncertain => "Uncertain",
+            SortColumn::Scope => "Scope",
+            SortColumn::Outcome => "Outcome",
+            SortColumn::Note => "Note",
+        }
+    }
 
     pub fn label(self) -> &'static str {
         match self {

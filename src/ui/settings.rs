@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::explain::integrated_gradients::Baseline;
 use crate::overlay::Colormap;
 
+use super::review::SortColumn;
+
 /// Which map is drawn over the film.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MapKind {
@@ -145,6 +147,9 @@ pub struct Settings {
     pub notes_db: Option<PathBuf>,
     /// Study list panel shown when a folder is open.
     pub show_study_list: bool,
+    /// Study list columns the reviewer switched off (right-click a header); the file name is
+    /// always shown.
+    pub hidden_study_columns: Vec<SortColumn>,
     /// Overlays drawn dimmed when the result is uncertain (see `trust_state::gate_reasons`).
     pub gate_overlays: bool,
 }
@@ -165,6 +170,7 @@ impl Default for Settings {
             reviewer: String::new(),
             notes_db: None,
             show_study_list: true,
+            hidden_study_columns: Vec::new(),
             gate_overlays: true,
         }
     }

@@ -11,6 +11,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ),
     ("Left / Up arrow, Page Up", "Previous image"),
     ("L", "Show or hide the study list"),
+    (
+        "Right-click a study-list header",
+        "Choose the study list's columns",
+    ),
     (", / .", "Previous / next frame of a multi-frame image"),
     (
         "Y / N / U",

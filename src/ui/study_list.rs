@@ -233,6 +233,36 @@ pub fn metrics_line([tp, fp, tn, fn_]: [usize; 4]) -> Option<String> {
     })
 }
 
+/// The columns shown, in their fixed order: the file name always, the others unless the reviewer
+/// switched them off.
+pub fn shown_columns(hidden: &[SortColumn]) -> Vec<SortColumn> {
+    SortColumn::ALL
+        .into_iter()
+        .filter(|c| *c == SortColumn::File || !hidden.contains(c))
+        .collect()
+}
+
+/// Narrowest the file name gets before the table scrolls sideways: full headers, then compact.
+const NAME_MIN: f32 = 120.0;
+const NAME_MIN_COMPACT: f32 = 90.0;
+
+/// Whether the full headers ("Truth", "Outcome", …) leave the file name [`NAME_MIN`] in a list
+/// `available` wide; if not, the headers shorten to letters (T, M, P, U, S, O, N), their hover
+/// naming them. The answer columns are only a few characters wide ("P", "FN", "in"), so at the
+/// 1 024-pixel window the words alone had pushed the last three columns out of view.
+pub fn compact_headers(available: f32, header_widths: &[f32], spacing: f32) -> bool {
+    let columns: f32 = header_widths.iter().map(|w| w + spacing).sum();
+    NAME_MIN + columns > available
+}
+
+/// What the table's header and rows ask the list to do once they are drawn.
+#[derive(Default)]
+struct TableClicks {
+    open: Option<std::path::PathBuf>,
+    sort: Option<SortColumn>,
+    toggle: Option<SortColumn>,
+}
+
 fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let visible = app.review_visible();
     let names = [
@@ -257,6 +287,8 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         short(Finding::Positive),
         name(Finding::Positive)
     );
+    let hidden = app.settings.hidden_study_columns.clone();
+    let shown = shown_columns(&hidden);
     let Some(review) = app.review.as_ref() else {
         return;
     };
@@ -264,42 +296,48 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // Keep the study on screen in view when next/previous moves it.
     let scroll_to = current.and_then(|c| visible.iter().position(|&i| i == c));
     let scrolled_for = app.list_scrolled_to;
-    let mut clicked = None;
-    let mut sort_clicked = None;
+    let mut clicks = TableClicks::default();
+    let spacing = ui.spacing().item_spacing.x;
     // The cells truncate, so an auto column never grows past what its first rows needed: the
     // probability column must fit an out-of-scope row's "(0.97)" even when such a row turns up
     // only later in the scan (it showed "(0…").
-    let probability_width = super::panels::text_width(ui, "(0.00)") + ui.spacing().item_spacing.x;
+    let probability_width = super::panels::text_width(ui, "(0.00)") + spacing;
     // Likewise the note column, for its widest mark (it was sized while no study had a note).
     let note_width = super::review::NOTE_MARKS
         .iter()
         .map(|m| super::panels::text_width(ui, m))
         .fold(0.0, f32::max)
-        + ui.spacing().item_spacing.x;
-    // The name takes what the other columns leave (never under 120 px), so in a narrow panel it
-    // is the name that is cut short, not the answer columns; below that the table scrolls
+        + spacing;
+    let min_width = |column: SortColumn| match column {
+        SortColumn::Probability => probability_width,
+        SortColumn::Note => note_width,
+        _ => 24.0,
+    };
+    let header_widths: Vec<f32> = shown[1..]
+        .iter()
+        .map(|c| (super::panels::text_width(ui, c.label()) + 2.0 * spacing).max(min_width(*c)))
+        .collect();
+    let compact = compact_headers(ui.available_width(), &header_widths, spacing);
+    // The name takes what the other columns leave (never under NAME_MIN), so in a narrow panel
+    // it is the name that is cut short, not the answer columns; below that the table scrolls
     // sideways instead of being clipped at the panel's edge.
     egui::ScrollArea::horizontal()
         .id_salt("study-list-sideways")
         .show(ui, |ui| {
             let mut table = TableBuilder::new(ui)
-                .id_salt("study-list")
+                .id_salt(("study-list", compact, &shown))
                 .striped(true)
                 .resizable(true)
                 .sense(Sense::click())
                 .cell_layout(egui::Layout::left_to_right(egui::Align::Center))
                 .column(
                     Column::remainder()
-                        .at_least(120.0)
+                        .at_least(if compact { NAME_MIN_COMPACT } else { NAME_MIN })
                         .clip(true)
                         .resizable(false),
                 );
-            for column in &SortColumn::ALL[1..] {
-                table = table.column(match column {
-                    SortColumn::Probability => Column::auto().at_least(probability_width),
-                    SortColumn::Note => Column::auto().at_least(note_width),
-                    _ => Column::auto().at_least(24.0),
-                });
+            for column in &shown[1..] {
+                table = table.column(Column::auto().at_least(min_width(*column)));
             }
             let mut table = table.min_scrolled_height(0.0);
             if scroll_to.is_some() && scroll_to != scrolled_for {
@@ -309,30 +347,9 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
             table
                 .header(ROW_HEIGHT, |mut header| {
-                    for column in SortColumn::ALL {
+                    for &column in &shown {
                         header.col(|ui| {
-                            let mark = match (review.sort == column, review.descending) {
-                                (false, _) => "",
-                                (true, false) => " ^",
-                                (true, true) => " v",
-                            };
-                            if ui
-                                .add(
-                                    egui::Button::new(
-                                        RichText::new(format!("{}{mark}", column.label())).strong(),
-                                    )
-                                    .frame(false),
-                                )
-                                .on_hover_text(match column {
-                                    SortColumn::Truth | SortColumn::Prediction => {
-                                        format!("{legend}; click to sort (again: reverse)")
-                                    }
-                                    _ => "click to sort (again: reverse)".to_string(),
-                                })
-                                .clicked()
-                            {
-                                sort_clicked = Some(column);
-                            }
+                            header_cell(ui, review, column, compact, &legend, &hidden, &mut clicks);
                         });
                     }
                 })
@@ -342,125 +359,181 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                         let r = &review.rows[i];
                         let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
                         row.set_selected(Some(i) == current);
-                        let plain = |ui: &mut egui::Ui, text: RichText| {
-                            ui.add(egui::Label::new(text).selectable(false).truncate());
-                        };
-                        row.col(|ui| {
-                            // The name; the folders are in the hover text (and the truth column).
-                            ui.add(
-                                egui::Label::new(display_name(&r.path))
-                                    .selectable(false)
-                                    .truncate(),
-                            )
-                            .on_hover_text(&r.relative);
-                        });
-                        row.col(|ui| {
-                            plain(
-                                ui,
-                                RichText::new(r.truth(note).map_or("?".to_string(), short)),
-                            );
-                        });
-                        // Outside the model's scope the answer is not meaningful: as on the result
-                        // panel after "Show anyway", it stays visible but dimmed, the probability in
-                        // parentheses, and the hover says why.
-                        let out_of_scope = r.scope.as_ref().filter(|s| !s.in_scope);
-                        let dimmed = |ui: &mut egui::Ui, text: String| match out_of_scope {
-                            Some(s) => {
-                                ui.add(
-                                    egui::Label::new(RichText::new(text).weak())
-                                        .selectable(false)
-                                        .truncate(),
-                                )
-                                .on_hover_text(format!(
-                                    "Outside the model's scope ({}): its answer is not meaningful",
-                                    s.reasons.join("; ")
-                                ));
-                            }
-                            None => plain(ui, RichText::new(text)),
-                        };
-                        row.col(|ui| match (&r.prediction, &r.error) {
-                            (Some(p), _) => dimmed(ui, short(p.predicted).to_string()),
-                            (None, Some(_)) => plain(ui, RichText::new("error").color(ERROR)),
-                            (None, None) => plain(ui, RichText::new("…").weak()),
-                        });
-                        row.col(|ui| {
-                            if let Some(p) = &r.prediction {
-                                let text = match out_of_scope {
-                                    Some(_) => format!("({:.2})", p.probability),
-                                    None => format!("{:.2}", p.probability),
-                                };
-                                dimmed(ui, text);
-                            }
-                        });
-                        row.col(|ui| {
-                            if r.prediction.is_some_and(|p| p.uncertain) {
-                                plain(ui, RichText::new("yes").color(WARN));
-                            }
-                        });
-                        row.col(|ui| match &r.scope {
-                            Some(s) if !s.in_scope => {
-                                ui.add(
-                                    egui::Label::new(RichText::new("out").color(ERROR))
-                                        .selectable(false),
-                                )
-                                .on_hover_text(s.reasons.join("; "));
-                            }
-                            Some(s) if !s.warnings.is_empty() => {
-                                ui.add(
-                                    egui::Label::new(RichText::new("warn").color(WARN))
-                                        .selectable(false),
-                                )
-                                .on_hover_text(s.warnings.join("; "));
-                            }
-                            Some(_) => plain(ui, RichText::new("in").weak()),
-                            None => {}
-                        });
-                        row.col(|ui| {
-                            if let Some(o) = r.outcome(note) {
-                                let text = RichText::new(o.as_str());
-                                plain(
-                                    ui,
-                                    if o.is_error() {
-                                        text.color(ERROR)
-                                    } else {
-                                        text
-                                    },
-                                );
-                            }
-                        });
-                        row.col(|ui| {
-                            let mark = egui::Label::new(super::review::note_mark(note))
-                                .selectable(false)
-                                .truncate();
-                            let response = ui.add(mark);
-                            if let Some(summary) = note.map(note_summary).filter(|s| !s.is_empty())
-                            {
-                                response.on_hover_text(summary);
-                            }
-                        });
+                        for &column in &shown {
+                            row.col(|ui| cell_ui(ui, column, r, note, &short));
+                        }
                         let response = row.response();
                         if let Some(e) = &r.error {
                             response.clone().on_hover_text(e.as_str());
                         }
                         if response.clicked() {
-                            clicked = Some(r.path.clone());
+                            clicks.open = Some(r.path.clone());
                         }
                     });
                 });
         });
     app.list_scrolled_to = scroll_to;
-    if let Some(column) = sort_clicked {
+    if let Some(column) = clicks.toggle {
+        let hidden = &mut app.settings.hidden_study_columns;
+        if let Some(at) = hidden.iter().position(|c| *c == column) {
+            hidden.remove(at);
+        } else {
+            hidden.push(column);
+        }
+    }
+    if let Some(column) = clicks.sort {
         if let Some(r) = app.review.as_mut() {
             r.sort_by(column);
         }
     }
-    if let Some(path) = clicked {
+    if let Some(path) = clicks.open {
         app.open(path);
     }
 }
 
-/// What the Note cell's hover says: the verdict, the error categories, the boxes and the start of
-/// the text, so a reviewer scanning the list need not open each study.
+/// A header: click to sort (again: reverse); right-click to choose the columns.
+fn header_cell(
+    ui: &mut egui::Ui,
+    review: &super::review::Review,
+    column: SortColumn,
+    compact: bool,
+    legend: &str,
+    hidden: &[SortColumn],
+    clicks: &mut TableClicks,
+) {
+    let mark = match (review.sort == column, review.descending) {
+        (false, _) => "",
+        (true, false) => " ^",
+        (true, true) => " v",
+    };
+    let label = if compact {
+        column.short_label()
+    } else {
+        column.label()
+    };
+    let what = match column {
+        SortColumn::Truth | SortColumn::Prediction => format!("{} ({legend})", column.title()),
+        _ => column.title().to_string(),
+    };
+    let response = ui
+        .add(egui::Button::new(RichText::new(format!("{label}{mark}")).strong()).frame(false))
+        .on_hover_text(format!(
+            "{what}: click to sort (again: reverse); right-click to choose the columns"
+        ));
+    if response.clicked() {
+        clicks.sort = Some(column);
+    }
+    response.context_menu(|ui| {
+        ui.label(RichText::new("Columns").strong());
+        for c in &SortColumn::ALL[1..] {
+            let mut on = !hidden.contains(c);
+            if ui.checkbox(&mut on, c.title()).changed() {
+                clicks.toggle = Some(*c);
+                ui.close();
+            }
+        }
+    });
+}
+
+/// One cell of a study's row.
+fn cell_ui(
+    ui: &mut egui::Ui,
+    column: SortColumn,
+    r: &super::review::StudyRow,
+    note: Option<&Note>,
+    short: &dyn Fn(Finding) -> String,
+) {
+    let plain = |ui: &mut egui::Ui, text: RichText| {
+        ui.add(egui::Label::new(text).selectable(false).truncate());
+    };
+    // Outside the model's scope the answer is not meaningful: as on the result panel after
+    // "Show anyway", it stays visible but dimmed, the probability in parentheses, and the hover
+    // says why.
+    let out_of_scope = r.scope.as_ref().filter(|s| !s.in_scope);
+    let dimmed = |ui: &mut egui::Ui, text: String| match out_of_scope {
+        Some(s) => {
+            ui.add(
+                egui::Label::new(RichText::new(text).weak())
+                    .selectable(false)
+                    .truncate(),
+            )
+            .on_hover_text(format!(
+                "Outside the model's scope ({}): its answer is not meaningful",
+                s.reasons.join("; ")
+            ));
+        }
+        None => plain(ui, RichText::new(text)),
+    };
+    match column {
+        SortColumn::File => {
+            // The name; the folders are in the hover text (and the truth column).
+            ui.add(
+                egui::Label::new(display_name(&r.path))
+                    .selectable(false)
+                    .truncate(),
+            )
+            .on_hover_text(&r.relative);
+        }
+        SortColumn::Truth => plain(
+            ui,
+            RichText::new(r.truth(note).map_or("?".to_string(), short)),
+        ),
+        SortColumn::Prediction => match (&r.prediction, &r.error) {
+            (Some(p), _) => dimmed(ui, short(p.predicted)),
+            (None, Some(_)) => plain(ui, RichText::new("error").color(ERROR)),
+            (None, None) => plain(ui, RichText::new("…").weak()),
+        },
+        SortColumn::Probability => {
+            if let Some(p) = &r.prediction {
+                let text = match out_of_scope {
+                    Some(_) => format!("({:.2})", p.probability),
+                    None => format!("{:.2}", p.probability),
+                };
+                dimmed(ui, text);
+            }
+        }
+        SortColumn::Uncertain => {
+            if r.prediction.is_some_and(|p| p.uncertain) {
+                plain(ui, RichText::new("yes").color(WARN));
+            }
+        }
+        SortColumn::Scope => match &r.scope {
+            Some(s) if !s.in_scope => {
+                ui.add(egui::Label::new(RichText::new("out").color(ERROR)).selectable(false))
+                    .on_hover_text(s.reasons.join("; "));
+            }
+            Some(s) if !s.warnings.is_empty() => {
+                ui.add(egui::Label::new(RichText::new("warn").color(WARN)).selectable(false))
+                    .on_hover_text(s.warnings.join("; "));
+            }
+            Some(_) => plain(ui, RichText::new("in").weak()),
+            None => {}
+        },
+        SortColumn::Outcome => {
+            if let Some(o) = r.outcome(note) {
+                let text = RichText::new(o.as_str());
+                plain(
+                    ui,
+                    if o.is_error() {
+                        text.color(ERROR)
+                    } else {
+                        text
+                    },
+                );
+            }
+        }
+        SortColumn::Note => {
+            let mark = egui::Label::new(super::review::note_mark(note))
+                .selectable(false)
+                .truncate();
+            let response = ui.add(mark);
+            if let Some(summary) = note.map(note_summary).filter(|s| !s.is_empty()) {
+                response.on_hover_text(summary);
+            }
+        }
+    }
+}
+
 fn note_summary(n: &Note) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(a) = n.agreement {
@@ -511,5 +584,27 @@ mod tests {
             "é".repeat(160)
         );
         assert_eq!(summary, want);
+    }
+
+    #[test]
+    fn the_file_name_is_always_shown_and_the_order_is_fixed() {
+        use SortColumn::*;
+        assert_eq!(shown_columns(&[]), SortColumn::ALL.to_vec());
+        // Hiding the name is not possible; the rest keep their order whatever order they were
+        // hidden in.
+        assert_eq!(
+            shown_columns(&[Note, File, Truth]),
+            [File, Prediction, Probability, Uncertain, Scope, Outcome]
+        );
+    }
+
+    #[test]
+    fn headers_shorten_when_the_words_would_squeeze_the_name() {
+        // Seven columns of 40 px and 8 px spacing need 336 px beside the 120-px name.
+        let widths = [40.0; 7];
+        assert!(!compact_headers(456.0, &widths, 8.0));
+        assert!(compact_headers(455.0, &widths, 8.0));
+        // Two columns switched off: 240 px are enough.
+        assert!(!compact_headers(360.0, &widths[..5], 8.0));
     }
 }
