@@ -182,21 +182,44 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
 fn every_study_list_column_is_in_view_and_the_reviewer_chooses_them() {
     use cxr_viewer::ui::review::SortColumn;
     use egui::accesskit::Role;
-    let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
-    let mut h = viewer(Vec2::new(1024.0, 700.0), Some(sample), "ui-layout-columns");
-    let mut review = Review::new(1, PathBuf::from("/r"));
-    review.set_rows(
-        (0..12)
-            .map(|i| row(&format!("study_with_a_long_name_{i:02}.dcm"), i != 3))
-            .collect(),
-        false,
-    );
-    review.listed = true;
-    h.state_mut().review = Some(review);
-    wait_until(&mut h, "the analysis", prepared);
-    for _ in 0..4 {
-        h.step();
+    let listing = |size: Vec2, tag: &str| {
+        let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
+        let mut h = viewer(size, Some(sample), tag);
+        let mut review = Review::new(1, PathBuf::from("/r"));
+        review.set_rows(
+            (0..12)
+                .map(|i| row(&format!("study_with_a_long_name_{i:02}.dcm"), i != 3))
+                .collect(),
+            false,
+        );
+        review.listed = true;
+        h.state_mut().review = Some(review);
+        wait_until(&mut h, "the analysis", prepared);
+        for _ in 0..4 {
+            h.step();
+        }
+        h
+    };
+    // Where the words fit (the list's default width in a 1,400-px window) they are kept.
+    let wide = listing(Vec2::new(1400.0, 900.0), "ui-layout-columns-wide");
+    let canvas = cxr_viewer::ui::canvas::last_canvas(&wide.ctx).expect("a canvas");
+    for c in SortColumn::ALL {
+        let words = wide
+            .query_all_by(|n| {
+                n.role() == Role::Button
+                    && n.label().as_deref().map(|l| l.trim_end_matches([' ', '^']))
+                        == Some(c.label())
+            })
+            .next()
+            .unwrap_or_else(|| panic!("no {:?} header in words at 1,400 px", c.label()));
+        assert!(
+            words.rect().max.x <= canvas.min.x,
+            "{c:?} {:?}",
+            words.rect()
+        );
     }
+    drop(wide);
+    let mut h = listing(Vec2::new(1024.0, 700.0), "ui-layout-columns");
     // A header is a button labelled with its full or its short name (the sorted one marked).
     let is_header = |c: SortColumn| {
         move |n: &egui_kittest::kittest::AccessKitNode<'_>| {

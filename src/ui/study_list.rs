@@ -315,7 +315,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     };
     let header_widths: Vec<f32> = shown[1..]
         .iter()
-        .map(|c| (super::panels::text_width(ui, c.label()) + 2.0 * spacing).max(min_width(*c)))
+        .map(|c| super::panels::text_width(ui, c.label()).max(min_width(*c)))
         .collect();
     let compact = compact_headers(ui.available_width(), &header_widths, spacing);
     // The name takes what the other columns leave (never under NAME_MIN), so in a narrow panel
