@@ -120,7 +120,7 @@ pub struct ViewerApp {
     pub(super) last_dialog_dir: Option<PathBuf>,
     pub(super) film_tex: Option<(FilmKey, TextureHandle)>,
     /// The current film averaged for the texture steps it has been shown at (with its path).
-    pub(super) film_levels: Option<(PathBuf, Vec<super::render::FilmLevel>)>,
+    pub(super) film_levels: Option<super::film_levels::FilmLevels>,
     /// One per canvas pane (two in compare mode).
     pub(super) overlay_tex: [Option<(OverlayKey, TextureHandle)>; 2],
     pub(super) contours: [Option<(OverlayKey, Vec<[egui::Pos2; 2]>)>; 2],
@@ -911,6 +911,17 @@ impl ViewerApp {
 
     pub fn current_entry(&self) -> Option<&Entry> {
         self.cache.peek(&self.current_key()?)
+    }
+
+    /// What the film's texture was last built from (its step and region).
+    pub fn film_texture_key(&self) -> Option<&FilmKey> {
+        self.film_tex.as_ref().map(|(key, _)| key)
+    }
+
+    /// The texture step whose film level is being built in the background, if any
+    /// ([`super::film_levels::FilmLevels`]).
+    pub fn film_level_building(&self) -> Option<usize> {
+        self.film_levels.as_ref().and_then(|l| l.building())
     }
 
     /// Starts (or restarts) whatever the image on screen still lacks. Runs every frame; cheap

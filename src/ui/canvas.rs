@@ -9,9 +9,10 @@ use egui::{
 };
 
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
+use super::film_levels::FilmLevels;
 use super::render::{
     contour_segments, film_filter, film_image, map_scale, overlay_image, texture_region,
-    texture_step, FilmLevel, FilmSource,
+    texture_step, FilmSource,
 };
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
@@ -175,11 +176,25 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         screen_from_image.inverse(primary.min),
         screen_from_image.inverse(primary.max),
     );
-    let (region, step) = texture_region(
-        (study.width, study.height),
-        visible_in_image,
-        texture_step(film_side, shown_px),
-    );
+    let size = (study.width, study.height);
+    let (mut region, mut step) =
+        texture_region(size, visible_in_image, texture_step(film_side, shown_px));
+    // The film's level for that step, or a coarser one standing in while a large film's level is
+    // built in the background ([`FilmLevels`]); the texture is then laid out for that one.
+    let level = if step > 1 {
+        let ctx = ui.ctx().clone();
+        let level =
+            FilmLevels::of(&mut app.film_levels, &current.path)
+                .level(&study, step, move || ctx.request_repaint());
+        if level.step != step {
+            // Coarser, so its texture is smaller: the side limit cannot raise the step again.
+            region = texture_region(size, visible_in_image, level.step).0;
+            step = level.step;
+        }
+        Some(level)
+    } else {
+        None
+    };
     let film_key = FilmKey {
         path: current.path.clone(),
         window: [view.window.low.to_bits(), view.window.high.to_bits()],
@@ -189,15 +204,9 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         filter: film_filter(screen_px_per_film_px),
     };
     if app.film_tex.as_ref().is_none_or(|(k, _)| *k != film_key) {
-        let source = if step == 1 {
-            FilmSource::Full(&study)
-        } else {
-            FilmSource::Level(film_level(
-                &mut app.film_levels,
-                &film_key.path,
-                &study,
-                step,
-            ))
+        let source = match level {
+            Some(level) => FilmSource::Level(level),
+            None => FilmSource::Full(&study),
         };
         let image = film_image(source, &view.window, view.invert, region);
         let filter = film_key.filter;
@@ -314,28 +323,6 @@ fn galley_with_backdrop(
     painter.rect_filled(plate, 3.0, Color32::from_black_alpha(170));
     painter.galley(rect.min, galley, Color32::from_gray(230));
     plate
-}
-
-/// The film at `path` averaged for `step` ([`FilmLevel`]), built the first time the film is
-/// shown at that step and kept with the film's path.
-fn film_level<'a>(
-    levels: &'a mut Option<(std::path::PathBuf, Vec<FilmLevel>)>,
-    path: &std::path::Path,
-    study: &crate::io::Study,
-    step: usize,
-) -> &'a FilmLevel {
-    if levels.as_ref().is_some_and(|(of, _)| of != path) {
-        *levels = None;
-    }
-    let (_, levels) = levels.get_or_insert_with(|| (path.to_path_buf(), Vec::new()));
-    let index = match levels.iter().position(|l| l.step == step) {
-        Some(i) => i,
-        None => {
-            levels.push(FilmLevel::new(study, step));
-            levels.len() - 1
-        }
-    };
-    &levels[index]
 }
 
 /// One pane: the film, `kind`'s overlay through `screen_from_image ∘ image_from_model`, and the

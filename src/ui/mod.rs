@@ -23,6 +23,7 @@ pub mod canvas;
 pub mod export;
 pub mod faithfulness_panel;
 pub mod file_dialog;
+pub mod film_levels;
 pub mod frame_stats;
 pub mod frames;
 pub mod localisation_panel;

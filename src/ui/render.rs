@@ -161,6 +161,11 @@ pub struct FilmLevel {
 }
 
 impl FilmLevel {
+    /// The block means, row-major (NaN for a block of padding only).
+    pub fn means(&self) -> &[f32] {
+        &self.means
+    }
+
     pub fn new(study: &Study, step: usize) -> Self {
         let step = step.max(1);
         let (w, h) = (study.width, study.height);
