@@ -700,3 +700,107 @@ fn a_large_films_next_zoom_level_is_built_off_the_ui_thread() {
     });
     assert_eq!(h.state().film_level_building(), None);
 }
+
+/// A system dialog that does not answer until released (a desktop portal that hangs), then
+/// answers `late`; it counts how often it was asked.
+struct HangingPicker {
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    late: Option<PathBuf>,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl HangingPicker {
+    fn answer(&self) -> Option<PathBuf> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let _ = self.release.lock().unwrap().recv();
+        self.late.clone()
+    }
+}
+
+impl cxr_viewer::ui::worker::FilePicker for HangingPicker {
+    fn pick_file(&self) -> Option<PathBuf> {
+        self.answer()
+    }
+    fn pick_folder(&self) -> Option<PathBuf> {
+        self.answer()
+    }
+    fn save_file(&self, _suggested: &str, _extension: &str) -> Option<PathBuf> {
+        self.answer()
+    }
+}
+
+/// A system dialog that never shows (an installed portal that does not answer) held the export
+/// with nothing on screen until rfd gave up. After two seconds the status bar offers the viewer's
+/// own dialog; the export goes through it, the system dialog's late answer is dropped, and the
+/// viewer asks with its own from then on.
+#[test]
+fn a_system_dialog_that_never_answers_is_offered_the_own_one() {
+    use cxr_viewer::ui::system_dialog::OFFER_OWN_AFTER;
+    use egui::accesskit::Role;
+    let dir = temp_dir("ui-hanging-dialog");
+    let late = dir.join("late.png");
+    let (release, wait) = std::sync::mpsc::channel();
+    let picker = Arc::new(HangingPicker {
+        release: std::sync::Mutex::new(wait),
+        late: Some(late.clone()),
+        asked: Default::default(),
+    });
+    let app = ViewerApp::new(
+        fast_settings(),
+        picker.clone(),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+    h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+    h.run_ok();
+    assert_eq!(picker.asked.load(Ordering::SeqCst), 1);
+    let offer = "Use the viewer's own dialog";
+    assert!(
+        h.query_by_label(offer).is_none(),
+        "offered before the system dialog had time to show"
+    );
+    std::thread::sleep(OFFER_OWN_AFTER + std::time::Duration::from_millis(100));
+    h.run_ok();
+    h.get_by_label_contains("Waiting for the system file dialog");
+    h.get_by_label(offer).click();
+    wait_until(&mut h, "the viewer's own dialog", |a| {
+        a.file_dialog.is_some() && a.system_dialog.is_none()
+    });
+    h.run_ok();
+    // The export's name is filled in; a whole path typed over it.
+    let suggested = suggested_png(&h);
+    let name_field = |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+        n.role() == Role::TextInput && n.value().as_deref() == Some(suggested.as_str())
+    };
+    h.get_by(name_field).focus();
+    h.run_ok();
+    h.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    let own = dir.join("own.png");
+    h.get_by(name_field).type_text(own.to_str().unwrap());
+    h.run_ok();
+    h.key_press(Key::Enter);
+    wait_until(&mut h, "the PNG saved through the own dialog", |a| {
+        a.file_dialog.is_none()
+            && a.status
+                .as_ref()
+                .is_some_and(|s| s.text.contains("own.png"))
+    });
+    assert!(image::open(&own).is_ok());
+    // The system dialog answers at last: dropped, nothing written there.
+    release.send(()).unwrap();
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(!late.exists(), "the late answer was written to");
+    // From now on the viewer asks with its own at once, and the status line is gone.
+    assert!(h
+        .query_by_label_contains("Waiting for the system file dialog")
+        .is_none());
+    h.get_by_label("Open…").click();
+    h.run_ok();
+    assert!(h.state().file_dialog.is_some());
+    assert_eq!(picker.asked.load(Ordering::SeqCst), 1);
+}

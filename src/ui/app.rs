@@ -110,7 +110,10 @@ pub struct ViewerApp {
     pub reveal_identifiers: bool,
     pub export_identifiers: bool,
     pub tag_filter: String,
-    pub(super) dialog_open: bool,
+    /// The system file dialog being waited for ([`super::system_dialog`]).
+    pub system_dialog: Option<super::system_dialog::Waiting>,
+    /// The last token handed to a system dialog request.
+    pub(super) dialog_tokens: u64,
     /// The viewer's own file dialog, while one is open ([`super::file_dialog`]).
     pub file_dialog: Option<super::file_dialog::InAppDialog>,
     /// The system dialog answered at once with nothing (none can be shown), or
@@ -189,7 +192,8 @@ impl ViewerApp {
             reveal_identifiers: false,
             export_identifiers: false,
             tag_filter: String::new(),
-            dialog_open: false,
+            system_dialog: None,
+            dialog_tokens: 0,
             file_dialog: None,
             no_system_dialog: super::file_dialog::builtin_requested(
                 std::env::var(super::file_dialog::ENV_BUILTIN)
@@ -413,24 +417,11 @@ impl ViewerApp {
                     }
                 }
             }
-            Msg::Picked {
-                purpose,
+            Msg::Answered {
+                token,
                 path,
                 no_dialog,
-            } => {
-                self.dialog_open = false;
-                match path {
-                    Some(path) => self.picked(purpose, path),
-                    None if no_dialog => {
-                        self.no_system_dialog_seen();
-                        self.open_own_dialog(super::file_dialog::InAppDialog::pick(
-                            purpose,
-                            &self.dialog_start_dir(),
-                        ));
-                    }
-                    None => {}
-                }
-            }
+            } => self.system_dialog_answered(token, path, no_dialog),
             Msg::FrameLoaded { path, result } => self.frame_loaded(&path, result),
             Msg::Exported(result) => match result {
                 Ok(path) => {
@@ -439,19 +430,6 @@ impl ViewerApp {
                 }
                 Err(e) => self.set_error(format!("export failed: {e}")),
             },
-            Msg::SaveNeedsDialog {
-                suggested_name,
-                extension,
-                render,
-            } => {
-                self.no_system_dialog_seen();
-                self.open_own_dialog(super::file_dialog::InAppDialog::save(
-                    &suggested_name,
-                    extension,
-                    render,
-                    &self.dialog_start_dir(),
-                ));
-            }
             Msg::Job { id, key, update } => self.handle_job(id, &key, update),
             Msg::Review(msg) => self.handle_review(msg),
             Msg::Notes(reply) => self.handle_notes(reply),
@@ -748,18 +726,7 @@ impl ViewerApp {
     }
 
     pub fn request_pick(&mut self, purpose: PickPurpose) {
-        if self.dialog_open || self.file_dialog.is_some() {
-            return;
-        }
-        if self.no_system_dialog {
-            let dialog = super::file_dialog::InAppDialog::pick(purpose, &self.dialog_start_dir());
-            self.open_own_dialog(dialog);
-            return;
-        }
-        if let Some(out) = self.outbox() {
-            self.dialog_open = true;
-            worker::pick(out, self.picker.clone(), purpose);
-        }
+        self.ask(super::system_dialog::Asked::Pick(purpose));
     }
 
     /// Asks where to write an export, then writes it on a worker thread.
@@ -769,22 +736,105 @@ impl ViewerApp {
         extension: &'static str,
         render: super::file_dialog::Render,
     ) {
-        if self.file_dialog.is_some() {
+        self.ask(super::system_dialog::Asked::Save {
+            suggested_name,
+            extension,
+            render,
+        });
+    }
+
+    /// One dialog at a time: the system's (on a worker thread, answered by token) unless it
+    /// cannot be shown, else the viewer's own.
+    fn ask(&mut self, asked: super::system_dialog::Asked) {
+        use super::system_dialog::{Asked, Waiting, OFFER_OWN_AFTER};
+        if self.system_dialog.is_some() || self.file_dialog.is_some() {
             return;
         }
         if self.no_system_dialog {
-            let dialog = super::file_dialog::InAppDialog::save(
-                &suggested_name,
-                extension,
-                render,
-                &self.dialog_start_dir(),
-            );
-            self.open_own_dialog(dialog);
+            self.ask_own(asked);
             return;
         }
-        if let Some(out) = self.outbox() {
-            worker::export(out, self.picker.clone(), suggested_name, extension, render);
+        let Some(out) = self.outbox() else {
+            return;
+        };
+        self.dialog_tokens += 1;
+        let token = self.dialog_tokens;
+        match &asked {
+            Asked::Pick(purpose) => worker::pick(out, self.picker.clone(), *purpose, token),
+            Asked::Save {
+                suggested_name,
+                extension,
+                ..
+            } => worker::ask_save(
+                out,
+                self.picker.clone(),
+                suggested_name.clone(),
+                extension,
+                token,
+            ),
         }
+        self.system_dialog = Some(Waiting {
+            token,
+            since: std::time::Instant::now(),
+            asked,
+        });
+        // The offer of the viewer's own dialog appears without input.
+        if let Some(ctx) = &self.ctx {
+            ctx.request_repaint_after(OFFER_OWN_AFTER);
+        }
+    }
+
+    fn ask_own(&mut self, asked: super::system_dialog::Asked) {
+        use super::file_dialog::InAppDialog;
+        let start = self.dialog_start_dir();
+        self.open_own_dialog(match asked {
+            super::system_dialog::Asked::Pick(purpose) => InAppDialog::pick(purpose, &start),
+            super::system_dialog::Asked::Save {
+                suggested_name,
+                extension,
+                render,
+            } => InAppDialog::save(&suggested_name, extension, render, &start),
+        });
+    }
+
+    fn system_dialog_answered(&mut self, token: u64, path: Option<PathBuf>, no_dialog: bool) {
+        use super::system_dialog::Asked;
+        if self.system_dialog.as_ref().is_none_or(|w| w.token != token) {
+            tracing::info!(
+                "a system file dialog answered after the viewer's own was used: ignored"
+            );
+            return;
+        }
+        let Some(waiting) = self.system_dialog.take() else {
+            return;
+        };
+        match (waiting.asked, path) {
+            (Asked::Pick(purpose), Some(path)) => self.picked(purpose, path),
+            (Asked::Save { render, .. }, Some(path)) => {
+                if let Some(out) = self.outbox() {
+                    worker::export_to(out, path, render);
+                }
+            }
+            (asked, None) if no_dialog => {
+                self.no_system_dialog_seen();
+                self.ask_own(asked);
+            }
+            // Cancelled.
+            (_, None) => {}
+        }
+    }
+
+    /// The user gave up waiting for the system dialog ([`super::system_dialog`]): ask with the
+    /// viewer's own, now and for the rest of the run.
+    pub fn use_own_dialog(&mut self) {
+        let Some(waiting) = self.system_dialog.take() else {
+            return;
+        };
+        tracing::warn!(
+            "the system file dialog did not answer: the viewer asks with its own from now on"
+        );
+        self.no_system_dialog = true;
+        self.ask_own(waiting.asked);
     }
 
     fn picked(&mut self, purpose: PickPurpose, path: PathBuf) {

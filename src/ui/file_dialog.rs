@@ -4,10 +4,10 @@
 //! neither (a minimal Linux install, a remote X session, a kiosk) it returns no path at once, as
 //! for a cancel, and Open, Open folder, the exports and the notes file buttons did nothing
 //! useful: the viewer could only say so. From the first such empty answer
-//! ([`super::worker::Msg::Picked`]'s `no_dialog`, or an export's
-//! [`super::worker::Msg::SaveNeedsDialog`]) the viewer asks with this dialog instead, for the
-//! same purpose, and keeps doing so for the rest of the run. `CXR_VIEWER_FILE_DIALOG=builtin`
-//! asks with it from the start (for a portal that hangs or opens on another screen).
+//! ([`super::worker::Msg::Answered`]'s `no_dialog`) the viewer asks with this dialog instead,
+//! for the same purpose, and keeps doing so for the rest of the run. A system dialog that does
+//! not answer at all is offered this one after two seconds ([`super::system_dialog`]).
+//! `CXR_VIEWER_FILE_DIALOG=builtin` asks with it from the start.
 //!
 //! Why not a crate: `egui_file` 0.29 (the one on our egui version) leaves its two text fields
 //! without an accessible name, which our UI tests refuse for every widget, and draws its icons

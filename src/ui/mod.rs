@@ -40,6 +40,7 @@ pub mod settings;
 pub mod settings_file;
 pub mod shortcuts;
 pub mod study_list;
+pub mod system_dialog;
 pub mod transform;
 pub mod trust_state;
 pub mod worker;

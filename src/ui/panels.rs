@@ -401,6 +401,13 @@ fn status_bar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 app.resume_analysis();
             }
         }
+        let now = std::time::Instant::now();
+        if app.system_dialog.as_ref().is_some_and(|w| w.offer_own(now)) {
+            ui.separator();
+            if super::system_dialog::waiting_ui(ui) {
+                app.use_own_dialog();
+            }
+        }
         if let Some(status) = &app.status {
             ui.separator();
             let color = if status.is_error {

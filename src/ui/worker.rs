@@ -87,8 +87,11 @@ pub enum Msg {
         /// Notes key of the study, when it could be computed.
         id: Option<crate::notes::StudyId>,
     },
-    Picked {
-        purpose: PickPurpose,
+    /// The system dialog asked for with `token` ([`pick`], [`ask_save`]) has answered. An
+    /// answer whose token is no longer awaited is dropped: the user gave up waiting for it and
+    /// asked with the viewer's own dialog.
+    Answered {
+        token: u64,
         path: Option<PathBuf>,
         /// No path and back faster than a person can cancel: most likely no dialog could be
         /// shown at all (no xdg-desktop-portal, no zenity).
@@ -106,12 +109,6 @@ pub enum Msg {
     },
     /// An export finished: `Ok(path)` or a readable error.
     Exported(Result<PathBuf, String>),
-    /// An export whose save dialog could not be shown ([`export`]): ask with the viewer's own.
-    SaveNeedsDialog {
-        suggested_name: String,
-        extension: &'static str,
-        render: super::file_dialog::Render,
-    },
     Review(ReviewMsg),
     Notes(super::notes_service::NotesReply),
     /// Faithfulness, agreement, sanity check ([`super::trust_state`]).
@@ -233,49 +230,44 @@ fn no_dialog_shown(path: Option<&PathBuf>, started: Instant) -> bool {
     path.is_none() && started.elapsed() < Duration::from_millis(150)
 }
 
-pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose) {
-    spawn("file-dialog", move || {
-        let started = Instant::now();
-        let path = match purpose {
-            PickPurpose::OpenFile | PickPurpose::ImportNotes => picker.pick_file(),
-            PickPurpose::OpenFolder => picker.pick_folder(),
-            PickPurpose::NotesDb => picker.save_file("notes.sqlite3", "sqlite3"),
-            PickPurpose::ExportNotes => picker.save_file("cxr-notes.csv", "csv"),
-        };
-        let no_dialog = no_dialog_shown(path.as_ref(), started);
-        out.send(Msg::Picked {
-            purpose,
-            path,
-            no_dialog,
-        });
+/// Asks the system dialog for a path for `purpose`; the answer comes back as
+/// [`Msg::Answered`] with `token`.
+pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose, token: u64) {
+    ask(out, token, move || match purpose {
+        PickPurpose::OpenFile | PickPurpose::ImportNotes => picker.pick_file(),
+        PickPurpose::OpenFolder => picker.pick_folder(),
+        PickPurpose::NotesDb => picker.save_file("notes.sqlite3", "sqlite3"),
+        PickPurpose::ExportNotes => picker.save_file("cxr-notes.csv", "csv"),
     });
 }
 
-/// Asks where to save, then writes what `render` produces; both off the UI thread because a
-/// full-resolution render of a large film takes longer than a frame. With no system dialog the
-/// export goes back to the UI thread as [`Msg::SaveNeedsDialog`], to ask with the viewer's own.
-pub fn export(
+/// Asks the system dialog where to save an export; the answer comes back as [`Msg::Answered`]
+/// with `token`, and the UI thread, which keeps the export's renderer, writes it
+/// ([`export_to`]) or asks with the viewer's own dialog.
+pub fn ask_save(
     out: Outbox,
     picker: Arc<dyn FilePicker>,
     suggested_name: String,
     extension: &'static str,
-    render: super::file_dialog::Render,
+    token: u64,
 ) {
-    spawn("export", move || {
+    ask(out, token, move || {
+        picker.save_file(&suggested_name, extension)
+    });
+}
+
+/// Off the UI thread: rfd blocks until the dialog closes (or, with a desktop portal that never
+/// answers, until it gives up).
+fn ask(out: Outbox, token: u64, dialog: impl FnOnce() -> Option<PathBuf> + Send + 'static) {
+    spawn("file-dialog", move || {
         let started = Instant::now();
-        let path = picker.save_file(&suggested_name, extension);
-        if no_dialog_shown(path.as_ref(), started) {
-            out.send(Msg::SaveNeedsDialog {
-                suggested_name,
-                extension,
-                render,
-            });
-            return;
-        }
-        let Some(path) = path else {
-            return;
-        };
-        write_export(&out, &path, render);
+        let path = dialog();
+        let no_dialog = no_dialog_shown(path.as_ref(), started);
+        out.send(Msg::Answered {
+            token,
+            path,
+            no_dialog,
+        });
     });
 }
 
