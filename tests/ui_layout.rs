@@ -53,14 +53,11 @@ fn viewer(size: Vec2, open: Option<PathBuf>, tag: &str) -> Harness<'static, View
         .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app)
 }
 
-/// At the smallest window with a folder open, the film keeps a usable width, the result column
-/// stays inside the window, and the review note does not cover the result (the fixed panel
-/// widths had left the canvas 0 px wide at 800 × 500, pushed the result's left edge out of the
-/// window and put its label under the note pane).
-#[test]
-fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
+/// The bundled sample analysed, in a `size` window beside a study list of 12 long-named studies
+/// (the fourth out of scope), as after a folder scan.
+fn reviewing(size: Vec2, tag: &str) -> Harness<'static, ViewerApp> {
     let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
-    let mut h = viewer(Vec2::new(800.0, 500.0), Some(sample), "ui-layout-small");
+    let mut h = viewer(size, Some(sample), tag);
     let mut review = Review::new(1, PathBuf::from("/r"));
     review.set_rows(
         (0..12)
@@ -74,6 +71,16 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     for _ in 0..4 {
         h.step();
     }
+    h
+}
+
+/// At the smallest window with a folder open, the film keeps a usable width, the result column
+/// stays inside the window, and the review note does not cover the result (the fixed panel
+/// widths had left the canvas 0 px wide at 800 × 500, pushed the result's left edge out of the
+/// window and put its label under the note pane).
+#[test]
+fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
+    let mut h = reviewing(Vec2::new(800.0, 500.0), "ui-layout-small");
     let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
     assert!(canvas.width() >= 240.0, "canvas {canvas:?}");
     let result = h.get_by_label("Result").rect();
@@ -182,26 +189,8 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
 fn every_study_list_column_is_in_view_and_the_reviewer_chooses_them() {
     use cxr_viewer::ui::review::SortColumn;
     use egui::accesskit::Role;
-    let listing = |size: Vec2, tag: &str| {
-        let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
-        let mut h = viewer(size, Some(sample), tag);
-        let mut review = Review::new(1, PathBuf::from("/r"));
-        review.set_rows(
-            (0..12)
-                .map(|i| row(&format!("study_with_a_long_name_{i:02}.dcm"), i != 3))
-                .collect(),
-            false,
-        );
-        review.listed = true;
-        h.state_mut().review = Some(review);
-        wait_until(&mut h, "the analysis", prepared);
-        for _ in 0..4 {
-            h.step();
-        }
-        h
-    };
     // Where the words fit (the list's default width in a 1,400-px window) they are kept.
-    let wide = listing(Vec2::new(1400.0, 900.0), "ui-layout-columns-wide");
+    let wide = reviewing(Vec2::new(1400.0, 900.0), "ui-layout-columns-wide");
     let canvas = cxr_viewer::ui::canvas::last_canvas(&wide.ctx).expect("a canvas");
     for c in SortColumn::ALL {
         let words = wide
@@ -219,7 +208,7 @@ fn every_study_list_column_is_in_view_and_the_reviewer_chooses_them() {
         );
     }
     drop(wide);
-    let mut h = listing(Vec2::new(1024.0, 700.0), "ui-layout-columns");
+    let mut h = reviewing(Vec2::new(1024.0, 700.0), "ui-layout-columns");
     // A header is a button labelled with its full or its short name (the sorted one marked).
     let is_header = |c: SortColumn| {
         move |n: &egui_kittest::kittest::AccessKitNode<'_>| {
