@@ -804,3 +804,68 @@ fn a_system_dialog_that_never_answers_is_offered_the_own_one() {
     assert!(h.state().file_dialog.is_some());
     assert_eq!(picker.asked.load(Ordering::SeqCst), 1);
 }
+
+/// While window/level is dragged, a texture over the drag limit is built at half resolution
+/// (each drag frame rebuilds it), and at full resolution again once the drag ends.
+#[test]
+fn a_window_level_drag_builds_a_large_texture_at_half_resolution() {
+    use cxr_viewer::ui::render::DRAG_MAX_TEXELS;
+    use egui::{Event, PointerButton, Pos2};
+    let path = temp_dir("ui-drag-film").join("wide.png");
+    let film = image::GrayImage::from_fn(8000, 2400, |x, y| image::Luma([((x + y) % 251) as u8]));
+    film.save(&path).unwrap();
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(path),
+    );
+    let mut h = Harness::builder()
+        .with_size(egui::Vec2::new(2000.0, 1000.0))
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app);
+    wait_until(&mut h, "the film", |a| a.film_texture_key().is_some());
+    let texels = |a: &ViewerApp| {
+        let k = a.film_texture_key().unwrap();
+        let r = k.region;
+        (r.x1 - r.x0).div_ceil(k.step) * (r.y1 - r.y0).div_ceil(k.step)
+    };
+    let fitted = h.state().film_texture_key().unwrap().step;
+    assert!(
+        texels(h.state()) > DRAG_MAX_TEXELS,
+        "the fitted texture ({} texels at step {fitted}) is under the drag limit: no test",
+        texels(h.state())
+    );
+    let window_before = h.state().current.as_ref().unwrap().view.window;
+    let at = cxr_viewer::ui::canvas::last_canvas(&h.ctx)
+        .unwrap()
+        .center();
+    let push = |h: &mut Harness<'static, ViewerApp>, event: Event| {
+        h.input_mut().events.push(event);
+        h.step();
+    };
+    push(&mut h, Event::PointerMoved(at));
+    let button = |pressed, pos| Event::PointerButton {
+        pos,
+        button: PointerButton::Secondary,
+        pressed,
+        modifiers: Modifiers::NONE,
+    };
+    push(&mut h, button(true, at));
+    for i in 1..=6 {
+        let pos = at + egui::Vec2::new(8.0 * i as f32, 3.0 * i as f32);
+        push(&mut h, Event::PointerMoved(pos));
+        if i > 2 {
+            assert_eq!(
+                h.state().film_texture_key().unwrap().step,
+                fitted * 2,
+                "drag frame {i}"
+            );
+        }
+    }
+    let end = at + egui::Vec2::new(48.0, 18.0);
+    push(&mut h, button(false, Pos2::new(end.x, end.y)));
+    h.step();
+    assert_eq!(h.state().film_texture_key().unwrap().step, fitted);
+    let window_after = h.state().current.as_ref().unwrap().view.window;
+    assert_ne!(window_after, window_before, "the drag changed no window");
+}

@@ -11,7 +11,7 @@ use egui::{
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
 use super::film_levels::FilmLevels;
 use super::render::{
-    contour_segments, film_filter, film_image, map_scale, overlay_image, texture_region,
+    contour_segments, drag_step, film_filter, film_image, map_scale, overlay_image, texture_region,
     texture_step, FilmSource,
 };
 use super::settings::{MapKind, OverlayMode};
@@ -179,6 +179,13 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let size = (study.width, study.height);
     let (mut region, mut step) =
         texture_region(size, visible_in_image, texture_step(film_side, shown_px));
+    // A large texture at half resolution while window/level is dragged ([`drag_step`]).
+    if response.dragged_by(PointerButton::Secondary) {
+        let coarser = drag_step(region, step);
+        if coarser != step {
+            (region, step) = texture_region(size, visible_in_image, coarser);
+        }
+    }
     // The film's level for that step, or a coarser one standing in while a large film's level is
     // built in the background ([`FilmLevels`]); the texture is then laid out for that one.
     let level = if step > 1 {
