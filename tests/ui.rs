@@ -653,14 +653,12 @@ fn a_dropped_unreadable_file_shows_one_line_in_the_status_bar() {
     assert!(h.state().current_entry().is_none(), "nothing to analyse");
 }
 
-/// A film of 16 megapixels or more: the level (block means) of a zoom step not yet shown is
-/// built on another thread while the coarser level already built stands in, then replaces it.
-/// On a 9500 × 9500 film the zoom step had frozen the viewer for the whole build (92 ms for
-/// step 2 on a 2-core Intel Xeon, `cargo bench --bench film_texture`).
-#[test]
-fn a_large_films_next_zoom_level_is_built_off_the_ui_thread() {
-    let path = temp_dir("ui-large-film").join("large.png");
-    let film = image::GrayImage::from_fn(4000, 4000, |x, y| image::Luma([((x + y) % 251) as u8]));
+/// The viewer in a `window`-sized harness on a grey ramp film of `size` pixels (a PNG written for
+/// the test: large films are not worth committing).
+fn on_a_large_film(size: (u32, u32), window: egui::Vec2, tag: &str) -> Harness<'static, ViewerApp> {
+    let path = temp_dir(tag).join("film.png");
+    let film =
+        image::GrayImage::from_fn(size.0, size.1, |x, y| image::Luma([((x + y) % 251) as u8]));
     film.save(&path).unwrap();
     let app = ViewerApp::new(
         fast_settings(),
@@ -668,9 +666,18 @@ fn a_large_films_next_zoom_level_is_built_off_the_ui_thread() {
         tiny_model(),
         Some(path),
     );
-    let mut h = Harness::builder()
-        .with_size(egui::Vec2::new(800.0, 600.0))
-        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app);
+    Harness::builder()
+        .with_size(window)
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app)
+}
+
+/// A film of 16 megapixels or more: the level (block means) of a zoom step not yet shown is
+/// built on another thread while the coarser level already built stands in, then replaces it.
+/// On a 9500 × 9500 film the zoom step had frozen the viewer for the whole build (92 ms for
+/// step 2 on a 2-core Intel Xeon, `cargo bench --bench film_texture`).
+#[test]
+fn a_large_films_next_zoom_level_is_built_off_the_ui_thread() {
+    let mut h = on_a_large_film((4000, 4000), egui::Vec2::new(800.0, 600.0), "ui-large-film");
     wait_until(&mut h, "the film", |a| {
         a.film_texture_key().is_some_and(|k| k.step >= 4)
     });
@@ -811,18 +818,11 @@ fn a_system_dialog_that_never_answers_is_offered_the_own_one() {
 fn a_window_level_drag_builds_a_large_texture_at_half_resolution() {
     use cxr_viewer::ui::render::DRAG_MAX_TEXELS;
     use egui::{Event, PointerButton, Pos2};
-    let path = temp_dir("ui-drag-film").join("wide.png");
-    let film = image::GrayImage::from_fn(8000, 2400, |x, y| image::Luma([((x + y) % 251) as u8]));
-    film.save(&path).unwrap();
-    let app = ViewerApp::new(
-        fast_settings(),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(path),
+    let mut h = on_a_large_film(
+        (8000, 2400),
+        egui::Vec2::new(2000.0, 1000.0),
+        "ui-drag-film",
     );
-    let mut h = Harness::builder()
-        .with_size(egui::Vec2::new(2000.0, 1000.0))
-        .build_ui_state(|ui, app: &mut ViewerApp| app.ui_root(ui), app);
     wait_until(&mut h, "the film", |a| a.film_texture_key().is_some());
     let texels = |a: &ViewerApp| {
         let k = a.film_texture_key().unwrap();

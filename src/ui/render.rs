@@ -780,22 +780,21 @@ mod tests {
     fn a_window_drag_halves_only_large_textures() {
         // The 9500 × 9500 film fitted (step 4: 2375² texels) and zoomed in (step 2).
         assert_eq!(drag_step(FilmRegion::whole(9500, 9500), 4), 8);
-        let zoomed = FilmRegion {
-            x0: 512,
-            y0: 1536,
-            x1: 8704,
-            y1: 8192,
-        };
-        assert_eq!(drag_step(zoomed, 2), 4);
+        let zoomed = FilmRegion::whole(8704, 8192);
+        assert_eq!(
+            drag_step(
+                FilmRegion {
+                    x0: 512,
+                    y0: 1536,
+                    ..zoomed
+                },
+                2
+            ),
+            4
+        );
         // A CR film fitted (step 2: 1500 × 1800) and its part on screen at 1:1 stay as they are.
         assert_eq!(drag_step(FilmRegion::whole(3000, 3600), 2), 2);
-        let at_1_to_1 = FilmRegion {
-            x0: 0,
-            y0: 0,
-            x1: 1536,
-            y1: 1024,
-        };
-        assert_eq!(drag_step(at_1_to_1, 1), 1);
+        assert_eq!(drag_step(FilmRegion::whole(1536, 1024), 1), 1);
         // Just over the limit at step 1: 2049 × 2048 texels.
         let over = FilmRegion::whole(2049, 2048);
         assert_eq!(drag_step(over, 1), 2);
