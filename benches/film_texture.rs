@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use cxr_viewer::io::{load_study, Study, Window, WindowSource};
-use cxr_viewer::ui::render::{film_image, texture_region, FilmLevel, FilmRegion, FilmSource};
+use cxr_viewer::ui::render::{
+    film_image, texture_region, FilmLevel, FilmRegion, FilmSource, MAX_TEXTURE_SIDE,
+};
 
 /// A deterministic stand-in for a 16-bit CR film: smooth anatomy-like shading plus fine noise.
 fn synthetic_film(width: usize, height: usize) -> Study {
@@ -116,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     // 1:1, centred, in a 1300 × 850 canvas: what `canvas_ui` asks for.
     let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
     let visible = egui::Rect::from_center_size(egui::pos2(cx, cy), egui::vec2(1300.0, 850.0));
-    let (region, step) = texture_region((w, h), visible, 1);
+    let (region, step) = texture_region((w, h), visible, 1, MAX_TEXTURE_SIDE);
     let size = film_image(FilmSource::Full(&study), &window, false, region).size;
     row(
         &format!(

@@ -819,7 +819,7 @@ fn a_window_level_drag_builds_a_large_texture_at_half_resolution() {
     use cxr_viewer::ui::render::DRAG_MAX_TEXELS;
     use egui::{Event, PointerButton, Pos2};
     let mut h = on_a_large_film(
-        (8000, 2400),
+        (4000, 4000),
         egui::Vec2::new(2000.0, 1000.0),
         "ui-drag-film",
     );

@@ -12,7 +12,7 @@ use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
 use super::film_levels::FilmLevels;
 use super::render::{
     contour_segments, drag_step, film_filter, film_image, map_scale, overlay_image, texture_region,
-    texture_step, FilmSource,
+    texture_step, FilmSource, MAX_TEXTURE_SIDE,
 };
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
@@ -177,13 +177,18 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         screen_from_image.inverse(primary.max),
     );
     let size = (study.width, study.height);
-    let (mut region, mut step) =
-        texture_region(size, visible_in_image, texture_step(film_side, shown_px));
+    let max_side = MAX_TEXTURE_SIDE.min(ui.input(|i| i.max_texture_side));
+    let (mut region, mut step) = texture_region(
+        size,
+        visible_in_image,
+        texture_step(film_side, shown_px),
+        max_side,
+    );
     // A large texture at half resolution while window/level is dragged ([`drag_step`]).
     if response.dragged_by(PointerButton::Secondary) {
         let coarser = drag_step(region, step);
         if coarser != step {
-            (region, step) = texture_region(size, visible_in_image, coarser);
+            (region, step) = texture_region(size, visible_in_image, coarser, max_side);
         }
     }
     // The film's level for that step, or a coarser one standing in while a large film's level is
@@ -195,7 +200,7 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .level(&study, step, move || ctx.request_repaint());
         if level.step != step {
             // Coarser, so its texture is smaller: the side limit cannot raise the step again.
-            region = texture_region(size, visible_in_image, level.step).0;
+            region = texture_region(size, visible_in_image, level.step, max_side).0;
             step = level.step;
         }
         Some(level)

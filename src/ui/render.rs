@@ -63,7 +63,7 @@ pub fn texture_step(film_side: usize, shown_px: f32) -> usize {
 
 /// Texels above which a texture is built at half resolution while window/level is dragged
 /// ([`drag_step`]).
-pub const DRAG_MAX_TEXELS: usize = 4 << 20;
+pub const DRAG_MAX_TEXELS: usize = 2 << 20;
 
 /// The step to build the film's texture at while window/level is being dragged: twice `step`
 /// when the texture of `region` at `step` holds more than [`DRAG_MAX_TEXELS`], else `step`.
@@ -72,9 +72,9 @@ pub const DRAG_MAX_TEXELS: usize = 4 << 20;
 /// screen pixel, so a large film zoomed in builds up to sixteen texels per screen pixel each
 /// frame: on a 9500 × 9500 film at step 2, 35–66 ms a frame (2-core Intel Xeon). At twice the
 /// step there is still at least one texel per screen pixel, which is all a moving picture needs;
-/// the texture at the full step is built once, on the first frame after the drag. Ordinary films
-/// in an ordinary window stay under the limit (a 3000 × 3600 film fitted into a 700-px-tall
-/// canvas: 1500 × 1800 texels).
+/// the texture at the full step is built once, on the first frame after the drag. The limit,
+/// 2 M texels (about 5 ms a frame there), halves a 3000 × 3600 film fitted into a 700-px-tall
+/// canvas too (1500 × 1800 texels), not its part on screen at 1:1 (1536 × 1024).
 pub fn drag_step(region: FilmRegion, step: usize) -> usize {
     let step = step.max(1);
     let texels = (region.x1 - region.x0).div_ceil(step) * (region.y1 - region.y0).div_ceil(step);
@@ -132,7 +132,9 @@ impl FilmRegion {
 /// The part of a `width` × `height` film that the texture covers, and the step it is built at.
 /// Only what is on screen (`visible_in_image`, film pixel coordinates, may reach past the film)
 /// is built, widened to whole blocks of [`REGION_BLOCK_TEXELS`] texels and clipped to the film;
-/// `step` is doubled until no side is over [`MAX_TEXTURE_SIDE`] texels.
+/// `step` is doubled until no side is over `max_side` texels: [`MAX_TEXTURE_SIDE`], or less
+/// where the graphics backend allows less (egui's `max_texture_side`; a texture over it is
+/// refused, and egui's test harness allows 2048).
 ///
 /// Why: a window/level drag rebuilds the texture every frame. At 1:1 a 3000 × 3600 film fills
 /// the screen with a tenth of its pixels, but the whole film's texture took 34–42 ms a frame;
@@ -142,7 +144,9 @@ pub fn texture_region(
     (width, height): (usize, usize),
     visible_in_image: egui::Rect,
     step: usize,
+    max_side: usize,
 ) -> (FilmRegion, usize) {
+    let max_side = max_side.max(REGION_BLOCK_TEXELS);
     let mut step = step.max(1);
     loop {
         let block = step * REGION_BLOCK_TEXELS;
@@ -159,7 +163,7 @@ pub fn texture_region(
         let (y0, y1) = span(visible_in_image.min.y, visible_in_image.max.y, height);
         let region = FilmRegion { x0, y0, x1, y1 };
         let side = (x1 - x0).max(y1 - y0).div_ceil(step);
-        if side <= MAX_TEXTURE_SIDE {
+        if side <= max_side {
             return (region, step);
         }
         step *= 2;
@@ -792,13 +796,12 @@ mod tests {
             ),
             4
         );
-        // A CR film fitted (step 2: 1500 × 1800) and its part on screen at 1:1 stay as they are.
-        assert_eq!(drag_step(FilmRegion::whole(3000, 3600), 2), 2);
+        // A CR film fitted (step 2: 1500 × 1800) is halved; its part on screen at 1:1 is not.
+        assert_eq!(drag_step(FilmRegion::whole(3000, 3600), 2), 4);
         assert_eq!(drag_step(FilmRegion::whole(1536, 1024), 1), 1);
-        // Just over the limit at step 1: 2049 × 2048 texels.
-        let over = FilmRegion::whole(2049, 2048);
-        assert_eq!(drag_step(over, 1), 2);
-        assert_eq!(drag_step(FilmRegion::whole(2048, 2048), 1), 1);
+        // Just over the limit at step 1 (1449 × 1448 texels), and just under it.
+        assert_eq!(drag_step(FilmRegion::whole(1449, 1448), 1), 2);
+        assert_eq!(drag_step(FilmRegion::whole(1448, 1448), 1), 1);
     }
 
     #[test]
@@ -842,27 +845,62 @@ mod tests {
         let region = |x0, y0, x1, y1| FilmRegion { x0, y0, x1, y1 };
         let b = REGION_BLOCK_TEXELS;
         // Fitted (the film and some background visible): all of it, at the step asked for.
-        let whole = texture_region((3000, 3600), rect(-500.0, -10.0, 3500.0, 3610.0), 2);
+        let whole = texture_region(
+            (3000, 3600),
+            rect(-500.0, -10.0, 3500.0, 3610.0),
+            2,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!(whole, (FilmRegion::whole(3000, 3600), 2));
         // 1:1 in a 1400 × 900 canvas, somewhere inside: the blocks of 256 pixels it touches.
-        let (r, step) = texture_region((3000, 3600), rect(1000.5, 2000.5, 2400.5, 2900.5), 1);
+        let (r, step) = texture_region(
+            (3000, 3600),
+            rect(1000.5, 2000.5, 2400.5, 2900.5),
+            1,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!((r, step), (region(3 * b, 7 * b, 10 * b, 12 * b), 1));
         assert!(r.x0 as f32 <= 1000.5 && r.x1 as f32 >= 2400.5);
         assert!(r.y0 as f32 <= 2000.5 && r.y1 as f32 >= 2900.5);
         // At step 2 the blocks are 512 film pixels.
-        let (r, _) = texture_region((3000, 3600), rect(1000.0, 2000.0, 2400.0, 2900.0), 2);
+        let (r, _) = texture_region(
+            (3000, 3600),
+            rect(1000.0, 2000.0, 2400.0, 2900.0),
+            2,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!(r, region(512, 1536, 2560, 3072));
         // At the film's right and bottom edges, clipped to it.
-        let (r, _) = texture_region((3000, 3600), rect(2500.0, 3300.0, 3900.0, 4200.0), 1);
+        let (r, _) = texture_region(
+            (3000, 3600),
+            rect(2500.0, 3300.0, 3900.0, 4200.0),
+            1,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!(r, region(2304, 3072, 3000, 3600));
         // A 16384-px film at 1:1: every pixel on screen at full resolution.
-        let (r, step) = texture_region((16_384, 16_384), rect(8000.0, 8000.0, 9400.0, 8900.0), 1);
+        let (r, step) = texture_region(
+            (16_384, 16_384),
+            rect(8000.0, 8000.0, 9400.0, 8900.0),
+            1,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!((r, step), (region(31 * b, 31 * b, 37 * b, 35 * b), 1));
         // The same film fitted: the step rises until a side fits the texture limit.
-        let (r, step) = texture_region((16_384, 16_384), rect(0.0, 0.0, 16_384.0, 16_384.0), 1);
+        let (r, step) = texture_region(
+            (16_384, 16_384),
+            rect(0.0, 0.0, 16_384.0, 16_384.0),
+            1,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!((r, step), (FilmRegion::whole(16_384, 16_384), 4));
         // Panned right off the film: one block at the nearest corner, not an empty texture.
-        let (r, _) = texture_region((3000, 3600), rect(5000.0, -900.0, 6400.0, 0.0), 1);
+        let (r, _) = texture_region(
+            (3000, 3600),
+            rect(5000.0, -900.0, 6400.0, 0.0),
+            1,
+            MAX_TEXTURE_SIDE,
+        );
         assert_eq!(r, region(2816, 0, 3000, 256));
     }
 
