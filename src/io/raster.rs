@@ -11,7 +11,7 @@
 //! on all 5,325 JPEG/PNG files of `../shared`), so the model saw them as displayed here.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Cursor, Seek};
 use std::path::Path;
 
 use image::metadata::Orientation;
@@ -49,9 +49,21 @@ pub(super) fn load(
     format_name: &str,
 ) -> Result<Study, LoadError> {
     if format == ImageFormat::Jpeg {
-        check_jpeg_frame(path)?;
+        // Read once: checked whole, then decoded from memory.
+        let bytes = checked_jpeg(path)?;
+        let mut r = ImageReader::new(Cursor::new(bytes));
+        r.set_format(format);
+        return decode(path, r, format, format_name);
     }
-    let mut r = reader(path, format)?;
+    decode(path, reader(path, format)?, format, format_name)
+}
+
+fn decode<R: BufRead + Seek>(
+    path: &Path,
+    mut r: ImageReader<R>,
+    format: ImageFormat,
+    format_name: &str,
+) -> Result<Study, LoadError> {
     r.limits(limits());
     // `into_decoder` parses only the header and enforces the side limits there, before any pixel
     // buffer is allocated.
@@ -89,15 +101,15 @@ pub(super) fn load(
     })
 }
 
-/// Refuse a frame the JPEG decoder would panic on, and a file cut short ([`jpeg_check`]). The
-/// whole file is read for the second check (its end must be seen); the decoder reads it again,
-/// from the page cache.
-fn check_jpeg_frame(path: &Path) -> Result<(), LoadError> {
+/// The whole file, once it is known that the JPEG decoder will not panic on its frame and that
+/// it is not cut short ([`jpeg_check`]; the second check must see the file's end).
+fn checked_jpeg(path: &Path) -> Result<Vec<u8>, LoadError> {
     let bytes = super::read_prefix(path, u64::MAX)?;
     jpeg_check::check_sampling(&bytes)
         .map_err(|reason| LoadError::new(path, LoadErrorKind::Unsupported, reason))?;
     jpeg_check::check_complete(&bytes)
-        .map_err(|reason| LoadError::new(path, LoadErrorKind::Corrupt, reason))
+        .map_err(|reason| LoadError::new(path, LoadErrorKind::Corrupt, reason))?;
+    Ok(bytes)
 }
 
 /// The limits fired from the header; read the header again without them only to say how big the
