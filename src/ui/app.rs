@@ -799,13 +799,10 @@ impl ViewerApp {
 
     fn system_dialog_answered(&mut self, token: u64, path: Option<PathBuf>, no_dialog: bool) {
         use super::system_dialog::Asked;
-        if self.system_dialog.as_ref().is_none_or(|w| w.token != token) {
+        let Some(waiting) = self.system_dialog.take_if(|w| w.token == token) else {
             tracing::info!(
                 "a system file dialog answered after the viewer's own was used: ignored"
             );
-            return;
-        }
-        let Some(waiting) = self.system_dialog.take() else {
             return;
         };
         match (waiting.asked, path) {
