@@ -263,7 +263,7 @@ fn write_outputs(
             Colormap::Inferno,
             0.45,
         ),
-        "overlay_gradcam.png",
+        crate::io::OVERLAY_GRADCAM,
     )?;
     let std_scale = MapScale::Sequential {
         max: analysis.uncertainty.cam_mean.max().max(f32::MIN_POSITIVE),
@@ -277,7 +277,7 @@ fn write_outputs(
             Colormap::Viridis,
             0.45,
         ),
-        "overlay_uncertainty.png",
+        crate::io::OVERLAY_UNCERTAINTY,
     )?;
     if let Some(ig) = &analysis.ig {
         write_grid(&ig.map, &dir.join("ig.npy"))?;
@@ -290,7 +290,7 @@ fn write_outputs(
                 Colormap::RedBlue,
                 0.8,
             ),
-            "overlay_ig.png",
+            crate::io::OVERLAY_IG,
         )?;
     }
     Ok(())

@@ -458,3 +458,52 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `analyze FOLDER --out FOLDER/out` run twice analyses the same films twice: the first run's
+/// overlays (PNGs beside a `report.json`) are not films. Before, the second run analysed each
+/// overlay as a study (an overlay got "PNEUMONIA 0.920") and wrote into `out/out/`. A PNG of
+/// an overlay's name with no report beside it is still a study.
+#[test]
+fn analyze_skips_the_overlays_of_an_earlier_run_inside_its_input() {
+    let tmp = scratch("cli-analyze-rerun");
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(data.join("mine")).unwrap();
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    std::fs::copy(&jpeg, data.join("film.jpeg")).unwrap();
+    // A user's own film that happens to carry an overlay's name, with no report beside it.
+    let png = image::open(&jpeg).unwrap();
+    png.save(data.join("mine/overlay_ig.png")).unwrap();
+    let out = data.join("out");
+    let run = || {
+        let result = bin()
+            .args(["analyze"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .arg("--model")
+            .arg(fixture("reference/model.json"))
+            .args(["--device", "cpu", "--mc-samples", "3", "--no-ig"])
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
+        let mut analysed: Vec<String> = stdout
+            .lines()
+            .map(|l| l.split(": ").next().unwrap().to_string())
+            .collect();
+        analysed.sort();
+        analysed
+    };
+    let expected = [
+        data.join("film.jpeg").display().to_string(),
+        data.join("mine/overlay_ig.png").display().to_string(),
+    ];
+    assert_eq!(run(), expected);
+    assert!(out.join("film/overlay_gradcam.png").is_file());
+    assert_eq!(run(), expected, "the second run analyses the same films");
+    assert!(!out.join("out").exists(), "nothing nested into out/out");
+}

@@ -498,10 +498,30 @@ fn check_dimensions(path: &Path, width: usize, height: usize) -> Result<(), Load
     Ok(())
 }
 
+/// The overlay images `cxr-viewer analyze` writes beside each study's `report.json` (file
+/// names of the output contract).
+pub const OVERLAY_GRADCAM: &str = "overlay_gradcam.png";
+pub const OVERLAY_UNCERTAINTY: &str = "overlay_uncertainty.png";
+pub const OVERLAY_IG: &str = "overlay_ig.png";
+pub const ANALYSIS_OVERLAYS: [&str; 3] = [OVERLAY_GRADCAM, OVERLAY_UNCERTAINTY, OVERLAY_IG];
+
+/// Whether `path` is an overlay that `analyze` wrote: one of [`ANALYSIS_OVERLAYS`] with a
+/// `report.json` beside it. Folder listings skip these. Before, `analyze FOLDER --out
+/// FOLDER/out` run a second time analysed the first run's overlays as films (a heat-map PNG
+/// got "PNEUMONIA 0.920", and outputs nested into `out/out/`), and a folder review or `eval`
+/// over a folder that held earlier results listed them as studies. A user's own file of that
+/// name without a report beside it is still a study, and any file opens when named directly.
+pub fn is_analysis_overlay(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| ANALYSIS_OVERLAYS.contains(&n))
+        && path.with_file_name("report.json").is_file()
+}
+
 /// The files under `root`, to `max_depth` folders down, depth first with each folder's entries
-/// sorted by name; hidden files and folders (name starting with `.`) are skipped, except `root`
-/// itself. The one folder walk of the viewer's study list and the CLI's `eval` and
-/// `scope-report`.
+/// sorted by name; hidden files and folders (name starting with `.`) and the overlays of an
+/// earlier `analyze` ([`is_analysis_overlay`]) are skipped, except `root` itself. The one
+/// folder walk of the viewer's study list and the CLI's `analyze`, `eval` and `scope-report`.
 ///
 /// Symbolic links are followed: a folder of links to films is how a labelled subset is usually
 /// made (`NORMAL/`, `PNEUMONIA/` linking into an archive), and before the twenty-second session
@@ -539,7 +559,9 @@ pub fn files_under(root: &Path, max_depth: usize) -> impl Iterator<Item = PathBu
             first
         })
         .filter_map(|entry| match entry {
-            Ok(e) => e.file_type().is_file().then(|| e.into_path()),
+            Ok(e) => {
+                (e.file_type().is_file() && !is_analysis_overlay(e.path())).then(|| e.into_path())
+            }
             Err(e) => {
                 tracing::warn!("skipped while listing the folder: {e}");
                 None
