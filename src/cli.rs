@@ -688,6 +688,16 @@ pub fn progress_bar(len: usize, template: &str) -> indicatif::ProgressBar {
     bar
 }
 
+/// Creates `--out` (and the folders above it) if missing. A path that is a file is refused by
+/// name: "cannot create afile: File exists" did not say which path was wrong or why.
+pub fn output_folder(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!("--out {} is a file, not a folder", out.display());
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))
+}
+
 /// The RSNA labels CSV given with `--boxes`, if any.
 pub fn read_boxes(boxes: Option<&Path>) -> Result<Option<crate::notes::rsna::RsnaLabels>> {
     boxes
@@ -722,7 +732,7 @@ pub fn eval_labelled(
     use crate::evaluation::{metrics, Case, ECE_BINS};
     let cfg = &engine.model.config;
     let positive = cfg.positive_class.clone();
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    output_folder(out)?;
     let bar = progress_bar(
         labelled.len(),
         "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",

@@ -340,6 +340,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             include_identifiers,
             frame,
         }) => {
+            // Before the model loads and any film is analysed: an --out that cannot be a folder
+            // would otherwise fail each film after its analysis, one error line per film.
+            cli::output_folder(&out)?;
             let engine = load_engine(&model)?;
             let failures = cli::analyze(
                 &engine,
@@ -366,6 +369,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             faithfulness,
             faithfulness_ig_steps,
         }) => {
+            cli::output_folder(&out)?;
             let engine = load_engine(&model)?;
             let summary = if faithfulness {
                 cli::eval_with_faithfulness(

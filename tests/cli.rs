@@ -507,3 +507,48 @@ fn analyze_skips_the_overlays_of_an_earlier_run_inside_its_input() {
     assert_eq!(run(), expected, "the second run analyses the same films");
     assert!(!out.join("out").exists(), "nothing nested into out/out");
 }
+
+/// An `--out` that is a file is one error line before any film is analysed. Before, `analyze`
+/// analysed every film and then failed each with "cannot create …: Not a directory", one line
+/// per film, and `eval` said "cannot create afile: File exists".
+#[test]
+fn an_out_path_that_is_a_file_is_refused_before_any_work() {
+    let tmp = scratch("cli-out-file");
+    let out = tmp.path().join("afile");
+    std::fs::write(&out, b"results were meant to go elsewhere").unwrap();
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    let expected = format!("error: --out {} is a file, not a folder", out.display());
+    let analyze = bin()
+        .args(["analyze"])
+        .arg(&jpeg)
+        .arg(&jpeg)
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--device", "cpu", "--no-ig"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let eval = bin()
+        .args(["eval", "--data"])
+        .arg(tmp.path())
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--device", "cpu"])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    for result in [analyze, eval] {
+        assert!(!result.status.success());
+        assert!(result.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(stderr.trim_end(), expected);
+    }
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        b"results were meant to go elsewhere"
+    );
+}
