@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cxr_viewer::io::load_study_frame;
 use cxr_viewer::ui::app::{Action, ViewerApp};
 use egui::Key;
+use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use ui_support::{harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker};
 
@@ -109,4 +110,10 @@ fn a_dicomdir_opens_as_a_folder_under_review() {
             "PT000001/ST000000/SE000000/IM000000",
         ]
     );
+    // Both patients' first image is "IM000000": the list tells them apart by the folder that
+    // differs (before, two rows read "IM000000" alike).
+    h.run_steps(3);
+    for shown in ["IM000000  PT000000/…", "IM000001", "IM000000  PT000001/…"] {
+        h.get_by_label(shown);
+    }
 }

@@ -29,8 +29,11 @@ const MAX_DEPTH: usize = 16;
 #[derive(Clone, Debug)]
 pub struct StudyRow {
     pub path: PathBuf,
-    /// Relative to the opened folder: what the list shows and sorts by.
+    /// Relative to the opened folder: what the list sorts by and shows on hover.
     pub relative: String,
+    /// Shown after the file name when another listed file has the same name: the folders that
+    /// tell them apart ([`folder_hints`]).
+    pub folder_hint: Option<String>,
     /// From the nearest class-named folder above the file, if any.
     pub folder_truth: Option<Finding>,
     /// Known once the file has been read (content hash or SOPInstanceUID).
@@ -584,14 +587,21 @@ fn list_base(root: &Path) -> &Path {
 
 /// Rows for listed files, before any prediction.
 pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<StudyRow> {
+    let relatives: Vec<PathBuf> = files
+        .iter()
+        .map(|path| {
+            path.strip_prefix(list_base(root))
+                .unwrap_or(path)
+                .to_path_buf()
+        })
+        .collect();
+    let hints = folder_hints(&relatives);
     files
         .into_iter()
-        .map(|path| StudyRow {
-            relative: path
-                .strip_prefix(list_base(root))
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned(),
+        .zip(relatives.into_iter().zip(hints))
+        .map(|(path, (relative, folder_hint))| StudyRow {
+            relative: relative.to_string_lossy().into_owned(),
+            folder_hint,
             folder_truth: folder_truth(root, &path, config),
             id: None,
             prediction: None,
@@ -602,9 +612,94 @@ pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<S
         .collect()
 }
 
+/// For each file whose name another listed file shares, the fewest folders from the top of
+/// its relative path that tell the group apart, "/…" marking folders left out; `None` for a
+/// unique name and for a file at the top of the listed folder. The list shows file names (the
+/// column is too narrow for paths), so before, a DICOMDIR's patients each showed "IM000000"
+/// and a film copied into a subfolder showed twice under one name.
+pub fn folder_hints(relatives: &[PathBuf]) -> Vec<Option<String>> {
+    let mut by_name: std::collections::HashMap<_, Vec<usize>> = std::collections::HashMap::new();
+    for (i, relative) in relatives.iter().enumerate() {
+        by_name.entry(relative.file_name()).or_default().push(i);
+    }
+    let mut hints = vec![None; relatives.len()];
+    for group in by_name.into_values().filter(|g| g.len() > 1) {
+        let folders: Vec<Vec<String>> = group
+            .iter()
+            .map(|&i| {
+                let parent = relatives[i].parent().unwrap_or(Path::new(""));
+                parent
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .collect();
+        let deepest = folders.iter().map(Vec::len).max().unwrap_or(0);
+        // The whole folder paths differ (the files are distinct), so some depth does.
+        let depth = (1..=deepest)
+            .find(|&k| {
+                let prefixes: std::collections::HashSet<&[String]> =
+                    folders.iter().map(|f| &f[..k.min(f.len())]).collect();
+                prefixes.len() == folders.len()
+            })
+            .unwrap_or(deepest);
+        for (&i, folder) in group.iter().zip(&folders) {
+            let shown = &folder[..depth.min(folder.len())];
+            if !shown.is_empty() {
+                let elided = if folder.len() > shown.len() {
+                    "/…"
+                } else {
+                    ""
+                };
+                hints[i] = Some(format!("{}{elided}", shown.join("/")));
+            }
+        }
+    }
+    hints
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_of_one_name_are_told_apart_by_the_fewest_folders_from_the_top() {
+        let relatives: Vec<PathBuf> = [
+            "PT000000/ST000000/SE000000/IM000000",
+            "PT000000/ST000000/SE000000/IM000001",
+            "PT000001/ST000000/SE000000/IM000000",
+            "film.jpeg",
+            "copies/film.jpeg",
+            "a/b/x.png",
+            "a/c/x.png",
+            "d/b/x.png",
+            "a/y.png",
+            "a/b/y.png",
+            "unique.png",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let hints = folder_hints(&relatives);
+        let expected = [
+            Some("PT000000/…"),
+            None,
+            Some("PT000001/…"),
+            None,
+            Some("copies"),
+            Some("a/b"),
+            Some("a/c"),
+            Some("d/b"),
+            Some("a"),
+            Some("a/b"),
+            None,
+        ];
+        assert_eq!(
+            hints,
+            expected.map(|h| h.map(str::to_string)).to_vec(),
+            "{relatives:?}"
+        );
+    }
 
     #[test]
     fn the_note_cell_shows_boxes_drawn_without_a_verdict_and_sorts_them_above_empty_notes() {
@@ -648,6 +743,7 @@ mod tests {
         StudyRow {
             path: PathBuf::from(format!("/r/{name}")),
             relative: name.to_string(),
+            folder_hint: None,
             folder_truth: truth,
             id: Some(StudyId::sha256(&[name.len() as u8; 32])),
             prediction: pred.map(|(predicted, probability, uncertain)| PredictionSnapshot {

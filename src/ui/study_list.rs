@@ -466,13 +466,24 @@ fn cell_ui(
     };
     match column {
         SortColumn::File => {
-            // The name; the folders are in the hover text (and the truth column).
-            ui.add(
-                egui::Label::new(display_name(&r.path))
-                    .selectable(false)
-                    .truncate(),
-            )
-            .on_hover_text(&r.relative);
+            // The name; the folders are in the hover text (and the truth column), and after the
+            // name, dimmed, where they tell two files of one name apart (cut first when narrow).
+            let mut text = egui::text::LayoutJob::default();
+            let style = ui.style().clone();
+            let append = |job: &mut egui::text::LayoutJob, part: RichText| {
+                part.append_to(
+                    job,
+                    &style,
+                    egui::FontSelection::Default,
+                    egui::Align::Center,
+                );
+            };
+            append(&mut text, RichText::new(display_name(&r.path)));
+            if let Some(hint) = &r.folder_hint {
+                append(&mut text, RichText::new(format!("  {hint}")).weak());
+            }
+            ui.add(egui::Label::new(text).selectable(false).truncate())
+                .on_hover_text(&r.relative);
         }
         SortColumn::Truth => plain(
             ui,
