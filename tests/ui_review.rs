@@ -459,3 +459,36 @@ fn a_folder_of_links_is_listed_and_walked_as_its_links() {
     assert_eq!(current_path(h.state()).as_ref(), Some(&order[0]));
     assert_eq!(h.state().folder_position(), Some((0, 3)));
 }
+
+/// A folder opened for review is in Recent, as "name/", and reopens as a review from there; the
+/// films opened within it are not added one by one. Before, Recent never listed a folder, and
+/// ten films walked in a review pushed everything else out of it.
+#[test]
+fn a_reviewed_folder_is_in_recent_and_reopens_as_a_review() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-recent").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    for _ in 0..3 {
+        h.key_press(Key::ArrowDown);
+        h.run_ok();
+    }
+    assert_eq!(h.state().settings.recent, std::slice::from_ref(&fx.root));
+    // A film from elsewhere is remembered above the folder.
+    let film = repo("assets/samples/person45_bacteria_221.jpeg");
+    h.state_mut().open(film.clone());
+    h.run_ok();
+    assert_eq!(
+        h.state().settings.recent,
+        [std::path::absolute(&film).unwrap(), fx.root.clone()]
+    );
+    h.get_by_label("Recent").click();
+    h.run_ok();
+    let name = format!("{}/", fx.root.file_name().unwrap().to_string_lossy());
+    h.get_by_label(&name).click();
+    wait_until(&mut h, "the folder reopened as a review", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.root == fx.root)
+    });
+    assert_eq!(h.state().settings.recent[0], fx.root);
+}

@@ -518,11 +518,15 @@ impl ViewerApp {
             return;
         }
         self.jobs.cancel_all_except(None);
-        self.settings.remember(&path);
         let in_review = self
             .review
             .as_ref()
             .is_some_and(|r| r.row_index(&path).is_some());
+        // A film of the folder under review is reached through the folder, which Recent holds;
+        // remembered one by one, ten films pushed everything else out of the list.
+        if !in_review {
+            self.settings.remember(&path);
+        }
         if !in_review && !self.folder.contains(&path) {
             self.folder = path
                 .parent()

@@ -128,14 +128,25 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
             // Checked only while the menu is open (ten entries at most): a file moved or deleted
             // since, or on a share not mounted now, is shown but cannot be picked.
+            // A folder (reopened as a review) reads "name/".
             for path in recent.iter() {
                 let found = path.exists();
+                let folder = path.is_dir();
+                let name = if folder {
+                    format!("{}/", display_name(path))
+                } else {
+                    display_name(path)
+                };
                 let button = ui
-                    .add_enabled(found, egui::Button::new(display_name(path)))
+                    .add_enabled(found, egui::Button::new(name))
                     .on_hover_text(path.display().to_string())
                     .on_disabled_hover_text(format!("not found: {}", path.display()));
                 if button.clicked() {
-                    app.open(path.clone());
+                    if folder {
+                        app.open_folder(path);
+                    } else {
+                        app.open(path.clone());
+                    }
                     ui.close();
                 }
             }

@@ -362,6 +362,7 @@ impl ViewerApp {
     /// opens as soon as the list is there.
     pub fn start_review(&mut self, dir: &Path) {
         let dir = review_root(dir);
+        self.settings.remember(&dir);
         if let Some(old) = self.review.take() {
             old.stop();
         }
