@@ -116,4 +116,9 @@ fn a_dicomdir_opens_as_a_folder_under_review() {
     for shown in ["IM000000  PT000000/…", "IM000001", "IM000000  PT000001/…"] {
         h.get_by_label(shown);
     }
+    // The header above the film names it by its path in the folder.
+    wait_until(&mut h, "the first study open", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    h.get_by_label_contains("PT000000/ST000000/SE000000/IM000000  ·  ");
 }

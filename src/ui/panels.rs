@@ -317,7 +317,14 @@ fn study_header_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let Some(current) = app.current.as_ref() else {
         return;
     };
-    let mut parts = vec![display_name(&current.path)];
+    // A film of the folder under review by its path in that folder: two films may share a name
+    // (a DICOMDIR's IM000000 of each patient), and the class folder is part of what it is.
+    let name = app
+        .review
+        .as_ref()
+        .and_then(|r| Some(r.rows[r.row_index(&current.path)?].relative.clone()))
+        .unwrap_or_else(|| display_name(&current.path));
+    let mut parts = vec![name];
     if let Some(study) = &current.study {
         let m = &study.metadata;
         parts.push(m.modality.clone().unwrap_or_else(|| m.format.clone()));
