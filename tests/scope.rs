@@ -211,9 +211,68 @@ fn colour_photographs_are_out_grey_rgb_is_not() {
     let g = load_study(&pg).unwrap();
     assert_eq!(g.metadata.colourfulness, Some(0.0));
     assert!(ScopeCheck::from_header(&g.metadata).in_scope);
+    assert_eq!(g.metadata.coloured_share, Some(0.0));
     // Grey JPEGs have no colour channel at all.
     let film = load_study(&repo("assets/samples/person45_bacteria_221.jpeg")).unwrap();
     assert_eq!(film.metadata.colourfulness, None);
+    assert_eq!(film.metadata.coloured_share, None);
+}
+
+/// A film with colour drawn over part of it (as an IG overlay: red and blue blended over a few
+/// percent of the pixels) is out, though not colourful as a whole; the same film with a small red marker,
+/// or saved as RGB JPEG, is in. Before, `analyze` rated its own IG overlay "PNEUMONIA 0.920" in
+/// scope.
+#[test]
+fn colour_drawn_over_a_film_is_out_a_small_marker_is_not() {
+    let tmp = scratch("scope-drawn");
+    let film = image::open(repo("assets/samples/person45_bacteria_221.jpeg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = film.dimensions();
+    // Blobs of red and blue over `share` of the film, as an IG overlay's strongest attributions.
+    let drawn = |share: f64| {
+        let mut img = film.clone();
+        let side = ((share * f64::from(w) * f64::from(h) / 2.0).sqrt()) as u32;
+        for (i, (x0, y0)) in [(w / 3, h / 3), (w / 2, h / 2)].into_iter().enumerate() {
+            for y in y0..y0 + side {
+                for x in x0..x0 + side {
+                    // Pure red or blue blended at 25 % over the grey film.
+                    let grey = 0.75 * f32::from(img.get_pixel(x, y).0[0]);
+                    let (v, c) = (grey as u8, (grey + 0.25 * 255.0) as u8);
+                    let colour = if i == 0 { [c, v, v] } else { [v, v, c] };
+                    img.put_pixel(x, y, image::Rgb(colour));
+                }
+            }
+        }
+        img
+    };
+    let check = |img: &image::RgbImage, name: &str| {
+        let path = tmp.path().join(name);
+        img.save(&path).unwrap();
+        let study = load_study(&path).unwrap();
+        (
+            study.metadata.clone(),
+            ScopeCheck::from_header(&study.metadata),
+        )
+    };
+    let (meta, overlay) = check(&drawn(0.03), "overlay.png");
+    assert!(meta.colourfulness.unwrap() < 15.0, "{meta:?}");
+    let share = meta.coloured_share.unwrap();
+    assert!((0.027..0.031).contains(&share), "{meta:?}");
+    assert!(!overlay.in_scope);
+    assert_eq!(
+        overlay.reasons,
+        [format!(
+            "colour drawn over the image ({:.1} % of it strongly coloured: a heat map, markings \
+             or a tint)",
+            100.0 * share
+        )]
+    );
+    let (meta, marker) = check(&drawn(0.004), "marker.png");
+    assert!(marker.in_scope, "{meta:?} {:?}", marker.reasons);
+    let (meta, rgb) = check(&film, "film-rgb.jpeg");
+    assert!(rgb.in_scope, "{meta:?}");
+    assert!(meta.coloured_share.unwrap() < 0.001, "{meta:?}");
 }
 
 fn shipped_engine() -> Engine {

@@ -284,6 +284,11 @@ pub struct StudyMetadata {
     /// guard uses it to tell colour photographs from films.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub colourfulness: Option<f32>,
+    /// Share (0–1) of a colour raster image's pixels that are strongly coloured (channels 40 or
+    /// more of 255 apart), measured with the colourfulness; `None` where that is. A grey film
+    /// with a heat map or markings drawn over it has a low colourfulness but such pixels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coloured_share: Option<f32>,
     /// The EXIF Orientation (2–8) of a PNG/JPEG that was applied at load time, so the pixels,
     /// maps and boxes are upright as other viewers show the file; `None` when absent or 1.
     #[serde(skip_serializing_if = "Option::is_none")]

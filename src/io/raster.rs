@@ -81,6 +81,7 @@ fn decode<R: BufRead + Seek>(
     img.apply_orientation(orientation);
     let (w, h) = (img.width(), img.height());
 
+    let colour = colour_measures(&img);
     let (pixels, bits) = to_luma(&img);
     let high = if bits == 16 { 65535.0 } else { 255.0 };
     Ok(Study {
@@ -93,7 +94,8 @@ fn decode<R: BufRead + Seek>(
         metadata: StudyMetadata {
             format: format_name.to_string(),
             bits_stored: bits,
-            colourfulness: colourfulness(&img),
+            colourfulness: colour.map(|c| c.colourfulness),
+            coloured_share: colour.map(|c| c.coloured_share),
             exif_orientation: Some(orientation.to_exif()).filter(|&o| o != 1),
             ..Default::default()
         },
@@ -139,11 +141,26 @@ fn image_error(path: &Path, format_name: &str, err: ImageError) -> LoadError {
     LoadError::new(path, kind, reason).with_source(err)
 }
 
-/// Hasler & Süsstrunk (2003) colourfulness on the 0–255 scale:
-/// `M = sqrt(σ_rg² + σ_yb²) + 0.3·sqrt(μ_rg² + μ_yb²)` with `rg = R − G`, `yb = (R + G)/2 − B`.
-/// Grey images are `None`; a grey image stored as RGB gives 0. On a 64×64-ish subsample (every
-/// `step`-th pixel) so it costs well under a millisecond on a large photograph.
-fn colourfulness(img: &DynamicImage) -> Option<f32> {
+/// How much colour a colour raster image holds, on a subsample of about 256 pixels per side
+/// (well under a millisecond on a large photograph).
+#[derive(Clone, Copy, Debug)]
+struct ColourMeasures {
+    /// Hasler & Süsstrunk (2003) colourfulness on the 0–255 scale:
+    /// `M = sqrt(σ_rg² + σ_yb²) + 0.3·sqrt(μ_rg² + μ_yb²)` with `rg = R − G`,
+    /// `yb = (R + G)/2 − B`; 0 for a grey image stored as RGB.
+    colourfulness: f32,
+    /// Share of pixels whose channels differ by at least [`STRONG_CHROMA`]: colour drawn over a
+    /// grey film (a heat map, markings) that leaves the colourfulness of the whole low.
+    coloured_share: f32,
+}
+
+/// `max(R, G, B) − min(R, G, B)` (of 255) from which a pixel counts as strongly coloured. JPEG's
+/// chroma noise on a grey film stays within a few levels; the red and blue of an IG overlay at
+/// full strength differ by 100 or more.
+const STRONG_CHROMA: u8 = 40;
+
+/// `None` for grey images.
+fn colour_measures(img: &DynamicImage) -> Option<ColourMeasures> {
     if !img.color().has_color() {
         return None;
     }
@@ -151,9 +168,15 @@ fn colourfulness(img: &DynamicImage) -> Option<f32> {
     let (w, h) = rgb.dimensions();
     let step = (w.max(h) / 256).max(1) as usize;
     let (mut n, mut s_rg, mut s_yb, mut q_rg, mut q_yb) = (0f64, 0f64, 0f64, 0f64, 0f64);
+    let mut coloured = 0usize;
     for y in (0..h).step_by(step) {
         for x in (0..w).step_by(step) {
-            let [r, g, b] = rgb.get_pixel(x, y).0.map(f64::from);
+            let pixel = rgb.get_pixel(x, y).0;
+            let (low, high) = (pixel.iter().min(), pixel.iter().max());
+            if let (Some(&low), Some(&high)) = (low, high) {
+                coloured += usize::from(high - low >= STRONG_CHROMA);
+            }
+            let [r, g, b] = pixel.map(f64::from);
             let rg = r - g;
             let yb = 0.5 * (r + g) - b;
             n += 1.0;
@@ -164,12 +187,18 @@ fn colourfulness(img: &DynamicImage) -> Option<f32> {
         }
     }
     if n == 0.0 {
-        return Some(0.0);
+        return Some(ColourMeasures {
+            colourfulness: 0.0,
+            coloured_share: 0.0,
+        });
     }
     let (m_rg, m_yb) = (s_rg / n, s_yb / n);
     let var_rg = (q_rg / n - m_rg * m_rg).max(0.0);
     let var_yb = (q_yb / n - m_yb * m_yb).max(0.0);
-    Some(((var_rg + var_yb).sqrt() + 0.3 * (m_rg * m_rg + m_yb * m_yb).sqrt()) as f32)
+    Some(ColourMeasures {
+        colourfulness: ((var_rg + var_yb).sqrt() + 0.3 * (m_rg * m_rg + m_yb * m_yb).sqrt()) as f32,
+        coloured_share: (coloured as f64 / n) as f32,
+    })
 }
 
 /// Pillow's ITU-R 601-2 luma in its integer form (`L24` in libImaging/Convert.c), so 8-bit

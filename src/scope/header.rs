@@ -20,6 +20,14 @@ pub const OLDER_CHILD_YEARS: f64 = 6.0;
 /// JPEG chroma) measures 0–3.
 pub const COLOURFUL: f32 = 15.0;
 
+/// Share of strongly coloured pixels above which a raster image that is not colourful as a whole
+/// counts as a film with colour drawn over it: the pixels under a heat map are not the film's,
+/// and the model reads the overlay's brightness as anatomy. The IG overlays `analyze` writes
+/// have 2–4 % such pixels at colourfulness 3–4 (below [`COLOURFUL`]), and the model gave one
+/// "PNEUMONIA 0.920" in scope; a grey film has none, and a small coloured marker or arrow stays
+/// well under 1 %.
+pub const DRAWN_COLOUR_SHARE: f32 = 0.01;
+
 /// What one header rule found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finding {
@@ -87,12 +95,16 @@ pub fn header_findings(meta: &StudyMetadata) -> Vec<Finding> {
             )));
         }
     }
-    if let Some(c) = meta.colourfulness {
-        if c > COLOURFUL {
-            out.push(Finding::Out(format!(
-                "colour photograph (colourfulness {c:.0} > {COLOURFUL:.0})"
-            )));
-        }
+    match (meta.colourfulness, meta.coloured_share) {
+        (Some(c), _) if c > COLOURFUL => out.push(Finding::Out(format!(
+            "colour photograph (colourfulness {c:.0} > {COLOURFUL:.0})"
+        ))),
+        (_, Some(share)) if share > DRAWN_COLOUR_SHARE => out.push(Finding::Out(format!(
+            "colour drawn over the image ({:.1} % of it strongly coloured: a heat map, \
+             markings or a tint)",
+            100.0 * share
+        ))),
+        _ => {}
     }
     out
 }
@@ -299,5 +311,20 @@ mod tests {
         assert_eq!(outs(&m), ["colour photograph (colourfulness 40 > 15)"]);
         m.colourfulness = Some(2.0);
         assert!(outs(&m).is_empty());
+        // Colour drawn over a grey film: low colourfulness, but a share of strong colour. A
+        // colour photograph is said once, as a photograph.
+        m.coloured_share = Some(0.035);
+        assert_eq!(
+            outs(&m),
+            [
+                "colour drawn over the image (3.5 % of it strongly coloured: a heat map, markings \
+              or a tint)"
+            ]
+        );
+        m.coloured_share = Some(0.009);
+        assert!(outs(&m).is_empty());
+        m.colourfulness = Some(40.0);
+        m.coloured_share = Some(0.5);
+        assert_eq!(outs(&m), ["colour photograph (colourfulness 40 > 15)"]);
     }
 }

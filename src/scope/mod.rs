@@ -7,8 +7,9 @@
 //!    ViewPosition lateral or oblique, age ≥ 18 y (PatientAge `nnnY/M/W/D` or a bare number;
 //!    else PatientBirthDate vs StudyDate) → out; 6–17 y → warning only; colour images
 //!    (PhotometricInterpretation RGB/YBR/PALETTE COLOR, or a raster image whose Hasler–Süsstrunk
-//!    colourfulness exceeds 15) → out. A field that is absent or unreadable never counts against
-//!    a film.
+//!    colourfulness exceeds 15, or over 1 % of whose pixels are strongly coloured: a heat map or
+//!    markings drawn over a grey film) → out. A field that is absent or unreadable never counts
+//!    against a film.
 //! 2. **Pixel detector** ([`detector`]): a Mahalanobis distance of pooled intermediate network
 //!    features to the training films, computed on the activations the prediction's forward pass
 //!    produced anyway (no extra pass).
