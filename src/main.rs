@@ -190,6 +190,9 @@ enum Command {
         /// Image to analyse (default: the bundled sample).
         #[arg(long)]
         input: Option<PathBuf>,
+        /// The image to analyse, as `--input` (`bench FILE` as `analyze FILE`).
+        #[arg(value_name = "FILE", conflicts_with = "input")]
+        file: Option<PathBuf>,
         /// Timed runs per stage (after one warm-up run); the table gives their median.
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -423,6 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Bench {
             input,
+            file,
             runs,
             ig_reference_steps,
             ig_sweep,
@@ -430,7 +434,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             explain,
         }) => {
             let engine = load_engine(&model)?;
-            let input = input.unwrap_or_else(cli::default_sample_path);
+            let input = input.or(file).unwrap_or_else(cli::default_sample_path);
             if ig_sweep {
                 let steps = ig_reference_steps.map_or(256, |s| s as usize);
                 print!(
@@ -534,5 +538,28 @@ mod tests {
         let mut missing = Vec::new();
         walk(&cli, "cxr-viewer", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    /// `bench FILE` as `analyze FILE` (before: "unexpected argument"); not both forms at once.
+    #[test]
+    fn bench_takes_its_film_as_an_argument_or_by_flag() {
+        use clap::Parser;
+        let film = |args: &[&str]| -> Result<Option<std::path::PathBuf>, clap::Error> {
+            match super::Cli::try_parse_from(args)?.command {
+                Some(super::Command::Bench { input, file, .. }) => Ok(input.or(file)),
+                _ => unreachable!("not bench"),
+            }
+        };
+        assert_eq!(
+            film(&["cxr-viewer", "bench", "a.png"]).unwrap(),
+            Some("a.png".into())
+        );
+        assert_eq!(
+            film(&["cxr-viewer", "bench", "--input", "b.png"]).unwrap(),
+            Some("b.png".into())
+        );
+        assert_eq!(film(&["cxr-viewer", "bench"]).unwrap(), None);
+        let both = film(&["cxr-viewer", "bench", "a.png", "--input", "b.png"]).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 }
