@@ -209,6 +209,82 @@ fn upsert_owns_timestamps_and_skips_unchanged_notes() {
     assert!(!store.delete(&note.study).unwrap());
 }
 
+/// Two viewers on one database edit the same note: the edit saved second began from the copy
+/// before the first was saved, so it is merged with that copy instead of overwriting it (before,
+/// the first reviewer's comment and category were silently lost). An edit that began from the
+/// stored copy, or a save of unchanged content, replaces as before.
+#[test]
+fn an_edit_begun_before_another_writers_save_is_merged_not_overwritten() {
+    let tmp = scratch("notes-store-edit");
+    let db = tmp.path().join("n.sqlite3");
+    let (window_a, window_b) = (
+        NotesStore::open(&db).unwrap(),
+        NotesStore::open(&db).unwrap(),
+    );
+    let mut start = Note::new(id(1));
+    start.text = "opacity right lower".into();
+    let start = window_a.upsert(&start).unwrap();
+
+    // Both windows open the note (base: the stored copy). B saves first.
+    let mut b = start.clone();
+    b.text = "opacity right lower; rib crossing".into();
+    b.categories.insert(ErrorCategory::BonyShadow);
+    b.agreement = Some(Agreement::Disagree);
+    let b_saved = window_b.save_edit(&b, Some(start.updated_at)).unwrap();
+    assert_eq!(b_saved.merged, None);
+    // A, still on the old base, adds its own text, category and zone.
+    let mut a = start.clone();
+    a.text = "ECG lead over the left hilum".into();
+    a.categories.insert(ErrorCategory::DeviceArtifact);
+    a.zones.insert(Zone::LeftMiddle);
+    let a_saved = window_a.save_edit(&a, Some(start.updated_at)).unwrap();
+    assert_eq!(a_saved.merged.as_ref(), Some(&b_saved.stored));
+    let stored = window_b.get(&id(1)).unwrap().unwrap();
+    assert_eq!(stored, a_saved.stored);
+    assert_eq!(
+        stored.text,
+        format!(
+            "ECG lead over the left hilum\n\n{}\nopacity right lower; rib crossing",
+            notes::MERGED_TEXT_MARKER
+        )
+    );
+    assert_eq!(
+        stored.categories,
+        [ErrorCategory::BonyShadow, ErrorCategory::DeviceArtifact]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(stored.zones, [Zone::LeftMiddle].into_iter().collect());
+    assert_eq!(stored.agreement, Some(Agreement::Disagree));
+    assert!(stored.updated_at > b_saved.stored.updated_at);
+
+    // A goes on from the merged copy: a plain replace.
+    let mut a2 = stored.clone();
+    a2.text.push_str(" (checked)");
+    let a2_saved = window_a.save_edit(&a2, Some(stored.updated_at)).unwrap();
+    assert_eq!(a2_saved.merged, None);
+    assert_eq!(a2_saved.stored.text, a2.text);
+
+    // A note created in another window after this one found none: merged too.
+    let mut other = Note::new(id(2));
+    other.text = "their new note".into();
+    window_b.save_edit(&other, None).unwrap();
+    let mut mine = Note::new(id(2));
+    mine.ground_truth = Some(Finding::Positive);
+    let mine_saved = window_a.save_edit(&mine, None).unwrap();
+    assert!(mine_saved.merged.is_some());
+    assert_eq!(mine_saved.stored.text, "their new note");
+    assert_eq!(mine_saved.stored.ground_truth, Some(Finding::Positive));
+
+    // One text containing the other keeps the longer, once.
+    let mut longer = Note::new(id(3));
+    longer.text = "short".into();
+    let mut theirs = longer.clone();
+    theirs.text = "short, then longer".into();
+    assert_eq!(longer.merged_with(&theirs).text, "short, then longer");
+    assert_eq!(theirs.merged_with(&longer).text, "short, then longer");
+}
+
 #[test]
 fn invalid_probability_is_refused() {
     let tmp = scratch("notes-store-prob");

@@ -492,3 +492,58 @@ fn a_reviewed_folder_is_in_recent_and_reopens_as_a_review() {
     });
     assert_eq!(h.state().settings.recent[0], fx.root);
 }
+
+/// A second viewer window on the same database saves a note on the study this one has open;
+/// the comment typed here afterwards is merged with it, in the database and on screen, and the
+/// status bar says so. Before, this window's save overwrote the other reviewer's note.
+#[test]
+fn a_note_saved_meanwhile_in_another_window_is_merged_not_overwritten() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-two-windows").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    h.get_by_label(file_name(&fx.wrong)).click();
+    wait_until(&mut h, "the note of the clicked study", |a| {
+        draft_for(a, &fx.wrong)
+    });
+    let study = h.state().notes.draft.as_ref().unwrap().note.study.clone();
+
+    // The other window: its own connection, its own note on the same study.
+    let other = NotesStore::open(&db).unwrap();
+    let mut theirs = cxr_viewer::notes::Note::new(study.clone());
+    theirs.text = "ECG lead over the left hilum".into();
+    theirs.categories.insert(ErrorCategory::DeviceArtifact);
+    other.upsert(&theirs).unwrap();
+
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .focus();
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text(TEXT);
+    h.step();
+    wait_until(&mut h, "the autosave", |a| {
+        a.notes.all_saved()
+            && a.notes
+                .all()
+                .get(&study)
+                .is_some_and(|n| n.text != theirs.text)
+    });
+    let stored = other.get(&study).unwrap().unwrap();
+    assert_eq!(
+        stored.text,
+        format!(
+            "{TEXT}\n\n{}\nECG lead over the left hilum",
+            cxr_viewer::notes::MERGED_TEXT_MARKER
+        )
+    );
+    assert!(stored.categories.contains(&ErrorCategory::DeviceArtifact));
+    let app = h.state();
+    assert_eq!(app.notes.draft.as_ref().unwrap().note.text, stored.text);
+    let status = app.status.as_ref().unwrap();
+    assert!(
+        status
+            .text
+            .starts_with("this note had also been saved in another viewer window"),
+        "{}",
+        status.text
+    );
+}

@@ -53,6 +53,10 @@
 //!   a read lock; the second waits (busy timeout, 10 s by default) instead of failing. Two viewer
 //!   instances, or threads each with a store, can share one file. WAL needs shared memory between
 //!   the processes, so the file must be on a local disk, not a network share.
+//! * **No lost updates between writers.** The viewer saves with [`NotesStore::save_edit`], which
+//!   is given the `updated_at` of the copy the edit began from: when another writer has saved
+//!   the note since, the two are merged ([`Note::merged_with`]) in the same transaction instead
+//!   of the later save replacing the earlier one.
 //! * **Schema versions.** `PRAGMA user_version` counts applied migrations; a database from a newer
 //!   build is refused ([`NotesErrorKind::TooNew`]) rather than misread or overwritten.
 
@@ -68,10 +72,10 @@ pub mod zone_agreement;
 pub use error::{NotesError, NotesErrorKind};
 pub use model::{
     Agreement, Counts, ErrorCategory, Filter, FilterFacts, Finding, ImageBox, Note, Outcome,
-    PredictionSnapshot, Saliency, StudyId, Zone, MAX_BOXES,
+    PredictionSnapshot, Saliency, StudyId, Zone, MAX_BOXES, MERGED_TEXT_MARKER,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{default_path, MergeReport, NotesStore, StoreOptions, Synchronous};
+pub use store::{default_path, EditSaved, MergeReport, NotesStore, StoreOptions, Synchronous};
 pub use transfer::{
     export, export_file, import_file, parse, read_import_file, ExportOptions, Format,
 };

@@ -310,6 +310,48 @@ impl Note {
         Some(Outcome::of(truth, self.prediction?.predicted))
     }
 
+    /// This note (an edit being saved) combined with `theirs`, a copy another writer (a second
+    /// viewer on the same database) saved after this edit began: nothing either wrote is
+    /// dropped. The text keeps ours and adds theirs after a marker, unless one contains the
+    /// other (then the longer); categories, zones and boxes are the union; a verdict, ground
+    /// truth, reviewer or recorded prediction is ours where we set one, else theirs. Without
+    /// the common ancestor a removal on one side cannot be told from an addition on the other,
+    /// so a removed category or box comes back: recoverable, unlike a lost comment. Timestamps
+    /// and location are ours (the store sets them).
+    pub fn merged_with(&self, theirs: &Note) -> Note {
+        let mut out = self.clone();
+        let (ours_text, their_text) = (self.text.trim(), theirs.text.trim());
+        out.text = if their_text.is_empty() || ours_text.contains(their_text) {
+            self.text.clone()
+        } else if ours_text.is_empty() || their_text.contains(ours_text) {
+            theirs.text.clone()
+        } else {
+            format!(
+                "{}\n\n{MERGED_TEXT_MARKER}\n{}",
+                self.text.trim_end(),
+                theirs.text
+            )
+        };
+        out.categories.extend(theirs.categories.iter().copied());
+        out.zones.extend(theirs.zones.iter().copied());
+        for b in &theirs.boxes {
+            if out.boxes.len() < MAX_BOXES && !out.boxes.contains(b) {
+                out.boxes.push(*b);
+            }
+        }
+        out.agreement = self.agreement.or(theirs.agreement);
+        out.ground_truth = self.ground_truth.or(theirs.ground_truth);
+        if out.reviewer.trim().is_empty() {
+            out.reviewer.clone_from(&theirs.reviewer);
+        }
+        out.prediction = self.prediction.or(theirs.prediction);
+        for (map, zone) in &theirs.map_top_zones {
+            out.map_top_zones.entry(*map).or_insert(*zone);
+        }
+        out.image_size = self.image_size.or(theirs.image_size);
+        out
+    }
+
     /// True when the review content (not the timestamps or the last-seen location) is the same,
     /// so saving an unchanged note neither writes nor moves `updated_at`, which would otherwise
     /// make an untouched copy win a later merge.
@@ -525,6 +567,10 @@ pub(crate) fn split_top_zones(s: &str) -> Result<BTreeMap<Saliency, Zone>, Notes
 
 /// At most this many boxes per note: a few opacities per film, not a segmentation.
 pub const MAX_BOXES: usize = 64;
+
+/// The line [`Note::merged_with`] puts between this viewer's text and the text another viewer
+/// saved meanwhile.
+pub const MERGED_TEXT_MARKER: &str = "[also written in another viewer window:]";
 
 /// Boxes as one text cell (database column, CSV cell): `x y width height` per box, boxes joined
 /// with `;`, numbers in their shortest exact form so they round-trip bit for bit.

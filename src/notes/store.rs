@@ -67,6 +67,15 @@ impl StoreOptions {
     }
 }
 
+/// What [`NotesStore::save_edit`] stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EditSaved {
+    /// The note as stored (timestamps set by the store).
+    pub stored: Note,
+    /// The other writer's copy that the edit was merged with, when there was one.
+    pub merged: Option<Note>,
+}
+
 /// What [`NotesStore::merge`] did, per note.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MergeReport {
@@ -221,6 +230,28 @@ impl NotesStore {
     /// its last-seen location is refreshed) and keeps its `updated_at`. Returns the note as
     /// stored.
     pub fn upsert(&self, note: &Note) -> Result<Note, NotesError> {
+        self.write(note, None).map(|saved| saved.stored)
+    }
+
+    /// Saves an edit that began from the stored copy of `base` (its `updated_at`; `None` when the
+    /// study had no note then), as [`NotesStore::upsert`] does, unless another writer (a second
+    /// viewer on this database) has saved the note since: then the edit is merged with that copy
+    /// ([`Note::merged_with`]) and both are kept, where a plain upsert would silently overwrite
+    /// the other reviewer's text. The check and the write are one transaction.
+    pub fn save_edit(
+        &self,
+        note: &Note,
+        base: Option<DateTime<Utc>>,
+    ) -> Result<EditSaved, NotesError> {
+        self.write(note, Some(base))
+    }
+
+    /// `base`: `None` writes `note` whatever is stored; `Some` merges with a copy stored after it.
+    fn write(
+        &self,
+        note: &Note,
+        base: Option<Option<DateTime<Utc>>>,
+    ) -> Result<EditSaved, NotesError> {
         validate(note, &self.what)?;
         let mut conn = self.conn();
         let reason = || format!("cannot save the note of {}", note.study);
@@ -231,6 +262,14 @@ impl NotesStore {
             .map_err(self.failed(reason()))?
             .map(|raw| raw.into_note(&self.what))
             .transpose()?;
+        let merged = match (&existing, base) {
+            (Some(old), Some(base)) if Some(old.updated_at) != base && !old.same_content(note) => {
+                Some(old.clone())
+            }
+            _ => None,
+        };
+        let merged_note = merged.as_ref().map(|theirs| note.merged_with(theirs));
+        let note = merged_note.as_ref().unwrap_or(note);
         let now = now_millis();
         let mut stored = note.clone();
         match &existing {
@@ -255,7 +294,7 @@ impl NotesStore {
             write_row(&tx, &stored).map_err(self.failed(reason()))?;
             tx.commit().map_err(self.failed(reason()))?;
         }
-        Ok(stored)
+        Ok(EditSaved { stored, merged })
     }
 
     /// Returns whether there was a note.

@@ -11,6 +11,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use crate::notes::Note;
 
 /// Pause in typing after which the note is saved.
@@ -24,6 +26,10 @@ pub struct Draft {
     pub note: Note,
     /// The file the note is being written for (recorded as its last-seen location).
     pub path: PathBuf,
+    /// `updated_at` of the stored copy this draft's content began from (`None`: there was no
+    /// note). Sent with each save, so the store can tell another viewer's save in between
+    /// ([`crate::notes::NotesStore::save_edit`]).
+    pub base: Option<DateTime<Utc>>,
     revision: u64,
     sent: u64,
     saved: u64,
@@ -34,10 +40,11 @@ pub struct Draft {
 }
 
 impl Draft {
-    pub fn new(note: Note, path: PathBuf) -> Self {
+    pub fn new(note: Note, path: PathBuf, base: Option<DateTime<Utc>>) -> Self {
         Self {
             note,
             path,
+            base,
             revision: 0,
             sent: 0,
             saved: 0,
@@ -107,12 +114,29 @@ impl Draft {
         self.revision
     }
 
-    /// The database stored `revision` as `stored` (its timestamps are the store's).
-    pub fn saved(&mut self, revision: u64, stored: &Note) {
+    /// The database stored `revision` as `stored` (its timestamps are the store's), merged with
+    /// `merged`, another viewer's copy saved after this draft's base, if there was one. The draft
+    /// then takes the merge in: as stored when nothing was typed since `revision`, else its
+    /// newer content merged the same way, which the next save writes over `stored`.
+    pub fn saved(&mut self, revision: u64, stored: &Note, merged: Option<&Note>) {
         self.saved = self.saved.max(revision);
         self.error = None;
+        match merged {
+            Some(_) if revision == self.revision => self.note = stored.clone(),
+            Some(theirs) => self.note = self.note.merged_with(theirs),
+            None => {}
+        }
         self.note.created_at = stored.created_at;
         self.note.updated_at = stored.updated_at;
+        self.base = Some(stored.updated_at);
+    }
+
+    /// A fresher stored copy replaces an untouched draft (another viewer may have saved it).
+    pub fn refreshed(&mut self, stored: Note) {
+        if self.is_pristine() {
+            self.base = Some(stored.updated_at);
+            self.note = stored;
+        }
     }
 
     /// Saving `revision` failed: keep the text, try again after [`RETRY`].
@@ -131,7 +155,11 @@ mod tests {
     use crate::notes::StudyId;
 
     fn draft() -> Draft {
-        Draft::new(Note::new(StudyId::sha256(&[7; 32])), PathBuf::from("x.png"))
+        Draft::new(
+            Note::new(StudyId::sha256(&[7; 32])),
+            PathBuf::from("x.png"),
+            None,
+        )
     }
 
     #[test]
@@ -151,7 +179,7 @@ mod tests {
         assert!(!d.save_due(t0 + Duration::from_secs(5)));
         assert!(!d.is_saved());
         let stored = d.note.clone();
-        d.saved(rev, &stored);
+        d.saved(rev, &stored, None);
         assert!(d.is_saved() && !d.is_pristine());
 
         // One keystroke then silence: due after IDLE.
@@ -176,8 +204,49 @@ mod tests {
         let rev2 = d.sending(t0 + IDLE + RETRY);
         assert_eq!(rev2, rev);
         let stored = d.note.clone();
-        d.saved(rev2, &stored);
+        d.saved(rev2, &stored, None);
         assert!(d.is_saved() && d.error.is_none());
+    }
+
+    /// Another viewer saved the note after this draft began: the store merged; the draft takes
+    /// the merge in, as stored when nothing was typed meanwhile, else merged with the newer
+    /// text, which the next save then writes.
+    #[test]
+    fn a_save_merged_with_another_viewers_copy_is_taken_into_the_draft() {
+        let t0 = Instant::now();
+        let mut theirs = draft().note;
+        theirs.text = "their comment".into();
+        let merge = |d: &Draft, text: &str| {
+            let mut sent = d.note.clone();
+            sent.text = text.into();
+            let mut stored = sent.merged_with(&theirs);
+            stored.updated_at = d.note.updated_at + chrono::TimeDelta::seconds(5);
+            stored
+        };
+
+        let mut d = draft();
+        d.note.text = "mine".into();
+        d.edited(t0);
+        let rev = d.sending(t0 + IDLE);
+        let stored = merge(&d, "mine");
+        d.saved(rev, &stored, Some(&theirs));
+        assert_eq!(d.note, stored);
+        assert_eq!(d.base, Some(stored.updated_at));
+        assert!(d.is_saved());
+
+        let mut d = draft();
+        d.note.text = "mine".into();
+        d.edited(t0);
+        let rev = d.sending(t0 + IDLE);
+        d.note.text = "mine, and more".into();
+        d.edited(t0 + IDLE + Duration::from_millis(10));
+        let stored = merge(&d, "mine");
+        d.saved(rev, &stored, Some(&theirs));
+        assert!(
+            d.note.text.starts_with("mine, and more") && d.note.text.ends_with("their comment")
+        );
+        assert_eq!(d.base, Some(stored.updated_at));
+        assert!(!d.is_saved(), "the newer text is still to be written");
     }
 
     #[test]
@@ -188,7 +257,7 @@ mod tests {
         let first = d.sending(t0 + IDLE);
         d.edited(t0 + IDLE + Duration::from_millis(10));
         let stored = d.note.clone();
-        d.saved(first, &stored);
+        d.saved(first, &stored, None);
         assert!(!d.is_saved(), "the second edit is not on disk yet");
         assert!(d.save_due(t0 + IDLE * 2 + Duration::from_millis(10)));
         // A late failure of the first save does not undo the second's bookkeeping.

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::notes::{
-    export_file, import_file, ExportOptions, Filter, MergeReport, Note, NotesStore, StudyId,
+    export_file, import_file, EditSaved, ExportOptions, Filter, MergeReport, Note, NotesStore,
+    StudyId,
 };
 
 use super::worker::{chain_line, Msg, Outbox};
@@ -23,6 +26,8 @@ pub enum NotesRequest {
     Save {
         note: Box<Note>,
         revision: u64,
+        /// The draft's base ([`super::notes_draft::Draft::base`]).
+        base: Option<DateTime<Utc>>,
     },
     /// Re-reads one note (another instance may have changed it).
     Fetch(StudyId),
@@ -40,7 +45,7 @@ pub enum NotesReply {
     Saved {
         study: StudyId,
         revision: u64,
-        result: Result<Box<Note>, String>,
+        result: Result<Box<EditSaved>, String>,
     },
     Fetched(StudyId, Option<Box<Note>>),
     Exported(Result<(PathBuf, usize), String>),
@@ -105,11 +110,18 @@ fn serve(rx: &Receiver<NotesRequest>, out: &Outbox) {
                     Err(e) => NotesReply::Opened(Err(chain_line(&e))),
                 }
             }
-            NotesRequest::Save { note, revision } => NotesReply::Saved {
+            NotesRequest::Save {
+                note,
+                revision,
+                base,
+            } => NotesReply::Saved {
                 study: note.study.clone(),
                 revision,
                 result: match &store {
-                    Some(s) => s.upsert(&note).map(Box::new).map_err(|e| chain_line(&e)),
+                    Some(s) => s
+                        .save_edit(&note, base)
+                        .map(Box::new)
+                        .map_err(|e| chain_line(&e)),
                     None => Err(no_store()),
                 },
             },

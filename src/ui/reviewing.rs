@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::notes::{Finding, Note, PredictionSnapshot, StudyId};
+use crate::notes::{EditSaved, Finding, Note, PredictionSnapshot, StudyId};
 
 use super::app::{display_name, EngineState, ViewerApp};
 use super::notes_draft::Draft;
@@ -151,11 +151,22 @@ impl ViewerApp {
                 let current = notes.draft.iter_mut().filter(|d| d.note.study == study);
                 let leaving = notes.leaving.iter_mut().filter(|d| d.note.study == study);
                 match result {
-                    Ok(stored) => {
+                    Ok(saved) => {
+                        let EditSaved { stored, merged } = *saved;
                         for d in current.chain(leaving) {
-                            d.saved(revision, &stored);
+                            d.saved(revision, &stored, merged.as_ref());
                         }
-                        notes.put(*stored);
+                        notes.put(stored);
+                        if let Some(theirs) = merged {
+                            self.set_info(format!(
+                                "this note had also been saved in another viewer window (at {}); \
+                                 both are kept, merged",
+                                theirs
+                                    .updated_at
+                                    .with_timezone(&chrono::Local)
+                                    .format("%H:%M:%S")
+                            ));
+                        }
                     }
                     Err(e) => {
                         for d in current.chain(leaving) {
@@ -173,9 +184,9 @@ impl ViewerApp {
                 }
                 // Another instance may have written it; take its copy unless we are editing.
                 if let Some(d) = self.notes.draft.as_mut() {
-                    if d.note.study == study && d.is_pristine() {
+                    if d.note.study == study {
                         if let Some(n) = note {
-                            d.note = *n;
+                            d.refreshed(*n);
                         }
                     }
                 }
@@ -261,13 +272,10 @@ impl ViewerApp {
         }
         self.flush_notes(Instant::now());
         if let Some((path, id)) = wanted {
-            let note = self
-                .notes
-                .all
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| Note::new(id.clone()));
-            self.notes.draft = Some(Draft::new(note, path));
+            let stored = self.notes.all.get(&id).cloned();
+            let base = stored.as_ref().map(|n| n.updated_at);
+            let note = stored.unwrap_or_else(|| Note::new(id.clone()));
+            self.notes.draft = Some(Draft::new(note, path, base));
             if let Some(client) = &self.notes.client {
                 client.send(NotesRequest::Fetch(id));
             }
@@ -342,6 +350,7 @@ impl ViewerApp {
             client.send(NotesRequest::Save {
                 note: Box::new(note),
                 revision,
+                base: d.base,
             });
         }
     }
