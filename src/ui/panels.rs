@@ -1,5 +1,7 @@
 //! Toolbar, results, settings, DICOM tags, status bar and help: the panels around the canvas.
 
+use std::path::Path;
+
 use egui::{Color32, RichText, Sense, Stroke, Vec2};
 
 use crate::explain::zones::ZoneScore;
@@ -128,17 +130,11 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
             // Checked only while the menu is open (ten entries at most): a file moved or deleted
             // since, or on a share not mounted now, is shown but cannot be picked.
-            // A folder (reopened as a review) reads "name/".
             for path in recent.iter() {
                 let found = path.exists();
                 let folder = path.is_dir();
-                let name = if folder {
-                    format!("{}/", display_name(path))
-                } else {
-                    display_name(path)
-                };
                 let button = ui
-                    .add_enabled(found, egui::Button::new(name))
+                    .add_enabled(found, egui::Button::new(recent_label(path, folder)))
                     .on_hover_text(path.display().to_string())
                     .on_disabled_hover_text(format!("not found: {}", path.display()));
                 if button.clicked() {
@@ -310,6 +306,21 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             app.apply(Action::Help, &ctx);
         }
     });
+}
+
+/// A Recent entry's name: a folder (reopened as a review) reads "name/", and a DICOMDIR, whose
+/// name every disc shares, "folder/DICOMDIR".
+fn recent_label(path: &Path, is_dir: bool) -> String {
+    let name = display_name(path);
+    if is_dir {
+        return format!("{name}/");
+    }
+    match path.parent().and_then(Path::file_name) {
+        Some(parent) if name.eq_ignore_ascii_case("DICOMDIR") => {
+            format!("{}/{name}", parent.to_string_lossy())
+        }
+        _ => name,
+    }
 }
 
 /// One line a radiologist reads first: what, which view, how old, when.
@@ -1010,6 +1021,16 @@ mod tests {
         assert_eq!(format_score(0.25), "0.250");
         assert_eq!(format_score(-0.000123), "-1.23e-4");
         assert_eq!(format_score(0.0), "0.000");
+    }
+
+    #[test]
+    fn recent_names_folders_and_dicomdirs_apart() {
+        assert_eq!(recent_label(Path::new("/data/study1"), true), "study1/");
+        assert_eq!(
+            recent_label(Path::new("/media/cd2/DICOMDIR"), false),
+            "cd2/DICOMDIR"
+        );
+        assert_eq!(recent_label(Path::new("/data/a.png"), false), "a.png");
     }
 }
 
