@@ -547,3 +547,43 @@ fn a_note_saved_meanwhile_in_another_window_is_merged_not_overwritten() {
         status.text
     );
 }
+
+/// With the pointer over the study list, a prediction arriving does not move the rows (a click
+/// would otherwise open the study that just slid under it); once the pointer leaves, the list
+/// is in order again.
+#[test]
+fn rows_stay_put_under_the_pointer_while_predictions_arrive() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-hold").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    h.get_by_role_and_label(Role::Button, "P").click();
+    h.run_ok();
+    let before = h.state().navigation();
+    // The last predicted row by probability gets the highest: it belongs at the top.
+    let review = h.state().review.as_ref().unwrap();
+    let last = before
+        .iter()
+        .rev()
+        .find(|p| {
+            review.rows[review.row_index(p).unwrap()]
+                .prediction
+                .is_some()
+        })
+        .unwrap()
+        .clone();
+    let arrive = |h: &mut Harness<'static, ViewerApp>| {
+        let review = h.state_mut().review.as_mut().unwrap();
+        let row = review.row_mut(&last).unwrap();
+        row.prediction.as_mut().unwrap().probability = 0.999;
+    };
+    h.get_by_label(file_name(&fx.wrong)).hover();
+    h.run_ok();
+    arrive(&mut h);
+    h.run_ok();
+    assert_eq!(h.state().navigation(), before, "held under the pointer");
+    h.get_by_label("Research use only — not for diagnosis")
+        .hover();
+    h.run_ok();
+    let after = h.state().navigation();
+    assert_eq!(after.first(), Some(&last), "in order once the pointer left");
+}

@@ -23,6 +23,9 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     });
     egui::Panel::bottom("status").show(ui, |ui| status_bar_ui(app, ui));
     let layout = SideLayout::for_window(ui.available_size());
+    if let (Some(review), false) = (app.review.as_mut(), app.settings.show_study_list) {
+        review.hold_order = false;
+    }
     if app.review.is_some() && app.settings.show_study_list {
         egui::Panel::left("studies")
             .resizable(true)

@@ -200,6 +200,14 @@ pub struct Review {
     pub descending: bool,
     /// Bumped by [`Review::set_rows`] and [`Review::row_mut`] (change rows only through them).
     rows_revision: u64,
+    /// Bumped by [`Review::set_rows`] only: a new set of rows, which no held order survives.
+    listing_revision: u64,
+    /// Set each frame while the pointer is over the list: rows that change (predictions arriving)
+    /// keep their places until it leaves, so a row does not move under a click. Sorted by
+    /// probability during a scan, each new PNEUMONIA prediction inserted a row above the others
+    /// about every 80 ms, and a click could open the study that had just slid under the pointer.
+    /// A new sort, filter or note (the reviewer's own doing) re-orders at once.
+    pub hold_order: bool,
     /// Sorting and counting a big folder every frame would cost milliseconds: both are kept
     /// until the rows, the notes or the order change.
     visible_memo: RefCell<Option<(MemoKey, Vec<usize>)>>,
@@ -209,6 +217,7 @@ pub struct Review {
 #[derive(Clone, Copy, PartialEq)]
 struct MemoKey {
     rows: u64,
+    listing: u64,
     notes: u64,
     filter: Filter,
     out_of_scope_only: bool,
@@ -233,6 +242,8 @@ impl Review {
             sort: SortColumn::File,
             descending: false,
             rows_revision: 0,
+            listing_revision: 0,
+            hold_order: false,
             visible_memo: RefCell::new(None),
             counts_memo: RefCell::new(None),
         }
@@ -241,6 +252,7 @@ impl Review {
     fn memo_key(&self, notes_revision: u64) -> MemoKey {
         MemoKey {
             rows: self.rows_revision,
+            listing: self.listing_revision,
             notes: notes_revision,
             filter: self.filter,
             out_of_scope_only: self.out_of_scope_only,
@@ -257,6 +269,7 @@ impl Review {
             .collect();
         self.rows = rows;
         self.rows_revision += 1;
+        self.listing_revision += 1;
         self.listed = true;
         self.truncated = truncated;
     }
@@ -298,7 +311,12 @@ impl Review {
     pub fn visible(&self, notes: &HashMap<StudyId, Note>, notes_revision: u64) -> Vec<usize> {
         let key = self.memo_key(notes_revision);
         if let Some((k, v)) = &*self.visible_memo.borrow() {
-            if *k == key {
+            let held = self.hold_order
+                && MemoKey {
+                    rows: key.rows,
+                    ..*k
+                } == key;
+            if *k == key || held {
                 return v.clone();
             }
         }
@@ -867,6 +885,59 @@ mod tests {
         assert_eq!((c.pending, c.fn_), (0, 2));
         notes.clear();
         assert_eq!(review.counts(&notes, 1).of_filter(Filter::HasNote), 0);
+    }
+
+    /// While the pointer is over the list, predictions arriving do not move rows; the reviewer's
+    /// own changes (sort, filter, notes) and a new listing still re-order at once, and the
+    /// order catches up when the pointer leaves.
+    #[test]
+    fn rows_hold_their_places_under_the_pointer_while_predictions_arrive() {
+        use Finding::{Negative as N, Positive as P};
+        let mut review = Review::new(1, PathBuf::from("/r"));
+        review.set_rows(
+            vec![
+                row("a", Some(N), Some((N, 0.1, false))),
+                row("b", Some(P), Some((P, 0.9, false))),
+                row("c", Some(P), None),
+            ],
+            false,
+        );
+        let notes = HashMap::new();
+        let names = |v: Vec<usize>, r: &Review| -> Vec<String> {
+            v.into_iter().map(|i| r.rows[i].relative.clone()).collect()
+        };
+        review.sort_by(SortColumn::Probability);
+        assert!(review.descending);
+        assert_eq!(names(review.visible(&notes, 0), &review), ["b", "a", "c"]);
+        review.hold_order = true;
+        let predict = |review: &mut Review, name: &str, p: f64| {
+            review
+                .row_mut(&PathBuf::from(format!("/r/{name}")))
+                .unwrap()
+                .prediction = Some(PredictionSnapshot {
+                predicted: if p > 0.5 { P } else { N },
+                probability: p,
+                uncertain: false,
+            });
+        };
+        predict(&mut review, "c", 0.99);
+        assert_eq!(names(review.visible(&notes, 0), &review), ["b", "a", "c"]);
+        // A new sort applies at once (and its order is then held in turn).
+        review.sort_by(SortColumn::Probability);
+        assert_eq!(names(review.visible(&notes, 0), &review), ["a", "b", "c"]);
+        predict(&mut review, "a", 0.95);
+        assert_eq!(names(review.visible(&notes, 0), &review), ["a", "b", "c"]);
+        // So do the notes.
+        assert_eq!(names(review.visible(&notes, 1), &review), ["b", "a", "c"]);
+        // The pointer leaves: the order catches up.
+        predict(&mut review, "b", 0.97);
+        assert_eq!(names(review.visible(&notes, 1), &review), ["b", "a", "c"]);
+        review.hold_order = false;
+        assert_eq!(names(review.visible(&notes, 1), &review), ["a", "b", "c"]);
+        // A new listing is never held (the old indices mean other rows).
+        review.hold_order = true;
+        review.set_rows(vec![row("z", None, None)], false);
+        assert_eq!(names(review.visible(&notes, 1), &review), ["z"]);
     }
 
     /// The list sorted by File is the order the folder is walked (and predicted) in: by path

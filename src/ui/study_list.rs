@@ -264,6 +264,11 @@ struct TableClicks {
 }
 
 fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    // Rows keep their places while the pointer is over the list ([`Review::hold_order`]).
+    let pointer_on_list = ui.rect_contains_pointer(ui.available_rect_before_wrap());
+    if let Some(review) = app.review.as_mut() {
+        review.hold_order = pointer_on_list;
+    }
     let visible = app.review_visible();
     let names = [
         app.class_name(Finding::Negative),
