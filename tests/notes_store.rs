@@ -170,6 +170,22 @@ fn a_file_that_is_not_a_database_is_an_error_not_overwritten() {
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }
 
+/// A folder given as the database says so (SQLite's own words were "unable to open database
+/// file … Error code 14").
+#[test]
+fn a_folder_given_as_the_database_is_named_as_such() {
+    let tmp = scratch("notes-store-folder");
+    let err = NotesStore::open(tmp.path()).unwrap_err();
+    assert_eq!(err.kind(), NotesErrorKind::Io);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "notes database {}: is a folder; give a file in it, e.g. notes.sqlite3",
+            tmp.path().display()
+        )
+    );
+}
+
 // ---------------------------------------------------------------- the note API
 
 #[test]

@@ -159,6 +159,14 @@ impl NotesStore {
 
     pub fn open_with(path: &Path, options: &StoreOptions) -> Result<Self, NotesError> {
         let what = format!("notes database {}", path.display());
+        // SQLite's own answer for a folder is "unable to open database file … Error code 14".
+        if path.is_dir() {
+            return Err(NotesError::new(
+                NotesErrorKind::Io,
+                &what,
+                "is a folder; give a file in it, e.g. notes.sqlite3",
+            ));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 NotesError::new(NotesErrorKind::Io, &what, "cannot create its folder")
