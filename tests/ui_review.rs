@@ -587,3 +587,64 @@ fn rows_stay_put_under_the_pointer_while_predictions_arrive() {
     let after = h.state().navigation();
     assert_eq!(after.first(), Some(&last), "in order once the pointer left");
 }
+
+/// "Rescan" lists the folder again: a film added since is listed and predicted, a changed one
+/// is predicted again, the others keep their predictions (not computed again), and the filter
+/// and order stay as the reviewer left them.
+#[test]
+fn rescan_predicts_only_new_and_changed_files() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-rescan").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    h.get_by_role_and_label(Role::Button, "P").click();
+    h.run_ok();
+    let (sort, descending) = {
+        let r = h.state().review.as_ref().unwrap();
+        (r.sort, r.descending)
+    };
+    // Marks that a prediction made again would not reproduce.
+    let kept = fx.root.join(&fx.wrong);
+    let changed = fx.root.join("NORMAL/IM-0176-0001.jpeg");
+    for path in [&kept, &changed] {
+        let review = h.state_mut().review.as_mut().unwrap();
+        review
+            .row_mut(path)
+            .unwrap()
+            .prediction
+            .as_mut()
+            .unwrap()
+            .probability = 0.123;
+    }
+    // The changed file gets other content (another film); a new one is added.
+    std::fs::copy(repo("assets/samples/NORMAL2-IM-0912-0001.jpeg"), &changed).unwrap();
+    let added = fx.root.join("PNEUMONIA/added.jpeg");
+    std::fs::copy(repo("weights/reference/person122_virus_229.jpeg"), &added).unwrap();
+
+    let file_header = h.get_by_label_contains("File").rect();
+    h.get_by_label("Rescan").click();
+    wait_until(&mut h, "the rescan predicted", |a| {
+        a.review.as_ref().is_some_and(|r| {
+            r.listed && r.row_index(&added).is_some() && r.rows.iter().all(|r| r.done())
+        })
+    });
+    let review = h.state().review.as_ref().unwrap();
+    let probability = |path: &Path| {
+        review.rows[review.row_index(path).unwrap()]
+            .prediction
+            .unwrap()
+            .probability
+    };
+    assert_eq!(
+        probability(&kept),
+        0.123,
+        "unchanged: kept, not predicted again"
+    );
+    assert_ne!(probability(&changed), 0.123, "changed: predicted again");
+    assert!(probability(&added) > 0.0);
+    assert_eq!(review.rows.len(), 7);
+    assert_eq!((review.sort, review.descending), (sort, descending));
+    assert_eq!(h.state().settings.recent[0], fx.root);
+    // The list kept its width through the rescan's "listing…" (it shrank to ~280 px).
+    h.run_ok();
+    assert_eq!(h.get_by_label_contains("File").rect(), file_header);
+}

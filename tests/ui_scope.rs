@@ -116,6 +116,7 @@ fn row(name: &str, scope: Option<ScopeCheck>) -> StudyRow {
         }),
         error: None,
         scope,
+        stamp: None,
     }
 }
 

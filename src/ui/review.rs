@@ -45,6 +45,51 @@ pub struct StudyRow {
     pub error: Option<String>,
     /// The scope guard's verdict ([`crate::scope`]), once predicted.
     pub scope: Option<crate::scope::ScopeCheck>,
+    /// The file's size and modification time when it was predicted: a rescan keeps the
+    /// prediction while they are unchanged ([`carry_over`]).
+    pub stamp: Option<FileStamp>,
+}
+
+/// What a rescan compares to tell a file that is unchanged since it was predicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    pub len: u64,
+    pub modified: std::time::SystemTime,
+}
+
+impl FileStamp {
+    /// `None` when the file cannot be read or its file system keeps no modification time: such a
+    /// file is always predicted again.
+    pub fn of(path: &Path) -> Option<Self> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(Self {
+            len: meta.len(),
+            modified: meta.modified().ok()?,
+        })
+    }
+}
+
+/// A rescan of a folder under review: fills `rows` from `known` (the previous scan's rows by
+/// path) where the file's stamp is unchanged, and returns the paths still to predict, in list
+/// order. Failed rows are tried again. So "Rescan" (and reopening the folder) predicts only new
+/// and changed files instead of the whole folder (1,625 films took about two minutes).
+pub fn carry_over(rows: &mut [StudyRow], known: &HashMap<PathBuf, StudyRow>) -> Vec<PathBuf> {
+    let mut to_predict = Vec::new();
+    for row in rows.iter_mut() {
+        let kept = known.get(&row.path).filter(|k| {
+            k.prediction.is_some() && k.stamp.is_some() && k.stamp == FileStamp::of(&row.path)
+        });
+        match kept {
+            Some(k) => {
+                row.id.clone_from(&k.id);
+                row.prediction = k.prediction;
+                row.scope.clone_from(&k.scope);
+                row.stamp = k.stamp;
+            }
+            None => to_predict.push(row.path.clone()),
+        }
+    }
+    to_predict
 }
 
 impl StudyRow {
@@ -196,6 +241,9 @@ pub struct Review {
     pub filter: Filter,
     /// Show only studies the scope guard flagged (on top of `filter`).
     pub out_of_scope_only: bool,
+    /// The MC-dropout samples the scan predicts with (the uncertainty flag depends on them): a
+    /// rescan keeps predictions only when they are the same.
+    pub mc_samples: usize,
     pub sort: SortColumn,
     pub descending: bool,
     /// Bumped by [`Review::set_rows`] and [`Review::row_mut`] (change rows only through them).
@@ -239,6 +287,7 @@ impl Review {
             pause: Arc::new(AtomicBool::new(false)),
             filter: Filter::All,
             out_of_scope_only: false,
+            mc_samples: 0,
             sort: SortColumn::File,
             descending: false,
             rows_revision: 0,
@@ -286,6 +335,15 @@ impl Review {
 
     pub fn stop(&self) {
         self.cancel.store(true, AtomicOrdering::Relaxed);
+    }
+
+    /// The predicted rows by path, for a rescan of the same folder ([`carry_over`]).
+    pub fn predicted_rows(&self) -> HashMap<PathBuf, StudyRow> {
+        self.rows
+            .iter()
+            .filter(|r| r.prediction.is_some() && r.stamp.is_some())
+            .map(|r| (r.path.clone(), r.clone()))
+            .collect()
     }
 
     /// Clicking the sorted column again reverses it.
@@ -625,6 +683,7 @@ pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<S
             prediction: None,
             error: None,
             scope: None,
+            stamp: None,
             path,
         })
         .collect()
@@ -771,6 +830,7 @@ mod tests {
             }),
             error: None,
             scope: None,
+            stamp: None,
         }
     }
 
@@ -885,6 +945,59 @@ mod tests {
         assert_eq!((c.pending, c.fn_), (0, 2));
         notes.clear();
         assert_eq!(review.counts(&notes, 1).of_filter(Filter::HasNote), 0);
+    }
+
+    /// A rescan keeps the predictions of files whose size and modification time are unchanged,
+    /// and predicts new, changed and failed ones (in list order).
+    #[test]
+    fn a_rescan_keeps_the_predictions_of_unchanged_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for name in ["a.png", "b.png", "c.png"] {
+            std::fs::write(dir.join(name), name.as_bytes()).unwrap();
+        }
+        let listed = || {
+            let (files, _) = list_studies(dir, &AtomicBool::new(false));
+            rows_for(dir, files, &config())
+        };
+        let mut first = listed();
+        for (i, r) in first.iter_mut().enumerate() {
+            r.stamp = FileStamp::of(&r.path);
+            r.id = Some(StudyId::sha256(&[i as u8; 32]));
+            if r.relative == "c.png" {
+                r.error = Some("cannot decode".into());
+            } else {
+                r.prediction = Some(PredictionSnapshot {
+                    predicted: Finding::Positive,
+                    probability: 0.5 + i as f64 / 10.0,
+                    uncertain: false,
+                });
+            }
+        }
+        let mut review = Review::new(1, dir.to_path_buf());
+        review.set_rows(first, false);
+        let known = review.predicted_rows();
+        assert_eq!(known.len(), 2, "the failed row is not kept");
+
+        // b changes (another size), d is new.
+        std::fs::write(dir.join("b.png"), b"b, rewritten").unwrap();
+        std::fs::write(dir.join("d.png"), b"d").unwrap();
+        let mut rows = listed();
+        let to_predict = carry_over(&mut rows, &known);
+        let names = |paths: &[PathBuf]| -> Vec<String> {
+            paths
+                .iter()
+                .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(names(&to_predict), ["b.png", "c.png", "d.png"]);
+        let a = &rows[0];
+        assert_eq!(a.prediction.map(|p| p.probability), Some(0.5));
+        assert_eq!(a.id, Some(StudyId::sha256(&[0; 32])));
+        assert_eq!(a.stamp, FileStamp::of(&a.path));
+        assert!(rows[1..]
+            .iter()
+            .all(|r| r.prediction.is_none() && r.id.is_none()));
     }
 
     /// While the pointer is over the list, predictions arriving do not move rows; the reviewer's

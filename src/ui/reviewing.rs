@@ -372,8 +372,14 @@ impl ViewerApp {
     pub fn start_review(&mut self, dir: &Path) {
         let dir = review_root(dir);
         self.settings.remember(&dir);
+        // The same folder again (Rescan, or reopened): its predictions of unchanged files are
+        // kept, and so are the filter and the order it was shown in.
+        let mut previous = None;
         if let Some(old) = self.review.take() {
             old.stop();
+            if old.root == dir && old.listed {
+                previous = Some(old);
+            }
         }
         let engine = match &self.engine {
             EngineState::Ready(e) => e.clone(),
@@ -392,7 +398,18 @@ impl ViewerApp {
             return;
         };
         self.next_scan_id += 1;
-        let review = Review::new(self.next_scan_id, dir.clone());
+        let mut review = Review::new(self.next_scan_id, dir.clone());
+        review.mc_samples = self.settings.mc_samples;
+        let mut known = std::collections::HashMap::new();
+        if let Some(old) = previous {
+            review.filter = old.filter;
+            review.out_of_scope_only = old.out_of_scope_only;
+            review.sort = old.sort;
+            review.descending = old.descending;
+            if old.mc_samples == review.mc_samples {
+                known = old.predicted_rows();
+            }
+        }
         worker::scan_folder(
             out,
             ScanSpec {
@@ -402,6 +419,7 @@ impl ViewerApp {
                 mc_samples: self.settings.mc_samples,
                 cancel: review.cancel.clone(),
                 pause: review.pause.clone(),
+                known,
             },
         );
         self.review = Some(review);
@@ -418,6 +436,12 @@ impl ViewerApp {
                 rows,
                 truncated,
             } if scan_id == review.scan_id => {
+                // Rows a rescan kept come with their study ids.
+                for r in &rows {
+                    if let Some(id) = &r.id {
+                        self.notes.ids.insert(r.path.clone(), id.clone());
+                    }
+                }
                 review.set_rows(rows, truncated);
                 let root = review.root.clone();
                 let on_screen = self
@@ -454,10 +478,12 @@ impl ViewerApp {
                 id,
                 result,
                 scope,
+                stamp,
             } if scan_id == review.scan_id => {
                 if let Some(row) = review.row_mut(&path) {
                     row.id = id.clone();
                     row.scope = scope;
+                    row.stamp = stamp;
                     match result {
                         Ok(p) => row.prediction = Some(p),
                         Err(e) => row.error = Some(e),

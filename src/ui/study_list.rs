@@ -14,15 +14,34 @@ const WARN: Color32 = Color32::from_rgb(255, 170, 60);
 const ROW_HEIGHT: f32 = 20.0;
 
 pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
+    // The panel keeps its width while there is little to show: a resizable panel shrinks to
+    // what its content used, so the "listing…" of a rescan narrowed it to ~280 px for good.
+    ui.set_min_width(ui.available_width());
     let Some(review) = app.review.as_ref() else {
         return;
     };
     let counts = review.counts(app.notes.all(), app.notes.revision());
+    let mut rescan = None;
     ui.horizontal(|ui| {
         ui.heading("Studies");
         ui.label(RichText::new(display_name(&review.root)).strong())
             .on_hover_text(review.root.display().to_string());
+        if review.listed
+            && ui
+                .small_button("Rescan")
+                .on_hover_text(
+                    "List the folder again: new and changed files are predicted, the others \
+                     keep their results (as does reopening it)",
+                )
+                .clicked()
+        {
+            rescan = Some(review.root.clone());
+        }
     });
+    if let Some(root) = rescan {
+        app.start_review(&root);
+        return;
+    }
     progress_ui(app, ui, &counts);
     filters_ui(app, ui, &counts);
     ui.separator();

@@ -129,6 +129,8 @@ pub enum ReviewMsg {
         result: Result<PredictionSnapshot, String>,
         /// The scope guard's verdict, when the prediction succeeded.
         scope: Option<crate::scope::ScopeCheck>,
+        /// The file as it was predicted.
+        stamp: Option<review::FileStamp>,
     },
     Finished {
         scan_id: u64,
@@ -408,6 +410,9 @@ pub struct ScanSpec {
     pub mc_samples: usize,
     pub cancel: Arc<AtomicBool>,
     pub pause: Arc<AtomicBool>,
+    /// A rescan: the previous scan's predicted rows, kept where the file is unchanged
+    /// ([`review::carry_over`]).
+    pub known: std::collections::HashMap<PathBuf, review::StudyRow>,
 }
 
 /// Lists the folder, then predicts every study in list order (prediction and MC-dropout flag
@@ -417,8 +422,8 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
     spawn("review-scan", move || {
         let scan_id = spec.scan_id;
         let (files, truncated) = review::list_studies(&spec.root, &spec.cancel);
-        let rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
-        let paths: Vec<PathBuf> = rows.iter().map(|r| r.path.clone()).collect();
+        let mut rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
+        let paths = review::carry_over(&mut rows, &spec.known);
         out.send(Msg::Review(ReviewMsg::Listed {
             scan_id,
             rows,
@@ -431,6 +436,8 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
             if spec.cancel.load(Ordering::Relaxed) {
                 return;
             }
+            // Taken before reading: a file changed while it is read is predicted again next time.
+            let stamp = review::FileStamp::of(&path);
             let (id, result) = predict_one(&spec, &path);
             let (result, scope) = match result {
                 Ok((p, s)) => (Ok(p), Some(s)),
@@ -442,6 +449,7 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
                 id,
                 result,
                 scope,
+                stamp,
             }));
         }
         out.send(Msg::Review(ReviewMsg::Finished { scan_id }));
