@@ -647,4 +647,16 @@ fn rescan_predicts_only_new_and_changed_files() {
     // The list kept its width through the rescan's "listing…" (it shrank to ~280 px).
     h.run_ok();
     assert_eq!(h.get_by_label_contains("File").rect(), file_header);
+
+    // F5 does the same; with nothing changed, every prediction is kept.
+    let scan = h.state().review.as_ref().unwrap().scan_id;
+    h.key_press(Key::F5);
+    wait_until(&mut h, "the second rescan listed", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.scan_id != scan && r.listed && r.rows.iter().all(|r| r.done()))
+    });
+    let review = h.state().review.as_ref().unwrap();
+    let kept_row = &review.rows[review.row_index(&kept).unwrap()];
+    assert_eq!(kept_row.prediction.unwrap().probability, 0.123);
 }

@@ -1178,6 +1178,7 @@ impl ViewerApp {
             key(Modifiers::NONE, Key::ArrowUp, Action::Previous);
             key(Modifiers::NONE, Key::PageUp, Action::Previous);
             key(Modifiers::NONE, Key::L, Action::ToggleStudyList);
+            key(Modifiers::NONE, Key::F5, Action::Rescan);
             key(Modifiers::NONE, Key::Comma, Action::FrameStep(-1));
             key(Modifiers::NONE, Key::Period, Action::FrameStep(1));
             key(Modifiers::NONE, Key::Y, Action::Verdict(Agreement::Agree));
@@ -1312,6 +1313,16 @@ impl ViewerApp {
             Action::ToggleStudyList => {
                 self.settings.show_study_list = !self.settings.show_study_list;
             }
+            Action::Rescan => {
+                if let Some(root) = self
+                    .review
+                    .as_ref()
+                    .filter(|r| r.listed)
+                    .map(|r| r.root.clone())
+                {
+                    self.start_review(&root);
+                }
+            }
             Action::Verdict(a) => {
                 if let Some(d) = self.notes.draft.as_mut() {
                     // The same key again takes the verdict back.
@@ -1357,6 +1368,8 @@ pub enum Action {
     Escape,
     Help,
     ToggleStudyList,
+    /// Lists the folder under review again (new and changed files predicted).
+    Rescan,
     /// The reviewer's agreement with the model, into the note of the study on screen.
     Verdict(Agreement),
     FocusNote,

@@ -12,6 +12,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Left / Up arrow, Page Up", "Previous image"),
     ("L", "Show or hide the study list"),
     (
+        "F5",
+        "Rescan the folder under review (new and changed files are predicted)",
+    ),
+    (
         "Right-click a study-list header",
         "Choose the study list's columns",
     ),

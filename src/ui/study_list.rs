@@ -21,7 +21,7 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         return;
     };
     let counts = review.counts(app.notes.all(), app.notes.revision());
-    let mut rescan = None;
+    let mut rescan = false;
     ui.horizontal(|ui| {
         ui.heading("Studies");
         ui.label(RichText::new(display_name(&review.root)).strong())
@@ -31,15 +31,15 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 .small_button("Rescan")
                 .on_hover_text(
                     "List the folder again: new and changed files are predicted, the others \
-                     keep their results (as does reopening it)",
+                     keep their results (as does reopening it). F5",
                 )
                 .clicked()
         {
-            rescan = Some(review.root.clone());
+            rescan = true;
         }
     });
-    if let Some(root) = rescan {
-        app.start_review(&root);
+    if rescan {
+        app.apply(super::app::Action::Rescan, &ui.ctx().clone());
         return;
     }
     progress_ui(app, ui, &counts);
