@@ -30,6 +30,21 @@ fn analyze_sample(out: &Path, model: &Path, extra: &[&str]) -> std::process::Out
         .unwrap()
 }
 
+/// `cxr-viewer analyze INPUTS --out OUT` with the tiny model, 3 MC samples and no IG: the
+/// listing and output layout without the cost of the maps.
+fn analyze_quickly(inputs: &[&Path], out: &Path) -> std::process::Output {
+    bin()
+        .args(["analyze"])
+        .args(inputs)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--device", "cpu", "--mc-samples", "3", "--no-ig"])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
     let tmp = scratch("cli-analyze");
@@ -398,18 +413,7 @@ fn analyze_takes_folders_and_mirrors_their_layout() {
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::write(empty.join("notes.txt"), b"nothing to see").unwrap();
     let out = root.join("out");
-    let result = bin()
-        .args(["analyze"])
-        .arg(&data)
-        .arg(&empty)
-        .arg(fixture("dicom/dicomdir/DICOMDIR"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .args(["--device", "cpu", "--mc-samples", "3", "--no-ig"])
-        .output()
-        .unwrap();
+    let result = analyze_quickly(&[&data, &empty, &fixture("dicom/dicomdir/DICOMDIR")], &out);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(!result.status.success(), "the empty folder is an error");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -475,16 +479,7 @@ fn analyze_skips_the_overlays_of_an_earlier_run_inside_its_input() {
     png.save(data.join("mine/overlay_ig.png")).unwrap();
     let out = data.join("out");
     let run = || {
-        let result = bin()
-            .args(["analyze"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .arg("--model")
-            .arg(fixture("reference/model.json"))
-            .args(["--device", "cpu", "--mc-samples", "3", "--no-ig"])
-            .output()
-            .unwrap();
+        let result = analyze_quickly(&[&data], &out);
         assert!(
             result.status.success(),
             "{}",

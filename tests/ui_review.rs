@@ -131,6 +131,16 @@ fn file_name(relative: &str) -> &str {
 
 const TEXT: &str = "rib crossing mimics an opacity";
 
+/// Focuses the note's comment box and types `text` into it.
+fn type_comment(h: &mut Harness<'static, ViewerApp>, text: &str) {
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .focus();
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text(text);
+    h.step();
+}
+
 #[test]
 fn labelled_folder_filter_note_and_restart() {
     let fx = labelled_folder();
@@ -174,12 +184,7 @@ fn labelled_folder_filter_note_and_restart() {
     h.step();
     h.get_by_label("Right lower").click();
     h.step();
-    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
-        .focus();
-    h.step();
-    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
-        .type_text(TEXT);
-    h.step();
+    type_comment(&mut h, TEXT);
     wait_until(&mut h, "the autosave", |a| {
         a.notes.all_saved()
             && a.notes
@@ -514,12 +519,7 @@ fn a_note_saved_meanwhile_in_another_window_is_merged_not_overwritten() {
     theirs.categories.insert(ErrorCategory::DeviceArtifact);
     other.upsert(&theirs).unwrap();
 
-    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
-        .focus();
-    h.step();
-    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
-        .type_text(TEXT);
-    h.step();
+    type_comment(&mut h, TEXT);
     wait_until(&mut h, "the autosave", |a| {
         a.notes.all_saved()
             && a.notes
