@@ -4,7 +4,9 @@
 //! reviewer's name and, worse, the notes database chosen with *Change…*, so the next start
 //! opened the default database and the reviewer's notes looked missing. This file is written
 //! atomically (temporary file, fsync, rename) on a background thread, a moment after the last
-//! change (at once when the notes database changes), and read first at start-up.
+//! change (at once when the notes database changes), and read first at start-up. Each write
+//! takes only what this window changed since its last write and keeps the rest of the file as
+//! it is, so a second viewer window's choices survive ([`write_change`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -43,7 +45,7 @@ pub struct SettingsFile {
     written: Settings,
     /// First change not yet written.
     changed_at: Option<Instant>,
-    tx: Option<Sender<Vec<u8>>>,
+    tx: Option<Sender<Change>>,
     errors: Receiver<String>,
     writer: Option<JoinHandle<()>>,
 }
@@ -51,18 +53,18 @@ pub struct SettingsFile {
 impl SettingsFile {
     /// `current`: the settings as loaded, so an unchanged start writes nothing.
     pub fn new(path: PathBuf, current: &Settings) -> Self {
-        let (tx, rx) = channel::<Vec<u8>>();
+        let (tx, rx) = channel::<Change>();
         let (err_tx, errors) = channel();
         let target = path.clone();
         let writer = std::thread::Builder::new()
             .name("settings-writer".into())
             .spawn(move || {
-                while let Ok(mut bytes) = rx.recv() {
-                    // Only the newest state matters.
+                while let Ok(mut change) = rx.recv() {
+                    // Only the newest state matters; its base is the first one's.
                     while let Ok(newer) = rx.try_recv() {
-                        bytes = newer;
+                        change.settings = newer.settings;
                     }
-                    if let Err(e) = write(&target, &bytes) {
+                    if let Err(e) = write_change(&target, &change) {
                         let _ = err_tx.send(e);
                     }
                 }
@@ -101,14 +103,22 @@ impl SettingsFile {
     }
 
     fn send(&mut self, settings: &Settings) {
-        self.written = settings.clone();
+        let change = Change {
+            settings: settings.clone(),
+            base: std::mem::replace(&mut self.written, settings.clone()),
+        };
         self.changed_at = None;
-        let bytes = to_bytes(settings);
         match &self.tx {
-            Some(tx) if tx.send(bytes.clone()).is_ok() => {}
-            // No writer thread: write here rather than not at all.
-            _ => {
-                if let Err(e) = write(&self.path, &bytes) {
+            Some(tx) => {
+                if let Err(unsent) = tx.send(change) {
+                    // No writer thread: write here rather than not at all.
+                    if let Err(e) = write_change(&self.path, &unsent.0) {
+                        tracing::error!("{e}");
+                    }
+                }
+            }
+            None => {
+                if let Err(e) = write_change(&self.path, &change) {
                     tracing::error!("{e}");
                 }
             }
@@ -124,14 +134,60 @@ impl SettingsFile {
         if *settings == self.written {
             return Ok(());
         }
-        self.written = settings.clone();
-        write(&self.path, &to_bytes(settings))
+        let change = Change {
+            settings: settings.clone(),
+            base: std::mem::replace(&mut self.written, settings.clone()),
+        };
+        write_change(&self.path, &change)
     }
 }
 
-fn to_bytes(settings: &Settings) -> Vec<u8> {
-    // Plain data with string keys: serialisation cannot fail.
-    serde_json::to_vec_pretty(settings).unwrap_or_default()
+/// Settings to write, and what this window last wrote (or loaded): the settings it changed
+/// since are the ones that differ.
+struct Change {
+    settings: Settings,
+    base: Settings,
+}
+
+/// Writes this window's changes over the file as it is now. Two viewer windows each wrote
+/// their whole settings, so the later write dropped what the other had chosen meanwhile (its
+/// recent folders, reviewer name, notes database). Now a setting this window left as it was
+/// keeps the file's value; a file that cannot be read, or whose merge would not read back as
+/// settings, is replaced as before.
+fn write_change(path: &Path, change: &Change) -> Result<(), String> {
+    write(path, &merged_with_file(path, change))
+}
+
+fn merged_with_file(path: &Path, change: &Change) -> Vec<u8> {
+    // As the file would hold them (an f32 as its shortest text, not widened to f64). Plain data
+    // with string keys: serialisation cannot fail.
+    let as_written = |s: &Settings| -> serde_json::Value {
+        serde_json::to_vec(s)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    };
+    let ours = as_written(&change.settings);
+    let merged = (|| {
+        let base = as_written(&change.base);
+        let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let (mut merged, base, on_disk) = (
+            ours.as_object()?.clone(),
+            base.as_object()?,
+            on_disk.as_object()?,
+        );
+        for (key, value) in merged.iter_mut() {
+            if let (Some(unchanged), Some(theirs)) = (base.get(key), on_disk.get(key)) {
+                if unchanged == value {
+                    value.clone_from(theirs);
+                }
+            }
+        }
+        let merged = serde_json::Value::Object(merged);
+        serde_json::from_value::<Settings>(merged.clone()).ok()?;
+        Some(merged)
+    })();
+    serde_json::to_vec_pretty(&merged.unwrap_or(ours)).unwrap_or_default()
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -202,6 +258,38 @@ mod tests {
         assert!(file.tick(&s, Instant::now()).0.is_some());
         file.write_now(&s).unwrap();
         assert_eq!(load(&path).unwrap(), Some(s));
+    }
+
+    /// Two windows on one settings file: each writes what it changed, and keeps what the other
+    /// changed meanwhile. Before, the later write dropped the other window's choices.
+    #[test]
+    fn two_windows_keep_each_others_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("settings.json");
+        let start = Settings::default();
+        let (mut a, mut b) = (start.clone(), start.clone());
+        let mut file_a = SettingsFile::new(path.clone(), &a);
+        let mut file_b = SettingsFile::new(path.clone(), &b);
+        a.reviewer = "AB".into();
+        a.remember(Path::new("/data/folder"));
+        file_a.write_now(&a).unwrap();
+        b.alpha = 0.8;
+        file_b.write_now(&b).unwrap();
+        let on_disk = load(&path).unwrap().unwrap();
+        assert_eq!(on_disk.reviewer, "AB");
+        assert_eq!(on_disk.recent, [PathBuf::from("/data/folder")]);
+        assert_eq!(on_disk.alpha, 0.8);
+        // A setting both changed: the later write wins.
+        let mut file_b = SettingsFile::new(path.clone(), &b);
+        b.reviewer = "CD".into();
+        file_b.write_now(&b).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().reviewer, "CD");
+        // A file that does not read as settings is replaced whole.
+        std::fs::write(&path, b"[1, 2, 3]").unwrap();
+        let mut file_a = SettingsFile::new(path.clone(), &a);
+        a.alpha = 0.3;
+        file_a.write_now(&a).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(a));
     }
 
     #[test]
