@@ -826,8 +826,7 @@ fn a_window_level_drag_builds_a_large_texture_at_half_resolution() {
     wait_until(&mut h, "the film", |a| a.film_texture_key().is_some());
     let texels = |a: &ViewerApp| {
         let k = a.film_texture_key().unwrap();
-        let r = k.region;
-        (r.x1 - r.x0).div_ceil(k.step) * (r.y1 - r.y0).div_ceil(k.step)
+        k.region.texels(k.step)
     };
     let fitted = h.state().film_texture_key().unwrap().step;
     assert!(

@@ -77,8 +77,7 @@ pub const DRAG_MAX_TEXELS: usize = 2 << 20;
 /// canvas too (1500 × 1800 texels), not its part on screen at 1:1 (1536 × 1024).
 pub fn drag_step(region: FilmRegion, step: usize) -> usize {
     let step = step.max(1);
-    let texels = (region.x1 - region.x0).div_ceil(step) * (region.y1 - region.y0).div_ceil(step);
-    if texels > DRAG_MAX_TEXELS {
+    if region.texels(step) > DRAG_MAX_TEXELS {
         step * 2
     } else {
         step
@@ -118,6 +117,11 @@ impl FilmRegion {
             x1: width,
             y1: height,
         }
+    }
+
+    /// Texels of this region's texture at `step` (film pixels per texel along each side).
+    pub fn texels(&self, step: usize) -> usize {
+        (self.x1 - self.x0).div_ceil(step) * (self.y1 - self.y0).div_ceil(step)
     }
 
     /// Where the texture is drawn, in image (film pixel) coordinates.
@@ -778,8 +782,7 @@ mod tests {
         }
     }
 
-    /// At least two texels per screen pixel along the film's longer side, in powers of two, and
-    /// never a side above MAX_TEXTURE_SIDE.
+    /// Only a texture over DRAG_MAX_TEXELS is built at twice the step while dragging.
     #[test]
     fn a_window_drag_halves_only_large_textures() {
         // The 9500 × 9500 film fitted (step 4: 2375² texels) and zoomed in (step 2).
@@ -804,6 +807,8 @@ mod tests {
         assert_eq!(drag_step(FilmRegion::whole(1448, 1448), 1), 1);
     }
 
+    /// At least two texels per screen pixel along the film's longer side, in powers of two, and
+    /// never a side above MAX_TEXTURE_SIDE.
     #[test]
     fn texture_steps_leave_two_texels_per_screen_pixel() {
         // A 3600-px CR film fitted into a 700-px-high canvas: 2 (1800 texels for 700 px).
