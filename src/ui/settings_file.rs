@@ -102,25 +102,25 @@ impl SettingsFile {
         (Some(wait), error)
     }
 
-    fn send(&mut self, settings: &Settings) {
-        let change = Change {
+    /// `settings` as the next write, with what was written before as its base.
+    fn change_to(&mut self, settings: &Settings) -> Change {
+        Change {
             settings: settings.clone(),
             base: std::mem::replace(&mut self.written, settings.clone()),
-        };
+        }
+    }
+
+    fn send(&mut self, settings: &Settings) {
+        let change = self.change_to(settings);
         self.changed_at = None;
-        match &self.tx {
-            Some(tx) => {
-                if let Err(unsent) = tx.send(change) {
-                    // No writer thread: write here rather than not at all.
-                    if let Err(e) = write_change(&self.path, &unsent.0) {
-                        tracing::error!("{e}");
-                    }
-                }
-            }
-            None => {
-                if let Err(e) = write_change(&self.path, &change) {
-                    tracing::error!("{e}");
-                }
+        let unsent = match &self.tx {
+            Some(tx) => tx.send(change).err().map(|e| e.0),
+            None => Some(change),
+        };
+        // No writer thread: write here rather than not at all.
+        if let Some(change) = unsent {
+            if let Err(e) = write_change(&self.path, &change) {
+                tracing::error!("{e}");
             }
         }
     }
@@ -134,10 +134,7 @@ impl SettingsFile {
         if *settings == self.written {
             return Ok(());
         }
-        let change = Change {
-            settings: settings.clone(),
-            base: std::mem::replace(&mut self.written, settings.clone()),
-        };
+        let change = self.change_to(settings);
         write_change(&self.path, &change)
     }
 }
