@@ -548,16 +548,30 @@ fn a_note_saved_meanwhile_in_another_window_is_merged_not_overwritten() {
     );
 }
 
+/// The labelled folder under review, every study predicted, sorted by probability (highest
+/// first); `tag` names its notes database's folder.
+fn by_probability(tag: &str) -> (Fixture, Harness<'static, ViewerApp>) {
+    let fx = labelled_folder();
+    let db = temp_dir(tag).join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    h.get_by_role_and_label(Role::Button, "P").click();
+    h.run_ok();
+    (fx, h)
+}
+
+/// Sets the predicted probability of the row of `path`, as a prediction arriving would.
+fn set_probability(h: &mut Harness<'static, ViewerApp>, path: &Path, probability: f64) {
+    let review = h.state_mut().review.as_mut().unwrap();
+    let row = review.row_mut(path).unwrap();
+    row.prediction.as_mut().unwrap().probability = probability;
+}
+
 /// With the pointer over the study list, a prediction arriving does not move the rows (a click
 /// would otherwise open the study that just slid under it); once the pointer leaves, the list
 /// is in order again.
 #[test]
 fn rows_stay_put_under_the_pointer_while_predictions_arrive() {
-    let fx = labelled_folder();
-    let db = temp_dir("review-hold").join("notes.sqlite3");
-    let mut h = open_folder(&db, &fx.root, &[]);
-    h.get_by_role_and_label(Role::Button, "P").click();
-    h.run_ok();
+    let (fx, mut h) = by_probability("review-hold");
     let before = h.state().navigation();
     // The last predicted row by probability gets the highest: it belongs at the top.
     let review = h.state().review.as_ref().unwrap();
@@ -571,14 +585,9 @@ fn rows_stay_put_under_the_pointer_while_predictions_arrive() {
         })
         .unwrap()
         .clone();
-    let arrive = |h: &mut Harness<'static, ViewerApp>| {
-        let review = h.state_mut().review.as_mut().unwrap();
-        let row = review.row_mut(&last).unwrap();
-        row.prediction.as_mut().unwrap().probability = 0.999;
-    };
     h.get_by_label(file_name(&fx.wrong)).hover();
     h.run_ok();
-    arrive(&mut h);
+    set_probability(&mut h, &last, 0.999);
     h.run_ok();
     assert_eq!(h.state().navigation(), before, "held under the pointer");
     h.get_by_label("Research use only — not for diagnosis")
@@ -593,11 +602,7 @@ fn rows_stay_put_under_the_pointer_while_predictions_arrive() {
 /// and order stay as the reviewer left them.
 #[test]
 fn rescan_predicts_only_new_and_changed_files() {
-    let fx = labelled_folder();
-    let db = temp_dir("review-rescan").join("notes.sqlite3");
-    let mut h = open_folder(&db, &fx.root, &[]);
-    h.get_by_role_and_label(Role::Button, "P").click();
-    h.run_ok();
+    let (fx, mut h) = by_probability("review-rescan");
     let (sort, descending) = {
         let r = h.state().review.as_ref().unwrap();
         (r.sort, r.descending)
@@ -606,14 +611,7 @@ fn rescan_predicts_only_new_and_changed_files() {
     let kept = fx.root.join(&fx.wrong);
     let changed = fx.root.join("NORMAL/IM-0176-0001.jpeg");
     for path in [&kept, &changed] {
-        let review = h.state_mut().review.as_mut().unwrap();
-        review
-            .row_mut(path)
-            .unwrap()
-            .prediction
-            .as_mut()
-            .unwrap()
-            .probability = 0.123;
+        set_probability(&mut h, path, 0.123);
     }
     // The changed file gets other content (another film); a new one is added.
     std::fs::copy(repo("assets/samples/NORMAL2-IM-0912-0001.jpeg"), &changed).unwrap();
