@@ -94,8 +94,23 @@ fn labelled_folder() -> Fixture {
 }
 
 fn open_folder(db: &Path, root: &Path, saves: &[PathBuf]) -> Harness<'static, ViewerApp> {
+    open_folder_with(db, root, saves, |app| app)
+}
+
+/// [`open_folder`] with the viewer built as `build` makes it.
+fn open_folder_with(
+    db: &Path,
+    root: &Path,
+    saves: &[PathBuf],
+    build: impl FnOnce(ViewerApp) -> ViewerApp,
+) -> Harness<'static, ViewerApp> {
     let picker = Arc::new(ScriptedPicker::opening(&[root.to_path_buf()]).saving(saves));
-    let app = ViewerApp::new(fast_settings(db), picker, tiny_model(), None);
+    let app = build(ViewerApp::new(
+        fast_settings(db),
+        picker,
+        tiny_model(),
+        None,
+    ));
     let mut h = harness(app);
     h.get_by_label("Open folder…").click();
     wait_until(&mut h, "every study predicted", |a| {
@@ -657,4 +672,70 @@ fn rescan_predicts_only_new_and_changed_files() {
     let review = h.state().review.as_ref().unwrap();
     let kept_row = &review.rows[review.row_index(&kept).unwrap()];
     assert_eq!(kept_row.prediction.unwrap().probability, 0.123);
+}
+
+/// A folder reopened in a later session lists the predictions stored by the earlier one
+/// (nothing predicted again) for every file that is unchanged, under the same model and MC
+/// count; a changed file, an unreadable one, and any other MC count are predicted again.
+#[test]
+fn a_folder_reopened_in_a_later_session_takes_its_predictions_from_the_cache() {
+    let fx = labelled_folder();
+    let dir = temp_dir("review-cache");
+    let db = dir.join("notes.sqlite3");
+    let cache = dir.join("cache/predictions.sqlite3");
+    let with_cache = |app: ViewerApp| app.with_prediction_cache(Some(cache.clone()));
+    drop(open_folder_with(&db, &fx.root, &[], with_cache));
+
+    // Marks that a prediction made again would not reproduce.
+    let marked = rusqlite::Connection::open(&cache)
+        .unwrap()
+        .execute("UPDATE predictions SET probability = 0.123", [])
+        .unwrap();
+    assert_eq!(
+        marked, 5,
+        "the five readable films were stored, the broken one not"
+    );
+    let changed = fx.root.join("NORMAL/IM-0176-0001.jpeg");
+    std::fs::copy(repo("assets/samples/NORMAL2-IM-0912-0001.jpeg"), &changed).unwrap();
+
+    let h = open_folder_with(&db, &fx.root, &[], with_cache);
+    let review = h.state().review.as_ref().unwrap();
+    let probability = |path: &Path| {
+        let row = &review.rows[review.row_index(path).unwrap()];
+        row.prediction.map(|p| p.probability)
+    };
+    assert_eq!(probability(&fx.root.join(&fx.wrong)), Some(0.123));
+    assert_eq!(
+        probability(&fx.root.join("unsorted/chest.dcm")),
+        Some(0.123)
+    );
+    let fresh = probability(&changed).unwrap();
+    assert_ne!(fresh, 0.123, "changed since: predicted again");
+    let broken = &review.rows[review
+        .row_index(&fx.root.join("unsorted/broken.dcm"))
+        .unwrap()];
+    assert!(broken.error.is_some(), "an unreadable file is tried again");
+    // The row of a stored prediction carries what a note needs: the study id, the scope.
+    let chest = &review.rows[review
+        .row_index(&fx.root.join("unsorted/chest.dcm"))
+        .unwrap()];
+    assert!(chest
+        .id
+        .as_ref()
+        .is_some_and(|id| id.as_str().starts_with("dicom:")));
+    assert!(chest.scope.is_some());
+    drop(h);
+
+    // Another MC-dropout count changes the uncertainty flag: nothing is taken from the cache.
+    let h = open_folder_with(&db, &fx.root, &[], |app| {
+        let mut app = with_cache(app);
+        app.settings.mc_samples = 6;
+        app
+    });
+    let review = h.state().review.as_ref().unwrap();
+    assert!(review
+        .rows
+        .iter()
+        .filter_map(|r| r.prediction)
+        .all(|p| p.probability != 0.123));
 }

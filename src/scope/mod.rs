@@ -66,13 +66,15 @@
 pub mod detector;
 pub mod header;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use detector::ScopeStats;
 use header::Finding;
 
-/// The scope verdict shown with every result (`report.json` key `scope`).
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+/// The scope verdict shown with every result (`report.json` key `scope`). Read back by the
+/// viewer's prediction cache (`ui::prediction_cache`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct ScopeCheck {
     /// `false` when any header rule or the pixel detector says the film is outside the model's
     /// scope. The overlay gating reads this.

@@ -150,6 +150,9 @@ pub struct ViewerApp {
     /// `--db` / `$CXR_VIEWER_DB`: this run's notes database, ahead of the remembered one and not
     /// remembered itself.
     pub(super) notes_db_override: Option<PathBuf>,
+    /// Where folder predictions are kept between sessions ([`super::prediction_cache`]);
+    /// `None` (tests, or turned off): every folder is predicted in full.
+    pub(super) prediction_cache: Option<PathBuf>,
     /// When the window was last seen going hidden (minimised or covered).
     hidden_since: Option<Instant>,
     /// Drawing opacity boxes into the note (`D`).
@@ -217,6 +220,7 @@ impl ViewerApp {
             exited: false,
             settings_file: None,
             notes_db_override: None,
+            prediction_cache: None,
             hidden_since: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
@@ -236,6 +240,12 @@ impl ViewerApp {
     /// Opens `db` as the notes database for this run (`--db`), whatever the settings name.
     pub fn with_notes_db(mut self, db: Option<PathBuf>) -> Self {
         self.notes_db_override = db;
+        self
+    }
+
+    /// Keeps folder predictions in `path` between sessions.
+    pub fn with_prediction_cache(mut self, path: Option<PathBuf>) -> Self {
+        self.prediction_cache = path;
         self
     }
 
@@ -266,7 +276,8 @@ impl ViewerApp {
             model_path,
             initial_file,
         )
-        .with_notes_db(notes_db);
+        .with_notes_db(notes_db)
+        .with_prediction_cache(super::prediction_cache::default_path());
         if let Some(path) = settings_path {
             app = app.with_settings_file(path);
         }

@@ -31,6 +31,7 @@ pub mod notes_draft;
 pub mod notes_panel;
 pub mod notes_service;
 pub mod panels;
+pub mod prediction_cache;
 pub mod render;
 pub mod review;
 pub mod reviewing;

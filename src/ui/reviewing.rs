@@ -420,6 +420,7 @@ impl ViewerApp {
                 cancel: review.cancel.clone(),
                 pause: review.pause.clone(),
                 known,
+                cache: self.prediction_cache.clone(),
             },
         );
         self.review = Some(review);

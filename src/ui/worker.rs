@@ -19,6 +19,7 @@ use crate::io::{load_study, Study};
 use crate::model::{select_device, DeviceChoice};
 
 use super::cache::{AnalysisKey, IgKey, Needs};
+use super::prediction_cache::{self, PredictionCache};
 use super::review::{self, StudyRow};
 use crate::notes::PredictionSnapshot;
 
@@ -413,6 +414,8 @@ pub struct ScanSpec {
     /// A rescan: the previous scan's predicted rows, kept where the file is unchanged
     /// ([`review::carry_over`]).
     pub known: std::collections::HashMap<PathBuf, review::StudyRow>,
+    /// Predictions kept between sessions ([`super::prediction_cache`]); `None`: off.
+    pub cache: Option<PathBuf>,
 }
 
 /// Lists the folder, then predicts every study in list order (prediction and MC-dropout flag
@@ -424,6 +427,29 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
         let (files, truncated) = review::list_studies(&spec.root, &spec.cancel);
         let mut rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
         let paths = review::carry_over(&mut rows, &spec.known);
+        let cache = spec.cache.as_deref().and_then(|path| {
+            let context = prediction_cache::Context::of(&spec.engine, spec.mc_samples);
+            PredictionCache::open(path, context)
+                .map_err(|e| tracing::warn!("{e}; folders are predicted in full"))
+                .ok()
+        });
+        let paths = match &cache {
+            Some(c) => {
+                let started = Instant::now();
+                let asked = paths.len();
+                let missing = c.fill(&mut rows, paths.clone()).unwrap_or_else(|e| {
+                    tracing::warn!("{e}");
+                    paths
+                });
+                tracing::info!(
+                    "{} of {asked} predictions taken from the cache in {:.0} ms",
+                    asked - missing.len(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                missing
+            }
+            None => paths,
+        };
         out.send(Msg::Review(ReviewMsg::Listed {
             scan_id,
             rows,
@@ -443,6 +469,11 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
                 Ok((p, s)) => (Ok(p), Some(s)),
                 Err(e) => (Err(e), None),
             };
+            if let (Some(cache), Some(stamp), Ok(p), Some(s)) = (&cache, stamp, &result, &scope) {
+                if let Err(e) = cache.put(&path, stamp, id.as_ref(), p, s) {
+                    tracing::warn!("{e}");
+                }
+            }
             out.send(Msg::Review(ReviewMsg::Row {
                 scan_id,
                 path,
