@@ -250,9 +250,11 @@ fn write_outputs(
             .write_npy(dir.join("input.npy"))?;
     }
     let window = study.default_window;
-    let save = |img: image::RgbImage, name: &str| -> Result<()> {
-        img.save(dir.join(name))
-            .with_context(|| format!("cannot write {name}"))
+    // Marked as exports, so a later walk of this folder never takes them for films.
+    let save = |img: image::RgbImage, name: &str, what: &str| -> Result<()> {
+        let bytes = crate::io::viewer_export::encode_png(&img, what)
+            .map_err(|e| anyhow::anyhow!("cannot encode {name}: {e}"))?;
+        std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))
     };
     save(
         render_overlay(
@@ -264,6 +266,7 @@ fn write_outputs(
             0.45,
         ),
         crate::io::OVERLAY_GRADCAM,
+        "film with Grad-CAM overlay",
     )?;
     let std_scale = MapScale::Sequential {
         max: analysis.uncertainty.cam_mean.max().max(f32::MIN_POSITIVE),
@@ -278,6 +281,7 @@ fn write_outputs(
             0.45,
         ),
         crate::io::OVERLAY_UNCERTAINTY,
+        "film with MC-dropout uncertainty overlay",
     )?;
     if let Some(ig) = &analysis.ig {
         write_grid(&ig.map, &dir.join("ig.npy"))?;
@@ -291,6 +295,7 @@ fn write_outputs(
                 0.8,
             ),
             crate::io::OVERLAY_IG,
+            "film with Integrated Gradients overlay",
         )?;
     }
     Ok(())

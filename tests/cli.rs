@@ -503,6 +503,44 @@ fn analyze_skips_the_overlays_of_an_earlier_run_inside_its_input() {
     assert!(!out.join("out").exists(), "nothing nested into out/out");
 }
 
+/// The overlays `analyze` writes are marked as cxr-viewer's own pictures: copied elsewhere under
+/// any name, a folder walk skips them, and one analysed on its own is out of scope as what it is.
+/// Before, only the name `overlay_*.png` with a `report.json` beside it told them apart.
+#[test]
+fn an_overlay_moved_and_renamed_is_still_not_taken_for_a_film() {
+    let tmp = scratch("cli-overlay-marked");
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    let first = tmp.path().join("first");
+    let result = analyze_quickly(&[&jpeg], &first);
+    assert!(result.status.success());
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(&jpeg, data.join("film.jpeg")).unwrap();
+    let moved = data.join("person45 heat map.png");
+    let overlay = first
+        .join("person45_bacteria_221")
+        .join("overlay_gradcam.png");
+    std::fs::copy(&overlay, &moved).unwrap();
+
+    let result = analyze_quickly(&[&data], &tmp.path().join("second"));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{stdout}");
+    let analysed: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    assert_eq!(analysed, [data.join("film.jpeg").display().to_string()]);
+
+    let result = analyze_quickly(&[&moved], &tmp.path().join("third"));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        stdout.contains(
+            "OUT OF SCOPE: an image exported by cxr-viewer (film with Grad-CAM overlay), not a film"
+        ),
+        "{stdout}"
+    );
+}
+
 /// An `--out` that is a file is one error line before any film is analysed. Before, `analyze`
 /// analysed every film and then failed each with "cannot create …: Not a directory", one line
 /// per film, and `eval` said "cannot create afile: File exists".

@@ -739,3 +739,35 @@ fn a_folder_reopened_in_a_later_session_takes_its_predictions_from_the_cache() {
         .filter_map(|r| r.prediction)
         .all(|p| p.probability != 0.123));
 }
+
+/// A view exported into the folder under review (the save dialog opens beside the film) is not
+/// listed as a study by the next Rescan: before, it entered the list and, in a class folder, the
+/// confusion matrix.
+#[test]
+fn a_view_exported_into_the_reviewed_folder_is_not_a_study() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-export").join("notes.sqlite3");
+    let exported = fx.root.join("NORMAL/exported view.png");
+    let mut h = open_folder(&db, &fx.root, std::slice::from_ref(&exported));
+    let listed = h.state().review.as_ref().unwrap().rows.len();
+    wait_until(&mut h, "the study on screen loaded", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    h.get_by_label("Export PNG…").click();
+    wait_until(&mut h, "the PNG exported", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| !s.is_error && s.text.contains("exported view.png"))
+    });
+    assert!(exported.is_file());
+    let scan = h.state().review.as_ref().unwrap().scan_id;
+    h.get_by_label("Rescan").click();
+    wait_until(&mut h, "the rescan listed", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.scan_id != scan && r.listed && r.rows.iter().all(|r| r.done()))
+    });
+    let review = h.state().review.as_ref().unwrap();
+    assert_eq!(review.row_index(&exported), None);
+    assert_eq!(review.rows.len(), listed);
+}

@@ -56,6 +56,7 @@ mod jpeg_check;
 mod raster;
 mod rle_check;
 mod value_lengths;
+pub mod viewer_export;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -297,6 +298,10 @@ pub struct StudyMetadata {
     /// padding; `None` when it marks none. See [`Study::padding`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub padding_pixels: Option<usize>,
+    /// A PNG that cxr-viewer wrote (an exported view or an `analyze` overlay): what its marker
+    /// says it shows ([`viewer_export`]). Out of scope: a heat map over a film is not a film.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viewer_export: Option<String>,
 }
 
 impl StudyMetadata {
@@ -524,8 +529,9 @@ pub fn is_analysis_overlay(path: &Path) -> bool {
 }
 
 /// The files under `root`, to `max_depth` folders down, depth first with each folder's entries
-/// sorted by name; hidden files and folders (name starting with `.`) and the overlays of an
-/// earlier `analyze` ([`is_analysis_overlay`]) are skipped, except `root` itself. The one
+/// sorted by name; hidden files and folders (name starting with `.`), the overlays of an
+/// earlier `analyze` ([`is_analysis_overlay`]) and any other PNG cxr-viewer wrote
+/// ([`viewer_export`]) are skipped, except `root` itself. The one
 /// folder walk of the viewer's study list and the CLI's `analyze`, `eval` and `scope-report`.
 ///
 /// Symbolic links are followed: a folder of links to films is how a labelled subset is usually
@@ -564,9 +570,10 @@ pub fn files_under(root: &Path, max_depth: usize) -> impl Iterator<Item = PathBu
             first
         })
         .filter_map(|entry| match entry {
-            Ok(e) => {
-                (e.file_type().is_file() && !is_analysis_overlay(e.path())).then(|| e.into_path())
-            }
+            Ok(e) => (e.file_type().is_file()
+                && !is_analysis_overlay(e.path())
+                && !viewer_export::is_viewer_export(e.path()))
+            .then(|| e.into_path()),
             Err(e) => {
                 tracing::warn!("skipped while listing the folder: {e}");
                 None

@@ -97,6 +97,9 @@ fn decode<R: BufRead + Seek>(
             colourfulness: colour.map(|c| c.colourfulness),
             coloured_share: colour.map(|c| c.coloured_share),
             exif_orientation: Some(orientation.to_exif()).filter(|&o| o != 1),
+            viewer_export: (format == ImageFormat::Png)
+                .then(|| super::viewer_export::marker(path))
+                .flatten(),
             ..Default::default()
         },
         padding: None,

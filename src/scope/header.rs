@@ -95,6 +95,12 @@ pub fn header_findings(meta: &StudyMetadata) -> Vec<Finding> {
             )));
         }
     }
+    if let Some(what) = &meta.viewer_export {
+        out.push(Finding::Out(format!(
+            "an image exported by cxr-viewer ({what}), not a film"
+        )));
+        return out;
+    }
     match (meta.colourfulness, meta.coloured_share) {
         (Some(c), _) if c > COLOURFUL => out.push(Finding::Out(format!(
             "colour photograph (colourfulness {c:.0} > {COLOURFUL:.0})"
@@ -326,5 +332,11 @@ mod tests {
         m.colourfulness = Some(40.0);
         m.coloured_share = Some(0.5);
         assert_eq!(outs(&m), ["colour photograph (colourfulness 40 > 15)"]);
+        // One of the viewer's own exports is said as such, whatever its colours.
+        m.viewer_export = Some("film with Grad-CAM overlay".into());
+        assert_eq!(
+            outs(&m),
+            ["an image exported by cxr-viewer (film with Grad-CAM overlay), not a film"]
+        );
     }
 }

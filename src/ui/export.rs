@@ -39,10 +39,16 @@ pub fn export_png(app: &mut ViewerApp) {
     let map = if visible { app.map_of(app.map) } else { None };
     let kind = app.map;
     let settings = app.settings.clone();
-    let name = if map.is_some() {
-        format!("{}_{}.png", stem(app), short_name(kind))
+    let (name, what) = if map.is_some() {
+        (
+            format!("{}_{}.png", stem(app), short_name(kind)),
+            format!("film with {} overlay", kind.label()),
+        )
     } else {
-        format!("{}.png", stem(app))
+        (
+            format!("{}.png", stem(app)),
+            "film as displayed".to_string(),
+        )
     };
     let render = Box::new(move |path: &Path| {
         let map = map.map(|(grid, _, mean)| {
@@ -53,10 +59,16 @@ pub fn export_png(app: &mut ViewerApp) {
         // Encoded whole, then written over the old file in one rename: a replaced export is
         // never left half-written (a crash or a full disk keeps the old one).
         let format = image::ImageFormat::from_path(path).map_err(|e| e.to_string())?;
-        let mut bytes = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut bytes, format)
-            .map_err(|e| e.to_string())?;
-        crate::atomic_file::write_atomic(path, bytes.get_ref())
+        let bytes = if format == image::ImageFormat::Png {
+            // Marked as an export, so a folder review never lists it as a film.
+            crate::io::viewer_export::encode_png(&img, &what)?
+        } else {
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut bytes, format)
+                .map_err(|e| e.to_string())?;
+            bytes.into_inner()
+        };
+        crate::atomic_file::write_atomic(path, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     app.request_save(name, "png", render);
