@@ -133,7 +133,9 @@ pub struct PredictionCache {
 }
 
 impl PredictionCache {
-    /// Creates the file (and its folder) if needed and drops stale entries.
+    /// Creates the file (and its folder) if needed and drops stale entries. A file that is not
+    /// an SQLite database (damaged, or something else under that name) is replaced: it is only
+    /// a cache, and keeping it would turn the cache off for good.
     pub fn open(path: &Path, context: Context) -> Result<Self, CacheError> {
         let err = |reason: String| CacheError {
             path: path.to_path_buf(),
@@ -142,14 +144,30 @@ impl PredictionCache {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
         }
-        let conn = Connection::open(path).map_err(|e| err(e.to_string()))?;
-        let cache = Self {
-            conn,
-            path: path.to_path_buf(),
-            context,
+        if path.is_dir() {
+            return Err(err("is a folder".into()));
+        }
+        let connect = || -> rusqlite::Result<Self> {
+            let cache = Self {
+                conn: Connection::open(path)?,
+                path: path.to_path_buf(),
+                context: context.clone(),
+            };
+            cache.prepare()?;
+            Ok(cache)
         };
-        cache.prepare().map_err(|e| err(e.to_string()))?;
-        Ok(cache)
+        match connect() {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+                tracing::warn!("{}: not a database, replaced", path.display());
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut name = path.as_os_str().to_owned();
+                    name.push(suffix);
+                    let _ = std::fs::remove_file(PathBuf::from(name));
+                }
+                connect().map_err(|e| err(e.to_string()))
+            }
+            other => other.map_err(|e| err(e.to_string())),
+        }
     }
 
     fn prepare(&self) -> rusqlite::Result<()> {
@@ -480,6 +498,29 @@ mod tests {
         assert_eq!(
             path_from_env(std::ffi::OsStr::new("/tmp/c.sqlite3")),
             Some(PathBuf::from("/tmp/c.sqlite3"))
+        );
+    }
+
+    #[test]
+    fn a_damaged_file_is_replaced_and_a_folder_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("p.sqlite3");
+        std::fs::write(&db, vec![0x5a; 8192]).unwrap();
+        let film = dir.path().join("a.png");
+        std::fs::write(&film, b"a").unwrap();
+        let stamp = FileStamp::of(&film).unwrap();
+        let cache = PredictionCache::open(&db, Context::from_bytes([6; 32])).unwrap();
+        cache
+            .put(&film, stamp, None, &snapshot(0.3), &ScopeCheck::default())
+            .unwrap();
+        assert!(cache.get(&film, stamp).unwrap().is_some());
+
+        let e = PredictionCache::open(dir.path(), Context::from_bytes([6; 32]))
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            format!("prediction cache {}: is a folder", dir.path().display())
         );
     }
 

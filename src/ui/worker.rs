@@ -427,7 +427,7 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
         let (files, truncated) = review::list_studies(&spec.root, &spec.cancel);
         let mut rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
         let paths = review::carry_over(&mut rows, &spec.known);
-        let cache = spec.cache.as_deref().and_then(|path| {
+        let mut cache = spec.cache.as_deref().and_then(|path| {
             let context = prediction_cache::Context::of(&spec.engine, spec.mc_samples);
             PredictionCache::open(path, context)
                 .map_err(|e| tracing::warn!("{e}; folders are predicted in full"))
@@ -469,9 +469,11 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
                 Ok((p, s)) => (Ok(p), Some(s)),
                 Err(e) => (Err(e), None),
             };
-            if let (Some(cache), Some(stamp), Ok(p), Some(s)) = (&cache, stamp, &result, &scope) {
-                if let Err(e) = cache.put(&path, stamp, id.as_ref(), p, s) {
-                    tracing::warn!("{e}");
+            if let (Some(c), Some(stamp), Ok(p), Some(s)) = (&cache, stamp, &result, &scope) {
+                if let Err(e) = c.put(&path, stamp, id.as_ref(), p, s) {
+                    // Said once: a read-only or full disk fails every write alike.
+                    tracing::warn!("{e}; this folder's predictions are not kept");
+                    cache = None;
                 }
             }
             out.send(Msg::Review(ReviewMsg::Row {
