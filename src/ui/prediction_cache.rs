@@ -397,13 +397,19 @@ mod tests {
         }
     }
 
+    /// A file `name` with `bytes` in `dir`, and its stamp.
+    fn film(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, FileStamp) {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let stamp = FileStamp::of(&path).unwrap();
+        (path, stamp)
+    }
+
     #[test]
     fn a_stored_prediction_comes_back_only_for_the_same_file_stamp_and_context() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("cache/predictions.sqlite3");
-        let film = dir.path().join("a.png");
-        std::fs::write(&film, b"first bytes").unwrap();
-        let stamp = FileStamp::of(&film).unwrap();
+        let (film, stamp) = film(dir.path(), "a.png", b"first bytes");
         let ctx = Context::from_bytes([1; 32]);
         let id = StudyId::sha256(&[7; 32]);
         {
@@ -442,10 +448,8 @@ mod tests {
     fn the_file_holds_no_path() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("predictions.sqlite3");
-        let film = dir.path().join("Doe_Jane_1970-01-01.png");
-        std::fs::write(&film, b"x").unwrap();
+        let (film, stamp) = film(dir.path(), "Doe_Jane_1970-01-01.png", b"x");
         let cache = PredictionCache::open(&db, Context::from_bytes([1; 32])).unwrap();
-        let stamp = FileStamp::of(&film).unwrap();
         cache
             .put(&film, stamp, None, &snapshot(0.2), &ScopeCheck::default())
             .unwrap();
@@ -506,9 +510,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("p.sqlite3");
         std::fs::write(&db, vec![0x5a; 8192]).unwrap();
-        let film = dir.path().join("a.png");
-        std::fs::write(&film, b"a").unwrap();
-        let stamp = FileStamp::of(&film).unwrap();
+        let (film, stamp) = film(dir.path(), "a.png", b"a");
         let cache = PredictionCache::open(&db, Context::from_bytes([6; 32])).unwrap();
         cache
             .put(&film, stamp, None, &snapshot(0.3), &ScopeCheck::default())
@@ -565,9 +567,7 @@ mod tests {
     fn old_entries_are_dropped_when_the_cache_opens() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("p.sqlite3");
-        let film = dir.path().join("a.png");
-        std::fs::write(&film, b"a").unwrap();
-        let stamp = FileStamp::of(&film).unwrap();
+        let (film, stamp) = film(dir.path(), "a.png", b"a");
         let ctx = Context::from_bytes([4; 32]);
         {
             let cache = PredictionCache::open(&db, ctx.clone()).unwrap();
