@@ -239,6 +239,31 @@ fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
+/// A batch for [`Engine::prepare_many`] ends once its films hold this many pixels, so four or
+/// eight large DICOMs (a 90 MP film is 360 MB as f32) are never read into memory at once.
+pub const BATCH_PIXELS: usize = 24_000_000;
+
+/// Reads the next batch from `pending`: up to `films` items, fewer once those read hold
+/// [`BATCH_PIXELS`] (`pixels` of each; 0 for one that failed to read).
+pub fn take_batch<T, R>(
+    pending: &mut impl Iterator<Item = T>,
+    films: usize,
+    mut read: impl FnMut(T) -> R,
+    pixels: impl Fn(&R) -> usize,
+) -> Vec<R> {
+    let mut batch = Vec::new();
+    let mut held = 0;
+    while batch.len() < films && held < BATCH_PIXELS {
+        let Some(item) = pending.next() else {
+            break;
+        };
+        let read = read(item);
+        held += pixels(&read);
+        batch.push(read);
+    }
+    batch
+}
+
 impl Engine {
     /// Without scope statistics; [`Self::load`] reads those named in `model.json`.
     pub fn new(model: Classifier) -> Self {
@@ -328,19 +353,107 @@ impl Engine {
         ))
     }
 
+    /// [`Self::prepare`] of several studies (each in its default window) with one forward pass
+    /// for all: the folder scans of the viewer and `eval` predict films by the thousand, and a
+    /// batch costs less per film (the shipped model on a 2-core Intel Xeon: 47 ms for one film,
+    /// 36 ms each for 4, 32 ms each for 8). Results equal [`Self::prepare`]'s up to float
+    /// rounding. When the batch fails, each study is prepared alone, so each gets its own
+    /// error.
+    pub fn prepare_many(&self, studies: &[&Study]) -> Vec<Result<Prepared, AnalysisError>> {
+        let one_by_one = || {
+            studies
+                .iter()
+                .map(|s| self.prepare(s).map(|(p, _, _)| p))
+                .collect()
+        };
+        if studies.len() < 2 {
+            return one_by_one();
+        }
+        let cfg = &self.model.config;
+        let batched = || -> Result<Vec<Prepared>, AnalysisError> {
+            let grays: Vec<Grid> = studies
+                .iter()
+                .map(|s| model_gray(s, &s.default_window, &cfg.input))
+                .collect();
+            let inputs = grays
+                .iter()
+                .map(|g| input_tensor(g, &cfg.input, &self.model.device))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            let (features, stages) = self
+                .model
+                .backbone
+                .forward_with_stages(&Tensor::cat(&inputs, 0)?)?;
+            let pooled = global_avg_pool(&features)?;
+            let logits = self.model.head.forward(&pooled, None)?;
+            let t = Instant::now();
+            let pixel = self.pixel_features(&stages)?;
+            let scope_ms = ms(t) / studies.len() as f64;
+            let mut prepared = Vec::with_capacity(studies.len());
+            for (i, (study, (gray, input))) in studies
+                .iter()
+                .zip(grays.into_iter().zip(inputs))
+                .enumerate()
+            {
+                let t = Instant::now();
+                let scope =
+                    self.scope_from(study, pixel.as_ref().and_then(|f| f.get(i)).map(|f| &f[..]));
+                prepared.push(Prepared {
+                    gray,
+                    input,
+                    features: features.narrow(0, i, 1)?,
+                    prediction: self.predict_from_logits(&logits.narrow(0, i, 1)?)?,
+                    image_size: (study.width, study.height),
+                    scope,
+                    scope_ms: scope_ms + ms(t),
+                });
+            }
+            Ok(prepared)
+        };
+        match batched() {
+            Ok(prepared) => prepared.into_iter().map(Ok).collect(),
+            Err(e) => {
+                tracing::debug!("batch of {} failed ({e}); one by one", studies.len());
+                one_by_one()
+            }
+        }
+    }
+
     /// Header rules first, then the pixel score from the stage activations of the forward pass.
     pub fn scope_check(
         &self,
         study: &Study,
         stages: &[Tensor],
     ) -> Result<ScopeCheck, AnalysisError> {
-        let check = ScopeCheck::from_header(&study.metadata);
+        let pixel = self.pixel_features(stages)?;
+        Ok(self.scope_from(
+            study,
+            pixel.as_ref().and_then(|f| f.first()).map(|f| &f[..]),
+        ))
+    }
+
+    /// Per film of the batch, the scope detector's features; `None` without scope statistics.
+    fn pixel_features(
+        &self,
+        stages: &[Tensor],
+    ) -> Result<Option<Vec<Vec<Vec<f32>>>>, AnalysisError> {
         let Some(stats) = &self.scope else {
-            return Ok(check);
+            return Ok(None);
         };
-        let features = crate::scope::detector::stage_features(stages, &stats.depth_names())?;
-        let score = features.first().map_or(f32::NAN, |f| stats.score(f));
-        Ok(check.with_pixel_score(score, stats.threshold))
+        Ok(Some(crate::scope::detector::stage_features(
+            stages,
+            &stats.depth_names(),
+        )?))
+    }
+
+    fn scope_from(&self, study: &Study, pixel: Option<&[Vec<f32>]>) -> ScopeCheck {
+        let check = ScopeCheck::from_header(&study.metadata);
+        match &self.scope {
+            Some(stats) => {
+                let score = pixel.map_or(f32::NAN, |f| stats.score(f));
+                check.with_pixel_score(score, stats.threshold)
+            }
+            None => check,
+        }
     }
 
     fn predict_from_logits(&self, logits: &Tensor) -> Result<Prediction, AnalysisError> {

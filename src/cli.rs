@@ -745,35 +745,60 @@ pub fn eval_labelled(
     let mut cases = Vec::with_capacity(labelled.len());
     let mut scopes = Vec::with_capacity(labelled.len());
     let mut skipped = Vec::new();
-    for (path, is_positive) in labelled {
-        let rel = relative_name(path, data);
-        let result = load_study(path)
-            .map_err(anyhow::Error::from)
-            .and_then(|study| {
-                let prepared = engine.prepare(&study)?.0;
-                Ok((prepared.prediction, prepared.scope))
-            });
-        match result {
-            Ok((prediction, scope)) => {
-                cases.push(Case {
-                    file: rel,
-                    positive: *is_positive,
-                    probability: prediction.positive_probability,
-                });
-                scopes.push(scope);
-            }
-            Err(e) => {
-                let reason = error_line(&e);
-                let line = format!("skipped {rel}: {reason}");
-                if bar.is_hidden() {
-                    eprintln!("{line}");
-                } else {
-                    bar.println(line);
-                }
-                skipped.push((rel, reason));
-            }
+    // Eight films per forward pass (Engine::prepare_many: 32 ms a film against 47 ms alone,
+    // shipped model, 2-core Intel Xeon), fewer when they are large (take_batch).
+    let mut pending = labelled.iter();
+    loop {
+        let batch = crate::analysis::take_batch(
+            &mut pending,
+            8,
+            |(path, positive)| {
+                (
+                    path,
+                    positive,
+                    load_study(path).map_err(anyhow::Error::from),
+                )
+            },
+            |(_, _, s)| s.as_ref().map_or(0, |s| s.width * s.height),
+        );
+        if batch.is_empty() {
+            break;
         }
-        bar.inc(1);
+        let studies: Vec<&crate::io::Study> = batch
+            .iter()
+            .filter_map(|(_, _, s)| s.as_ref().ok())
+            .collect();
+        let mut prepared = engine.prepare_many(&studies).into_iter();
+        for (path, is_positive, study) in batch {
+            let rel = relative_name(path, data);
+            let result = study.and_then(|_| {
+                let p = prepared
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("no prediction"))??;
+                Ok((p.prediction, p.scope))
+            });
+            match result {
+                Ok((prediction, scope)) => {
+                    cases.push(Case {
+                        file: rel,
+                        positive: *is_positive,
+                        probability: prediction.positive_probability,
+                    });
+                    scopes.push(scope);
+                }
+                Err(e) => {
+                    let reason = error_line(&e);
+                    let line = format!("skipped {rel}: {reason}");
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
+                    skipped.push((rel, reason));
+                }
+            }
+            bar.inc(1);
+        }
     }
     bar.finish_and_clear();
     if cases.is_empty() {

@@ -321,6 +321,66 @@ fn the_pixel_detector_separates_committed_films_from_out_of_scope_images() {
     }
 }
 
+/// The folder scans predict films in batches ([`Engine::prepare_many`]): each film's
+/// prediction, scope verdict and layer4 features are those of preparing it alone, up to float
+/// rounding, for in-scope films, an out-of-scope photograph and a DICOM with its header rules.
+#[test]
+fn a_batch_of_films_is_prepared_as_each_film_alone() {
+    let engine = shipped_engine();
+    let studies: Vec<_> = [
+        repo("assets/samples/person45_bacteria_221.jpeg"),
+        fixture("scope/skimage/camera.jpg"),
+        repo("assets/samples/NORMAL2-IM-0912-0001.jpeg"),
+        fixture("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm"),
+    ]
+    .iter()
+    .map(|p| load_study(p).unwrap())
+    .collect();
+    let batch = engine.prepare_many(&studies.iter().collect::<Vec<_>>());
+    assert_eq!(batch.len(), studies.len());
+    let mut flagged = 0;
+    for (study, batched) in studies.iter().zip(batch) {
+        let batched = batched.unwrap();
+        let alone = engine.prepare(study).unwrap().0;
+        let name = study.source.display();
+        assert_eq!(batched.prediction.label, alone.prediction.label, "{name}");
+        let dp = batched.prediction.positive_probability - alone.prediction.positive_probability;
+        assert!(dp.abs() < 1e-5, "{name}: {dp}");
+        let (a, b) = (batched.scope.score.unwrap(), alone.scope.score.unwrap());
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{name}: {a} vs {b}"
+        );
+        assert_eq!(batched.scope.in_scope, alone.scope.in_scope, "{name}");
+        assert_eq!(
+            batched.scope.reasons.len(),
+            alone.scope.reasons.len(),
+            "{name}"
+        );
+        assert_eq!(batched.features.dims(), alone.features.dims());
+        let diff = (&batched.features - &alone.features)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let scale = alone
+            .features
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff <= 1e-4 * scale, "{name}: {diff} of {scale}");
+        assert_eq!(batched.image_size, (study.width, study.height));
+        flagged += usize::from(!batched.scope.in_scope);
+    }
+    assert!(flagged >= 1, "the photograph is out of scope");
+}
+
 /// `report.json` carries `scope.{in_scope, score, threshold, reasons}` and the CLI summary line
 /// starts with "OUT OF SCOPE:" for a flagged film.
 #[test]
