@@ -775,3 +775,33 @@ pub fn uncertainty_flag(mc: &McDropout, threshold: f32, classes: usize) -> Optio
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_ends_at_its_film_count_or_once_its_films_are_large() {
+        // Pixels per film: small films fill a batch of 4; the bound (24 MP) is checked before
+        // each read, so a batch holds less than 24 MP plus its last film.
+        let sizes = [1, 1, 1, 1, 1, 20_000_000, 5_000_000, 1, 30_000_000, 1];
+        let mut pending = sizes.iter().copied();
+        let mut batches = Vec::new();
+        loop {
+            let batch = take_batch(&mut pending, 4, |p| p, |&p| p);
+            if batch.is_empty() {
+                break;
+            }
+            batches.push(batch);
+        }
+        assert_eq!(
+            batches,
+            [
+                vec![1, 1, 1, 1],
+                vec![1, 20_000_000, 5_000_000],
+                vec![1, 30_000_000],
+                vec![1],
+            ]
+        );
+    }
+}
