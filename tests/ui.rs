@@ -565,6 +565,44 @@ fn view_keys_zoom_invert_and_reset() {
     assert_eq!(v.window, study.default_window);
 }
 
+/// Ctrl + / Ctrl − / Ctrl 0 scale the whole interface (egui's zoom, kept by eframe across
+/// restarts) for a reviewer who wants larger text; + and − without Ctrl zoom the film only. The
+/// two must not catch each other's keys.
+#[test]
+fn ctrl_plus_scales_the_interface_and_plus_alone_the_film() {
+    let mut h = viewer(tiny_model(), Some(sample()));
+    wait_until(&mut h, "the image", image_shown);
+    let film_zoom = |h: &Harness<'_, ViewerApp>| {
+        h.state()
+            .current
+            .as_ref()
+            .unwrap()
+            .view
+            .transform
+            .map(|t| t.zoom)
+    };
+    h.key_press(Key::Z);
+    h.key_press(Key::Plus);
+    h.run_ok();
+    let zoomed = film_zoom(&h);
+    assert!((zoomed.unwrap() - 1.25).abs() < 1e-5);
+    assert_eq!(h.ctx.zoom_factor(), 1.0, "+ alone leaves the interface");
+
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Plus);
+    h.run_ok();
+    assert!(h.ctx.zoom_factor() > 1.05, "{}", h.ctx.zoom_factor());
+    assert_eq!(film_zoom(&h), zoomed, "Ctrl + leaves the film");
+    h.key_press_modifiers(Modifiers::COMMAND, Key::Num0);
+    h.run_ok();
+    assert_eq!(h.ctx.zoom_factor(), 1.0);
+    assert_eq!(
+        film_zoom(&h),
+        zoomed,
+        "Ctrl 0 is not the 0 key (no overlay)"
+    );
+    assert_ne!(h.state().map, cxr_viewer::ui::settings::MapKind::None);
+}
+
 // ---- drag and drop -------------------------------------------------------------------------
 
 /// A file dropped on the window, as the platform integration hands it to egui.

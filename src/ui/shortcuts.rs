@@ -40,6 +40,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("+ / −", "Zoom in / out around the centre"),
     ("Mouse wheel", "Zoom around the cursor"),
     (
+        "Ctrl+Plus / Ctrl+Minus / Ctrl+0",
+        "Scale the whole interface (text and controls) up / down / back to 100 %; kept at restart",
+    ),
+    (
         "Left drag",
         "Pan (with the box tool on: draw, move or resize a box)",
     ),
