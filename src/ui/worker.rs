@@ -501,6 +501,7 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
 /// ([`Engine::prepare_many`]; 4 films cost 36 ms each instead of 47 ms alone on a 2-core Intel
 /// Xeon), few enough that the study the reviewer opens waits at most one batch for the CPU.
 const SCAN_BATCH: usize = 4;
+
 /// One film of a scan batch, as the study list takes it.
 struct ScannedFilm {
     path: PathBuf,
@@ -511,8 +512,8 @@ struct ScannedFilm {
 }
 
 /// Reads the next films of `pending` (up to [`SCAN_BATCH`], fewer when large:
-/// [`crate::analysis::take_batch`]) and predicts
-/// them with one forward pass, each with its MC-dropout flag.
+/// [`crate::analysis::take_batch`]) and predicts them with one forward pass, each with its
+/// MC-dropout flag.
 fn predict_batch(spec: &ScanSpec, pending: &mut impl Iterator<Item = PathBuf>) -> Vec<ScannedFilm> {
     let read = |path: PathBuf| {
         let stamp = review::FileStamp::of(&path);
