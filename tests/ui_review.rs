@@ -771,3 +771,51 @@ fn a_view_exported_into_the_reviewed_folder_is_not_a_study() {
     assert_eq!(review.row_index(&exported), None);
     assert_eq!(review.rows.len(), listed);
 }
+
+/// While the reviewer reads a study whose analysis is done, the one Next opens is analysed in
+/// advance, so Next shows it complete at once, Integrated Gradients included (before, IG started
+/// only when the study was opened: seconds of waiting on every study). With the setting off,
+/// nothing runs in advance.
+#[test]
+fn the_study_next_opens_is_analysed_in_advance() {
+    use cxr_viewer::ui::cache::AnalysisKey;
+    use cxr_viewer::ui::settings::MapKind;
+    let fx = labelled_folder();
+    let db = temp_dir("review-prefetch").join("notes.sqlite3");
+    let next_key = |h: &Harness<'static, ViewerApp>| {
+        let next = h.state().step_target(1).unwrap();
+        let window = load_study(&next).unwrap().default_window;
+        AnalysisKey::new(next, &window, h.state().settings.mc_samples, 0)
+    };
+
+    let mut h = open_folder(&db, &fx.root, &[]);
+    let key = next_key(&h);
+    let ig = h.state().wanted_ig_or_default();
+    wait_until(&mut h, "the next study analysed in advance", |a| {
+        a.cache.peek(&key).is_some_and(|e| e.ig.contains_key(&ig)) && !a.jobs.busy()
+    });
+    h.key_press(Key::ArrowDown);
+    h.step();
+    assert_eq!(h.state().current.as_ref().unwrap().path, key.path);
+    assert!(
+        h.state().has_map(MapKind::IntegratedGradients),
+        "complete at once"
+    );
+    drop(h);
+
+    let mut h = open_folder_with(&db, &fx.root, &[], |mut app| {
+        app.settings.prefetch_next = false;
+        app
+    });
+    let key = next_key(&h);
+    wait_until(&mut h, "the study on screen analysed and checked", |a| {
+        a.current_entry().is_some_and(|e| e.ig.contains_key(&ig))
+            && !a.jobs.busy()
+            && a.trust.job.is_none()
+    });
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(h.state().cache.peek(&key).is_none() && !h.state().jobs.busy());
+}

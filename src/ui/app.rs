@@ -155,6 +155,8 @@ pub struct ViewerApp {
     pub(super) prediction_cache: Option<PathBuf>,
     /// When the window was last seen going hidden (minimised or covered).
     hidden_since: Option<Instant>,
+    /// The study [`Self::prefetch_next`] asked to be read, so it is asked once.
+    prefetch_loading: Option<PathBuf>,
     /// Drawing opacity boxes into the note (`D`).
     pub box_tool: super::box_tool::BoxTool,
     /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
@@ -222,6 +224,7 @@ impl ViewerApp {
             notes_db_override: None,
             prediction_cache: None,
             hidden_since: None,
+            prefetch_loading: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
             trust: Default::default(),
@@ -354,6 +357,7 @@ impl ViewerApp {
         self.drain_messages();
         self.ensure_analysis();
         super::trust_state::ensure_trust(self);
+        self.prefetch_next();
         self.pace_review();
         self.sync_draft();
         self.autosave(ctx);
@@ -493,7 +497,10 @@ impl ViewerApp {
             }
             JobUpdate::Failed(e) => {
                 entry.error = Some(e.clone());
-                self.set_error(format!("analysis failed: {e}"));
+                // A study analysed in advance shows its error when it is opened.
+                if self.current_key().as_ref() == Some(key) {
+                    self.set_error(format!("analysis failed: {e}"));
+                }
             }
             JobUpdate::Started(_) | JobUpdate::IgProgress { .. } | JobUpdate::Finished { .. } => {}
         }
@@ -528,7 +535,7 @@ impl ViewerApp {
         if self.current.as_ref().is_some_and(|c| c.path == path) {
             return;
         }
-        self.jobs.cancel_all_except(None);
+        self.jobs.cancel_all_but_path(&path);
         let in_review = self
             .review
             .as_ref()
@@ -715,16 +722,20 @@ impl ViewerApp {
     /// folder, stopping at the ends. From an image the filter hides, the nearest one shown
     /// ([`super::review::Review::step_from`]).
     pub fn step_image(&mut self, delta: isize) {
+        if let Some(path) = self.step_target(delta) {
+            self.open(path);
+        }
+    }
+
+    /// The study Next (`delta` 1) or Previous (−1) opens.
+    pub fn step_target(&self, delta: isize) -> Option<PathBuf> {
         if let Some(r) = self.reviewing_current() {
             let here = self
                 .current
                 .as_ref()
                 .map_or_else(PathBuf::new, |c| c.path.clone());
-            if let Some(i) = r.step_from(&here, delta, self.notes.all(), self.notes.revision()) {
-                let path = r.rows[i].path.clone();
-                self.open(path);
-            }
-            return;
+            let i = r.step_from(&here, delta, self.notes.all(), self.notes.revision())?;
+            return Some(r.rows[i].path.clone());
         }
         let list = self.navigation();
         let current = self.current.as_ref().map(|c| &c.path);
@@ -735,9 +746,74 @@ impl ViewerApp {
             }
             None => list.first(),
         };
-        if let Some(path) = target.cloned() {
-            self.open(path);
+        target.cloned()
+    }
+
+    /// Analyses the study Next opens while the reviewer reads this one, so that Next shows it
+    /// complete, Integrated Gradients included, instead of waiting seconds for IG each time.
+    /// Only when the viewer is otherwise idle: the study on screen fully analysed (or stopped),
+    /// no job and no faithfulness check running. The job is an ordinary analysis job for the
+    /// next study's key, so opening that study adopts it ([`Jobs::cancel_all_but_path`]) and
+    /// opening any other cancels it.
+    fn prefetch_next(&mut self) {
+        if !self.settings.prefetch_next || self.jobs.busy() || self.trust.job.is_some() {
+            return;
         }
+        let Some(key) = self.current_key() else {
+            return;
+        };
+        let wanted_ig = self.wanted_ig();
+        let settled = self
+            .cache
+            .peek(&key)
+            .is_some_and(|e| !e.missing(wanted_ig).any() || e.error.is_some() || e.user_cancelled);
+        if !settled {
+            return;
+        }
+        let Some(next) = self.step_target(1).filter(|p| *p != key.path) else {
+            return;
+        };
+        let Some(study) = self.studies.get(&next).cloned() else {
+            if self.prefetch_loading.as_ref() != Some(&next) {
+                if let Some(out) = self.outbox() {
+                    self.prefetch_loading = Some(next.clone());
+                    worker::load_image(out, next);
+                }
+            }
+            return;
+        };
+        let next_key = AnalysisKey::new(
+            next,
+            &study.default_window,
+            self.settings.mc_samples,
+            key.seed,
+        )
+        .with_frame(study.metadata.frame);
+        let entry = self.cache.get_or_insert_with(&next_key, Entry::default);
+        let needs = entry.missing(wanted_ig);
+        if !needs.any() || entry.error.is_some() || entry.user_cancelled {
+            return;
+        }
+        let (prepared, target) = (entry.prepared.clone(), entry.target);
+        let (Some(engine), Some(out)) = (self.engine().cloned(), self.outbox()) else {
+            return;
+        };
+        let (id, cancel) = self.jobs.start(next_key.clone(), needs.ig);
+        worker::run_job(
+            out,
+            JobSpec {
+                id,
+                window: study.default_window,
+                key: next_key,
+                engine,
+                study,
+                prepared,
+                target,
+                needs,
+                ig_batch: 8,
+                cancel,
+            },
+        );
     }
 
     pub fn request_pick(&mut self, purpose: PickPurpose) {

@@ -231,6 +231,16 @@ impl Jobs {
         }
     }
 
+    /// Sets the cancel flag of every job for another file than `path`: opening `path` keeps
+    /// the job that analyses it in advance ([`super::app::ViewerApp::prefetch_next`]).
+    pub fn cancel_all_but_path(&mut self, path: &std::path::Path) {
+        for job in &self.running {
+            if job.key.path != path {
+                job.cancel.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn finish(&mut self, id: u64) {
         self.running.retain(|j| j.id != id);
     }

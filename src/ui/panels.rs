@@ -817,6 +817,11 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         "Dim overlays when the result is uncertain or out of scope",
     )
     .on_hover_text("The reason is shown next to the opacity slider");
+    ui.checkbox(&mut s.prefetch_next, "Analyse the next study in advance")
+        .on_hover_text(
+            "While you read a study whose analysis is done, the one Next opens is analysed in \
+             the background (Integrated Gradients included), so it appears complete",
+        );
 }
 
 fn tags_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {

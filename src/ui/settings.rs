@@ -152,6 +152,8 @@ pub struct Settings {
     pub hidden_study_columns: Vec<SortColumn>,
     /// Overlays drawn dimmed when the result is uncertain (see `trust_state::gate_reasons`).
     pub gate_overlays: bool,
+    /// Analyse the study Next opens while the reviewer reads this one (`ViewerApp::prefetch_next`).
+    pub prefetch_next: bool,
 }
 
 impl Default for Settings {
@@ -172,6 +174,7 @@ impl Default for Settings {
             show_study_list: true,
             hidden_study_columns: Vec::new(),
             gate_overlays: true,
+            prefetch_next: true,
         }
     }
 }
