@@ -157,6 +157,9 @@ pub struct ViewerApp {
     hidden_since: Option<Instant>,
     /// The study [`Self::prefetch_next`] asked to be read, so it is asked once.
     prefetch_loading: Option<PathBuf>,
+    /// The study on screen when the reviewer stopped the analysis: nothing is analysed in
+    /// advance while it stays on screen.
+    prefetch_held_on: Option<PathBuf>,
     /// Drawing opacity boxes into the note (`D`).
     pub box_tool: super::box_tool::BoxTool,
     /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
@@ -225,6 +228,7 @@ impl ViewerApp {
             prediction_cache: None,
             hidden_since: None,
             prefetch_loading: None,
+            prefetch_held_on: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
             trust: Default::default(),
@@ -756,7 +760,11 @@ impl ViewerApp {
     /// next study's key, so opening that study adopts it ([`Jobs::cancel_all_but_path`]) and
     /// opening any other cancels it.
     fn prefetch_next(&mut self) {
-        if !self.settings.prefetch_next || self.jobs.busy() || self.trust.job.is_some() {
+        if !self.settings.prefetch_next
+            || self.jobs.busy()
+            || self.trust.job.is_some()
+            || self.current.as_ref().map(|c| &c.path) == self.prefetch_held_on.as_ref()
+        {
             return;
         }
         let Some(key) = self.current_key() else {
@@ -1109,6 +1117,8 @@ impl ViewerApp {
 
     /// Stops the analysis of the current image and keeps it stopped until "resume".
     pub fn cancel_analysis(&mut self) {
+        // Stopping means stop: nothing is analysed in advance until another study is opened.
+        self.prefetch_held_on = self.current.as_ref().map(|c| c.path.clone());
         if let Some(key) = self.current_key() {
             if self.jobs.active_for(&key).is_some() {
                 if let Some(entry) = self.cache.get_mut(&key) {
