@@ -791,9 +791,18 @@ fn the_study_next_opens_is_analysed_in_advance() {
     let mut h = open_folder(&db, &fx.root, &[]);
     let key = next_key(&h);
     let ig = h.state().wanted_ig_or_default();
-    wait_until(&mut h, "the next study analysed in advance", |a| {
-        a.cache.peek(&key).is_some_and(|e| e.ig.contains_key(&ig)) && !a.jobs.busy()
-    });
+    let trust_key = (key.clone(), Some(ig));
+    wait_until(
+        &mut h,
+        "the next study analysed and checked in advance",
+        |a| {
+            a.cache.peek(&key).is_some_and(|e| e.ig.contains_key(&ig))
+                && a.trust
+                    .entry(&trust_key)
+                    .is_some_and(|e| e.faithfulness.is_some())
+                && !a.jobs.busy()
+        },
+    );
     h.key_press(Key::ArrowDown);
     h.step();
     assert_eq!(h.state().current.as_ref().unwrap().path, key.path);
@@ -801,6 +810,8 @@ fn the_study_next_opens_is_analysed_in_advance() {
         h.state().has_map(MapKind::IntegratedGradients),
         "complete at once"
     );
+    assert!(h.state().trust.job.is_none(), "its faithfulness check too");
+    h.get_by_label_contains("deletion AUC");
     drop(h);
 
     let mut h = open_folder_with(&db, &fx.root, &[], |mut app| {

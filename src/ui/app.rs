@@ -540,6 +540,7 @@ impl ViewerApp {
             return;
         }
         self.jobs.cancel_all_but_path(&path);
+        self.trust.stop_unless_for(&path);
         let in_review = self
             .review
             .as_ref()
@@ -799,7 +800,12 @@ impl ViewerApp {
         .with_frame(study.metadata.frame);
         let entry = self.cache.get_or_insert_with(&next_key, Entry::default);
         let needs = entry.missing(wanted_ig);
-        if !needs.any() || entry.error.is_some() || entry.user_cancelled {
+        if entry.error.is_some() || entry.user_cancelled {
+            return;
+        }
+        if !needs.any() {
+            // Its maps are there: its faithfulness check next.
+            super::trust_state::start_in_advance(self, (next_key, wanted_ig));
             return;
         }
         let (prepared, target) = (entry.prepared.clone(), entry.target);

@@ -46,6 +46,8 @@ pub enum TrustJobKind {
 pub struct TrustJob {
     pub key: TrustKey,
     pub kind: TrustJobKind,
+    /// Started for the study Next opens ([`start_in_advance`]), not the one on screen.
+    pub in_advance: bool,
     pub done: usize,
     pub total: usize,
     pub cancel: Arc<AtomicBool>,
@@ -82,6 +84,14 @@ pub struct TrustState {
 impl TrustState {
     pub fn entry(&self, key: &TrustKey) -> Option<&TrustEntry> {
         self.entries.get(key)
+    }
+
+    /// Stops the job unless it is for `path` (the study being opened), without marking it
+    /// cancelled by the user: it starts again when its study is on screen.
+    pub fn stop_unless_for(&self, path: &std::path::Path) {
+        if let Some(job) = self.job.as_ref().filter(|j| j.key.0.path != path) {
+            job.cancel.store(true, Ordering::Relaxed);
+        }
     }
 
     pub fn cancel(&mut self) {
@@ -189,7 +199,10 @@ fn job_input(app: &ViewerApp, key: &TrustKey) -> Option<JobInput> {
 pub fn ensure_trust(app: &mut ViewerApp) {
     let key = current_trust_key(app);
     if let Some(job) = &app.trust.job {
-        if Some(&job.key) != key.as_ref() {
+        // A job for the next study goes on (opening another study stops it) unless the study
+        // on screen wants a sanity check.
+        let keep = job.in_advance && app.trust.sanity_requested.is_none();
+        if Some(&job.key) != key.as_ref() && !keep {
             job.cancel.store(true, Ordering::Relaxed);
         }
         return;
@@ -213,17 +226,35 @@ pub fn ensure_trust(app: &mut ViewerApp) {
     } else {
         return;
     };
-    let (Some(input), Some(out)) = (job_input(app, &key), app.outbox()) else {
-        return;
-    };
-    if kind == TrustJobKind::Sanity {
+    if start_job(app, key, kind, false) && kind == TrustJobKind::Sanity {
         app.trust.sanity_requested = None;
     }
+}
+
+/// The faithfulness check of the study Next opens, once its maps are there
+/// ([`ViewerApp::prefetch_next`]), unless it has one, failed or was cancelled. Returns whether
+/// a job started.
+pub fn start_in_advance(app: &mut ViewerApp, key: TrustKey) -> bool {
+    if app.trust.job.is_some() {
+        return false;
+    }
+    let entry = app.trust.entries.get(&key);
+    if entry.is_some_and(|e| e.error.is_some() || e.cancelled || e.faithfulness.is_some()) {
+        return false;
+    }
+    start_job(app, key, TrustJobKind::Faithfulness, true)
+}
+
+fn start_job(app: &mut ViewerApp, key: TrustKey, kind: TrustJobKind, in_advance: bool) -> bool {
+    let (Some(input), Some(out)) = (job_input(app, &key), app.outbox()) else {
+        return false;
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     app.trust.entries.entry(key.clone()).or_default().cancelled = false;
     app.trust.job = Some(TrustJob {
         key: key.clone(),
         kind,
+        in_advance,
         done: 0,
         total: 0,
         cancel: cancel.clone(),
@@ -235,7 +266,9 @@ pub fn ensure_trust(app: &mut ViewerApp) {
     if let Err(e) = spawned {
         tracing::error!("cannot start a worker thread: {e}");
         app.trust.job = None;
+        return false;
     }
+    true
 }
 
 /// Asks for the sanity check of the image on screen (button, shortcut) and opens its view.
