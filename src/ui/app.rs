@@ -1134,7 +1134,8 @@ impl ViewerApp {
             }
         }
         self.jobs.cancel_all_except(None);
-        self.trust.cancel();
+        let on_screen = super::trust_state::current_trust_key(self);
+        self.trust.cancel(on_screen.as_ref());
     }
 
     pub fn resume_analysis(&mut self) {

@@ -94,11 +94,16 @@ impl TrustState {
         }
     }
 
-    pub fn cancel(&mut self) {
+    /// The user stopped the check: it is not started again by itself for that study, except
+    /// one run in advance for the next study (not `on_screen`), which that study starts afresh
+    /// when opened.
+    pub fn cancel(&mut self, on_screen: Option<&TrustKey>) {
         if let Some(job) = &self.job {
             job.cancel.store(true, Ordering::Relaxed);
-            let key = job.key.clone();
-            self.entries.entry(key).or_default().cancelled = true;
+            if !job.in_advance || Some(&job.key) == on_screen {
+                let key = job.key.clone();
+                self.entries.entry(key).or_default().cancelled = true;
+            }
         }
         self.sanity_requested = None;
     }
@@ -400,7 +405,7 @@ pub fn trust_section_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     };
     let action = faithfulness_ui(ui, &view);
     match action {
-        Some(FaithfulnessAction::Cancel) => app.trust.cancel(),
+        Some(FaithfulnessAction::Cancel) => app.trust.cancel(Some(&key)),
         Some(FaithfulnessAction::Run) => {
             if let Some(e) = app.trust.entries.get_mut(&key) {
                 e.cancelled = false;
@@ -451,5 +456,58 @@ pub fn current_trust(app: &ViewerApp) -> crate::trust::Trust {
         faithfulness: entry.and_then(|e| e.faithfulness.as_deref().cloned()),
         agreement: entry.and_then(|e| e.agreement.as_deref().cloned()),
         sanity: entry.and_then(|e| e.sanity.as_deref().cloned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> TrustKey {
+        let window = crate::io::Window {
+            low: 0.0,
+            high: 255.0,
+        };
+        (
+            AnalysisKey::new(name.into(), &window, 20, 0),
+            Some(IgKey {
+                steps: 36,
+                baseline: crate::ui::settings::BaselineChoice::Black,
+            }),
+        )
+    }
+
+    fn running(key: &TrustKey, in_advance: bool) -> TrustState {
+        TrustState {
+            job: Some(TrustJob {
+                key: key.clone(),
+                kind: TrustJobKind::Faithfulness,
+                in_advance,
+                done: 0,
+                total: 0,
+                cancel: Arc::new(AtomicBool::new(false)),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Stopping the analysis (Esc) while the next study is checked in advance stops that job but
+    /// leaves the next study free to be checked when it is opened; the study on screen stays
+    /// stopped, as before.
+    #[test]
+    fn stopping_a_check_run_in_advance_does_not_mark_the_next_study_cancelled() {
+        let (here, next) = (key("here.png"), key("next.png"));
+        let mut state = running(&next, true);
+        state.cancel(Some(&here));
+        assert!(state.job.as_ref().unwrap().cancel.load(Ordering::Relaxed));
+        assert!(state.entry(&next).is_none_or(|e| !e.cancelled));
+
+        // Once the next study is on screen, its check is the one the user stops.
+        let mut state = running(&next, true);
+        state.cancel(Some(&next));
+        assert!(state.entry(&next).is_some_and(|e| e.cancelled));
+        let mut state = running(&here, false);
+        state.cancel(Some(&here));
+        assert!(state.entry(&here).is_some_and(|e| e.cancelled));
     }
 }
