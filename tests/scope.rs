@@ -358,22 +358,16 @@ fn a_batch_of_films_is_prepared_as_each_film_alone() {
             "{name}"
         );
         assert_eq!(batched.features.dims(), alone.features.dims());
-        let diff = (&batched.features - &alone.features)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        let scale = alone
-            .features
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let max_abs = |t: &candle_core::Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        let diff = max_abs(&(&batched.features - &alone.features).unwrap());
+        let scale = max_abs(&alone.features);
         assert!(diff <= 1e-4 * scale, "{name}: {diff} of {scale}");
         assert_eq!(batched.image_size, (study.width, study.height));
         flagged += usize::from(!batched.scope.in_scope);

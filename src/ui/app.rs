@@ -808,17 +808,26 @@ impl ViewerApp {
             super::trust_state::start_in_advance(self, (next_key, wanted_ig));
             return;
         }
+        self.start_job(next_key, study, needs);
+    }
+
+    /// Starts the analysis job of `key` (of `study`) for what its cache entry still `needs`,
+    /// cancelling the jobs of other keys.
+    fn start_job(&mut self, key: AnalysisKey, study: Arc<Study>, needs: super::cache::Needs) {
+        let Some(entry) = self.cache.peek(&key) else {
+            return;
+        };
         let (prepared, target) = (entry.prepared.clone(), entry.target);
         let (Some(engine), Some(out)) = (self.engine().cloned(), self.outbox()) else {
             return;
         };
-        let (id, cancel) = self.jobs.start(next_key.clone(), needs.ig);
+        let (id, cancel) = self.jobs.start(key.clone(), needs.ig);
         worker::run_job(
             out,
             JobSpec {
                 id,
                 window: study.default_window,
-                key: next_key,
+                key,
                 engine,
                 study,
                 prepared,
@@ -1088,7 +1097,6 @@ impl ViewerApp {
         if !needs.any() || entry.error.is_some() || entry.user_cancelled {
             return;
         }
-        let (prepared, target) = (entry.prepared.clone(), entry.target);
         if let Some(job) = self.jobs.active_for(&key) {
             // A job computing IG with other options is wasted CPU: stop it, restart next frame.
             if job.ig != wanted_ig && !needs.prepare {
@@ -1096,29 +1104,9 @@ impl ViewerApp {
             }
             return;
         }
-        let (Some(engine), Some(study), Some(out)) = (
-            self.engine().cloned(),
-            self.current.as_ref().and_then(|c| c.study.clone()),
-            self.outbox(),
-        ) else {
-            return;
-        };
-        let (id, cancel) = self.jobs.start(key.clone(), needs.ig);
-        worker::run_job(
-            out,
-            JobSpec {
-                id,
-                window: study.default_window,
-                key,
-                engine,
-                study,
-                prepared,
-                target,
-                needs,
-                ig_batch: 8,
-                cancel,
-            },
-        );
+        if let Some(study) = self.current.as_ref().and_then(|c| c.study.clone()) {
+            self.start_job(key, study, needs);
+        }
     }
 
     /// Stops the analysis of the current image and keeps it stopped until "resume".
