@@ -247,7 +247,7 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         if let Some(gate) = super::trust_state::current_gate(app) {
             ui.label(RichText::new(gate.short_line()).color(WARN).small())
                 .on_hover_text(format!(
-                    "{}\nSettings: \"Dim overlays when the result is uncertain or out of scope\"",
+                    "{}\nSettings: \"Dim overlays when uncertain or out of scope\"",
                     gate.line()
                 ));
         }
@@ -814,7 +814,7 @@ fn settings_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .on_hover_text("IG takes seconds on a CPU: about 3 s for the default 36 steps on a 2-core machine with nothing else running");
     ui.checkbox(
         &mut s.gate_overlays,
-        "Dim overlays when the result is uncertain or out of scope",
+        "Dim overlays when uncertain or out of scope",
     )
     .on_hover_text("The reason is shown next to the opacity slider");
     ui.checkbox(&mut s.prefetch_next, "Analyse the next study in advance")
