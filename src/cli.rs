@@ -167,7 +167,7 @@ fn backtraces_wanted() -> bool {
 }
 
 /// An error and its causes as the one line a user sees: "outer: cause: root cause" (see
-/// [`crate::text::chain_line`]).
+/// `text::chain_line`).
 pub fn error_line(e: &anyhow::Error) -> String {
     crate::text::chain_line(e.as_ref())
 }

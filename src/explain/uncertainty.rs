@@ -34,9 +34,9 @@ pub struct McDropout {
     pub interval: [f32; 2],
     /// Predictive entropy H[p̄], nats.
     pub entropy: f32,
-    /// Expected entropy E[H[pₛ]], nats.
+    /// Expected entropy E\[H\[pₛ\]\], nats.
     pub expected_entropy: f32,
-    /// H[p̄] − E[H[pₛ]], nats.
+    /// H\[p̄\] − E\[H\[pₛ\]\], nats.
     pub mutual_information: f32,
     /// Mean probability of every class.
     pub class_mean: Vec<f32>,

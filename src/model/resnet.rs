@@ -752,7 +752,7 @@ impl Bottleneck {
 }
 
 /// What [`Backbone::backward_input`] needs of [`Backbone::forward_with_tape`]: ReLU masks
-/// ([`fused::relu_mask`]) rather than activations, the max-pool's choices, and sizes.
+/// (`fused::relu_mask`) rather than activations, the max-pool's choices, and sizes.
 pub struct Tape {
     input_hw: (usize, usize),
     stem_hw: (usize, usize),

@@ -232,7 +232,7 @@ impl Jobs {
     }
 
     /// Sets the cancel flag of every job for another file than `path`: opening `path` keeps
-    /// the job that analyses it in advance ([`super::app::ViewerApp::prefetch_next`]).
+    /// the job that analyses it in advance (`ViewerApp::prefetch_next`).
     pub fn cancel_all_but_path(&mut self, path: &std::path::Path) {
         for job in &self.running {
             if job.key.path != path {

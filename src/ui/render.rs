@@ -333,7 +333,7 @@ fn in_row_bands<T: Send>(
 /// so a region's texels are those of the whole film's texture.
 ///
 /// A window/level drag rebuilds this every frame, so it stays a single pass of [`shown_grey`]
-/// over the texels, in bands of rows on every core, rounded to bytes by [`unit_to_u8`]: for a
+/// over the texels, in bands of rows on every core, rounded to bytes by `unit_to_u8`: for a
 /// 3000 × 3600 CR film at full resolution the single-threaded loop with `f32::round` took 66 ms
 /// on two cores of an AMD EPYC, so a drag ran under 15 frames a second.
 pub fn film_image(

@@ -6,7 +6,7 @@
 //! atomically (temporary file, fsync, rename) on a background thread, a moment after the last
 //! change (at once when the notes database changes), and read first at start-up. Each write
 //! takes only what this window changed since its last write and keeps the rest of the file as
-//! it is, so a second viewer window's choices survive ([`write_change`]).
+//! it is, so a second viewer window's choices survive (`write_change`).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};

@@ -265,7 +265,7 @@ pub fn shown_columns(hidden: &[SortColumn]) -> Vec<SortColumn> {
 const NAME_MIN: f32 = 120.0;
 const NAME_MIN_COMPACT: f32 = 90.0;
 
-/// Whether the full headers ("Truth", "Outcome", …) leave the file name [`NAME_MIN`] in a list
+/// Whether the full headers ("Truth", "Outcome", …) leave the file name `NAME_MIN` in a list
 /// `available` wide; if not, the headers shorten to letters (T, M, P, U, S, O, N), their hover
 /// naming them. The answer columns are only a few characters wide ("P", "FN", "in"), so at the
 /// 1 024-pixel window the words alone had pushed the last three columns out of view.

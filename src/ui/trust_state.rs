@@ -237,7 +237,7 @@ pub fn ensure_trust(app: &mut ViewerApp) {
 }
 
 /// The faithfulness check of the study Next opens, once its maps are there
-/// ([`ViewerApp::prefetch_next`]), unless it has one, failed or was cancelled. Returns whether
+/// (`ViewerApp::prefetch_next`), unless it has one, failed or was cancelled. Returns whether
 /// a job started.
 pub fn start_in_advance(app: &mut ViewerApp, key: TrustKey) -> bool {
     if app.trust.job.is_some() {
