@@ -846,3 +846,54 @@ fn the_study_next_opens_is_analysed_in_advance() {
         |a| a.cache.peek(&key).is_some_and(|e| e.ig.contains_key(&ig)),
     );
 }
+
+/// A note typed while the study's analysis is still arriving keeps every keystroke: the
+/// results, the faithfulness check and the prediction the pane quotes change what is drawn
+/// around the comment box, and that must not move its focus away. A guard: it passes on the code
+/// before it too. (Under Xvfb, typing right after Down onto a study still being analysed, while
+/// a folder scan ran, the box lost the focus mid-word once in three tries and the rest of the
+/// typing went to the shortcuts, `n` setting the verdict; not explained yet, see the session
+/// note.)
+#[test]
+fn a_note_typed_while_the_analysis_arrives_keeps_every_keystroke() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-typing").join("notes.sqlite3");
+    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&fx.root)));
+    let mut settings = fast_settings(&db);
+    settings.ig_steps = 64;
+    let app = ViewerApp::new(settings, picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "the first study on screen", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some()) && a.notes.draft.is_some()
+    });
+    let before_analysis = h.state().current_entry().is_none_or(|e| e.ig.is_empty());
+    h.key_press(Key::T);
+    h.step();
+    let mut typed = String::new();
+    for word in [
+        "rib ", "shadow ", "over ", "the ", "right ", "lower ", "zone",
+    ] {
+        h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+            .type_text(word);
+        typed.push_str(word);
+        for _ in 0..3 {
+            h.step();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    wait_until(&mut h, "analysed and checked", |a| {
+        a.current_entry().is_some_and(|e| !e.ig.is_empty()) && a.trust.job.is_none()
+    });
+    for word in [", and ", "a zipper"] {
+        h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+            .type_text(word);
+        typed.push_str(word);
+        h.step();
+    }
+    h.run_ok();
+    let draft = h.state().notes.draft.as_ref().unwrap();
+    assert!(before_analysis, "typing began before the analysis was done");
+    assert_eq!(draft.note.text, typed);
+    assert_eq!(draft.note.agreement, None, "no keystroke became a verdict");
+}
