@@ -775,7 +775,7 @@ impl ViewerApp {
         let settled = self
             .cache
             .peek(&key)
-            .is_some_and(|e| !e.missing(wanted_ig).any() || e.error.is_some() || e.user_cancelled);
+            .is_some_and(|e| !e.missing(wanted_ig).any() || e.halted());
         if !settled {
             return;
         }
@@ -791,16 +791,10 @@ impl ViewerApp {
             }
             return;
         };
-        let next_key = AnalysisKey::new(
-            next,
-            &study.default_window,
-            self.settings.mc_samples,
-            key.seed,
-        )
-        .with_frame(study.metadata.frame);
+        let next_key = self.analysis_key(next, &study);
         let entry = self.cache.get_or_insert_with(&next_key, Entry::default);
         let needs = entry.missing(wanted_ig);
-        if entry.error.is_some() || entry.user_cancelled {
+        if entry.halted() {
             return;
         }
         if !needs.any() {
@@ -1052,15 +1046,14 @@ impl ViewerApp {
         let current = self.current.as_ref()?;
         let study = current.study.as_ref()?;
         self.engine()?;
-        Some(
-            AnalysisKey::new(
-                current.path.clone(),
-                &study.default_window,
-                self.settings.mc_samples,
-                0,
-            )
-            .with_frame(study.metadata.frame),
-        )
+        Some(self.analysis_key(current.path.clone(), study))
+    }
+
+    /// The cache key of `study` (read from `path`) under the current settings: the one on
+    /// screen, or the one analysed in advance ([`Self::prefetch_next`]).
+    fn analysis_key(&self, path: PathBuf, study: &Study) -> AnalysisKey {
+        AnalysisKey::new(path, &study.default_window, self.settings.mc_samples, 0)
+            .with_frame(study.metadata.frame)
     }
 
     pub fn wanted_ig(&self) -> Option<IgKey> {
@@ -1094,7 +1087,7 @@ impl ViewerApp {
         let wanted_ig = self.wanted_ig();
         let entry = self.cache.get_or_insert_with(&key, Entry::default);
         let needs = entry.missing(wanted_ig);
-        if !needs.any() || entry.error.is_some() || entry.user_cancelled {
+        if !needs.any() || entry.halted() {
             return;
         }
         if let Some(job) = self.jobs.active_for(&key) {

@@ -77,6 +77,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The analysis failed or the user stopped it: nothing is started for it by itself.
+    pub fn halted(&self) -> bool {
+        self.error.is_some() || self.user_cancelled
+    }
+
     /// The stages that are still missing for `ig` (None: IG not wanted).
     pub fn missing(&self, ig: Option<IgKey>) -> Needs {
         Needs {
