@@ -418,6 +418,33 @@ impl Engine {
         }
     }
 
+    /// [`Self::prepare_many`] of a batch read from files, some of which may not have loaded:
+    /// one result per file, in order; a file that did not load keeps its error, a study's own
+    /// failure becomes `error(e)`. The folder scans of the viewer and `eval` both read so.
+    pub fn prepare_loaded<E>(
+        &self,
+        loaded: Vec<Result<Study, E>>,
+        error: impl Fn(AnalysisError) -> E,
+    ) -> Vec<Result<Prepared, E>> {
+        let prepared: Vec<_> = {
+            let studies: Vec<&Study> = loaded.iter().filter_map(|s| s.as_ref().ok()).collect();
+            self.prepare_many(&studies)
+        };
+        let mut prepared = prepared.into_iter();
+        loaded
+            .into_iter()
+            .map(|study| {
+                study.and_then(|_| {
+                    // prepare_many gives one result per study.
+                    let p = prepared.next().unwrap_or_else(|| {
+                        Err(ModelError::Compute("no result for this study".into()).into())
+                    });
+                    p.map_err(&error)
+                })
+            })
+            .collect()
+    }
+
     /// Header rules first, then the pixel score from the stage activations of the forward pass.
     pub fn scope_check(
         &self,

@@ -764,20 +764,14 @@ pub fn eval_labelled(
         if batch.is_empty() {
             break;
         }
-        let studies: Vec<&crate::io::Study> = batch
-            .iter()
-            .filter_map(|(_, _, s)| s.as_ref().ok())
-            .collect();
-        let mut prepared = engine.prepare_many(&studies).into_iter();
-        for (path, is_positive, study) in batch {
+        let (files, loaded): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|(path, positive, study)| ((path, positive), study))
+            .unzip();
+        let prepared = engine.prepare_loaded(loaded, anyhow::Error::from);
+        for ((path, is_positive), result) in files.into_iter().zip(prepared) {
             let rel = relative_name(path, data);
-            let result = study.and_then(|_| {
-                let p = prepared
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("no prediction"))??;
-                Ok((p.prediction, p.scope))
-            });
-            match result {
+            match result.map(|p| (p.prediction, p.scope)) {
                 Ok((prediction, scope)) => {
                     cases.push(Case {
                         file: rel,

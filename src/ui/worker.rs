@@ -543,33 +543,29 @@ fn predict_batch(spec: &ScanSpec, pending: &mut impl Iterator<Item = PathBuf>) -
     let batch = crate::analysis::take_batch(pending, SCAN_BATCH, read, |(_, s)| {
         s.as_ref().map_or(0, |s| s.width * s.height)
     });
-    let mut films = Vec::with_capacity(batch.len());
-    let mut studies = Vec::new();
-    for (i, (mut film, study)) in batch.into_iter().enumerate() {
-        match study {
-            Ok(study) => studies.push((i, study)),
-            Err(e) => film.result = Err(e),
-        }
-        films.push(film);
-    }
+    let (mut films, loaded): (Vec<ScannedFilm>, Vec<_>) = batch.into_iter().unzip();
     let engine = &spec.engine;
-    let refs: Vec<&Study> = studies.iter().map(|(_, s)| s).collect();
-    for ((i, _), prepared) in studies.iter().zip(engine.prepare_many(&refs)) {
-        let predicted = prepared.and_then(|prepared| {
-            let target = engine.target_index(None, &prepared.prediction)?;
-            // Same samples and seed as the viewer's own analysis, so the list and the result
-            // panel agree about the uncertainty flag (the batch's features are the single
-            // pass's up to float rounding: tests/scope.rs).
-            let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
-            let cfg = &engine.model.config;
-            let uncertain =
-                crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len()).is_some();
+    let error = |e: AnalysisError| first_line(&e.to_string());
+    for (film, prepared) in films.iter_mut().zip(engine.prepare_loaded(loaded, error)) {
+        film.result = prepared.and_then(|prepared| {
+            let flagged = || -> Result<bool, AnalysisError> {
+                let target = engine.target_index(None, &prepared.prediction)?;
+                // Same samples and seed as the viewer's own analysis, so the list and the
+                // result panel agree about the uncertainty flag (the batch's features are the
+                // single pass's up to float rounding: tests/scope.rs).
+                let (mc, _) = engine.uncertainty(&prepared, target, spec.mc_samples, 0)?;
+                let cfg = &engine.model.config;
+                Ok(
+                    crate::analysis::uncertainty_flag(&mc, cfg.threshold, cfg.classes.len())
+                        .is_some(),
+                )
+            };
+            let uncertain = flagged().map_err(error)?;
             Ok((
                 PredictionSnapshot::from_prediction(&prepared.prediction, uncertain),
                 prepared.scope,
             ))
         });
-        films[*i].result = predicted.map_err(|e: AnalysisError| first_line(&e.to_string()));
     }
     films
 }
