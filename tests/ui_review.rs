@@ -847,6 +847,149 @@ fn the_study_next_opens_is_analysed_in_advance() {
     );
 }
 
+/// `T` and the first letters of the comment can arrive in one frame: a frame drawn while an
+/// analysis lands or a folder scan runs gathers the keystrokes. Under Xvfb, `T` then "rib shadow
+/// over …" typed right after Down lost "rib" (or "rib s") in three of nine tries: `r` reset the
+/// view, `i` inverted it and `b` switched the IG baseline, because each shortcut looked for its
+/// key anywhere in the frame. The keys after `T` are the comment; those before it still act.
+#[test]
+fn the_letters_typed_in_the_same_frame_as_t_go_into_the_comment() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-t-frame").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    wait_until(&mut h, "the note pane ready", |a| a.notes.draft.is_some());
+    let baseline = h.state().settings.ig_baseline;
+    let key = |key: Key, pressed: bool| egui::Event::Key {
+        key,
+        physical_key: Some(key),
+        pressed,
+        repeat: false,
+        modifiers: egui::Modifiers::NONE,
+    };
+    // One frame: Y (agree), then T, then "rib n" — `n` would be "disagree".
+    let mut events = Vec::new();
+    for (k, text) in [
+        (Key::Y, "y"),
+        (Key::T, "t"),
+        (Key::R, "r"),
+        (Key::I, "i"),
+        (Key::B, "b"),
+        (Key::Space, " "),
+        (Key::N, "n"),
+    ] {
+        events.push(key(k, true));
+        events.push(egui::Event::Text(text.into()));
+        events.push(key(k, false));
+    }
+    h.input_mut().events.extend(events);
+    h.step();
+    h.step();
+    // And the next frame's typing lands too.
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text("ot");
+    h.run_ok();
+    let app = h.state();
+    let draft = app.notes.draft.as_ref().unwrap();
+    assert_eq!(draft.note.text, "rib not");
+    assert_eq!(
+        draft.note.agreement,
+        Some(Agreement::Agree),
+        "Y came before T"
+    );
+    assert!(!app.current.as_ref().unwrap().view.invert, "`i` is text");
+    assert_eq!(app.settings.ig_baseline, baseline, "`b` is text");
+    assert!(
+        h.ctx
+            .memory(|m| m.has_focus(egui::Id::unique("review-note-comment"))),
+        "the comment box keeps the focus"
+    );
+}
+
+/// `T` pressed while the study is still opening (its note not there yet, a large DICOM after
+/// Next) keeps what is typed until the comment box is drawn, rather than letting `r`, `i`, `b`
+/// act as shortcuts; Esc gives up waiting, and a study that never gets its note gives the
+/// keyboard back with a one-line message, not silently.
+#[test]
+fn typing_after_t_waits_for_a_study_still_opening() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-t-early").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    wait_until(&mut h, "the note pane ready", |a| a.notes.draft.is_some());
+    let path = h.state().current.as_ref().unwrap().path.clone();
+    // As while the study opens: its id, and so its note, not known yet.
+    let id = h.state_mut().notes.ids.remove(&path).unwrap();
+    h.step();
+    assert!(h.state().notes.draft.is_none());
+    let typed = |h: &mut Harness<'static, ViewerApp>, keys: &[(Key, &str)]| {
+        for (k, text) in keys {
+            for pressed in [true, false] {
+                h.input_mut().events.push(egui::Event::Key {
+                    key: *k,
+                    physical_key: Some(*k),
+                    pressed,
+                    repeat: false,
+                    modifiers: egui::Modifiers::NONE,
+                });
+                if pressed {
+                    h.input_mut()
+                        .events
+                        .push(egui::Event::Text(text.to_string()));
+                }
+            }
+            h.step();
+        }
+    };
+    typed(
+        &mut h,
+        &[(Key::T, "t"), (Key::R, "r"), (Key::I, "i"), (Key::B, "b")],
+    );
+    let baseline = h.state().settings.ig_baseline;
+    assert!(
+        !h.state().current.as_ref().unwrap().view.invert,
+        "`i` waits"
+    );
+    h.state_mut().notes.ids.insert(path.clone(), id.clone());
+    h.step();
+    typed(&mut h, &[(Key::S, "s")]);
+    h.run_ok();
+    let app = h.state();
+    assert_eq!(app.notes.draft.as_ref().unwrap().note.text, "ribs");
+    assert!(!app.current.as_ref().unwrap().view.invert);
+    assert_eq!(app.settings.ig_baseline, baseline);
+
+    // Esc: the letters typed before it are dropped and the keys are shortcuts again.
+    h.state_mut().notes.ids.remove(&path);
+    h.step();
+    typed(
+        &mut h,
+        &[
+            (Key::T, "t"),
+            (Key::X, "x"),
+            (Key::Escape, ""),
+            (Key::I, "i"),
+        ],
+    );
+    assert!(
+        h.state().current.as_ref().unwrap().view.invert,
+        "`i` inverts again"
+    );
+    h.state_mut().notes.ids.insert(path.clone(), id.clone());
+    h.run_ok();
+    assert_eq!(h.state().notes.draft.as_ref().unwrap().note.text, "ribs");
+
+    // A note that never comes: after the wait, one line says what was not kept.
+    h.state_mut().notes.ids.remove(&path);
+    h.step();
+    typed(&mut h, &[(Key::T, "t"), (Key::O, "o"), (Key::K, "k")]);
+    h.state_mut().current.as_mut().unwrap().error = Some("cannot open it".into());
+    h.step();
+    let status = h.state().status.as_ref().map(|s| s.text.clone());
+    assert_eq!(
+        status.as_deref(),
+        Some("the review note was not open yet; 2 typed characters were not kept")
+    );
+}
+
 /// A note typed while the study's analysis is still arriving keeps every keystroke: the
 /// results, the faithfulness check and the prediction the pane quotes change what is drawn
 /// around the comment box, and that must not move its focus away. A guard: it passes on the code

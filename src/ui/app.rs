@@ -17,6 +17,7 @@ use crate::notes::Agreement;
 use super::cache::{AnalysisKey, Entry, IgKey, JobStage, Jobs, Lru};
 use super::frames;
 use super::render::{Percentiles, WindowPreset};
+use super::reviewing::{EarlyTyping, NotesDb};
 use super::settings::{BaselineChoice, MapKind, Settings};
 use super::transform::ScreenFromImage;
 use super::worker::{self, FilePicker, JobSpec, JobUpdate, Msg, Outbox, PickPurpose};
@@ -539,6 +540,8 @@ impl ViewerApp {
         if self.current.as_ref().is_some_and(|c| c.path == path) {
             return;
         }
+        // `T` was for the study being left.
+        self.drop_early_typing();
         self.jobs.cancel_all_but_path(&path);
         self.trust.stop_unless_for(&path);
         let in_review = self
@@ -1242,7 +1245,40 @@ impl ViewerApp {
         }
         let cmd_shift = Modifiers::COMMAND | Modifiers::SHIFT;
         let mut actions: Vec<Action> = Vec::new();
+        let shown = self.comment_box_shown();
+        let coming = !shown && self.comment_box_coming();
+        if self
+            .notes
+            .typed_early
+            .as_ref()
+            .is_some_and(|e| !(shown || coming && e.since.elapsed() < EarlyTyping::LIMIT))
+        {
+            self.drop_early_typing();
+        }
+        let mut question = false;
+        let mut waiting = false;
+        let notes = &mut self.notes;
         ctx.input_mut(|i| {
+            let typing = super::shortcuts::is_typing;
+            // Only the keys before `T` are shortcuts; the rest of the frame is the comment,
+            // kept until the box is there if the study is still opening.
+            let comment = match notes.typed_early.take() {
+                // Esc gives up waiting, as it leaves the box.
+                Some(_) if !shown && i.consume_key(Modifiers::NONE, Key::Escape) => None,
+                Some(mut early) if !shown => {
+                    early.events.extend(i.events.extract_if(.., |e| typing(e)));
+                    notes.typed_early = Some(early);
+                    waiting = true;
+                    return;
+                }
+                Some(early) => {
+                    let mut comment = early.events;
+                    comment.extend(i.events.extract_if(.., |e| typing(e)));
+                    Some(comment)
+                }
+                None if shown || coming => super::shortcuts::split_at_focus_note(&mut i.events),
+                None => None,
+            };
             let mut key = |m: Modifiers, k: Key, a: Action| {
                 if i.consume_key(m, k) {
                     actions.push(a);
@@ -1273,7 +1309,7 @@ impl ViewerApp {
                 Action::Verdict(Agreement::Disagree),
             );
             key(Modifiers::NONE, Key::U, Action::Verdict(Agreement::Unsure));
-            key(Modifiers::NONE, Key::T, Action::FocusNote);
+            key(Modifiers::NONE, Key::T, Action::FocusNote); // no comment box shown
             key(Modifiers::NONE, Key::M, Action::CycleMap);
             key(Modifiers::NONE, Key::Num0, Action::Map(MapKind::None));
             key(Modifiers::NONE, Key::Num1, Action::Map(MapKind::GradCam));
@@ -1306,19 +1342,65 @@ impl ViewerApp {
             key(Modifiers::NONE, Key::F1, Action::Help);
             key(Modifiers::SHIFT, Key::Questionmark, Action::Help);
             key(Modifiers::NONE, Key::Questionmark, Action::Help);
-        });
-        // Some layouts deliver "?" only as text.
-        let question = ctx.input(|i| {
-            i.events
+            // Some layouts deliver "?" only as text.
+            question = i
+                .events
                 .iter()
-                .any(|e| matches!(e, egui::Event::Text(t) if t == "?"))
+                .any(|e| matches!(e, egui::Event::Text(t) if t == "?"));
+            if let Some(comment) = comment {
+                // The box, focused before it is drawn, reads the whole frame: the keys before
+                // `T` were shortcuts, not text.
+                i.events.retain(|e| !typing(e));
+                if shown {
+                    i.events.extend(comment);
+                    actions.push(Action::FocusNote);
+                } else {
+                    notes.typed_early = Some(EarlyTyping {
+                        since: Instant::now(),
+                        events: comment,
+                    });
+                    waiting = true;
+                }
+            }
         });
+        if waiting {
+            self.overlay_held_hidden = false;
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+            return;
+        }
         if question && !actions.contains(&Action::Help) {
             actions.push(Action::Help);
         }
-        self.overlay_held_hidden = ctx.input(|i| i.key_down(Key::Space));
+        // A space typed into the comment does not hide the overlay.
+        self.overlay_held_hidden =
+            !actions.contains(&Action::FocusNote) && ctx.input(|i| i.key_down(Key::Space));
         for action in actions {
             self.apply(action, ctx);
+        }
+    }
+
+    /// Whether the note pane draws its comment box this frame ([`super::notes_panel`]).
+    fn comment_box_shown(&self) -> bool {
+        matches!(self.notes.db, NotesDb::Ready(_)) && self.notes.draft.is_some()
+    }
+
+    /// Whether the comment box is about to be shown: the study on screen is still opening (its
+    /// id, and so its note, comes with it) or the notes database is.
+    fn comment_box_coming(&self) -> bool {
+        !matches!(self.notes.db, NotesDb::Failed(_))
+            && self.current.as_ref().is_some_and(|c| c.error.is_none())
+    }
+
+    /// Gives up on typing held for a comment box that did not come, and says so.
+    fn drop_early_typing(&mut self) {
+        self.notes.focus_text = false;
+        if let Some(early) = self.notes.typed_early.take() {
+            let letters = early.letters();
+            if letters > 0 {
+                self.set_error(format!(
+                    "the review note was not open yet; {letters} typed characters were not kept"
+                ));
+            }
         }
     }
 
@@ -1415,7 +1497,13 @@ impl ViewerApp {
                     self.note_edited();
                 }
             }
-            Action::FocusNote => self.notes.focus_text = true,
+            Action::FocusNote => {
+                self.notes.focus_text = true;
+                if self.comment_box_shown() {
+                    // Before the box is drawn, so that it takes this frame's typing too.
+                    ctx.memory_mut(|m| m.request_focus(super::notes_panel::comment_id()));
+                }
+            }
             Action::ToggleBoxTool => self.toggle_box_tool(),
             Action::DeleteBox => self.delete_selected_box(),
             Action::UndoBox => self.undo_box(),

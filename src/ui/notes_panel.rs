@@ -35,7 +35,6 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
         NotesDb::Ready(_) => {}
     }
-    let focus_text = std::mem::take(&mut app.notes.focus_text);
     let truth = truth_facts(app);
     let Some(draft) = app.notes.draft.as_mut() else {
         let text = if app.current.as_ref().is_some_and(|c| c.study.is_some()) {
@@ -47,6 +46,8 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         database_ui(app, ui);
         return;
     };
+    // Taken only once the box is there: `T` pressed while the study opens waits for it.
+    let focus_text = std::mem::take(&mut app.notes.focus_text);
     let mut edited = false;
     edited |= truth_ui(&truth, &mut draft.note, ui);
     edited |= verdict_ui(&mut draft.note, ui);
@@ -232,10 +233,17 @@ fn zones_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     edited
 }
 
+/// The comment box's id, fixed so that `T` can focus it before it is drawn
+/// ([`super::shortcuts::split_at_focus_note`]).
+pub(super) fn comment_id() -> egui::Id {
+    egui::Id::unique("review-note-comment")
+}
+
 fn text_ui(note: &mut Note, focus: bool, ui: &mut egui::Ui) -> bool {
     let label = ui.label("Comment");
     let response = ui.add(
         egui::TextEdit::multiline(&mut note.text)
+            .id(comment_id())
             .hint_text("What did the model get wrong, and why? (T)")
             .desired_rows(4)
             .desired_width(f32::INFINITY),

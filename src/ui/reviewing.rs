@@ -41,7 +41,33 @@ pub struct NotesState {
     /// Notes of studies left before their last save was acknowledged; kept (and retried) until
     /// it is, so switching images fast never drops an edit.
     pub(super) leaving: Vec<Draft>,
+    /// `T` was pressed: the comment box takes the focus when it is next drawn.
     pub(super) focus_text: bool,
+    /// `T` was pressed while the study was still opening, before its note was there.
+    pub(super) typed_early: Option<EarlyTyping>,
+}
+
+/// What was typed after `T` before the comment box was there to take it (the study still
+/// opening): given to the box once it is drawn. Without it those letters acted as shortcuts.
+pub(super) struct EarlyTyping {
+    pub(super) since: Instant,
+    pub(super) events: Vec<egui::Event>,
+}
+
+impl EarlyTyping {
+    /// The longest the typing waits for the box: a study that opens slower than this (or never,
+    /// its note unavailable) gives the keyboard back to the shortcuts.
+    pub(super) const LIMIT: Duration = Duration::from_secs(5);
+
+    pub(super) fn letters(&self) -> usize {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                egui::Event::Text(t) => Some(t.chars().count()),
+                _ => None,
+            })
+            .sum()
+    }
 }
 
 impl NotesState {
@@ -55,6 +81,7 @@ impl NotesState {
             draft: None,
             leaving: Vec::new(),
             focus_text: false,
+            typed_early: None,
         }
     }
 

@@ -24,7 +24,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
         "Y / N / U",
         "Review note: agree / disagree / unsure (again to clear)",
     ),
-    ("T", "Type in the review note (Esc leaves the text box)"),
+    (
+        "T",
+        "Type in the review note: what follows T is text, even typed at once or while the study opens (Esc leaves the text box)",
+    ),
     ("M", "Cycle overlay: none, Grad-CAM, uncertainty, IG"),
     (
         "0 / 1 / 2 / 3",
@@ -93,9 +96,136 @@ pub fn shortcuts_markdown() -> String {
     out
 }
 
+/// Splits a frame's input at the first `T` (type in the review note): the events before it are
+/// shortcuts, those after it are the start of the comment and are returned.
+///
+/// Why: a slow frame (an analysis arriving, a folder scan) gathers several keystrokes, and
+/// `T` followed at once by "rib shadow" arrived as one frame's `T r i b …`. Each shortcut
+/// looked for its key anywhere in the frame, so `r` reset the view, `i` inverted it, `b` changed
+/// the IG baseline, and the comment began "shadow". The `T` key and the character `t` it typed
+/// are removed; the caller focuses the comment box before it is drawn, so that the box takes the
+/// returned events in the same frame.
+pub fn split_at_focus_note(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Event>> {
+    let at = events.iter().position(|e| {
+        matches!(
+            e,
+            egui::Event::Key { key: egui::Key::T, pressed: true, repeat: false, modifiers, .. }
+                if modifiers.matches_logically(egui::Modifiers::NONE)
+        )
+    })?;
+    let mut rest = events.split_off(at);
+    rest.remove(0);
+    // The text of the `T` press itself, sent next to it by the windowing layer.
+    let typed_t = rest
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                egui::Event::Text(_) | egui::Event::Key { pressed: true, .. }
+            )
+        })
+        .filter(|&j| matches!(&rest[j], egui::Event::Text(t) if t.eq_ignore_ascii_case("t")));
+    if let Some(j) = typed_t {
+        rest.remove(j);
+    }
+    Some(rest)
+}
+
+/// An event a focused text box would read as typing or editing.
+pub fn is_typing(event: &egui::Event) -> bool {
+    matches!(
+        event,
+        egui::Event::Key { .. }
+            | egui::Event::Text(_)
+            | egui::Event::Paste(_)
+            | egui::Event::Copy
+            | egui::Event::Cut
+            | egui::Event::Ime(_)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn press(key: egui::Key) -> egui::Event {
+        egui::Event::Key {
+            key,
+            physical_key: Some(key),
+            pressed: true,
+            repeat: false,
+            modifiers: egui::Modifiers::NONE,
+        }
+    }
+
+    fn release(key: egui::Key) -> egui::Event {
+        egui::Event::Key {
+            key,
+            physical_key: Some(key),
+            pressed: false,
+            repeat: false,
+            modifiers: egui::Modifiers::NONE,
+        }
+    }
+
+    fn text(t: &str) -> egui::Event {
+        egui::Event::Text(t.into())
+    }
+
+    #[test]
+    fn the_keys_after_t_in_one_frame_are_the_comment_and_those_before_stay_shortcuts() {
+        use egui::Key;
+        let mut events = vec![
+            press(Key::Y),
+            text("y"),
+            release(Key::Y),
+            press(Key::T),
+            text("t"),
+            release(Key::T),
+            press(Key::R),
+            text("r"),
+            release(Key::R),
+            press(Key::T),
+            text("t"),
+        ];
+        let rest = split_at_focus_note(&mut events).expect("a T in the frame");
+        assert_eq!(events, vec![press(Key::Y), text("y"), release(Key::Y)]);
+        // Only the first T is the shortcut: the second is a letter of the comment.
+        assert_eq!(
+            rest,
+            vec![
+                release(Key::T),
+                press(Key::R),
+                text("r"),
+                release(Key::R),
+                press(Key::T),
+                text("t"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_frame_without_a_plain_t_is_left_alone() {
+        use egui::Key;
+        let ctrl_t = egui::Event::Key {
+            key: Key::T,
+            physical_key: Some(Key::T),
+            pressed: true,
+            repeat: false,
+            modifiers: egui::Modifiers::COMMAND,
+        };
+        let before = vec![press(Key::R), text("r"), ctrl_t, release(Key::T)];
+        let mut events = before.clone();
+        assert_eq!(split_at_focus_note(&mut events), None);
+        assert_eq!(events, before);
+        // A `T` whose text did not come (an input method took it) removes nothing else.
+        let mut events = vec![press(Key::T), press(Key::I), text("i")];
+        assert_eq!(
+            split_at_focus_note(&mut events),
+            Some(vec![press(Key::I), text("i")])
+        );
+        assert!(events.is_empty());
+    }
 
     #[test]
     fn docs_shortcuts_md_is_up_to_date() {
