@@ -990,13 +990,145 @@ fn typing_after_t_waits_for_a_study_still_opening() {
     );
 }
 
+/// Esc leaves the comment box, and only that. egui drops the focus at the start of a frame
+/// that holds Esc, before the box reads the frame's letters: typing "… lower zone" and Esc
+/// fast enough to share a frame lost "zone" to the shortcuts (`z` 1:1, `n` the verdict
+/// "disagree"), and the Esc itself then stopped the analysis under way and the analysis in
+/// advance. Seen under Xvfb (the twenty-eighth session's unexplained focus loss).
+#[test]
+fn esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-esc").join("notes.sqlite3");
+    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&fx.root)));
+    let mut settings = fast_settings(&db);
+    settings.ig_steps = 256;
+    let app = ViewerApp::new(settings, picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "the first study on screen", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some()) && a.notes.draft.is_some()
+    });
+    h.key_press(Key::T);
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text("rib shadow, lower ");
+    h.step();
+    let zoom = h.state().current.as_ref().unwrap().view.transform;
+    // One frame: "zone", Esc, then Y (agree) after it.
+    for (k, text) in [
+        (Key::Z, "z"),
+        (Key::O, "o"),
+        (Key::N, "n"),
+        (Key::E, "e"),
+        (Key::Escape, ""),
+        (Key::Y, "y"),
+    ] {
+        for pressed in [true, false] {
+            h.input_mut().events.push(egui::Event::Key {
+                key: k,
+                physical_key: Some(k),
+                pressed,
+                repeat: false,
+                modifiers: egui::Modifiers::NONE,
+            });
+            if pressed && !text.is_empty() {
+                h.input_mut().events.push(egui::Event::Text(text.into()));
+            }
+        }
+    }
+    let analysing = h.state().jobs.busy();
+    h.step();
+    h.step();
+    // And in the frame right after `T`'s, before the box handles Esc itself.
+    for (k, text) in [
+        (Key::T, "t"),
+        (Key::O, "o"),
+        (Key::K, "k"),
+        (Key::Escape, ""),
+    ] {
+        if k == Key::O {
+            h.step();
+        }
+        for pressed in [true, false] {
+            h.input_mut().events.push(egui::Event::Key {
+                key: k,
+                physical_key: Some(k),
+                pressed,
+                repeat: false,
+                modifiers: egui::Modifiers::NONE,
+            });
+            if pressed && !text.is_empty() {
+                h.input_mut().events.push(egui::Event::Text(text.into()));
+            }
+        }
+    }
+    h.step();
+    h.step();
+    let app = h.state();
+    let draft = app.notes.draft.as_ref().unwrap();
+    assert_eq!(draft.note.text, "rib shadow, lower zoneok");
+    assert_eq!(
+        draft.note.agreement,
+        Some(Agreement::Agree),
+        "Y after Esc is a shortcut"
+    );
+    assert_eq!(
+        app.current.as_ref().unwrap().view.transform,
+        zoom,
+        "`z` is text"
+    );
+    assert!(!h
+        .ctx
+        .memory(|m| m.has_focus(egui::Id::unique("review-note-comment"))));
+    assert!(analysing, "the analysis was under way at the Esc");
+    assert!(app
+        .status
+        .as_ref()
+        .is_none_or(|s| s.text != "analysis cancelled"));
+    let ig = app.wanted_ig_or_default();
+    let next = app.step_target(1).unwrap();
+    let window = load_study(&next).unwrap().default_window;
+    let next_key =
+        cxr_viewer::ui::cache::AnalysisKey::new(next, &window, app.settings.mc_samples, 0);
+    wait_until(
+        &mut h,
+        "the analysis finished, and the next study's in advance",
+        |a| {
+            a.current_entry().is_some_and(|e| e.ig.contains_key(&ig))
+                && a.cache
+                    .peek(&next_key)
+                    .is_some_and(|e| e.ig.contains_key(&ig))
+        },
+    );
+
+    // Any other field: its Esc leaves it and does nothing else (here: help stays open).
+    h.key_press(Key::F1);
+    h.step();
+    assert!(h.state().show_help);
+    h.get_by_role_and_label(Role::TextInput, "Reviewer").focus();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Reviewer")
+        .type_text("AB");
+    h.step();
+    h.key_press(Key::Escape);
+    h.step();
+    h.step();
+    assert!(
+        h.ctx.memory(|m| m.focused().is_none()),
+        "Esc left the field"
+    );
+    assert!(h.state().show_help, "and did not also close the help");
+    h.key_press(Key::Escape);
+    h.step();
+    assert!(!h.state().show_help, "the next Esc does");
+}
+
 /// A note typed while the study's analysis is still arriving keeps every keystroke: the
 /// results, the faithfulness check and the prediction the pane quotes change what is drawn
 /// around the comment box, and that must not move its focus away. A guard: it passes on the code
-/// before it too. (Under Xvfb, typing right after Down onto a study still being analysed, while
-/// a folder scan ran, the box lost the focus mid-word once in three tries and the rest of the
-/// typing went to the shortcuts, `n` setting the verdict; not explained yet, see the session
-/// note.)
+/// before it too. (Under Xvfb, the box seemed to lose the focus mid-word, the rest of the typing
+/// going to the shortcuts; it was the Esc typed right after the last word, sharing its frame:
+/// see `esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis`.)
 #[test]
 fn a_note_typed_while_the_analysis_arrives_keeps_every_keystroke() {
     let fx = labelled_folder();

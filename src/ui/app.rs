@@ -161,6 +161,8 @@ pub struct ViewerApp {
     /// The study on screen when the reviewer stopped the analysis: nothing is analysed in
     /// advance while it stays on screen.
     prefetch_held_on: Option<PathBuf>,
+    /// The widget with the keyboard focus as the last frame ended ([`Self::handle_shortcuts`]).
+    focused_last_frame: Option<egui::Id>,
     /// Drawing opacity boxes into the note (`D`).
     pub box_tool: super::box_tool::BoxTool,
     /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
@@ -230,6 +232,7 @@ impl ViewerApp {
             hidden_since: None,
             prefetch_loading: None,
             prefetch_held_on: None,
+            focused_last_frame: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
             trust: Default::default(),
@@ -382,6 +385,7 @@ impl ViewerApp {
         self.ensure_analysis();
         self.sync_draft();
         super::panels::frame_ui(self, ui);
+        self.focused_last_frame = ui.ctx().memory(|m| m.focused());
         self.autosave(ui.ctx());
         self.persist_settings(ui.ctx(), Instant::now());
         let frame_ms = frame_started.elapsed().as_secs_f64() * 1e3;
@@ -1237,9 +1241,24 @@ impl ViewerApp {
     // ---- keyboard ----------------------------------------------------------------------
 
     fn handle_shortcuts(&mut self, ctx: &egui::Context) {
+        let comment_id = super::notes_panel::comment_id();
+        let focused_last_frame = std::mem::take(&mut self.focused_last_frame);
+        // An Esc takes the focus from a widget as the frame begins (egui), before the widget
+        // reads the frame's letters. From another widget, it did only that: it used to stop
+        // the analysis as well. From the comment box, in the frame after the box got the focus
+        // (its own handling of Esc starts one frame later), the letters before it are the box's.
+        let left_a_widget = focused_last_frame.is_some()
+            && ctx.memory(|m| m.focused().is_none())
+            && ctx.input(|i| i.key_pressed(Key::Escape));
+        let comment_focused = ctx.memory(|m| m.has_focus(comment_id));
+        let in_comment = comment_focused || left_a_widget && focused_last_frame == Some(comment_id);
+        if in_comment && !comment_focused {
+            // Back to the box for this frame; it lets go after reading the letters.
+            ctx.memory_mut(|m| m.request_focus(comment_id));
+        }
         // Typing in the tag search must not flip overlays; while the file dialog is open, its
         // keys (Escape, Enter, letters) are its own.
-        if ctx.egui_wants_keyboard_input() || self.file_dialog.is_some() {
+        if (ctx.egui_wants_keyboard_input() && !in_comment) || self.file_dialog.is_some() {
             self.overlay_held_hidden = false;
             return;
         }
@@ -1258,8 +1277,21 @@ impl ViewerApp {
         let mut question = false;
         let mut waiting = false;
         let notes = &mut self.notes;
+        let mut all_in_comment = false;
         ctx.input_mut(|i| {
             let typing = super::shortcuts::is_typing;
+            // In the comment box, the frame is its typing up to an Esc, which leaves the box;
+            // what follows the Esc is shortcuts again.
+            let mut in_box = None;
+            if in_comment {
+                let Some(after) = super::shortcuts::split_after_escape(&mut i.events) else {
+                    all_in_comment = true;
+                    return;
+                };
+                in_box = Some(std::mem::replace(&mut i.events, after));
+            } else if left_a_widget {
+                i.consume_key(Modifiers::NONE, Key::Escape);
+            }
             // Only the keys before `T` are shortcuts; the rest of the frame is the comment,
             // kept until the box is there if the study is still opening.
             let comment = match notes.typed_early.take() {
@@ -1347,10 +1379,15 @@ impl ViewerApp {
                 .events
                 .iter()
                 .any(|e| matches!(e, egui::Event::Text(t) if t == "?"));
-            if let Some(comment) = comment {
-                // The box, focused before it is drawn, reads the whole frame: the keys before
-                // `T` were shortcuts, not text.
+            if in_box.is_some() || comment.is_some() {
+                // The box reads the whole frame: keys that were shortcuts are not text.
                 i.events.retain(|e| !typing(e));
+            }
+            if let Some(mut in_box) = in_box {
+                in_box.append(&mut i.events);
+                i.events = in_box;
+            }
+            if let Some(comment) = comment {
                 if shown {
                     i.events.extend(comment);
                     actions.push(Action::FocusNote);
@@ -1363,6 +1400,10 @@ impl ViewerApp {
                 }
             }
         });
+        if all_in_comment {
+            self.overlay_held_hidden = false;
+            return;
+        }
         if waiting {
             self.overlay_held_hidden = false;
             ctx.request_repaint_after(std::time::Duration::from_millis(50));

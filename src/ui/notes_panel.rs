@@ -241,19 +241,28 @@ pub(super) fn comment_id() -> egui::Id {
 
 fn text_ui(note: &mut Note, focus: bool, ui: &mut egui::Ui) -> bool {
     let label = ui.label("Comment");
-    let response = ui.add(
-        egui::TextEdit::multiline(&mut note.text)
-            .id(comment_id())
-            .hint_text("What did the model get wrong, and why? (T)")
-            .desired_rows(4)
-            .desired_width(f32::INFINITY),
-    );
+    let edit = egui::TextEdit::multiline(&mut note.text)
+        .id(comment_id())
+        .hint_text("What did the model get wrong, and why? (T)")
+        .desired_rows(4)
+        .desired_width(f32::INFINITY);
+    // Esc is the box's own: left to egui, it drops the focus before the box reads the letters
+    // typed in the same frame ([`super::shortcuts::split_after_escape`]).
+    let filter = egui::EventFilter {
+        escape: true,
+        ..edit.get_event_filter()
+    };
+    let response = ui.add(edit.event_filter(filter));
     let response = response.labelled_by(label.id);
     if focus {
         // `T` from anywhere: the reviewer must see what they type, even when the pane is
         // scrolled or the window small.
         response.request_focus();
         response.scroll_to_me(Some(egui::Align::Center));
+    } else if response.has_focus()
+        && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Escape))
+    {
+        response.surrender_focus();
     }
     response.changed()
 }

@@ -80,7 +80,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ),
     ("Ctrl+S", "Export the view with its overlay as PNG"),
     ("Ctrl+E", "Export the analysis report as JSON"),
-    ("Esc", "Cancel the running analysis / close this help"),
+    (
+        "Esc",
+        "Cancel the running analysis / close this help (an Esc that leaves a text box does only that)",
+    ),
     ("? / F1", "Show or hide this help"),
 ];
 
@@ -129,6 +132,27 @@ pub fn split_at_focus_note(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Ev
         rest.remove(j);
     }
     Some(rest)
+}
+
+/// Splits a frame's input after its first Esc, returning what follows it.
+///
+/// Why: egui drops a text box's focus at the start of a frame that holds Esc, before the box
+/// reads the frame's letters, so "… zone" and Esc typed fast enough to share a frame lost "zone"
+/// to the shortcuts (`z` 1:1, `n` "disagree") and the Esc went on to stop the analysis. The
+/// comment box keeps Esc for itself ([`egui::EventFilter::escape`]), reads the events up to it,
+/// and then lets go of the focus; the events after it are shortcuts again.
+pub fn split_after_escape(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Event>> {
+    let at = events.iter().position(|e| {
+        matches!(
+            e,
+            egui::Event::Key {
+                key: egui::Key::Escape,
+                pressed: true,
+                ..
+            }
+        )
+    })?;
+    Some(events.split_off(at + 1))
 }
 
 /// An event a focused text box would read as typing or editing.
@@ -202,6 +226,29 @@ mod tests {
                 text("t"),
             ]
         );
+    }
+
+    #[test]
+    fn the_keys_after_esc_in_one_frame_are_shortcuts_again() {
+        use egui::Key;
+        let mut events = vec![
+            press(Key::E),
+            text("e"),
+            press(Key::Escape),
+            release(Key::Escape),
+            press(Key::Y),
+            text("y"),
+        ];
+        let after = split_after_escape(&mut events).expect("an Esc in the frame");
+        assert_eq!(events, vec![press(Key::E), text("e"), press(Key::Escape)]);
+        assert_eq!(after, vec![release(Key::Escape), press(Key::Y), text("y")]);
+        let mut events = vec![press(Key::E), text("e"), release(Key::Escape)];
+        assert_eq!(
+            split_after_escape(&mut events),
+            None,
+            "a release is not an Esc"
+        );
+        assert_eq!(events.len(), 3);
     }
 
     #[test]
