@@ -903,6 +903,31 @@ fn the_letters_typed_in_the_same_frame_as_t_go_into_the_comment() {
             .memory(|m| m.has_focus(egui::Id::unique("review-note-comment"))),
         "the comment box keeps the focus"
     );
+
+    // Down, T and a letter in one frame: the letter is the next study's comment.
+    h.key_press(Key::Escape);
+    h.step();
+    let first = h.state().current.as_ref().unwrap().path.clone();
+    h.input_mut().events.extend([
+        key_event(Key::ArrowDown, true),
+        key_event(Key::ArrowDown, false),
+        key_event(Key::T, true),
+        egui::Event::Text("t".into()),
+        key_event(Key::Z, true),
+        egui::Event::Text("z".into()),
+    ]);
+    h.step();
+    h.step();
+    let app = h.state();
+    assert_ne!(app.current.as_ref().unwrap().path, first);
+    assert_eq!(app.notes.draft.as_ref().unwrap().note.text, "z");
+    let first_id = app.notes.ids[&first].clone();
+    wait_until(&mut h, "the first study's note saved as it was", |a| {
+        a.notes
+            .all()
+            .get(&first_id)
+            .is_some_and(|n| n.text == "rib not")
+    });
 }
 
 /// `T` pressed while the study is still opening (its note not there yet, a large DICOM after
@@ -1121,6 +1146,51 @@ fn esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis() {
     h.key_press(Key::Escape);
     h.step();
     assert!(!h.state().show_help, "the next Esc does");
+
+    // "x", Esc and Down in one frame: the x is this study's, and Down then opens the next.
+    let first = h.state().current.as_ref().unwrap().path.clone();
+    let first_id = h.state().notes.ids[&first].clone();
+    h.input_mut().events.extend([
+        key_event(Key::T, true),
+        egui::Event::Text("t".into()),
+        key_event(Key::T, false),
+    ]);
+    h.step();
+    h.input_mut().events.extend([
+        key_event(Key::X, true),
+        egui::Event::Text("x".into()),
+        key_event(Key::X, false),
+        key_event(Key::Escape, true),
+        key_event(Key::ArrowDown, true),
+        key_event(Key::ArrowDown, false),
+    ]);
+    h.step();
+    h.step();
+    wait_until(
+        &mut h,
+        "the next study, and the x saved on the first",
+        |a| {
+            a.current.as_ref().is_some_and(|c| c.path != first)
+                && a.notes
+                    .draft
+                    .as_ref()
+                    .is_some_and(|d| d.note.text.is_empty())
+                && a.notes
+                    .all()
+                    .get(&first_id)
+                    .is_some_and(|n| n.text == "rib shadow, lower zoneokx")
+        },
+    );
+}
+
+fn key_event(key: Key, pressed: bool) -> egui::Event {
+    egui::Event::Key {
+        key,
+        physical_key: Some(key),
+        pressed,
+        repeat: false,
+        modifiers: egui::Modifiers::NONE,
+    }
 }
 
 /// A note typed while the study's analysis is still arriving keeps every keystroke: the

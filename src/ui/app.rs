@@ -163,6 +163,9 @@ pub struct ViewerApp {
     prefetch_held_on: Option<PathBuf>,
     /// The widget with the keyboard focus as the last frame ended ([`Self::handle_shortcuts`]).
     focused_last_frame: Option<egui::Id>,
+    /// Keys typed after the Esc that left the comment box, in the same frame: shortcuts at the
+    /// next frame, once the box has taken the letters before the Esc.
+    keys_after_escape: Vec<egui::Event>,
     /// Drawing opacity boxes into the note (`D`).
     pub box_tool: super::box_tool::BoxTool,
     /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
@@ -233,6 +236,7 @@ impl ViewerApp {
             prefetch_loading: None,
             prefetch_held_on: None,
             focused_last_frame: None,
+            keys_after_escape: Vec::new(),
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
             trust: Default::default(),
@@ -1241,8 +1245,13 @@ impl ViewerApp {
     // ---- keyboard ----------------------------------------------------------------------
 
     fn handle_shortcuts(&mut self, ctx: &egui::Context) {
+        use super::shortcuts::{is_typing, split_after_escape, split_at_focus_note};
         let comment_id = super::notes_panel::comment_id();
         let focused_last_frame = std::mem::take(&mut self.focused_last_frame);
+        let held = std::mem::take(&mut self.keys_after_escape);
+        if !held.is_empty() {
+            ctx.input_mut(|i| drop(i.events.splice(0..0, held)));
+        }
         // An Esc takes the focus from a widget as the frame begins (egui), before the widget
         // reads the frame's letters. From another widget, it did only that: it used to stop
         // the analysis as well. From the comment box, in the frame after the box got the focus
@@ -1275,40 +1284,45 @@ impl ViewerApp {
             self.drop_early_typing();
         }
         let mut question = false;
-        let mut waiting = false;
+        // Typing for the comment box, taken from the shortcuts.
+        let mut comment: Option<Vec<egui::Event>> = None;
+        let mut only_typing = false;
         let notes = &mut self.notes;
-        let mut all_in_comment = false;
+        let mut after_escape = Vec::new();
         ctx.input_mut(|i| {
-            let typing = super::shortcuts::is_typing;
-            // In the comment box, the frame is its typing up to an Esc, which leaves the box;
-            // what follows the Esc is shortcuts again.
-            let mut in_box = None;
             if in_comment {
-                let Some(after) = super::shortcuts::split_after_escape(&mut i.events) else {
-                    all_in_comment = true;
-                    return;
-                };
-                in_box = Some(std::mem::replace(&mut i.events, after));
-            } else if left_a_widget {
+                // The box's typing, up to an Esc that leaves it; what follows the Esc waits a
+                // frame and is then shortcuts (a Down among them must not carry these letters
+                // into the next study's note).
+                if let Some(mut after) = split_after_escape(&mut i.events) {
+                    after_escape = after.extract_if(.., |e| is_typing(e)).collect();
+                    i.events.append(&mut after);
+                }
+                only_typing = true;
+                return;
+            }
+            if left_a_widget {
                 i.consume_key(Modifiers::NONE, Key::Escape);
             }
             // Only the keys before `T` are shortcuts; the rest of the frame is the comment,
             // kept until the box is there if the study is still opening.
-            let comment = match notes.typed_early.take() {
+            comment = match notes.typed_early.take() {
                 // Esc gives up waiting, as it leaves the box.
                 Some(_) if !shown && i.consume_key(Modifiers::NONE, Key::Escape) => None,
                 Some(mut early) if !shown => {
-                    early.events.extend(i.events.extract_if(.., |e| typing(e)));
+                    early
+                        .events
+                        .extend(i.events.extract_if(.., |e| is_typing(e)));
                     notes.typed_early = Some(early);
-                    waiting = true;
+                    only_typing = true;
                     return;
                 }
                 Some(early) => {
                     let mut comment = early.events;
-                    comment.extend(i.events.extract_if(.., |e| typing(e)));
+                    comment.extend(i.events.extract_if(.., |e| is_typing(e)));
                     Some(comment)
                 }
-                None if shown || coming => super::shortcuts::split_at_focus_note(&mut i.events),
+                None if shown || coming => split_at_focus_note(&mut i.events),
                 None => None,
             };
             let mut key = |m: Modifiers, k: Key, a: Action| {
@@ -1379,50 +1393,70 @@ impl ViewerApp {
                 .events
                 .iter()
                 .any(|e| matches!(e, egui::Event::Text(t) if t == "?"));
-            if in_box.is_some() || comment.is_some() {
-                // The box reads the whole frame: keys that were shortcuts are not text.
-                i.events.retain(|e| !typing(e));
-            }
-            if let Some(mut in_box) = in_box {
-                in_box.append(&mut i.events);
-                i.events = in_box;
-            }
-            if let Some(comment) = comment {
-                if shown {
-                    i.events.extend(comment);
-                    actions.push(Action::FocusNote);
-                } else {
-                    notes.typed_early = Some(EarlyTyping {
-                        since: Instant::now(),
-                        events: comment,
-                    });
-                    waiting = true;
-                }
+            if comment.is_some() {
+                // The keys before `T` were shortcuts, not text for the box.
+                i.events.retain(|e| !is_typing(e));
             }
         });
-        if all_in_comment {
+        if only_typing {
+            self.keys_after_escape = after_escape;
             self.overlay_held_hidden = false;
-            return;
-        }
-        if waiting {
-            self.overlay_held_hidden = false;
-            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+            if self.notes.typed_early.is_some() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(50));
+            } else if !self.keys_after_escape.is_empty() {
+                ctx.request_repaint();
+            }
             return;
         }
         if question && !actions.contains(&Action::Help) {
             actions.push(Action::Help);
         }
         // A space typed into the comment does not hide the overlay.
-        self.overlay_held_hidden =
-            !actions.contains(&Action::FocusNote) && ctx.input(|i| i.key_down(Key::Space));
+        self.overlay_held_hidden = comment.is_none() && ctx.input(|i| i.key_down(Key::Space));
         for action in actions {
             self.apply(action, ctx);
         }
+        if let Some(comment) = comment {
+            self.take_comment(comment, ctx);
+        }
     }
 
-    /// Whether the note pane draws its comment box this frame ([`super::notes_panel`]).
+    /// Gives the typing after `T` to the comment box of the study on screen once the shortcuts
+    /// before it have acted (a Down among them opened another study: the comment is for that
+    /// one), or holds it while that study opens.
+    fn take_comment(&mut self, mut comment: Vec<egui::Event>, ctx: &egui::Context) {
+        use super::shortcuts::{is_typing, split_after_escape};
+        if let Some(mut after) = split_after_escape(&mut comment) {
+            self.keys_after_escape = after.extract_if(.., |e| is_typing(e)).collect();
+            comment.append(&mut after);
+            ctx.request_repaint();
+        }
+        if self.comment_box_shown() {
+            ctx.input_mut(|i| i.events.extend(comment));
+            self.apply(Action::FocusNote, ctx);
+        } else if self.comment_box_coming() {
+            self.notes.typed_early = Some(EarlyTyping {
+                since: Instant::now(),
+                events: comment,
+            });
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        } else {
+            self.notes.typed_early = Some(EarlyTyping {
+                since: Instant::now(),
+                events: comment,
+            });
+            self.drop_early_typing();
+        }
+    }
+
+    /// Whether the note pane draws its comment box this frame ([`super::notes_panel`]): the
+    /// draft `sync_draft` makes for the study on screen, even if a shortcut just opened it.
     fn comment_box_shown(&self) -> bool {
-        matches!(self.notes.db, NotesDb::Ready(_)) && self.notes.draft.is_some()
+        matches!(self.notes.db, NotesDb::Ready(_))
+            && self
+                .current
+                .as_ref()
+                .is_some_and(|c| self.notes.ids.contains_key(&c.path))
     }
 
     /// Whether the comment box is about to be shown: the study on screen is still opening (its

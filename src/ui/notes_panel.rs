@@ -259,7 +259,8 @@ fn text_ui(note: &mut Note, focus: bool, ui: &mut egui::Ui) -> bool {
         // scrolled or the window small.
         response.request_focus();
         response.scroll_to_me(Some(egui::Align::Center));
-    } else if response.has_focus()
+    }
+    if response.has_focus()
         && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Escape))
     {
         response.surrender_focus();
