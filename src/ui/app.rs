@@ -166,6 +166,8 @@ pub struct ViewerApp {
     /// Keys typed after the Esc that left the comment box, in the same frame: shortcuts at the
     /// next frame, once the box has taken the letters before the Esc.
     keys_after_escape: Vec<egui::Event>,
+    /// The text field an Esc left this frame, given the focus back until its letters are read.
+    refocused_for_escape: Option<egui::Id>,
     /// Drawing opacity boxes into the note (`D`).
     pub box_tool: super::box_tool::BoxTool,
     /// The out-of-scope image whose result the user asked to see anyway ([`super::scope_banner`]);
@@ -237,6 +239,7 @@ impl ViewerApp {
             prefetch_held_on: None,
             focused_last_frame: None,
             keys_after_escape: Vec::new(),
+            refocused_for_escape: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
             trust: Default::default(),
@@ -389,6 +392,10 @@ impl ViewerApp {
         self.ensure_analysis();
         self.sync_draft();
         super::panels::frame_ui(self, ui);
+        if let Some(id) = self.refocused_for_escape.take() {
+            // Its letters read, the field the Esc left lets go ([`Self::handle_shortcuts`]).
+            ui.ctx().memory_mut(|m| m.surrender_focus(id));
+        }
         self.focused_last_frame = ui.ctx().memory(|m| m.focused());
         self.autosave(ui.ctx());
         self.persist_settings(ui.ctx(), Instant::now());
@@ -1252,22 +1259,23 @@ impl ViewerApp {
         if !held.is_empty() {
             ctx.input_mut(|i| drop(i.events.splice(0..0, held)));
         }
-        // An Esc takes the focus from a widget as the frame begins (egui), before the widget
-        // reads the frame's letters. From another widget, it did only that: it used to stop
-        // the analysis as well. From the comment box, in the frame after the box got the focus
-        // (its own handling of Esc starts one frame later), the letters before it are the box's.
-        let left_a_widget = focused_last_frame.is_some()
-            && ctx.memory(|m| m.focused().is_none())
-            && ctx.input(|i| i.key_pressed(Key::Escape));
-        let comment_focused = ctx.memory(|m| m.has_focus(comment_id));
-        let in_comment = comment_focused || left_a_widget && focused_last_frame == Some(comment_id);
-        if in_comment && !comment_focused {
-            // Back to the box for this frame; it lets go after reading the letters.
-            ctx.memory_mut(|m| m.request_focus(comment_id));
+        // An Esc takes the focus from a text field as the frame begins (egui), before the
+        // field reads the frame's letters: "AB" and Esc typed fast into the reviewer field set
+        // the auto window and the IG baseline instead, and the Esc went on to stop the
+        // analysis. The field gets the focus back for this frame and lets go after the panels
+        // are drawn ([`Self::draw_root`]); the comment box keeps Esc for itself, except in the
+        // frame after it got the focus (egui applies its filter one frame later).
+        let left_by_escape = focused_last_frame.filter(|_| {
+            ctx.memory(|m| m.focused().is_none()) && ctx.input(|i| i.key_pressed(Key::Escape))
+        });
+        if let Some(id) = left_by_escape {
+            self.refocused_for_escape = Some(id);
+            ctx.memory_mut(|m| m.request_focus(id));
         }
+        let in_field = left_by_escape.is_some() || ctx.memory(|m| m.has_focus(comment_id));
         // Typing in the tag search must not flip overlays; while the file dialog is open, its
         // keys (Escape, Enter, letters) are its own.
-        if (ctx.egui_wants_keyboard_input() && !in_comment) || self.file_dialog.is_some() {
+        if (ctx.egui_wants_keyboard_input() && !in_field) || self.file_dialog.is_some() {
             self.overlay_held_hidden = false;
             return;
         }
@@ -1290,8 +1298,8 @@ impl ViewerApp {
         let notes = &mut self.notes;
         let mut after_escape = Vec::new();
         ctx.input_mut(|i| {
-            if in_comment {
-                // The box's typing, up to an Esc that leaves it; what follows the Esc waits a
+            if in_field {
+                // The field's typing, up to an Esc that leaves it; what follows the Esc waits a
                 // frame and is then shortcuts (a Down among them must not carry these letters
                 // into the next study's note).
                 if let Some(mut after) = split_after_escape(&mut i.events) {
@@ -1300,9 +1308,6 @@ impl ViewerApp {
                 }
                 only_typing = true;
                 return;
-            }
-            if left_a_widget {
-                i.consume_key(Modifiers::NONE, Key::Escape);
             }
             // Only the keys before `T` are shortcuts; the rest of the frame is the comment,
             // kept until the box is there if the study is still opening.
