@@ -859,16 +859,8 @@ fn the_letters_typed_in_the_same_frame_as_t_go_into_the_comment() {
     let mut h = open_folder(&db, &fx.root, &[]);
     wait_until(&mut h, "the note pane ready", |a| a.notes.draft.is_some());
     let baseline = h.state().settings.ig_baseline;
-    let key = |key: Key, pressed: bool| egui::Event::Key {
-        key,
-        physical_key: Some(key),
-        pressed,
-        repeat: false,
-        modifiers: egui::Modifiers::NONE,
-    };
     // One frame: Y (agree), then T, then "rib n" — `n` would be "disagree".
-    let mut events = Vec::new();
-    for (k, text) in [
+    h.input_mut().events.extend(keystrokes(&[
         (Key::Y, "y"),
         (Key::T, "t"),
         (Key::R, "r"),
@@ -876,12 +868,7 @@ fn the_letters_typed_in_the_same_frame_as_t_go_into_the_comment() {
         (Key::B, "b"),
         (Key::Space, " "),
         (Key::N, "n"),
-    ] {
-        events.push(key(k, true));
-        events.push(egui::Event::Text(text.into()));
-        events.push(key(k, false));
-    }
-    h.input_mut().events.extend(events);
+    ]));
     h.step();
     h.step();
     // And the next frame's typing lands too.
@@ -945,22 +932,10 @@ fn typing_after_t_waits_for_a_study_still_opening() {
     let id = h.state_mut().notes.ids.remove(&path).unwrap();
     h.step();
     assert!(h.state().notes.draft.is_none());
+    // One keystroke a frame.
     let typed = |h: &mut Harness<'static, ViewerApp>, keys: &[(Key, &str)]| {
-        for (k, text) in keys {
-            for pressed in [true, false] {
-                h.input_mut().events.push(egui::Event::Key {
-                    key: *k,
-                    physical_key: Some(*k),
-                    pressed,
-                    repeat: false,
-                    modifiers: egui::Modifiers::NONE,
-                });
-                if pressed {
-                    h.input_mut()
-                        .events
-                        .push(egui::Event::Text(text.to_string()));
-                }
-            }
+        for key in keys {
+            h.input_mut().events.extend(keystrokes(&[*key]));
             h.step();
         }
     };
@@ -1022,17 +997,7 @@ fn typing_after_t_waits_for_a_study_still_opening() {
 /// advance. Seen under Xvfb (the twenty-eighth session's unexplained focus loss).
 #[test]
 fn esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis() {
-    let fx = labelled_folder();
-    let db = temp_dir("review-esc").join("notes.sqlite3");
-    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&fx.root)));
-    let mut settings = fast_settings(&db);
-    settings.ig_steps = 256;
-    let app = ViewerApp::new(settings, picker, tiny_model(), None);
-    let mut h = harness(app);
-    h.get_by_label("Open folder…").click();
-    wait_until(&mut h, "the first study on screen", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some()) && a.notes.draft.is_some()
-    });
+    let (_fx, mut h) = folder_with_note_open("review-esc", 256);
     h.key_press(Key::T);
     h.step();
     h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
@@ -1040,53 +1005,25 @@ fn esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis() {
     h.step();
     let zoom = h.state().current.as_ref().unwrap().view.transform;
     // One frame: "zone", Esc, then Y (agree) after it.
-    for (k, text) in [
+    h.input_mut().events.extend(keystrokes(&[
         (Key::Z, "z"),
         (Key::O, "o"),
         (Key::N, "n"),
         (Key::E, "e"),
         (Key::Escape, ""),
         (Key::Y, "y"),
-    ] {
-        for pressed in [true, false] {
-            h.input_mut().events.push(egui::Event::Key {
-                key: k,
-                physical_key: Some(k),
-                pressed,
-                repeat: false,
-                modifiers: egui::Modifiers::NONE,
-            });
-            if pressed && !text.is_empty() {
-                h.input_mut().events.push(egui::Event::Text(text.into()));
-            }
-        }
-    }
+    ]));
     let analysing = h.state().jobs.busy();
     h.step();
     h.step();
     // And in the frame right after `T`'s, before the box handles Esc itself.
-    for (k, text) in [
-        (Key::T, "t"),
+    h.input_mut().events.extend(keystrokes(&[(Key::T, "t")]));
+    h.step();
+    h.input_mut().events.extend(keystrokes(&[
         (Key::O, "o"),
         (Key::K, "k"),
         (Key::Escape, ""),
-    ] {
-        if k == Key::O {
-            h.step();
-        }
-        for pressed in [true, false] {
-            h.input_mut().events.push(egui::Event::Key {
-                key: k,
-                physical_key: Some(k),
-                pressed,
-                repeat: false,
-                modifiers: egui::Modifiers::NONE,
-            });
-            if pressed && !text.is_empty() {
-                h.input_mut().events.push(egui::Event::Text(text.into()));
-            }
-        }
-    }
+    ]));
     h.step();
     h.step();
     let app = h.state();
@@ -1190,6 +1127,37 @@ fn esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis() {
     );
 }
 
+/// The labelled folder opened through the picker with `ig_steps` IG steps (many: the analysis
+/// is still running while the test types), its first study and note on screen.
+fn folder_with_note_open(name: &str, ig_steps: usize) -> (Fixture, Harness<'static, ViewerApp>) {
+    let fx = labelled_folder();
+    let db = temp_dir(name).join("notes.sqlite3");
+    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&fx.root)));
+    let mut settings = fast_settings(&db);
+    settings.ig_steps = ig_steps;
+    let app = ViewerApp::new(settings, picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "the first study on screen", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some()) && a.notes.draft.is_some()
+    });
+    (fx, h)
+}
+
+/// One frame's input holding several keystrokes (each pressed, its text, released), as a frame
+/// drawn slowly gathers them.
+fn keystrokes(keys: &[(Key, &str)]) -> Vec<egui::Event> {
+    let mut events = Vec::new();
+    for &(key, text) in keys {
+        events.push(key_event(key, true));
+        if !text.is_empty() {
+            events.push(egui::Event::Text(text.into()));
+        }
+        events.push(key_event(key, false));
+    }
+    events
+}
+
 fn key_event(key: Key, pressed: bool) -> egui::Event {
     egui::Event::Key {
         key,
@@ -1208,17 +1176,7 @@ fn key_event(key: Key, pressed: bool) -> egui::Event {
 /// see `esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis`.)
 #[test]
 fn a_note_typed_while_the_analysis_arrives_keeps_every_keystroke() {
-    let fx = labelled_folder();
-    let db = temp_dir("review-typing").join("notes.sqlite3");
-    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&fx.root)));
-    let mut settings = fast_settings(&db);
-    settings.ig_steps = 64;
-    let app = ViewerApp::new(settings, picker, tiny_model(), None);
-    let mut h = harness(app);
-    h.get_by_label("Open folder…").click();
-    wait_until(&mut h, "the first study on screen", |a| {
-        a.current.as_ref().is_some_and(|c| c.study.is_some()) && a.notes.draft.is_some()
-    });
+    let (_fx, mut h) = folder_with_note_open("review-typing", 64);
     let before_analysis = h.state().current_entry().is_none_or(|e| e.ig.is_empty());
     h.key_press(Key::T);
     h.step();
