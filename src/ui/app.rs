@@ -1252,7 +1252,7 @@ impl ViewerApp {
     // ---- keyboard ----------------------------------------------------------------------
 
     fn handle_shortcuts(&mut self, ctx: &egui::Context) {
-        use super::shortcuts::{is_typing, split_after_escape, split_at_focus_note};
+        use super::shortcuts::{is_typing, split_at_focus_note, typing_after_escape};
         let comment_id = super::notes_panel::comment_id();
         let focused_last_frame = std::mem::take(&mut self.focused_last_frame);
         let held = std::mem::take(&mut self.keys_after_escape);
@@ -1302,10 +1302,7 @@ impl ViewerApp {
                 // The field's typing, up to an Esc that leaves it; what follows the Esc waits a
                 // frame and is then shortcuts (a Down among them must not carry these letters
                 // into the next study's note).
-                if let Some(mut after) = split_after_escape(&mut i.events) {
-                    after_escape = after.extract_if(.., |e| is_typing(e)).collect();
-                    i.events.append(&mut after);
-                }
+                after_escape = typing_after_escape(&mut i.events);
                 only_typing = true;
                 return;
             }
@@ -1430,26 +1427,22 @@ impl ViewerApp {
     /// before it have acted (a Down among them opened another study: the comment is for that
     /// one), or holds it while that study opens.
     fn take_comment(&mut self, mut comment: Vec<egui::Event>, ctx: &egui::Context) {
-        use super::shortcuts::{is_typing, split_after_escape};
-        if let Some(mut after) = split_after_escape(&mut comment) {
-            self.keys_after_escape = after.extract_if(.., |e| is_typing(e)).collect();
-            comment.append(&mut after);
+        self.keys_after_escape = super::shortcuts::typing_after_escape(&mut comment);
+        if !self.keys_after_escape.is_empty() {
             ctx.request_repaint();
         }
         if self.comment_box_shown() {
             ctx.input_mut(|i| i.events.extend(comment));
             self.apply(Action::FocusNote, ctx);
-        } else if self.comment_box_coming() {
-            self.notes.typed_early = Some(EarlyTyping {
-                since: Instant::now(),
-                events: comment,
-            });
+            return;
+        }
+        self.notes.typed_early = Some(EarlyTyping {
+            since: Instant::now(),
+            events: comment,
+        });
+        if self.comment_box_coming() {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
         } else {
-            self.notes.typed_early = Some(EarlyTyping {
-                since: Instant::now(),
-                events: comment,
-            });
             self.drop_early_typing();
         }
     }

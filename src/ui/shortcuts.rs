@@ -134,15 +134,16 @@ pub fn split_at_focus_note(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Ev
     Some(rest)
 }
 
-/// Splits a frame's input after its first Esc, returning what follows it.
+/// Takes the typing that follows the frame's first Esc out of the frame and returns it; the
+/// other events stay.
 ///
 /// Why: egui drops a text box's focus at the start of a frame that holds Esc, before the box
 /// reads the frame's letters, so "… zone" and Esc typed fast enough to share a frame lost "zone"
 /// to the shortcuts (`z` 1:1, `n` "disagree") and the Esc went on to stop the analysis. The
 /// comment box keeps Esc for itself ([`egui::EventFilter::escape`]), reads the events up to it,
-/// and then lets go of the focus; the events after it are shortcuts again.
-pub fn split_after_escape(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Event>> {
-    let at = events.iter().position(|e| {
+/// and then lets go of the focus; the typing after it waits a frame and is then shortcuts.
+pub fn typing_after_escape(events: &mut Vec<egui::Event>) -> Vec<egui::Event> {
+    let Some(at) = events.iter().position(|e| {
         matches!(
             e,
             egui::Event::Key {
@@ -151,8 +152,13 @@ pub fn split_after_escape(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Eve
                 ..
             }
         )
-    })?;
-    Some(events.split_off(at + 1))
+    }) else {
+        return Vec::new();
+    };
+    let mut after = events.split_off(at + 1);
+    let typing = after.extract_if(.., |e| is_typing(e)).collect();
+    events.append(&mut after);
+    typing
 }
 
 /// An event a focused text box would read as typing or editing.
@@ -231,21 +237,27 @@ mod tests {
     #[test]
     fn the_keys_after_esc_in_one_frame_are_shortcuts_again() {
         use egui::Key;
+        let moved = egui::Event::PointerMoved(egui::pos2(1.0, 2.0));
         let mut events = vec![
             press(Key::E),
             text("e"),
             press(Key::Escape),
             release(Key::Escape),
+            moved.clone(),
             press(Key::Y),
             text("y"),
         ];
-        let after = split_after_escape(&mut events).expect("an Esc in the frame");
-        assert_eq!(events, vec![press(Key::E), text("e"), press(Key::Escape)]);
+        let after = typing_after_escape(&mut events);
+        assert_eq!(
+            events,
+            vec![press(Key::E), text("e"), press(Key::Escape), moved],
+            "what is not typing stays in its frame"
+        );
         assert_eq!(after, vec![release(Key::Escape), press(Key::Y), text("y")]);
         let mut events = vec![press(Key::E), text("e"), release(Key::Escape)];
         assert_eq!(
-            split_after_escape(&mut events),
-            None,
+            typing_after_escape(&mut events),
+            vec![],
             "a release is not an Esc"
         );
         assert_eq!(events.len(), 3);
