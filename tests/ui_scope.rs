@@ -12,6 +12,7 @@ use cxr_viewer::scope::ScopeCheck;
 use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::review::{Review, SortColumn, StudyRow};
 use cxr_viewer::ui::scope_banner::result_hidden;
+use cxr_viewer::ui::trust_state::current_trust_key;
 use egui_kittest::kittest::Queryable;
 use ui_support::{harness, repo, step_until, temp_dir, tiny_model, wait_until, ScriptedPicker};
 
@@ -41,11 +42,22 @@ fn banner_hides_the_result_until_show_anyway() {
         h.query_all_by_label_contains("P(PNEUMONIA) =").count()
     };
     assert_eq!(probability(&h), 0, "probability shown behind the banner");
+    // The toolbar says the maps are hidden, not "dimmed", until Show anyway dims them (the
+    // tiny model's answer is also uncertain: "dimmed: uncertain; out of scope").
+    let toolbar = |h: &egui_kittest::Harness<'_, ViewerApp>, start: &str| {
+        h.query_all_by_label_contains("out of scope")
+            .filter(|n| n.value().is_some_and(|v| v.starts_with(start)))
+            .count()
+    };
+    assert_eq!(toolbar(&h, "hidden: "), 1);
+    assert_eq!(toolbar(&h, "dimmed: "), 0);
 
     h.get_by_label("Show anyway").click();
     h.run_ok();
     assert!(!result_hidden(h.state()));
     assert_eq!(probability(&h), 1, "probability after Show anyway");
+    assert_eq!(toolbar(&h, "hidden: "), 0);
+    assert_eq!(toolbar(&h, "dimmed: "), 1);
     // The banner stays, its button now hides the result again.
     h.get_by_label(banner);
     h.get_by_label("Hide the result").click();
@@ -273,4 +285,98 @@ fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
     });
     h.get_by_label("accuracy 0.333 · sensitivity 1.000 · specificity 0.000 (n = 3)");
     h.get_by_label("in scope only: accuracy 0.500 · sensitivity 1.000 · specificity 0.000 (n = 2)");
+}
+
+/// A folder of an in-scope film and then the CT slice, the film on screen.
+fn film_then_ct(tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
+    let dir = temp_dir(tag);
+    std::fs::copy(
+        repo("assets/samples/person45_bacteria_221.jpeg"),
+        dir.join("a_film.jpeg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/scope/pydicom/CT_small.dcm"),
+        dir.join("b_ct.dcm"),
+    )
+    .unwrap();
+    let settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    h.state_mut().open_folder(&dir);
+    wait_until(&mut h, "the film on screen", |app| {
+        ui_support::current_path(app).is_some_and(|p| p.ends_with("a_film.jpeg"))
+    });
+    h
+}
+
+/// Every stage of the image on screen that runs by itself has finished: analysis job,
+/// faithfulness check, and the analysis of the next study in advance.
+fn settled(app: &ViewerApp) -> bool {
+    app.current_entry()
+        .is_some_and(|e| e.prepared.is_some() && e.gradcam.is_some() && e.uncertainty.is_some())
+        && !app.jobs.busy()
+        && app.trust.job.is_none()
+}
+
+#[test]
+fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
+    let mut h = film_then_ct("ui-scope-ig");
+    let ig = h
+        .state()
+        .wanted_ig()
+        .expect("IG runs automatically by default");
+    let has_ig = |app: &ViewerApp| app.current_entry().is_some_and(|e| e.ig.contains_key(&ig));
+    // The film in scope: IG and its faithfulness check by themselves, as always.
+    wait_until(&mut h, "the film's IG", has_ig);
+    wait_until(
+        &mut h,
+        "the film's checks and the CT analysed in advance",
+        settled,
+    );
+
+    h.get_by_label("Next >").click();
+    wait_until(&mut h, "the CT's prediction and cheap maps", settled);
+    assert!(result_hidden(h.state()));
+    // A few more frames: nothing else starts while the result is hidden.
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let app = h.state();
+    assert!(
+        app.current_entry().unwrap().ig.is_empty(),
+        "IG computed for a hidden out-of-scope result"
+    );
+    assert!(!app.jobs.busy() && app.trust.job.is_none());
+    let key = current_trust_key(app).unwrap();
+    assert!(
+        app.trust
+            .entries
+            .get(&key)
+            .is_none_or(|e| e.faithfulness.is_none()),
+        "faithfulness checked for a hidden out-of-scope result"
+    );
+    assert_eq!(
+        h.query_all_by_label_contains("Integrated Gradients 0/")
+            .count(),
+        0,
+        "IG progress in the status bar"
+    );
+
+    // Show anyway: IG, then its faithfulness check, as for a film in scope.
+    h.get_by_label("Show anyway").click();
+    wait_until(&mut h, "the CT's IG after Show anyway", has_ig);
+    wait_until(&mut h, "the CT's faithfulness check", |app| {
+        let key = current_trust_key(app).unwrap();
+        app.trust
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.faithfulness.is_some())
+    });
 }

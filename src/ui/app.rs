@@ -789,11 +789,10 @@ impl ViewerApp {
         let Some(key) = self.current_key() else {
             return;
         };
-        let wanted_ig = self.wanted_ig();
         let settled = self
             .cache
             .peek(&key)
-            .is_some_and(|e| !e.missing(wanted_ig).any() || e.halted());
+            .is_some_and(|e| !e.missing(self.ig_wanted_for(&key)).any() || e.halted());
         if !settled {
             return;
         }
@@ -810,14 +809,18 @@ impl ViewerApp {
             return;
         };
         let next_key = self.analysis_key(next, &study);
-        let entry = self.cache.get_or_insert_with(&next_key, Entry::default);
-        let needs = entry.missing(wanted_ig);
+        self.cache.get_or_insert_with(&next_key, Entry::default);
+        let ig = self.ig_wanted_for(&next_key);
+        let Some(entry) = self.cache.peek(&next_key) else {
+            return;
+        };
+        let needs = entry.missing(ig);
         if entry.halted() {
             return;
         }
         if !needs.any() {
             // Its maps are there: its faithfulness check next.
-            super::trust_state::start_in_advance(self, (next_key, wanted_ig));
+            super::trust_state::start_in_advance(self, (next_key, self.wanted_ig()));
             return;
         }
         self.start_job(next_key, study, needs);
@@ -833,7 +836,8 @@ impl ViewerApp {
         let (Some(engine), Some(out)) = (self.engine().cloned(), self.outbox()) else {
             return;
         };
-        let (id, cancel) = self.jobs.start(key.clone(), needs.ig);
+        let ig_in_scope_only = !self.shown_anyway(&key.path);
+        let (id, cancel) = self.jobs.start(key.clone(), needs.ig, ig_in_scope_only);
         worker::run_job(
             out,
             JobSpec {
@@ -845,6 +849,7 @@ impl ViewerApp {
                 prepared,
                 target,
                 needs,
+                ig_in_scope_only,
                 ig_batch: 8,
                 cancel,
             },
@@ -1081,6 +1086,24 @@ impl ViewerApp {
         })
     }
 
+    /// The IG wanted for `key`: none while its result is hidden, for nothing would show that
+    /// map ("Show anyway" asks for it); [`Self::wanted_ig`] otherwise.
+    pub fn ig_wanted_for(&self, key: &AnalysisKey) -> Option<IgKey> {
+        self.wanted_ig().filter(|_| !self.result_hidden_for(key))
+    }
+
+    /// The prediction of `key` found its film out of scope and the user has not asked to see
+    /// its result ([`super::scope_banner`]). The slow stages (IG, the faithfulness check) wait
+    /// for "Show anyway".
+    pub fn result_hidden_for(&self, key: &AnalysisKey) -> bool {
+        self.cache.peek(key).is_some_and(Entry::out_of_scope) && !self.shown_anyway(&key.path)
+    }
+
+    /// The user asked to see the result of `path` although it is out of scope.
+    pub fn shown_anyway(&self, path: &Path) -> bool {
+        self.scope_shown_anyway.as_deref() == Some(path)
+    }
+
     pub fn current_entry(&self) -> Option<&Entry> {
         self.cache.peek(&self.current_key()?)
     }
@@ -1102,15 +1125,21 @@ impl ViewerApp {
         let Some(key) = self.current_key() else {
             return;
         };
-        let wanted_ig = self.wanted_ig();
-        let entry = self.cache.get_or_insert_with(&key, Entry::default);
+        self.cache.get_or_insert_with(&key, Entry::default);
+        let wanted_ig = self.ig_wanted_for(&key);
+        let Some(entry) = self.cache.peek(&key) else {
+            return;
+        };
         let needs = entry.missing(wanted_ig);
         if !needs.any() || entry.halted() {
             return;
         }
         if let Some(job) = self.jobs.active_for(&key) {
             // A job computing IG with other options is wasted CPU: stop it, restart next frame.
-            if job.ig != wanted_ig && !needs.prepare {
+            // One that leaves IG out, or goes on with it after "Hide the result", finishes
+            // first (the reviewer may show the result again).
+            let computing = job.computes_ig(entry.out_of_scope());
+            if computing.is_some() && computing != self.wanted_ig() && !needs.prepare {
                 job.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             return;

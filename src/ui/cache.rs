@@ -82,6 +82,12 @@ impl Entry {
         self.error.is_some() || self.user_cancelled
     }
 
+    /// The prediction judged the film outside the model's scope ([`crate::scope`]); `false`
+    /// until the prediction is in.
+    pub fn out_of_scope(&self) -> bool {
+        self.prepared.as_ref().is_some_and(|p| !p.scope.in_scope)
+    }
+
     /// The stages that are still missing for `ig` (None: IG not wanted).
     pub fn missing(&self, ig: Option<IgKey>) -> Needs {
         Needs {
@@ -199,6 +205,15 @@ pub struct RunningJob {
     pub stage: JobStage,
     /// The IG options this job computes, if any.
     pub ig: Option<IgKey>,
+    /// The job leaves IG out for a film its prediction finds out of scope (`JobSpec`).
+    pub ig_in_scope_only: bool,
+}
+
+impl RunningJob {
+    /// The IG this job will compute, now that the film is known to be `out_of_scope` or not.
+    pub fn computes_ig(&self, out_of_scope: bool) -> Option<IgKey> {
+        self.ig.filter(|_| !(self.ig_in_scope_only && out_of_scope))
+    }
 }
 
 /// The analysis jobs in flight. At most one job per key; starting work for another image cancels
@@ -212,7 +227,12 @@ pub struct Jobs {
 impl Jobs {
     /// Registers a job for `key`, cancelling all jobs of other keys. Returns its id and the flag
     /// the worker polls.
-    pub fn start(&mut self, key: AnalysisKey, ig: Option<IgKey>) -> (u64, Arc<AtomicBool>) {
+    pub fn start(
+        &mut self,
+        key: AnalysisKey,
+        ig: Option<IgKey>,
+        ig_in_scope_only: bool,
+    ) -> (u64, Arc<AtomicBool>) {
         self.cancel_all_except(Some(&key));
         self.next_id += 1;
         let cancel = Arc::new(AtomicBool::new(false));
@@ -222,6 +242,7 @@ impl Jobs {
             cancel: cancel.clone(),
             stage: JobStage::Queued,
             ig,
+            ig_in_scope_only,
         });
         (self.next_id, cancel)
     }
@@ -325,10 +346,10 @@ mod tests {
     #[test]
     fn starting_another_image_cancels_stale_jobs_only() {
         let mut jobs = Jobs::default();
-        let (id_a, cancel_a) = jobs.start(key("a.png"), None);
-        let (_, cancel_a_again) = jobs.start(key("a.png"), None);
+        let (id_a, cancel_a) = jobs.start(key("a.png"), None, false);
+        let (_, cancel_a_again) = jobs.start(key("a.png"), None, false);
         assert!(!cancel_a.load(Ordering::Relaxed), "same image: keep going");
-        let (_, cancel_b) = jobs.start(key("b.png"), None);
+        let (_, cancel_b) = jobs.start(key("b.png"), None, false);
         assert!(cancel_a.load(Ordering::Relaxed));
         assert!(cancel_a_again.load(Ordering::Relaxed));
         assert!(!cancel_b.load(Ordering::Relaxed));
@@ -343,7 +364,7 @@ mod tests {
     #[test]
     fn cancel_all_stops_everything() {
         let mut jobs = Jobs::default();
-        let (_, c) = jobs.start(key("a.png"), None);
+        let (_, c) = jobs.start(key("a.png"), None, false);
         jobs.cancel_all_except(None);
         assert!(c.load(Ordering::Relaxed));
         assert!(jobs.active_for(&key("a.png")).is_none());

@@ -244,7 +244,14 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         {
             app.settings.set_alpha(alpha);
         }
-        if let Some(gate) = super::trust_state::current_gate(app) {
+        if super::scope_banner::result_hidden(app) {
+            // Not "dimmed": nothing is drawn until Show anyway.
+            ui.label(RichText::new("hidden: out of scope").color(WARN).small())
+                .on_hover_text(
+                    "The film is outside the model's scope: its maps are drawn only after \
+                     \"Show anyway\" in the result panel, and then dimmed",
+                );
+        } else if let Some(gate) = super::trust_state::current_gate(app) {
             ui.label(RichText::new(gate.short_line()).color(WARN).small())
                 .on_hover_text(format!(
                     "{}\nSettings: \"Dim overlays when uncertain or out of scope\"",

@@ -21,10 +21,9 @@ pub fn current_scope(app: &ViewerApp) -> Option<&ScopeCheck> {
 
 /// The user clicked "Show anyway" for the image on screen.
 pub fn shown_anyway(app: &ViewerApp) -> bool {
-    match (&app.scope_shown_anyway, &app.current) {
-        (Some(p), Some(c)) => *p == c.path,
-        _ => false,
-    }
+    app.current
+        .as_ref()
+        .is_some_and(|c| app.shown_anyway(&c.path))
 }
 
 /// Whether the label, probability and maps of the image on screen are hidden. The canvas and the

@@ -200,7 +200,8 @@ fn job_input(app: &ViewerApp, key: &TrustKey) -> Option<JobInput> {
 }
 
 /// Per frame: cancels a job for another image; starts faithfulness once the image's maps are all
-/// there and its analysis job has finished (it runs after IG), or a requested sanity check.
+/// there and its analysis job has finished (it runs after IG; not while an out-of-scope result
+/// is hidden), or a requested sanity check.
 pub fn ensure_trust(app: &mut ViewerApp) {
     let key = current_trust_key(app);
     if let Some(job) = &app.trust.job {
@@ -218,6 +219,7 @@ pub fn ensure_trust(app: &mut ViewerApp) {
     if app.jobs.active_for(&key.0).is_some() {
         return;
     }
+    let hidden = app.result_hidden_for(&key.0);
     let entry = app.trust.entries.get(&key);
     if entry.is_some_and(|e| e.error.is_some()) {
         return;
@@ -226,7 +228,7 @@ pub fn ensure_trust(app: &mut ViewerApp) {
         && entry.is_none_or(|e| e.sanity.is_none())
     {
         TrustJobKind::Sanity
-    } else if entry.is_none_or(|e| e.faithfulness.is_none() && !e.cancelled) {
+    } else if !hidden && entry.is_none_or(|e| e.faithfulness.is_none() && !e.cancelled) {
         TrustJobKind::Faithfulness
     } else {
         return;
@@ -237,10 +239,10 @@ pub fn ensure_trust(app: &mut ViewerApp) {
 }
 
 /// The faithfulness check of the study Next opens, once its maps are there
-/// (`ViewerApp::prefetch_next`), unless it has one, failed or was cancelled. Returns whether
-/// a job started.
+/// (`ViewerApp::prefetch_next`), unless it has one, failed, was cancelled or is out of scope.
+/// Returns whether a job started.
 pub fn start_in_advance(app: &mut ViewerApp, key: TrustKey) -> bool {
-    if app.trust.job.is_some() {
+    if app.trust.job.is_some() || app.result_hidden_for(&key.0) {
         return false;
     }
     let entry = app.trust.entries.get(&key);

@@ -295,12 +295,17 @@ pub struct JobSpec {
     pub prepared: Option<Arc<Prepared>>,
     pub target: usize,
     pub needs: Needs,
+    /// Leave IG out if the prediction finds the film out of scope: its result stays hidden
+    /// until "Show anyway" ([`super::scope_banner`]), and IG is the seconds of CPU that a
+    /// hidden map would waste (the study analysed in advance waits on them).
+    pub ig_in_scope_only: bool,
     pub ig_batch: usize,
     pub cancel: Arc<AtomicBool>,
 }
 
-/// Runs the missing stages cheap-first: prediction, Grad-CAM, uncertainty, then IG. Each result
-/// is sent as soon as it exists; the cancel flag is checked between stages and inside IG.
+/// Runs the missing stages cheap-first: prediction, Grad-CAM, uncertainty, then IG (unless
+/// [`JobSpec::ig_in_scope_only`] and the film is out of scope). Each result is sent as soon as
+/// it exists; the cancel flag is checked between stages and inside IG.
 pub fn run_job(out: Outbox, spec: JobSpec) {
     spawn("analysis", move || {
         let id = spec.id;
@@ -371,7 +376,11 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
         send(JobUpdate::Uncertainty(Box::new(result), ms(t)));
     }
     check()?;
-    if let Some(ig_key) = spec.needs.ig {
+    let ig = spec
+        .needs
+        .ig
+        .filter(|_| prepared.scope.in_scope || !spec.ig_in_scope_only);
+    if let Some(ig_key) = ig {
         send(JobUpdate::Started(JobStage::IntegratedGradients {
             done: 0,
             total: ig_key.steps,
