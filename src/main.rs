@@ -250,8 +250,9 @@ enum Command {
 enum NotesCommand {
     /// Write every note, with its outcome (TP/FP/TN/FN), to FILE.csv or FILE.json.
     Export {
-        /// Notes database (default: the viewer's, in the per-user data directory).
-        #[arg(long, value_name = "FILE")]
+        /// Notes database (default: the viewer's: $CXR_VIEWER_DB, else the one chosen in its
+        /// notes pane, else the per-user default).
+        #[arg(long, value_name = "FILE", env = "CXR_VIEWER_DB")]
         db: Option<PathBuf>,
         /// Export file; its extension picks the format. Replaced atomically.
         #[arg(long, value_name = "FILE.csv|FILE.json")]
@@ -267,13 +268,34 @@ enum NotesCommand {
     /// Merge FILE.csv or FILE.json into the database: new studies are added, a note is replaced
     /// only by a copy updated later; all or nothing.
     Import {
-        /// Notes database (default: the viewer's, in the per-user data directory).
-        #[arg(long, value_name = "FILE")]
+        /// Notes database (default: the viewer's: $CXR_VIEWER_DB, else the one chosen in its
+        /// notes pane, else the per-user default).
+        #[arg(long, value_name = "FILE", env = "CXR_VIEWER_DB")]
         db: Option<PathBuf>,
         /// A file written by `notes export` (or the viewer's export); its extension picks the format.
         #[arg(long = "in", value_name = "FILE.csv|FILE.json")]
         input: PathBuf,
     },
+}
+
+/// The database the viewer opens ([`cxr_viewer::notes::chosen_path`]): `--db` or
+/// `$CXR_VIEWER_DB`, else the one chosen in the viewer's notes pane (its `settings.json`), else
+/// the per-user default. Exporting the default while the reviewer's notes are elsewhere would
+/// hand on an old or empty set without a word.
+fn notes_db(for_this_run: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    use cxr_viewer::ui::settings_file;
+    let remembered = match settings_file::default_path().map(|p| settings_file::load(&p)) {
+        Some(Ok(settings)) => settings.and_then(|s| s.notes_db),
+        Some(Err(e)) => {
+            eprintln!("note: {e}");
+            None
+        }
+        None => None,
+    };
+    Ok(cxr_viewer::notes::chosen_path(
+        for_this_run.as_deref(),
+        remembered.as_deref(),
+    )?)
 }
 
 fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
@@ -285,7 +307,7 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
             include_paths,
             rsna,
         } => {
-            let db = db.map_or_else(notes::default_path, Ok)?;
+            let db = notes_db(db)?;
             // Opening would create an empty database: a mistyped path should say so instead.
             anyhow::ensure!(db.is_file(), "no notes database at {}", db.display());
             let store = NotesStore::open(&db)?;
@@ -293,7 +315,11 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
                 .with_paths(include_paths)
                 .with_rsna(rsna);
             let n = notes::export_file(&store, &out, &options)?;
-            println!("exported {n} notes → {}", out.display());
+            println!(
+                "exported {n} notes from {} → {}",
+                db.display(),
+                out.display()
+            );
             if !rsna {
                 let all = store.list(notes::Filter::All)?;
                 print!(
@@ -305,7 +331,7 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
             }
         }
         NotesCommand::Import { db, input } => {
-            let db = db.map_or_else(notes::default_path, Ok)?;
+            let db = notes_db(db)?;
             // Read first: a file that is not an export must not leave an empty database behind.
             let incoming = notes::read_import_file(&input)?;
             let store = NotesStore::open(&db)?;

@@ -208,3 +208,76 @@ fn errors_are_one_line_and_fail() {
         3
     );
 }
+
+/// Without `--db`, export and import use the database the viewer opens: `$CXR_VIEWER_DB`, else
+/// the one chosen in its notes pane (remembered in `settings.json`), else the per-user default.
+/// They used to read only the default, so a reviewer whose notes live in a chosen file exported
+/// an old or empty set (or was told there was no database at all).
+#[cfg(target_os = "linux")]
+#[test]
+fn without_db_they_use_the_database_the_viewer_opens() {
+    let tmp = scratch("notes-cli-viewer-db");
+    let dir = tmp.path().to_path_buf();
+    let db = seeded_db(&dir);
+    let (config, data) = (dir.join("config"), dir.join("data"));
+    let run = |args: &[&str], env_db: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cxr-viewer"));
+        c.arg("notes")
+            .args(args)
+            .env("HOME", &dir)
+            .env("XDG_CONFIG_HOME", &config)
+            .env("XDG_DATA_HOME", &data)
+            .env_remove("CXR_VIEWER_DB");
+        if let Some(p) = env_db {
+            c.env("CXR_VIEWER_DB", p);
+        }
+        c.output().unwrap()
+    };
+    let out = dir.join("out.csv");
+    let out_arg = out.to_str().unwrap();
+
+    // Nothing chosen and no default database yet: it says where it looked.
+    let o = run(&["export", "--out", out_arg], None);
+    assert!(!o.status.success());
+    let default = data.join("cxr-viewer").join("notes.sqlite3");
+    assert_eq!(
+        text(&o.stderr).trim(),
+        format!("error: no notes database at {}", default.display())
+    );
+
+    // The database chosen in the viewer's notes pane.
+    std::fs::create_dir_all(config.join("cxr-viewer")).unwrap();
+    let settings = cxr_viewer::ui::settings::Settings {
+        notes_db: Some(db.clone()),
+        ..Default::default()
+    };
+    std::fs::write(
+        config.join("cxr-viewer").join("settings.json"),
+        serde_json::to_vec(&settings).unwrap(),
+    )
+    .unwrap();
+    let o = run(&["export", "--out", out_arg], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with(&format!("exported 3 notes from {} → ", db.display())),
+        "{}",
+        text(&o.stdout)
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 4);
+    let o = run(&["import", "--in", out_arg], None);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with("inserted 0, updated 0, unchanged 3 ← "));
+    assert!(text(&o.stdout)
+        .trim_end()
+        .ends_with(&format!("into {}", db.display())));
+
+    // $CXR_VIEWER_DB comes first, as in the viewer.
+    let for_this_run = dir.join("this-run.sqlite3");
+    NotesStore::open(&for_this_run).unwrap();
+    let o = run(&["export", "--out", out_arg], Some(&for_this_run));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).starts_with(&format!(
+        "exported 0 notes from {} → ",
+        for_this_run.display()
+    )));
+}

@@ -75,7 +75,9 @@ pub use model::{
     PredictionSnapshot, Saliency, StudyId, Zone, MAX_BOXES, MERGED_TEXT_MARKER,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{default_path, EditSaved, MergeReport, NotesStore, StoreOptions, Synchronous};
+pub use store::{
+    chosen_path, default_path, EditSaved, MergeReport, NotesStore, StoreOptions, Synchronous,
+};
 pub use transfer::{
     export, export_file, import_file, parse, read_import_file, ExportOptions, Format,
 };

@@ -102,6 +102,20 @@ pub fn default_path() -> Result<PathBuf, NotesError> {
         })
 }
 
+/// The notes database to open: the one named for this run (`--db`, `$CXR_VIEWER_DB`), else the
+/// one the reviewer chose in the viewer's notes pane (remembered in its settings), else
+/// [`default_path`]. The viewer and `cxr-viewer notes` both follow this order, so an export
+/// reads the notes the reviewer wrote.
+pub fn chosen_path(
+    for_this_run: Option<&Path>,
+    remembered: Option<&Path>,
+) -> Result<PathBuf, NotesError> {
+    match for_this_run.or(remembered) {
+        Some(p) => Ok(p.to_path_buf()),
+        None => default_path(),
+    }
+}
+
 /// One connection to a notes database.
 ///
 /// `Sync`: methods take `&self` (the connection sits behind a mutex), so the GUI can share one

@@ -132,14 +132,11 @@ impl ViewerApp {
             return;
         };
         self.notes.client = Some(NotesClient::start(out));
-        let chosen = self
-            .notes_db_override
-            .as_ref()
-            .or(self.settings.notes_db.as_ref());
-        let path = match chosen {
-            Some(p) => Ok(p.clone()),
-            None => crate::notes::default_path().map_err(|e| worker::chain_line(&e)),
-        };
+        let path = crate::notes::chosen_path(
+            self.notes_db_override.as_deref(),
+            self.settings.notes_db.as_deref(),
+        )
+        .map_err(|e| worker::chain_line(&e));
         match path {
             Ok(p) => self.open_notes_db(p),
             Err(e) => self.notes.db = NotesDb::Failed(e),
