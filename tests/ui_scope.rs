@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use cxr_viewer::io::load_study;
 use cxr_viewer::notes::{Finding, PredictionSnapshot, StudyId};
 use cxr_viewer::scope::ScopeCheck;
 use cxr_viewer::ui::app::ViewerApp;
+use cxr_viewer::ui::cache::AnalysisKey;
 use cxr_viewer::ui::review::{Review, SortColumn, StudyRow};
 use cxr_viewer::ui::scope_banner::result_hidden;
 use cxr_viewer::ui::trust_state::current_trust_key;
@@ -287,7 +289,7 @@ fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
     h.get_by_label("in scope only: accuracy 0.500 · sensitivity 1.000 · specificity 0.000 (n = 2)");
 }
 
-/// A folder of an in-scope film and then the CT slice, the film on screen.
+/// A folder of an in-scope film, then the CT slice and an MR slice, the film on screen.
 fn film_then_ct(tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
     let dir = temp_dir(tag);
     std::fs::copy(
@@ -298,6 +300,11 @@ fn film_then_ct(tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
     std::fs::copy(
         repo("tests/fixtures/scope/pydicom/CT_small.dcm"),
         dir.join("b_ct.dcm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo("tests/fixtures/scope/pydicom/MR_small.dcm"),
+        dir.join("c_mr.dcm"),
     )
     .unwrap();
     let settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
@@ -324,6 +331,21 @@ fn settled(app: &ViewerApp) -> bool {
         && app.trust.job.is_none()
 }
 
+/// The cache key the viewer gives the study Next opens.
+fn next_key(app: &ViewerApp) -> AnalysisKey {
+    let next = app.step_target(1).unwrap();
+    let window = load_study(&next).unwrap().default_window;
+    AnalysisKey::new(next, &window, app.settings.mc_samples, 0)
+}
+
+/// A few more frames, with time for workers: whatever would start by itself has started.
+fn idle_frames(h: &mut egui_kittest::Harness<'static, ViewerApp>) {
+    for _ in 0..20 {
+        h.step();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
     let mut h = film_then_ct("ui-scope-ig");
@@ -332,22 +354,23 @@ fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
         .wanted_ig()
         .expect("IG runs automatically by default");
     let has_ig = |app: &ViewerApp| app.current_entry().is_some_and(|e| e.ig.contains_key(&ig));
-    // The film in scope: IG and its faithfulness check by themselves, as always.
+    // The film in scope: IG and its faithfulness check by themselves, as always; then the CT
+    // in advance, without IG.
+    let ct = next_key(h.state());
     wait_until(&mut h, "the film's IG", has_ig);
-    wait_until(
-        &mut h,
-        "the film's checks and the CT analysed in advance",
-        settled,
+    wait_until(&mut h, "the CT's cheap stages in advance", |app| {
+        settled(app) && app.cache.peek(&ct).is_some_and(|e| e.uncertainty.is_some())
+    });
+    idle_frames(&mut h);
+    assert!(
+        h.state().cache.peek(&ct).unwrap().ig.is_empty(),
+        "IG computed in advance for a hidden out-of-scope result"
     );
 
     h.get_by_label("Next >").click();
-    wait_until(&mut h, "the CT's prediction and cheap maps", settled);
+    wait_until(&mut h, "the CT on screen", settled);
     assert!(result_hidden(h.state()));
-    // A few more frames: nothing else starts while the result is hidden.
-    for _ in 0..20 {
-        h.step();
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    idle_frames(&mut h);
     let app = h.state();
     assert!(
         app.current_entry().unwrap().ig.is_empty(),
@@ -379,4 +402,32 @@ fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
             .get(&key)
             .is_some_and(|e| e.faithfulness.is_some())
     });
+
+    // A result shown anyway on screen: the next study (the MR, out of scope too) is analysed
+    // and checked in advance in full, so S shows it complete at once.
+    let mr = next_key(h.state());
+    let mr_trust = (mr.clone(), Some(ig));
+    wait_until(&mut h, "the MR analysed and checked in advance", |app| {
+        app.cache.peek(&mr).is_some_and(|e| e.ig.contains_key(&ig))
+            && app
+                .trust
+                .entry(&mr_trust)
+                .is_some_and(|e| e.faithfulness.is_some())
+            && !app.jobs.busy()
+    });
+    h.key_press(egui::Key::ArrowDown);
+    h.step();
+    assert_eq!(h.state().current.as_ref().unwrap().path, mr.path);
+    assert!(result_hidden(h.state()), "each study starts hidden");
+    h.key_press(egui::Key::S);
+    h.step();
+    assert!(!result_hidden(h.state()));
+    assert!(has_ig(h.state()));
+    assert!(
+        !h.state().jobs.busy() && h.state().trust.job.is_none(),
+        "nothing left to compute after S"
+    );
+    h.key_press(egui::Key::S);
+    h.step();
+    assert!(result_hidden(h.state()), "S hides the result again");
 }

@@ -836,7 +836,7 @@ impl ViewerApp {
         let (Some(engine), Some(out)) = (self.engine().cloned(), self.outbox()) else {
             return;
         };
-        let ig_in_scope_only = !self.shown_anyway(&key.path);
+        let ig_in_scope_only = !self.out_of_scope_in_full(&key);
         let (id, cancel) = self.jobs.start(key.clone(), needs.ig, ig_in_scope_only);
         worker::run_job(
             out,
@@ -1086,17 +1086,33 @@ impl ViewerApp {
         })
     }
 
-    /// The IG wanted for `key`: none while its result is hidden, for nothing would show that
-    /// map ("Show anyway" asks for it); [`Self::wanted_ig`] otherwise.
+    /// The IG wanted for `key`: none while its slow stages wait ([`Self::slow_stages_wait`]);
+    /// [`Self::wanted_ig`] otherwise.
     pub fn ig_wanted_for(&self, key: &AnalysisKey) -> Option<IgKey> {
-        self.wanted_ig().filter(|_| !self.result_hidden_for(key))
+        self.wanted_ig().filter(|_| !self.slow_stages_wait(key))
     }
 
-    /// The prediction of `key` found its film out of scope and the user has not asked to see
-    /// its result ([`super::scope_banner`]). The slow stages (IG, the faithfulness check) wait
-    /// for "Show anyway".
-    pub fn result_hidden_for(&self, key: &AnalysisKey) -> bool {
-        self.cache.peek(key).is_some_and(Entry::out_of_scope) && !self.shown_anyway(&key.path)
+    /// The slow stages of `key` (IG, the faithfulness check) wait for "Show anyway": its
+    /// prediction found the film out of scope and nobody is looking at its result
+    /// ([`Self::out_of_scope_in_full`]). They are seconds of CPU for a map nothing shows, and
+    /// the study analysed in advance would wait on them.
+    pub fn slow_stages_wait(&self, key: &AnalysisKey) -> bool {
+        self.cache.peek(key).is_some_and(Entry::out_of_scope) && !self.out_of_scope_in_full(key)
+    }
+
+    /// `key` is analysed in full even if its film is out of scope: the user asked to see its
+    /// result, or it is the study analysed in advance while the result on screen is out of scope
+    /// and shown anyway. An annotator going through adult films (the RSNA boxes) with Show
+    /// anyway (`S`) then finds the next one complete, as for films in scope.
+    pub fn out_of_scope_in_full(&self, key: &AnalysisKey) -> bool {
+        if self.shown_anyway(&key.path) {
+            return true;
+        }
+        self.current_key().is_some_and(|current| {
+            current.path != key.path
+                && self.shown_anyway(&current.path)
+                && self.cache.peek(&current).is_some_and(Entry::out_of_scope)
+        })
     }
 
     /// The user asked to see the result of `path` although it is out of scope.
@@ -1415,6 +1431,7 @@ impl ViewerApp {
             key(Modifiers::NONE, Key::R, Action::Reset);
             key(Modifiers::NONE, Key::B, Action::ToggleBaseline);
             key(Modifiers::NONE, Key::K, Action::SanityCheck);
+            key(Modifiers::NONE, Key::S, Action::ToggleOutOfScope);
             key(Modifiers::NONE, Key::Escape, Action::Escape);
             key(Modifiers::NONE, Key::F1, Action::Help);
             key(Modifiers::SHIFT, Key::Questionmark, Action::Help);
@@ -1609,6 +1626,12 @@ impl ViewerApp {
             Action::ToggleBoxTool => self.toggle_box_tool(),
             Action::DeleteBox => self.delete_selected_box(),
             Action::UndoBox => self.undo_box(),
+            Action::ToggleOutOfScope => {
+                if super::scope_banner::current_scope(self).is_some_and(|s| !s.in_scope) {
+                    let shown = super::scope_banner::shown_anyway(self);
+                    self.apply(Action::ShowOutOfScope(!shown), ctx);
+                }
+            }
             Action::ShowOutOfScope(show) => {
                 self.scope_shown_anyway = show
                     .then(|| self.current.as_ref().map(|c| c.path.clone()))
@@ -1660,6 +1683,8 @@ pub enum Action {
     FrameStep(i32),
     /// Show (or hide again) the result of an out-of-scope image on screen.
     ShowOutOfScope(bool),
+    /// `S`: Show anyway, or hide again, the result of a film outside the model's scope.
+    ToggleOutOfScope,
     /// Model-randomisation sanity check of the image on screen (opens its view).
     SanityCheck,
 }

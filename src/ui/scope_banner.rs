@@ -63,7 +63,7 @@ pub fn scope_banner_ui(ui: &mut egui::Ui, scope: &ScopeCheck, shown: bool) -> Op
                 } else {
                     "Show anyway"
                 };
-                if ui.button(text).clicked() {
+                if ui.button(text).on_hover_text("S").clicked() {
                     action = Some(Action::ShowOutOfScope(!shown));
                 }
             });

@@ -78,6 +78,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
         "K",
         "Sanity check: randomise the model layer by layer, show the maps beside the real ones",
     ),
+    (
+        "S",
+        "Show anyway / hide again the result of a film outside the model's scope",
+    ),
     ("Ctrl+S", "Export the view with its overlay as PNG"),
     ("Ctrl+E", "Export the analysis report as JSON"),
     (

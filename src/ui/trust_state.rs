@@ -219,7 +219,7 @@ pub fn ensure_trust(app: &mut ViewerApp) {
     if app.jobs.active_for(&key.0).is_some() {
         return;
     }
-    let hidden = app.result_hidden_for(&key.0);
+    let hidden = app.slow_stages_wait(&key.0);
     let entry = app.trust.entries.get(&key);
     if entry.is_some_and(|e| e.error.is_some()) {
         return;
@@ -239,10 +239,10 @@ pub fn ensure_trust(app: &mut ViewerApp) {
 }
 
 /// The faithfulness check of the study Next opens, once its maps are there
-/// (`ViewerApp::prefetch_next`), unless it has one, failed, was cancelled or is out of scope.
-/// Returns whether a job started.
+/// (`ViewerApp::prefetch_next`), unless it has one, failed, was cancelled or waits for "Show
+/// anyway" (`ViewerApp::slow_stages_wait`). Returns whether a job started.
 pub fn start_in_advance(app: &mut ViewerApp, key: TrustKey) -> bool {
-    if app.trust.job.is_some() || app.result_hidden_for(&key.0) {
+    if app.trust.job.is_some() || app.slow_stages_wait(&key.0) {
         return false;
     }
     let entry = app.trust.entries.get(&key);
