@@ -431,3 +431,72 @@ fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
     h.step();
     assert!(result_hidden(h.state()), "S hides the result again");
 }
+
+/// An exported view says no more than the screen: no map while the out-of-scope result is
+/// hidden, and after Show anyway the map as dimmed as on screen, the PNG's marker saying so.
+/// The export drew the map at full strength in both cases.
+#[test]
+fn the_exported_view_hides_and_dims_the_map_as_the_screen_does() {
+    use cxr_viewer::io::viewer_export::marker;
+    use cxr_viewer::trust::{gated_opacity, Gate};
+    use cxr_viewer::ui::export::render_view;
+    use cxr_viewer::ui::render::map_scale;
+
+    let dir = temp_dir("ui-scope-export");
+    let (hidden_png, shown_png) = (dir.join("hidden.png"), dir.join("shown.png"));
+    let picker = ScriptedPicker::default().saving(&[hidden_png.clone(), shown_png.clone()]);
+    let settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
+    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
+    let app = ViewerApp::new(settings, Arc::new(picker), tiny_model(), Some(ct));
+    let mut h = harness(app);
+    wait_until(&mut h, "the CT's Grad-CAM", |app| {
+        app.current_entry().is_some_and(|e| e.gradcam.is_some())
+    });
+    assert!(result_hidden(h.state()));
+    let saved = |h: &mut egui_kittest::Harness<'static, ViewerApp>, path: &std::path::Path| {
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::S);
+        let name = path.display().to_string();
+        wait_until(h, "the export", |app| {
+            app.status.as_ref().is_some_and(|s| s.text.contains(&name))
+        });
+        image::open(path).unwrap().to_rgb8()
+    };
+
+    let img = saved(&mut h, &hidden_png);
+    assert!(
+        img.pixels().all(|p| p[0] == p[1] && p[1] == p[2]),
+        "a map in the export of a hidden result"
+    );
+    assert_eq!(
+        marker(&hidden_png).unwrap(),
+        "film as displayed, its map hidden: outside the model's scope"
+    );
+
+    h.key_press(egui::Key::S);
+    h.step();
+    assert!(!result_hidden(h.state()));
+    let img = saved(&mut h, &shown_png);
+    let app = h.state();
+    let (grid, _, mean) = app.map_of(app.map).unwrap();
+    let scale = map_scale(app.map, &grid, mean.as_ref());
+    let current = app.current.as_ref().unwrap();
+    let study = current.study.clone().unwrap();
+    let mut dimmed = app.settings.clone();
+    let gate = Gate {
+        reasons: vec!["out of scope".into()],
+    };
+    dimmed.alpha = gated_opacity(dimmed.alpha, Some(&gate));
+    let expected = render_view(
+        &study,
+        &current.view.window,
+        current.view.invert,
+        Some(&(grid, scale)),
+        &dimmed,
+    );
+    assert!(img == expected, "the export is not dimmed as on screen");
+    let what = marker(&shown_png).unwrap();
+    assert!(
+        what.starts_with("film with Grad-CAM overlay, dimmed: ") && what.contains("out of scope"),
+        "{what}"
+    );
+}

@@ -35,20 +35,33 @@ pub fn export_png(app: &mut ViewerApp) {
         return;
     };
     let view = current.view.clone();
-    let visible = app.map != MapKind::None && app.overlay_visible;
+    // As on screen: no map while an out-of-scope result is hidden, and a dimmed one where the
+    // canvas dims it (uncertain, or out of scope and shown anyway). The export drew both at
+    // full strength, a tidy heat map on a film the viewer said the model knows nothing of.
+    let hidden = super::scope_banner::result_hidden(app);
+    let visible = app.map != MapKind::None && app.overlay_visible && !hidden;
     let map = if visible { app.map_of(app.map) } else { None };
     let kind = app.map;
-    let settings = app.settings.clone();
-    let (name, what) = if map.is_some() {
-        (
+    let gate = super::trust_state::current_gate(app);
+    let mut settings = app.settings.clone();
+    settings.alpha = crate::trust::gated_opacity(settings.alpha, gate.as_ref());
+    let (name, what) = match (&map, &gate) {
+        (Some(_), Some(gate)) => (
+            format!("{}_{}.png", stem(app), short_name(kind)),
+            format!("film with {} overlay, {}", kind.label(), gate.short_line()),
+        ),
+        (Some(_), None) => (
             format!("{}_{}.png", stem(app), short_name(kind)),
             format!("film with {} overlay", kind.label()),
-        )
-    } else {
-        (
+        ),
+        (None, _) if hidden && app.map != MapKind::None => (
+            format!("{}.png", stem(app)),
+            "film as displayed, its map hidden: outside the model's scope".to_string(),
+        ),
+        (None, _) => (
             format!("{}.png", stem(app)),
             "film as displayed".to_string(),
-        )
+        ),
     };
     let render = Box::new(move |path: &Path| {
         let map = map.map(|(grid, _, mean)| {
