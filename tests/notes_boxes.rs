@@ -101,13 +101,15 @@ fn version_2_database_is_migrated_and_then_keeps_boxes() {
         )
         .unwrap();
     }
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let store = NotesStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     store.check_integrity().unwrap();
     let study = StudyId::parse("dicom:1.2.3.4.5").unwrap();
     let old = store.get(&study).unwrap().expect("the v2 note survives");
     assert_eq!(old.text, "v2 note");
+    // Written before the scope guard's verdict was recorded: unknown, not "out".
+    assert_eq!(old.prediction.unwrap().in_scope, None);
     assert_eq!(old.prediction.unwrap().probability, 0.25);
     assert!(old.boxes.is_empty() && old.image_size.is_none() && old.map_top_zones.is_empty());
     let mut edited = old.clone();
@@ -185,7 +187,7 @@ fn csv_cells_and_json_fields_have_the_documented_form() {
     let json: serde_json::Value =
         serde_json::from_str(&notes::export(&[note], Format::Json, &ExportOptions::new()).unwrap())
             .unwrap();
-    assert_eq!(json["version"], 2);
+    assert_eq!(json["version"], 3);
     assert_eq!(
         json["notes"][0]["boxes"][1],
         serde_json::json!({"x": 166.25, "y": 216.5, "width": 293.1, "height": 620.0})

@@ -33,6 +33,7 @@ fn full_note(n: u8) -> Note {
         predicted: Finding::Negative,
         probability: 0.31,
         uncertain: true,
+        in_scope: Some(false),
     });
     note.with_location(Path::new("/data/DOE^JOHN/1234567/film.png"))
 }
@@ -123,6 +124,7 @@ fn version_1_database_is_migrated_and_keeps_its_notes() {
         predicted: Finding::Positive,
         probability: 0.9,
         uncertain: false,
+        in_scope: Some(true),
     });
     let saved = store.upsert(&edited).unwrap();
     assert_eq!(saved.outcome(), Some(Outcome::FalsePositive));
@@ -310,6 +312,7 @@ fn invalid_probability_is_refused() {
         predicted: Finding::Positive,
         probability: f64::NAN,
         uncertain: false,
+        in_scope: None,
     });
     let err = store.upsert(&note).unwrap_err();
     assert_eq!(err.kind(), NotesErrorKind::InvalidData);
@@ -329,6 +332,7 @@ fn list_filters_and_counts() {
                 0.2
             },
             uncertain,
+            in_scope: Some(true),
         })
     };
     // 1: false negative, with text.   2: false positive.   3: true positive, model uncertain.
@@ -546,6 +550,49 @@ fn exports_carry_no_paths_unless_asked() {
     let csv = notes::export(&notes, Format::Csv, &ExportOptions::new()).unwrap();
     assert!(csv.lines().next().unwrap().contains("outcome"));
     assert!(csv.contains(",FN,"), "{csv}");
+}
+
+/// Exports say whether the film was inside the model's scope when the note was written, so a
+/// verdict on a hand or an adult film can be told from one on a child's chest film; exports
+/// written before (no such column or key) still import, the verdict unknown.
+#[test]
+fn exports_say_whether_the_film_was_in_the_models_scope() {
+    let out_of_scope = full_note(1);
+    let mut unknown = full_note(2);
+    unknown.prediction = unknown.prediction.map(|p| PredictionSnapshot {
+        in_scope: None,
+        ..p
+    });
+    let notes = [out_of_scope, unknown];
+
+    let csv = notes::export(&notes, Format::Csv, &ExportOptions::new()).unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    let column = header.iter().position(|h| h == "model_in_scope").unwrap();
+    let cells: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[column].to_string())
+        .collect();
+    assert_eq!(cells, ["false", ""]);
+    let json = notes::export(&notes, Format::Json, &ExportOptions::new()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["version"], 3);
+    assert_eq!(doc["notes"][0]["model_in_scope"], false);
+    assert!(doc["notes"][1]["model_in_scope"].is_null());
+
+    // Written before the column existed: imports, scope unknown.
+    let old_csv = "study_id,predicted,probability,model_uncertain,updated_at\n\
+                   sha256:0101010101010101010101010101010101010101010101010101010101010101,\
+                   positive,0.9,false,2026-01-01T00:00:00.000Z\n";
+    let old_json = r#"{"format": "cxr-viewer-notes", "version": 2, "notes": [{
+        "study_id": "sha256:0101010101010101010101010101010101010101010101010101010101010101",
+        "predicted": "positive", "probability": 0.9, "model_uncertain": false,
+        "updated_at": "2026-01-01T00:00:00.000Z"}]}"#;
+    for (text, format) in [(old_csv, Format::Csv), (old_json, Format::Json)] {
+        let back = notes::parse(text, format, "old").unwrap();
+        let p = back[0].prediction.unwrap();
+        assert_eq!((p.probability, p.in_scope), (0.9, None), "{format:?}");
+    }
 }
 
 #[test]

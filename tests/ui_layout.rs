@@ -33,6 +33,7 @@ fn row(name: &str, in_scope: bool) -> StudyRow {
             predicted: Finding::Positive,
             probability: 0.9,
             uncertain: false,
+            in_scope: Some(true),
         }),
         error: None,
         scope: Some(ScopeCheck {

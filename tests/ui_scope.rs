@@ -127,6 +127,7 @@ fn row(name: &str, scope: Option<ScopeCheck>) -> StudyRow {
             predicted: Finding::Positive,
             probability: 0.9,
             uncertain: false,
+            in_scope: scope.as_ref().map(|s| s.in_scope),
         }),
         error: None,
         scope,
@@ -498,5 +499,64 @@ fn the_exported_view_hides_and_dims_the_map_as_the_screen_does() {
     assert!(
         what.starts_with("film with Grad-CAM overlay, dimmed: ") && what.contains("out of scope"),
         "{what}"
+    );
+}
+
+/// A note records whether the film was inside the model's scope when it was written, so an
+/// export can tell a verdict on a CT slice from one on a child's chest film.
+#[test]
+fn a_note_records_whether_the_film_was_in_scope() {
+    use cxr_viewer::notes::{Filter, NotesStore};
+    let dir = temp_dir("ui-scope-note");
+    let db = dir.join("notes.sqlite3");
+    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
+    let film = repo("assets/samples/person45_bacteria_221.jpeg");
+    let app = ViewerApp::new(
+        ui_support::fast_settings(&db),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(ct),
+    );
+    let mut h = harness(app);
+    let agree_saved = |h: &mut egui_kittest::Harness<'static, ViewerApp>| {
+        wait_until(h, "the prediction and the note", |app| {
+            prepared(app) && app.notes.draft.is_some()
+        });
+        h.key_press(egui::Key::Y);
+        wait_until(h, "the verdict saved", |app| {
+            app.notes.all_saved()
+                && app
+                    .notes
+                    .draft
+                    .as_ref()
+                    .and_then(|d| app.notes.all().get(&d.note.study))
+                    .is_some_and(|n| n.agreement.is_some())
+        });
+    };
+    agree_saved(&mut h);
+    h.state_mut().open(film);
+    wait_until(&mut h, "the film on screen", |app| {
+        ui_support::current_path(app).is_some_and(|p| p.ends_with("person45_bacteria_221.jpeg"))
+    });
+    agree_saved(&mut h);
+    drop(h);
+
+    let notes = NotesStore::open(&db).unwrap().list(Filter::All).unwrap();
+    let mut in_scope: Vec<(String, Option<bool>)> = notes
+        .iter()
+        .map(|n| {
+            (
+                n.file_name.clone().unwrap(),
+                n.prediction.and_then(|p| p.in_scope),
+            )
+        })
+        .collect();
+    in_scope.sort();
+    assert_eq!(
+        in_scope,
+        [
+            ("CT_small.dcm".to_string(), Some(false)),
+            ("person45_bacteria_221.jpeg".to_string(), Some(true)),
+        ]
     );
 }

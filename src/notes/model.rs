@@ -209,13 +209,23 @@ pub struct PredictionSnapshot {
     pub probability: f64,
     /// The engine's MC-dropout uncertainty flag ([`crate::analysis::uncertainty_flag`]) was raised.
     pub uncertain: bool,
+    /// The scope guard ([`crate::scope`]) judged the film inside the model's scope; `None`: not
+    /// recorded (a note written before the guard was, or imported without it). A verdict or an
+    /// outcome on a film outside the scope says nothing about the model's errors on the films
+    /// it is for, so exports carry this for filtering.
+    pub in_scope: Option<bool>,
 }
 
 impl PredictionSnapshot {
-    /// `uncertain` comes from the MC-dropout stage, which is not part of [`Prediction`].
+    /// `uncertain` comes from the MC-dropout stage and `in_scope` from the scope guard, neither
+    /// part of [`Prediction`].
     ///
     /// [`Prediction`]: crate::analysis::Prediction
-    pub fn from_prediction(p: &crate::analysis::Prediction, uncertain: bool) -> Self {
+    pub fn from_prediction(
+        p: &crate::analysis::Prediction,
+        uncertain: bool,
+        in_scope: bool,
+    ) -> Self {
         PredictionSnapshot {
             predicted: if p.label == p.positive_class {
                 Finding::Positive
@@ -230,6 +240,7 @@ impl PredictionSnapshot {
                 .parse()
                 .unwrap_or(f64::from(p.positive_probability)),
             uncertain,
+            in_scope: Some(in_scope),
         }
     }
 }
@@ -676,6 +687,7 @@ mod tests {
             predicted: Finding::Negative,
             probability: 0.2,
             uncertain: false,
+            in_scope: Some(true),
         });
         // Folder says positive, the model said negative: a false negative.
         assert!(Filter::FalseNegatives.matches_given(Some(&n), Some(Finding::Positive)));

@@ -43,6 +43,9 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE notes ADD COLUMN image_width INTEGER CHECK (image_width > 0);
      ALTER TABLE notes ADD COLUMN image_height INTEGER CHECK (image_height > 0);
      ALTER TABLE notes ADD COLUMN map_top_zones TEXT NOT NULL DEFAULT '';",
+    // v4: whether the scope guard judged the film inside the model's scope when the note was
+    // written; NULL for notes written before (unknown, never counted against a film).
+    "ALTER TABLE notes ADD COLUMN model_in_scope INTEGER CHECK (model_in_scope IN (0, 1));",
 ];
 
 /// The schema version this build writes.

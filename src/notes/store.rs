@@ -138,7 +138,7 @@ impl std::fmt::Debug for NotesStore {
 
 const COLUMNS: &str = "study_id, agreement, categories, zones, body, reviewer, file_name, \
     file_path, created_at, updated_at, ground_truth, predicted, probability, model_uncertain, boxes, \
-    image_width, image_height, map_top_zones";
+    image_width, image_height, map_top_zones, model_in_scope";
 
 /// `PRAGMA journal_mode = WAL`, answering the mode the file ends up in. The switch needs an
 /// exclusive lock, and while another connection holds a write lock SQLite fails it at once
@@ -494,6 +494,7 @@ struct RawRow {
     image_width: Option<u32>,
     image_height: Option<u32>,
     map_top_zones: String,
+    model_in_scope: Option<bool>,
 }
 
 impl RawRow {
@@ -517,6 +518,7 @@ impl RawRow {
             image_width: r.get(15)?,
             image_height: r.get(16)?,
             map_top_zones: r.get(17)?,
+            model_in_scope: r.get(18)?,
         })
     }
 
@@ -528,6 +530,7 @@ impl RawRow {
                     predicted: Finding::parse(p)?,
                     probability,
                     uncertain: self.model_uncertain.unwrap_or(false),
+                    in_scope: self.model_in_scope,
                 }),
                 _ => None,
             };
@@ -576,7 +579,7 @@ fn read_one(conn: &Connection, study: &StudyId) -> rusqlite::Result<Option<RawRo
 
 fn write_row(tx: &Transaction<'_>, n: &Note) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(&format!(
-        "INSERT INTO notes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+        "INSERT INTO notes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (study_id) DO UPDATE SET
             agreement = excluded.agreement, categories = excluded.categories,
             zones = excluded.zones, body = excluded.body, reviewer = excluded.reviewer,
@@ -585,7 +588,8 @@ fn write_row(tx: &Transaction<'_>, n: &Note) -> rusqlite::Result<()> {
             ground_truth = excluded.ground_truth, predicted = excluded.predicted,
             probability = excluded.probability, model_uncertain = excluded.model_uncertain,
             boxes = excluded.boxes, image_width = excluded.image_width,
-            image_height = excluded.image_height, map_top_zones = excluded.map_top_zones"
+            image_height = excluded.image_height, map_top_zones = excluded.map_top_zones,
+            model_in_scope = excluded.model_in_scope"
     ))?;
     stmt.execute(params![
         n.study.as_str(),
@@ -606,6 +610,7 @@ fn write_row(tx: &Transaction<'_>, n: &Note) -> rusqlite::Result<()> {
         n.image_size.map(|s| s.0),
         n.image_size.map(|s| s.1),
         join_top_zones(&n.map_top_zones),
+        n.prediction.and_then(|p| p.in_scope),
     ])?;
     Ok(())
 }

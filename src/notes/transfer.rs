@@ -7,7 +7,8 @@
 //! Both formats hold the same fields; `outcome` (TP/FP/TN/FN) is derived and ignored on import.
 //! CSV list cells (`categories`, `zones`) are `;`-joined tokens; `boxes` (image pixels) is
 //! `x y width height` per box, `;`-joined, in CSV and a list of `{x, y, width, height}` in JSON.
-//! Format version 2 added `boxes`; version 1 files (no boxes) still import.
+//! Format version 2 added `boxes`, version 3 `model_in_scope` (the scope guard's verdict when the
+//! note was written; empty when not recorded); older files still import.
 
 use std::path::Path;
 
@@ -70,7 +71,7 @@ impl ExportOptions {
 }
 
 const FORMAT_NAME: &str = "cxr-viewer-notes";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 
 /// Flat form shared by both formats.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -95,6 +96,7 @@ struct Record {
     predicted: Option<String>,
     probability: Option<f64>,
     model_uncertain: Option<bool>,
+    model_in_scope: Option<bool>,
     outcome: Option<String>,
     reviewer: String,
     created_at: String,
@@ -145,6 +147,7 @@ impl Record {
             predicted: n.prediction.map(|p| p.predicted.as_str().to_string()),
             probability: n.prediction.map(|p| p.probability),
             model_uncertain: n.prediction.map(|p| p.uncertain),
+            model_in_scope: n.prediction.and_then(|p| p.in_scope),
             outcome: n.outcome().map(|o| o.as_str().to_string()),
             reviewer: n.reviewer.clone(),
             created_at: format_time(&n.created_at),
@@ -177,6 +180,7 @@ impl Record {
                 predicted,
                 probability,
                 uncertain: self.model_uncertain.unwrap_or(false),
+                in_scope: self.model_in_scope,
             }),
             (None, None) => None,
             _ => {
@@ -263,6 +267,7 @@ const CSV_HEADER: &[&str] = &[
     "predicted",
     "probability",
     "model_uncertain",
+    "model_in_scope",
     "outcome",
     "reviewer",
     "created_at",
@@ -288,6 +293,7 @@ struct CsvRecord {
     predicted: Option<String>,
     probability: Option<f64>,
     model_uncertain: Option<bool>,
+    model_in_scope: Option<bool>,
     reviewer: String,
     created_at: String,
     updated_at: String,
@@ -349,6 +355,7 @@ pub fn export(
                     r.predicted.unwrap_or_default(),
                     r.probability.map(|p| p.to_string()).unwrap_or_default(),
                     r.model_uncertain.map(|u| u.to_string()).unwrap_or_default(),
+                    r.model_in_scope.map(|u| u.to_string()).unwrap_or_default(),
                     r.outcome.unwrap_or_default(),
                     r.reviewer,
                     r.created_at,
@@ -462,6 +469,7 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
                     predicted: row.predicted,
                     probability: row.probability,
                     model_uncertain: row.model_uncertain,
+                    model_in_scope: row.model_in_scope,
                     outcome: None,
                     reviewer: row.reviewer,
                     created_at: row.created_at,

@@ -255,6 +255,7 @@ impl PredictionCache {
         // A row that no longer parses (written by a different build) is a miss.
         Ok(
             row.and_then(|(id, predicted, probability, uncertain, scope)| {
+                let scope: ScopeCheck = serde_json::from_str(&scope).ok()?;
                 Some(Cached {
                     id: match id {
                         Some(s) => Some(StudyId::parse(&s).ok()?),
@@ -264,8 +265,9 @@ impl PredictionCache {
                         predicted: Finding::parse(&predicted).ok()?,
                         probability,
                         uncertain,
+                        in_scope: Some(scope.in_scope),
                     },
-                    scope: serde_json::from_str(&scope).ok()?,
+                    scope,
                 })
             }),
         )
@@ -370,6 +372,14 @@ mod tests {
             },
             probability: p,
             uncertain: p > 0.4 && p < 0.6,
+            in_scope: Some(true),
+        }
+    }
+
+    fn scope_in() -> ScopeCheck {
+        ScopeCheck {
+            in_scope: true,
+            ..Default::default()
         }
     }
 
@@ -424,7 +434,12 @@ mod tests {
         let cache = PredictionCache::open(&db, ctx.clone()).unwrap();
         let got = cache.get(&film, stamp).unwrap().expect("stored");
         assert_eq!(got.id, Some(id.clone()));
-        assert_eq!(got.prediction, snapshot(0.873));
+        // The snapshot's scope verdict is the stored scope's.
+        let out = PredictionSnapshot {
+            in_scope: Some(false),
+            ..snapshot(0.873)
+        };
+        assert_eq!(got.prediction, out);
         assert_eq!(got.scope, scope_out());
 
         // Another model, build or MC count: not used.
@@ -452,7 +467,7 @@ mod tests {
         let (film, stamp) = film(dir.path(), "Doe_Jane_1970-01-01.png", b"x");
         let cache = PredictionCache::open(&db, Context::from_bytes([1; 32])).unwrap();
         cache
-            .put(&film, stamp, None, &snapshot(0.2), &ScopeCheck::default())
+            .put(&film, stamp, None, &snapshot(0.2), &scope_in())
             .unwrap();
         // Read while the connection is open, so what is still in the write-ahead log counts.
         let mut bytes = std::fs::read(&db).unwrap();
@@ -479,7 +494,7 @@ mod tests {
         for (p, prob) in [(&paths[1], 0.91), (&paths[3], 0.12)] {
             let stamp = FileStamp::of(p).unwrap();
             cache
-                .put(p, stamp, None, &snapshot(prob), &ScopeCheck::default())
+                .put(p, stamp, None, &snapshot(prob), &scope_in())
                 .unwrap();
         }
         // d.png changes after it was stored.
@@ -514,7 +529,7 @@ mod tests {
         let (film, stamp) = film(dir.path(), "a.png", b"a");
         let cache = PredictionCache::open(&db, Context::from_bytes([6; 32])).unwrap();
         cache
-            .put(&film, stamp, None, &snapshot(0.3), &ScopeCheck::default())
+            .put(&film, stamp, None, &snapshot(0.3), &scope_in())
             .unwrap();
         assert!(cache.get(&film, stamp).unwrap().is_some());
 
@@ -540,7 +555,7 @@ mod tests {
                 std::fs::write(&p, [i as u8]).unwrap();
                 let stamp = FileStamp::of(&p).unwrap();
                 cache
-                    .put(&p, stamp, None, &snapshot(0.5), &ScopeCheck::default())
+                    .put(&p, stamp, None, &snapshot(0.5), &scope_in())
                     .unwrap();
                 // Film i was stored i hours ago.
                 cache
@@ -573,7 +588,7 @@ mod tests {
         {
             let cache = PredictionCache::open(&db, ctx.clone()).unwrap();
             cache
-                .put(&film, stamp, None, &snapshot(0.7), &ScopeCheck::default())
+                .put(&film, stamp, None, &snapshot(0.7), &scope_in())
                 .unwrap();
             let long_ago = unix_seconds(SystemTime::now()) - (KEEP_DAYS as i64 + 1) * 86_400;
             cache

@@ -828,6 +828,7 @@ mod tests {
                 predicted,
                 probability,
                 uncertain,
+                in_scope: None,
             }),
             error: None,
             scope: None,
@@ -941,6 +942,7 @@ mod tests {
             predicted: N,
             probability: 0.3,
             uncertain: false,
+            in_scope: None,
         });
         let c = review.counts(&notes, 0);
         assert_eq!((c.pending, c.fn_), (0, 2));
@@ -972,6 +974,7 @@ mod tests {
                     predicted: Finding::Positive,
                     probability: 0.5 + i as f64 / 10.0,
                     uncertain: false,
+                    in_scope: None,
                 });
             }
         }
@@ -1032,6 +1035,7 @@ mod tests {
                 predicted: if p > 0.5 { P } else { N },
                 probability: p,
                 uncertain: false,
+                in_scope: None,
             });
         };
         predict(&mut review, "c", 0.99);

@@ -592,6 +592,7 @@ impl ViewerApp {
         Some(PredictionSnapshot::from_prediction(
             &prepared.prediction,
             uncertain,
+            prepared.scope.in_scope,
         ))
     }
 

@@ -571,7 +571,11 @@ fn predict_batch(spec: &ScanSpec, pending: &mut impl Iterator<Item = PathBuf>) -
             };
             let uncertain = flagged().map_err(error)?;
             Ok((
-                PredictionSnapshot::from_prediction(&prepared.prediction, uncertain),
+                PredictionSnapshot::from_prediction(
+                    &prepared.prediction,
+                    uncertain,
+                    prepared.scope.in_scope,
+                ),
                 prepared.scope,
             ))
         });
