@@ -1207,3 +1207,38 @@ fn a_note_typed_while_the_analysis_arrives_keeps_every_keystroke() {
     assert_eq!(draft.note.text, typed);
     assert_eq!(draft.note.agreement, None, "no keystroke became a verdict");
 }
+
+/// Tab typed right after the last word of the comment, in the same frame, moves on to the next
+/// field, and what follows it goes there: the box read the whole frame, so "zone⇥A" wrote
+/// "zoneA" into the comment and nothing into Reviewer.
+#[test]
+fn tab_leaving_the_comment_box_sends_what_follows_to_the_next_field() {
+    let (_fx, mut h) = folder_with_note_open("review-tab", 256);
+    h.key_press(Key::T);
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text("rib shadow, lower ");
+    h.step();
+    // One frame: "zone", Tab, then "A" for the next field (Reviewer).
+    h.input_mut().events.extend(keystrokes(&[
+        (Key::Z, "z"),
+        (Key::O, "o"),
+        (Key::N, "n"),
+        (Key::E, "e"),
+        (Key::Tab, ""),
+        (Key::A, "A"),
+    ]));
+    h.step();
+    h.step();
+    h.step();
+    let app = h.state();
+    let draft = app.notes.draft.as_ref().unwrap();
+    assert_eq!(draft.note.text, "rib shadow, lower zone");
+    assert!(!h
+        .ctx
+        .memory(|m| m.has_focus(egui::Id::unique("review-note-comment"))));
+    assert_eq!(
+        app.settings.reviewer, "A",
+        "the letter after Tab goes to Reviewer"
+    );
+}

@@ -163,9 +163,10 @@ pub struct ViewerApp {
     prefetch_held_on: Option<PathBuf>,
     /// The widget with the keyboard focus as the last frame ended ([`Self::handle_shortcuts`]).
     focused_last_frame: Option<egui::Id>,
-    /// Keys typed after the Esc that left the comment box, in the same frame: shortcuts at the
-    /// next frame, once the box has taken the letters before the Esc.
-    keys_after_escape: Vec<egui::Event>,
+    /// Keys typed after the Esc or Tab that left the comment box, in the same frame: at the
+    /// next frame, once the box has taken the letters before it, shortcuts (after Esc) or the
+    /// next field's typing (after Tab) ([`super::shortcuts::typing_after_leaving`]).
+    keys_after_leaving: Vec<egui::Event>,
     /// The text field an Esc left this frame, given the focus back until its letters are read.
     refocused_for_escape: Option<egui::Id>,
     /// Drawing opacity boxes into the note (`D`).
@@ -238,7 +239,7 @@ impl ViewerApp {
             prefetch_loading: None,
             prefetch_held_on: None,
             focused_last_frame: None,
-            keys_after_escape: Vec::new(),
+            keys_after_leaving: Vec::new(),
             refocused_for_escape: None,
             box_tool: super::box_tool::BoxTool::default(),
             scope_shown_anyway: None,
@@ -1297,10 +1298,10 @@ impl ViewerApp {
     // ---- keyboard ----------------------------------------------------------------------
 
     fn handle_shortcuts(&mut self, ctx: &egui::Context) {
-        use super::shortcuts::{is_typing, split_at_focus_note, typing_after_escape};
+        use super::shortcuts::{is_typing, split_at_focus_note, typing_after_leaving};
         let comment_id = super::notes_panel::comment_id();
         let focused_last_frame = std::mem::take(&mut self.focused_last_frame);
-        let held = std::mem::take(&mut self.keys_after_escape);
+        let held = std::mem::take(&mut self.keys_after_leaving);
         if !held.is_empty() {
             ctx.input_mut(|i| drop(i.events.splice(0..0, held)));
         }
@@ -1341,13 +1342,13 @@ impl ViewerApp {
         let mut comment: Option<Vec<egui::Event>> = None;
         let mut only_typing = false;
         let notes = &mut self.notes;
-        let mut after_escape = Vec::new();
+        let mut after_leaving = Vec::new();
         ctx.input_mut(|i| {
             if in_field {
-                // The field's typing, up to an Esc that leaves it; what follows the Esc waits a
-                // frame and is then shortcuts (a Down among them must not carry these letters
-                // into the next study's note).
-                after_escape = typing_after_escape(&mut i.events);
+                // The field's typing, up to an Esc or a Tab that leaves it; what follows waits
+                // a frame and is then shortcuts after Esc (a Down among them must not carry
+                // these letters into the next study's note), the next field's after Tab.
+                after_leaving = typing_after_leaving(&mut i.events);
                 only_typing = true;
                 return;
             }
@@ -1447,11 +1448,11 @@ impl ViewerApp {
             }
         });
         if only_typing {
-            self.keys_after_escape = after_escape;
+            self.keys_after_leaving = after_leaving;
             self.overlay_held_hidden = false;
             if self.notes.typed_early.is_some() {
                 ctx.request_repaint_after(std::time::Duration::from_millis(50));
-            } else if !self.keys_after_escape.is_empty() {
+            } else if !self.keys_after_leaving.is_empty() {
                 ctx.request_repaint();
             }
             return;
@@ -1473,8 +1474,8 @@ impl ViewerApp {
     /// before it have acted (a Down among them opened another study: the comment is for that
     /// one), or holds it while that study opens.
     fn take_comment(&mut self, mut comment: Vec<egui::Event>, ctx: &egui::Context) {
-        self.keys_after_escape = super::shortcuts::typing_after_escape(&mut comment);
-        if !self.keys_after_escape.is_empty() {
+        self.keys_after_leaving = super::shortcuts::typing_after_leaving(&mut comment);
+        if !self.keys_after_leaving.is_empty() {
             ctx.request_repaint();
         }
         if self.comment_box_shown() {

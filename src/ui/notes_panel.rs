@@ -247,7 +247,7 @@ fn text_ui(note: &mut Note, focus: bool, ui: &mut egui::Ui) -> bool {
         .desired_rows(4)
         .desired_width(f32::INFINITY);
     // Esc is the box's own: left to egui, it drops the focus before the box reads the letters
-    // typed in the same frame ([`super::shortcuts::typing_after_escape`]).
+    // typed in the same frame ([`super::shortcuts::typing_after_leaving`]).
     let filter = egui::EventFilter {
         escape: true,
         ..edit.get_event_filter()

@@ -138,24 +138,31 @@ pub fn split_at_focus_note(events: &mut Vec<egui::Event>) -> Option<Vec<egui::Ev
     Some(rest)
 }
 
-/// Takes the typing that follows the frame's first Esc out of the frame and returns it; the
-/// other events stay.
+/// Takes the typing that follows the frame's first Esc or Tab out of the frame and returns it;
+/// the other events stay.
 ///
 /// Why: egui drops a text box's focus at the start of a frame that holds Esc, before the box
 /// reads the frame's letters, so "… zone" and Esc typed fast enough to share a frame lost "zone"
 /// to the shortcuts (`z` 1:1, `n` "disagree") and the Esc went on to stop the analysis. The
 /// comment box keeps Esc for itself ([`egui::EventFilter::escape`]), reads the events up to it,
-/// and then lets go of the focus; the typing after it waits a frame and is then shortcuts.
-pub fn typing_after_escape(events: &mut Vec<egui::Event>) -> Vec<egui::Event> {
-    let Some(at) = events.iter().position(|e| {
-        matches!(
-            e,
-            egui::Event::Key {
-                key: egui::Key::Escape,
-                pressed: true,
-                ..
-            }
-        )
+/// and then lets go of the focus; the typing after it waits a frame and is then shortcuts. A Tab
+/// moves the focus on to the next field, but the box still reads the whole frame: "zone⇥AB"
+/// wrote "zoneAB" into the comment instead of "AB" into Reviewer. The typing after the Tab waits
+/// a frame and goes to the field that then has the focus.
+pub fn typing_after_leaving(events: &mut Vec<egui::Event>) -> Vec<egui::Event> {
+    let Some(at) = events.iter().position(|e| match e {
+        egui::Event::Key {
+            key: egui::Key::Escape,
+            pressed: true,
+            ..
+        } => true,
+        egui::Event::Key {
+            key: egui::Key::Tab,
+            pressed: true,
+            modifiers,
+            ..
+        } => !modifiers.any() || modifiers.shift_only(),
+        _ => false,
     }) else {
         return Vec::new();
     };
@@ -251,7 +258,7 @@ mod tests {
             press(Key::Y),
             text("y"),
         ];
-        let after = typing_after_escape(&mut events);
+        let after = typing_after_leaving(&mut events);
         assert_eq!(
             events,
             vec![press(Key::E), text("e"), press(Key::Escape), moved],
@@ -260,11 +267,47 @@ mod tests {
         assert_eq!(after, vec![release(Key::Escape), press(Key::Y), text("y")]);
         let mut events = vec![press(Key::E), text("e"), release(Key::Escape)];
         assert_eq!(
-            typing_after_escape(&mut events),
+            typing_after_leaving(&mut events),
             vec![],
             "a release is not an Esc"
         );
         assert_eq!(events.len(), 3);
+    }
+
+    #[test]
+    fn the_keys_after_tab_in_one_frame_wait_for_the_next_field() {
+        use egui::Key;
+        let shift_tab = egui::Event::Key {
+            key: Key::Tab,
+            physical_key: Some(Key::Tab),
+            pressed: true,
+            repeat: false,
+            modifiers: egui::Modifiers::SHIFT,
+        };
+        for tab in [press(Key::Tab), shift_tab] {
+            let mut events = vec![
+                press(Key::E),
+                text("e"),
+                tab.clone(),
+                press(Key::A),
+                text("A"),
+            ];
+            let after = typing_after_leaving(&mut events);
+            assert_eq!(events, vec![press(Key::E), text("e"), tab]);
+            assert_eq!(after, vec![press(Key::A), text("A")]);
+        }
+        let ctrl_tab = egui::Event::Key {
+            key: Key::Tab,
+            physical_key: Some(Key::Tab),
+            pressed: true,
+            repeat: false,
+            modifiers: egui::Modifiers::CTRL,
+        };
+        let mut events = vec![ctrl_tab, press(Key::A), text("A")];
+        assert!(
+            typing_after_leaving(&mut events).is_empty(),
+            "Ctrl+Tab stays"
+        );
     }
 
     #[test]
