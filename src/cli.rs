@@ -44,6 +44,9 @@ pub struct AnalyzeArgs {
     pub include_identifiers: bool,
     /// Frame of multi-frame DICOM inputs, 0-based (`--frame N` is 1-based).
     pub frame: u32,
+    /// `--no-dim-overlays`: draw the overlays of an uncertain or out-of-scope study at full
+    /// strength, as the viewer does with its gating setting off.
+    pub no_dim_overlays: bool,
 }
 
 /// Output folder for one input: `<out>/<within>/<stem>`, made unique if two inputs share it.
@@ -250,9 +253,29 @@ fn write_outputs(
             .write_npy(dir.join("input.npy"))?;
     }
     let window = study.default_window;
+    // Drawn as the viewer draws them: dimmed when the answer is uncertain or the film out of
+    // scope (a full-strength map on a hand film is what the scope guard keeps off slides), the
+    // marker saying why.
+    let cfg = &engine.model.config;
+    let gate = crate::trust::overlay_gate(
+        crate::trust::gate_reasons(
+            crate::analysis::uncertainty_flag(
+                &analysis.uncertainty,
+                cfg.threshold,
+                cfg.classes.len(),
+            ),
+            Some(&analysis.prepared.scope),
+        ),
+        !args.no_dim_overlays,
+    );
+    let opacity = |a: f32| crate::trust::gated_opacity(a, gate.as_ref());
     // Marked as exports, so a later walk of this folder never takes them for films.
     let save = |img: image::RgbImage, name: &str, what: &str| -> Result<()> {
-        let bytes = crate::io::viewer_export::encode_png(&img, what)
+        let what = match &gate {
+            Some(g) => format!("{what}, {}", g.short_line()),
+            None => what.to_string(),
+        };
+        let bytes = crate::io::viewer_export::encode_png(&img, &what)
             .map_err(|e| anyhow::anyhow!("cannot encode {name}: {e}"))?;
         std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))
     };
@@ -263,7 +286,7 @@ fn write_outputs(
             &analysis.gradcam.map,
             MapScale::own_max(&analysis.gradcam.map),
             Colormap::Inferno,
-            0.45,
+            opacity(0.45),
         ),
         crate::io::OVERLAY_GRADCAM,
         "film with Grad-CAM overlay",
@@ -278,7 +301,7 @@ fn write_outputs(
             &analysis.uncertainty.cam_std,
             std_scale,
             Colormap::Viridis,
-            0.45,
+            opacity(0.45),
         ),
         crate::io::OVERLAY_UNCERTAINTY,
         "film with MC-dropout uncertainty overlay",
@@ -292,7 +315,7 @@ fn write_outputs(
                 &ig.map,
                 MapScale::signed_percentile(&ig.map),
                 Colormap::RedBlue,
-                0.8,
+                opacity(0.8),
             ),
             crate::io::OVERLAY_IG,
             "film with Integrated Gradients overlay",

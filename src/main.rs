@@ -159,6 +159,10 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 1,
               value_parser = clap::value_parser!(u32).range(1..))]
         frame: u32,
+        /// Draw the overlays of an uncertain or out-of-scope study at full strength (by default
+        /// they are dimmed, as in the viewer, and their PNG marker says why).
+        #[arg(long)]
+        no_dim_overlays: bool,
     },
     /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/):
     /// writes metrics.json, predictions.csv, roc.png, residuals.png, reliability.png.
@@ -368,6 +372,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dump_input,
             include_identifiers,
             frame,
+            no_dim_overlays,
         }) => {
             // Before the model loads and any film is analysed: an --out that cannot be a folder
             // would otherwise fail each film after its analysis, one error line per film.
@@ -382,6 +387,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     dump_input,
                     include_identifiers,
                     frame: frame - 1,
+                    no_dim_overlays,
                 },
             );
             Ok(if failures == 0 {

@@ -162,6 +162,24 @@ pub fn overlay_gate(reasons: Vec<String>, gating_enabled: bool) -> Option<Gate> 
     (gating_enabled && !reasons.is_empty()).then_some(Gate { reasons })
 }
 
+/// Why a study's overlays are dimmed: its uncertainty flag ([`crate::analysis::uncertainty_flag`])
+/// and its scope verdict. The viewer's canvas and export and `analyze`'s overlays all ask this.
+pub fn gate_reasons(
+    uncertain: Option<String>,
+    scope: Option<&crate::scope::ScopeCheck>,
+) -> Vec<String> {
+    let out_of_scope = scope
+        .filter(|s| !s.in_scope)
+        .map(|s| match s.reasons.first() {
+            Some(r) => format!("out of scope ({r})"),
+            None => "out of scope".to_string(),
+        });
+    uncertain_reason(uncertain)
+        .into_iter()
+        .chain(out_of_scope)
+        .collect()
+}
+
 /// The reason the uncertainty flag gives, phrased for the gate.
 pub fn uncertain_reason(flag: Option<String>) -> Option<String> {
     flag.map(|why| format!("UNCERTAIN ({why})"))

@@ -533,9 +533,11 @@ fn an_overlay_moved_and_renamed_is_still_not_taken_for_a_film() {
 
     let result = analyze_quickly(&[&moved], &tmp.path().join("third"));
     let stdout = String::from_utf8_lossy(&result.stdout);
+    // (The tiny model's answer is uncertain: the overlay was drawn dimmed, and says so.)
     assert!(
         stdout.contains(
-            "OUT OF SCOPE: an image exported by cxr-viewer (film with Grad-CAM overlay), not a film"
+            "OUT OF SCOPE: an image exported by cxr-viewer (film with Grad-CAM overlay, dimmed: \
+             uncertain), not a film"
         ),
         "{stdout}"
     );
@@ -583,5 +585,60 @@ fn an_out_path_that_is_a_file_is_refused_before_any_work() {
     assert_eq!(
         std::fs::read(&out).unwrap(),
         b"results were meant to go elsewhere"
+    );
+}
+
+/// `analyze` draws an out-of-scope study's overlays dimmed, as the viewer does, and their PNG
+/// marker says why; `--no-dim-overlays` draws them at full strength. They were always drawn at
+/// full strength: a tidy heat map on a CT slice, ready for a slide.
+#[test]
+fn overlays_of_an_out_of_scope_study_are_dimmed_unless_asked() {
+    use cxr_viewer::io::viewer_export::marker;
+    let tmp = scratch("cli-dimmed-overlays");
+    let ct = fixture("scope/pydicom/CT_small.dcm");
+    let (dimmed, full) = (tmp.path().join("dimmed"), tmp.path().join("full"));
+    assert!(analyze_quickly(&[&ct], &dimmed).status.success());
+    let result = bin()
+        .args(["analyze"])
+        .arg(&ct)
+        .arg("--out")
+        .arg(&full)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args([
+            "--device",
+            "cpu",
+            "--mc-samples",
+            "3",
+            "--no-ig",
+            "--no-dim-overlays",
+        ])
+        .output()
+        .unwrap();
+    assert!(result.status.success());
+    let overlay = |root: &Path| root.join("CT_small").join("overlay_gradcam.png");
+    let what = marker(&overlay(&dimmed)).unwrap();
+    assert!(
+        what.starts_with("film with Grad-CAM overlay, dimmed: ") && what.contains("out of scope"),
+        "{what}"
+    );
+    assert_eq!(
+        marker(&overlay(&full)).unwrap(),
+        "film with Grad-CAM overlay"
+    );
+    // The film is grey, so a pixel's spread across channels is the overlay's alone: dimmed, it
+    // is the gated share (0.3) of the full one, up to rounding.
+    let spread = |root: &Path| -> f64 {
+        let img = image::open(overlay(root)).unwrap().to_rgb8();
+        img.pixels()
+            .map(|p| (f64::from(p[0]) - f64::from(p[2])).abs())
+            .sum()
+    };
+    let (dimmed, full) = (spread(&dimmed), spread(&full));
+    assert!(full > 0.0);
+    let ratio = dimmed / full;
+    assert!(
+        (ratio - f64::from(cxr_viewer::trust::GATED_OPACITY)).abs() < 0.05,
+        "dimmed/full spread {ratio}"
     );
 }

@@ -15,8 +15,8 @@ use crate::explain::integrated_gradients::IgOptions;
 use crate::explain::sanity::Sanity;
 use crate::explain::{Control, Grid};
 use crate::trust::{
-    overlay_gate, study_agreement, study_faithfulness, study_sanity, uncertain_reason, Gate,
-    StudyFaithfulness, StudyMaps,
+    overlay_gate, study_agreement, study_faithfulness, study_sanity, Gate, StudyFaithfulness,
+    StudyMaps,
 };
 
 use super::app::ViewerApp;
@@ -155,16 +155,10 @@ pub fn current_trust_key(app: &ViewerApp) -> Option<TrustKey> {
 /// Reasons to dim the overlays of the image on screen: an uncertain answer, and a film outside
 /// the model's scope (whose maps are drawn at all only after "Show anyway").
 pub fn gate_reasons(app: &ViewerApp) -> Vec<String> {
-    let out_of_scope = super::scope_banner::current_scope(app)
-        .filter(|s| !s.in_scope)
-        .map(|s| match s.reasons.first() {
-            Some(r) => format!("out of scope ({r})"),
-            None => "out of scope".to_string(),
-        });
-    uncertain_reason(app.uncertain_reason())
-        .into_iter()
-        .chain(out_of_scope)
-        .collect()
+    crate::trust::gate_reasons(
+        app.uncertain_reason(),
+        super::scope_banner::current_scope(app),
+    )
 }
 
 /// The gate of the image on screen (`None`: draw at full opacity).
