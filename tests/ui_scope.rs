@@ -560,3 +560,59 @@ fn a_note_records_whether_the_film_was_in_scope() {
         ]
     );
 }
+
+/// The sanity check shows the result's maps beside the randomised ones, so it waits for "Show
+/// anyway" like the result: `K` on a hidden result opens the window with a line saying so and
+/// starts nothing (with IG off it used to run at once and draw the hidden map), then `S` runs
+/// it.
+#[test]
+fn the_sanity_check_of_a_hidden_result_waits_for_show_anyway() {
+    use cxr_viewer::ui::trust_state::TrustJobKind;
+    let dir = temp_dir("ui-scope-sanity");
+    let mut settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
+    settings.run_ig = false;
+    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(ct),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "the CT's cheap stages", settled);
+    assert!(result_hidden(h.state()));
+    h.key_press(egui::Key::K);
+    idle_frames(&mut h);
+    assert!(h.state().trust.sanity_open);
+    let app = h.state();
+    let key = current_trust_key(app).unwrap();
+    assert!(
+        app.trust.job.is_none()
+            && app
+                .trust
+                .entries
+                .get(&key)
+                .is_none_or(|e| e.sanity.is_none()),
+        "a check ran behind the banner"
+    );
+    h.get_by_label_contains("runs, and its maps show, after Show anyway (S)");
+
+    h.key_press(egui::Key::S);
+    wait_until(&mut h, "the sanity check after Show anyway", |app| {
+        let key = current_trust_key(app).unwrap();
+        app.trust
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.sanity.is_some())
+            || app
+                .trust
+                .job
+                .as_ref()
+                .is_some_and(|j| j.kind == TrustJobKind::Sanity)
+    });
+    assert_eq!(
+        h.query_all_by_label_contains("after Show anyway (S)")
+            .count(),
+        0
+    );
+}

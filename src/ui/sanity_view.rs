@@ -37,13 +37,16 @@ fn thumbnail(map: &Grid, absolute: bool) -> ColorImage {
     ColorImage::new([THUMB, THUMB], pixels)
 }
 
-/// `real`: the real model's Grad-CAM and IG maps, for the first column.
+/// `real`: the real model's Grad-CAM and IG maps, for the first column. `hidden`: the film is
+/// out of scope and its result hidden ([`super::scope_banner`]); the check waits for "Show
+/// anyway".
 pub fn sanity_window_ui(
     ctx: &egui::Context,
     state: &mut TrustState,
     sanity: Option<&Sanity>,
     real: (Option<&Grid>, Option<&Grid>),
     running: Option<(usize, usize)>,
+    hidden: bool,
 ) {
     let mut open = state.sanity_open;
     egui::Window::new("Sanity check: model randomisation")
@@ -66,7 +69,12 @@ pub fn sanity_window_ui(
                 });
             }
             let Some(sanity) = sanity else {
-                if running.is_none() {
+                if hidden {
+                    ui.label(RichText::new(
+                        "The film is outside the model's scope and its result hidden: the check \
+                         runs, and its maps show, after Show anyway (S).",
+                    ));
+                } else if running.is_none() {
                     ui.label(RichText::new("not run for this image yet").weak());
                 }
                 return;

@@ -194,8 +194,9 @@ fn job_input(app: &ViewerApp, key: &TrustKey) -> Option<JobInput> {
 }
 
 /// Per frame: cancels a job for another image; starts faithfulness once the image's maps are all
-/// there and its analysis job has finished (it runs after IG; not while an out-of-scope result
-/// is hidden), or a requested sanity check.
+/// there and its analysis job has finished (it runs after IG), or a requested sanity check;
+/// neither while an out-of-scope result is hidden (a requested sanity check waits for "Show
+/// anyway").
 pub fn ensure_trust(app: &mut ViewerApp) {
     let key = current_trust_key(app);
     if let Some(job) = &app.trust.job {
@@ -218,7 +219,8 @@ pub fn ensure_trust(app: &mut ViewerApp) {
     if entry.is_some_and(|e| e.error.is_some()) {
         return;
     }
-    let kind = if app.trust.sanity_requested.as_ref() == Some(&key)
+    let kind = if !hidden
+        && app.trust.sanity_requested.as_ref() == Some(&key)
         && entry.is_none_or(|e| e.sanity.is_none())
     {
         TrustJobKind::Sanity
@@ -419,17 +421,20 @@ pub fn sanity_window(app: &mut ViewerApp, ctx: &egui::Context) {
         return;
     }
     let key = current_trust_key(app);
+    // Its maps are the result's: hidden with it.
+    let hidden = super::scope_banner::result_hidden(app);
     let sanity = key
         .as_ref()
         .and_then(|k| app.trust.entries.get(k))
-        .and_then(|e| e.sanity.clone());
+        .and_then(|e| e.sanity.clone())
+        .filter(|_| !hidden);
     let running = app
         .trust
         .job
         .as_ref()
         .filter(|j| Some(&j.key) == key.as_ref() && j.kind == TrustJobKind::Sanity)
         .map(|j| (j.done, j.total));
-    let entry = app.current_entry();
+    let entry = app.current_entry().filter(|_| !hidden);
     let gradcam = entry
         .and_then(|e| e.gradcam.as_ref())
         .map(|g| g.0.map.clone());
@@ -442,6 +447,7 @@ pub fn sanity_window(app: &mut ViewerApp, ctx: &egui::Context) {
         sanity.as_deref(),
         (gradcam.as_ref(), ig.as_ref()),
         running,
+        hidden,
     );
 }
 
