@@ -1242,3 +1242,58 @@ fn tab_leaving_the_comment_box_sends_what_follows_to_the_next_field() {
         "the letter after Tab goes to Reviewer"
     );
 }
+
+/// Going back up the list, the study Previous opens is the one analysed in advance: entered
+/// from the list's end (or in a new session), each study up there waited for its IG, since only
+/// the study below was analysed ahead.
+#[test]
+fn going_back_up_the_list_analyses_the_previous_study_in_advance() {
+    use cxr_viewer::ui::cache::AnalysisKey;
+    let fx = labelled_folder();
+    let db = temp_dir("review-prefetch-back").join("notes.sqlite3");
+    let mut h = open_folder_with(&db, &fx.root, &[], |mut app| {
+        app.settings.prefetch_next = false;
+        app
+    });
+    let order: Vec<PathBuf> = {
+        let a = h.state();
+        let r = a.review.as_ref().unwrap();
+        r.visible(a.notes.all(), a.notes.revision())
+            .into_iter()
+            .map(|i| r.rows[i].path.clone())
+            .collect()
+    };
+    assert!(
+        order[..4]
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "jpeg")),
+        "the four films first: {order:?}"
+    );
+    let ig = h.state().wanted_ig_or_default();
+    // The last film, opened from the list: analysed in full, nothing ahead of it.
+    h.state_mut().open(order[3].clone());
+    wait_until(&mut h, "the last film analysed", |a| {
+        a.current.as_ref().is_some_and(|c| c.path == order[3])
+            && a.current_entry().is_some_and(|e| e.ig.contains_key(&ig))
+            && !a.jobs.busy()
+    });
+    h.state_mut().settings.prefetch_next = true;
+    h.key_press(Key::ArrowUp);
+    h.step();
+    assert_eq!(h.state().current.as_ref().unwrap().path, order[2]);
+    let above = {
+        let window = load_study(&order[1]).unwrap().default_window;
+        AnalysisKey::new(order[1].clone(), &window, h.state().settings.mc_samples, 0)
+    };
+    wait_until(&mut h, "the film above analysed in advance", |a| {
+        a.cache.peek(&above).is_some_and(|e| e.ig.contains_key(&ig))
+    });
+    h.key_press(Key::ArrowUp);
+    h.step();
+    assert_eq!(h.state().current.as_ref().unwrap().path, order[1]);
+    assert!(
+        h.state()
+            .has_map(cxr_viewer::ui::settings::MapKind::IntegratedGradients),
+        "complete at once"
+    );
+}

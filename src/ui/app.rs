@@ -161,6 +161,9 @@ pub struct ViewerApp {
     /// The study on screen when the reviewer stopped the analysis: nothing is analysed in
     /// advance while it stays on screen.
     prefetch_held_on: Option<PathBuf>,
+    /// The way the reviewer last stepped through the list (`1` Next, `-1` Previous): the study
+    /// analysed in advance is the next one that way ([`Self::prefetch_next`]).
+    travel: isize,
     /// The widget with the keyboard focus as the last frame ended ([`Self::handle_shortcuts`]).
     focused_last_frame: Option<egui::Id>,
     /// Keys typed after the Esc or Tab that left the comment box, in the same frame: at the
@@ -238,6 +241,7 @@ impl ViewerApp {
             hidden_since: None,
             prefetch_loading: None,
             prefetch_held_on: None,
+            travel: 1,
             focused_last_frame: None,
             keys_after_leaving: Vec::new(),
             refocused_for_escape: None,
@@ -747,6 +751,7 @@ impl ViewerApp {
     /// ([`super::review::Review::step_from`]).
     pub fn step_image(&mut self, delta: isize) {
         if let Some(path) = self.step_target(delta) {
+            self.travel = delta.signum();
             self.open(path);
         }
     }
@@ -774,7 +779,9 @@ impl ViewerApp {
     }
 
     /// Analyses the study Next opens while the reviewer reads this one, so that Next shows it
-    /// complete, Integrated Gradients included, instead of waiting seconds for IG each time.
+    /// complete, Integrated Gradients included, instead of waiting seconds for IG each time; the
+    /// one Previous opens when the reviewer is going back up the list (entered from its end,
+    /// or in a new session, each study there waited for its IG).
     /// Only when the viewer is otherwise idle: the study on screen fully analysed (or stopped),
     /// no job and no faithfulness check running. The job is an ordinary analysis job for the
     /// next study's key, so opening that study adopts it ([`Jobs::cancel_all_but_path`]) and
@@ -797,7 +804,7 @@ impl ViewerApp {
         if !settled {
             return;
         }
-        let Some(next) = self.step_target(1).filter(|p| *p != key.path) else {
+        let Some(next) = self.step_target(self.travel).filter(|p| *p != key.path) else {
             return;
         };
         let Some(study) = self.studies.get(&next).cloned() else {
