@@ -33,6 +33,11 @@ fn analyze_sample(out: &Path, model: &Path, extra: &[&str]) -> std::process::Out
 /// `cxr-viewer analyze INPUTS --out OUT` with the tiny model, 3 MC samples and no IG: the
 /// listing and output layout without the cost of the maps.
 fn analyze_quickly(inputs: &[&Path], out: &Path) -> std::process::Output {
+    analyze_quickly_with(inputs, out, &[])
+}
+
+/// [`analyze_quickly`] with `extra` flags.
+fn analyze_quickly_with(inputs: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
     bin()
         .args(["analyze"])
         .args(inputs)
@@ -41,6 +46,7 @@ fn analyze_quickly(inputs: &[&Path], out: &Path) -> std::process::Output {
         .arg("--model")
         .arg(fixture("reference/model.json"))
         .args(["--device", "cpu", "--mc-samples", "3", "--no-ig"])
+        .args(extra)
         .output()
         .unwrap()
 }
@@ -598,23 +604,7 @@ fn overlays_of_an_out_of_scope_study_are_dimmed_unless_asked() {
     let ct = fixture("scope/pydicom/CT_small.dcm");
     let (dimmed, full) = (tmp.path().join("dimmed"), tmp.path().join("full"));
     assert!(analyze_quickly(&[&ct], &dimmed).status.success());
-    let result = bin()
-        .args(["analyze"])
-        .arg(&ct)
-        .arg("--out")
-        .arg(&full)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .args([
-            "--device",
-            "cpu",
-            "--mc-samples",
-            "3",
-            "--no-ig",
-            "--no-dim-overlays",
-        ])
-        .output()
-        .unwrap();
+    let result = analyze_quickly_with(&[&ct], &full, &["--no-dim-overlays"]);
     assert!(result.status.success());
     let overlay = |root: &Path| root.join("CT_small").join("overlay_gradcam.png");
     let what = marker(&overlay(&dimmed)).unwrap();

@@ -24,18 +24,29 @@ fn prepared(app: &ViewerApp) -> bool {
     app.current_entry().is_some_and(|e| e.prepared.is_some())
 }
 
+/// A CT slice (pydicom test file): out of scope by its Modality, whatever the model.
+fn ct_slice() -> PathBuf {
+    repo("tests/fixtures/scope/pydicom/CT_small.dcm")
+}
+
+/// The viewer with the tiny model on `file` (or nothing), answering dialogs with `picker`.
+fn viewer_on(
+    file: Option<PathBuf>,
+    settings: cxr_viewer::ui::settings::Settings,
+    picker: ScriptedPicker,
+) -> egui_kittest::Harness<'static, ViewerApp> {
+    harness(ViewerApp::new(
+        settings,
+        Arc::new(picker),
+        tiny_model(),
+        file,
+    ))
+}
+
 #[test]
 fn banner_hides_the_result_until_show_anyway() {
-    // A CT slice (pydicom test file): out of scope by its Modality, whatever the model.
-    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
     let settings = ui_support::fast_settings(&temp_dir("ui-scope").join("notes.sqlite3"));
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(ct),
-    );
-    let mut h = harness(app);
+    let mut h = viewer_on(Some(ct_slice()), settings, ScriptedPicker::default());
     wait_until(&mut h, "the prediction", prepared);
     let banner = "Outside the model's scope: not a projection radiograph (Modality CT)";
     h.get_by_label(banner);
@@ -150,13 +161,7 @@ fn check(in_scope: bool) -> ScopeCheck {
 /// A viewer (no film open) whose study list shows `review`, as after a folder scan.
 fn listing(mut review: Review, tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
     let settings = ui_support::fast_settings(&temp_dir(tag).join("notes.sqlite3"));
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        None,
-    );
-    let mut h = harness(app);
+    let mut h = viewer_on(None, settings, ScriptedPicker::default());
     review.listed = true;
     h.state_mut().review = Some(review);
     h
@@ -298,24 +303,14 @@ fn film_then_ct(tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
         dir.join("a_film.jpeg"),
     )
     .unwrap();
-    std::fs::copy(
-        repo("tests/fixtures/scope/pydicom/CT_small.dcm"),
-        dir.join("b_ct.dcm"),
-    )
-    .unwrap();
+    std::fs::copy(ct_slice(), dir.join("b_ct.dcm")).unwrap();
     std::fs::copy(
         repo("tests/fixtures/scope/pydicom/MR_small.dcm"),
         dir.join("c_mr.dcm"),
     )
     .unwrap();
     let settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        None,
-    );
-    let mut h = harness(app);
+    let mut h = viewer_on(None, settings, ScriptedPicker::default());
     h.state_mut().open_folder(&dir);
     wait_until(&mut h, "the film on screen", |app| {
         ui_support::current_path(app).is_some_and(|p| p.ends_with("a_film.jpeg"))
@@ -447,9 +442,7 @@ fn the_exported_view_hides_and_dims_the_map_as_the_screen_does() {
     let (hidden_png, shown_png) = (dir.join("hidden.png"), dir.join("shown.png"));
     let picker = ScriptedPicker::default().saving(&[hidden_png.clone(), shown_png.clone()]);
     let settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
-    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
-    let app = ViewerApp::new(settings, Arc::new(picker), tiny_model(), Some(ct));
-    let mut h = harness(app);
+    let mut h = viewer_on(Some(ct_slice()), settings, picker);
     wait_until(&mut h, "the CT's Grad-CAM", |app| {
         app.current_entry().is_some_and(|e| e.gradcam.is_some())
     });
@@ -509,15 +502,12 @@ fn a_note_records_whether_the_film_was_in_scope() {
     use cxr_viewer::notes::{Filter, NotesStore};
     let dir = temp_dir("ui-scope-note");
     let db = dir.join("notes.sqlite3");
-    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
     let film = repo("assets/samples/person45_bacteria_221.jpeg");
-    let app = ViewerApp::new(
+    let mut h = viewer_on(
+        Some(ct_slice()),
         ui_support::fast_settings(&db),
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(ct),
+        ScriptedPicker::default(),
     );
-    let mut h = harness(app);
     let agree_saved = |h: &mut egui_kittest::Harness<'static, ViewerApp>| {
         wait_until(h, "the prediction and the note", |app| {
             prepared(app) && app.notes.draft.is_some()
@@ -571,14 +561,7 @@ fn the_sanity_check_of_a_hidden_result_waits_for_show_anyway() {
     let dir = temp_dir("ui-scope-sanity");
     let mut settings = ui_support::fast_settings(&dir.join("notes.sqlite3"));
     settings.run_ig = false;
-    let ct = repo("tests/fixtures/scope/pydicom/CT_small.dcm");
-    let app = ViewerApp::new(
-        settings,
-        Arc::new(ScriptedPicker::default()),
-        tiny_model(),
-        Some(ct),
-    );
-    let mut h = harness(app);
+    let mut h = viewer_on(Some(ct_slice()), settings, ScriptedPicker::default());
     wait_until(&mut h, "the CT's cheap stages", settled);
     assert!(result_hidden(h.state()));
     h.key_press(egui::Key::K);
