@@ -496,7 +496,9 @@ fn the_exported_view_hides_and_dims_the_map_as_the_screen_does() {
 }
 
 /// A note records whether the film was inside the model's scope when it was written, so an
-/// export can tell a verdict on a CT slice from one on a child's chest film.
+/// export can tell a verdict on a CT slice from one on a child's chest film. No verdict is taken
+/// on an answer the scope guard hides (Y used to record agreement with an answer the reviewer
+/// had not seen).
 #[test]
 fn a_note_records_whether_the_film_was_in_scope() {
     use cxr_viewer::notes::{Filter, NotesStore};
@@ -523,6 +525,27 @@ fn a_note_records_whether_the_film_was_in_scope() {
                     .is_some_and(|n| n.agreement.is_some())
         });
     };
+    // The model's answer hidden: no verdict on it (Y says why), until S shows it.
+    wait_until(&mut h, "the CT's prediction and note", |app| {
+        prepared(app) && app.notes.draft.is_some()
+    });
+    h.key_press(egui::Key::Y);
+    h.step();
+    let app = h.state();
+    assert_eq!(app.notes.draft.as_ref().unwrap().note.agreement, None);
+    assert_eq!(
+        app.status.as_ref().map(|s| s.text.as_str()),
+        Some(cxr_viewer::ui::notes_panel::VERDICT_HIDDEN)
+    );
+    assert!(
+        {
+            use egui_kittest::kittest::NodeT;
+            h.get_by_label("Agree").accesskit_node().is_disabled()
+        },
+        "the verdict buttons are off while the answer is hidden"
+    );
+    h.key_press(egui::Key::S);
+    h.step();
     agree_saved(&mut h);
     h.state_mut().open(film);
     wait_until(&mut h, "the film on screen", |app| {

@@ -1617,6 +1617,9 @@ impl ViewerApp {
                     self.start_review(&root);
                 }
             }
+            Action::Verdict(_) if super::scope_banner::result_hidden(self) => {
+                self.set_info(super::notes_panel::VERDICT_HIDDEN.into());
+            }
             Action::Verdict(a) => {
                 if let Some(d) = self.notes.draft.as_mut() {
                     // The same key again takes the verdict back.

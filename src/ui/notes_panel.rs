@@ -50,7 +50,7 @@ pub fn notes_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let focus_text = std::mem::take(&mut app.notes.focus_text);
     let mut edited = false;
     edited |= truth_ui(&truth, &mut draft.note, ui);
-    edited |= verdict_ui(&mut draft.note, ui);
+    edited |= verdict_ui(&mut draft.note, truth.hidden, ui);
     edited |= categories_ui(&mut draft.note, ui);
     edited |= zones_ui(&mut draft.note, ui);
     edited |= text_ui(&mut draft.note, focus_text, ui);
@@ -146,25 +146,35 @@ fn truth_ui(facts: &TruthFacts, note: &mut Note, ui: &mut egui::Ui) -> bool {
     edited
 }
 
-fn verdict_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
+/// What Y/N/U and the verdict buttons say while the model's answer is hidden.
+pub const VERDICT_HIDDEN: &str =
+    "the model's answer is hidden (outside its scope): S shows it, then Y / N / U judge it";
+
+/// Agree / disagree / unsure with the model's answer; not while the scope guard hides that
+/// answer (`hidden`), since a verdict on an answer the reviewer has not seen is noise in the
+/// review data.
+fn verdict_ui(note: &mut Note, hidden: bool, ui: &mut egui::Ui) -> bool {
     let mut edited = false;
-    ui.horizontal(|ui| {
-        ui.label("Verdict:");
-        for (a, key) in [
-            (Agreement::Agree, "Y"),
-            (Agreement::Disagree, "N"),
-            (Agreement::Unsure, "U"),
-        ] {
-            let on = note.agreement == Some(a);
-            if ui
-                .selectable_label(on, a.label())
-                .on_hover_text(format!("{key}: agree with the model's output or not"))
-                .clicked()
-            {
-                note.agreement = (!on).then_some(a);
-                edited = true;
+    ui.add_enabled_ui(!hidden, |ui| {
+        ui.horizontal(|ui| {
+            ui.label("Verdict:");
+            for (a, key) in [
+                (Agreement::Agree, "Y"),
+                (Agreement::Disagree, "N"),
+                (Agreement::Unsure, "U"),
+            ] {
+                let on = note.agreement == Some(a);
+                if ui
+                    .selectable_label(on, a.label())
+                    .on_hover_text(format!("{key}: agree with the model's output or not"))
+                    .on_disabled_hover_text(VERDICT_HIDDEN)
+                    .clicked()
+                {
+                    note.agreement = (!on).then_some(a);
+                    edited = true;
+                }
             }
-        }
+        })
     });
     edited
 }
