@@ -256,16 +256,10 @@ fn write_outputs(
     // Drawn as the viewer draws them: dimmed when the answer is uncertain or the film out of
     // scope (a full-strength map on a hand film is what the scope guard keeps off slides), the
     // marker saying why.
-    let cfg = &engine.model.config;
+    // The report's own uncertainty warning and scope verdict, so the overlays and report.json
+    // never disagree about why.
     let gate = crate::trust::overlay_gate(
-        crate::trust::gate_reasons(
-            crate::analysis::uncertainty_flag(
-                &analysis.uncertainty,
-                cfg.threshold,
-                cfg.classes.len(),
-            ),
-            Some(&analysis.prepared.scope),
-        ),
+        crate::trust::gate_reasons(report.uncertainty.warning.clone(), Some(&report.scope)),
         !args.no_dim_overlays,
     );
     let opacity = |a: f32| crate::trust::gated_opacity(a, gate.as_ref());

@@ -1003,11 +1003,7 @@ fn typing_after_t_waits_for_a_study_still_opening() {
 #[test]
 fn esc_leaving_the_comment_box_keeps_the_last_letters_and_the_analysis() {
     let (_fx, mut h) = folder_with_note_open("review-esc", 256);
-    h.key_press(Key::T);
-    h.step();
-    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
-        .type_text("rib shadow, lower ");
-    h.step();
+    begin_comment(&mut h, "rib shadow, lower ");
     let zoom = h.state().current.as_ref().unwrap().view.transform;
     // One frame: "zone", Esc, then Y (agree) after it.
     h.input_mut().events.extend(keystrokes(&[
@@ -1149,6 +1145,15 @@ fn folder_with_note_open(name: &str, ig_steps: usize) -> (Fixture, Harness<'stat
     (fx, h)
 }
 
+/// `T`, then `text` typed into the comment box: a comment under way.
+fn begin_comment(h: &mut Harness<'static, ViewerApp>, text: &str) {
+    h.key_press(Key::T);
+    h.step();
+    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
+        .type_text(text);
+    h.step();
+}
+
 /// One frame's input holding several keystrokes (each pressed, its text, released), as a frame
 /// drawn slowly gathers them.
 fn keystrokes(keys: &[(Key, &str)]) -> Vec<egui::Event> {
@@ -1219,11 +1224,7 @@ fn a_note_typed_while_the_analysis_arrives_keeps_every_keystroke() {
 #[test]
 fn tab_leaving_the_comment_box_sends_what_follows_to_the_next_field() {
     let (_fx, mut h) = folder_with_note_open("review-tab", 256);
-    h.key_press(Key::T);
-    h.step();
-    h.get_by_role_and_label(Role::MultilineTextInput, "Comment")
-        .type_text("rib shadow, lower ");
-    h.step();
+    begin_comment(&mut h, "rib shadow, lower ");
     // One frame: "zone", Tab, then "A" for the next field (Reviewer).
     h.input_mut().events.extend(keystrokes(&[
         (Key::Z, "z"),

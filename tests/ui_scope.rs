@@ -14,7 +14,7 @@ use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::cache::AnalysisKey;
 use cxr_viewer::ui::review::{Review, SortColumn, StudyRow};
 use cxr_viewer::ui::scope_banner::result_hidden;
-use cxr_viewer::ui::trust_state::current_trust_key;
+use cxr_viewer::ui::trust_state::{current_trust_key, TrustEntry};
 use egui_kittest::kittest::Queryable;
 use ui_support::{harness, repo, step_until, temp_dir, tiny_model, wait_until, ScriptedPicker};
 
@@ -342,6 +342,12 @@ fn idle_frames(h: &mut egui_kittest::Harness<'static, ViewerApp>) {
     }
 }
 
+/// The checks of the image on screen (faithfulness, sanity), if any ran.
+fn screen_checks(app: &ViewerApp) -> Option<&TrustEntry> {
+    app.trust
+        .entry(&current_trust_key(app).expect("an image on screen"))
+}
+
 #[test]
 fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
     let mut h = film_then_ct("ui-scope-ig");
@@ -373,12 +379,8 @@ fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
         "IG computed for a hidden out-of-scope result"
     );
     assert!(!app.jobs.busy() && app.trust.job.is_none());
-    let key = current_trust_key(app).unwrap();
     assert!(
-        app.trust
-            .entries
-            .get(&key)
-            .is_none_or(|e| e.faithfulness.is_none()),
+        screen_checks(app).is_none_or(|e| e.faithfulness.is_none()),
         "faithfulness checked for a hidden out-of-scope result"
     );
     assert_eq!(
@@ -392,11 +394,7 @@ fn an_out_of_scope_film_gets_its_integrated_gradients_only_after_show_anyway() {
     h.get_by_label("Show anyway").click();
     wait_until(&mut h, "the CT's IG after Show anyway", has_ig);
     wait_until(&mut h, "the CT's faithfulness check", |app| {
-        let key = current_trust_key(app).unwrap();
-        app.trust
-            .entries
-            .get(&key)
-            .is_some_and(|e| e.faithfulness.is_some())
+        screen_checks(app).is_some_and(|e| e.faithfulness.is_some())
     });
 
     // A result shown anyway on screen: the next study (the MR, out of scope too) is analysed
@@ -591,25 +589,15 @@ fn the_sanity_check_of_a_hidden_result_waits_for_show_anyway() {
     idle_frames(&mut h);
     assert!(h.state().trust.sanity_open);
     let app = h.state();
-    let key = current_trust_key(app).unwrap();
     assert!(
-        app.trust.job.is_none()
-            && app
-                .trust
-                .entries
-                .get(&key)
-                .is_none_or(|e| e.sanity.is_none()),
+        app.trust.job.is_none() && screen_checks(app).is_none_or(|e| e.sanity.is_none()),
         "a check ran behind the banner"
     );
     h.get_by_label_contains("runs, and its maps show, after Show anyway (S)");
 
     h.key_press(egui::Key::S);
     wait_until(&mut h, "the sanity check after Show anyway", |app| {
-        let key = current_trust_key(app).unwrap();
-        app.trust
-            .entries
-            .get(&key)
-            .is_some_and(|e| e.sanity.is_some())
+        screen_checks(app).is_some_and(|e| e.sanity.is_some())
             || app
                 .trust
                 .job

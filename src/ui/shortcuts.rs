@@ -189,24 +189,22 @@ pub fn is_typing(event: &egui::Event) -> bool {
 mod tests {
     use super::*;
 
-    fn press(key: egui::Key) -> egui::Event {
+    fn key_event(key: egui::Key, pressed: bool, modifiers: egui::Modifiers) -> egui::Event {
         egui::Event::Key {
             key,
             physical_key: Some(key),
-            pressed: true,
+            pressed,
             repeat: false,
-            modifiers: egui::Modifiers::NONE,
+            modifiers,
         }
     }
 
+    fn press(key: egui::Key) -> egui::Event {
+        key_event(key, true, egui::Modifiers::NONE)
+    }
+
     fn release(key: egui::Key) -> egui::Event {
-        egui::Event::Key {
-            key,
-            physical_key: Some(key),
-            pressed: false,
-            repeat: false,
-            modifiers: egui::Modifiers::NONE,
-        }
+        key_event(key, false, egui::Modifiers::NONE)
     }
 
     fn text(t: &str) -> egui::Event {
@@ -277,13 +275,7 @@ mod tests {
     #[test]
     fn the_keys_after_tab_in_one_frame_wait_for_the_next_field() {
         use egui::Key;
-        let shift_tab = egui::Event::Key {
-            key: Key::Tab,
-            physical_key: Some(Key::Tab),
-            pressed: true,
-            repeat: false,
-            modifiers: egui::Modifiers::SHIFT,
-        };
+        let shift_tab = key_event(Key::Tab, true, egui::Modifiers::SHIFT);
         for tab in [press(Key::Tab), shift_tab] {
             let mut events = vec![
                 press(Key::E),
@@ -296,13 +288,7 @@ mod tests {
             assert_eq!(events, vec![press(Key::E), text("e"), tab]);
             assert_eq!(after, vec![press(Key::A), text("A")]);
         }
-        let ctrl_tab = egui::Event::Key {
-            key: Key::Tab,
-            physical_key: Some(Key::Tab),
-            pressed: true,
-            repeat: false,
-            modifiers: egui::Modifiers::CTRL,
-        };
+        let ctrl_tab = key_event(Key::Tab, true, egui::Modifiers::CTRL);
         let mut events = vec![ctrl_tab, press(Key::A), text("A")];
         assert!(
             typing_after_leaving(&mut events).is_empty(),
@@ -313,13 +299,7 @@ mod tests {
     #[test]
     fn a_frame_without_a_plain_t_is_left_alone() {
         use egui::Key;
-        let ctrl_t = egui::Event::Key {
-            key: Key::T,
-            physical_key: Some(Key::T),
-            pressed: true,
-            repeat: false,
-            modifiers: egui::Modifiers::COMMAND,
-        };
+        let ctrl_t = key_event(Key::T, true, egui::Modifiers::COMMAND);
         let before = vec![press(Key::R), text("r"), ctrl_t, release(Key::T)];
         let mut events = before.clone();
         assert_eq!(split_at_focus_note(&mut events), None);
