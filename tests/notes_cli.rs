@@ -245,8 +245,28 @@ fn without_db_they_use_the_database_the_viewer_opens() {
         format!("error: no notes database at {}", default.display())
     );
 
-    // The database chosen in the viewer's notes pane.
+    // Settings that cannot be read: said in one line, then the default as without them.
     std::fs::create_dir_all(config.join("cxr-viewer")).unwrap();
+    let settings_file = config.join("cxr-viewer").join("settings.json");
+    std::fs::write(&settings_file, b"{ not json").unwrap();
+    let o = run(&["export", "--out", out_arg], None);
+    assert!(!o.status.success());
+    let stderr = text(&o.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "note: settings {} are unreadable",
+            settings_file.display()
+        )) && lines[0].ends_with("; using defaults"),
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("error: no notes database at {}", default.display())
+    );
+
+    // The database chosen in the viewer's notes pane.
     let settings = cxr_viewer::ui::settings::Settings {
         notes_db: Some(db.clone()),
         ..Default::default()
