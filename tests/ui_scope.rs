@@ -267,10 +267,6 @@ fn a_late_out_of_scope_probability_is_not_cut_off() {
 /// TP 1, FP 2; without the flagged one TP 1, FP 1).
 #[test]
 fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
-    let labelled = |name: &str, truth: Finding, in_scope: bool| StudyRow {
-        folder_truth: Some(truth),
-        ..row(name, Some(check(in_scope)))
-    };
     let mut review = Review::new(1, PathBuf::from("/r"));
     review.set_rows(
         vec![
@@ -293,6 +289,40 @@ fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
     });
     h.get_by_label("accuracy 0.333 · sensitivity 1.000 · specificity 0.000 (n = 3)");
     h.get_by_label("in scope only: accuracy 0.500 · sensitivity 1.000 · specificity 0.000 (n = 2)");
+}
+
+/// A study predicted PNEUMONIA whose folder says `truth`.
+fn labelled(name: &str, truth: Finding, in_scope: bool) -> StudyRow {
+    StudyRow {
+        folder_truth: Some(truth),
+        ..row(name, Some(check(in_scope)))
+    }
+}
+
+/// An out-of-scope study's outcome is no error of the model in its domain: in parentheses and
+/// dimmed like its probability (it was a red "FP" beside the dimmed answer), and never cut off.
+#[test]
+fn study_list_shows_an_out_of_scope_outcome_in_parentheses() {
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(
+        vec![
+            labelled("a_tp", Finding::Positive, true),
+            labelled("b_fp_hip", Finding::Negative, false),
+            labelled("c_fp", Finding::Negative, true),
+            labelled("d_tp_hip", Finding::Positive, false),
+        ],
+        false,
+    );
+    let mut h = listing(review, "ui-scope-outcome");
+    step_until(&mut h, "the outcomes", |h| {
+        h.query_all_by_label_contains("FP").count() >= 2
+    });
+    h.step();
+    h.step();
+    for (label, n) in [("TP", 1), ("FP", 1), ("(FP)", 1), ("(TP)", 1)] {
+        assert_eq!(h.query_all_by_label(label).count(), n, "{label}");
+    }
+    ui_support::assert_cell_not_cut(&h, "(FP)");
 }
 
 /// A folder of an in-scope film, then the CT slice and an MR slice, the film on screen.

@@ -332,8 +332,11 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .map(|m| super::panels::text_width(ui, m))
         .fold(0.0, f32::max)
         + spacing;
+    // And the outcome column, for an out-of-scope row's "(FN)".
+    let outcome_width = super::panels::text_width(ui, "(FN)") + spacing;
     let min_width = |column: SortColumn| match column {
         SortColumn::Probability => probability_width,
+        SortColumn::Outcome => outcome_width,
         SortColumn::Note => note_width,
         _ => 24.0,
     };
@@ -544,8 +547,12 @@ fn cell_ui(
             Some(_) => plain(ui, RichText::new("in").weak()),
             None => {}
         },
-        SortColumn::Outcome => {
-            if let Some(o) = r.outcome(note) {
+        SortColumn::Outcome => match (r.outcome(note), out_of_scope) {
+            // An outcome of an answer outside the model's scope is no error of the model's in
+            // its domain (nor a success): dimmed and in parentheses like the probability, not
+            // red, so a glance down the column finds the errors that count.
+            (Some(o), Some(_)) => dimmed(ui, format!("({})", o.as_str())),
+            (Some(o), None) => {
                 let text = RichText::new(o.as_str());
                 plain(
                     ui,
@@ -556,7 +563,8 @@ fn cell_ui(
                     },
                 );
             }
-        }
+            (None, _) => {}
+        },
         SortColumn::Note => {
             let mark = egui::Label::new(super::review::note_mark(note))
                 .selectable(false)
