@@ -81,14 +81,20 @@ struct Input {
 /// study list), each in `<out>/<its folder relative to the input>/<stem>/` so that
 /// `NORMAL/a.png` and `PNEUMONIA/a.png` stay apart and findable. A folder with no study in it is
 /// an error of its own.
-fn studies_of(input: &Path) -> Result<Vec<Input>> {
+/// Images of a folder in formats it cannot read are noted in `others`.
+fn studies_of(input: &Path, others: &mut crate::io::OtherFormats) -> Result<Vec<Input>> {
     let (base, files) = if crate::io::is_dicomdir(input) {
         let base = input.parent().unwrap_or(Path::new(""));
         (base, crate::io::dicomdir_images(input)?)
     } else if input.is_dir() {
-        let files = crate::io::files_under(input, usize::MAX)
-            .filter(|f| crate::io::is_study_file(f))
-            .collect();
+        let mut files = Vec::new();
+        for f in crate::io::files_under(input, usize::MAX) {
+            if crate::io::is_study_file(&f) {
+                files.push(f);
+            } else {
+                others.note(&f);
+            }
+        }
         (input, files)
     } else {
         return Ok(vec![Input {
@@ -96,10 +102,14 @@ fn studies_of(input: &Path) -> Result<Vec<Input>> {
             within: PathBuf::new(),
         }]);
     };
-    anyhow::ensure!(
-        !files.is_empty(),
-        "no DICOM, PNG or JPEG file in this folder"
-    );
+    if files.is_empty() {
+        match others.summary() {
+            Some(left_out) => {
+                anyhow::bail!("no DICOM, PNG or JPEG file in this folder: {left_out}")
+            }
+            None => anyhow::bail!("no DICOM, PNG or JPEG file in this folder"),
+        }
+    }
     Ok(files
         .into_iter()
         .map(|file| {
@@ -120,8 +130,15 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
     let mut used = std::collections::HashSet::new();
     let mut files = Vec::new();
     for input in &args.inputs {
-        match studies_of(input) {
-            Ok(found) => files.extend(found),
+        let mut others = crate::io::OtherFormats::default();
+        match studies_of(input, &mut others) {
+            Ok(found) => {
+                files.extend(found);
+                // Said before the studies' lines, which may take minutes to come.
+                if let Some(left_out) = others.summary() {
+                    eprintln!("note: {}: {left_out}", input.display());
+                }
+            }
             Err(e) => {
                 failures += 1;
                 eprintln!("error: {}: {}", input.display(), error_line(&e));

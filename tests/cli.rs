@@ -418,18 +418,59 @@ fn analyze_takes_folders_and_mirrors_their_layout() {
     let empty = root.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::write(empty.join("notes.txt"), b"nothing to see").unwrap();
+    // Images in formats it does not read are left out, and said so (they were left out without
+    // a word); the README above is not an image and goes unmentioned.
+    std::fs::copy(
+        fixture("other_formats/grey8.bmp"),
+        data.join("NORMAL/film.bmp"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("other_formats/grey8.tif"),
+        data.join("PNEUMONIA/scan.tif"),
+    )
+    .unwrap();
+    let tiffs = root.join("tiffs");
+    std::fs::create_dir_all(&tiffs).unwrap();
+    std::fs::copy(fixture("other_formats/grey8.tif"), tiffs.join("a.tif")).unwrap();
     let out = root.join("out");
-    let result = analyze_quickly(&[&data, &empty, &fixture("dicom/dicomdir/DICOMDIR")], &out);
+    let result = analyze_quickly(
+        &[&data, &empty, &tiffs, &fixture("dicom/dicomdir/DICOMDIR")],
+        &out,
+    );
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(!result.status.success(), "the empty folder is an error");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(
         errors,
-        [format!(
-            "error: {}: no DICOM, PNG or JPEG file in this folder",
-            empty.display()
-        )],
+        [
+            format!(
+                "error: {}: no DICOM, PNG or JPEG file in this folder",
+                empty.display()
+            ),
+            format!(
+                "error: {}: no DICOM, PNG or JPEG file in this folder: 1 image left out, in a \
+                 format cxr-viewer does not read (TIFF): a.tif; convert it to PNG (16-bit grey \
+                 keeps the depth) or DICOM",
+                tiffs.display()
+            )
+        ],
         "{stderr}"
+    );
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("left out")).collect();
+    assert_eq!(
+        notes[0],
+        format!(
+            "note: {}: 2 images left out, in formats cxr-viewer does not read (BMP, TIFF): \
+             film.bmp, scan.tif; convert them to PNG (16-bit grey keeps the depth) or DICOM",
+            data.display()
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        notes.len(),
+        2,
+        "the note, then the TIFF folder's error: {stderr}"
     );
     let mut reports: Vec<String> = Vec::new();
     for entry in walk(&out) {

@@ -350,3 +350,90 @@ fn unreadable_exif_keeps_the_image_as_stored() {
         assert_eq!(shown.metadata.exif_orientation, None);
     }
 }
+
+fn other_format(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/other_formats")
+        .join(name)
+}
+
+/// An image in a format the viewer does not read is named as such, with what to do, instead of
+/// "not a DICOM, PNG or JPEG file (no DICM marker, …)", which read like a damaged file.
+#[test]
+fn an_image_in_another_format_is_refused_by_its_format_name() {
+    for (file, format) in [
+        ("grey8.tif", "TIFF"),
+        ("grey8.bmp", "BMP"),
+        ("grey8.webp", "WebP"),
+        ("grey8.gif", "GIF"),
+        ("grey8.jp2", "JPEG 2000"),
+    ] {
+        let (kind, msg) = err_text(&other_format(file));
+        assert_eq!(kind, LoadErrorKind::UnknownFormat, "{file}");
+        assert_eq!(
+            msg,
+            format!(
+                "cannot open {file}: a {format} image: cxr-viewer reads DICOM, PNG and JPEG; \
+                 convert it to PNG (16-bit grey keeps the depth) or DICOM"
+            )
+        );
+        assert_eq!(
+            cxr_viewer::io::other_image_format(&other_format(file)).as_deref(),
+            Some(format)
+        );
+    }
+    // By content without an extension, and by extension when the content says nothing.
+    let bare = tmp("tiff-without-extension");
+    std::fs::copy(other_format("grey8.tif"), &bare).unwrap();
+    assert_eq!(
+        cxr_viewer::io::other_image_format(&bare).as_deref(),
+        Some("TIFF")
+    );
+    let named = tmp("unknown-content.tiff");
+    std::fs::write(&named, b"not a header of any kind").unwrap();
+    assert_eq!(
+        cxr_viewer::io::other_image_format(&named).as_deref(),
+        Some("TIFF")
+    );
+    // Not an image, or one the viewer reads: none.
+    let text = tmp("readme.txt");
+    std::fs::write(&text, b"plain words").unwrap();
+    for path in [text, fixture("gray8.jpg"), fixture("png_named.dcm")] {
+        assert_eq!(
+            cxr_viewer::io::other_image_format(&path),
+            None,
+            "{}",
+            path.display()
+        );
+    }
+    let (_, msg) = err_text(&tmp("readme.txt"));
+    assert!(
+        msg.ends_with(
+            "not a DICOM, PNG or JPEG file (no DICM marker, DICOM data set, PNG or JPEG signature)"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_images_left_out_are_summed_up_in_one_line() {
+    let mut others = cxr_viewer::io::OtherFormats::default();
+    assert_eq!(others.summary(), None);
+    for name in ["a.tif", "b.tif", "c.bmp", "d.tif", "e.gif"] {
+        others.files.push((
+            PathBuf::from("/x").join(name),
+            match &name[2..] {
+                "tif" => "TIFF",
+                "bmp" => "BMP",
+                _ => "GIF",
+            }
+            .to_string(),
+        ));
+    }
+    assert_eq!(others.formats(), ["BMP", "GIF", "TIFF"]);
+    assert_eq!(
+        others.summary().unwrap(),
+        "5 images left out, in formats cxr-viewer does not read (BMP, GIF, TIFF): a.tif, b.tif, \
+         c.bmp, and 2 more; convert them to PNG (16-bit grey keeps the depth) or DICOM"
+    );
+}

@@ -373,6 +373,50 @@ fn an_empty_folder_and_an_unusable_notes_database_say_so_in_one_line() {
     assert!(h.state().current.is_none());
 }
 
+/// Images in a format the viewer does not read are left out of the list, and the list says so
+/// (hover: which files, and what to do); a folder of nothing else says so in its error. Before,
+/// a folder of TIFF exports said only "no images in …", and beside films they went unmentioned.
+#[test]
+fn images_in_other_formats_are_left_out_and_said_so() {
+    let other = |name: &str| repo("tests/fixtures/other_formats").join(name);
+    let root = temp_dir("review-other-formats");
+    let film = repo("assets/samples/person45_bacteria_221.jpeg");
+    std::fs::copy(&film, root.join("film.jpeg")).unwrap();
+    std::fs::create_dir_all(root.join("old")).unwrap();
+    std::fs::copy(other("grey8.tif"), root.join("old/scan.tif")).unwrap();
+    std::fs::write(root.join("README.txt"), b"not an image").unwrap();
+    let db = temp_dir("review-other-formats-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &root, &[]);
+    assert_eq!(h.state().review.as_ref().unwrap().rows.len(), 1);
+    let line = "1 image not listed: a TIFF file, a format the viewer does not read";
+    h.get_by_label(line).hover();
+    ui_support::step_until(&mut h, "the hover naming the file", |h| {
+        h.query_by_label_contains("old/scan.tif (TIFF)").is_some()
+    });
+
+    let tiffs = temp_dir("review-only-tiffs");
+    for name in ["a.tif", "b.tif"] {
+        std::fs::copy(other("grey8.tif"), tiffs.join(name)).unwrap();
+    }
+    std::fs::copy(other("grey8.bmp"), tiffs.join("c.bmp")).unwrap();
+    let picker = Arc::new(ScriptedPicker::opening(std::slice::from_ref(&tiffs)));
+    let app = ViewerApp::new(fast_settings(&db), picker, tiny_model(), None);
+    let mut h = harness(app);
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "the folder's message", |a| {
+        a.status.as_ref().is_some_and(|s| s.is_error)
+    });
+    assert_eq!(
+        h.state().status.as_ref().unwrap().text,
+        format!(
+            "no images in {}: 3 images left out, in formats cxr-viewer does not read (BMP, \
+             TIFF): a.tif, b.tif, c.bmp; convert them to PNG (16-bit grey keeps the depth) or DICOM",
+            tiffs.display()
+        )
+    );
+    h.get_by_label("3 images not listed: BMP, TIFF, formats the viewer does not read");
+}
+
 /// The folder's first file, opened on screen, cannot be read: the scan, which yields the CPU to
 /// the image on screen while it loads, must not wait for it forever (it did: "predicting 1/3
 /// (after the image on screen)" for good).

@@ -394,6 +394,119 @@ pub fn is_study_file(path: &Path) -> bool {
     by_extension || looks_like_study(path)
 }
 
+/// What to do with images in another format (`what`: "it", "them"), said wherever one is
+/// refused or left out.
+pub fn convert_advice(what: &str) -> String {
+    format!("convert {what} to PNG (16-bit grey keeps the depth) or DICOM")
+}
+
+/// The format of an image file the viewer does not read (TIFF, BMP, WebP, GIF, JPEG 2000, …),
+/// by its first bytes or, failing that, its extension; `None` for a study and for what is not an
+/// image. Folder walks skip such files, and used to do so without a word: a folder of TIFF
+/// exports listed "no images" and `analyze` analysed the PNGs beside them as if they were all.
+pub fn other_image_format(path: &Path) -> Option<String> {
+    let head = read_head(path).ok()?;
+    if detect(&head) != Detected::Unknown || is_dicomdir(path) {
+        return None;
+    }
+    other_image_format_of(path, &head)
+}
+
+fn other_image_format_of(path: &Path, head: &[u8]) -> Option<String> {
+    // JPEG 2000 outside DICOM: the image crate knows neither its box nor its codestream.
+    const JP2_SIGNATURE: &[u8] = b"\0\0\0\x0cjP  \r\n\x87\n";
+    const J2K_CODESTREAM: &[u8] = &[0xFF, 0x4F, 0xFF, 0x51];
+    if head.starts_with(JP2_SIGNATURE) || head.starts_with(J2K_CODESTREAM) {
+        return Some("JPEG 2000".into());
+    }
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(extension.as_deref(), Some("jp2" | "j2k" | "jpf" | "jpx")) {
+        return Some("JPEG 2000".into());
+    }
+    // The crate's format table works without its decoders, which this build leaves out.
+    let format = image::guess_format(head)
+        .ok()
+        .or_else(|| image::ImageFormat::from_path(path).ok())?;
+    use image::ImageFormat as F;
+    let name = match format {
+        // Read by content, so an image here with one of these extensions is not one.
+        F::Png | F::Jpeg => return None,
+        F::Tiff => "TIFF",
+        F::Bmp => "BMP",
+        F::WebP => "WebP",
+        F::Gif => "GIF",
+        F::Avif => "AVIF",
+        F::OpenExr => "OpenEXR",
+        other => return Some(format!("{other:?}").to_uppercase()),
+    };
+    Some(name.into())
+}
+
+/// Image files a folder walk left out because of their format ([`other_image_format`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OtherFormats {
+    /// Each file and its format, in walk order.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+impl OtherFormats {
+    /// Notes `path` if it is an image in another format.
+    pub fn note(&mut self, path: &Path) {
+        if let Some(format) = other_image_format(path) {
+            self.files.push((path.to_path_buf(), format));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The formats found, each once, sorted.
+    pub fn formats(&self) -> Vec<&str> {
+        let set: std::collections::BTreeSet<&str> =
+            self.files.iter().map(|(_, f)| f.as_str()).collect();
+        set.into_iter().collect()
+    }
+
+    /// One line for the CLI and the viewer's "no images" error, e.g. "2 images left out, in
+    /// formats cxr-viewer does not read (BMP, TIFF): a.bmp, b.tif; convert them to PNG … or
+    /// DICOM"; the first three names, then how many more.
+    pub fn summary(&self) -> Option<String> {
+        const NAMED: usize = 3;
+        let n = self.files.len();
+        if n == 0 {
+            return None;
+        }
+        let mut names: Vec<String> = self
+            .files
+            .iter()
+            .take(NAMED)
+            .map(|(p, _)| {
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| p.display().to_string())
+            })
+            .collect();
+        if n > NAMED {
+            names.push(format!("and {} more", n - NAMED));
+        }
+        let (images, formats, them) = if n == 1 {
+            ("1 image".to_string(), "a format", "it")
+        } else {
+            (format!("{n} images"), "formats", "them")
+        };
+        Some(format!(
+            "{images} left out, in {formats} cxr-viewer does not read ({}): {}; {}",
+            self.formats().join(", "),
+            names.join(", "),
+            convert_advice(them)
+        ))
+    }
+}
+
 /// Whether the first bytes say DICOM, PNG or JPEG: lets folder listings pick up DICOM files
 /// without an extension (common on PACS exports) while skipping READMEs and spreadsheets.
 /// Unreadable files count as not a study.
@@ -481,6 +594,11 @@ fn read_prefix(path: &Path, limit: u64) -> Result<Vec<u8>, LoadError> {
 fn unknown_format(path: &Path, head: &[u8]) -> LoadError {
     let reason = if head.is_empty() {
         "the file is empty".to_string()
+    } else if let Some(format) = other_image_format_of(path, head) {
+        format!(
+            "a {format} image: cxr-viewer reads DICOM, PNG and JPEG; {}",
+            convert_advice("it")
+        )
     } else {
         "not a DICOM, PNG or JPEG file (no DICM marker, DICOM data set, PNG or JPEG signature)"
             .to_string()

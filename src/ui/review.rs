@@ -235,6 +235,8 @@ pub struct Review {
     pub listed: bool,
     /// More files than [`MAX_STUDIES`]: the list is cut.
     pub truncated: bool,
+    /// Images the listing left out for their format (TIFF, BMP, …), said under the progress.
+    pub other_formats: crate::io::OtherFormats,
     pub finished: bool,
     pub cancel: Arc<AtomicBool>,
     /// Set while the image on screen is being analysed, so the list waits for it.
@@ -283,6 +285,7 @@ impl Review {
             by_path: HashMap::new(),
             listed: false,
             truncated: false,
+            other_formats: Default::default(),
             finished: false,
             cancel: Arc::new(AtomicBool::new(false)),
             pause: Arc::new(AtomicBool::new(false)),
@@ -629,6 +632,16 @@ pub fn folder_truth(root: &Path, path: &Path, config: &ModelConfig) -> Option<Fi
 /// says DICOM/PNG/JPEG. Hidden files and folders are skipped. Returns whether the list was cut
 /// at [`MAX_STUDIES`].
 pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
+    let (files, truncated, _) = list_studies_and_others(root, cancel);
+    (files, truncated)
+}
+
+/// [`list_studies`], and the images it left out for their format.
+pub fn list_studies_and_others(
+    root: &Path,
+    cancel: &AtomicBool,
+) -> (Vec<PathBuf>, bool, crate::io::OtherFormats) {
+    let mut others = crate::io::OtherFormats::default();
     // A DICOMDIR opened as a folder: the images of its records, in record order.
     if crate::io::is_dicomdir(root) {
         let mut files = crate::io::dicomdir_images(root).unwrap_or_else(|e| {
@@ -637,7 +650,7 @@ pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
         });
         let truncated = files.len() > MAX_STUDIES;
         files.truncate(MAX_STUDIES);
-        return (files, truncated);
+        return (files, truncated, others);
     }
     let mut out = Vec::new();
     for path in crate::io::files_under(root, MAX_DEPTH) {
@@ -646,12 +659,14 @@ pub fn list_studies(root: &Path, cancel: &AtomicBool) -> (Vec<PathBuf>, bool) {
         }
         if crate::io::is_study_file(&path) {
             if out.len() == MAX_STUDIES {
-                return (out, true);
+                return (out, true, others);
             }
             out.push(path);
+        } else {
+            others.note(&path);
         }
     }
-    (out, false)
+    (out, false, others)
 }
 
 /// The folder that listed paths are relative to: `root`, or the folder of a DICOMDIR.

@@ -460,6 +460,7 @@ impl ViewerApp {
                 scan_id,
                 rows,
                 truncated,
+                other_formats,
             } if scan_id == review.scan_id => {
                 // Rows a rescan kept come with their study ids.
                 for r in &rows {
@@ -468,6 +469,8 @@ impl ViewerApp {
                     }
                 }
                 review.set_rows(rows, truncated);
+                let left_out = other_formats.summary();
+                review.other_formats = other_formats;
                 let root = review.root.clone();
                 let on_screen = self
                     .current
@@ -484,7 +487,10 @@ impl ViewerApp {
                     .or_else(|| rows.first())
                     .map(|r| r.path.clone());
                 let Some(first) = first else {
-                    self.set_error(format!("no images in {}", root.display()));
+                    self.set_error(match left_out {
+                        Some(left_out) => format!("no images in {}: {left_out}", root.display()),
+                        None => format!("no images in {}", root.display()),
+                    });
                     return;
                 };
                 if truncated {

@@ -62,6 +62,31 @@ fn progress_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
         });
         return;
     }
+    if !review.other_formats.is_empty() {
+        let files = &review.other_formats.files;
+        let formats = review.other_formats.formats().join(", ");
+        let line = match files.len() {
+            1 => format!("1 image not listed: a {formats} file, a format the viewer does not read"),
+            n => format!("{n} images not listed: {formats}, formats the viewer does not read"),
+        };
+        let mut hover: Vec<String> = files
+            .iter()
+            .take(20)
+            .map(|(path, format)| {
+                let shown = path.strip_prefix(&review.root).unwrap_or(path);
+                format!("{} ({format})", shown.display())
+            })
+            .collect();
+        if files.len() > 20 {
+            hover.push(format!("… and {} more", files.len() - 20));
+        }
+        hover.push(format!(
+            "To review them, {}.",
+            crate::io::convert_advice(if files.len() == 1 { "it" } else { "them" })
+        ));
+        ui.label(RichText::new(line).small().color(WARN))
+            .on_hover_text(hover.join("\n"));
+    }
     let total = review.rows.len();
     let done = total - counts.pending;
     if review.finished || done == total {

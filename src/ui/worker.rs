@@ -122,6 +122,8 @@ pub enum ReviewMsg {
         scan_id: u64,
         rows: Vec<StudyRow>,
         truncated: bool,
+        /// Images left out for their format.
+        other_formats: crate::io::OtherFormats,
     },
     Row {
         scan_id: u64,
@@ -433,7 +435,8 @@ pub struct ScanSpec {
 pub fn scan_folder(out: Outbox, spec: ScanSpec) {
     spawn("review-scan", move || {
         let scan_id = spec.scan_id;
-        let (files, truncated) = review::list_studies(&spec.root, &spec.cancel);
+        let (files, truncated, other_formats) =
+            review::list_studies_and_others(&spec.root, &spec.cancel);
         let mut rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
         let paths = review::carry_over(&mut rows, &spec.known);
         let mut cache = spec.cache.as_deref().and_then(|path| {
@@ -463,6 +466,7 @@ pub fn scan_folder(out: Outbox, spec: ScanSpec) {
             scan_id,
             rows,
             truncated,
+            other_formats,
         }));
         let started = Instant::now();
         let to_predict = paths.len();
