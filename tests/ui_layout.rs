@@ -410,3 +410,65 @@ fn assert_inside_800_by_500(h: &Harness<'static, ViewerApp>, labels: &[&str]) {
         );
     }
 }
+
+/// The faithfulness plot's key lies under the plot, in one row where it fits, each stroke with its
+/// name: in the plot (egui_plot's legend, bottom-left corner) it covered most of a 150-px data
+/// area, where a faithful map's deletion curve falls.
+#[test]
+fn the_faithfulness_key_does_not_cover_its_curves() {
+    use cxr_viewer::explain::agreement::Method;
+    use cxr_viewer::explain::faithfulness::{Curves, MapFaithfulness, RandomReference};
+    use cxr_viewer::ui::faithfulness_panel::{faithfulness_ui, FaithfulnessView};
+    let random = Curves::new(vec![0.9, 0.8, 0.7, 0.6], vec![0.1, 0.2, 0.3, 0.4]);
+    let map = MapFaithfulness::new(
+        Curves::new(vec![0.9, 0.2, 0.1, 0.1], vec![0.1, 0.7, 0.8, 0.9]),
+        &RandomReference {
+            mean: random.clone(),
+            aopcs: vec![random.aopc],
+        },
+    );
+    let mut h = Harness::builder()
+        .with_size(Vec2::new(700.0, 600.0))
+        .build_ui(move |ui| {
+            let view = FaithfulnessView {
+                method: Method::GradCam,
+                map: Some(&map),
+                random: Some(&random),
+                describe: None,
+                agreement: None,
+                sanity: None,
+                running: None,
+                error: None,
+                cancelled: false,
+            };
+            faithfulness_ui(ui, &view);
+        });
+    h.run();
+    // The plot (150 px) sits between the verdict and the AUC line.
+    let verdict = h.get_by_label_contains("deletion AOPC").rect();
+    let auc = h.get_by_label_contains("deletion AUC").rect();
+    let names = [
+        "deletion: map",
+        "deletion: random",
+        "insertion: map",
+        "insertion: random",
+    ];
+    for name in names {
+        let key = h.get_by_label(name).rect();
+        assert!(
+            key.top() >= verdict.bottom() + 150.0 && key.bottom() <= auc.top(),
+            "{name} at {key:?}: not between the plot ({:?}) and the AUC line ({:?})",
+            verdict.bottom(),
+            auc.top()
+        );
+        assert!(key.width() > 18.0, "the stroke and the name: {key:?}");
+    }
+    let rows: Vec<f32> = names
+        .iter()
+        .map(|n| h.get_by_label(n).rect().center().y)
+        .collect();
+    assert!(
+        rows.iter().all(|y| (y - rows[0]).abs() < 1.0),
+        "one row at 700 px: {rows:?}"
+    );
+}

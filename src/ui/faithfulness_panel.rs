@@ -3,7 +3,7 @@
 //! sanity-check button. Reads plain results; returns what the user asked for.
 
 use egui::{Color32, RichText};
-use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{Line, LineStyle, Plot, PlotPoints};
 
 use crate::explain::agreement::{Agreement, Method};
 use crate::explain::faithfulness::{Curves, MapFaithfulness};
@@ -43,6 +43,35 @@ fn points(curve: &[f32]) -> PlotPoints<'static> {
         .enumerate()
         .map(|(k, v)| [k as f64 / s, *v as f64])
         .collect()
+}
+
+/// A short stroke as the plot draws the curve, then its name: one widget, so a wrapping row
+/// never parts the stroke from its name or breaks the name.
+fn legend_entry(ui: &mut egui::Ui, color: Color32, dashed: bool, text: &str) {
+    const STROKE_WIDTH: f32 = 18.0;
+    let gap = ui.spacing().item_spacing.x / 2.0;
+    let font = egui::TextStyle::Small.resolve(ui.style());
+    let galley = ui
+        .painter()
+        .layout_no_wrap(text.to_string(), font, ui.visuals().text_color());
+    let size = egui::vec2(STROKE_WIDTH + gap + galley.size().x, galley.size().y);
+    let (rect, response) = ui.allocate_exact_size(size, egui::Sense::hover());
+    response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, ui.is_enabled(), text));
+    let y = rect.center().y;
+    let (a, b) = (
+        egui::pos2(rect.left(), y),
+        egui::pos2(rect.left() + STROKE_WIDTH, y),
+    );
+    let stroke = egui::Stroke::new(2.0, color);
+    if dashed {
+        ui.painter()
+            .extend(egui::Shape::dashed_line(&[a, b], stroke, 4.0, 3.0));
+    } else {
+        ui.painter().line_segment([a, b], stroke);
+    }
+    let text_pos = egui::pos2(rect.left() + STROKE_WIDTH + gap, rect.top());
+    ui.painter()
+        .galley(text_pos, galley, ui.visuals().text_color());
 }
 
 pub fn faithfulness_ui(ui: &mut egui::Ui, view: &FaithfulnessView) -> Option<FaithfulnessAction> {
@@ -88,7 +117,6 @@ pub fn faithfulness_ui(ui: &mut egui::Ui, view: &FaithfulnessView) -> Option<Fai
             .allow_scroll(false)
             .x_axis_label("fraction of cells (most relevant first)")
             .y_axis_label("P(class)")
-            .legend(Legend::default().position(egui_plot::Corner::LeftBottom))
             .show(ui, |plot| {
                 plot.line(
                     Line::new("deletion: map", points(&m.curves.deletion))
@@ -114,6 +142,17 @@ pub fn faithfulness_ui(ui: &mut egui::Ui, view: &FaithfulnessView) -> Option<Fai
                     );
                 }
             });
+        // The key goes under the plot, not in it: in a plot this small, egui_plot's legend
+        // covered most of the data area, in any corner, and a faithful map's deletion curve
+        // falls through the bottom left, where it sat.
+        ui.horizontal_wrapped(|ui| {
+            legend_entry(ui, MAP_COLOR, false, "deletion: map");
+            legend_entry(ui, RANDOM_COLOR, false, "deletion: random");
+            if !m.curves.insertion.is_empty() {
+                legend_entry(ui, INSERT_COLOR, true, "insertion: map");
+                legend_entry(ui, RANDOM_COLOR, true, "insertion: random");
+            }
+        });
         let ins = m
             .curves
             .insertion_auc
