@@ -8,6 +8,7 @@ use std::sync::Once;
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::evaluation::{reliability, roc_curve, Case};
 
@@ -154,38 +155,89 @@ pub fn residual_png(cases: &[Case], path: &Path) -> Result<()> {
     })
 }
 
+/// One non-empty bin of the reliability diagram.
+#[derive(Clone, Debug, PartialEq)]
+struct ReliabilityBar {
+    bin: usize,
+    mean_predicted: f64,
+    observed: f64,
+    /// 95 % Wilson interval of the observed rate.
+    interval: [f64; 2],
+    n: usize,
+}
+
+/// The bars to draw, with how sure each is: a bin of one film reads 0 or 1 whatever the model's
+/// calibration, and bars alone drew it as firmly as a bin of two hundred.
+fn reliability_bars(cases: &[Case], bins: usize) -> Vec<ReliabilityBar> {
+    reliability(cases, bins)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (_, _, n))| *n > 0)
+        .filter_map(|(bin, (mean_predicted, observed, n))| {
+            let positives = (observed * n as f64).round() as usize;
+            Some(ReliabilityBar {
+                bin,
+                mean_predicted,
+                observed,
+                interval: crate::evaluation::wilson_interval(positives, n)?,
+                n,
+            })
+        })
+        .collect()
+}
+
 pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Result<()> {
-    let table = reliability(cases, bins);
+    let bars = reliability_bars(cases, bins);
     draw(path, |root| {
         let mut chart = unit_square_chart(
             &root,
             format!("Reliability of P(pneumonia) (ECE = {ece:.3}, {bins} bins)"),
-            "mean predicted P(pneumonia)",
+            "mean predicted P(pneumonia); whiskers: 95 % interval; numbers: films per bin",
             "observed pneumonia rate",
         )?;
         let width = 1.0 / bins as f64;
+        let x0 = |b: &ReliabilityBar| b.bin as f64 * width;
         chart
-            .draw_series(
-                table
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (_, _, n))| *n > 0)
-                    .map(|(i, (_, y, _))| {
-                        let x0 = i as f64 * width;
-                        Rectangle::new(
-                            [(x0 + 0.1 * width, 0.0), (x0 + 0.9 * width, *y)],
-                            BLUE.mix(0.5).filled(),
-                        )
-                    }),
-            )
+            .draw_series(bars.iter().map(|b| {
+                Rectangle::new(
+                    [
+                        (x0(b) + 0.1 * width, 0.0),
+                        (x0(b) + 0.9 * width, b.observed),
+                    ],
+                    BLUE.mix(0.5).filled(),
+                )
+            }))
+            .map_err(plot_error)?;
+        chart
+            .draw_series(bars.iter().flat_map(|b| {
+                let centre = x0(b) + 0.5 * width;
+                let cap = 0.2 * width;
+                let [lo, hi] = b.interval;
+                [
+                    PathElement::new([(centre, lo), (centre, hi)], BLACK.stroke_width(1)),
+                    PathElement::new([(centre - cap, lo), (centre + cap, lo)], BLACK),
+                    PathElement::new([(centre - cap, hi), (centre + cap, hi)], BLACK),
+                ]
+            }))
             .map_err(plot_error)?;
         chart
             .draw_series(
-                table
-                    .iter()
-                    .filter(|(_, _, n)| *n > 0)
-                    .map(|(p, y, _)| Circle::new((*p, *y), 4, RED.filled())),
+                bars.iter()
+                    .map(|b| Circle::new((b.mean_predicted, b.observed), 4, RED.filled())),
             )
+            .map_err(plot_error)?;
+        let count_style = ("sans-serif", 12)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart
+            .draw_series(bars.iter().map(|b| {
+                Text::new(
+                    b.n.to_string(),
+                    (x0(b) + 0.5 * width, 0.01),
+                    count_style.clone(),
+                )
+            }))
             .map_err(plot_error)?;
         Ok(())
     })
@@ -235,4 +287,48 @@ pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Pa
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case(positive: bool, probability: f32) -> Case {
+        Case {
+            file: String::new(),
+            positive,
+            probability,
+        }
+    }
+
+    #[test]
+    fn each_reliability_bar_carries_its_count_and_wilson_interval() {
+        // 15 bins of 1/15: 0.05 falls in bin 0, 0.95 and 0.99 in bin 14; bins 1–13 are empty.
+        let cases = [
+            case(false, 0.05),
+            case(true, 0.95),
+            case(true, 0.99),
+            case(false, 0.99),
+        ];
+        let bars = reliability_bars(&cases, 15);
+        assert_eq!(bars.len(), 2, "empty bins draw nothing");
+        let (low, high) = (&bars[0], &bars[1]);
+        assert_eq!((low.bin, low.n, low.observed), (0, 1, 0.0));
+        assert_eq!((high.bin, high.n), (14, 3));
+        assert!((high.mean_predicted - (0.95 + 0.99 + 0.99) / 3.0).abs() < 1e-6);
+        assert!((high.observed - 2.0 / 3.0).abs() < 1e-12);
+        // Wilson, z = 1.96, by hand: 0 of 1 gives [0, z²/(1 + z²)] = [0, 0.7934];
+        // 2 of 3: centre (2/3 + z²/6) / (1 + z²/3) = 0.5731, half-width 0.3654.
+        assert!(low.interval[0] == 0.0 && (low.interval[1] - 0.7934).abs() < 1e-4);
+        assert!(
+            (high.interval[0] - 0.2077).abs() < 1e-4,
+            "{:?}",
+            high.interval
+        );
+        assert!(
+            (high.interval[1] - 0.9385).abs() < 1e-4,
+            "{:?}",
+            high.interval
+        );
+    }
 }
