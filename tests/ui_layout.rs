@@ -111,7 +111,14 @@ fn the_smallest_window_keeps_the_film_and_the_result_in_view() {
     );
     assert_left_column_fits(
         &h,
-        &["chance", "rate", "hits", "top zone", "Uncertainty"],
+        &[
+            "chance",
+            "rate",
+            "95 % CI",
+            "hits",
+            "top zone",
+            "Uncertainty",
+        ],
         canvas,
     );
     // The settings' combo-box labels stay whole: "Colormap" was broken as "Colorm / ap".

@@ -24,6 +24,9 @@ pub struct ZoneAgreementRow {
     pub hits: usize,
     /// `hits / studies`; `None` without studies.
     pub rate: Option<f64>,
+    /// 95 % Wilson interval of `rate`: with a dozen notes, 58 % against a chance of 33 % may be
+    /// luck, and the table should say so.
+    pub rate_ci95: Option<[f64; 2]>,
     /// Expected rate of a map whose top zone is uniformly random over the six zones.
     pub chance: Option<f64>,
 }
@@ -52,6 +55,7 @@ pub fn zone_agreement<'a>(notes: impl IntoIterator<Item = &'a Note>) -> Vec<Zone
                 studies,
                 hits,
                 rate: (studies > 0).then(|| hits as f64 / studies as f64),
+                rate_ci95: crate::evaluation::wilson_interval(hits, studies),
                 chance: (studies > 0).then(|| chance_sum / studies as f64),
             }
         })
@@ -60,19 +64,28 @@ pub fn zone_agreement<'a>(notes: impl IntoIterator<Item = &'a Note>) -> Vec<Zone
 
 /// The table as plain text (CLI output, logs).
 pub fn format_table(rows: &[ZoneAgreementRow]) -> String {
-    let mut out = String::from("map          studies  top zone implicated  rate   chance\n");
+    let mut out =
+        String::from("map          studies  top zone implicated  rate   chance  rate 95 % CI\n");
     for r in rows {
         let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v));
         out.push_str(&format!(
-            "{:<12} {:>7}  {:>20}  {:>5}  {:>6}\n",
+            "{:<12} {:>7}  {:>20}  {:>5}  {:>6}  {}\n",
             r.map,
             r.studies,
             r.hits,
             pct(r.rate),
-            pct(r.chance)
+            pct(r.chance),
+            interval_text(r.rate_ci95)
         ));
     }
     out
+}
+
+/// "32–81 %", or "—" without studies.
+pub fn interval_text(interval: Option<[f64; 2]>) -> String {
+    interval.map_or("—".to_string(), |[lo, hi]| {
+        format!("{:.0}–{:.0} %", 100.0 * lo, 100.0 * hi)
+    })
 }
 
 #[cfg(test)]
@@ -99,9 +112,15 @@ mod tests {
         assert_eq!(rows[0].map, "gradcam");
         assert_eq!((rows[0].studies, rows[0].hits), (2, 2));
         assert_eq!(rows[0].rate, Some(1.0));
+        // Wilson at z = 1.96 for 2 of 2, by hand: [2/(2 + z²), 1] = [0.3424, 1].
+        let [lo, hi] = rows[0].rate_ci95.unwrap();
+        assert!((lo - 0.3424).abs() < 1e-4 && hi == 1.0, "{lo} {hi}");
+        assert_eq!(interval_text(rows[0].rate_ci95), "34–100 %");
+        assert_eq!(interval_text(rows[2].rate_ci95), "—");
         assert!((rows[0].chance.unwrap() - 1.0 / 6.0).abs() < 1e-12);
         assert_eq!((rows[1].studies, rows[1].hits), (1, 0));
         assert_eq!(rows[2].studies, 0);
         assert_eq!(rows[2].rate, None);
+        assert_eq!(rows[2].rate_ci95, None);
     }
 }

@@ -98,13 +98,13 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
     ui.label(
         RichText::new(
             "Studies with a note: how often the implicated zones (ticked or under a box) \
-             contain the map's top zone. Chance: a random top zone.",
+             contain the map's top zone, with its 95 % interval. Chance: a random top zone.",
         )
         .small()
         .weak(),
     );
     let pct = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v));
-    let cells: Vec<[String; 4]> = rows
+    let cells: Vec<[String; 5]> = rows
         .iter()
         .map(|r| {
             let label = Saliency::parse(r.map).map_or(r.map, Saliency::label);
@@ -112,11 +112,12 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
                 label.to_string(),
                 format!("{} of {}", r.hits, r.studies),
                 pct(r.rate),
+                crate::notes::zone_agreement::interval_text(r.rate_ci95),
                 pct(r.chance),
             ]
         })
         .collect();
-    const HEADERS: [&str; 4] = ["map", "top zone implicated", "rate", "chance"];
+    const HEADERS: [&str; 5] = ["map", "top zone implicated", "rate", "95 % CI", "chance"];
     let column = |i: usize| -> Vec<String> {
         std::iter::once(HEADERS[i].to_string())
             .chain(cells.iter().map(|c| c[i].clone()))
@@ -125,13 +126,13 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
     // "Uncertainty (MC-dropout CAM std)" and "top zone implicated" ran under the film in the
     // 800-px window's side column: there the maps get short names and the header one word, with
     // the full ones on hover; narrower still, the table scrolls sideways.
-    let short = !super::panels::grid_fits(ui, &(0..4).map(column).collect::<Vec<_>>());
+    let short = !super::panels::grid_fits(ui, &(0..5).map(column).collect::<Vec<_>>());
     egui::ScrollArea::horizontal()
         .id_salt("zone-agreement-sideways")
         .show(ui, |ui| {
             egui::Grid::new("zone-agreement")
                 .striped(true)
-                .num_columns(4)
+                .num_columns(5)
                 .show(ui, |ui| {
                     for h in HEADERS {
                         let hits = (short && h == HEADERS[1]).then_some("hits");
