@@ -248,6 +248,9 @@ pub fn localise(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct LocalisationSummary {
     pub pointing_game: Option<f64>,
+    /// 95 % Wilson interval of the pointing-game hit rate: boxed films are few (six in the
+    /// shipped RSNA sample), and 2 hits of 3 says little.
+    pub pointing_game_ci95: Option<[f64; 2]>,
     pub energy_in_boxes: Option<f64>,
     pub iou: Option<f64>,
     pub n: usize,
@@ -257,9 +260,10 @@ impl LocalisationSummary {
     pub fn of(results: &[Localisation]) -> Self {
         let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let n = results.len();
+        let hits = results.iter().filter(|r| r.pointing_hit).count();
         Self {
-            pointing_game: (n > 0)
-                .then(|| results.iter().filter(|r| r.pointing_hit).count() as f64 / n as f64),
+            pointing_game: (n > 0).then(|| hits as f64 / n as f64),
+            pointing_game_ci95: crate::evaluation::wilson_interval(hits, n),
             energy_in_boxes: mean(results.iter().filter_map(|r| r.energy_in_boxes).collect()),
             iou: mean(results.iter().filter_map(|r| r.iou).collect()),
             n,
@@ -364,6 +368,14 @@ mod tests {
         let s = LocalisationSummary::of(&r);
         assert_eq!(s.n, 2);
         assert_eq!(s.pointing_game, Some(0.5));
+        // Wilson at z = 1.96 for 1 of 2, by hand: centre ½, half-width
+        // z·√(p(1 − p)/n + z²/4n²) / (1 + z²/n) = 0.4055: [0.0945, 0.9055].
+        let [lo, hi] = s.pointing_game_ci95.unwrap();
+        assert!(
+            (lo - 0.0945).abs() < 1e-4 && (hi - 0.9055).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        assert_eq!(LocalisationSummary::of(&[]).pointing_game_ci95, None);
         assert_eq!(s.energy_in_boxes, Some(0.375));
         assert_eq!(s.iou, Some(0.2));
     }
