@@ -417,8 +417,13 @@ pub struct ReportRow {
     pub n: usize,
     pub unreadable: usize,
     pub auroc: Option<f64>,
+    /// Stratified bootstrap 95 % interval of `auroc` (as `eval`'s AUC): 26 adult films against
+    /// 794 validation films leave a wide one, which the target (≥ 0.99) has to be read against.
+    pub auroc_ci95: Option<[f64; 2]>,
     /// Share flagged by the pixel detector alone.
     pub flagged_pixels: f64,
+    /// 95 % Wilson interval of `flagged_pixels`.
+    pub flagged_pixels_ci95: Option<[f64; 2]>,
     /// Share flagged by the whole guard (header rules + pixels).
     pub flagged_guard: f64,
     /// AUROC of each depth's distance alone.
@@ -434,6 +439,56 @@ fn per_depth_aurocs(val: &[Vec<f32>], ood: &[Vec<f32>]) -> Vec<Option<f64>> {
             auroc(&v, &o)
         })
         .collect()
+}
+
+/// The AUROC of `scores` against the validation films' with its bootstrap interval, and the
+/// share of `scores` above `threshold` with its Wilson interval.
+fn auroc_and_flagged(
+    val_scores: &[f32],
+    scores: &[f32],
+    threshold: f32,
+) -> (Option<f64>, Option<[f64; 2]>, f64, Option<[f64; 2]>) {
+    use crate::evaluation::{
+        auc_bootstrap_interval, wilson_interval, Case, AUC_BOOTSTRAP_RESAMPLES,
+    };
+    let case = |positive: bool| {
+        move |&s: &f32| Case {
+            file: String::new(),
+            positive,
+            probability: s,
+        }
+    };
+    let cases: Vec<Case> = val_scores
+        .iter()
+        .map(case(false))
+        .chain(scores.iter().map(case(true)))
+        .collect();
+    let flagged = scores.iter().filter(|s| **s > threshold).count();
+    (
+        auroc(val_scores, scores),
+        auc_bootstrap_interval(&cases, AUC_BOOTSTRAP_RESAMPLES, 0),
+        flagged as f64 / scores.len().max(1) as f64,
+        wilson_interval(flagged, scores.len()),
+    )
+}
+
+/// "0.977 (0.951–0.994)"; "–" for none.
+fn with_interval(
+    value: Option<f64>,
+    interval: Option<[f64; 2]>,
+    scale: f64,
+    digits: usize,
+) -> String {
+    match (value, interval) {
+        (Some(v), Some([lo, hi])) => format!(
+            "{:.digits$} ({:.digits$}–{:.digits$})",
+            scale * v,
+            scale * lo,
+            scale * hi
+        ),
+        (Some(v), None) => format!("{:.digits$}", scale * v),
+        (None, _) => "–".to_string(),
+    }
 }
 
 /// Scores every image under each subfolder of `ood` and the validation films; returns the table.
@@ -458,14 +513,17 @@ pub fn scope_report(
         .collect::<Result<_>>()?;
     let val_depths: Vec<Vec<f32>> = val_feats.iter().map(|f| stats.per_depth(f)).collect();
     let val_scores: Vec<f32> = val_depths.iter().map(|d| stats.score_of(d)).collect();
-    let val_flagged = val_scores.iter().filter(|s| **s > stats.threshold).count();
+    let (_, _, val_flagged, val_flagged_ci95) =
+        auroc_and_flagged(&val_scores, &val_scores, stats.threshold);
     let mut rows = vec![ReportRow {
         category: "validation split (in scope)".into(),
         n: val_scores.len(),
         unreadable: val.len() - val_scores.len(),
         auroc: None,
-        flagged_pixels: val_flagged as f64 / val_scores.len().max(1) as f64,
-        flagged_guard: val_flagged as f64 / val_scores.len().max(1) as f64,
+        auroc_ci95: None,
+        flagged_pixels: val_flagged,
+        flagged_pixels_ci95: val_flagged_ci95,
+        flagged_guard: val_flagged,
         auroc_per_depth: Vec::new(),
     }];
     let mut categories: Vec<PathBuf> = std::fs::read_dir(ood)
@@ -513,19 +571,22 @@ pub fn scope_report(
             }
         }
         let n = scores.len();
+        let (auroc, auroc_ci95, flagged_pixels, flagged_pixels_ci95) =
+            auroc_and_flagged(&val_scores, &scores, stats.threshold);
         rows.push(ReportRow {
             category: name,
             n,
             unreadable,
-            auroc: auroc(&val_scores, &scores),
-            flagged_pixels: scores.iter().filter(|s| **s > stats.threshold).count() as f64
-                / n.max(1) as f64,
+            auroc,
+            auroc_ci95,
+            flagged_pixels,
+            flagged_pixels_ci95,
             flagged_guard: guard as f64 / n.max(1) as f64,
             auroc_per_depth: per_depth_aurocs(&val_depths, &depth_scores),
         });
     }
     let mut table = format!(
-        "scope statistics {} (threshold {:.3}), model {}\n\n| category | n | AUROC vs validation | flagged (pixels) | flagged (header + pixels) | unreadable | AUROC per depth ({}) |\n|---|---:|---:|---:|---:|---:|---|\n",
+        "scope statistics {} (threshold {:.3}), model {}\n\n| category | n | AUROC vs validation (95 % CI) | flagged (pixels; 95 % CI) | flagged (header + pixels) | unreadable | AUROC per depth ({}) |\n|---|---:|---:|---:|---:|---:|---|\n",
         stats
             .path
             .file_name()
@@ -537,11 +598,11 @@ pub fn scope_report(
     );
     for r in &rows {
         table.push_str(&format!(
-            "| {} | {} | {} | {:.1} % | {:.1} % | {} | {} |\n",
+            "| {} | {} | {} | {} % | {:.1} % | {} | {} |\n",
             r.category,
             r.n,
-            r.auroc.map_or("–".to_string(), |a| format!("{a:.3}")),
-            100.0 * r.flagged_pixels,
+            with_interval(r.auroc, r.auroc_ci95, 1.0, 3),
+            with_interval(Some(r.flagged_pixels), r.flagged_pixels_ci95, 100.0, 1),
             100.0 * r.flagged_guard,
             r.unreadable,
             r.auroc_per_depth
@@ -552,4 +613,35 @@ pub fn scope_report(
         ));
     }
     Ok((rows, table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_category_gets_its_intervals() {
+        // 8 validation scores 0..7; 4 out-of-scope scores, three above every validation score
+        // and one (3.5) above four of them: AUROC = (3·8 + 4) / 32 = 0.875.
+        let val: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let ood = [3.5, 10.0, 11.0, 12.0];
+        let (auroc, auroc_ci, flagged, flagged_ci) = auroc_and_flagged(&val, &ood, 6.5);
+        assert_eq!(auroc, Some(0.875));
+        let [lo, hi] = auroc_ci.unwrap();
+        assert!(lo < 0.875 && hi == 1.0, "[{lo}, {hi}]");
+        // 3 of 4 above 6.5; Wilson by hand: centre (0.75 + z²/8) / (1 + z²/4) = 0.6275,
+        // half-width z·√(0.75·0.25/4 + z²/64) / (1 + z²/4) = 0.3269.
+        assert_eq!(flagged, 0.75);
+        let [flo, fhi] = flagged_ci.unwrap();
+        assert!(
+            (flo - 0.3006).abs() < 1e-3 && (fhi - 0.9544).abs() < 1e-3,
+            "[{flo}, {fhi}]"
+        );
+        assert_eq!(
+            with_interval(Some(flagged), flagged_ci, 100.0, 1),
+            "75.0 (30.1–95.4)"
+        );
+        assert_eq!(with_interval(None, None, 1.0, 3), "–");
+        assert_eq!(with_interval(Some(0.5), None, 1.0, 3), "0.500");
+    }
 }
