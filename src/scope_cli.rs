@@ -441,13 +441,18 @@ fn per_depth_aurocs(val: &[Vec<f32>], ood: &[Vec<f32>]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// One category's separation from the validation films, with intervals.
+#[derive(Debug)]
+struct Separation {
+    auroc: Option<f64>,
+    auroc_ci95: Option<[f64; 2]>,
+    flagged: f64,
+    flagged_ci95: Option<[f64; 2]>,
+}
+
 /// The AUROC of `scores` against the validation films' with its bootstrap interval, and the
 /// share of `scores` above `threshold` with its Wilson interval.
-fn auroc_and_flagged(
-    val_scores: &[f32],
-    scores: &[f32],
-    threshold: f32,
-) -> (Option<f64>, Option<[f64; 2]>, f64, Option<[f64; 2]>) {
+fn auroc_and_flagged(val_scores: &[f32], scores: &[f32], threshold: f32) -> Separation {
     use crate::evaluation::{
         auc_bootstrap_interval, wilson_interval, Case, AUC_BOOTSTRAP_RESAMPLES,
     };
@@ -464,12 +469,12 @@ fn auroc_and_flagged(
         .chain(scores.iter().map(case(true)))
         .collect();
     let flagged = scores.iter().filter(|s| **s > threshold).count();
-    (
-        auroc(val_scores, scores),
-        auc_bootstrap_interval(&cases, AUC_BOOTSTRAP_RESAMPLES, 0),
-        flagged as f64 / scores.len().max(1) as f64,
-        wilson_interval(flagged, scores.len()),
-    )
+    Separation {
+        auroc: auroc(val_scores, scores),
+        auroc_ci95: auc_bootstrap_interval(&cases, AUC_BOOTSTRAP_RESAMPLES, 0),
+        flagged: flagged as f64 / scores.len().max(1) as f64,
+        flagged_ci95: wilson_interval(flagged, scores.len()),
+    }
 }
 
 /// "0.977 (0.951–0.994)"; "–" for none.
@@ -513,17 +518,16 @@ pub fn scope_report(
         .collect::<Result<_>>()?;
     let val_depths: Vec<Vec<f32>> = val_feats.iter().map(|f| stats.per_depth(f)).collect();
     let val_scores: Vec<f32> = val_depths.iter().map(|d| stats.score_of(d)).collect();
-    let (_, _, val_flagged, val_flagged_ci95) =
-        auroc_and_flagged(&val_scores, &val_scores, stats.threshold);
+    let val_flagged = auroc_and_flagged(&val_scores, &val_scores, stats.threshold);
     let mut rows = vec![ReportRow {
         category: "validation split (in scope)".into(),
         n: val_scores.len(),
         unreadable: val.len() - val_scores.len(),
         auroc: None,
         auroc_ci95: None,
-        flagged_pixels: val_flagged,
-        flagged_pixels_ci95: val_flagged_ci95,
-        flagged_guard: val_flagged,
+        flagged_pixels: val_flagged.flagged,
+        flagged_pixels_ci95: val_flagged.flagged_ci95,
+        flagged_guard: val_flagged.flagged,
         auroc_per_depth: Vec::new(),
     }];
     let mut categories: Vec<PathBuf> = std::fs::read_dir(ood)
@@ -571,16 +575,15 @@ pub fn scope_report(
             }
         }
         let n = scores.len();
-        let (auroc, auroc_ci95, flagged_pixels, flagged_pixels_ci95) =
-            auroc_and_flagged(&val_scores, &scores, stats.threshold);
+        let separation = auroc_and_flagged(&val_scores, &scores, stats.threshold);
         rows.push(ReportRow {
             category: name,
             n,
             unreadable,
-            auroc,
-            auroc_ci95,
-            flagged_pixels,
-            flagged_pixels_ci95,
+            auroc: separation.auroc,
+            auroc_ci95: separation.auroc_ci95,
+            flagged_pixels: separation.flagged,
+            flagged_pixels_ci95: separation.flagged_ci95,
             flagged_guard: guard as f64 / n.max(1) as f64,
             auroc_per_depth: per_depth_aurocs(&val_depths, &depth_scores),
         });
@@ -625,7 +628,12 @@ mod tests {
         // and one (3.5) above four of them: AUROC = (3·8 + 4) / 32 = 0.875.
         let val: Vec<f32> = (0..8).map(|v| v as f32).collect();
         let ood = [3.5, 10.0, 11.0, 12.0];
-        let (auroc, auroc_ci, flagged, flagged_ci) = auroc_and_flagged(&val, &ood, 6.5);
+        let Separation {
+            auroc,
+            auroc_ci95: auroc_ci,
+            flagged,
+            flagged_ci95: flagged_ci,
+        } = auroc_and_flagged(&val, &ood, 6.5);
         assert_eq!(auroc, Some(0.875));
         let [lo, hi] = auroc_ci.unwrap();
         assert!(lo < 0.875 && hi == 1.0, "[{lo}, {hi}]");
