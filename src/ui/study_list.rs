@@ -229,8 +229,10 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
                     ui.end_row();
                 });
         });
-    if let Some(line) = metrics_line([counts.tp, counts.fp, counts.tn, counts.fn_]) {
-        ui.label(RichText::new(line).small());
+    let all = [counts.tp, counts.fp, counts.tn, counts.fn_];
+    if let (Some(line), Some(intervals)) = (metrics_line(all), metrics_intervals(all)) {
+        ui.label(RichText::new(line).small())
+            .on_hover_text(intervals);
     }
     // As `eval` prints it: the answers outside the model's scope are not meaningful, so the
     // figures without them are the ones that describe the model.
@@ -238,8 +240,14 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
     if in_scope_n < counts.labelled() {
         let line =
             metrics_line(counts.in_scope).map_or("none labelled".to_string(), |l| l.to_string());
+        let hover = match metrics_intervals(counts.in_scope) {
+            Some(intervals) => {
+                format!("The studies the scope guard flagged are left out.\n{intervals}")
+            }
+            None => "The studies the scope guard flagged are left out.".to_string(),
+        };
         ui.label(RichText::new(format!("in scope only: {line}")).small())
-            .on_hover_text("the studies the scope guard flagged are left out");
+            .on_hover_text(hover);
     }
     let mut extra = Vec::new();
     if counts.unlabelled > 0 {
@@ -273,6 +281,24 @@ pub fn metrics_line([tp, fp, tn, fn_]: [usize; 4]) -> Option<String> {
             ratio(tp + tn, n),
             ratio(tp, tp + fn_),
             ratio(tn, tn + fp),
+        )
+    })
+}
+
+/// The 95 % Wilson intervals of [`metrics_line`]'s figures, as `eval` gives them: a folder of a
+/// few dozen studies reads "specificity 1.000", which says little on its own.
+pub fn metrics_intervals([tp, fp, tn, fn_]: [usize; 4]) -> Option<String> {
+    let n = tp + fp + tn + fn_;
+    let interval = |a: usize, b: usize| {
+        crate::evaluation::wilson_interval(a, b)
+            .map_or("n/a".to_string(), |[lo, hi]| format!("{lo:.3}–{hi:.3}"))
+    };
+    (n > 0).then(|| {
+        format!(
+            "95 % intervals (Wilson): accuracy {} · sensitivity {} · specificity {}",
+            interval(tp + tn, n),
+            interval(tp, tp + fn_),
+            interval(tn, tn + fp),
         )
     })
 }
@@ -652,6 +678,25 @@ mod tests {
             "é".repeat(160)
         );
         assert_eq!(summary, want);
+    }
+
+    #[test]
+    fn the_folder_metrics_come_with_their_wilson_intervals() {
+        // [tp, fp, tn, fn] = [2, 0, 1, 1]. By hand (z = 1.96): accuracy 3 of 4 → centre
+        // (0.75 + z²/8)/(1 + z²/4) = 0.6275 ± 0.3269; sensitivity 2 of 3 → 0.5731 ± 0.3654;
+        // specificity 1 of 1 → [1/(1 + z²), 1] = [0.2065, 1].
+        assert_eq!(
+            metrics_intervals([2, 0, 1, 1]).unwrap(),
+            "95 % intervals (Wilson): accuracy 0.301–0.954 · sensitivity 0.208–0.939 · \
+             specificity 0.207–1.000"
+        );
+        // No positives: sensitivity has none.
+        assert_eq!(
+            metrics_intervals([0, 1, 1, 0]).unwrap(),
+            "95 % intervals (Wilson): accuracy 0.095–0.905 · sensitivity n/a · specificity \
+             0.095–0.905"
+        );
+        assert_eq!(metrics_intervals([0; 4]), None);
     }
 
     #[test]
