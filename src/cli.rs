@@ -89,10 +89,8 @@ fn studies_of(input: &Path, others: &mut crate::io::OtherFormats) -> Result<Vec<
     } else if input.is_dir() {
         let mut files = Vec::new();
         for f in crate::io::files_under(input, usize::MAX) {
-            if crate::io::is_study_file(&f) {
+            if others.study_or_note(&f) {
                 files.push(f);
-            } else {
-                others.note(&f);
             }
         }
         (input, files)

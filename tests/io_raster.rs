@@ -406,6 +406,15 @@ fn an_image_in_another_format_is_refused_by_its_format_name() {
             path.display()
         );
     }
+    // A walk's one read tells the three apart.
+    use cxr_viewer::io::{found_file_kind, FoundFile};
+    assert_eq!(found_file_kind(&bare), FoundFile::OtherImage("TIFF".into()));
+    assert_eq!(found_file_kind(&fixture("png_named.dcm")), FoundFile::Study);
+    assert_eq!(found_file_kind(&tmp("readme.txt")), FoundFile::Other);
+    let mut others = cxr_viewer::io::OtherFormats::default();
+    assert!(!others.study_or_note(&bare) && others.study_or_note(&fixture("gray8.jpg")));
+    assert!(!others.study_or_note(&tmp("readme.txt")));
+    assert_eq!(others.files, [(bare.clone(), "TIFF".to_string())]);
     let (_, msg) = err_text(&tmp("readme.txt"));
     assert!(
         msg.ends_with(

@@ -384,14 +384,40 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["dcm", "dicom", "png", "jpg", "jpeg"];
 /// Whether a file found in a folder walk is a study: an image extension, or first bytes that say
 /// DICOM, PNG or JPEG; never a DICOMDIR, which is an index of images, not one.
 pub fn is_study_file(path: &Path) -> bool {
+    found_file_kind(path) == FoundFile::Study
+}
+
+/// What a folder walk found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FoundFile {
+    /// Listed: see [`is_study_file`].
+    Study,
+    /// An image in a format the viewer does not read ([`other_image_format`]).
+    OtherImage(String),
+    /// Anything else (a README, a spreadsheet, a DICOMDIR, an unreadable file).
+    Other,
+}
+
+/// [`is_study_file`] and [`other_image_format`] in one read of the file's first bytes, for
+/// walks that want both (folders on network shares pay for every read).
+pub fn found_file_kind(path: &Path) -> FoundFile {
     if is_dicomdir(path) {
-        return false;
+        return FoundFile::Other;
     }
     let by_extension = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-    by_extension || looks_like_study(path)
+    if by_extension {
+        return FoundFile::Study;
+    }
+    match read_head(path) {
+        Ok(head) if detect(&head) != Detected::Unknown => FoundFile::Study,
+        Ok(head) => {
+            other_image_format_of(path, &head).map_or(FoundFile::Other, FoundFile::OtherImage)
+        }
+        Err(_) => FoundFile::Other,
+    }
 }
 
 /// What to do with images in another format (`what`: "it", "them"), said wherever one is
@@ -453,10 +479,15 @@ pub struct OtherFormats {
 }
 
 impl OtherFormats {
-    /// Notes `path` if it is an image in another format.
-    pub fn note(&mut self, path: &Path) {
-        if let Some(format) = other_image_format(path) {
-            self.files.push((path.to_path_buf(), format));
+    /// Whether `path` is a study; if it is an image in another format, notes it.
+    pub fn study_or_note(&mut self, path: &Path) -> bool {
+        match found_file_kind(path) {
+            FoundFile::Study => true,
+            FoundFile::OtherImage(format) => {
+                self.files.push((path.to_path_buf(), format));
+                false
+            }
+            FoundFile::Other => false,
         }
     }
 

@@ -657,13 +657,11 @@ pub fn list_studies_and_others(
         if cancel.load(AtomicOrdering::Relaxed) {
             break;
         }
-        if crate::io::is_study_file(&path) {
+        if others.study_or_note(&path) {
             if out.len() == MAX_STUDIES {
                 return (out, true, others);
             }
             out.push(path);
-        } else {
-            others.note(&path);
         }
     }
     (out, false, others)
