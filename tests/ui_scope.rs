@@ -158,6 +158,13 @@ fn check(in_scope: bool) -> ScopeCheck {
     }
 }
 
+/// The folder `/r` listing `rows`, as after a scan.
+fn review_of(rows: Vec<StudyRow>) -> Review {
+    let mut review = Review::new(1, PathBuf::from("/r"));
+    review.set_rows(rows, false);
+    review
+}
+
 /// A viewer (no film open) whose study list shows `review`, as after a folder scan.
 fn listing(mut review: Review, tag: &str) -> egui_kittest::Harness<'static, ViewerApp> {
     let settings = ui_support::fast_settings(&temp_dir(tag).join("notes.sqlite3"));
@@ -169,16 +176,12 @@ fn listing(mut review: Review, tag: &str) -> egui_kittest::Harness<'static, View
 
 #[test]
 fn study_list_out_of_scope_filter_and_count() {
-    let mut review = Review::new(1, PathBuf::from("/r"));
-    review.set_rows(
-        vec![
-            row("a_in", Some(check(true))),
-            row("b_hip", Some(check(false))),
-            row("c_pending", None),
-            row("d_out", Some(check(false))),
-        ],
-        false,
-    );
+    let mut review = review_of(vec![
+        row("a_in", Some(check(true))),
+        row("b_hip", Some(check(false))),
+        row("c_pending", None),
+        row("d_out", Some(check(false))),
+    ]);
     let notes = HashMap::new();
     assert_eq!(review.counts(&notes, 0).out_of_scope, 2);
     let names = |r: &Review| -> Vec<String> {
@@ -206,15 +209,11 @@ fn study_list_out_of_scope_filter_and_count() {
 /// its probability in parentheses, as on the result panel after "Show anyway".
 #[test]
 fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
-    let mut review = Review::new(1, PathBuf::from("/r"));
-    review.set_rows(
-        vec![
-            row("a_in", Some(check(true))),
-            row("b_hip", Some(check(false))),
-            row("d_out", Some(check(false))),
-        ],
-        false,
-    );
+    let review = review_of(vec![
+        row("a_in", Some(check(true))),
+        row("b_hip", Some(check(false))),
+        row("d_out", Some(check(false))),
+    ]);
     let mut h = listing(review, "ui-scope-list");
     step_until(&mut h, "the list", |h| {
         h.query_all_by_label_contains("0.90").count() >= 3
@@ -235,15 +234,11 @@ fn study_list_shows_an_out_of_scope_probability_in_parentheses() {
 /// when the first out-of-scope row arrives after the list was laid out (it read "(0…").
 #[test]
 fn a_late_out_of_scope_probability_is_not_cut_off() {
-    let mut review = Review::new(1, PathBuf::from("/r"));
-    review.set_rows(
-        vec![
-            row("a_in", Some(check(true))),
-            row("b_in", Some(check(true))),
-            row("c_later", None),
-        ],
-        false,
-    );
+    let review = review_of(vec![
+        row("a_in", Some(check(true))),
+        row("b_in", Some(check(true))),
+        row("c_later", None),
+    ]);
     let mut h = listing(review, "ui-scope-late");
     let shown = |h: &mut egui_kittest::Harness<'_, ViewerApp>, label: &str| {
         step_until(h, label, |h| h.query_all_by_label(label).count() > 0);
@@ -267,15 +262,11 @@ fn a_late_out_of_scope_probability_is_not_cut_off() {
 /// TP 1, FP 2; without the flagged one TP 1, FP 1).
 #[test]
 fn the_folder_metrics_also_leave_out_of_scope_studies_out() {
-    let mut review = Review::new(1, PathBuf::from("/r"));
-    review.set_rows(
-        vec![
-            labelled("a_tp", Finding::Positive, true),
-            labelled("b_fp_hip", Finding::Negative, false),
-            labelled("c_fp", Finding::Negative, true),
-        ],
-        false,
-    );
+    let review = review_of(vec![
+        labelled("a_tp", Finding::Positive, true),
+        labelled("b_fp_hip", Finding::Negative, false),
+        labelled("c_fp", Finding::Negative, true),
+    ]);
     let notes = HashMap::new();
     let counts = review.counts(&notes, 0);
     assert_eq!((counts.tp, counts.fp, counts.tn, counts.fn_), (1, 2, 0, 0));
@@ -303,16 +294,12 @@ fn labelled(name: &str, truth: Finding, in_scope: bool) -> StudyRow {
 /// dimmed like its probability (it was a red "FP" beside the dimmed answer), and never cut off.
 #[test]
 fn study_list_shows_an_out_of_scope_outcome_in_parentheses() {
-    let mut review = Review::new(1, PathBuf::from("/r"));
-    review.set_rows(
-        vec![
-            labelled("a_tp", Finding::Positive, true),
-            labelled("b_fp_hip", Finding::Negative, false),
-            labelled("c_fp", Finding::Negative, true),
-            labelled("d_tp_hip", Finding::Positive, false),
-        ],
-        false,
-    );
+    let review = review_of(vec![
+        labelled("a_tp", Finding::Positive, true),
+        labelled("b_fp_hip", Finding::Negative, false),
+        labelled("c_fp", Finding::Negative, true),
+        labelled("d_tp_hip", Finding::Positive, false),
+    ]);
     let mut h = listing(review, "ui-scope-outcome");
     step_until(&mut h, "the outcomes", |h| {
         h.query_all_by_label_contains("FP").count() >= 2

@@ -266,41 +266,37 @@ fn confusion_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
 
 /// "accuracy … · sensitivity … · specificity … (n = …)" from `[tp, fp, tn, fn]`; `None` with
 /// nothing labelled.
-pub fn metrics_line([tp, fp, tn, fn_]: [usize; 4]) -> Option<String> {
-    let n = tp + fp + tn + fn_;
+pub fn metrics_line(counts: [usize; 4]) -> Option<String> {
+    let n: usize = counts.iter().sum();
     let ratio = |a: usize, b: usize| {
-        if b == 0 {
-            "n/a".to_string()
-        } else {
+        if b > 0 {
             format!("{:.3}", a as f64 / b as f64)
+        } else {
+            "n/a".to_string()
         }
     };
-    (n > 0).then(|| {
-        format!(
-            "accuracy {} · sensitivity {} · specificity {} (n = {n})",
-            ratio(tp + tn, n),
-            ratio(tp, tp + fn_),
-            ratio(tn, tn + fp),
-        )
-    })
+    (n > 0).then(|| format!("{} (n = {n})", the_three(counts, ratio)))
 }
 
 /// The 95 % Wilson intervals of [`metrics_line`]'s figures, as `eval` gives them: a folder of a
 /// few dozen studies reads "specificity 1.000", which says little on its own.
-pub fn metrics_intervals([tp, fp, tn, fn_]: [usize; 4]) -> Option<String> {
-    let n = tp + fp + tn + fn_;
+pub fn metrics_intervals(counts: [usize; 4]) -> Option<String> {
     let interval = |a: usize, b: usize| {
         crate::evaluation::wilson_interval(a, b)
             .map_or("n/a".to_string(), |[lo, hi]| format!("{lo:.3}–{hi:.3}"))
     };
-    (n > 0).then(|| {
-        format!(
-            "95 % intervals (Wilson): accuracy {} · sensitivity {} · specificity {}",
-            interval(tp + tn, n),
-            interval(tp, tp + fn_),
-            interval(tn, tn + fp),
-        )
-    })
+    (counts.iter().sum::<usize>() > 0)
+        .then(|| format!("95 % intervals (Wilson): {}", the_three(counts, interval)))
+}
+
+/// "accuracy A · sensitivity S · specificity P", each `figure(successes, of)`.
+fn the_three([tp, fp, tn, fn_]: [usize; 4], figure: impl Fn(usize, usize) -> String) -> String {
+    format!(
+        "accuracy {} · sensitivity {} · specificity {}",
+        figure(tp + tn, tp + fp + tn + fn_),
+        figure(tp, tp + fn_),
+        figure(tn, tn + fp),
+    )
 }
 
 /// The columns shown, in their fixed order: the file name always, the others unless the reviewer
