@@ -1054,6 +1054,11 @@ impl ViewerApp {
                 .filter(|p| !p.as_os_str().is_empty())
                 .collect()
         });
+        let files: Vec<PathBuf> = dropped.iter().filter(|p| !p.is_dir()).cloned().collect();
+        if files.len() > 1 {
+            self.open_dropped_files(files);
+            return;
+        }
         if let Some(path) = dropped.into_iter().next() {
             if path.is_dir() {
                 self.open_folder(&path);
@@ -1061,6 +1066,45 @@ impl ViewerApp {
                 self.open(path);
             }
         }
+    }
+
+    /// Several files dropped at once (a selection in the file manager): Next and Previous walk
+    /// those, sorted by path, not the folder of the first, which opened the first alone and left
+    /// the rest for the reviewer to find; files that are not studies are named in the status bar.
+    pub fn open_dropped_files(&mut self, files: Vec<PathBuf>) {
+        let mut others = crate::io::OtherFormats::default();
+        let mut skipped = 0;
+        let mut studies: Vec<PathBuf> = Vec::new();
+        for f in files {
+            if others.study_or_note(&f) {
+                studies.push(self.absolute_study_path(f));
+            } else {
+                skipped += 1;
+            }
+        }
+        studies.sort();
+        studies.dedup();
+        let Some(first) = studies.first().cloned() else {
+            self.set_error(match others.summary() {
+                Some(left_out) => format!("none of the dropped files is an image: {left_out}"),
+                None => "none of the dropped files is a DICOM, PNG or JPEG image".to_string(),
+            });
+            return;
+        };
+        let count = studies.len();
+        // `open` keeps this list since the film is in it (a film of the folder under review is
+        // walked through the study list instead, as when it is opened any other way).
+        self.folder = studies;
+        self.open(first);
+        let not_images = match (skipped, others.summary()) {
+            (0, _) => String::new(),
+            (_, Some(left_out)) => format!("; {left_out}"),
+            (1, None) => "; 1 other file left out".to_string(),
+            (n, None) => format!("; {n} other files left out"),
+        };
+        self.set_info(format!(
+            "{count} dropped images: Next and Previous walk them{not_images}"
+        ));
     }
 
     // ---- analysis ----------------------------------------------------------------------
