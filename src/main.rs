@@ -17,9 +17,10 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Without a subcommand: open the viewer on FILE, or on a FOLDER to review (default: the
-    /// bundled sample); the model is $CXR_VIEWER_MODEL, else weights/model.json.
+    /// bundled sample); several files (a shell's `*.dcm`) open as a set that Next / Previous
+    /// walk; the model is $CXR_VIEWER_MODEL, else weights/model.json.
     #[arg(value_name = "FILE|FOLDER")]
-    file: Option<PathBuf>,
+    files: Vec<PathBuf>,
     /// Viewer: the notes database for this run (created if missing), instead of the one chosen
     /// in the notes pane or the per-user default; not remembered.
     #[arg(long, value_name = "FILE", env = "CXR_VIEWER_DB")]
@@ -517,12 +518,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let file = cli.file.unwrap_or_else(cli::default_sample_path);
+            let mut files = cli.files;
+            if files.is_empty() {
+                files.push(cli::default_sample_path());
+            }
             if let Some(db) = &cli.db {
                 // A database that cannot be used is said here, in one line, before any window.
                 NotesStore::open(db)?;
             }
-            cxr_viewer::ui::run(Some(file), cli::default_model_path(), cli.db)?;
+            cxr_viewer::ui::run(files, cli::default_model_path(), cli.db)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -570,6 +574,26 @@ mod tests {
         let mut missing = Vec::new();
         walk(&cli, "cxr-viewer", &mut missing);
         assert!(missing.is_empty(), "without help text: {missing:?}");
+    }
+
+    /// `cxr-viewer a.dcm b.dcm` (a shell's `*.dcm`) opens the files as a set; clap refused it
+    /// ("the subcommand 'b.dcm' cannot be used with '[FILE|FOLDER]'"). Subcommands still parse.
+    #[test]
+    fn the_viewer_takes_several_files() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["cxr-viewer", "a.dcm", "b.dcm", "c.png"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.files,
+            ["a.dcm", "b.dcm", "c.png"].map(std::path::PathBuf::from)
+        );
+        let cli = super::Cli::try_parse_from(["cxr-viewer"]).unwrap();
+        assert!(cli.files.is_empty() && cli.command.is_none());
+        let cli = super::Cli::try_parse_from(["cxr-viewer", "analyze", "a.png", "--out", "o"]);
+        assert!(matches!(
+            cli.unwrap().command,
+            Some(super::Command::Analyze { .. })
+        ));
     }
 
     /// `bench FILE` as `analyze FILE` (before: "unexpected argument"); not both forms at once.

@@ -712,8 +712,9 @@ fn several_dropped_files_are_walked_as_a_set() {
     );
     assert_eq!(
         h.state().status.as_ref().unwrap().text,
-        "2 dropped images: Next and Previous walk them; 1 image left out, in a format cxr-viewer \
-         does not read (TIFF): e.tif; convert it to PNG (16-bit grey keeps the depth) or DICOM"
+        "2 images opened together: Next and Previous walk them; 1 image left out, in a format \
+         cxr-viewer does not read (TIFF): e.tif; convert it to PNG (16-bit grey keeps the depth) \
+         or DICOM"
     );
     h.key_press(Key::ArrowRight);
     h.step();
@@ -725,9 +726,10 @@ fn several_dropped_files_are_walked_as_a_set() {
     drop_together(&mut h, [dir.join("e.tif"), dir.join("e.tif")]);
     assert!(h.state().current.is_none());
     assert!(
-        h.state().status.as_ref().is_some_and(|s| s.is_error
-            && s.text
-                .starts_with("none of the dropped files is an image: ")),
+        h.state()
+            .status
+            .as_ref()
+            .is_some_and(|s| s.is_error && s.text.starts_with("none of these files is an image: ")),
         "{:?}",
         h.state().status.as_ref().map(|s| &s.text)
     );

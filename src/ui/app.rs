@@ -98,6 +98,8 @@ pub struct ViewerApp {
     rx: Receiver<Msg>,
     pub(super) ctx: Option<egui::Context>,
     initial_file: Option<PathBuf>,
+    /// [`ViewerApp::with_initial_set`].
+    initial_set: Vec<PathBuf>,
     studies: Lru<PathBuf, Arc<Study>>,
     pub current: Option<Current>,
     pub cache: Lru<AnalysisKey, Entry>,
@@ -201,6 +203,7 @@ impl ViewerApp {
             rx,
             ctx: None,
             initial_file,
+            initial_set: Vec::new(),
             studies: Lru::new(STUDY_CACHE),
             current: None,
             cache: Lru::new(ANALYSIS_CACHE),
@@ -267,6 +270,13 @@ impl ViewerApp {
     }
 
     /// Keeps folder predictions in `path` between sessions.
+    /// Files to open on the first frame as a set that Next / Previous walk, as if dropped
+    /// together (`cxr-viewer a.dcm b.dcm …`).
+    pub fn with_initial_set(mut self, files: Vec<PathBuf>) -> Self {
+        self.initial_set = files;
+        self
+    }
+
     pub fn with_prediction_cache(mut self, path: Option<PathBuf>) -> Self {
         self.prediction_cache = path;
         self
@@ -366,6 +376,10 @@ impl ViewerApp {
                 } else {
                     self.open(path);
                 }
+            }
+            let set = std::mem::take(&mut self.initial_set);
+            if !set.is_empty() {
+                self.open_dropped_files(set);
             }
         }
         let now = Instant::now();
@@ -1068,26 +1082,32 @@ impl ViewerApp {
         }
     }
 
-    /// Several files dropped at once (a selection in the file manager): Next and Previous walk
-    /// those, sorted by path, not the folder of the first, which opened the first alone and left
-    /// the rest for the reviewer to find; files that are not studies are named in the status bar.
-    pub fn open_dropped_files(&mut self, files: Vec<PathBuf>) {
+    /// Several files dropped at once (a selection in the file manager) or named on the command
+    /// line: Next and Previous walk those, sorted by path, not the folder of the first, which
+    /// opened the first alone and left the rest for the reviewer to find; files that are not
+    /// studies, and folders among them, are said in the status bar and left out.
+    pub fn open_dropped_files(&mut self, mut files: Vec<PathBuf>) {
+        files.sort();
+        files.dedup();
         let mut others = crate::io::OtherFormats::default();
-        let mut skipped = 0;
+        let (mut skipped, mut folders) = (0, 0);
         let mut studies: Vec<PathBuf> = Vec::new();
         for f in files {
-            if others.study_or_note(&f) {
+            if f.is_dir() {
+                folders += 1;
+            } else if others.study_or_note(&f) {
                 studies.push(self.absolute_study_path(f));
             } else {
                 skipped += 1;
             }
         }
+        // Sorted again: a path made absolute may sort elsewhere.
         studies.sort();
         studies.dedup();
         let Some(first) = studies.first().cloned() else {
             self.set_error(match others.summary() {
-                Some(left_out) => format!("none of the dropped files is an image: {left_out}"),
-                None => "none of the dropped files is a DICOM, PNG or JPEG image".to_string(),
+                Some(left_out) => format!("none of these files is an image: {left_out}"),
+                None => "none of these files is a DICOM, PNG or JPEG image".to_string(),
             });
             return;
         };
@@ -1096,14 +1116,17 @@ impl ViewerApp {
         // walked through the study list instead, as when it is opened any other way).
         self.folder = studies;
         self.open(first);
-        let not_images = match (skipped, others.summary()) {
+        let mut not_images = match (skipped, others.summary()) {
             (0, _) => String::new(),
             (_, Some(left_out)) => format!("; {left_out}"),
             (1, None) => "; 1 other file left out".to_string(),
             (n, None) => format!("; {n} other files left out"),
         };
+        if folders > 0 {
+            not_images.push_str("; folders left out (open one folder at a time to review it)");
+        }
         self.set_info(format!(
-            "{count} dropped images: Next and Previous walk them{not_images}"
+            "{count} images opened together: Next and Previous walk them{not_images}"
         ));
     }
 

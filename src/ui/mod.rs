@@ -54,8 +54,10 @@ pub use worker::FilePicker;
 
 /// Opens the viewer window and blocks until it is closed.
 /// `notes_db`: `--db`, this run's notes database.
+/// `initial`: one file or folder to open, or several files to open as a set (as if dropped
+/// together: [`ViewerApp::open_dropped_files`]).
 pub fn run(
-    initial_file: Option<PathBuf>,
+    initial: Vec<PathBuf>,
     model_path: PathBuf,
     notes_db: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -74,12 +76,14 @@ pub fn run(
             "cxr-viewer",
             options,
             Box::new(move |cc| {
-                Ok(Box::new(ViewerApp::from_creation_context(
-                    cc,
-                    model_path,
-                    initial_file,
-                    notes_db,
-                )))
+                let (initial_file, initial_set) = match <[PathBuf; 1]>::try_from(initial) {
+                    Ok([one]) => (Some(one), Vec::new()),
+                    Err(several) => (None, several),
+                };
+                Ok(Box::new(
+                    ViewerApp::from_creation_context(cc, model_path, initial_file, notes_db)
+                        .with_initial_set(initial_set),
+                ))
             }),
         )
     }));
