@@ -444,9 +444,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if scope.flagged > 0 {
                 let without = match &scope.in_scope {
                     Some(s) => format!(
-                        "in scope only: n={} accuracy={:.4} sensitivity={:.4} \
-                         specificity={:.4} auc={:.4}",
-                        s.n, s.accuracy, s.sensitivity, s.specificity, s.auc
+                        "in scope only: n={} accuracy={:.4}{} sensitivity={:.4}{} \
+                         specificity={:.4}{} auc={:.4}{}",
+                        s.n,
+                        s.accuracy,
+                        ci(s.ci95.accuracy),
+                        s.sensitivity,
+                        ci(s.ci95.sensitivity),
+                        s.specificity,
+                        ci(s.ci95.specificity),
+                        s.auc,
+                        ci(s.ci95.auc)
                     ),
                     None => "no film in scope".to_string(),
                 };

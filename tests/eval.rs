@@ -117,9 +117,13 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     // The summary says so too, with the in-scope metrics.
     let stdout = String::from_utf8_lossy(&result.stdout);
     let in_scope_accuracy = metrics["scope"]["in_scope"]["accuracy"].as_f64().unwrap();
+    let ci = &metrics["scope"]["in_scope"]["ci95"]["accuracy"];
     let line = format!(
-        "out of scope: {flagged} of 4 films; in scope only: n={} accuracy={in_scope_accuracy:.4}",
-        4 - flagged
+        "out of scope: {flagged} of 4 films; in scope only: n={} accuracy={in_scope_accuracy:.4} \
+         [{:.3}, {:.3}] sensitivity=",
+        4 - flagged,
+        ci[0].as_f64().unwrap(),
+        ci[1].as_f64().unwrap()
     );
     assert!(stdout.contains(&line), "{line:?} not in {stdout}");
     let accuracy = metrics["accuracy"].as_f64().unwrap();
