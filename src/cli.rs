@@ -662,6 +662,15 @@ pub fn eval(engine: &Engine, data: &Path, out: &Path) -> Result<EvalSummary> {
     eval_with_boxes(engine, data, out, None)
 }
 
+/// Whether `dir` has a subfolder named after one of the model's classes.
+fn has_class_subfolder(dir: &Path, cfg: &crate::model::config::ModelConfig) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            e.path().is_dir() && cfg.class_index(&e.file_name().to_string_lossy()).is_some()
+        })
+    })
+}
+
 /// The labelled images of an `eval` folder: the files of each subfolder named after a class
 /// (`true` for the positive class), or, without such subfolders but with RSNA `labels`, the
 /// films those labels name. Sorted; one error line when the folder has neither.
@@ -695,8 +704,31 @@ pub fn labelled_files(
         }
     }
     if found.is_empty() {
+        // A dataset as distributed (chest_xray/train/NORMAL, chest_xray/test/NORMAL, …): its
+        // splits must not be pooled into one evaluation, so name them instead of guessing.
+        let mut splits: Vec<String> = std::fs::read_dir(data)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && has_class_subfolder(p, cfg))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        splits.sort();
+        let hint = match splits.as_slice() {
+            [] => String::new(),
+            [one] => format!("; {one}/ has them: --data {}", data.join(one).display()),
+            several => format!(
+                "; {} have them: point --data at one (e.g. {}), splits are not pooled",
+                several
+                    .iter()
+                    .map(|s| format!("{s}/"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                data.join(&several[0]).display()
+            ),
+        };
         anyhow::bail!(
-            "{} has no subfolder named after a class ({}): expected e.g. {0}/{}/ and {0}/{}/",
+            "{} has no subfolder named after a class ({}): expected e.g. {0}/{}/ and {0}/{}/{hint}",
             data.display(),
             cfg.classes.join(", "),
             cfg.classes[0],

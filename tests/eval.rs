@@ -223,3 +223,37 @@ fn eval_follows_links_and_walks_a_looping_folder_once() {
         "{stderr}"
     );
 }
+
+/// A dataset as distributed (`chest_xray/train/NORMAL`, `chest_xray/test/…`) has its class
+/// folders one level down: the error names the splits to choose from (it only said what was
+/// expected), and never pools them into one evaluation.
+#[test]
+fn a_folder_of_splits_is_refused_with_the_splits_named() {
+    let tmp = scratch("eval-splits");
+    let data = tmp.path().join("chest_xray");
+    for dir in ["train/NORMAL", "test/PNEUMONIA", "docs"] {
+        std::fs::create_dir_all(data.join(dir)).unwrap();
+    }
+    let out = tmp.path().join("out");
+    let result = eval(&data, &out);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let want = format!(
+        "error: {0} has no subfolder named after a class (NORMAL, PNEUMONIA): expected e.g. \
+         {0}/NORMAL/ and {0}/PNEUMONIA/; test/, train/ have them: point --data at one (e.g. \
+         {0}/test), splits are not pooled",
+        data.display()
+    );
+    assert_eq!(stderr.trim_end(), want);
+
+    // One split only: its path to use.
+    std::fs::remove_dir_all(data.join("test")).unwrap();
+    let stderr = String::from_utf8_lossy(&eval(&data, &out).stderr).into_owned();
+    assert!(
+        stderr.trim_end().ends_with(&format!(
+            "; train/ has them: --data {}",
+            data.join("train").display()
+        )),
+        "{stderr}"
+    );
+}
