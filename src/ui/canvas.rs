@@ -250,11 +250,19 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             hover,
         ));
         if app.compare.is_some() {
+            let state = pane_state(
+                *kind,
+                super::scope_banner::result_hidden(app),
+                app.has_map(*kind),
+            );
             text_with_backdrop(
                 &painter,
                 rect.left_top() + Vec2::new(8.0, 8.0),
                 Align2::LEFT_TOP,
-                fitting(&painter, *kind, rect.width() - 16.0, str::to_string),
+                fitting(&painter, *kind, rect.width() - 16.0, |label| match state {
+                    Some(state) => format!("{label}: {state}"),
+                    None => label.to_string(),
+                }),
             );
         }
     }
@@ -305,6 +313,18 @@ fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: S
 }
 
 /// `text` of the map's name, or of its short form where that would not fit `max_width`.
+/// What a compare pane's caption adds to its map's name when the map is not drawn: side by
+/// side, "Grad-CAM" over a bare film read as a flat map, while the result was hidden out of scope
+/// or the map not computed yet (IG deferred or still running).
+fn pane_state(kind: MapKind, result_hidden: bool, has_map: bool) -> Option<&'static str> {
+    match kind {
+        MapKind::None => None,
+        _ if result_hidden => Some("hidden (out of scope)"),
+        _ if !has_map => Some("not computed yet"),
+        _ => None,
+    }
+}
+
 fn fitting(
     painter: &egui::Painter,
     kind: MapKind,
@@ -500,4 +520,30 @@ fn packed_readout(painter: &egui::Painter, parts: &[String], max_width: f32) -> 
         }
     }
     readout_galley(painter, lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compare_pane_says_why_its_map_is_not_drawn() {
+        use MapKind::*;
+        assert_eq!(pane_state(GradCam, false, true), Option::None);
+        assert_eq!(
+            pane_state(GradCam, true, true),
+            Some("hidden (out of scope)"),
+            "hidden even when computed"
+        );
+        assert_eq!(
+            pane_state(IntegratedGradients, false, false),
+            Some("not computed yet")
+        );
+        assert_eq!(
+            pane_state(IntegratedGradients, true, false),
+            Some("hidden (out of scope)"),
+            "IG waits for Show anyway: the reason is the scope"
+        );
+        assert_eq!(pane_state(None, true, false), Option::None, "no map named");
+    }
 }
