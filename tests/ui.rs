@@ -735,6 +735,33 @@ fn several_dropped_files_are_walked_as_a_set() {
     );
 }
 
+/// Several files chosen at once in Open… open as a set too (the dialog allowed one).
+#[test]
+fn several_files_chosen_in_open_are_walked_as_a_set() {
+    let dir = ui_support::temp_dir("ui-open-several");
+    for name in ["a.jpeg", "b.jpeg", "c.jpeg"] {
+        std::fs::copy(sample(), dir.join(name)).unwrap();
+    }
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let picker =
+        ScriptedPicker::default().opening_together(&[dir.join("c.jpeg"), dir.join("a.jpeg")]);
+    let app = ViewerApp::new(fast_settings(), Arc::new(picker), tiny_model(), None);
+    let mut h = ui_support::harness(app);
+    h.get_by_label("Open…").click();
+    wait_until(&mut h, "the first of the set", |a| {
+        current_path(a).is_some()
+    });
+    assert_eq!(current_path(h.state()), Some(dir.join("a.jpeg")));
+    assert_eq!(
+        h.state().navigation(),
+        [dir.join("a.jpeg"), dir.join("c.jpeg")]
+    );
+    assert_eq!(
+        h.state().status.as_ref().unwrap().text,
+        "2 images opened together: Next and Previous walk them"
+    );
+}
+
 #[test]
 fn a_dropped_unreadable_file_shows_one_line_in_the_status_bar() {
     let mut h = no_image_yet();

@@ -474,8 +474,9 @@ impl ViewerApp {
             Msg::Answered {
                 token,
                 path,
+                more,
                 no_dialog,
-            } => self.system_dialog_answered(token, path, no_dialog),
+            } => self.system_dialog_answered(token, path, more, no_dialog),
             Msg::FrameLoaded { path, result } => self.frame_loaded(&path, result),
             Msg::Exported(result) => match result {
                 Ok(path) => {
@@ -950,7 +951,13 @@ impl ViewerApp {
         });
     }
 
-    fn system_dialog_answered(&mut self, token: u64, path: Option<PathBuf>, no_dialog: bool) {
+    fn system_dialog_answered(
+        &mut self,
+        token: u64,
+        path: Option<PathBuf>,
+        more: Vec<PathBuf>,
+        no_dialog: bool,
+    ) {
         use super::system_dialog::Asked;
         let Some(waiting) = self.system_dialog.take_if(|w| w.token == token) else {
             tracing::info!(
@@ -959,6 +966,11 @@ impl ViewerApp {
             return;
         };
         match (waiting.asked, path) {
+            // Several files chosen in Open…: a set, as when dropped together.
+            (Asked::Pick(PickPurpose::OpenFile), Some(path)) if !more.is_empty() => {
+                self.remember_dialog_dir(&path);
+                self.open_dropped_files(std::iter::once(path).chain(more).collect());
+            }
             (Asked::Pick(purpose), Some(path)) => self.picked(purpose, path),
             (Asked::Save { render, .. }, Some(path)) => {
                 if let Some(out) = self.outbox() {

@@ -27,6 +27,11 @@ use crate::notes::PredictionSnapshot;
 /// of opening a real dialog (which would block or hang without a display).
 pub trait FilePicker: Send + Sync {
     fn pick_file(&self) -> Option<PathBuf>;
+    /// Open… : one file or several (a multiple selection opens as a set, as dropped files do);
+    /// empty when cancelled. Pickers without multiple selection answer [`Self::pick_file`]'s.
+    fn pick_files(&self) -> Vec<PathBuf> {
+        self.pick_file().into_iter().collect()
+    }
     fn pick_folder(&self) -> Option<PathBuf>;
     fn save_file(&self, suggested_name: &str, extension: &str) -> Option<PathBuf>;
 }
@@ -45,6 +50,18 @@ impl FilePicker for NativePicker {
             )
             .add_filter("All files", &["*"])
             .pick_file()
+    }
+
+    fn pick_files(&self) -> Vec<PathBuf> {
+        rfd::FileDialog::new()
+            .set_title("Open chest X-ray (one, or several to walk as a set)")
+            .add_filter(
+                "Images (DICOM, PNG, JPEG)",
+                &["dcm", "dicom", "png", "jpg", "jpeg"],
+            )
+            .add_filter("All files", &["*"])
+            .pick_files()
+            .unwrap_or_default()
     }
 
     fn pick_folder(&self) -> Option<PathBuf> {
@@ -94,6 +111,8 @@ pub enum Msg {
     Answered {
         token: u64,
         path: Option<PathBuf>,
+        /// The rest of a multiple selection (Open… only), after `path`.
+        more: Vec<PathBuf>,
         /// No path and back faster than a person can cancel: most likely no dialog could be
         /// shown at all (no xdg-desktop-portal, no zenity).
         no_dialog: bool,
@@ -239,10 +258,17 @@ fn no_dialog_shown(path: Option<&PathBuf>, started: Instant) -> bool {
 /// [`Msg::Answered`] with `token`.
 pub fn pick(out: Outbox, picker: Arc<dyn FilePicker>, purpose: PickPurpose, token: u64) {
     ask(out, token, move || match purpose {
-        PickPurpose::OpenFile | PickPurpose::ImportNotes => picker.pick_file(),
-        PickPurpose::OpenFolder => picker.pick_folder(),
-        PickPurpose::NotesDb => picker.save_file("notes.sqlite3", "sqlite3"),
-        PickPurpose::ExportNotes => picker.save_file("cxr-notes.csv", "csv"),
+        PickPurpose::OpenFile => picker.pick_files(),
+        PickPurpose::ImportNotes => picker.pick_file().into_iter().collect(),
+        PickPurpose::OpenFolder => picker.pick_folder().into_iter().collect(),
+        PickPurpose::NotesDb => picker
+            .save_file("notes.sqlite3", "sqlite3")
+            .into_iter()
+            .collect(),
+        PickPurpose::ExportNotes => picker
+            .save_file("cxr-notes.csv", "csv")
+            .into_iter()
+            .collect(),
     });
 }
 
@@ -257,20 +283,25 @@ pub fn ask_save(
     token: u64,
 ) {
     ask(out, token, move || {
-        picker.save_file(&suggested_name, extension)
+        picker
+            .save_file(&suggested_name, extension)
+            .into_iter()
+            .collect()
     });
 }
 
 /// Off the UI thread: rfd blocks until the dialog closes (or, with a desktop portal that never
 /// answers, until it gives up).
-fn ask(out: Outbox, token: u64, dialog: impl FnOnce() -> Option<PathBuf> + Send + 'static) {
+fn ask(out: Outbox, token: u64, dialog: impl FnOnce() -> Vec<PathBuf> + Send + 'static) {
     spawn("file-dialog", move || {
         let started = Instant::now();
-        let path = dialog();
+        let mut paths = dialog().into_iter();
+        let path = paths.next();
         let no_dialog = no_dialog_shown(path.as_ref(), started);
         out.send(Msg::Answered {
             token,
             path,
+            more: paths.collect(),
             no_dialog,
         });
     });

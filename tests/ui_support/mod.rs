@@ -42,14 +42,22 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 pub struct ScriptedPicker {
     pub open: Mutex<VecDeque<PathBuf>>,
     pub save: Mutex<VecDeque<PathBuf>>,
+    /// Multiple selections for Open…, answered before `open`.
+    pub together: Mutex<VecDeque<Vec<PathBuf>>>,
 }
 
 impl ScriptedPicker {
     pub fn opening(paths: &[PathBuf]) -> Self {
         Self {
             open: Mutex::new(paths.iter().cloned().collect()),
-            save: Mutex::default(),
+            ..Self::default()
         }
+    }
+
+    /// Open… answers these files at once, as a multiple selection.
+    pub fn opening_together(self, paths: &[PathBuf]) -> Self {
+        self.together.lock().unwrap().push_back(paths.to_vec());
+        self
     }
 
     pub fn saving(self, paths: &[PathBuf]) -> Self {
@@ -61,6 +69,12 @@ impl ScriptedPicker {
 impl FilePicker for ScriptedPicker {
     fn pick_file(&self) -> Option<PathBuf> {
         self.open.lock().unwrap().pop_front()
+    }
+    fn pick_files(&self) -> Vec<PathBuf> {
+        match self.together.lock().unwrap().pop_front() {
+            Some(paths) => paths,
+            None => self.pick_file().into_iter().collect(),
+        }
     }
     fn pick_folder(&self) -> Option<PathBuf> {
         self.open.lock().unwrap().pop_front()
