@@ -395,10 +395,25 @@ fn an_image_in_another_format_is_refused_by_its_format_name() {
         cxr_viewer::io::other_image_format(&named).as_deref(),
         Some("TIFF")
     );
-    // Not an image, or one the viewer reads: none.
+    // Not an image, or one the viewer reads: none. A CSV starting "BM" and a note starting "P2"
+    // are no BMP or PNM (two-byte signatures are not trusted), nor an Analyze header a Radiance
+    // HDR image.
     let text = tmp("readme.txt");
     std::fs::write(&text, b"plain words").unwrap();
-    for path in [text, fixture("gray8.jpg"), fixture("png_named.dcm")] {
+    let csv = tmp("bmi.csv");
+    std::fs::write(&csv, b"BMI,age\n21.5,4\n").unwrap();
+    let note = tmp("P2-notes");
+    std::fs::write(&note, b"P2 follow-up films\n").unwrap();
+    let analyze = tmp("scan.hdr");
+    std::fs::write(&analyze, 348i32.to_le_bytes()).unwrap();
+    for path in [
+        text,
+        csv,
+        note,
+        analyze,
+        fixture("gray8.jpg"),
+        fixture("png_named.dcm"),
+    ] {
         assert_eq!(
             cxr_viewer::io::other_image_format(&path),
             None,

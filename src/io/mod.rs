@@ -427,7 +427,7 @@ pub fn convert_advice(what: &str) -> String {
 }
 
 /// The format of an image file the viewer does not read (TIFF, BMP, WebP, GIF, JPEG 2000, …),
-/// by its first bytes or, failing that, its extension; `None` for a study and for what is not an
+/// by a signature of its first bytes or, failing that, its extension; `None` for a study and for what is not an
 /// image. Folder walks skip such files, and used to do so without a word: a folder of TIFF
 /// exports listed "no images" and `analyze` analysed the PNGs beside them as if they were all.
 pub fn other_image_format(path: &Path) -> Option<String> {
@@ -439,36 +439,43 @@ pub fn other_image_format(path: &Path) -> Option<String> {
 }
 
 fn other_image_format_of(path: &Path, head: &[u8]) -> Option<String> {
-    // JPEG 2000 outside DICOM: the image crate knows neither its box nor its codestream.
-    const JP2_SIGNATURE: &[u8] = b"\0\0\0\x0cjP  \r\n\x87\n";
-    const J2K_CODESTREAM: &[u8] = &[0xFF, 0x4F, 0xFF, 0x51];
-    if head.starts_with(JP2_SIGNATURE) || head.starts_with(J2K_CODESTREAM) {
-        return Some("JPEG 2000".into());
-    }
+    // Signatures of four bytes or more only: image::guess_format's table also takes "BM" for a
+    // BMP and "P1"…"P7" for PNM, so a CSV starting "BMI,age" or a note starting "P2" would have
+    // been called an image. Weakly marked formats (BMP) go by their extension.
+    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
+    let by_content = if at(0, b"II*\0") || at(0, b"MM\0*") {
+        Some("TIFF")
+    } else if at(0, b"GIF87a") || at(0, b"GIF89a") {
+        Some("GIF")
+    } else if at(0, b"RIFF") && at(8, b"WEBP") {
+        Some("WebP")
+    } else if at(0, b"\0\0\0\x0cjP  \r\n\x87\n") || at(0, &[0xFF, 0x4F, 0xFF, 0x51]) {
+        Some("JPEG 2000")
+    } else if at(4, b"ftypavif") {
+        Some("AVIF")
+    } else if at(4, b"ftypheic") || at(4, b"ftypheix") || at(4, b"ftypmif1") {
+        Some("HEIF")
+    } else if at(0, &[0x76, 0x2F, 0x31, 0x01]) {
+        Some("OpenEXR")
+    } else {
+        None
+    };
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    if matches!(extension.as_deref(), Some("jp2" | "j2k" | "jpf" | "jpx")) {
-        return Some("JPEG 2000".into());
-    }
-    // The crate's format table works without its decoders, which this build leaves out.
-    let format = image::guess_format(head)
-        .ok()
-        .or_else(|| image::ImageFormat::from_path(path).ok())?;
-    use image::ImageFormat as F;
-    let name = match format {
-        // Read by content, so an image here with one of these extensions is not one.
-        F::Png | F::Jpeg => return None,
-        F::Tiff => "TIFF",
-        F::Bmp => "BMP",
-        F::WebP => "WebP",
-        F::Gif => "GIF",
-        F::Avif => "AVIF",
-        F::OpenExr => "OpenEXR",
-        other => return Some(format!("{other:?}").to_uppercase()),
+    let by_extension = match extension.as_deref() {
+        Some("tif" | "tiff") => Some("TIFF"),
+        Some("bmp") => Some("BMP"),
+        Some("gif") => Some("GIF"),
+        Some("webp") => Some("WebP"),
+        Some("jp2" | "j2k" | "jpf" | "jpx") => Some("JPEG 2000"),
+        Some("avif") => Some("AVIF"),
+        Some("heic" | "heif") => Some("HEIF"),
+        Some("exr") => Some("OpenEXR"),
+        _ => None,
     };
-    Some(name.into())
+    by_content.or(by_extension).map(str::to_string)
 }
 
 /// Image files a folder walk left out because of their format ([`other_image_format`]).
