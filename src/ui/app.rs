@@ -269,7 +269,6 @@ impl ViewerApp {
         self
     }
 
-    /// Keeps folder predictions in `path` between sessions.
     /// Files to open on the first frame as a set that Next / Previous walk, as if dropped
     /// together (`cxr-viewer a.dcm b.dcm …`).
     pub fn with_initial_set(mut self, files: Vec<PathBuf>) -> Self {
@@ -277,6 +276,7 @@ impl ViewerApp {
         self
     }
 
+    /// Keeps folder predictions in `path` between sessions.
     pub fn with_prediction_cache(mut self, path: Option<PathBuf>) -> Self {
         self.prediction_cache = path;
         self

@@ -312,7 +312,6 @@ fn text_with_backdrop(painter: &egui::Painter, pos: Pos2, align: Align2, text: S
     galley_with_backdrop(painter, pos, align, readout_galley(painter, text))
 }
 
-/// `text` of the map's name, or of its short form where that would not fit `max_width`.
 /// What a compare pane's caption adds to its map's name when the map is not drawn: side by
 /// side, "Grad-CAM" over a bare film read as a flat map, while the result was hidden out of scope
 /// or the map not computed yet (IG deferred or still running).
@@ -325,6 +324,7 @@ fn pane_state(kind: MapKind, result_hidden: bool, has_map: bool) -> Option<&'sta
     }
 }
 
+/// `text` of the map's name, or of its short form where that would not fit `max_width`.
 fn fitting(
     painter: &egui::Painter,
     kind: MapKind,
