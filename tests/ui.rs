@@ -721,6 +721,17 @@ fn several_dropped_files_are_walked_as_a_set() {
     assert_eq!(current_path(h.state()), Some(dir.join("d.jpeg")));
     h.get_by_label("2/2");
 
+    // A name that is not there (mistyped on the command line) is named as not found.
+    let mut h = no_image_yet();
+    drop_together(
+        &mut h,
+        [dir.join("b.jpeg"), dir.join("x.jpeg"), dir.join("a.jpeg")],
+    );
+    assert_eq!(
+        h.state().status.as_ref().unwrap().text,
+        "2 images opened together: Next and Previous walk them; not found: x.jpeg"
+    );
+
     // Nothing but a file that is no image: said, nothing opened in its place.
     let mut h = no_image_yet();
     drop_together(&mut h, [dir.join("e.tif"), dir.join("e.tif")]);

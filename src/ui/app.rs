@@ -1103,10 +1103,14 @@ impl ViewerApp {
         files.dedup();
         let mut others = crate::io::OtherFormats::default();
         let (mut skipped, mut folders) = (0, 0);
+        let mut missing: Vec<String> = Vec::new();
         let mut studies: Vec<PathBuf> = Vec::new();
         for f in files {
             if f.is_dir() {
                 folders += 1;
+            } else if !f.exists() {
+                // A name mistyped on the command line, or a file moved since it was picked.
+                missing.push(display_name(&f));
             } else if others.study_or_note(&f) {
                 studies.push(self.absolute_study_path(f));
             } else {
@@ -1116,10 +1120,15 @@ impl ViewerApp {
         // Sorted again: a path made absolute may sort elsewhere.
         studies.sort();
         studies.dedup();
+        let missing = match missing.as_slice() {
+            [] => String::new(),
+            [one] => format!("; not found: {one}"),
+            several => format!("; not found: {}", several.join(", ")),
+        };
         let Some(first) = studies.first().cloned() else {
             self.set_error(match others.summary() {
-                Some(left_out) => format!("none of these files is an image: {left_out}"),
-                None => "none of these files is a DICOM, PNG or JPEG image".to_string(),
+                Some(left_out) => format!("none of these files is an image: {left_out}{missing}"),
+                None => format!("none of these files is a DICOM, PNG or JPEG image{missing}"),
             });
             return;
         };
@@ -1137,6 +1146,7 @@ impl ViewerApp {
         if folders > 0 {
             not_images.push_str("; folders left out (open one folder at a time to review it)");
         }
+        not_images.push_str(&missing);
         self.set_info(format!(
             "{count} images opened together: Next and Previous walk them{not_images}"
         ));
