@@ -260,8 +260,15 @@ enum NotesCommand {
         #[arg(long, value_name = "FILE", env = "CXR_VIEWER_DB")]
         db: Option<PathBuf>,
         /// Export file; its extension picks the format. Replaced atomically.
-        #[arg(long, value_name = "FILE.csv|FILE.json")]
-        out: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE.csv|FILE.json",
+            required_unless_present = "file"
+        )]
+        out: Option<PathBuf>,
+        /// The export file, as `--out` (`notes export FILE`).
+        #[arg(value_name = "FILE.csv|FILE.json", conflicts_with = "out")]
+        file: Option<PathBuf>,
         /// Also write each study's last-seen full path (folders may name the patient).
         #[arg(long)]
         include_paths: bool,
@@ -278,8 +285,16 @@ enum NotesCommand {
         #[arg(long, value_name = "FILE", env = "CXR_VIEWER_DB")]
         db: Option<PathBuf>,
         /// A file written by `notes export` (or the viewer's export); its extension picks the format.
-        #[arg(long = "in", value_name = "FILE.csv|FILE.json")]
-        input: PathBuf,
+        #[arg(
+            long = "in",
+            value_name = "FILE.csv|FILE.json",
+            required_unless_present = "file"
+        )]
+        input: Option<PathBuf>,
+        /// The file to merge, as `--in` (`notes import FILE`; it was refused as "unexpected
+        /// argument").
+        #[arg(value_name = "FILE.csv|FILE.json", conflicts_with = "input")]
+        file: Option<PathBuf>,
     },
 }
 
@@ -309,9 +324,11 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
         NotesCommand::Export {
             db,
             out,
+            file,
             include_paths,
             rsna,
         } => {
+            let out = out.or(file).context("name the export file")?;
             let db = notes_db(db)?;
             // Opening would create an empty database: a mistyped path should say so instead.
             anyhow::ensure!(db.is_file(), "no notes database at {}", db.display());
@@ -335,7 +352,8 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        NotesCommand::Import { db, input } => {
+        NotesCommand::Import { db, input, file } => {
+            let input = input.or(file).context("name the file to import")?;
             let db = notes_db(db)?;
             // Read first: a file that is not an export must not leave an empty database behind.
             let incoming = notes::read_import_file(&input)?;
@@ -602,6 +620,40 @@ mod tests {
             cli.unwrap().command,
             Some(super::Command::Analyze { .. })
         ));
+    }
+
+    /// `notes import FILE` and `notes export FILE` as `--in FILE` / `--out FILE` (before:
+    /// "unexpected argument"); not both forms at once, and not neither.
+    #[test]
+    fn notes_take_their_file_as_an_argument_or_by_flag() {
+        use clap::error::ErrorKind;
+        use clap::Parser;
+        use std::path::PathBuf;
+        let parse = |args: &[&str]| -> Result<Option<PathBuf>, clap::Error> {
+            Ok(match super::Cli::try_parse_from(args)?.command {
+                Some(super::Command::Notes { action }) => match action {
+                    super::NotesCommand::Import { input, file, .. } => input.or(file),
+                    super::NotesCommand::Export { out, file, .. } => out.or(file),
+                },
+                _ => unreachable!("not notes"),
+            })
+        };
+        for verb in ["import", "export"] {
+            let flag = if verb == "import" { "--in" } else { "--out" };
+            let want = Some(PathBuf::from("n.csv"));
+            assert_eq!(
+                parse(&["cxr-viewer", "notes", verb, "n.csv"]).unwrap(),
+                want
+            );
+            assert_eq!(
+                parse(&["cxr-viewer", "notes", verb, flag, "n.csv"]).unwrap(),
+                want
+            );
+            let both = parse(&["cxr-viewer", "notes", verb, flag, "a.csv", "b.csv"]).unwrap_err();
+            assert_eq!(both.kind(), ErrorKind::ArgumentConflict, "{verb}");
+            let none = parse(&["cxr-viewer", "notes", verb]).unwrap_err();
+            assert_eq!(none.kind(), ErrorKind::MissingRequiredArgument, "{verb}");
+        }
     }
 
     /// `bench FILE` as `analyze FILE` (before: "unexpected argument"); not both forms at once.
