@@ -170,8 +170,11 @@ enum Command {
     Eval {
         /// The labelled folder: one subfolder per class, named after the model's classes (case
         /// ignored), or with --boxes a folder of films the labels name.
-        #[arg(long, value_name = "FOLDER")]
-        data: PathBuf,
+        #[arg(long, value_name = "FOLDER", required_unless_present = "folder")]
+        data: Option<PathBuf>,
+        /// The labelled folder, as `--data` (`eval FOLDER --out OUT`).
+        #[arg(value_name = "FOLDER", conflicts_with = "data")]
+        folder: Option<PathBuf>,
         /// Output folder (created) for the metrics, predictions and plots.
         #[arg(long, value_name = "FOLDER")]
         out: PathBuf,
@@ -417,12 +420,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Eval {
             data,
+            folder,
             out,
             boxes,
             model,
             faithfulness,
             faithfulness_ig_steps,
         }) => {
+            let data = data.or(folder).context("name the labelled folder")?;
             cli::output_folder(&out)?;
             let engine = load_engine(&model)?;
             let summary = if faithfulness {
@@ -622,10 +627,10 @@ mod tests {
         ));
     }
 
-    /// `notes import FILE` and `notes export FILE` as `--in FILE` / `--out FILE` (before:
-    /// "unexpected argument"); not both forms at once, and not neither.
+    /// `notes import FILE`, `notes export FILE` and `eval FOLDER` as `--in FILE`, `--out FILE`
+    /// and `--data FOLDER` (before: "unexpected argument"); not both forms at once, nor neither.
     #[test]
-    fn notes_take_their_file_as_an_argument_or_by_flag() {
+    fn notes_and_eval_take_their_input_as_an_argument_or_by_flag() {
         use clap::error::ErrorKind;
         use clap::Parser;
         use std::path::PathBuf;
@@ -638,6 +643,26 @@ mod tests {
                 _ => unreachable!("not notes"),
             })
         };
+        // And `eval FOLDER` as `eval --data FOLDER`.
+        let eval = |args: &[&str]| -> Result<Option<PathBuf>, clap::Error> {
+            Ok(match super::Cli::try_parse_from(args)?.command {
+                Some(super::Command::Eval { data, folder, .. }) => data.or(folder),
+                _ => unreachable!("not eval"),
+            })
+        };
+        let want = Some(PathBuf::from("d"));
+        assert_eq!(
+            eval(&["cxr-viewer", "eval", "d", "--out", "o"]).unwrap(),
+            want
+        );
+        assert_eq!(
+            eval(&["cxr-viewer", "eval", "--data", "d", "--out", "o"]).unwrap(),
+            want
+        );
+        let both = eval(&["cxr-viewer", "eval", "--data", "d", "e", "--out", "o"]).unwrap_err();
+        assert_eq!(both.kind(), ErrorKind::ArgumentConflict);
+        let none = eval(&["cxr-viewer", "eval", "--out", "o"]).unwrap_err();
+        assert_eq!(none.kind(), ErrorKind::MissingRequiredArgument);
         for verb in ["import", "export"] {
             let flag = if verb == "import" { "--in" } else { "--out" };
             let want = Some(PathBuf::from("n.csv"));
