@@ -321,6 +321,25 @@ fn notes_db(for_this_run: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )?)
 }
 
+/// "accuracy=0.9700 [0.948, 0.983] sensitivity=… specificity=… auc=…" for `eval`'s summary.
+fn with_intervals(m: &cxr_viewer::evaluation::Metrics) -> String {
+    let ci = |i: Option<[f64; 2]>| {
+        i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
+            .unwrap_or_default()
+    };
+    format!(
+        "accuracy={:.4}{} sensitivity={:.4}{} specificity={:.4}{} auc={:.4}{}",
+        m.accuracy,
+        ci(m.ci95.accuracy),
+        m.sensitivity,
+        ci(m.ci95.sensitivity),
+        m.specificity,
+        ci(m.ci95.specificity),
+        m.auc,
+        ci(m.ci95.auc)
+    )
+}
+
 fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
     use cxr_viewer::notes::{self, ExportOptions};
     match action {
@@ -442,21 +461,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::eval_with_boxes(&engine, &data, &out, boxes.as_deref())?
             };
             let m = &summary.metrics;
-            let ci = |i: Option<[f64; 2]>| {
-                i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
-                    .unwrap_or_default()
-            };
             println!(
-                "n={} accuracy={:.4}{} sensitivity={:.4}{} specificity={:.4}{} auc={:.4}{} ece={:.4} (threshold {:.3}; [95 % CI]) → {}",
+                "n={} {} ece={:.4} (threshold {:.3}; [95 % CI]) → {}",
                 m.n,
-                m.accuracy,
-                ci(m.ci95.accuracy),
-                m.sensitivity,
-                ci(m.ci95.sensitivity),
-                m.specificity,
-                ci(m.ci95.specificity),
-                m.auc,
-                ci(m.ci95.auc),
+                with_intervals(m),
                 m.ece,
                 m.threshold,
                 out.display()
@@ -466,19 +474,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let scope = &summary.scope;
             if scope.flagged > 0 {
                 let without = match &scope.in_scope {
-                    Some(s) => format!(
-                        "in scope only: n={} accuracy={:.4}{} sensitivity={:.4}{} \
-                         specificity={:.4}{} auc={:.4}{}",
-                        s.n,
-                        s.accuracy,
-                        ci(s.ci95.accuracy),
-                        s.sensitivity,
-                        ci(s.ci95.sensitivity),
-                        s.specificity,
-                        ci(s.ci95.specificity),
-                        s.auc,
-                        ci(s.ci95.auc)
-                    ),
+                    Some(s) => format!("in scope only: n={} {}", s.n, with_intervals(s)),
                     None => "no film in scope".to_string(),
                 };
                 println!(

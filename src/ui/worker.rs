@@ -40,26 +40,24 @@ pub trait FilePicker: Send + Sync {
 /// a worker thread.
 pub struct NativePicker;
 
+/// The desktop's open dialog for studies, with the image filter first.
+fn open_study_dialog(title: &str) -> rfd::FileDialog {
+    rfd::FileDialog::new()
+        .set_title(title)
+        .add_filter(
+            "Images (DICOM, PNG, JPEG)",
+            &["dcm", "dicom", "png", "jpg", "jpeg"],
+        )
+        .add_filter("All files", &["*"])
+}
+
 impl FilePicker for NativePicker {
     fn pick_file(&self) -> Option<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Open chest X-ray")
-            .add_filter(
-                "Images (DICOM, PNG, JPEG)",
-                &["dcm", "dicom", "png", "jpg", "jpeg"],
-            )
-            .add_filter("All files", &["*"])
-            .pick_file()
+        open_study_dialog("Open chest X-ray").pick_file()
     }
 
     fn pick_files(&self) -> Vec<PathBuf> {
-        rfd::FileDialog::new()
-            .set_title("Open chest X-ray (one, or several to walk as a set)")
-            .add_filter(
-                "Images (DICOM, PNG, JPEG)",
-                &["dcm", "dicom", "png", "jpg", "jpeg"],
-            )
-            .add_filter("All files", &["*"])
+        open_study_dialog("Open chest X-ray (one, or several to walk as a set)")
             .pick_files()
             .unwrap_or_default()
     }
