@@ -399,7 +399,9 @@ pub enum FoundFile {
 }
 
 /// [`is_study_file`] and [`other_image_format`] in one read of the file's first bytes, for
-/// walks that want both (folders on network shares pay for every read).
+/// walks that want both (folders on network shares pay for every read). The first bytes pick up
+/// DICOM files without an extension (common on PACS exports) while skipping READMEs and
+/// spreadsheets; an unreadable file counts as neither.
 pub fn found_file_kind(path: &Path) -> FoundFile {
     if is_dicomdir(path) {
         return FoundFile::Other;
@@ -427,15 +429,15 @@ pub fn convert_advice(what: &str) -> String {
 }
 
 /// The format of an image file the viewer does not read (TIFF, BMP, WebP, GIF, JPEG 2000, …),
-/// by a signature of its first bytes or, failing that, its extension; `None` for a study and for what is not an
-/// image. Folder walks skip such files, and used to do so without a word: a folder of TIFF
-/// exports listed "no images" and `analyze` analysed the PNGs beside them as if they were all.
+/// by a signature of its first bytes or, failing that, its extension; `None` for a study and for
+/// what is not an image ([`found_file_kind`]). Folder walks skip such files, and used to do so
+/// without a word: a folder of TIFF exports listed "no images" and `analyze` analysed the PNGs
+/// beside them as if they were all.
 pub fn other_image_format(path: &Path) -> Option<String> {
-    let head = read_head(path).ok()?;
-    if detect(&head) != Detected::Unknown || is_dicomdir(path) {
-        return None;
+    match found_file_kind(path) {
+        FoundFile::OtherImage(format) => Some(format),
+        FoundFile::Study | FoundFile::Other => None,
     }
-    other_image_format_of(path, &head)
 }
 
 fn other_image_format_of(path: &Path, head: &[u8]) -> Option<String> {
@@ -543,13 +545,6 @@ impl OtherFormats {
             convert_advice(them)
         ))
     }
-}
-
-/// Whether the first bytes say DICOM, PNG or JPEG: lets folder listings pick up DICOM files
-/// without an extension (common on PACS exports) while skipping READMEs and spreadsheets.
-/// Unreadable files count as not a study.
-pub fn looks_like_study(path: &Path) -> bool {
-    read_head(path).is_ok_and(|head| detect(&head) != Detected::Unknown)
 }
 
 /// Load a DICOM, PNG or JPEG file, chosen by content; the first frame of a multi-frame image.
