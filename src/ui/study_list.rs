@@ -69,23 +69,21 @@ fn progress_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
             1 => format!("1 image not listed: a {formats} file, a format the viewer does not read"),
             n => format!("{n} images not listed: {formats}, formats the viewer does not read"),
         };
-        let mut hover: Vec<String> = files
-            .iter()
-            .take(20)
-            .map(|(path, format)| {
-                let shown = path.strip_prefix(&review.root).unwrap_or(path);
-                format!("{} ({format})", shown.display())
-            })
-            .collect();
-        if files.len() > 20 {
-            hover.push(format!("… and {} more", files.len() - 20));
-        }
-        hover.push(format!(
-            "To review them, {}.",
-            crate::io::convert_advice(if files.len() == 1 { "it" } else { "them" })
-        ));
+        // The file list is built only while the pointer is on the line, not every frame.
         ui.label(RichText::new(line).small().color(WARN))
-            .on_hover_text(hover.join("\n"));
+            .on_hover_ui(|ui| {
+                for (path, format) in files.iter().take(20) {
+                    let shown = path.strip_prefix(&review.root).unwrap_or(path);
+                    ui.label(format!("{} ({format})", shown.display()));
+                }
+                if files.len() > 20 {
+                    ui.label(format!("… and {} more", files.len() - 20));
+                }
+                ui.label(format!(
+                    "To review them, {}.",
+                    crate::io::convert_advice(if files.len() == 1 { "it" } else { "them" })
+                ));
+            });
     }
     let total = review.rows.len();
     let done = total - counts.pending;
