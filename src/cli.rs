@@ -672,8 +672,9 @@ fn has_class_subfolder(dir: &Path, cfg: &crate::model::config::ModelConfig) -> b
 }
 
 /// The labelled images of an `eval` folder: the files of each subfolder named after a class
-/// (`true` for the positive class), or, without such subfolders but with RSNA `labels`, the
-/// films those labels name. Sorted; one error line when the folder has neither.
+/// (`true` for the positive class); without such subfolders, the films RSNA `labels` name, or
+/// else every file when the folder itself is named after a class. Sorted; one error line when
+/// none of these applies.
 pub fn labelled_files(
     engine: &Engine,
     data: &Path,
@@ -702,6 +703,22 @@ pub fn labelled_files(
         if !labelled.is_empty() {
             found.push("Target".into());
         }
+    }
+    // One class's folder (`test/PNEUMONIA`): every film has that label, as the viewer reads it.
+    // Its sensitivity (or specificity) is what such a run is for; the figures that need both
+    // classes come out `null`.
+    // `absolute` keeps a link's own name (a labelled subset opened through a link to it);
+    // `canonicalize` names a path that ends in "..".
+    let own_class = std::path::absolute(data)
+        .ok()
+        .filter(|d| d.file_name().is_some())
+        .or_else(|| data.canonicalize().ok())
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|name| cfg.class_index(name).is_some());
+    if let (true, Some(name)) = (found.is_empty(), own_class) {
+        let is_positive = name.eq_ignore_ascii_case(&positive);
+        labelled.extend(collect_files(data)?.into_iter().map(|f| (f, is_positive)));
+        found.push(name);
     }
     if found.is_empty() {
         // A dataset as distributed (chest_xray/train/NORMAL, chest_xray/test/NORMAL, …): its

@@ -321,23 +321,48 @@ fn notes_db(for_this_run: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )?)
 }
 
-/// "accuracy=0.9700 [0.948, 0.983] sensitivity=… specificity=… auc=…" for `eval`'s summary.
+/// "accuracy=0.9700 [0.948, 0.983] sensitivity=… specificity=… auc=…" for `eval`'s summary; a
+/// figure the films cannot give (specificity of a folder of PNEUMONIA films) reads "n/a", as
+/// `metrics.json` writes `null`, not "NaN".
 fn with_intervals(m: &cxr_viewer::evaluation::Metrics) -> String {
-    let ci = |i: Option<[f64; 2]>| {
-        i.map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
-            .unwrap_or_default()
+    let figure = |name: &str, value: f64, interval: Option<[f64; 2]>| {
+        if value.is_nan() {
+            return format!("{name}=n/a");
+        }
+        let ci = interval
+            .map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
+            .unwrap_or_default();
+        format!("{name}={value:.4}{ci}")
     };
-    format!(
-        "accuracy={:.4}{} sensitivity={:.4}{} specificity={:.4}{} auc={:.4}{}",
-        m.accuracy,
-        ci(m.ci95.accuracy),
-        m.sensitivity,
-        ci(m.ci95.sensitivity),
-        m.specificity,
-        ci(m.ci95.specificity),
-        m.auc,
-        ci(m.ci95.auc)
-    )
+    [
+        figure("accuracy", m.accuracy, m.ci95.accuracy),
+        figure("sensitivity", m.sensitivity, m.ci95.sensitivity),
+        figure("specificity", m.specificity, m.ci95.specificity),
+        figure("auc", m.auc, m.ci95.auc),
+    ]
+    .join(" ")
+}
+
+/// Why `eval`'s summary has "n/a" figures, when it has: the films are all of one class.
+fn one_class_note(
+    m: &cxr_viewer::evaluation::Metrics,
+    classes: &[String],
+    positive: &str,
+) -> Option<String> {
+    let c = &m.confusion;
+    let negative = classes
+        .iter()
+        .find(|c| !c.eq_ignore_ascii_case(positive))
+        .map_or("negative", String::as_str);
+    let (only, missing, undefined) = match (c.tp + c.fn_ > 0, c.tn + c.fp > 0) {
+        (true, false) => (positive, negative, "specificity"),
+        (false, true) => (negative, positive, "sensitivity"),
+        _ => return None,
+    };
+    Some(format!(
+        "note: all {} films are {only}: {undefined} and AUC need {missing} films too",
+        m.n
+    ))
 }
 
 fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
@@ -469,6 +494,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 m.threshold,
                 out.display()
             );
+            let cfg = &engine.model.config;
+            if let Some(note) = one_class_note(m, &cfg.classes, &cfg.positive_class) {
+                println!("{note}");
+            }
             // Films outside the model's scope are in the metrics above; say how many, and what
             // the metrics are without them (metrics.json `scope`).
             let scope = &summary.scope;

@@ -257,3 +257,86 @@ fn a_folder_of_splits_is_refused_with_the_splits_named() {
         "{stderr}"
     );
 }
+
+/// One class's folder (`test/PNEUMONIA`), evaluated for its sensitivity alone: every film takes
+/// the folder's label, as in the viewer; the figures that need the other class are `null` in
+/// metrics.json and "n/a" in the summary, with a note saying why (it had been refused as having
+/// no class subfolder). A link keeps its own name, as the viewer's study list does.
+#[test]
+fn a_folder_named_after_a_class_is_evaluated_as_that_class() {
+    let tmp = scratch("eval-one-class");
+    let data = tmp.path().join("test/PNEUMONIA");
+    std::fs::create_dir_all(data.join("nested")).unwrap();
+    std::fs::copy(
+        fixture("reference/person45_bacteria_221.jpeg"),
+        data.join("a.jpeg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixture("dicom/siim_cr_chest_pa_jpegbaseline_mono2_8bit_1024.dcm"),
+        data.join("nested/b.dcm"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let result = eval(&data, &out);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["n"], 2);
+    let c = &metrics["confusion"];
+    assert_eq!(c["tp"].as_u64().unwrap() + c["fn"].as_u64().unwrap(), 2);
+    assert_eq!(c["tn"].as_u64().unwrap() + c["fp"].as_u64().unwrap(), 0);
+    for undefined in ["specificity", "auc"] {
+        assert!(metrics[undefined].is_null(), "{undefined}: {metrics}");
+    }
+    let csv = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let labelled: Vec<(&str, &str)> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap(), f.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        labelled,
+        [("a.jpeg", "PNEUMONIA"), ("nested/b.dcm", "PNEUMONIA")]
+    );
+    let sensitivity = metrics["sensitivity"].as_f64().unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "sensitivity={sensitivity:.4} [{:.3}, {:.3}] specificity=n/a auc=n/a",
+            metrics["ci95"]["sensitivity"][0].as_f64().unwrap(),
+            metrics["ci95"]["sensitivity"][1].as_f64().unwrap()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("note: all 2 films are PNEUMONIA: specificity and AUC need NORMAL films too"),
+        "{stdout}"
+    );
+
+    // Through a link named after the other class: the link's name labels the films.
+    #[cfg(unix)]
+    {
+        let link = tmp.path().join("normal");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        let result = eval(&link, &out);
+        assert!(result.status.success());
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap())
+                .unwrap();
+        let c = &metrics["confusion"];
+        assert_eq!(c["tn"].as_u64().unwrap() + c["fp"].as_u64().unwrap(), 2);
+        assert!(metrics["sensitivity"].is_null());
+        assert!(String::from_utf8_lossy(&result.stdout).contains(
+            "note: all 2 films are NORMAL: sensitivity and AUC need PNEUMONIA films too"
+        ));
+    }
+}

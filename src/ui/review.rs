@@ -616,15 +616,19 @@ pub fn class_of_finding(config: &ModelConfig, finding: Finding) -> Option<&str> 
     }
 }
 
-/// The nearest folder between `root` and the file named like a class (case-insensitive), e.g.
-/// `root/PNEUMONIA/x.jpeg` or `root/test/NORMAL/y.png`.
+/// The nearest folder named like a class (case-insensitive) from the file up to `root` itself,
+/// e.g. `root/PNEUMONIA/x.jpeg`, `root/test/NORMAL/y.png`, or `y.png` when `root` is
+/// `test/NORMAL`: an annotator who opens one class's folder to review it alone expects its films
+/// to carry that label, as they do when its parent is opened.
 pub fn folder_truth(root: &Path, path: &Path, config: &ModelConfig) -> Option<Finding> {
-    let relative = path.strip_prefix(list_base(root)).ok()?;
+    let base = list_base(root);
+    let relative = path.strip_prefix(base).ok()?;
     relative
         .parent()?
         .components()
         .rev()
         .filter_map(|c| c.as_os_str().to_str())
+        .chain(base.file_name().and_then(|n| n.to_str()))
         .find_map(|name| finding_of_class(config, name))
 }
 
@@ -863,11 +867,22 @@ mod tests {
         );
         assert_eq!(truth("/data/misc/e.png"), None);
         assert_eq!(truth("/data/f.png"), None);
-        // The root's own name is not a label: the user opened it.
+        // The opened folder's own name counts last, below any class folder inside it; the
+        // folders above it do not.
+        let opened = |root: &str, p: &str| folder_truth(Path::new(root), Path::new(p), &cfg);
         assert_eq!(
-            folder_truth(Path::new("/NORMAL"), Path::new("/NORMAL/g.png"), &cfg),
-            None
+            opened("/test/NORMAL", "/test/NORMAL/g.png"),
+            Some(Finding::Negative)
         );
+        assert_eq!(
+            opened("/x/pneumonia", "/x/pneumonia/sub/h.png"),
+            Some(Finding::Positive)
+        );
+        assert_eq!(
+            opened("/x/PNEUMONIA", "/x/PNEUMONIA/NORMAL/i.png"),
+            Some(Finding::Negative)
+        );
+        assert_eq!(opened("/PNEUMONIA/misc", "/PNEUMONIA/misc/j.png"), None);
         assert_eq!(class_of_finding(&cfg, Finding::Negative), Some("NORMAL"));
     }
 
