@@ -1347,3 +1347,82 @@ fn going_back_up_the_list_analyses_the_previous_study_in_advance() {
         "complete at once"
     );
 }
+
+/// Files opened together (dropped, chosen in Open…, named on the command line) get a study list
+/// of their own, as a folder does: the set's films only, under their common folder, labelled by
+/// their class folders, predicted and counted, walked in the list's order; Rescan reads the same
+/// files again, not the folder. Recent keeps the films, not the folder (reopening it would list
+/// everything in it). Before, a set was walked with no list at all.
+#[test]
+fn files_opened_together_get_a_study_list_of_their_own() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-set").join("notes.sqlite3");
+    let app = ViewerApp::new(
+        fast_settings(&db),
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        None,
+    );
+    let mut h = harness(app);
+    let set = [
+        "PNEUMONIA/person122_virus_229.jpeg",
+        "NORMAL/IM-0176-0001.jpeg",
+        "unsorted/chest.dcm",
+    ]
+    .map(|r| fx.root.join(r));
+    h.state_mut().open_dropped_files(set.to_vec());
+    wait_until(&mut h, "the set predicted", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.rows.iter().all(|r| r.done()))
+    });
+    let review = h.state().review.as_ref().unwrap();
+    assert_eq!(review.root, fx.root);
+    let mut rows: Vec<(String, Option<Finding>)> = review
+        .rows
+        .iter()
+        .map(|r| (r.relative.clone(), r.folder_truth))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            ("NORMAL/IM-0176-0001.jpeg".into(), Some(Finding::Negative)),
+            (
+                "PNEUMONIA/person122_virus_229.jpeg".into(),
+                Some(Finding::Positive)
+            ),
+            ("unsorted/chest.dcm".into(), None),
+        ]
+    );
+    let counts = review.counts(h.state().notes.all(), h.state().notes.revision());
+    assert_eq!(counts.tp + counts.fp + counts.tn + counts.fn_, 2);
+    assert_eq!(counts.unlabelled, 1);
+    let in_list_order: Vec<PathBuf> = h
+        .state()
+        .review_visible()
+        .into_iter()
+        .map(|i| review.rows[i].path.clone())
+        .collect();
+    let scan = review.scan_id;
+    assert_eq!(h.state().navigation(), in_list_order);
+    assert_eq!(current_path(h.state()), Some(set[1].clone()));
+    h.run_ok();
+    h.get_by_label("3 files opened together");
+    assert!(
+        !h.state().settings.recent.contains(&fx.root),
+        "{:?}",
+        h.state().settings.recent
+    );
+    assert_eq!(h.state().settings.recent[0], set[1]);
+
+    // Rescan: the same three files, though the folder holds six.
+    h.get_by_label("Rescan").click();
+    wait_until(&mut h, "the set read again", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.scan_id != scan && r.listed && r.rows.iter().all(|r| r.done()))
+    });
+    assert_eq!(h.state().review.as_ref().unwrap().rows.len(), 3);
+    h.get_by_label("3 files opened together");
+}

@@ -138,7 +138,7 @@ pub struct ViewerApp {
     pub review: Option<super::review::Review>,
     pub(super) next_scan_id: u64,
     /// A folder to review as soon as the model has loaded.
-    pub(super) pending_review: Option<PathBuf>,
+    pub(super) pending_review: Option<(PathBuf, Option<Vec<PathBuf>>)>,
     pub notes: super::reviewing::NotesState,
     /// Notes exports include file paths (identifiers) only when asked.
     pub export_note_paths: bool,
@@ -444,8 +444,8 @@ impl ViewerApp {
                         EngineState::Failed(e)
                     }
                 };
-                if let Some(dir) = self.pending_review.take() {
-                    self.start_review(&dir);
+                if let Some((dir, files)) = self.pending_review.take() {
+                    self.start_review_of(&dir, files);
                 }
             }
             Msg::StudyLoaded { path, result, id } => {
@@ -584,8 +584,10 @@ impl ViewerApp {
             .as_ref()
             .is_some_and(|r| r.row_index(&path).is_some());
         // A film of the folder under review is reached through the folder, which Recent holds;
-        // remembered one by one, ten films pushed everything else out of the list.
-        if !in_review {
+        // remembered one by one, ten films pushed everything else out of the list. A set of
+        // files opened together has no folder to reopen: its films are remembered.
+        let in_folder_review = in_review && self.review.as_ref().is_some_and(|r| r.files.is_none());
+        if !in_folder_review {
             self.settings.remember(&path);
         }
         if !in_review && !self.folder.contains(&path) {
@@ -1133,9 +1135,12 @@ impl ViewerApp {
             return;
         };
         let count = studies.len();
-        // `open` keeps this list since the film is in it (a film of the folder under review is
-        // walked through the study list instead, as when it is opened any other way).
-        self.folder = studies;
+        // `open` keeps this list since the film is in it; once the study list of the set is
+        // there, Next and Previous walk that, as for a folder, in its order and filter.
+        self.folder = studies.clone();
+        if count > 1 {
+            self.start_review_of_set(studies);
+        }
         self.open(first);
         let mut not_images = match (skipped, others.summary()) {
             (0, _) => String::new(),
@@ -1697,13 +1702,13 @@ impl ViewerApp {
                 self.settings.show_study_list = !self.settings.show_study_list;
             }
             Action::Rescan => {
-                if let Some(root) = self
+                if let Some((root, files)) = self
                     .review
                     .as_ref()
                     .filter(|r| r.listed)
-                    .map(|r| r.root.clone())
+                    .map(|r| (r.root.clone(), r.files.clone()))
                 {
-                    self.start_review(&root);
+                    self.start_review_of(&root, files);
                 }
             }
             Action::Verdict(_) if super::scope_banner::result_hidden(self) => {

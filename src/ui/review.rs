@@ -237,6 +237,9 @@ pub struct Review {
     pub truncated: bool,
     /// Images the listing left out for their format (TIFF, BMP, …), said under the progress.
     pub other_formats: crate::io::OtherFormats,
+    /// Files opened together (dropped, chosen in Open…, named on the command line): the list
+    /// holds these, under their nearest common folder `root`, instead of the folder's files.
+    pub files: Option<Vec<PathBuf>>,
     pub finished: bool,
     pub cancel: Arc<AtomicBool>,
     /// Set while the image on screen is being analysed, so the list waits for it.
@@ -286,6 +289,7 @@ impl Review {
             listed: false,
             truncated: false,
             other_formats: Default::default(),
+            files: None,
             finished: false,
             cancel: Arc::new(AtomicBool::new(false)),
             pause: Arc::new(AtomicBool::new(false)),
@@ -671,6 +675,36 @@ pub fn list_studies_and_others(
     (out, false, others)
 }
 
+/// The deepest folder that holds all of `files` (absolute paths): the root of a study list of
+/// files opened together, so that their rows read `NORMAL/a.png` and class folders label them
+/// as in a folder's list.
+pub fn common_folder(files: &[PathBuf]) -> PathBuf {
+    let mut common = files
+        .first()
+        .and_then(|f| f.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for file in files.iter().skip(1) {
+        while !file.starts_with(&common) {
+            if !common.pop() {
+                break;
+            }
+        }
+    }
+    common
+}
+
+/// The studies of a set of files opened together, as [`list_studies`] gives a folder's: those
+/// still there, sorted, at most [`MAX_STUDIES`].
+pub fn list_set(files: &[PathBuf]) -> (Vec<PathBuf>, bool) {
+    let mut out: Vec<PathBuf> = files.iter().filter(|f| f.is_file()).cloned().collect();
+    out.sort();
+    out.dedup();
+    let truncated = out.len() > MAX_STUDIES;
+    out.truncate(MAX_STUDIES);
+    (out, truncated)
+}
+
 /// The folder that listed paths are relative to: `root`, or the folder of a DICOMDIR.
 fn list_base(root: &Path) -> &Path {
     match root.parent() {
@@ -884,6 +918,27 @@ mod tests {
         );
         assert_eq!(opened("/PNEUMONIA/misc", "/PNEUMONIA/misc/j.png"), None);
         assert_eq!(class_of_finding(&cfg, Finding::Negative), Some("NORMAL"));
+    }
+
+    #[test]
+    fn a_set_of_files_is_listed_under_their_deepest_common_folder() {
+        let common = |paths: &[&str]| {
+            common_folder(&paths.iter().map(PathBuf::from).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            common(&["/d/test/NORMAL/a.png", "/d/test/PNEUMONIA/b.png"]),
+            Path::new("/d/test")
+        );
+        assert_eq!(
+            common(&["/d/test/NORMAL/a.png", "/d/test/NORMAL/b.png"]),
+            Path::new("/d/test/NORMAL")
+        );
+        // Components, not characters: /d/tes is not a folder of /d/test.
+        assert_eq!(
+            common(&["/d/test/a.png", "/d/tes/b.png", "/d/test/c/d.png"]),
+            Path::new("/d")
+        );
+        assert_eq!(common(&["/a/x.png", "/b/y.png"]), Path::new("/"));
     }
 
     #[test]

@@ -394,35 +394,54 @@ impl ViewerApp {
     /// Lists `dir` recursively and predicts every study in the background; the first study
     /// opens as soon as the list is there.
     pub fn start_review(&mut self, dir: &Path) {
+        self.start_review_of(dir, None);
+    }
+
+    /// A study list of `files` opened together (absolute paths), under their common folder:
+    /// predictions, filters, confusion matrix and Rescan as for a folder, over these files only.
+    pub fn start_review_of_set(&mut self, files: Vec<PathBuf>) {
+        let root = super::review::common_folder(&files);
+        self.start_review_of(&root, Some(files));
+    }
+
+    /// [`Self::start_review`] of `dir`, or of `files` under it when given.
+    pub(super) fn start_review_of(&mut self, dir: &Path, files: Option<Vec<PathBuf>>) {
         let dir = review_root(dir);
-        self.settings.remember(&dir);
-        // The same folder again (Rescan, or reopened): its predictions of unchanged files are
-        // kept, and so are the filter and the order it was shown in.
+        // Recent reopens a folder; a set's films are remembered one by one as they are opened.
+        if files.is_none() {
+            self.settings.remember(&dir);
+        }
+        // The same folder or set again (Rescan, or reopened): its predictions of unchanged
+        // files are kept, and so are the filter and the order it was shown in.
         let mut previous = None;
         if let Some(old) = self.review.take() {
             old.stop();
-            if old.root == dir && old.listed {
+            if old.root == dir && old.files == files && old.listed {
                 previous = Some(old);
             }
         }
         let engine = match &self.engine {
             EngineState::Ready(e) => e.clone(),
             EngineState::Loading => {
-                self.pending_review = Some(dir);
+                self.pending_review = Some((dir, files));
                 return;
             }
             EngineState::Failed(_) => {
-                // No model, no predictions: plain folder browsing still works.
-                self.open_folder_plain(&dir);
+                // No model, no predictions: plain folder browsing still works (a set is walked
+                // as it was opened).
+                if files.is_none() {
+                    self.open_folder_plain(&dir);
+                }
                 return;
             }
         };
         let Some(out) = self.outbox() else {
-            self.pending_review = Some(dir);
+            self.pending_review = Some((dir, files));
             return;
         };
         self.next_scan_id += 1;
         let mut review = Review::new(self.next_scan_id, dir.clone());
+        review.files = files.clone();
         review.mc_samples = self.settings.mc_samples;
         let mut known = std::collections::HashMap::new();
         if let Some(old) = previous {
@@ -445,6 +464,7 @@ impl ViewerApp {
                 pause: review.pause.clone(),
                 known,
                 cache: self.prediction_cache.clone(),
+                files,
             },
         );
         self.review = Some(review);

@@ -24,15 +24,24 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let mut rescan = false;
     ui.horizontal(|ui| {
         ui.heading("Studies");
-        ui.label(RichText::new(display_name(&review.root)).strong())
+        let (title, rescan_hover) = match &review.files {
+            None => (
+                display_name(&review.root),
+                "List the folder again: new and changed files are predicted, the others \
+                 keep their results (as does reopening it). F5",
+            ),
+            Some(set) => (
+                format!("{} files opened together", set.len()),
+                "Read these files again: changed files are predicted again, the others keep \
+                 their results. F5",
+            ),
+        };
+        ui.label(RichText::new(title).strong())
             .on_hover_text(review.root.display().to_string());
         if review.listed
             && ui
                 .small_button("Rescan")
-                .on_hover_text(
-                    "List the folder again: new and changed files are predicted, the others \
-                     keep their results (as does reopening it). F5",
-                )
+                .on_hover_text(rescan_hover)
                 .clicked()
         {
             rescan = true;

@@ -456,6 +456,8 @@ pub struct ScanSpec {
     pub known: std::collections::HashMap<PathBuf, review::StudyRow>,
     /// Predictions kept between sessions ([`super::prediction_cache`]); `None`: off.
     pub cache: Option<PathBuf>,
+    /// Files opened together: listed instead of `root`'s files ([`review::list_set`]).
+    pub files: Option<Vec<PathBuf>>,
 }
 
 /// Lists the folder, then predicts every study in list order (prediction and MC-dropout flag
@@ -464,8 +466,13 @@ pub struct ScanSpec {
 pub fn scan_folder(out: Outbox, spec: ScanSpec) {
     spawn("review-scan", move || {
         let scan_id = spec.scan_id;
-        let (files, truncated, other_formats) =
-            review::list_studies_and_others(&spec.root, &spec.cancel);
+        let (files, truncated, other_formats) = match &spec.files {
+            Some(set) => {
+                let (files, truncated) = review::list_set(set);
+                (files, truncated, Default::default())
+            }
+            None => review::list_studies_and_others(&spec.root, &spec.cancel),
+        };
         let mut rows = review::rows_for(&spec.root, files, &spec.engine.model.config);
         let paths = review::carry_over(&mut rows, &spec.known);
         let mut cache = spec.cache.as_deref().and_then(|path| {
