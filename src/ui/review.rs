@@ -922,9 +922,8 @@ mod tests {
 
     #[test]
     fn a_set_of_files_is_listed_under_their_deepest_common_folder() {
-        let common = |paths: &[&str]| {
-            common_folder(&paths.iter().map(PathBuf::from).collect::<Vec<_>>())
-        };
+        let common =
+            |paths: &[&str]| common_folder(&paths.iter().map(PathBuf::from).collect::<Vec<_>>());
         assert_eq!(
             common(&["/d/test/NORMAL/a.png", "/d/test/PNEUMONIA/b.png"]),
             Path::new("/d/test")
