@@ -1005,3 +1005,78 @@ fn a_window_level_drag_builds_a_large_texture_at_half_resolution() {
     let window_after = h.state().current.as_ref().unwrap().view.window;
     assert_ne!(window_after, window_before, "the drag changed no window");
 }
+
+/// The viewer's own Open… dialog takes several images, as the desktop's does: Ctrl-click adds
+/// one, Shift-click a range from the last one clicked; the name field lists them quoted, and
+/// Open opens them as a set (it picked one file only).
+#[test]
+fn several_images_picked_in_the_viewers_own_dialog_open_as_a_set() {
+    use egui::accesskit::Role;
+    let dir = temp_dir("ui-own-dialog-several");
+    for name in ["a.jpeg", "b.jpeg", "c.jpeg", "d.jpeg"] {
+        std::fs::copy(sample(), dir.join(name)).unwrap();
+    }
+    let dir = std::fs::canonicalize(dir).unwrap();
+    // The system dialog never shows: the viewer's own asks, in the study's folder.
+    let picker = Arc::new(ScriptedPicker::default());
+    let app = ViewerApp::new(
+        fast_settings(),
+        picker,
+        tiny_model(),
+        Some(dir.join("a.jpeg")),
+    );
+    let mut h = harness(app);
+    let name_field = |value: &'static str| {
+        move |n: &egui_kittest::kittest::AccessKitNode<'_>| {
+            n.role() == Role::TextInput && n.value().as_deref() == Some(value)
+        }
+    };
+    let open_dialog = |h: &mut Harness<'static, ViewerApp>| {
+        h.get_by_label("Open…").click();
+        wait_until(h, "the viewer's own dialog", |a| a.file_dialog.is_some());
+        h.run_ok();
+    };
+
+    open_dialog(&mut h);
+    h.get_by_role_and_label(Role::Button, "b.jpeg").click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::Button, "d.jpeg")
+        .click_modifiers(Modifiers::COMMAND);
+    h.run_ok();
+    h.get_by(name_field("\"b.jpeg\" \"d.jpeg\""));
+    h.get_by_role_and_label(Role::Button, "Open").click();
+    wait_until(&mut h, "the two opened as a set", |a| {
+        a.file_dialog.is_none() && a.navigation() == [dir.join("b.jpeg"), dir.join("d.jpeg")]
+    });
+    assert_eq!(current_path(h.state()), Some(dir.join("b.jpeg")));
+
+    // Shift-click: the range from the file clicked last; Ctrl-click again takes one out.
+    open_dialog(&mut h);
+    h.get_by_role_and_label(Role::Button, "a.jpeg").click();
+    h.run_ok();
+    h.get_by_role_and_label(Role::Button, "c.jpeg")
+        .click_modifiers(Modifiers::SHIFT);
+    h.run_ok();
+    h.get_by(name_field("\"a.jpeg\" \"b.jpeg\" \"c.jpeg\""));
+    h.get_by_role_and_label(Role::Button, "b.jpeg")
+        .click_modifiers(Modifiers::COMMAND);
+    h.run_ok();
+    h.get_by(name_field("\"a.jpeg\" \"c.jpeg\""));
+    h.get_by_role_and_label(Role::Button, "Open").click();
+    wait_until(&mut h, "the second set", |a| {
+        a.file_dialog.is_none() && a.navigation() == [dir.join("a.jpeg"), dir.join("c.jpeg")]
+    });
+
+    // A plain click after all that picks one file, which opens alone.
+    open_dialog(&mut h);
+    h.get_by_role_and_label(Role::Button, "a.jpeg")
+        .click_modifiers(Modifiers::COMMAND);
+    h.run_ok();
+    h.get_by_role_and_label(Role::Button, "d.jpeg").click();
+    h.run_ok();
+    h.get_by(name_field("d.jpeg"));
+    h.get_by_role_and_label(Role::Button, "Open").click();
+    wait_until(&mut h, "one file opened", |a| {
+        a.file_dialog.is_none() && current_path(a) == Some(dir.join("d.jpeg"))
+    });
+}

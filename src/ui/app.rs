@@ -1021,6 +1021,12 @@ impl ViewerApp {
         use super::file_dialog::Outcome;
         match outcome {
             Outcome::Picked(purpose, path) => self.picked(purpose, path),
+            Outcome::PickedFiles(files) => {
+                if let Some(first) = files.first() {
+                    self.remember_dialog_dir(first);
+                }
+                self.open_dropped_files(files);
+            }
             Outcome::Save(path, render) => {
                 if let Some(out) = self.outbox() {
                     worker::export_to(out, path, render);

@@ -18,7 +18,8 @@
 //! Behaviour, as the desktop dialogs do it: a folder field (type or paste a path, Enter), the
 //! folder's entries (folders first, then files, by name regardless of case; hidden ones on
 //! request), a file-name field (a name, or a whole path); a click puts an entry's name in the
-//! field, a double click opens it. It starts in the folder last used in this run, else the
+//! field, a double click opens it; in Open…, Ctrl-click and Shift-click pick several images
+//! ([`click_selection`]), listed quoted in the name field, and open them as a set. It starts in the folder last used in this run, else the
 //! current study's, else the working folder; an export's name is filled in; a bare name gets the
 //! export's extension; an existing file is replaced only after "Replace?".
 
@@ -49,6 +50,9 @@ pub enum Wanted {
 /// What came of it.
 pub enum Outcome {
     Picked(PickPurpose, PathBuf),
+    /// Several images chosen together in Open… (Ctrl- or Shift-click), in list order: opened as
+    /// a set, as when dropped together.
+    PickedFiles(Vec<PathBuf>),
     Save(PathBuf, Render),
     Cancelled,
 }
@@ -203,8 +207,14 @@ pub struct InAppDialog {
     replace: Option<PathBuf>,
     /// The name field takes the keyboard on the first frame.
     focus_name: bool,
-    /// The entry picked in the list (a click or the arrow keys).
+    /// The entry picked in the list (a click or the arrow keys); with several files picked,
+    /// the last one clicked, from which Shift-click extends.
     selected: Option<PathBuf>,
+    /// The other files picked along with `selected` (Ctrl- or Shift-click), when the dialog
+    /// takes several (`several`).
+    more: Vec<PathBuf>,
+    /// Open… takes several images at once, as the desktop's dialog does.
+    several: bool,
     /// The arrow keys moved the selection: bring it into view.
     scroll_to_selected: bool,
     /// The new folder's name, while its row is shown (save dialogs).
@@ -238,6 +248,7 @@ impl InAppDialog {
         let mut dialog = Self::new(title, kind, Wanted::Pick(purpose), start_dir, name);
         if purpose == PickPurpose::OpenFile {
             dialog.all_files = Some(false);
+            dialog.several = true;
         }
         dialog
     }
@@ -275,6 +286,8 @@ impl InAppDialog {
             replace: None,
             focus_name: true,
             selected: None,
+            more: Vec::new(),
+            several: false,
             scroll_to_selected: false,
             new_folder: None,
             focus_new_folder: false,
@@ -290,6 +303,7 @@ impl InAppDialog {
         self.dir_text = dir.display().to_string();
         self.dir = dir;
         self.selected = None;
+        self.more.clear();
         self.refused = None;
         self.scroll_to_selected = false;
         // The keyboard goes on from the name field: arrows, Enter, typing.
@@ -315,12 +329,61 @@ impl InAppDialog {
 
     fn select(&mut self, entry: &Entry) {
         self.selected = Some(entry.path.clone());
+        self.more.clear();
         // A file's name goes into the field (to open it, or to write over it); a folder's only
         // when a folder is what is asked for, so an export's name survives a look around.
         if !entry.is_dir || self.kind == Kind::OpenFolder {
             self.name = entry.name.clone();
         }
         self.refused = None;
+    }
+
+    /// A click on file `entry` with Ctrl (`toggle`) or Shift (`range`) held, in a dialog that
+    /// takes several files ([`click_selection`]); the name field then lists them, quoted, as
+    /// the desktop dialogs do.
+    fn select_with(&mut self, entry: &Entry, toggle: bool, range: bool) {
+        let Ok(entries) = &self.entries else {
+            return;
+        };
+        let files: Vec<PathBuf> = self
+            .listed()
+            .into_iter()
+            .map(|i| &entries[i])
+            .filter(|e| !e.is_dir)
+            .map(|e| e.path.clone())
+            .collect();
+        let (anchor, more) = click_selection(
+            &files,
+            self.selected.as_deref().filter(|s| !s.is_dir()),
+            &self.more,
+            &entry.path,
+            toggle,
+            range,
+        );
+        self.selected = anchor;
+        self.more = more;
+        self.refused = None;
+        let picked = self.picked_files();
+        self.name = match picked.as_slice() {
+            [one] => file_name_of(one),
+            several => several
+                .iter()
+                .map(|p| format!("\"{}\"", file_name_of(p)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+    }
+
+    /// Every file picked, in list order (by name, as listed).
+    fn picked_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = &self.entries else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter(|e| self.selected.as_ref() == Some(&e.path) || self.more.contains(&e.path))
+            .map(|e| e.path.clone())
+            .collect()
     }
 
     /// The arrow keys: the next or previous entry shown.
@@ -337,6 +400,14 @@ impl InAppDialog {
             self.select(&entry);
             self.scroll_to_selected = true;
         }
+    }
+
+    /// The files to open together, when the main button (or Enter) is for several picked in
+    /// the list (the name field, if edited since, dropped them).
+    fn confirm_several(&self) -> Option<Vec<PathBuf>> {
+        (self.several && !self.more.is_empty())
+            .then(|| self.picked_files())
+            .filter(|files| files.len() > 1)
     }
 
     /// The main button (or Enter): [`confirm_selected`] on what is picked and typed.
@@ -378,6 +449,59 @@ pub fn confirm_selected(kind: Kind, dir: &Path, selected: Option<&Path>, name: &
     }
 }
 
+/// A file's name as shown in the name field.
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The files picked after a click on `clicked`, as `(anchor, others)`: `files` are the files
+/// listed, in order; `anchor` (the last file clicked) and `others` are picked now. A plain click
+/// picks `clicked` alone; Ctrl (`toggle`) adds it, or takes it out (the anchor then passes to
+/// the last other); Shift (`range`) picks every file from the anchor to it, the anchor staying.
+pub fn click_selection(
+    files: &[PathBuf],
+    anchor: Option<&Path>,
+    others: &[PathBuf],
+    clicked: &Path,
+    toggle: bool,
+    range: bool,
+) -> (Option<PathBuf>, Vec<PathBuf>) {
+    let position = |p: &Path| files.iter().position(|f| f == p);
+    if let (true, Some(anchor), Some(to)) = (range, anchor, position(clicked)) {
+        if let Some(from) = position(anchor) {
+            let (lo, hi) = (from.min(to), from.max(to));
+            let others = files[lo..=hi]
+                .iter()
+                .filter(|f| f.as_path() != anchor)
+                .cloned()
+                .collect();
+            return (Some(anchor.to_path_buf()), others);
+        }
+    }
+    if !toggle {
+        return (Some(clicked.to_path_buf()), Vec::new());
+    }
+    let mut picked: Vec<PathBuf> = anchor
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(others.iter().cloned())
+        .collect();
+    if let Some(i) = picked.iter().position(|p| p == clicked) {
+        picked.remove(i);
+        let anchor = match anchor {
+            Some(a) if a != clicked => Some(a.to_path_buf()),
+            _ => picked.last().cloned(),
+        };
+        picked.retain(|p| Some(p) != anchor.as_ref());
+        (anchor, picked)
+    } else {
+        let others = picked;
+        (Some(clicked.to_path_buf()), others)
+    }
+}
+
 /// Moving a selection at `current` by `delta` in a list of `len`: from none, Down takes the
 /// first and Up the last; it stops at the ends.
 pub fn step_index(current: Option<usize>, delta: isize, len: usize) -> Option<usize> {
@@ -397,6 +521,12 @@ enum Click {
     Up,
     EnterTyped,
     Select(Entry),
+    /// A file clicked with Ctrl (`toggle`) or Shift (`range`) held, where several may be picked.
+    SelectMore {
+        entry: Entry,
+        toggle: bool,
+        range: bool,
+    },
     Activate(Entry),
     Confirm,
     Cancel,
@@ -445,6 +575,14 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
                 dialog.select(&entry);
                 None
             }
+            Click::SelectMore {
+                entry,
+                toggle,
+                range,
+            } => {
+                dialog.select_with(&entry, toggle, range);
+                None
+            }
             Click::Step(delta) => {
                 dialog.select_step(delta);
                 None
@@ -458,7 +596,13 @@ pub fn show(slot: &mut Option<InAppDialog>, ctx: &Context) -> Option<Outcome> {
                 dialog.select(&entry);
                 dialog.confirm()
             }
-            Click::Confirm => dialog.confirm(),
+            Click::Confirm => match dialog.confirm_several() {
+                Some(files) => {
+                    *slot = None;
+                    return Some(Outcome::PickedFiles(files));
+                }
+                None => dialog.confirm(),
+            },
             Click::NewFolder => {
                 dialog.new_folder = match dialog.new_folder {
                     Some(_) => None,
@@ -620,11 +764,20 @@ fn entries_ui(ui: &mut egui::Ui, d: &mut InAppDialog, list_height: f32) -> Optio
                     RichText::new(&entry.name)
                 };
                 let is_selected = selected == Some(i)
+                    || d.more.contains(&entry.path)
                     || (selected.is_none() && !entry.is_dir && entry.name == d.name);
                 let enabled = entry.is_dir || !folder_only;
                 let row = ui.add_enabled(enabled, egui::Button::selectable(is_selected, text));
+                let modifiers = ui.input(|i| i.modifiers);
+                let (toggle, range) = (modifiers.command, modifiers.shift);
                 if row.double_clicked() {
                     click = Some(Click::Activate(entry.clone()));
+                } else if row.clicked() && d.several && !entry.is_dir && (toggle || range) {
+                    click = Some(Click::SelectMore {
+                        entry: entry.clone(),
+                        toggle,
+                        range,
+                    });
                 } else if row.clicked() {
                     click = Some(Click::Select(entry.clone()));
                 }
@@ -662,6 +815,7 @@ fn name_row(ui: &mut egui::Ui, d: &mut InAppDialog) -> Option<Click> {
         if field.changed() {
             // What is typed wins over what was picked in the list.
             d.selected = None;
+            d.more.clear();
         }
         if std::mem::take(&mut d.focus_name) {
             field.request_focus();
@@ -781,6 +935,65 @@ mod tests {
             .filter(|e| listed(e, all_files))
             .map(|e| e.name)
             .collect()
+    }
+
+    #[test]
+    fn ctrl_adds_or_removes_a_file_and_shift_picks_a_range_from_the_anchor() {
+        let files: Vec<PathBuf> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        let p = |n: &str| PathBuf::from(n);
+        let click = |anchor: Option<&str>, others: &[&str], clicked: &str, toggle, range| {
+            let others: Vec<PathBuf> = others.iter().map(|o| p(o)).collect();
+            let anchor = anchor.map(p);
+            click_selection(
+                &files,
+                anchor.as_deref(),
+                &others,
+                &p(clicked),
+                toggle,
+                range,
+            )
+        };
+        // A plain click: that file alone.
+        assert_eq!(
+            click(Some("a"), &["b"], "d", false, false),
+            (Some(p("d")), vec![])
+        );
+        // Ctrl adds, the file clicked becoming the anchor.
+        assert_eq!(
+            click(Some("a"), &[], "c", true, false),
+            (Some(p("c")), vec![p("a")])
+        );
+        // Ctrl on a picked file takes it out; on the anchor, the last other takes over.
+        assert_eq!(
+            click(Some("c"), &["a", "e"], "a", true, false),
+            (Some(p("c")), vec![p("e")])
+        );
+        assert_eq!(
+            click(Some("c"), &["a", "e"], "c", true, false),
+            (Some(p("e")), vec![p("a")])
+        );
+        assert_eq!(click(Some("c"), &[], "c", true, false), (None, vec![]));
+        // Ctrl with nothing picked: that file.
+        assert_eq!(click(None, &[], "b", true, false), (Some(p("b")), vec![]));
+        // Shift: from the anchor to the file, either way, the anchor kept; what else was
+        // picked is replaced.
+        assert_eq!(
+            click(Some("b"), &["e"], "d", false, true),
+            (Some(p("b")), vec![p("c"), p("d")])
+        );
+        assert_eq!(
+            click(Some("d"), &[], "b", false, true),
+            (Some(p("d")), vec![p("b"), p("c")])
+        );
+        // Shift with no anchor (or one no longer listed): a plain click.
+        assert_eq!(click(None, &[], "b", false, true), (Some(p("b")), vec![]));
+        assert_eq!(
+            click(Some("z"), &[], "b", false, true),
+            (Some(p("b")), vec![])
+        );
     }
 
     #[test]
