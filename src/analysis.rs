@@ -158,6 +158,89 @@ pub struct Prediction {
     pub logits: Vec<f32>,
 }
 
+/// The class the model answers for calibrated probabilities `probs`: in a binary model the
+/// calibrated threshold on the positive class decides, not the argmax.
+pub fn decided_class(cfg: &crate::model::config::ModelConfig, probs: &[f32]) -> usize {
+    let positive = cfg.positive_index();
+    if cfg.classes.len() == 2 {
+        if probs[positive] >= cfg.threshold {
+            positive
+        } else {
+            1 - positive
+        }
+    } else {
+        probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    }
+}
+
+/// How the model reads Integrated Gradients' baseline image itself (an all-black or all-white
+/// film).
+///
+/// IG apportions F(x) − F(x′) over the pixels, so its map explains the film *relative to the
+/// baseline*; the baseline is meant to stand for the absence of what is explained, a reading
+/// near zero for the explained class (Sundararajan et al. 2017, §3; Sturmfels, Lundberg & Lee
+/// 2020, "Visualizing the impact of feature attribution baselines", Distill). A model trained
+/// from scratch need not oblige: the shipped one reads both the black and the white image as
+/// PNEUMONIA (P ≈ 0.96 and 0.90). Explaining PNEUMONIA from such a baseline splits only the
+/// small difference between two PNEUMONIA readings (F(x) − F(x′) can even be negative), and the
+/// map then says little about why the film reads as pneumonia; the completeness gap, relative to
+/// that small difference, reads in the hundreds of per cent. Said beside the map instead of
+/// letting it pass as an explanation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BaselineReading {
+    /// The class the model answers for the baseline image.
+    pub label: String,
+    /// Calibrated probability of the explained class at the baseline.
+    pub target_probability: f32,
+    /// The baseline is itself read as the explained class.
+    pub read_as_target: bool,
+}
+
+/// [`BaselineReading`] of `ig` (from its baseline's logits, the same calibrated softmax and
+/// decision rule as the prediction); `None` when `ig` does not carry them.
+pub fn baseline_reading(
+    cfg: &crate::model::config::ModelConfig,
+    ig: &IntegratedGradients,
+) -> Option<BaselineReading> {
+    let logits = &ig.baseline_logits;
+    if logits.len() != cfg.classes.len() || ig.target >= logits.len() {
+        return None;
+    }
+    let t = f64::from(cfg.temperature).max(1e-6);
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits
+        .iter()
+        .map(|&z| ((z as f64 - top) / t).exp())
+        .collect();
+    let sum: f64 = exps.iter().sum();
+    let probs: Vec<f32> = exps.iter().map(|e| (e / sum) as f32).collect();
+    let class = decided_class(cfg, &probs);
+    Some(BaselineReading {
+        label: cfg.classes[class].clone(),
+        target_probability: probs[ig.target],
+        read_as_target: class == ig.target,
+    })
+}
+
+/// One line for the user when the baseline is itself read as the explained class (see
+/// [`BaselineReading`]): "The black baseline is itself read as PNEUMONIA (P = 0.96): …".
+pub fn baseline_warning(ig: &IntegratedGradients, reading: &BaselineReading) -> Option<String> {
+    reading.read_as_target.then(|| {
+        format!(
+            "The {} baseline is itself read as {} (P = {:.2}): this IG map shows what separates \
+             the film from that image, not why the film reads as {}",
+            ig.baseline.name(),
+            reading.label,
+            reading.target_probability,
+            reading.label
+        )
+    })
+}
+
 /// Milliseconds per stage.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Timings {
@@ -492,20 +575,7 @@ impl Engine {
                 .to_vec1()?;
         let positive = cfg.positive_index();
         let p_pos = probs[positive];
-        let class_index = if cfg.classes.len() == 2 {
-            // Binary: the calibrated threshold decides, not argmax.
-            if p_pos >= cfg.threshold {
-                positive
-            } else {
-                1 - positive
-            }
-        } else {
-            probs
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        };
+        let class_index = decided_class(cfg, &probs);
         Ok(Prediction {
             label: cfg.classes[class_index].clone(),
             class_index,
@@ -564,9 +634,10 @@ impl Engine {
         control: &Control,
     ) -> Result<(IntegratedGradients, Vec<ZoneScore>), AnalysisError> {
         let ig = match self.path_ends(prepared, opts)? {
-            Some(ends) => {
-                integrated_gradients_with_ends(&self.model, &prepared.input, opts, ends, control)?
-            }
+            Some((ends, baseline_logits)) => IntegratedGradients {
+                baseline_logits,
+                ..integrated_gradients_with_ends(&self.model, &prepared.input, opts, ends, control)?
+            },
             None => integrated_gradients(&self.model, &prepared.input, opts, control)?,
         };
         let (w, h) = prepared.image_size;
@@ -575,13 +646,13 @@ impl Engine {
     }
 
     /// F(x) from the prediction's own layer4 features (the head alone) and F(x′) from the baseline's
-    /// logits, computed once per baseline and input size; `None` for a target the head does not
-    /// have (IG then reports its own error).
+    /// logits, computed once per baseline and input size, with those logits; `None` for a target
+    /// the head does not have (IG then reports its own error).
     fn path_ends(
         &self,
         prepared: &Prepared,
         opts: &IgOptions,
-    ) -> Result<Option<PathEnds>, AnalysisError> {
+    ) -> Result<Option<(PathEnds, Vec<f32>)>, AnalysisError> {
         let classes = self.model.config.classes.len();
         if opts.target >= classes {
             return Ok(None);
@@ -622,10 +693,13 @@ impl Engine {
             input_logits.get(opts.target),
             baseline_logits.get(opts.target),
         ) {
-            (Some(&f_input), Some(&f_baseline)) => Ok(Some(PathEnds {
-                f_input,
-                f_baseline,
-            })),
+            (Some(&f_input), Some(&f_baseline)) => Ok(Some((
+                PathEnds {
+                    f_input,
+                    f_baseline,
+                },
+                baseline_logits,
+            ))),
             _ => Ok(None),
         }
     }

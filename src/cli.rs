@@ -144,6 +144,7 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
         }
     }
     let (mut analysed, mut pixels_only) = (0, 0);
+    let mut baseline_notes: Vec<String> = Vec::new();
     for Input {
         file: input,
         within,
@@ -151,10 +152,11 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
     {
         let dir = output_dir(&args.out, within, input, &mut used);
         match analyze_one(engine, input, &dir, args) {
-            Ok((summary, scope)) => {
+            Ok((summary, scope, baseline_note)) => {
                 println!("{summary}");
                 analysed += 1;
                 pixels_only += usize::from(scope.pixels_only_note().is_some());
+                baseline_notes.extend(baseline_note);
             }
             Err(e) => {
                 failures += 1;
@@ -174,6 +176,16 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
             "note: in scope with no age in the file: {pixels_only} of {analysed} films; their \
              scope was checked from the image alone, which misses some adult chest films \
              (report.json: scope.age_known false); confirm the patients are young children"
+        );
+    }
+    if let Some(first) = baseline_notes.first() {
+        // The baseline is a fixed image: its reading is the same for every film explained as
+        // that class, so one example says it.
+        eprintln!(
+            "note: Integrated Gradients baseline read as the explained class: {} of {analysed} \
+             films ({first}); their IG maps show what separates the film from that image, not \
+             why it reads as that class (report.json: ig.warning)",
+            baseline_notes.len()
         );
     }
     failures
@@ -196,7 +208,7 @@ fn analyze_one(
     input: &Path,
     dir: &Path,
     args: &AnalyzeArgs,
-) -> Result<(String, crate::scope::ScopeCheck)> {
+) -> Result<(String, crate::scope::ScopeCheck, Option<String>)> {
     let t = Instant::now();
     let study = crate::io::load_study_frame(input, args.frame)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -231,7 +243,19 @@ fn analyze_one(
         analysis.uncertainty.std,
         dir.display()
     );
-    Ok((summary, analysis.prepared.scope.clone()))
+    // "The black baseline is itself read as PNEUMONIA (P = 0.96)", said once after all films.
+    let baseline_note = analysis.ig.as_ref().and_then(|ig| {
+        let reading = crate::analysis::baseline_reading(&engine.model.config, ig)?;
+        reading.read_as_target.then(|| {
+            format!(
+                "the {} baseline is itself read as {} (P = {:.2})",
+                ig.baseline.name(),
+                reading.label,
+                reading.target_probability
+            )
+        })
+    });
+    Ok((summary, analysis.prepared.scope.clone(), baseline_note))
 }
 
 fn write_grid(grid: &Grid, path: &Path) -> Result<()> {

@@ -118,6 +118,13 @@ pub struct IgReport {
     pub relative_delta: f32,
     pub f_input: f32,
     pub f_baseline: f32,
+    /// How the model reads the baseline image itself ([`crate::analysis::BaselineReading`]):
+    /// its class, and the explained class's probability there.
+    pub baseline_label: Option<String>,
+    pub baseline_target_probability: Option<f32>,
+    /// Set when the baseline is itself read as the explained class: the map then explains
+    /// the film against an image the model already reads that way.
+    pub warning: Option<String>,
     pub zones: Zones,
 }
 
@@ -194,16 +201,24 @@ impl Report {
                 max: analysis.gradcam.map.max(),
                 zones: Zones(analysis.gradcam_zones.clone()),
             },
-            ig: analysis.ig.as_ref().map(|ig| IgReport {
-                target: class(ig.target),
-                baseline: ig.baseline,
-                steps: ig.steps,
-                quadrature: ig.rule.name(),
-                delta: ig.delta,
-                relative_delta: ig.relative_delta(),
-                f_input: ig.f_input,
-                f_baseline: ig.f_baseline,
-                zones: Zones(analysis.ig_zones.clone().unwrap_or_default()),
+            ig: analysis.ig.as_ref().map(|ig| {
+                let reading = crate::analysis::baseline_reading(cfg, ig);
+                IgReport {
+                    target: class(ig.target),
+                    baseline: ig.baseline,
+                    steps: ig.steps,
+                    quadrature: ig.rule.name(),
+                    delta: ig.delta,
+                    relative_delta: ig.relative_delta(),
+                    f_input: ig.f_input,
+                    f_baseline: ig.f_baseline,
+                    baseline_label: reading.as_ref().map(|r| r.label.clone()),
+                    baseline_target_probability: reading.as_ref().map(|r| r.target_probability),
+                    warning: reading
+                        .as_ref()
+                        .and_then(|r| crate::analysis::baseline_warning(ig, r)),
+                    zones: Zones(analysis.ig_zones.clone().unwrap_or_default()),
+                }
             }),
             zone_convention: ZONE_CONVENTION,
             model: ModelInfo {

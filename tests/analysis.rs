@@ -162,3 +162,69 @@ fn engine_integrated_gradients_take_the_path_ends_from_the_prediction_and_a_kept
         assert_eq!(ig.map.values, own.map.values);
     }
 }
+
+/// How the model reads IG's baseline image itself (`analysis::baseline_reading`): the same
+/// answer it gives an all-black or all-white film opened as a study, through the whole
+/// pipeline; the warning is set exactly when that answer is the class explained, and names the
+/// baseline.
+#[test]
+fn the_baseline_is_read_as_a_film_of_that_colour_is() {
+    use cxr_viewer::analysis::{baseline_reading, baseline_warning};
+    use cxr_viewer::explain::integrated_gradients::{Baseline, IgOptions, IgRule};
+    use cxr_viewer::explain::no_control;
+    let engine = engine();
+    let cfg = &engine.model.config;
+    let tmp = scratch("baseline-reading");
+    let film = load_study(&fixture("reference/person45_bacteria_221.jpeg")).unwrap();
+    let (prepared, _, _) = engine.prepare(&film).unwrap();
+    for (baseline, grey) in [(Baseline::Black, 0u8), (Baseline::White, 255u8)] {
+        let path = tmp.path().join(format!("{grey}.png"));
+        image::GrayImage::from_pixel(
+            cfg.input.width as u32,
+            cfg.input.height as u32,
+            image::Luma([grey]),
+        )
+        .save(&path)
+        .unwrap();
+        let (plain, _, _) = engine.prepare(&load_study(&path).unwrap()).unwrap();
+        let as_film = &plain.prediction;
+        let mut labels = Vec::new();
+        for target in 0..cfg.classes.len() {
+            let opts = IgOptions {
+                steps: 2,
+                baseline,
+                target,
+                batch: 2,
+                lanes: 1,
+                rule: IgRule::Midpoint,
+            };
+            let (ig, _) = engine
+                .integrated_gradients(&prepared, &opts, &no_control())
+                .unwrap();
+            let reading = baseline_reading(cfg, &ig).expect("the engine keeps the logits");
+            assert_eq!(reading.label, as_film.label, "{baseline:?}");
+            let p = as_film.probabilities[&cfg.classes[target]];
+            assert!(
+                (reading.target_probability - p).abs() < 1e-4,
+                "{baseline:?} target {target}: {} vs {p}",
+                reading.target_probability
+            );
+            assert_eq!(reading.read_as_target, as_film.class_index == target);
+            let warning = baseline_warning(&ig, &reading);
+            assert_eq!(warning.is_some(), reading.read_as_target);
+            if let Some(w) = warning {
+                assert!(
+                    w.starts_with(&format!(
+                        "The {} baseline is itself read as {}",
+                        baseline.name(),
+                        as_film.label
+                    )),
+                    "{w}"
+                );
+            }
+            labels.push(reading.read_as_target);
+        }
+        // Read as exactly one of the two classes.
+        assert_eq!(labels.iter().filter(|&&r| r).count(), 1);
+    }
+}

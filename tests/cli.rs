@@ -152,6 +152,25 @@ fn analyze_writes_the_contract_and_reports_bad_inputs_per_file() {
         assert_eq!(report["ig"]["baseline"], "white");
         // The default rule, named as `--ig-rule` spells it.
         assert_eq!(report["ig"]["quadrature"], "graded");
+        // How the model reads the white baseline itself; warned of when it is the class
+        // explained, and then said once after all films.
+        let ig = &report["ig"];
+        let baseline_label = ig["baseline_label"].as_str().unwrap();
+        assert!(["NORMAL", "PNEUMONIA"].contains(&baseline_label));
+        let p = ig["baseline_target_probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p));
+        assert_eq!(
+            ig["warning"].is_string(),
+            baseline_label == ig["target"],
+            "{ig}"
+        );
+        if ig["warning"].is_string() {
+            assert!(
+                stderr
+                    .contains("note: Integrated Gradients baseline read as the explained class: "),
+                "{stderr}"
+            );
+        }
         assert_eq!(report["device"], "cpu");
         let mut zones: Vec<&str> = report["gradcam"]["zones"]
             .as_object()

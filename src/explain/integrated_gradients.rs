@@ -82,6 +82,14 @@ impl Baseline {
             Baseline::White => 1.0,
         }
     }
+
+    /// "black" or "white", as `report.json` writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Baseline::Black => "black",
+            Baseline::White => "white",
+        }
+    }
 }
 
 /// How the path points are chosen (see the module documentation). The midpoint rule is the
@@ -189,6 +197,10 @@ pub struct IntegratedGradients {
     pub f_baseline: f32,
     /// Σ IG − (F(x) − F(x′)).
     pub delta: f32,
+    /// Every class's logit at the baseline, when the analysis has them (it keeps them per
+    /// baseline, [`crate::analysis::Engine::integrated_gradients`]); empty otherwise. They say how
+    /// the model reads the baseline image itself ([`crate::analysis::baseline_reading`]).
+    pub baseline_logits: Vec<f32>,
 }
 
 impl IntegratedGradients {
@@ -758,6 +770,7 @@ fn finish(
         f_input,
         f_baseline,
         delta: total_attribution - (f_input - f_baseline),
+        baseline_logits: Vec::new(),
     })
 }
 

@@ -618,6 +618,22 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 ig.delta,
                 100.0 * ig.relative_delta()
             ));
+            // The baseline itself read as the explained class ([`crate::analysis::BaselineReading`]).
+            let reading = crate::analysis::baseline_reading(cfg, ig);
+            if let Some((warning, reading)) = reading
+                .as_ref()
+                .and_then(|r| Some((crate::analysis::baseline_warning(ig, r)?, r)))
+            {
+                ui.label(RichText::new(warning).color(WARN).small())
+                    .on_hover_text(format!(
+                        "Integrated Gradients explains F(film) − F(baseline). The baseline should \
+                         stand for the absence of what is explained; the model reads this one \
+                         as {0} itself, so the map splits only the difference between two {0} \
+                         readings, and the gap above is relative to that difference. Grad-CAM \
+                         does not depend on a baseline.",
+                        reading.label
+                    ));
+            }
         }
         None if !app.settings.run_ig => {
             if ui.button("Run Integrated Gradients").clicked() {
