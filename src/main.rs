@@ -17,8 +17,9 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Without a subcommand: open the viewer on FILE, or on a FOLDER to review (default: the
-    /// bundled sample); several files (a shell's `*.dcm`) open as a set that Next / Previous
-    /// walk; the model is $CXR_VIEWER_MODEL, else weights/model.json.
+    /// bundled sample); several files (a shell's `*.dcm`) open as a set with a study list of
+    /// its own, which Next / Previous walk; the model is $CXR_VIEWER_MODEL, else
+    /// weights/model.json.
     #[arg(value_name = "FILE|FOLDER")]
     files: Vec<PathBuf>,
     /// Viewer: the notes database for this run (created if missing), instead of the one chosen
@@ -165,11 +166,13 @@ enum Command {
         #[arg(long)]
         no_dim_overlays: bool,
     },
-    /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/):
-    /// writes metrics.json, predictions.csv, roc.png, residuals.png, reliability.png.
+    /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/, or
+    /// one class's own folder): writes metrics.json, predictions.csv, roc.png, residuals.png,
+    /// reliability.png.
     Eval {
         /// The labelled folder: one subfolder per class, named after the model's classes (case
-        /// ignored), or with --boxes a folder of films the labels name.
+        /// ignored); a folder itself named after a class (every film of that class); or with
+        /// --boxes a folder of films the labels name.
         #[arg(long, value_name = "FOLDER", required_unless_present = "folder")]
         data: Option<PathBuf>,
         /// The labelled folder, as `--data` (`eval FOLDER --out OUT`).
