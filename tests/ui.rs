@@ -1080,3 +1080,29 @@ fn several_images_picked_in_the_viewers_own_dialog_open_as_a_set() {
         a.file_dialog.is_none() && current_path(a) == Some(dir.join("d.jpeg"))
     });
 }
+
+/// An IG map explained from a baseline the model reads as the same class is said where the map
+/// is chosen (next to the opacity slider) and under IG's completeness line; not for the other
+/// maps, nor once the other baseline (read as the other class by the tiny model) is chosen.
+#[test]
+fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
+    let mut h = viewer(tiny_model(), Some(sample()));
+    wait_until(&mut h, "the full analysis", analysed);
+    let toolbar = "IG baseline read as PNEUMONIA";
+    let panel = "The black baseline is itself read as PNEUMONIA";
+    h.run_ok();
+    // Grad-CAM on screen: the panel says it, the toolbar does not.
+    assert!(h.query_by_label_contains(toolbar).is_none());
+    h.get_by_label_contains(panel);
+    h.key_press(Key::Num3);
+    h.run_ok();
+    h.get_by_label(toolbar);
+    // The white baseline: read as NORMAL by the tiny model, so nothing to say.
+    h.key_press(Key::B);
+    wait_until(&mut h, "IG from the white baseline", analysed);
+    h.run_ok();
+    assert!(h.query_by_label_contains(toolbar).is_none());
+    assert!(h
+        .query_by_label_contains("baseline is itself read as")
+        .is_none());
+}

@@ -76,6 +76,16 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     }
 }
 
+/// Why a baseline read as the explained class makes an IG map say little (hover text).
+fn ig_baseline_reasoning(class: &str) -> String {
+    format!(
+        "Integrated Gradients explains F(film) − F(baseline). The baseline should stand for the \
+         absence of what is explained; the model reads this one as {class} itself, so the map \
+         splits only the difference between two {class} readings, and the completeness gap is \
+         relative to that difference. Grad-CAM does not depend on a baseline."
+    )
+}
+
 /// Width ranges of the panels beside the film, from the window's size. The film is what the
 /// user came for: the study list and the side column never leave it less than 240 pixels (at
 /// the 800-pixel minimum window the fixed ranges had left it 10, and the side column overflowed
@@ -257,6 +267,22 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     "{}\nSettings: \"Dim overlays when uncertain or out of scope\"",
                     gate.line()
                 ));
+        }
+        // The IG map on screen explains the film against a baseline read as the same class:
+        // said where the map is chosen, not only in the result panel below the fold.
+        let ig_shown = app.map == MapKind::IntegratedGradients
+            || app.compare == Some(MapKind::IntegratedGradients);
+        if let (true, false, Some((class, warning))) = (
+            ig_shown,
+            super::scope_banner::result_hidden(app),
+            super::trust_state::ig_baseline_warning(app),
+        ) {
+            ui.label(
+                RichText::new(format!("IG baseline read as {class}"))
+                    .color(WARN)
+                    .small(),
+            )
+            .on_hover_text(format!("{warning}.\n{}", ig_baseline_reasoning(&class)));
         }
         ui.separator();
         if ui.button("Fit").on_hover_text("F, double-click").clicked() {
@@ -619,20 +645,9 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 100.0 * ig.relative_delta()
             ));
             // The baseline itself read as the explained class ([`crate::analysis::BaselineReading`]).
-            let reading = crate::analysis::baseline_reading(cfg, ig);
-            if let Some((warning, reading)) = reading
-                .as_ref()
-                .and_then(|r| Some((crate::analysis::baseline_warning(ig, r)?, r)))
-            {
+            if let Some((class, warning)) = super::trust_state::ig_baseline_warning(app) {
                 ui.label(RichText::new(warning).color(WARN).small())
-                    .on_hover_text(format!(
-                        "Integrated Gradients explains F(film) − F(baseline). The baseline should \
-                         stand for the absence of what is explained; the model reads this one \
-                         as {0} itself, so the map splits only the difference between two {0} \
-                         readings, and the gap above is relative to that difference. Grad-CAM \
-                         does not depend on a baseline.",
-                        reading.label
-                    ));
+                    .on_hover_text(ig_baseline_reasoning(&class));
             }
         }
         None if !app.settings.run_ig => {

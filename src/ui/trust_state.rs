@@ -166,6 +166,18 @@ pub fn current_gate(app: &ViewerApp) -> Option<Gate> {
     overlay_gate(gate_reasons(app), app.settings.gate_overlays)
 }
 
+/// The IG result on screen, when its baseline is itself read as the class explained
+/// ([`crate::analysis::BaselineReading`]): that class's name and the one-line warning.
+pub fn ig_baseline_warning(app: &ViewerApp) -> Option<(String, String)> {
+    let cfg = &app.engine()?.model.config;
+    let key = app.wanted_ig_or_default();
+    let entry = app.current_entry()?;
+    let ig = &entry.ig.get(&key)?.0;
+    let reading = crate::analysis::baseline_reading(cfg, ig)?;
+    let warning = crate::analysis::baseline_warning(ig, &reading)?;
+    Some((reading.label, warning))
+}
+
 /// What a job needs, taken from the cache on the UI thread.
 struct JobInput {
     engine: Arc<Engine>,
