@@ -11,8 +11,8 @@ use egui::{
 use super::app::{image_size, FilmKey, OverlayKey, ViewerApp};
 use super::film_levels::FilmLevels;
 use super::render::{
-    contour_segments, drag_step, film_filter, film_image, map_scale, overlay_image, texture_region,
-    texture_step, FilmSource, MAX_TEXTURE_SIDE,
+    at_least_visible, contour_segments, drag_step, film_filter, film_image, map_scale,
+    overlay_image, texture_region, texture_step, FilmSource, MAX_TEXTURE_SIDE,
 };
 use super::settings::{MapKind, OverlayMode};
 use super::transform::{screen_from_model, ImageFromModel, ScreenFromImage};
@@ -373,9 +373,13 @@ fn pane_ui(
 ) -> Option<Rect> {
     let full_uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
     if let Some((key, tex)) = &app.film_tex {
+        let one_pixel = 1.0 / ui.ctx().pixels_per_point();
         painter.image(
             tex.id(),
-            screen_from_image.apply_rect(key.region.rect_in_image()),
+            at_least_visible(
+                screen_from_image.apply_rect(key.region.rect_in_image()),
+                one_pixel,
+            ),
             full_uv,
             Color32::WHITE,
         );

@@ -87,6 +87,14 @@ pub fn drag_step(region: FilmRegion, step: usize) -> usize {
 /// Physical screen pixels per film pixel from which the film is drawn with hard pixel edges.
 pub const PIXEL_EDGES_FROM: f32 = 4.0;
 
+/// The film's rectangle on screen, widened about its centre to at least `min_side` (one
+/// physical pixel, in points) on each side: a film of 1 × 5 000 pixels fitted to the window is
+/// 0.16 screen pixels wide and was not drawn at all, so the canvas looked empty.
+pub fn at_least_visible(film_on_screen: egui::Rect, min_side: f32) -> egui::Rect {
+    let size = film_on_screen.size().max(egui::vec2(min_side, min_side));
+    egui::Rect::from_center_size(film_on_screen.center(), size)
+}
+
 /// How the film's texture is filtered at `screen_px_per_film_px` (physical pixels): blended
 /// (linear) below [`PIXEL_EDGES_FROM`], nearest texel from there on. Magnified far enough to
 /// inspect single pixels (the zoom goes to 64×), linear blending draws a smooth ramp between
@@ -580,6 +588,17 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_film_thinner_than_a_pixel_on_screen_is_drawn_one_pixel_wide() {
+        let thin = egui::Rect::from_min_max(egui::pos2(10.0, 0.0), egui::pos2(10.16, 800.0));
+        let shown = at_least_visible(thin, 1.0);
+        assert_eq!(shown.center(), thin.center());
+        assert_eq!(shown.size(), egui::vec2(1.0, 800.0));
+        // A film of normal size is left as it is.
+        let film = egui::Rect::from_min_max(egui::pos2(3.0, 4.0), egui::pos2(300.0, 200.0));
+        assert_eq!(at_least_visible(film, 1.0), film);
+    }
     use crate::io::PaddingMask;
 
     /// A `w` × `h` test film of `value(i)` (row-major index), windowed `low..high`.
