@@ -17,6 +17,8 @@
 //!
 //! Added to `metrics.json` under `faithfulness.{gradcam,ig,uncertainty}`; `faithfulness.png` shows
 //! the mean deletion curves and `faithfulness.csv` the per-image values.
+//! `faithfulness.ig_baseline_read_as_target` counts the images whose IG baseline the model itself
+//! reads as the class explained ([`crate::analysis::BaselineReading`]).
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -113,6 +115,9 @@ pub fn eval_with_faithfulness(
     let mut random_curves = Vec::new();
     let mut csv = String::from("file,method,aopc,random_aopc,ratio\n");
     let cancel = AtomicBool::new(false);
+    // Images whose IG baseline the model itself reads as the class explained
+    // ([`crate::analysis::BaselineReading`]): their IG map is explained against that image.
+    let (mut ig_images, mut baseline_read_as_target) = (0usize, 0usize);
     let bar = progress_bar(
         labelled.len(),
         "faithfulness {bar:40} {pos}/{len} images, eta {eta}",
@@ -126,6 +131,13 @@ pub fn eval_with_faithfulness(
             });
         match result {
             Ok(analysis) => {
+                if let Some(ig) = &analysis.ig {
+                    ig_images += 1;
+                    baseline_read_as_target += usize::from(
+                        crate::analysis::baseline_reading(&engine.model.config, ig)
+                            .is_some_and(|r| r.read_as_target),
+                    );
+                }
                 if let Some(f) = &analysis.trust.faithfulness {
                     random_curves.push(f.result.random.mean.deletion.clone());
                     for (method, a) in methods.iter().zip(acc.iter_mut()) {
@@ -170,6 +182,10 @@ pub fn eval_with_faithfulness(
     );
     section.insert("settings".into(), f_opts.describe().into());
     section.insert("ig_steps".into(), ig_steps.into());
+    section.insert(
+        "ig_baseline_read_as_target".into(),
+        baseline_read_as_target.into(),
+    );
     if let Some(obj) = json.as_object_mut() {
         obj.insert("faithfulness".into(), section.into());
     }
@@ -213,6 +229,14 @@ pub fn eval_with_faithfulness(
             mean.ratio.map_or("n/a".to_string(), |r| format!("{r:.2}")),
             100.0 * mean.beats_random,
             mean.n
+        );
+    }
+    if baseline_read_as_target > 0 {
+        println!(
+            "note: IG's {} baseline is itself read as the explained class on {baseline_read_as_target} \
+             of {ig_images} images: their IG maps (and IG's figures above) explain the film \
+             against that image (metrics.json: faithfulness.ig_baseline_read_as_target)",
+            options.ig_baseline.name()
         );
     }
     Ok(summary)

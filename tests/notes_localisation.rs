@@ -198,10 +198,13 @@ fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
     for name in ["a", "b"] {
         std::fs::copy(&film, data.join(format!("{name}.dcm"))).unwrap();
     }
+    // A third film, whose IG baseline the tiny model reads as the class it explains.
+    let jpeg = fixture("reference/person45_bacteria_221.jpeg");
+    std::fs::copy(&jpeg, data.join("c.jpeg")).unwrap();
     let labels = tmp.path().join("labels.csv");
     std::fs::write(
         &labels,
-        "patientId,x,y,width,height,Target\na,0,0,8,8,1\nb,,,,,0\n",
+        "patientId,x,y,width,height,Target\na,0,0,8,8,1\nb,,,,,0\nc,,,,,0\n",
     )
     .unwrap();
     let out = tmp.path().join("out");
@@ -217,13 +220,45 @@ fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
         .skip(1)
         .map(|l| l.split(',').next().unwrap())
         .collect();
-    assert_eq!(files.len(), 2 * 3, "{csv}");
+    assert_eq!(files.len(), 3 * 3, "{csv}");
     assert!(
-        files.contains(&"a.dcm") && files.contains(&"b.dcm"),
+        files.contains(&"a.dcm") && files.contains(&"b.dcm") && files.contains(&"c.jpeg"),
         "{csv}"
     );
-    assert_eq!(m["n"], 2);
+    assert_eq!(m["n"], 3);
     assert!(m["faithfulness"]["gradcam"]["aopc"].is_number(), "{m}");
+    // Images whose IG baseline is read as the explained class, as `analyze` of each film says in
+    // its report.
+    let analysed = tmp.path().join("analysed");
+    let result = bin()
+        .args([
+            "analyze",
+            "--device",
+            "cpu",
+            "--ig-steps",
+            "2",
+            "--no-faithfulness",
+        ])
+        .arg(&film)
+        .arg(&jpeg)
+        .arg("--out")
+        .arg(&analysed)
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap();
+    assert!(result.status.success());
+    let warned = |path: &Path| {
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(analysed.join(path.file_stem().unwrap()).join("report.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        u64::from(report["ig"]["warning"].is_string())
+    };
+    let expected = 2 * warned(&film) + warned(&jpeg);
+    assert!(expected > 0, "the jpeg's baseline is read as its class");
+    assert_eq!(m["faithfulness"]["ig_baseline_read_as_target"], expected);
 }
 
 #[test]
