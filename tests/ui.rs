@@ -1097,6 +1097,20 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     h.key_press(Key::Num3);
     h.run_ok();
     h.get_by_label(toolbar);
+    // One line at every window width: the wrapped toolbar row had split it after "as".
+    let heights: Vec<f32> = (1000..=1500)
+        .step_by(25)
+        .map(|width| {
+            h.set_size(egui::vec2(width as f32, 950.0));
+            h.run_ok();
+            h.get_by_label(toolbar).rect().height()
+        })
+        .collect();
+    let (low, high) = heights
+        .iter()
+        .fold((f32::MAX, 0f32), |(l, m), &x| (l.min(x), m.max(x)));
+    assert!(high < 1.4 * low, "{heights:?}");
+    h.set_size(egui::vec2(1500.0, 950.0));
     // The white baseline: read as NORMAL by the tiny model, so nothing to say.
     h.key_press(Key::B);
     wait_until(&mut h, "IG from the white baseline", analysed);

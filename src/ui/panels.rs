@@ -277,10 +277,14 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             super::scope_banner::result_hidden(app),
             super::trust_state::ig_baseline_warning(app),
         ) {
-            ui.label(
-                RichText::new(format!("IG baseline read as {class}"))
-                    .color(WARN)
-                    .small(),
+            // One piece: the wrapped row had split it, "PNEUMONIA" starting the next row.
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!("IG baseline read as {class}"))
+                        .color(WARN)
+                        .small(),
+                )
+                .wrap_mode(egui::TextWrapMode::Extend),
             )
             .on_hover_text(format!("{warning}.\n{}", ig_baseline_reasoning(&class)));
         }
