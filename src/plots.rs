@@ -99,11 +99,16 @@ fn unit_square_chart<'a, 'b>(
 }
 
 pub fn roc_png(cases: &[Case], auc: f64, path: &Path) -> Result<()> {
-    let points = roc_curve(cases);
+    let two_classes = both_classes(cases);
+    let points = if two_classes {
+        roc_curve(cases)
+    } else {
+        Vec::new()
+    };
     draw(path, |root| {
         let mut chart = unit_square_chart(
             &root,
-            format!("ROC (AUC = {auc:.3}, n = {})", cases.len()),
+            roc_title(cases, auc),
             "1 − specificity (false-positive rate)",
             "sensitivity",
         )?;
@@ -112,6 +117,21 @@ pub fn roc_png(cases: &[Case], auc: f64, path: &Path) -> Result<()> {
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// Whether `cases` hold both a positive and a negative case: an ROC curve needs both.
+fn both_classes(cases: &[Case]) -> bool {
+    cases.iter().any(|c| c.positive) && cases.iter().any(|c| !c.positive)
+}
+
+/// The ROC plot's title. A folder of one class (`eval test/PNEUMONIA`) has no ROC: the plot had
+/// read "AUC = NaN" over a line along the axis, drawn from a denominator forced to 1.
+fn roc_title(cases: &[Case], auc: f64) -> String {
+    if both_classes(cases) && auc.is_finite() {
+        format!("ROC (AUC = {auc:.3}, n = {})", cases.len())
+    } else {
+        format!("ROC: needs both classes (n = {}, one class)", cases.len())
+    }
 }
 
 /// Residual = label − probability (1 for a positive case); errors sit near ±1.
@@ -299,6 +319,18 @@ mod tests {
             positive,
             probability,
         }
+    }
+
+    #[test]
+    fn an_roc_of_one_class_says_so_instead_of_nan() {
+        let both = [case(true, 0.9), case(false, 0.2)];
+        assert_eq!(roc_title(&both, 1.0), "ROC (AUC = 1.000, n = 2)");
+        let one = [case(true, 0.9), case(true, 0.2)];
+        assert_eq!(
+            roc_title(&one, f64::NAN),
+            "ROC: needs both classes (n = 2, one class)"
+        );
+        assert!(!both_classes(&one) && !both_classes(&[]));
     }
 
     #[test]
