@@ -1086,7 +1086,24 @@ fn several_images_picked_in_the_viewers_own_dialog_open_as_a_set() {
 /// maps, nor once the other baseline (read as the other class by the tiny model) is chosen.
 #[test]
 fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
-    let mut h = viewer(tiny_model(), Some(sample()));
+    let dir = temp_dir("ui-ig-baseline");
+    let (black_png, white_png) = (dir.join("black.png"), dir.join("white.png"));
+    let picker = ScriptedPicker::default().saving(&[black_png.clone(), white_png.clone()]);
+    let app = ViewerApp::new(
+        fast_settings(),
+        Arc::new(picker),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    let export = |h: &mut Harness<'static, ViewerApp>, path: &Path| {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+        let name = path.display().to_string();
+        wait_until(h, "the export", |app| {
+            app.status.as_ref().is_some_and(|s| s.text.contains(&name))
+        });
+        cxr_viewer::io::viewer_export::marker(path).unwrap()
+    };
     wait_until(&mut h, "the full analysis", analysed);
     let toolbar = "IG baseline read as PNEUMONIA";
     let panel = "The black baseline is itself read as PNEUMONIA";
@@ -1111,6 +1128,13 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
         .fold((f32::MAX, 0f32), |(l, m), &x| (l.min(x), m.max(x)));
     assert!(high < 1.4 * low, "{heights:?}");
     h.set_size(egui::vec2(1500.0, 950.0));
+    // The exported view says it too.
+    let what = export(&mut h, &black_png);
+    assert!(
+        what.starts_with("film with Integrated Gradients overlay")
+            && what.ends_with(", IG baseline read as PNEUMONIA"),
+        "{what}"
+    );
     // The white baseline: read as NORMAL by the tiny model, so nothing to say.
     h.key_press(Key::B);
     wait_until(&mut h, "IG from the white baseline", analysed);
@@ -1119,4 +1143,5 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     assert!(h
         .query_by_label_contains("baseline is itself read as")
         .is_none());
+    assert!(!export(&mut h, &white_png).contains("IG baseline"));
 }

@@ -45,7 +45,14 @@ pub fn export_png(app: &mut ViewerApp) {
     let gate = super::trust_state::current_gate(app);
     let mut settings = app.settings.clone();
     settings.alpha = crate::trust::gated_opacity(settings.alpha, gate.as_ref());
-    let (name, what) = match (&map, &gate) {
+    // An IG map explained against a baseline the model reads as the same class says so in the
+    // file too, as the toolbar does on screen.
+    let ig_note = (kind == MapKind::IntegratedGradients)
+        .then(|| super::trust_state::ig_baseline_warning(app))
+        .flatten()
+        .map(|(class, _)| format!(", IG baseline read as {class}"))
+        .unwrap_or_default();
+    let (name, mut what) = match (&map, &gate) {
         (Some(_), Some(gate)) => (
             format!("{}_{}.png", stem(app), short_name(kind)),
             format!("film with {} overlay, {}", kind.label(), gate.short_line()),
@@ -63,6 +70,9 @@ pub fn export_png(app: &mut ViewerApp) {
             "film as displayed".to_string(),
         ),
     };
+    if map.is_some() {
+        what.push_str(&ig_note);
+    }
     let render = Box::new(move |path: &Path| {
         let map = map.map(|(grid, _, mean)| {
             let scale = map_scale(kind, &grid, mean.as_ref());
