@@ -1351,8 +1351,9 @@ fn going_back_up_the_list_analyses_the_previous_study_in_advance() {
 /// Files opened together (dropped, chosen in Open…, named on the command line) get a study list
 /// of their own, as a folder does: the set's films only, under their common folder, labelled by
 /// their class folders, predicted and counted, walked in the list's order; Rescan reads the same
-/// files again, not the folder. Recent keeps the films, not the folder (reopening it would list
-/// everything in it). Before, a set was walked with no list at all.
+/// files again, not the folder. Recent keeps the film the set opened on, not the folder
+/// (reopening it would list everything in it) nor every film walked. Before, a set was walked
+/// with no list at all.
 #[test]
 fn files_opened_together_get_a_study_list_of_their_own() {
     let fx = labelled_folder();
@@ -1415,6 +1416,19 @@ fn files_opened_together_get_a_study_list_of_their_own() {
         h.state().settings.recent
     );
     assert_eq!(h.state().settings.recent[0], set[1]);
+    // Walking the set does not push each film into Recent (ten films would push everything
+    // else out): the set stays remembered by the film it opened on.
+    for _ in 0..2 {
+        h.key_press(Key::ArrowDown);
+        h.run_ok();
+    }
+    assert_ne!(current_path(h.state()), Some(set[1].clone()));
+    let recent = &h.state().settings.recent;
+    assert_eq!(recent[0], set[1]);
+    assert!(
+        !recent.contains(&set[0]) && !recent.contains(&set[2]),
+        "{recent:?}"
+    );
 
     // Rescan: the same three files, though the folder holds six.
     h.get_by_label("Rescan").click();

@@ -585,9 +585,9 @@ impl ViewerApp {
             .is_some_and(|r| r.row_index(&path).is_some());
         // A film of the folder under review is reached through the folder, which Recent holds;
         // remembered one by one, ten films pushed everything else out of the list. A set of
-        // files opened together has no folder to reopen: its films are remembered.
-        let in_folder_review = in_review && self.review.as_ref().is_some_and(|r| r.files.is_none());
-        if !in_folder_review {
+        // files opened together is remembered by its first film, when it is opened
+        // ([`Self::open_dropped_files`]), for the same reason.
+        if !in_review {
             self.settings.remember(&path);
         }
         if !in_review && !self.folder.contains(&path) {
