@@ -48,7 +48,8 @@ struct ExplainArgs {
     #[arg(long, default_value_t = 36, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ig_steps: u32,
     /// Integrated Gradients baseline: the image the path starts from (an all-black or all-white
-    /// film, in pixel space).
+    /// film, in pixel space, or `normal`: the film model.json names as `ig_reference`, one the
+    /// model reads as confidently NORMAL).
     #[arg(long, value_enum, default_value_t = Baseline::Black)]
     ig_baseline: Baseline,
     /// How IG places its path points: `graded` (centres of `--ig-steps` panels, narrow where the

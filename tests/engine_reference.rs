@@ -107,3 +107,61 @@ fn integrated_gradients_match_captum() {
         }
     }
 }
+
+/// IG from the normal-film baseline (`model.json`'s `ig_reference`, preprocessed as any film)
+/// against captum with that film's model input as the baseline
+/// (`scripts/make_normal_film_fixture.py`), for both targets: the map, F(x′) and the gap.
+#[test]
+fn integrated_gradients_from_the_normal_film_match_captum() {
+    let model = cxr_viewer::model::Classifier::load(
+        &fixture("reference/model-normal-film.json"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(model.ig_reference.is_some());
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("reference/normal_film.json")).unwrap(),
+    )
+    .unwrap();
+    let input = npy("reference/input_sample.npy");
+    for target in [0usize, 1] {
+        let opts = IgOptions {
+            steps: 32,
+            baseline: Baseline::NormalFilm,
+            target,
+            batch: 8,
+            lanes: cxr_viewer::explain::integrated_gradients::CPU_LANES,
+            rule: IgRule::GaussLegendre,
+        };
+        let ig = integrated_gradients(&model, &input, &opts, &no_control()).unwrap();
+        let expected = npy_vec(&format!("reference/sample_ig_normal_32_c{target}.npy"));
+        let r = pearson(&ig.map.values, &expected);
+        assert!(r >= 0.99, "target {target}: r = {r}");
+        let m = &meta[format!("c{target}")];
+        let f_base = m["f_baseline"].as_f64().unwrap() as f32;
+        assert!(
+            (ig.f_baseline - f_base).abs() < 1e-3 * f_base.abs().max(1.0),
+            "target {target}: F(baseline) {} vs captum {f_base}",
+            ig.f_baseline
+        );
+        let delta = m["delta"].as_f64().unwrap() as f32;
+        let span = (ig.f_input - ig.f_baseline).abs();
+        assert!(
+            (ig.delta - delta).abs() < 0.02 * span,
+            "target {target}: delta {} vs captum {delta}",
+            ig.delta
+        );
+    }
+    // A model that names no reference film refuses the baseline in one line.
+    let plain = tiny_model();
+    let opts = IgOptions {
+        steps: 2,
+        baseline: Baseline::NormalFilm,
+        target: 1,
+        batch: 2,
+        lanes: 1,
+        rule: IgRule::Midpoint,
+    };
+    let err = integrated_gradients(&plain, &input, &opts, &no_control()).unwrap_err();
+    assert!(err.to_string().contains("names no ig_reference"), "{err}");
+}

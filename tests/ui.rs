@@ -1145,3 +1145,40 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
         .is_none());
     assert!(!export(&mut h, &white_png).contains("IG baseline"));
 }
+
+/// `B` cycles black → white → normal film where the model names a reference film (and back to
+/// black where it does not); from the normal film, which the tiny model reads as NORMAL, the
+/// PNEUMONIA sample's IG carries no baseline warning, and the panel offers the third choice.
+#[test]
+fn b_reaches_the_normal_film_baseline_where_the_model_has_one() {
+    use cxr_viewer::ui::settings::BaselineChoice;
+    let model = repo("tests/fixtures/reference/model-normal-film.json");
+    let mut h = viewer(model, Some(sample()));
+    wait_until(&mut h, "the full analysis", analysed);
+    h.key_press(Key::Num3);
+    h.run_ok();
+    h.get_by_label("IG baseline read as PNEUMONIA");
+    for want in [BaselineChoice::White, BaselineChoice::NormalFilm] {
+        h.key_press(Key::B);
+        h.run_ok();
+        assert_eq!(h.state().settings.ig_baseline, want);
+    }
+    wait_until(&mut h, "IG from the normal film", analysed);
+    h.run_ok();
+    h.get_by_label("normal film");
+    assert!(h.query_by_label_contains("IG baseline read as").is_none());
+    h.get_by_label_contains("steps, normal film baseline: completeness gap");
+    h.key_press(Key::B);
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
+
+    // The tiny model without a reference film: white goes back to black, no third radio.
+    let mut h = viewer(tiny_model(), Some(sample()));
+    wait_until(&mut h, "the full analysis", analysed);
+    for want in [BaselineChoice::White, BaselineChoice::Black] {
+        h.key_press(Key::B);
+        h.run_ok();
+        assert_eq!(h.state().settings.ig_baseline, want);
+    }
+    assert!(h.query_by_label("normal film").is_none());
+}

@@ -72,22 +72,34 @@ pub enum Baseline {
     #[default]
     Black,
     White,
+    /// The film `model.json` names as `ig_reference`: one the model reads as confidently
+    /// normal. The shipped model reads the black and the white image as PNEUMONIA
+    /// ([`crate::analysis::BaselineReading`]), so from them IG explains a PNEUMONIA film only
+    /// against another PNEUMONIA reading; from a normal film it explains the whole step from
+    /// NORMAL to PNEUMONIA (on six training-folder films, F(x) − F(x′) of 3.96–4.10 logits against
+    /// −0.02–0.12 from black, `scripts/ig_baseline_experiment.py`). The price: the map also marks
+    /// where the two children's anatomy differs.
+    #[value(name = "normal")]
+    #[serde(rename = "normal")]
+    NormalFilm,
 }
 
 impl Baseline {
-    /// Pixel value in [0, 1] before normalisation.
-    pub fn pixel_value(self) -> f32 {
+    /// Pixel value in [0, 1] before normalisation of a uniform baseline; `None` for a film.
+    pub fn pixel_value(self) -> Option<f32> {
         match self {
-            Baseline::Black => 0.0,
-            Baseline::White => 1.0,
+            Baseline::Black => Some(0.0),
+            Baseline::White => Some(1.0),
+            Baseline::NormalFilm => None,
         }
     }
 
-    /// "black" or "white", as `report.json` writes it.
+    /// "black", "white" or "normal", as `report.json` writes it.
     pub fn name(self) -> &'static str {
         match self {
             Baseline::Black => "black",
             Baseline::White => "white",
+            Baseline::NormalFilm => "normal",
         }
     }
 }
@@ -217,7 +229,27 @@ pub fn baseline_tensor(
     baseline: Baseline,
 ) -> candle_core::Result<Tensor> {
     let spec = &model.config.input;
-    let v = baseline.pixel_value();
+    let Some(v) = baseline.pixel_value() else {
+        let film = model.ig_reference.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg(
+                "the normal-film baseline needs a reference film: this model.json names no \
+                 ig_reference"
+                    .into(),
+            )
+        })?;
+        if film.dims()[1..] != input.dims()[1..] {
+            return Err(candle_core::Error::Msg(format!(
+                "the reference film's input {:?} does not match the film's {:?}",
+                film.dims(),
+                input.dims()
+            )));
+        }
+        return film
+            .to_device(input.device())?
+            .to_dtype(input.dtype())?
+            .broadcast_as(input.shape())?
+            .contiguous();
+    };
     let per_channel: Vec<f32> = spec
         .mean
         .iter()

@@ -268,6 +268,7 @@ pub fn sanity_check(
             backbone: Backbone::load(&store, arch)?,
             head: Head::load(&store, arch, classes)?,
             device: model.device.clone(),
+            ig_reference: model.ig_reference.clone(),
         };
         let features = randomised.backbone.forward(input)?;
         let cam = grad_cam(&randomised.head, &features, target)?;

@@ -32,6 +32,12 @@ pub struct ModelConfig {
     /// fitted on this model's features, so versioned with the weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// A film the model reads as confidently normal, relative to the directory of `model.json`:
+    /// Integrated Gradients' "normal film" baseline ([`crate::explain::integrated_gradients::
+    /// Baseline::NormalFilm`]). Chosen from the training split for this model, so versioned with
+    /// the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ig_reference: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -168,6 +174,16 @@ impl ModelConfig {
     }
 
     /// Where the scope statistics named in `model.json` live, if any.
+    pub fn ig_reference_path(&self, config_path: &Path) -> Option<PathBuf> {
+        let name = self.ig_reference.as_ref()?;
+        Some(
+            config_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(name),
+        )
+    }
+
     pub fn scope_path(&self, config_path: &Path) -> Option<PathBuf> {
         let name = self.scope.as_ref()?;
         Some(

@@ -68,6 +68,24 @@ pub struct Classifier {
     pub backbone: Backbone,
     pub head: Head,
     pub device: Device,
+    /// The model input `[1, 3, H, W]` of the film `model.json` names as `ig_reference`,
+    /// preprocessed as any film is; `None` when it names none.
+    pub ig_reference: Option<Tensor>,
+}
+
+/// The model input of the reference film at `path`, preprocessed as a film opened in the viewer.
+fn reference_input(
+    path: &Path,
+    spec: &config::InputSpec,
+    device: &Device,
+) -> Result<Tensor, ModelError> {
+    let failed = |reason: String| ModelError::Weights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let study = crate::io::load_study(path).map_err(|e| failed(e.to_string()))?;
+    let gray = preprocess::model_gray(&study, &study.default_window, spec);
+    preprocess::input_tensor(&gray, spec, device).map_err(|e| failed(e.to_string()))
 }
 
 impl Classifier {
@@ -93,6 +111,10 @@ impl Classifier {
         }
         let backbone = Backbone::load(&store, &config.architecture)?;
         let head = Head::load(&store, &config.architecture, config.classes.len())?;
+        let ig_reference = match config.ig_reference_path(config_path) {
+            Some(path) => Some(reference_input(&path, &config.input, device)?),
+            None => None,
+        };
         Ok(Self {
             config,
             config_path: config_path.to_path_buf(),
@@ -100,6 +122,7 @@ impl Classifier {
             backbone,
             head,
             device: device.clone(),
+            ig_reference,
         })
     }
 

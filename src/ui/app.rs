@@ -1188,10 +1188,16 @@ impl ViewerApp {
     }
 
     pub fn wanted_ig(&self) -> Option<IgKey> {
-        self.settings.run_ig.then_some(IgKey {
-            steps: self.settings.ig_steps,
-            baseline: self.settings.ig_baseline,
-        })
+        self.settings.run_ig.then(|| self.wanted_ig_or_default())
+    }
+
+    /// The baseline chosen, or black where the normal film was chosen (kept in the settings)
+    /// but the model loaded now names none.
+    fn ig_baseline(&self) -> BaselineChoice {
+        match self.settings.ig_baseline {
+            BaselineChoice::NormalFilm if !self.has_normal_film() => BaselineChoice::Black,
+            b => b,
+        }
     }
 
     /// The IG wanted for `key`: none while its slow stages wait ([`Self::slow_stages_wait`]);
@@ -1343,7 +1349,7 @@ impl ViewerApp {
     pub fn wanted_ig_or_default(&self) -> IgKey {
         IgKey {
             steps: self.settings.ig_steps,
-            baseline: self.settings.ig_baseline,
+            baseline: self.ig_baseline(),
         }
     }
 
@@ -1400,6 +1406,12 @@ impl ViewerApp {
 
     pub fn set_baseline(&mut self, baseline: BaselineChoice) {
         self.settings.ig_baseline = baseline;
+    }
+
+    /// Whether the model names a reference normal film, IG's third baseline.
+    pub fn has_normal_film(&self) -> bool {
+        self.engine()
+            .is_some_and(|e| e.model.ig_reference.is_some())
     }
 
     // ---- keyboard ----------------------------------------------------------------------
@@ -1688,10 +1700,7 @@ impl ViewerApp {
             Action::AutoWindow => self.set_preset(WindowPreset::Auto),
             Action::Reset => self.reset_view(),
             Action::ToggleBaseline => {
-                let b = match self.settings.ig_baseline {
-                    BaselineChoice::Black => BaselineChoice::White,
-                    BaselineChoice::White => BaselineChoice::Black,
-                };
+                let b = self.settings.ig_baseline.next(self.has_normal_film());
                 self.set_baseline(b);
             }
             Action::ExportPng => super::export::export_png(self),

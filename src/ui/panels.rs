@@ -76,13 +76,23 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     }
 }
 
-/// Why a baseline read as the explained class makes an IG map say little (hover text).
-fn ig_baseline_reasoning(class: &str) -> String {
+/// Why a baseline read as the explained class makes an IG map say little (hover text), and
+/// which other baseline to try where the model has a normal film.
+fn ig_baseline_reasoning(app: &ViewerApp, class: &str) -> String {
+    let other = if app.has_normal_film()
+        && app.wanted_ig_or_default().baseline != BaselineChoice::NormalFilm
+    {
+        " The normal-film baseline (B) starts from a film the model reads as NORMAL."
+    } else if app.wanted_ig_or_default().baseline == BaselineChoice::NormalFilm {
+        " For a NORMAL film, the black baseline (B) starts from an image read as the other class."
+    } else {
+        ""
+    };
     format!(
         "Integrated Gradients explains F(film) − F(baseline). The baseline should stand for the \
          absence of what is explained; the model reads this one as {class} itself, so the map \
          splits only the difference between two {class} readings, and the completeness gap is \
-         relative to that difference. Grad-CAM does not depend on a baseline."
+         relative to that difference. Grad-CAM does not depend on a baseline.{other}"
     )
 }
 
@@ -286,7 +296,10 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 )
                 .wrap_mode(egui::TextWrapMode::Extend),
             )
-            .on_hover_text(format!("{warning}.\n{}", ig_baseline_reasoning(&class)));
+            .on_hover_text(format!(
+                "{warning}.\n{}",
+                ig_baseline_reasoning(app, &class)
+            ));
         }
         ui.separator();
         if ui.button("Fit").on_hover_text("F, double-click").clicked() {
@@ -633,6 +646,14 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         let mut b = app.settings.ig_baseline;
         ui.radio_value(&mut b, BaselineChoice::Black, "black");
         ui.radio_value(&mut b, BaselineChoice::White, "white");
+        if app.has_normal_film() {
+            ui.radio_value(&mut b, BaselineChoice::NormalFilm, "normal film")
+                .on_hover_text(
+                    "A film the model reads as confidently NORMAL (model.json's ig_reference): \
+                     IG then explains the whole step from NORMAL to this film's reading. The \
+                     map also marks where the two children's anatomy differs.",
+                );
+        }
         if b != app.settings.ig_baseline {
             app.set_baseline(b);
         }
@@ -651,7 +672,7 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             // The baseline itself read as the explained class ([`crate::analysis::BaselineReading`]).
             if let Some((class, warning)) = super::trust_state::ig_baseline_warning(app) {
                 ui.label(RichText::new(warning).color(WARN).small())
-                    .on_hover_text(ig_baseline_reasoning(&class));
+                    .on_hover_text(ig_baseline_reasoning(app, &class));
             }
         }
         None if !app.settings.run_ig => {

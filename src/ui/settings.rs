@@ -94,6 +94,8 @@ impl ColormapChoice {
 pub enum BaselineChoice {
     Black,
     White,
+    /// The model's reference normal film ([`Baseline::NormalFilm`]), where `model.json` names one.
+    NormalFilm,
 }
 
 impl BaselineChoice {
@@ -101,6 +103,7 @@ impl BaselineChoice {
         match self {
             BaselineChoice::Black => Baseline::Black,
             BaselineChoice::White => Baseline::White,
+            BaselineChoice::NormalFilm => Baseline::NormalFilm,
         }
     }
 
@@ -108,6 +111,24 @@ impl BaselineChoice {
         match self {
             BaselineChoice::Black => "black",
             BaselineChoice::White => "white",
+            BaselineChoice::NormalFilm => "normal film",
+        }
+    }
+
+    /// The next baseline for `B`: black, white, then the normal film when the model has one.
+    ///
+    /// ```
+    /// use cxr_viewer::ui::settings::BaselineChoice::*;
+    /// assert_eq!(Black.next(true), White);
+    /// assert_eq!(White.next(true), NormalFilm);
+    /// assert_eq!(NormalFilm.next(true), Black);
+    /// assert_eq!(White.next(false), Black);
+    /// ```
+    pub fn next(self, normal_film: bool) -> Self {
+        match self {
+            BaselineChoice::Black => BaselineChoice::White,
+            BaselineChoice::White if normal_film => BaselineChoice::NormalFilm,
+            BaselineChoice::White | BaselineChoice::NormalFilm => BaselineChoice::Black,
         }
     }
 }
