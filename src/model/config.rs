@@ -173,31 +173,25 @@ impl ModelConfig {
         (down(self.input.height), down(self.input.width))
     }
 
-    /// Where the scope statistics named in `model.json` live, if any.
+    /// Where the IG reference film named in `model.json` lives, if it names one.
     pub fn ig_reference_path(&self, config_path: &Path) -> Option<PathBuf> {
-        let name = self.ig_reference.as_ref()?;
-        Some(
-            config_path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(name),
-        )
+        Some(beside(config_path, self.ig_reference.as_ref()?))
     }
 
+    /// Where the scope statistics named in `model.json` live, if any.
     pub fn scope_path(&self, config_path: &Path) -> Option<PathBuf> {
-        let name = self.scope.as_ref()?;
-        Some(
-            config_path
-                .parent()
-                .unwrap_or_else(|| Path::new("."))
-                .join(name),
-        )
+        Some(beside(config_path, self.scope.as_ref()?))
     }
 
     pub fn weights_path(&self, config_path: &Path) -> PathBuf {
-        config_path
-            .parent()
-            .unwrap_or_else(|| Path::new("."))
-            .join(&self.weights)
+        beside(config_path, &self.weights)
     }
+}
+
+/// `name` in the folder of `model.json`: the files it names are relative to it.
+fn beside(config_path: &Path, name: &str) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join(name)
 }
