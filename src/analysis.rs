@@ -158,25 +158,6 @@ pub struct Prediction {
     pub logits: Vec<f32>,
 }
 
-/// The class the model answers for calibrated probabilities `probs`: in a binary model the
-/// calibrated threshold on the positive class decides, not the argmax.
-pub fn decided_class(cfg: &crate::model::config::ModelConfig, probs: &[f32]) -> usize {
-    let positive = cfg.positive_index();
-    if cfg.classes.len() == 2 {
-        if probs[positive] >= cfg.threshold {
-            positive
-        } else {
-            1 - positive
-        }
-    } else {
-        probs
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i)
-    }
-}
-
 /// How the model reads Integrated Gradients' baseline image itself (an all-black or all-white
 /// film).
 ///
@@ -200,8 +181,8 @@ pub struct BaselineReading {
     pub read_as_target: bool,
 }
 
-/// [`BaselineReading`] of `ig` (from its baseline's logits, the same calibrated softmax and
-/// decision rule as the prediction); `None` when `ig` does not carry them.
+/// [`BaselineReading`] of `ig`: the model's prediction for its baseline's logits, by the same
+/// [`prediction_from_logits`] as for a film; `None` when `ig` does not carry them.
 pub fn baseline_reading(
     cfg: &crate::model::config::ModelConfig,
     ig: &IntegratedGradients,
@@ -210,34 +191,82 @@ pub fn baseline_reading(
     if logits.len() != cfg.classes.len() || ig.target >= logits.len() {
         return None;
     }
-    let t = f64::from(cfg.temperature).max(1e-6);
-    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits
-        .iter()
-        .map(|&z| ((z as f64 - top) / t).exp())
-        .collect();
-    let sum: f64 = exps.iter().sum();
-    let probs: Vec<f32> = exps.iter().map(|e| (e / sum) as f32).collect();
-    let class = decided_class(cfg, &probs);
+    let logits = Tensor::from_slice(logits, (1, logits.len()), &candle_core::Device::Cpu).ok()?;
+    let prediction = prediction_from_logits(cfg, &logits).ok()?;
     Some(BaselineReading {
-        label: cfg.classes[class].clone(),
-        target_probability: probs[ig.target],
-        read_as_target: class == ig.target,
+        target_probability: prediction.probabilities[&cfg.classes[ig.target]],
+        read_as_target: prediction.class_index == ig.target,
+        label: prediction.label,
+    })
+}
+
+/// "black baseline is itself read as PNEUMONIA (P = 0.96)", when it is read as the explained
+/// class (see [`BaselineReading`]): the start of [`baseline_warning`] and of `analyze`'s note.
+pub fn baseline_read_as_target(
+    ig: &IntegratedGradients,
+    reading: &BaselineReading,
+) -> Option<String> {
+    reading.read_as_target.then(|| {
+        format!(
+            "{} baseline is itself read as {} (P = {:.2})",
+            ig.baseline.name(),
+            reading.label,
+            reading.target_probability
+        )
     })
 }
 
 /// One line for the user when the baseline is itself read as the explained class (see
 /// [`BaselineReading`]): "The black baseline is itself read as PNEUMONIA (P = 0.96): …".
 pub fn baseline_warning(ig: &IntegratedGradients, reading: &BaselineReading) -> Option<String> {
-    reading.read_as_target.then(|| {
+    baseline_read_as_target(ig, reading).map(|read| {
         format!(
-            "The {} baseline is itself read as {} (P = {:.2}): this IG map shows what separates \
-             the film from that image, not why the film reads as {}",
-            ig.baseline.name(),
-            reading.label,
-            reading.target_probability,
+            "The {read}: this IG map shows what separates the film from that image, not why the \
+             film reads as {}",
             reading.label
         )
+    })
+}
+
+/// The prediction of `logits` `[1, classes]`: temperature-scaled softmax, and in a binary model
+/// the calibrated threshold on the positive class decides, not the argmax.
+pub fn prediction_from_logits(
+    cfg: &crate::model::config::ModelConfig,
+    logits: &Tensor,
+) -> Result<Prediction, AnalysisError> {
+    let raw: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
+    let probs: Vec<f32> = candle_nn::ops::softmax(&(logits / cfg.temperature as f64)?, D::Minus1)?
+        .flatten_all()?
+        .to_vec1()?;
+    let positive = cfg.positive_index();
+    let p_pos = probs[positive];
+    let class_index = if cfg.classes.len() == 2 {
+        if p_pos >= cfg.threshold {
+            positive
+        } else {
+            1 - positive
+        }
+    } else {
+        probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    };
+    Ok(Prediction {
+        label: cfg.classes[class_index].clone(),
+        class_index,
+        probabilities: cfg
+            .classes
+            .iter()
+            .cloned()
+            .zip(probs.iter().copied())
+            .collect(),
+        positive_class: cfg.positive_class.clone(),
+        positive_probability: p_pos,
+        threshold: cfg.threshold,
+        temperature: cfg.temperature,
+        logits: raw,
     })
 }
 
@@ -416,7 +445,7 @@ impl Engine {
         let (features, stages) = self.model.backbone.forward_with_stages(&input)?;
         let pooled = crate::model::resnet::global_avg_pool(&features)?;
         let logits = self.model.head.forward(&pooled, None)?;
-        let prediction = self.predict_from_logits(&logits)?;
+        let prediction = prediction_from_logits(&self.model.config, &logits)?;
         let forward_ms = ms(t);
         let t = Instant::now();
         let scope = self.scope_check(study, &stages)?;
@@ -484,7 +513,10 @@ impl Engine {
                     gray,
                     input,
                     features: features.narrow(0, i, 1)?,
-                    prediction: self.predict_from_logits(&logits.narrow(0, i, 1)?)?,
+                    prediction: prediction_from_logits(
+                        &self.model.config,
+                        &logits.narrow(0, i, 1)?,
+                    )?,
                     image_size: (study.width, study.height),
                     scope,
                     scope_ms: scope_ms + ms(t),
@@ -564,33 +596,6 @@ impl Engine {
             }
             None => check,
         }
-    }
-
-    fn predict_from_logits(&self, logits: &Tensor) -> Result<Prediction, AnalysisError> {
-        let cfg = &self.model.config;
-        let raw: Vec<f32> = logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?;
-        let probs: Vec<f32> =
-            candle_nn::ops::softmax(&(logits / cfg.temperature as f64)?, D::Minus1)?
-                .flatten_all()?
-                .to_vec1()?;
-        let positive = cfg.positive_index();
-        let p_pos = probs[positive];
-        let class_index = decided_class(cfg, &probs);
-        Ok(Prediction {
-            label: cfg.classes[class_index].clone(),
-            class_index,
-            probabilities: cfg
-                .classes
-                .iter()
-                .cloned()
-                .zip(probs.iter().copied())
-                .collect(),
-            positive_class: cfg.positive_class.clone(),
-            positive_probability: p_pos,
-            threshold: cfg.threshold,
-            temperature: cfg.temperature,
-            logits: raw,
-        })
     }
 
     pub fn grad_cam(

@@ -243,17 +243,10 @@ fn analyze_one(
         analysis.uncertainty.std,
         dir.display()
     );
-    // "The black baseline is itself read as PNEUMONIA (P = 0.96)", said once after all films.
+    // "the black baseline is itself read as PNEUMONIA (P = 0.96)", said once after all films.
     let baseline_note = analysis.ig.as_ref().and_then(|ig| {
         let reading = crate::analysis::baseline_reading(&engine.model.config, ig)?;
-        reading.read_as_target.then(|| {
-            format!(
-                "the {} baseline is itself read as {} (P = {:.2})",
-                ig.baseline.name(),
-                reading.label,
-                reading.target_probability
-            )
-        })
+        crate::analysis::baseline_read_as_target(ig, &reading).map(|read| format!("the {read}"))
     });
     Ok((summary, analysis.prepared.scope.clone(), baseline_note))
 }
@@ -731,13 +724,9 @@ pub fn labelled_files(
     // One class's folder (`test/PNEUMONIA`): every film has that label, as the viewer reads it.
     // Its sensitivity (or specificity) is what such a run is for; the figures that need both
     // classes come out `null`.
-    // `absolute` keeps a link's own name (a labelled subset opened through a link to it);
-    // `canonicalize` names a path that ends in "..".
-    let own_class = std::path::absolute(data)
-        .ok()
-        .filter(|d| d.file_name().is_some())
-        .or_else(|| data.canonicalize().ok())
-        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+    let own_class = crate::io::folder_as_named(data)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
         .filter(|name| cfg.class_index(name).is_some());
     if let (true, Some(name)) = (found.is_empty(), own_class) {
         let is_positive = name.eq_ignore_ascii_case(&positive);

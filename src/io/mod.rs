@@ -679,6 +679,18 @@ pub fn is_analysis_overlay(path: &Path) -> bool {
         && path.with_file_name("report.json").is_file()
 }
 
+/// A folder to list (the viewer's study list, `eval`'s labelled folder) as an absolute path that
+/// keeps a link's own name: a labelled subset opened through a link to it is shown, walked and
+/// labelled under that name, not its target's (the files keep their link names the same way,
+/// [`files_under`]). Resolved like `canonicalize` only where the path climbs with `..` (an
+/// absolute path would keep those, and "a/.." has no name).
+pub fn folder_as_named(dir: &Path) -> PathBuf {
+    match std::path::absolute(dir) {
+        Ok(p) if !p.components().any(|c| c == std::path::Component::ParentDir) => p,
+        _ => std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+    }
+}
+
 /// The files under `root`, to `max_depth` folders down, depth first with each folder's entries
 /// sorted by name; hidden files and folders (name starting with `.`), the overlays of an
 /// earlier `analyze` ([`is_analysis_overlay`]) and any other PNG cxr-viewer wrote

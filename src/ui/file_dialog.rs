@@ -19,8 +19,8 @@
 //! folder's entries (folders first, then files, by name regardless of case; hidden ones on
 //! request), a file-name field (a name, or a whole path); a click puts an entry's name in the
 //! field, a double click opens it; in Open…, Ctrl-click and Shift-click pick several images
-//! ([`click_selection`]), listed quoted in the name field, and open them as a set. It starts in the folder last used in this run, else the
-//! current study's, else the working folder; an export's name is filled in; a bare name gets the
+//! ([`click_selection`]), listed quoted in the name field, and open them as a set. It starts in
+//! the folder last used in this run, else the current study's, else the working folder; an export's name is filled in; a bare name gets the
 //! export's extension; an existing file is replaced only after "Replace?".
 
 use std::path::{Path, PathBuf};
@@ -363,26 +363,24 @@ impl InAppDialog {
         self.selected = anchor;
         self.more = more;
         self.refused = None;
-        let picked = self.picked_files();
-        self.name = match picked.as_slice() {
-            [one] => file_name_of(one),
+        self.name = match self.picked().as_slice() {
+            [one] => one.name.clone(),
             several => several
                 .iter()
-                .map(|p| format!("\"{}\"", file_name_of(p)))
+                .map(|e| format!("\"{}\"", e.name))
                 .collect::<Vec<_>>()
                 .join(" "),
         };
     }
 
-    /// Every file picked, in list order (by name, as listed).
-    fn picked_files(&self) -> Vec<PathBuf> {
+    /// Every entry picked, in list order (by name, as listed).
+    fn picked(&self) -> Vec<&Entry> {
         let Ok(entries) = &self.entries else {
             return Vec::new();
         };
         entries
             .iter()
             .filter(|e| self.selected.as_ref() == Some(&e.path) || self.more.contains(&e.path))
-            .map(|e| e.path.clone())
             .collect()
     }
 
@@ -406,8 +404,8 @@ impl InAppDialog {
     /// the list (the name field, if edited since, dropped them).
     fn confirm_several(&self) -> Option<Vec<PathBuf>> {
         (self.several && !self.more.is_empty())
-            .then(|| self.picked_files())
-            .filter(|files| files.len() > 1)
+            .then(|| self.picked().into_iter().map(|e| e.path.clone()).collect())
+            .filter(|files: &Vec<PathBuf>| files.len() > 1)
     }
 
     /// The main button (or Enter): [`confirm_selected`] on what is picked and typed.
@@ -447,13 +445,6 @@ pub fn confirm_selected(kind: Kind, dir: &Path, selected: Option<&Path>, name: &
         Some(folder) => Step::Enter(folder.to_path_buf()),
         None => confirm_step(kind, dir, name),
     }
-}
-
-/// A file's name as shown in the name field.
-fn file_name_of(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The files picked after a click on `clicked`, as `(anchor, others)`: `files` are the files
@@ -497,8 +488,7 @@ pub fn click_selection(
         picked.retain(|p| Some(p) != anchor.as_ref());
         (anchor, picked)
     } else {
-        let others = picked;
-        (Some(clicked.to_path_buf()), others)
+        (Some(clicked.to_path_buf()), picked)
     }
 }
 
@@ -753,6 +743,8 @@ fn entries_ui(ui: &mut egui::Ui, d: &mut InAppDialog, list_height: f32) -> Optio
         }
     }
     let folder_only = d.kind == Kind::OpenFolder;
+    // Ctrl adds a file to the ones picked, Shift a range ([`click_selection`]).
+    let (toggle, range) = ui.input(|i| (i.modifiers.command, i.modifiers.shift));
     let mut click = None;
     area.show_rows(ui, row_height, listed.len(), |ui, rows| {
         ui.with_layout(ui.layout().with_cross_justify(true), |ui| {
@@ -768,8 +760,6 @@ fn entries_ui(ui: &mut egui::Ui, d: &mut InAppDialog, list_height: f32) -> Optio
                     || (selected.is_none() && !entry.is_dir && entry.name == d.name);
                 let enabled = entry.is_dir || !folder_only;
                 let row = ui.add_enabled(enabled, egui::Button::selectable(is_selected, text));
-                let modifiers = ui.input(|i| i.modifiers);
-                let (toggle, range) = (modifiers.command, modifiers.shift);
                 if row.double_clicked() {
                     click = Some(Click::Activate(entry.clone()));
                 } else if row.clicked() && d.several && !entry.is_dir && (toggle || range) {

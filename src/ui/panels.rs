@@ -79,14 +79,15 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 /// Why a baseline read as the explained class makes an IG map say little (hover text), and
 /// which other baseline to try where the model has a normal film.
 fn ig_baseline_reasoning(app: &ViewerApp, class: &str) -> String {
-    let other = if app.has_normal_film()
-        && app.wanted_ig_or_default().baseline != BaselineChoice::NormalFilm
-    {
-        " The normal-film baseline (B) starts from a film the model reads as NORMAL."
-    } else if app.wanted_ig_or_default().baseline == BaselineChoice::NormalFilm {
-        " For a NORMAL film, the black baseline (B) starts from an image read as the other class."
-    } else {
-        ""
+    let other = match app.wanted_ig_or_default().baseline {
+        BaselineChoice::NormalFilm => {
+            " For a NORMAL film, the black baseline (B) starts from an image read as the other \
+             class."
+        }
+        _ if app.has_normal_film() => {
+            " The normal-film baseline (B) starts from a film the model reads as NORMAL."
+        }
+        _ => "",
     };
     format!(
         "Integrated Gradients explains F(film) − F(baseline). The baseline should stand for the \

@@ -588,6 +588,7 @@ impl Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::PaddingMask;
 
     #[test]
     fn a_film_thinner_than_a_pixel_on_screen_is_drawn_one_pixel_wide() {
@@ -599,7 +600,6 @@ mod tests {
         let film = egui::Rect::from_min_max(egui::pos2(3.0, 4.0), egui::pos2(300.0, 200.0));
         assert_eq!(at_least_visible(film, 1.0), film);
     }
-    use crate::io::PaddingMask;
 
     /// A `w` × `h` test film of `value(i)` (row-major index), windowed `low..high`.
     fn film(

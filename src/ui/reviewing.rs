@@ -406,8 +406,9 @@ impl ViewerApp {
 
     /// [`Self::start_review`] of `dir`, or of `files` under it when given.
     pub(super) fn start_review_of(&mut self, dir: &Path, files: Option<Vec<PathBuf>>) {
-        let dir = review_root(dir);
-        // Recent reopens a folder; a set's films are remembered one by one as they are opened.
+        let dir = crate::io::folder_as_named(dir);
+        // Recent reopens a folder; a set is remembered by the film it opened on
+        // ([`Self::open_dropped_files`]).
         if files.is_none() {
             self.settings.remember(&dir);
         }
@@ -633,16 +634,5 @@ impl ViewerApp {
     pub fn folder_truth(&self, path: &Path) -> Option<Finding> {
         let r = self.review.as_ref()?;
         r.rows.get(r.row_index(path)?)?.folder_truth
-    }
-}
-
-/// The folder a review lists, as an absolute path that keeps a link's own name: a labelled
-/// subset opened through a link to it is shown and walked under that name, not its target's (the
-/// rows keep their link names the same way, `io::files_under`). Resolved like `canonicalize` only
-/// where the path climbs with `..` (an absolute path would keep those, and "a/.." has no name).
-fn review_root(dir: &Path) -> PathBuf {
-    match std::path::absolute(dir) {
-        Ok(p) if !p.components().any(|c| c == std::path::Component::ParentDir) => p,
-        _ => std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
     }
 }
