@@ -105,10 +105,19 @@ fn parse_tolerance(s: &str) -> Result<f32, String> {
 }
 
 impl ExplainArgs {
-    fn options(&self, engine: &Engine) -> AnalysisOptions {
+    /// The analysis options; `--ig-baseline normal` with a model that names no reference film is
+    /// refused here, once, rather than film by film.
+    fn options(&self, engine: &Engine) -> anyhow::Result<AnalysisOptions> {
+        anyhow::ensure!(
+            self.no_ig
+                || self.ig_baseline != Baseline::NormalFilm
+                || engine.model.ig_reference.is_some(),
+            "--ig-baseline normal needs a reference film: {} names no ig_reference",
+            engine.model.config_path.display()
+        );
         // A GPU only gets busy with many path points at once; a CPU gains nothing from more than a few.
         let default_batch = if engine.device_name() == "cpu" { 8 } else { 32 };
-        AnalysisOptions::default()
+        Ok(AnalysisOptions::default()
             .with_mc_samples(self.mc_samples as usize)
             .with_ig_steps(self.ig_steps as usize)
             .with_ig_baseline(self.ig_baseline)
@@ -132,7 +141,7 @@ impl ExplainArgs {
                 (!self.no_faithfulness)
                     .then(cxr_viewer::explain::faithfulness::FaithfulnessOptions::default),
             )
-            .with_sanity_check(self.sanity_check)
+            .with_sanity_check(self.sanity_check))
     }
 }
 
@@ -453,7 +462,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &cli::AnalyzeArgs {
                     inputs,
                     out,
-                    options: explain.options(&engine),
+                    options: explain.options(&engine)?,
                     dump_input,
                     include_identifiers,
                     frame: frame - 1,
@@ -532,7 +541,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let steps = ig_reference_steps.map_or(256, |s| s as usize);
                 print!(
                     "{}",
-                    cli::bench_ig_sweep(&engine, &input, &explain.options(&engine), steps)?
+                    cli::bench_ig_sweep(&engine, &input, &explain.options(&engine)?, steps)?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -541,7 +550,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::bench(
                     &engine,
                     &input,
-                    &explain.options(&engine),
+                    &explain.options(&engine)?,
                     runs,
                     ig_reference_steps.map(|s| s as usize),
                 )?

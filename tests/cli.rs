@@ -692,3 +692,50 @@ fn overlays_of_an_out_of_scope_study_are_dimmed_unless_asked() {
         "dimmed/full spread {ratio}"
     );
 }
+
+/// The normal-film baseline's two bad inputs, each one line: asked of a model that names no
+/// reference film (refused once, before any film, not once per film), and a model.json whose
+/// `ig_reference` is not there (named as the IG reference film, not as "weights").
+#[test]
+fn the_normal_film_baseline_without_its_film_is_one_line() {
+    let tmp = scratch("cli-normal-film");
+    let dir = tmp.path().to_path_buf();
+    let result = bin()
+        .args(["analyze"])
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg(fixture("reference/person45_bacteria_221.jpeg"))
+        .arg("--out")
+        .arg(dir.join("out"))
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .args(["--ig-baseline", "normal"])
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--ig-baseline normal needs a reference film: ")
+            && stderr.contains("model.json names no ig_reference"),
+        "{stderr}"
+    );
+    assert!(!dir.join("out").join("person45_bacteria_221").exists());
+
+    let mut config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("reference/model-normal-film.json")).unwrap(),
+    )
+    .unwrap();
+    config["weights"] =
+        serde_json::Value::String(fixture("reference/tiny.safetensors").display().to_string());
+    config["ig_reference"] = "missing.png".into();
+    std::fs::write(dir.join("model.json"), config.to_string()).unwrap();
+    let result = analyze_sample(&dir.join("out2"), &dir.join("model.json"), &[]);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot load the IG reference film ")
+            && stderr.contains("missing.png (model.json's ig_reference): "),
+        "{stderr}"
+    );
+}

@@ -39,6 +39,8 @@ pub enum ModelError {
     Weights { path: PathBuf, reason: String },
     #[error("model computation failed: {0}")]
     Compute(String),
+    #[error("cannot load the IG reference film {path} (model.json's ig_reference): {reason}")]
+    IgReference { path: PathBuf, reason: String },
 }
 
 impl From<candle_core::Error> for ModelError {
@@ -79,7 +81,7 @@ fn reference_input(
     spec: &config::InputSpec,
     device: &Device,
 ) -> Result<Tensor, ModelError> {
-    let failed = |reason: String| ModelError::Weights {
+    let failed = |reason: String| ModelError::IgReference {
         path: path.to_path_buf(),
         reason,
     };
