@@ -186,6 +186,10 @@ def rust_round(args) -> dict:
            "--ig-reference-steps", str(args.reference_steps), *args.rust_args]
     if "--ig-batch" not in args.rust_args:
         cmd += ["--ig-batch", str(args.ig_batch)]
+    if "--ig-baseline" not in args.rust_args:
+        # The black baseline captum is given above (`bench`'s default too, said here so that the
+        # comparison does not rest on a default).
+        cmd += ["--ig-baseline", "black"]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     out = {"text": text}
     for line in text.splitlines():

@@ -17,8 +17,8 @@ use serde::Serialize;
 use crate::explain::faithfulness::FaithfulnessOptions;
 use crate::explain::gradcam::{grad_cam, GradCam};
 use crate::explain::integrated_gradients::{
-    baseline_tensor, integrated_gradients, integrated_gradients_with_ends, Baseline, IgOptions,
-    IgRule, IntegratedGradients, PathEnds,
+    baseline_tensor, integrated_gradients, integrated_gradients_with_ends, Baseline, IgBaseline,
+    IgOptions, IgRule, IntegratedGradients, PathEnds, AUTO_ORDER,
 };
 use crate::explain::uncertainty::{mc_dropout, McDropout, McOptions};
 use crate::explain::zones::{zone_scores, ZoneScore};
@@ -61,7 +61,8 @@ impl From<candle_core::Error> for AnalysisError {
 pub struct AnalysisOptions {
     pub mc_samples: usize,
     pub ig_steps: usize,
-    pub ig_baseline: Baseline,
+    /// The baseline asked for; `auto` by default ([`IgBaseline`]).
+    pub ig_baseline: IgBaseline,
     /// Path points per IG batch.
     pub ig_batch: usize,
     /// IG sub-batches computed at once ([`IgOptions::lanes`]).
@@ -85,7 +86,7 @@ impl Default for AnalysisOptions {
         Self {
             mc_samples: 20,
             ig_steps: 36,
-            ig_baseline: Baseline::Black,
+            ig_baseline: IgBaseline::Auto,
             ig_batch: 8,
             ig_lanes: crate::explain::integrated_gradients::CPU_LANES,
             ig_rule: IgRule::default(),
@@ -107,8 +108,8 @@ impl AnalysisOptions {
         self.ig_steps = n.max(1);
         self
     }
-    pub fn with_ig_baseline(mut self, b: Baseline) -> Self {
-        self.ig_baseline = b;
+    pub fn with_ig_baseline(mut self, b: impl Into<IgBaseline>) -> Self {
+        self.ig_baseline = b.into();
         self
     }
     pub fn with_ig_batch(mut self, n: usize) -> Self {
@@ -208,10 +209,16 @@ pub fn baseline_read_as_target(
 ) -> Option<String> {
     reading.read_as_target.then(|| {
         format!(
-            "{} baseline is itself read as {} (P = {:.2})",
+            "{} baseline is itself read as {} (P = {:.2}){}",
             ig.baseline.name(),
             reading.label,
-            reading.target_probability
+            reading.target_probability,
+            // `auto` falls back to black only when every baseline offered is read so.
+            if ig.baseline_auto {
+                ", as is every other baseline the model offers"
+            } else {
+                ""
+            }
         )
     })
 }
@@ -650,6 +657,87 @@ impl Engine {
         Ok((ig, zones))
     }
 
+    /// The logits of `baseline`'s image for `input`'s size: computed once per baseline and size
+    /// (the same for every film), then kept.
+    fn baseline_logits_of(
+        &self,
+        baseline: Baseline,
+        input: &Tensor,
+    ) -> Result<Vec<f32>, AnalysisError> {
+        let key = (baseline, input.dims().to_vec());
+        let cached = self
+            .baseline_logits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(logits) = cached {
+            return Ok(logits);
+        }
+        let image = baseline_tensor(&self.model, input, baseline).map_err(ModelError::from)?;
+        let logits: Vec<f32> = self
+            .model
+            .logits(&image)?
+            .flatten_all()
+            .and_then(|l| l.to_dtype(DType::F32)?.to_vec1())
+            .map_err(ModelError::from)?;
+        self.baseline_logits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, logits.clone());
+        Ok(logits)
+    }
+
+    /// The baseline IG starts from when `request` is asked for, explaining class `target`: the
+    /// baseline asked for, or for [`IgBaseline::Auto`] the first of [`AUTO_ORDER`] the model
+    /// has and does not itself read as `target` (by [`prediction_from_logits`], as a film), so
+    /// that the map explains the step from another reading to this film's. Black when the model
+    /// reads every one as `target`; the IG warning then says so. Costs at most one forward pass per
+    /// baseline and input size, once per engine.
+    pub fn choose_baseline(
+        &self,
+        prepared: &Prepared,
+        request: IgBaseline,
+        target: usize,
+    ) -> Result<Baseline, AnalysisError> {
+        if let Some(fixed) = request.fixed() {
+            return Ok(fixed);
+        }
+        let offered = AUTO_ORDER
+            .into_iter()
+            .filter(|b| *b != Baseline::NormalFilm || self.model.ig_reference.is_some());
+        for baseline in offered {
+            let logits = self.baseline_logits_of(baseline, &prepared.input)?;
+            let logits = Tensor::from_slice(&logits, (1, logits.len()), &Device::Cpu)?;
+            if prediction_from_logits(&self.model.config, &logits)?.class_index != target {
+                return Ok(baseline);
+            }
+        }
+        Ok(Baseline::Black)
+    }
+
+    /// Integrated Gradients from the baseline `request` asks for ([`Self::choose_baseline`];
+    /// `opts.baseline` is replaced by it).
+    pub fn integrated_gradients_asked(
+        &self,
+        prepared: &Prepared,
+        request: IgBaseline,
+        opts: &IgOptions,
+        control: &Control,
+    ) -> Result<(IntegratedGradients, Vec<ZoneScore>), AnalysisError> {
+        let baseline = self.choose_baseline(prepared, request, opts.target)?;
+        let (mut ig, zones) = self.integrated_gradients(
+            prepared,
+            &IgOptions {
+                baseline,
+                ..opts.clone()
+            },
+            control,
+        )?;
+        ig.baseline_auto = request == IgBaseline::Auto;
+        Ok((ig, zones))
+    }
+
     /// F(x) from the prediction's own layer4 features (the head alone) and F(x′) from the baseline's
     /// logits, computed once per baseline and input size, with those logits; `None` for a target
     /// the head does not have (IG then reports its own error).
@@ -669,31 +757,7 @@ impl Engine {
             .forward(&pooled, None)
             .and_then(|l| l.flatten_all()?.to_dtype(DType::F32)?.to_vec1())
             .map_err(ModelError::from)?;
-        let key = (opts.baseline, prepared.input.dims().to_vec());
-        let cached = self
-            .baseline_logits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        let baseline_logits = match cached {
-            Some(logits) => logits,
-            None => {
-                let baseline = baseline_tensor(&self.model, &prepared.input, opts.baseline)
-                    .map_err(ModelError::from)?;
-                let logits: Vec<f32> = self
-                    .model
-                    .logits(&baseline)?
-                    .flatten_all()
-                    .and_then(|l| l.to_dtype(DType::F32)?.to_vec1())
-                    .map_err(ModelError::from)?;
-                self.baseline_logits
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, logits.clone());
-                logits
-            }
-        };
+        let baseline_logits = self.baseline_logits_of(opts.baseline, &prepared.input)?;
         match (
             input_logits.get(opts.target),
             baseline_logits.get(opts.target),
@@ -756,11 +820,12 @@ impl Engine {
         let (ig, ig_zones) = if opts.integrated_gradients {
             on_stage(Stage::IntegratedGradients);
             let t = Instant::now();
-            let (ig, zones) = self.integrated_gradients(
+            let (ig, zones) = self.integrated_gradients_asked(
                 &prepared,
+                opts.ig_baseline,
                 &IgOptions {
                     steps: opts.ig_steps,
-                    baseline: opts.ig_baseline,
+                    baseline: Baseline::Black,
                     target,
                     batch: opts.ig_batch,
                     lanes: opts.ig_lanes,
@@ -776,6 +841,7 @@ impl Engine {
         let trust = self.trust_checks(
             &prepared,
             target,
+            ig.as_ref().map(|i| i.baseline),
             &StudyMaps {
                 gradcam: &gradcam.map,
                 ig: ig.as_ref().map(|i| &i.map),
@@ -807,6 +873,7 @@ impl Engine {
         &self,
         prepared: &Prepared,
         target: usize,
+        ig_baseline: Option<Baseline>,
         maps: &StudyMaps,
         opts: &AnalysisOptions,
         on_stage: &dyn Fn(Stage),
@@ -835,22 +902,23 @@ impl Engine {
         if opts.sanity_check {
             on_stage(Stage::SanityCheck);
             let t = Instant::now();
-            let ig = IgOptions {
+            // From the real map's own baseline: an `auto` choice is not made again per stage.
+            let ig = ig_baseline.map(|baseline| IgOptions {
                 // IG once per stage: fewer nodes than the real map (the comparison is coarse).
                 steps: opts.ig_steps.min(SANITY_IG_STEPS),
-                baseline: opts.ig_baseline,
+                baseline,
                 target,
                 batch: opts.ig_batch,
                 lanes: opts.ig_lanes,
                 // A fixed node count per stage, so every stage is compared alike.
                 rule: crate::explain::integrated_gradients::IgRule::GaussLegendre,
-            };
+            });
             trust.sanity = Some(study_sanity(
                 &self.model,
                 prepared,
                 target,
                 maps,
-                Some(ig),
+                ig,
                 opts.seed,
                 control,
             )?);

@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 
 use crate::analysis::{Analysis, AnalysisOptions, Engine, Stage};
-use crate::explain::integrated_gradients::{relative_l2_error, IgOptions, IgRule};
+use crate::explain::integrated_gradients::{
+    relative_l2_error, IgOptions, IgRule, IntegratedGradients,
+};
 use crate::explain::Grid;
 use crate::io::load_study;
 use crate::overlay::{render_overlay, Colormap, MapScale};
@@ -359,6 +361,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Median milliseconds of each stage over `runs` repetitions, as a table. With
 /// `reference_steps`, also the IG map's relative L2 error against a Gauss–Legendre map with that
 /// many nodes (same model, film, baseline and target), computed once after the timed runs.
+/// "black baseline", "normal baseline (auto)": the baseline a map started from, as the bench
+/// table names it.
+fn ig_baseline_used(ig: &IntegratedGradients) -> String {
+    format!(
+        "{} baseline{}",
+        ig.baseline.name(),
+        if ig.baseline_auto { " (auto)" } else { "" }
+    )
+}
+
 pub fn bench(
     engine: &Engine,
     input: &Path,
@@ -422,13 +434,21 @@ pub fn bench(
         format!("MC uncertainty ({} samples)", options.mc_samples),
         match (options.ig_rule, last.as_ref().and_then(|a| a.ig.as_ref())) {
             (IgRule::Guided { tolerance }, Some(ig)) => format!(
-                "IG (guided, tolerance {tolerance}, {} gradients + {} probes of at most {}, batch {})",
-                ig.steps, ig.probes, options.ig_steps, options.ig_batch
+                "IG (guided, tolerance {tolerance}, {} gradients + {} probes of at most {}, {}, batch {})",
+                ig.steps,
+                ig.probes,
+                options.ig_steps,
+                ig_baseline_used(ig),
+                options.ig_batch
             ),
-            (rule, _) => format!(
-                "IG ({} {} steps, batch {})",
+            (rule, ig) => format!(
+                "IG ({} {} steps, {}, batch {})",
                 options.ig_steps,
                 rule.name(),
+                ig.map_or_else(
+                    || format!("{} baseline", options.ig_baseline.name()),
+                    ig_baseline_used
+                ),
                 options.ig_batch
             ),
         },
@@ -522,11 +542,12 @@ pub fn bench_ig_sweep(
     let study = load_study(input)?;
     let (prepared, _, _) = engine.prepare(&study)?;
     let target = engine.target_index(options.target.as_deref(), &prepared.prediction)?;
+    let baseline = engine.choose_baseline(&prepared, options.ig_baseline, target)?;
     let control = crate::explain::no_control();
     let run = |steps: usize, rule: IgRule, plan: GuidedPlan| -> Result<_> {
         let opts = IgOptions {
             steps,
-            baseline: options.ig_baseline,
+            baseline,
             target,
             batch: options.ig_batch,
             lanes: options.ig_lanes,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use cxr_viewer::analysis::{AnalysisOptions, Engine};
 use cxr_viewer::cli;
-use cxr_viewer::explain::integrated_gradients::{Baseline, IgRule, DEFAULT_TOLERANCE};
+use cxr_viewer::explain::integrated_gradients::{IgBaseline, IgRule, DEFAULT_TOLERANCE};
 use cxr_viewer::model::{select_device, DeviceChoice};
 use cxr_viewer::notes::NotesStore;
 
@@ -47,11 +47,13 @@ struct ExplainArgs {
     /// accurate than 40 equal panels).
     #[arg(long, default_value_t = 36, value_parser = clap::value_parser!(u32).range(1..=4096))]
     ig_steps: u32,
-    /// Integrated Gradients baseline: the image the path starts from (an all-black or all-white
-    /// film, in pixel space, or `normal`: the film model.json names as `ig_reference`, one the
-    /// model reads as confidently NORMAL).
-    #[arg(long, value_enum, default_value_t = Baseline::Black)]
-    ig_baseline: Baseline,
+    /// Integrated Gradients baseline: the image the path starts from. `black` or `white` (a
+    /// uniform film, in pixel space), `normal` (the film model.json names as `ig_reference`, one
+    /// the model reads as confidently NORMAL), or `auto`: the first of black, normal and white
+    /// that the model does not itself read as the class explained, per film (default: auto;
+    /// `bench`: black, captum's reference setting, which the side-by-side figures compare).
+    #[arg(long, value_enum)]
+    ig_baseline: Option<IgBaseline>,
     /// How IG places its path points: `graded` (centres of `--ig-steps` panels, narrow where the
     /// map moves fast along the path; the most accurate per gradient here), `midpoint` (centres of
     /// equal panels), `gauss-legendre` (`--ig-steps` nodes, captum's default rule) or
@@ -105,13 +107,13 @@ fn parse_tolerance(s: &str) -> Result<f32, String> {
 }
 
 impl ExplainArgs {
-    /// The analysis options; `--ig-baseline normal` with a model that names no reference film is
-    /// refused here, once, rather than film by film.
-    fn options(&self, engine: &Engine) -> anyhow::Result<AnalysisOptions> {
+    /// The analysis options, with `baseline` where `--ig-baseline` is not given; `--ig-baseline
+    /// normal` with a model that names no reference film is refused here, once, rather than film
+    /// by film.
+    fn options(&self, engine: &Engine, baseline: IgBaseline) -> anyhow::Result<AnalysisOptions> {
+        let baseline = self.ig_baseline.unwrap_or(baseline);
         anyhow::ensure!(
-            self.no_ig
-                || self.ig_baseline != Baseline::NormalFilm
-                || engine.model.ig_reference.is_some(),
+            self.no_ig || baseline != IgBaseline::Normal || engine.model.ig_reference.is_some(),
             "--ig-baseline normal needs a reference film: {} names no ig_reference",
             engine.model.config_path.display()
         );
@@ -120,7 +122,7 @@ impl ExplainArgs {
         Ok(AnalysisOptions::default()
             .with_mc_samples(self.mc_samples as usize)
             .with_ig_steps(self.ig_steps as usize)
-            .with_ig_baseline(self.ig_baseline)
+            .with_ig_baseline(baseline)
             .with_ig_rule(match self.ig_rule {
                 IgRuleArg::Guided => IgRule::Guided {
                     tolerance: self.ig_tolerance,
@@ -462,7 +464,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &cli::AnalyzeArgs {
                     inputs,
                     out,
-                    options: explain.options(&engine)?,
+                    options: explain.options(&engine, IgBaseline::Auto)?,
                     dump_input,
                     include_identifiers,
                     frame: frame - 1,
@@ -541,7 +543,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let steps = ig_reference_steps.map_or(256, |s| s as usize);
                 print!(
                     "{}",
-                    cli::bench_ig_sweep(&engine, &input, &explain.options(&engine)?, steps)?
+                    cli::bench_ig_sweep(
+                        &engine,
+                        &input,
+                        &explain.options(&engine, IgBaseline::Black)?,
+                        steps
+                    )?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -550,7 +557,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::bench(
                     &engine,
                     &input,
-                    &explain.options(&engine)?,
+                    &explain.options(&engine, IgBaseline::Black)?,
                     runs,
                     ig_reference_steps.map(|s| s as usize),
                 )?

@@ -110,7 +110,11 @@ pub struct GradCamReport {
 #[derive(Serialize)]
 pub struct IgReport {
     pub target: String,
+    /// The baseline the map starts from.
     pub baseline: crate::explain::integrated_gradients::Baseline,
+    /// What `--ig-baseline` asked for: "auto" when `baseline` was chosen per film
+    /// ([`crate::explain::integrated_gradients::IgBaseline::Auto`]), else `baseline` again.
+    pub baseline_requested: &'static str,
     pub steps: usize,
     pub quadrature: &'static str,
     /// Σ attributions − (F(x) − F(x′)), F = target logit.
@@ -206,6 +210,11 @@ impl Report {
                 IgReport {
                     target: class(ig.target),
                     baseline: ig.baseline,
+                    baseline_requested: if ig.baseline_auto {
+                        "auto"
+                    } else {
+                        ig.baseline.name()
+                    },
                     steps: ig.steps,
                     quadrature: ig.rule.name(),
                     delta: ig.delta,

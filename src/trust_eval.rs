@@ -18,7 +18,9 @@
 //! Added to `metrics.json` under `faithfulness.{gradcam,ig,uncertainty}`; `faithfulness.png` shows
 //! the mean deletion curves and `faithfulness.csv` the per-image values.
 //! `faithfulness.ig_baseline_read_as_target` counts the images whose IG baseline the model itself
-//! reads as the class explained ([`crate::analysis::BaselineReading`]).
+//! reads as the class explained ([`crate::analysis::BaselineReading`]);
+//! `faithfulness.ig_baseline` is the baseline asked for (`auto` here) and
+//! `faithfulness.ig_baselines` how many maps started from each baseline.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -32,6 +34,7 @@ use crate::cli::{
 };
 use crate::explain::agreement::Method;
 use crate::explain::faithfulness::{mean_curve, FaithfulnessOptions};
+use crate::explain::integrated_gradients::IgBaseline;
 use crate::io::load_study;
 
 /// Means of one map over the folder.
@@ -118,6 +121,8 @@ pub fn eval_with_faithfulness(
     // Images whose IG baseline the model itself reads as the class explained
     // ([`crate::analysis::BaselineReading`]): their IG map is explained against that image.
     let (mut ig_images, mut baseline_read_as_target) = (0usize, 0usize);
+    // The baseline each IG map started from (with `auto`, chosen per image).
+    let mut baselines_used = std::collections::BTreeMap::<&'static str, usize>::new();
     let bar = progress_bar(
         labelled.len(),
         "faithfulness {bar:40} {pos}/{len} images, eta {eta}",
@@ -133,6 +138,7 @@ pub fn eval_with_faithfulness(
             Ok(analysis) => {
                 if let Some(ig) = &analysis.ig {
                     ig_images += 1;
+                    *baselines_used.entry(ig.baseline.name()).or_default() += 1;
                     baseline_read_as_target += usize::from(
                         crate::analysis::baseline_reading(&engine.model.config, ig)
                             .is_some_and(|r| r.read_as_target),
@@ -186,6 +192,11 @@ pub fn eval_with_faithfulness(
         "ig_baseline_read_as_target".into(),
         baseline_read_as_target.into(),
     );
+    section.insert("ig_baseline".into(), options.ig_baseline.name().into());
+    section.insert(
+        "ig_baselines".into(),
+        serde_json::to_value(&baselines_used)?,
+    );
     if let Some(obj) = json.as_object_mut() {
         obj.insert("faithfulness".into(), section.into());
     }
@@ -231,12 +242,25 @@ pub fn eval_with_faithfulness(
             mean.n
         );
     }
-    if baseline_read_as_target > 0 {
+    if options.ig_baseline == IgBaseline::Auto {
+        let used: Vec<String> = baselines_used
+            .iter()
+            .map(|(name, n)| format!("{name} on {n}"))
+            .collect();
         println!(
-            "note: IG's {} baseline is itself read as the explained class on {baseline_read_as_target} \
+            "IG baselines (auto, per image): {} (metrics.json: faithfulness.ig_baselines)",
+            used.join(", ")
+        );
+    }
+    if baseline_read_as_target > 0 {
+        let which = match options.ig_baseline {
+            IgBaseline::Auto => "every baseline offered".to_string(),
+            b => format!("IG's {} baseline", b.name()),
+        };
+        println!(
+            "note: {which} is itself read as the explained class on {baseline_read_as_target} \
              of {ig_images} images: their IG maps (and IG's figures above) explain the film \
-             against that image (metrics.json: faithfulness.ig_baseline_read_as_target)",
-            options.ig_baseline.name()
+             against that image (metrics.json: faithfulness.ig_baseline_read_as_target)"
         );
     }
     Ok(summary)

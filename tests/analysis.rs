@@ -228,3 +228,82 @@ fn the_baseline_is_read_as_a_film_of_that_colour_is() {
         assert_eq!(labels.iter().filter(|&&r| r).count(), 1);
     }
 }
+
+/// `auto` (the default) starts IG from the first of black, the model's normal film and white
+/// that the model does not itself read as the class explained: checked against each baseline's
+/// own reading (`baseline_reading` of a fixed-baseline run, itself checked above against a film
+/// of that colour), for both targets, with and without a normal film. The map is the one the
+/// chosen baseline gives when asked for by name; a named baseline is used as asked.
+#[test]
+fn auto_starts_ig_from_the_first_baseline_read_as_another_class() {
+    use cxr_viewer::analysis::baseline_reading;
+    use cxr_viewer::explain::integrated_gradients::{
+        Baseline, IgBaseline, IgOptions, IgRule, AUTO_ORDER,
+    };
+    use cxr_viewer::explain::no_control;
+    let with_film = Engine::new(
+        cxr_viewer::model::Classifier::load(
+            &fixture("reference/model-normal-film.json"),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        AnalysisOptions::default().ig_baseline,
+        IgBaseline::Auto,
+        "the default"
+    );
+    let film = load_study(&fixture("reference/person45_bacteria_221.jpeg")).unwrap();
+    let mut chosen = Vec::new();
+    for engine in [engine(), with_film] {
+        let cfg = engine.model.config.clone();
+        let (prepared, _, _) = engine.prepare(&film).unwrap();
+        for target in 0..cfg.classes.len() {
+            let opts = |baseline| IgOptions {
+                steps: 3,
+                baseline,
+                target,
+                batch: 2,
+                lanes: 1,
+                rule: IgRule::Midpoint,
+            };
+            let offered: Vec<Baseline> = AUTO_ORDER
+                .into_iter()
+                .filter(|b| *b != Baseline::NormalFilm || engine.model.ig_reference.is_some())
+                .collect();
+            let mut expected = None;
+            let mut fixed_maps = Vec::new();
+            for &b in &offered {
+                let (ig, _) = engine
+                    .integrated_gradients_asked(&prepared, b.into(), &opts(b), &no_control())
+                    .unwrap();
+                assert_eq!(ig.baseline, b, "a named baseline is used as asked");
+                assert!(!ig.baseline_auto);
+                let reading = baseline_reading(&cfg, &ig).unwrap();
+                if !reading.read_as_target && expected.is_none() {
+                    expected = Some(b);
+                }
+                fixed_maps.push((b, ig.map.values));
+            }
+            let expected = expected.unwrap_or(Baseline::Black);
+            let (auto, _) = engine
+                .integrated_gradients_asked(
+                    &prepared,
+                    IgBaseline::Auto,
+                    &opts(Baseline::White),
+                    &no_control(),
+                )
+                .unwrap();
+            assert_eq!(auto.baseline, expected, "{} target {target}", cfg.name);
+            assert!(auto.baseline_auto);
+            let fixed = &fixed_maps.iter().find(|(b, _)| *b == expected).unwrap().1;
+            assert_eq!(&auto.map.values, fixed);
+            chosen.push(expected);
+        }
+    }
+    // The cases above reach past black (the tiny model reads black as PNEUMONIA), to white
+    // without a normal film and to the film where there is one.
+    assert!(chosen.contains(&Baseline::Black), "{chosen:?}");
+    assert!(chosen.contains(&Baseline::White), "{chosen:?}");
+    assert!(chosen.contains(&Baseline::NormalFilm), "{chosen:?}");
+}

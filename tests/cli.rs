@@ -392,7 +392,8 @@ fn bench_prints_the_rows_the_side_by_side_script_reads() {
             "{name}: {text}"
         );
     }
-    let [ig, ..] = row("IG (4 graded steps, batch 8)");
+    // `bench` keeps captum's black baseline unless asked (the side-by-side figures compare it).
+    let [ig, ..] = row("IG (4 graded steps, black baseline, batch 8)");
     assert!(row("total")[0] >= ig, "{text}");
     let first = text
         .lines()
@@ -738,4 +739,36 @@ fn the_normal_film_baseline_without_its_film_is_one_line() {
             && stderr.contains("missing.png (model.json's ig_reference): "),
         "{stderr}"
     );
+}
+
+/// `analyze` starts IG from `auto` unless asked otherwise: on the PNEUMONIA sample, whose black
+/// baseline the tiny model reads as PNEUMONIA too (warned of when black is asked for), it starts
+/// from the model's normal film, read as NORMAL, and report.json says both what was asked and
+/// what was used.
+#[test]
+fn analyze_starts_ig_from_a_baseline_read_as_another_class_by_default() {
+    let tmp = scratch("cli-auto-baseline");
+    let model = fixture("reference/model-normal-film.json");
+    let quick = ["--ig-steps", "2", "--mc-samples", "2", "--no-faithfulness"];
+    let ig_of = |out: &Path, extra: &[&str]| {
+        let result = analyze_sample(out, &model, &[&quick[..], extra].concat());
+        assert!(result.status.success(), "{result:?}");
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("person45_bacteria_221").join("report.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        report["ig"].clone()
+    };
+    let black = ig_of(&tmp.path().join("black"), &["--ig-baseline", "black"]);
+    assert_eq!(black["baseline"], "black");
+    assert_eq!(black["baseline_requested"], "black");
+    assert_eq!(black["target"], "PNEUMONIA");
+    assert_eq!(black["baseline_label"], "PNEUMONIA");
+    assert!(black["warning"].is_string(), "{black}");
+    let auto = ig_of(&tmp.path().join("auto"), &[]);
+    assert_eq!(auto["baseline"], "normal");
+    assert_eq!(auto["baseline_requested"], "auto");
+    assert_eq!(auto["baseline_label"], "NORMAL");
+    assert!(auto["warning"].is_null(), "{auto}");
 }

@@ -248,17 +248,33 @@ fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
         .output()
         .unwrap();
     assert!(result.status.success());
-    let warned = |path: &Path| {
+    let ig_of = |path: &Path| {
         let report: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(analysed.join(path.file_stem().unwrap()).join("report.json"))
                 .unwrap(),
         )
         .unwrap();
-        u64::from(report["ig"]["warning"].is_string())
+        report["ig"].clone()
     };
-    let expected = 2 * warned(&film) + warned(&jpeg);
-    assert!(expected > 0, "the jpeg's baseline is read as its class");
-    assert_eq!(m["faithfulness"]["ig_baseline_read_as_target"], expected);
+    let (film_ig, jpeg_ig) = (ig_of(&film), ig_of(&jpeg));
+    let warned = |ig: &serde_json::Value| u64::from(ig["warning"].is_string());
+    assert_eq!(
+        m["faithfulness"]["ig_baseline_read_as_target"],
+        2 * warned(&film_ig) + warned(&jpeg_ig)
+    );
+    // Both start IG from `auto`'s choice, film by film (the film is a.dcm and b.dcm).
+    assert_eq!(m["faithfulness"]["ig_baseline"], "auto");
+    let mut used = std::collections::BTreeMap::<String, u64>::new();
+    for (ig, n) in [(&film_ig, 2), (&jpeg_ig, 1)] {
+        assert_eq!(ig["baseline_requested"], "auto");
+        *used
+            .entry(ig["baseline"].as_str().unwrap().to_string())
+            .or_default() += n;
+    }
+    assert_eq!(
+        m["faithfulness"]["ig_baselines"],
+        serde_json::to_value(&used).unwrap()
+    );
 }
 
 #[test]

@@ -1090,7 +1090,10 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     let (black_png, white_png) = (dir.join("black.png"), dir.join("white.png"));
     let picker = ScriptedPicker::default().saving(&[black_png.clone(), white_png.clone()]);
     let app = ViewerApp::new(
-        fast_settings(),
+        Settings {
+            ig_baseline: BaselineChoice::Black,
+            ..fast_settings()
+        },
         Arc::new(picker),
         tiny_model(),
         Some(sample()),
@@ -1146,18 +1149,28 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     assert!(!export(&mut h, &white_png).contains("IG baseline"));
 }
 
-/// `B` cycles black → white → normal film where the model names a reference film (and back to
-/// black where it does not); from the normal film, which the tiny model reads as NORMAL, the
-/// PNEUMONIA sample's IG carries no baseline warning, and the panel offers the third choice.
+/// IG's baseline is `auto` by default: on the PNEUMONIA sample, whose black baseline the tiny
+/// model reads as PNEUMONIA too, IG starts from the normal film (read as NORMAL) where the model
+/// names one, and the panel says the choice was automatic, with no baseline warning. `B` then
+/// cycles black (warned of) → white → normal film → auto; without a reference film white goes
+/// back to auto, auto starts from white, and there is no normal-film radio.
 #[test]
-fn b_reaches_the_normal_film_baseline_where_the_model_has_one() {
-    use cxr_viewer::ui::settings::BaselineChoice;
+fn the_ig_baseline_is_chosen_per_film_and_b_cycles_the_others() {
     let model = repo("tests/fixtures/reference/model-normal-film.json");
     let mut h = viewer(model, Some(sample()));
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Auto);
     wait_until(&mut h, "the full analysis", analysed);
     h.key_press(Key::Num3);
     h.run_ok();
+    h.get_by_label_contains("steps, normal film baseline (auto): completeness gap");
+    assert!(h.query_by_label_contains("IG baseline read as").is_none());
+    h.key_press(Key::B);
+    h.run_ok();
+    wait_until(&mut h, "IG from black", analysed);
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
     h.get_by_label("IG baseline read as PNEUMONIA");
+    h.get_by_label_contains("steps, black baseline: completeness gap");
     for want in [BaselineChoice::White, BaselineChoice::NormalFilm] {
         h.key_press(Key::B);
         h.run_ok();
@@ -1170,12 +1183,18 @@ fn b_reaches_the_normal_film_baseline_where_the_model_has_one() {
     h.get_by_label_contains("steps, normal film baseline: completeness gap");
     h.key_press(Key::B);
     h.run_ok();
-    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Auto);
 
-    // The tiny model without a reference film: white goes back to black, no third radio.
+    // The tiny model without a reference film: auto starts from white (read as NORMAL); white
+    // goes back to auto; no third radio.
     let mut h = viewer(tiny_model(), Some(sample()));
     wait_until(&mut h, "the full analysis", analysed);
-    for want in [BaselineChoice::White, BaselineChoice::Black] {
+    h.get_by_label_contains("steps, white baseline (auto): completeness gap");
+    for want in [
+        BaselineChoice::Black,
+        BaselineChoice::White,
+        BaselineChoice::Auto,
+    ] {
         h.key_press(Key::B);
         h.run_ok();
         assert_eq!(h.state().settings.ig_baseline, want);

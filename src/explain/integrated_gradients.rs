@@ -104,6 +104,60 @@ impl Baseline {
     }
 }
 
+/// The baseline asked for: one of the [`Baseline`]s, or `auto`, chosen per film and class by
+/// [`crate::analysis::Engine::choose_baseline`].
+///
+/// Why `auto` is the default: IG explains F(x) − F(x′), so its baseline should be an image the
+/// model does not read as the class explained (Sundararajan et al. 2017, §3; Sturmfels, Lundberg
+/// & Lee 2020, Distill). No one image serves every film here: the shipped model reads black as
+/// PNEUMONIA, the right start for a NORMAL film and the wrong one for a PNEUMONIA film, and its
+/// normal film the other way round. `auto` takes the first of black, the model's normal film and
+/// white that the model reads as another class, from the baseline logits the engine keeps anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IgBaseline {
+    /// The first of black, the normal film (where `model.json` names one) and white that the
+    /// model does not read as the class explained; black when it reads every one so.
+    #[default]
+    Auto,
+    Black,
+    White,
+    /// [`Baseline::NormalFilm`].
+    #[value(name = "normal")]
+    #[serde(rename = "normal")]
+    Normal,
+}
+
+impl IgBaseline {
+    /// The one baseline asked for; `None` for `auto`.
+    pub fn fixed(self) -> Option<Baseline> {
+        match self {
+            IgBaseline::Auto => None,
+            IgBaseline::Black => Some(Baseline::Black),
+            IgBaseline::White => Some(Baseline::White),
+            IgBaseline::Normal => Some(Baseline::NormalFilm),
+        }
+    }
+
+    /// As `--ig-baseline` spells it: "auto", "black", "white" or "normal".
+    pub fn name(self) -> &'static str {
+        self.fixed().map_or("auto", Baseline::name)
+    }
+}
+
+impl From<Baseline> for IgBaseline {
+    fn from(b: Baseline) -> Self {
+        match b {
+            Baseline::Black => IgBaseline::Black,
+            Baseline::White => IgBaseline::White,
+            Baseline::NormalFilm => IgBaseline::Normal,
+        }
+    }
+}
+
+/// The order `auto` tries the baselines in: black first, captum's reference setting.
+pub const AUTO_ORDER: [Baseline; 3] = [Baseline::Black, Baseline::NormalFilm, Baseline::White];
+
 /// How the path points are chosen (see the module documentation). The midpoint rule is the
 /// default: on the films measured its map error against the 256-node reference is 0.3–0.9× (median 0.68×) that
 /// of Gauss–Legendre at the same number of gradients, and the guided rule's is worse than both
@@ -196,6 +250,8 @@ pub fn lanes_for(device: &candle_core::Device) -> usize {
 #[derive(Clone, Debug)]
 pub struct IntegratedGradients {
     pub baseline: Baseline,
+    /// `baseline` was chosen by [`IgBaseline::Auto`], not asked for.
+    pub baseline_auto: bool,
     /// Gradient evaluations used (path points with a backward pass).
     pub steps: usize,
     /// Forward-only evaluations of F along the path (the guided rule's probes).
@@ -794,6 +850,7 @@ fn finish(
     let map = attributions.sum(1)?.flatten_all()?.to_vec1::<f32>()?;
     Ok(IntegratedGradients {
         baseline: opts.baseline,
+        baseline_auto: false,
         steps,
         probes,
         rule: opts.rule,

@@ -80,6 +80,10 @@ pub fn frame_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 /// which other baseline to try where the model has a normal film.
 fn ig_baseline_reasoning(app: &ViewerApp, class: &str) -> String {
     let other = match app.wanted_ig_or_default().baseline {
+        BaselineChoice::Auto => {
+            " Auto tried black, the normal film where the model has one, and white: the model \
+             reads every one of them as this class."
+        }
         BaselineChoice::NormalFilm => {
             " For a NORMAL film, the black baseline (B) starts from an image read as the other \
              class."
@@ -645,6 +649,13 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label("baseline");
         let mut b = app.settings.ig_baseline;
+        ui.radio_value(&mut b, BaselineChoice::Auto, "auto")
+            .on_hover_text(
+                "Per film: the first of black, the normal film and white that the model does not \
+             itself read as the class explained, so that the map explains the step from another \
+             reading to this film's (black for a film read as NORMAL; with the shipped model, the \
+             normal film for one read as PNEUMONIA).",
+            );
         ui.radio_value(&mut b, BaselineChoice::Black, "black");
         ui.radio_value(&mut b, BaselineChoice::White, "white");
         if app.has_normal_film() {
@@ -664,9 +675,10 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         Some(ig) => {
             let ig = &ig.0;
             ui.label(format!(
-                "{} steps, {} baseline: completeness gap {:+.4} ({:.2} % of F(input) − F(baseline))",
+                "{} steps, {} baseline{}: completeness gap {:+.4} ({:.2} % of F(input) − F(baseline))",
                 ig.steps,
-                ig_key.baseline.label(),
+                BaselineChoice::label_of(ig.baseline),
+                if ig.baseline_auto { " (auto)" } else { "" },
                 ig.delta,
                 100.0 * ig.relative_delta()
             ));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::explain::integrated_gradients::Baseline;
+use crate::explain::integrated_gradients::{Baseline, IgBaseline};
 use crate::overlay::Colormap;
 
 use super::review::SortColumn;
@@ -89,9 +89,12 @@ impl ColormapChoice {
     }
 }
 
-/// Integrated Gradients baseline; mirrors the engine's [`Baseline`] with serde and `Hash`.
+/// Integrated Gradients baseline; mirrors the engine's [`IgBaseline`] with serde and `Hash`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BaselineChoice {
+    /// Per film: the first of black, the normal film and white that the model does not read as
+    /// the class explained ([`IgBaseline::Auto`]).
+    Auto,
     Black,
     White,
     /// The model's reference normal film ([`Baseline::NormalFilm`]), where `model.json` names one.
@@ -99,36 +102,41 @@ pub enum BaselineChoice {
 }
 
 impl BaselineChoice {
-    pub fn baseline(self) -> Baseline {
+    pub fn baseline(self) -> IgBaseline {
         match self {
-            BaselineChoice::Black => Baseline::Black,
-            BaselineChoice::White => Baseline::White,
-            BaselineChoice::NormalFilm => Baseline::NormalFilm,
+            BaselineChoice::Auto => IgBaseline::Auto,
+            BaselineChoice::Black => IgBaseline::Black,
+            BaselineChoice::White => IgBaseline::White,
+            BaselineChoice::NormalFilm => IgBaseline::Normal,
         }
     }
 
-    pub fn label(self) -> &'static str {
-        match self {
-            BaselineChoice::Black => "black",
-            BaselineChoice::White => "white",
-            BaselineChoice::NormalFilm => "normal film",
+    /// How the viewer names `baseline`, the one a map started from.
+    pub fn label_of(baseline: Baseline) -> &'static str {
+        match baseline {
+            Baseline::Black => "black",
+            Baseline::White => "white",
+            Baseline::NormalFilm => "normal film",
         }
     }
 
-    /// The next baseline for `B`: black, white, then the normal film when the model has one.
+    /// The next baseline for `B`: auto, black, white, then the normal film when the model has
+    /// one.
     ///
     /// ```
     /// use cxr_viewer::ui::settings::BaselineChoice::*;
+    /// assert_eq!(Auto.next(true), Black);
     /// assert_eq!(Black.next(true), White);
     /// assert_eq!(White.next(true), NormalFilm);
-    /// assert_eq!(NormalFilm.next(true), Black);
-    /// assert_eq!(White.next(false), Black);
+    /// assert_eq!(NormalFilm.next(true), Auto);
+    /// assert_eq!(White.next(false), Auto);
     /// ```
     pub fn next(self, normal_film: bool) -> Self {
         match self {
+            BaselineChoice::Auto => BaselineChoice::Black,
             BaselineChoice::Black => BaselineChoice::White,
             BaselineChoice::White if normal_film => BaselineChoice::NormalFilm,
-            BaselineChoice::White | BaselineChoice::NormalFilm => BaselineChoice::Black,
+            BaselineChoice::White | BaselineChoice::NormalFilm => BaselineChoice::Auto,
         }
     }
 }
@@ -187,7 +195,7 @@ impl Default for Settings {
             threshold: 0.5,
             mc_samples: 20,
             ig_steps: 36,
-            ig_baseline: BaselineChoice::Black,
+            ig_baseline: BaselineChoice::Auto,
             run_ig: true,
             recent: Vec::new(),
             reviewer: String::new(),

@@ -11,7 +11,7 @@ use std::thread;
 use crate::analysis::{AnalysisError, Engine, Prepared, SANITY_IG_STEPS};
 use crate::explain::agreement::{Agreement, Method};
 use crate::explain::faithfulness::FaithfulnessOptions;
-use crate::explain::integrated_gradients::IgOptions;
+use crate::explain::integrated_gradients::{Baseline, IgOptions};
 use crate::explain::sanity::Sanity;
 use crate::explain::{Control, Grid};
 use crate::trust::{
@@ -184,7 +184,9 @@ struct JobInput {
     prepared: Arc<Prepared>,
     target: usize,
     gradcam: Grid,
-    ig: Option<(Grid, IgKey)>,
+    /// The IG map with its steps and the baseline it started from (an `auto` choice is not made
+    /// again for the randomised models).
+    ig: Option<(Grid, IgKey, Baseline)>,
     uncertainty: Grid,
 }
 
@@ -192,7 +194,10 @@ fn job_input(app: &ViewerApp, key: &TrustKey) -> Option<JobInput> {
     let engine = app.engine()?.clone();
     let entry = app.cache.peek(&key.0)?;
     let ig = match key.1 {
-        Some(k) => Some((entry.ig.get(&k)?.0.map.clone(), k)),
+        Some(k) => {
+            let ig = &entry.ig.get(&k)?.0;
+            Some((ig.map.clone(), k, ig.baseline))
+        }
         None => None,
     };
     Some(JobInput {
@@ -327,7 +332,7 @@ fn run_trust_job(
     };
     let maps = StudyMaps {
         gradcam: &input.gradcam,
-        ig: input.ig.as_ref().map(|(g, _)| g),
+        ig: input.ig.as_ref().map(|(g, _, _)| g),
         uncertainty: &input.uncertainty,
     };
     let model = &input.engine.model;
@@ -350,9 +355,9 @@ fn run_trust_job(
                 send(TrustMsg::Faithfulness(key.clone(), f));
             }
             TrustJobKind::Sanity => {
-                let ig = input.ig.as_ref().map(|(_, k)| IgOptions {
+                let ig = input.ig.as_ref().map(|(_, k, baseline)| IgOptions {
                     steps: k.steps.min(SANITY_IG_STEPS),
-                    baseline: k.baseline.baseline(),
+                    baseline: *baseline,
                     target: input.target,
                     batch: 8,
                     lanes: crate::explain::integrated_gradients::lanes_for(&model.device),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::analysis::{AnalysisError, Engine, Prepared};
 use crate::explain::gradcam::GradCam;
-use crate::explain::integrated_gradients::{IgOptions, IgRule, IntegratedGradients};
+use crate::explain::integrated_gradients::{Baseline, IgOptions, IgRule, IntegratedGradients};
 use crate::explain::uncertainty::McDropout;
 use crate::explain::zones::ZoneScore;
 use crate::explain::Control;
@@ -422,11 +422,13 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
             cancel: &spec.cancel,
             progress: &progress,
         };
-        let result = engine.integrated_gradients(
+        let result = engine.integrated_gradients_asked(
             &prepared,
+            ig_key.baseline.baseline(),
             &IgOptions {
                 steps: ig_key.steps,
-                baseline: ig_key.baseline.baseline(),
+                // Replaced by the baseline asked for.
+                baseline: Baseline::Black,
                 target,
                 batch: spec.ig_batch,
                 lanes: crate::explain::integrated_gradients::lanes_for(&engine.model.device),
