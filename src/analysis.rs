@@ -61,7 +61,7 @@ impl From<candle_core::Error> for AnalysisError {
 pub struct AnalysisOptions {
     pub mc_samples: usize,
     pub ig_steps: usize,
-    /// The baseline asked for; `auto` by default ([`IgBaseline`]).
+    /// The baseline asked for; black by default ([`IgBaseline`]).
     pub ig_baseline: IgBaseline,
     /// Path points per IG batch.
     pub ig_batch: usize,
@@ -86,7 +86,7 @@ impl Default for AnalysisOptions {
         Self {
             mc_samples: 20,
             ig_steps: 36,
-            ig_baseline: IgBaseline::Auto,
+            ig_baseline: IgBaseline::Black,
             ig_batch: 8,
             ig_lanes: crate::explain::integrated_gradients::CPU_LANES,
             ig_rule: IgRule::default(),

@@ -50,10 +50,11 @@ struct ExplainArgs {
     /// Integrated Gradients baseline: the image the path starts from. `black` or `white` (a
     /// uniform film, in pixel space), `normal` (the film model.json names as `ig_reference`, one
     /// the model reads as confidently NORMAL), or `auto`: the first of black, normal and white
-    /// that the model does not itself read as the class explained, per film (default: auto;
-    /// `bench`: black, captum's reference setting, which the side-by-side figures compare).
-    #[arg(long, value_enum)]
-    ig_baseline: Option<IgBaseline>,
+    /// that the model does not itself read as the class explained, per film. Black by default:
+    /// captum's reference setting, and the map from a film fails the model-randomisation sanity
+    /// check (README, "The baseline chosen per film").
+    #[arg(long, value_enum, default_value_t = IgBaseline::Black)]
+    ig_baseline: IgBaseline,
     /// How IG places its path points: `graded` (centres of `--ig-steps` panels, narrow where the
     /// map moves fast along the path; the most accurate per gradient here), `midpoint` (centres of
     /// equal panels), `gauss-legendre` (`--ig-steps` nodes, captum's default rule) or
@@ -107,11 +108,10 @@ fn parse_tolerance(s: &str) -> Result<f32, String> {
 }
 
 impl ExplainArgs {
-    /// The analysis options, with `baseline` where `--ig-baseline` is not given; `--ig-baseline
-    /// normal` with a model that names no reference film is refused here, once, rather than film
-    /// by film.
-    fn options(&self, engine: &Engine, baseline: IgBaseline) -> anyhow::Result<AnalysisOptions> {
-        let baseline = self.ig_baseline.unwrap_or(baseline);
+    /// The analysis options; `--ig-baseline normal` with a model that names no reference film is
+    /// refused here, once, rather than film by film.
+    fn options(&self, engine: &Engine) -> anyhow::Result<AnalysisOptions> {
+        let baseline = self.ig_baseline;
         anyhow::ensure!(
             self.no_ig || baseline != IgBaseline::Normal || engine.model.ig_reference.is_some(),
             "--ig-baseline normal needs a reference film: {} names no ig_reference",
@@ -207,6 +207,10 @@ enum Command {
         /// IG steps per image with --faithfulness.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
         faithfulness_ig_steps: u32,
+        /// IG baseline with --faithfulness (as `analyze --ig-baseline`; `auto` picks one per
+        /// image, and metrics.json counts the images per baseline).
+        #[arg(long, value_enum, default_value_t = IgBaseline::Black)]
+        faithfulness_ig_baseline: IgBaseline,
     },
     /// Per-stage median timings over repeated runs (a benchmark, not a test).
     Bench {
@@ -464,7 +468,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &cli::AnalyzeArgs {
                     inputs,
                     out,
-                    options: explain.options(&engine, IgBaseline::Auto)?,
+                    options: explain.options(&engine)?,
                     dump_input,
                     include_identifiers,
                     frame: frame - 1,
@@ -485,6 +489,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             model,
             faithfulness,
             faithfulness_ig_steps,
+            faithfulness_ig_baseline,
         }) => {
             let data = data.or(folder).context("name the labelled folder")?;
             cli::output_folder(&out)?;
@@ -496,6 +501,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &out,
                     boxes.as_deref(),
                     faithfulness_ig_steps as usize,
+                    faithfulness_ig_baseline,
                 )?
             } else {
                 cli::eval_with_boxes(&engine, &data, &out, boxes.as_deref())?
@@ -543,12 +549,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let steps = ig_reference_steps.map_or(256, |s| s as usize);
                 print!(
                     "{}",
-                    cli::bench_ig_sweep(
-                        &engine,
-                        &input,
-                        &explain.options(&engine, IgBaseline::Black)?,
-                        steps
-                    )?
+                    cli::bench_ig_sweep(&engine, &input, &explain.options(&engine)?, steps)?
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -557,7 +558,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli::bench(
                     &engine,
                     &input,
-                    &explain.options(&engine, IgBaseline::Black)?,
+                    &explain.options(&engine)?,
                     runs,
                     ig_reference_steps.map(|s| s as usize),
                 )?

@@ -19,7 +19,7 @@
 //! the mean deletion curves and `faithfulness.csv` the per-image values.
 //! `faithfulness.ig_baseline_read_as_target` counts the images whose IG baseline the model itself
 //! reads as the class explained ([`crate::analysis::BaselineReading`]);
-//! `faithfulness.ig_baseline` is the baseline asked for (`auto` here) and
+//! `faithfulness.ig_baseline` is the baseline asked for (`--faithfulness-ig-baseline`) and
 //! `faithfulness.ig_baselines` how many maps started from each baseline.
 
 use std::path::Path;
@@ -103,7 +103,13 @@ pub fn eval_with_faithfulness(
     out: &Path,
     boxes: Option<&Path>,
     ig_steps: usize,
+    ig_baseline: IgBaseline,
 ) -> Result<crate::cli::EvalSummary> {
+    anyhow::ensure!(
+        ig_baseline != IgBaseline::Normal || engine.model.ig_reference.is_some(),
+        "--faithfulness-ig-baseline normal needs a reference film: {} names no ig_reference",
+        engine.model.config_path.display()
+    );
     // Listed once: eval scores these films, then their maps are measured (class subfolders, or
     // with `boxes` an RSNA folder).
     let labels = read_boxes(boxes)?;
@@ -112,6 +118,7 @@ pub fn eval_with_faithfulness(
     let f_opts = FaithfulnessOptions::default().with_insertion(false);
     let options = AnalysisOptions::default()
         .with_ig_steps(ig_steps)
+        .with_ig_baseline(ig_baseline)
         .with_faithfulness(Some(f_opts.clone()));
     let methods = [Method::GradCam, Method::Ig, Method::Uncertainty];
     let mut acc: Vec<Accumulator> = methods.iter().map(|_| Accumulator::default()).collect();

@@ -229,7 +229,7 @@ fn the_baseline_is_read_as_a_film_of_that_colour_is() {
     }
 }
 
-/// `auto` (the default) starts IG from the first of black, the model's normal film and white
+/// `auto` starts IG from the first of black, the model's normal film and white
 /// that the model does not itself read as the class explained: checked against each baseline's
 /// own reading (`baseline_reading` of a fixed-baseline run, itself checked above against a film
 /// of that colour), for both targets, with and without a normal film. The map is the one the
@@ -250,7 +250,7 @@ fn auto_starts_ig_from_the_first_baseline_read_as_another_class() {
     );
     assert_eq!(
         AnalysisOptions::default().ig_baseline,
-        IgBaseline::Auto,
+        IgBaseline::Black,
         "the default"
     );
     let film = load_study(&fixture("reference/person45_bacteria_221.jpeg")).unwrap();

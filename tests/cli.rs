@@ -741,12 +741,11 @@ fn the_normal_film_baseline_without_its_film_is_one_line() {
     );
 }
 
-/// `analyze` starts IG from `auto` unless asked otherwise: on the PNEUMONIA sample, whose black
-/// baseline the tiny model reads as PNEUMONIA too (warned of when black is asked for), it starts
-/// from the model's normal film, read as NORMAL, and report.json says both what was asked and
-/// what was used.
+/// `analyze --ig-baseline auto`: on the PNEUMONIA sample, whose black baseline (the default,
+/// warned of) the tiny model reads as PNEUMONIA too, IG starts from the model's normal film,
+/// read as NORMAL, and report.json says both what was asked and what was used.
 #[test]
-fn analyze_starts_ig_from_a_baseline_read_as_another_class_by_default() {
+fn analyze_ig_baseline_auto_starts_from_a_baseline_read_as_another_class() {
     let tmp = scratch("cli-auto-baseline");
     let model = fixture("reference/model-normal-film.json");
     let quick = ["--ig-steps", "2", "--mc-samples", "2", "--no-faithfulness"];
@@ -760,13 +759,13 @@ fn analyze_starts_ig_from_a_baseline_read_as_another_class_by_default() {
         .unwrap();
         report["ig"].clone()
     };
-    let black = ig_of(&tmp.path().join("black"), &["--ig-baseline", "black"]);
+    let black = ig_of(&tmp.path().join("black"), &[]);
     assert_eq!(black["baseline"], "black");
     assert_eq!(black["baseline_requested"], "black");
     assert_eq!(black["target"], "PNEUMONIA");
     assert_eq!(black["baseline_label"], "PNEUMONIA");
     assert!(black["warning"].is_string(), "{black}");
-    let auto = ig_of(&tmp.path().join("auto"), &[]);
+    let auto = ig_of(&tmp.path().join("auto"), &["--ig-baseline", "auto"]);
     assert_eq!(auto["baseline"], "normal");
     assert_eq!(auto["baseline_requested"], "auto");
     assert_eq!(auto["baseline_label"], "NORMAL");

@@ -227,54 +227,83 @@ fn eval_faithfulness_scores_the_films_of_an_rsna_folder_too() {
     );
     assert_eq!(m["n"], 3);
     assert!(m["faithfulness"]["gradcam"]["aopc"].is_number(), "{m}");
-    // Images whose IG baseline is read as the explained class, as `analyze` of each film says in
-    // its report.
-    let analysed = tmp.path().join("analysed");
-    let result = bin()
-        .args([
-            "analyze",
-            "--device",
-            "cpu",
-            "--ig-steps",
-            "2",
-            "--no-faithfulness",
-        ])
-        .arg(&film)
-        .arg(&jpeg)
-        .arg("--out")
-        .arg(&analysed)
-        .arg("--model")
-        .arg(fixture("reference/model.json"))
-        .output()
-        .unwrap();
-    assert!(result.status.success());
-    let ig_of = |path: &Path| {
-        let report: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(analysed.join(path.file_stem().unwrap()).join("report.json"))
+    // Images whose IG baseline is read as the explained class, and the baseline each map started
+    // from, as `analyze` of each film with the same baseline says in its report; the default
+    // (black) and `auto`, which moves the jpeg off its black baseline.
+    for baseline in ["black", "auto"] {
+        let m = if baseline == "black" {
+            m.clone()
+        } else {
+            run_eval(
+                &data,
+                &labels,
+                &tmp.path().join("out-auto"),
+                &[
+                    "--faithfulness",
+                    "--faithfulness-ig-steps",
+                    "2",
+                    "--faithfulness-ig-baseline",
+                    "auto",
+                ],
+            )
+        };
+        let analysed = tmp.path().join(format!("analysed-{baseline}"));
+        let result = bin()
+            .args([
+                "analyze",
+                "--device",
+                "cpu",
+                "--ig-steps",
+                "2",
+                "--no-faithfulness",
+                "--ig-baseline",
+                baseline,
+            ])
+            .arg(&film)
+            .arg(&jpeg)
+            .arg("--out")
+            .arg(&analysed)
+            .arg("--model")
+            .arg(fixture("reference/model.json"))
+            .output()
+            .unwrap();
+        assert!(result.status.success());
+        let ig_of = |path: &Path| {
+            let report: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(
+                    analysed.join(path.file_stem().unwrap()).join("report.json"),
+                )
                 .unwrap(),
-        )
-        .unwrap();
-        report["ig"].clone()
-    };
-    let (film_ig, jpeg_ig) = (ig_of(&film), ig_of(&jpeg));
-    let warned = |ig: &serde_json::Value| u64::from(ig["warning"].is_string());
-    assert_eq!(
-        m["faithfulness"]["ig_baseline_read_as_target"],
-        2 * warned(&film_ig) + warned(&jpeg_ig)
-    );
-    // Both start IG from `auto`'s choice, film by film (the film is a.dcm and b.dcm).
-    assert_eq!(m["faithfulness"]["ig_baseline"], "auto");
-    let mut used = std::collections::BTreeMap::<String, u64>::new();
-    for (ig, n) in [(&film_ig, 2), (&jpeg_ig, 1)] {
-        assert_eq!(ig["baseline_requested"], "auto");
-        *used
-            .entry(ig["baseline"].as_str().unwrap().to_string())
-            .or_default() += n;
+            )
+            .unwrap();
+            report["ig"].clone()
+        };
+        let (film_ig, jpeg_ig) = (ig_of(&film), ig_of(&jpeg));
+        let warned = |ig: &serde_json::Value| u64::from(ig["warning"].is_string());
+        assert_eq!(
+            m["faithfulness"]["ig_baseline_read_as_target"],
+            2 * warned(&film_ig) + warned(&jpeg_ig),
+            "{baseline}"
+        );
+        assert_eq!(
+            warned(&jpeg_ig) > 0,
+            baseline == "black",
+            "the jpeg's black baseline is read as its class; auto moves off it"
+        );
+        assert_eq!(m["faithfulness"]["ig_baseline"], baseline);
+        let mut used = std::collections::BTreeMap::<String, u64>::new();
+        for (ig, n) in [(&film_ig, 2), (&jpeg_ig, 1)] {
+            assert_eq!(ig["baseline_requested"], baseline);
+            *used
+                .entry(ig["baseline"].as_str().unwrap().to_string())
+                .or_default() += n;
+        }
+        assert_eq!(
+            m["faithfulness"]["ig_baselines"],
+            serde_json::to_value(&used).unwrap(),
+            "{baseline}"
+        );
     }
-    assert_eq!(
-        m["faithfulness"]["ig_baselines"],
-        serde_json::to_value(&used).unwrap()
-    );
 }
 
 #[test]

@@ -1090,10 +1090,7 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     let (black_png, white_png) = (dir.join("black.png"), dir.join("white.png"));
     let picker = ScriptedPicker::default().saving(&[black_png.clone(), white_png.clone()]);
     let app = ViewerApp::new(
-        Settings {
-            ig_baseline: BaselineChoice::Black,
-            ..fast_settings()
-        },
+        fast_settings(),
         Arc::new(picker),
         tiny_model(),
         Some(sample()),
@@ -1149,26 +1146,19 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     assert!(!export(&mut h, &white_png).contains("IG baseline"));
 }
 
-/// IG's baseline is `auto` by default: on the PNEUMONIA sample, whose black baseline the tiny
-/// model reads as PNEUMONIA too, IG starts from the normal film (read as NORMAL) where the model
-/// names one, and the panel says the choice was automatic, with no baseline warning. `B` then
-/// cycles black (warned of) → white → normal film → auto; without a reference film white goes
-/// back to auto, auto starts from white, and there is no normal-film radio.
+/// `B` cycles black (the default) → white → normal film → auto where the model names a
+/// reference film: from black the PNEUMONIA sample's IG is warned of (the tiny model reads black
+/// as PNEUMONIA too); from the normal film, read as NORMAL, it is not; `auto` picks that film for
+/// this film and the panel says the choice was automatic. Without a reference film white goes on
+/// to auto, which starts from white, and there is no normal-film radio.
 #[test]
-fn the_ig_baseline_is_chosen_per_film_and_b_cycles_the_others() {
+fn b_cycles_the_ig_baselines_and_auto_picks_one_read_as_another_class() {
     let model = repo("tests/fixtures/reference/model-normal-film.json");
     let mut h = viewer(model, Some(sample()));
-    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Auto);
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
     wait_until(&mut h, "the full analysis", analysed);
     h.key_press(Key::Num3);
     h.run_ok();
-    h.get_by_label_contains("steps, normal film baseline (auto): completeness gap");
-    assert!(h.query_by_label_contains("IG baseline read as").is_none());
-    h.key_press(Key::B);
-    h.run_ok();
-    wait_until(&mut h, "IG from black", analysed);
-    h.run_ok();
-    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
     h.get_by_label("IG baseline read as PNEUMONIA");
     h.get_by_label_contains("steps, black baseline: completeness gap");
     for want in [BaselineChoice::White, BaselineChoice::NormalFilm] {
@@ -1184,20 +1174,28 @@ fn the_ig_baseline_is_chosen_per_film_and_b_cycles_the_others() {
     h.key_press(Key::B);
     h.run_ok();
     assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Auto);
+    wait_until(&mut h, "IG from auto's choice", analysed);
+    h.run_ok();
+    h.get_by_label_contains("steps, normal film baseline (auto): completeness gap");
+    assert!(h.query_by_label_contains("IG baseline read as").is_none());
+    h.key_press(Key::B);
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
 
-    // The tiny model without a reference film: auto starts from white (read as NORMAL); white
-    // goes back to auto; no third radio.
+    // The tiny model without a reference film: white goes on to auto, which starts from white
+    // (read as NORMAL); no third radio.
     let mut h = viewer(tiny_model(), Some(sample()));
     wait_until(&mut h, "the full analysis", analysed);
-    h.get_by_label_contains("steps, white baseline (auto): completeness gap");
-    for want in [
-        BaselineChoice::Black,
-        BaselineChoice::White,
-        BaselineChoice::Auto,
-    ] {
+    for want in [BaselineChoice::White, BaselineChoice::Auto] {
         h.key_press(Key::B);
         h.run_ok();
         assert_eq!(h.state().settings.ig_baseline, want);
     }
+    wait_until(&mut h, "IG from auto's choice", analysed);
+    h.run_ok();
+    h.get_by_label_contains("steps, white baseline (auto): completeness gap");
+    h.key_press(Key::B);
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Black);
     assert!(h.query_by_label("normal film").is_none());
 }

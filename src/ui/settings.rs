@@ -92,13 +92,13 @@ impl ColormapChoice {
 /// Integrated Gradients baseline; mirrors the engine's [`IgBaseline`] with serde and `Hash`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BaselineChoice {
-    /// Per film: the first of black, the normal film and white that the model does not read as
-    /// the class explained ([`IgBaseline::Auto`]).
-    Auto,
     Black,
     White,
     /// The model's reference normal film ([`Baseline::NormalFilm`]), where `model.json` names one.
     NormalFilm,
+    /// Per film: the first of black, the normal film and white that the model does not read as
+    /// the class explained ([`IgBaseline::Auto`]).
+    Auto,
 }
 
 impl BaselineChoice {
@@ -120,16 +120,16 @@ impl BaselineChoice {
         }
     }
 
-    /// The next baseline for `B`: auto, black, white, then the normal film when the model has
-    /// one.
+    /// The next baseline for `B`: black, white, the normal film when the model has one, then
+    /// auto.
     ///
     /// ```
     /// use cxr_viewer::ui::settings::BaselineChoice::*;
-    /// assert_eq!(Auto.next(true), Black);
     /// assert_eq!(Black.next(true), White);
     /// assert_eq!(White.next(true), NormalFilm);
     /// assert_eq!(NormalFilm.next(true), Auto);
     /// assert_eq!(White.next(false), Auto);
+    /// assert_eq!(Auto.next(true), Black);
     /// ```
     pub fn next(self, normal_film: bool) -> Self {
         match self {
@@ -195,7 +195,7 @@ impl Default for Settings {
             threshold: 0.5,
             mc_samples: 20,
             ig_steps: 36,
-            ig_baseline: BaselineChoice::Auto,
+            ig_baseline: BaselineChoice::Black,
             run_ig: true,
             recent: Vec::new(),
             reviewer: String::new(),

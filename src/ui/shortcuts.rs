@@ -72,7 +72,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("R", "Reset view: fit, auto window, no inversion"),
     (
         "B",
-        "Integrated Gradients baseline auto / black / white / normal film (re-runs IG)",
+        "Integrated Gradients baseline black / white / normal film / auto (re-runs IG)",
     ),
     (
         "K",
