@@ -307,3 +307,62 @@ fn auto_starts_ig_from_the_first_baseline_read_as_another_class() {
     assert!(chosen.contains(&Baseline::White), "{chosen:?}");
     assert!(chosen.contains(&Baseline::NormalFilm), "{chosen:?}");
 }
+
+/// The sanity check recomputes IG on the randomised models from the baseline the real map
+/// started from: with `auto` (white for this film with the tiny model, which reads black as the
+/// class explained) its IG maps are those of the randomised models from white, not from black,
+/// which `auto` would have been taken for had the check asked again.
+#[test]
+fn the_sanity_check_keeps_the_baseline_auto_chose() {
+    use cxr_viewer::analysis::SANITY_IG_STEPS;
+    use cxr_viewer::explain::integrated_gradients::{Baseline, IgBaseline, IgOptions, IgRule};
+    use cxr_viewer::explain::no_control;
+    use cxr_viewer::trust::{study_sanity, StudyMaps};
+    let engine = engine();
+    let study = load_study(&fixture("reference/person45_bacteria_221.jpeg")).unwrap();
+    let opts = AnalysisOptions::default()
+        .with_ig_steps(4)
+        .with_ig_batch(2)
+        .with_mc_samples(3)
+        .with_ig_baseline(IgBaseline::Auto)
+        .with_sanity_check(true);
+    let cancel = AtomicBool::new(false);
+    let analysis = engine
+        .analyze(&study, &opts, &|_| {}, &cancel, &|_, _| {})
+        .unwrap();
+    let ig = analysis.ig.as_ref().unwrap();
+    assert_eq!(ig.baseline, Baseline::White, "auto's choice for this film");
+    let sanity = analysis.trust.sanity.as_ref().unwrap();
+    let maps = StudyMaps {
+        gradcam: &analysis.gradcam.map,
+        ig: Some(&ig.map),
+        uncertainty: &analysis.uncertainty.cam_mean,
+    };
+    let from = |baseline| {
+        study_sanity(
+            &engine.model,
+            &analysis.prepared,
+            ig.target,
+            &maps,
+            Some(IgOptions {
+                steps: opts.ig_steps.min(SANITY_IG_STEPS),
+                baseline,
+                target: ig.target,
+                batch: opts.ig_batch,
+                lanes: opts.ig_lanes,
+                rule: IgRule::GaussLegendre,
+            }),
+            opts.seed,
+            &no_control(),
+        )
+        .unwrap()
+    };
+    let ig_maps = |s: &cxr_viewer::explain::sanity::Sanity| -> Vec<Vec<f32>> {
+        s.stages
+            .iter()
+            .map(|st| st.ig_map.as_ref().unwrap().values.clone())
+            .collect()
+    };
+    assert_eq!(ig_maps(sanity), ig_maps(&from(Baseline::White)));
+    assert_ne!(ig_maps(sanity), ig_maps(&from(Baseline::Black)));
+}
