@@ -721,6 +721,37 @@ fn the_normal_film_baseline_without_its_film_is_one_line() {
         "{stderr}"
     );
     assert!(!dir.join("out").join("person45_bacteria_221").exists());
+    // The same for `eval --faithfulness`, before its first film.
+    let data = dir.join("data").join("PNEUMONIA");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::copy(
+        fixture("reference/person45_bacteria_221.jpeg"),
+        data.join("a.jpeg"),
+    )
+    .unwrap();
+    let result = bin()
+        .args([
+            "eval",
+            "--faithfulness",
+            "--faithfulness-ig-baseline",
+            "normal",
+        ])
+        .arg(dir.join("data"))
+        .arg("--out")
+        .arg(dir.join("eval"))
+        .arg("--model")
+        .arg(fixture("reference/model.json"))
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--faithfulness-ig-baseline normal needs a reference film: ")
+            && stderr.contains("model.json names no ig_reference"),
+        "{stderr}"
+    );
+    assert!(!dir.join("eval").join("metrics.json").exists());
 
     let mut config: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(fixture("reference/model-normal-film.json")).unwrap(),
