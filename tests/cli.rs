@@ -12,6 +12,14 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cxr-viewer"))
 }
 
+/// The one line a failed run wrote to stderr (asserting it failed, in one line).
+fn one_line_failure(result: &std::process::Output) -> String {
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    stderr
+}
+
 fn npy_shape(path: &Path) -> Vec<usize> {
     candle_core::Tensor::read_npy(path).unwrap().dims().to_vec()
 }
@@ -229,9 +237,7 @@ fn wrong_weights_file_is_a_one_line_error() {
     )
     .unwrap();
     let result = analyze_sample(&dir.join("out"), &dir.join("model.json"), &[]);
-    assert!(!result.status.success());
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = one_line_failure(&result);
     assert!(
         stderr.contains("cannot load weights")
             && stderr.contains("not a readable safetensors file"),
@@ -712,9 +718,7 @@ fn the_normal_film_baseline_without_its_film_is_one_line() {
         .args(["--ig-baseline", "normal"])
         .output()
         .unwrap();
-    assert!(!result.status.success());
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = one_line_failure(&result);
     assert!(
         stderr.contains("--ig-baseline normal needs a reference film: ")
             && stderr.contains("model.json names no ig_reference"),
@@ -743,9 +747,7 @@ fn the_normal_film_baseline_without_its_film_is_one_line() {
         .arg(fixture("reference/model.json"))
         .output()
         .unwrap();
-    assert!(!result.status.success());
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = one_line_failure(&result);
     assert!(
         stderr.contains("--faithfulness-ig-baseline normal needs a reference film: ")
             && stderr.contains("model.json names no ig_reference"),
@@ -762,9 +764,7 @@ fn the_normal_film_baseline_without_its_film_is_one_line() {
     config["ig_reference"] = "missing.png".into();
     std::fs::write(dir.join("model.json"), config.to_string()).unwrap();
     let result = analyze_sample(&dir.join("out2"), &dir.join("model.json"), &[]);
-    assert!(!result.status.success());
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    let stderr = one_line_failure(&result);
     assert!(
         stderr.contains("cannot load the IG reference film ")
             && stderr.contains("missing.png (model.json's ig_reference): "),
