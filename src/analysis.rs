@@ -825,6 +825,7 @@ impl Engine {
                 opts.ig_baseline,
                 &IgOptions {
                     steps: opts.ig_steps,
+                    // Replaced by the baseline asked for.
                     baseline: Baseline::Black,
                     target,
                     batch: opts.ig_batch,

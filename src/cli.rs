@@ -358,9 +358,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Median milliseconds of each stage over `runs` repetitions, as a table. With
-/// `reference_steps`, also the IG map's relative L2 error against a Gauss–Legendre map with that
-/// many nodes (same model, film, baseline and target), computed once after the timed runs.
 /// "black baseline", "normal baseline (auto)": the baseline a map started from, as the bench
 /// table names it.
 fn ig_baseline_used(ig: &IntegratedGradients) -> String {
@@ -371,6 +368,9 @@ fn ig_baseline_used(ig: &IntegratedGradients) -> String {
     )
 }
 
+/// Median milliseconds of each stage over `runs` repetitions, as a table. With
+/// `reference_steps`, also the IG map's relative L2 error against a Gauss–Legendre map with that
+/// many nodes (same model, film, baseline and target), computed once after the timed runs.
 pub fn bench(
     engine: &Engine,
     input: &Path,

@@ -90,7 +90,8 @@ fn ig_baseline_reasoning(app: &ViewerApp, class: &str) -> String {
         }
         _ if app.has_normal_film() => {
             " The normal-film baseline (B) starts from a film the model reads as NORMAL, but its \
-             map mostly shows where the two films differ (it failed the sanity check, K, on every PNEUMONIA film measured)."
+             map mostly shows where the two films differ (it failed the sanity check, K, on \
+             every PNEUMONIA film measured)."
         }
         _ => "",
     };
@@ -656,8 +657,9 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         // the sanity check (IgBaseline's documentation), so the hover says so before it is chosen.
         const FROM_A_FILM: &str = "From a film, the map also marks wherever the two children's \
              anatomy differs: with the shipped model, on 10 of 10 PNEUMONIA films measured, it \
-             stayed alike after the model's top layers were randomised (the sanity check, K, flags it as not sensitive \
-             to the model); from black it changed on all 10.";
+             stayed alike after the model's top layers were randomised (the sanity check, K, \
+             flags it as not sensitive to the model); from black it changed with the model on \
+             all 10.";
         if app.has_normal_film() {
             ui.radio_value(&mut b, BaselineChoice::NormalFilm, "normal film")
                 .on_hover_text(format!(
