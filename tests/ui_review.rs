@@ -1439,4 +1439,69 @@ fn files_opened_together_get_a_study_list_of_their_own() {
     });
     assert_eq!(h.state().review.as_ref().unwrap().rows.len(), 3);
     h.get_by_label("3 files opened together");
+
+    // Recent keeps the set as a set: after the whole folder, it reopens the same three files
+    // with their own list (before, only the first film was kept).
+    let mut sorted = set.to_vec();
+    sorted.sort();
+    assert_eq!(h.state().settings.recent_sets, [sorted.clone()]);
+    h.state_mut().open_folder(&fx.root);
+    wait_until(&mut h, "the whole folder", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.files.is_none() && r.rows.len() > 3)
+    });
+    let reopen = |h: &mut Harness<'static, ViewerApp>| {
+        h.get_by_label("Recent").click();
+        h.run_ok();
+        let label = format!(
+            "3 files in {}/",
+            fx.root.file_name().unwrap().to_string_lossy()
+        );
+        h.get_by_label(&label).click();
+        h.run_ok();
+    };
+    reopen(&mut h);
+    wait_until(&mut h, "the set reopened", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.files.is_some())
+    });
+    let mut listed: Vec<PathBuf> = h
+        .state()
+        .review
+        .as_ref()
+        .unwrap()
+        .rows
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, sorted);
+    h.get_by_label("3 files opened together");
+    assert_eq!(
+        h.state().settings.recent_sets.len(),
+        1,
+        "the same set, once"
+    );
+
+    // A file of the set deleted since: the rest reopen, and the missing one is named.
+    std::fs::remove_file(&set[2]).unwrap();
+    h.state_mut().open_folder(&fx.root);
+    wait_until(&mut h, "the whole folder again", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.files.is_none())
+    });
+    reopen(&mut h);
+    wait_until(&mut h, "the set reopened without the missing file", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.files.is_some() && r.rows.len() == 2)
+    });
+    let status = &h.state().status.as_ref().unwrap().text;
+    assert!(status.contains("not found: chest.dcm"), "{status}");
+    // Still the one set as it was kept, not also the two files found.
+    assert_eq!(h.state().settings.recent_sets.len(), 1);
+    assert_eq!(h.state().settings.recent_sets[0].len(), 3);
 }

@@ -585,7 +585,7 @@ impl ViewerApp {
             .is_some_and(|r| r.row_index(&path).is_some());
         // A film of the folder under review is reached through the folder, which Recent holds;
         // remembered one by one, ten films pushed everything else out of the list. A set of
-        // files opened together is remembered by its first film, when it is opened
+        // files opened together is remembered as a set and by its first film, when it is opened
         // ([`Self::open_dropped_files`]), for the same reason.
         if !in_review {
             self.settings.remember(&path);
@@ -1106,7 +1106,20 @@ impl ViewerApp {
     /// line: Next and Previous walk those, sorted by path, not the folder of the first, which
     /// opened the first alone and left the rest for the reviewer to find; files that are not
     /// studies, and folders among them, are said in the status bar and left out.
-    pub fn open_dropped_files(&mut self, mut files: Vec<PathBuf>) {
+    pub fn open_dropped_files(&mut self, files: Vec<PathBuf>) {
+        self.open_files_together(files, true);
+    }
+
+    /// A set kept in Recent, opened again as [`Self::open_dropped_files`] does and moved to the
+    /// top of Recent as it was kept, even where some of its files are gone now (those are named
+    /// in the status bar; keeping the smaller set as well would list one set twice).
+    pub fn reopen_set(&mut self, set: Vec<PathBuf>) {
+        self.open_files_together(set.clone(), false);
+        self.settings.remember_set(&set);
+    }
+
+    /// [`Self::open_dropped_files`]; `remember`: keep the studies found in Recent as a set.
+    fn open_files_together(&mut self, mut files: Vec<PathBuf>, remember: bool) {
         files.sort();
         files.dedup();
         let mut others = crate::io::OtherFormats::default();
@@ -1145,6 +1158,9 @@ impl ViewerApp {
         // there, Next and Previous walk that, as for a folder, in its order and filter.
         self.folder = studies.clone();
         if count > 1 {
+            if remember {
+                self.settings.remember_set(&studies);
+            }
             self.start_review_of_set(studies);
         }
         self.open(first);

@@ -1,6 +1,6 @@
 //! Toolbar, results, settings, DICOM tags, status bar and help: the panels around the canvas.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use egui::{Color32, RichText, Sense, Stroke, Vec2};
 
@@ -154,8 +154,9 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             app.apply(Action::OpenFolder, &ctx);
         }
         let recent = app.settings.recent.clone();
+        let recent_sets = app.settings.recent_sets.clone();
         ui.menu_button("Recent", |ui| {
-            if recent.is_empty() {
+            if recent.is_empty() && recent_sets.is_empty() {
                 ui.label("nothing yet");
             }
             // Checked only while the menu is open (ten entries at most): a file moved or deleted
@@ -176,10 +177,30 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     ui.close();
                 }
             }
-            if !recent.is_empty() {
+            if !recent_sets.is_empty() {
+                ui.separator();
+                ui.label(RichText::new("Files opened together").small().weak());
+            }
+            for set in recent_sets {
+                // Those moved or deleted since are named when the set is opened again.
+                let found = set.iter().filter(|f| f.exists()).count();
+                let button = ui
+                    .add_enabled(found > 0, egui::Button::new(recent_set_label(&set)))
+                    .on_hover_text(recent_set_hover(&set, found))
+                    .on_disabled_hover_text(format!(
+                        "none of these {} files is found now",
+                        set.len()
+                    ));
+                if button.clicked() {
+                    app.reopen_set(set);
+                    ui.close();
+                }
+            }
+            if !recent.is_empty() || !app.settings.recent_sets.is_empty() {
                 ui.separator();
                 if ui.button("Clear list").clicked() {
                     app.settings.recent.clear();
+                    app.settings.recent_sets.clear();
                     ui.close();
                 }
             }
@@ -381,6 +402,29 @@ fn recent_label(path: &Path, is_dir: bool) -> String {
         }
         _ => name,
     }
+}
+
+/// "12 files in train/": a set of files opened together, named by its deepest common folder.
+fn recent_set_label(set: &[PathBuf]) -> String {
+    let folder = super::review::common_folder(set);
+    format!("{} files in {}/", set.len(), display_name(&folder))
+}
+
+/// The set's folder and files (the first ten), and how many are missing now.
+fn recent_set_hover(set: &[PathBuf], found: usize) -> String {
+    let folder = super::review::common_folder(set);
+    let mut lines: Vec<String> = set
+        .iter()
+        .take(10)
+        .map(|f| f.strip_prefix(&folder).unwrap_or(f).display().to_string())
+        .collect();
+    if set.len() > 10 {
+        lines.push(format!("… and {} more", set.len() - 10));
+    }
+    if found < set.len() {
+        lines.push(format!("{} not found now", set.len() - found));
+    }
+    format!("{}\n{}", folder.display(), lines.join("\n"))
 }
 
 /// One line a radiologist reads first: what, which view, how old, when.

@@ -407,8 +407,8 @@ impl ViewerApp {
     /// [`Self::start_review`] of `dir`, or of `files` under it when given.
     pub(super) fn start_review_of(&mut self, dir: &Path, files: Option<Vec<PathBuf>>) {
         let dir = crate::io::folder_as_named(dir);
-        // Recent reopens a folder; a set is remembered by the film it opened on
-        // ([`Self::open_dropped_files`]).
+        // Recent reopens a folder; a set is remembered as a set, and by the film it opened on,
+        // where it is opened ([`Self::open_dropped_files`]).
         if files.is_none() {
             self.settings.remember(&dir);
         }

@@ -154,6 +154,9 @@ pub enum OverlayMode {
 
 pub const MAX_RECENT: usize = 10;
 
+/// Sets of files opened together that Recent keeps (each can be dozens of paths).
+pub const MAX_RECENT_SETS: usize = 5;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -169,6 +172,10 @@ pub struct Settings {
     /// IG takes seconds on a CPU, far longer than the rest; a user on a laptop may want it on demand only.
     pub run_ig: bool,
     pub recent: Vec<PathBuf>,
+    /// Sets of files opened together (dropped, picked together, or named on the command line),
+    /// most recent first, each in its own order: reopened as the same set, with its study list.
+    /// Kept apart from `recent`, which keeps the film each set opened on.
+    pub recent_sets: Vec<Vec<PathBuf>>,
     /// Written into every note this reviewer saves.
     pub reviewer: String,
     /// Notes database chosen by the user; `None`: the per-user default
@@ -198,6 +205,7 @@ impl Default for Settings {
             ig_baseline: BaselineChoice::Black,
             run_ig: true,
             recent: Vec::new(),
+            recent_sets: Vec::new(),
             reviewer: String::new(),
             notes_db: None,
             show_study_list: true,
@@ -216,6 +224,20 @@ impl Settings {
         self.recent.truncate(MAX_RECENT);
     }
 
+    /// [`Self::remember`] for a set of files opened together: the same set (in any order)
+    /// moves to the top rather than appearing twice.
+    pub fn remember_set(&mut self, files: &[PathBuf]) {
+        let mut key = files.to_vec();
+        key.sort();
+        self.recent_sets.retain(|s| {
+            let mut s = s.clone();
+            s.sort();
+            s != key
+        });
+        self.recent_sets.insert(0, files.to_vec());
+        self.recent_sets.truncate(MAX_RECENT_SETS);
+    }
+
     pub fn set_alpha(&mut self, alpha: f32) {
         self.alpha = (alpha * 100.0).round().clamp(0.0, 100.0) / 100.0;
     }
@@ -224,6 +246,28 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_reopened_moves_to_the_top_once() {
+        let mut s = Settings::default();
+        let set = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(PathBuf::from).collect() };
+        for i in 0..7 {
+            s.remember_set(&set(&[&format!("{i}a.png"), &format!("{i}b.png")]));
+        }
+        assert_eq!(s.recent_sets.len(), MAX_RECENT_SETS);
+        assert_eq!(s.recent_sets[0], set(&["6a.png", "6b.png"]));
+        // The same files in another order are the same set.
+        s.remember_set(&set(&["4b.png", "4a.png"]));
+        assert_eq!(s.recent_sets.len(), MAX_RECENT_SETS);
+        assert_eq!(s.recent_sets[0], set(&["4b.png", "4a.png"]));
+        assert_eq!(
+            s.recent_sets
+                .iter()
+                .filter(|f| f.contains(&PathBuf::from("4a.png")))
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn recent_is_most_recent_first_without_duplicates() {
