@@ -192,8 +192,7 @@ pub fn baseline_reading(
     if logits.len() != cfg.classes.len() || ig.target >= logits.len() {
         return None;
     }
-    let logits = Tensor::from_slice(logits, (1, logits.len()), &candle_core::Device::Cpu).ok()?;
-    let prediction = prediction_from_logits(cfg, &logits).ok()?;
+    let prediction = prediction_from_logit_values(cfg, logits).ok()?;
     Some(BaselineReading {
         target_probability: prediction.probabilities[&cfg.classes[ig.target]],
         read_as_target: prediction.class_index == ig.target,
@@ -233,6 +232,15 @@ pub fn baseline_warning(ig: &IntegratedGradients, reading: &BaselineReading) -> 
             reading.label
         )
     })
+}
+
+/// [`prediction_from_logits`] of one image's logits kept as values (an IG baseline's).
+fn prediction_from_logit_values(
+    cfg: &crate::model::config::ModelConfig,
+    logits: &[f32],
+) -> Result<Prediction, AnalysisError> {
+    let logits = Tensor::from_slice(logits, (1, logits.len()), &Device::Cpu)?;
+    prediction_from_logits(cfg, &logits)
 }
 
 /// The prediction of `logits` `[1, classes]`: temperature-scaled softmax, and in a binary model
@@ -705,11 +713,10 @@ impl Engine {
         }
         let offered = AUTO_ORDER
             .into_iter()
-            .filter(|b| *b != Baseline::NormalFilm || self.model.ig_reference.is_some());
+            .filter(|&b| self.model.offers(b.into()));
         for baseline in offered {
             let logits = self.baseline_logits_of(baseline, &prepared.input)?;
-            let logits = Tensor::from_slice(&logits, (1, logits.len()), &Device::Cpu)?;
-            if prediction_from_logits(&self.model.config, &logits)?.class_index != target {
+            if prediction_from_logit_values(&self.model.config, &logits)?.class_index != target {
                 return Ok(baseline);
             }
         }

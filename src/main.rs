@@ -113,7 +113,7 @@ impl ExplainArgs {
     fn options(&self, engine: &Engine) -> anyhow::Result<AnalysisOptions> {
         let baseline = self.ig_baseline;
         anyhow::ensure!(
-            self.no_ig || baseline != IgBaseline::Normal || engine.model.ig_reference.is_some(),
+            self.no_ig || engine.model.offers(baseline),
             "--ig-baseline normal needs a reference film: {} names no ig_reference",
             engine.model.config_path.display()
         );

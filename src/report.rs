@@ -210,11 +210,7 @@ impl Report {
                 IgReport {
                     target: class(ig.target),
                     baseline: ig.baseline,
-                    baseline_requested: if ig.baseline_auto {
-                        "auto"
-                    } else {
-                        ig.baseline.name()
-                    },
+                    baseline_requested: ig.requested().name(),
                     steps: ig.steps,
                     quadrature: ig.rule.name(),
                     delta: ig.delta,

@@ -106,7 +106,7 @@ pub fn eval_with_faithfulness(
     ig_baseline: IgBaseline,
 ) -> Result<crate::cli::EvalSummary> {
     anyhow::ensure!(
-        ig_baseline != IgBaseline::Normal || engine.model.ig_reference.is_some(),
+        engine.model.offers(ig_baseline),
         "--faithfulness-ig-baseline normal needs a reference film: {} names no ig_reference",
         engine.model.config_path.display()
     );

@@ -279,6 +279,15 @@ pub struct IntegratedGradients {
 }
 
 impl IntegratedGradients {
+    /// The baseline asked for: `auto` where [`Self::baseline`] was chosen by it.
+    pub fn requested(&self) -> IgBaseline {
+        if self.baseline_auto {
+            IgBaseline::Auto
+        } else {
+            self.baseline.into()
+        }
+    }
+
     /// |gap| relative to |F(x) − F(x′)|.
     pub fn relative_delta(&self) -> f32 {
         self.delta.abs() / (self.f_input - self.f_baseline).abs().max(1e-12)

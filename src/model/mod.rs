@@ -128,6 +128,14 @@ impl Classifier {
         })
     }
 
+    /// Whether Integrated Gradients can start from `baseline` with this model: every baseline
+    /// but the normal film, which needs the film `model.json` names as `ig_reference`; `auto`
+    /// always (it skips the film where there is none).
+    pub fn offers(&self, baseline: crate::explain::integrated_gradients::IgBaseline) -> bool {
+        baseline != crate::explain::integrated_gradients::IgBaseline::Normal
+            || self.ig_reference.is_some()
+    }
+
     /// Deterministic logits `[n, classes]` (dropout off), no temperature.
     pub fn logits(&self, input: &Tensor) -> Result<Tensor, ModelError> {
         let features = self.backbone.forward(input)?;

@@ -1426,8 +1426,10 @@ impl ViewerApp {
 
     /// Whether the model names a reference normal film, IG's third baseline.
     pub fn has_normal_film(&self) -> bool {
-        self.engine()
-            .is_some_and(|e| e.model.ig_reference.is_some())
+        self.engine().is_some_and(|e| {
+            e.model
+                .offers(crate::explain::integrated_gradients::IgBaseline::Normal)
+        })
     }
 
     // ---- keyboard ----------------------------------------------------------------------
