@@ -1146,6 +1146,94 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
     assert!(!export(&mut h, &white_png).contains("IG baseline"));
 }
 
+/// The faithfulness check of the IG map on screen, if it is there.
+fn ig_faithfulness(app: &ViewerApp) -> Option<Arc<cxr_viewer::trust::StudyFaithfulness>> {
+    let key = cxr_viewer::ui::trust_state::current_trust_key(app)?;
+    app.trust.entry(&key)?.faithfulness.clone()
+}
+
+/// `auto` and the fixed baseline it chooses give one map. Switching to `auto` once that
+/// baseline's map and faithfulness check are there shows them at once, from the cache (a map
+/// marked in the cache shows it was not computed again); and a map `auto` computed serves the
+/// baseline it chose, checks included. Before, each was computed a second time (seconds of IG).
+#[test]
+fn auto_reuses_the_map_and_checks_of_the_baseline_it_chooses() {
+    let settled =
+        |a: &ViewerApp| analysed(a) && ig_faithfulness(a).is_some() && a.trust.job.is_none();
+    let model = repo("tests/fixtures/reference/model-normal-film.json");
+    let mut h = viewer(model, Some(sample()));
+    for want in [BaselineChoice::White, BaselineChoice::NormalFilm] {
+        h.key_press(Key::B);
+        h.run_ok();
+        assert_eq!(h.state().settings.ig_baseline, want);
+    }
+    wait_until(&mut h, "the normal film's map and its check", settled);
+    let normal_key = h.state().wanted_ig_or_default();
+    let checked = ig_faithfulness(h.state()).unwrap();
+    // Mark the kept map: a map computed again would not carry the mark.
+    let app = h.state_mut();
+    let entry = app.cache.get_mut(&app.current_key().unwrap()).unwrap();
+    let kept = entry.ig.get_mut(&normal_key).unwrap();
+    let mut marked = (**kept).clone();
+    marked.0.f_input += 1000.0;
+    *kept = Arc::new(marked);
+
+    h.key_press(Key::B);
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::Auto);
+    wait_until(&mut h, "auto's map", analysed);
+    h.run_ok();
+    let app = h.state();
+    let entry = app.current_entry().unwrap();
+    let auto = &entry.ig[&app.wanted_ig_or_default()].0;
+    assert!(auto.baseline_auto);
+    assert_eq!(
+        auto.baseline,
+        cxr_viewer::explain::integrated_gradients::Baseline::NormalFilm
+    );
+    assert!(
+        auto.f_input > 500.0,
+        "auto's map was computed again, not taken from the cache"
+    );
+    assert!(Arc::ptr_eq(&ig_faithfulness(app).unwrap(), &checked));
+    assert!(app.trust.job.is_none(), "no check runs again");
+    h.get_by_label_contains("steps, normal film baseline (auto): completeness gap");
+
+    // The other way: auto computed first (the tiny model without a reference film chooses
+    // white); white is then there, with auto's check.
+    let settings = Settings {
+        ig_baseline: BaselineChoice::Auto,
+        ..fast_settings()
+    };
+    let app = ViewerApp::new(
+        settings,
+        Arc::new(ScriptedPicker::default()),
+        tiny_model(),
+        Some(sample()),
+    );
+    let mut h = harness(app);
+    wait_until(&mut h, "auto's map and its check", settled);
+    let app = h.state();
+    let auto = app.current_entry().unwrap().ig[&app.wanted_ig_or_default()].clone();
+    let checked = ig_faithfulness(app).unwrap();
+    let white_key = cxr_viewer::ui::cache::IgKey {
+        baseline: BaselineChoice::White,
+        ..app.wanted_ig_or_default()
+    };
+    let white = &app.current_entry().unwrap().ig[&white_key].0;
+    assert!(!white.baseline_auto);
+    assert_eq!(white.map, auto.0.map);
+    h.state_mut().settings.ig_baseline = BaselineChoice::White;
+    h.run_ok();
+    let app = h.state();
+    assert!(
+        app.jobs.running.is_empty() && app.trust.job.is_none(),
+        "nothing runs again"
+    );
+    assert!(Arc::ptr_eq(&ig_faithfulness(app).unwrap(), &checked));
+    h.get_by_label_contains("steps, white baseline: completeness gap");
+}
+
 /// `B` cycles black (the default) → white → normal film → auto where the model names a
 /// reference film: from black the PNEUMONIA sample's IG is warned of (the tiny model reads black
 /// as PNEUMONIA too); from the normal film, read as NORMAL, it is not; `auto` picks that film for

@@ -532,9 +532,10 @@ impl ViewerApp {
                 entry.timings.uncertainty = ms;
             }
             JobUpdate::Ig(ig_key, result, ms) => {
-                entry.ig.insert(ig_key, Arc::new(*result));
+                entry.insert_ig(ig_key, Arc::new(*result));
                 entry.timings.ig = ms;
             }
+            JobUpdate::AutoChosen(ig_key, chosen) => entry.take_auto_from(ig_key, chosen),
             JobUpdate::Failed(e) => {
                 entry.error = Some(e.clone());
                 // A study analysed in advance shows its error when it is opened.
@@ -835,6 +836,7 @@ impl ViewerApp {
         };
         let next_key = self.analysis_key(next, &study);
         self.cache.get_or_insert_with(&next_key, Entry::default);
+        self.share_auto_checks(&next_key);
         let ig = self.ig_wanted_for(&next_key);
         let Some(entry) = self.cache.peek(&next_key) else {
             return;
@@ -858,6 +860,10 @@ impl ViewerApp {
             return;
         };
         let (prepared, target) = (entry.prepared.clone(), entry.target);
+        let ig_kept = needs
+            .ig
+            .map(|k| entry.kept_fixed_baselines(k.steps))
+            .unwrap_or_default();
         let (Some(engine), Some(out)) = (self.engine().cloned(), self.outbox()) else {
             return;
         };
@@ -875,6 +881,7 @@ impl ViewerApp {
                 target,
                 needs,
                 ig_in_scope_only,
+                ig_kept,
                 ig_batch: 8,
                 cancel,
             },
@@ -1265,6 +1272,25 @@ impl ViewerApp {
         self.film_levels.as_ref().and_then(|l| l.building())
     }
 
+    /// `auto` and the fixed baseline it chose give one map, so they share its checks
+    /// (faithfulness, agreement, sanity) whichever computed them. Runs every frame; hash
+    /// lookups only.
+    fn share_auto_checks(&mut self, key: &AnalysisKey) {
+        let auto = IgKey {
+            steps: self.settings.ig_steps,
+            baseline: BaselineChoice::Auto,
+        };
+        let chosen = self.cache.peek(key).and_then(|e| e.ig.get(&auto));
+        if let Some(chosen) = chosen.map(|r| r.0.baseline) {
+            let fixed = IgKey {
+                baseline: chosen.into(),
+                ..auto
+            };
+            self.trust
+                .share(&(key.clone(), Some(auto)), &(key.clone(), Some(fixed)));
+        }
+    }
+
     /// Starts (or restarts) whatever the image on screen still lacks. Runs every frame; cheap
     /// when there is nothing to do.
     pub fn ensure_analysis(&mut self) {
@@ -1272,6 +1298,7 @@ impl ViewerApp {
             return;
         };
         self.cache.get_or_insert_with(&key, Entry::default);
+        self.share_auto_checks(&key);
         let wanted_ig = self.ig_wanted_for(&key);
         let Some(entry) = self.cache.peek(&key) else {
             return;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::analysis::{Prepared, Timings};
 use crate::explain::gradcam::GradCam;
-use crate::explain::integrated_gradients::IntegratedGradients;
+use crate::explain::integrated_gradients::{Baseline, IntegratedGradients};
 use crate::explain::uncertainty::McDropout;
 use crate::explain::zones::ZoneScore;
 use crate::io::Window;
@@ -88,6 +88,45 @@ impl Entry {
         self.prepared.as_ref().is_some_and(|p| !p.scope.in_scope)
     }
 
+    /// Keeps the IG result of `key`. A result `auto` chose is also the map of the baseline it
+    /// chose (the same path integral), so it is kept under that baseline's key too, unless one
+    /// is there: switching from `auto` to that baseline then finds it.
+    pub fn insert_ig(&mut self, key: IgKey, result: Zoned<IntegratedGradients>) {
+        if key.baseline == BaselineChoice::Auto {
+            let fixed = IgKey {
+                baseline: result.0.baseline.into(),
+                ..key
+            };
+            self.ig
+                .entry(fixed)
+                .or_insert_with(|| with_auto(&result, false));
+        }
+        self.ig.insert(key, result);
+    }
+
+    /// `auto`'s result for `key` is the map kept for `chosen`, the baseline `auto` chose
+    /// (the worker chose it and found that map kept: [`Self::kept_fixed_baselines`]).
+    pub fn take_auto_from(&mut self, key: IgKey, chosen: Baseline) {
+        let fixed = IgKey {
+            baseline: chosen.into(),
+            ..key
+        };
+        if let Some(result) = self.ig.get(&fixed) {
+            let result = with_auto(result, true);
+            self.ig.insert(key, result);
+        }
+    }
+
+    /// The fixed baselines whose IG maps at `steps` are kept here: an `auto` IG that chooses one
+    /// of them is taken from it instead of being computed again.
+    pub fn kept_fixed_baselines(&self, steps: usize) -> Vec<Baseline> {
+        self.ig
+            .iter()
+            .filter(|(k, _)| k.steps == steps && k.baseline != BaselineChoice::Auto)
+            .map(|(_, r)| r.0.baseline)
+            .collect()
+    }
+
     /// The stages that are still missing for `ig` (None: IG not wanted).
     pub fn missing(&self, ig: Option<IgKey>) -> Needs {
         Needs {
@@ -97,6 +136,18 @@ impl Entry {
             ig: ig.filter(|k| !self.ig.contains_key(k)),
         }
     }
+}
+
+/// `result` as chosen by `auto` or not ([`IntegratedGradients::baseline_auto`]).
+fn with_auto(result: &Zoned<IntegratedGradients>, auto: bool) -> Zoned<IntegratedGradients> {
+    let (ig, zones) = &**result;
+    Arc::new((
+        IntegratedGradients {
+            baseline_auto: auto,
+            ..ig.clone()
+        },
+        zones.clone(),
+    ))
 }
 
 /// Which stages a job has to run.

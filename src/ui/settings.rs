@@ -101,6 +101,16 @@ pub enum BaselineChoice {
     Auto,
 }
 
+impl From<Baseline> for BaselineChoice {
+    fn from(b: Baseline) -> Self {
+        match b {
+            Baseline::Black => BaselineChoice::Black,
+            Baseline::White => BaselineChoice::White,
+            Baseline::NormalFilm => BaselineChoice::NormalFilm,
+        }
+    }
+}
+
 impl BaselineChoice {
     pub fn baseline(self) -> IgBaseline {
         match self {

@@ -37,6 +37,30 @@ pub struct TrustEntry {
     pub cancelled: bool,
 }
 
+/// The results of a [`TrustEntry`], without its state.
+type TrustResults = (
+    Option<Arc<StudyFaithfulness>>,
+    Option<Arc<Agreement>>,
+    Option<Arc<Sanity>>,
+);
+
+impl TrustEntry {
+    fn results(&self) -> TrustResults {
+        (
+            self.faithfulness.clone(),
+            self.agreement.clone(),
+            self.sanity.clone(),
+        )
+    }
+
+    /// Takes the results this entry lacks.
+    fn fill(&mut self, (faithfulness, agreement, sanity): TrustResults) {
+        self.faithfulness = self.faithfulness.take().or(faithfulness);
+        self.agreement = self.agreement.take().or(agreement);
+        self.sanity = self.sanity.take().or(sanity);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TrustJobKind {
     Faithfulness,
@@ -84,6 +108,22 @@ pub struct TrustState {
 impl TrustState {
     pub fn entry(&self, key: &TrustKey) -> Option<&TrustEntry> {
         self.entries.get(key)
+    }
+
+    /// `a` and `b` check the same maps (an `auto` IG result and the fixed baseline it chose): each
+    /// takes the results the other has and it lacks.
+    pub fn share(&mut self, a: &TrustKey, b: &TrustKey) {
+        let results = |k| {
+            let r = self.entries.get(k).map(TrustEntry::results)?;
+            (r.0.is_some() || r.1.is_some() || r.2.is_some()).then_some(r)
+        };
+        let (from_a, from_b) = (results(a), results(b));
+        if let Some(r) = from_a {
+            self.entries.entry(b.clone()).or_default().fill(r);
+        }
+        if let Some(r) = from_b {
+            self.entries.entry(a.clone()).or_default().fill(r);
+        }
     }
 
     /// Stops the job unless it is for `path` (the study being opened), without marking it

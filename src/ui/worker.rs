@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use crate::analysis::{AnalysisError, Engine, Prepared};
 use crate::explain::gradcam::GradCam;
-use crate::explain::integrated_gradients::{Baseline, IgOptions, IgRule, IntegratedGradients};
+use crate::explain::integrated_gradients::{
+    Baseline, IgBaseline, IgOptions, IgRule, IntegratedGradients,
+};
 use crate::explain::uncertainty::McDropout;
 use crate::explain::zones::ZoneScore;
 use crate::explain::Control;
@@ -173,6 +175,8 @@ pub enum JobUpdate {
         total: usize,
     },
     Ig(IgKey, Box<Zoned<IntegratedGradients>>, f64),
+    /// `auto` chose a baseline whose map is kept ([`JobSpec::ig_kept`]): that map is its result.
+    AutoChosen(IgKey, Baseline),
     Failed(String),
     /// Last message of every job, cancelled or not.
     Finished {
@@ -330,6 +334,10 @@ pub struct JobSpec {
     /// until "Show anyway" ([`super::scope_banner`]), and IG is the seconds of CPU that a
     /// hidden map would waste (the study analysed in advance waits on them).
     pub ig_in_scope_only: bool,
+    /// The fixed baselines whose IG maps at these steps are kept already
+    /// ([`super::cache::Entry::kept_fixed_baselines`]): an `auto` IG that chooses one of them
+    /// is answered with [`JobUpdate::AutoChosen`] instead of the same map computed again.
+    pub ig_kept: Vec<Baseline>,
     pub ig_batch: usize,
     pub cancel: Arc<AtomicBool>,
 }
@@ -412,6 +420,16 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
         .ig
         .filter(|_| prepared.scope.in_scope || !spec.ig_in_scope_only);
     if let Some(ig_key) = ig {
+        let request = ig_key.baseline.baseline();
+        if request == IgBaseline::Auto {
+            // The baseline logits it needs are kept by the engine: one forward pass per
+            // baseline the first time, nothing after.
+            let chosen = engine.choose_baseline(&prepared, request, target)?;
+            if spec.ig_kept.contains(&chosen) {
+                send(JobUpdate::AutoChosen(ig_key, chosen));
+                return Ok(());
+            }
+        }
         send(JobUpdate::Started(JobStage::IntegratedGradients {
             done: 0,
             total: ig_key.steps,
@@ -424,7 +442,7 @@ fn job_stages(spec: &JobSpec, send: &(dyn Fn(JobUpdate) + Sync)) -> Result<(), A
         };
         let result = engine.integrated_gradients_asked(
             &prepared,
-            ig_key.baseline.baseline(),
+            request,
             &IgOptions {
                 steps: ig_key.steps,
                 // Replaced by the baseline asked for.
