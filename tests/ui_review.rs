@@ -16,7 +16,7 @@ use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Finding, NotesStore, Z
 use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::reviewing::NotesDb;
 use egui::accesskit::Role;
-use egui::Key;
+use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use ui_support::*;
@@ -332,6 +332,41 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
     let previous = current_path(h.state()).unwrap();
     assert!(order(h.state()).contains(&previous), "{previous:?}");
     assert_eq!(h.state().hidden_by_filter(), None);
+}
+
+/// Keys pressed within one frame each count. A frame can be long (a big film opening, software
+/// rendering), and a reviewer tapping Down three times moved one study on, `] ]` raised the
+/// opacity one step: only the first press of a key in a frame was taken.
+#[test]
+fn every_press_counts_even_within_one_frame() {
+    // The presses of `keys`, all in one frame (the harness's own key presses take a frame each).
+    fn in_one_frame(h: &mut Harness<'_, ViewerApp>, keys: &[Key]) {
+        for &key in keys {
+            for pressed in [true, false] {
+                h.input_mut().events.push(egui::Event::Key {
+                    key,
+                    physical_key: None,
+                    pressed,
+                    repeat: false,
+                    modifiers: Modifiers::NONE,
+                });
+            }
+        }
+        h.step();
+        h.run_ok();
+    }
+    let fx = labelled_folder();
+    let db = temp_dir("review-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    let list = h.state().navigation();
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[0]));
+    in_one_frame(&mut h, &[Key::ArrowDown; 3]);
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[3]));
+    in_one_frame(&mut h, &[Key::ArrowUp, Key::PageUp]);
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[1]));
+    let alpha = h.state().settings.alpha;
+    in_one_frame(&mut h, &[Key::CloseBracket; 2]);
+    assert!((h.state().settings.alpha - (alpha + 0.10)).abs() < 1e-4);
 }
 
 /// The note column was sized while no study had a note, and its cells truncate: a verdict given

@@ -1537,10 +1537,11 @@ impl ViewerApp {
                 None if shown || coming => split_at_focus_note(&mut i.events),
                 None => None,
             };
+            // Every press counts: two arrows pressed within one frame (a slow frame while a
+            // film opens, or B B B to reach auto) are two steps, not one.
             let mut key = |m: Modifiers, k: Key, a: Action| {
-                if i.consume_key(m, k) {
-                    actions.push(a);
-                }
+                let presses = i.count_and_consume_key(m, k);
+                actions.extend(std::iter::repeat_n(a, presses));
             };
             key(cmd_shift, Key::O, Action::OpenFolder);
             key(Modifiers::COMMAND, Key::O, Action::OpenFile);
