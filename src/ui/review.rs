@@ -431,14 +431,34 @@ impl Review {
             .copied()
     }
 
+    /// Rows the filter shows now that the list held under the pointer ([`Self::hold_order`])
+    /// does not have yet: its filter buttons count them already, so the list says they are
+    /// waiting instead of looking short (e.g. "False negatives (12)" over 3 rows during a scan).
+    /// 0 when nothing is held back.
+    pub fn rows_waiting(&self, notes: &HashMap<StudyId, Note>, notes_revision: u64) -> usize {
+        let key = self.memo_key(notes_revision);
+        let memo = self.visible_memo.borrow();
+        let Some((k, held)) = memo.as_ref() else {
+            return 0;
+        };
+        if !self.hold_order || *k == key {
+            return 0;
+        }
+        let now = (0..self.rows.len())
+            .filter(|&i| self.shows(&self.rows[i], notes, self.filter))
+            .count();
+        now.saturating_sub(held.len())
+    }
+
+    fn shows(&self, r: &StudyRow, notes: &HashMap<StudyId, Note>, filter: Filter) -> bool {
+        let note = r.id.as_ref().and_then(|id| notes.get(id));
+        filter.matches_facts(&r.facts(note)) && (!self.out_of_scope_only || r.out_of_scope())
+    }
+
     fn ordered(&self, notes: &HashMap<StudyId, Note>, filter: Filter) -> Vec<usize> {
         let note_of = |r: &StudyRow| r.id.as_ref().and_then(|id| notes.get(id));
         let mut out: Vec<usize> = (0..self.rows.len())
-            .filter(|&i| {
-                let r = &self.rows[i];
-                filter.matches_facts(&r.facts(note_of(r)))
-                    && (!self.out_of_scope_only || r.out_of_scope())
-            })
+            .filter(|&i| self.shows(&self.rows[i], notes, filter))
             .collect();
         let key_cmp = |a: &StudyRow, b: &StudyRow| -> Ordering {
             let (na, nb) = (note_of(a), note_of(b));
@@ -1122,6 +1142,8 @@ mod tests {
         };
         predict(&mut review, "c", 0.99);
         assert_eq!(names(review.visible(&notes, 0), &review), ["b", "a", "c"]);
+        // A new order is waiting, but no row: every row is listed already.
+        assert_eq!(review.rows_waiting(&notes, 0), 0);
         // A new sort applies at once (and its order is then held in turn).
         review.sort_by(SortColumn::Probability);
         assert_eq!(names(review.visible(&notes, 0), &review), ["a", "b", "c"]);
@@ -1134,6 +1156,26 @@ mod tests {
         assert_eq!(names(review.visible(&notes, 1), &review), ["b", "a", "c"]);
         review.hold_order = false;
         assert_eq!(names(review.visible(&notes, 1), &review), ["a", "b", "c"]);
+        // A filter's new rows wait with the order, and the list says how many.
+        review.filter = Filter::FalseNegatives;
+        review.set_rows(
+            vec![
+                row("a", Some(P), Some((N, 0.1, false))),
+                row("b", Some(P), None),
+                row("c", Some(P), None),
+            ],
+            false,
+        );
+        assert_eq!(names(review.visible(&notes, 1), &review), ["a"]);
+        review.hold_order = true;
+        predict(&mut review, "b", 0.2);
+        predict(&mut review, "c", 0.3);
+        assert_eq!(names(review.visible(&notes, 1), &review), ["a"]);
+        assert_eq!(review.rows_waiting(&notes, 1), 2);
+        review.hold_order = false;
+        assert_eq!(review.rows_waiting(&notes, 1), 0);
+        assert_eq!(names(review.visible(&notes, 1), &review), ["a", "b", "c"]);
+        review.filter = Filter::All;
         // A new listing is never held (the old indices mean other rows).
         review.hold_order = true;
         review.set_rows(vec![row("z", None, None)], false);

@@ -96,19 +96,24 @@ fn progress_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
     }
     let total = review.rows.len();
     let done = total - counts.pending;
+    // Said on this line, which is always there, so that rows do not move under the pointer.
+    let waiting = match review.rows_waiting(app.notes.all(), app.notes.revision()) {
+        0 => String::new(),
+        1 => " · 1 more row joins the list when the pointer leaves it".to_string(),
+        n => format!(" · {n} more rows join the list when the pointer leaves it"),
+    };
     if review.finished || done == total {
-        ui.label(RichText::new(format!("{total} studies, all predicted")).small());
+        ui.label(RichText::new(format!("{total} studies, all predicted{waiting}")).small());
         return;
     }
     let stopped = review.cancel.load(std::sync::atomic::Ordering::Relaxed);
     ui.horizontal(|ui| {
-        let waiting = review.pause.load(std::sync::atomic::Ordering::Relaxed);
         let text = if stopped {
-            format!("stopped at {done}/{total}")
-        } else if waiting {
-            format!("predicting {done}/{total} (after the image on screen)")
+            format!("stopped at {done}/{total}{waiting}")
+        } else if review.pause.load(std::sync::atomic::Ordering::Relaxed) {
+            format!("predicting {done}/{total} (after the image on screen){waiting}")
         } else {
-            format!("predicting {done}/{total}")
+            format!("predicting {done}/{total}{waiting}")
         };
         ui.add(
             egui::ProgressBar::new(done as f32 / total.max(1) as f32)
