@@ -1168,6 +1168,17 @@ fn auto_reuses_the_map_and_checks_of_the_baseline_it_chooses() {
         assert_eq!(h.state().settings.ig_baseline, want);
     }
     wait_until(&mut h, "the normal film's map and its check", settled);
+    // And its sanity check (K).
+    let sanity = |a: &ViewerApp| {
+        let key = cxr_viewer::ui::trust_state::current_trust_key(a)?;
+        a.trust.entry(&key)?.sanity.clone()
+    };
+    h.key_press(Key::K);
+    h.run_ok();
+    wait_until(&mut h, "the sanity check", |a| {
+        sanity(a).is_some() && a.trust.job.is_none()
+    });
+    let sane = sanity(h.state()).unwrap();
     let normal_key = h.state().wanted_ig_or_default();
     let checked = ig_faithfulness(h.state()).unwrap();
     // Mark the kept map: a map computed again would not carry the mark.
@@ -1196,6 +1207,7 @@ fn auto_reuses_the_map_and_checks_of_the_baseline_it_chooses() {
         "auto's map was computed again, not taken from the cache"
     );
     assert!(Arc::ptr_eq(&ig_faithfulness(app).unwrap(), &checked));
+    assert!(Arc::ptr_eq(&sanity(app).unwrap(), &sane));
     assert!(app.trust.job.is_none(), "no check runs again");
     h.get_by_label_contains("steps, normal film baseline (auto): completeness gap");
 
