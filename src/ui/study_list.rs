@@ -57,7 +57,31 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     confusion_ui(app, ui, &counts);
     super::zone_agreement_panel::zone_agreement_ui(app, ui);
     ui.separator();
+    let held = app.review.as_ref().is_some_and(|r| r.hold_order);
+    keep_table_top(ui, held);
     table_ui(app, ui);
+}
+
+/// Rows held under the pointer ([`super::review::Review::hold_order`]) also keep their height
+/// on screen: a line above the table that ends while they are held ("76 pending" when the scan
+/// finishes) leaves its space until the pointer leaves, or the table would move up a row under
+/// a click about to open a study.
+fn keep_table_top(ui: &mut egui::Ui, held: bool) {
+    let id = egui::Id::new("study-list-held-table-top");
+    let kept = ui.data(|d| d.get_temp::<f32>(id));
+    let (space, top) = held_table_top(kept, ui.cursor().top(), held);
+    ui.add_space(space);
+    ui.data_mut(|d| d.insert_temp(id, top));
+}
+
+/// The space to add above the table whose top would be at `top`, and the top to keep for the
+/// next frame: while `held` the table never rises above the `kept` top (it may go down, and is
+/// then kept there).
+fn held_table_top(kept: Option<f32>, top: f32, held: bool) -> (f32, f32) {
+    match kept {
+        Some(kept) if held && kept > top => (kept - top, kept),
+        _ => (0.0, top),
+    }
 }
 
 fn progress_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
@@ -667,6 +691,19 @@ mod tests {
     use super::*;
     use crate::explain::localisation::ImageBox;
     use crate::notes::{Agreement, ErrorCategory, StudyId};
+
+    #[test]
+    fn held_rows_keep_their_height_when_a_line_above_them_ends() {
+        // Not held: the table goes where the lines above put it.
+        assert_eq!(held_table_top(None, 300.0, false), (0.0, 300.0));
+        assert_eq!(held_table_top(Some(320.0), 300.0, false), (0.0, 300.0));
+        // Held: a line above ends (300 instead of 320): its space stays.
+        assert_eq!(held_table_top(Some(320.0), 300.0, true), (20.0, 320.0));
+        // A line added while held moves the table down, and it is kept there.
+        assert_eq!(held_table_top(Some(320.0), 340.0, true), (0.0, 340.0));
+        // Nothing kept yet (the first frame): nothing to add.
+        assert_eq!(held_table_top(None, 300.0, true), (0.0, 300.0));
+    }
 
     #[test]
     fn the_note_hover_sums_up_verdict_categories_boxes_and_the_start_of_the_text() {
