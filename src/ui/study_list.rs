@@ -67,7 +67,7 @@ pub fn study_list_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
 /// finishes) leaves its space until the pointer leaves, or the table would move up a row under
 /// a click about to open a study.
 fn keep_table_top(ui: &mut egui::Ui, held: bool) {
-    let id = egui::Id::new("study-list-held-table-top");
+    let id = egui::Id::unique("study-list-held-table-top");
     let kept = ui.data(|d| d.get_temp::<f32>(id));
     let (space, top) = held_table_top(kept, ui.cursor().top(), held);
     ui.add_space(space);
