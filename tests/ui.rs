@@ -1128,22 +1128,30 @@ fn an_ig_baseline_read_as_the_explained_class_is_said_beside_the_map() {
         .fold((f32::MAX, 0f32), |(l, m), &x| (l.min(x), m.max(x)));
     assert!(high < 1.4 * low, "{heights:?}");
     h.set_size(egui::vec2(1500.0, 950.0));
-    // The exported view says it too.
+    // The exported view says it too, and which baseline the map explains against.
     let what = export(&mut h, &black_png);
     assert!(
-        what.starts_with("film with Integrated Gradients overlay")
+        what.starts_with("film with Integrated Gradients overlay from the black baseline")
             && what.ends_with(", IG baseline read as PNEUMONIA"),
         "{what}"
     );
-    // The white baseline: read as NORMAL by the tiny model, so nothing to say.
+    // The white baseline: read as NORMAL by the tiny model, so nothing to say. (The press is
+    // applied first: `analysed` held of black's map, and the export drew no map at all.)
     h.key_press(Key::B);
+    h.run_ok();
+    assert_eq!(h.state().settings.ig_baseline, BaselineChoice::White);
     wait_until(&mut h, "IG from the white baseline", analysed);
     h.run_ok();
     assert!(h.query_by_label_contains(toolbar).is_none());
     assert!(h
         .query_by_label_contains("baseline is itself read as")
         .is_none());
-    assert!(!export(&mut h, &white_png).contains("IG baseline"));
+    let what = export(&mut h, &white_png);
+    assert!(!what.contains("IG baseline"), "{what}");
+    assert!(
+        what.starts_with("film with Integrated Gradients overlay from the white baseline"),
+        "{what}"
+    );
 }
 
 /// The faithfulness check of the IG map on screen, if it is there.

@@ -14,7 +14,7 @@ use crate::report::Report;
 
 use super::app::ViewerApp;
 use super::render::{contour_segments, map_color, map_scale, shown_grey};
-use super::settings::{MapKind, OverlayMode, Settings};
+use super::settings::{BaselineChoice, MapKind, OverlayMode, Settings};
 use super::transform::ImageFromModel;
 
 fn stem(app: &ViewerApp) -> String {
@@ -47,7 +47,18 @@ pub fn export_png(app: &mut ViewerApp) {
     settings.alpha = crate::trust::gated_opacity(settings.alpha, gate.as_ref());
     // An IG map explained against a baseline the model reads as the same class says so in the
     // file too, as the toolbar does on screen.
-    let ig_note = (kind == MapKind::IntegratedGradients)
+    // Which baseline the IG map explains against, as the panel says it: maps from two
+    // baselines exported side by side could not be told apart.
+    let is_ig = kind == MapKind::IntegratedGradients;
+    let ig_from = is_ig
+        .then(|| {
+            let entry = app.current_entry()?;
+            let ig = &entry.ig.get(&app.wanted_ig_or_default())?.0;
+            Some(format!(" from the {}", BaselineChoice::described(ig)))
+        })
+        .flatten()
+        .unwrap_or_default();
+    let ig_note = is_ig
         .then(|| super::trust_state::ig_baseline_warning(app))
         .flatten()
         .map(|(class, _)| format!(", IG baseline read as {class}"))
@@ -55,11 +66,15 @@ pub fn export_png(app: &mut ViewerApp) {
     let (name, mut what) = match (&map, &gate) {
         (Some(_), Some(gate)) => (
             format!("{}_{}.png", stem(app), short_name(kind)),
-            format!("film with {} overlay, {}", kind.label(), gate.short_line()),
+            format!(
+                "film with {} overlay{ig_from}, {}",
+                kind.label(),
+                gate.short_line()
+            ),
         ),
         (Some(_), None) => (
             format!("{}_{}.png", stem(app), short_name(kind)),
-            format!("film with {} overlay", kind.label()),
+            format!("film with {} overlay{ig_from}", kind.label()),
         ),
         (None, _) if hidden && app.map != MapKind::None => (
             format!("{}.png", stem(app)),

@@ -728,10 +728,9 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         Some(ig) => {
             let ig = &ig.0;
             ui.label(format!(
-                "{} steps, {} baseline{}: completeness gap {:+.4} ({:.2} % of F(input) − F(baseline))",
+                "{} steps, {}: completeness gap {:+.4} ({:.2} % of F(input) − F(baseline))",
                 ig.steps,
-                BaselineChoice::label_of(ig.baseline),
-                if ig.baseline_auto { " (auto)" } else { "" },
+                BaselineChoice::described(ig),
                 ig.delta,
                 100.0 * ig.relative_delta()
             ));

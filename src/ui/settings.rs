@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::explain::integrated_gradients::{Baseline, IgBaseline};
+use crate::explain::integrated_gradients::{Baseline, IgBaseline, IntegratedGradients};
 use crate::overlay::Colormap;
 
 use super::review::SortColumn;
@@ -128,6 +128,13 @@ impl BaselineChoice {
             Baseline::White => "white",
             Baseline::NormalFilm => "normal film",
         }
+    }
+
+    /// How the viewer names the baseline `ig` started from, and whether `auto` chose it:
+    /// "normal film baseline (auto)", "black baseline".
+    pub fn described(ig: &IntegratedGradients) -> String {
+        let auto = if ig.baseline_auto { " (auto)" } else { "" };
+        format!("{} baseline{auto}", Self::label_of(ig.baseline))
     }
 
     /// The next baseline for `B`: black, white, the normal film when the model has one, then
