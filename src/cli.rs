@@ -346,7 +346,10 @@ fn write_outputs(
                 opacity(0.8),
             ),
             crate::io::OVERLAY_IG,
-            "film with Integrated Gradients overlay",
+            &format!(
+                "film with Integrated Gradients overlay from the {}",
+                ig.baseline_described()
+            ),
         )?;
     }
     Ok(())

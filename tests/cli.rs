@@ -801,4 +801,25 @@ fn analyze_ig_baseline_auto_starts_from_a_baseline_read_as_another_class() {
     assert_eq!(auto["baseline_requested"], "auto");
     assert_eq!(auto["baseline_label"], "NORMAL");
     assert!(auto["warning"].is_null(), "{auto}");
+    // The IG overlays' markers say which baseline, as the viewer's export does.
+    let marker = |dir: &str| {
+        let png = tmp
+            .path()
+            .join(dir)
+            .join("person45_bacteria_221/overlay_ig.png");
+        cxr_viewer::io::viewer_export::marker(&png).unwrap()
+    };
+    assert!(
+        marker("black")
+            .starts_with("film with Integrated Gradients overlay from the black baseline"),
+        "{}",
+        marker("black")
+    );
+    assert!(
+        marker("auto").starts_with(
+            "film with Integrated Gradients overlay from the normal film baseline (auto)"
+        ),
+        "{}",
+        marker("auto")
+    );
 }

@@ -102,6 +102,14 @@ impl Baseline {
             Baseline::NormalFilm => "normal",
         }
     }
+
+    /// As the viewer's radios and the overlays' markers name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Baseline::NormalFilm => "normal film",
+            b => b.name(),
+        }
+    }
 }
 
 /// The baseline asked for: one of the [`Baseline`]s, or `auto`, chosen per film and class by
@@ -286,6 +294,13 @@ impl IntegratedGradients {
         } else {
             self.baseline.into()
         }
+    }
+
+    /// The baseline the map started from, and whether `auto` chose it, as the viewer's panel
+    /// and the overlays' markers say it: "normal film baseline (auto)", "black baseline".
+    pub fn baseline_described(&self) -> String {
+        let auto = if self.baseline_auto { " (auto)" } else { "" };
+        format!("{} baseline{auto}", self.baseline.label())
     }
 
     /// |gap| relative to |F(x) − F(x′)|.

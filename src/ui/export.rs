@@ -14,7 +14,7 @@ use crate::report::Report;
 
 use super::app::ViewerApp;
 use super::render::{contour_segments, map_color, map_scale, shown_grey};
-use super::settings::{BaselineChoice, MapKind, OverlayMode, Settings};
+use super::settings::{MapKind, OverlayMode, Settings};
 use super::transform::ImageFromModel;
 
 fn stem(app: &ViewerApp) -> String {
@@ -54,7 +54,7 @@ pub fn export_png(app: &mut ViewerApp) {
         .then(|| {
             let entry = app.current_entry()?;
             let ig = &entry.ig.get(&app.wanted_ig_or_default())?.0;
-            Some(format!(" from the {}", BaselineChoice::described(ig)))
+            Some(format!(" from the {}", ig.baseline_described()))
         })
         .flatten()
         .unwrap_or_default();

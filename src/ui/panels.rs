@@ -730,7 +730,7 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             ui.label(format!(
                 "{} steps, {}: completeness gap {:+.4} ({:.2} % of F(input) − F(baseline))",
                 ig.steps,
-                BaselineChoice::described(ig),
+                ig.baseline_described(),
                 ig.delta,
                 100.0 * ig.relative_delta()
             ));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::explain::integrated_gradients::{Baseline, IgBaseline, IntegratedGradients};
+use crate::explain::integrated_gradients::{Baseline, IgBaseline};
 use crate::overlay::Colormap;
 
 use super::review::SortColumn;
@@ -119,22 +119,6 @@ impl BaselineChoice {
             BaselineChoice::White => IgBaseline::White,
             BaselineChoice::NormalFilm => IgBaseline::Normal,
         }
-    }
-
-    /// How the viewer names `baseline`, the one a map started from.
-    pub fn label_of(baseline: Baseline) -> &'static str {
-        match baseline {
-            Baseline::Black => "black",
-            Baseline::White => "white",
-            Baseline::NormalFilm => "normal film",
-        }
-    }
-
-    /// How the viewer names the baseline `ig` started from, and whether `auto` chose it:
-    /// "normal film baseline (auto)", "black baseline".
-    pub fn described(ig: &IntegratedGradients) -> String {
-        let auto = if ig.baseline_auto { " (auto)" } else { "" };
-        format!("{} baseline{auto}", Self::label_of(ig.baseline))
     }
 
     /// The next baseline for `B`: black, white, the normal film when the model has one, then
