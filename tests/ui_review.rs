@@ -16,7 +16,7 @@ use cxr_viewer::notes::{Agreement, ErrorCategory, Filter, Finding, NotesStore, Z
 use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::reviewing::NotesDb;
 use egui::accesskit::Role;
-use egui::{Key, Modifiers};
+use egui::Key;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use ui_support::*;
@@ -341,17 +341,8 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
 fn every_press_counts_even_within_one_frame() {
     // The presses of `keys`, all in one frame (the harness's own key presses take a frame each).
     fn in_one_frame(h: &mut Harness<'_, ViewerApp>, keys: &[Key]) {
-        for &key in keys {
-            for pressed in [true, false] {
-                h.input_mut().events.push(egui::Event::Key {
-                    key,
-                    physical_key: None,
-                    pressed,
-                    repeat: false,
-                    modifiers: Modifiers::NONE,
-                });
-            }
-        }
+        let keys: Vec<(Key, &str)> = keys.iter().map(|&k| (k, "")).collect();
+        h.input_mut().events.extend(keystrokes(&keys));
         h.step();
         h.run_ok();
     }
