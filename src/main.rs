@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -300,7 +300,8 @@ enum NotesCommand {
         rsna: bool,
     },
     /// Merge FILE.csv or FILE.json into the database: new studies are added, a note is replaced
-    /// only by a copy updated later; all or nothing.
+    /// only by a copy updated later; all or nothing. With --rsna --data FOLDER: an RSNA labels
+    /// file's boxes and Target into the notes of FOLDER's films.
     Import {
         /// Notes database (default: the viewer's: $CXR_VIEWER_DB, else the one chosen in its
         /// notes pane, else the per-user default).
@@ -317,6 +318,15 @@ enum NotesCommand {
         /// argument").
         #[arg(value_name = "FILE.csv|FILE.json", conflicts_with = "input")]
         file: Option<PathBuf>,
+        /// The file is an RSNA labels CSV (patientId,x,y,width,height,Target): each film of
+        /// --data whose file stem is a patientId gets the label's boxes and, where its note has
+        /// none, a ground truth (Target 1 positive, 0 negative); a reviewer's own boxes, ground
+        /// truth and text are kept.
+        #[arg(long, requires = "data")]
+        rsna: bool,
+        /// The folder of the films the labels name (searched recursively), with --rsna.
+        #[arg(long, value_name = "FOLDER", requires = "rsna")]
+        data: Option<PathBuf>,
     },
 }
 
@@ -418,9 +428,18 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        NotesCommand::Import { db, input, file } => {
+        NotesCommand::Import {
+            db,
+            input,
+            file,
+            rsna,
+            data,
+        } => {
             let input = input.or(file).context("name the file to import")?;
             let db = notes_db(db)?;
+            if let (true, Some(data)) = (rsna, data) {
+                return import_rsna_labels(&db, &input, &data);
+            }
             // Read first: a file that is not an export must not leave an empty database behind.
             let incoming = notes::read_import_file(&input)?;
             let store = NotesStore::open(&db)?;
@@ -436,6 +455,93 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `notes import --rsna --data FOLDER FILE`: the labels' boxes and ground truth into the notes of
+/// the films they name, and a line for each thing that did not match.
+fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()> {
+    use cxr_viewer::notes::{self, rsna};
+    // Read everything first: a wrong file or folder must not leave an empty database behind.
+    let labels = rsna::read_labels(input)?;
+    let files = cli::collect_files(data)?;
+    let named = labels
+        .boxes
+        .keys()
+        .chain(&labels.negatives)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    eprintln!(
+        "reading the films of {} that {} names…",
+        data.display(),
+        input.display()
+    );
+    let found = rsna::notes_from_labels(&files, &labels, &|| {});
+    for (path, why) in &found.skipped {
+        eprintln!("warning: skipped {}: {why}", cli::relative_name(path, data));
+    }
+    anyhow::ensure!(
+        !found.notes.is_empty() || !found.skipped.is_empty(),
+        "no file in {} is named after one of the {named} patientIds of {} (a patientId is matched to a file's name without its extension)",
+        data.display(),
+        input.display()
+    );
+    anyhow::ensure!(
+        !found.notes.is_empty(),
+        "none of the {} files in {} that {} names could be read",
+        found.skipped.len(),
+        data.display(),
+        input.display()
+    );
+    let store = NotesStore::open(db)?;
+    let added = store.add_labels(&found.notes)?;
+    let r = added.report;
+    let positives = found
+        .notes
+        .iter()
+        .filter(|n| n.ground_truth == Some(notes::Finding::Positive))
+        .count();
+    println!(
+        "{} films labelled ({positives} with boxes, {} negative): inserted {}, updated {}, unchanged {} ← {} into {}",
+        found.notes.len(),
+        found.notes.len() - positives,
+        r.inserted,
+        r.updated,
+        r.unchanged,
+        input.display(),
+        db.display()
+    );
+    if !found.missing.is_empty() {
+        println!(
+            "note: {} of the {named} patientIds have no file in {}: {}",
+            found.missing.len(),
+            data.display(),
+            first_few(&found.missing)
+        );
+    }
+    if !added.truth_kept.is_empty() {
+        let names: Vec<String> = added.truth_kept.iter().map(rsna::patient_id_of).collect();
+        println!(
+            "note: {} notes keep the ground truth their reviewer set, which differs from the labels' Target: {}",
+            names.len(),
+            first_few(&names)
+        );
+    }
+    Ok(())
+}
+
+/// "a, b, c, d, e and 7 more".
+fn first_few(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
 }
 
 fn load_engine(args: &ModelArgs) -> anyhow::Result<Engine> {

@@ -301,3 +301,166 @@ fn without_db_they_use_the_database_the_viewer_opens() {
         for_this_run.display()
     )));
 }
+
+/// `notes import --rsna --data FOLDER labels.csv`: the films of the folder that the labels name
+/// (found by file stem, in subfolders too, DICOM by SOPInstanceUID and rasters by content) get the
+/// labels' boxes and ground truth; a reviewer's own note keeps its text, boxes and ground truth,
+/// and the disagreement is named; a second import changes nothing; what matched nothing, or could
+/// not be read, is said. Before, the viewer could show RSNA boxes only when drawn by hand.
+#[test]
+fn rsna_labels_import_into_the_notes_of_the_folder_films() {
+    use cxr_viewer::notes::{identity, Finding, ImageBox};
+    let tmp = scratch("notes-cli-rsna");
+    let dir = tmp.path();
+    let data = dir.join("films");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    let fixture = common::fixture;
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(fixture(from), data.join(to)).unwrap();
+        data.join(to)
+    };
+    let a = copy("dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm", "a.dcm");
+    let b = copy("raster/gray16.png", "b.png");
+    let c = copy("raster/gray8.jpg", "sub/c.jpg");
+    copy("raster/rgb8.png", "unlabelled.png");
+    copy("dicom/garbage.dcm", "broken.dcm");
+    let id_of = |p: &Path| identity::study_id(p, &cxr_viewer::io::load_study(p).unwrap()).unwrap();
+    let size_of = |p: &Path| {
+        let s = cxr_viewer::io::load_study(p).unwrap();
+        Some((s.width as u32, s.height as u32))
+    };
+    // The reviewer already said b is negative, boxed something and wrote a comment.
+    let db = dir.join("notes.sqlite3");
+    let own_box = ImageBox::new(1.0, 1.0, 2.0, 2.0);
+    {
+        let store = NotesStore::open(&db).unwrap();
+        let mut note = Note::new(id_of(&b)).with_location(&b);
+        note.ground_truth = Some(Finding::Negative);
+        note.boxes = vec![own_box];
+        note.text = "reviewer's comment".into();
+        store.upsert(&note).unwrap();
+    }
+    let labels = dir.join("labels.csv");
+    std::fs::write(
+        &labels,
+        "patientId,x,y,width,height,Target,class\n\
+         a,10,20,30,40,1,Lung Opacity\n\
+         a,50,60,70,80,1,Lung Opacity\n\
+         b,3,4,5,6,1,Lung Opacity\n\
+         c,,,,,0,Normal\n\
+         broken,1,1,1,1,1,Lung Opacity\n\
+         zz,1,1,1,1,1,Lung Opacity\n",
+    )
+    .unwrap();
+    let import = |extra: &[&str]| {
+        let mut args = vec!["import", "--db", db.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        notes_cmd(&args)
+    };
+    let rsna = [
+        "--rsna",
+        "--data",
+        data.to_str().unwrap(),
+        labels.to_str().unwrap(),
+    ];
+    let out = import(&rsna);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "3 films labelled (2 with boxes, 1 negative): inserted 2, updated 1, unchanged 0"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("note: 1 of the 5 patientIds have no file in") && stdout.contains(": zz"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("note: 1 notes keep the ground truth their reviewer set, which differs from the labels' Target: b"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("warning: skipped broken.dcm: "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let store = NotesStore::open(&db).unwrap();
+    let note_a = store.get(&id_of(&a)).unwrap().expect("a's note");
+    assert_eq!(
+        note_a.boxes,
+        [
+            ImageBox::new(10.0, 20.0, 30.0, 40.0),
+            ImageBox::new(50.0, 60.0, 70.0, 80.0)
+        ]
+    );
+    assert_eq!(note_a.ground_truth, Some(Finding::Positive));
+    assert_eq!(note_a.image_size, size_of(&a));
+    assert_eq!(note_a.file_name.as_deref(), Some("a.dcm"));
+    assert_eq!(note_a.agreement, None, "a label is not a verdict");
+    let note_b = store.get(&id_of(&b)).unwrap().expect("b's note");
+    assert_eq!(note_b.text, "reviewer's comment");
+    assert_eq!(
+        note_b.ground_truth,
+        Some(Finding::Negative),
+        "the reviewer's"
+    );
+    assert_eq!(note_b.boxes, [own_box, ImageBox::new(3.0, 4.0, 5.0, 6.0)]);
+    assert_eq!(note_b.image_size, size_of(&b));
+    let note_c = store.get(&id_of(&c)).unwrap().expect("c's note");
+    assert_eq!(note_c.ground_truth, Some(Finding::Negative));
+    assert!(note_c.boxes.is_empty());
+    assert_eq!(store.list(Filter::All).unwrap().len(), 3, "nothing else");
+
+    // Again: nothing changes, not even the time a note was last updated.
+    let out = import(&rsna);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("inserted 0, updated 0, unchanged 3"),
+        "{}",
+        text(&out.stdout)
+    );
+    let again = store.get(&id_of(&b)).unwrap().unwrap();
+    assert_eq!(again.updated_at, note_b.updated_at);
+
+    // What the labels file does not give, a plain import of it, or a folder with none of its
+    // films: one line each, and no database is created by a failed import.
+    let fresh = dir.join("fresh.sqlite3");
+    let fresh_import = |extra: &[&str]| {
+        let mut args = vec!["import", "--db", fresh.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        notes_cmd(&args)
+    };
+    let out = fresh_import(&[labels.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("not a cxr-viewer notes export (an RSNA labels file: import it with --rsna --data FOLDER)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = fresh_import(&[
+        "--rsna",
+        "--data",
+        empty.to_str().unwrap(),
+        labels.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error: no file in")
+            && err.contains("is named after one of the 5 patientIds of"),
+        "{err}"
+    );
+    let out = fresh_import(&["--rsna", labels.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--data <FOLDER>"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!fresh.exists());
+}

@@ -76,7 +76,8 @@ pub use model::{
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{
-    chosen_path, default_path, EditSaved, MergeReport, NotesStore, StoreOptions, Synchronous,
+    chosen_path, default_path, EditSaved, LabelsAdded, MergeReport, NotesStore, StoreOptions,
+    Synchronous,
 };
 pub use transfer::{
     export, export_file, import_file, parse, read_import_file, ExportOptions, Format,

@@ -6,9 +6,18 @@
 //! `patientId` is the file stem (RSNA names each DICOM `<patientId>.dcm`); the viewer writes the
 //! stem of the note's last-seen file name, which is already in every notes export, so nothing
 //! identifying is added.
+//!
+//! Read back into the notes (`notes import --rsna --data FOLDER`, [`notes_from_labels`] and
+//! [`super::NotesStore::add_labels`]), a labels file gives each film of the folder whose stem it
+//! names its reference boxes and a ground truth: `Target` 1 positive, `Target` 0 negative. RSNA's
+//! `Target` 0 covers both "Normal" and "No Lung Opacity / Not Normal" (Shih et al. 2019,
+//! Radiology: AI 1(1) e180041), so negative means "no pneumonia-like opacity", as `eval --boxes`
+//! also reads it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
 
 use super::error::{NotesError, NotesErrorKind};
 use super::model::{dedup_boxes, Finding, ImageBox, Note};
@@ -185,6 +194,85 @@ pub fn export_rsna(notes: &[Note]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The notes a labels file gives the films of a folder ([`notes_from_labels`]).
+#[derive(Debug, Default)]
+pub struct LabelNotes {
+    /// One per labelled film read, in the order of `files`: the label's boxes, ground truth and
+    /// the film's size (so boxes map to zones without the file) and location.
+    pub notes: Vec<Note>,
+    /// Labelled files that could not be read, with the one-line reason.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// `patientId`s of the labels with no file of that stem among the files, sorted.
+    pub missing: Vec<String>,
+}
+
+/// Reads every file of `files` whose stem `labels` names (in parallel: a DICOM's study id is its
+/// SOPInstanceUID, and the film's size is the one the viewer shows, after any EXIF rotation, so
+/// each film is loaded as the viewer loads it) and makes its label's note. A name both with boxes
+/// and with a `Target` 0 row counts as positive. `on_file` is called after each labelled file.
+pub fn notes_from_labels(
+    files: &[PathBuf],
+    labels: &RsnaLabels,
+    on_file: &(dyn Fn() + Sync),
+) -> LabelNotes {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let labelled: Vec<(&PathBuf, String)> = files
+        .iter()
+        .map(|p| (p, stem(p)))
+        .filter(|(_, id)| labels.boxes.contains_key(id) || labels.negatives.contains(id))
+        .collect();
+    let found: BTreeSet<&str> = labelled.iter().map(|(_, id)| id.as_str()).collect();
+    let missing = labels
+        .boxes
+        .keys()
+        .chain(&labels.negatives)
+        .filter(|id| !found.contains(id.as_str()))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let read: Vec<Result<Note, (PathBuf, String)>> = labelled
+        .par_iter()
+        .map(|(path, id)| {
+            let note = label_note(path, labels.boxes_of(id));
+            on_file();
+            note.map_err(|e| ((*path).clone(), e))
+        })
+        .collect();
+    let mut out = LabelNotes {
+        missing,
+        ..LabelNotes::default()
+    };
+    for r in read {
+        match r {
+            Ok(note) => out.notes.push(note),
+            Err(skipped) => out.skipped.push(skipped),
+        }
+    }
+    out
+}
+
+/// The note of one labelled film: `boxes` for a positive, `None` for a negative.
+fn label_note(path: &Path, boxes: Option<&[ImageBox]>) -> Result<Note, String> {
+    let study = crate::io::load_study(path).map_err(|e| crate::text::one_line(&e.to_string()))?;
+    let id = super::identity::study_id(path, &study)
+        .map_err(|e| crate::text::one_line(&e.to_string()))?;
+    let mut note = Note::new(id).with_location(path);
+    note.image_size = Some((study.width as u32, study.height as u32));
+    match boxes {
+        Some(boxes) => {
+            note.boxes = boxes.to_vec();
+            note.ground_truth = Some(Finding::Positive);
+        }
+        None => note.ground_truth = Some(Finding::Negative),
+    }
+    Ok(note)
 }
 
 fn csv_cell(s: &str) -> String {

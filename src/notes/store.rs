@@ -87,6 +87,17 @@ pub struct MergeReport {
     pub unchanged: usize,
 }
 
+/// What [`NotesStore::add_labels`] did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LabelsAdded {
+    /// Per note: `inserted` for a study that had none, `updated` where the labels added boxes or
+    /// a ground truth, `unchanged` where the note already said all of it.
+    pub report: MergeReport,
+    /// Notes (as they were) whose ground truth the reviewer set differently from the label's;
+    /// they keep their own.
+    pub truth_kept: Vec<Note>,
+}
+
 /// `<data dir>/notes.sqlite3`, where the viewer keeps notes unless the user picks a file
 /// (`~/.local/share/cxr-viewer/` on Linux, `~/Library/Application Support/org.cxr-viewer.cxr-viewer/`
 /// on macOS, `%APPDATA%\cxr-viewer\cxr-viewer\data\` on Windows).
@@ -393,6 +404,61 @@ impl NotesStore {
         }
         tx.commit().map_err(self.failed(reason))?;
         Ok(report)
+    }
+
+    /// Adds labels (an RSNA labels file's boxes and `Target`, [`super::rsna::notes_from_labels`])
+    /// to the notes, in one transaction. Unlike [`NotesStore::merge`], which replaces a whole note
+    /// by a later copy, a reviewer's note here keeps everything it says: the labels' boxes join
+    /// its own ([`Note::merged_with`], the stored note as "ours"), and its ground truth, when set,
+    /// stays, since the reviewer set it deliberately; such disagreements are returned so that
+    /// they can be named. A study without a note gets the label's note. Importing the same labels
+    /// again changes nothing.
+    pub fn add_labels(&self, labels: &[Note]) -> Result<LabelsAdded, NotesError> {
+        for n in labels {
+            validate(n, &self.what)?;
+        }
+        let mut conn = self.conn();
+        let reason = "cannot add the labels";
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.failed(reason))?;
+        let mut added = LabelsAdded::default();
+        let now = now_millis();
+        for label in labels {
+            let existing = read_one(&tx, &label.study)
+                .map_err(self.failed(reason))?
+                .map(|raw| raw.into_note(&self.what))
+                .transpose()?;
+            let stored = match existing {
+                None => {
+                    added.report.inserted += 1;
+                    let mut fresh = label.clone();
+                    fresh.created_at = now;
+                    fresh.updated_at = now;
+                    fresh
+                }
+                Some(old) => {
+                    if let (Some(kept), Some(theirs)) = (old.ground_truth, label.ground_truth) {
+                        if kept != theirs {
+                            added.truth_kept.push(old.clone());
+                        }
+                    }
+                    let mut merged = old.merged_with(label);
+                    if old.same_content(&merged) {
+                        added.report.unchanged += 1;
+                        continue;
+                    }
+                    added.report.updated += 1;
+                    merged.updated_at = now.max(old.updated_at + TimeDelta::milliseconds(1));
+                    merged.file_name = label.file_name.clone().or(old.file_name);
+                    merged.file_path = label.file_path.clone().or(old.file_path);
+                    merged
+                }
+            };
+            write_row(&tx, &stored).map_err(self.failed(reason))?;
+        }
+        tx.commit().map_err(self.failed(reason))?;
+        Ok(added)
     }
 
     /// `PRAGMA integrity_check`: an error naming the first problems unless the file is sound.

@@ -434,10 +434,19 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
                 .clone();
             for required in ["study_id", "updated_at"] {
                 if !headers.iter().any(|h| h == required) {
+                    // An RSNA labels file is the other CSV users have at hand.
+                    let rsna = ["patientId", "Target"]
+                        .iter()
+                        .all(|c| headers.iter().any(|h| h.trim() == *c));
+                    let advice = if rsna {
+                        " (an RSNA labels file: import it with --rsna --data FOLDER)"
+                    } else {
+                        ""
+                    };
                     return Err(NotesError::new(
                         NotesErrorKind::InvalidData,
                         source,
-                        format!("no '{required}' column; not a cxr-viewer notes export"),
+                        format!("no '{required}' column; not a cxr-viewer notes export{advice}"),
                     ));
                 }
             }
