@@ -1531,3 +1531,110 @@ fn files_opened_together_get_a_study_list_of_their_own() {
     assert_eq!(h.state().settings.recent_sets.len(), 1);
     assert_eq!(h.state().settings.recent_sets[0].len(), 3);
 }
+
+/// *Import notes…* with an RSNA labels file while a folder is open: the films it names get its
+/// boxes and ground truth, read off the UI thread, and the list, the confusion matrix and the note
+/// on screen follow at once. Before, the viewer refused the file ("not a cxr-viewer notes
+/// export"). Without a folder open it says what to do first.
+#[test]
+fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
+    let root = temp_dir("rsna-labels-folder");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::copy(
+        repo("assets/samples/person45_bacteria_221.jpeg"),
+        root.join("p1.jpeg"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo("assets/samples/NORMAL2-IM-0912-0001.jpeg"),
+        root.join("n1.jpeg"),
+    )
+    .unwrap();
+    let labels = temp_dir("rsna-labels-file").join("labels.csv");
+    std::fs::create_dir_all(labels.parent().unwrap()).unwrap();
+    std::fs::write(
+        &labels,
+        "patientId,x,y,width,height,Target,class\n\
+         p1,100,120,300,200,1,Lung Opacity\n\
+         n1,,,,,0,Normal\n\
+         elsewhere,1,1,1,1,1,Lung Opacity\n",
+    )
+    .unwrap();
+    let db = temp_dir("rsna-labels-db").join("notes.sqlite3");
+
+    // No folder open yet: one line saying what to do, and nothing written.
+    let picker = Arc::new(ScriptedPicker::opening(&[
+        labels.clone(),
+        root.clone(),
+        labels.clone(),
+    ]));
+    let mut h = harness(ViewerApp::new(
+        fast_settings(&db),
+        picker,
+        tiny_model(),
+        None,
+    ));
+    wait_until(&mut h, "the notes database", |a| {
+        matches!(a.notes.db, NotesDb::Ready(_))
+    });
+    click_in_view(&mut h, "Import notes…");
+    wait_until(&mut h, "the refusal", |a| {
+        a.status.as_ref().is_some_and(|s| s.is_error)
+    });
+    assert_eq!(
+        h.state().status.as_ref().unwrap().text,
+        "labels.csv is an RSNA labels file: open the folder of the films it names, then import it"
+    );
+
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "every study predicted", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.rows.len() == 2 && r.rows.iter().all(|r| r.done()))
+    });
+    h.get_by_label("Unreviewed (2)");
+    click_in_view(&mut h, "Import notes…");
+    wait_until(&mut h, "the labels", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.starts_with("imported labels.csv"))
+    });
+    let status = h.state().status.clone().unwrap();
+    assert!(!status.is_error, "{}", status.text);
+    assert_eq!(
+        status.text,
+        "imported labels.csv (RSNA labels) for 2 films: 2 new, 0 updated, 0 unchanged · \
+         1 labelled names have no film in this folder"
+    );
+    // The list's truth follows the labels: p1 positive, n1 negative.
+    let review = h.state().review.as_ref().unwrap();
+    let truth_of = |name: &str| {
+        let row = review.rows.iter().find(|r| r.relative == name).unwrap();
+        let note = row.id.as_ref().and_then(|id| h.state().notes.all().get(id));
+        row.truth(note)
+    };
+    assert_eq!(truth_of("p1.jpeg"), Some(Finding::Positive));
+    assert_eq!(truth_of("n1.jpeg"), Some(Finding::Negative));
+    // The note on screen has the label's box, and the database has both notes.
+    h.get_by_label("p1.jpeg").click();
+    wait_until(&mut h, "p1's note", |a| {
+        a.notes
+            .draft
+            .as_ref()
+            .is_some_and(|d| d.path.ends_with("p1.jpeg") && d.note.boxes.len() == 1)
+    });
+    drop(h);
+    let store = NotesStore::open(&db).unwrap();
+    let notes = store.list(Filter::All).unwrap();
+    assert_eq!(notes.len(), 2);
+    let p1 = notes
+        .iter()
+        .find(|n| n.file_name.as_deref() == Some("p1.jpeg"))
+        .unwrap();
+    assert_eq!(
+        p1.boxes,
+        [cxr_viewer::notes::ImageBox::new(100.0, 120.0, 300.0, 200.0)]
+    );
+    assert_eq!(p1.ground_truth, Some(Finding::Positive));
+    assert!(p1.image_size.is_some());
+}

@@ -150,6 +150,31 @@ pub fn read_labels(path: &Path) -> Result<RsnaLabels, NotesError> {
     parse_labels(&text, &name)
 }
 
+/// Whether `path` starts like an RSNA labels file (a CSV header with `patientId` and `Target` and
+/// no notes-export `study_id`), so that the viewer's one *Import notes…* button can take either.
+/// Reads the first line only.
+pub fn is_labels_file(path: &Path) -> bool {
+    use std::io::{BufRead, Read};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut first = String::new();
+    // A header is short; a binary file without a newline must not be read whole.
+    let read = std::io::BufReader::new(file)
+        .take(64 * 1024)
+        .read_line(&mut first);
+    if read.is_err() {
+        return false;
+    }
+    let columns: Vec<&str> = first
+        .trim_start_matches('\u{feff}')
+        .split(',')
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
+    let has = |name: &str| columns.contains(&name);
+    has("patientId") && has("Target") && !has("study_id")
+}
+
 /// The `patientId` of a note: its last-seen file's stem, else the study id.
 pub fn patient_id_of(note: &Note) -> String {
     note.file_name
@@ -313,6 +338,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no 'width' column"), "{e}");
+    }
+
+    /// The viewer's *Import notes…* tells a labels file from a notes export by its header alone.
+    #[test]
+    fn a_labels_file_is_told_from_a_notes_export_by_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert!(is_labels_file(&file(
+            "a.csv",
+            b"patientId,x,y,width,height,Target,class\na,1,2,3,4,1,Lung Opacity\n"
+        )));
+        assert!(is_labels_file(&file(
+            "bom.csv",
+            "\u{feff}\"patientId\",x,y,width,height,\"Target\"\r\n".as_bytes()
+        )));
+        assert!(!is_labels_file(&file(
+            "export.csv",
+            b"study_id,updated_at,patientId,Target\n"
+        )));
+        assert!(!is_labels_file(&file("x.json", b"{\"notes\": []}")));
+        assert!(!is_labels_file(&file("bin.dat", &[0xff; 200_000])));
+        assert!(!is_labels_file(&dir.path().join("missing.csv")));
     }
 
     #[test]

@@ -378,7 +378,11 @@ fn database_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
             if ui
                 .small_button("Import notes…")
-                .on_hover_text("Merge an export: the later edit of each study wins")
+                .on_hover_text(
+                    "Merge an export: the later edit of each study wins. \
+                     An RSNA labels file (patientId,x,y,width,height,Target) gives \
+                     the open folder's films its boxes and ground truth",
+                )
                 .clicked()
             {
                 app.request_pick(PickPurpose::ImportNotes);

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::notes::rsna::LabelNotes;
 use crate::notes::{
-    export_file, import_file, EditSaved, ExportOptions, Filter, MergeReport, Note, NotesStore,
-    StudyId,
+    export_file, import_file, EditSaved, ExportOptions, Filter, LabelsAdded, MergeReport, Note,
+    NotesStore, StudyId,
 };
 
 use super::worker::{chain_line, Msg, Outbox};
@@ -36,6 +37,12 @@ pub enum NotesRequest {
         include_paths: bool,
     },
     Import(PathBuf),
+    /// An RSNA labels file's notes for the films of the open folder, read on another thread
+    /// (reading every labelled film takes long), or why they could not be.
+    AddLabels {
+        path: PathBuf,
+        found: Result<LabelNotes, String>,
+    },
     /// Answered once every request before it has been handled.
     Flush(Sender<()>),
 }
@@ -51,6 +58,22 @@ pub enum NotesReply {
     Exported(Result<(PathBuf, usize), String>),
     /// All notes after the merge, so the list shows imported notes at once.
     Imported(Result<(PathBuf, MergeReport, Vec<Note>), String>),
+    /// As `Imported`, for an RSNA labels file.
+    LabelsAdded(Result<LabelsImported, String>),
+}
+
+/// What importing an RSNA labels file did ([`NotesStore::add_labels`]).
+pub struct LabelsImported {
+    pub path: PathBuf,
+    pub added: LabelsAdded,
+    /// Films whose label was read and added.
+    pub films: usize,
+    /// `patientId`s with no film in the folder.
+    pub missing: usize,
+    /// Labelled films that could not be read, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Every note afterwards.
+    pub notes: Vec<Note>,
 }
 
 /// The UI's handle; dropping it ends the thread once its queue is empty.
@@ -68,6 +91,11 @@ impl NotesClient {
             tracing::error!("cannot start the notes thread: {e}");
         }
         Self { tx }
+    }
+
+    /// A second handle to the same queue, for a thread that prepares a request.
+    pub fn sender(&self) -> Sender<NotesRequest> {
+        self.tx.clone()
     }
 
     pub fn send(&self, request: NotesRequest) {
@@ -150,6 +178,25 @@ fn serve(rx: &Receiver<NotesRequest>, out: &Outbox) {
                     .map_err(|e| chain_line(&e)),
                 None => Err(no_store()),
             }),
+            NotesRequest::AddLabels { path, found } => {
+                NotesReply::LabelsAdded(match (&store, found) {
+                    (Some(s), Ok(found)) => s
+                        .add_labels(&found.notes)
+                        .and_then(|added| {
+                            Ok(LabelsImported {
+                                path,
+                                added,
+                                films: found.notes.len(),
+                                missing: found.missing.len(),
+                                skipped: found.skipped,
+                                notes: s.list(Filter::All)?,
+                            })
+                        })
+                        .map_err(|e| chain_line(&e)),
+                    (None, _) => Err(no_store()),
+                    (_, Err(e)) => Err(e),
+                })
+            }
             NotesRequest::Flush(ack) => {
                 let _ = ack.send(());
                 continue;

@@ -12,7 +12,7 @@ use super::app::{display_name, EngineState, ViewerApp};
 use super::notes_draft::Draft;
 use super::notes_service::{NotesClient, NotesReply, NotesRequest};
 use super::review::Review;
-use super::worker::{self, ReviewMsg, ScanSpec};
+use super::worker::{self, chain_line, ReviewMsg, ScanSpec};
 
 /// How long quitting waits for the last save to reach the database.
 const EXIT_FLUSH: Duration = Duration::from_secs(3);
@@ -236,6 +236,53 @@ impl ViewerApp {
                 }
                 Err(e) => self.set_error(format!("notes import failed: {e}")),
             },
+            NotesReply::LabelsAdded(result) => match result {
+                Ok(done) => {
+                    self.notes.replace_all(done.notes);
+                    let r = done.added.report;
+                    let mut line = format!(
+                        "imported {} (RSNA labels) for {} films: {} new, {} updated, {} unchanged",
+                        display_name(&done.path),
+                        done.films,
+                        r.inserted,
+                        r.updated,
+                        r.unchanged
+                    );
+                    let kept = done.added.truth_kept.len();
+                    if kept > 0 {
+                        let names: Vec<String> = done
+                            .added
+                            .truth_kept
+                            .iter()
+                            .take(3)
+                            .map(crate::notes::rsna::patient_id_of)
+                            .collect();
+                        line.push_str(&format!(
+                            " · {kept} kept the ground truth their reviewer set, unlike the label ({}{})",
+                            names.join(", "),
+                            if kept > names.len() { ", …" } else { "" }
+                        ));
+                    }
+                    if done.missing > 0 {
+                        line.push_str(&format!(
+                            " · {} labelled names have no film in this folder",
+                            done.missing
+                        ));
+                    }
+                    if let Some((path, why)) = done.skipped.first() {
+                        line.push_str(&format!(
+                            " · {} could not be read ({}: {why})",
+                            done.skipped.len(),
+                            display_name(path)
+                        ));
+                    }
+                    self.set_info(line);
+                    if self.notes.draft.as_ref().is_some_and(Draft::is_saved) {
+                        self.notes.draft = None;
+                    }
+                }
+                Err(e) => self.set_error(format!("labels import failed: {e}")),
+            },
         }
     }
 
@@ -249,10 +296,51 @@ impl ViewerApp {
         }
     }
 
+    /// A notes export is merged; an RSNA labels file gives the films of the open folder its
+    /// boxes and ground truth ([`crate::notes::rsna`]), the films being read on a thread of
+    /// their own so that saves are not held up meanwhile.
     pub fn import_notes(&mut self, path: PathBuf) {
         self.flush_notes(Instant::now());
-        if let Some(client) = &self.notes.client {
+        let Some(client) = &self.notes.client else {
+            return;
+        };
+        if !crate::notes::rsna::is_labels_file(&path) {
             client.send(NotesRequest::Import(path));
+            return;
+        }
+        let Some(review) = &self.review else {
+            self.set_error(format!(
+                "{} is an RSNA labels file: open the folder of the films it names, then import it",
+                display_name(&path)
+            ));
+            return;
+        };
+        let files: Vec<PathBuf> = review.rows.iter().map(|r| r.path.clone()).collect();
+        let to_notes = client.sender();
+        let folder = display_name(&review.root);
+        self.set_info(format!(
+            "reading the films of {folder} that {} names…",
+            display_name(&path)
+        ));
+        let spawned = std::thread::Builder::new()
+            .name("labels".into())
+            .spawn(move || {
+                let found = crate::notes::rsna::read_labels(&path)
+                    .map_err(|e| chain_line(&e))
+                    .and_then(|labels| {
+                        let found = crate::notes::rsna::notes_from_labels(&files, &labels, &|| {});
+                        if found.notes.is_empty() && found.skipped.is_empty() {
+                            return Err(format!(
+                                "no film listed in {folder} is named after one of its patientIds \
+                                 (a patientId is matched to a file's name without its extension)"
+                            ));
+                        }
+                        Ok(found)
+                    });
+                let _ = to_notes.send(NotesRequest::AddLabels { path, found });
+            });
+        if let Err(e) = spawned {
+            self.set_error(format!("cannot start reading the labels: {e}"));
         }
     }
 
