@@ -475,7 +475,7 @@ fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()
         data.display(),
         input.display()
     );
-    let found = rsna::notes_from_labels(&files, &labels, &|| {});
+    let found = rsna::notes_from_labels(&files, &labels);
     for (path, why) in &found.skipped {
         eprintln!("warning: skipped {}: {why}", cli::relative_name(path, data));
     }

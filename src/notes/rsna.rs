@@ -236,12 +236,8 @@ pub struct LabelNotes {
 /// Reads every file of `files` whose stem `labels` names (in parallel: a DICOM's study id is its
 /// SOPInstanceUID, and the film's size is the one the viewer shows, after any EXIF rotation, so
 /// each film is loaded as the viewer loads it) and makes its label's note. A name both with boxes
-/// and with a `Target` 0 row counts as positive. `on_file` is called after each labelled file.
-pub fn notes_from_labels(
-    files: &[PathBuf],
-    labels: &RsnaLabels,
-    on_file: &(dyn Fn() + Sync),
-) -> LabelNotes {
+/// and with a `Target` 0 row counts as positive.
+pub fn notes_from_labels(files: &[PathBuf], labels: &RsnaLabels) -> LabelNotes {
     let stem = |p: &Path| {
         p.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -264,11 +260,7 @@ pub fn notes_from_labels(
         .collect();
     let read: Vec<Result<Note, (PathBuf, String)>> = labelled
         .par_iter()
-        .map(|(path, id)| {
-            let note = label_note(path, labels.boxes_of(id));
-            on_file();
-            note.map_err(|e| ((*path).clone(), e))
-        })
+        .map(|(path, id)| label_note(path, labels.boxes_of(id)).map_err(|e| ((*path).clone(), e)))
         .collect();
     let mut out = LabelNotes {
         missing,

@@ -328,7 +328,7 @@ impl ViewerApp {
                 let found = crate::notes::rsna::read_labels(&path)
                     .map_err(|e| chain_line(&e))
                     .and_then(|labels| {
-                        let found = crate::notes::rsna::notes_from_labels(&files, &labels, &|| {});
+                        let found = crate::notes::rsna::notes_from_labels(&files, &labels);
                         if found.notes.is_empty() && found.skipped.is_empty() {
                             return Err(format!(
                                 "no film listed in {folder} is named after one of its patientIds \
