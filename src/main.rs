@@ -475,7 +475,12 @@ fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()
         data.display(),
         input.display()
     );
-    let found = rsna::notes_from_labels(&files, &labels);
+    // About ten lines, however many films.
+    let found = rsna::notes_from_labels(&files, &labels, &|done, total| {
+        if done.is_multiple_of((total / 10).max(1)) || done == total {
+            eprintln!("read {done}/{total} films");
+        }
+    });
     for (path, why) in &found.skipped {
         eprintln!("warning: skipped {}: {why}", cli::relative_name(path, data));
     }

@@ -385,6 +385,13 @@ fn rsna_labels_import_into_the_notes_of_the_folder_films() {
         "{}",
         text(&out.stderr)
     );
+    // Progress: the four files named (one of them unreadable), a line after each here.
+    assert!(
+        text(&out.stderr)
+            .contains("read 1/4 films\nread 2/4 films\nread 3/4 films\nread 4/4 films\n"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let store = NotesStore::open(&db).unwrap();
     let note_a = store.get(&id_of(&a)).unwrap().expect("a's note");

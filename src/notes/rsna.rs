@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -236,8 +237,13 @@ pub struct LabelNotes {
 /// Reads every file of `files` whose stem `labels` names (in parallel: a DICOM's study id is its
 /// SOPInstanceUID, and the film's size is the one the viewer shows, after any EXIF rotation, so
 /// each film is loaded as the viewer loads it) and makes its label's note. A name both with boxes
-/// and with a `Target` 0 row counts as positive.
-pub fn notes_from_labels(files: &[PathBuf], labels: &RsnaLabels) -> LabelNotes {
+/// and with a `Target` 0 row counts as positive. `progress(done, total)` is called after each
+/// labelled file (from the reading threads); a folder of RSNA's 26,684 films takes minutes.
+pub fn notes_from_labels(
+    files: &[PathBuf],
+    labels: &RsnaLabels,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> LabelNotes {
     let stem = |p: &Path| {
         p.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -258,9 +264,14 @@ pub fn notes_from_labels(files: &[PathBuf], labels: &RsnaLabels) -> LabelNotes {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    let done = AtomicUsize::new(0);
     let read: Vec<Result<Note, (PathBuf, String)>> = labelled
         .par_iter()
-        .map(|(path, id)| label_note(path, labels.boxes_of(id)).map_err(|e| ((*path).clone(), e)))
+        .map(|(path, id)| {
+            let note = label_note(path, labels.boxes_of(id)).map_err(|e| ((*path).clone(), e));
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1, labelled.len());
+            note
+        })
         .collect();
     let mut out = LabelNotes {
         missing,

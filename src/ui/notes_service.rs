@@ -60,6 +60,13 @@ pub enum NotesReply {
     Imported(Result<(PathBuf, MergeReport, Vec<Note>), String>),
     /// As `Imported`, for an RSNA labels file.
     LabelsAdded(Result<LabelsImported, String>),
+    /// How far reading the films an RSNA labels file names has come (sent by the reading thread,
+    /// not by the notes thread): `status` says what is read, `done` of `total` films.
+    LabelsReading {
+        status: String,
+        done: usize,
+        total: usize,
+    },
 }
 
 /// What importing an RSNA labels file did ([`NotesStore::add_labels`]).

@@ -12,7 +12,7 @@ use super::app::{display_name, EngineState, ViewerApp};
 use super::notes_draft::Draft;
 use super::notes_service::{NotesClient, NotesReply, NotesRequest};
 use super::review::Review;
-use super::worker::{self, chain_line, ReviewMsg, ScanSpec};
+use super::worker::{self, chain_line, Msg, ReviewMsg, ScanSpec};
 
 /// How long quitting waits for the last save to reach the database.
 const EXIT_FLUSH: Duration = Duration::from_secs(3);
@@ -283,6 +283,11 @@ impl ViewerApp {
                 }
                 Err(e) => self.set_error(format!("labels import failed: {e}")),
             },
+            NotesReply::LabelsReading {
+                status,
+                done,
+                total,
+            } => self.set_info(format!("{status} {done}/{total}")),
         }
     }
 
@@ -318,17 +323,31 @@ impl ViewerApp {
         let files: Vec<PathBuf> = review.rows.iter().map(|r| r.path.clone()).collect();
         let to_notes = client.sender();
         let folder = display_name(&review.root);
-        self.set_info(format!(
+        let status = format!(
             "reading the films of {folder} that {} names…",
             display_name(&path)
-        ));
+        );
+        self.set_info(status.clone());
+        let to_ui = self.outbox();
         let spawned = std::thread::Builder::new()
             .name("labels".into())
             .spawn(move || {
                 let found = crate::notes::rsna::read_labels(&path)
                     .map_err(|e| chain_line(&e))
                     .and_then(|labels| {
-                        let found = crate::notes::rsna::notes_from_labels(&files, &labels);
+                        // At most a hundred updates of the status line.
+                        let progress = |done: usize, total: usize| {
+                            let step = (total / 100).max(1);
+                            if let (Some(out), true) = (&to_ui, done.is_multiple_of(step)) {
+                                out.send(Msg::Notes(NotesReply::LabelsReading {
+                                    status: status.clone(),
+                                    done,
+                                    total,
+                                }));
+                            }
+                        };
+                        let found =
+                            crate::notes::rsna::notes_from_labels(&files, &labels, &progress);
                         if found.notes.is_empty() && found.skipped.is_empty() {
                             return Err(format!(
                                 "no film listed in {folder} is named after one of its patientIds \
