@@ -1623,6 +1623,20 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
             .as_ref()
             .is_some_and(|d| d.path.ends_with("p1.jpeg") && d.note.boxes.len() == 1)
     });
+    // The schematic lists the zones the label's box overlaps (Zones vs maps counts them), where
+    // it said "none" before.
+    let size = {
+        let s = load_study(&root.join("p1.jpeg")).unwrap();
+        (s.width, s.height)
+    };
+    let label_box = cxr_viewer::notes::ImageBox::new(100.0, 120.0, 300.0, 200.0);
+    let zones: Vec<&str> = cxr_viewer::explain::localisation::zones_of_box(&label_box, size)
+        .into_iter()
+        .map(|token| Zone::parse(token).unwrap().label())
+        .collect();
+    assert!(!zones.is_empty());
+    h.run_ok();
+    h.get_by_label(&format!("from boxes: {}", zones.join(", ")));
     drop(h);
     let store = NotesStore::open(&db).unwrap();
     let notes = store.list(Filter::All).unwrap();

@@ -24,7 +24,7 @@ const MIN_BOX_POINTS: f32 = 4.0;
 /// Undo steps kept.
 const UNDO_DEPTH: usize = 50;
 
-const BOX_COLOR: Color32 = Color32::from_rgb(80, 220, 255);
+pub(super) const BOX_COLOR: Color32 = Color32::from_rgb(80, 220, 255);
 const SELECTED_COLOR: Color32 = Color32::from_rgb(255, 230, 60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -194,9 +194,17 @@ fn categories_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     edited
 }
 
-/// The lung schematic as six toggles (checkboxes for screen readers and tests).
+/// The lung schematic as six toggles (checkboxes for screen readers and tests). Zones the note's
+/// boxes overlap are outlined in the boxes' colour and listed: Zones vs maps counts them as
+/// implicated ([`Note::implicated_zones`]), so a schematic that said "none" would hide what the
+/// note claims.
 fn zones_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     let mut edited = false;
+    let from_boxes: Vec<Zone> = note
+        .implicated_zones()
+        .difference(&note.zones)
+        .copied()
+        .collect();
     ui.horizontal(|ui| {
         let (rect, _) = ui.allocate_exact_size(LUNGS_SIZE, Sense::hover());
         let painter = ui.painter_at(rect);
@@ -221,22 +229,33 @@ fn zones_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
                 ui.visuals().extreme_bg_color
             };
             painter.rect_filled(r, rounding, fill);
-            painter.rect_stroke(
-                r,
-                rounding,
-                Stroke::new(1.0, Color32::from_gray(160)),
-                egui::StrokeKind::Inside,
-            );
+            let outline = if from_boxes.contains(zone) {
+                Stroke::new(2.5, super::box_tool::BOX_COLOR)
+            } else {
+                Stroke::new(1.0, Color32::from_gray(160))
+            };
+            painter.rect_stroke(r, rounding, outline, egui::StrokeKind::Inside);
         }
         lung_sides_ui(ui, &painter, rect);
         ui.vertical(|ui| {
             ui.label("Zones implicated");
             ui.label(RichText::new("click the schematic").small().weak());
-            if note.zones.is_empty() {
+            if note.zones.is_empty() && from_boxes.is_empty() {
                 ui.label(RichText::new("none").weak());
             }
             for z in &note.zones {
                 ui.label(z.label());
+            }
+            if !from_boxes.is_empty() {
+                let names: Vec<&str> = from_boxes.iter().map(|z| z.label()).collect();
+                ui.label(
+                    RichText::new(format!("from boxes: {}", names.join(", ")))
+                        .small()
+                        .color(super::box_tool::BOX_COLOR),
+                )
+                .on_hover_text(
+                    "Zones the note's boxes overlap; Zones vs maps counts them as implicated",
+                );
             }
         });
     });
