@@ -1563,11 +1563,11 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
     let db = temp_dir("rsna-labels-db").join("notes.sqlite3");
 
     // No folder open yet: one line saying what to do, and nothing written.
-    let picker = Arc::new(ScriptedPicker::opening(&[
-        labels.clone(),
-        root.clone(),
-        labels.clone(),
-    ]));
+    let exported = labels.with_file_name("exported.csv");
+    let picker = Arc::new(
+        ScriptedPicker::opening(&[labels.clone(), root.clone(), labels.clone()])
+            .saving(std::slice::from_ref(&exported)),
+    );
     let mut h = harness(ViewerApp::new(
         fast_settings(&db),
         picker,
@@ -1637,6 +1637,28 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
     assert!(!zones.is_empty());
     h.run_ok();
     h.get_by_label(&format!("from boxes: {}", zones.join(", ")));
+
+    // And back out as RSNA labels: the boxes and the negative, nothing else.
+    click_in_view(&mut h, "as RSNA labels");
+    h.run_ok();
+    assert!(h.state().export_rsna_labels);
+    click_in_view(&mut h, "Export notes…");
+    wait_until(&mut h, "the labels export", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.starts_with("exported"))
+    });
+    assert_eq!(
+        h.state().status.as_ref().unwrap().text,
+        format!(
+            "exported the boxes of 2 notes as RSNA labels to {}",
+            exported.display()
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&exported).unwrap(),
+        "patientId,x,y,width,height,Target\nn1,,,,,0\np1,100,120,300,200,1\n"
+    );
     drop(h);
     let store = NotesStore::open(&db).unwrap();
     let notes = store.list(Filter::All).unwrap();

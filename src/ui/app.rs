@@ -142,6 +142,8 @@ pub struct ViewerApp {
     pub notes: super::reviewing::NotesState,
     /// Notes exports include file paths (identifiers) only when asked.
     pub export_note_paths: bool,
+    /// Notes exports write only the boxes, as an RSNA labels file.
+    pub export_rsna_labels: bool,
     /// Position of the study on screen in the list when the list last scrolled to it.
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
@@ -235,6 +237,7 @@ impl ViewerApp {
             pending_review: None,
             notes: super::reviewing::NotesState::new(),
             export_note_paths: false,
+            export_rsna_labels: false,
             list_scrolled_to: None,
             frame_stats: None,
             exited: false,

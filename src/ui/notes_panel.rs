@@ -407,7 +407,17 @@ fn database_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 app.request_pick(PickPurpose::ImportNotes);
             }
         });
-        ui.checkbox(&mut app.export_note_paths, "with file paths");
+        // An RSNA labels file has no paths: the file stem is its patientId.
+        ui.add_enabled(
+            !app.export_rsna_labels,
+            egui::Checkbox::new(&mut app.export_note_paths, "with file paths"),
+        );
+        ui.checkbox(&mut app.export_rsna_labels, "as RSNA labels")
+            .on_hover_text(
+                "Export only the boxes and negative ground truths, as \
+                 patientId,x,y,width,height,Target (patientId: the file name without its \
+                 extension), as notes export --rsna does",
+            );
     });
 }
 

@@ -35,6 +35,8 @@ pub enum NotesRequest {
     Export {
         path: PathBuf,
         include_paths: bool,
+        /// Only the boxes, as an RSNA labels file ([`crate::notes::rsna::export_rsna`]).
+        rsna: bool,
     },
     Import(PathBuf),
     /// An RSNA labels file's notes for the films of the open folder, read on another thread
@@ -55,7 +57,8 @@ pub enum NotesReply {
         result: Result<Box<EditSaved>, String>,
     },
     Fetched(StudyId, Option<Box<Note>>),
-    Exported(Result<(PathBuf, usize), String>),
+    /// The file, how many notes, and whether as RSNA labels.
+    Exported(Result<(PathBuf, usize, bool), String>),
     /// All notes after the merge, so the list shows imported notes at once.
     Imported(Result<(PathBuf, MergeReport, Vec<Note>), String>),
     /// As `Imported`, for an RSNA labels file.
@@ -173,10 +176,17 @@ fn serve(rx: &Receiver<NotesRequest>, out: &Outbox) {
             NotesRequest::Export {
                 path,
                 include_paths,
+                rsna,
             } => NotesReply::Exported(match &store {
-                Some(s) => export_file(s, &path, &ExportOptions::new().with_paths(include_paths))
-                    .map(|n| (path, n))
-                    .map_err(|e| chain_line(&e)),
+                Some(s) => export_file(
+                    s,
+                    &path,
+                    &ExportOptions::new()
+                        .with_paths(include_paths)
+                        .with_rsna(rsna),
+                )
+                .map(|n| (path, n, rsna))
+                .map_err(|e| chain_line(&e)),
                 None => Err(no_store()),
             }),
             NotesRequest::Import(path) => NotesReply::Imported(match &store {

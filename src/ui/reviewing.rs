@@ -216,7 +216,13 @@ impl ViewerApp {
                 }
             }
             NotesReply::Exported(result) => match result {
-                Ok((path, n)) => self.set_info(format!("exported {n} notes to {}", path.display())),
+                Ok((path, n, false)) => {
+                    self.set_info(format!("exported {n} notes to {}", path.display()))
+                }
+                Ok((path, n, true)) => self.set_info(format!(
+                    "exported the boxes of {n} notes as RSNA labels to {}",
+                    path.display()
+                )),
                 Err(e) => self.set_error(format!("notes export failed: {e}")),
             },
             NotesReply::Imported(result) => match result {
@@ -297,6 +303,7 @@ impl ViewerApp {
             client.send(NotesRequest::Export {
                 path,
                 include_paths: self.export_note_paths,
+                rsna: self.export_rsna_labels,
             });
         }
     }
