@@ -506,7 +506,7 @@ fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()
         .filter(|n| n.ground_truth == Some(notes::Finding::Positive))
         .count();
     println!(
-        "{} films labelled ({positives} with boxes, {} negative): inserted {}, updated {}, unchanged {} ← {} into {}",
+        "films labelled: {} ({positives} with boxes, {} negative); inserted {}, updated {}, unchanged {} ← {} into {}",
         found.notes.len(),
         found.notes.len() - positives,
         r.inserted,
@@ -517,16 +517,16 @@ fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()
     );
     if !found.missing.is_empty() {
         println!(
-            "note: {} of the {named} patientIds have no file in {}: {}",
-            found.missing.len(),
+            "note: patientIds with no file in {} ({} of {named}): {}",
             data.display(),
+            found.missing.len(),
             first_few(&found.missing)
         );
     }
     if !added.truth_kept.is_empty() {
         let names: Vec<String> = added.truth_kept.iter().map(rsna::patient_id_of).collect();
         println!(
-            "note: {} notes keep the ground truth their reviewer set, which differs from the labels' Target: {}",
+            "note: ground truth set by the reviewer and kept, unlike the labels' Target ({}): {}",
             names.len(),
             first_few(&names)
         );

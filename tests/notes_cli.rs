@@ -368,16 +368,18 @@ fn rsna_labels_import_into_the_notes_of_the_folder_films() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(
-            "3 films labelled (2 with boxes, 1 negative): inserted 2, updated 1, unchanged 0"
+            "films labelled: 3 (2 with boxes, 1 negative); inserted 2, updated 1, unchanged 0"
         ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("note: 1 of the 5 patientIds have no file in") && stdout.contains(": zz"),
+        stdout.contains("note: patientIds with no file in") && stdout.contains(" (1 of 5): zz\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("note: 1 notes keep the ground truth their reviewer set, which differs from the labels' Target: b"),
+        stdout.contains(
+            "note: ground truth set by the reviewer and kept, unlike the labels' Target (1): b\n"
+        ),
         "{stdout}"
     );
     assert!(

@@ -1603,8 +1603,8 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
     assert!(!status.is_error, "{}", status.text);
     assert_eq!(
         status.text,
-        "imported labels.csv (RSNA labels) for 2 films: 2 new, 0 updated, 0 unchanged · \
-         1 labelled names have no film in this folder"
+        "imported labels.csv (RSNA labels): films 2, new 2, updated 0, unchanged 0 · \
+         labelled names with no film in this folder: 1"
     );
     // The list's truth follows the labels: p1 positive, n1 negative.
     let review = h.state().review.as_ref().unwrap();

@@ -247,7 +247,7 @@ impl ViewerApp {
                     self.notes.replace_all(done.notes);
                     let r = done.added.report;
                     let mut line = format!(
-                        "imported {} (RSNA labels) for {} films: {} new, {} updated, {} unchanged",
+                        "imported {} (RSNA labels): films {}, new {}, updated {}, unchanged {}",
                         display_name(&done.path),
                         done.films,
                         r.inserted,
@@ -264,20 +264,20 @@ impl ViewerApp {
                             .map(crate::notes::rsna::patient_id_of)
                             .collect();
                         line.push_str(&format!(
-                            " · {kept} kept the ground truth their reviewer set, unlike the label ({}{})",
+                            " · reviewer's ground truth kept, unlike the label: {kept} ({}{})",
                             names.join(", "),
                             if kept > names.len() { ", …" } else { "" }
                         ));
                     }
                     if done.missing > 0 {
                         line.push_str(&format!(
-                            " · {} labelled names have no film in this folder",
+                            " · labelled names with no film in this folder: {}",
                             done.missing
                         ));
                     }
                     if let Some((path, why)) = done.skipped.first() {
                         line.push_str(&format!(
-                            " · {} could not be read ({}: {why})",
+                            " · unreadable: {} ({}: {why})",
                             done.skipped.len(),
                             display_name(path)
                         ));
