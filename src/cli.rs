@@ -740,7 +740,7 @@ pub fn labelled_files(
         labelled.extend(collect_files(&path)?.into_iter().map(|f| (f, is_positive)));
     }
     if let (true, Some(labels)) = (found.is_empty(), labels) {
-        labelled = crate::localisation_eval::labelled_by_rsna(&collect_files(data)?, labels);
+        labelled = labels.labelled(&collect_files(data)?);
         if !labelled.is_empty() {
             found.push("Target".into());
         }

@@ -19,7 +19,7 @@ pub mod plots;
 pub mod report;
 pub mod scope;
 pub mod scope_cli;
-mod text;
+pub mod text;
 pub mod trust;
 pub mod trust_eval;
 pub mod ui;

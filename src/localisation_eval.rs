@@ -21,7 +21,7 @@ use crate::explain::localisation::{
     localise, ImageBox, Localisation, LocalisationOptions, LocalisationSummary,
 };
 use crate::explain::Grid;
-use crate::notes::rsna::RsnaLabels;
+use crate::notes::rsna::{patient_id_of_file, RsnaLabels};
 
 /// One film's scores.
 #[derive(Clone, Debug, Serialize)]
@@ -53,31 +53,6 @@ pub struct LocalisationReport {
     pub films: Vec<FilmLocalisation>,
 }
 
-/// The file stem RSNA uses as `patientId`.
-pub fn stem(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-/// Files labelled by an RSNA file's `Target` (for a folder without class subfolders): positive
-/// with boxes, negative with a `Target` 0 row; files the labels do not name are left out.
-pub fn labelled_by_rsna(files: &[PathBuf], labels: &RsnaLabels) -> Vec<(PathBuf, bool)> {
-    files
-        .iter()
-        .filter_map(|p| {
-            let id = stem(p);
-            if labels.boxes_of(&id).is_some() {
-                Some((p.clone(), true))
-            } else if labels.negatives.contains(&id) {
-                Some((p.clone(), false))
-            } else {
-                None
-            }
-        })
-        .collect()
-}
-
 /// Scores every file of `files` whose stem has boxes in `labels`. `on_film` is called after each
 /// film (progress).
 pub fn evaluate(
@@ -93,7 +68,7 @@ pub fn evaluate(
     let mut films = Vec::new();
     let mut skipped = Vec::new();
     for path in files {
-        let Some(boxes) = labels.boxes_of(&stem(path)) else {
+        let Some(boxes) = labels.boxes_of(&patient_id_of_file(path)) else {
             continue;
         };
         let rel = crate::cli::relative_name(path, data);

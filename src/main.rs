@@ -461,42 +461,26 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
 /// the films they name, and a line for each thing that did not match.
 fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()> {
     use cxr_viewer::notes::{self, rsna};
+    use cxr_viewer::text::first_few;
     // Read everything first: a wrong file or folder must not leave an empty database behind.
     let labels = rsna::read_labels(input)?;
     let files = cli::collect_files(data)?;
-    let named = labels
-        .boxes
-        .keys()
-        .chain(&labels.negatives)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
     eprintln!(
         "reading the films of {} that {} names…",
         data.display(),
         input.display()
     );
+    let (source, folder) = (input.display().to_string(), data.display().to_string());
     // About ten lines, however many films.
-    let found = rsna::notes_from_labels(&files, &labels, &|done, total| {
+    let found = rsna::notes_from_labels(&files, &labels, &source, &folder, &|done, total| {
         if done.is_multiple_of((total / 10).max(1)) || done == total {
             eprintln!("read {done}/{total} films");
         }
-    });
+    })
+    .map_err(anyhow::Error::msg)?;
     for (path, why) in &found.skipped {
         eprintln!("warning: skipped {}: {why}", cli::relative_name(path, data));
     }
-    anyhow::ensure!(
-        !found.notes.is_empty() || !found.skipped.is_empty(),
-        "no file in {} is named after one of the {named} patientIds of {} (a patientId is matched to a file's name without its extension)",
-        data.display(),
-        input.display()
-    );
-    anyhow::ensure!(
-        !found.notes.is_empty(),
-        "none of the {} files in {} that {} names could be read",
-        found.skipped.len(),
-        data.display(),
-        input.display()
-    );
     let store = NotesStore::open(db)?;
     let added = store.add_labels(&found.notes)?;
     let r = added.report;
@@ -506,21 +490,20 @@ fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()
         .filter(|n| n.ground_truth == Some(notes::Finding::Positive))
         .count();
     println!(
-        "films labelled: {} ({positives} with boxes, {} negative); inserted {}, updated {}, unchanged {} ← {} into {}",
+        "films labelled: {} ({positives} with boxes, {} negative); inserted {}, updated {}, unchanged {} ← {source} into {}",
         found.notes.len(),
         found.notes.len() - positives,
         r.inserted,
         r.updated,
         r.unchanged,
-        input.display(),
         db.display()
     );
     if !found.missing.is_empty() {
         println!(
-            "note: patientIds with no file in {} ({} of {named}): {}",
-            data.display(),
+            "note: patientIds with no file in {folder} ({} of {}): {}",
             found.missing.len(),
-            first_few(&found.missing)
+            labels.patient_ids().len(),
+            first_few(&found.missing, 5)
         );
     }
     if !added.truth_kept.is_empty() {
@@ -528,25 +511,10 @@ fn import_rsna_labels(db: &Path, input: &Path, data: &Path) -> anyhow::Result<()
         println!(
             "note: ground truth set by the reviewer and kept, unlike the labels' Target ({}): {}",
             names.len(),
-            first_few(&names)
+            first_few(&names, 5)
         );
     }
     Ok(())
-}
-
-/// "a, b, c, d, e and 7 more".
-fn first_few(names: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut out = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        out.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    out
 }
 
 fn load_engine(args: &ModelArgs) -> anyhow::Result<Engine> {

@@ -1,4 +1,20 @@
-//! Text helpers shared by the error types of several layers.
+//! Text helpers shared by several layers: error messages and the lines the CLI and the viewer
+//! print.
+
+/// The first `shown` names, then how many more: "a, b, c and 7 more"; for lines that name what
+/// did not match without growing with it.
+pub fn first_few(names: &[String], shown: usize) -> String {
+    let mut out = names
+        .iter()
+        .take(shown)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > shown {
+        out.push_str(&format!(" and {} more", names.len() - shown));
+    }
+    out
+}
 
 /// Collapses control characters and runs of whitespace, because error messages end up in a status
 /// line and in logs that are read line by line.
@@ -31,4 +47,18 @@ pub(crate) fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_few_names_the_first_and_counts_the_rest() {
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        assert_eq!(first_few(&names, 3), "a, b, c and 1 more");
+        assert_eq!(first_few(&names, 4), "a, b, c, d");
+        assert_eq!(first_few(&names[..1], 5), "a");
+        assert_eq!(first_few(&[], 5), "");
+    }
 }

@@ -464,6 +464,23 @@ fn rsna_labels_import_into_the_notes_of_the_folder_films() {
             && err.contains("is named after one of the 5 patientIds of"),
         "{err}"
     );
+    // Only the unreadable film: the refusal names it and why.
+    let unreadable = dir.join("unreadable");
+    std::fs::create_dir_all(&unreadable).unwrap();
+    std::fs::copy(fixture("dicom/garbage.dcm"), unreadable.join("broken.dcm")).unwrap();
+    let out = fresh_import(&[
+        "--rsna",
+        "--data",
+        unreadable.to_str().unwrap(),
+        labels.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("error: none of the 1 files in")
+            && err.contains("names could be read (broken.dcm: "),
+        "{err}"
+    );
     let out = fresh_import(&["--rsna", labels.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(

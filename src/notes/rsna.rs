@@ -33,6 +33,34 @@ pub struct RsnaLabels {
 }
 
 impl RsnaLabels {
+    /// Every `patientId` the file names, with boxes or with a `Target` 0 row.
+    pub fn patient_ids(&self) -> BTreeSet<&str> {
+        self.boxes
+            .keys()
+            .chain(&self.negatives)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The files of `files` the labels name ([`patient_id_of_file`]), each with whether it is
+    /// positive (has boxes; a name both with boxes and with a `Target` 0 row counts as
+    /// positive); files the labels do not name are left out.
+    pub fn labelled(&self, files: &[PathBuf]) -> Vec<(PathBuf, bool)> {
+        files
+            .iter()
+            .filter_map(|p| {
+                let id = patient_id_of_file(p);
+                if self.boxes_of(&id).is_some() {
+                    Some((p.clone(), true))
+                } else if self.negatives.contains(&id) {
+                    Some((p.clone(), false))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// The boxes of the file whose stem is `stem`, if it has any.
     pub fn boxes_of(&self, stem: &str) -> Option<&[ImageBox]> {
         self.boxes
@@ -151,9 +179,24 @@ pub fn read_labels(path: &Path) -> Result<RsnaLabels, NotesError> {
     parse_labels(&text, &name)
 }
 
-/// Whether `path` starts like an RSNA labels file (a CSV header with `patientId` and `Target` and
-/// no notes-export `study_id`), so that the viewer's one *Import notes…* button can take either.
-/// Reads the first line only.
+/// The `patientId` RSNA gives a file: its name without the extension.
+pub fn patient_id_of_file(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether CSV columns are an RSNA labels file's (`patientId` and `Target`, and no notes-export
+/// `study_id`): how a labels file is told from a notes export, by the viewer's *Import notes…*
+/// and by the advice of a refused import.
+pub fn is_labels_header<'a>(columns: impl IntoIterator<Item = &'a str>) -> bool {
+    let columns: Vec<&str> = columns.into_iter().map(str::trim).collect();
+    let has = |name: &str| columns.contains(&name);
+    has("patientId") && has("Target") && !has("study_id")
+}
+
+/// Whether `path` starts like an RSNA labels file ([`is_labels_header`]), so that the viewer's
+/// one *Import notes…* button can take either. Reads the first line only.
 pub fn is_labels_file(path: &Path) -> bool {
     use std::io::{BufRead, Read};
     let Ok(file) = std::fs::File::open(path) else {
@@ -167,13 +210,12 @@ pub fn is_labels_file(path: &Path) -> bool {
     if read.is_err() {
         return false;
     }
-    let columns: Vec<&str> = first
-        .trim_start_matches('\u{feff}')
-        .split(',')
-        .map(|c| c.trim().trim_matches('"'))
-        .collect();
-    let has = |name: &str| columns.contains(&name);
-    has("patientId") && has("Target") && !has("study_id")
+    is_labels_header(
+        first
+            .trim_start_matches('\u{feff}')
+            .split(',')
+            .map(|c| c.trim().trim_matches('"')),
+    )
 }
 
 /// The `patientId` of a note: its last-seen file's stem, else the study id.
@@ -234,41 +276,48 @@ pub struct LabelNotes {
     pub missing: Vec<String>,
 }
 
-/// Reads every file of `files` whose stem `labels` names (in parallel: a DICOM's study id is its
-/// SOPInstanceUID, and the film's size is the one the viewer shows, after any EXIF rotation, so
-/// each film is loaded as the viewer loads it) and makes its label's note. A name both with boxes
-/// and with a `Target` 0 row counts as positive. `progress(done, total)` is called after each
-/// labelled file (from the reading threads); a folder of RSNA's 26,684 films takes minutes.
+/// Reads every file of `files` that `labels` names ([`RsnaLabels::labelled`]; in parallel: a
+/// DICOM's study id is its SOPInstanceUID, and the film's size is the one the viewer shows, after
+/// any EXIF rotation, so each film is loaded as the viewer loads it) and makes its label's note.
+/// `progress(done, total)` is called after each labelled file (from the reading threads); a
+/// folder of RSNA's 26,684 films takes minutes.
+///
+/// Refused, with the line the CLI and the viewer show, when there is nothing to add: no file
+/// named after a `patientId` of `source` (the labels file's name) in `folder`, or none of them
+/// readable.
 pub fn notes_from_labels(
     files: &[PathBuf],
     labels: &RsnaLabels,
+    source: &str,
+    folder: &str,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> LabelNotes {
-    let stem = |p: &Path| {
-        p.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let labelled: Vec<(&PathBuf, String)> = files
+) -> Result<LabelNotes, String> {
+    let labelled = labels.labelled(files);
+    let ids = labels.patient_ids();
+    if labelled.is_empty() {
+        return Err(format!(
+            "no file in {folder} is named after one of the {} patientIds of {source} (a \
+             patientId is matched to a file's name without its extension)",
+            ids.len()
+        ));
+    }
+    let found: BTreeSet<String> = labelled
         .iter()
-        .map(|p| (p, stem(p)))
-        .filter(|(_, id)| labels.boxes.contains_key(id) || labels.negatives.contains(id))
+        .map(|(p, _)| patient_id_of_file(p))
         .collect();
-    let found: BTreeSet<&str> = labelled.iter().map(|(_, id)| id.as_str()).collect();
-    let missing = labels
-        .boxes
-        .keys()
-        .chain(&labels.negatives)
-        .filter(|id| !found.contains(id.as_str()))
-        .cloned()
-        .collect::<BTreeSet<_>>()
+    let missing = ids
         .into_iter()
+        .filter(|id| !found.contains(*id))
+        .map(str::to_string)
         .collect();
     let done = AtomicUsize::new(0);
     let read: Vec<Result<Note, (PathBuf, String)>> = labelled
         .par_iter()
-        .map(|(path, id)| {
-            let note = label_note(path, labels.boxes_of(id)).map_err(|e| ((*path).clone(), e));
+        .map(|(path, positive)| {
+            let boxes = positive
+                .then(|| labels.boxes_of(&patient_id_of_file(path)))
+                .flatten();
+            let note = label_note(path, boxes).map_err(|e| (path.clone(), e));
             progress(done.fetch_add(1, Ordering::Relaxed) + 1, labelled.len());
             note
         })
@@ -283,7 +332,14 @@ pub fn notes_from_labels(
             Err(skipped) => out.skipped.push(skipped),
         }
     }
-    out
+    if let (true, Some((path, why))) = (out.notes.is_empty(), out.skipped.first()) {
+        return Err(format!(
+            "none of the {} files in {folder} that {source} names could be read ({}: {why})",
+            out.skipped.len(),
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    Ok(out)
 }
 
 /// The note of one labelled film: `boxes` for a positive, `None` for a negative.

@@ -435,10 +435,7 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
             for required in ["study_id", "updated_at"] {
                 if !headers.iter().any(|h| h == required) {
                     // An RSNA labels file is the other CSV users have at hand.
-                    let rsna = ["patientId", "Target"]
-                        .iter()
-                        .all(|c| headers.iter().any(|h| h.trim() == *c));
-                    let advice = if rsna {
+                    let advice = if super::rsna::is_labels_header(headers.iter()) {
                         " (an RSNA labels file: import it with --rsna --data FOLDER)"
                     } else {
                         ""

@@ -227,7 +227,7 @@ impl ViewerApp {
             },
             NotesReply::Imported(result) => match result {
                 Ok((path, report, notes)) => {
-                    self.notes.replace_all(notes);
+                    self.notes_imported(notes);
                     self.set_info(format!(
                         "imported {}: {} new, {} updated, {} unchanged",
                         display_name(&path),
@@ -235,16 +235,12 @@ impl ViewerApp {
                         report.updated,
                         report.unchanged
                     ));
-                    // The study on screen may have received a newer note.
-                    if self.notes.draft.as_ref().is_some_and(Draft::is_saved) {
-                        self.notes.draft = None;
-                    }
                 }
                 Err(e) => self.set_error(format!("notes import failed: {e}")),
             },
             NotesReply::LabelsAdded(result) => match result {
                 Ok(done) => {
-                    self.notes.replace_all(done.notes);
+                    self.notes_imported(done.notes);
                     let r = done.added.report;
                     let mut line = format!(
                         "imported {} (RSNA labels): films {}, new {}, updated {}, unchanged {}",
@@ -254,19 +250,17 @@ impl ViewerApp {
                         r.updated,
                         r.unchanged
                     );
-                    let kept = done.added.truth_kept.len();
-                    if kept > 0 {
+                    if !done.added.truth_kept.is_empty() {
                         let names: Vec<String> = done
                             .added
                             .truth_kept
                             .iter()
-                            .take(3)
                             .map(crate::notes::rsna::patient_id_of)
                             .collect();
                         line.push_str(&format!(
-                            " · reviewer's ground truth kept, unlike the label: {kept} ({}{})",
-                            names.join(", "),
-                            if kept > names.len() { ", …" } else { "" }
+                            " · reviewer's ground truth kept, unlike the label: {} ({})",
+                            names.len(),
+                            crate::text::first_few(&names, 3)
                         ));
                     }
                     if done.missing > 0 {
@@ -283,9 +277,6 @@ impl ViewerApp {
                         ));
                     }
                     self.set_info(line);
-                    if self.notes.draft.as_ref().is_some_and(Draft::is_saved) {
-                        self.notes.draft = None;
-                    }
                 }
                 Err(e) => self.set_error(format!("labels import failed: {e}")),
             },
@@ -294,6 +285,15 @@ impl ViewerApp {
                 done,
                 total,
             } => self.set_info(format!("{status} {done}/{total}")),
+        }
+    }
+
+    /// Every note after an import: the list shows them at once, and the note on screen, unless
+    /// it is being edited, is read again, since it may have received a newer copy.
+    fn notes_imported(&mut self, notes: Vec<Note>) {
+        self.notes.replace_all(notes);
+        if self.notes.draft.as_ref().is_some_and(Draft::is_saved) {
+            self.notes.draft = None;
         }
     }
 
@@ -330,10 +330,8 @@ impl ViewerApp {
         let files: Vec<PathBuf> = review.rows.iter().map(|r| r.path.clone()).collect();
         let to_notes = client.sender();
         let folder = display_name(&review.root);
-        let status = format!(
-            "reading the films of {folder} that {} names…",
-            display_name(&path)
-        );
+        let source = display_name(&path);
+        let status = format!("reading the films of {folder} that {source} names…");
         self.set_info(status.clone());
         let to_ui = self.outbox();
         let spawned = std::thread::Builder::new()
@@ -353,15 +351,9 @@ impl ViewerApp {
                                 }));
                             }
                         };
-                        let found =
-                            crate::notes::rsna::notes_from_labels(&files, &labels, &progress);
-                        if found.notes.is_empty() && found.skipped.is_empty() {
-                            return Err(format!(
-                                "no film listed in {folder} is named after one of its patientIds \
-                                 (a patientId is matched to a file's name without its extension)"
-                            ));
-                        }
-                        Ok(found)
+                        crate::notes::rsna::notes_from_labels(
+                            &files, &labels, &source, &folder, &progress,
+                        )
                     });
                 let _ = to_notes.send(NotesRequest::AddLabels { path, found });
             });
