@@ -34,11 +34,17 @@ pub(crate) fn first_line(text: &str) -> String {
 /// An error and its sources on one line ("x: y: z"), each cut at its first line break (candle
 /// may append a backtrace). A source whose text the line already holds is left out: errors such
 /// as `LoadError` put their source's message into their own ("cannot open x.dcm: No such file or
-/// directory (os error 2)"), and the user should read it once.
+/// directory (os error 2)"), and the user should read it once. So is the rest of the chain once
+/// the line holds its innermost message: what is left is the wrappers around that fact ("Format
+/// error decoding Jpeg: …" after "invalid or truncated JPEG (…)").
 pub(crate) fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = first_line(&e.to_string());
     let mut source = e.source();
     while let Some(s) = source {
+        let root = first_line(&innermost(s).to_string());
+        if !root.is_empty() && text.contains(&root) {
+            break;
+        }
         let line = first_line(&s.to_string());
         if !line.is_empty() && !text.contains(&line) {
             text.push_str(": ");
@@ -49,9 +55,71 @@ pub(crate) fn chain_line(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The last error of a chain: the fact that the layers above it wrap.
+pub(crate) fn innermost<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error with a message and an optional cause, to build chains.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    fn chain(messages: &[&'static str]) -> Layer {
+        let (first, rest) = messages.split_first().expect("one message at least");
+        Layer(first, (!rest.is_empty()).then(|| Box::new(chain(rest))))
+    }
+
+    #[test]
+    fn chain_line_says_each_fact_once() {
+        // The image crate's chain under a load error that already quotes its root cause: the
+        // wrapper in between adds nothing but the decoder's name.
+        let load = chain(&[
+            "cannot open t.jpg: invalid or truncated JPEG (Not enough bytes)",
+            "Format error decoding Jpeg: Not enough bytes",
+            "Not enough bytes",
+        ]);
+        assert_eq!(
+            chain_line(&load),
+            "cannot open t.jpg: invalid or truncated JPEG (Not enough bytes)"
+        );
+        // Causes the line does not hold are each added once, in order.
+        let write = chain(&["cannot write report.json", "permission denied"]);
+        assert_eq!(
+            chain_line(&write),
+            "cannot write report.json: permission denied"
+        );
+        let nested = chain(&[
+            "analysis failed",
+            "backward pass",
+            "shape mismatch\nbacktrace",
+        ]);
+        assert_eq!(
+            chain_line(&nested),
+            "analysis failed: backward pass: shape mismatch"
+        );
+    }
 
     #[test]
     fn first_few_names_the_first_and_counts_the_rest() {

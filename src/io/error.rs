@@ -83,9 +83,5 @@ impl LoadError {
 /// The innermost message of an error chain: library errors wrap the useful fact ("failed to fill
 /// whole buffer") under several generic layers ("could not read data set").
 pub(crate) fn root_cause(err: &(dyn StdError + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    one_line(&cur.to_string())
+    one_line(&crate::text::innermost(err).to_string())
 }
