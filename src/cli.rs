@@ -13,7 +13,6 @@ use crate::explain::integrated_gradients::{
 };
 use crate::explain::Grid;
 use crate::io::load_study;
-use crate::overlay::{render_overlay, Colormap, MapScale};
 use crate::report::Report;
 pub use crate::trust_eval::eval_with_faithfulness;
 
@@ -286,71 +285,24 @@ fn write_outputs(
             .to_device(&Device::Cpu)?
             .write_npy(dir.join("input.npy"))?;
     }
-    let window = study.default_window;
+    if let Some(ig) = &analysis.ig {
+        write_grid(&ig.map, &dir.join("ig.npy"))?;
+    }
     // Drawn as the viewer draws them: dimmed when the answer is uncertain or the film out of
     // scope (a full-strength map on a hand film is what the scope guard keeps off slides), the
-    // marker saying why.
-    // The report's own uncertainty warning and scope verdict, so the overlays and report.json
-    // never disagree about why.
+    // marker saying why. The report's own uncertainty warning and scope verdict, so the
+    // overlays and report.json never disagree about why.
     let gate = crate::trust::overlay_gate(
         crate::trust::gate_reasons(report.uncertainty.warning.clone(), Some(&report.scope)),
         !args.no_dim_overlays,
     );
-    let opacity = |a: f32| crate::trust::gated_opacity(a, gate.as_ref());
-    // Marked as exports, so a later walk of this folder never takes them for films.
-    let save = |img: image::RgbImage, name: &str, what: &str| -> Result<()> {
-        let what = match &gate {
-            Some(g) => format!("{what}, {}", g.short_line()),
-            None => what.to_string(),
-        };
-        let bytes = crate::io::viewer_export::encode_png(&img, &what)
+    let overlays = crate::overlay::study_overlays(study, analysis, gate.as_ref());
+    for overlay in &overlays {
+        let name = overlay.file_name;
+        // Marked as exports, so a later walk of this folder never takes them for films.
+        let bytes = crate::io::viewer_export::encode_png(&overlay.image, &overlay.what)
             .map_err(|e| anyhow::anyhow!("cannot encode {name}: {e}"))?;
-        std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))
-    };
-    save(
-        render_overlay(
-            study,
-            &window,
-            &analysis.gradcam.map,
-            MapScale::own_max(&analysis.gradcam.map),
-            Colormap::Inferno,
-            opacity(0.45),
-        ),
-        crate::io::OVERLAY_GRADCAM,
-        "film with Grad-CAM overlay",
-    )?;
-    let std_scale = MapScale::Sequential {
-        max: analysis.uncertainty.cam_mean.max().max(f32::MIN_POSITIVE),
-    };
-    save(
-        render_overlay(
-            study,
-            &window,
-            &analysis.uncertainty.cam_std,
-            std_scale,
-            Colormap::Viridis,
-            opacity(0.45),
-        ),
-        crate::io::OVERLAY_UNCERTAINTY,
-        "film with MC-dropout uncertainty overlay",
-    )?;
-    if let Some(ig) = &analysis.ig {
-        write_grid(&ig.map, &dir.join("ig.npy"))?;
-        save(
-            render_overlay(
-                study,
-                &window,
-                &ig.map,
-                MapScale::signed_percentile(&ig.map),
-                Colormap::RedBlue,
-                opacity(0.8),
-            ),
-            crate::io::OVERLAY_IG,
-            &format!(
-                "film with Integrated Gradients overlay from the {}",
-                ig.baseline_described()
-            ),
-        )?;
+        std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))?;
     }
     Ok(())
 }

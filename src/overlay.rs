@@ -117,3 +117,75 @@ pub fn render_overlay(
     }
     out
 }
+
+/// One of a study's standard overlays: the picture `analyze` writes as `file_name` and the HTML
+/// report shows, and what it is (the PNG's description, the report's caption).
+pub struct StudyOverlay {
+    pub file_name: &'static str,
+    pub what: String,
+    pub image: RgbImage,
+}
+
+/// Grad-CAM, the MC-dropout spread and (when computed) Integrated Gradients over the film in its
+/// default window, each scaled as the module doc says and dimmed by `gate` as the viewer dims
+/// them (an uncertain or out-of-scope study), the reason then part of `what`. `analyze`'s PNGs
+/// and the HTML report draw the same pictures from here.
+pub fn study_overlays(
+    study: &Study,
+    analysis: &crate::analysis::Analysis,
+    gate: Option<&crate::trust::Gate>,
+) -> Vec<StudyOverlay> {
+    let window = study.default_window;
+    let opacity = |a: f32| crate::trust::gated_opacity(a, gate);
+    let what = |what: String| match gate {
+        Some(g) => format!("{what}, {}", g.short_line()),
+        None => what,
+    };
+    let std_scale = MapScale::Sequential {
+        max: analysis.uncertainty.cam_mean.max().max(f32::MIN_POSITIVE),
+    };
+    let mut out = vec![
+        StudyOverlay {
+            file_name: crate::io::OVERLAY_GRADCAM,
+            what: what("film with Grad-CAM overlay".into()),
+            image: render_overlay(
+                study,
+                &window,
+                &analysis.gradcam.map,
+                MapScale::own_max(&analysis.gradcam.map),
+                Colormap::Inferno,
+                opacity(0.45),
+            ),
+        },
+        StudyOverlay {
+            file_name: crate::io::OVERLAY_UNCERTAINTY,
+            what: what("film with MC-dropout uncertainty overlay".into()),
+            image: render_overlay(
+                study,
+                &window,
+                &analysis.uncertainty.cam_std,
+                std_scale,
+                Colormap::Viridis,
+                opacity(0.45),
+            ),
+        },
+    ];
+    if let Some(ig) = &analysis.ig {
+        out.push(StudyOverlay {
+            file_name: crate::io::OVERLAY_IG,
+            what: what(format!(
+                "film with Integrated Gradients overlay from the {}",
+                ig.baseline_described()
+            )),
+            image: render_overlay(
+                study,
+                &window,
+                &ig.map,
+                MapScale::signed_percentile(&ig.map),
+                Colormap::RedBlue,
+                opacity(0.8),
+            ),
+        });
+    }
+    out
+}
