@@ -48,6 +48,8 @@ pub struct AnalyzeArgs {
     /// `--no-dim-overlays`: draw the overlays of an uncertain or out-of-scope study at full
     /// strength, as the viewer does with its gating setting off.
     pub no_dim_overlays: bool,
+    /// `--html`: also write `report.html` ([`crate::report_html`]).
+    pub html: bool,
 }
 
 /// Output folder for one input: `<out>/<within>/<stem>`, made unique if two inputs share it.
@@ -303,6 +305,11 @@ fn write_outputs(
         let bytes = crate::io::viewer_export::encode_png(&overlay.image, &overlay.what)
             .map_err(|e| anyhow::anyhow!("cannot encode {name}: {e}"))?;
         std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))?;
+    }
+    if args.html {
+        let page = crate::report_html::page(study, &report, &overlays)
+            .map_err(|e| anyhow::anyhow!("cannot write report.html: {e}"))?;
+        write_atomic(&dir.join(crate::report_html::FILE_NAME), page.as_bytes())?;
     }
     Ok(())
 }

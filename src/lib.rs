@@ -17,6 +17,7 @@ pub mod notes;
 pub mod overlay;
 pub mod plots;
 pub mod report;
+pub mod report_html;
 pub mod scope;
 pub mod scope_cli;
 pub mod text;

@@ -149,7 +149,8 @@ impl ExplainArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Analyse images (DICOM, PNG, JPEG) and write report.json, maps (.npy) and overlays (.png).
+    /// Analyse images (DICOM, PNG, JPEG) and write report.json, maps (.npy) and overlays (.png);
+    /// with --html also a page to read (report.html).
     Analyze {
         /// Files, folders (every study below them, outputs in the same layout under --out) or
         /// DICOMDIRs.
@@ -177,6 +178,11 @@ enum Command {
         /// they are dimmed, as in the viewer, and their PNG marker says why).
         #[arg(long)]
         no_dim_overlays: bool,
+        /// Also write report.html: the result, scope verdict, maps, zones and map checks as one
+        /// self-contained page to read, print or send (identifiers only with
+        /// --include-identifiers).
+        #[arg(long)]
+        html: bool,
     },
     /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/, or
     /// one class's own folder): writes metrics.json, predictions.csv, roc.png, residuals.png,
@@ -537,6 +543,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             include_identifiers,
             frame,
             no_dim_overlays,
+            html,
         }) => {
             // Before the model loads and any film is analysed: an --out that cannot be a folder
             // would otherwise fail each film after its analysis, one error line per film.
@@ -552,6 +559,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     include_identifiers,
                     frame: frame - 1,
                     no_dim_overlays,
+                    html,
                 },
             );
             Ok(if failures == 0 {

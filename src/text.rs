@@ -16,6 +16,34 @@ pub fn first_few(names: &[String], shown: usize) -> String {
     out
 }
 
+/// Three significant figures: IG zone means are per-pixel attributions (~1e-4) where a fixed
+/// three decimals would print a row of "-0.000".
+pub fn format_score(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        format!("{v:.3}")
+    } else if v.abs() < 0.01 || v.abs() >= 1000.0 {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A column of scores in one notation, so it reads at a glance: [`format_score`] where every
+/// value is tiny (IG), else three decimals.
+pub fn score_column(values: &[f32]) -> Vec<String> {
+    let tiny = values.iter().all(|v| v.abs() < 0.01);
+    values
+        .iter()
+        .map(|&v| {
+            if tiny {
+                format_score(v)
+            } else {
+                format!("{v:.3}")
+            }
+        })
+        .collect()
+}
+
 /// Collapses control characters and runs of whitespace, because error messages end up in a status
 /// line and in logs that are read line by line.
 pub(crate) fn one_line(s: &str) -> String {
@@ -119,6 +147,15 @@ mod tests {
             chain_line(&nested),
             "analysis failed: backward pass: shape mismatch"
         );
+    }
+
+    #[test]
+    fn scores_read_in_one_notation_per_column() {
+        assert_eq!(format_score(0.25), "0.250");
+        assert_eq!(format_score(-0.000123), "-1.23e-4");
+        assert_eq!(format_score(0.0), "0.000");
+        assert_eq!(score_column(&[0.25, 0.004]), ["0.250", "0.004"]);
+        assert_eq!(score_column(&[-0.000123, 0.004]), ["-1.23e-4", "4.00e-3"]);
     }
 
     #[test]

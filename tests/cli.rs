@@ -823,3 +823,125 @@ fn analyze_ig_baseline_auto_starts_from_a_baseline_read_as_another_class() {
         marker("auto")
     );
 }
+
+/// The pictures of a report.html: every `src` of the page, which must each be an embedded JPEG
+/// (nothing the page would fetch), decoded.
+fn embedded_pictures(page: &str) -> Vec<image::DynamicImage> {
+    use base64::Engine as _;
+    page.split("src=\"")
+        .skip(1)
+        .map(|rest| {
+            let src = &rest[..rest.find('"').unwrap()];
+            let data = src
+                .strip_prefix("data:image/jpeg;base64,")
+                .unwrap_or_else(|| panic!("a picture from outside the page: {src:.60}"));
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg).unwrap()
+        })
+        .collect()
+}
+
+/// `analyze --html`: one page per film beside report.json that agrees with it, shows the film
+/// and each map scaled down to the page's size, loads nothing from anywhere, escapes the file
+/// name, keeps an out-of-scope answer behind "Show anyway", and names the patient only when
+/// asked.
+#[test]
+fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
+    let tmp = scratch("cli-html");
+    // Larger than the page's pictures, under a name HTML would read as markup.
+    let big = tmp.path().join("a<b>&'c.png");
+    image::open(fixture("reference/person45_bacteria_221.jpeg"))
+        .unwrap()
+        .resize_exact(1616, 976, image::imageops::FilterType::Triangle)
+        .save_with_format(&big, image::ImageFormat::Png)
+        .unwrap();
+    let ct = fixture("scope/pydicom/CT_small.dcm");
+    let run = |out: &Path, extra: &[&str]| {
+        let result = bin()
+            .arg("analyze")
+            .arg(&big)
+            .arg(&ct)
+            .arg("--out")
+            .arg(out)
+            .arg("--model")
+            .arg(fixture("reference/model.json"))
+            .args(["--device", "cpu", "--mc-samples", "3", "--ig-steps", "4"])
+            .args(["--no-faithfulness", "--html"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    };
+    let out = tmp.path().join("out");
+    run(&out, &[]);
+    let read = |dir: &Path| {
+        let page = std::fs::read_to_string(dir.join("report.html")).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("report.json")).unwrap()).unwrap();
+        (page, report)
+    };
+
+    let (page, report) = read(&out.join("a<b>&'c"));
+    assert!(
+        page.contains("<title>cxr-viewer report: a&lt;b&gt;&amp;&#39;c.png</title>"),
+        "the file name is escaped"
+    );
+    assert!(!page.contains("a<b>"), "no raw markup from the file name");
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    assert!(page.contains("Content-Security-Policy"));
+    let p = &report["prediction"];
+    let label = p["label"].as_str().unwrap();
+    assert!(page.contains(&format!("<p class=\"label {label}\">{label}</p>")));
+    assert!(page.contains(&format!(
+        "P({}) = {:.3}",
+        p["positive_class"].as_str().unwrap(),
+        p["positive_probability"].as_f64().unwrap()
+    )));
+    assert_eq!(report["scope"]["in_scope"], true);
+    assert!(!page.contains("<details>"), "an in-scope answer is shown");
+    assert!(page.contains(&format!("{} steps", report["ig"]["steps"])));
+    // The film, then Grad-CAM, uncertainty and IG, the long side brought down to 1024 pixels.
+    let pictures = embedded_pictures(&page);
+    assert_eq!(pictures.len(), 4);
+    for picture in &pictures {
+        assert_eq!((picture.width(), picture.height()), (1024, 618));
+    }
+    let film = pictures[0].to_rgb8();
+    assert!(
+        film.pixels().all(|p| p[0].abs_diff(p[2]) <= 8),
+        "the first picture is the film alone, grey"
+    );
+    assert!(
+        pictures[1]
+            .to_rgb8()
+            .pixels()
+            .any(|p| p[0].abs_diff(p[2]) > 16),
+        "the second carries the Grad-CAM colours"
+    );
+
+    let (page, report) = read(&out.join("CT_small"));
+    assert_eq!(report["scope"]["in_scope"], false);
+    let banner = page.find("Outside the model&#39;s scope").unwrap();
+    let details = page.find("<details>").unwrap();
+    let result = page.find("<h2>Result</h2>").unwrap();
+    assert!(
+        banner < details && details < result,
+        "the answer sits behind Show anyway"
+    );
+    assert_eq!(embedded_pictures(&page).len(), 4, "128×128: drawn as it is");
+    assert!(
+        !page.contains("CompressedSamples"),
+        "no patient name unless asked"
+    );
+
+    let named = tmp.path().join("named");
+    run(&named, &["--include-identifiers"]);
+    let (page, _) = read(&named.join("CT_small"));
+    assert!(page.contains("patient_name: CompressedSamples^CT1"));
+}

@@ -308,7 +308,14 @@ fn export_png_and_report_without_identifiers() {
     let dir = temp_dir("ui-export");
     let png = dir.join("view.png");
     let json = dir.join("report.json");
-    let picker = Arc::new(ScriptedPicker::default().saving(&[png.clone(), json.clone()]));
+    let page = dir.join("page.html");
+    let named = dir.join("named.HTM");
+    let picker = Arc::new(ScriptedPicker::default().saving(&[
+        png.clone(),
+        json.clone(),
+        page.clone(),
+        named.clone(),
+    ]));
     let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
     let mut h = harness(app);
     wait_until(&mut h, "the full analysis", analysed);
@@ -336,6 +343,30 @@ fn export_png_and_report_without_identifiers() {
     assert!(report.get("prediction").is_some());
     assert!(report["ig"]["delta"].is_number());
     assert!(report.get("identifiers").is_none_or(|v| v.is_null()));
+
+    // The same report as a page to read: Ctrl+Shift+E, or any export named .html / .htm.
+    let label = report["prediction"]["label"].as_str().unwrap().to_string();
+    let is_page = |path: &Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.starts_with("<!DOCTYPE html>")
+            && text.contains(&format!("<p class=\"label {label}\">{label}</p>"))
+            && text.matches("data:image/jpeg;base64,").count() == 4
+    };
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::E);
+    h.run_ok();
+    wait_until(&mut h, "the page", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("page.html"))
+    });
+    assert!(is_page(&page));
+    h.get_by_label("Export report…").click();
+    wait_until(&mut h, "the page by its name", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("named.HTM"))
+    });
+    assert!(is_page(&named));
 
     let _ = std::fs::remove_dir_all(&dir);
 }

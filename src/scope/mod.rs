@@ -71,6 +71,11 @@ use serde::{Deserialize, Serialize};
 pub use detector::ScopeStats;
 use header::Finding;
 
+/// What an out-of-scope verdict means for the answer, as the viewer's banner and the HTML
+/// report say it under the reasons.
+pub const OUTSIDE_SCOPE_MEANING: &str = "The model was trained only on frontal chest films of \
+children aged 1–5; its answer for this image is not meaningful.";
+
 /// The scope verdict shown with every result (`report.json` key `scope`). Read back by the
 /// viewer's prediction cache (`ui::prediction_cache`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]

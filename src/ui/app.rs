@@ -15,6 +15,7 @@ use crate::io::{Study, Window};
 use crate::notes::Agreement;
 
 use super::cache::{AnalysisKey, Entry, IgKey, JobStage, Jobs, Lru};
+use super::export::ReportFormat;
 use super::frames;
 use super::render::{Percentiles, WindowPreset};
 use super::reviewing::{EarlyTyping, NotesDb};
@@ -1549,6 +1550,7 @@ impl ViewerApp {
             key(cmd_shift, Key::O, Action::OpenFolder);
             key(Modifiers::COMMAND, Key::O, Action::OpenFile);
             key(Modifiers::COMMAND, Key::S, Action::ExportPng);
+            key(cmd_shift, Key::E, Action::ExportHtml);
             key(Modifiers::COMMAND, Key::E, Action::ExportJson);
             key(Modifiers::COMMAND, Key::Z, Action::UndoBox);
             key(Modifiers::NONE, Key::D, Action::ToggleBoxTool);
@@ -1753,7 +1755,8 @@ impl ViewerApp {
                 self.set_baseline(b);
             }
             Action::ExportPng => super::export::export_png(self),
-            Action::ExportJson => super::export::export_json(self),
+            Action::ExportJson => super::export::export_report(self, ReportFormat::Json),
+            Action::ExportHtml => super::export::export_report(self, ReportFormat::Html),
             Action::Escape => {
                 if self.show_help {
                     self.show_help = false;
@@ -1832,6 +1835,8 @@ pub enum Action {
     ToggleBaseline,
     ExportPng,
     ExportJson,
+    /// The report as a page to read ([`crate::report_html`]).
+    ExportHtml,
     Escape,
     Help,
     ToggleStudyList,

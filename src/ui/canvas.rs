@@ -489,7 +489,7 @@ fn pane_ui(
                 .inverse(point_in_image);
         let (mx, my) = (point_in_model.x as usize, point_in_model.y as usize);
         if mx < grid.width && my < grid.height {
-            let score = super::panels::format_score(grid.values[my * grid.width + mx]);
+            let score = crate::text::format_score(grid.values[my * grid.width + mx]);
             parts.push(fitting(
                 painter,
                 kind,

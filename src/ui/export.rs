@@ -1,5 +1,6 @@
 //! PNG of the current view (film in its display window with the overlay as drawn) and the
-//! analysis report as JSON. Both render and write on a worker thread.
+//! analysis report, as JSON or as a page to read (HTML). Both render and write on a worker
+//! thread.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -175,7 +176,37 @@ pub fn render_view(
     out
 }
 
-pub fn export_json(app: &mut ViewerApp) {
+/// What Export report… writes: `report.json` for tools, or the page of
+/// [`crate::report_html`] for people. The name the user gives decides in the end (`.html` or
+/// `.htm` → the page), so either dialog can switch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    Json,
+    Html,
+}
+
+impl ReportFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            ReportFormat::Json => "json",
+            ReportFormat::Html => "html",
+        }
+    }
+
+    fn of_path(path: &Path) -> Self {
+        let html = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        if html {
+            ReportFormat::Html
+        } else {
+            ReportFormat::Json
+        }
+    }
+}
+
+pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
     let (Some(engine), Some(entry)) = (app.engine().cloned(), app.current_entry()) else {
         app.set_error("no analysis to export yet".into());
         return;
@@ -193,11 +224,13 @@ pub fn export_json(app: &mut ViewerApp) {
     let ig = entry.ig.get(&app.wanted_ig_or_default()).cloned();
     let timings = entry.timings.clone();
     let trust = super::trust_state::current_trust(app);
+    // The page's pictures are dimmed as the canvas dims them (the gating setting included).
+    let gate = super::trust_state::current_gate(app);
     let Some(study) = app.current.as_ref().and_then(|c| c.study.clone()) else {
         return;
     };
     let include_identifiers = app.export_identifiers;
-    let name = format!("{}_report.json", stem(app));
+    let name = format!("{}_report.{}", stem(app), format.extension());
     let render = Box::new(move |path: &Path| {
         let analysis = Analysis {
             prepared: clone_prepared(&prepared),
@@ -212,11 +245,17 @@ pub fn export_json(app: &mut ViewerApp) {
             trust,
         };
         let report = Report::new(&study, &analysis, &engine.model, include_identifiers);
-        let bytes = serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?;
+        let bytes = match ReportFormat::of_path(path) {
+            ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?,
+            ReportFormat::Html => {
+                let overlays = crate::overlay::study_overlays(&study, &analysis, gate.as_ref());
+                crate::report_html::page(&study, &report, &overlays)?.into_bytes()
+            }
+        };
         crate::atomic_file::write_atomic(path, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
-    app.request_save(name, "json", render);
+    app.request_save(name, format.extension(), render);
 }
 
 /// `Prepared` holds tensors (reference-counted) and is not `Clone`; a report needs it owned.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use egui::{Color32, RichText, Sense, Stroke, Vec2};
 
 use crate::explain::zones::ZoneScore;
+use crate::text::score_column;
 
 use super::app::{display_name, Action, EngineState, ViewerApp};
 use super::cache::JobStage;
@@ -370,13 +371,21 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         if ui.button("Export PNG…").on_hover_text("Ctrl+S").clicked() {
             app.apply(Action::ExportPng, &ctx);
         }
-        if ui
-            .button("Export report…")
-            .on_hover_text("Ctrl+E")
-            .clicked()
-        {
+        let report = ui.button("Export report…").on_hover_text(
+            "Ctrl+E: report.json, for tools. Right-click or Ctrl+Shift+E: a page to read or \
+                 print (HTML); a name ending in .html gives the page too",
+        );
+        if report.clicked() {
             app.apply(Action::ExportJson, &ctx);
         }
+        report.context_menu(|ui| {
+            if ui.button("As JSON (for tools)…").clicked() {
+                app.apply(Action::ExportJson, &ctx);
+            }
+            if ui.button("As a page to read (HTML)…").clicked() {
+                app.apply(Action::ExportHtml, &ctx);
+            }
+        });
         ui.checkbox(&mut app.export_identifiers, "identifiers in report")
             .on_hover_text("Patient name/ID and the full path go into the JSON only if ticked");
         if ui
@@ -787,18 +796,6 @@ fn model_info_ui(app: &ViewerApp, ui: &mut egui::Ui) {
     }
 }
 
-/// Three significant figures: IG zone means are per-pixel attributions (~1e-4) where a fixed
-/// three decimals would print a row of "-0.000".
-pub fn format_score(v: f32) -> String {
-    if v == 0.0 || !v.is_finite() {
-        format!("{v:.3}")
-    } else if v.abs() < 0.01 || v.abs() >= 1000.0 {
-        format!("{v:.2e}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 fn zones_table_ui(ui: &mut egui::Ui, zones: &[ZoneScore]) {
     egui::Grid::new("zones")
         .striped(true)
@@ -808,20 +805,12 @@ fn zones_table_ui(ui: &mut egui::Ui, zones: &[ZoneScore]) {
             ui.label(RichText::new("mean").strong());
             ui.label(RichText::new("max").strong());
             ui.end_row();
-            // One notation per column so it reads at a glance.
-            let tiny_mean = zones.iter().all(|z| z.mean.abs() < 0.01);
-            let tiny_max = zones.iter().all(|z| z.max.abs() < 0.01);
-            let fmt = |v: f32, tiny: bool| {
-                if tiny {
-                    format_score(v)
-                } else {
-                    format!("{v:.3}")
-                }
-            };
-            for z in zones {
+            let means = score_column(&zones.iter().map(|z| z.mean).collect::<Vec<_>>());
+            let maxima = score_column(&zones.iter().map(|z| z.max).collect::<Vec<_>>());
+            for ((z, mean), max) in zones.iter().zip(means).zip(maxima) {
                 ui.label(zone_label(z.name));
-                ui.label(fmt(z.mean, tiny_mean));
-                ui.label(fmt(z.max, tiny_max));
+                ui.label(mean);
+                ui.label(max);
                 ui.end_row();
             }
         });
@@ -1154,9 +1143,6 @@ mod tests {
         assert_eq!(format_date("2019"), "2019");
         assert_eq!(zone_label("right_upper"), "R upper");
         assert_eq!(zone_label("left_lower"), "L lower");
-        assert_eq!(format_score(0.25), "0.250");
-        assert_eq!(format_score(-0.000123), "-1.23e-4");
-        assert_eq!(format_score(0.0), "0.000");
     }
 
     #[test]

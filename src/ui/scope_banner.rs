@@ -51,13 +51,7 @@ pub fn scope_banner_ui(ui: &mut egui::Ui, scope: &ScopeCheck, shown: bool) -> Op
                 for r in scope.reasons.iter().skip(1) {
                     ui.label(RichText::new(format!("also: {r}")).color(OUT_OF_SCOPE));
                 }
-                ui.label(
-                    RichText::new(
-                        "The model was trained only on frontal chest films of children aged 1–5; \
-                         its answer for this image is not meaningful.",
-                    )
-                    .small(),
-                );
+                ui.label(RichText::new(crate::scope::OUTSIDE_SCOPE_MEANING).small());
                 let text = if shown {
                     "Hide the result"
                 } else {

@@ -85,6 +85,10 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Ctrl+S", "Export the view with its overlay as PNG"),
     ("Ctrl+E", "Export the analysis report as JSON"),
     (
+        "Ctrl+Shift+E",
+        "Export the report as a page to read or print (HTML: result, scope, maps, zones)",
+    ),
+    (
         "Esc",
         "Cancel the running analysis / close this help (an Esc that leaves a text box does only that)",
     ),

@@ -1,0 +1,436 @@
+//! `report.html`: one film's analysis as a page a person reads, prints or mails, beside the
+//! `report.json` that tools read.
+//!
+//! It is drawn from the same [`Report`] that `report.json` serialises, so the two never disagree,
+//! plus the film and its overlays ([`crate::overlay::study_overlays`], dimmed as the viewer dims
+//! them) as JPEGs embedded in the page, at most [`FIGURE_SIDE`] pixels on the long side: a
+//! summary to read on a screen or paper, not a copy of the film to diagnose from.
+//!
+//! Self-contained on purpose: no script, no style sheet, font or image from elsewhere, and a
+//! Content-Security-Policy that forbids loading anything but the embedded images, so opening a
+//! report never touches the network (the viewer's rule) and the one file can be archived as it is.
+//!
+//! The page keeps the viewer's order of trust: the scope verdict comes first; outside the
+//! model's scope the answer, maps and zones sit in a closed "Show anyway" section (HTML's own
+//! `<details>`), as the viewer hides them until asked; an uncertain answer says so next to the
+//! probability; each map says how faithful it was and whether the maps agree.
+//! Patient identifiers appear only where the report holds them (asked for by the user).
+//!
+//! Escaping: every text from the film or the user (file names, DICOM values, reasons quoting
+//! them) goes through [`escape`]; the five characters HTML gives meaning to in text and quoted
+//! attributes are all there is to it, so no template engine is pulled in for it.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use image::{DynamicImage, GrayImage};
+
+use crate::io::Study;
+use crate::overlay::StudyOverlay;
+use crate::report::Report;
+use crate::text::{format_score, score_column};
+
+/// The page's name in `analyze`'s output folder, beside `report.json`.
+pub const FILE_NAME: &str = "report.html";
+
+/// Long side of the embedded pictures, in pixels: sharp on a laptop screen and on A4, while
+/// three overlays and the film keep the page near a megabyte.
+pub const FIGURE_SIDE: u32 = 1024;
+
+/// JPEG quality of the embedded pictures: no visible blocking on a film or a smooth heat map.
+const JPEG_QUALITY: u8 = 90;
+
+/// A picture for the page: its title, what it shows, and the encoded JPEG.
+pub struct Figure {
+    pub title: String,
+    pub caption: String,
+    pub jpeg: Vec<u8>,
+}
+
+/// The film alone in its default window, then each overlay, scaled to [`FIGURE_SIDE`].
+pub fn figures(study: &Study, overlays: &[StudyOverlay]) -> Result<Vec<Figure>, String> {
+    let window = study.default_window;
+    let grey: Vec<u8> = study
+        .to_unit(&window)
+        .iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect();
+    let film = GrayImage::from_raw(study.width as u32, study.height as u32, grey)
+        .ok_or_else(|| "the film's pixels do not fill its size".to_string())?;
+    let mut out = vec![figure(
+        DynamicImage::ImageLuma8(film),
+        "Film".into(),
+        format!(
+            "as loaded, window W {:.0} L {:.0}",
+            window.width(),
+            window.center()
+        ),
+    )?];
+    for overlay in overlays {
+        let title = match overlay.file_name {
+            crate::io::OVERLAY_GRADCAM => "Grad-CAM",
+            crate::io::OVERLAY_UNCERTAINTY => "Uncertainty (MC-dropout std)",
+            crate::io::OVERLAY_IG => "Integrated Gradients",
+            other => other,
+        };
+        out.push(figure(
+            DynamicImage::ImageRgb8(overlay.image.clone()),
+            title.into(),
+            overlay.what.clone(),
+        )?);
+    }
+    Ok(out)
+}
+
+fn figure(image: DynamicImage, title: String, caption: String) -> Result<Figure, String> {
+    let image = if image.width().max(image.height()) > FIGURE_SIDE {
+        image.resize(
+            FIGURE_SIDE,
+            FIGURE_SIDE,
+            image::imageops::FilterType::Triangle,
+        )
+    } else {
+        image
+    };
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
+        .encode_image(&image)
+        .map_err(|e| format!("cannot encode the {title} picture: {e}"))?;
+    Ok(Figure {
+        title,
+        caption,
+        jpeg,
+    })
+}
+
+/// `&`, `<`, `>`, `"` and `'` as character references.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+body{font-family:system-ui,sans-serif;max-width:70rem;margin:1.5rem auto;padding:0 1rem;\
+color:#1b1b1b;line-height:1.4}\
+h1{font-size:1.4rem;margin:0}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}\
+.ruo{color:#b35900;font-weight:600;margin:.2rem 0}.meta{color:#555;margin:.2rem 0}\
+.out{border:2px solid #c0392b;background:#fbeae8;padding:.6rem .8rem;margin:1rem 0}\
+.out strong{color:#c0392b;font-size:1.1rem}.in{color:#1e7b34;margin:1rem 0 0}\
+.warn{border:1.5px solid #b35900;padding:.4rem .7rem;margin:.6rem 0;color:#7a3d00}\
+.label{font-size:1.8rem;font-weight:700;margin:.3rem 0}.PNEUMONIA{color:#c25a00}\
+.NORMAL{color:#1e7b34}.dim{opacity:.75}\
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(18rem,1fr));gap:1rem}\
+figure{margin:0}\
+figure img{width:100%;height:auto;background:#000}figcaption{font-size:.85rem;color:#444}\
+table{border-collapse:collapse}td,th{padding:.2rem .7rem;text-align:right;\
+border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}\
+.small{font-size:.85rem;color:#555}summary{cursor:pointer;font-weight:600;margin:.4rem 0}\
+footer{margin-top:2rem;border-top:1px solid #ccc;padding-top:.5rem;font-size:.85rem;color:#555}\
+@media print{details>*{display:block}figure{break-inside:avoid}}";
+
+/// The whole page.
+pub fn render(report: &Report, figures: &[Figure]) -> String {
+    let mut page = String::new();
+    let file = escape(&report.input.file);
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         img-src data:; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>cxr-viewer report: {file}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+         <header>\n<h1>{file}</h1>\n\
+         <p class=\"ruo\">Research use only — not for diagnosis</p>\n\
+         <p class=\"meta\">{}</p>\n",
+        escape(&study_line(report))
+    );
+    if let Some(ids) = &report.identifiers {
+        let ids: Vec<String> = ids.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        let _ = writeln!(
+            page,
+            "<p class=\"meta\">Identifiers (included on request): {}</p>",
+            escape(&ids.join(" · "))
+        );
+    }
+    page.push_str("</header>\n");
+    scope_section(&mut page, report);
+    let out_of_scope = !report.scope.in_scope;
+    if out_of_scope {
+        page.push_str(
+            "<details>\n<summary>Show anyway: the answer and the maps for this image \
+             (not meaningful outside the model's scope)</summary>\n<div class=\"dim\">\n",
+        );
+    }
+    result_section(&mut page, report);
+    figures_section(&mut page, figures);
+    zones_section(&mut page, report);
+    trust_section(&mut page, report);
+    ig_section(&mut page, report);
+    if out_of_scope {
+        page.push_str("</div>\n</details>\n");
+    }
+    footer(&mut page, report);
+    page.push_str("</body>\n</html>\n");
+    page
+}
+
+/// "DICOM · DX · view PA · age 003Y · sex F · study 2020-09-10 · 2048×2500": what the film is,
+/// without identifiers.
+fn study_line(report: &Report) -> String {
+    let m = &report.input.metadata;
+    let mut parts = vec![m.format.clone()];
+    parts.extend(m.modality.clone());
+    parts.extend(m.view_position.as_ref().map(|v| format!("view {v}")));
+    parts.extend(m.patient_age.as_ref().map(|v| format!("age {v}")));
+    parts.extend(m.patient_sex.as_ref().map(|v| format!("sex {v}")));
+    parts.extend(m.study_date.as_ref().map(|v| format!("study {v}")));
+    parts.push(format!("{}×{}", report.input.width, report.input.height));
+    if m.frames > 1 {
+        parts.push(format!("frame {} of {}", m.frame + 1, m.frames));
+    }
+    parts.join(" · ")
+}
+
+fn scope_section(page: &mut String, report: &Report) {
+    let scope = &report.scope;
+    if scope.in_scope {
+        let _ = writeln!(page, "<p class=\"in\">{}</p>", escape(&scope.headline()));
+    } else {
+        let _ = writeln!(
+            page,
+            "<div class=\"out\"><strong>{}</strong>",
+            escape(&scope.headline())
+        );
+        for reason in scope.reasons.iter().skip(1) {
+            let _ = writeln!(page, "<br>also: {}", escape(reason));
+        }
+        let _ = writeln!(
+            page,
+            "<p class=\"small\">{}</p></div>",
+            crate::scope::OUTSIDE_SCOPE_MEANING
+        );
+    }
+    if let Some(note) = scope.pixels_only_note() {
+        let _ = writeln!(page, "<p class=\"small\">{}</p>", escape(note));
+    }
+    for warning in &scope.warnings {
+        let _ = writeln!(page, "<p class=\"warn\">Scope: {}</p>", escape(warning));
+    }
+}
+
+fn result_section(page: &mut String, report: &Report) {
+    let p = &report.prediction;
+    let u = &report.uncertainty;
+    let label = escape(&p.label);
+    let _ = writeln!(
+        page,
+        "<section>\n<h2>Result</h2>\n<p class=\"label {label}\">{label}</p>\n\
+         <p>P({}) = {:.3} (threshold {:.2}; calibrated, temperature {:.2})</p>\n\
+         <p>MC dropout ({} samples): mean {:.3}, 95 % interval [{:.3}, {:.3}]</p>",
+        escape(&p.positive_class),
+        p.positive_probability,
+        p.threshold,
+        p.temperature,
+        u.samples,
+        u.mean,
+        u.interval[0],
+        u.interval[1],
+    );
+    if let Some(w) = &u.warning {
+        let _ = writeln!(page, "<p class=\"warn\">Uncertain: {}</p>", escape(w));
+    }
+    page.push_str("</section>\n");
+}
+
+fn figures_section(page: &mut String, figures: &[Figure]) {
+    if figures.is_empty() {
+        return;
+    }
+    page.push_str("<section>\n<h2>Maps</h2>\n<div class=\"figs\">\n");
+    let engine = base64::engine::general_purpose::STANDARD;
+    for f in figures {
+        let _ = writeln!(
+            page,
+            "<figure><img src=\"data:image/jpeg;base64,{}\" alt=\"{}\">\
+             <figcaption><b>{}</b>: {}</figcaption></figure>",
+            engine.encode(&f.jpeg),
+            escape(&f.caption),
+            escape(&f.title),
+            escape(&f.caption)
+        );
+    }
+    page.push_str(
+        "</div>\n<p class=\"small\">Grad-CAM is shown relative to its own maximum, the \
+         uncertainty relative to the largest mean Grad-CAM (a small spread looks small), \
+         Integrated Gradients red for the explained class and blue against it.</p>\n</section>\n",
+    );
+}
+
+fn zones_section(page: &mut String, report: &Report) {
+    let gradcam = &report.gradcam.zones.0;
+    let spread = &report.uncertainty.zones.0;
+    let ig = report.ig.as_ref().map(|ig| &ig.zones.0);
+    let column = |zones: &[crate::explain::zones::ZoneScore]| {
+        score_column(&zones.iter().map(|z| z.mean).collect::<Vec<_>>())
+    };
+    let (g, s) = (column(gradcam), column(spread));
+    let i = ig.map(|z| column(z));
+    let _ = write!(
+        page,
+        "<section>\n<h2>Lung zones (mean of each map)</h2>\n<table>\n<tr><th>zone</th>\
+         <th>Grad-CAM ({})</th><th>uncertainty (std)</th>",
+        escape(&report.gradcam.target)
+    );
+    if let Some(ig) = &report.ig {
+        let _ = write!(page, "<th>IG ({})</th>", escape(&ig.target));
+    }
+    page.push_str("</tr>\n");
+    for (k, zone) in gradcam.iter().enumerate() {
+        let cell = |col: &[String]| col.get(k).cloned().unwrap_or_default();
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td>",
+            zone_name(zone.name),
+            cell(&g),
+            cell(&s)
+        );
+        if let Some(i) = &i {
+            let _ = write!(page, "<td>{}</td>", cell(i));
+        }
+        page.push_str("</tr>\n");
+    }
+    let _ = writeln!(
+        page,
+        "</table>\n<p class=\"small\">{}.</p>\n</section>",
+        escape(report.zone_convention)
+    );
+}
+
+/// "right_upper" → "Right upper".
+fn zone_name(name: &str) -> String {
+    let spaced = name.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => spaced,
+    }
+}
+
+/// The lines `report.json` carries as `faithfulness.summary`, `agreement.summary` and
+/// `sanity.*.summary`, as one list.
+fn trust_lines(report: &Report) -> Vec<String> {
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        match v {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut lines = Vec::new();
+    for section in [&report.faithfulness, &report.agreement, &report.sanity]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(summary) = section.get("summary") {
+            lines.extend(strings(summary));
+        }
+    }
+    lines
+}
+
+fn trust_section(page: &mut String, report: &Report) {
+    let lines = trust_lines(report);
+    if lines.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<section>\n<h2>Can the maps be trusted?</h2>\n<p class=\"small\">Deletion AOPC: how \
+         much the answer drops as the map's most important regions are removed, against removing \
+         random regions (higher × random = more faithful).</p>\n<ul>\n",
+    );
+    for line in lines {
+        let _ = writeln!(page, "<li>{}</li>", escape(&line));
+    }
+    page.push_str("</ul>\n</section>\n");
+}
+
+fn ig_section(page: &mut String, report: &Report) {
+    let Some(ig) = &report.ig else {
+        return;
+    };
+    let span = ig.f_input - ig.f_baseline;
+    let _ = writeln!(
+        page,
+        "<section>\n<h2>Integrated Gradients</h2>\n<p>{} baseline{}, {} steps ({} rule); \
+         completeness gap Σ attributions − (F(x) − F(x′)) = {} ({:.1} % of F(x) − F(x′) \
+         = {})</p>",
+        ig.baseline.label(),
+        if ig.baseline_requested == "auto" {
+            " (chosen per film)"
+        } else {
+            ""
+        },
+        ig.steps,
+        escape(ig.quadrature),
+        format_score(ig.delta),
+        100.0 * ig.relative_delta,
+        format_score(span),
+    );
+    if let Some(w) = &ig.warning {
+        let _ = writeln!(page, "<p class=\"warn\">{}</p>", escape(w));
+    }
+    page.push_str("</section>\n");
+}
+
+fn footer(page: &mut String, report: &Report) {
+    let m = &report.model;
+    let _ = writeln!(
+        page,
+        "<footer>Model {} (sha256 {}), {} · analysed in {:.1} s · cxr-viewer {} · every figure \
+         of this page, and more, is in the same analysis's report.json</footer>",
+        escape(&m.name),
+        escape(m.sha256.get(..12).unwrap_or(&m.sha256)),
+        escape(&report.device),
+        report.timings_ms.total / 1e3,
+        env!("CARGO_PKG_VERSION"),
+    );
+}
+
+/// The page for `study`, with the overlays drawn by [`crate::overlay::study_overlays`] (`analyze`
+/// has them already, for its PNGs).
+pub fn page(study: &Study, report: &Report, overlays: &[StudyOverlay]) -> Result<String, String> {
+    Ok(render(report, &figures(study, overlays)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_in_text_is_shown_not_read() {
+        assert_eq!(
+            escape(r#"<img src="x" onerror='a&b'>"#),
+            "&lt;img src=&quot;x&quot; onerror=&#39;a&amp;b&#39;&gt;"
+        );
+        assert_eq!(escape("Doe^Jane, 3 y"), "Doe^Jane, 3 y");
+    }
+
+    #[test]
+    fn zone_names_read_as_words() {
+        assert_eq!(zone_name("right_upper"), "Right upper");
+        assert_eq!(zone_name(""), "");
+    }
+}
