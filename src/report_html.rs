@@ -136,7 +136,7 @@ table{border-collapse:collapse}td,th{padding:.2rem .7rem;text-align:right;\
 border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}\
 .small{font-size:.85rem;color:#555}summary{cursor:pointer;font-weight:600;margin:.4rem 0}\
 footer{margin-top:2rem;border-top:1px solid #ccc;padding-top:.5rem;font-size:.85rem;color:#555}\
-@media print{details>*{display:block}figure{break-inside:avoid}}";
+@media print{figure{break-inside:avoid}}";
 
 /// The whole page.
 pub fn render(report: &Report, figures: &[Figure]) -> String {
