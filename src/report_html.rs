@@ -23,6 +23,7 @@
 use std::fmt::Write as _;
 
 use base64::Engine as _;
+use image::imageops::{resize, FilterType};
 use image::{DynamicImage, GrayImage};
 
 use crate::io::Study;
@@ -57,8 +58,9 @@ pub fn figures(study: &Study, overlays: &[StudyOverlay]) -> Result<Vec<Figure>, 
         .collect();
     let film = GrayImage::from_raw(study.width as u32, study.height as u32, grey)
         .ok_or_else(|| "the film's pixels do not fill its size".to_string())?;
+    let (w, h) = page_size(film.width(), film.height());
     let mut out = vec![figure(
-        DynamicImage::ImageLuma8(film),
+        DynamicImage::ImageLuma8(resize(&film, w, h, FilterType::Triangle)),
         "Film".into(),
         format!(
             "as loaded, window W {:.0} L {:.0}",
@@ -73,8 +75,11 @@ pub fn figures(study: &Study, overlays: &[StudyOverlay]) -> Result<Vec<Figure>, 
             crate::io::OVERLAY_IG => "Integrated Gradients",
             other => other,
         };
+        // Scaled from the borrowed overlay: a copy of a full-size one first would cost as much
+        // memory again on a large film.
+        let (w, h) = page_size(overlay.image.width(), overlay.image.height());
         out.push(figure(
-            DynamicImage::ImageRgb8(overlay.image.clone()),
+            DynamicImage::ImageRgb8(resize(&overlay.image, w, h, FilterType::Triangle)),
             title.into(),
             overlay.what.clone(),
         )?);
@@ -82,16 +87,20 @@ pub fn figures(study: &Study, overlays: &[StudyOverlay]) -> Result<Vec<Figure>, 
     Ok(out)
 }
 
-fn figure(image: DynamicImage, title: String, caption: String) -> Result<Figure, String> {
-    let image = if image.width().max(image.height()) > FIGURE_SIDE {
-        image.resize(
-            FIGURE_SIDE,
-            FIGURE_SIDE,
-            image::imageops::FilterType::Triangle,
-        )
-    } else {
-        image
+/// `width × height` brought down to [`FIGURE_SIDE`] on the long side, the aspect kept; a smaller
+/// picture keeps its size.
+fn page_size(width: u32, height: u32) -> (u32, u32) {
+    let long = width.max(height);
+    if long <= FIGURE_SIDE {
+        return (width, height);
+    }
+    let scale = |side: u32| {
+        ((f64::from(side) * f64::from(FIGURE_SIDE) / f64::from(long)).round() as u32).max(1)
     };
+    (scale(width), scale(height))
+}
+
+fn figure(image: DynamicImage, title: String, caption: String) -> Result<Figure, String> {
     let mut jpeg = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY)
         .encode_image(&image)
@@ -426,6 +435,14 @@ mod tests {
             "&lt;img src=&quot;x&quot; onerror=&#39;a&amp;b&#39;&gt;"
         );
         assert_eq!(escape("Doe^Jane, 3 y"), "Doe^Jane, 3 y");
+    }
+
+    #[test]
+    fn pictures_fit_the_page_with_their_aspect() {
+        assert_eq!(page_size(1616, 976), (1024, 618));
+        assert_eq!(page_size(976, 1616), (618, 1024));
+        assert_eq!(page_size(808, 488), (808, 488));
+        assert_eq!(page_size(20_000, 3), (1024, 1));
     }
 
     #[test]
