@@ -148,18 +148,31 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
     }
     let (mut analysed, mut pixels_only) = (0, 0);
     let mut baseline_notes: Vec<String> = Vec::new();
+    let mut index = Vec::new();
     for Input {
         file: input,
         within,
     } in &files
     {
         let dir = output_dir(&args.out, within, input, &mut used);
+        let film = within
+            .join(input.file_name().unwrap_or_default())
+            .display()
+            .to_string();
         match analyze_one(engine, input, &dir, args) {
-            Ok((summary, scope, baseline_note)) => {
-                println!("{summary}");
+            Ok(done) => {
+                println!("{}", done.summary);
                 analysed += 1;
-                pixels_only += usize::from(scope.pixels_only_note().is_some());
-                baseline_notes.extend(baseline_note);
+                pixels_only += usize::from(done.scope.pixels_only_note().is_some());
+                baseline_notes.extend(done.baseline_note);
+                let page = dir
+                    .strip_prefix(&args.out)
+                    .unwrap_or(&dir)
+                    .join(crate::report_html::FILE_NAME);
+                index.push(crate::report_html::IndexRow {
+                    film,
+                    outcome: Ok(crate::report_html::IndexResult::new(page, &done.report)),
+                });
             }
             Err(e) => {
                 failures += 1;
@@ -169,6 +182,26 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
                     // (a GPU error's one line does not say which operation failed).
                     eprintln!("{e:?}");
                 }
+                index.push(crate::report_html::IndexRow {
+                    film,
+                    outcome: Err(error_line(&e)),
+                });
+            }
+        }
+    }
+    // One film's page is the whole story; several get a table to walk them from.
+    if args.html && files.len() > 1 {
+        let path = args.out.join(crate::report_html::INDEX_NAME);
+        let page = crate::report_html::index(&index);
+        match write_atomic(&path, page.as_bytes()) {
+            Ok(()) => eprintln!(
+                "note: index of the {} films: {}",
+                files.len(),
+                path.display()
+            ),
+            Err(e) => {
+                failures += 1;
+                eprintln!("error: {}", error_line(&e));
             }
         }
     }
@@ -205,13 +238,17 @@ pub fn error_line(e: &anyhow::Error) -> String {
     crate::text::chain_line(e.as_ref())
 }
 
-/// The film's summary line, and its scope verdict.
-fn analyze_one(
-    engine: &Engine,
-    input: &Path,
-    dir: &Path,
-    args: &AnalyzeArgs,
-) -> Result<(String, crate::scope::ScopeCheck, Option<String>)> {
+/// What the run says of one analysed film.
+struct Analysed {
+    /// Its line on stdout.
+    summary: String,
+    scope: crate::scope::ScopeCheck,
+    /// How the IG baseline read, when as the class explained.
+    baseline_note: Option<String>,
+    report: Report,
+}
+
+fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<Analysed> {
     let t = Instant::now();
     let study = crate::io::load_study_frame(input, args.frame)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -226,7 +263,7 @@ fn analyze_one(
     analysis.timings.load = load_ms;
     analysis.timings.total += load_ms;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    write_outputs(engine, &study, &analysis, dir, args)?;
+    let report = write_outputs(engine, &study, &analysis, dir, args)?;
     let p = &analysis.prepared.prediction;
     // An out-of-scope film says so before its (meaningless) probability; an in-scope one with a
     // scope warning (older child, raw detector image) says that.
@@ -251,7 +288,12 @@ fn analyze_one(
         let reading = crate::analysis::baseline_reading(&engine.model.config, ig)?;
         crate::analysis::baseline_read_as_target(ig, &reading).map(|read| format!("the {read}"))
     });
-    Ok((summary, analysis.prepared.scope.clone(), baseline_note))
+    Ok(Analysed {
+        summary,
+        scope: analysis.prepared.scope.clone(),
+        baseline_note,
+        report,
+    })
 }
 
 fn write_grid(grid: &Grid, path: &Path) -> Result<()> {
@@ -266,7 +308,7 @@ fn write_outputs(
     analysis: &Analysis,
     dir: &Path,
     args: &AnalyzeArgs,
-) -> Result<()> {
+) -> Result<Report> {
     let report = Report::new(study, analysis, &engine.model, args.include_identifiers);
     let json = serde_json::to_string_pretty(&report)?;
     write_atomic(&dir.join("report.json"), json.as_bytes())?;
@@ -311,7 +353,7 @@ fn write_outputs(
             .map_err(|e| anyhow::anyhow!("cannot write report.html: {e}"))?;
         write_atomic(&dir.join(crate::report_html::FILE_NAME), page.as_bytes())?;
     }
-    Ok(())
+    Ok(report)
 }
 
 /// [`crate::atomic_file::write_atomic`] with the path in the error.

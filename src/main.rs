@@ -180,7 +180,7 @@ enum Command {
         no_dim_overlays: bool,
         /// Also write report.html: the result, scope verdict, maps, zones and map checks as one
         /// self-contained page to read, print or send (identifiers only with
-        /// --include-identifiers).
+        /// --include-identifiers); with several films, also DIR/index.html linking them.
         #[arg(long)]
         html: bool,
     },

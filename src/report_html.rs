@@ -424,6 +424,122 @@ pub fn page(study: &Study, report: &Report, overlays: &[StudyOverlay]) -> Result
     Ok(render(report, &figures(study, overlays)?))
 }
 
+/// The index page's name in `analyze --html`'s output folder, when more than one film was
+/// analysed.
+pub const INDEX_NAME: &str = "index.html";
+
+/// One film of an `analyze --html` run, for [`index`].
+pub struct IndexRow {
+    /// The film as found under its input (`NORMAL/a.png`): no directories above the input,
+    /// which may name the patient.
+    pub film: String,
+    /// Its outcome: the result, or the one-line error that stopped it.
+    pub outcome: Result<IndexResult, String>,
+}
+
+/// What [`index`] lists of an analysed film.
+pub struct IndexResult {
+    /// Its `report.html`, relative to the index.
+    pub page: std::path::PathBuf,
+    pub label: String,
+    pub positive_class: String,
+    pub positive_probability: f32,
+    /// `None` in scope; else the first reason.
+    pub out_of_scope: Option<String>,
+    pub uncertain: bool,
+}
+
+impl IndexResult {
+    pub fn new(page: std::path::PathBuf, report: &Report) -> Self {
+        let p = &report.prediction;
+        IndexResult {
+            page,
+            label: p.label.clone(),
+            positive_class: p.positive_class.clone(),
+            positive_probability: p.positive_probability,
+            out_of_scope: (!report.scope.in_scope)
+                .then(|| report.scope.reasons.first().cloned().unwrap_or_default()),
+            uncertain: report.uncertainty.uncertain,
+        }
+    }
+}
+
+/// A relative path as a URL path: each segment percent-encoded, so a film named `a#1 b.png`
+/// links to its own page and not to a fragment of another.
+fn href(path: &std::path::Path) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    /// All but RFC 3986's unreserved characters.
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    path.iter()
+        .map(|segment| utf8_percent_encode(&segment.to_string_lossy(), SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The run's films in one table, each linked to its page: the answer (in parentheses and dimmed
+/// outside the model's scope, as the viewer's study list shows it), the scope verdict, the
+/// uncertainty flag, or the error.
+pub fn index(rows: &[IndexRow]) -> String {
+    let positive = rows
+        .iter()
+        .find_map(|r| r.outcome.as_ref().ok())
+        .map(|r| escape(&r.positive_class))
+        .unwrap_or_else(|| "class".into());
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
+         style-src 'unsafe-inline'\">\n\
+         <title>cxr-viewer reports ({n} films)</title>\n<style>{STYLE}\
+         .index td,.index th{{text-align:left}}.index td.num{{text-align:right}}.err{{color:#7a3d00}}\
+         </style>\n</head>\n<body>\n<h1>cxr-viewer reports: {n} films</h1>\n\
+         <p class=\"ruo\">Research use only — not for diagnosis</p>\n\
+         <p class=\"small\">Outside the model's scope the answer is shown in parentheses: it \
+         is not meaningful there.</p>\n\
+         <table class=\"index\">\n<tr><th>film</th><th>answer</th><th>P({positive})</th>\
+         <th>scope</th><th>uncertain</th></tr>\n",
+        n = rows.len(),
+    );
+    for row in rows {
+        let film = escape(&row.film);
+        match &row.outcome {
+            Ok(r) => {
+                let (open, close) = match r.out_of_scope {
+                    Some(_) => ("<span class=\"dim\">(", ")</span>"),
+                    None => ("", ""),
+                };
+                let _ = writeln!(
+                    page,
+                    "<tr><td><a href=\"{}\">{film}</a></td><td>{open}{}{close}</td>\
+                     <td class=\"num\">{open}{:.3}{close}</td><td>{}</td><td>{}</td></tr>",
+                    href(&r.page),
+                    escape(&r.label),
+                    r.positive_probability,
+                    match &r.out_of_scope {
+                        Some(reason) => format!("out: {}", escape(reason)),
+                        None => "in".into(),
+                    },
+                    if r.uncertain { "yes" } else { "" },
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{film}</td><td colspan=\"4\" class=\"err\">error: {}</td></tr>",
+                    escape(e)
+                );
+            }
+        }
+    }
+    page.push_str("</table>\n</body>\n</html>\n");
+    page
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +559,12 @@ mod tests {
         assert_eq!(page_size(976, 1616), (618, 1024));
         assert_eq!(page_size(808, 488), (808, 488));
         assert_eq!(page_size(20_000, 3), (1024, 1));
+    }
+
+    #[test]
+    fn links_stay_on_the_film_they_name() {
+        let path = std::path::Path::new("NORMAL/a#1 b?.png/report.html");
+        assert_eq!(href(path), "NORMAL/a%231%20b%3F.png/report.html");
     }
 
     #[test]

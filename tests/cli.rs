@@ -944,4 +944,38 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
     run(&named, &["--include-identifiers"]);
     let (page, _) = read(&named.join("CT_small"));
     assert!(page.contains("patient_name: CompressedSamples^CT1"));
+
+    // Several films: an index links each page (the names percent-encoded), the out-of-scope
+    // answer in parentheses, and a film that failed with its error.
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let links: Vec<&str> = index
+        .split("href=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        links,
+        ["a%3Cb%3E%26%27c/report.html", "CT_small/report.html"]
+    );
+    assert!(out.join("a<b>&'c/report.html").is_file());
+    assert!(index.contains(">a&lt;b&gt;&amp;&#39;c.png</a>"));
+    assert!(
+        index.contains("<span class=\"dim\">("),
+        "out of scope: in parentheses"
+    );
+    let broken = tmp.path().join("broken.png");
+    std::fs::write(&broken, b"not an image").unwrap();
+    let with_error = tmp.path().join("with-error");
+    let result = analyze_quickly_with(&[&ct, &broken], &with_error, &["--html"]);
+    assert!(!result.status.success());
+    let index = std::fs::read_to_string(with_error.join("index.html")).unwrap();
+    assert!(index.contains(
+        "<tr><td>broken.png</td><td colspan=\"4\" class=\"err\">error: cannot open broken.png"
+    ));
+    assert!(index.contains("CT_small/report.html"));
+    // One film: its page is all there is.
+    let single = tmp.path().join("single");
+    analyze_quickly_with(&[&ct], &single, &["--html"]);
+    assert!(single.join("CT_small/report.html").is_file());
+    assert!(!single.join("index.html").exists());
 }
