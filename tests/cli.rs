@@ -294,11 +294,7 @@ fn cuda_request_on_a_cpu_build_falls_back_with_a_note() {
         &fixture("reference/model.json"),
         &["--device", "cuda", "--no-ig", "--mc-samples", "2"],
     );
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    common::assert_ran(&result);
     assert!(String::from_utf8_lossy(&result.stderr).contains("no CUDA support"));
 }
 
@@ -553,11 +549,7 @@ fn analyze_skips_the_overlays_of_an_earlier_run_inside_its_input() {
     let out = data.join("out");
     let run = || {
         let result = analyze_quickly(&[&data], &out);
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        common::assert_ran(&result);
         let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
         let mut analysed: Vec<String> = stdout
             .lines()
@@ -872,11 +864,7 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        common::assert_ran(&result);
     };
     let out = tmp.path().join("out");
     run(&out, &[]);

@@ -280,11 +280,7 @@ fn a_folder_named_after_a_class_is_evaluated_as_that_class() {
     let out = tmp.path().join("out");
     let result = eval(&data, &out);
     let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    common::assert_ran(&result);
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["n"], 2);

@@ -238,11 +238,7 @@ fn rsna_export_from_the_cli_reads_back_as_labels() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    common::assert_ran(&result);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
         text,

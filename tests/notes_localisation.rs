@@ -119,11 +119,7 @@ fn run_eval(data: &Path, labels: &Path, out: &Path, extra: &[&str]) -> serde_jso
         .arg(fixture("reference/model.json"))
         .output()
         .unwrap();
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    common::assert_ran(&result);
     serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
 }
 

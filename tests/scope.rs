@@ -393,11 +393,7 @@ fn report_and_summary_carry_the_scope() {
         .args(["--device", "cpu", "--no-ig", "--mc-samples", "4"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_ran(&out);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(
