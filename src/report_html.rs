@@ -202,7 +202,11 @@ fn study_line(report: &Report) -> String {
     parts.extend(m.view_position.as_ref().map(|v| format!("view {v}")));
     parts.extend(m.patient_age.as_ref().map(|v| format!("age {v}")));
     parts.extend(m.patient_sex.as_ref().map(|v| format!("sex {v}")));
-    parts.extend(m.study_date.as_ref().map(|v| format!("study {v}")));
+    parts.extend(
+        m.study_date
+            .as_ref()
+            .map(|v| format!("study {}", crate::text::format_date(v))),
+    );
     parts.push(format!("{}×{}", report.input.width, report.input.height));
     if m.frames > 1 {
         parts.push(format!("frame {} of {}", m.frame + 1, m.frames));

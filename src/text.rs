@@ -44,6 +44,15 @@ pub fn score_column(values: &[f32]) -> Vec<String> {
         .collect()
 }
 
+/// DICOM dates are YYYYMMDD; shown the way people read them (2019-03-04), anything else as it is.
+pub fn format_date(d: &str) -> String {
+    if d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()) {
+        format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])
+    } else {
+        d.to_string()
+    }
+}
+
 /// Collapses control characters and runs of whitespace, because error messages end up in a status
 /// line and in logs that are read line by line.
 pub(crate) fn one_line(s: &str) -> String {
@@ -156,6 +165,12 @@ mod tests {
         assert_eq!(format_score(0.0), "0.000");
         assert_eq!(score_column(&[0.25, 0.004]), ["0.250", "0.004"]);
         assert_eq!(score_column(&[-0.000123, 0.004]), ["-1.23e-4", "4.00e-3"]);
+    }
+
+    #[test]
+    fn dicom_dates_read_naturally() {
+        assert_eq!(format_date("20190304"), "2019-03-04");
+        assert_eq!(format_date("2019"), "2019");
     }
 
     #[test]

@@ -923,6 +923,9 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
         "the answer sits behind Show anyway"
     );
     assert_eq!(embedded_pictures(&page).len(), 4, "128×128: drawn as it is");
+    assert!(page.contains(
+        "<p class=\"meta\">DICOM · CT · age 000Y · sex O · study 2004-01-19 · 128×128</p>"
+    ));
     assert!(
         !page.contains("CompressedSamples"),
         "no patient name unless asked"

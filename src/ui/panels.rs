@@ -462,7 +462,7 @@ fn study_header_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             parts.push(format!("sex {s}"));
         }
         if let Some(d) = &m.study_date {
-            parts.push(format_date(d));
+            parts.push(crate::text::format_date(d));
         }
         parts.push(format!("{}×{}", study.width, study.height));
     }
@@ -498,15 +498,6 @@ fn study_header_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
         }
     });
-}
-
-/// DICOM dates are YYYYMMDD; show them the way people read them.
-fn format_date(d: &str) -> String {
-    if d.len() == 8 && d.chars().all(|c| c.is_ascii_digit()) {
-        format!("{}-{}-{}", &d[0..4], &d[4..6], &d[6..8])
-    } else {
-        d.to_string()
-    }
 }
 
 fn status_bar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
@@ -1139,8 +1130,6 @@ mod tests {
 
     #[test]
     fn dates_and_zones_read_naturally() {
-        assert_eq!(format_date("20190304"), "2019-03-04");
-        assert_eq!(format_date("2019"), "2019");
         assert_eq!(zone_label("right_upper"), "R upper");
         assert_eq!(zone_label("left_lower"), "L lower");
     }
