@@ -80,7 +80,7 @@ fn open_through_the_picker_shows_results_progressively() {
     };
     h.get_by_label(&label);
     h.get_by_label_contains("MC dropout (5 samples)");
-    h.get_by_label("Zones — Grad-CAM");
+    h.get_by_label(&format!("Zones — Grad-CAM for {label}"));
     h.get_by_label("R upper");
     h.get_by_label_contains("completeness gap");
     h.get_by_label_contains("model tiny-resnet-fixture · sha256");
@@ -118,7 +118,17 @@ fn overlays_switch_and_alpha_follows_slider_and_keys() {
     h.get_by_label("Uncertainty (std)").click();
     h.run_ok();
     assert_eq!(h.state().map, MapKind::Uncertainty);
-    h.get_by_label("Zones — Uncertainty (std)");
+    let label = h
+        .state()
+        .current_entry()
+        .unwrap()
+        .prepared
+        .as_ref()
+        .unwrap()
+        .prediction
+        .label
+        .clone();
+    h.get_by_label(&format!("Zones — Uncertainty (std) for {label}"));
 
     h.get_by_label("Integrated Gradients").click();
     h.run_ok();

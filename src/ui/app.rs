@@ -1352,6 +1352,19 @@ impl ViewerApp {
         }
     }
 
+    /// The class the map of `kind` on screen explains (its target), by name: a heat map on a
+    /// film read as NORMAL shows evidence for NORMAL, which a reader must not take for disease.
+    pub fn explained_class(&self, kind: MapKind) -> Option<String> {
+        let entry = self.current_entry()?;
+        let target = match kind {
+            MapKind::None => return None,
+            // The MC-dropout maps sample the Grad-CAM of the same target (worker's analysis job).
+            MapKind::GradCam | MapKind::Uncertainty => entry.gradcam.as_ref()?.0.target,
+            MapKind::IntegratedGradients => entry.ig.get(&self.wanted_ig_or_default())?.0.target,
+        };
+        self.engine()?.model.config.classes.get(target).cloned()
+    }
+
     /// The map of `kind` for the current image at the model input resolution, its zone scores,
     /// and the mean CAM that scales the uncertainty map.
     pub fn map_of(&self, kind: MapKind) -> Option<(Grid, Vec<ZoneScore>, Option<Grid>)> {

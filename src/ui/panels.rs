@@ -666,7 +666,23 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         app.map
     };
     ui.add_space(6.0);
-    ui.strong(format!("Zones — {}", kind.label()));
+    match app.explained_class(kind) {
+        Some(class) => {
+            ui.strong(format!("Zones — {} for {class}", kind.label()))
+                .on_hover_text(format!(
+                    "The map explains the class the model chose, {class}: where it is high is \
+                     evidence for {class}{}",
+                    if kind == MapKind::Uncertainty {
+                        " (here: how much that evidence varies across MC-dropout samples)"
+                    } else {
+                        ""
+                    }
+                ));
+        }
+        None => {
+            ui.strong(format!("Zones — {}", kind.label()));
+        }
+    }
     match app.map_of(kind) {
         Some((_, zones, _)) => {
             ui.horizontal(|ui| {
