@@ -147,20 +147,28 @@ border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}\
 footer{margin-top:2rem;border-top:1px solid #ccc;padding-top:.5rem;font-size:.85rem;color:#555}\
 @media print{figure{break-inside:avoid}}";
 
-/// The whole page.
-pub fn render(report: &Report, figures: &[Figure]) -> String {
-    let mut page = String::new();
-    let file = escape(&report.input.file);
-    let _ = write!(
-        page,
+/// Everything up to the heading and the research-use line, in an open `<header>`: the head
+/// with the policy that keeps the page from loading anything but its own embedded pictures.
+/// `title` and `heading` are markup (escaped by the caller); `style` is added to [`STYLE`].
+fn page_start(title: &str, style: &str, heading: &str) -> String {
+    format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
          img-src data:; style-src 'unsafe-inline'\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>cxr-viewer report: {file}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <header>\n<h1>{file}</h1>\n\
-         <p class=\"ruo\">Research use only — not for diagnosis</p>\n\
-         <p class=\"meta\">{}</p>\n",
+         <title>{title}</title>\n<style>{STYLE}{style}</style>\n</head>\n<body>\n\
+         <header>\n<h1>{heading}</h1>\n\
+         <p class=\"ruo\">Research use only — not for diagnosis</p>\n"
+    )
+}
+
+/// The whole page.
+pub fn render(report: &Report, figures: &[Figure]) -> String {
+    let file = escape(&report.input.file);
+    let mut page = page_start(&format!("cxr-viewer report: {file}"), "", &file);
+    let _ = writeln!(
+        page,
+        "<p class=\"meta\">{}</p>",
         escape(&study_line(report))
     );
     if let Some(ids) = &report.identifiers {
@@ -493,21 +501,18 @@ pub fn index(rows: &[IndexRow]) -> String {
         .find_map(|r| r.outcome.as_ref().ok())
         .map(|r| escape(&r.positive_class))
         .unwrap_or_else(|| "class".into());
-    let mut page = String::new();
+    let n = rows.len();
+    let mut page = page_start(
+        &format!("cxr-viewer reports ({n} films)"),
+        ".index td,.index th{text-align:left}.index td.num{text-align:right}.err{color:#7a3d00}",
+        &format!("cxr-viewer reports: {n} films"),
+    );
     let _ = write!(
         page,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
-         style-src 'unsafe-inline'\">\n\
-         <title>cxr-viewer reports ({n} films)</title>\n<style>{STYLE}\
-         .index td,.index th{{text-align:left}}.index td.num{{text-align:right}}.err{{color:#7a3d00}}\
-         </style>\n</head>\n<body>\n<h1>cxr-viewer reports: {n} films</h1>\n\
-         <p class=\"ruo\">Research use only — not for diagnosis</p>\n\
-         <p class=\"small\">Outside the model's scope the answer is shown in parentheses: it \
-         is not meaningful there.</p>\n\
+        "</header>\n<p class=\"small\">Outside the model's scope the answer is shown in \
+         parentheses: it is not meaningful there.</p>\n\
          <table class=\"index\">\n<tr><th>film</th><th>answer</th><th>P({positive})</th>\
-         <th>scope</th><th>uncertain</th></tr>\n",
-        n = rows.len(),
+         <th>scope</th><th>uncertain</th></tr>\n"
     );
     for row in rows {
         let film = escape(&row.film);
