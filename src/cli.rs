@@ -163,7 +163,7 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
             Ok(done) => {
                 println!("{}", done.summary);
                 analysed += 1;
-                pixels_only += usize::from(done.scope.pixels_only_note().is_some());
+                pixels_only += usize::from(done.report.scope.pixels_only_note().is_some());
                 baseline_notes.extend(done.baseline_note);
                 let page = dir
                     .strip_prefix(&args.out)
@@ -242,7 +242,6 @@ pub fn error_line(e: &anyhow::Error) -> String {
 struct Analysed {
     /// Its line on stdout.
     summary: String,
-    scope: crate::scope::ScopeCheck,
     /// How the IG baseline read, when as the class explained.
     baseline_note: Option<String>,
     report: Report,
@@ -290,7 +289,6 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
     });
     Ok(Analysed {
         summary,
-        scope: analysis.prepared.scope.clone(),
         baseline_note,
         report,
     })
