@@ -387,7 +387,7 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
         });
         ui.checkbox(&mut app.export_identifiers, "identifiers in report")
-            .on_hover_text("Patient name/ID and the full path go into the JSON only if ticked");
+            .on_hover_text("Patient name/ID and the full path go into the report (JSON or page) only if ticked");
         if ui
             .button("?")
             .on_hover_text("Keyboard shortcuts (? or F1)")
