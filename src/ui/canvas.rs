@@ -255,13 +255,19 @@ pub fn canvas_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                 super::scope_banner::result_hidden(app),
                 app.has_map(*kind),
             );
+            // A drawn map says which class it explains, as the zone table does: side by side
+            // on a film read as NORMAL, both panes show evidence for NORMAL.
+            let class = app.explained_class(*kind);
             text_with_backdrop(
                 &painter,
                 rect.left_top() + Vec2::new(8.0, 8.0),
                 Align2::LEFT_TOP,
-                fitting(&painter, *kind, rect.width() - 16.0, |label| match state {
-                    Some(state) => format!("{label}: {state}"),
-                    None => label.to_string(),
+                fitting(&painter, *kind, rect.width() - 16.0, |label| {
+                    match (state, &class) {
+                        (Some(state), _) => format!("{label}: {state}"),
+                        (None, Some(class)) => format!("{label} for {class}"),
+                        (None, None) => label.to_string(),
+                    }
                 }),
             );
         }
