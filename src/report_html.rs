@@ -321,7 +321,7 @@ fn zones_section(page: &mut String, report: &Report) {
         let _ = write!(
             page,
             "<tr><td>{}</td><td>{}</td><td>{}</td>",
-            zone_name(zone.name),
+            crate::notes::Zone::parse(zone.name).map_or(zone.name, crate::notes::Zone::label),
             cell(&g),
             cell(&s)
         );
@@ -335,16 +335,6 @@ fn zones_section(page: &mut String, report: &Report) {
         "</table>\n<p class=\"small\">{}.</p>\n</section>",
         escape(report.zone_convention)
     );
-}
-
-/// "right_upper" → "Right upper".
-fn zone_name(name: &str) -> String {
-    let spaced = name.replace('_', " ");
-    let mut chars = spaced.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => spaced,
-    }
 }
 
 /// The lines `report.json` carries as `faithfulness.summary`, `agreement.summary` and
@@ -574,11 +564,5 @@ mod tests {
     fn links_stay_on_the_film_they_name() {
         let path = std::path::Path::new("NORMAL/a#1 b?.png/report.html");
         assert_eq!(href(path), "NORMAL/a%231%20b%3F.png/report.html");
-    }
-
-    #[test]
-    fn zone_names_read_as_words() {
-        assert_eq!(zone_name("right_upper"), "Right upper");
-        assert_eq!(zone_name(""), "");
     }
 }

@@ -894,6 +894,10 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
     assert_eq!(report["scope"]["in_scope"], true);
     assert!(!page.contains("<details>"), "an in-scope answer is shown");
     assert!(page.contains(&format!("{} steps", report["ig"]["steps"])));
+    assert!(
+        page.contains("<tr><td>Right upper</td>"),
+        "zones named as words"
+    );
     // The film, then Grad-CAM, uncertainty and IG, the long side brought down to 1024 pixels.
     let pictures = embedded_pictures(&page);
     assert_eq!(pictures.len(), 4);

@@ -436,29 +436,32 @@ fn rsna_labels_import_into_the_notes_of_the_folder_films() {
     // What the labels file does not give, a plain import of it, or a folder with none of its
     // films: one line each, and no database is created by a failed import.
     let fresh = dir.join("fresh.sqlite3");
-    let fresh_import = |extra: &[&str]| {
+    // A refused import's stderr.
+    let refused = |extra: &[&str]| {
         let mut args = vec!["import", "--db", fresh.to_str().unwrap()];
         args.extend_from_slice(extra);
-        notes_cmd(&args)
+        let out = notes_cmd(&args);
+        assert!(!out.status.success());
+        text(&out.stderr)
     };
-    let out = fresh_import(&[labels.to_str().unwrap()]);
-    assert!(!out.status.success());
+    let labels_from = |folder: &Path| {
+        refused(&[
+            "--rsna",
+            "--data",
+            folder.to_str().unwrap(),
+            labels.to_str().unwrap(),
+        ])
+    };
+    let err = refused(&[labels.to_str().unwrap()]);
     assert!(
-        text(&out.stderr)
-            .contains("not a cxr-viewer notes export (an RSNA labels file: import it with --rsna --data FOLDER)"),
-        "{}",
-        text(&out.stderr)
+        err.contains(
+            "not a cxr-viewer notes export (an RSNA labels file: import it with --rsna --data FOLDER)"
+        ),
+        "{err}"
     );
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = fresh_import(&[
-        "--rsna",
-        "--data",
-        empty.to_str().unwrap(),
-        labels.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    let err = labels_from(&empty);
     assert!(
         err.contains("error: no file in")
             && err.contains("is named after one of the 5 patientIds of"),
@@ -468,25 +471,13 @@ fn rsna_labels_import_into_the_notes_of_the_folder_films() {
     let unreadable = dir.join("unreadable");
     std::fs::create_dir_all(&unreadable).unwrap();
     std::fs::copy(fixture("dicom/garbage.dcm"), unreadable.join("broken.dcm")).unwrap();
-    let out = fresh_import(&[
-        "--rsna",
-        "--data",
-        unreadable.to_str().unwrap(),
-        labels.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
+    let err = labels_from(&unreadable);
     assert!(
         err.contains("error: none of the 1 files in")
             && err.contains("names could be read (broken.dcm: "),
         "{err}"
     );
-    let out = fresh_import(&["--rsna", labels.to_str().unwrap()]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--data <FOLDER>"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = refused(&["--rsna", labels.to_str().unwrap()]);
+    assert!(err.contains("--data <FOLDER>"), "{err}");
     assert!(!fresh.exists());
 }

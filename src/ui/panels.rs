@@ -1145,7 +1145,7 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_zones_read_naturally() {
+    fn zones_read_naturally() {
         assert_eq!(zone_label("right_upper"), "R upper");
         assert_eq!(zone_label("left_lower"), "L lower");
     }
