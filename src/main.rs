@@ -740,6 +740,36 @@ mod tests {
         assert!(missing.is_empty(), "without help text: {missing:?}");
     }
 
+    /// clap shows a value's doc comment as its help: a rustdoc link written there reached
+    /// `analyze --help` as "normal: [`Baseline::NormalFilm`]", which tells a user nothing.
+    #[test]
+    fn help_reads_as_text_not_rustdoc() {
+        fn walk(cmd: &mut clap::Command, out: &mut Vec<(String, String)>) {
+            out.push((
+                cmd.get_name().to_string(),
+                cmd.render_long_help().to_string(),
+            ));
+            for sub in cmd.get_subcommands_mut() {
+                walk(sub, out);
+            }
+        }
+        let mut cli = super::Cli::command();
+        cli.build();
+        let mut helps = Vec::new();
+        walk(&mut cli, &mut helps);
+        assert!(helps.len() > 8, "{} help texts", helps.len());
+        for (name, help) in &helps {
+            for line in help.lines() {
+                assert!(
+                    !line.contains("[`") && !line.contains("`]") && !line.contains("crate::"),
+                    "{name} --help shows rustdoc: {line}"
+                );
+            }
+        }
+        let analyze = &helps.iter().find(|(n, _)| n == "analyze").unwrap().1;
+        assert!(analyze.contains("- normal: "), "{analyze}");
+    }
+
     /// `cxr-viewer a.dcm b.dcm` (a shell's `*.dcm`) opens the files as a set; clap refused it
     /// ("the subcommand 'b.dcm' cannot be used with '[FILE|FOLDER]'"). Subcommands still parse.
     #[test]

@@ -131,10 +131,13 @@ impl Baseline {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IgBaseline {
+    /// A uniform black film (captum's reference setting).
     #[default]
     Black,
+    /// A uniform white film.
     White,
-    /// [`Baseline::NormalFilm`].
+    // Baseline::NormalFilm. The doc comments here are `--help` text: no rustdoc links.
+    /// The film `model.json` names as `ig_reference`, one the model reads as confidently NORMAL.
     #[value(name = "normal")]
     #[serde(rename = "normal")]
     Normal,
