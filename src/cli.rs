@@ -347,7 +347,7 @@ fn write_outputs(
         std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))?;
     }
     if args.html {
-        let page = crate::report_html::page(study, &report, &overlays)
+        let page = crate::report_html::page(study, &report, &overlays, None)
             .map_err(|e| anyhow::anyhow!("cannot write report.html: {e}"))?;
         write_atomic(&dir.join(crate::report_html::FILE_NAME), page.as_bytes())?;
     }

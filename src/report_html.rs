@@ -16,6 +16,12 @@
 //! probability; each map says how faithful it was and whether the maps agree.
 //! Patient identifiers appear only where the report holds them (asked for by the user).
 //!
+//! The viewer's export adds the reviewer's note ([`Review`]): verdict, ground truth, reasons,
+//! zones and text, with the opacity boxes outlined on every picture in the film's own pixel
+//! coordinates (an SVG `viewBox` of the film's size, so no box is scaled by hand). The note
+//! holds what `notes export` writes by default (the review, not the file's folders); `analyze`
+//! reads no notes and writes none.
+//!
 //! Escaping: every text from the film or the user (file names, DICOM values, reasons quoting
 //! them) goes through [`escape`]; the five characters HTML gives meaning to in text and quoted
 //! attributes are all there is to it, so no template engine is pulled in for it.
@@ -26,7 +32,9 @@ use base64::Engine as _;
 use image::imageops::{resize, FilterType};
 use image::{DynamicImage, GrayImage};
 
+use crate::explain::localisation::ImageBox;
 use crate::io::Study;
+use crate::notes::{Finding, Note, Outcome};
 use crate::overlay::StudyOverlay;
 use crate::report::Report;
 use crate::text::{format_score, score_column};
@@ -140,7 +148,9 @@ h1{font-size:1.4rem;margin:0}h2{font-size:1.1rem;margin:1.4rem 0 .4rem}\
 .NORMAL{color:#1e7b34}.dim{opacity:.75}\
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(18rem,1fr));gap:1rem}\
 figure{margin:0}\
-figure img{width:100%;height:auto;background:#000}figcaption{font-size:.85rem;color:#444}\
+figure img,figure svg{width:100%;height:auto;background:#000;display:block}\
+.review li{margin:.15rem 0}blockquote{white-space:pre-wrap;border-left:3px solid #ccc;\
+margin:.5rem 0;padding:.2rem .8rem}figcaption{font-size:.85rem;color:#444}\
 table{border-collapse:collapse}td,th{padding:.2rem .7rem;text-align:right;\
 border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}\
 .small{font-size:.85rem;color:#555}summary{cursor:pointer;font-weight:600;margin:.4rem 0}\
@@ -162,8 +172,95 @@ fn page_start(title: &str, style: &str, heading: &str) -> String {
     )
 }
 
-/// The whole page.
-pub fn render(report: &Report, figures: &[Figure]) -> String {
+/// The reviewer's note on the film, which the viewer's export adds to the page.
+pub struct Review {
+    pub note: Note,
+    /// The label the folder layout gives the film, used where the reviewer set none (as the
+    /// note pane does).
+    pub folder_truth: Option<Finding>,
+    /// The model's classes: negative, positive.
+    pub class_names: [String; 2],
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The note as the note pane shows it, the outcome judged against `answer`, the page's answer
+/// (`None` outside the model's scope, where the outcome would give the hidden answer away).
+fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
+    let note = &review.note;
+    let name = |f: Finding| escape(&review.class_names[usize::from(f == Finding::Positive)]);
+    let mut items = vec![format!(
+        "Verdict: {}",
+        note.agreement
+            .map_or("none yet", crate::notes::Agreement::label)
+    )];
+    let truth = match (note.ground_truth, review.folder_truth) {
+        (Some(t), _) => Some((t, "set by the reviewer")),
+        (None, Some(t)) => Some((t, "from the folder")),
+        (None, None) => None,
+    };
+    if let Some((t, whence)) = truth {
+        items.push(format!("Ground truth: {} ({whence})", name(t)));
+    }
+    if let (Some((t, _)), Some(a)) = (truth, answer) {
+        items.push(format!(
+            "Outcome: {} (truth {}, model {})",
+            Outcome::of(t, a).label(),
+            name(t),
+            name(a)
+        ));
+    }
+    let labels = |labels: Vec<&str>| escape(&labels.join(", "));
+    if !note.categories.is_empty() {
+        items.push(format!(
+            "Why the model went wrong: {}",
+            labels(note.categories.iter().map(|c| c.label()).collect())
+        ));
+    }
+    if !note.zones.is_empty() {
+        items.push(format!(
+            "Zones implicated: {}",
+            labels(note.zones.iter().map(|z| z.label()).collect())
+        ));
+    }
+    if !note.boxes.is_empty() {
+        items.push(format!(
+            "{} drawn, outlined on the pictures above",
+            count(note.boxes.len(), "opacity box", "opacity boxes")
+        ));
+    }
+    page.push_str("<section>\n<h2>Review</h2>\n<ul class=\"review\">\n");
+    for item in items {
+        let _ = writeln!(page, "<li>{item}</li>");
+    }
+    page.push_str("</ul>\n");
+    if !note.text.trim().is_empty() {
+        let _ = writeln!(
+            page,
+            "<blockquote>{}</blockquote>",
+            escape(note.text.trim())
+        );
+    }
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let mut meta = Vec::new();
+    if !note.reviewer.trim().is_empty() {
+        meta.push(format!("by {}", escape(note.reviewer.trim())));
+    }
+    meta.push(format!("written {}", when(note.created_at)));
+    if note.updated_at != note.created_at {
+        meta.push(format!("updated {}", when(note.updated_at)));
+    }
+    let _ = writeln!(
+        page,
+        "<p class=\"small\">Note {}</p>\n</section>",
+        meta.join(" · ")
+    );
+}
+
+/// The whole page; `review`: the reviewer's note, where there is one to show.
+pub fn render(report: &Report, figures: &[Figure], review: Option<&Review>) -> String {
     let file = escape(&report.input.file);
     let mut page = page_start(&format!("cxr-viewer report: {file}"), "", &file);
     let _ = writeln!(
@@ -189,12 +286,27 @@ pub fn render(report: &Report, figures: &[Figure]) -> String {
         );
     }
     result_section(&mut page, report);
-    figures_section(&mut page, figures);
+    let review = review.filter(|r| r.note.has_review());
+    if let (Some(r), false) = (review, out_of_scope) {
+        let p = &report.prediction;
+        let answer = if p.label == p.positive_class {
+            Finding::Positive
+        } else {
+            Finding::Negative
+        };
+        review_section(&mut page, r, Some(answer));
+    }
+    let boxes = review.map_or(&[][..], |r| r.note.boxes.as_slice());
+    let size = (report.input.width, report.input.height);
+    figures_section(&mut page, figures, boxes, size);
     zones_section(&mut page, report);
     trust_section(&mut page, report);
     ig_section(&mut page, report);
     if out_of_scope {
         page.push_str("</div>\n</details>\n");
+        if let Some(r) = review {
+            review_section(&mut page, r, None);
+        }
     }
     footer(&mut page, report);
     page.push_str("</body>\n</html>\n");
@@ -273,28 +385,67 @@ fn result_section(page: &mut String, report: &Report) {
     page.push_str("</section>\n");
 }
 
-fn figures_section(page: &mut String, figures: &[Figure]) {
+/// The pictures; with `boxes` (the reviewer's, in the pixels of a `size` film) each picture is
+/// drawn in an SVG whose `viewBox` is the film, so the boxes sit where they were drawn whatever
+/// the picture's scale.
+fn figures_section(
+    page: &mut String,
+    figures: &[Figure],
+    boxes: &[ImageBox],
+    size: (usize, usize),
+) {
     if figures.is_empty() {
         return;
     }
     page.push_str("<section>\n<h2>Maps</h2>\n<div class=\"figs\">\n");
     let engine = base64::engine::general_purpose::STANDARD;
+    let (w, h) = size;
+    // The viewer's box colour over a dark halo, a stroke of the same width on any picture.
+    let outlines: String = boxes
+        .iter()
+        .map(|b| {
+            let rect = format!(
+                "x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" \
+                 vector-effect=\"non-scaling-stroke\"",
+                b.x, b.y, b.width, b.height
+            );
+            format!(
+                "<rect {rect} stroke=\"#000\" stroke-opacity=\".6\" stroke-width=\"4\"/>\
+                 <rect class=\"box\" {rect} stroke=\"#50dcff\" stroke-width=\"2\"/>"
+            )
+        })
+        .collect();
     for f in figures {
+        let data = engine.encode(&f.jpeg);
+        let caption = escape(&f.caption);
+        let picture = if boxes.is_empty() {
+            format!("<img src=\"data:image/jpeg;base64,{data}\" alt=\"{caption}\">")
+        } else {
+            format!(
+                "<svg viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{caption}\">\
+                 <image href=\"data:image/jpeg;base64,{data}\" width=\"{w}\" height=\"{h}\"/>\
+                 {outlines}</svg>"
+            )
+        };
         let _ = writeln!(
             page,
-            "<figure><img src=\"data:image/jpeg;base64,{}\" alt=\"{}\">\
-             <figcaption><b>{}</b>: {}</figcaption></figure>",
-            engine.encode(&f.jpeg),
-            escape(&f.caption),
+            "<figure>{picture}<figcaption><b>{}</b>: {caption}</figcaption></figure>",
             escape(&f.title),
-            escape(&f.caption)
         );
     }
     page.push_str(
         "</div>\n<p class=\"small\">Grad-CAM is shown relative to its own maximum, the \
          uncertainty relative to the largest mean Grad-CAM (a small spread looks small), \
-         Integrated Gradients red for the explained class and blue against it.</p>\n</section>\n",
+         Integrated Gradients red for the explained class and blue against it.",
     );
+    if !boxes.is_empty() {
+        let _ = write!(
+            page,
+            " Outlined on each picture: the reviewer's {} (see Review).",
+            count(boxes.len(), "opacity box", "opacity boxes")
+        );
+    }
+    page.push_str("</p>\n</section>\n");
 }
 
 fn zones_section(page: &mut String, report: &Report) {
@@ -421,9 +572,14 @@ fn footer(page: &mut String, report: &Report) {
 }
 
 /// The page for `study`, with the overlays drawn by [`crate::overlay::study_overlays`] (`analyze`
-/// has them already, for its PNGs).
-pub fn page(study: &Study, report: &Report, overlays: &[StudyOverlay]) -> Result<String, String> {
-    Ok(render(report, &figures(study, overlays)?))
+/// has them already, for its PNGs) and, from the viewer, the reviewer's note.
+pub fn page(
+    study: &Study,
+    report: &Report,
+    overlays: &[StudyOverlay],
+    review: Option<&Review>,
+) -> Result<String, String> {
+    Ok(render(report, &figures(study, overlays)?, review))
 }
 
 /// The index page's name in `analyze --html`'s output folder, when more than one film was
@@ -558,6 +714,34 @@ mod tests {
         assert_eq!(page_size(976, 1616), (618, 1024));
         assert_eq!(page_size(808, 488), (808, 488));
         assert_eq!(page_size(20_000, 3), (1024, 1));
+    }
+
+    /// Outside the model's scope the answer is hidden, so the review's outcome (which names it)
+    /// is left out; the reviewer's own statements stay.
+    #[test]
+    fn the_review_names_the_outcome_only_where_the_answer_is_shown() {
+        let mut note = Note::new(crate::notes::StudyId::sha256(&[0xab; 32]));
+        note.ground_truth = Some(Finding::Negative);
+        note.agreement = Some(crate::notes::Agreement::Unsure);
+        let review = Review {
+            note,
+            folder_truth: Some(Finding::Positive),
+            class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+        };
+        let mut shown = String::new();
+        review_section(&mut shown, &review, Some(Finding::Positive));
+        assert!(shown.contains("<li>Verdict: Unsure</li>"), "{shown}");
+        // The reviewer's truth wins over the folder's, as in the note pane.
+        assert!(shown.contains("<li>Ground truth: NORMAL (set by the reviewer)</li>"));
+        assert!(shown.contains("<li>Outcome: False positive (truth NORMAL, model PNEUMONIA)</li>"));
+        assert!(!shown.contains("Why the model") && !shown.contains("blockquote"));
+        assert!(
+            shown.contains("<p class=\"small\">Note written "),
+            "{shown}"
+        );
+        let mut hidden = String::new();
+        review_section(&mut hidden, &review, None);
+        assert!(hidden.contains("Ground truth: NORMAL") && !hidden.contains("Outcome"));
     }
 
     #[test]

@@ -264,6 +264,91 @@ fn labelled_folder_filter_note_and_restart() {
     assert!(draft.note.zones.contains(&Zone::RightLower));
 }
 
+fn analysed(app: &ViewerApp) -> bool {
+    app.current_entry().is_some_and(|e| {
+        e.gradcam.is_some()
+            && e.uncertainty.is_some()
+            && e.ig.contains_key(&app.wanted_ig_or_default())
+    })
+}
+
+/// The page a reviewer exports (Ctrl+Shift+E) is what they send a colleague: it carries their
+/// note (before, the page had the model's answer only), its text shown as text, and the boxes
+/// outlined on every picture at the pixels where they were drawn; a film without a note gets no
+/// review section.
+#[test]
+fn the_exported_page_carries_the_review_and_its_boxes() {
+    use cxr_viewer::notes::ImageBox;
+    use egui::Modifiers;
+    let fx = labelled_folder();
+    let db = temp_dir("review-db").join("notes.sqlite3");
+    let out = temp_dir("review-page");
+    let (reviewed, plain) = (out.join("reviewed.html"), out.join("plain.html"));
+    let mut h = open_folder(&db, &fx.root, &[reviewed.clone(), plain.clone()]);
+    h.get_by_label(file_name(&fx.wrong)).click();
+    wait_until(&mut h, "the note of the clicked study", |a| {
+        draft_for(a, &fx.wrong)
+    });
+    h.get_by_role_and_label(Role::TextInput, "Reviewer").focus();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Reviewer")
+        .type_text("AB");
+    h.step();
+    h.get_by_label("Disagree").click();
+    h.step();
+    h.get_by_label("Rib or other bony shadow").click();
+    h.step();
+    type_comment(&mut h, "<b>rib</b> & \"shadow\"");
+    // Leave the text box, so the shortcuts below are shortcuts.
+    h.key_press(Key::Escape);
+    h.step();
+    h.state_mut()
+        .set_note_boxes(vec![ImageBox::new(10.0, 20.0, 30.5, 40.0)]);
+    wait_until(&mut h, "the full analysis", analysed);
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::E);
+    wait_until(&mut h, "the page", |_| reviewed.exists());
+    let page = std::fs::read_to_string(&reviewed).unwrap();
+    let (truth, model) = if fx.wrong.starts_with("PNEUMONIA") {
+        ("PNEUMONIA", "NORMAL")
+    } else {
+        ("NORMAL", "PNEUMONIA")
+    };
+    let outcome = if truth == "PNEUMONIA" {
+        "False negative"
+    } else {
+        "False positive"
+    };
+    for line in [
+        "<h2>Review</h2>".to_string(),
+        "<li>Verdict: Disagree</li>".into(),
+        format!("<li>Ground truth: {truth} (from the folder)</li>"),
+        format!("<li>Outcome: {outcome} (truth {truth}, model {model})</li>"),
+        "<li>Why the model went wrong: Rib or other bony shadow</li>".into(),
+        "<li>1 opacity box drawn, outlined on the pictures above</li>".into(),
+        "<blockquote>&lt;b&gt;rib&lt;/b&gt; &amp; &quot;shadow&quot;</blockquote>".into(),
+        "Note by AB · written ".into(),
+    ] {
+        assert!(page.contains(&line), "no {line:?} in the page");
+    }
+    // The box on the film and on each of the three overlays, in the film's pixels.
+    let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
+    let rect = "<rect class=\"box\" x=\"10.0\" y=\"20.0\" width=\"30.5\" height=\"40.0\"";
+    assert_eq!(page.matches(rect).count(), 4, "{page}");
+    let view_box = format!("<svg viewBox=\"0 0 {} {}\"", study.width, study.height);
+    assert_eq!(page.matches(&view_box).count(), 4);
+
+    // Another film, with no note: no review, no outlines.
+    h.key_press(Key::ArrowDown);
+    wait_until(&mut h, "the next study analysed", |a| {
+        !draft_for(a, &fx.wrong) && a.notes.draft.is_some() && analysed(a)
+    });
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::E);
+    wait_until(&mut h, "the second page", |_| plain.exists());
+    let page = std::fs::read_to_string(&plain).unwrap();
+    assert!(page.contains("<h2>Result</h2>"));
+    assert!(!page.contains("<h2>Review</h2>") && !page.contains("<svg"));
+}
+
 #[test]
 fn keyboard_walks_the_list_as_sorted_and_filtered() {
     let fx = labelled_folder();

@@ -380,6 +380,17 @@ impl Note {
             && self.image_size == other.image_size
     }
 
+    /// Whether the reviewer has put anything in it (a verdict, a reason, a zone, a box, text or
+    /// a ground truth); the prediction, location and times the viewer records alone do not count.
+    pub fn has_review(&self) -> bool {
+        self.agreement.is_some()
+            || !self.categories.is_empty()
+            || !self.zones.is_empty()
+            || !self.boxes.is_empty()
+            || !self.text.trim().is_empty()
+            || self.ground_truth.is_some()
+    }
+
     /// The reviewer's implicated zones together with the zones the boxes overlap (needs the
     /// recorded image size for the boxes).
     pub fn implicated_zones(&self) -> BTreeSet<Zone> {

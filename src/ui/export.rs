@@ -230,6 +230,7 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
         return;
     };
     let include_identifiers = app.export_identifiers;
+    let review = review_of_current(app);
     let name = format!("{}_report.{}", stem(app), format.extension());
     let render = Box::new(move |path: &Path| {
         let analysis = Analysis {
@@ -249,13 +250,27 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
             ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?,
             ReportFormat::Html => {
                 let overlays = crate::overlay::study_overlays(&study, &analysis, gate.as_ref());
-                crate::report_html::page(&study, &report, &overlays)?.into_bytes()
+                crate::report_html::page(&study, &report, &overlays, review.as_ref())?.into_bytes()
             }
         };
         crate::atomic_file::write_atomic(path, &bytes)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     app.request_save(name, format.extension(), render);
+}
+
+/// The note on the study on screen as it stands in the pane (saved or not), for the page.
+fn review_of_current(app: &ViewerApp) -> Option<crate::report_html::Review> {
+    let path = &app.current.as_ref()?.path;
+    let draft = app.notes.draft.as_ref().filter(|d| &d.path == path)?;
+    Some(crate::report_html::Review {
+        note: draft.note.clone(),
+        folder_truth: app.folder_truth(path),
+        class_names: [
+            app.class_name(crate::notes::Finding::Negative),
+            app.class_name(crate::notes::Finding::Positive),
+        ],
+    })
 }
 
 /// `Prepared` holds tensors (reference-counted) and is not `Clone`; a report needs it owned.

@@ -86,7 +86,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("Ctrl+E", "Export the analysis report as JSON"),
     (
         "Ctrl+Shift+E",
-        "Export the report as a page to read or print (HTML: result, scope, maps, zones)",
+        "Export the report as a page to read or print (HTML: result, scope, maps, zones, review note)",
     ),
     (
         "Esc",
