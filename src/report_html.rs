@@ -196,7 +196,10 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
         note.agreement
             .map_or("none yet", crate::notes::Agreement::label)
     )];
+    // As the note pane: a saved note records the folder's label as its own, so a truth equal
+    // to the folder's is the folder's.
     let truth = match (note.ground_truth, review.folder_truth) {
+        (Some(t), Some(g)) if t == g => Some((t, "from the folder")),
         (Some(t), _) => Some((t, "set by the reviewer")),
         (None, Some(t)) => Some((t, "from the folder")),
         (None, None) => None,

@@ -305,6 +305,15 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
     h.state_mut()
         .set_note_boxes(vec![ImageBox::new(10.0, 20.0, 30.5, 40.0)]);
     wait_until(&mut h, "the full analysis", analysed);
+    // Saved, so the note holds the folder's label as its own, as it does in use.
+    wait_until(&mut h, "the autosave", |a| {
+        a.notes.all_saved()
+            && a.notes
+                .draft
+                .as_ref()
+                .and_then(|d| a.notes.all().get(&d.note.study))
+                .is_some_and(|n| n.ground_truth.is_some() && !n.boxes.is_empty())
+    });
     h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::E);
     wait_until(&mut h, "the page", |_| reviewed.exists());
     let page = std::fs::read_to_string(&reviewed).unwrap();
