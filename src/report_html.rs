@@ -32,7 +32,7 @@ use base64::Engine as _;
 use image::imageops::{resize, FilterType};
 use image::{DynamicImage, GrayImage};
 
-use crate::explain::localisation::ImageBox;
+use crate::explain::localisation::{ImageBox, Localisation, LocalisationOptions};
 use crate::io::Study;
 use crate::notes::{Finding, Note, Outcome};
 use crate::overlay::StudyOverlay;
@@ -180,6 +180,9 @@ pub struct Review {
     pub folder_truth: Option<Finding>,
     /// The model's classes: negative, positive.
     pub class_names: [String; 2],
+    /// Each map (by its name) scored against the boxes as the viewer's table scores it; `None`:
+    /// not computed. Empty without boxes.
+    pub localisation: Vec<(String, Option<Localisation>)>,
 }
 
 fn count(n: usize, one: &str, many: &str) -> String {
@@ -230,7 +233,7 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
     }
     if !note.boxes.is_empty() {
         items.push(format!(
-            "{} drawn, outlined on the pictures above",
+            "{} drawn, outlined on each picture",
             count(note.boxes.len(), "opacity box", "opacity boxes")
         ));
     }
@@ -246,6 +249,9 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
             escape(note.text.trim())
         );
     }
+    if answer.is_some() && !review.localisation.is_empty() {
+        localisation_table(page, review);
+    }
     let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let mut meta = Vec::new();
     if !note.reviewer.trim().is_empty() {
@@ -259,6 +265,44 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
         page,
         "<p class=\"small\">Note {}</p>\n</section>",
         meta.join(" · ")
+    );
+}
+
+/// How each map points at the reviewer's boxes, the viewer's "Localisation" table. Left out
+/// outside the model's scope with the maps it scores.
+fn localisation_table(page: &mut String, review: &Review) {
+    let _ = writeln!(
+        page,
+        "<table>\n<tr><th>map against the {}</th><th>pointing</th><th>energy</th>\
+         <th>IoU</th></tr>",
+        count(review.note.boxes.len(), "box", "boxes")
+    );
+    for (map, scored) in &review.localisation {
+        let map = escape(map);
+        match scored {
+            Some(l) => {
+                let pct =
+                    |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v));
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{map}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    if l.pointing_hit { "hit" } else { "miss" },
+                    pct(l.energy_in_boxes),
+                    l.iou.map_or("—".to_string(), |v| format!("{v:.2}"))
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    page,
+                    "<tr><td>{map}</td><td colspan=\"3\">not computed</td></tr>"
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        page,
+        "</table>\n<p class=\"small\">{}</p>",
+        escape(&LocalisationOptions::default().legend())
     );
 }
 
@@ -730,6 +774,7 @@ mod tests {
             note,
             folder_truth: Some(Finding::Positive),
             class_names: ["NORMAL".into(), "PNEUMONIA".into()],
+            localisation: Vec::new(),
         };
         let mut shown = String::new();
         review_section(&mut shown, &review, Some(Finding::Positive));

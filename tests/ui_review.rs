@@ -278,7 +278,9 @@ fn analysed(app: &ViewerApp) -> bool {
 /// review section.
 #[test]
 fn the_exported_page_carries_the_review_and_its_boxes() {
+    use cxr_viewer::explain::localisation::{localise, LocalisationOptions};
     use cxr_viewer::notes::ImageBox;
+    use cxr_viewer::ui::settings::MapKind;
     use egui::Modifiers;
     let fx = labelled_folder();
     let db = temp_dir("review-db").join("notes.sqlite3");
@@ -333,7 +335,7 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
         format!("<li>Ground truth: {truth} (from the folder)</li>"),
         format!("<li>Outcome: {outcome} (truth {truth}, model {model})</li>"),
         "<li>Why the model went wrong: Rib or other bony shadow</li>".into(),
-        "<li>1 opacity box drawn, outlined on the pictures above</li>".into(),
+        "<li>1 opacity box drawn, outlined on each picture</li>".into(),
         "<blockquote>&lt;b&gt;rib&lt;/b&gt; &amp; &quot;shadow&quot;</blockquote>".into(),
         "Note by AB · written ".into(),
     ] {
@@ -345,6 +347,23 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
     assert_eq!(page.matches(rect).count(), 4, "{page}");
     let view_box = format!("<svg viewBox=\"0 0 {} {}\"", study.width, study.height);
     assert_eq!(page.matches(&view_box).count(), 4);
+    // The results panel's localisation table, for each map: Grad-CAM's row computed here.
+    let (gradcam, _, _) = h.state().map_of(MapKind::GradCam).unwrap();
+    let l = localise(
+        &gradcam,
+        (study.width, study.height),
+        &[ImageBox::new(10.0, 20.0, 30.5, 40.0)],
+        &LocalisationOptions::default(),
+    );
+    let row = format!(
+        "<tr><td>Grad-CAM</td><td>{}</td><td>{:.0} %</td><td>{:.2}</td></tr>",
+        if l.pointing_hit { "hit" } else { "miss" },
+        100.0 * l.energy_in_boxes.unwrap(),
+        l.iou.unwrap()
+    );
+    assert!(page.contains(&row), "no {row:?} in the page");
+    assert!(page.contains("<tr><th>map against the 1 box</th>"));
+    assert_eq!(page.matches("<tr><td>").count(), 3 + 6, "3 maps, 6 zones");
 
     // Another film, with no note: no review, no outlines.
     h.key_press(Key::ArrowDown);

@@ -128,6 +128,17 @@ impl Default for LocalisationOptions {
 }
 
 impl LocalisationOptions {
+    /// What the three measures are, for a reader of the viewer's table or the report page.
+    pub fn legend(&self) -> String {
+        format!(
+            "Pointing: the map's maximum within {:.0} px of a box (Zhang et al. 2016). Energy: \
+             share of the positive map inside the boxes. IoU: map ≥ {:.0} % of its maximum vs \
+             the boxes. Positive values only (IG: evidence for the class shown).",
+            self.tolerance_px,
+            100.0 * self.iou_level
+        )
+    }
+
     pub fn with_tolerance_px(mut self, px: f32) -> Self {
         self.tolerance_px = px;
         self

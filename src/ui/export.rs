@@ -259,11 +259,26 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
     app.request_save(name, format.extension(), render);
 }
 
-/// The note on the study on screen as it stands in the pane (saved or not), for the page.
+/// The note on the study on screen as it stands in the pane (saved or not), with the
+/// results panel's localisation table, for the page.
 fn review_of_current(app: &ViewerApp) -> Option<crate::report_html::Review> {
-    let path = &app.current.as_ref()?.path;
+    let current = app.current.as_ref()?;
+    let path = &current.path;
     let draft = app.notes.draft.as_ref().filter(|d| &d.path == path)?;
+    let localisation = match current.study.as_ref() {
+        Some(study) if !draft.note.boxes.is_empty() => super::localisation_panel::scores(
+            app,
+            study,
+            &draft.note.boxes,
+            &crate::explain::localisation::LocalisationOptions::default(),
+        )
+        .into_iter()
+        .map(|(kind, scored)| (kind.label().to_string(), scored))
+        .collect(),
+        _ => Vec::new(),
+    };
     Some(crate::report_html::Review {
+        localisation,
         note: draft.note.clone(),
         folder_truth: app.folder_truth(path),
         class_names: [

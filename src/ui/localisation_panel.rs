@@ -7,7 +7,7 @@
 
 use egui::RichText;
 
-use crate::explain::localisation::{localise, LocalisationOptions};
+use crate::explain::localisation::{localise, Localisation, LocalisationOptions};
 
 use super::app::ViewerApp;
 use super::settings::MapKind;
@@ -33,17 +33,30 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
     egui::ScrollArea::horizontal()
         .id_salt("localisation-scroll")
         .show(ui, |ui| localisation_grid(app, ui, &study, boxes, &options));
-    ui.label(
-        RichText::new(format!(
-            "Pointing: the map's maximum within {:.0} px of a box (Zhang et al. 2016). Energy: \
-             share of the positive map inside the boxes. IoU: map ≥ {:.0} % of its maximum vs \
-             the boxes. Positive values only (IG: evidence for the class shown).",
-            options.tolerance_px,
-            100.0 * options.iou_level
-        ))
-        .small()
-        .weak(),
-    );
+    ui.label(RichText::new(options.legend()).small().weak());
+}
+
+/// Each map's measures against `boxes` on `study`, `None` for a map not computed yet: the
+/// table below, and the exported page's.
+pub(super) fn scores(
+    app: &ViewerApp,
+    study: &crate::io::Study,
+    boxes: &[crate::notes::ImageBox],
+    options: &LocalisationOptions,
+) -> Vec<(MapKind, Option<Localisation>)> {
+    [
+        MapKind::GradCam,
+        MapKind::IntegratedGradients,
+        MapKind::Uncertainty,
+    ]
+    .into_iter()
+    .map(|kind| {
+        let scored = app
+            .map_of(kind)
+            .map(|(grid, _, _)| localise(&grid, (study.width, study.height), boxes, options));
+        (kind, scored)
+    })
+    .collect()
 }
 
 fn localisation_grid(
@@ -75,15 +88,10 @@ fn localisation_grid(
                 ui.label(RichText::new(h).strong()).on_hover_text(hover);
             }
             ui.end_row();
-            for kind in [
-                MapKind::GradCam,
-                MapKind::IntegratedGradients,
-                MapKind::Uncertainty,
-            ] {
+            for (kind, scored) in scores(app, study, boxes, options) {
                 ui.label(kind.label());
-                match app.map_of(kind) {
-                    Some((grid, _, _)) => {
-                        let l = localise(&grid, (study.width, study.height), boxes, options);
+                match scored {
+                    Some(l) => {
                         ui.label(if l.pointing_hit { "hit" } else { "miss" });
                         let pct = |v: Option<f64>| {
                             v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v))
