@@ -407,6 +407,15 @@ impl Note {
         }
         zones
     }
+
+    /// The zones the boxes overlap that are not ticked: what the note pane lists as "from
+    /// boxes" beside the ticked ones.
+    pub fn zones_from_boxes(&self) -> BTreeSet<Zone> {
+        self.implicated_zones()
+            .difference(&self.zones)
+            .copied()
+            .collect()
+    }
 }
 
 /// Millisecond precision: what the database and exports keep, so timestamps compare equal after a

@@ -200,11 +200,7 @@ fn categories_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
 /// note claims.
 fn zones_ui(note: &mut Note, ui: &mut egui::Ui) -> bool {
     let mut edited = false;
-    let from_boxes: Vec<Zone> = note
-        .implicated_zones()
-        .difference(&note.zones)
-        .copied()
-        .collect();
+    let from_boxes = note.zones_from_boxes();
     ui.horizontal(|ui| {
         let (rect, _) = ui.allocate_exact_size(LUNGS_SIZE, Sense::hover());
         let painter = ui.painter_at(rect);
