@@ -271,9 +271,11 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
     if !note.reviewer.trim().is_empty() {
         meta.push(format!("by {}", escape(note.reviewer.trim())));
     }
-    meta.push(format!("written {}", when(note.created_at)));
-    if note.updated_at != note.created_at {
-        meta.push(format!("updated {}", when(note.updated_at)));
+    let (written, updated) = (when(note.created_at), when(note.updated_at));
+    if updated != written {
+        meta.push(format!("written {written} · updated {updated}"));
+    } else {
+        meta.push(format!("written {written}"));
     }
     let _ = writeln!(
         page,
