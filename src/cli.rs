@@ -50,6 +50,41 @@ pub struct AnalyzeArgs {
     pub no_dim_overlays: bool,
     /// `--html`: also write `report.html` ([`crate::report_html`]).
     pub html: bool,
+    /// `--notes`: the review notes to put on the pages, by study.
+    pub notes: Option<std::collections::HashMap<crate::notes::StudyId, crate::notes::Note>>,
+}
+
+/// Every note of the database at `db`, by study, for `analyze --notes`. The file must exist:
+/// a mistyped name would otherwise give pages without their notes, and a new empty database.
+pub fn notes_by_study(
+    db: &Path,
+) -> Result<std::collections::HashMap<crate::notes::StudyId, crate::notes::Note>> {
+    if !db.is_file() {
+        anyhow::bail!("no notes database at {}", db.display());
+    }
+    let store = crate::notes::NotesStore::open(db)?;
+    let notes = store.list(crate::notes::Filter::All)?;
+    eprintln!("note: {} notes read from {}", notes.len(), db.display());
+    Ok(notes.into_iter().map(|n| (n.study.clone(), n)).collect())
+}
+
+/// The label the folders give a film of `input` found in `within` (as the viewer's study list
+/// reads it): the nearest folder named like a class, the input folder's own name included.
+fn folder_truth(
+    input: &Path,
+    within: &Path,
+    config: &crate::model::ModelConfig,
+) -> Option<crate::notes::Finding> {
+    let own = input
+        .is_dir()
+        .then(|| crate::io::folder_as_named(input))
+        .and_then(|p| p.file_name()?.to_str().map(str::to_string));
+    within
+        .components()
+        .rev()
+        .filter_map(|c| c.as_os_str().to_str().map(str::to_string))
+        .chain(own)
+        .find_map(|name| crate::notes::finding_of_class(config, &name))
 }
 
 /// Output folder for one input: `<out>/<within>/<stem>`, made unique if two inputs share it.
@@ -77,6 +112,8 @@ fn output_dir(
 struct Input {
     file: PathBuf,
     within: PathBuf,
+    /// The input it was found under, as given.
+    input: PathBuf,
 }
 
 /// The files to analyse for one input: a file is itself (outputs in `<out>/<stem>/`); a folder,
@@ -101,6 +138,7 @@ fn studies_of(input: &Path, others: &mut crate::io::OtherFormats) -> Result<Vec<
         return Ok(vec![Input {
             file: input.to_path_buf(),
             within: PathBuf::new(),
+            input: input.to_path_buf(),
         }]);
     };
     if files.is_empty() {
@@ -119,7 +157,11 @@ fn studies_of(input: &Path, others: &mut crate::io::OtherFormats) -> Result<Vec<
                 .and_then(|p| p.strip_prefix(base).ok())
                 .map(Path::to_path_buf)
                 .unwrap_or_default();
-            Input { file, within }
+            Input {
+                file,
+                within,
+                input: input.to_path_buf(),
+            }
         })
         .collect())
 }
@@ -152,6 +194,7 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
     for Input {
         file: input,
         within,
+        input: root,
     } in &files
     {
         let dir = output_dir(&args.out, within, input, &mut used);
@@ -159,7 +202,8 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
             .join(input.file_name().unwrap_or_default())
             .display()
             .to_string();
-        match analyze_one(engine, input, &dir, args) {
+        let truth = || folder_truth(root, within, &engine.model.config);
+        match analyze_one(engine, input, &dir, args, truth) {
             Ok(done) => {
                 println!("{}", done.summary);
                 analysed += 1;
@@ -171,7 +215,8 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
                     .join(crate::report_html::FILE_NAME);
                 index.push(crate::report_html::IndexRow {
                     film,
-                    outcome: Ok(crate::report_html::IndexResult::new(page, &done.report)),
+                    outcome: Ok(crate::report_html::IndexResult::new(page, &done.report)
+                        .with_review(done.review.as_ref())),
                 });
             }
             Err(e) => {
@@ -245,9 +290,19 @@ struct Analysed {
     /// How the IG baseline read, when as the class explained.
     baseline_note: Option<String>,
     report: Report,
+    /// The note put on its page (`--notes`).
+    review: Option<crate::report_html::Review>,
 }
 
-fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) -> Result<Analysed> {
+/// `folder_truth`: the label the folders give the film, asked for only when a note is put on
+/// its page.
+fn analyze_one(
+    engine: &Engine,
+    input: &Path,
+    dir: &Path,
+    args: &AnalyzeArgs,
+    folder_truth: impl FnOnce() -> Option<crate::notes::Finding>,
+) -> Result<Analysed> {
     let t = Instant::now();
     let study = crate::io::load_study_frame(input, args.frame)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -262,7 +317,22 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
     analysis.timings.load = load_ms;
     analysis.timings.total += load_ms;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let report = write_outputs(engine, &study, &analysis, dir, args)?;
+    let review = match &args.notes {
+        Some(notes) => crate::notes::identity::study_id(input, &study)
+            .ok()
+            .and_then(|id| notes.get(&id))
+            .map(|note| {
+                crate::report_html::Review::of_analysis(
+                    note.clone(),
+                    folder_truth(),
+                    &engine.model.config,
+                    &analysis,
+                    (study.width, study.height),
+                )
+            }),
+        None => None,
+    };
+    let report = write_outputs(engine, &study, &analysis, dir, args, review.as_ref())?;
     let p = &analysis.prepared.prediction;
     // An out-of-scope film says so before its (meaningless) probability; an in-scope one with a
     // scope warning (older child, raw detector image) says that.
@@ -291,6 +361,7 @@ fn analyze_one(engine: &Engine, input: &Path, dir: &Path, args: &AnalyzeArgs) ->
         summary,
         baseline_note,
         report,
+        review,
     })
 }
 
@@ -306,6 +377,7 @@ fn write_outputs(
     analysis: &Analysis,
     dir: &Path,
     args: &AnalyzeArgs,
+    review: Option<&crate::report_html::Review>,
 ) -> Result<Report> {
     let report = Report::new(study, analysis, &engine.model, args.include_identifiers);
     let json = serde_json::to_string_pretty(&report)?;
@@ -347,7 +419,7 @@ fn write_outputs(
         std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))?;
     }
     if args.html {
-        let page = crate::report_html::page(study, &report, &overlays, None)
+        let page = crate::report_html::page(study, &report, &overlays, review)
             .map_err(|e| anyhow::anyhow!("cannot write report.html: {e}"))?;
         write_atomic(&dir.join(crate::report_html::FILE_NAME), page.as_bytes())?;
     }

@@ -110,26 +110,52 @@ fn film(
         .analyze(&study, analysis, &|_| {}, &cancel, &|_, _| {})
         .map_err(|e: AnalysisError| e.to_string())?;
     let spec = &engine.model.config.input;
-    let size = (study.width, study.height);
-    let on_input = |g: &Grid| g.resized(spec.width, spec.height);
-    let score = |g: &Grid| localise(&on_input(g), size, boxes, options);
+    let (gradcam, ig, uncertainty) = score_maps(
+        &a,
+        (spec.width, spec.height),
+        (study.width, study.height),
+        boxes,
+        options,
+    );
     let p = &a.prepared.prediction;
     Ok(FilmLocalisation {
         file: String::new(),
         boxes: boxes.len(),
         predicted: p.label.clone(),
         positive_probability: p.positive_probability,
-        gradcam: score(&a.gradcam.map),
-        ig: a.ig.as_ref().map_or(
-            Localisation {
-                pointing_hit: false,
-                energy_in_boxes: None,
-                iou: None,
-            },
-            |ig| score(&ig.map),
-        ),
-        uncertainty: score(&a.uncertainty.cam_std),
+        gradcam,
+        ig: ig.unwrap_or(Localisation {
+            pointing_hit: false,
+            energy_in_boxes: None,
+            iou: None,
+        }),
+        uncertainty,
     })
+}
+
+/// Each map of `a` scored against `boxes` on a film of `image_size` (width, height), the maps
+/// at the model's `input_size` as the viewer draws them: Grad-CAM, IG (`None` when not
+/// computed) and the MC-dropout standard deviation.
+pub fn score_maps(
+    a: &crate::analysis::Analysis,
+    input_size: (usize, usize),
+    image_size: (usize, usize),
+    boxes: &[ImageBox],
+    options: &LocalisationOptions,
+) -> (Localisation, Option<Localisation>, Localisation) {
+    let score = |g: &Grid| {
+        localise(
+            &g.resized(input_size.0, input_size.1),
+            image_size,
+            boxes,
+            options,
+        )
+    };
+    (
+        score(&a.gradcam.map),
+        a.ig.as_ref().map(|ig| score(&ig.map)),
+        score(&a.uncertainty.cam_std),
+    )
 }
 
 /// Per-film rows for `localisation.csv`.

@@ -183,6 +183,13 @@ enum Command {
         /// --include-identifiers); with several films, also DIR/index.html linking them.
         #[arg(long)]
         html: bool,
+        /// With --html: add each film's review note (verdict, truth, reasons, zones, text, boxes
+        /// outlined and scored) to its page, as the viewer's export does; from the viewer's notes
+        /// database ($CXR_VIEWER_DB, else the one chosen in its notes pane, else the per-user
+        /// default), or `--notes=FILE`.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true,
+              requires = "html")]
+        notes: Option<Option<PathBuf>>,
     },
     /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/, or
     /// one class's own folder): writes metrics.json, predictions.csv, roc.png, residuals.png,
@@ -544,10 +551,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             frame,
             no_dim_overlays,
             html,
+            notes,
         }) => {
             // Before the model loads and any film is analysed: an --out that cannot be a folder
             // would otherwise fail each film after its analysis, one error line per film.
             cli::output_folder(&out)?;
+            let notes = match notes {
+                // As the notes commands' `--db`, whose value clap reads from the variable.
+                Some(named) => {
+                    let named =
+                        named.or_else(|| std::env::var_os("CXR_VIEWER_DB").map(PathBuf::from));
+                    Some(cli::notes_by_study(&notes_db(named)?)?)
+                }
+                None => None,
+            };
             let engine = load_engine(&model)?;
             let failures = cli::analyze(
                 &engine,
@@ -560,6 +577,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     frame: frame - 1,
                     no_dim_overlays,
                     html,
+                    notes,
                 },
             );
             Ok(if failures == 0 {

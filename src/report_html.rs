@@ -187,6 +187,46 @@ pub struct Review {
     pub localisation: Vec<(String, Option<Localisation>)>,
 }
 
+impl Review {
+    /// The note on an analysed film, its boxes scored on the analysis's maps (`analyze --html
+    /// --notes`; the viewer scores the maps it has on screen, the same ones).
+    pub fn of_analysis(
+        note: Note,
+        folder_truth: Option<Finding>,
+        config: &crate::model::ModelConfig,
+        analysis: &crate::analysis::Analysis,
+        image_size: (usize, usize),
+    ) -> Self {
+        let localisation = if note.boxes.is_empty() {
+            Vec::new()
+        } else {
+            let (gradcam, ig, uncertainty) = crate::localisation_eval::score_maps(
+                analysis,
+                (config.input.width, config.input.height),
+                image_size,
+                &note.boxes,
+                &LocalisationOptions::default(),
+            );
+            vec![
+                ("Grad-CAM".to_string(), Some(gradcam)),
+                ("Integrated Gradients".to_string(), ig),
+                ("Uncertainty (std)".to_string(), Some(uncertainty)),
+            ]
+        };
+        let name = |f: Finding| {
+            crate::notes::class_of_finding(config, f)
+                .unwrap_or(f.label())
+                .to_string()
+        };
+        Review {
+            note,
+            folder_truth,
+            class_names: [name(Finding::Negative), name(Finding::Positive)],
+            localisation,
+        }
+    }
+}
+
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -202,10 +242,11 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
             .map_or("none yet", crate::notes::Agreement::label)
     )];
     // As the note pane: a saved note records the folder's label as its own, so a truth equal
-    // to the folder's is the folder's.
+    // to the folder's is the folder's, and one with no folder to compare may be either.
     let truth = match (note.ground_truth, review.folder_truth) {
         (Some(t), Some(g)) if t == g => Some((t, "from the folder")),
-        (Some(t), _) => Some((t, "set by the reviewer")),
+        (Some(t), Some(_)) => Some((t, "set by the reviewer")),
+        (Some(t), None) => Some((t, "recorded with the note")),
         (None, Some(t)) => Some((t, "from the folder")),
         (None, None) => None,
     };
@@ -668,6 +709,9 @@ pub struct IndexResult {
     /// `None` in scope; else the first reason.
     pub out_of_scope: Option<String>,
     pub uncertain: bool,
+    /// With `--notes`, the reviewer's verdict ("Disagree"), or "note" for a note without one;
+    /// `None`: no note on the page.
+    pub review: Option<String>,
 }
 
 impl IndexResult {
@@ -681,7 +725,19 @@ impl IndexResult {
             out_of_scope: (!report.scope.in_scope)
                 .then(|| report.scope.reasons.first().cloned().unwrap_or_default()),
             uncertain: report.uncertainty.uncertain,
+            review: None,
         }
+    }
+
+    /// The film's page carries `review`: the index says so.
+    pub fn with_review(mut self, review: Option<&Review>) -> Self {
+        self.review = review.filter(|r| r.note.has_review()).map(|r| {
+            r.note
+                .agreement
+                .map_or("note", crate::notes::Agreement::label)
+                .to_string()
+        });
+        self
     }
 }
 
@@ -711,6 +767,10 @@ pub fn index(rows: &[IndexRow]) -> String {
         .map(|r| escape(&r.positive_class))
         .unwrap_or_else(|| "class".into());
     let n = rows.len();
+    // A review column only where a page carries a note (`analyze --notes`).
+    let reviews = rows
+        .iter()
+        .any(|r| r.outcome.as_ref().is_ok_and(|r| r.review.is_some()));
     let mut page = page_start(
         &format!("cxr-viewer reports ({n} films)"),
         ".index td,.index th{text-align:left}.index td.num{text-align:right}.err{color:#7a3d00}",
@@ -721,7 +781,8 @@ pub fn index(rows: &[IndexRow]) -> String {
         "</header>\n<p class=\"small\">Outside the model's scope the answer is shown in \
          parentheses: it is not meaningful there.</p>\n\
          <table class=\"index\">\n<tr><th>film</th><th>answer</th><th>P({positive})</th>\
-         <th>scope</th><th>uncertain</th></tr>\n"
+         <th>scope</th><th>uncertain</th>{}</tr>\n",
+        if reviews { "<th>review</th>" } else { "" }
     );
     for row in rows {
         let film = escape(&row.film);
@@ -734,7 +795,7 @@ pub fn index(rows: &[IndexRow]) -> String {
                 let _ = writeln!(
                     page,
                     "<tr><td><a href=\"{}\">{film}</a></td><td>{open}{}{close}</td>\
-                     <td class=\"num\">{open}{:.3}{close}</td><td>{}</td><td>{}</td></tr>",
+                     <td class=\"num\">{open}{:.3}{close}</td><td>{}</td><td>{}</td>{}</tr>",
                     href(&r.page),
                     escape(&r.label),
                     r.positive_probability,
@@ -743,12 +804,18 @@ pub fn index(rows: &[IndexRow]) -> String {
                         None => "in".into(),
                     },
                     if r.uncertain { "yes" } else { "" },
+                    match (&r.review, reviews) {
+                        (Some(mark), _) => format!("<td>{}</td>", escape(mark)),
+                        (None, true) => "<td></td>".into(),
+                        (None, false) => String::new(),
+                    },
                 );
             }
             Err(e) => {
                 let _ = writeln!(
                     page,
-                    "<tr><td>{film}</td><td colspan=\"4\" class=\"err\">error: {}</td></tr>",
+                    "<tr><td>{film}</td><td colspan=\"{}\" class=\"err\">error: {}</td></tr>",
+                    4 + usize::from(reviews),
                     escape(e)
                 );
             }

@@ -974,3 +974,88 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
     assert!(single.join("CT_small/report.html").is_file());
     assert!(!single.join("index.html").exists());
 }
+
+/// `analyze --html --notes=DB` over a reviewed folder: each film with a note gets its review on
+/// its page (as the viewer's export gives it, boxes outlined and scored), the index says which,
+/// and a film without a note gets none. A database that is not there is refused before any
+/// film is analysed, and `--notes` needs `--html`.
+#[test]
+fn analyze_html_with_notes_puts_each_films_review_on_its_page() {
+    use cxr_viewer::notes::{identity, Agreement, Finding, ImageBox, Note, NotesStore};
+    let tmp = scratch("cli-html-notes");
+    let data = tmp.path().join("data");
+    for class in ["PNEUMONIA", "NORMAL"] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+    }
+    let reviewed = data.join("PNEUMONIA/reviewed.jpeg");
+    std::fs::copy(fixture("reference/person45_bacteria_221.jpeg"), &reviewed).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/NORMAL2-IM-0912-0001.jpeg"),
+        data.join("NORMAL/plain.jpeg"),
+    )
+    .unwrap();
+    let db = tmp.path().join("notes.sqlite3");
+    let study = cxr_viewer::io::load_study(&reviewed).unwrap();
+    let mut note = Note::new(identity::study_id(&reviewed, &study).unwrap());
+    note.agreement = Some(Agreement::Disagree);
+    // Recorded from the folder when the note was saved, as the viewer does.
+    note.ground_truth = Some(Finding::Positive);
+    note.text = "<i>rib</i> & shadow".into();
+    note.boxes = vec![ImageBox::new(500.0, 250.0, 150.0, 120.0)];
+    note.image_size = Some((study.width as u32, study.height as u32));
+    NotesStore::open(&db).unwrap().upsert(&note).unwrap();
+
+    let out = tmp.path().join("out");
+    let notes = format!("--notes={}", db.display());
+    let result = analyze_quickly_with(&[&data], &out, &["--html", &notes, "--no-faithfulness"]);
+    common::assert_ran(&result);
+    assert!(String::from_utf8_lossy(&result.stderr).contains("note: 1 notes read from"));
+    let page = std::fs::read_to_string(out.join("PNEUMONIA/reviewed/report.html")).unwrap();
+    for line in [
+        "<h2>Review</h2>",
+        "<li>Verdict: Disagree</li>",
+        "<li>Ground truth: PNEUMONIA (from the folder)</li>",
+        "<li>Zones implicated (from the boxes): Left middle, Left lower</li>",
+        "<blockquote>&lt;i&gt;rib&lt;/i&gt; &amp; shadow</blockquote>",
+        "<tr><td>Integrated Gradients</td><td colspan=\"3\">not computed</td></tr>",
+    ] {
+        assert!(page.contains(line), "no {line:?} in the page");
+    }
+    assert!(page.contains("<tr><td>Grad-CAM</td><td>"));
+    // No IG with --no-ig: the film, Grad-CAM and uncertainty, each with the box.
+    let rect = "<rect class=\"box\" x=\"500.0\" y=\"250.0\" width=\"150.0\" height=\"120.0\"";
+    assert_eq!(page.matches(rect).count(), 3);
+    let plain = std::fs::read_to_string(out.join("NORMAL/plain/report.html")).unwrap();
+    assert!(!plain.contains("<h2>Review</h2>") && !plain.contains("<svg"));
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(index.contains("<th>review</th>"), "{index}");
+    let row = |film: &str| {
+        index
+            .lines()
+            .find(|l| l.contains(&format!(">{film}</a>")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(row("PNEUMONIA/reviewed.jpeg").ends_with("<td>Disagree</td></tr>"));
+    assert!(row("NORMAL/plain.jpeg").ends_with("<td></td></tr>"));
+
+    // Without --notes, no review anywhere.
+    let bare = tmp.path().join("bare");
+    common::assert_ran(&analyze_quickly_with(&[&data], &bare, &["--html"]));
+    let page = std::fs::read_to_string(bare.join("PNEUMONIA/reviewed/report.html")).unwrap();
+    assert!(!page.contains("<h2>Review</h2>"));
+    assert!(!std::fs::read_to_string(bare.join("index.html"))
+        .unwrap()
+        .contains("<th>review</th>"));
+
+    // A database that is not there: one line, nothing analysed.
+    let missing = tmp.path().join("missing.sqlite3");
+    let none = tmp.path().join("none");
+    let notes = format!("--notes={}", missing.display());
+    let line = one_line_failure(&analyze_quickly_with(&[&data], &none, &["--html", &notes]));
+    assert!(line.contains("no notes database at"), "{line}");
+    assert!(!missing.exists() && !none.join("index.html").exists());
+    let refused = analyze_quickly_with(&[&data], &none, &["--notes"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--html"));
+}

@@ -200,6 +200,35 @@ impl Outcome {
     }
 }
 
+/// A class name as a finding relative to the model's positive class; only binary models have a
+/// "negative" class.
+pub fn finding_of_class(config: &crate::model::ModelConfig, class: &str) -> Option<Finding> {
+    let known = config
+        .classes
+        .iter()
+        .find(|c| c.eq_ignore_ascii_case(class))?;
+    if known.eq_ignore_ascii_case(&config.positive_class) {
+        Some(Finding::Positive)
+    } else if config.classes.len() == 2 {
+        Some(Finding::Negative)
+    } else {
+        None
+    }
+}
+
+/// The class name of a finding, as the model spells it.
+pub fn class_of_finding(config: &crate::model::ModelConfig, finding: Finding) -> Option<&str> {
+    match finding {
+        Finding::Positive => Some(config.positive_class.as_str()),
+        Finding::Negative if config.classes.len() == 2 => config
+            .classes
+            .iter()
+            .find(|c| **c != config.positive_class)
+            .map(String::as_str),
+        Finding::Negative => None,
+    }
+}
+
 /// What the model said when the note was written: the model (or its threshold) may change later,
 /// and the outcome of a review must refer to the output the reviewer actually saw.
 #[derive(Clone, Copy, Debug, PartialEq)]

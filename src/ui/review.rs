@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use crate::model::ModelConfig;
+pub use crate::notes::{class_of_finding, finding_of_class};
 use crate::notes::{
     Agreement, Filter, FilterFacts, Finding, Note, Outcome, PredictionSnapshot, StudyId,
 };
@@ -610,35 +611,6 @@ pub fn note_mark(n: Option<&Note>) -> &'static str {
 
 /// Every mark [`note_mark`] gives (the column is sized for the widest).
 pub const NOTE_MARKS: [&str; 4] = ["note", "disagr.", "seen", "boxes"];
-
-/// A class name as a finding relative to the model's positive class; only binary models have a
-/// "negative" class.
-pub fn finding_of_class(config: &ModelConfig, class: &str) -> Option<Finding> {
-    let known = config
-        .classes
-        .iter()
-        .find(|c| c.eq_ignore_ascii_case(class))?;
-    if known.eq_ignore_ascii_case(&config.positive_class) {
-        Some(Finding::Positive)
-    } else if config.classes.len() == 2 {
-        Some(Finding::Negative)
-    } else {
-        None
-    }
-}
-
-/// The class name of a finding, as the model spells it.
-pub fn class_of_finding(config: &ModelConfig, finding: Finding) -> Option<&str> {
-    match finding {
-        Finding::Positive => Some(config.positive_class.as_str()),
-        Finding::Negative if config.classes.len() == 2 => config
-            .classes
-            .iter()
-            .find(|c| **c != config.positive_class)
-            .map(String::as_str),
-        Finding::Negative => None,
-    }
-}
 
 /// The nearest folder named like a class (case-insensitive) from the file up to `root` itself,
 /// e.g. `root/PNEUMONIA/x.jpeg`, `root/test/NORMAL/y.png`, or `y.png` when `root` is
