@@ -16,11 +16,11 @@
 //! probability; each map says how faithful it was and whether the maps agree.
 //! Patient identifiers appear only where the report holds them (asked for by the user).
 //!
-//! The viewer's export adds the reviewer's note ([`Review`]): verdict, ground truth, reasons,
-//! zones and text, with the opacity boxes outlined on every picture in the film's own pixel
-//! coordinates (an SVG `viewBox` of the film's size, so no box is scaled by hand). The note
-//! holds what `notes export` writes by default (the review, not the file's folders); `analyze`
-//! reads no notes and writes none.
+//! The viewer's export, and `analyze --notes`, add the reviewer's note ([`Review`]): verdict,
+//! ground truth, reasons, zones and text, with the opacity boxes outlined on every picture in the
+//! film's own pixel coordinates (an SVG `viewBox` of the film's size, so no box is scaled by
+//! hand) and scored on the maps. The note holds what `notes export` writes by default (the
+//! review, not the file's folders).
 //!
 //! Escaping: every text from the film or the user (file names, DICOM values, reasons quoting
 //! them) goes through [`escape`]; the five characters HTML gives meaning to in text and quoted
@@ -174,7 +174,8 @@ fn page_start(title: &str, style: &str, heading: &str) -> String {
     )
 }
 
-/// The reviewer's note on the film, which the viewer's export adds to the page.
+/// The reviewer's note on the film, which the viewer's export and `analyze --notes` add to the
+/// page.
 pub struct Review {
     pub note: Note,
     /// The label the folder layout gives the film, used where the reviewer set none (as the
@@ -188,8 +189,8 @@ pub struct Review {
 }
 
 impl Review {
-    /// The note on an analysed film, its boxes scored on the analysis's maps (`analyze --html
-    /// --notes`; the viewer scores the maps it has on screen, the same ones).
+    /// The note on an analysed film, its boxes scored on the analysis's maps as the viewer's
+    /// results panel scores them (the maps at the model's input size).
     pub fn of_analysis(
         note: Note,
         folder_truth: Option<Finding>,

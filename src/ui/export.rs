@@ -230,7 +230,11 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
         return;
     };
     let include_identifiers = app.export_identifiers;
-    let review = review_of_current(app);
+    // The note as it stands in the pane (saved or not), with the folder's label.
+    let note = app.current.as_ref().and_then(|c| {
+        let draft = app.notes.draft.as_ref().filter(|d| d.path == c.path)?;
+        Some((draft.note.clone(), app.folder_truth(&c.path)))
+    });
     let name = format!("{}_report.{}", stem(app), format.extension());
     let render = Box::new(move |path: &Path| {
         let analysis = Analysis {
@@ -250,6 +254,16 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
             ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?,
             ReportFormat::Html => {
                 let overlays = crate::overlay::study_overlays(&study, &analysis, gate.as_ref());
+                // Its boxes scored on these maps, the ones the results panel scores.
+                let review = note.map(|(note, folder_truth)| {
+                    crate::report_html::Review::of_analysis(
+                        note,
+                        folder_truth,
+                        &engine.model.config,
+                        &analysis,
+                        (study.width, study.height),
+                    )
+                });
                 crate::report_html::page(&study, &report, &overlays, review.as_ref())?.into_bytes()
             }
         };
@@ -257,35 +271,6 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     app.request_save(name, format.extension(), render);
-}
-
-/// The note on the study on screen as it stands in the pane (saved or not), with the
-/// results panel's localisation table, for the page.
-fn review_of_current(app: &ViewerApp) -> Option<crate::report_html::Review> {
-    let current = app.current.as_ref()?;
-    let path = &current.path;
-    let draft = app.notes.draft.as_ref().filter(|d| &d.path == path)?;
-    let localisation = match current.study.as_ref() {
-        Some(study) if !draft.note.boxes.is_empty() => super::localisation_panel::scores(
-            app,
-            study,
-            &draft.note.boxes,
-            &crate::explain::localisation::LocalisationOptions::default(),
-        )
-        .into_iter()
-        .map(|(kind, scored)| (kind.label().to_string(), scored))
-        .collect(),
-        _ => Vec::new(),
-    };
-    Some(crate::report_html::Review {
-        localisation,
-        note: draft.note.clone(),
-        folder_truth: app.folder_truth(path),
-        class_names: [
-            app.class_name(crate::notes::Finding::Negative),
-            app.class_name(crate::notes::Finding::Positive),
-        ],
-    })
 }
 
 /// `Prepared` holds tensors (reference-counted) and is not `Clone`; a report needs it owned.

@@ -36,9 +36,8 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
     ui.label(RichText::new(options.legend()).small().weak());
 }
 
-/// Each map's measures against `boxes` on `study`, `None` for a map not computed yet: the
-/// table below, and the exported page's.
-pub(super) fn scores(
+/// Each map's measures against `boxes` on `study`, `None` for a map not computed yet.
+fn scores(
     app: &ViewerApp,
     study: &crate::io::Study,
     boxes: &[crate::notes::ImageBox],
