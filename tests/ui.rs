@@ -15,7 +15,8 @@ use egui::{Key, Modifiers};
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use ui_support::{
-    click_in_view, current_path, harness, repo, temp_dir, tiny_model, wait_until, ScriptedPicker,
+    analysed, click_in_view, current_path, harness, repo, temp_dir, tiny_model, wait_until,
+    ScriptedPicker,
 };
 
 mod ui_support;
@@ -46,14 +47,6 @@ fn viewer(model: PathBuf, file: Option<PathBuf>) -> Harness<'static, ViewerApp> 
 
 fn image_shown(app: &ViewerApp) -> bool {
     app.current.as_ref().is_some_and(|c| c.study.is_some())
-}
-
-fn analysed(app: &ViewerApp) -> bool {
-    app.current_entry().is_some_and(|e| {
-        e.gradcam.is_some()
-            && e.uncertainty.is_some()
-            && e.ig.contains_key(&app.wanted_ig_or_default())
-    })
 }
 
 #[test]

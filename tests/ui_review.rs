@@ -156,6 +156,30 @@ fn type_comment(h: &mut Harness<'static, ViewerApp>, text: &str) {
     h.step();
 }
 
+/// The note on screen as the database holds it, once every edit is saved.
+fn saved_note(a: &ViewerApp) -> Option<&cxr_viewer::notes::Note> {
+    let draft = a.notes.draft.as_ref().filter(|_| a.notes.all_saved())?;
+    a.notes.all().get(&draft.note.study)
+}
+
+/// Opens `relative` from the list and starts its note: reviewer "AB", Disagree, "Rib or other
+/// bony shadow".
+fn open_and_disagree(h: &mut Harness<'static, ViewerApp>, relative: &str) {
+    h.get_by_label(file_name(relative)).click();
+    wait_until(h, "the note of the clicked study", |a| {
+        draft_for(a, relative)
+    });
+    h.get_by_role_and_label(Role::TextInput, "Reviewer").focus();
+    h.step();
+    h.get_by_role_and_label(Role::TextInput, "Reviewer")
+        .type_text("AB");
+    h.step();
+    h.get_by_label("Disagree").click();
+    h.step();
+    h.get_by_label("Rib or other bony shadow").click();
+    h.step();
+}
+
 #[test]
 fn labelled_folder_filter_note_and_restart() {
     let fx = labelled_folder();
@@ -184,29 +208,12 @@ fn labelled_folder_filter_note_and_restart() {
     assert_eq!(visible_names(h.state()), fx.misclassified);
 
     // Open the wrongly filed study from the list and write a note about it.
-    h.get_by_label(file_name(&fx.wrong)).click();
-    wait_until(&mut h, "the note of the clicked study", |a| {
-        draft_for(a, &fx.wrong)
-    });
-    h.get_by_role_and_label(Role::TextInput, "Reviewer").focus();
-    h.step();
-    h.get_by_role_and_label(Role::TextInput, "Reviewer")
-        .type_text("AB");
-    h.step();
-    h.get_by_label("Disagree").click();
-    h.step();
-    h.get_by_label("Rib or other bony shadow").click();
-    h.step();
+    open_and_disagree(&mut h, &fx.wrong);
     h.get_by_label("Right lower").click();
     h.step();
     type_comment(&mut h, TEXT);
     wait_until(&mut h, "the autosave", |a| {
-        a.notes.all_saved()
-            && a.notes
-                .draft
-                .as_ref()
-                .and_then(|d| a.notes.all().get(&d.note.study))
-                .is_some_and(|n| n.text == TEXT)
+        saved_note(a).is_some_and(|n| n.text == TEXT)
     });
     h.get_by_label("Has note (1)");
 
@@ -264,14 +271,6 @@ fn labelled_folder_filter_note_and_restart() {
     assert!(draft.note.zones.contains(&Zone::RightLower));
 }
 
-fn analysed(app: &ViewerApp) -> bool {
-    app.current_entry().is_some_and(|e| {
-        e.gradcam.is_some()
-            && e.uncertainty.is_some()
-            && e.ig.contains_key(&app.wanted_ig_or_default())
-    })
-}
-
 /// The page a reviewer exports (Ctrl+Shift+E) is what they send a colleague: it carries their
 /// note (before, the page had the model's answer only), its text shown as text, and the boxes
 /// outlined on every picture at the pixels where they were drawn; a film without a note gets no
@@ -287,19 +286,7 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
     let out = temp_dir("review-page");
     let (reviewed, plain) = (out.join("reviewed.html"), out.join("plain.html"));
     let mut h = open_folder(&db, &fx.root, &[reviewed.clone(), plain.clone()]);
-    h.get_by_label(file_name(&fx.wrong)).click();
-    wait_until(&mut h, "the note of the clicked study", |a| {
-        draft_for(a, &fx.wrong)
-    });
-    h.get_by_role_and_label(Role::TextInput, "Reviewer").focus();
-    h.step();
-    h.get_by_role_and_label(Role::TextInput, "Reviewer")
-        .type_text("AB");
-    h.step();
-    h.get_by_label("Disagree").click();
-    h.step();
-    h.get_by_label("Rib or other bony shadow").click();
-    h.step();
+    open_and_disagree(&mut h, &fx.wrong);
     type_comment(&mut h, "<b>rib</b> & \"shadow\"");
     // Leave the text box, so the shortcuts below are shortcuts.
     h.key_press(Key::Escape);
@@ -309,12 +296,7 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
     wait_until(&mut h, "the full analysis", analysed);
     // Saved, so the note holds the folder's label as its own, as it does in use.
     wait_until(&mut h, "the autosave", |a| {
-        a.notes.all_saved()
-            && a.notes
-                .draft
-                .as_ref()
-                .and_then(|d| a.notes.all().get(&d.note.study))
-                .is_some_and(|n| n.ground_truth.is_some() && !n.boxes.is_empty())
+        saved_note(a).is_some_and(|n| n.ground_truth.is_some() && !n.boxes.is_empty())
     });
     h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::E);
     wait_until(&mut h, "the page", |_| reviewed.exists());

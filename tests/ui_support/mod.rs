@@ -153,3 +153,13 @@ pub fn assert_cell_not_cut(h: &Harness<'_, ViewerApp>, label: &str) {
         cell.width()
     );
 }
+
+/// The study on screen has its prediction, Grad-CAM, uncertainty and the IG it asks for: all a
+/// report needs.
+pub fn analysed(app: &ViewerApp) -> bool {
+    app.current_entry().is_some_and(|e| {
+        e.gradcam.is_some()
+            && e.uncertainty.is_some()
+            && e.ig.contains_key(&app.wanted_ig_or_default())
+    })
+}
