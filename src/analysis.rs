@@ -303,6 +303,23 @@ pub struct Timings {
 }
 
 impl Timings {
+    /// Every stage's time added up: the viewer's `total`, whose stages run when asked for (IG
+    /// when its map is wanted, the checks later still), so the wall time from first to last
+    /// would count the reader's pauses as analysis.
+    pub fn sum_of_stages(&self) -> f64 {
+        self.load
+            + self.preprocess
+            + self.forward
+            + self.scope
+            + self.gradcam
+            + self.uncertainty
+            + self.ig
+            + self.faithfulness
+            + self.sanity
+    }
+}
+
+impl Timings {
     /// What issue 13's "prediction + Grad-CAM on screen after decode" counts.
     pub fn prediction_with_gradcam(&self) -> f64 {
         self.preprocess + self.forward + self.gradcam

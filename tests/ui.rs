@@ -336,6 +336,12 @@ fn export_png_and_report_without_identifiers() {
         (study.width, study.height)
     );
 
+    // The map checks run after the maps; the report then carries them and their time.
+    wait_until(&mut h, "the faithfulness curves", |a| {
+        cxr_viewer::ui::trust_state::current_trust(a)
+            .faithfulness
+            .is_some()
+    });
     h.get_by_label("Export report…").click();
     wait_until(&mut h, "the report", |a| {
         a.status
@@ -346,6 +352,32 @@ fn export_png_and_report_without_identifiers() {
     assert!(report.get("prediction").is_some());
     assert!(report["ig"]["delta"].is_number());
     assert!(report.get("identifiers").is_none_or(|v| v.is_null()));
+    // The stages' times and their sum (total and scope were 0 from the viewer).
+    let t = &report["timings_ms"];
+    let stage = |k: &str| t[k].as_f64().unwrap();
+    assert!(
+        stage("scope") > 0.0 && stage("forward") > 0.0 && stage("ig") > 0.0,
+        "{t}"
+    );
+    let sum: f64 = [
+        "load",
+        "preprocess",
+        "forward",
+        "scope",
+        "gradcam",
+        "uncertainty",
+        "ig",
+        "faithfulness",
+        "sanity",
+    ]
+    .iter()
+    .map(|k| stage(k))
+    .sum();
+    assert!((stage("total") - sum).abs() < 1e-6 && sum > 0.0, "{t}");
+    assert!(
+        report["faithfulness"].is_object() && stage("faithfulness") > 0.0,
+        "{t}"
+    );
 
     // The same report as a page to read: Ctrl+Shift+E, or any export named .html / .htm.
     let label = report["prediction"]["label"].as_str().unwrap().to_string();

@@ -522,6 +522,7 @@ impl ViewerApp {
                 preprocess_ms,
                 forward_ms,
             } => {
+                entry.timings.scope = prepared.scope_ms;
                 entry.prepared = Some(prepared);
                 entry.target = target;
                 entry.timings.preprocess = preprocess_ms;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use image::{Rgb, RgbImage};
 
-use crate::analysis::{Analysis, Prepared};
+use crate::analysis::{Analysis, Prepared, Timings};
 use crate::explain::Grid;
 use crate::io::{Study, Window};
 use crate::overlay::MapScale;
@@ -222,7 +222,16 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
         return;
     };
     let ig = entry.ig.get(&app.wanted_ig_or_default()).cloned();
-    let timings = entry.timings.clone();
+    // The stages' own times, the checks' included: the viewer runs them as they are asked for.
+    // report.json's timings_ms.total, scope, faithfulness and sanity (and the page's "analysed
+    // in") were 0 before.
+    let (faithfulness, sanity) = super::trust_state::current_trust_ms(app);
+    let mut timings = Timings {
+        faithfulness,
+        sanity,
+        ..entry.timings.clone()
+    };
+    timings.total = timings.sum_of_stages();
     let trust = super::trust_state::current_trust(app);
     // The page's pictures are dimmed as the canvas dims them (the gating setting included).
     let gate = super::trust_state::current_gate(app);

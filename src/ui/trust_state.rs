@@ -32,6 +32,10 @@ pub struct TrustEntry {
     pub faithfulness: Option<Arc<StudyFaithfulness>>,
     pub agreement: Option<Arc<Agreement>>,
     pub sanity: Option<Arc<Sanity>>,
+    /// How long the faithfulness curves and the sanity check took, in ms (report.json's
+    /// `timings_ms`).
+    pub faithfulness_ms: f64,
+    pub sanity_ms: f64,
     pub error: Option<String>,
     /// The user cancelled: no automatic restart for this image.
     pub cancelled: bool,
@@ -84,8 +88,9 @@ pub enum TrustMsg {
         total: usize,
     },
     Agreement(TrustKey, Agreement),
-    Faithfulness(TrustKey, StudyFaithfulness),
-    Sanity(TrustKey, Sanity),
+    /// The result and its time in ms.
+    Faithfulness(TrustKey, StudyFaithfulness, f64),
+    Sanity(TrustKey, Sanity, f64),
     Failed(TrustKey, String),
     Finished {
         key: TrustKey,
@@ -159,11 +164,15 @@ impl TrustState {
             TrustMsg::Agreement(key, a) => {
                 self.entries.entry(key).or_default().agreement = Some(Arc::new(a));
             }
-            TrustMsg::Faithfulness(key, f) => {
-                self.entries.entry(key).or_default().faithfulness = Some(Arc::new(f));
+            TrustMsg::Faithfulness(key, f, ms) => {
+                let e = self.entries.entry(key).or_default();
+                e.faithfulness = Some(Arc::new(f));
+                e.faithfulness_ms = ms;
             }
-            TrustMsg::Sanity(key, s) => {
-                self.entries.entry(key).or_default().sanity = Some(Arc::new(s));
+            TrustMsg::Sanity(key, s, ms) => {
+                let e = self.entries.entry(key).or_default();
+                e.sanity = Some(Arc::new(s));
+                e.sanity_ms = ms;
                 self.thumbnails = None;
             }
             TrustMsg::Failed(key, e) => {
@@ -350,6 +359,10 @@ pub fn request_sanity(app: &mut ViewerApp) {
     }
 }
 
+fn elapsed_ms(since: std::time::Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
 fn run_trust_job(
     out: Outbox,
     key: TrustKey,
@@ -384,6 +397,7 @@ fn run_trust_job(
                     key.clone(),
                     study_agreement(model, &maps, opts.grid),
                 ));
+                let t = std::time::Instant::now();
                 let f = study_faithfulness(
                     model,
                     &input.prepared,
@@ -392,7 +406,7 @@ fn run_trust_job(
                     &opts,
                     &control,
                 )?;
-                send(TrustMsg::Faithfulness(key.clone(), f));
+                send(TrustMsg::Faithfulness(key.clone(), f, elapsed_ms(t)));
             }
             TrustJobKind::Sanity => {
                 let ig = input.ig.as_ref().map(|(_, k, baseline)| IgOptions {
@@ -403,6 +417,7 @@ fn run_trust_job(
                     lanes: crate::explain::integrated_gradients::lanes_for(&model.device),
                     rule: crate::explain::integrated_gradients::IgRule::GaussLegendre,
                 });
+                let t = std::time::Instant::now();
                 let s = study_sanity(
                     model,
                     &input.prepared,
@@ -412,7 +427,7 @@ fn run_trust_job(
                     seed,
                     &control,
                 )?;
-                send(TrustMsg::Sanity(key.clone(), s));
+                send(TrustMsg::Sanity(key.clone(), s, elapsed_ms(t)));
             }
         }
         Ok(())
@@ -509,6 +524,13 @@ pub fn sanity_window(app: &mut ViewerApp, ctx: &egui::Context) {
 }
 
 /// The checks of the image on screen, as the report wants them.
+/// The faithfulness and sanity-check times of the image on screen, in ms (0 when not run).
+pub fn current_trust_ms(app: &ViewerApp) -> (f64, f64) {
+    current_trust_key(app)
+        .and_then(|k| app.trust.entries.get(&k))
+        .map_or((0.0, 0.0), |e| (e.faithfulness_ms, e.sanity_ms))
+}
+
 pub fn current_trust(app: &ViewerApp) -> crate::trust::Trust {
     let entry = current_trust_key(app).and_then(|k| app.trust.entries.get(&k));
     crate::trust::Trust {
