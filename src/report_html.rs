@@ -157,7 +157,7 @@ table{border-collapse:collapse}td,th{padding:.2rem .7rem;text-align:right;\
 border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}\
 .small{font-size:.85rem;color:#555}summary{cursor:pointer;font-weight:600;margin:.4rem 0}\
 footer{margin-top:2rem;border-top:1px solid #ccc;padding-top:.5rem;font-size:.85rem;color:#555}\
-@media print{figure{break-inside:avoid}}";
+@media print{figure{break-inside:avoid}h2{break-after:avoid-page}}";
 
 /// Everything up to the heading and the research-use line, in an open `<header>`: the head
 /// with the policy that keeps the page from loading anything but its own embedded pictures.
