@@ -172,6 +172,36 @@ fn a_file_that_is_not_a_database_is_an_error_not_overwritten() {
     assert_eq!(std::fs::read(&db).unwrap(), garbage);
 }
 
+/// Another SQLite file given as the notes database (the viewer's own prediction cache, say) is
+/// refused by what it is, and left as it was. Before, it was switched to WAL mode and then failed
+/// with "cannot migrate to schema version 2: no such table: notes".
+#[test]
+fn another_sqlite_database_is_refused_and_left_alone() {
+    let tmp = scratch("notes-store-foreign");
+    let db = tmp.path().join("predictions.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE predictions (key TEXT); INSERT INTO predictions VALUES ('a');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let err = NotesStore::open(&db).unwrap_err();
+    assert_eq!(err.kind(), NotesErrorKind::InvalidData);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "notes database {}: is an SQLite database of something else (tables: predictions), \
+             not a cxr-viewer notes file; choose another file",
+            db.display()
+        )
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before, "left as it was");
+    assert!(!tmp.path().join("predictions.sqlite3-wal").exists());
+}
+
 /// A folder given as the database says so (SQLite's own words were "unable to open database
 /// file … Error code 14").
 #[test]

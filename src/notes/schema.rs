@@ -69,6 +69,36 @@ pub(crate) fn too_new(what: &str, found: u32) -> NotesError {
     )
 }
 
+/// Refuses an SQLite file that holds tables but not the notes table: another program's database
+/// (the viewer's own prediction cache, say) given where a notes file was meant. Before this, such
+/// a file was switched to WAL mode and then failed with "cannot migrate to schema version 2: no
+/// such table: notes".
+pub(crate) fn refuse_foreign(conn: &Connection, what: &str) -> Result<(), NotesError> {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| NotesError::sqlite(what, "cannot list its tables", e))?;
+    if tables.is_empty() || tables.iter().any(|t| t == "notes") {
+        return Ok(());
+    }
+    let mut shown: Vec<&str> = tables.iter().map(String::as_str).take(5).collect();
+    if tables.len() > shown.len() {
+        shown.push("…");
+    }
+    Err(NotesError::new(
+        NotesErrorKind::InvalidData,
+        what,
+        format!(
+            "is an SQLite database of something else (tables: {}), not a cxr-viewer notes file; \
+             choose another file",
+            shown.join(", ")
+        ),
+    ))
+}
+
 /// Brings the database to [`SCHEMA_VERSION`], refusing one from a newer build: its tables may
 /// mean things this build would misread or overwrite.
 pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), NotesError> {

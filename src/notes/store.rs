@@ -210,6 +210,7 @@ impl NotesStore {
         if found > schema::SCHEMA_VERSION {
             return Err(schema::too_new(&what, found));
         }
+        schema::refuse_foreign(&conn, &what)?;
         // WAL is a property of the file (kept across opens); the answer says whether the file
         // system allowed it (it does not on some network shares, which then keep the rollback
         // journal: still atomic and durable, only readers wait for writers).
