@@ -59,7 +59,7 @@ pub struct AnalyzeArgs {
 pub fn notes_by_study(
     db: &Path,
 ) -> Result<std::collections::HashMap<crate::notes::StudyId, crate::notes::Note>> {
-    if !db.is_file() {
+    if !db.exists() {
         anyhow::bail!("no notes database at {}", db.display());
     }
     let store = crate::notes::NotesStore::open(db)?;
