@@ -373,7 +373,8 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
         let report = ui.button("Export report…").on_hover_text(
             "Ctrl+E: report.json, for tools. Right-click or Ctrl+Shift+E: a page to read or \
-                 print (HTML); a name ending in .html gives the page too",
+                 print (HTML), with the review note and its boxes; a name ending in .html gives \
+                 the page too",
         );
         if report.clicked() {
             app.apply(Action::ExportJson, &ctx);
