@@ -157,7 +157,9 @@ table{border-collapse:collapse}td,th{padding:.2rem .7rem;text-align:right;\
 border-bottom:1px solid #ddd}td:first-child,th:first-child{text-align:left}\
 .small{font-size:.85rem;color:#555}summary{cursor:pointer;font-weight:600;margin:.4rem 0}\
 footer{margin-top:2rem;border-top:1px solid #ccc;padding-top:.5rem;font-size:.85rem;color:#555}\
-@media print{figure{break-inside:avoid}h2{break-after:avoid-page}}";
+.printed{display:none}\
+@media print{figure{break-inside:avoid}h2{break-after:avoid-page}\
+details:not([open])+.printed{display:block}}";
 
 /// Everything up to the heading and the research-use line, in an open `<header>`: the head
 /// with the policy that keeps the page from loading anything but its own embedded pictures.
@@ -408,7 +410,13 @@ pub fn render(report: &Report, figures: &[Figure], review: Option<&Review>) -> S
     trust_section(&mut page, report);
     ig_section(&mut page, report);
     if out_of_scope {
-        page.push_str("</div>\n</details>\n");
+        // Paper cannot be clicked open: a printed page says what it leaves out, unless the
+        // reader opened the section before printing.
+        page.push_str(
+            "</div>\n</details>\n<p class=\"small printed\">Not printed: the answer and the \
+             maps, hidden outside the model's scope (open \"Show anyway\" before printing to \
+             include them).</p>\n",
+        );
         if let Some(r) = review {
             review_section(&mut page, r, None);
         }

@@ -926,6 +926,10 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
         banner < details && details < result,
         "the answer sits behind Show anyway"
     );
+    // On paper, where it cannot be opened, the page says what it leaves out (CSS shows the line
+    // in print only, and only while the section is closed).
+    assert!(page.contains("</details>\n<p class=\"small printed\">Not printed: the answer"));
+    assert!(page.contains("details:not([open])+.printed{display:block}"));
     assert_eq!(embedded_pictures(&page).len(), 4, "128×128: drawn as it is");
     assert!(page.contains(
         "<p class=\"meta\">DICOM · CT · age 000Y · sex O · study 2004-01-19 · 128×128</p>"
