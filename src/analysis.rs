@@ -317,9 +317,7 @@ impl Timings {
             + self.faithfulness
             + self.sanity
     }
-}
 
-impl Timings {
     /// What issue 13's "prediction + Grad-CAM on screen after decode" counts.
     pub fn prediction_with_gradcam(&self) -> f64 {
         self.preprocess + self.forward + self.gradcam

@@ -79,12 +79,7 @@ fn folder_truth(
         .is_dir()
         .then(|| crate::io::folder_as_named(input))
         .and_then(|p| p.file_name()?.to_str().map(str::to_string));
-    within
-        .components()
-        .rev()
-        .filter_map(|c| c.as_os_str().to_str().map(str::to_string))
-        .chain(own)
-        .find_map(|name| crate::notes::finding_of_class(config, &name))
+    crate::notes::class_of_folders(config, within, own.as_deref())
 }
 
 /// Output folder for one input: `<out>/<within>/<stem>`, made unique if two inputs share it.
@@ -321,7 +316,7 @@ fn analyze_one(
         Some(notes) => crate::notes::identity::study_id(input, &study)
             .ok()
             .and_then(|id| notes.get(&id))
-            .map(|note| {
+            .and_then(|note| {
                 crate::report_html::Review::of_analysis(
                     note.clone(),
                     folder_truth(),

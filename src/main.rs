@@ -346,9 +346,13 @@ enum NotesCommand {
 /// The database the viewer opens ([`cxr_viewer::notes::chosen_path`]): `--db` or
 /// `$CXR_VIEWER_DB`, else the one chosen in the viewer's notes pane (its `settings.json`), else
 /// the per-user default. Exporting the default while the reviewer's notes are elsewhere would
-/// hand on an old or empty set without a word.
+/// hand on an old or empty set without a word. The variable is read here too: `--db` gets it
+/// from clap, but `analyze --notes`, a flag whose value is optional, cannot take it from clap
+/// without the variable alone turning the flag on.
 fn notes_db(for_this_run: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     use cxr_viewer::ui::settings_file;
+    let for_this_run =
+        for_this_run.or_else(|| std::env::var_os("CXR_VIEWER_DB").map(PathBuf::from));
     let remembered = match settings_file::default_path().map(|p| settings_file::load(&p)) {
         Some(Ok(settings)) => settings.and_then(|s| s.notes_db),
         Some(Err(e)) => {
@@ -557,12 +561,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // would otherwise fail each film after its analysis, one error line per film.
             cli::output_folder(&out)?;
             let notes = match notes {
-                // As the notes commands' `--db`, whose value clap reads from the variable.
-                Some(named) => {
-                    let named =
-                        named.or_else(|| std::env::var_os("CXR_VIEWER_DB").map(PathBuf::from));
-                    Some(cli::notes_by_study(&notes_db(named)?)?)
-                }
+                Some(named) => Some(cli::notes_by_study(&notes_db(named)?)?),
                 None => None,
             };
             let engine = load_engine(&model)?;

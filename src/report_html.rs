@@ -177,7 +177,7 @@ fn page_start(title: &str, style: &str, heading: &str) -> String {
 }
 
 /// The reviewer's note on the film, which the viewer's export and `analyze --notes` add to the
-/// page.
+/// page; built by [`Review::of_analysis`], only for a note with something of the reviewer's in it.
 pub struct Review {
     pub note: Note,
     /// The label the folder layout gives the film, used where the reviewer set none (as the
@@ -192,14 +192,18 @@ pub struct Review {
 
 impl Review {
     /// The note on an analysed film, its boxes scored on the analysis's maps as the viewer's
-    /// results panel scores them (the maps at the model's input size).
+    /// results panel scores them (the maps at the model's input size); `None` for a note with
+    /// nothing of the reviewer's in it ([`Note::has_review`]), which the page leaves out.
     pub fn of_analysis(
         note: Note,
         folder_truth: Option<Finding>,
         config: &crate::model::ModelConfig,
         analysis: &crate::analysis::Analysis,
         image_size: (usize, usize),
-    ) -> Self {
+    ) -> Option<Self> {
+        if !note.has_review() {
+            return None;
+        }
         let localisation = if note.boxes.is_empty() {
             Vec::new()
         } else {
@@ -216,17 +220,13 @@ impl Review {
                 ("Uncertainty (std)".to_string(), Some(uncertainty)),
             ]
         };
-        let name = |f: Finding| {
-            crate::notes::class_of_finding(config, f)
-                .unwrap_or(f.label())
-                .to_string()
-        };
-        Review {
+        let name = |f: Finding| crate::notes::class_name(config, f);
+        Some(Review {
             note,
             folder_truth,
             class_names: [name(Finding::Negative), name(Finding::Positive)],
             localisation,
-        }
+        })
     }
 }
 
@@ -341,14 +341,10 @@ fn localisation_table(page: &mut String, review: &Review) {
         let map = escape(map);
         match scored {
             Some(l) => {
-                let pct =
-                    |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v));
+                let [pointing, energy, iou] = l.cells();
                 let _ = writeln!(
                     page,
-                    "<tr><td>{map}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    if l.pointing_hit { "hit" } else { "miss" },
-                    pct(l.energy_in_boxes),
-                    l.iou.map_or("—".to_string(), |v| format!("{v:.2}"))
+                    "<tr><td>{map}</td><td>{pointing}</td><td>{energy}</td><td>{iou}</td></tr>"
                 );
             }
             None => {
@@ -393,15 +389,12 @@ pub fn render(report: &Report, figures: &[Figure], review: Option<&Review>) -> S
         );
     }
     result_section(&mut page, report);
-    let review = review.filter(|r| r.note.has_review());
     if let (Some(r), false) = (review, out_of_scope) {
-        let p = &report.prediction;
-        let answer = if p.label == p.positive_class {
-            Finding::Positive
-        } else {
-            Finding::Negative
-        };
-        review_section(&mut page, r, Some(answer));
+        review_section(
+            &mut page,
+            r,
+            Some(Finding::of_prediction(&report.prediction)),
+        );
     }
     let boxes = review.map_or(&[][..], |r| r.note.boxes.as_slice());
     let size = (report.input.width, report.input.height);
@@ -740,7 +733,7 @@ impl IndexResult {
 
     /// The film's page carries `review`: the index says so.
     pub fn with_review(mut self, review: Option<&Review>) -> Self {
-        self.review = review.filter(|r| r.note.has_review()).map(|r| {
+        self.review = review.map(|r| {
             r.note
                 .agreement
                 .map_or("note", crate::notes::Agreement::label)

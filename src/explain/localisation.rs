@@ -158,6 +158,20 @@ pub struct Localisation {
     pub iou: Option<f64>,
 }
 
+impl Localisation {
+    /// The three measures as the viewer's table and the report page write them: "hit"/"miss",
+    /// energy in percent, IoU to two decimals ("—" where not defined).
+    pub fn cells(&self) -> [String; 3] {
+        let dash = || "—".to_string();
+        [
+            if self.pointing_hit { "hit" } else { "miss" }.to_string(),
+            self.energy_in_boxes
+                .map_or_else(dash, |v| format!("{:.0} %", 100.0 * v)),
+            self.iou.map_or_else(dash, |v| format!("{v:.2}")),
+        ]
+    }
+}
+
 /// Centre of cell `(i, j)` in image pixels.
 fn cell_centre(map: &Grid, image_size: (usize, usize), i: usize, j: usize) -> (f32, f32) {
     let sx = image_size.0 as f32 / map.width.max(1) as f32;

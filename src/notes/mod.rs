@@ -71,9 +71,9 @@ pub mod zone_agreement;
 
 pub use error::{NotesError, NotesErrorKind};
 pub use model::{
-    class_of_finding, finding_of_class, Agreement, Counts, ErrorCategory, Filter, FilterFacts,
-    Finding, ImageBox, Note, Outcome, PredictionSnapshot, Saliency, StudyId, Zone, MAX_BOXES,
-    MERGED_TEXT_MARKER,
+    class_name, class_of_finding, class_of_folders, finding_of_class, Agreement, Counts,
+    ErrorCategory, Filter, FilterFacts, Finding, ImageBox, Note, Outcome, PredictionSnapshot,
+    Saliency, StudyId, Zone, MAX_BOXES, MERGED_TEXT_MARKER,
 };
 pub use schema::SCHEMA_VERSION;
 pub use store::{

@@ -200,6 +200,17 @@ impl Outcome {
     }
 }
 
+impl Finding {
+    /// The model's answer as a finding: its label is the positive class or not.
+    pub fn of_prediction(p: &crate::analysis::Prediction) -> Finding {
+        if p.label == p.positive_class {
+            Finding::Positive
+        } else {
+            Finding::Negative
+        }
+    }
+}
+
 /// A class name as a finding relative to the model's positive class; only binary models have a
 /// "negative" class.
 pub fn finding_of_class(config: &crate::model::ModelConfig, class: &str) -> Option<Finding> {
@@ -216,6 +227,23 @@ pub fn finding_of_class(config: &crate::model::ModelConfig, class: &str) -> Opti
     }
 }
 
+/// The label class folders give a film in `folders` (relative to what was opened, innermost
+/// last) below a folder named `base`: the nearest folder named like a class, `base` itself
+/// last, so `PNEUMONIA/x.png`, `test/NORMAL/y.png`, or `y.png` in an opened `test/NORMAL`.
+/// The viewer's study list and `analyze --notes` read the layout through this one rule.
+pub fn class_of_folders(
+    config: &crate::model::ModelConfig,
+    folders: &std::path::Path,
+    base: Option<&str>,
+) -> Option<Finding> {
+    folders
+        .components()
+        .rev()
+        .filter_map(|c| c.as_os_str().to_str())
+        .chain(base)
+        .find_map(|name| finding_of_class(config, name))
+}
+
 /// The class name of a finding, as the model spells it.
 pub fn class_of_finding(config: &crate::model::ModelConfig, finding: Finding) -> Option<&str> {
     match finding {
@@ -227,6 +255,12 @@ pub fn class_of_finding(config: &crate::model::ModelConfig, finding: Finding) ->
             .map(String::as_str),
         Finding::Negative => None,
     }
+}
+
+/// [`class_of_finding`], or the finding's own label ("Negative") for a model whose classes do
+/// not name it: what the note pane and the report page call a finding.
+pub fn class_name(config: &crate::model::ModelConfig, finding: Finding) -> String {
+    class_of_finding(config, finding).map_or_else(|| finding.label().to_string(), str::to_string)
 }
 
 /// What the model said when the note was written: the model (or its threshold) may change later,
@@ -256,11 +290,7 @@ impl PredictionSnapshot {
         in_scope: bool,
     ) -> Self {
         PredictionSnapshot {
-            predicted: if p.label == p.positive_class {
-                Finding::Positive
-            } else {
-                Finding::Negative
-            },
+            predicted: Finding::of_prediction(p),
             // Through the shortest decimal form, so 0.9f32 is stored and exported as 0.9 rather
             // than 0.8999999761581421.
             probability: p

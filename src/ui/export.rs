@@ -264,7 +264,7 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
             ReportFormat::Html => {
                 let overlays = crate::overlay::study_overlays(&study, &analysis, gate.as_ref());
                 // Its boxes scored on these maps, the ones the results panel scores.
-                let review = note.map(|(note, folder_truth)| {
+                let review = note.and_then(|(note, folder_truth)| {
                     crate::report_html::Review::of_analysis(
                         note,
                         folder_truth,

@@ -7,7 +7,7 @@
 
 use egui::RichText;
 
-use crate::explain::localisation::{localise, Localisation, LocalisationOptions};
+use crate::explain::localisation::{localise, LocalisationOptions};
 
 use super::app::ViewerApp;
 use super::settings::MapKind;
@@ -34,28 +34,6 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
         .id_salt("localisation-scroll")
         .show(ui, |ui| localisation_grid(app, ui, &study, boxes, &options));
     ui.label(RichText::new(options.legend()).small().weak());
-}
-
-/// Each map's measures against `boxes` on `study`, `None` for a map not computed yet.
-fn scores(
-    app: &ViewerApp,
-    study: &crate::io::Study,
-    boxes: &[crate::notes::ImageBox],
-    options: &LocalisationOptions,
-) -> Vec<(MapKind, Option<Localisation>)> {
-    [
-        MapKind::GradCam,
-        MapKind::IntegratedGradients,
-        MapKind::Uncertainty,
-    ]
-    .into_iter()
-    .map(|kind| {
-        let scored = app
-            .map_of(kind)
-            .map(|(grid, _, _)| localise(&grid, (study.width, study.height), boxes, options));
-        (kind, scored)
-    })
-    .collect()
 }
 
 fn localisation_grid(
@@ -87,16 +65,18 @@ fn localisation_grid(
                 ui.label(RichText::new(h).strong()).on_hover_text(hover);
             }
             ui.end_row();
-            for (kind, scored) in scores(app, study, boxes, options) {
+            for kind in [
+                MapKind::GradCam,
+                MapKind::IntegratedGradients,
+                MapKind::Uncertainty,
+            ] {
                 ui.label(kind.label());
-                match scored {
-                    Some(l) => {
-                        ui.label(if l.pointing_hit { "hit" } else { "miss" });
-                        let pct = |v: Option<f64>| {
-                            v.map_or("—".to_string(), |v| format!("{:.0} %", 100.0 * v))
-                        };
-                        ui.label(pct(l.energy_in_boxes));
-                        ui.label(l.iou.map_or("—".to_string(), |v| format!("{v:.2}")));
+                match app.map_of(kind) {
+                    Some((grid, _, _)) => {
+                        let l = localise(&grid, (study.width, study.height), boxes, options);
+                        for cell in l.cells() {
+                            ui.label(cell);
+                        }
                     }
                     None => {
                         ui.label(RichText::new("not computed").weak());

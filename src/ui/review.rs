@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
 use crate::model::ModelConfig;
-pub use crate::notes::{class_of_finding, finding_of_class};
 use crate::notes::{
     Agreement, Filter, FilterFacts, Finding, Note, Outcome, PredictionSnapshot, StudyId,
 };
@@ -619,13 +618,11 @@ pub const NOTE_MARKS: [&str; 4] = ["note", "disagr.", "seen", "boxes"];
 pub fn folder_truth(root: &Path, path: &Path, config: &ModelConfig) -> Option<Finding> {
     let base = list_base(root);
     let relative = path.strip_prefix(base).ok()?;
-    relative
-        .parent()?
-        .components()
-        .rev()
-        .filter_map(|c| c.as_os_str().to_str())
-        .chain(base.file_name().and_then(|n| n.to_str()))
-        .find_map(|name| finding_of_class(config, name))
+    crate::notes::class_of_folders(
+        config,
+        relative.parent()?,
+        base.file_name().and_then(|n| n.to_str()),
+    )
 }
 
 /// Every study file under `root`, sorted by path: image extensions, plus files whose content
@@ -909,7 +906,10 @@ mod tests {
             Some(Finding::Negative)
         );
         assert_eq!(opened("/PNEUMONIA/misc", "/PNEUMONIA/misc/j.png"), None);
-        assert_eq!(class_of_finding(&cfg, Finding::Negative), Some("NORMAL"));
+        assert_eq!(
+            crate::notes::class_of_finding(&cfg, Finding::Negative),
+            Some("NORMAL")
+        );
     }
 
     #[test]

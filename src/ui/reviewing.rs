@@ -731,9 +731,10 @@ impl ViewerApp {
 
     /// A finding as the model names its class ("PNEUMONIA"), or a generic label without a model.
     pub fn class_name(&self, finding: Finding) -> String {
-        self.engine()
-            .and_then(|e| super::review::class_of_finding(&e.model.config, finding))
-            .map_or_else(|| finding.label().to_string(), str::to_string)
+        self.engine().map_or_else(
+            || finding.label().to_string(),
+            |e| crate::notes::class_name(&e.model.config, finding),
+        )
     }
 
     /// The label the folder layout gives `path`, if it is in the study list.
