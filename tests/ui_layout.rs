@@ -13,7 +13,7 @@ use cxr_viewer::ui::settings::MapKind;
 use egui::Vec2;
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
-use ui_support::{temp_dir, tiny_model, wait_until, ScriptedPicker};
+use ui_support::{temp_dir, wait_until, ScriptedPicker};
 
 mod ui_support;
 
@@ -43,12 +43,15 @@ fn row(name: &str, in_scope: bool) -> StudyRow {
     }
 }
 
+/// The tiny network with a normal film for IG, as the shipped model has one: the panels then show
+/// every control they show in use (the IG baseline row's "normal film" choice made that row wider
+/// than the side column at 800 px, and only with such a model).
 fn viewer(size: Vec2, open: Option<PathBuf>, tag: &str) -> Harness<'static, ViewerApp> {
     let settings = ui_support::fast_settings(&temp_dir(tag).join("notes.sqlite3"));
     let app = ViewerApp::new(
         settings,
         Arc::new(ScriptedPicker::default()),
-        tiny_model(),
+        ui_support::repo("tests/fixtures/reference/model-normal-film.json"),
         open,
     );
     Harness::builder()
@@ -478,4 +481,31 @@ fn the_faithfulness_key_does_not_cover_its_curves() {
         rows.iter().all(|y| (y - rows[0]).abs() < 1.0),
         "one row at 700 px: {rows:?}"
     );
+}
+
+/// The study header of a DICOM with patient identifiers keeps its "Reveal" button inside the
+/// smallest window: one line of name, modality, view, age, sex, date and size ran the button past
+/// the window's right edge, where it could not be clicked (an RSNA film's header, 808 px).
+#[test]
+fn the_study_header_wraps_instead_of_hiding_reveal() {
+    let dir = temp_dir("ui-layout-header");
+    let film = dir.join("1.2.840.113619.2.55.3.2831164356.781.1591356425.467_archive_copy.dcm");
+    std::fs::copy(
+        ui_support::repo("tests/fixtures/dicom/cr_chest_pa_mono1_10bit_explicit_le_440.dcm"),
+        &film,
+    )
+    .unwrap();
+    let mut h = viewer(Vec2::new(800.0, 500.0), Some(film), "ui-layout-header");
+    wait_until(&mut h, "the film", |a| {
+        a.current.as_ref().is_some_and(|c| c.study.is_some())
+    });
+    for _ in 0..4 {
+        h.step();
+    }
+    assert_inside_800_by_500(&h, &["Patient: hidden", "Reveal"]);
+    h.get_by_label("Reveal").click();
+    for _ in 0..3 {
+        h.step();
+    }
+    assert_inside_800_by_500(&h, &["Hide"]);
 }

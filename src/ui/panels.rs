@@ -471,7 +471,9 @@ fn study_header_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         .study
         .as_ref()
         .is_some_and(|s| s.metadata.patient_name.is_some() || s.metadata.patient_id.is_some());
-    ui.horizontal(|ui| {
+    // Wrapped: on one line a long name, the demographics and the revealed identifiers ran the
+    // Reveal / Hide button past a narrow window's edge.
+    ui.horizontal_wrapped(|ui| {
         ui.label(RichText::new(parts.join("  ·  ")).strong());
         if has_ids {
             ui.separator();
@@ -709,7 +711,9 @@ pub fn results_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // Integrated Gradients: completeness tells whether the attribution sums add up.
     ui.add_space(6.0);
     ui.strong("Integrated Gradients: baseline and completeness");
-    ui.horizontal(|ui| {
+    // Wrapped: with the "normal film" choice the row is wider than a 300-px side column, which
+    // then slid over the window's edge and let the film cover the result's left edge.
+    ui.horizontal_wrapped(|ui| {
         ui.label("baseline");
         let mut b = app.settings.ig_baseline;
         ui.radio_value(&mut b, BaselineChoice::Black, "black");
