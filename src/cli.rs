@@ -210,8 +210,7 @@ pub fn analyze(engine: &Engine, args: &AnalyzeArgs) -> usize {
                     .join(crate::report_html::FILE_NAME);
                 index.push(crate::report_html::IndexRow {
                     film,
-                    outcome: Ok(crate::report_html::IndexResult::new(page, &done.report)
-                        .with_review(done.review.as_ref())),
+                    outcome: Ok(crate::report_html::IndexResult::new(page, &done.report)),
                 });
             }
             Err(e) => {
@@ -285,8 +284,6 @@ struct Analysed {
     /// How the IG baseline read, when as the class explained.
     baseline_note: Option<String>,
     report: Report,
-    /// The note put on its page (`--notes`).
-    review: Option<crate::report_html::Review>,
 }
 
 /// `folder_truth`: the label the folders give the film, asked for only when a note is put on
@@ -317,8 +314,8 @@ fn analyze_one(
             .ok()
             .and_then(|id| notes.get(&id))
             .and_then(|note| {
-                crate::report_html::Review::of_analysis(
-                    note.clone(),
+                crate::report::ReviewReport::of_analysis(
+                    note,
                     folder_truth(),
                     &engine.model.config,
                     &analysis,
@@ -327,7 +324,7 @@ fn analyze_one(
             }),
         None => None,
     };
-    let report = write_outputs(engine, &study, &analysis, dir, args, review.as_ref())?;
+    let report = write_outputs(engine, &study, &analysis, dir, args, review)?;
     let p = &analysis.prepared.prediction;
     // An out-of-scope film says so before its (meaningless) probability; an in-scope one with a
     // scope warning (older child, raw detector image) says that.
@@ -356,7 +353,6 @@ fn analyze_one(
         summary,
         baseline_note,
         report,
-        review,
     })
 }
 
@@ -372,9 +368,10 @@ fn write_outputs(
     analysis: &Analysis,
     dir: &Path,
     args: &AnalyzeArgs,
-    review: Option<&crate::report_html::Review>,
+    review: Option<crate::report::ReviewReport>,
 ) -> Result<Report> {
-    let report = Report::new(study, analysis, &engine.model, args.include_identifiers);
+    let report =
+        Report::new(study, analysis, &engine.model, args.include_identifiers).with_review(review);
     let json = serde_json::to_string_pretty(&report)?;
     write_atomic(&dir.join("report.json"), json.as_bytes())?;
     write_grid(&analysis.gradcam.map, &dir.join("gradcam.npy"))?;
@@ -414,7 +411,7 @@ fn write_outputs(
         std::fs::write(dir.join(name), bytes).with_context(|| format!("cannot write {name}"))?;
     }
     if args.html {
-        let page = crate::report_html::page(study, &report, &overlays, review)
+        let page = crate::report_html::page(study, &report, &overlays)
             .map_err(|e| anyhow::anyhow!("cannot write report.html: {e}"))?;
         write_atomic(&dir.join(crate::report_html::FILE_NAME), page.as_bytes())?;
     }

@@ -183,12 +183,12 @@ enum Command {
         /// --include-identifiers); with several films, also DIR/index.html linking them.
         #[arg(long)]
         html: bool,
-        /// With --html: add each film's review note (verdict, truth, reasons, zones, text, boxes
-        /// outlined and scored) to its page, as the viewer's export does; from the viewer's notes
-        /// database ($CXR_VIEWER_DB, else the one chosen in its notes pane, else the per-user
-        /// default), or `--notes=FILE`.
-        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true,
-              requires = "html")]
+        /// Add each film's review note (verdict, truth, reasons, zones, text, boxes scored on
+        /// the maps) to its report.json (`review`) and, with --html, to its page (boxes
+        /// outlined), as the viewer's export does; from the viewer's notes database
+        /// ($CXR_VIEWER_DB, else the one chosen in its notes pane, else the per-user default),
+        /// or `--notes=FILE`.
+        #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true)]
         notes: Option<Option<PathBuf>>,
     },
     /// Evaluate on a labelled folder (one subfolder per class, e.g. NORMAL/ and PNEUMONIA/, or

@@ -65,6 +65,9 @@ pub struct Report {
     /// Identifiers, only when the user asked for them (`--include-identifiers`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identifiers: Option<BTreeMap<String, String>>,
+    /// The reviewer's note on the film: from the viewer's export, or `analyze --notes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewReport>,
 }
 
 #[derive(Serialize)]
@@ -252,6 +255,149 @@ impl Report {
                 .as_ref()
                 .and_then(|s| serde_json::to_value(crate::trust::SanityReport::new(s)).ok()),
             identifiers,
+            review: None,
         }
+    }
+
+    /// With the reviewer's note, which report.html then shows from here (the page shows nothing
+    /// the JSON lacks).
+    pub fn with_review(mut self, review: Option<ReviewReport>) -> Self {
+        self.review = review;
+        self
+    }
+}
+
+/// Where the ground truth a review states comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruthSource {
+    /// The film's class folder (`NORMAL/`, `PNEUMONIA/`), or the note's truth equal to it: a
+    /// saved note records the folder's label as its own.
+    Folder,
+    /// The note's, differing from the folder's.
+    Reviewer,
+    /// The note's, with no folder label to compare it with.
+    Note,
+}
+
+impl TruthSource {
+    /// As the page and the note pane say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            TruthSource::Folder => "from the folder",
+            TruthSource::Reviewer => "set by the reviewer",
+            TruthSource::Note => "recorded with the note",
+        }
+    }
+}
+
+/// `review` in report.json: the reviewer's note as the note pane shows it, the outcome against
+/// this report's answer, and the boxes scored on this report's maps. Vocabulary fields carry the
+/// tokens of a notes export (`agreement`, `categories`, `zones`), so one parser reads both.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReviewReport {
+    /// The key of the note (SOPInstanceUID, or `sha256:` of the file), as in a notes export.
+    pub study_id: String,
+    pub agreement: Option<crate::notes::Agreement>,
+    /// A class name, as `prediction.label`: the reviewer's, else the folder's.
+    pub ground_truth: Option<String>,
+    pub ground_truth_source: Option<TruthSource>,
+    /// TP, FP, TN or FN: `ground_truth` against `prediction.label` (report.html leaves it out
+    /// outside the model's scope, where it would give the hidden answer away).
+    pub outcome: Option<crate::notes::Outcome>,
+    pub categories: std::collections::BTreeSet<crate::notes::ErrorCategory>,
+    /// Ticked by the reviewer.
+    pub zones: std::collections::BTreeSet<crate::notes::Zone>,
+    /// Overlapped by the boxes and not ticked, as the note pane lists them.
+    pub zones_from_boxes: std::collections::BTreeSet<crate::notes::Zone>,
+    /// Opacity boxes in the film's pixels: `{x, y, width, height}`, top-left corner and size.
+    pub boxes: Vec<crate::notes::ImageBox>,
+    pub text: String,
+    pub reviewer: String,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Each map (`gradcam`, `ig`, `uncertainty`) against the boxes, as the viewer's results
+    /// panel scores it (`pointing_hit`, `energy_in_boxes`, `iou`); `null`: the map was not
+    /// computed. Empty without boxes.
+    pub localisation:
+        BTreeMap<crate::notes::Saliency, Option<crate::explain::localisation::Localisation>>,
+}
+
+fn rfc3339_millis<S: Serializer>(
+    t: &chrono::DateTime<chrono::Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::notes::format_time(t))
+}
+
+impl ReviewReport {
+    /// The note on an analysed film, with `folder_truth` (the label its class folder gives),
+    /// its boxes scored on the analysis's maps at the model's input size, as the viewer's results
+    /// panel scores them; `None` for a note with nothing of the reviewer's in it
+    /// ([`crate::notes::Note::has_review`]).
+    pub fn of_analysis(
+        note: &crate::notes::Note,
+        folder_truth: Option<crate::notes::Finding>,
+        config: &crate::model::ModelConfig,
+        analysis: &Analysis,
+        image_size: (usize, usize),
+    ) -> Option<Self> {
+        use crate::notes::Saliency;
+        let answer = crate::notes::Finding::of_prediction(&analysis.prepared.prediction);
+        let mut review = Self::of_note(note, folder_truth, config, answer)?;
+        if !note.boxes.is_empty() {
+            let (gradcam, ig, uncertainty) = crate::localisation_eval::score_maps(
+                analysis,
+                (config.input.width, config.input.height),
+                image_size,
+                &note.boxes,
+                &crate::explain::localisation::LocalisationOptions::default(),
+            );
+            review.localisation = BTreeMap::from([
+                (Saliency::GradCam, Some(gradcam)),
+                (Saliency::IntegratedGradients, ig),
+                (Saliency::Uncertainty, Some(uncertainty)),
+            ]);
+        }
+        Some(review)
+    }
+
+    /// The note against the model's `answer`, without scoring its boxes.
+    pub fn of_note(
+        note: &crate::notes::Note,
+        folder_truth: Option<crate::notes::Finding>,
+        config: &crate::model::ModelConfig,
+        answer: crate::notes::Finding,
+    ) -> Option<Self> {
+        if !note.has_review() {
+            return None;
+        }
+        // As the note pane: a saved note records the folder's label as its own, so a truth equal
+        // to the folder's is the folder's, and one with no folder to compare may be either.
+        let truth = match (note.ground_truth, folder_truth) {
+            (Some(t), Some(g)) if t == g => Some((t, TruthSource::Folder)),
+            (Some(t), Some(_)) => Some((t, TruthSource::Reviewer)),
+            (Some(t), None) => Some((t, TruthSource::Note)),
+            (None, Some(t)) => Some((t, TruthSource::Folder)),
+            (None, None) => None,
+        };
+        Some(ReviewReport {
+            study_id: note.study.to_string(),
+            agreement: note.agreement,
+            ground_truth: truth.map(|(t, _)| crate::notes::class_name(config, t)),
+            ground_truth_source: truth.map(|(_, source)| source),
+            outcome: truth.map(|(t, _)| crate::notes::Outcome::of(t, answer)),
+            categories: note.categories.clone(),
+            zones: note.zones.clone(),
+            zones_from_boxes: note.zones_from_boxes(),
+            boxes: note.boxes.clone(),
+            text: note.text.clone(),
+            reviewer: note.reviewer.clone(),
+            created_at: note.created_at,
+            updated_at: note.updated_at,
+            localisation: BTreeMap::new(),
+        })
     }
 }

@@ -16,11 +16,11 @@
 //! probability; each map says how faithful it was and whether the maps agree.
 //! Patient identifiers appear only where the report holds them (asked for by the user).
 //!
-//! The viewer's export, and `analyze --notes`, add the reviewer's note ([`Review`]): verdict,
-//! ground truth, reasons, zones and text, with the opacity boxes outlined on every picture in the
-//! film's own pixel coordinates (an SVG `viewBox` of the film's size, so no box is scaled by
-//! hand) and scored on the maps. The note holds what `notes export` writes by default (the
-//! review, not the file's folders).
+//! The viewer's export, and `analyze --notes`, add the reviewer's note (the report's `review`,
+//! [`crate::report::ReviewReport`]): verdict, ground truth, reasons, zones and text, with the
+//! opacity boxes outlined on every picture in the film's own pixel coordinates (an SVG `viewBox`
+//! of the film's size, so no box is scaled by hand) and scored on the maps. The note holds what
+//! `notes export` writes by default (the review, not the file's folders).
 //!
 //! Escaping: every text from the film or the user (file names, DICOM values, reasons quoting
 //! them) goes through [`escape`]; the five characters HTML gives meaning to in text and quoted
@@ -32,11 +32,10 @@ use base64::Engine as _;
 use image::imageops::{resize, FilterType};
 use image::{DynamicImage, GrayImage};
 
-use crate::explain::localisation::{ImageBox, Localisation, LocalisationOptions};
+use crate::explain::localisation::{ImageBox, LocalisationOptions};
 use crate::io::Study;
-use crate::notes::{Finding, Note, Outcome};
 use crate::overlay::StudyOverlay;
-use crate::report::Report;
+use crate::report::{Report, ReviewReport};
 use crate::text::{format_score, score_column};
 
 /// The page's name in `analyze`'s output folder, beside `report.json`.
@@ -176,123 +175,64 @@ fn page_start(title: &str, style: &str, heading: &str) -> String {
     )
 }
 
-/// The reviewer's note on the film, which the viewer's export and `analyze --notes` add to the
-/// page; built by [`Review::of_analysis`], only for a note with something of the reviewer's in it.
-pub struct Review {
-    pub note: Note,
-    /// The label the folder layout gives the film, used where the reviewer set none (as the
-    /// note pane does).
-    pub folder_truth: Option<Finding>,
-    /// The model's classes: negative, positive.
-    pub class_names: [String; 2],
-    /// Each map (by its name) scored against the boxes as the viewer's table scores it; `None`:
-    /// not computed. Empty without boxes.
-    pub localisation: Vec<(String, Option<Localisation>)>,
-}
-
-impl Review {
-    /// The note on an analysed film, its boxes scored on the analysis's maps as the viewer's
-    /// results panel scores them (the maps at the model's input size); `None` for a note with
-    /// nothing of the reviewer's in it ([`Note::has_review`]), which the page leaves out.
-    pub fn of_analysis(
-        note: Note,
-        folder_truth: Option<Finding>,
-        config: &crate::model::ModelConfig,
-        analysis: &crate::analysis::Analysis,
-        image_size: (usize, usize),
-    ) -> Option<Self> {
-        if !note.has_review() {
-            return None;
-        }
-        let localisation = if note.boxes.is_empty() {
-            Vec::new()
-        } else {
-            let (gradcam, ig, uncertainty) = crate::localisation_eval::score_maps(
-                analysis,
-                (config.input.width, config.input.height),
-                image_size,
-                &note.boxes,
-                &LocalisationOptions::default(),
-            );
-            vec![
-                ("Grad-CAM".to_string(), Some(gradcam)),
-                ("Integrated Gradients".to_string(), ig),
-                ("Uncertainty (std)".to_string(), Some(uncertainty)),
-            ]
-        };
-        let name = |f: Finding| crate::notes::class_name(config, f);
-        Some(Review {
-            note,
-            folder_truth,
-            class_names: [name(Finding::Negative), name(Finding::Positive)],
-            localisation,
-        })
-    }
-}
-
 fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The note as the note pane shows it, the outcome judged against `answer`, the page's answer
+/// The note as the note pane shows it, with the outcome against `answer`, the page's answer
 /// (`None` outside the model's scope, where the outcome would give the hidden answer away).
-fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
-    let note = &review.note;
-    let name = |f: Finding| escape(&review.class_names[usize::from(f == Finding::Positive)]);
+fn review_section(page: &mut String, review: &ReviewReport, answer: Option<&str>) {
     let mut items = vec![format!(
         "Verdict: {}",
-        note.agreement
+        review
+            .agreement
             .map_or("none yet", crate::notes::Agreement::label)
     )];
-    // As the note pane: a saved note records the folder's label as its own, so a truth equal
-    // to the folder's is the folder's, and one with no folder to compare may be either.
-    let truth = match (note.ground_truth, review.folder_truth) {
-        (Some(t), Some(g)) if t == g => Some((t, "from the folder")),
-        (Some(t), Some(_)) => Some((t, "set by the reviewer")),
-        (Some(t), None) => Some((t, "recorded with the note")),
-        (None, Some(t)) => Some((t, "from the folder")),
-        (None, None) => None,
-    };
-    if let Some((t, whence)) = truth {
-        items.push(format!("Ground truth: {} ({whence})", name(t)));
+    if let (Some(truth), Some(source)) = (&review.ground_truth, review.ground_truth_source) {
+        items.push(format!(
+            "Ground truth: {} ({})",
+            escape(truth),
+            source.label()
+        ));
     }
-    if let (Some((t, _)), Some(a)) = (truth, answer) {
+    if let (Some(outcome), Some(truth), Some(answer)) =
+        (review.outcome, &review.ground_truth, answer)
+    {
         items.push(format!(
             "Outcome: {} (truth {}, model {})",
-            Outcome::of(t, a).label(),
-            name(t),
-            name(a)
+            outcome.label(),
+            escape(truth),
+            escape(answer)
         ));
     }
     let labels = |labels: Vec<&str>| escape(&labels.join(", "));
-    if !note.categories.is_empty() {
+    if !review.categories.is_empty() {
         items.push(format!(
             "Why the model went wrong: {}",
-            labels(note.categories.iter().map(|c| c.label()).collect())
+            labels(review.categories.iter().map(|c| c.label()).collect())
         ));
     }
     // Ticked, then (as the pane lists them) those the boxes overlap.
-    let from_boxes = note.zones_from_boxes();
     let zones = |zones: &std::collections::BTreeSet<crate::notes::Zone>| {
         labels(zones.iter().map(|z| z.label()).collect())
     };
-    match (note.zones.is_empty(), from_boxes.is_empty()) {
+    match (review.zones.is_empty(), review.zones_from_boxes.is_empty()) {
         (true, true) => {}
-        (false, true) => items.push(format!("Zones implicated: {}", zones(&note.zones))),
+        (false, true) => items.push(format!("Zones implicated: {}", zones(&review.zones))),
         (true, false) => items.push(format!(
             "Zones implicated (from the boxes): {}",
-            zones(&from_boxes)
+            zones(&review.zones_from_boxes)
         )),
         (false, false) => items.push(format!(
             "Zones implicated: {}; from the boxes: {}",
-            zones(&note.zones),
-            zones(&from_boxes)
+            zones(&review.zones),
+            zones(&review.zones_from_boxes)
         )),
     }
-    if !note.boxes.is_empty() {
+    if !review.boxes.is_empty() {
         items.push(format!(
             "{} drawn, outlined on each picture",
-            count(note.boxes.len(), "opacity box", "opacity boxes")
+            count(review.boxes.len(), "opacity box", "opacity boxes")
         ));
     }
     page.push_str("<section>\n<h2>Review</h2>\n<ul class=\"review\">\n");
@@ -300,11 +240,11 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
         let _ = writeln!(page, "<li>{item}</li>");
     }
     page.push_str("</ul>\n");
-    if !note.text.trim().is_empty() {
+    if !review.text.trim().is_empty() {
         let _ = writeln!(
             page,
             "<blockquote>{}</blockquote>",
-            escape(note.text.trim())
+            escape(review.text.trim())
         );
     }
     if answer.is_some() && !review.localisation.is_empty() {
@@ -312,10 +252,10 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
     }
     let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
     let mut meta = Vec::new();
-    if !note.reviewer.trim().is_empty() {
-        meta.push(format!("by {}", escape(note.reviewer.trim())));
+    if !review.reviewer.trim().is_empty() {
+        meta.push(format!("by {}", escape(review.reviewer.trim())));
     }
-    let (written, updated) = (when(note.created_at), when(note.updated_at));
+    let (written, updated) = (when(review.created_at), when(review.updated_at));
     if updated != written {
         meta.push(format!("written {written} · updated {updated}"));
     } else {
@@ -330,15 +270,19 @@ fn review_section(page: &mut String, review: &Review, answer: Option<Finding>) {
 
 /// How each map points at the reviewer's boxes, the viewer's "Localisation" table. Left out
 /// outside the model's scope with the maps it scores.
-fn localisation_table(page: &mut String, review: &Review) {
+fn localisation_table(page: &mut String, review: &ReviewReport) {
     let _ = writeln!(
         page,
         "<table>\n<tr><th>map against the {}</th><th>pointing</th><th>energy</th>\
          <th>IoU</th></tr>",
-        count(review.note.boxes.len(), "box", "boxes")
+        count(review.boxes.len(), "box", "boxes")
     );
     for (map, scored) in &review.localisation {
-        let map = escape(map);
+        // The viewer's table's names.
+        let map = match map {
+            crate::notes::Saliency::Uncertainty => "Uncertainty (std)",
+            other => other.label(),
+        };
         match scored {
             Some(l) => {
                 let [pointing, energy, iou] = l.cells();
@@ -362,8 +306,8 @@ fn localisation_table(page: &mut String, review: &Review) {
     );
 }
 
-/// The whole page; `review`: the reviewer's note, where there is one to show.
-pub fn render(report: &Report, figures: &[Figure], review: Option<&Review>) -> String {
+/// The whole page, with the reviewer's note where the report carries one.
+pub fn render(report: &Report, figures: &[Figure]) -> String {
     let file = escape(&report.input.file);
     let mut page = page_start(&format!("cxr-viewer report: {file}"), "", &file);
     let _ = writeln!(
@@ -389,14 +333,11 @@ pub fn render(report: &Report, figures: &[Figure], review: Option<&Review>) -> S
         );
     }
     result_section(&mut page, report);
+    let review = report.review.as_ref();
     if let (Some(r), false) = (review, out_of_scope) {
-        review_section(
-            &mut page,
-            r,
-            Some(Finding::of_prediction(&report.prediction)),
-        );
+        review_section(&mut page, r, Some(&report.prediction.label));
     }
-    let boxes = review.map_or(&[][..], |r| r.note.boxes.as_slice());
+    let boxes = review.map_or(&[][..], |r| r.boxes.as_slice());
     let size = (report.input.width, report.input.height);
     figures_section(&mut page, figures, boxes, size);
     zones_section(&mut page, report);
@@ -678,14 +619,9 @@ fn footer(page: &mut String, report: &Report) {
 }
 
 /// The page for `study`, with the overlays drawn by [`crate::overlay::study_overlays`] (`analyze`
-/// has them already, for its PNGs) and, from the viewer, the reviewer's note.
-pub fn page(
-    study: &Study,
-    report: &Report,
-    overlays: &[StudyOverlay],
-    review: Option<&Review>,
-) -> Result<String, String> {
-    Ok(render(report, &figures(study, overlays)?, review))
+/// has them already, for its PNGs).
+pub fn page(study: &Study, report: &Report, overlays: &[StudyOverlay]) -> Result<String, String> {
+    Ok(render(report, &figures(study, overlays)?))
 }
 
 /// The index page's name in `analyze --html`'s output folder, when more than one film was
@@ -727,19 +663,12 @@ impl IndexResult {
             out_of_scope: (!report.scope.in_scope)
                 .then(|| report.scope.reasons.first().cloned().unwrap_or_default()),
             uncertain: report.uncertainty.uncertain,
-            review: None,
+            review: report.review.as_ref().map(|r| {
+                r.agreement
+                    .map_or("note", crate::notes::Agreement::label)
+                    .to_string()
+            }),
         }
-    }
-
-    /// The film's page carries `review`: the index says so.
-    pub fn with_review(mut self, review: Option<&Review>) -> Self {
-        self.review = review.map(|r| {
-            r.note
-                .agreement
-                .map_or("note", crate::notes::Agreement::label)
-                .to_string()
-        });
-        self
     }
 }
 
@@ -852,17 +781,20 @@ mod tests {
     /// is left out; the reviewer's own statements stay.
     #[test]
     fn the_review_names_the_outcome_only_where_the_answer_is_shown() {
+        use crate::notes::{Finding, Note};
+        let config = crate::model::ModelConfig::from_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/reference/model.json"),
+        )
+        .unwrap();
         let mut note = Note::new(crate::notes::StudyId::sha256(&[0xab; 32]));
         note.ground_truth = Some(Finding::Negative);
         note.agreement = Some(crate::notes::Agreement::Unsure);
-        let review = Review {
-            note,
-            folder_truth: Some(Finding::Positive),
-            class_names: ["NORMAL".into(), "PNEUMONIA".into()],
-            localisation: Vec::new(),
-        };
+        let folder = Some(Finding::Positive);
+        let review =
+            |note: &Note| ReviewReport::of_note(note, folder, &config, Finding::Positive).unwrap();
         let mut shown = String::new();
-        review_section(&mut shown, &review, Some(Finding::Positive));
+        review_section(&mut shown, &review(&note), Some("PNEUMONIA"));
         assert!(shown.contains("<li>Verdict: Unsure</li>"), "{shown}");
         // The reviewer's truth wins over the folder's, as in the note pane.
         assert!(shown.contains("<li>Ground truth: NORMAL (set by the reviewer)</li>"));
@@ -873,23 +805,22 @@ mod tests {
             "{shown}"
         );
         let mut hidden = String::new();
-        review_section(&mut hidden, &review, None);
+        review_section(&mut hidden, &review(&note), None);
         assert!(hidden.contains("Ground truth: NORMAL") && !hidden.contains("Outcome"));
 
         // Zones ticked, and those a box covers (patient's left: the image's right half).
-        let mut review = review;
-        review.note.zones.insert(crate::notes::Zone::RightLower);
-        review.note.image_size = Some((100, 100));
-        review.note.boxes = vec![ImageBox::new(60.0, 70.0, 30.0, 25.0)];
+        note.zones.insert(crate::notes::Zone::RightLower);
+        note.image_size = Some((100, 100));
+        note.boxes = vec![ImageBox::new(60.0, 70.0, 30.0, 25.0)];
         let mut zones = String::new();
-        review_section(&mut zones, &review, None);
+        review_section(&mut zones, &review(&note), None);
         assert!(
             zones.contains("<li>Zones implicated: Right lower; from the boxes: Left lower</li>"),
             "{zones}"
         );
-        review.note.zones.clear();
+        note.zones.clear();
         let mut zones = String::new();
-        review_section(&mut zones, &review, None);
+        review_section(&mut zones, &review(&note), None);
         assert!(zones.contains("<li>Zones implicated (from the boxes): Left lower</li>"));
     }
 

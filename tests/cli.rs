@@ -982,7 +982,7 @@ fn analyze_html_writes_a_self_contained_page_that_agrees_with_the_report() {
 /// `analyze --html --notes=DB` over a reviewed folder: each film with a note gets its review on
 /// its page (as the viewer's export gives it, boxes outlined and scored), the index says which,
 /// and a film without a note gets none. A database that is not there is refused before any
-/// film is analysed, and `--notes` needs `--html`.
+/// film is analysed. report.json carries the same review (`review`), with or without `--html`.
 #[test]
 fn analyze_html_with_notes_puts_each_films_review_on_its_page() {
     use cxr_viewer::notes::{identity, Agreement, Finding, ImageBox, Note, NotesStore};
@@ -1025,7 +1025,50 @@ fn analyze_html_with_notes_puts_each_films_review_on_its_page() {
     ] {
         assert!(page.contains(line), "no {line:?} in the page");
     }
-    assert!(page.contains("<tr><td>Grad-CAM</td><td>"));
+    // report.json holds what the page shows, in a notes export's tokens.
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("PNEUMONIA/reviewed/report.json")).unwrap(),
+    )
+    .unwrap();
+    let review = &report["review"];
+    assert_eq!(review["study_id"], note.study.to_string());
+    assert_eq!(review["agreement"], "disagree");
+    assert_eq!(review["ground_truth"], "PNEUMONIA");
+    assert_eq!(review["ground_truth_source"], "folder");
+    let outcome = if report["prediction"]["label"] == "PNEUMONIA" {
+        ("TP", "True positive")
+    } else {
+        ("FN", "False negative")
+    };
+    assert_eq!(review["outcome"], outcome.0);
+    assert!(page.contains(&format!(
+        "<li>Outcome: {} (truth PNEUMONIA, model ",
+        outcome.1
+    )));
+    assert_eq!(review["zones"], serde_json::json!([]));
+    assert_eq!(
+        review["zones_from_boxes"],
+        serde_json::json!(["left_middle", "left_lower"])
+    );
+    assert_eq!(
+        review["boxes"],
+        serde_json::json!([{"x": 500.0, "y": 250.0, "width": 150.0, "height": 120.0}])
+    );
+    assert_eq!(review["text"], "<i>rib</i> & shadow");
+    assert!(review["localisation"]["ig"].is_null());
+    let gradcam = &review["localisation"]["gradcam"];
+    let row = format!(
+        "<tr><td>Grad-CAM</td><td>{}</td><td>{:.0} %</td><td>{:.2}</td></tr>",
+        if gradcam["pointing_hit"] == true {
+            "hit"
+        } else {
+            "miss"
+        },
+        100.0 * gradcam["energy_in_boxes"].as_f64().unwrap(),
+        gradcam["iou"].as_f64().unwrap()
+    );
+    assert!(page.contains(&row), "no {row:?} in the page");
+    assert!(review["localisation"]["uncertainty"]["iou"].is_number());
     // No IG with --no-ig: the film, Grad-CAM and uncertainty, each with the box.
     let rect = "<rect class=\"box\" x=\"500.0\" y=\"250.0\" width=\"150.0\" height=\"120.0\"";
     assert_eq!(page.matches(rect).count(), 3);
@@ -1059,7 +1102,19 @@ fn analyze_html_with_notes_puts_each_films_review_on_its_page() {
     let line = one_line_failure(&analyze_quickly_with(&[&data], &none, &["--html", &notes]));
     assert!(line.contains("no notes database at"), "{line}");
     assert!(!missing.exists() && !none.join("index.html").exists());
-    let refused = analyze_quickly_with(&[&data], &none, &["--notes"]);
-    assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--html"));
+
+    // Without --html the note goes to report.json alone.
+    let json_only = tmp.path().join("json-only");
+    let notes = format!("--notes={}", db.display());
+    common::assert_ran(&analyze_quickly_with(
+        &[&reviewed],
+        &json_only,
+        &[&notes, "--no-faithfulness"],
+    ));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(json_only.join("reviewed/report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["review"]["agreement"], "disagree");
+    assert!(!json_only.join("reviewed/report.html").exists());
 }

@@ -285,7 +285,12 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
     let db = temp_dir("review-db").join("notes.sqlite3");
     let out = temp_dir("review-page");
     let (reviewed, plain) = (out.join("reviewed.html"), out.join("plain.html"));
-    let mut h = open_folder(&db, &fx.root, &[reviewed.clone(), plain.clone()]);
+    let json = out.join("reviewed.json");
+    let mut h = open_folder(
+        &db,
+        &fx.root,
+        &[reviewed.clone(), json.clone(), plain.clone()],
+    );
     open_and_disagree(&mut h, &fx.wrong);
     type_comment(&mut h, "<b>rib</b> & \"shadow\"");
     // Leave the text box, so the shortcuts below are shortcuts.
@@ -346,6 +351,24 @@ fn the_exported_page_carries_the_review_and_its_boxes() {
     assert!(page.contains(&row), "no {row:?} in the page");
     assert!(page.contains("<tr><th>map against the 1 box</th>"));
     assert_eq!(page.matches("<tr><td>").count(), 3 + 6, "3 maps, 6 zones");
+
+    // The report.json of the same export holds the same review: it had none.
+    h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::E);
+    wait_until(&mut h, "the JSON report", |_| json.exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let review = &report["review"];
+    assert_eq!(review["agreement"], "disagree");
+    assert_eq!(review["ground_truth"], truth);
+    assert_eq!(review["ground_truth_source"], "folder");
+    assert_eq!(review["categories"], serde_json::json!(["bony_shadow"]));
+    assert_eq!(review["reviewer"], "AB");
+    assert_eq!(review["text"], "<b>rib</b> & \"shadow\"");
+    let scored = &review["localisation"]["gradcam"];
+    assert_eq!(scored["pointing_hit"], l.pointing_hit);
+    assert!(
+        (scored["energy_in_boxes"].as_f64().unwrap() - l.energy_in_boxes.unwrap()).abs() < 1e-9
+    );
 
     // Another film, with no note: no review, no outlines.
     h.key_press(Key::ArrowDown);

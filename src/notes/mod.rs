@@ -76,6 +76,7 @@ pub use model::{
     Saliency, StudyId, Zone, MAX_BOXES, MERGED_TEXT_MARKER,
 };
 pub use schema::SCHEMA_VERSION;
+pub(crate) use store::format_time;
 pub use store::{
     chosen_path, default_path, EditSaved, LabelsAdded, MergeReport, NotesStore, StoreOptions,
     Synchronous,

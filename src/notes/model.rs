@@ -116,6 +116,13 @@ macro_rules! vocabulary {
                 f.write_str(self.as_str())
             }
         }
+
+        /// As its token, the one exports and the database use (also as a JSON map key).
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
     };
 }
 

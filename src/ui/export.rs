@@ -258,22 +258,23 @@ pub fn export_report(app: &mut ViewerApp, format: ReportFormat) {
             device: engine.device_name().to_string(),
             trust,
         };
-        let report = Report::new(&study, &analysis, &engine.model, include_identifiers);
+        // Its boxes scored on these maps, the ones the results panel scores.
+        let review = note.as_ref().and_then(|(note, folder_truth)| {
+            crate::report::ReviewReport::of_analysis(
+                note,
+                *folder_truth,
+                &engine.model.config,
+                &analysis,
+                (study.width, study.height),
+            )
+        });
+        let report =
+            Report::new(&study, &analysis, &engine.model, include_identifiers).with_review(review);
         let bytes = match ReportFormat::of_path(path) {
             ReportFormat::Json => serde_json::to_vec_pretty(&report).map_err(|e| e.to_string())?,
             ReportFormat::Html => {
                 let overlays = crate::overlay::study_overlays(&study, &analysis, gate.as_ref());
-                // Its boxes scored on these maps, the ones the results panel scores.
-                let review = note.and_then(|(note, folder_truth)| {
-                    crate::report_html::Review::of_analysis(
-                        note,
-                        folder_truth,
-                        &engine.model.config,
-                        &analysis,
-                        (study.width, study.height),
-                    )
-                });
-                crate::report_html::page(&study, &report, &overlays, review.as_ref())?.into_bytes()
+                crate::report_html::page(&study, &report, &overlays)?.into_bytes()
             }
         };
         crate::atomic_file::write_atomic(path, &bytes)
