@@ -83,7 +83,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
         "Show anyway / hide again the result of a film outside the model's scope",
     ),
     ("Ctrl+S", "Export the view with its overlay as PNG"),
-    ("Ctrl+E", "Export the analysis report as JSON"),
+    ("Ctrl+E", "Export the analysis report as JSON (result, scope, maps, zones, review note)"),
     (
         "Ctrl+Shift+E",
         "Export the report as a page to read or print (HTML: result, scope, maps, zones, review note)",
