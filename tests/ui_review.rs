@@ -211,6 +211,12 @@ fn labelled_folder_filter_note_and_restart() {
     open_and_disagree(&mut h, &fx.wrong);
     h.get_by_label("Right lower").click();
     h.step();
+    // A verdict and a zone are a note already: "Has note" counted only text.
+    wait_until(&mut h, "the verdict saved", |a| {
+        saved_note(a).is_some_and(|n| !n.zones.is_empty())
+    });
+    h.run_ok();
+    h.get_by_label("Has note (1)");
     type_comment(&mut h, TEXT);
     wait_until(&mut h, "the autosave", |a| {
         saved_note(a).is_some_and(|n| n.text == TEXT)

@@ -504,7 +504,9 @@ pub enum Filter {
     Uncertain,
     /// No agreement recorded yet (no note at all, or a note without a verdict).
     Unreviewed,
-    /// The reviewer wrote free text.
+    /// The reviewer recorded something: a verdict, a reason, a zone, a box, text or a ground
+    /// truth ([`Note::has_review`]). It had meant free text only, so a folder's boxes drawn
+    /// without a comment, or labels imported from an RSNA file, read "Has note (0)".
     HasNote,
 }
 
@@ -531,6 +533,25 @@ impl Filter {
         }
     }
 
+    /// The rule, for the filter's hover text.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Filter::All => "every study",
+            Filter::Misclassified => {
+                "false negatives and false positives: a ground truth (the note's, else the \
+                 folder's) the model's answer differs from"
+            }
+            Filter::FalseNegatives => "truth positive, model negative",
+            Filter::FalsePositives => "truth negative, model positive",
+            Filter::Uncertain => "the MC-dropout flag was raised, or the reviewer chose Unsure",
+            Filter::Unreviewed => "no verdict (Agree, Disagree, Unsure) yet",
+            Filter::HasNote => {
+                "a note with anything recorded in it: a verdict, a reason, a zone, a box, text or \
+                 a ground truth"
+            }
+        }
+    }
+
     /// Takes `Option` so the GUI can filter a folder's studies, most of which have no note, with
     /// the same rule the store uses.
     pub fn matches(self, note: Option<&Note>) -> bool {
@@ -543,7 +564,7 @@ impl Filter {
             outcome: note.and_then(|n| n.outcome_given(folder_truth)),
             model_uncertain: note.is_some_and(|n| n.prediction.is_some_and(|p| p.uncertain)),
             agreement: note.and_then(|n| n.agreement),
-            has_text: note.is_some_and(|n| !n.text.trim().is_empty()),
+            has_note: note.is_some_and(Note::has_review),
         })
     }
 
@@ -559,7 +580,7 @@ impl Filter {
                 facts.model_uncertain || facts.agreement == Some(Agreement::Unsure)
             }
             Filter::Unreviewed => facts.agreement.is_none(),
-            Filter::HasNote => facts.has_text,
+            Filter::HasNote => facts.has_note,
         }
     }
 }
@@ -572,8 +593,8 @@ pub struct FilterFacts {
     /// The MC-dropout flag ([`crate::analysis::uncertainty_flag`]) was raised.
     pub model_uncertain: bool,
     pub agreement: Option<Agreement>,
-    /// The reviewer wrote free text (whitespace does not count).
-    pub has_text: bool,
+    /// The study has a note with something of the reviewer's in it ([`Note::has_review`]).
+    pub has_note: bool,
 }
 
 /// Summary of a set of notes, for a status line or a review dashboard.
@@ -775,6 +796,11 @@ mod tests {
             uncertain: false,
             in_scope: Some(true),
         });
+        // What the viewer records by itself is no note; a box drawn alone is one.
+        assert!(!Filter::HasNote.matches(Some(&n)));
+        let mut boxed = n.clone();
+        boxed.boxes.push(ImageBox::new(1.0, 2.0, 3.0, 4.0));
+        assert!(Filter::HasNote.matches(Some(&boxed)));
         // Folder says positive, the model said negative: a false negative.
         assert!(Filter::FalseNegatives.matches_given(Some(&n), Some(Finding::Positive)));
         // The reviewer's own ground truth wins over the folder's.
@@ -786,7 +812,7 @@ mod tests {
         n.agreement = Some(Agreement::Unsure);
         assert!(Filter::Uncertain.matches(Some(&n)));
         assert!(!Filter::Unreviewed.matches(Some(&n)));
-        assert!(!Filter::HasNote.matches(Some(&n)));
+        assert!(Filter::HasNote.matches(Some(&n)));
         n.text = "rib shadow over the right lower zone".into();
         assert!(Filter::HasNote.matches(Some(&n)));
         let c = Counts::of([&n]);

@@ -117,7 +117,7 @@ impl StudyRow {
             outcome: self.outcome(note),
             model_uncertain: self.prediction.is_some_and(|p| p.uncertain),
             agreement: note.and_then(|n| n.agreement),
-            has_text: note.is_some_and(|n| !n.text.trim().is_empty()),
+            has_note: note.is_some_and(Note::has_review),
         }
     }
 }

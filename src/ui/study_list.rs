@@ -157,7 +157,11 @@ fn filters_ui(app: &mut ViewerApp, ui: &mut egui::Ui, counts: &ReviewCounts) {
     ui.horizontal_wrapped(|ui| {
         for f in Filter::ALL {
             let label = format!("{} ({})", f.label(), counts.of_filter(*f));
-            if ui.selectable_label(review.filter == *f, label).clicked() {
+            if ui
+                .selectable_label(review.filter == *f, label)
+                .on_hover_text(f.rule())
+                .clicked()
+            {
                 review.filter = *f;
             }
         }
