@@ -230,9 +230,15 @@ fn review_section(page: &mut String, review: &ReviewReport, answer: Option<&str>
         )),
     }
     if !review.boxes.is_empty() {
+        // Outside the scope the pictures are in the closed section above (and not on paper).
         items.push(format!(
-            "{} drawn, outlined on each picture",
-            count(review.boxes.len(), "opacity box", "opacity boxes")
+            "{} drawn, outlined on each picture{}",
+            count(review.boxes.len(), "opacity box", "opacity boxes"),
+            if answer.is_some() {
+                ""
+            } else {
+                " under \"Show anyway\""
+            }
         ));
     }
     page.push_str("<section>\n<h2>Review</h2>\n<ul class=\"review\">\n");
@@ -818,6 +824,7 @@ mod tests {
             zones.contains("<li>Zones implicated: Right lower; from the boxes: Left lower</li>"),
             "{zones}"
         );
+        assert!(zones.contains("<li>1 opacity box drawn, outlined on each picture under"));
         note.zones.clear();
         let mut zones = String::new();
         review_section(&mut zones, &review(&note), None);
