@@ -1798,3 +1798,38 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
     assert_eq!(p1.ground_truth, Some(Finding::Positive));
     assert!(p1.image_size.is_some());
 }
+
+/// A folder opened again (Recent, Open folder…, the command line) resumes at the study that was
+/// on screen when it was left: a reviewer back after a break goes on from there (it opened on
+/// the first study every time). A study no longer there gives the top row, as before.
+#[test]
+fn a_folder_opened_again_resumes_where_the_reviewer_left_it() {
+    let fx = labelled_folder();
+    let db = temp_dir("review-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &fx.root, &[]);
+    let list = h.state().navigation();
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[0]));
+    for _ in 0..2 {
+        h.key_press(Key::ArrowDown);
+        h.run_ok();
+    }
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[2]));
+    // As the settings file holds them for the next session.
+    let settings = h.state().settings.clone();
+    drop(h);
+    let reopen = |settings: &cxr_viewer::ui::settings::Settings| {
+        let settings = settings.clone();
+        open_folder_with(&db, &fx.root, &[], move |mut app| {
+            app.settings = settings;
+            app
+        })
+    };
+    let h = reopen(&settings);
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[2]));
+    drop(h);
+
+    // Moved away since: the top row.
+    std::fs::remove_file(&list[2]).unwrap();
+    let h = reopen(&settings);
+    assert_eq!(current_path(h.state()).as_ref(), Some(&list[0]));
+}

@@ -596,6 +596,14 @@ impl ViewerApp {
         if !in_review {
             self.settings.remember(&path);
         }
+        // Where a folder opened again resumes (a set reopens on its first film, as picked).
+        if let Some(r) = self
+            .review
+            .as_ref()
+            .filter(|r| in_review && r.files.is_none())
+        {
+            self.settings.left_at(&r.root, &path);
+        }
         if !in_review && !self.folder.contains(&path) {
             self.folder = path
                 .parent()

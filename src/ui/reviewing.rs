@@ -603,14 +603,19 @@ impl ViewerApp {
                     .current
                     .as_ref()
                     .is_some_and(|c| review.row_index(&c.path).is_some());
-                // The top row of the list as shown (sorted and filtered), so the position reads
-                // 1/N and Next goes down the list from there.
-                // (Any row when a filter already set hides them all.)
+                // The study left on screen when this folder was last reviewed, if it is still
+                // there (a reviewer back after a break goes on from it); else the top row of the
+                // list as shown (sorted and filtered), so the position reads 1/N and Next goes
+                // down the list from there. (Any row when a filter already set hides them all.)
                 let rows = self.review.as_ref().map_or(&[][..], |r| &r.rows[..]);
-                let first = self
-                    .review_visible()
-                    .first()
-                    .and_then(|&i| rows.get(i))
+                let resume = self
+                    .settings
+                    .last_study
+                    .get(&root)
+                    .filter(|_| self.review.as_ref().is_some_and(|r| r.files.is_none()))
+                    .and_then(|p| rows.iter().find(|r| &r.path == p));
+                let first = resume
+                    .or_else(|| self.review_visible().first().and_then(|&i| rows.get(i)))
                     .or_else(|| rows.first())
                     .map(|r| r.path.clone());
                 let Some(first) = first else {

@@ -191,6 +191,10 @@ pub struct Settings {
     pub gate_overlays: bool,
     /// Analyse the study Next opens while the reviewer reads this one (`ViewerApp::prefetch_next`).
     pub prefetch_next: bool,
+    /// The study last on screen in each folder reviewed (the folder as Recent holds it), so that
+    /// a folder opened again resumes there instead of at its first study; kept for the folders
+    /// Recent holds.
+    pub last_study: std::collections::BTreeMap<PathBuf, PathBuf>,
 }
 
 impl Default for Settings {
@@ -213,6 +217,7 @@ impl Default for Settings {
             hidden_study_columns: Vec::new(),
             gate_overlays: true,
             prefetch_next: true,
+            last_study: Default::default(),
         }
     }
 }
@@ -223,6 +228,17 @@ impl Settings {
         self.recent.retain(|p| p != path);
         self.recent.insert(0, path.to_path_buf());
         self.recent.truncate(MAX_RECENT);
+    }
+
+    /// `study` is on screen in the review of `folder`: where [`Self::last_study`] resumes.
+    pub fn left_at(&mut self, folder: &Path, study: &Path) {
+        if self.last_study.get(folder).is_some_and(|s| s == study) {
+            return;
+        }
+        self.last_study
+            .insert(folder.to_path_buf(), study.to_path_buf());
+        let recent = &self.recent;
+        self.last_study.retain(|f, _| recent.contains(f));
     }
 
     /// [`Self::remember`] for a set of files opened together: the same set (in any order)
