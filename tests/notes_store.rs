@@ -410,7 +410,8 @@ fn list_filters_and_counts() {
     assert_eq!(ids(Filter::FalsePositives), set(&[2]));
     assert_eq!(ids(Filter::Uncertain), set(&[3, 4]));
     assert_eq!(ids(Filter::Unreviewed), set(&[5]));
-    assert_eq!(ids(Filter::HasNote), set(&[1]));
+    // Each holds something of the reviewer's (a verdict, text, a zone).
+    assert_eq!(ids(Filter::HasNote), set(&[1, 2, 3, 4, 5]));
     // Most recently updated first.
     let order: Vec<StudyId> = store
         .list(Filter::All)
@@ -442,6 +443,13 @@ fn list_filters_and_counts() {
     assert_eq!(c.outcomes.get(&Outcome::TruePositive), Some(&1));
     assert_eq!(c.categories.get(&ErrorCategory::TextMarker), Some(&1));
     assert_eq!(c.zones.get(&Zone::RightMiddle), Some(&1));
+
+    // What the viewer records by itself (the model's answer) is no note of the reviewer's.
+    let mut n = Note::new(id(6));
+    n.prediction = snapshot(Finding::Positive, false);
+    store.upsert(&n).unwrap();
+    assert_eq!(ids(Filter::All), set(&[1, 2, 3, 4, 5, 6]));
+    assert_eq!(ids(Filter::HasNote), set(&[1, 2, 3, 4, 5]));
 }
 
 // ---------------------------------------------------------------- export / import
