@@ -162,11 +162,12 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
             // Checked only while the menu is open (ten entries at most): a file moved or deleted
             // since, or on a share not mounted now, is shown but cannot be picked.
-            for path in recent.iter() {
-                let found = path.exists();
-                let folder = path.is_dir();
+            let entries: Vec<(PathBuf, bool)> =
+                recent.iter().map(|p| (p.clone(), p.is_dir())).collect();
+            for ((path, folder), label) in entries.iter().zip(recent_labels(&entries)) {
+                let (found, folder) = (path.exists(), *folder);
                 let button = ui
-                    .add_enabled(found, egui::Button::new(recent_label(path, folder)))
+                    .add_enabled(found, egui::Button::new(label))
                     .on_hover_text(path.display().to_string())
                     .on_disabled_hover_text(format!("not found: {}", path.display()));
                 if button.clicked() {
@@ -412,6 +413,27 @@ fn recent_label(path: &Path, is_dir: bool) -> String {
         }
         _ => name,
     }
+}
+
+/// Recent's entries' names ([`recent_label`], for `(path, is a folder)`): where two would read
+/// alike, each of them also names its folder ("samples/person45_bacteria_221.jpeg" and
+/// "PN/person45_bacteria_221.jpeg"), instead of two identical lines told apart only by hovering.
+fn recent_labels(entries: &[(PathBuf, bool)]) -> Vec<String> {
+    let names: Vec<String> = entries
+        .iter()
+        .map(|(path, folder)| recent_label(path, *folder))
+        .collect();
+    names
+        .iter()
+        .zip(entries)
+        .map(|(name, (path, _))| {
+            let shared = names.iter().filter(|n| *n == name).count() > 1;
+            match path.parent().and_then(Path::file_name) {
+                Some(parent) if shared => format!("{}/{name}", parent.to_string_lossy()),
+                _ => name.clone(),
+            }
+        })
+        .collect()
 }
 
 /// "12 files in train/": a set of files opened together, named by its deepest common folder.
@@ -1163,6 +1185,24 @@ mod tests {
             "cd2/DICOMDIR"
         );
         assert_eq!(recent_label(Path::new("/data/a.png"), false), "a.png");
+        // The same name twice: each says which folder it is in; a name of its own stays short.
+        let entries = [
+            (PathBuf::from("/repo/samples/p45.jpeg"), false),
+            (PathBuf::from("/tmp/PN/p45.jpeg"), false),
+            (PathBuf::from("/data/a.png"), false),
+            (PathBuf::from("/x/sub"), true),
+            (PathBuf::from("/y/sub"), true),
+        ];
+        assert_eq!(
+            recent_labels(&entries),
+            [
+                "samples/p45.jpeg",
+                "PN/p45.jpeg",
+                "a.png",
+                "x/sub/",
+                "y/sub/"
+            ]
+        );
     }
 }
 
