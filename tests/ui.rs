@@ -271,6 +271,59 @@ fn an_unreadable_file_gives_a_readable_message() {
         .unwrap();
 }
 
+/// The titles the viewer asked the window to take in the frame `h` last ran.
+fn titles_sent(h: &Harness<'_, ViewerApp>) -> Vec<String> {
+    h.output()
+        .viewport_output
+        .get(&egui::ViewportId::ROOT)
+        .map(|v| {
+            v.commands
+                .iter()
+                .filter_map(|c| match c {
+                    egui::ViewportCommand::Title(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The window's title names the film on screen, first, and follows Next: every viewer window
+/// read "cxr-viewer — research use only, not for diagnosis" in the task bar. A DICOM's title is
+/// its file name, never the patient's name (hidden until revealed, and not then either).
+#[test]
+fn the_window_title_names_the_film_on_screen() {
+    let mut h = viewer(tiny_model(), Some(sample()));
+    let suffix = " — cxr-viewer — research use only, not for diagnosis";
+    // (Sent in the harness's first frames.)
+    h.step();
+    assert_eq!(
+        h.state().window_title(),
+        format!("person45_bacteria_221.jpeg{suffix}")
+    );
+    h.state_mut().open(other_sample());
+    h.step();
+    assert_eq!(
+        titles_sent(&h),
+        [format!("NORMAL2-IM-0912-0001.jpeg{suffix}")]
+    );
+    // Unchanged, not sent again.
+    h.step();
+    assert!(titles_sent(&h).is_empty());
+
+    let dicom = repo("tests/fixtures/dicom/no_preamble_16x16.dcm");
+    h.state_mut().open(dicom);
+    h.step();
+    let title = titles_sent(&h).join("");
+    assert_eq!(title, format!("no_preamble_16x16.dcm{suffix}"));
+    wait_until(&mut h, "the DICOM", image_shown);
+    h.state_mut().reveal_identifiers = true;
+    for _ in 0..3 {
+        h.step();
+        assert!(titles_sent(&h).iter().all(|t| !t.contains("Archibald")));
+    }
+}
+
 #[test]
 fn dicom_identifiers_stay_hidden_until_revealed() {
     let dicom = repo("tests/fixtures/dicom/no_preamble_16x16.dcm");

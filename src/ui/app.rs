@@ -149,6 +149,8 @@ pub struct ViewerApp {
     pub(super) list_scrolled_to: Option<usize>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
+    /// The window's title as last sent ([`Self::window_title`]).
+    sent_title: String,
     /// `on_exit` ran: the closing saves are done and `Drop` has nothing left to do.
     exited: bool,
     /// Where settings are written as they change; `None` (tests): only eframe's storage.
@@ -241,6 +243,7 @@ impl ViewerApp {
             export_rsna_labels: false,
             list_scrolled_to: None,
             frame_stats: None,
+            sent_title: super::WINDOW_TITLE.to_string(),
             exited: false,
             settings_file: None,
             notes_db_override: None,
@@ -393,6 +396,11 @@ impl ViewerApp {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
         }
         self.drain_messages();
+        let title = self.window_title();
+        if title != self.sent_title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.sent_title = title;
+        }
         self.ensure_analysis();
         super::trust_state::ensure_trust(self);
         self.prefetch_next();
@@ -403,6 +411,17 @@ impl ViewerApp {
         if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {
             // Keeps the spinner turning even between worker messages.
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The window's title: the film on screen first, so that two viewer windows, or the viewer
+    /// among other windows, are told apart in the task bar and the window switcher (every one
+    /// read "cxr-viewer — research use only…"). Its file name only, as the header shows it; no
+    /// patient identifier.
+    pub fn window_title(&self) -> String {
+        match &self.current {
+            Some(c) => format!("{} — {}", display_name(&c.path), super::WINDOW_TITLE),
+            None => super::WINDOW_TITLE.to_string(),
         }
     }
 

@@ -52,6 +52,9 @@ use std::path::PathBuf;
 pub use app::ViewerApp;
 pub use worker::FilePicker;
 
+/// The window's title with no film open ([`ViewerApp::window_title`] puts the film's name first).
+pub const WINDOW_TITLE: &str = "cxr-viewer — research use only, not for diagnosis";
+
 /// Opens the viewer window and blocks until it is closed.
 /// `notes_db`: `--db`, this run's notes database.
 /// `initial`: one file or folder to open, or several files to open as a set (as if dropped
@@ -63,7 +66,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
-            .with_title("cxr-viewer — research use only, not for diagnosis")
+            .with_title(WINDOW_TITLE)
             .with_inner_size([1400.0, 900.0])
             .with_min_inner_size([800.0, 500.0])
             .with_drag_and_drop(true),
