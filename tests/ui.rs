@@ -77,8 +77,15 @@ fn open_through_the_picker_shows_results_progressively() {
     h.get_by_label("R upper");
     h.get_by_label_contains("completeness gap");
     h.get_by_label_contains("model tiny-resnet-fixture · sha256");
-    // The recent list remembers what was opened.
+    // The recent list remembers what was opened, and not a path that is not there (a typo on
+    // the command line took the top of the list, shown disabled, and pushed a folder out).
     assert_eq!(h.state().settings.recent.first(), Some(&sample()));
+    h.state_mut()
+        .open(temp_dir("ui-recent-typo").join("no-such-film.png"));
+    h.run_ok();
+    assert_eq!(h.state().settings.recent, [sample()]);
+    h.state_mut().open(sample());
+    wait_until(&mut h, "the sample again", image_shown);
 
     // A remembered file that is gone is listed but cannot be picked; the list can be cleared.
     let gone = temp_dir("ui-recent-gone").join("gone.png");

@@ -612,7 +612,8 @@ impl ViewerApp {
         // remembered one by one, ten films pushed everything else out of the list. A set of
         // files opened together is remembered as a set and by its first film, when it is opened
         // ([`Self::open_dropped_files`]), for the same reason.
-        if !in_review {
+        // Not a path that is not there (a typo): it would only take a line of Recent, disabled.
+        if !in_review && path.exists() {
             self.settings.remember(&path);
         }
         // Where a folder opened again resumes (a set reopens on its first film, as picked).
