@@ -653,8 +653,9 @@ pub struct IndexResult {
     /// `None` in scope; else the first reason.
     pub out_of_scope: Option<String>,
     pub uncertain: bool,
-    /// With `--notes`, the reviewer's verdict ("Disagree"), or "note" for a note without one;
-    /// `None`: no note on the page.
+    /// With `--notes`, the reviewer's verdict ("Disagree", or "note" for a note without one),
+    /// the ground truth and, in scope, the outcome ([`index_review`]); `None`: no note on the
+    /// page.
     pub review: Option<String>,
 }
 
@@ -669,13 +670,30 @@ impl IndexResult {
             out_of_scope: (!report.scope.in_scope)
                 .then(|| report.scope.reasons.first().cloned().unwrap_or_default()),
             uncertain: report.uncertainty.uncertain,
-            review: report.review.as_ref().map(|r| {
-                r.agreement
-                    .map_or("note", crate::notes::Agreement::label)
-                    .to_string()
-            }),
+            review: report
+                .review
+                .as_ref()
+                .map(|r| index_review(r, report.scope.in_scope)),
         }
     }
+}
+
+/// The index's review cell: the verdict (or "note"), the ground truth and, in scope, the outcome
+/// ("Disagree · truth PNEUMONIA · FN"), so an annotator reads the folder's review at a glance;
+/// outside the scope the outcome would give the hidden answer away, as on the page.
+fn index_review(review: &ReviewReport, in_scope: bool) -> String {
+    let mut parts = vec![review
+        .agreement
+        .map_or("note", crate::notes::Agreement::label)
+        .to_string()];
+    parts.extend(review.ground_truth.as_ref().map(|t| format!("truth {t}")));
+    parts.extend(
+        review
+            .outcome
+            .filter(|_| in_scope)
+            .map(|o| o.as_str().to_string()),
+    );
+    parts.join(" · ")
 }
 
 /// A relative path as a URL path: each segment percent-encoded, so a film named `a#1 b.png`

@@ -1083,7 +1083,17 @@ fn analyze_html_with_notes_puts_each_films_review_on_its_page() {
             .unwrap()
             .to_string()
     };
-    assert!(row("PNEUMONIA/reviewed.jpeg").ends_with("<td>Disagree</td></tr>"));
+    // The verdict, the truth and (in scope) the outcome.
+    let cell = if report["scope"]["in_scope"] == true {
+        format!("<td>Disagree · truth PNEUMONIA · {}</td></tr>", outcome.0)
+    } else {
+        "<td>Disagree · truth PNEUMONIA</td></tr>".to_string()
+    };
+    assert!(
+        row("PNEUMONIA/reviewed.jpeg").ends_with(&cell),
+        "{}",
+        row("PNEUMONIA/reviewed.jpeg")
+    );
     assert!(row("NORMAL/plain.jpeg").ends_with("<td></td></tr>"));
 
     // Without --notes, no review anywhere.
