@@ -654,7 +654,7 @@ pub struct IndexResult {
     pub out_of_scope: Option<String>,
     pub uncertain: bool,
     /// With `--notes`, the reviewer's verdict ("Disagree", or "note" for a note without one),
-    /// the ground truth and, in scope, the outcome ([`index_review`]); `None`: no note on the
+    /// the ground truth and, in scope, the outcome; `None`: no note on the
     /// page.
     pub review: Option<String>,
 }
