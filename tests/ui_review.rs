@@ -1833,3 +1833,47 @@ fn a_folder_opened_again_resumes_where_the_reviewer_left_it() {
     let h = reopen(&settings);
     assert_eq!(current_path(h.state()).as_ref(), Some(&list[0]));
 }
+
+/// Resumed far down a long folder, the study list shows the study it resumed at, centred: in the
+/// window the list stayed at its top, with the row on screen (the 187th of 400) out of view and
+/// nothing marked, and here (where the animated scroll did arrive) it was left at the list's
+/// bottom edge.
+#[test]
+fn a_resumed_study_is_in_view_in_the_list() {
+    let root = temp_dir("review-long-folder");
+    let film = repo("tests/fixtures/raster/rgb8.png");
+    let names: Vec<String> = (0..60).map(|i| format!("film_{i:03}.png")).collect();
+    for name in &names {
+        std::fs::copy(&film, root.join(name)).unwrap();
+    }
+    let db = temp_dir("review-db").join("notes.sqlite3");
+    let mut h = open_folder(&db, &root, &[]);
+    h.state_mut().open(root.join(&names[50]));
+    h.run_ok();
+    let settings = h.state().settings.clone();
+    drop(h);
+    let mut h = open_folder_with(&db, &root, &[], move |mut app| {
+        app.settings = settings;
+        app
+    });
+    assert_eq!(current_path(h.state()), Some(root.join(&names[50])));
+    for _ in 0..4 {
+        h.step();
+    }
+    // In view with its neighbours on both sides: centred, not left at the list's edge.
+    let bottom = h
+        .get_by_label("Research use only — not for diagnosis")
+        .rect()
+        .min
+        .y;
+    for name in &names[47..=53] {
+        let row = h
+            .query_by_label(name)
+            .map(|n| n.rect())
+            .unwrap_or_else(|| panic!("{name} is not in view"));
+        assert!(
+            row.max.y <= bottom,
+            "{name} at {row:?}, status bar at {bottom}"
+        );
+    }
+}

@@ -408,6 +408,8 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let scroll_to = current.and_then(|c| visible.iter().position(|&i| i == c));
     let scrolled_for = app.list_scrolled_to;
     let mut clicks = TableClicks::default();
+    // Whether the study on screen got a row this frame (only the rows in view are laid out).
+    let mut current_drawn = false;
     let spacing = ui.spacing().item_spacing.x;
     // The cells truncate, so an auto column never grows past what its first rows needed: the
     // probability column must fit an out-of-scope row's "(0.97)" even when such a row turns up
@@ -456,7 +458,17 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             let mut table = table.min_scrolled_height(0.0);
             if scroll_to.is_some() && scroll_to != scrolled_for {
                 if let Some(row) = scroll_to {
-                    table = table.scroll_to_row(row, None);
+                    // Next / Previous: the least scroll that shows the row, animated. A jump (a
+                    // folder resumed far down, a filter or sort changed): the row centred, at
+                    // once (animated, the first scroll of a new list never arrived).
+                    let step = scrolled_for.is_some_and(|from| from.abs_diff(row) <= 1);
+                    table = if step {
+                        table.scroll_to_row(row, None)
+                    } else {
+                        table
+                            .scroll_to_row(row, Some(egui::Align::Center))
+                            .animate_scrolling(false)
+                    };
                 }
             }
             table
@@ -473,6 +485,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                         let r = &review.rows[i];
                         let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
                         row.set_selected(Some(i) == current);
+                        current_drawn |= Some(i) == current;
                         for &column in &shown {
                             row.col(|ui| cell_ui(ui, column, r, note, &short));
                         }
@@ -486,7 +499,12 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                     });
                 });
         });
-    app.list_scrolled_to = scroll_to;
+    // Asked again next frame until its row is drawn: a scroll asked for before the table knows
+    // its height is lost (a folder resumed at its 187th study opened with the list at its top).
+    // Once drawn, the reviewer may scroll the list away from it freely.
+    if current_drawn || scroll_to.is_none() {
+        app.list_scrolled_to = scroll_to;
+    }
     if let Some(column) = clicks.toggle {
         let hidden = &mut app.settings.hidden_study_columns;
         if let Some(at) = hidden.iter().position(|c| *c == column) {
