@@ -1837,7 +1837,7 @@ fn a_folder_opened_again_resumes_where_the_reviewer_left_it() {
 /// Resumed far down a long folder, the study list shows the study it resumed at, centred: in the
 /// window the list stayed at its top, with the row on screen (the 187th of 400) out of view and
 /// nothing marked, and here (where the animated scroll did arrive) it was left at the list's
-/// bottom edge.
+/// bottom edge. A row clicked in view stays where it is.
 #[test]
 fn a_resumed_study_is_in_view_in_the_list() {
     let root = temp_dir("review-long-folder");
@@ -1848,6 +1848,28 @@ fn a_resumed_study_is_in_view_in_the_list() {
     }
     let db = temp_dir("review-db").join("notes.sqlite3");
     let mut h = open_folder(&db, &root, &[]);
+    // A click on a row in view opens it where it is: the list does not move under the pointer.
+    // (The last but one row laid out: whole, near the list's bottom edge.)
+    let rows: Vec<(String, egui::Rect)> = names
+        .iter()
+        .filter_map(|n| h.query_by_label(n).map(|r| (n.clone(), r.rect())))
+        .collect();
+    assert!(
+        rows.len() > 10 && rows.len() < 50,
+        "{} rows laid out",
+        rows.len()
+    );
+    let clicked = rows[rows.len() - 2].clone();
+    h.get_by_label(&clicked.0).click();
+    for _ in 0..4 {
+        h.step();
+    }
+    assert_eq!(current_path(h.state()), Some(root.join(&clicked.0)));
+    assert_eq!(
+        h.get_by_label(&clicked.0).rect(),
+        clicked.1,
+        "the list moved"
+    );
     h.state_mut().open(root.join(&names[50]));
     h.run_ok();
     let settings = h.state().settings.clone();

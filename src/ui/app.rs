@@ -147,6 +147,8 @@ pub struct ViewerApp {
     pub export_rsna_labels: bool,
     /// Position of the study on screen in the list when the list last scrolled to it.
     pub(super) list_scrolled_to: Option<usize>,
+    /// Positions of the study list's rows laid out in the last frame (first, last).
+    pub(super) list_rows_drawn: Option<(usize, usize)>,
     /// Whole-frame times, when `CXR_VIEWER_FRAME_STATS` asks for them.
     frame_stats: Option<super::frame_stats::FrameStats>,
     /// The window's title as last sent ([`Self::window_title`]).
@@ -242,6 +244,7 @@ impl ViewerApp {
             export_note_paths: false,
             export_rsna_labels: false,
             list_scrolled_to: None,
+            list_rows_drawn: None,
             frame_stats: None,
             sent_title: super::WINDOW_TITLE.to_string(),
             exited: false,

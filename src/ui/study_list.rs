@@ -408,8 +408,16 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let scroll_to = current.and_then(|c| visible.iter().position(|&i| i == c));
     let scrolled_for = app.list_scrolled_to;
     let mut clicks = TableClicks::default();
-    // Whether the study on screen got a row this frame (only the rows in view are laid out).
+    // Whether the study on screen got a row this frame (only the rows in view are laid out),
+    // and which rows were.
     let mut current_drawn = false;
+    let mut drawn: Option<(usize, usize)> = None;
+    // Wholly in view last frame (the first and last rows laid out may be cut): no scroll, so a
+    // click on a row does not move the list under the pointer.
+    let in_view = |row: usize| {
+        app.list_rows_drawn
+            .is_some_and(|(first, last)| first < row && row < last)
+    };
     let spacing = ui.spacing().item_spacing.x;
     // The cells truncate, so an auto column never grows past what its first rows needed: the
     // probability column must fit an out-of-scope row's "(0.97)" even when such a row turns up
@@ -457,7 +465,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             }
             let mut table = table.min_scrolled_height(0.0);
             if scroll_to.is_some() && scroll_to != scrolled_for {
-                if let Some(row) = scroll_to {
+                if let Some(row) = scroll_to.filter(|&row| !in_view(row)) {
                     // Next / Previous: the least scroll that shows the row, animated. A jump (a
                     // folder resumed far down, a filter or sort changed): the row centred, at
                     // once (animated, the first scroll of a new list never arrived).
@@ -486,6 +494,8 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                         let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
                         row.set_selected(Some(i) == current);
                         current_drawn |= Some(i) == current;
+                        let at = row.index();
+                        drawn = Some(drawn.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
                         for &column in &shown {
                             row.col(|ui| cell_ui(ui, column, r, note, &short));
                         }
@@ -505,6 +515,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     if current_drawn || scroll_to.is_none() {
         app.list_scrolled_to = scroll_to;
     }
+    app.list_rows_drawn = drawn;
     if let Some(column) = clicks.toggle {
         let hidden = &mut app.settings.hidden_study_columns;
         if let Some(at) = hidden.iter().position(|c| *c == column) {
