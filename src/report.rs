@@ -267,30 +267,6 @@ impl Report {
     }
 }
 
-/// Where the ground truth a review states comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TruthSource {
-    /// The film's class folder (`NORMAL/`, `PNEUMONIA/`), or the note's truth equal to it: a
-    /// saved note records the folder's label as its own.
-    Folder,
-    /// The note's, differing from the folder's.
-    Reviewer,
-    /// The note's, with no folder label to compare it with.
-    Note,
-}
-
-impl TruthSource {
-    /// As the page and the note pane say it.
-    pub fn label(self) -> &'static str {
-        match self {
-            TruthSource::Folder => "from the folder",
-            TruthSource::Reviewer => "set by the reviewer",
-            TruthSource::Note => "recorded with the note",
-        }
-    }
-}
-
 /// `review` in report.json: the reviewer's note as the note pane shows it, the outcome against
 /// this report's answer, and the boxes scored on this report's maps. Vocabulary fields carry the
 /// tokens of a notes export (`agreement`, `categories`, `zones`), so one parser reads both.
@@ -301,7 +277,7 @@ pub struct ReviewReport {
     pub agreement: Option<crate::notes::Agreement>,
     /// A class name, as `prediction.label`: the reviewer's, else the folder's.
     pub ground_truth: Option<String>,
-    pub ground_truth_source: Option<TruthSource>,
+    pub ground_truth_source: Option<crate::notes::TruthSource>,
     /// TP, FP, TN or FN: `ground_truth` against `prediction.label` (report.html leaves it out
     /// outside the model's scope, where it would give the hidden answer away).
     pub outcome: Option<crate::notes::Outcome>,
@@ -374,15 +350,7 @@ impl ReviewReport {
         if !note.has_review() {
             return None;
         }
-        // As the note pane: a saved note records the folder's label as its own, so a truth equal
-        // to the folder's is the folder's, and one with no folder to compare may be either.
-        let truth = match (note.ground_truth, folder_truth) {
-            (Some(t), Some(g)) if t == g => Some((t, TruthSource::Folder)),
-            (Some(t), Some(_)) => Some((t, TruthSource::Reviewer)),
-            (Some(t), None) => Some((t, TruthSource::Note)),
-            (None, Some(t)) => Some((t, TruthSource::Folder)),
-            (None, None) => None,
-        };
+        let truth = crate::notes::TruthSource::of(note.ground_truth, folder_truth);
         Some(ReviewReport {
             study_id: note.study.to_string(),
             agreement: note.agreement,

@@ -73,7 +73,7 @@ pub use error::{NotesError, NotesErrorKind};
 pub use model::{
     class_name, class_of_finding, class_of_folders, finding_of_class, Agreement, Counts,
     ErrorCategory, Filter, FilterFacts, Finding, ImageBox, Note, Outcome, PredictionSnapshot,
-    Saliency, StudyId, Zone, MAX_BOXES, MERGED_TEXT_MARKER,
+    Saliency, StudyId, TruthSource, Zone, MAX_BOXES, MERGED_TEXT_MARKER,
 };
 pub use schema::SCHEMA_VERSION;
 pub(crate) use store::format_time;

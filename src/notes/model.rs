@@ -218,6 +218,43 @@ impl Finding {
     }
 }
 
+/// Where the ground truth of a study comes from, as the note pane and the report say it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TruthSource {
+    /// The film's class folder (`NORMAL/`, `PNEUMONIA/`), or the note's truth equal to it: a
+    /// saved note records the folder's label as its own.
+    Folder,
+    /// The note's, differing from the folder's.
+    Reviewer,
+    /// The note's, with no folder label to compare it with.
+    Note,
+}
+
+impl TruthSource {
+    /// The truth of a study whose note says `noted` and whose folder says `folder`, and whence:
+    /// the note's wins; one equal to the folder's is the folder's, and one with no folder to
+    /// compare may be either.
+    pub fn of(noted: Option<Finding>, folder: Option<Finding>) -> Option<(Finding, TruthSource)> {
+        match (noted, folder) {
+            (Some(t), Some(g)) if t == g => Some((t, TruthSource::Folder)),
+            (Some(t), Some(_)) => Some((t, TruthSource::Reviewer)),
+            (Some(t), None) => Some((t, TruthSource::Note)),
+            (None, Some(t)) => Some((t, TruthSource::Folder)),
+            (None, None) => None,
+        }
+    }
+
+    /// As the report page says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            TruthSource::Folder => "from the folder",
+            TruthSource::Reviewer => "set by the reviewer",
+            TruthSource::Note => "recorded with the note",
+        }
+    }
+}
+
 /// A class name as a finding relative to the model's positive class; only binary models have a
 /// "negative" class.
 pub fn finding_of_class(config: &crate::model::ModelConfig, class: &str) -> Option<Finding> {

@@ -92,11 +92,10 @@ fn truth_ui(facts: &TruthFacts, note: &mut Note, ui: &mut egui::Ui) -> bool {
     let name = |f: Finding| facts.names[usize::from(f == Finding::Positive)].clone();
     let mut edited = false;
     let set = note.ground_truth;
-    let shown = match (set, folder) {
-        (Some(f), Some(g)) if f == g => format!("{} (folder)", name(f)),
-        (Some(f), _) => name(f),
-        (None, Some(g)) => format!("{} (folder)", name(g)),
-        (None, None) => "not set".to_string(),
+    let shown = match crate::notes::TruthSource::of(set, folder) {
+        Some((f, crate::notes::TruthSource::Folder)) => format!("{} (folder)", name(f)),
+        Some((f, _)) => name(f),
+        None => "not set".to_string(),
     };
     ui.horizontal(|ui| {
         egui::ComboBox::from_label("Ground truth")

@@ -608,12 +608,10 @@ impl ViewerApp {
                 // list as shown (sorted and filtered), so the position reads 1/N and Next goes
                 // down the list from there. (Any row when a filter already set hides them all.)
                 let rows = self.review.as_ref().map_or(&[][..], |r| &r.rows[..]);
-                let resume = self
-                    .settings
-                    .last_study
-                    .get(&root)
-                    .filter(|_| self.review.as_ref().is_some_and(|r| r.files.is_none()))
-                    .and_then(|p| rows.iter().find(|r| &r.path == p));
+                let resume = self.review.as_ref().and_then(|r| {
+                    let left = self.settings.last_study.get(&root)?;
+                    rows.get(r.row_index(left).filter(|_| r.files.is_none())?)
+                });
                 let first = resume
                     .or_else(|| self.review_visible().first().and_then(|&i| rows.get(i)))
                     .or_else(|| rows.first())
