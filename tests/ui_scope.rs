@@ -90,6 +90,39 @@ fn banner_hides_the_result_until_show_anyway() {
     );
 }
 
+/// The toolbar's "hidden: out of scope" and "dimmed: …" are one piece each: at some window widths
+/// the wrapped toolbar row split "hidden: out of" from "scope", which then began the next row on
+/// its own (seen at 1,280 points, a HiDPI screen at scale 2).
+#[test]
+fn the_toolbar_says_hidden_or_dimmed_on_one_line_at_every_width() {
+    let settings = ui_support::fast_settings(&temp_dir("ui-scope-wrap").join("notes.sqlite3"));
+    let mut h = viewer_on(Some(ct_slice()), settings, ScriptedPicker::default());
+    wait_until(&mut h, "the prediction", prepared);
+    let heights = |h: &mut egui_kittest::Harness<'static, ViewerApp>, start: &str| {
+        let heights: Vec<f32> = (1000..=1500)
+            .step_by(10)
+            .map(|width| {
+                h.set_size(egui::vec2(width as f32, 950.0));
+                h.run_ok();
+                let tag = h
+                    .query_all_by_label_contains("out of scope")
+                    .find(|n| n.value().is_some_and(|v| v.starts_with(start)))
+                    .unwrap_or_else(|| panic!("no {start:?} in the toolbar at {width} px"));
+                tag.rect().height()
+            })
+            .collect();
+        let line = h.get_by_label("Open folder…").rect().height();
+        assert!(
+            heights.iter().all(|&x| x <= line),
+            "{start:?}: {heights:?} (a button is {line} high)"
+        );
+    };
+    heights(&mut h, "hidden: ");
+    h.get_by_label("Show anyway").click();
+    h.run_ok();
+    heights(&mut h, "dimmed: ");
+}
+
 #[test]
 fn an_in_scope_verdict_without_an_age_says_it_rests_on_the_pixels() {
     use cxr_viewer::ui::scope_banner::scope_banner_ui;

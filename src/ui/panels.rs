@@ -137,6 +137,15 @@ impl SideLayout {
     }
 }
 
+/// A short warning in the toolbar, kept in one piece: the wrapped row split such tags ("IG
+/// baseline read as" / "PNEUMONIA", "hidden: out of" / "scope"), the end starting the next row.
+fn warning_tag(ui: &mut egui::Ui, text: &str) -> egui::Response {
+    ui.add(
+        egui::Label::new(RichText::new(text).color(WARN).small())
+            .wrap_mode(egui::TextWrapMode::Extend),
+    )
+}
+
 fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let ctx = ui.ctx().clone();
     ui.horizontal_wrapped(|ui| {
@@ -296,14 +305,12 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
         }
         if super::scope_banner::result_hidden(app) {
             // Not "dimmed": nothing is drawn until Show anyway.
-            ui.label(RichText::new("hidden: out of scope").color(WARN).small())
-                .on_hover_text(
+            warning_tag(ui, "hidden: out of scope").on_hover_text(
                     "The film is outside the model's scope: its maps are drawn only after \
                      \"Show anyway\" in the result panel, and then dimmed",
                 );
         } else if let Some(gate) = super::trust_state::current_gate(app) {
-            ui.label(RichText::new(gate.short_line()).color(WARN).small())
-                .on_hover_text(format!(
+            warning_tag(ui, &gate.short_line()).on_hover_text(format!(
                     "{}\nSettings: \"Dim overlays when uncertain or out of scope\"",
                     gate.line()
                 ));
@@ -317,16 +324,7 @@ fn toolbar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             super::scope_banner::result_hidden(app),
             super::trust_state::ig_baseline_warning(app),
         ) {
-            // One piece: the wrapped row had split it, "PNEUMONIA" starting the next row.
-            ui.add(
-                egui::Label::new(
-                    RichText::new(format!("IG baseline read as {class}"))
-                        .color(WARN)
-                        .small(),
-                )
-                .wrap_mode(egui::TextWrapMode::Extend),
-            )
-            .on_hover_text(format!(
+            warning_tag(ui, &format!("IG baseline read as {class}")).on_hover_text(format!(
                 "{warning}.\n{}",
                 ig_baseline_reasoning(app, &class)
             ));
