@@ -88,22 +88,8 @@ impl ConvBn {
             .broadcast_mul(&scale.reshape((c_out, 1, 1, 1))?)?
             .to_dtype(DType::F32)?;
         let bias = (f64t(&beta)? - f64t(&mean)?.mul(&scale)?)?.to_dtype(DType::F32)?;
-        let backward_kernel = if stride == 1 {
-            let reversed: Vec<u32> = (0..kernel as u32).rev().collect();
-            let rev = Tensor::from_vec(reversed, kernel, w.device())?;
-            weight
-                .transpose(0, 1)?
-                .contiguous()?
-                .index_select(&rev, 2)?
-                .index_select(&rev, 3)?
-                .contiguous()?
-        } else {
-            weight
-                .reshape((c_out, c_in * kernel * kernel))?
-                .t()?
-                .contiguous()?
-        };
         let pointwise = pointwise_matrices(&weight, kernel, padding)?;
+        let backward_kernel = backward_kernel(&weight, stride, pointwise.as_ref())?;
         let channel_sum = channel_sum_matrix(&weight)?;
         let winograd = winograd_kernels(&weight, &backward_kernel, stride, padding)?;
         Ok(Self {
@@ -446,6 +432,36 @@ fn winograd_kernels(
         WinogradKernel::new(weight)?,
         WinogradKernel::new(backward_kernel)?,
     )))
+}
+
+/// [`ConvBn::backward_kernel`]. A 1×1 kernel's is the transposed matrix of `pointwise` itself
+/// (the flip of a 1×1 kernel changes nothing), not a copy: the copy held another 48 MB, the size
+/// of every 1×1 weight of ResNet-50.
+fn backward_kernel(
+    weight: &Tensor,
+    stride: usize,
+    pointwise: Option<&(Tensor, Tensor)>,
+) -> candle_core::Result<Tensor> {
+    let (c_out, c_in, k, _) = weight.dims4()?;
+    if let Some((_, transposed)) = pointwise {
+        return if stride == 1 {
+            transposed.reshape((c_in, c_out, 1, 1))
+        } else {
+            Ok(transposed.clone())
+        };
+    }
+    if stride == 1 {
+        let reversed: Vec<u32> = (0..k as u32).rev().collect();
+        let rev = Tensor::from_vec(reversed, k, weight.device())?;
+        weight
+            .transpose(0, 1)?
+            .contiguous()?
+            .index_select(&rev, 2)?
+            .index_select(&rev, 3)?
+            .contiguous()
+    } else {
+        weight.reshape((c_out, c_in * k * k))?.t()?.contiguous()
+    }
 }
 
 /// `[c_out, c_in]` and `[c_in, c_out]` for a 1×1 kernel without padding.
@@ -1213,31 +1229,9 @@ mod tests {
     impl ConvBn {
         fn from_weight(weight: Tensor, stride: usize, padding: usize) -> Self {
             let (c_out, c_in, k, _) = weight.dims4().unwrap();
-            let backward_kernel = if stride == 1 {
-                let reversed: Vec<u32> = (0..k as u32).rev().collect();
-                let rev = Tensor::from_vec(reversed, k, weight.device()).unwrap();
-                weight
-                    .transpose(0, 1)
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-                    .index_select(&rev, 2)
-                    .unwrap()
-                    .index_select(&rev, 3)
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-            } else {
-                weight
-                    .reshape((c_out, c_in * k * k))
-                    .unwrap()
-                    .t()
-                    .unwrap()
-                    .contiguous()
-                    .unwrap()
-            };
             let bias = Tensor::zeros((1, c_out, 1, 1), DType::F32, weight.device()).unwrap();
             let pointwise = pointwise_matrices(&weight, k, padding).unwrap();
+            let backward_kernel = backward_kernel(&weight, stride, pointwise.as_ref()).unwrap();
             let channel_sum = channel_sum_matrix(&weight).unwrap();
             let winograd = winograd_kernels(&weight, &backward_kernel, stride, padding).unwrap();
             Self {
@@ -1315,6 +1309,38 @@ mod tests {
                 |x| conv.forward(x).unwrap(),
                 |g| conv.backward_input(g, (h, h)).unwrap(),
             );
+        }
+    }
+
+    /// A 1×1 convolution's backward kernel is the pointwise transpose itself, not a copy of it
+    /// (the copies held 48 MB of the shipped model), and still `Wᵀ` in the layout each stride's
+    /// path reads.
+    #[test]
+    fn a_pointwise_backward_kernel_is_the_transpose_not_a_copy() {
+        for stride in [1, 2] {
+            let weight = Tensor::randn(0f32, 1.0, (5, 3, 1, 1), &Device::Cpu).unwrap();
+            let conv = ConvBn::from_weight(weight.clone(), stride, 0);
+            let (_, transposed) = conv.pointwise.as_ref().unwrap();
+            let (shared, _) = transposed.storage_and_layout();
+            let (own, _) = conv.backward_kernel.storage_and_layout();
+            assert!(std::ptr::eq(&*shared, &*own), "stride {stride}: a copy");
+            drop((shared, own));
+            let expected = weight.transpose(0, 1).unwrap();
+            let expected = if stride == 1 {
+                expected
+            } else {
+                expected.reshape((3, 5)).unwrap()
+            };
+            assert_eq!(conv.backward_kernel.dims(), expected.dims());
+            let diff = (&conv.backward_kernel - &expected)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert_eq!(diff, 0.0, "stride {stride}");
         }
     }
 
