@@ -367,19 +367,10 @@ fn notes_db(for_this_run: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )?)
 }
 
-/// "accuracy=0.9700 [0.948, 0.983] sensitivity=… specificity=… auc=…" for `eval`'s summary; a
+/// "accuracy=0.9700 [0.9483, 0.9828] sensitivity=… specificity=… auc=…" for `eval`'s summary; a
 /// figure the films cannot give (specificity of a folder of PNEUMONIA films) reads "n/a", as
 /// `metrics.json` writes `null`, not "NaN".
 fn with_intervals(m: &cxr_viewer::evaluation::Metrics) -> String {
-    let figure = |name: &str, value: f64, interval: Option<[f64; 2]>| {
-        if value.is_nan() {
-            return format!("{name}=n/a");
-        }
-        let ci = interval
-            .map(|[lo, hi]| format!(" [{lo:.3}, {hi:.3}]"))
-            .unwrap_or_default();
-        format!("{name}={value:.4}{ci}")
-    };
     [
         figure("accuracy", m.accuracy, m.ci95.accuracy),
         figure("sensitivity", m.sensitivity, m.ci95.sensitivity),
@@ -387,6 +378,18 @@ fn with_intervals(m: &cxr_viewer::evaluation::Metrics) -> String {
         figure("auc", m.auc, m.ci95.auc),
     ]
     .join(" ")
+}
+
+/// "auc=0.9999 [0.9996, 1.0000]": the interval to the figure's own four decimals, so that it
+/// always brackets the figure as printed (to three, that AUC read "auc=0.9999 [1.000, 1.000]").
+fn figure(name: &str, value: f64, interval: Option<[f64; 2]>) -> String {
+    if value.is_nan() {
+        return format!("{name}=n/a");
+    }
+    let ci = interval
+        .map(|[lo, hi]| format!(" [{lo:.4}, {hi:.4}]"))
+        .unwrap_or_default();
+    format!("{name}={value:.4}{ci}")
 }
 
 /// Why `eval`'s summary has "n/a" figures, when it has: the films are all of one class.
@@ -734,6 +737,30 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    /// The printed interval brackets the printed figure (an AUC of 0.99985 with the bootstrap
+    /// interval [0.99955, 1] printed as "0.9999 [1.000, 1.000]").
+    #[test]
+    fn an_interval_brackets_its_figure_as_printed() {
+        for (value, interval) in [
+            (0.99985, [0.99955, 1.0]),
+            (0.8333, [0.43649, 0.96995]),
+            (0.00012, [0.0, 0.00049]),
+        ] {
+            let text = super::figure("auc", value, Some(interval));
+            let numbers: Vec<f64> = text
+                .trim_start_matches("auc=")
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap())
+                .collect();
+            let [shown, lo, hi] = numbers[..] else {
+                panic!("{text}")
+            };
+            assert!(lo <= shown && shown <= hi, "{text}");
+        }
+        assert_eq!(super::figure("auc", f64::NAN, None), "auc=n/a");
+    }
 
     /// Other tools and users learn the flags from `--help`; a flag shown with an empty
     /// description (as `analyze --out` and all of `scope-report`'s were) says nothing.

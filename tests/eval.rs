@@ -120,7 +120,7 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     let ci = &metrics["scope"]["in_scope"]["ci95"]["accuracy"];
     let line = format!(
         "out of scope: {flagged} of 4 films; in scope only: n={} accuracy={in_scope_accuracy:.4} \
-         [{:.3}, {:.3}] sensitivity=",
+         [{:.4}, {:.4}] sensitivity=",
         4 - flagged,
         ci[0].as_f64().unwrap(),
         ci[1].as_f64().unwrap()
@@ -306,7 +306,7 @@ fn a_folder_named_after_a_class_is_evaluated_as_that_class() {
     let sensitivity = metrics["sensitivity"].as_f64().unwrap();
     assert!(
         stdout.contains(&format!(
-            "sensitivity={sensitivity:.4} [{:.3}, {:.3}] specificity=n/a auc=n/a",
+            "sensitivity={sensitivity:.4} [{:.4}, {:.4}] specificity=n/a auc=n/a",
             metrics["ci95"]["sensitivity"][0].as_f64().unwrap(),
             metrics["ci95"]["sensitivity"][1].as_f64().unwrap()
         )),
