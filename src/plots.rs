@@ -125,10 +125,11 @@ fn both_classes(cases: &[Case]) -> bool {
 }
 
 /// The ROC plot's title. A folder of one class (`eval test/PNEUMONIA`) has no ROC: the plot had
-/// read "AUC = NaN" over a line along the axis, drawn from a denominator forced to 1.
+/// read "AUC = NaN" over a line along the axis, drawn from a denominator forced to 1. Four
+/// decimals, as `eval`'s summary line: to three, an AUC of 0.99985 read as a perfect 1.000.
 fn roc_title(cases: &[Case], auc: f64) -> String {
     if both_classes(cases) && auc.is_finite() {
-        format!("ROC (AUC = {auc:.3}, n = {})", cases.len())
+        format!("ROC (AUC = {auc:.4}, n = {})", cases.len())
     } else {
         format!("ROC: needs both classes (n = {}, one class)", cases.len())
     }
@@ -324,7 +325,8 @@ mod tests {
     #[test]
     fn an_roc_of_one_class_says_so_instead_of_nan() {
         let both = [case(true, 0.9), case(false, 0.2)];
-        assert_eq!(roc_title(&both, 1.0), "ROC (AUC = 1.000, n = 2)");
+        assert_eq!(roc_title(&both, 1.0), "ROC (AUC = 1.0000, n = 2)");
+        assert_eq!(roc_title(&both, 0.99985), "ROC (AUC = 0.9999, n = 2)");
         let one = [case(true, 0.9), case(true, 0.2)];
         assert_eq!(
             roc_title(&one, f64::NAN),
