@@ -269,6 +269,18 @@ pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Re
 /// markers). `series`: (legend, curve d_0..d_S).
 pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Path) -> Result<()> {
     const COLORS: [RGBColor; 4] = [RED, BLUE, RGBColor(0, 150, 0), RGBColor(120, 120, 120)];
+    const KEY_FONT: u32 = 14;
+    let curves: Vec<Vec<(f64, f64)>> = series
+        .iter()
+        .map(|(_, curve)| {
+            let steps = curve.len().saturating_sub(1).max(1) as f64;
+            curve
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (k as f64 / steps, *v as f64))
+                .collect()
+        })
+        .collect();
     draw(path, |root| {
         let mut chart = unit_chart(
             &root,
@@ -277,37 +289,78 @@ pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Pa
             "fraction of cells deleted (most relevant first)",
             "P(explained class)",
         )?;
-        for (i, (name, curve)) in series.iter().enumerate() {
+        // The key's size as a share of the plotting area: the widest name, plotters' stroke and
+        // gaps beside it, a row per series, and the corner margin.
+        let font = ("sans-serif", KEY_FONT).into_text_style(&root);
+        let (mut text_width, mut text_height) = (0u32, KEY_FONT);
+        for (name, _) in series {
+            let (w, h) = root.estimate_text_size(name, &font).map_err(plot_error)?;
+            text_width = text_width.max(w);
+            text_height = text_height.max(h);
+        }
+        let (area_width, area_height) = chart.plotting_area().dim_in_pixel();
+        let key = (
+            f64::from(text_width + 50) / f64::from(area_width.max(1)),
+            f64::from(series.len() as u32 * (text_height + 8) + 20) / f64::from(area_height.max(1)),
+        );
+        for (i, ((name, _), points)) in series.iter().zip(&curves).enumerate() {
             let color = COLORS[i.min(COLORS.len() - 1)];
-            let steps = curve.len().saturating_sub(1).max(1) as f64;
-            let points: Vec<(f64, f64)> = curve
-                .iter()
-                .enumerate()
-                .map(|(k, v)| (k as f64 / steps, *v as f64))
-                .collect();
             chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(plot_error)?
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
             chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 3, color.filled())),
-                )
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(plot_error)?;
         }
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", KEY_FONT))
+            .position(free_corner(&curves, key))
             .draw()
             .map_err(plot_error)?;
         Ok(())
     })
+}
+
+/// The corner of a unit chart where a key of `size` (shares of the plotting area's width and
+/// height) covers the fewest points along `curves`; the upper right where none is free. Fixed in
+/// the upper right, the key of the deletion curves hid the random curve, which runs high through
+/// the middle of the plot, and the maps' first steps.
+fn free_corner(curves: &[Vec<(f64, f64)>], (width, height): (f64, f64)) -> SeriesLabelPosition {
+    const SAMPLES: usize = 32;
+    let covered = |x0: f64, y0: f64| {
+        let inside =
+            |(x, y): (f64, f64)| (x0..=x0 + width).contains(&x) && (y0..=y0 + height).contains(&y);
+        curves
+            .iter()
+            .flat_map(|c| c.windows(2))
+            .flat_map(|pair| {
+                let ((xa, ya), (xb, yb)) = (pair[0], pair[1]);
+                (0..=SAMPLES).map(move |k| {
+                    let t = k as f64 / SAMPLES as f64;
+                    (xa + t * (xb - xa), ya + t * (yb - ya))
+                })
+            })
+            .filter(|&p| inside(p))
+            .count()
+    };
+    let (right, top) = (1.0 - width, 1.0 - height);
+    [
+        (SeriesLabelPosition::UpperRight, right, top),
+        (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+        (SeriesLabelPosition::LowerRight, right, 0.0),
+        (SeriesLabelPosition::UpperLeft, 0.0, top),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, x0, y0)| covered(x0, y0))
+    .map_or(SeriesLabelPosition::UpperRight, |(corner, _, _)| corner)
 }
 
 #[cfg(test)]
@@ -320,6 +373,44 @@ mod tests {
             positive,
             probability,
         }
+    }
+
+    /// The deletion curves' key goes where no curve runs: with the curves of a 10-film `eval
+    /// --faithfulness` (all high on the left, the random one high through the middle) the lower
+    /// left, where the fixed upper-right key had hidden the random curve's middle; with curves
+    /// that fall at once, a corner above them.
+    #[test]
+    fn the_key_goes_in_a_corner_no_curve_crosses() {
+        let unit = |v: &[f64]| -> Vec<(f64, f64)> {
+            let steps = (v.len() - 1) as f64;
+            v.iter()
+                .enumerate()
+                .map(|(k, &y)| (k as f64 / steps, y))
+                .collect()
+        };
+        let key = (0.62, 0.25);
+        let measured = [
+            unit(&[0.99, 0.98, 0.68, 0.57, 0.59]),
+            unit(&[0.99, 0.78, 0.60, 0.53, 0.59]),
+            unit(&[0.99, 0.99, 0.90, 0.68, 0.59]),
+        ];
+        assert!(matches!(
+            free_corner(&measured, key),
+            SeriesLabelPosition::LowerLeft
+        ));
+        let falling = [
+            unit(&[0.9, 0.1, 0.05, 0.02, 0.01]),
+            unit(&[0.8, 0.5, 0.2, 0.1, 0.05]),
+        ];
+        assert!(matches!(
+            free_corner(&falling, key),
+            SeriesLabelPosition::UpperRight
+        ));
+        let rising = [unit(&[0.1, 0.2, 0.4, 0.8, 0.99])];
+        assert!(matches!(
+            free_corner(&rising, key),
+            SeriesLabelPosition::UpperLeft | SeriesLabelPosition::LowerRight
+        ));
     }
 
     #[test]
