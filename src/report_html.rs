@@ -175,7 +175,7 @@ fn page_start(title: &str, style: &str, heading: &str) -> String {
     )
 }
 
-fn count(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn count(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

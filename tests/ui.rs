@@ -466,6 +466,57 @@ fn export_png_and_report_without_identifiers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The reviewer's opacity boxes, drawn on the canvas whatever the map, are in the exported PNG
+/// too, and its marker says so: the export had the film and the map only.
+#[test]
+fn the_exported_view_outlines_the_reviewers_boxes() {
+    use cxr_viewer::explain::localisation::ImageBox;
+    let dir = temp_dir("ui-export-boxes");
+    let (plain, boxed) = (dir.join("plain.png"), dir.join("boxed.png"));
+    let picker = Arc::new(ScriptedPicker::default().saving(&[plain.clone(), boxed.clone()]));
+    let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+    let export = |h: &mut Harness<'static, ViewerApp>, path: &Path| {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+        let name = path.display().to_string();
+        wait_until(h, "the export", |app| {
+            app.status.as_ref().is_some_and(|s| s.text.contains(&name))
+        });
+        (
+            image::open(path).unwrap().to_rgb8(),
+            cxr_viewer::io::viewer_export::marker(path).unwrap(),
+        )
+    };
+    let (without, what) = export(&mut h, &plain);
+    assert!(!what.contains("box"), "{what}");
+    let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
+    let (w, h_) = (study.width as f32, study.height as f32);
+    let b = ImageBox::new(0.25 * w, 0.3 * h_, 0.3 * w, 0.25 * h_);
+    h.state_mut().set_note_boxes(vec![b]);
+    assert_eq!(h.state().note_boxes(), &[b]);
+    let (with, what) = export(&mut h, &boxed);
+    assert!(what.ends_with(", 1 opacity box outlined"), "{what}");
+    let cyan = |p: &image::Rgb<u8>| p[0] < 120 && p[1] > 180 && p[2] > 220;
+    let mid_y = (b.y + 0.5 * b.height) as u32;
+    let mid_x = (b.x + 0.5 * b.width) as u32;
+    for (x, y) in [
+        (b.x as u32, mid_y),
+        ((b.x + b.width) as u32, mid_y),
+        (mid_x, b.y as u32),
+        (mid_x, (b.y + b.height) as u32),
+    ] {
+        assert!(cyan(with.get_pixel(x, y)), "edge at ({x}, {y})");
+        assert!(!cyan(without.get_pixel(x, y)), "no box at ({x}, {y})");
+    }
+    // Inside the box the view is as exported without it.
+    assert_eq!(
+        with.get_pixel(mid_x, mid_y),
+        without.get_pixel(mid_x, mid_y)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn pngs_in(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use image::{Rgb, RgbImage};
 
 use crate::analysis::{Analysis, Prepared, Timings};
+use crate::explain::localisation::ImageBox;
 use crate::explain::Grid;
 use crate::io::{Study, Window};
 use crate::overlay::MapScale;
@@ -89,12 +90,22 @@ pub fn export_png(app: &mut ViewerApp) {
     if map.is_some() {
         what.push_str(&ig_note);
     }
+    // The reviewer's boxes, drawn on screen whatever the map: in the export too (they were
+    // only in the report page's pictures).
+    let boxes = app.note_boxes().to_vec();
+    if !boxes.is_empty() {
+        what.push_str(&format!(
+            ", {} outlined",
+            crate::report_html::count(boxes.len(), "opacity box", "opacity boxes")
+        ));
+    }
     let render = Box::new(move |path: &Path| {
         let map = map.map(|(grid, _, mean)| {
             let scale = map_scale(kind, &grid, mean.as_ref());
             (grid, scale)
         });
-        let img = render_view(&study, &view.window, view.invert, map.as_ref(), &settings);
+        let mut img = render_view(&study, &view.window, view.invert, map.as_ref(), &settings);
+        outline_boxes(&mut img, &boxes);
         // Encoded whole, then written over the old file in one rename: a replaced export is
         // never left half-written (a crash or a full disk keeps the old one).
         let format = image::ImageFormat::from_path(path).map_err(|e| e.to_string())?;
@@ -174,6 +185,65 @@ pub fn render_view(
         }
     }
     out
+}
+
+/// `boxes` (film pixels) outlined as the canvas draws them: the box colour over a dark halo,
+/// the strokes widened with the film so that they read alike at any size.
+pub fn outline_boxes(img: &mut RgbImage, boxes: &[ImageBox]) {
+    let side = img.width().max(img.height()) as i64;
+    let core = (side / 1000).max(1);
+    let halo = 2 * core;
+    let [r, g, b, _] = super::box_tool::BOX_COLOR.to_array();
+    for bx in boxes {
+        // Film pixels: the box's edges on the pixels its sides run through.
+        let (left, top) = (bx.x.round() as i64, bx.y.round() as i64);
+        let (right, bottom) = (
+            (bx.x + bx.width).round() as i64,
+            (bx.y + bx.height).round() as i64,
+        );
+        // The halo first (the film darkened to 40 %), then the colour inside it.
+        for (radius, core_pass) in [(halo, false), (core, true)] {
+            let colour = |p: Rgb<u8>| {
+                if core_pass {
+                    Rgb([r, g, b])
+                } else {
+                    Rgb(p.0.map(|c| (f32::from(c) * 0.4) as u8))
+                }
+            };
+            // Left and right edges, each a band `radius` wide on either side, then the top and
+            // bottom between them (the halo darkens each pixel once).
+            let (inner_left, inner_right) = (left + radius + 1, right - radius - 1);
+            for (x0, x1, y0, y1) in [
+                (left - radius, left + radius, top - radius, bottom + radius),
+                (
+                    right - radius,
+                    right + radius,
+                    top - radius,
+                    bottom + radius,
+                ),
+                (inner_left, inner_right, top - radius, top + radius),
+                (inner_left, inner_right, bottom - radius, bottom + radius),
+            ] {
+                fill(img, (x0, x1), (y0, y1), colour);
+            }
+        }
+    }
+}
+
+/// Applies `colour` to the pixels of the inclusive ranges inside `img`.
+fn fill(
+    img: &mut RgbImage,
+    (x0, x1): (i64, i64),
+    (y0, y1): (i64, i64),
+    colour: impl Fn(Rgb<u8>) -> Rgb<u8>,
+) {
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    for y in y0.max(0)..=y1.min(h - 1) {
+        for x in x0.max(0)..=x1.min(w - 1) {
+            let p = img.get_pixel_mut(x as u32, y as u32);
+            *p = colour(*p);
+        }
+    }
 }
 
 /// What Export report… writes: `report.json` for tools, or the page of
@@ -293,5 +363,60 @@ fn clone_prepared(p: &Arc<Prepared>) -> Prepared {
         image_size: p.image_size,
         scope: p.scope.clone(),
         scope_ms: p.scope_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The box's edges in the box colour, a darkened halo either side, the film inside and
+    /// outside untouched, and the corners darkened once like the sides.
+    #[test]
+    fn a_box_is_outlined_on_its_edges_with_a_halo() {
+        let grey = Rgb([200, 200, 200]);
+        let mut img = RgbImage::from_pixel(100, 80, grey);
+        outline_boxes(&mut img, &[ImageBox::new(20.0, 10.0, 40.0, 30.0)]);
+        let [r, g, b, _] = super::super::box_tool::BOX_COLOR.to_array();
+        let colour = Rgb([r, g, b]);
+        let halo = Rgb([80, 80, 80]);
+        // Core: one pixel either side of each edge on a film under 1,000 px.
+        for (x, y) in [
+            (20, 25),
+            (60, 25),
+            (40, 10),
+            (40, 40),
+            (19, 25),
+            (61, 25),
+            (20, 10),
+        ] {
+            assert_eq!(*img.get_pixel(x, y), colour, "({x}, {y})");
+        }
+        // Halo: the next pixel out and in.
+        for (x, y) in [
+            (18, 25),
+            (22, 25),
+            (62, 25),
+            (40, 8),
+            (40, 12),
+            (40, 42),
+            (18, 8),
+        ] {
+            assert_eq!(*img.get_pixel(x, y), halo, "({x}, {y})");
+        }
+        for (x, y) in [
+            (17, 25),
+            (23, 25),
+            (40, 25),
+            (40, 7),
+            (0, 0),
+            (99, 79),
+            (63, 25),
+        ] {
+            assert_eq!(*img.get_pixel(x, y), grey, "({x}, {y})");
+        }
+        // A box past the film's edge is clipped, not a panic.
+        outline_boxes(&mut img, &[ImageBox::new(90.0, 70.0, 40.0, 40.0)]);
+        assert_eq!(*img.get_pixel(90, 75), colour);
     }
 }
