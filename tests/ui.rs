@@ -517,6 +517,58 @@ fn the_exported_view_outlines_the_reviewers_boxes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// In compare mode the exported view is the two panes side by side, as on screen, and its
+/// marker says what each shows; it had the first pane's map only.
+#[test]
+fn the_exported_view_in_compare_mode_has_both_panes() {
+    let dir = temp_dir("ui-export-compare");
+    let (single, both) = (dir.join("single.png"), dir.join("both.png"));
+    let picker = Arc::new(ScriptedPicker::default().saving(&[single.clone(), both.clone()]));
+    let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
+    let mut h = harness(app);
+    wait_until(&mut h, "the full analysis", analysed);
+    assert_eq!(h.state().map, MapKind::GradCam);
+    let export = |h: &mut Harness<'static, ViewerApp>, path: &Path| {
+        h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+        let name = path.display().to_string();
+        wait_until(h, "the export", |app| {
+            app.status.as_ref().is_some_and(|s| s.text.contains(&name))
+        });
+        (
+            image::open(path).unwrap().to_rgb8(),
+            cxr_viewer::io::viewer_export::marker(path).unwrap(),
+        )
+    };
+    let (gradcam, _) = export(&mut h, &single);
+    h.key_press(Key::C);
+    h.run_ok();
+    assert_eq!(h.state().compare, Some(MapKind::IntegratedGradients));
+    let (pair, what) = export(&mut h, &both);
+    assert!(
+        what.starts_with("side by side: film with Grad-CAM overlay")
+            && what.contains(" | film with Integrated Gradients overlay from the black baseline"),
+        "{what}"
+    );
+    let (w, height) = gradcam.dimensions();
+    assert_eq!(pair.height(), height);
+    assert!(
+        pair.width() > 2 * w,
+        "{} for two panes of {w}",
+        pair.width()
+    );
+    // The left pane is the Grad-CAM view; the right one differs from it (the IG map).
+    let right_x = pair.width() - w;
+    let mut right_differs = false;
+    for y in (0..height).step_by(7) {
+        for x in (0..w).step_by(7) {
+            assert_eq!(pair.get_pixel(x, y), gradcam.get_pixel(x, y), "({x}, {y})");
+            right_differs |= pair.get_pixel(right_x + x, y) != gradcam.get_pixel(x, y);
+        }
+    }
+    assert!(right_differs, "the right pane is the Grad-CAM view again");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn pngs_in(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()

@@ -37,59 +37,29 @@ pub fn export_png(app: &mut ViewerApp) {
         return;
     };
     let view = current.view.clone();
-    // As on screen: no map while an out-of-scope result is hidden, and a dimmed one where the
-    // canvas dims it (uncertain, or out of scope and shown anyway). The export drew both at
-    // full strength, a tidy heat map on a film the viewer said the model knows nothing of.
-    let hidden = super::scope_banner::result_hidden(app);
-    let visible = app.map != MapKind::None && app.overlay_visible && !hidden;
-    let map = if visible { app.map_of(app.map) } else { None };
-    let kind = app.map;
     let gate = super::trust_state::current_gate(app);
     let mut settings = app.settings.clone();
     settings.alpha = crate::trust::gated_opacity(settings.alpha, gate.as_ref());
-    // An IG map explained against a baseline the model reads as the same class says so in the
-    // file too, as the toolbar does on screen.
-    // Which baseline the IG map explains against, as the panel says it: maps from two
-    // baselines exported side by side could not be told apart.
-    let is_ig = kind == MapKind::IntegratedGradients;
-    let ig_from = is_ig
-        .then(|| {
-            let entry = app.current_entry()?;
-            let ig = &entry.ig.get(&app.wanted_ig_or_default())?.0;
-            Some(format!(" from the {}", ig.baseline_described()))
-        })
-        .flatten()
-        .unwrap_or_default();
-    let ig_note = is_ig
-        .then(|| super::trust_state::ig_baseline_warning(app))
-        .flatten()
-        .map(|(class, _)| format!(", IG baseline read as {class}"))
-        .unwrap_or_default();
-    let (name, mut what) = match (&map, &gate) {
-        (Some(_), Some(gate)) => (
-            format!("{}_{}.png", stem(app), short_name(kind)),
-            format!(
-                "film with {} overlay{ig_from}, {}",
-                kind.label(),
-                gate.short_line()
-            ),
+    // Compare mode shows two panes: the export has both, side by side, as on screen.
+    let panes: Vec<Pane> = std::iter::once(app.map)
+        .chain(app.compare)
+        .map(|kind| Pane::of(app, kind, gate.as_ref()))
+        .collect();
+    let name = match &panes[..] {
+        [one] if one.map.is_none() => format!("{}.png", stem(app)),
+        [one] => format!("{}_{}.png", stem(app), short_name(one.kind)),
+        [left, right, ..] => format!(
+            "{}_{}_vs_{}.png",
+            stem(app),
+            short_name(left.kind),
+            short_name(right.kind)
         ),
-        (Some(_), None) => (
-            format!("{}_{}.png", stem(app), short_name(kind)),
-            format!("film with {} overlay{ig_from}", kind.label()),
-        ),
-        (None, _) if hidden && app.map != MapKind::None => (
-            format!("{}.png", stem(app)),
-            "film as displayed, its map hidden: outside the model's scope".to_string(),
-        ),
-        (None, _) => (
-            format!("{}.png", stem(app)),
-            "film as displayed".to_string(),
-        ),
+        [] => format!("{}.png", stem(app)),
     };
-    if map.is_some() {
-        what.push_str(&ig_note);
-    }
+    let mut what = match &panes[..] {
+        [left, right, ..] => format!("side by side: {} | {}", left.what, right.what),
+        _ => panes.first().map(|p| p.what.clone()).unwrap_or_default(),
+    };
     // The reviewer's boxes, drawn on screen whatever the map: in the export too (they were
     // only in the report page's pictures).
     let boxes = app.note_boxes().to_vec();
@@ -100,12 +70,21 @@ pub fn export_png(app: &mut ViewerApp) {
         ));
     }
     let render = Box::new(move |path: &Path| {
-        let map = map.map(|(grid, _, mean)| {
-            let scale = map_scale(kind, &grid, mean.as_ref());
-            (grid, scale)
-        });
-        let mut img = render_view(&study, &view.window, view.invert, map.as_ref(), &settings);
-        outline_boxes(&mut img, &boxes);
+        let pictures: Vec<RgbImage> = panes
+            .into_iter()
+            .map(|pane| {
+                let mut img = render_view(
+                    &study,
+                    &view.window,
+                    view.invert,
+                    pane.map.as_ref(),
+                    &settings,
+                );
+                outline_boxes(&mut img, &boxes);
+                img
+            })
+            .collect();
+        let img = side_by_side(pictures);
         // Encoded whole, then written over the old file in one rename: a replaced export is
         // never left half-written (a crash or a full disk keeps the old one).
         let format = image::ImageFormat::from_path(path).map_err(|e| e.to_string())?;
@@ -122,6 +101,77 @@ pub fn export_png(app: &mut ViewerApp) {
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     app.request_save(name, "png", render);
+}
+
+/// One pane of the exported view: its map, if drawn, and what the PNG's marker says of it.
+struct Pane {
+    kind: MapKind,
+    map: Option<(Grid, MapScale)>,
+    what: String,
+}
+
+impl Pane {
+    fn of(app: &ViewerApp, kind: MapKind, gate: Option<&crate::trust::Gate>) -> Self {
+        // As on screen: no map while an out-of-scope result is hidden, and a dimmed one where
+        // the canvas dims it (uncertain, or out of scope and shown anyway). The export drew both
+        // at full strength, a tidy heat map on a film the viewer said the model knows nothing
+        // of.
+        let hidden = super::scope_banner::result_hidden(app);
+        let visible = kind != MapKind::None && app.overlay_visible && !hidden;
+        let map = if visible { app.map_of(kind) } else { None }.map(|(grid, _, mean)| {
+            let scale = map_scale(kind, &grid, mean.as_ref());
+            (grid, scale)
+        });
+        // Which baseline the IG map explains against, as the panel says it: maps from two
+        // baselines exported side by side could not be told apart. And one explained against a
+        // baseline the model reads as the same class says so in the file too, as the toolbar
+        // does on screen.
+        let is_ig = kind == MapKind::IntegratedGradients;
+        let ig_from = is_ig
+            .then(|| {
+                let entry = app.current_entry()?;
+                let ig = &entry.ig.get(&app.wanted_ig_or_default())?.0;
+                Some(format!(" from the {}", ig.baseline_described()))
+            })
+            .flatten()
+            .unwrap_or_default();
+        let ig_note = is_ig
+            .then(|| super::trust_state::ig_baseline_warning(app))
+            .flatten()
+            .map(|(class, _)| format!(", IG baseline read as {class}"))
+            .unwrap_or_default();
+        let what = match (&map, gate) {
+            (Some(_), Some(gate)) => format!(
+                "film with {} overlay{ig_from}, {}{ig_note}",
+                kind.label(),
+                gate.short_line()
+            ),
+            (Some(_), None) => format!("film with {} overlay{ig_from}{ig_note}", kind.label()),
+            (None, _) if hidden && kind != MapKind::None => {
+                "film as displayed, its map hidden: outside the model's scope".to_string()
+            }
+            (None, _) => "film as displayed".to_string(),
+        };
+        Self { kind, map, what }
+    }
+}
+
+/// `pictures` left to right, a dark gap between them as between the canvas's panes.
+fn side_by_side(mut pictures: Vec<RgbImage>) -> RgbImage {
+    if pictures.len() <= 1 {
+        return pictures.pop().unwrap_or_default();
+    }
+    let height = pictures.iter().map(RgbImage::height).max().unwrap_or(0);
+    let gap = (pictures[0].width() / 100).max(4);
+    let width =
+        pictures.iter().map(RgbImage::width).sum::<u32>() + gap * (pictures.len() as u32 - 1);
+    let mut out = RgbImage::from_pixel(width, height, Rgb([20, 20, 20]));
+    let mut x = 0;
+    for p in &pictures {
+        image::imageops::replace(&mut out, p, i64::from(x), 0);
+        x += p.width() + gap;
+    }
+    out
 }
 
 fn short_name(kind: MapKind) -> &'static str {
