@@ -122,3 +122,42 @@ fn a_dicomdir_opens_as_a_folder_under_review() {
     });
     h.get_by_label_contains("PT000000/ST000000/SE000000/IM000000  ·  ");
 }
+
+/// Each frame of a multi-frame image is exported under its own name ("…_frame2.png",
+/// "…_frame2_report.json"), and the PNG's marker says which frame it shows: every frame was offered the
+/// file's one name, each export over the last.
+#[test]
+fn an_exported_frame_is_named_after_its_frame() {
+    let file = repo("tests/fixtures/dicom/multiframe_3x16x16.dcm");
+    let dir = temp_dir("frames-export");
+    let png = dir.join("view.png");
+    let picker = Arc::new(ScriptedPicker::default().saving(&[png.clone(), dir.join("r.json")]));
+    let settings = ui_support::fast_settings(&temp_dir("frames-notes").join("notes.sqlite3"));
+    let app = ViewerApp::new(settings, picker.clone(), tiny_model(), Some(file));
+    let mut h = harness(app);
+    h.key_press(Key::Period);
+    wait_until(&mut h, "frame 2 analysed", |a| {
+        a.current_frames() == Some((3, 1)) && analysed(a)
+    });
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::S);
+    wait_until(&mut h, "the PNG", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.text.contains("view.png"))
+    });
+    h.key_press_modifiers(egui::Modifiers::COMMAND, Key::E);
+    wait_until(&mut h, "the report", |a| {
+        a.status.as_ref().is_some_and(|s| s.text.contains("r.json"))
+    });
+    let suggested = picker.suggested.lock().unwrap().clone();
+    assert_eq!(
+        suggested,
+        [
+            "multiframe_3x16x16_frame2.png",
+            "multiframe_3x16x16_frame2_report.json"
+        ]
+    );
+    let what = cxr_viewer::io::viewer_export::marker(&png).unwrap();
+    assert!(what.ends_with(", frame 2 of 3"), "{what}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -19,12 +19,19 @@ use super::render::{contour_segments, map_color, map_scale, shown_grey};
 use super::settings::{MapKind, OverlayMode, Settings};
 use super::transform::ImageFromModel;
 
+/// The file's stem, and the frame (counted from 1, as on screen) of a multi-frame image: the
+/// frames of one file were all offered the same name, each export over the last.
 fn stem(app: &ViewerApp) -> String {
-    app.current
+    let name = app
+        .current
         .as_ref()
         .and_then(|c| c.path.file_stem())
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "study".into())
+        .unwrap_or_else(|| "study".into());
+    match app.current_frames() {
+        Some((frames, frame)) if frames > 1 => format!("{name}_frame{}", frame + 1),
+        _ => name,
+    }
 }
 
 pub fn export_png(app: &mut ViewerApp) {
@@ -60,6 +67,9 @@ pub fn export_png(app: &mut ViewerApp) {
         [left, right, ..] => format!("side by side: {} | {}", left.what, right.what),
         _ => panes.first().map(|p| p.what.clone()).unwrap_or_default(),
     };
+    if let Some((frames, frame)) = app.current_frames().filter(|(frames, _)| *frames > 1) {
+        what.push_str(&format!(", frame {} of {frames}", frame + 1));
+    }
     // The reviewer's boxes, drawn on screen whatever the map: in the export too (they were
     // only in the report page's pictures).
     let boxes = app.note_boxes().to_vec();

@@ -44,6 +44,8 @@ pub struct ScriptedPicker {
     pub save: Mutex<VecDeque<PathBuf>>,
     /// Multiple selections for Open…, answered before `open`.
     pub together: Mutex<VecDeque<Vec<PathBuf>>>,
+    /// The names the viewer suggested to Save dialogs, in order.
+    pub suggested: Mutex<Vec<String>>,
 }
 
 impl ScriptedPicker {
@@ -79,7 +81,8 @@ impl FilePicker for ScriptedPicker {
     fn pick_folder(&self) -> Option<PathBuf> {
         self.open.lock().unwrap().pop_front()
     }
-    fn save_file(&self, _suggested: &str, _ext: &str) -> Option<PathBuf> {
+    fn save_file(&self, suggested: &str, _ext: &str) -> Option<PathBuf> {
+        self.suggested.lock().unwrap().push(suggested.to_string());
         self.save.lock().unwrap().pop_front()
     }
 }
