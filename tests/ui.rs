@@ -466,6 +466,19 @@ fn export_png_and_report_without_identifiers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Ctrl+S to `path` (the picker's next answer): the PNG and its marker.
+fn exported_view(h: &mut Harness<'static, ViewerApp>, path: &Path) -> (image::RgbImage, String) {
+    h.key_press_modifiers(Modifiers::COMMAND, Key::S);
+    let name = path.display().to_string();
+    wait_until(h, "the export", |app| {
+        app.status.as_ref().is_some_and(|s| s.text.contains(&name))
+    });
+    (
+        image::open(path).unwrap().to_rgb8(),
+        cxr_viewer::io::viewer_export::marker(path).unwrap(),
+    )
+}
+
 /// The reviewer's opacity boxes, drawn on the canvas whatever the map, are in the exported PNG
 /// too, and its marker says so: the export had the film and the map only.
 #[test]
@@ -477,25 +490,14 @@ fn the_exported_view_outlines_the_reviewers_boxes() {
     let app = ViewerApp::new(fast_settings(), picker, tiny_model(), Some(sample()));
     let mut h = harness(app);
     wait_until(&mut h, "the full analysis", analysed);
-    let export = |h: &mut Harness<'static, ViewerApp>, path: &Path| {
-        h.key_press_modifiers(Modifiers::COMMAND, Key::S);
-        let name = path.display().to_string();
-        wait_until(h, "the export", |app| {
-            app.status.as_ref().is_some_and(|s| s.text.contains(&name))
-        });
-        (
-            image::open(path).unwrap().to_rgb8(),
-            cxr_viewer::io::viewer_export::marker(path).unwrap(),
-        )
-    };
-    let (without, what) = export(&mut h, &plain);
+    let (without, what) = exported_view(&mut h, &plain);
     assert!(!what.contains("box"), "{what}");
     let study = h.state().current.as_ref().unwrap().study.clone().unwrap();
     let (w, h_) = (study.width as f32, study.height as f32);
     let b = ImageBox::new(0.25 * w, 0.3 * h_, 0.3 * w, 0.25 * h_);
     h.state_mut().set_note_boxes(vec![b]);
     assert_eq!(h.state().note_boxes(), &[b]);
-    let (with, what) = export(&mut h, &boxed);
+    let (with, what) = exported_view(&mut h, &boxed);
     assert!(what.ends_with(", 1 opacity box outlined"), "{what}");
     let cyan = |p: &image::Rgb<u8>| p[0] < 120 && p[1] > 180 && p[2] > 220;
     let mid_y = (b.y + 0.5 * b.height) as u32;
@@ -528,22 +530,11 @@ fn the_exported_view_in_compare_mode_has_both_panes() {
     let mut h = harness(app);
     wait_until(&mut h, "the full analysis", analysed);
     assert_eq!(h.state().map, MapKind::GradCam);
-    let export = |h: &mut Harness<'static, ViewerApp>, path: &Path| {
-        h.key_press_modifiers(Modifiers::COMMAND, Key::S);
-        let name = path.display().to_string();
-        wait_until(h, "the export", |app| {
-            app.status.as_ref().is_some_and(|s| s.text.contains(&name))
-        });
-        (
-            image::open(path).unwrap().to_rgb8(),
-            cxr_viewer::io::viewer_export::marker(path).unwrap(),
-        )
-    };
-    let (gradcam, _) = export(&mut h, &single);
+    let (gradcam, _) = exported_view(&mut h, &single);
     h.key_press(Key::C);
     h.run_ok();
     assert_eq!(h.state().compare, Some(MapKind::IntegratedGradients));
-    let (pair, what) = export(&mut h, &both);
+    let (pair, what) = exported_view(&mut h, &both);
     assert!(
         what.starts_with("side by side: film with Grad-CAM overlay")
             && what.contains(" | film with Integrated Gradients overlay from the black baseline"),
