@@ -207,12 +207,19 @@ fn reliability_bars(cases: &[Case], bins: usize) -> Vec<ReliabilityBar> {
         .collect()
 }
 
+/// Names its ECE: it is metrics.json's `ece_positive_class` (P(pneumonia) binned against the
+/// observed rate), not the top-label `ece` that `eval` prints, and the title's bare "ECE = 0.036"
+/// sat beside a printed "ece=0.0105" for the same films.
+fn reliability_title(ece: f64, bins: usize) -> String {
+    format!("Reliability (positive-class ECE {ece:.3}, {bins} bins)")
+}
+
 pub fn reliability_png(cases: &[Case], ece: f64, bins: usize, path: &Path) -> Result<()> {
     let bars = reliability_bars(cases, bins);
     draw(path, |root| {
         let mut chart = unit_square_chart(
             &root,
-            format!("Reliability of P(pneumonia) (ECE = {ece:.3}, {bins} bins)"),
+            reliability_title(ece, bins),
             "mean predicted P(pneumonia); whiskers: 95 % interval; numbers: films per bin",
             "observed pneumonia rate",
         )?;
@@ -411,6 +418,20 @@ mod tests {
             free_corner(&rising, key),
             SeriesLabelPosition::UpperLeft | SeriesLabelPosition::LowerRight
         ));
+    }
+
+    /// The reliability diagram's title says which ECE it gives, and fits the plot's width
+    /// (the caption's font, inside the chart's margins).
+    #[test]
+    fn the_reliability_title_names_its_ece_and_fits() {
+        ensure_font().unwrap();
+        let title = reliability_title(0.0358, 15);
+        assert!(title.contains("positive-class ECE 0.036"), "{title}");
+        let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+        let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
+        let font = ("sans-serif", 22).into_text_style(&root);
+        let (width, _) = root.estimate_text_size(&title, &font).unwrap();
+        assert!(width + 30 <= SIZE.0, "{title}: {width} px");
     }
 
     #[test]
