@@ -440,7 +440,12 @@ fn keyboard_walks_the_list_as_sorted_and_filtered() {
 
     // Marking that one too hides it as well: the counter says so, and the buttons still lead
     // into the list (they were greyed out while the study on screen was not in it). (An adult
-    // film out of the model's scope takes a verdict only once S shows its answer.)
+    // film out of the model's scope takes a verdict only once S shows its answer.) Its note
+    // editor and answer first: on a busy machine Y came before them and did nothing.
+    wait_until(&mut h, "the next study's note editor and answer", |a| {
+        a.notes.draft.as_ref().is_some_and(|d| d.path == after)
+            && a.current_entry().is_some_and(|e| e.prepared.is_some())
+    });
     if cxr_viewer::ui::scope_banner::result_hidden(h.state()) {
         h.key_press(Key::S);
         h.run_ok();
