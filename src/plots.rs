@@ -336,8 +336,8 @@ pub fn deletion_curves_png(title: &str, series: &[(String, Vec<f32>)], path: &Pa
     })
 }
 
-/// The corner of a unit chart where a key of `size` (shares of the plotting area's width and
-/// height) covers the fewest points along `curves`; the upper right where none is free. Fixed in
+/// The corner of a unit chart where a key `width` × `height` (shares of the plotting area's) covers
+/// the fewest points along `curves`; the upper right where none is free. Fixed in
 /// the upper right, the key of the deletion curves hid the random curve, which runs high through
 /// the middle of the plot, and the maps' first steps.
 fn free_corner(curves: &[Vec<(f64, f64)>], (width, height): (f64, f64)) -> SeriesLabelPosition {
