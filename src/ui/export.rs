@@ -52,20 +52,22 @@ pub fn export_png(app: &mut ViewerApp) {
         .chain(app.compare)
         .map(|kind| Pane::of(app, kind, gate.as_ref()))
         .collect();
-    let name = match &panes[..] {
-        [one] if one.map.is_none() => format!("{}.png", stem(app)),
-        [one] => format!("{}_{}.png", stem(app), short_name(one.kind)),
-        [left, right, ..] => format!(
-            "{}_{}_vs_{}.png",
-            stem(app),
-            short_name(left.kind),
-            short_name(right.kind)
+    let stem = stem(app);
+    let first = &panes[0];
+    let (name, mut what) = match panes.get(1) {
+        Some(second) => (
+            format!(
+                "{stem}_{}_vs_{}.png",
+                short_name(first.kind),
+                short_name(second.kind)
+            ),
+            format!("side by side: {} | {}", first.what, second.what),
         ),
-        [] => format!("{}.png", stem(app)),
-    };
-    let mut what = match &panes[..] {
-        [left, right, ..] => format!("side by side: {} | {}", left.what, right.what),
-        _ => panes.first().map(|p| p.what.clone()).unwrap_or_default(),
+        None if first.map.is_none() => (format!("{stem}.png"), first.what.clone()),
+        None => (
+            format!("{stem}_{}.png", short_name(first.kind)),
+            first.what.clone(),
+        ),
     };
     if let Some((frames, frame)) = app.current_frames().filter(|(frames, _)| *frames > 1) {
         what.push_str(&format!(", frame {} of {frames}", frame + 1));
@@ -233,14 +235,13 @@ pub fn render_view(
             let steps = ((b - a).length().ceil() as usize).max(1);
             for s in 0..=steps {
                 let p = a + (b - a) * (s as f32 / steps as f32);
-                for dy in -radius..=radius {
-                    for dx in -radius..=radius {
-                        let (x, y) = (p.x as i64 + dx, p.y as i64 + dy);
-                        if x >= 0 && y >= 0 && (x as usize) < w && (y as usize) < h {
-                            out.put_pixel(x as u32, y as u32, Rgb(c));
-                        }
-                    }
-                }
+                let (x, y) = (p.x as i64, p.y as i64);
+                fill(
+                    &mut out,
+                    (x - radius, x + radius),
+                    (y - radius, y + radius),
+                    |_| Rgb(c),
+                );
             }
         }
     }

@@ -408,9 +408,7 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     let scroll_to = current.and_then(|c| visible.iter().position(|&i| i == c));
     let scrolled_for = app.list_scrolled_to;
     let mut clicks = TableClicks::default();
-    // Whether the study on screen got a row this frame (only the rows in view are laid out),
-    // and which rows were.
-    let mut current_drawn = false;
+    // The rows laid out this frame (only those in view are).
     let mut drawn: Option<(usize, usize)> = None;
     // Wholly in view last frame (the first and last rows laid out may be cut): no scroll, so a
     // click on a row does not move the list under the pointer.
@@ -493,7 +491,6 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
                         let r = &review.rows[i];
                         let note = r.id.as_ref().and_then(|id| app.notes.all().get(id));
                         row.set_selected(Some(i) == current);
-                        current_drawn |= Some(i) == current;
                         let at = row.index();
                         drawn = Some(drawn.map_or((at, at), |(a, b)| (a.min(at), b.max(at))));
                         for &column in &shown {
@@ -512,6 +509,9 @@ fn table_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
     // Asked again next frame until its row is drawn: a scroll asked for before the table knows
     // its height is lost (a folder resumed at its 187th study opened with the list at its top).
     // Once drawn, the reviewer may scroll the list away from it freely.
+    let current_drawn = scroll_to
+        .zip(drawn)
+        .is_some_and(|(row, (first, last))| (first..=last).contains(&row));
     if current_drawn || scroll_to.is_none() {
         app.list_scrolled_to = scroll_to;
     }
