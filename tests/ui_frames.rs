@@ -135,6 +135,12 @@ fn an_exported_frame_is_named_after_its_frame() {
     let settings = ui_support::fast_settings(&temp_dir("frames-notes").join("notes.sqlite3"));
     let app = ViewerApp::new(settings, picker.clone(), tiny_model(), Some(file));
     let mut h = harness(app);
+    // The frame key does nothing until the film is known to have frames: wait for it (pressed on
+    // the first frame, the key was lost whenever the load took longer than that frame, as in a
+    // CI run on a busy machine).
+    wait_until(&mut h, "frame 1 shown", |a| {
+        a.current_frames() == Some((3, 0))
+    });
     h.key_press(Key::Period);
     wait_until(&mut h, "frame 2 analysed", |a| {
         a.current_frames() == Some((3, 1)) && analysed(a)
