@@ -1697,12 +1697,12 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
         ScriptedPicker::opening(&[labels.clone(), root.clone(), labels.clone()])
             .saving(std::slice::from_ref(&exported)),
     );
-    let mut h = harness(ViewerApp::new(
-        fast_settings(&db),
-        picker,
-        tiny_model(),
-        None,
-    ));
+    // A reviewer's name is set: a note only opened must not take it.
+    let settings = cxr_viewer::ui::settings::Settings {
+        reviewer: "A. Reviewer".into(),
+        ..fast_settings(&db)
+    };
+    let mut h = harness(ViewerApp::new(settings, picker, tiny_model(), None));
     wait_until(&mut h, "the notes database", |a| {
         matches!(a.notes.db, NotesDb::Ready(_))
     });
@@ -1766,6 +1766,44 @@ fn an_rsna_labels_file_imported_in_the_viewer_labels_the_open_folder() {
     assert!(!zones.is_empty());
     h.run_ok();
     h.get_by_label(&format!("from boxes: {}", zones.join(", ")));
+
+    // Opened, not edited: once its maps are on screen the note records their top zones, so
+    // Zones vs maps counts it (before, an imported note counted nothing until the reviewer edited
+    // it). The note's reviewer stays as the import left it; n1, which implicates no zone, is not
+    // written again.
+    let store = NotesStore::open(&db).unwrap();
+    let stored = |name: &str| {
+        let notes = store.list(Filter::All).unwrap();
+        notes
+            .into_iter()
+            .find(|n| n.file_name.as_deref() == Some(name))
+            .unwrap()
+    };
+    let n1_before = stored("n1.jpeg");
+    let gradcam_top = |n: &cxr_viewer::notes::Note| {
+        n.map_top_zones
+            .get(&cxr_viewer::notes::Saliency::GradCam)
+            .copied()
+    };
+    assert_eq!(gradcam_top(&stored("p1.jpeg")), None);
+    wait_until(&mut h, "p1's Grad-CAM top zone saved", |_| {
+        gradcam_top(&stored("p1.jpeg")).is_some()
+    });
+    let p1_note = stored("p1.jpeg");
+    assert_eq!(p1_note.reviewer, "");
+    assert_eq!(stored("n1.jpeg"), n1_before);
+    let table = cxr_viewer::notes::zone_agreement::zone_agreement([&p1_note, &n1_before]);
+    let gradcam_row = table.iter().find(|r| r.map == "gradcam").unwrap();
+    assert_eq!(gradcam_row.studies, 1);
+    click_in_view(&mut h, "Zones vs maps");
+    let cells: Vec<String> = table
+        .iter()
+        .map(|r| format!("{} of {}", r.hits, r.studies))
+        .collect();
+    for cell in &cells {
+        let want = cells.iter().filter(|c| *c == cell).count();
+        assert_eq!(h.query_all_by_label(cell).count(), want, "{cell}");
+    }
 
     // And back out as RSNA labels: the boxes and the negative, nothing else.
     click_in_view(&mut h, "as RSNA labels");

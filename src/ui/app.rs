@@ -409,6 +409,7 @@ impl ViewerApp {
         self.prefetch_next();
         self.pace_review();
         self.sync_draft();
+        self.fill_missing_map_facts(now);
         self.autosave(ctx);
         self.persist_settings(ctx, now);
         if self.jobs.busy() || matches!(self.engine, EngineState::Loading) {

@@ -1,9 +1,11 @@
 //! Zones against maps across the reviewed folder: for the studies of the study list that have a
 //! note, how often the reviewer's implicated zones (ticked, or overlapped by a box) contain each
 //! map's top zone ([`crate::notes::zone_agreement`]); and recording, with each edit of a note,
-//! the facts that comparison needs (each map's top zone and the film's size).
+//! the facts that comparison needs (each map's top zone and the film's size), and, for a note that
+//! lacks them, as soon as its maps are on screen.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use egui::RichText;
 
@@ -69,6 +71,46 @@ impl ViewerApp {
             d.note.image_size = Some(size);
         }
         d.note.map_top_zones.extend(tops);
+    }
+
+    /// Each frame: a note that implicates zones (ticked, or boxes) but lacks a map's top
+    /// zone, as every note made by importing labels does, takes it once that map is on screen,
+    /// without waiting for an edit; so Zones vs maps counts each labelled study the reviewer has
+    /// opened, not only those touched since. Only missing tops are added (what an edit recorded
+    /// stays), and the reviewer's name is left alone: nobody edited the note.
+    pub(super) fn fill_missing_map_facts(&mut self, now: Instant) {
+        let film_size = self.current.as_ref().and_then(|c| {
+            let s = c.study.as_ref().filter(|s| s.width > 0 && s.height > 0)?;
+            Some((c.path.clone(), (s.width as u32, s.height as u32)))
+        });
+        let Some((path, size)) = film_size else {
+            return;
+        };
+        let wanted = self.notes.draft.as_ref().is_some_and(|d| {
+            d.path == path && (!d.note.zones.is_empty() || !d.note.boxes.is_empty())
+        });
+        if !wanted {
+            return;
+        }
+        let tops = self.live_top_zones();
+        let Some(d) = self.notes.draft.as_mut() else {
+            return;
+        };
+        let missing: Vec<(Saliency, Zone)> = tops
+            .into_iter()
+            .filter(|(map, _)| !d.note.map_top_zones.contains_key(map))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let mut note = d.note.clone();
+        note.image_size.get_or_insert(size);
+        if note.implicated_zones().is_empty() {
+            return;
+        }
+        note.map_top_zones.extend(missing);
+        d.note = note;
+        d.edited(now);
     }
 
     /// The notes of the studies in the study list.
