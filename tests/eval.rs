@@ -126,6 +126,13 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
         ci[1].as_f64().unwrap()
     );
     assert!(stdout.contains(&line), "{line:?} not in {stdout}");
+    // Both calibration errors, each named (reliability.png's title names the second).
+    let eces = format!(
+        "ece={:.4} (top label; positive class {:.4})",
+        metrics["ece"].as_f64().unwrap(),
+        metrics["ece_positive_class"].as_f64().unwrap()
+    );
+    assert!(stdout.contains(&eces), "{eces:?} not in {stdout}");
     let accuracy = metrics["accuracy"].as_f64().unwrap();
     assert!((accuracy - correct as f64 / 4.0).abs() < 1e-9);
     // Wilson 95 % interval of the accuracy brackets it; with 4 cases it is wide.
