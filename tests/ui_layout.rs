@@ -2,10 +2,12 @@
 //! the film keeps a usable width, nothing runs past the window's edges, nothing covers the result.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cxr_viewer::notes::{Finding, ImageBox, PredictionSnapshot, StudyId};
+use cxr_viewer::notes::{
+    Finding, ImageBox, Note, NotesStore, PredictionSnapshot, Saliency, StudyId, Zone,
+};
 use cxr_viewer::scope::ScopeCheck;
 use cxr_viewer::ui::app::ViewerApp;
 use cxr_viewer::ui::review::{Review, StudyRow};
@@ -47,7 +49,11 @@ fn row(name: &str, in_scope: bool) -> StudyRow {
 /// every control they show in use (the IG baseline row's "normal film" choice made that row wider
 /// than the side column at 800 px, and only with such a model).
 fn viewer(size: Vec2, open: Option<PathBuf>, tag: &str) -> Harness<'static, ViewerApp> {
-    let settings = ui_support::fast_settings(&temp_dir(tag).join("notes.sqlite3"));
+    viewer_with_notes(size, open, &temp_dir(tag).join("notes.sqlite3"))
+}
+
+fn viewer_with_notes(size: Vec2, open: Option<PathBuf>, db: &Path) -> Harness<'static, ViewerApp> {
+    let settings = ui_support::fast_settings(db);
     let app = ViewerApp::new(
         settings,
         Arc::new(ScriptedPicker::default()),
@@ -62,8 +68,12 @@ fn viewer(size: Vec2, open: Option<PathBuf>, tag: &str) -> Harness<'static, View
 /// The bundled sample analysed, in a `size` window beside a study list of 12 long-named studies
 /// (the fourth out of scope), as after a folder scan.
 fn reviewing(size: Vec2, tag: &str) -> Harness<'static, ViewerApp> {
+    reviewing_with_notes(size, &temp_dir(tag).join("notes.sqlite3"))
+}
+
+fn reviewing_with_notes(size: Vec2, db: &Path) -> Harness<'static, ViewerApp> {
     let sample = ui_support::repo("assets/samples/person45_bacteria_221.jpeg");
-    let mut h = viewer(size, Some(sample), tag);
+    let mut h = viewer_with_notes(size, Some(sample), db);
     let mut review = Review::new(1, PathBuf::from("/r"));
     review.set_rows(
         (0..12)
@@ -278,6 +288,56 @@ fn every_study_list_column_is_in_view_and_the_reviewer_chooses_them() {
     assert_eq!(h.state().settings.hidden_study_columns, [SortColumn::Truth]);
     let r = header(&h, SortColumn::Outcome).expect("Outcome back");
     assert!(r.max.x <= canvas.min.x, "{r:?}");
+}
+
+/// Zones vs maps unfolded stays inside the study list's column at every window width from 1,000
+/// to 1,800 px: its short columns ("0 %") are as wide as a grid makes any column, which the check
+/// of whether it fits had not counted, so it kept its long labels and its header ran 7 px under
+/// the film at 1,375 px ("chance" cut after "chanc" in a 1,400-px window on screen). Where short
+/// map names are enough, the header keeps its words (1,400 px).
+#[test]
+fn zones_vs_maps_stays_in_the_study_list_at_every_width() {
+    // The listed studies' note (they share one id), with a zone and each map's top zone
+    // elsewhere: the table's cells are then short figures ("0 of 1", "0 %", "17 %"), narrower
+    // than a grid's narrowest column.
+    let db = temp_dir("ui-layout-zones").join("notes.sqlite3");
+    let mut note = Note::new(row("study_with_a_long_name_00.dcm", true).id.unwrap());
+    note.zones.insert(Zone::RightLower);
+    for map in Saliency::ALL {
+        note.map_top_zones.insert(*map, Zone::LeftUpper);
+    }
+    NotesStore::open(&db).unwrap().upsert(&note).unwrap();
+    for width in (1000..=1800).step_by(25).map(|w| w as f32) {
+        let mut h = reviewing_with_notes(Vec2::new(width, 900.0), &db);
+        wait_until(&mut h, "the note", |a| !a.notes.all().is_empty());
+        let canvas = cxr_viewer::ui::canvas::last_canvas(&h.ctx).expect("a canvas");
+        h.get_by_label("Zones vs maps").click();
+        h.step();
+        h.step();
+        // The header's cells by their exact words (the toolbar also has a "Grad-CAM").
+        let header = [
+            "map",
+            "top zone implicated",
+            "hits",
+            "rate",
+            "95 % CI",
+            "chance",
+        ];
+        let cells: Vec<egui::Rect> = header
+            .iter()
+            .flat_map(|label| h.query_all_by_label(label).map(|n| n.rect()))
+            .collect();
+        assert_eq!(cells.len(), 5, "{width}: {cells:?}");
+        for cell in cells {
+            assert!(
+                cell.max.x <= canvas.min.x,
+                "{width}: {cell:?} under {canvas:?}"
+            );
+        }
+        if width == 1400.0 {
+            h.get_by_label("top zone implicated");
+        }
+    }
 }
 
 /// The film ends left of the side column's "Result" heading on the last frame.

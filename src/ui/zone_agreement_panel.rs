@@ -160,15 +160,25 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
         })
         .collect();
     const HEADERS: [&str; 5] = ["map", "top zone implicated", "rate", "95 % CI", "chance"];
-    let column = |i: usize| -> Vec<String> {
-        std::iter::once(HEADERS[i].to_string())
-            .chain(cells.iter().map(|c| c[i].clone()))
-            .collect()
-    };
+    let mut columns: Vec<Vec<String>> = (0..5)
+        .map(|i| {
+            std::iter::once(HEADERS[i].to_string())
+                .chain(cells.iter().map(|c| c[i].clone()))
+                .collect()
+        })
+        .collect();
     // "Uncertainty (MC-dropout CAM std)" and "top zone implicated" ran under the film in the
-    // 800-px window's side column: there the maps get short names and the header one word, with
-    // the full ones on hover; narrower still, the table scrolls sideways.
-    let short = !super::panels::grid_fits(ui, &(0..5).map(column).collect::<Vec<_>>());
+    // 800-px window's side column: where the table does not fit, the maps get short names; where
+    // it still does not, the header one word too, the full ones on hover; narrower still, the
+    // table scrolls sideways.
+    let short_maps = !super::panels::grid_fits(ui, &columns);
+    let short_maps_of = |r: &ZoneAgreementRow| Saliency::parse(r.map).ok().filter(|_| short_maps);
+    for (cell, r) in columns[0][1..].iter_mut().zip(rows) {
+        if let Some(kind) = short_maps_of(r) {
+            *cell = short_name(kind).to_string();
+        }
+    }
+    let short_header = short_maps && !super::panels::grid_fits(ui, &columns);
     egui::ScrollArea::horizontal()
         .id_salt("zone-agreement-sideways")
         .show(ui, |ui| {
@@ -177,13 +187,12 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
                 .num_columns(5)
                 .show(ui, |ui| {
                     for h in HEADERS {
-                        let hits = (short && h == HEADERS[1]).then_some("hits");
+                        let hits = (short_header && h == HEADERS[1]).then_some("hits");
                         fitted_label(ui, h, hits, true);
                     }
                     ui.end_row();
                     for (r, c) in rows.iter().zip(&cells) {
-                        let kind = Saliency::parse(r.map).ok().filter(|_| short);
-                        fitted_label(ui, &c[0], kind.map(short_name), false);
+                        fitted_label(ui, &c[0], short_maps_of(r).map(short_name), false);
                         for text in &c[1..] {
                             ui.label(text);
                         }
