@@ -615,9 +615,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let m = &summary.metrics;
             println!(
-                // Both ECEs, named: reliability.png plots the positive class's, and a bare "ece="
-                // beside its title's different figure read as a contradiction.
-                "n={} {} ece={:.4} (top label; positive class {:.4}) (threshold {:.3}; [95 % CI]) → {}",
+                // Both ECEs, by their metrics.json names: reliability.png plots the positive
+                // class's, and a bare "ece=" beside its title's other figure read as a contradiction.
+                "n={} {} ece={:.4} ece_positive_class={:.4} (threshold {:.3}; [95 % CI]) → {}",
                 m.n,
                 with_intervals(m),
                 m.ece,

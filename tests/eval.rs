@@ -128,7 +128,7 @@ fn eval_writes_consistent_metrics_predictions_and_plots() {
     assert!(stdout.contains(&line), "{line:?} not in {stdout}");
     // Both calibration errors, each named (reliability.png's title names the second).
     let eces = format!(
-        "ece={:.4} (top label; positive class {:.4})",
+        "ece={:.4} ece_positive_class={:.4} (threshold",
         metrics["ece"].as_f64().unwrap(),
         metrics["ece_positive_class"].as_f64().unwrap()
     );
