@@ -2,7 +2,7 @@
 //! note, how often the reviewer's implicated zones (ticked, or overlapped by a box) contain each
 //! map's top zone ([`crate::notes::zone_agreement`]); and recording, with each edit of a note,
 //! the facts that comparison needs (each map's top zone and the film's size), and, for a note that
-//! lacks them, as soon as its maps are on screen.
+//! lacks them, as soon as its film is opened and its maps computed.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -73,11 +73,12 @@ impl ViewerApp {
         d.note.map_top_zones.extend(tops);
     }
 
-    /// Each frame: a note that implicates zones (ticked, or boxes) but lacks a map's top
-    /// zone, as every note made by importing labels does, takes it once that map is on screen,
-    /// without waiting for an edit; so Zones vs maps counts each labelled study the reviewer has
-    /// opened, not only those touched since. Only missing tops are added (what an edit recorded
-    /// stays), and the reviewer's name is left alone: nobody edited the note.
+    /// Each frame: a note that implicates zones (ticked, or boxes) but lacks a map's top zone,
+    /// as every note made by importing labels does, takes it once its film is open and that map
+    /// computed (hidden or not, as an edit records it), without waiting for an edit; so Zones vs
+    /// maps counts each labelled study the reviewer has opened, not only those touched since.
+    /// Only missing tops are added (what an edit recorded stays), and the reviewer's name is left
+    /// alone: nobody edited the note.
     pub(super) fn fill_missing_map_facts(&mut self, now: Instant) {
         let film_size = self.current.as_ref().and_then(|c| {
             let s = c.study.as_ref().filter(|s| s.width > 0 && s.height > 0)?;
