@@ -194,7 +194,11 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
                     ui.end_row();
                     for (r, c) in rows.iter().zip(&cells) {
                         fitted_label(ui, &c[0], short_maps_of(r).map(short_name), false);
-                        for text in &c[1..] {
+                        let count = ui.label(&c[1]);
+                        if r.studies == 0 {
+                            count.on_hover_text(NO_STUDIES_WHY);
+                        }
+                        for text in &c[2..] {
                             ui.label(text);
                         }
                         ui.end_row();
@@ -202,6 +206,12 @@ fn table_ui(ui: &mut egui::Ui, rows: &[ZoneAgreementRow]) {
                 });
         });
 }
+
+/// Why a map's row reads "0 of 0" (IG's, typically, on out-of-scope films).
+const NO_STUDIES_WHY: &str = "No note that implicates zones has this map's top zone yet. A note \
+    takes it when its film is opened and the map computed: Integrated Gradients runs while \
+    \"Run Integrated Gradients automatically\" is on, and on a film outside the model's scope \
+    only after Show anyway.";
 
 /// A map's name where the full one does not fit.
 fn short_name(kind: Saliency) -> &'static str {
