@@ -5,6 +5,7 @@
 //! lacks them, as soon as its film is opened and its maps computed.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use egui::RichText;
@@ -56,19 +57,15 @@ impl ViewerApp {
     /// Called with every edit of the note on screen: what the maps showed and the film's size,
     /// kept with the note (like the prediction) for zone agreement and box-to-zone mapping.
     pub(super) fn record_map_facts(&mut self) {
-        let on_screen = self.current.as_ref().and_then(|c| {
-            let s = c.study.as_ref()?;
-            Some((c.path.clone(), (s.width as u32, s.height as u32)))
-        });
-        let Some((path, size)) = on_screen else {
+        let Some((path, size)) = self.film_on_screen() else {
             return;
         };
         let tops = self.live_top_zones();
         let Some(d) = self.notes.draft.as_mut().filter(|d| d.path == path) else {
             return;
         };
-        if size.0 > 0 && size.1 > 0 {
-            d.note.image_size = Some(size);
+        if size.is_some() {
+            d.note.image_size = size;
         }
         d.note.map_top_zones.extend(tops);
     }
@@ -80,23 +77,17 @@ impl ViewerApp {
     /// Only missing tops are added (what an edit recorded stays), and the reviewer's name is left
     /// alone: nobody edited the note.
     pub(super) fn fill_missing_map_facts(&mut self, now: Instant) {
-        let film_size = self.current.as_ref().and_then(|c| {
-            let s = c.study.as_ref().filter(|s| s.width > 0 && s.height > 0)?;
-            Some((c.path.clone(), (s.width as u32, s.height as u32)))
-        });
-        let Some((path, size)) = film_size else {
+        let Some((path, Some(size))) = self.film_on_screen() else {
             return;
         };
-        let wanted = self.notes.draft.as_ref().is_some_and(|d| {
-            d.path == path && (!d.note.zones.is_empty() || !d.note.boxes.is_empty())
-        });
-        if !wanted {
+        let tops = self.live_top_zones();
+        let Some(d) = self.notes.draft.as_mut().filter(|d| d.path == path) else {
+            return;
+        };
+        // Most drafts are empty notes of unlabelled studies: nothing to implicate, nothing to fill.
+        if d.note.zones.is_empty() && d.note.boxes.is_empty() {
             return;
         }
-        let tops = self.live_top_zones();
-        let Some(d) = self.notes.draft.as_mut() else {
-            return;
-        };
         let missing: Vec<(Saliency, Zone)> = tops
             .into_iter()
             .filter(|(map, _)| !d.note.map_top_zones.contains_key(map))
@@ -112,6 +103,15 @@ impl ViewerApp {
         note.map_top_zones.extend(missing);
         d.note = note;
         d.edited(now);
+    }
+
+    /// The film on screen, once loaded: its path and, where it has pixels, its size (what a note
+    /// keeps to map its boxes to zones).
+    fn film_on_screen(&self) -> Option<(PathBuf, Option<(u32, u32)>)> {
+        let c = self.current.as_ref()?;
+        let s = c.study.as_ref()?;
+        let size = (s.width > 0 && s.height > 0).then_some((s.width as u32, s.height as u32));
+        Some((c.path.clone(), size))
     }
 
     /// The notes of the studies in the study list.
