@@ -472,6 +472,9 @@ fn run_notes(action: NotesCommand) -> anyhow::Result<()> {
                 input.display(),
                 db.display()
             );
+            for remark in r.remarks() {
+                eprintln!("note: {remark}");
+            }
         }
     }
     Ok(())

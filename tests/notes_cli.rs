@@ -84,6 +84,99 @@ fn export_then_import_in_both_formats() {
     }
 }
 
+/// An annotator exports the notes, corrects them in a spreadsheet (which keeps each row's
+/// `updated_at`) and imports the file back. Until the forty-first session every corrected row
+/// was "unchanged": a copy replaced the stored note only when updated later, and the edits were
+/// dropped without a word. Now a row that differs under the same `updated_at` is imported (and
+/// stamped now), while a row whose note was edited again in the viewer since the export keeps
+/// the viewer's note and is named.
+#[test]
+fn a_file_edited_after_its_export_imports_its_edits_and_names_what_it_cannot() {
+    let tmp = scratch("notes-cli-edited-file");
+    let dir = tmp.path().to_path_buf();
+    let db = seeded_db(&dir);
+    let out = dir.join("notes.csv");
+    let o = notes_cmd(&[
+        "export",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let exported = std::fs::read_to_string(&out).unwrap();
+    let edited = exported
+        .replace(
+            "study 1, under-exposed",
+            "study 1, corrected in a spreadsheet",
+        )
+        .replace(
+            "study 2, under-exposed",
+            "study 2, corrected in a spreadsheet",
+        );
+    assert_ne!(edited, exported);
+    std::fs::write(&out, edited).unwrap();
+
+    // Meanwhile study 2 is edited again in the viewer.
+    let store = NotesStore::open(&db).unwrap();
+    let study2 = StudyId::sha256(&[2; 32]);
+    let before = store.get(&StudyId::sha256(&[1; 32])).unwrap().unwrap();
+    let mut note2 = store.get(&study2).unwrap().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    note2.text = "study 2, edited again in the viewer".into();
+    store.upsert(&note2).unwrap();
+
+    let o = notes_cmd(&[
+        "import",
+        "--db",
+        db.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stdout).starts_with("inserted 0, updated 1, unchanged 2 ← "),
+        "{}",
+        text(&o.stdout)
+    );
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("note: 1 notes edited in the file since its export")
+            && said.contains("imported as edits made now"),
+        "{said}"
+    );
+    assert!(
+        said.contains("note: 1 notes in the file differ from the notes here but are older")
+            && said.contains("not imported: img2.png (to import the file's"),
+        "{said}"
+    );
+    let after = store.get(&StudyId::sha256(&[1; 32])).unwrap().unwrap();
+    assert_eq!(after.text, "study 1, corrected in a spreadsheet");
+    assert!(after.updated_at > before.updated_at);
+    assert_eq!(after.created_at, before.created_at);
+    assert_eq!(
+        store.get(&study2).unwrap().unwrap().text,
+        "study 2, edited again in the viewer"
+    );
+
+    // The same file again: nothing left to take, nothing said about edits.
+    let o = notes_cmd(&[
+        "import",
+        "--db",
+        db.to_str().unwrap(),
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&o.stdout).starts_with("inserted 0, updated 0, unchanged 3 ← "),
+        "{}",
+        text(&o.stdout)
+    );
+    assert!(
+        !text(&o.stderr).contains("edited in the file"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 #[test]
 fn include_paths_adds_the_full_path() {
     let tmp = scratch("notes-cli-paths");

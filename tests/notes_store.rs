@@ -532,6 +532,50 @@ fn json_round_trip_merges_without_duplicates() {
     round_trip(Format::Json);
 }
 
+/// An export opened and saved again by a spreadsheet imports as the export itself does. The
+/// fixtures are `notes export` of four notes (every field, text with commas, semicolons, quotes
+/// and a line break) and that file opened and saved by LibreOffice Calc 7.4 (`soffice
+/// --convert-to csv`): in English it writes the booleans as `TRUE`/`FALSE`, which the import
+/// refused ("provided string was not `true` or `false`") until the forty-first session, so no
+/// file a reviewer had corrected in a spreadsheet could be imported; in German it separates the
+/// cells with `;` (its list separator where the comma is the decimal mark), which read as one
+/// column ("no 'study_id' column").
+#[test]
+fn an_export_saved_again_by_a_spreadsheet_imports_unchanged() {
+    let read = |name: &str| {
+        let path = common::fixture(&format!("notes/{name}"));
+        notes::parse(&std::fs::read_to_string(path).unwrap(), Format::Csv, name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let exported = read("exported.csv");
+    assert_eq!(exported.len(), 4);
+    // The fixture is what it says: booleans both ways, an unknown scope, multi-line text.
+    let snapshots: Vec<_> = exported.iter().filter_map(|n| n.prediction).collect();
+    assert!(snapshots.iter().any(|p| p.uncertain) && snapshots.iter().any(|p| !p.uncertain));
+    assert!(snapshots.iter().any(|p| p.in_scope == Some(true)));
+    assert!(snapshots.iter().any(|p| p.in_scope == Some(false)));
+    assert!(snapshots.iter().any(|p| p.in_scope.is_none()));
+    assert!(exported
+        .iter()
+        .any(|n| n.text.contains('\n') && n.text.contains('"')));
+    for name in ["libreoffice_en.csv", "libreoffice_de.csv"] {
+        assert_eq!(read(name), exported, "{name}");
+    }
+
+    // Anything else in a boolean cell is still refused, by its line and value.
+    let text = std::fs::read_to_string(common::fixture("notes/libreoffice_en.csv"))
+        .unwrap()
+        .replacen("TRUE", "WAHR", 1);
+    let e = notes::parse(&text, Format::Csv, "edited.csv").unwrap_err();
+    let why = std::error::Error::source(&e).map(|s| s.to_string());
+    assert_eq!(e.to_string(), "edited.csv line 3: malformed row");
+    assert!(
+        why.as_deref()
+            .is_some_and(|w| w.contains("'WAHR' is neither true nor false")),
+        "{why:?}"
+    );
+}
+
 #[test]
 fn merge_keeps_the_later_copy_in_both_directions() {
     let tmp = scratch("notes-store-merge");

@@ -767,6 +767,81 @@ fn a_note_saved_meanwhile_in_another_window_is_merged_not_overwritten() {
     );
 }
 
+/// *Import notes…* of an export corrected in a spreadsheet: the correction is taken (the row
+/// kept its `updated_at`; before the forty-first session it was counted "unchanged" and
+/// dropped), the status line says so, and the note pane of the study on screen shows it.
+#[test]
+fn a_note_corrected_in_an_exported_file_is_imported_in_the_viewer() {
+    let fx = labelled_folder();
+    let dir = temp_dir("review-spreadsheet-import");
+    let db = dir.join("notes.sqlite3");
+    let exported = dir.join("notes.csv");
+    let picker = Arc::new(ScriptedPicker::opening(&[
+        fx.root.clone(),
+        exported.clone(),
+    ]));
+    let mut h = harness(ViewerApp::new(
+        fast_settings(&db),
+        picker,
+        tiny_model(),
+        None,
+    ));
+    h.get_by_label("Open folder…").click();
+    wait_until(&mut h, "every study predicted", |a| {
+        a.review
+            .as_ref()
+            .is_some_and(|r| r.listed && r.rows.iter().all(|r| r.done()))
+    });
+    h.get_by_label(file_name(&fx.wrong)).click();
+    wait_until(&mut h, "the note of the clicked study", |a| {
+        draft_for(a, &fx.wrong)
+    });
+    type_comment(&mut h, TEXT);
+    let study = h.state().notes.draft.as_ref().unwrap().note.study.clone();
+    wait_until(&mut h, "the autosave", |a| {
+        a.notes.all_saved() && a.notes.all().get(&study).is_some_and(|n| n.text == TEXT)
+    });
+
+    // The reviewer exports the notes and corrects the comment in a spreadsheet, which also
+    // writes the booleans its way.
+    let store = NotesStore::open(&db).unwrap();
+    let text = cxr_viewer::notes::export(
+        &store.list(Filter::All).unwrap(),
+        cxr_viewer::notes::Format::Csv,
+        &cxr_viewer::notes::ExportOptions::new(),
+    )
+    .unwrap();
+    let corrected = "rib crossing mimics an opacity (checked: a second rib)";
+    let edited = text
+        .replace(TEXT, corrected)
+        .replace(",true,", ",TRUE,")
+        .replace(",false,", ",FALSE,");
+    assert!(edited.contains(corrected));
+    assert!(edited.contains(",TRUE,") || edited.contains(",FALSE,"));
+    std::fs::write(&exported, edited).unwrap();
+
+    click_in_view(&mut h, "Import notes…");
+    wait_until(&mut h, "the import", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| s.is_error || s.text.starts_with("imported notes.csv"))
+    });
+    let status = h.state().status.clone().unwrap();
+    assert!(!status.is_error, "{}", status.text);
+    assert_eq!(
+        status.text,
+        "imported notes.csv: 0 new, 1 updated, 0 unchanged · 1 notes edited in the file since \
+         its export (the updated_at of the notes here, other content): imported as edits made now"
+    );
+    assert_eq!(store.get(&study).unwrap().unwrap().text, corrected);
+    wait_until(&mut h, "the pane showing the correction", |a| {
+        a.notes
+            .draft
+            .as_ref()
+            .is_some_and(|d| d.path.ends_with(&fx.wrong) && d.note.text == corrected)
+    });
+}
+
 /// The labelled folder under review, every study predicted, sorted by probability (highest
 /// first); `tag` names its notes database's folder.
 fn by_probability(tag: &str) -> (Fixture, Harness<'static, ViewerApp>) {

@@ -77,14 +77,54 @@ pub struct EditSaved {
 }
 
 /// What [`NotesStore::merge`] did, per note.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MergeReport {
     /// Studies that had no note here.
     pub inserted: usize,
-    /// Notes replaced by a copy updated later.
+    /// Notes replaced by a copy updated later, or edited in the file (`edited_in_file`).
     pub updated: usize,
     /// Incoming notes that were older than, or the same as, the note here.
     pub unchanged: usize,
+    /// Of `updated`: incoming notes that say something else than the note here under the same
+    /// `updated_at`. The viewer stamps every save, so two copies of one save cannot differ: the
+    /// file was edited after it was exported (a spreadsheet keeps the old time), and that edit is
+    /// the later one. Counted apart so that the user learns the rule; such a note is stamped with
+    /// the import's time.
+    pub edited_in_file: usize,
+    /// Of `unchanged`: incoming notes that say something else than the note here but were
+    /// updated before it, so the note here was kept and the file's version was not imported
+    /// (the file name, else the study id, of each). Named because an edit made in an exported
+    /// file while the note was edited again in the viewer would otherwise vanish without a word.
+    pub older_kept: Vec<String>,
+}
+
+impl MergeReport {
+    /// What the counts alone do not tell, one sentence each, for the CLI's and the viewer's
+    /// import messages: edits taken by the tie rule, and the file's versions not imported.
+    pub fn remarks(&self) -> Vec<String> {
+        let mut remarks = Vec::new();
+        if self.edited_in_file > 0 {
+            remarks.push(format!(
+                "{} notes edited in the file since its export (the updated_at of the notes here, \
+                 other content): imported as edits made now",
+                self.edited_in_file
+            ));
+        }
+        if !self.older_kept.is_empty() {
+            const SHOWN: usize = 5;
+            let mut names = self.older_kept[..self.older_kept.len().min(SHOWN)].join(", ");
+            if self.older_kept.len() > SHOWN {
+                names.push_str(&format!(", … ({} more)", self.older_kept.len() - SHOWN));
+            }
+            remarks.push(format!(
+                "{} notes in the file differ from the notes here but are older (updated here \
+                 since): kept these, the file's not imported: {names} (to import the file's, \
+                 give them a later updated_at)",
+                self.older_kept.len()
+            ));
+        }
+        remarks
+    }
 }
 
 /// What [`NotesStore::add_labels`] did.
@@ -368,8 +408,10 @@ impl NotesStore {
     }
 
     /// Merges notes from elsewhere (an import, another reviewer's database) by study id: a note
-    /// replaces ours only if it was updated later, so merging twice, or in either direction,
-    /// converges and never duplicates. All or nothing: one transaction.
+    /// replaces ours only if it was updated later, or if it says something else under the same
+    /// `updated_at` (edited in an exported file; then it is stamped now), so merging twice, or in
+    /// either direction, converges and never duplicates. An older copy that differs is not taken,
+    /// and is named in the report. All or nothing: one transaction.
     pub fn merge(&self, notes: &[Note]) -> Result<MergeReport, NotesError> {
         for n in notes {
             validate(n, &self.what)?;
@@ -380,6 +422,7 @@ impl NotesStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.failed(reason))?;
         let mut report = MergeReport::default();
+        let now = now_millis();
         for incoming in notes {
             let existing = read_one(&tx, &incoming.study)
                 .map_err(self.failed(reason))?
@@ -388,17 +431,29 @@ impl NotesStore {
             let mut stored = incoming.clone();
             match existing {
                 None => report.inserted += 1,
-                Some(old)
-                    if incoming.updated_at > old.updated_at && !old.same_content(incoming) =>
-                {
+                Some(old) if old.same_content(incoming) => {
+                    report.unchanged += 1;
+                    continue;
+                }
+                Some(old) if incoming.updated_at < old.updated_at => {
+                    report.unchanged += 1;
+                    report.older_kept.push(
+                        incoming
+                            .file_name
+                            .clone()
+                            .unwrap_or_else(|| incoming.study.to_string()),
+                    );
+                    continue;
+                }
+                Some(old) => {
                     report.updated += 1;
+                    if incoming.updated_at == old.updated_at {
+                        report.edited_in_file += 1;
+                        stored.updated_at = now.max(old.updated_at + TimeDelta::milliseconds(1));
+                    }
                     stored.created_at = stored.created_at.min(old.created_at);
                     stored.file_name = stored.file_name.or(old.file_name);
                     stored.file_path = stored.file_path.or(old.file_path);
-                }
-                Some(_) => {
-                    report.unchanged += 1;
-                    continue;
                 }
             }
             write_row(&tx, &stored).map_err(self.failed(reason))?;

@@ -292,12 +292,41 @@ struct CsvRecord {
     ground_truth: Option<String>,
     predicted: Option<String>,
     probability: Option<f64>,
+    #[serde(deserialize_with = "spreadsheet_bool")]
     model_uncertain: Option<bool>,
+    #[serde(deserialize_with = "spreadsheet_bool")]
     model_in_scope: Option<bool>,
     reviewer: String,
     created_at: String,
     updated_at: String,
     text: String,
+}
+
+/// `true`/`false` in any case: a spreadsheet that opened and saved an export writes them as
+/// `TRUE`/`FALSE` (LibreOffice Calc and Excel read them as booleans), which serde refuses.
+fn spreadsheet_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let cell: Option<String> = Option::deserialize(d)?;
+    match cell.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(Some(false)),
+        Some(v) => Err(serde::de::Error::custom(format!(
+            "'{v}' is neither true nor false"
+        ))),
+    }
+}
+
+/// The separator of an export's CSV: `;` where its header line has semicolons and no comma,
+/// as a spreadsheet saves CSV in a locale whose decimal mark is the comma (LibreOffice and
+/// Excel in German, French, …); else `,`. The header's names hold neither, so this cannot
+/// mistake one for the other.
+fn csv_delimiter(text: &str) -> u8 {
+    let header = text.lines().next().unwrap_or("");
+    if header.contains(';') && !header.contains(',') {
+        b';'
+    } else {
+        b','
+    }
 }
 
 /// The notes as an export file's text.
@@ -420,6 +449,7 @@ pub fn parse(text: &str, format: Format, source: &str) -> Result<Vec<Note>, Note
         Format::Csv => {
             let mut reader = csv::ReaderBuilder::new()
                 .flexible(false)
+                .delimiter(csv_delimiter(text))
                 .from_reader(text.as_bytes());
             let headers = reader
                 .headers()

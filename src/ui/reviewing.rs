@@ -228,13 +228,17 @@ impl ViewerApp {
             NotesReply::Imported(result) => match result {
                 Ok((path, report, notes)) => {
                     self.notes_imported(notes);
-                    self.set_info(format!(
+                    let mut line = format!(
                         "imported {}: {} new, {} updated, {} unchanged",
                         display_name(&path),
                         report.inserted,
                         report.updated,
                         report.unchanged
-                    ));
+                    );
+                    for remark in report.remarks() {
+                        line.push_str(&format!(" · {remark}"));
+                    }
+                    self.set_info(line);
                 }
                 Err(e) => self.set_error(format!("notes import failed: {e}")),
             },
