@@ -76,6 +76,7 @@ pub const RSNA_HEADER: &str = "patientId,x,y,width,height,Target";
 pub fn parse_labels(text: &str, source: &str) -> Result<RsnaLabels, NotesError> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
+        .delimiter(super::transfer::csv_delimiter(text))
         .from_reader(text.as_bytes());
     let headers = reader
         .headers()
@@ -210,12 +211,9 @@ pub fn is_labels_file(path: &Path) -> bool {
     if read.is_err() {
         return false;
     }
-    is_labels_header(
-        first
-            .trim_start_matches('\u{feff}')
-            .split(',')
-            .map(|c| c.trim().trim_matches('"')),
-    )
+    let first = first.trim_start_matches('\u{feff}');
+    let delimiter = char::from(super::transfer::csv_delimiter(first));
+    is_labels_header(first.split(delimiter).map(|c| c.trim().trim_matches('"')))
 }
 
 /// The `patientId` of a note: its last-seen file's stem, else the study id.
@@ -397,6 +395,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no 'width' column"), "{e}");
+    }
+
+    /// LibreOffice Calc 7.4 in German saves the labels with `;` between the cells (as here:
+    /// the challenge's file opened and saved with its defaults); they read as the original.
+    /// Until the forty-first session: "no 'patientId' column", and the viewer's *Import
+    /// notes…* took the file for a notes export.
+    #[test]
+    fn labels_saved_by_a_spreadsheet_with_semicolons_read_as_the_original() {
+        let original = "patientId,x,y,width,height,Target,class\n\
+                        a,505.0,399.0,242.0,414.0,1,Lung Opacity\n\
+                        b,,,,,0,Normal\n";
+        let saved = "patientId;x;y;width;height;Target;class\n\
+                     a;505.0;399.0;242.0;414.0;1;Lung Opacity\n\
+                     b;;;;;0;Normal\n";
+        let l = parse_labels(saved, "l.csv").unwrap();
+        assert_eq!(l, parse_labels(original, "l.csv").unwrap());
+        assert_eq!(
+            l.boxes_of("a").unwrap(),
+            [ImageBox::new(505.0, 399.0, 242.0, 414.0)]
+        );
+        assert!(l.negatives.contains("b"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.csv");
+        std::fs::write(&path, saved).unwrap();
+        assert!(is_labels_file(&path));
     }
 
     /// The viewer's *Import notes…* tells a labels file from a notes export by its header alone.

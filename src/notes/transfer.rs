@@ -316,11 +316,11 @@ fn spreadsheet_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<boo
     }
 }
 
-/// The separator of an export's CSV: `;` where its header line has semicolons and no comma,
-/// as a spreadsheet saves CSV in a locale whose decimal mark is the comma (LibreOffice and
-/// Excel in German, French, …); else `,`. The header's names hold neither, so this cannot
-/// mistake one for the other.
-fn csv_delimiter(text: &str) -> u8 {
+/// The separator of a CSV we read (a notes export, RSNA labels): `;` where its header line has
+/// semicolons and no comma, as a spreadsheet saves CSV in a locale whose decimal mark is the
+/// comma (LibreOffice and Excel in German, French, …); else `,`. The headers' names hold
+/// neither, so this cannot mistake one for the other.
+pub(crate) fn csv_delimiter(text: &str) -> u8 {
     let header = text.lines().next().unwrap_or("");
     if header.contains(';') && !header.contains(',') {
         b';'
