@@ -28,6 +28,7 @@ fn row(name: &str, in_scope: bool) -> StudyRow {
         path: PathBuf::from(format!("/r/{name}")),
         relative: name.to_string(),
         folder_hint: None,
+        name_shared: 0,
         stamp: None,
         folder_truth: None,
         id: Some(StudyId::sha256(&[name.len() as u8; 32])),

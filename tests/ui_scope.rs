@@ -165,6 +165,7 @@ fn row(name: &str, scope: Option<ScopeCheck>) -> StudyRow {
         path: PathBuf::from(format!("/r/{name}")),
         relative: name.to_string(),
         folder_hint: None,
+        name_shared: 0,
         folder_truth: None,
         id: Some(StudyId::sha256(&[name.len() as u8; 32])),
         prediction: scope.as_ref().map(|_| PredictionSnapshot {

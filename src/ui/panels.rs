@@ -1067,6 +1067,54 @@ pub(crate) fn text_width(ui: &egui::Ui, text: &str) -> f32 {
         .x
 }
 
+/// A file name as the study list shows it in `max_width` (body font): whole where it fits;
+/// else without the start it shares with other listed names (`shared` characters,
+/// [`crate::ui::review::shared_name_prefixes`]), keeping as many of its first words as fit
+/// ("wg04_…rle_2140x1760.dcm"); and where the rest is still too wide, without its middle too
+/// ("…jpegls_n…2140x1760.dcm"). Films of one folder often share a long start and differ
+/// further on (a transfer syntax, a series number, a date), which egui's cut at the end hid:
+/// the four hip films of a folder all read "wg04_RG2_cr_hip_mono…".
+pub(crate) fn elided_name(ui: &egui::Ui, name: &str, shared: usize, max_width: f32) -> String {
+    let fits = |s: &str| text_width(ui, s) <= max_width;
+    if fits(name) {
+        return name.to_string();
+    }
+    let chars: Vec<char> = name.chars().collect();
+    let shared = shared.min(chars.len());
+    let rest: String = chars[shared..].iter().collect();
+    if shared > 0 && fits(&format!("…{rest}")) {
+        // The most whole words of the shared start that still fit before the "…".
+        let head = (1..shared)
+            .rev()
+            .filter(|&k| matches!(chars[k - 1], '_' | '-' | '.' | ' '))
+            .find(|&k| fits(&format!("{}…{rest}", String::from_iter(&chars[..k]))))
+            .unwrap_or(0);
+        return format!("{}…{rest}", String::from_iter(&chars[..head]));
+    }
+    let lead = if shared > 0 { "…" } else { "" };
+    let rest: Vec<char> = rest.chars().collect();
+    let shortened = |kept: usize| {
+        // The end keeps a little more than the start: the extension and what tells files apart.
+        let tail = (kept * 3).div_ceil(5);
+        let mut s = String::from(lead);
+        s.extend(&rest[..kept - tail]);
+        s.push('…');
+        s.extend(&rest[rest.len() - tail..]);
+        s
+    };
+    // The most characters that fit, by bisection: widths grow with the characters kept.
+    let (mut kept, mut too_many) = (0, rest.len());
+    while too_many - kept > 1 {
+        let mid = (kept + too_many) / 2;
+        if fits(&shortened(mid)) {
+            kept = mid;
+        } else {
+            too_many = mid;
+        }
+    }
+    shortened(kept)
+}
+
 /// Whether a grid whose columns hold these texts fits the width left in `ui`. The side columns
 /// are ~245 px wide at the 800-px window, where grids with long headers ran under the film and
 /// were cut; they switch to short labels instead. A column is as wide as its widest text but no
@@ -1215,6 +1263,65 @@ mod tests {
             }
         }
         assert!(said_to_fit > 0, "never said to fit");
+    }
+
+    /// The hip films of `tests/fixtures/dicom`'s source folder, and two RSNA films: at every
+    /// width of the study list's file column, each shortened name fits it and the names stay
+    /// apart. egui's cut at the end made the four hip films read alike ("wg04_RG2_cr_hip_mono…"),
+    /// as `end_cut` below, which the test also checks, so that it would see the old way fail.
+    #[test]
+    fn names_shortened_for_the_study_list_fit_and_stay_apart() {
+        let names = [
+            "wg04_RG2_cr_hip_mono2_10bit_jpeg_extended_fixed.dcm",
+            "wg04_RG2_cr_hip_mono2_10bit_jpeg_lossless_sv1_2140x1760.dcm",
+            "wg04_RG2_cr_hip_mono2_10bit_jpegls_nearlossless_2140x1760.dcm",
+            "wg04_RG2_cr_hip_mono2_10bit_rle_2140x1760.dcm",
+            "0c0181c0-c009-4387-b087-d314a4ffcba2.dcm",
+            "0c89ca38-27ca-4cd0-88cb-18093fdcb04b.dcm",
+            "IM-0176-0001.jpeg",
+        ];
+        let relatives: Vec<std::path::PathBuf> = names.iter().map(Into::into).collect();
+        let shared = crate::ui::review::shared_name_prefixes(&relatives);
+        let ctx = egui::Context::default();
+        for width in (100..=300).step_by(10).map(|w| w as f32) {
+            let mut output = ctx.run_ui(egui::RawInput::default(), |ui| {
+                let shown: Vec<String> = names
+                    .iter()
+                    .zip(&shared)
+                    .map(|(name, &shared)| elided_name(ui, name, shared, width))
+                    .collect();
+                for (name, s) in names.iter().zip(&shown) {
+                    assert!(
+                        text_width(ui, s) <= width,
+                        "{width} px: '{s}' is {} px wide",
+                        text_width(ui, s)
+                    );
+                    assert!(s == name || s.contains('…'), "{s}");
+                }
+                let distinct: std::collections::BTreeSet<&String> = shown.iter().collect();
+                assert_eq!(distinct.len(), names.len(), "{width} px: {shown:?}");
+                if width == 160.0 {
+                    // The study list's column in a 1,400-px window, where egui cut at the end.
+                    let end_cut: std::collections::BTreeSet<String> = names
+                        .iter()
+                        .map(|n| elided_name(ui, n, 0, f32::INFINITY))
+                        .map(|n| {
+                            let mut cut = String::new();
+                            for c in n.chars() {
+                                if text_width(ui, &format!("{cut}{c}…")) > width {
+                                    break;
+                                }
+                                cut.push(c);
+                            }
+                            cut
+                        })
+                        .collect();
+                    assert!(end_cut.len() < names.len(), "{end_cut:?}");
+                    assert!(shown[3].ends_with("…rle_2140x1760.dcm"), "{shown:?}");
+                }
+            });
+            output.textures_delta.clear();
+        }
     }
 
     #[test]

@@ -399,6 +399,7 @@ mod tests {
             path: path.to_path_buf(),
             relative: path.file_name().unwrap().to_string_lossy().into_owned(),
             folder_hint: None,
+            name_shared: 0,
             folder_truth: None,
             id: None,
             prediction: None,

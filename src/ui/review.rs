@@ -34,6 +34,10 @@ pub struct StudyRow {
     /// Shown after the file name when another listed file has the same name: the folders that
     /// tell them apart ([`folder_hints`]).
     pub folder_hint: Option<String>,
+    /// How many characters at the start of the file name another listed file's name also
+    /// starts with, up to a `_`, `-`, `.` or space ([`shared_name_prefixes`]): where the column
+    /// is too narrow for the name, that part is the one to leave out.
+    pub name_shared: usize,
     /// From the nearest class-named folder above the file, if any.
     pub folder_truth: Option<Finding>,
     /// Known once the file has been read (content hash or SOPInstanceUID).
@@ -713,12 +717,14 @@ pub fn rows_for(root: &Path, files: Vec<PathBuf>, config: &ModelConfig) -> Vec<S
         })
         .collect();
     let hints = folder_hints(&relatives);
+    let shared = shared_name_prefixes(&relatives);
     files
         .into_iter()
-        .zip(relatives.into_iter().zip(hints))
-        .map(|(path, (relative, folder_hint))| StudyRow {
+        .zip(relatives.into_iter().zip(hints).zip(shared))
+        .map(|(path, ((relative, folder_hint), name_shared))| StudyRow {
             relative: relative.to_string_lossy().into_owned(),
             folder_hint,
+            name_shared,
             folder_truth: folder_truth(root, &path, config),
             id: None,
             prediction: None,
@@ -776,9 +782,69 @@ pub fn folder_hints(relatives: &[PathBuf]) -> Vec<Option<String>> {
     hints
 }
 
+/// For each file, the characters at the start of its name that the name of another listed file
+/// (of another name) starts with too, cut back to just after a `_`, `-`, `.` or space, so that
+/// what is left begins a word: 28 for "wg04_RG2_cr_hip_mono2_10bit_rle_2140x1760.dcm" beside
+/// "wg04_RG2_cr_hip_mono2_10bit_jpegls_…". A file's name shares the most with a neighbour in
+/// sorted order, so this is one sort, not a comparison of every pair.
+pub fn shared_name_prefixes(relatives: &[PathBuf]) -> Vec<usize> {
+    let names: Vec<Vec<char>> = relatives
+        .iter()
+        .map(|r| {
+            r.file_name()
+                .map(|n| n.to_string_lossy().chars().collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut distinct: Vec<&Vec<char>> = names.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    let common = |a: &[char], b: &[char]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    names
+        .iter()
+        .map(|name| {
+            let at = distinct.binary_search(&name).unwrap_or(0);
+            let before = at.checked_sub(1).map_or(0, |k| common(name, distinct[k]));
+            let after = distinct.get(at + 1).map_or(0, |n| common(name, n));
+            let shared = before.max(after).min(name.len().saturating_sub(1));
+            (0..=shared)
+                .rev()
+                .find(|&k| k == 0 || matches!(name[k - 1], '_' | '-' | '.' | ' '))
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_start_of_a_name_ends_after_a_separator() {
+        let relatives: Vec<PathBuf> = [
+            "wg04_RG2_cr_hip_mono2_10bit_rle_2140x1760.dcm",
+            "wg04_RG2_cr_hip_mono2_10bit_jpegls_nearlossless_2140x1760.dcm",
+            "wg04_RG3_cr_extremity.dcm",
+            "0c0181c0-c009-4387-b087-d314a4ffcba2.dcm",
+            "0c89ca38-27ca-4cd0-88cb-18093fdcb04b.dcm",
+            "PT000000/IM000000",
+            "PT000001/IM000000",
+            "IM000001",
+            "scan.dcm",
+            "scan.dcm.bak",
+            "unique.png",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(
+            shared_name_prefixes(&relatives),
+            // "wg04_RG2_cr_hip_mono2_10bit_" twice, "wg04_", nothing of "0c"; two files named
+            // IM000000 do not count each other (the folder hint tells them apart), and
+            // "IM000001" shares no separator with them.
+            [28, 28, 5, 0, 0, 0, 0, 0, 5, 5, 0]
+        );
+    }
 
     #[test]
     fn files_of_one_name_are_told_apart_by_the_fewest_folders_from_the_top() {
@@ -862,6 +928,7 @@ mod tests {
             path: PathBuf::from(format!("/r/{name}")),
             relative: name.to_string(),
             folder_hint: None,
+            name_shared: 0,
             folder_truth: truth,
             id: Some(StudyId::sha256(&[name.len() as u8; 32])),
             prediction: pred.map(|(predicted, probability, uncertain)| PredictionSnapshot {

@@ -621,12 +621,21 @@ fn cell_ui(
                     egui::Align::Center,
                 );
             };
-            append(&mut text, RichText::new(display_name(&r.path)));
-            if let Some(hint) = &r.folder_hint {
+            // A name too long for the column loses the start it shares with other names, then
+            // its middle, not its end (where files of a folder differ), and the folder hint
+            // goes; a name that fits keeps the hint as far as there is room. A screen reader
+            // (and a test) still reads the whole name.
+            let name = display_name(&r.path);
+            let shown = super::panels::elided_name(ui, &name, r.name_shared, ui.available_width());
+            append(&mut text, RichText::new(&shown));
+            if let (Some(hint), true) = (&r.folder_hint, shown == name) {
                 append(&mut text, RichText::new(format!("  {hint}")).weak());
             }
-            ui.add(egui::Label::new(text).selectable(false).truncate())
-                .on_hover_text(&r.relative);
+            let response = ui.add(egui::Label::new(text).selectable(false).truncate());
+            if shown != name {
+                response.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Label, true, &name));
+            }
+            response.on_hover_text(&r.relative);
         }
         SortColumn::Truth => plain(
             ui,
