@@ -758,6 +758,8 @@ pub struct EvalScope {
 pub struct EvalSummary {
     pub metrics: crate::evaluation::Metrics,
     pub scope: EvalScope,
+    /// With `--boxes`: what `metrics.json` has under `localisation`.
+    pub localisation: Option<crate::localisation_eval::LocalisationReport>,
 }
 
 /// `cxr-viewer eval`: `data` holds one subfolder per class name; writes metrics.json,
@@ -1068,8 +1070,12 @@ pub fn eval_labelled(
         ECE_BINS,
         &out.join("reliability.png"),
     )?;
-    let scope = output.scope;
-    Ok(EvalSummary { metrics: m, scope })
+    let (scope, localisation) = (output.scope, output.localisation);
+    Ok(EvalSummary {
+        metrics: m,
+        scope,
+        localisation,
+    })
 }
 
 /// Peak resident set size (Linux `VmHWM`), for the benchmark's memory line.

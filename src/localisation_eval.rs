@@ -34,6 +34,10 @@ pub struct FilmLocalisation {
     pub gradcam: Localisation,
     pub ig: Localisation,
     pub uncertainty: Localisation,
+    /// What a uniform map would put inside the boxes: the share of the map's cells they cover.
+    /// A map's `energy_in_boxes` means something only above it (a box over a quarter of the
+    /// film gets a quarter of any flat map's energy).
+    pub energy_in_boxes_uniform: Option<f64>,
 }
 
 /// What goes under `localisation` in metrics.json.
@@ -48,6 +52,9 @@ pub struct LocalisationReport {
     /// The class every map explains.
     pub target: String,
     pub ig_steps: usize,
+    /// The films' mean [`FilmLocalisation::energy_in_boxes_uniform`]: chance for the maps'
+    /// `energy_in_boxes`.
+    pub energy_in_boxes_uniform: Option<f64>,
     /// Films with boxes that could not be read or analysed, with the reason.
     pub skipped: Vec<(String, String)>,
     pub films: Vec<FilmLocalisation>,
@@ -84,6 +91,10 @@ pub fn evaluate(
     let summary = |pick: fn(&FilmLocalisation) -> Localisation| {
         LocalisationSummary::of(&films.iter().map(pick).collect::<Vec<_>>())
     };
+    let uniform: Vec<f64> = films
+        .iter()
+        .filter_map(|f| f.energy_in_boxes_uniform)
+        .collect();
     LocalisationReport {
         gradcam: summary(|f| f.gradcam),
         ig: summary(|f| f.ig),
@@ -92,6 +103,8 @@ pub fn evaluate(
         iou_level: options.iou_level,
         target: cfg.positive_class.clone(),
         ig_steps: analysis.ig_steps,
+        energy_in_boxes_uniform: (!uniform.is_empty())
+            .then(|| uniform.iter().sum::<f64>() / uniform.len() as f64),
         skipped,
         films,
     }
@@ -130,6 +143,11 @@ fn film(
             iou: None,
         }),
         uncertainty,
+        energy_in_boxes_uniform: crate::explain::localisation::energy_in_boxes(
+            &Grid::new(spec.width, spec.height, vec![1.0; spec.width * spec.height]),
+            (study.width, study.height),
+            boxes,
+        ),
     })
 }
 
@@ -161,7 +179,8 @@ pub fn score_maps(
 /// Per-film rows for `localisation.csv`.
 pub fn films_csv(report: &LocalisationReport) -> String {
     let mut out = String::from(
-        "file,boxes,predicted,positive_probability,map,pointing_hit,energy_in_boxes,iou\n",
+        "file,boxes,predicted,positive_probability,map,pointing_hit,energy_in_boxes,iou,\
+         energy_in_boxes_uniform\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
     for f in &report.films {
@@ -176,15 +195,58 @@ pub fn films_csv(report: &LocalisationReport) -> String {
                 f.file.clone()
             };
             out.push_str(&format!(
-                "{file},{},{},{:.6},{name},{},{},{}\n",
+                "{file},{},{},{:.6},{name},{},{},{},{}\n",
                 f.boxes,
                 f.predicted,
                 f.positive_probability,
                 u8::from(l.pointing_hit),
                 opt(l.energy_in_boxes),
-                opt(l.iou)
+                opt(l.iou),
+                opt(f.energy_in_boxes_uniform)
             ));
         }
     }
+    out
+}
+
+/// The summary as plain text, for `eval --boxes` to print under its metrics (before, it printed
+/// only a progress line per film, and the figures were in `metrics.json` alone).
+pub fn format_table(report: &LocalisationReport) -> String {
+    let n = report.films.len();
+    let mut out = format!(
+        "localisation: {n} film{} with boxes, maps explaining {} (pointing game: the map's \
+         maximum within {} px of a box; IoU: the map above {:.0} % of its maximum)\n",
+        if n == 1 { "" } else { "s" },
+        report.target,
+        report.tolerance_px,
+        100.0 * report.iou_level
+    );
+    out.push_str(
+        "map          pointing game   rate  rate 95 % CI  energy in boxes  uniform map   IoU\n",
+    );
+    let num = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.2}"));
+    let uniform = num(report.energy_in_boxes_uniform);
+    for (name, s) in [
+        ("gradcam", &report.gradcam),
+        ("ig", &report.ig),
+        ("uncertainty", &report.uncertainty),
+    ] {
+        let hits = s
+            .pointing_game
+            .map_or(0, |r| (r * s.n as f64).round() as usize);
+        out.push_str(&format!(
+            "{name:<12} {:>13}  {:>5}  {:>12}  {:>15}  {uniform:>11}  {:>4}\n",
+            format!("{hits} of {}", s.n),
+            s.pointing_game
+                .map_or("—".to_string(), |r| format!("{:.0} %", 100.0 * r)),
+            crate::notes::zone_agreement::interval_text(s.pointing_game_ci95),
+            num(s.energy_in_boxes),
+            num(s.iou)
+        ));
+    }
+    out.push_str(
+        "uniform map: the energy a flat map would put in the boxes (the share of the film they \
+         cover); a map's energy in boxes beats chance only above it\n",
+    );
     out
 }

@@ -645,6 +645,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     scope.flagged, scope.n
                 );
             }
+            if let Some(localisation) = &summary.localisation {
+                print!(
+                    "{}",
+                    cxr_viewer::localisation_eval::format_table(localisation)
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench {

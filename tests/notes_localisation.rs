@@ -107,6 +107,16 @@ fn bin() -> Command {
 
 /// `eval --boxes labels` (plus `extra` flags) with the tiny reference network; its metrics.json.
 fn run_eval(data: &Path, labels: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
+    run_eval_printing(data, labels, out, extra).0
+}
+
+/// [`run_eval`], and what it printed.
+fn run_eval_printing(
+    data: &Path,
+    labels: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (serde_json::Value, String) {
     let result = bin()
         .args(["eval", "--device", "cpu", "--data"])
         .arg(data)
@@ -120,7 +130,10 @@ fn run_eval(data: &Path, labels: &Path, out: &Path, extra: &[&str]) -> serde_jso
         .output()
         .unwrap();
     common::assert_ran(&result);
-    serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+    (
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap(),
+        String::from_utf8_lossy(&result.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -146,7 +159,7 @@ fn eval_with_boxes_on_fixture_films() {
     )
     .unwrap();
     let out = tmp.path().join("out");
-    let m = run_eval(&data, &labels, &out, &[]);
+    let (m, printed) = run_eval_printing(&data, &labels, &out, &[]);
     assert_eq!(m["n"], 3, "every labelled film is classified");
     let loc = &m["localisation"];
     assert_eq!(loc["tolerance_px"], 15.0);
@@ -180,6 +193,53 @@ fn eval_with_boxes_on_fixture_films() {
     let csv = std::fs::read_to_string(out.join("localisation.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
     assert!(csv.starts_with("file,boxes,predicted,positive_probability,map,pointing_hit"));
+
+    // Chance for the energy: a flat map's share in the boxes. By hand: the whole film, 1; the
+    // 100-px corner of the 1024-px film on the 224-cell grid, cells of 1024/224 px whose
+    // centres (k + ½)·1024/224 lie below 100 px, k ≤ 21: 22² of 224² cells.
+    let corner_share = 22.0 * 22.0 / (224.0 * 224.0);
+    let uniform = |f: &serde_json::Value| f["energy_in_boxes_uniform"].as_f64().unwrap();
+    assert!((uniform(whole) - 1.0).abs() < 1e-12, "{whole}");
+    assert!((uniform(corner) - corner_share).abs() < 1e-12, "{corner}");
+    let mean = (1.0 + corner_share) / 2.0;
+    assert!((loc["energy_in_boxes_uniform"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",iou,energy_in_boxes_uniform"));
+
+    // The summary printed under the metrics (before: a progress line per film, nothing else).
+    let target = loc["target"].as_str().unwrap();
+    assert!(
+        printed.contains(&format!(
+            "localisation: 2 films with boxes, maps explaining {target} (pointing game: the \
+             map's maximum within 15 px of a box; IoU: the map above 50 % of its maximum)\n"
+        )),
+        "{printed}"
+    );
+    for map in ["gradcam", "ig", "uncertainty"] {
+        let s = &loc[map];
+        let line = printed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(map))
+            .unwrap_or_else(|| panic!("no {map} row in: {printed}"));
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let hits = (s["pointing_game"].as_f64().unwrap() * 2.0).round();
+        assert_eq!(
+            &cells[1..4],
+            [format!("{hits}").as_str(), "of", "2"],
+            "{line}"
+        );
+        let num = |v: &serde_json::Value| format!("{:.2}", v.as_f64().unwrap());
+        let uniform = num(&loc["energy_in_boxes_uniform"]);
+        assert!(
+            line.contains(&format!("{}  ", num(&s["energy_in_boxes"])))
+                && line.contains(&format!(" {uniform} "))
+                && line.ends_with(&num(&s["iou"])),
+            "{line}"
+        );
+    }
 }
 
 #[test]
