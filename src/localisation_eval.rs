@@ -143,8 +143,8 @@ fn film(
             iou: None,
         }),
         uncertainty,
-        energy_in_boxes_uniform: crate::explain::localisation::energy_in_boxes(
-            &Grid::new(spec.width, spec.height, vec![1.0; spec.width * spec.height]),
+        energy_in_boxes_uniform: crate::explain::localisation::uniform_energy_in_boxes(
+            (spec.width, spec.height),
             (study.width, study.height),
             boxes,
         ),

@@ -105,10 +105,27 @@ fn a_box_drawn_with_the_pointer_is_saved_in_image_pixels_and_undone() {
         .map_top_zones
         .contains_key(&cxr_viewer::notes::Saliency::GradCam));
 
-    // The results panel scores the maps against it.
+    // The results panel scores the maps against it, with chance for the energy: what a flat
+    // map puts in the box (checked by hand in notes_localisation).
     assert!(h
         .query_by_label_contains("Localisation against 1 box")
         .is_some());
+    let input = h.state().engine().unwrap().model.config.input.clone();
+    let chance = cxr_viewer::explain::localisation::uniform_energy_in_boxes(
+        (input.width, input.height),
+        (size.x as usize, size.y as usize),
+        &drawn,
+    )
+    .unwrap();
+    assert!(chance > 0.0 && chance < 1.0, "{chance}");
+    assert!(
+        h.query_by_label_contains(&format!(
+            "A flat map would put {:.0} % of its energy in these boxes",
+            100.0 * chance
+        ))
+        .is_some(),
+        "no chance line for {chance}"
+    );
 
     // Ctrl+Z takes it back, and that is saved too.
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);

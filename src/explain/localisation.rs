@@ -229,6 +229,18 @@ pub fn energy_in_boxes(map: &Grid, image_size: (usize, usize), boxes: &[ImageBox
     (total > 0.0).then(|| within / total)
 }
 
+/// Chance for [`energy_in_boxes`]: what a flat map on a `grid` (width, height) puts inside the
+/// boxes, i.e. the share of its cells they cover. A box over a quarter of the film holds a
+/// quarter of any map's energy by itself, so a map's energy says something only beside this.
+pub fn uniform_energy_in_boxes(
+    grid: (usize, usize),
+    image_size: (usize, usize),
+    boxes: &[ImageBox],
+) -> Option<f64> {
+    let flat = Grid::new(grid.0, grid.1, vec![1.0; grid.0 * grid.1]);
+    energy_in_boxes(&flat, image_size, boxes)
+}
+
 /// IoU of `{v⁺ ≥ level · max v⁺}` with the cells inside the boxes.
 pub fn iou(map: &Grid, image_size: (usize, usize), boxes: &[ImageBox], level: f32) -> Option<f64> {
     let max = map

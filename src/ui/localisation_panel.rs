@@ -33,7 +33,24 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
     egui::ScrollArea::horizontal()
         .id_salt("localisation-scroll")
         .show(ui, |ui| localisation_grid(app, ui, &study, boxes, &options));
-    ui.label(RichText::new(options.legend()).small().weak());
+    // The maps are drawn at the model's input size; a flat map there is chance for "energy".
+    let chance = app.engine().and_then(|engine| {
+        let input = &engine.model.config.input;
+        crate::explain::localisation::uniform_energy_in_boxes(
+            (input.width, input.height),
+            (study.width, study.height),
+            boxes,
+        )
+    });
+    let mut legend = options.legend();
+    if let Some(chance) = chance {
+        legend.push_str(&format!(
+            " A flat map would put {:.0} % of its energy in these boxes (the share of the film \
+             they cover): a map's energy beats chance only above it.",
+            100.0 * chance
+        ));
+    }
+    ui.label(RichText::new(legend).small().weak());
 }
 
 fn localisation_grid(
