@@ -299,6 +299,10 @@ pub struct ReviewReport {
     /// computed. Empty without boxes.
     pub localisation:
         BTreeMap<crate::notes::Saliency, Option<crate::explain::localisation::Localisation>>,
+    /// Chance for `localisation`'s `energy_in_boxes`: what a flat map puts in the boxes (the
+    /// share of the model grid's cells they cover), as `eval --boxes` gives it; `null` without
+    /// boxes.
+    pub energy_in_boxes_uniform: Option<f64>,
 }
 
 fn rfc3339_millis<S: Serializer>(
@@ -336,6 +340,11 @@ impl ReviewReport {
                 (Saliency::IntegratedGradients, ig),
                 (Saliency::Uncertainty, Some(uncertainty)),
             ]);
+            review.energy_in_boxes_uniform = crate::explain::localisation::uniform_energy_in_boxes(
+                (config.input.width, config.input.height),
+                image_size,
+                &note.boxes,
+            );
         }
         Some(review)
     }
@@ -366,6 +375,7 @@ impl ReviewReport {
             created_at: note.created_at,
             updated_at: note.updated_at,
             localisation: BTreeMap::new(),
+            energy_in_boxes_uniform: None,
         })
     }
 }

@@ -308,7 +308,7 @@ fn localisation_table(page: &mut String, review: &ReviewReport) {
     let _ = writeln!(
         page,
         "</table>\n<p class=\"small\">{}</p>",
-        escape(&LocalisationOptions::default().legend())
+        escape(&LocalisationOptions::default().legend_with_chance(review.energy_in_boxes_uniform))
     );
 }
 

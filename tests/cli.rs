@@ -1069,6 +1069,12 @@ fn analyze_html_with_notes_puts_each_films_review_on_its_page() {
     );
     assert!(page.contains(&row), "no {row:?} in the page");
     assert!(review["localisation"]["uncertainty"]["iou"].is_number());
+    // Chance for the energy, by hand: the 808×488 film on the 224-cell grid, cells 808/224 by
+    // 488/224 px; centres inside x 500–650: i = 139…179 (41), inside y 250–370: j = 115…169 (55).
+    let chance = 41.0 * 55.0 / (224.0 * 224.0);
+    let uniform = review["energy_in_boxes_uniform"].as_f64().unwrap();
+    assert!((uniform - chance).abs() < 1e-12, "{uniform} vs {chance}");
+    assert!(page.contains("A flat map would put 4 % of its energy in these boxes"));
     // No IG with --no-ig: the film, Grad-CAM and uncertainty, each with the box.
     let rect = "<rect class=\"box\" x=\"500.0\" y=\"250.0\" width=\"150.0\" height=\"120.0\"";
     assert_eq!(page.matches(rect).count(), 3);

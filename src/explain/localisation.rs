@@ -139,6 +139,21 @@ impl LocalisationOptions {
         )
     }
 
+    /// [`Self::legend`], and where the boxes' chance is known ([`uniform_energy_in_boxes`]),
+    /// what a flat map would score for energy, in the table's unit (the viewer's results panel,
+    /// report.html).
+    pub fn legend_with_chance(&self, energy_in_boxes_uniform: Option<f64>) -> String {
+        let mut legend = self.legend();
+        if let Some(chance) = energy_in_boxes_uniform {
+            legend.push_str(&format!(
+                " A flat map would put {:.0} % of its energy in these boxes (the share of the \
+                 film they cover): a map's energy beats chance only above it.",
+                100.0 * chance
+            ));
+        }
+        legend
+    }
+
     pub fn with_tolerance_px(mut self, px: f32) -> Self {
         self.tolerance_px = px;
         self

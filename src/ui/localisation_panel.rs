@@ -42,15 +42,11 @@ pub fn localisation_ui(app: &ViewerApp, ui: &mut egui::Ui) {
             boxes,
         )
     });
-    let mut legend = options.legend();
-    if let Some(chance) = chance {
-        legend.push_str(&format!(
-            " A flat map would put {:.0} % of its energy in these boxes (the share of the film \
-             they cover): a map's energy beats chance only above it.",
-            100.0 * chance
-        ));
-    }
-    ui.label(RichText::new(legend).small().weak());
+    ui.label(
+        RichText::new(options.legend_with_chance(chance))
+            .small()
+            .weak(),
+    );
 }
 
 fn localisation_grid(
