@@ -562,6 +562,36 @@ fn an_export_saved_again_by_a_spreadsheet_imports_unchanged() {
         assert_eq!(read(name), exported, "{name}");
     }
 
+    // Tokens in any case, as typed or capitalised by a spreadsheet (they were refused:
+    // "Agreement 'Disagree': expected one of agree, disagree, unsure").
+    let exported_text = std::fs::read_to_string(common::fixture("notes/exported.csv")).unwrap();
+    let capitalised = exported_text
+        .replace(",disagree,", ",Disagree,")
+        .replace(",agree,", ",AGREE,")
+        .replace("bony_shadow;device_artifact", "Bony_Shadow;Device_Artifact")
+        .replace("right_lower;left_upper", "Right_Lower;LEFT_UPPER")
+        .replace(",positive,", ",Positive,")
+        .replace(",negative,", ",Negative,");
+    assert_ne!(capitalised, exported_text);
+    assert_eq!(
+        notes::parse(&capitalised, Format::Csv, "capitalised.csv").unwrap(),
+        exported
+    );
+    // A class name where a finding goes is refused, saying what to write instead.
+    let e = notes::parse(
+        &exported_text.replacen(",positive,", ",PNEUMONIA,", 1),
+        Format::Csv,
+        "classes.csv",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().ends_with(
+            "Finding 'PNEUMONIA': expected one of positive, negative (relative to the model's \
+             positive class: for the shipped model, PNEUMONIA is positive and NORMAL negative)"
+        ),
+        "{e}"
+    );
+
     // Anything else in a boolean cell is still refused, by its line and value.
     let text = std::fs::read_to_string(common::fixture("notes/libreoffice_en.csv"))
         .unwrap()

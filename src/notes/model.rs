@@ -71,7 +71,7 @@ impl fmt::Display for StudyId {
 /// Declares a closed vocabulary stored as snake_case tokens in the database and in exports, so
 /// the token list, parsing and labels cannot drift apart.
 macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $token:literal, $label:literal;)+ }) => {
+    ($(#[$meta:meta])* $name:ident $(($hint:literal))? { $($(#[$vmeta:meta])* $variant:ident => $token:literal, $label:literal;)+ }) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum $name {
@@ -96,18 +96,22 @@ macro_rules! vocabulary {
                 }
             }
 
+            /// A token in any case: a file corrected by hand or in a spreadsheet (which may
+            /// capitalise a cell's first letter) says "Disagree" or "Positive" as often as not.
             pub fn parse(token: &str) -> Result<Self, NotesError> {
-                match token.trim() {
-                    $($token => Ok($name::$variant),)+
-                    other => Err(NotesError::new(
-                        NotesErrorKind::InvalidData,
-                        format!("{} '{}'", stringify!($name), other.chars().take(80).collect::<String>()),
-                        format!(
-                            "expected one of {}",
-                            [$($token),+].join(", ")
-                        ),
-                    )),
-                }
+                let token = token.trim();
+                $(if token.eq_ignore_ascii_case($token) {
+                    return Ok($name::$variant);
+                })+
+                Err(NotesError::new(
+                    NotesErrorKind::InvalidData,
+                    format!("{} '{}'", stringify!($name), token.chars().take(80).collect::<String>()),
+                    format!(
+                        "expected one of {}{}",
+                        [$($token),+].join(", "),
+                        concat!($(" ", $hint)?)
+                    ),
+                ))
             }
         }
 
@@ -176,7 +180,7 @@ vocabulary! {
 vocabulary! {
     /// A binary finding relative to the model's `positive_class` (from model.json), so notes do
     /// not hard-code class names.
-    Finding {
+    Finding ("(relative to the model's positive class: for the shipped model, PNEUMONIA is positive and NORMAL negative)") {
         Positive => "positive", "Positive";
         Negative => "negative", "Negative";
     }
