@@ -809,10 +809,15 @@ pub fn shared_name_prefixes(relatives: &[PathBuf]) -> Vec<usize> {
             let shared = before.max(after).min(name.len().saturating_sub(1));
             (0..=shared)
                 .rev()
-                .find(|&k| k == 0 || matches!(name[k - 1], '_' | '-' | '.' | ' '))
+                .find(|&k| k == 0 || ends_word(name[k - 1]))
                 .unwrap_or(0)
         })
         .collect()
+}
+
+/// Where a file name may be cut between words: after `_`, `-`, `.` or a space.
+pub(crate) fn ends_word(c: char) -> bool {
+    matches!(c, '_' | '-' | '.' | ' ')
 }
 
 #[cfg(test)]
