@@ -328,6 +328,16 @@ pub struct PredictionSnapshot {
 }
 
 impl PredictionSnapshot {
+    /// Equal, the probability at the model's own precision (f32): a spreadsheet that saves an
+    /// export again keeps 15 significant digits ("0.982348740100861" for 0.9823487401008606),
+    /// and such a copy must still count as the same note, not as one edited in the file.
+    pub fn same_as(&self, other: &PredictionSnapshot) -> bool {
+        self.predicted == other.predicted
+            && (self.probability as f32) == (other.probability as f32)
+            && self.uncertain == other.uncertain
+            && self.in_scope == other.in_scope
+    }
+
     /// `uncertain` comes from the MC-dropout stage and `in_scope` from the scope guard, neither
     /// part of [`Prediction`].
     ///
@@ -482,7 +492,10 @@ impl Note {
             && self.text == other.text
             && self.reviewer == other.reviewer
             && self.ground_truth == other.ground_truth
-            && self.prediction == other.prediction
+            && match (self.prediction, other.prediction) {
+                (Some(a), Some(b)) => a.same_as(&b),
+                (a, b) => a.is_none() && b.is_none(),
+            }
             && self.map_top_zones == other.map_top_zones
             && self.image_size == other.image_size
     }
