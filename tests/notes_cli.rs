@@ -35,6 +35,25 @@ fn seeded_db(dir: &Path) -> PathBuf {
     db
 }
 
+/// A scratch folder (kept while the first value lives) with [`seeded_db`]'s database, exported
+/// with `extra` flags to `name` there: the folder, the database and the export.
+fn seeded_export(tag: &str, name: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = scratch(tag);
+    let db = seeded_db(tmp.path());
+    let out = tmp.path().join(name);
+    let mut args = vec![
+        "export",
+        "--db",
+        db.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let o = notes_cmd(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    (tmp, db, out)
+}
+
 #[test]
 fn export_then_import_in_both_formats() {
     let tmp = scratch("notes-cli-roundtrip");
@@ -92,18 +111,7 @@ fn export_then_import_in_both_formats() {
 /// the viewer's note and is named.
 #[test]
 fn a_file_edited_after_its_export_imports_its_edits_and_names_what_it_cannot() {
-    let tmp = scratch("notes-cli-edited-file");
-    let dir = tmp.path().to_path_buf();
-    let db = seeded_db(&dir);
-    let out = dir.join("notes.csv");
-    let o = notes_cmd(&[
-        "export",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (_tmp, db, out) = seeded_export("notes-cli-edited-file", "notes.csv", &[]);
     let exported = std::fs::read_to_string(&out).unwrap();
     let edited = exported
         .replace(
@@ -179,19 +187,7 @@ fn a_file_edited_after_its_export_imports_its_edits_and_names_what_it_cannot() {
 
 #[test]
 fn include_paths_adds_the_full_path() {
-    let tmp = scratch("notes-cli-paths");
-    let dir = tmp.path().to_path_buf();
-    let db = seeded_db(&dir);
-    let out = dir.join("with-paths.csv");
-    let o = notes_cmd(&[
-        "export",
-        "--db",
-        db.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--include-paths",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let (_tmp, _db, out) = seeded_export("notes-cli-paths", "with-paths.csv", &["--include-paths"]);
     let exported = std::fs::read_to_string(&out).unwrap();
     assert!(exported.contains("/patients/SMITH^ANNA/img1.png"));
 }
