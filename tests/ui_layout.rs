@@ -406,6 +406,34 @@ fn the_opacity_slider_stays_inside_narrow_windows() {
     }
 }
 
+/// A status message longer than the window (an import naming the notes it did not take) ends
+/// inside it, cut with "…" and whole on hover; it ran past the window's edge, its end unseen.
+#[test]
+fn a_long_status_message_ends_inside_the_window() {
+    let width = 1024.0;
+    let mut h = viewer(Vec2::new(width, 640.0), None, "ui-layout-status");
+    let names: Vec<String> = (0..5)
+        .map(|i| format!("film_{i:02}_with_a_long_name.dcm"))
+        .collect();
+    let text = format!(
+        "imported notes.csv: 0 new, 0 updated, 5 unchanged · 5 notes in the file differ from the \
+         notes here but are older (updated here since): kept these, the file's not imported: {} \
+         (to import the file's, give them a later updated_at)",
+        names.join(", ")
+    );
+    h.state_mut().set_info(text.clone());
+    for _ in 0..4 {
+        h.step();
+    }
+    let status = h.get_by_label(&text);
+    let r = status.rect();
+    assert!(r.max.x <= width, "the status line ends at {r:?}");
+    status.hover();
+    h.run_ok();
+    // The hover shows the whole message: more nodes with the same text (the tooltip's).
+    assert!(h.query_all_by_label(&text).count() > 1);
+}
+
 /// The shortcuts window (36 rows) scrolls inside a small window: its title and close button stay
 /// in view (at 800 × 500 both were above the window's top edge) and so does its last row.
 #[test]

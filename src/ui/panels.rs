@@ -571,7 +571,10 @@ fn status_bar_ui(app: &mut ViewerApp, ui: &mut egui::Ui) {
             } else {
                 ui.visuals().text_color()
             };
-            ui.label(RichText::new(&status.text).color(color));
+            // One line: a long message (an import naming the notes it did not take) ends in
+            // "…" at the window's edge instead of running past it, and reads whole on hover.
+            ui.add(egui::Label::new(RichText::new(&status.text).color(color)).truncate())
+                .on_hover_text(&status.text);
         }
     });
 }
