@@ -148,12 +148,12 @@ fn a_file_edited_after_its_export_imports_its_edits_and_names_what_it_cannot() {
     );
     let said = text(&o.stderr);
     assert!(
-        said.contains("note: 1 notes edited in the file since its export")
+        said.contains("note: 1 note edited in the file since its export")
             && said.contains("imported as edits made now"),
         "{said}"
     );
     assert!(
-        said.contains("note: 1 notes in the file differ from the notes here but are older")
+        said.contains("note: 1 note in the file differs from the note here but is older")
             && said.contains("not imported: img2.png (to import the file's"),
         "{said}"
     );

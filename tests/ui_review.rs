@@ -830,8 +830,8 @@ fn a_note_corrected_in_an_exported_file_is_imported_in_the_viewer() {
     assert!(!status.is_error, "{}", status.text);
     assert_eq!(
         status.text,
-        "imported notes.csv: 0 new, 1 updated, 0 unchanged · 1 notes edited in the file since \
-         its export (the updated_at of the notes here, other content): imported as edits made now"
+        "imported notes.csv: 0 new, 1 updated, 0 unchanged · 1 note edited in the file since \
+         its export (the updated_at of the note here, other content): imported as edits made now"
     );
     assert_eq!(store.get(&study).unwrap().unwrap().text, corrected);
     wait_until(&mut h, "the pane showing the correction", |a| {

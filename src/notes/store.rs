@@ -104,10 +104,13 @@ impl MergeReport {
     pub fn remarks(&self) -> Vec<String> {
         let mut remarks = Vec::new();
         if self.edited_in_file > 0 {
+            let (n, notes) = match self.edited_in_file {
+                1 => ("1".to_string(), "note"),
+                n => (n.to_string(), "notes"),
+            };
             remarks.push(format!(
-                "{} notes edited in the file since its export (the updated_at of the notes here, \
-                 other content): imported as edits made now",
-                self.edited_in_file
+                "{n} {notes} edited in the file since its export (the updated_at of the {notes} \
+                 here, other content): imported as edits made now"
             ));
         }
         if !self.older_kept.is_empty() {
@@ -116,12 +119,18 @@ impl MergeReport {
             if self.older_kept.len() > SHOWN {
                 names.push_str(&format!(", … ({} more)", self.older_kept.len() - SHOWN));
             }
-            remarks.push(format!(
-                "{} notes in the file differ from the notes here but are older (updated here \
-                 since): kept these, the file's not imported: {names} (to import the file's, \
-                 give them a later updated_at)",
-                self.older_kept.len()
-            ));
+            remarks.push(match self.older_kept.len() {
+                1 => format!(
+                    "1 note in the file differs from the note here but is older (updated here \
+                     since): kept this one, the file's not imported: {names} (to import the \
+                     file's, give it a later updated_at)"
+                ),
+                n => format!(
+                    "{n} notes in the file differ from the notes here but are older (updated \
+                     here since): kept these, the file's not imported: {names} (to import the \
+                     file's, give them a later updated_at)"
+                ),
+            });
         }
         remarks
     }
@@ -735,4 +744,46 @@ fn write_row(tx: &Transaction<'_>, n: &Note) -> rusqlite::Result<()> {
         n.prediction.and_then(|p| p.in_scope),
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MergeReport;
+
+    /// One sentence per kind of note the counts do not explain, in the singular for one note,
+    /// with at most five names and how many more.
+    #[test]
+    fn merge_remarks_name_what_the_counts_do_not_tell() {
+        assert!(MergeReport::default().remarks().is_empty());
+        let one = MergeReport {
+            edited_in_file: 1,
+            older_kept: vec!["a.dcm".into()],
+            ..MergeReport::default()
+        };
+        assert_eq!(
+            one.remarks(),
+            [
+                "1 note edited in the file since its export (the updated_at of the note here, \
+                 other content): imported as edits made now",
+                "1 note in the file differs from the note here but is older (updated here \
+                 since): kept this one, the file's not imported: a.dcm (to import the file's, \
+                 give it a later updated_at)"
+            ]
+        );
+        let many = MergeReport {
+            edited_in_file: 2,
+            older_kept: (1..=7).map(|k| format!("f{k}.png")).collect(),
+            ..MergeReport::default()
+        };
+        assert_eq!(
+            many.remarks(),
+            [
+                "2 notes edited in the file since its export (the updated_at of the notes here, \
+                 other content): imported as edits made now",
+                "7 notes in the file differ from the notes here but are older (updated here \
+                 since): kept these, the file's not imported: f1.png, f2.png, f3.png, f4.png, \
+                 f5.png, … (2 more) (to import the file's, give them a later updated_at)"
+            ]
+        );
+    }
 }
