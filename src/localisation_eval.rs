@@ -123,7 +123,7 @@ fn film(
         .analyze(&study, analysis, &|_| {}, &cancel, &|_, _| {})
         .map_err(|e: AnalysisError| e.to_string())?;
     let spec = &engine.model.config.input;
-    let (gradcam, ig, uncertainty) = score_maps(
+    let scores = score_maps(
         &a,
         (spec.width, spec.height),
         (study.width, study.height),
@@ -136,31 +136,39 @@ fn film(
         boxes: boxes.len(),
         predicted: p.label.clone(),
         positive_probability: p.positive_probability,
-        gradcam,
-        ig: ig.unwrap_or(Localisation {
+        gradcam: scores.gradcam,
+        ig: scores.ig.unwrap_or(Localisation {
             pointing_hit: false,
             energy_in_boxes: None,
             iou: None,
         }),
-        uncertainty,
-        energy_in_boxes_uniform: crate::explain::localisation::uniform_energy_in_boxes(
-            (spec.width, spec.height),
-            (study.width, study.height),
-            boxes,
-        ),
+        uncertainty: scores.uncertainty,
+        energy_in_boxes_uniform: scores.energy_in_boxes_uniform,
     })
 }
 
+/// What [`score_maps`] gives.
+pub struct MapScores {
+    pub gradcam: Localisation,
+    /// `None` when IG was not computed.
+    pub ig: Option<Localisation>,
+    /// The MC-dropout standard deviation of the CAM.
+    pub uncertainty: Localisation,
+    /// Chance for the maps' `energy_in_boxes`, on the same grid
+    /// ([`crate::explain::localisation::uniform_energy_in_boxes`]).
+    pub energy_in_boxes_uniform: Option<f64>,
+}
+
 /// Each map of `a` scored against `boxes` on a film of `image_size` (width, height), the maps
-/// at the model's `input_size` as the viewer draws them: Grad-CAM, IG (`None` when not
-/// computed) and the MC-dropout standard deviation.
+/// at the model's `input_size` as the viewer draws them, with chance for their energy on that
+/// grid; `eval --boxes` and a report's review score the same way.
 pub fn score_maps(
     a: &crate::analysis::Analysis,
     input_size: (usize, usize),
     image_size: (usize, usize),
     boxes: &[ImageBox],
     options: &LocalisationOptions,
-) -> (Localisation, Option<Localisation>, Localisation) {
+) -> MapScores {
     let score = |g: &Grid| {
         localise(
             &g.resized(input_size.0, input_size.1),
@@ -169,11 +177,14 @@ pub fn score_maps(
             options,
         )
     };
-    (
-        score(&a.gradcam.map),
-        a.ig.as_ref().map(|ig| score(&ig.map)),
-        score(&a.uncertainty.cam_std),
-    )
+    MapScores {
+        gradcam: score(&a.gradcam.map),
+        ig: a.ig.as_ref().map(|ig| score(&ig.map)),
+        uncertainty: score(&a.uncertainty.cam_std),
+        energy_in_boxes_uniform: crate::explain::localisation::uniform_energy_in_boxes(
+            input_size, image_size, boxes,
+        ),
+    }
 }
 
 /// Per-film rows for `localisation.csv`.

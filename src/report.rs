@@ -328,7 +328,7 @@ impl ReviewReport {
         let answer = crate::notes::Finding::of_prediction(&analysis.prepared.prediction);
         let mut review = Self::of_note(note, folder_truth, config, answer)?;
         if !note.boxes.is_empty() {
-            let (gradcam, ig, uncertainty) = crate::localisation_eval::score_maps(
+            let scores = crate::localisation_eval::score_maps(
                 analysis,
                 (config.input.width, config.input.height),
                 image_size,
@@ -336,15 +336,11 @@ impl ReviewReport {
                 &crate::explain::localisation::LocalisationOptions::default(),
             );
             review.localisation = BTreeMap::from([
-                (Saliency::GradCam, Some(gradcam)),
-                (Saliency::IntegratedGradients, ig),
-                (Saliency::Uncertainty, Some(uncertainty)),
+                (Saliency::GradCam, Some(scores.gradcam)),
+                (Saliency::IntegratedGradients, scores.ig),
+                (Saliency::Uncertainty, Some(scores.uncertainty)),
             ]);
-            review.energy_in_boxes_uniform = crate::explain::localisation::uniform_energy_in_boxes(
-                (config.input.width, config.input.height),
-                image_size,
-                &note.boxes,
-            );
+            review.energy_in_boxes_uniform = scores.energy_in_boxes_uniform;
         }
         Some(review)
     }

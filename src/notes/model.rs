@@ -494,7 +494,8 @@ impl Note {
             && self.ground_truth == other.ground_truth
             && match (self.prediction, other.prediction) {
                 (Some(a), Some(b)) => a.same_as(&b),
-                (a, b) => a.is_none() && b.is_none(),
+                (None, None) => true,
+                _ => false,
             }
             && self.map_top_zones == other.map_top_zones
             && self.image_size == other.image_size
